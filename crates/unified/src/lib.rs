@@ -1,0 +1,14 @@
+//! The unified room: what a caller sees, independent of any provider.
+//!
+//! Owns the error table and the one JSON error shape ([`error`]), qs-style query-string parsing
+//! ([`qs`]), the unified model's compiled form ([`model`]) and the parsed list query
+//! ([`list_query`]). It knows nothing about HTTP servers, providers or mapping files.
+
+pub mod error;
+pub mod list_query;
+pub mod model;
+pub mod qs;
+
+pub use error::{ApiError, ErrorKind};
+pub use list_query::{ListQuery, ResponseFormat};
+pub use model::{FieldType, UnifiedModel, UnifiedResource};

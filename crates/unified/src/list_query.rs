@@ -1,0 +1,376 @@
+//! The parsed, validated query of a unified list call.
+//!
+//! Every parameter of `spec/list-users.md` is recognised here; an unknown parameter, a value of
+//! the wrong type or outside its enum is a 400 that says which and why. What a parameter then
+//! does is the engine's business.
+
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::model::{FieldType, FilterSpec, UnifiedResource};
+
+/// `truto_response_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponseFormat {
+    #[default]
+    Unified,
+    Normalized,
+    Raw,
+    Stream,
+}
+
+impl ResponseFormat {
+    const ALLOWED: &'static str = "unified, normalized, raw, stream";
+
+    fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "unified" => ResponseFormat::Unified,
+            "normalized" => ResponseFormat::Normalized,
+            "raw" => ResponseFormat::Raw,
+            "stream" => ResponseFormat::Stream,
+            _ => return None,
+        })
+    }
+}
+
+/// A unified list query, checked against the unified resource's filters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListQuery {
+    pub integrated_account_id: String,
+    /// Requested page size; `None` means the configured default.
+    pub limit: Option<u32>,
+    /// The opaque cursor of the previous page; `None` (or an empty parameter) = first page.
+    pub next_cursor: Option<String>,
+    pub response_format: ResponseFormat,
+    /// Filters by name: a string, `{op: value}` for operator forms, an array for `in`.
+    pub filters: Map<String, Value>,
+    pub sort_by: Option<String>,
+    /// `asc` unless `sort_order=desc`.
+    pub sort_descending: bool,
+    /// `remote_query[...]`, passed to the provider verbatim.
+    pub remote_query: Map<String, Value>,
+    pub key_by: Option<String>,
+    pub ignore_limit: bool,
+    pub ignore_remote_data: bool,
+    pub exclude_fields: Vec<String>,
+}
+
+/// Largest `limit` a caller may ask for; integrations clamp further to their `max_page_size`.
+pub const MAX_LIMIT: u32 = 10_000;
+
+impl ListQuery {
+    /// Reads a qs-parsed query string.
+    pub fn parse(params: Map<String, Value>, resource: &UnifiedResource) -> Result<Self, ApiError> {
+        let mut query = ListQuery::default();
+        let mut account_id = None;
+        for (name, value) in params {
+            match name.as_str() {
+                "integrated_account_id" => account_id = Some(scalar(&name, &value)?.to_owned()),
+                "limit" => {
+                    let text = scalar(&name, &value)?;
+                    if !text.is_empty() {
+                        query.limit = Some(parse_limit(text)?);
+                    }
+                }
+                "next_cursor" => {
+                    let text = scalar(&name, &value)?;
+                    query.next_cursor = (!text.is_empty()).then(|| text.to_owned());
+                }
+                "truto_response_format" => {
+                    let text = scalar(&name, &value)?;
+                    query.response_format = ResponseFormat::parse(text).ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "`truto_response_format` must be one of {}; got `{text}`",
+                            ResponseFormat::ALLOWED
+                        ))
+                    })?;
+                }
+                "truto_key_by" => {
+                    let text = scalar(&name, &value)?;
+                    if text.is_empty() {
+                        return Err(ApiError::bad_request("`truto_key_by` needs a field name"));
+                    }
+                    query.key_by = Some(text.to_owned());
+                }
+                "truto_ignore_limit" => query.ignore_limit = boolean(&name, &value)?,
+                "truto_ignore_remote_data" => query.ignore_remote_data = boolean(&name, &value)?,
+                "truto_exclude_fields" => query.exclude_fields = string_list(&name, &value)?,
+                "remote_query" => match value {
+                    Value::Object(object) => query.remote_query = object,
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "`remote_query` must be an object: `remote_query[param]=value`",
+                        ));
+                    }
+                },
+                "sort_by" => {
+                    let text = scalar(&name, &value)?;
+                    if !resource.sorts.iter().any(|sort| sort == text) {
+                        return Err(ApiError::bad_request(format!(
+                            "`sort_by` must be one of {}; got `{text}`",
+                            resource.sorts.join(", ")
+                        )));
+                    }
+                    query.sort_by = Some(text.to_owned());
+                }
+                "sort_order" => {
+                    query.sort_descending = match scalar(&name, &value)? {
+                        "asc" | "" => false,
+                        "desc" => true,
+                        other => {
+                            return Err(ApiError::bad_request(format!(
+                                "`sort_order` must be `asc` or `desc`; got `{other}`"
+                            )));
+                        }
+                    }
+                }
+                _ => match resource.filters.get(&name) {
+                    Some(filter) => {
+                        let checked = check_filter(&name, filter, value)?;
+                        query.filters.insert(name, checked);
+                    }
+                    None => {
+                        return Err(ApiError::bad_request(format!(
+                            "unknown query parameter `{name}`"
+                        )));
+                    }
+                },
+            }
+        }
+        query.integrated_account_id = match account_id {
+            Some(id) if !id.is_empty() => id,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "`integrated_account_id` is required",
+                ));
+            }
+        };
+        Ok(query)
+    }
+}
+
+fn scalar<'v>(name: &str, value: &'v Value) -> Result<&'v str, ApiError> {
+    value.as_str().ok_or_else(|| {
+        ApiError::bad_request(format!("`{name}` must be given once, as a plain value"))
+    })
+}
+
+fn parse_limit(text: &str) -> Result<u32, ApiError> {
+    match text.parse::<u32>() {
+        Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
+        _ => Err(ApiError::bad_request(format!(
+            "`limit` must be an integer from 1 to {MAX_LIMIT}; got `{text}`"
+        ))),
+    }
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text {
+        "true" | "1" | "" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn boolean(name: &str, value: &Value) -> Result<bool, ApiError> {
+    let text = scalar(name, value)?;
+    parse_bool(text).ok_or_else(|| {
+        ApiError::bad_request(format!("`{name}` must be `true` or `false`; got `{text}`"))
+    })
+}
+
+/// `a[]=x&a[]=y`, `a[0]=x`, and `a=x,y` all give `[x, y]`.
+fn string_list(name: &str, value: &Value) -> Result<Vec<String>, ApiError> {
+    let items: Vec<&str> = match value {
+        Value::String(text) => text.split(',').collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .ok_or_else(|| ApiError::bad_request(format!("`{name}` must hold strings")))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(ApiError::bad_request(format!("`{name}` must be a list of fields"))),
+    };
+    Ok(items
+        .into_iter()
+        .flat_map(|item| item.split(','))
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+fn check_filter(name: &str, filter: &FilterSpec, value: Value) -> Result<Value, ApiError> {
+    match value {
+        Value::String(text) => check_filter_value(name, filter, text, "eq"),
+        Value::Object(operators) if !filter.operators.is_empty() => {
+            let mut checked = Map::new();
+            for (operator, operand) in operators {
+                if !filter.operators.iter().any(|allowed| *allowed == operator) {
+                    return Err(ApiError::bad_request(format!(
+                        "filter `{name}` does not take operator `{operator}` (it takes: {})",
+                        filter.operators.join(", ")
+                    )));
+                }
+                let text = scalar(&format!("{name}[{operator}]"), &operand)?.to_owned();
+                checked.insert(operator.clone(), check_filter_value(name, filter, text, &operator)?);
+            }
+            Ok(Value::Object(checked))
+        }
+        _ => Err(ApiError::bad_request(format!(
+            "filter `{name}` must be a plain value{}",
+            if filter.operators.is_empty() {
+                String::new()
+            } else {
+                format!(" or `{name}[op]=value` with op one of {}", filter.operators.join(", "))
+            }
+        ))),
+    }
+}
+
+fn check_filter_value(
+    name: &str,
+    filter: &FilterSpec,
+    text: String,
+    operator: &str,
+) -> Result<Value, ApiError> {
+    if operator == "in" {
+        let items = text
+            .split(',')
+            .map(|item| check_filter_value(name, filter, item.trim().to_owned(), "eq"))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Value::Array(items));
+    }
+    if !filter.allowed.is_empty() && !filter.allowed.contains(&text) {
+        return Err(ApiError::bad_request(format!(
+            "filter `{name}` must be one of {}; got `{text}`",
+            filter.allowed.join(", ")
+        )));
+    }
+    match filter.filter_type {
+        FieldType::Boolean => parse_bool(&text).map(Value::Bool).ok_or_else(|| {
+            ApiError::bad_request(format!("filter `{name}` must be `true` or `false`; got `{text}`"))
+        }),
+        FieldType::Datetime if !looks_like_iso8601(&text) => Err(ApiError::bad_request(format!(
+            "filter `{name}` must be an ISO-8601 date or date-time; got `{text}`"
+        ))),
+        _ => Ok(Value::String(text)),
+    }
+}
+
+/// `YYYY-MM-DD`, optionally followed by `T` and a time; enough to refuse garbage early, the
+/// provider or the gateway filter does the exact parsing.
+fn looks_like_iso8601(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let date_ok = bytes.len() >= 10
+        && bytes[..4].iter().all(u8::is_ascii_digit)
+        && bytes[4] == b'-'
+        && bytes[5..7].iter().all(u8::is_ascii_digit)
+        && bytes[7] == b'-'
+        && bytes[8..10].iter().all(u8::is_ascii_digit);
+    date_ok && (bytes.len() == 10 || matches!(bytes[10], b'T' | b't' | b' '))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FieldType;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn resource() -> UnifiedResource {
+        let filter = |filter_type, allowed: &[&str], operators: &[&str]| FilterSpec {
+            filter_type,
+            description: None,
+            allowed: allowed.iter().map(|s| s.to_string()).collect(),
+            operators: operators.iter().map(|s| s.to_string()).collect(),
+        };
+        UnifiedResource {
+            fields: BTreeMap::new(),
+            filters: BTreeMap::from([
+                ("email".to_owned(), filter(FieldType::String, &[], &[])),
+                (
+                    "status".to_owned(),
+                    filter(FieldType::String, &["active", "inactive"], &["eq", "in"]),
+                ),
+                (
+                    "created_at".to_owned(),
+                    filter(FieldType::Datetime, &[], &["eq", "gt", "gte", "lt", "lte"]),
+                ),
+                ("include_inherited".to_owned(), filter(FieldType::Boolean, &[], &[])),
+            ]),
+            sorts: vec!["id".to_owned()],
+        }
+    }
+
+    fn parse(value: Value) -> Result<ListQuery, ApiError> {
+        let Value::Object(params) = value else { panic!() };
+        ListQuery::parse(params, &resource())
+    }
+
+    #[test]
+    fn reads_every_kind_of_parameter() {
+        let query = parse(json!({
+            "integrated_account_id": "acc", "limit": "50", "next_cursor": "",
+            "truto_response_format": "raw", "truto_exclude_fields": ["a", "b,c"],
+            "remote_query": {"x": {"y": "1"}}, "status": {"in": "active,inactive"},
+            "created_at": {"gt": "2024-01-01T00:00:00Z"}, "email": "A@b.c",
+            "include_inherited": "true", "sort_by": "id", "truto_ignore_remote_data": "true"
+        }))
+        .expect("valid");
+        assert_eq!(query.integrated_account_id, "acc");
+        assert_eq!(query.limit, Some(50));
+        assert_eq!(query.next_cursor, None);
+        assert_eq!(query.response_format, ResponseFormat::Raw);
+        assert_eq!(query.exclude_fields, vec!["a", "b", "c"]);
+        assert_eq!(query.remote_query, json!({"x": {"y": "1"}}).as_object().cloned().unwrap());
+        assert_eq!(
+            Value::Object(query.filters),
+            json!({"status": {"in": ["active", "inactive"]},
+                   "created_at": {"gt": "2024-01-01T00:00:00Z"}, "email": "A@b.c",
+                   "include_inherited": true})
+        );
+        assert!(query.ignore_remote_data);
+        assert_eq!(query.sort_by.as_deref(), Some("id"));
+    }
+
+    #[test]
+    fn refuses_bad_input_with_the_reason() {
+        let message = |value| parse(value).unwrap_err().message;
+        assert_eq!(message(json!({})), "`integrated_account_id` is required");
+        assert_eq!(message(json!({"integrated_account_id": ""})), "`integrated_account_id` is required");
+        assert_eq!(
+            message(json!({"integrated_account_id": "a", "limit": "0"})),
+            "`limit` must be an integer from 1 to 10000; got `0`"
+        );
+        assert_eq!(
+            message(json!({"integrated_account_id": "a", "status": "foo"})),
+            "filter `status` must be one of active, inactive; got `foo`"
+        );
+        assert_eq!(
+            message(json!({"integrated_account_id": "a", "created_at": {"between": "x"}})),
+            "filter `created_at` does not take operator `between` (it takes: eq, gt, gte, lt, lte)"
+        );
+        assert_eq!(
+            message(json!({"integrated_account_id": "a", "created_at": "yesterday"})),
+            "filter `created_at` must be an ISO-8601 date or date-time; got `yesterday`"
+        );
+        assert_eq!(
+            message(json!({"integrated_account_id": "a", "colour": "red"})),
+            "unknown query parameter `colour`"
+        );
+        assert_eq!(
+            message(json!({"integrated_account_id": "a", "sort_by": "shoe_size"})),
+            "`sort_by` must be one of id; got `shoe_size`"
+        );
+        assert_eq!(
+            message(json!({"integrated_account_id": "a", "truto_response_format": "xml"})),
+            "`truto_response_format` must be one of unified, normalized, raw, stream; got `xml`"
+        );
+        assert_eq!(
+            message(json!({"integrated_account_id": ["a", "b"]})),
+            "`integrated_account_id` must be given once, as a plain value"
+        );
+    }
+}
