@@ -1,1 +1,24 @@
-//! placeholder
+//! The mapping room: integration files as data.
+//!
+//! Owns the YAML file format ([`spec`]), loading and validating a mappings directory into
+//! compiled integrations ([`catalog`], [`integration`]) with every error named by file, line and
+//! field path, `{{context.…}}` templates, the JSONata seam and its function library, and the pure
+//! stages `render_request` / `map_query` / `map_response`. It does no HTTP and no pagination
+//! walking.
+
+pub mod catalog;
+pub mod diagnostics;
+pub mod expression;
+mod functions;
+pub mod integration;
+pub mod render;
+pub mod spec;
+pub mod template;
+
+pub use catalog::{Catalog, Source};
+pub use diagnostics::{LoadError, LoadErrors};
+pub use expression::{EvalError, Expression, Scope};
+pub use integration::{Auth, CompiledPagination, Integration, Resource, UnifiedMethod};
+pub use render::{Credential, MapError, RenderedRequest, extract_records, flatten_query, map_query, map_response, merge_query, render_request};
+pub use spec::HttpMethod;
+pub use template::{RenderError, Template};

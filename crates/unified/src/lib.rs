@@ -8,7 +8,9 @@ pub mod error;
 pub mod list_query;
 pub mod model;
 pub mod qs;
+pub mod secret;
 
 pub use error::{ApiError, ErrorKind};
 pub use list_query::{ListQuery, ResponseFormat};
 pub use model::{FieldType, UnifiedModel, UnifiedResource};
+pub use secret::Secret;

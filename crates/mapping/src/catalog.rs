@@ -1,0 +1,196 @@
+//! Loading a mappings directory: `models/*.yaml` first, then every `<integration>.yaml`, each
+//! compiled once. All errors of all files are returned together.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use unigate_unified::UnifiedModel;
+use unigate_unified::model::ModelSpec;
+
+use crate::diagnostics::{FileCompiler, LoadError, LoadErrors, path_at_line};
+use crate::integration::{Integration, compile_integration};
+use crate::spec::IntegrationSpec;
+
+/// Every model and integration of a mappings directory, compiled.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub models: BTreeMap<String, UnifiedModel>,
+    pub integrations: BTreeMap<String, Arc<Integration>>,
+}
+
+/// One source file: where it came from (for messages) and its text.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl Source {
+    /// The file stem: a model's or an integration's id.
+    fn stem(&self) -> String {
+        self.path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+fn parse_yaml<T: DeserializeOwned>(source: &Source, errors: &mut Vec<LoadError>) -> Option<T> {
+    match serde_saphyr::from_str::<T>(&source.text) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            let line = error.location().map(|location| location.line()).unwrap_or(0);
+            let rendered = error.without_snippet().to_string();
+            // Drop the "line L column C: " prefix; the line is reported in its own field.
+            let message = rendered
+                .split_once(": ")
+                .filter(|(prefix, _)| prefix.starts_with("line ") || prefix.starts_with("error"))
+                .map(|(_, rest)| rest.to_owned())
+                .unwrap_or(rendered);
+            let message = message.trim_start_matches("line ").to_owned();
+            let message = match message.split_once(": ") {
+                Some((position, rest)) if position.contains("column") => rest.to_owned(),
+                _ => message,
+            };
+            // serde's own messages may end with the position again.
+            let message = match message.rfind(" at line ") {
+                Some(index) if message[index..].contains("column") => message[..index].to_owned(),
+                _ => message,
+            };
+            errors.push(LoadError {
+                file: source.path.clone(),
+                line,
+                path: path_at_line(&source.text, line),
+                message,
+            });
+            None
+        }
+    }
+}
+
+fn read_yaml_files(dir: &Path, errors: &mut Vec<LoadError>) -> Vec<Source> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            errors.push(LoadError {
+                file: dir.to_owned(),
+                line: 0,
+                path: String::new(),
+                message: format!("cannot read directory: {error}"),
+            });
+            return Vec::new();
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.is_file()
+                && matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .filter_map(|path| match std::fs::read_to_string(&path) {
+            Ok(text) => Some(Source { path, text }),
+            Err(error) => {
+                errors.push(LoadError {
+                    file: path,
+                    line: 0,
+                    path: String::new(),
+                    message: format!("cannot read file: {error}"),
+                });
+                None
+            }
+        })
+        .collect()
+}
+
+impl Catalog {
+    /// Loads `dir/models/*.yaml` and `dir/*.yaml`.
+    pub fn load_dir(dir: &Path) -> Result<Catalog, LoadErrors> {
+        let mut errors = Vec::new();
+        let models = read_yaml_files(&dir.join("models"), &mut errors);
+        let integrations = read_yaml_files(dir, &mut errors);
+        if !errors.is_empty() {
+            return Err(LoadErrors(errors));
+        }
+        Catalog::from_sources(&models, &integrations)
+    }
+
+    /// Compiles models and integrations given as text (used by `load_dir` and by the built-in
+    /// sandbox, whose files are compiled into the binary).
+    pub fn from_sources(models: &[Source], integrations: &[Source]) -> Result<Catalog, LoadErrors> {
+        let mut errors = Vec::new();
+        let mut catalog = Catalog::default();
+        for source in models {
+            let Some(spec) = parse_yaml::<ModelSpec>(source, &mut errors) else {
+                continue;
+            };
+            if spec.name != source.stem() {
+                errors.push(LoadError {
+                    file: source.path.clone(),
+                    line: 1,
+                    path: "name".into(),
+                    message: format!("must equal the file name `{}`", source.stem()),
+                });
+                continue;
+            }
+            match UnifiedModel::compile(spec) {
+                Ok(model) => {
+                    catalog.models.insert(model.name.clone(), model);
+                }
+                Err(problems) => errors.extend(problems.into_iter().map(|(path, message)| {
+                    LoadError {
+                        file: source.path.clone(),
+                        line: line_of_path(&source.text, &path),
+                        path,
+                        message,
+                    }
+                })),
+            }
+        }
+        for source in integrations {
+            let id = source.stem();
+            if !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+                errors.push(LoadError {
+                    file: source.path.clone(),
+                    line: 0,
+                    path: String::new(),
+                    message: "an integration file is named after its id: lowercase letters, digits and `-`".into(),
+                });
+                continue;
+            }
+            let Some(spec) = parse_yaml::<IntegrationSpec>(source, &mut errors) else {
+                continue;
+            };
+            let before = errors.len();
+            let mut compiler = FileCompiler {
+                file: &source.path,
+                errors: &mut errors,
+            };
+            let compiled = compile_integration(&id, spec, &catalog.models, &mut compiler);
+            if let Some(integration) = compiled
+                && errors.len() == before
+            {
+                catalog.integrations.insert(id, Arc::new(integration));
+            }
+        }
+        if errors.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(LoadErrors(errors))
+        }
+    }
+}
+
+/// The line where a dotted path's key stands, for errors found after parsing; 0 if not found.
+fn line_of_path(text: &str, path: &str) -> u64 {
+    let wanted = path.split('[').next().unwrap_or(path);
+    (1..=text.lines().count() as u64)
+        .find(|line| path_at_line(text, *line) == wanted)
+        .unwrap_or(0)
+}

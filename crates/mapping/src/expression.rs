@@ -1,0 +1,152 @@
+//! The JSONata seam: unigate's own [`Expression`] type, so no caller names the engine.
+//!
+//! Compiled once at load (`jlens-core`, Send + Sync, shared across workers). Every evaluation runs
+//! with limits (time, depth, result size), so a hostile or broken expression or provider response
+//! fails that request, never the process. The Truto-style function library is bound here.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use jlens_core::{Bindings, Options};
+use serde_json::Value;
+
+use crate::functions;
+
+/// Limits for one evaluation. A mapping of one record that needs more is broken.
+fn options() -> Options {
+    Options::new()
+        .timeout(Duration::from_secs(2))
+        .max_depth(400)
+        .max_result_size(32 * 1024 * 1024)
+}
+
+static LIBRARY: LazyLock<Bindings> = LazyLock::new(functions::library);
+
+/// A compiled JSONata expression.
+#[derive(Debug, Clone)]
+pub struct Expression {
+    inner: jlens_core::Expression,
+}
+
+/// Why an expression did not compile: the engine's code and message, and the byte offset in the
+/// expression source when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError {
+    pub code: String,
+    pub message: String,
+    pub offset: Option<usize>,
+}
+
+/// Why an evaluation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalError {
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for EvalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+/// Variables for evaluations: the function library plus `$name` values, built once per call and
+/// reused for every record of it.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    bindings: Bindings,
+}
+
+impl Scope {
+    pub fn new<'a>(variables: impl IntoIterator<Item = (&'a str, Value)>) -> Self {
+        let mut bindings = LIBRARY.clone();
+        for (name, value) in variables {
+            bindings = bindings.var(name, value);
+        }
+        Scope { bindings }
+    }
+}
+
+impl Expression {
+    pub fn compile(source: &str) -> Result<Self, CompileError> {
+        jlens_core::Expression::compile(source)
+            .map(|inner| Expression { inner })
+            .map_err(|error| CompileError {
+                code: error.code().to_owned(),
+                message: error.message(),
+                offset: error.span().map(|span| span.start),
+            })
+    }
+
+    pub fn source(&self) -> &str {
+        self.inner.source()
+    }
+
+    /// The literal keys of the top-level object constructor, when the expression is one.
+    pub fn object_keys(&self) -> Option<Vec<String>> {
+        match &self.inner.ast().root.kind {
+            jlens_core::NodeKind::Object { pairs } => Some(
+                pairs
+                    .iter()
+                    .filter_map(|(key, _)| match &key.kind {
+                        jlens_core::NodeKind::String { value } => Some(value.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Evaluates against `input`; `Ok(None)` is JSONata's *undefined*.
+    pub fn evaluate(&self, input: &Value, scope: &Scope) -> Result<Option<Value>, EvalError> {
+        self.inner
+            .evaluate_with(Some(input), &scope.bindings, &options())
+            .map_err(|error| EvalError {
+                code: error.code().to_owned(),
+                message: error.message(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn compiles_once_and_evaluates_with_variables() {
+        let expression = Expression::compile(r#"{"id": id, "sub": $context.subdomain}"#).unwrap();
+        assert_eq!(expression.object_keys(), Some(vec!["id".to_owned(), "sub".to_owned()]));
+        let scope = Scope::new([("context", json!({"subdomain": "acme"}))]);
+        assert_eq!(
+            expression.evaluate(&json!({"id": 1}), &scope).unwrap(),
+            Some(json!({"id": 1, "sub": "acme"}))
+        );
+        assert_eq!(Expression::compile("missing").unwrap().evaluate(&json!({}), &scope).unwrap(), None);
+    }
+
+    #[test]
+    fn reports_errors_with_codes() {
+        let error = Expression::compile("a.b[").unwrap_err();
+        assert_eq!(error.code, "S0203");
+        let failing = Expression::compile("$number('x')").unwrap();
+        let error = failing.evaluate(&json!({}), &Scope::new([])).unwrap_err();
+        assert_eq!(error.code, "D3030");
+    }
+
+    #[test]
+    fn deep_input_is_an_error_not_a_crash() {
+        let mut deep = json!(1);
+        for _ in 0..2_000 {
+            deep = json!({"a": deep});
+        }
+        let expression = Expression::compile("$string($)").unwrap();
+        let result = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || expression.evaluate(&deep, &Scope::new([])).map(|_| ()))
+            .unwrap()
+            .join();
+        assert!(result.is_ok(), "the evaluation must not abort the thread");
+    }
+}

@@ -1,0 +1,459 @@
+//! Compiled integrations: the validated runtime form of a mapping file, built once at load.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use unigate_pagination::{Pagination, Style};
+use unigate_unified::UnifiedModel;
+
+use crate::diagnostics::FileCompiler;
+use crate::expression::Expression;
+use crate::spec::{AuthKind, HttpMethod, IntegrationSpec, PaginationSpec, ResourceSpec, StyleName, Text};
+use crate::template::Template;
+
+/// Walks longer than this are endless unless a mapping says otherwise.
+pub const DEFAULT_MAX_PAGES: u32 = 100_000;
+
+#[derive(Debug)]
+pub struct Integration {
+    pub id: String,
+    pub name: String,
+    pub docs: String,
+    pub base_url: Template,
+    pub headers: Vec<(String, Template)>,
+    pub auth: Auth,
+    pub errors: Option<BodyErrors>,
+    /// `resource.method` → resource, e.g. `users.list`.
+    pub resources: BTreeMap<String, Resource>,
+    /// `(model, resource, method)` → unified method.
+    pub unified: BTreeMap<(String, String, String), UnifiedMethod>,
+}
+
+#[derive(Debug)]
+pub enum Auth {
+    None,
+    Header { name: String, value: Template },
+    Query { param: String, value: Template },
+    Basic { username: Template, password: Template },
+    Bearer { token: Template },
+}
+
+/// Errors a provider reports inside a 2xx body.
+#[derive(Debug)]
+pub struct BodyErrors {
+    pub when: Expression,
+    pub status: Option<Expression>,
+    pub message: Option<Expression>,
+}
+
+#[derive(Debug)]
+pub struct Resource {
+    pub method: HttpMethod,
+    pub path: Template,
+    pub query: Vec<(String, Template)>,
+    pub records: Expression,
+    pub pagination: CompiledPagination,
+}
+
+/// A pagination strategy and the expressions that read its facts off a response body.
+#[derive(Debug)]
+pub struct CompiledPagination {
+    pub strategy: Pagination,
+    /// Next token or next URL, per style.
+    pub next: Option<Expression>,
+    pub has_more: Option<Expression>,
+    /// Total records (offset, SCIM) or total pages (page).
+    pub total: Option<Expression>,
+}
+
+#[derive(Debug)]
+pub struct UnifiedMethod {
+    /// Key into [`Integration::resources`].
+    pub resource: String,
+    pub partial: bool,
+    pub native_filters: BTreeSet<String>,
+    pub native_sorts: BTreeSet<String>,
+    pub query_mapping: Option<Expression>,
+    pub response_mapping: Expression,
+}
+
+impl Integration {
+    /// Every `context.…` key the integration's templates read, for checking accounts at startup.
+    pub fn context_keys(&self) -> BTreeSet<String> {
+        let mut templates: Vec<&Template> = vec![&self.base_url];
+        templates.extend(self.headers.iter().map(|(_, template)| template));
+        match &self.auth {
+            Auth::None => {}
+            Auth::Header { value, .. } | Auth::Query { value, .. } => templates.push(value),
+            Auth::Basic { username, password } => templates.extend([username, password]),
+            Auth::Bearer { token } => templates.push(token),
+        }
+        for resource in self.resources.values() {
+            templates.push(&resource.path);
+            templates.extend(resource.query.iter().map(|(_, template)| template));
+        }
+        templates
+            .into_iter()
+            .flat_map(Template::context_keys)
+            .collect()
+    }
+
+    pub fn unified_method(&self, model: &str, resource: &str, method: &str) -> Option<&UnifiedMethod> {
+        self.unified
+            .get(&(model.to_owned(), resource.to_owned(), method.to_owned()))
+    }
+}
+
+pub(crate) fn compile_integration(
+    id: &str,
+    spec: IntegrationSpec,
+    models: &BTreeMap<String, UnifiedModel>,
+    c: &mut FileCompiler<'_>,
+) -> Option<Integration> {
+    if !(spec.docs.value.starts_with("https://") || spec.docs.value.starts_with("http://")) {
+        c.error_at(&spec.docs, "docs", "must be the URL of the provider documentation the mapping was written from");
+    }
+    let base_url = c.template(&spec.base_url, "base_url");
+    if let Some(template) = &base_url
+        && template.is_literal()
+        && url_origin_is_invalid(&spec.base_url.value)
+    {
+        c.error_at(&spec.base_url, "base_url", "must be an absolute http(s) URL");
+    }
+    let headers = spec
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let path = format!("headers.{name}");
+            if !is_token(name) {
+                c.error_at(value, &path, "is not a valid HTTP header name");
+            }
+            c.template(value, &path).map(|template| (name.clone(), template))
+        })
+        .collect();
+    let auth = compile_auth(&spec.auth, c);
+    // `Err(())` = present but broken (already reported).
+    let errors: Result<Option<BodyErrors>, ()> = match &spec.errors {
+        None => Ok(None),
+        Some(errors) => {
+            let when = c.expression(&errors.when, "errors.when");
+            let status = c.optional_expression(errors.status.as_ref(), "errors.status");
+            let message = c.optional_expression(errors.message.as_ref(), "errors.message");
+            match (when, status, message) {
+                (Some(when), Ok(status), Ok(message)) => Ok(Some(BodyErrors { when, status, message })),
+                _ => Err(()),
+            }
+        }
+    };
+    let mut resources = BTreeMap::new();
+    for (resource_name, methods) in &spec.resources {
+        for (method_name, resource) in methods {
+            let path = format!("resources.{resource_name}.{method_name}");
+            let pagination = resource.pagination.as_ref().or(spec.pagination.as_ref());
+            if let Some(compiled) = compile_resource(resource, pagination, &path, c) {
+                resources.insert(format!("{resource_name}.{method_name}"), compiled);
+            }
+        }
+    }
+    let mut unified = BTreeMap::new();
+    for (model_name, model_resources) in &spec.unified {
+        let model = models.get(model_name);
+        for (resource_name, methods) in model_resources {
+            for (method_name, method) in methods {
+                let path = format!("unified.{model_name}.{resource_name}.{method_name}");
+                let unified_resource = match model {
+                    None => {
+                        c.error_at(&method.resource, &path, &format!("unknown unified model `{model_name}` (no mappings/models/{model_name}.yaml)"));
+                        None
+                    }
+                    Some(model) => {
+                        let found = model.resources.get(resource_name);
+                        if found.is_none() {
+                            c.error_at(&method.resource, &path, &format!("model `{model_name}` has no resource `{resource_name}`"));
+                        }
+                        found
+                    }
+                };
+                if !resources.contains_key(&method.resource.value)
+                    && !spec.resources.iter().any(|(r, ms)| ms.keys().any(|m| format!("{r}.{m}") == method.resource.value))
+                {
+                    c.error_at(&method.resource, &format!("{path}.resource"), &format!("names `{}`, which is not a `resource.method` under `resources`", method.resource.value));
+                }
+                for (index, filter) in method.native_filters.iter().enumerate() {
+                    if let Some(resource) = unified_resource
+                        && !resource.filters.contains_key(&filter.value)
+                    {
+                        c.error_at(filter, &format!("{path}.native_filters[{index}]"), &format!("`{}` is not a filter of the unified model", filter.value));
+                    }
+                }
+                for (index, sort) in method.native_sorts.iter().enumerate() {
+                    if let Some(resource) = unified_resource
+                        && !resource.sorts.contains(&sort.value)
+                    {
+                        c.error_at(sort, &format!("{path}.native_sorts[{index}]"), &format!("`{}` is not a sort key of the unified model", sort.value));
+                    }
+                }
+                if !method.native_filters.is_empty() && method.query_mapping.is_none() {
+                    c.error_at(&method.native_filters[0], &format!("{path}.native_filters"), "native filters need a `query_mapping` that pushes them down");
+                }
+                let query_mapping = c.optional_expression(method.query_mapping.as_ref(), &format!("{path}.query_mapping"));
+                let response_mapping = c.expression(&method.response_mapping, &format!("{path}.response_mapping"));
+                if let (Some(resource), Some(keys)) = (unified_resource, response_mapping.as_ref().and_then(Expression::object_keys)) {
+                    for key in keys {
+                        if !resource.fields.contains_key(&key) {
+                            c.error_at(&method.response_mapping, &format!("{path}.response_mapping"), &format!("produces `{key}`, which is not a field of the unified model"));
+                        }
+                    }
+                }
+                if let (Ok(query_mapping), Some(response_mapping)) = (query_mapping, response_mapping) {
+                    unified.insert(
+                        (model_name.clone(), resource_name.clone(), method_name.clone()),
+                        UnifiedMethod {
+                            resource: method.resource.value.clone(),
+                            partial: method.partial,
+                            native_filters: method.native_filters.iter().map(|f| f.value.clone()).collect(),
+                            native_sorts: method.native_sorts.iter().map(|s| s.value.clone()).collect(),
+                            query_mapping,
+                            response_mapping,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    Some(Integration {
+        id: id.to_owned(),
+        name: spec.name,
+        docs: spec.docs.value,
+        base_url: base_url?,
+        headers,
+        auth: auth?,
+        errors: errors.ok()?,
+        resources,
+        unified,
+    })
+}
+
+fn url_origin_is_invalid(url: &str) -> bool {
+    !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10
+}
+
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Option<Auth> {
+    let kind = spec.kind.value;
+    let allowed: &[&str] = match kind {
+        AuthKind::Header => &["header", "value"],
+        AuthKind::Query => &["param", "value"],
+        AuthKind::Basic => &["username", "password"],
+        AuthKind::Bearer => &["token"],
+        AuthKind::None => &[],
+    };
+    let fields: [(&str, &Option<Text>); 6] = [
+        ("header", &spec.header),
+        ("param", &spec.param),
+        ("value", &spec.value),
+        ("username", &spec.username),
+        ("password", &spec.password),
+        ("token", &spec.token),
+    ];
+    let mut ok = true;
+    for (name, field) in fields {
+        match (allowed.contains(&name), field) {
+            (false, Some(text)) => {
+                c.error_at(text, &format!("auth.{name}"), &format!("is not used by auth kind `{kind:?}`").to_lowercase());
+                ok = false;
+            }
+            (true, None) => {
+                c.error_at(&spec.kind, "auth", &format!("auth kind `{}` needs `{name}`", format!("{kind:?}").to_lowercase()));
+                ok = false;
+            }
+            _ => {}
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let mut template = |field: &Option<Text>, name: &str| {
+        field
+            .as_ref()
+            .and_then(|text| c.template(text, &format!("auth.{name}")))
+    };
+    Some(match kind {
+        AuthKind::None => Auth::None,
+        AuthKind::Header => {
+            let value = template(&spec.value, "value")?;
+            let header = spec.header.as_ref()?;
+            if !is_token(&header.value) {
+                c.error_at(header, "auth.header", "is not a valid HTTP header name");
+                return None;
+            }
+            Auth::Header { name: header.value.clone(), value }
+        }
+        AuthKind::Query => {
+            let value = template(&spec.value, "value")?;
+            Auth::Query { param: spec.param.as_ref()?.value.clone(), value }
+        }
+        AuthKind::Basic => {
+            let username = template(&spec.username, "username")?;
+            let password = template(&spec.password, "password")?;
+            Auth::Basic { username, password }
+        }
+        AuthKind::Bearer => Auth::Bearer { token: template(&spec.token, "token")? },
+    })
+}
+
+fn compile_resource(
+    resource: &ResourceSpec,
+    pagination: Option<&PaginationSpec>,
+    path: &str,
+    c: &mut FileCompiler<'_>,
+) -> Option<Resource> {
+    if !resource.path.value.starts_with('/') && !resource.path.value.is_empty() {
+        c.error_at(&resource.path, &format!("{path}.path"), "must start with `/`");
+    }
+    let template = c.template(&resource.path, &format!("{path}.path"));
+    let query: Vec<(String, Template)> = resource
+        .query
+        .iter()
+        .filter_map(|(name, value)| {
+            c.template(value, &format!("{path}.query.{name}"))
+                .map(|template| (name.clone(), template))
+        })
+        .collect();
+    let records = c.expression(&resource.records, &format!("{path}.records"));
+    let pagination = match pagination {
+        Some(spec) => compile_pagination(spec, &format!("{path}.pagination"), c),
+        None => Some(CompiledPagination {
+            strategy: Pagination {
+                style: Style::None,
+                page_size_param: None,
+                max_page_size: None,
+                default_page_size: None,
+                max_pages: DEFAULT_MAX_PAGES,
+            },
+            next: None,
+            has_more: None,
+            total: None,
+        }),
+    };
+    Some(Resource {
+        method: resource.method,
+        path: template?,
+        query,
+        records: records?,
+        pagination: pagination?,
+    })
+}
+
+fn compile_pagination(
+    spec: &PaginationSpec,
+    path: &str,
+    c: &mut FileCompiler<'_>,
+) -> Option<CompiledPagination> {
+    let style_name = spec.style.value;
+    // Which optional fields each style reads; any other one set is a mistake worth reporting.
+    let used: &[&str] = match style_name {
+        StyleName::Cursor => &["cursor_param", "next_cursor"],
+        StyleName::PageToken => &["token_param", "next_token"],
+        StyleName::NextUrl => &["next_url"],
+        StyleName::LinkHeader | StyleName::None => &[],
+        StyleName::Offset => &["offset_param", "has_more", "total"],
+        StyleName::Page => &["page_param", "first_page", "has_more", "total_pages"],
+        StyleName::Scim => &["start_index_param", "total"],
+    };
+    let set: [(&str, bool); 11] = [
+        ("cursor_param", spec.cursor_param.is_some()),
+        ("next_cursor", spec.next_cursor.is_some()),
+        ("token_param", spec.token_param.is_some()),
+        ("next_token", spec.next_token.is_some()),
+        ("next_url", spec.next_url.is_some()),
+        ("offset_param", spec.offset_param.is_some()),
+        ("page_param", spec.page_param.is_some()),
+        ("first_page", spec.first_page.is_some()),
+        ("start_index_param", spec.start_index_param.is_some()),
+        ("has_more", spec.has_more.is_some()),
+        ("total", spec.total.is_some() || spec.total_pages.is_some() && !used.contains(&"total_pages")),
+    ];
+    let style_label = format!("{style_name:?}").to_lowercase();
+    let mut ok = true;
+    for (name, is_set) in set {
+        if is_set && !used.contains(&name) {
+            c.error_at(&spec.style, &format!("{path}.{name}"), &format!("is not used by pagination style `{style_label}`"));
+            ok = false;
+        }
+    }
+    let mut required = |present: bool, name: &str| {
+        if !present {
+            c.error_at(&spec.style, path, &format!("pagination style `{style_label}` needs `{name}`"));
+            ok = false;
+        }
+    };
+    match style_name {
+        StyleName::Cursor => {
+            required(spec.cursor_param.is_some(), "cursor_param");
+            required(spec.next_cursor.is_some(), "next_cursor");
+        }
+        StyleName::PageToken => {
+            required(spec.token_param.is_some(), "token_param");
+            required(spec.next_token.is_some(), "next_token");
+        }
+        StyleName::NextUrl => required(spec.next_url.is_some(), "next_url"),
+        StyleName::Offset => required(spec.offset_param.is_some(), "offset_param"),
+        StyleName::Page => required(spec.page_param.is_some(), "page_param"),
+        _ => {}
+    }
+    if let (Some(max), Some(default)) = (spec.max_page_size, spec.default_page_size)
+        && default > max
+    {
+        c.error_at(&spec.style, &format!("{path}.default_page_size"), "is larger than `max_page_size`");
+        ok = false;
+    }
+    let mut optional = |text: &Option<Text>, name: &str| c.optional_expression(text.as_ref(), &format!("{path}.{name}"));
+    let next = optional(&spec.next_cursor, "next_cursor")
+        .and_then(|a| Ok(a.or(optional(&spec.next_token, "next_token")?)))
+        .and_then(|a| Ok(a.or(optional(&spec.next_url, "next_url")?)));
+    let has_more = optional(&spec.has_more, "has_more");
+    let mut total = optional(&spec.total, "total")
+        .and_then(|a| Ok(a.or(optional(&spec.total_pages, "total_pages")?)));
+    if style_name == StyleName::Scim && matches!(total, Ok(None)) {
+        total = Ok(Some(Expression::compile("totalResults").expect("a constant expression compiles")));
+    }
+    let page_size_param = spec.page_size_param.clone().or_else(|| {
+        (style_name == StyleName::Scim).then(|| "count".to_owned())
+    });
+    let style = match style_name {
+        StyleName::Cursor => Style::Cursor { cursor_param: spec.cursor_param.clone().unwrap_or_default() },
+        StyleName::PageToken => Style::PageToken { token_param: spec.token_param.clone().unwrap_or_default() },
+        StyleName::NextUrl => Style::NextUrl,
+        StyleName::LinkHeader => Style::LinkHeader,
+        StyleName::Offset => Style::Offset { offset_param: spec.offset_param.clone().unwrap_or_default() },
+        StyleName::Page => Style::Page {
+            page_param: spec.page_param.clone().unwrap_or_default(),
+            first_page: spec.first_page.unwrap_or(1),
+        },
+        StyleName::Scim => Style::Scim {
+            start_index_param: spec.start_index_param.clone().unwrap_or_else(|| "startIndex".to_owned()),
+        },
+        StyleName::None => Style::None,
+    };
+    if !ok {
+        return None;
+    }
+    Some(CompiledPagination {
+        strategy: Pagination {
+            style,
+            page_size_param,
+            max_page_size: spec.max_page_size,
+            default_page_size: spec.default_page_size,
+            max_pages: spec.max_pages.unwrap_or(DEFAULT_MAX_PAGES),
+        },
+        next: next.ok()?,
+        has_more: has_more.ok()?,
+        total: total.ok()?,
+    })
+}

@@ -1,0 +1,148 @@
+//! `{{context.key}}` templates: parsed once at load, rendered per call from an account context.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    /// A dotted path under `context`, e.g. `["subdomain"]` for `{{context.subdomain}}`.
+    Context(Vec<String>),
+}
+
+/// A compiled template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// A template could not be rendered: the account context lacks a key, or holds a non-scalar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderError {
+    pub key: String,
+    pub problem: &'static str,
+}
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`context.{}` {}", self.key, self.problem)
+    }
+}
+
+impl Template {
+    pub fn compile(source: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = source;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_owned()));
+            }
+            let after = &rest[open + 2..];
+            let close = after
+                .find("}}")
+                .ok_or_else(|| format!("`{{{{` at byte {} is never closed", source.len() - rest.len() + open))?;
+            let inner = after[..close].trim();
+            let path = inner.strip_prefix("context.").ok_or_else(|| {
+                format!("`{{{{{inner}}}}}`: templates can only read `context.<key>`")
+            })?;
+            let segments: Vec<String> = path.split('.').map(str::to_owned).collect();
+            if segments.iter().any(|segment| {
+                segment.is_empty()
+                    || !segment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            }) {
+                return Err(format!("`{{{{{inner}}}}}` is not a valid `context.<key>` path"));
+            }
+            parts.push(Part::Context(segments));
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        Ok(Template { parts })
+    }
+
+    /// The context keys (dotted) this template reads.
+    pub fn context_keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Context(path) => Some(path.join(".")),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// Whether the template has no `{{…}}` at all.
+    pub fn is_literal(&self) -> bool {
+        self.parts.iter().all(|part| matches!(part, Part::Text(_)))
+    }
+
+    /// Renders with `context`; `escape` transforms each substituted value (e.g. percent-encoding
+    /// for a path segment).
+    pub fn render_with(
+        &self,
+        context: &Value,
+        escape: impl Fn(&str) -> String,
+    ) -> Result<String, RenderError> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => out.push_str(text),
+                Part::Context(path) => {
+                    let key = || path.join(".");
+                    let mut value = context;
+                    for segment in path {
+                        value = value.get(segment).ok_or_else(|| RenderError {
+                            key: key(),
+                            problem: "is missing from the account context",
+                        })?;
+                    }
+                    let text = match value {
+                        Value::String(text) => text.clone(),
+                        Value::Number(number) => number.to_string(),
+                        Value::Bool(flag) => flag.to_string(),
+                        Value::Null => {
+                            return Err(RenderError { key: key(), problem: "is null in the account context" });
+                        }
+                        Value::Array(_) | Value::Object(_) => {
+                            return Err(RenderError {
+                                key: key(),
+                                problem: "must be a string, number or boolean",
+                            });
+                        }
+                    };
+                    out.push_str(&escape(&text));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn render(&self, context: &Value) -> Result<String, RenderError> {
+        self.render_with(context, str::to_owned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_context_paths() {
+        let template = Template::compile("https://{{context.subdomain}}.okta.com/{{ context.a.b }}/x").unwrap();
+        let context = json!({"subdomain": "acme", "a": {"b": 7}});
+        assert_eq!(template.render(&context).unwrap(), "https://acme.okta.com/7/x");
+        assert_eq!(template.context_keys().collect::<Vec<_>>(), vec!["subdomain", "a.b"]);
+        assert_eq!(
+            template.render(&json!({"a": {"b": 1}})).unwrap_err().to_string(),
+            "`context.subdomain` is missing from the account context"
+        );
+        assert!(Template::compile("plain").unwrap().is_literal());
+    }
+
+    #[test]
+    fn refuses_bad_templates() {
+        assert!(Template::compile("{{context.x").unwrap_err().contains("never closed"));
+        assert!(Template::compile("{{secrets.x}}").unwrap_err().contains("only read `context.<key>`"));
+        assert!(Template::compile("{{context.}}").unwrap_err().contains("not a valid"));
+    }
+}

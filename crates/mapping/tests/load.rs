@@ -1,0 +1,94 @@
+//! Loading mapping files: the repository's files load, and broken ones are reported with file,
+//! line and field path, all at once.
+
+use std::path::{Path, PathBuf};
+
+use unigate_mapping::{Catalog, Source};
+
+fn repo_mappings() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings")
+}
+
+fn model() -> Source {
+    let path = repo_mappings().join("models/user-directory.yaml");
+    Source { text: std::fs::read_to_string(&path).unwrap(), path }
+}
+
+fn integration(name: &str, text: &str) -> Source {
+    Source { path: PathBuf::from(format!("mappings/{name}.yaml")), text: text.to_owned() }
+}
+
+const GOOD: &str = r#"name: Example
+docs: https://example.test/docs
+base_url: "https://{{context.subdomain}}.example.test/api"
+auth: { kind: bearer, token: "{{context.token}}" }
+pagination: { style: cursor, cursor_param: cursor, next_cursor: meta.next, page_size_param: limit }
+resources:
+  users:
+    list: { path: /users, records: data }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: |
+          { "id": id }
+"#;
+
+#[test]
+fn the_repository_mappings_load() {
+    let catalog = Catalog::load_dir(&repo_mappings()).unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(catalog.models.contains_key("user-directory"));
+    assert!(catalog.integrations.contains_key("sandbox"));
+    let sandbox = &catalog.integrations["sandbox"];
+    assert_eq!(
+        sandbox.context_keys().into_iter().collect::<Vec<_>>(),
+        vec!["api_key".to_owned(), "sandbox_url".to_owned()]
+    );
+}
+
+#[test]
+fn a_good_file_compiles() {
+    let catalog = Catalog::from_sources(&[model()], &[integration("example", GOOD)]).unwrap();
+    let example = &catalog.integrations["example"];
+    assert!(example.unified_method("user-directory", "users", "list").is_some());
+    assert!(example.unified_method("user-directory", "users", "get").is_none());
+}
+
+#[test]
+fn every_error_is_reported_with_file_line_and_path() {
+    let broken_expression = GOOD.replace(r#"{ "id": id }"#, r#"{ "id": id "#);
+    let unknown_key = GOOD.replace("    list: { path: /users, records: data }", "    list: { path: /users, records: data, colour: red }");
+    let bad_template = GOOD.replace("{{context.subdomain}}", "{{secrets.subdomain}}");
+    let unknown_field = GOOD.replace(r#"{ "id": id }"#, r#"{ "id": id, "shoe_size": size }"#);
+    let bad_filter = GOOD.replace("        resource: users.list", "        resource: users.list\n        native_filters: [colour]\n        query_mapping: '{}'");
+    let wrong_resource = GOOD.replace("        resource: users.list", "        resource: people.list");
+    let pagination_missing = GOOD.replace(", next_cursor: meta.next", "");
+    let errors = Catalog::from_sources(
+        &[model()],
+        &[
+            integration("a", &broken_expression),
+            integration("b", &unknown_key),
+            integration("c", &bad_template),
+            integration("d", &unknown_field),
+            integration("e", &bad_filter),
+            integration("f", &wrong_resource),
+            integration("g", &pagination_missing),
+        ],
+    )
+    .unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "mappings/a.yaml:15: unified.user-directory.users.list.response_mapping: JSONata does not compile: Expected \"}\" before end of expression (S0203)",
+            "mappings/b.yaml:8: resources.users.list: unknown field `colour`, expected one of method, path, query, records, pagination",
+            "mappings/c.yaml:3: base_url: bad template: `{{secrets.subdomain}}`: templates can only read `context.<key>`",
+            "mappings/d.yaml:15: unified.user-directory.users.list.response_mapping: produces `shoe_size`, which is not a field of the unified model",
+            "mappings/e.yaml:14: unified.user-directory.users.list.native_filters[0]: `colour` is not a filter of the unified model",
+            "mappings/f.yaml:13: unified.user-directory.users.list.resource: names `people.list`, which is not a `resource.method` under `resources`",
+            "mappings/g.yaml:5: resources.users.list.pagination: pagination style `cursor` needs `next_cursor`",
+        ],
+        "{errors}"
+    );
+}

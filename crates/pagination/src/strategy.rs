@@ -1,0 +1,400 @@
+//! Pagination styles as small strategies: what to send first, how to read "next", when to stop.
+
+use serde::{Deserialize, Serialize};
+
+/// The styles of `docs/mapping-format.md`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Style {
+    /// Opaque token in the body, sent back as `cursor_param`.
+    Cursor { cursor_param: String },
+    /// Google-style `pageToken`/`nextPageToken`; same mechanics as [`Style::Cursor`].
+    PageToken { token_param: String },
+    /// A full next URL in the body, followed verbatim.
+    NextUrl,
+    /// `Link: <…>; rel="next"`, followed verbatim.
+    LinkHeader,
+    /// Numeric offset advanced by the records received.
+    Offset { offset_param: String },
+    /// Page number advanced by one.
+    Page { page_param: String, first_page: u64 },
+    /// SCIM 2.0 `startIndex` (1-based) + `count`, stopping at `totalResults`.
+    Scim { start_index_param: String },
+    /// One response holds everything.
+    None,
+}
+
+/// A compiled pagination: a style and the page-size parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pagination {
+    pub style: Style,
+    pub page_size_param: Option<String>,
+    pub max_page_size: Option<u32>,
+    pub default_page_size: Option<u32>,
+    /// Most pages one walk may take before it is called endless.
+    pub max_pages: u32,
+}
+
+/// Where a walk stands: what the next request must carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "k", content = "v", rename_all = "snake_case")]
+pub enum Position {
+    First,
+    Token(String),
+    Url(String),
+    Offset(u64),
+    Page(u64),
+    StartIndex(u64),
+}
+
+/// What to send for one page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// An absolute URL to request as given (next-URL and Link styles), instead of the
+    /// resource's own URL and query.
+    pub url: Option<String>,
+    /// Query parameters to add to the resource's own query.
+    pub params: Vec<(String, String)>,
+}
+
+/// What the engine read off one response, as far as the style needs it.
+#[derive(Debug, Clone, Default)]
+pub struct PageFacts {
+    /// Next token (cursor styles) or absolute next URL (next-URL and Link styles).
+    pub next: Option<String>,
+    pub record_count: usize,
+    /// An explicit "more pages" flag, when the mapping reads one.
+    pub has_more: Option<bool>,
+    /// Total record count (offset, SCIM) or total page count (page), when known.
+    pub total: Option<u64>,
+    /// A digest of the page's records, to catch a provider that repeats a page.
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaginationError {
+    #[error("the provider returned the same pagination cursor twice (`{0}`); stopping instead of looping")]
+    RepeatedCursor(String),
+    #[error("the provider returned the same page twice; stopping instead of looping")]
+    IdenticalPage,
+    #[error("the provider kept returning a next page after {0} pages; stopping instead of looping")]
+    Endless(u32),
+}
+
+impl Pagination {
+    /// The page size to ask for: the caller's `limit`, else the default, clamped to the
+    /// provider's maximum.
+    pub fn page_size(&self, requested: Option<u32>, gateway_default: u32) -> u32 {
+        let wanted = requested
+            .or(self.default_page_size)
+            .unwrap_or(gateway_default)
+            .max(1);
+        match self.max_page_size {
+            Some(max) => wanted.min(max),
+            None => wanted,
+        }
+    }
+
+    /// The request for the page at `position`.
+    pub fn request_for(&self, position: &Position, page_size: u32) -> PageRequest {
+        let mut params = Vec::new();
+        let mut url = None;
+        let size_param = || {
+            self.page_size_param
+                .as_ref()
+                .map(|name| (name.clone(), page_size.to_string()))
+        };
+        match (&self.style, position) {
+            (_, Position::Url(next)) => url = Some(next.clone()),
+            (Style::Cursor { cursor_param: name }, Position::Token(token))
+            | (Style::PageToken { token_param: name }, Position::Token(token)) => {
+                params.extend(size_param());
+                params.push((name.clone(), token.clone()));
+            }
+            (Style::Offset { offset_param }, position) => {
+                params.extend(size_param());
+                let offset = match position {
+                    Position::Offset(offset) => *offset,
+                    _ => 0,
+                };
+                params.push((offset_param.clone(), offset.to_string()));
+            }
+            (Style::Page { page_param, first_page }, position) => {
+                params.extend(size_param());
+                let page = match position {
+                    Position::Page(page) => *page,
+                    _ => *first_page,
+                };
+                params.push((page_param.clone(), page.to_string()));
+            }
+            (Style::Scim { start_index_param }, position) => {
+                params.extend(size_param());
+                let start = match position {
+                    Position::StartIndex(start) => *start,
+                    _ => 1,
+                };
+                params.push((start_index_param.clone(), start.to_string()));
+            }
+            (Style::None, _) => {}
+            _ => params.extend(size_param()),
+        }
+        PageRequest { url, params }
+    }
+
+    /// The position after the page fetched at `current`, or `None` when the walk is over.
+    /// `previous_digest` is the digest of the page before this one, `pages` how many pages the
+    /// walk has taken including this one.
+    pub fn next_position(
+        &self,
+        current: &Position,
+        page_size: u32,
+        facts: &PageFacts,
+        previous_digest: Option<&str>,
+        pages: u32,
+    ) -> Result<Option<Position>, PaginationError> {
+        if facts.record_count > 0 && previous_digest == Some(facts.digest.as_str()) {
+            return Err(PaginationError::IdenticalPage);
+        }
+        let next = self.advance(current, page_size, facts)?;
+        if next.is_some() && pages >= self.max_pages {
+            return Err(PaginationError::Endless(pages));
+        }
+        Ok(next)
+    }
+
+    fn advance(
+        &self,
+        current: &Position,
+        page_size: u32,
+        facts: &PageFacts,
+    ) -> Result<Option<Position>, PaginationError> {
+        let received = facts.record_count as u64;
+        let short_page = received == 0 || received < u64::from(page_size);
+        Ok(match &self.style {
+            Style::Cursor { .. } | Style::PageToken { .. } => {
+                match facts.next.as_deref().filter(|token| !token.is_empty()) {
+                    None => None,
+                    Some(token) => {
+                        if *current == Position::Token(token.to_owned()) {
+                            return Err(PaginationError::RepeatedCursor(token.to_owned()));
+                        }
+                        Some(Position::Token(token.to_owned()))
+                    }
+                }
+            }
+            Style::NextUrl | Style::LinkHeader => {
+                match facts.next.as_deref().filter(|url| !url.is_empty()) {
+                    None => None,
+                    Some(url) => {
+                        if *current == Position::Url(url.to_owned()) {
+                            return Err(PaginationError::RepeatedCursor(url.to_owned()));
+                        }
+                        Some(Position::Url(url.to_owned()))
+                    }
+                }
+            }
+            Style::Offset { .. } => {
+                let offset = match current {
+                    Position::Offset(offset) => *offset,
+                    _ => 0,
+                };
+                let next = offset + received;
+                let more = match (facts.has_more, facts.total) {
+                    (Some(more), _) => more && received > 0,
+                    (None, Some(total)) => received > 0 && next < total,
+                    (None, None) => !short_page,
+                };
+                more.then_some(Position::Offset(next))
+            }
+            Style::Page { first_page, .. } => {
+                let page = match current {
+                    Position::Page(page) => *page,
+                    _ => *first_page,
+                };
+                let more = match (facts.has_more, facts.total) {
+                    (Some(more), _) => more && received > 0,
+                    (None, Some(total_pages)) => {
+                        received > 0 && page + 1 - first_page < total_pages
+                    }
+                    (None, None) => !short_page,
+                };
+                more.then_some(Position::Page(page + 1))
+            }
+            Style::Scim { .. } => {
+                let start = match current {
+                    Position::StartIndex(start) => *start,
+                    _ => 1,
+                };
+                let next = start + received;
+                let more = match facts.total {
+                    Some(total) => received > 0 && next <= total,
+                    None => !short_page,
+                };
+                more.then_some(Position::StartIndex(next))
+            }
+            Style::None => None,
+        })
+    }
+}
+
+/// The `rel="next"` target of a `Link` header (RFC 8288), if any.
+pub fn link_next(header: &str) -> Option<String> {
+    for link in split_links(header) {
+        let Some((target, params)) = link.split_once('>') else {
+            continue;
+        };
+        let target = target.trim().strip_prefix('<')?.trim();
+        let is_next = params.split(';').any(|param| {
+            let Some((name, value)) = param.split_once('=') else {
+                return false;
+            };
+            name.trim().eq_ignore_ascii_case("rel")
+                && value
+                    .trim()
+                    .trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|rel| rel.eq_ignore_ascii_case("next"))
+        });
+        if is_next {
+            return Some(target.to_owned());
+        }
+    }
+    None
+}
+
+/// Splits on the commas between links, not the ones inside `<…>`.
+fn split_links(header: &str) -> Vec<&str> {
+    let mut links = Vec::new();
+    let mut inside_target = false;
+    let mut start = 0;
+    for (index, character) in header.char_indices() {
+        match character {
+            '<' => inside_target = true,
+            '>' => inside_target = false,
+            ',' if !inside_target => {
+                links.push(header[start..index].trim());
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    links.push(header[start..].trim());
+    links
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pagination(style: Style) -> Pagination {
+        Pagination {
+            style,
+            page_size_param: Some("limit".into()),
+            max_page_size: Some(200),
+            default_page_size: None,
+            max_pages: 5,
+        }
+    }
+
+    fn facts(next: Option<&str>, record_count: usize, digest: &str) -> PageFacts {
+        PageFacts {
+            next: next.map(str::to_owned),
+            record_count,
+            digest: digest.to_owned(),
+            ..PageFacts::default()
+        }
+    }
+
+    #[test]
+    fn page_size_is_clamped_and_defaulted() {
+        let p = pagination(Style::LinkHeader);
+        assert_eq!(p.page_size(Some(500), 100), 200);
+        assert_eq!(p.page_size(None, 100), 100);
+        assert_eq!(p.page_size(Some(7), 100), 7);
+    }
+
+    #[test]
+    fn cursor_walk_sends_the_token_and_stops_on_empty() {
+        let p = pagination(Style::Cursor { cursor_param: "cursor".into() });
+        assert_eq!(
+            p.request_for(&Position::First, 2),
+            PageRequest { url: None, params: vec![("limit".into(), "2".into())] }
+        );
+        let next = p.next_position(&Position::First, 2, &facts(Some("abc"), 2, "d1"), None, 1);
+        assert_eq!(next, Ok(Some(Position::Token("abc".into()))));
+        assert_eq!(
+            p.request_for(&Position::Token("abc".into()), 2).params,
+            vec![("limit".into(), "2".into()), ("cursor".into(), "abc".into())]
+        );
+        assert_eq!(p.next_position(&Position::Token("abc".into()), 2, &facts(Some(""), 1, "d2"), Some("d1"), 2), Ok(None));
+    }
+
+    #[test]
+    fn guards_stop_loops() {
+        let p = pagination(Style::Cursor { cursor_param: "cursor".into() });
+        let current = Position::Token("abc".into());
+        assert_eq!(
+            p.next_position(&current, 2, &facts(Some("abc"), 2, "d2"), Some("d1"), 2),
+            Err(PaginationError::RepeatedCursor("abc".into()))
+        );
+        assert_eq!(
+            p.next_position(&current, 2, &facts(Some("def"), 2, "same"), Some("same"), 2),
+            Err(PaginationError::IdenticalPage)
+        );
+        assert_eq!(
+            p.next_position(&current, 2, &facts(Some("def"), 2, "d6"), Some("d5"), 5),
+            Err(PaginationError::Endless(5))
+        );
+        let link = pagination(Style::LinkHeader);
+        let url = "https://x.test/users?after=1";
+        assert_eq!(
+            link.next_position(&Position::Url(url.into()), 2, &facts(Some(url), 2, "d2"), Some("d1"), 2),
+            Err(PaginationError::RepeatedCursor(url.into()))
+        );
+    }
+
+    #[test]
+    fn offset_page_and_scim_advance_by_what_arrived() {
+        let offset = pagination(Style::Offset { offset_param: "offset".into() });
+        assert_eq!(offset.request_for(&Position::First, 10).params, vec![("limit".into(), "10".into()), ("offset".into(), "0".into())]);
+        assert_eq!(offset.next_position(&Position::First, 10, &facts(None, 10, "a"), None, 1), Ok(Some(Position::Offset(10))));
+        assert_eq!(offset.next_position(&Position::Offset(10), 10, &facts(None, 3, "b"), Some("a"), 2), Ok(None));
+        let with_total = PageFacts { total: Some(20), ..facts(None, 10, "c") };
+        assert_eq!(offset.next_position(&Position::Offset(10), 10, &with_total, Some("b"), 2), Ok(None));
+        let flagged = PageFacts { has_more: Some(true), ..facts(None, 4, "c") };
+        assert_eq!(offset.next_position(&Position::Offset(10), 10, &flagged, Some("b"), 2), Ok(Some(Position::Offset(14))));
+
+        let page = pagination(Style::Page { page_param: "page".into(), first_page: 1 });
+        assert_eq!(page.request_for(&Position::First, 10).params, vec![("limit".into(), "10".into()), ("page".into(), "1".into())]);
+        let total_pages = PageFacts { total: Some(2), ..facts(None, 10, "a") };
+        assert_eq!(page.next_position(&Position::First, 10, &total_pages, None, 1), Ok(Some(Position::Page(2))));
+        let last = PageFacts { total: Some(2), ..facts(None, 10, "b") };
+        assert_eq!(page.next_position(&Position::Page(2), 10, &last, Some("a"), 2), Ok(None));
+
+        let scim = Pagination { page_size_param: Some("count".into()), ..pagination(Style::Scim { start_index_param: "startIndex".into() }) };
+        assert_eq!(scim.request_for(&Position::First, 2).params, vec![("count".into(), "2".into()), ("startIndex".into(), "1".into())]);
+        let first = PageFacts { total: Some(5), ..facts(None, 2, "a") };
+        assert_eq!(scim.next_position(&Position::First, 2, &first, None, 1), Ok(Some(Position::StartIndex(3))));
+        let last = PageFacts { total: Some(5), ..facts(None, 1, "c") };
+        assert_eq!(scim.next_position(&Position::StartIndex(5), 2, &last, Some("b"), 3), Ok(None));
+        let exact = PageFacts { total: Some(4), ..facts(None, 2, "b") };
+        assert_eq!(scim.next_position(&Position::StartIndex(3), 2, &exact, Some("a"), 2), Ok(None));
+    }
+
+    #[test]
+    fn next_url_styles_request_the_url_as_given() {
+        let p = pagination(Style::NextUrl);
+        let url = "https://graph.test/v1.0/users?$skiptoken=X";
+        assert_eq!(p.request_for(&Position::Url(url.into()), 5), PageRequest { url: Some(url.into()), params: vec![] });
+        assert_eq!(p.request_for(&Position::First, 5).params, vec![("limit".into(), "5".into())]);
+        assert_eq!(pagination(Style::None).request_for(&Position::First, 5).params, vec![]);
+    }
+
+    #[test]
+    fn link_header_parsing() {
+        let header = r#"<https://acme.okta.com/api/v1/users?limit=2>; rel="self", <https://acme.okta.com/api/v1/users?after=00u2&limit=2>; rel="next""#;
+        assert_eq!(link_next(header).as_deref(), Some("https://acme.okta.com/api/v1/users?after=00u2&limit=2"));
+        assert_eq!(link_next(r#"<https://a.test/x?a=1,2>; rel="prev next""#).as_deref(), Some("https://a.test/x?a=1,2"));
+        assert_eq!(link_next(r#"<https://a.test/x>; rel="self""#), None);
+        assert_eq!(link_next(""), None);
+    }
+}

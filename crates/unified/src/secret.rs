@@ -1,0 +1,44 @@
+//! A string that must never be printed: provider credentials, tokens, rendered auth headers.
+//!
+//! `Debug` and `Display` print `[redacted]`; the only way to the text is [`Secret::expose`],
+//! which the HTTP client calls when it writes the request and nothing else should.
+
+use std::fmt;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Self {
+        Secret(text.into())
+    }
+
+    /// The secret text, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_prints_its_text() {
+        let secret = Secret::new("SSWS 00abc");
+        assert_eq!(format!("{secret} {secret:?} {:?}", Some(&secret)), "[redacted] [redacted] Some([redacted])");
+        assert_eq!(secret.expose(), "SSWS 00abc");
+    }
+}
