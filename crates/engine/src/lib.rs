@@ -1,1 +1,97 @@
-//! placeholder
+//! The engine room: one unified call end to end, with no HTTP server in sight.
+//!
+//! `list` takes a model, a resource and the caller's parsed query string, and returns the
+//! unified page: it checks the query, finds the account and its integration, decodes the
+//! cursor, renders the provider request, sends it through `upstream`, reads the records and the
+//! next position, maps each record, and signs the next cursor. Every failure leaves as an
+//! [`ApiError`] from the one error table. It does not parse HTTP requests or write responses.
+
+mod list;
+mod shape;
+
+use std::sync::Arc;
+
+use unigate_mapping::Catalog;
+use unigate_pagination::CursorCodec;
+use unigate_store::AccountStore;
+use unigate_upstream::Upstream;
+
+pub use list::ListOutput;
+pub use unigate_unified::ApiError;
+
+/// Tunables of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Page size when the caller sends no `limit` (clamped to each integration's maximum).
+    pub default_limit: u32,
+    /// Most records one `truto_ignore_limit` response gathers before it returns a cursor.
+    pub max_records_per_response: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { default_limit: 100, max_records_per_response: 10_000 }
+    }
+}
+
+/// Everything a unified call needs, shared by all requests.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    catalog: Arc<Catalog>,
+    accounts: Arc<dyn AccountStore>,
+    upstream: Upstream,
+    codec: CursorCodec,
+    config: EngineConfig,
+}
+
+impl Engine {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        accounts: Arc<dyn AccountStore>,
+        upstream: Upstream,
+        cursor_secret: &[u8],
+        config: EngineConfig,
+    ) -> Self {
+        Engine { catalog, accounts, upstream, codec: CursorCodec::new(cursor_secret), config }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Checks that every account names a known integration whose templates find their context
+    /// keys, so a misconfigured account fails at startup rather than on its first call. Returns
+    /// every problem.
+    pub fn check_accounts(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for account in self.accounts.list() {
+            let Some(integration) = self.catalog.integrations.get(&account.integration) else {
+                problems.push(format!(
+                    "integrated account `{}`: unknown integration `{}`",
+                    account.id, account.integration
+                ));
+                continue;
+            };
+            for key in integration.context_keys() {
+                let found = key
+                    .split('.')
+                    .try_fold(&account.context, |value, segment| value.get(segment));
+                if found.is_none() {
+                    problems.push(format!(
+                        "integrated account `{}`: the `{}` mapping needs `context.{key}`",
+                        account.id, account.integration
+                    ));
+                }
+            }
+            if let Some(base_url) = &account.base_url
+                && unigate_upstream::Url::parse(base_url).is_err()
+            {
+                problems.push(format!(
+                    "integrated account `{}`: `base_url` is not an absolute URL",
+                    account.id
+                ));
+            }
+        }
+        problems
+    }
+}

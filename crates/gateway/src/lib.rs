@@ -1,1 +1,232 @@
-//! placeholder
+//! The gateway room: unigate's HTTP face and its binary.
+//!
+//! Owns the axum router (bearer-token auth, qs-style query parsing, the unified routes), turning
+//! every [`ApiError`] into the one JSON error envelope, the config file, the built-in sandbox,
+//! and the `unigate` CLI (`serve`, `check`). It holds no provider logic: that is the engine's
+//! and the mapping files'.
+
+pub mod config;
+pub mod sandbox;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, RawQuery, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use unigate_engine::{Engine, EngineConfig};
+use unigate_mapping::Catalog;
+use unigate_store::{IntegratedAccount, MemoryStore};
+use unigate_unified::{ApiError, qs};
+use unigate_upstream::{Upstream, UpstreamConfig};
+
+use crate::config::Config;
+
+/// A JSON response with the status of an error, in the error envelope.
+pub struct ErrorResponse(pub ApiError);
+
+impl IntoResponse for ErrorResponse {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), message = %self.0.message, "request failed");
+        }
+        json_response(status, &self.0.to_envelope())
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    engine: Engine,
+    /// SHA-256 of each accepted API token: comparing digests in constant time leaks neither
+    /// the tokens nor their lengths.
+    token_digests: Arc<Vec<[u8; 32]>>,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, api_tokens: &[String]) -> Self {
+        let token_digests = api_tokens.iter().map(|token| Sha256::digest(token.as_bytes()).into()).collect();
+        AppState { engine, token_digests: Arc::new(token_digests) }
+    }
+
+    fn accepts(&self, token: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.token_digests
+            .iter()
+            .fold(false, |found, known| found | bool::from(known.ct_eq(&digest)))
+    }
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .map(str::trim);
+    match token {
+        Some(token) if state.accepts(token) => next.run(request).await,
+        _ => ErrorResponse(ApiError::unauthorized()).into_response(),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    UrlPath((model, resource)): UrlPath<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let params = match qs::parse(raw.as_deref().unwrap_or("")) {
+        Ok(params) => params,
+        Err(message) => return ErrorResponse(ApiError::bad_request(message)).into_response(),
+    };
+    match state.engine.list(&model, &resource, params).await {
+        Ok(output) => json_response(
+            StatusCode::OK,
+            &json!({
+                "result": output.result,
+                "next_cursor": output.next_cursor,
+                "result_count": output.result_count,
+                "prev_cursor": null,
+            }),
+        ),
+        Err(error) => ErrorResponse(error).into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    ErrorResponse(ApiError::not_found("no such route")).into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    let error = ApiError::new(unigate_unified::ErrorKind::BadRequest, "method not allowed on this route");
+    let mut response = ErrorResponse(error).into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+/// The router: `/unified/...` behind bearer auth, `/health` open.
+pub fn router(state: AppState) -> Router {
+    let unified = Router::new()
+        .route("/unified/{model}/{resource}", get(list).fallback(method_not_allowed))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(unified)
+        .route("/health", get(|| async { json_response(StatusCode::OK, &json!({"status": "ok"})) }))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// A ready-to-serve gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    pub state: AppState,
+}
+
+impl Gateway {
+    /// From a config file: loads the mappings and checks every account against them.
+    pub fn from_config(config: &Config) -> Result<Gateway, String> {
+        let catalog = Catalog::load_dir(&config.mappings_dir).map_err(|errors| errors.to_string())?;
+        let upstream = UpstreamConfig {
+            connect_timeout: Duration::from_millis(config.upstream.connect_timeout_ms),
+            timeout: Duration::from_millis(config.upstream.timeout_ms),
+            max_body_bytes: config.upstream.max_body_bytes,
+        };
+        let engine_config = EngineConfig {
+            default_limit: config.default_limit,
+            max_records_per_response: config.max_records_per_response,
+        };
+        Gateway::assemble(
+            catalog,
+            config.integrated_accounts.clone(),
+            upstream,
+            engine_config,
+            config.cursor_secret.as_bytes(),
+            &config.api_tokens,
+        )
+    }
+
+    /// The sandbox: built-in mappings, the in-process provider, token `sandbox`.
+    pub async fn sandbox(users: usize) -> Result<Gateway, String> {
+        let catalog = Catalog::from_sources(&sandbox::model_sources(), &sandbox::integration_sources())
+            .map_err(|errors| errors.to_string())?;
+        let provider = sandbox::start_provider(users)
+            .await
+            .map_err(|error| format!("cannot start the sandbox provider: {error}"))?;
+        // A fresh secret per process: sandbox cursors need not survive a restart.
+        let secret = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        Gateway::assemble(
+            catalog,
+            sandbox::accounts(provider),
+            UpstreamConfig::default(),
+            EngineConfig::default(),
+            secret.as_bytes(),
+            &[sandbox::SANDBOX_TOKEN.to_owned()],
+        )
+    }
+
+    pub fn assemble(
+        catalog: Catalog,
+        accounts: Vec<IntegratedAccount>,
+        upstream: UpstreamConfig,
+        engine_config: EngineConfig,
+        cursor_secret: &[u8],
+        api_tokens: &[String],
+    ) -> Result<Gateway, String> {
+        let store = MemoryStore::new(accounts)?;
+        let upstream = Upstream::new(upstream).map_err(|error| error.to_string())?;
+        let engine = Engine::new(Arc::new(catalog), Arc::new(store), upstream, cursor_secret, engine_config);
+        let problems = engine.check_accounts();
+        if !problems.is_empty() {
+            return Err(problems.join("\n"));
+        }
+        Ok(Gateway { state: AppState::new(engine, api_tokens) })
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Binds `listen` and serves until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// `unigate check DIR`: every problem of every file, or a one-line summary.
+pub fn check(dir: &Path) -> Result<String, String> {
+    let catalog = Catalog::load_dir(dir).map_err(|errors| errors.to_string())?;
+    Ok(format!(
+        "{}: {} integration(s) and {} model(s) load",
+        dir.display(),
+        catalog.integrations.len(),
+        catalog.models.len()
+    ))
+}
+
+/// Parses `--listen`.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| format!("`{text}` is not an address like 127.0.0.1:8080"))
+}

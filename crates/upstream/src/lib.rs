@@ -1,1 +1,254 @@
-//! placeholder
+//! The upstream room: the one HTTP client that talks to providers.
+//!
+//! Owns connection pooling, connect and total timeouts, the response size cap, the origin
+//! policy (next URLs and redirects never leave the integration's origin) and the rule that
+//! credentials travel only as [`Secret`]s, which log and error paths cannot print. It does not
+//! know about mappings, pagination or the unified model.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use unigate_unified::Secret;
+pub use url::Url;
+
+/// Limits for provider calls.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub connect_timeout: Duration,
+    /// Whole call, from connect to the last body byte.
+    pub timeout: Duration,
+    /// Largest provider body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+            max_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+/// One provider call.
+#[derive(Debug, Clone)]
+pub struct ProviderRequest {
+    pub method: Method,
+    /// Full URL including the non-secret query.
+    pub url: Url,
+    pub headers: Vec<(String, String)>,
+    /// A credential header, added when the request is sent.
+    pub secret_header: Option<(String, Secret)>,
+    /// A credential query parameter, added to the URL when the request is sent.
+    pub secret_query: Option<(String, Secret)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl ProviderResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the provider did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("could not connect to the provider: {0}")]
+    Connect(String),
+    #[error("the provider's response is larger than the {0}-byte limit")]
+    BodyTooLarge(usize),
+    #[error("the provider connection failed mid-response: {0}")]
+    Body(String),
+    #[error("the request could not be built: {0}")]
+    Request(String),
+}
+
+/// Whether two URLs share scheme, host and port.
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// The pooled client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    client: reqwest::Client,
+    config: UpstreamConfig,
+}
+
+/// Describes an error without the URL: a URL may carry a credential query parameter.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.without_url_ref().to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        if self.is_timeout() {
+            "timed out".to_owned()
+        } else if self.is_connect() {
+            "connection failed".to_owned()
+        } else if self.is_body() || self.is_decode() {
+            "body error".to_owned()
+        } else if self.is_redirect() {
+            "redirect refused".to_owned()
+        } else {
+            "request error".to_owned()
+        }
+    }
+}
+
+impl Upstream {
+    pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("unigate/", env!("CARGO_PKG_VERSION")))
+            // A redirect may only stay on the origin it started from, at most 5 times.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let stays = attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|first| same_origin(first, attempt.url()));
+                if attempt.previous().len() >= 5 || !stays {
+                    attempt.stop()
+                } else {
+                    attempt.follow()
+                }
+            }))
+            .build()
+            .map_err(|error| UpstreamError::Request(describe(&error)))?;
+        Ok(Upstream { client, config })
+    }
+
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.config
+    }
+
+    /// Sends one request and reads the whole body, within the size cap.
+    pub async fn send(&self, request: &ProviderRequest) -> Result<ProviderResponse, UpstreamError> {
+        let mut url = request.url.clone();
+        if let Some((name, value)) = &request.secret_query {
+            url.query_pairs_mut().append_pair(name, value.expose());
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &request.headers {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| UpstreamError::Request(format!("bad header name `{name}`")))?,
+                HeaderValue::from_str(value)
+                    .map_err(|_| UpstreamError::Request(format!("bad value for header `{name}`")))?,
+            );
+        }
+        if let Some((name, value)) = &request.secret_header {
+            let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
+                UpstreamError::Request(format!("the credential for header `{name}` is not a valid header value"))
+            })?;
+            value.set_sensitive(true);
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| UpstreamError::Request(format!("bad header name `{name}`")))?,
+                value,
+            );
+        }
+        let method = match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+        };
+        tracing::debug!(method = ?request.method, url = %request.url, "provider call");
+        let response = self
+            .client
+            .request(method, url)
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|error| self.classify(&error))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        if let Some(length) = response.content_length()
+            && length > self.config.max_body_bytes as u64
+        {
+            return Err(UpstreamError::BodyTooLarge(self.config.max_body_bytes));
+        }
+        let mut body = Vec::new();
+        let mut response = response;
+        while let Some(chunk) = response.chunk().await.map_err(|error| self.classify(&error))? {
+            if body.len() + chunk.len() > self.config.max_body_bytes {
+                return Err(UpstreamError::BodyTooLarge(self.config.max_body_bytes));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(ProviderResponse { status, headers, body: Bytes::from(body) })
+    }
+
+    fn classify(&self, error: &reqwest::Error) -> UpstreamError {
+        if error.is_timeout() {
+            UpstreamError::Timeout(self.config.timeout)
+        } else if error.is_connect() {
+            UpstreamError::Connect(describe(error))
+        } else if error.is_body() || error.is_decode() {
+            UpstreamError::Body(describe(error))
+        } else {
+            UpstreamError::Connect(describe(error))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let base = Url::parse("https://acme.okta.com/api/v1").unwrap();
+        assert!(same_origin(&base, &Url::parse("https://acme.okta.com:443/api/v1/users?after=x").unwrap()));
+        assert!(!same_origin(&base, &Url::parse("https://evil.test/api/v1/users").unwrap()));
+        assert!(!same_origin(&base, &Url::parse("http://acme.okta.com/api/v1/users").unwrap()));
+        assert!(!same_origin(&base, &Url::parse("https://acme.okta.com:8443/").unwrap()));
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_a_connect_error_without_the_credential() {
+        let upstream = Upstream::new(UpstreamConfig::default()).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let request = ProviderRequest {
+            method: Method::Get,
+            url: Url::parse(&format!("http://127.0.0.1:{port}/users")).unwrap(),
+            headers: vec![],
+            secret_header: None,
+            secret_query: Some(("api_key".into(), Secret::new("TOPSECRET"))),
+        };
+        let error = upstream.send(&request).await.unwrap_err();
+        assert!(matches!(error, UpstreamError::Connect(_)), "{error:?}");
+        assert!(!format!("{error} {error:?}").contains("TOPSECRET"));
+    }
+}

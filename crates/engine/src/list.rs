@@ -1,0 +1,485 @@
+//! The list call: one or more provider pages → one unified page and its cursor.
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use unigate_mapping::{
+    Credential, HttpMethod, Integration, MapError, RenderedRequest, Resource, Scope, UnifiedMethod,
+    extract_records, flatten_query, map_query, map_response, merge_query, render_request,
+};
+use unigate_pagination::{CursorState, PageFacts, Position, Style, link_next};
+use unigate_store::IntegratedAccount;
+use unigate_unified::error::extract_remote_message;
+use unigate_unified::{ApiError, ErrorKind, ListQuery, ResponseFormat};
+use unigate_upstream::{Method, ProviderRequest, ProviderResponse, UpstreamError, Url, same_origin};
+
+use crate::Engine;
+use crate::shape::shape_result;
+
+/// A unified page, ready for the envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListOutput {
+    /// An array of records, or an object of records when `truto_key_by` is set.
+    pub result: Value,
+    pub result_count: usize,
+    pub next_cursor: Option<String>,
+}
+
+/// Everything fixed for the whole call.
+struct Call<'a> {
+    account: &'a IntegratedAccount,
+    integration: &'a Integration,
+    method: &'a UnifiedMethod,
+    resource: &'a Resource,
+    query: &'a ListQuery,
+    /// The rendered request for the resource's own URL (first page and param-driven pages).
+    base_request: RenderedRequest,
+    /// Parameters of every param-driven page: static query, mapped filters, then remote_query.
+    base_params: Vec<(String, String)>,
+    base_url: Url,
+    page_size: u32,
+    scope: Scope,
+}
+
+/// One fetched page.
+struct Page {
+    records: Vec<Value>,
+    next: Option<Position>,
+    digest: String,
+}
+
+const BODY_EXCERPT: usize = 64 * 1024;
+
+fn remote_error(error: &UpstreamError) -> ApiError {
+    let kind = match error {
+        UpstreamError::Timeout(_) => ErrorKind::GatewayTimeout,
+        _ => ErrorKind::BadGateway,
+    };
+    ApiError::new(kind, error.to_string())
+}
+
+/// The provider body as it goes into `raw_response`: JSON when it parses, else (cut) text.
+fn raw_body(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| {
+        let text = String::from_utf8_lossy(&body[..body.len().min(BODY_EXCERPT)]);
+        Value::String(text.into_owned())
+    })
+}
+
+fn mapping_error(integration: &Integration, error: &MapError) -> ApiError {
+    ApiError::new(
+        ErrorKind::Mapping,
+        format!("the `{}` mapping failed on the provider's response: {error}", integration.id),
+    )
+}
+
+impl Engine {
+    /// `GET /unified/{model}/{resource}`.
+    pub async fn list(
+        &self,
+        model: &str,
+        resource_name: &str,
+        params: Map<String, Value>,
+    ) -> Result<ListOutput, ApiError> {
+        let unified_resource = self
+            .catalog
+            .models
+            .get(model)
+            .and_then(|found| found.resources.get(resource_name))
+            .ok_or_else(|| {
+                ApiError::not_found(format!("unknown unified resource `{model}/{resource_name}`"))
+            })?;
+        let query = ListQuery::parse(params, unified_resource)?;
+        let account = self.accounts.get(&query.integrated_account_id).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "integrated account `{}` not found",
+                query.integrated_account_id
+            ))
+        })?;
+        let integration = self.catalog.integrations.get(&account.integration).ok_or_else(|| {
+            ApiError::internal(format!(
+                "integrated account `{}` uses integration `{}`, which is not loaded",
+                account.id, account.integration
+            ))
+        })?;
+        let method = integration
+            .unified_method(model, resource_name, "list")
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "integration `{}` does not map `{model}/{resource_name}` list",
+                    integration.id
+                ))
+            })?;
+        let resource = integration.resources.get(&method.resource).ok_or_else(|| {
+            ApiError::internal(format!("`{}` names a missing resource", method.resource))
+        })?;
+        check_supported(&query, integration, method)?;
+
+        let call = self.prepare(&account, integration, method, resource, &query)?;
+        let fingerprint = fingerprint(model, resource_name, &integration.id, &query);
+        let mut state = match &query.next_cursor {
+            None => CursorState { position: Position::First, last_digest: None, pages: 0 },
+            Some(cursor) => self
+                .codec
+                .decode(cursor, &account.id, &fingerprint)
+                .map_err(|error| ApiError::bad_request(error.to_string()))?,
+        };
+
+        let mut records = Vec::new();
+        loop {
+            let page = self.fetch_page(&call, &state).await?;
+            let is_last = page.next.is_none();
+            records.extend(page.records);
+            state = CursorState {
+                position: page.next.unwrap_or(Position::First),
+                last_digest: Some(page.digest),
+                pages: state.pages + 1,
+            };
+            let keep_going = query.ignore_limit
+                && !is_last
+                && records.len() < self.config.max_records_per_response;
+            if is_last {
+                state.position = Position::First;
+            }
+            if !keep_going {
+                let next_cursor = (!is_last)
+                    .then(|| self.codec.encode(&account.id, &fingerprint, &state));
+                let mapped = self.map_records(&call, records)?;
+                let result_count = mapped.len();
+                let result = shape_result(mapped, &query)?;
+                return Ok(ListOutput { result, result_count, next_cursor });
+            }
+        }
+    }
+
+    fn prepare<'a>(
+        &self,
+        account: &'a IntegratedAccount,
+        integration: &'a Integration,
+        method: &'a UnifiedMethod,
+        resource: &'a Resource,
+        query: &'a ListQuery,
+    ) -> Result<Call<'a>, ApiError> {
+        let base_request =
+            render_request(integration, resource, &account.context, account.base_url.as_deref())
+                .map_err(|error| {
+                    ApiError::internal(format!(
+                        "integrated account `{}` cannot call `{}`: {error}",
+                        account.id, integration.id
+                    ))
+                })?;
+        let base_url = Url::parse(&base_request.url).map_err(|_| {
+            ApiError::internal(format!(
+                "integrated account `{}`: the `{}` base URL does not render to an absolute URL",
+                account.id, integration.id
+            ))
+        })?;
+        let pagination = &resource.pagination.strategy;
+        let page_size = pagination.page_size(query.limit, self.config.default_limit);
+        let scope = Scope::new([
+            ("context", account.context.clone()),
+            ("query", unified_query_value(query, page_size)),
+        ]);
+        let mapped = map_query(method, &unified_query_value(query, page_size), &scope)
+            .map_err(|error| mapping_error(integration, &error))?;
+        let mut base_params = base_request.query.clone();
+        merge_query(&mut base_params, mapped);
+        // remote_query goes last and wins: the caller asked for exactly these parameters.
+        merge_query(&mut base_params, flatten_query(&query.remote_query));
+        if let Credential::Query { param, .. } = &base_request.credential {
+            base_params.retain(|(name, _)| name != param);
+        }
+        Ok(Call {
+            account,
+            integration,
+            method,
+            resource,
+            query,
+            base_request,
+            base_params,
+            base_url,
+            page_size,
+            scope,
+        })
+    }
+
+    fn provider_request(&self, call: &Call<'_>, position: &Position) -> Result<ProviderRequest, ApiError> {
+        let pagination = &call.resource.pagination.strategy;
+        let page = pagination.request_for(position, call.page_size);
+        let url = match page.url {
+            Some(next) => {
+                let url = Url::parse(&next)
+                    .map_err(|_| ApiError::bad_request("`next_cursor` holds an unusable URL"))?;
+                if !same_origin(&url, &call.base_url) {
+                    return Err(ApiError::new(
+                        ErrorKind::BadGateway,
+                        "the provider's next-page URL points outside the integration's origin; refusing to follow it",
+                    ));
+                }
+                url
+            }
+            None => {
+                let mut params = call.base_params.clone();
+                merge_query(&mut params, page.params);
+                let mut url = call.base_url.clone();
+                if !params.is_empty() {
+                    url.query_pairs_mut().extend_pairs(params);
+                }
+                url
+            }
+        };
+        let (secret_header, secret_query) = match &call.base_request.credential {
+            Credential::None => (None, None),
+            Credential::Header { name, value } => (Some((name.clone(), value.clone())), None),
+            Credential::Query { param, value } => (None, Some((param.clone(), value.clone()))),
+        };
+        Ok(ProviderRequest {
+            method: match call.base_request.method {
+                HttpMethod::Get => Method::Get,
+                HttpMethod::Post => Method::Post,
+            },
+            url,
+            headers: call.base_request.headers.clone(),
+            secret_header,
+            secret_query,
+        })
+    }
+
+    async fn fetch_page(&self, call: &Call<'_>, state: &CursorState) -> Result<Page, ApiError> {
+        let request = self.provider_request(call, &state.position)?;
+        let response = self.upstream.send(&request).await.map_err(|error| remote_error(&error))?;
+        tracing::info!(
+            account = %call.account.id,
+            integration = %call.integration.id,
+            status = response.status,
+            bytes = response.body.len(),
+            "provider page"
+        );
+        let body = check_response(call, &response)?;
+        let records = extract_records(call.resource, &body, &call.scope)
+            .map_err(|error| mapping_error(call.integration, &error))?;
+        let digest = page_digest(&records);
+        let compiled = &call.resource.pagination;
+        let evaluate = |expression: &Option<unigate_mapping::Expression>, what: &'static str| {
+            expression
+                .as_ref()
+                .map(|expression| expression.evaluate(&body, &call.scope))
+                .transpose()
+                .map(Option::flatten)
+                .map_err(|error| mapping_error(call.integration, &MapError::Eval { what, error }))
+        };
+        let next = match compiled.strategy.style {
+            Style::LinkHeader => response.header("link").and_then(link_next),
+            _ => evaluate(&compiled.next, "pagination.next")?.and_then(|value| match value {
+                Value::String(text) => Some(text),
+                Value::Number(number) => Some(number.to_string()),
+                _ => None,
+            }),
+        };
+        let next = match (&compiled.strategy.style, next) {
+            (Style::LinkHeader | Style::NextUrl, Some(link)) => {
+                Some(self.checked_next_url(call, &request.url, &link)?)
+            }
+            (_, next) => next,
+        };
+        let facts = PageFacts {
+            next,
+            record_count: records.len(),
+            has_more: evaluate(&compiled.has_more, "pagination.has_more")?.and_then(|v| truthy(&v)),
+            total: evaluate(&compiled.total, "pagination.total")?.and_then(|v| as_count(&v)),
+            digest: digest.clone(),
+        };
+        let next = compiled
+            .strategy
+            .next_position(
+                &state.position,
+                call.page_size,
+                &facts,
+                state.last_digest.as_deref(),
+                state.pages + 1,
+            )
+            .map_err(|error| ApiError::new(ErrorKind::BadGateway, error.to_string()))?;
+        Ok(Page { records, next, digest })
+    }
+
+    /// Resolves a next link against the URL it came with, refuses other origins, and drops a
+    /// credential query parameter so it never travels inside a cursor.
+    fn checked_next_url(&self, call: &Call<'_>, current: &Url, link: &str) -> Result<String, ApiError> {
+        let mut url = current.join(link).map_err(|_| {
+            ApiError::new(ErrorKind::BadGateway, "the provider's next-page link is not a URL")
+        })?;
+        if !same_origin(&url, &call.base_url) {
+            return Err(ApiError::new(
+                ErrorKind::BadGateway,
+                "the provider's next-page URL points outside the integration's origin; refusing to follow it",
+            ));
+        }
+        if let Credential::Query { param, .. } = &call.base_request.credential {
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(name, _)| name != param)
+                .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                .collect();
+            url.set_query(None);
+            if !kept.is_empty() {
+                url.query_pairs_mut().extend_pairs(kept);
+            }
+        }
+        Ok(url.to_string())
+    }
+
+    fn map_records(&self, call: &Call<'_>, records: Vec<Value>) -> Result<Vec<Value>, ApiError> {
+        if call.query.response_format == ResponseFormat::Raw {
+            return Ok(records);
+        }
+        records
+            .into_iter()
+            .map(|record| {
+                let mut mapped = map_response(call.method, &record, &call.scope)
+                    .map_err(|error| mapping_error(call.integration, &error))?;
+                if !call.query.ignore_remote_data {
+                    mapped.insert("remote_data".to_owned(), record);
+                }
+                Ok(Value::Object(mapped))
+            })
+            .collect()
+    }
+}
+
+/// A provider answer → its JSON body, or the remote error it stands for.
+fn check_response(call: &Call<'_>, response: &ProviderResponse) -> Result<Value, ApiError> {
+    if !(200..300).contains(&response.status) {
+        let raw = raw_body(&response.body);
+        let message = extract_remote_message(&raw)
+            .unwrap_or_else(|| format!("the provider answered HTTP {}", response.status));
+        return Err(ApiError::remote(response.status, message, raw));
+    }
+    let body: Value = serde_json::from_slice(&response.body).map_err(|error| {
+        ApiError::new(
+            ErrorKind::BadGateway,
+            format!("the provider's response is not valid JSON ({error})"),
+        )
+        .with_raw_response(raw_body(&response.body))
+    })?;
+    if let Some(errors) = &call.integration.errors {
+        let failed = errors
+            .when
+            .evaluate(&body, &call.scope)
+            .map_err(|error| mapping_error(call.integration, &MapError::Eval { what: "errors.when", error }))?
+            .is_some_and(|value| truthy(&value) == Some(true));
+        if failed {
+            let status = match &errors.status {
+                Some(expression) => expression
+                    .evaluate(&body, &call.scope)
+                    .ok()
+                    .flatten()
+                    .and_then(|value| value.as_u64())
+                    .and_then(|status| u16::try_from(status).ok())
+                    .filter(|status| (400..600).contains(status))
+                    .unwrap_or(502),
+                None => 502,
+            };
+            let message = match &errors.message {
+                Some(expression) => expression
+                    .evaluate(&body, &call.scope)
+                    .ok()
+                    .flatten()
+                    .and_then(|value| value.as_str().map(str::to_owned)),
+                None => extract_remote_message(&body),
+            }
+            .unwrap_or_else(|| "the provider reported an error".to_owned());
+            return Err(ApiError::remote(status, message, body));
+        }
+    }
+    Ok(body)
+}
+
+/// Features whose gateway-side fallback is not built yet are refused, never ignored.
+fn check_supported(query: &ListQuery, integration: &Integration, method: &UnifiedMethod) -> Result<(), ApiError> {
+    for name in query.filters.keys() {
+        if !method.native_filters.contains(name) {
+            return Err(ApiError::bad_request(format!(
+                "filter `{name}` is not supported by integration `{}` (it supports: {})",
+                integration.id,
+                list_or_none(method.native_filters.iter())
+            )));
+        }
+    }
+    if let Some(sort) = &query.sort_by
+        && !method.native_sorts.contains(sort)
+    {
+        return Err(ApiError::bad_request(format!(
+            "`sort_by={sort}` is not supported by integration `{}` (it supports: {})",
+            integration.id,
+            list_or_none(method.native_sorts.iter())
+        )));
+    }
+    match query.response_format {
+        ResponseFormat::Unified | ResponseFormat::Raw => Ok(()),
+        other => Err(ApiError::bad_request(format!(
+            "`truto_response_format={}` is not available yet; use `unified` or `raw`",
+            match other {
+                ResponseFormat::Normalized => "normalized",
+                _ => "stream",
+            }
+        ))),
+    }
+}
+
+fn list_or_none<'a>(items: impl Iterator<Item = &'a String>) -> String {
+    let joined = items.map(String::as_str).collect::<Vec<_>>().join(", ");
+    if joined.is_empty() { "none".to_owned() } else { joined }
+}
+
+/// The input of `query_mapping` and `$query`: filters, sort and the page size.
+fn unified_query_value(query: &ListQuery, page_size: u32) -> Value {
+    let mut value = query.filters.clone();
+    if let Some(sort) = &query.sort_by {
+        value.insert("sort_by".into(), json!(sort));
+        value.insert("sort_order".into(), json!(if query.sort_descending { "desc" } else { "asc" }));
+    }
+    value.insert("limit".into(), json!(page_size));
+    Value::Object(value)
+}
+
+/// What a cursor is bound to besides the account: everything that selects records.
+fn fingerprint(model: &str, resource: &str, integration: &str, query: &ListQuery) -> String {
+    let canonical = json!({
+        "m": model, "r": resource, "i": integration,
+        "f": query.filters, "s": query.sort_by, "d": query.sort_descending,
+        "q": query.remote_query,
+    });
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &digest[..12])
+}
+
+fn page_digest(records: &[Value]) -> String {
+    let mut hasher = Sha256::new();
+    for record in records {
+        hasher.update(record.to_string().as_bytes());
+        hasher.update(b"\n");
+    }
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &hasher.finalize()[..12])
+}
+
+fn truthy(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(flag) => Some(*flag),
+        Value::Null => Some(false),
+        Value::Number(number) => Some(number.as_f64() != Some(0.0)),
+        Value::String(text) => match text.as_str() {
+            "true" => Some(true),
+            "false" | "" => Some(false),
+            _ => Some(true),
+        },
+        Value::Array(items) => Some(!items.is_empty()),
+        Value::Object(_) => Some(true),
+    }
+}
+
+fn as_count(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(number) => number.as_u64().or_else(|| number.as_f64().map(|f| f as u64)),
+        Value::String(text) => text.parse().ok(),
+        _ => None,
+    }
+}

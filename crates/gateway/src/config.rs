@@ -1,0 +1,238 @@
+//! The gateway config file (`config.example.yaml`): parsed with line-aware errors, then `${VAR}`
+//! references are replaced from the environment; an unset variable is an error naming it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+use unigate_store::IntegratedAccount;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    pub api_tokens: Vec<String>,
+    pub cursor_secret: String,
+    /// Relative paths are relative to the config file's folder.
+    #[serde(default = "default_mappings_dir")]
+    pub mappings_dir: PathBuf,
+    #[serde(default = "default_limit")]
+    pub default_limit: u32,
+    #[serde(default = "default_max_records")]
+    pub max_records_per_response: usize,
+    #[serde(default)]
+    pub upstream: UpstreamSettings,
+    #[serde(default)]
+    pub integrated_accounts: Vec<IntegratedAccount>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSettings {
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            connect_timeout_ms: default_connect_timeout(),
+            timeout_ms: default_timeout(),
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+fn default_mappings_dir() -> PathBuf {
+    PathBuf::from("mappings")
+}
+fn default_limit() -> u32 {
+    100
+}
+fn default_max_records() -> usize {
+    10_000
+}
+fn default_connect_timeout() -> u64 {
+    5_000
+}
+fn default_timeout() -> u64 {
+    30_000
+}
+fn default_max_body() -> usize {
+    32 * 1024 * 1024
+}
+
+/// Replaces every `${NAME}` in `text` from `lookup`; `$${` is a literal `${`.
+pub fn substitute(
+    text: &str,
+    field: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        if rest[..start].ends_with('$') {
+            out.push_str(&rest[..start - 1]);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("{field}: `${{` is never closed"))?;
+        let name = &after[..end];
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("{field}: `${{{name}}}` is not a valid variable name"));
+        }
+        let value = lookup(name).ok_or_else(|| {
+            format!("{field}: environment variable `{name}` is not set")
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn substitute_value(
+    value: &mut Value,
+    field: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) {
+    match value {
+        Value::String(text) => match substitute(text, field, lookup) {
+            Ok(replaced) => *text = replaced,
+            Err(error) => errors.push(error),
+        },
+        Value::Array(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                substitute_value(item, &format!("{field}[{index}]"), lookup, errors);
+            }
+        }
+        Value::Object(object) => {
+            for (key, item) in object.iter_mut() {
+                substitute_value(item, &format!("{field}.{key}"), lookup, errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Config {
+    /// Reads, parses and substitutes a config file. Every problem is listed in the error.
+    pub fn load(path: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("{}: cannot read: {error}", path.display()))?;
+        let mut config: Config = serde_saphyr::from_str(&text).map_err(|error| {
+            let line = error.location().map(|l| l.line()).unwrap_or(0);
+            format!("{}:{line}: {}", path.display(), error.without_snippet())
+        })?;
+        let mut errors = Vec::new();
+        let one = |text: &mut String, field: &str, errors: &mut Vec<String>| {
+            match substitute(text, field, lookup) {
+                Ok(replaced) => *text = replaced,
+                Err(error) => errors.push(error),
+            }
+        };
+        one(&mut config.listen, "listen", &mut errors);
+        one(&mut config.cursor_secret, "cursor_secret", &mut errors);
+        for (index, token) in config.api_tokens.iter_mut().enumerate() {
+            one(token, &format!("api_tokens[{index}]"), &mut errors);
+        }
+        for (index, account) in config.integrated_accounts.iter_mut().enumerate() {
+            let field = format!("integrated_accounts[{index}]");
+            substitute_value(&mut account.context, &format!("{field}.context"), lookup, &mut errors);
+            if let Some(base_url) = &mut account.base_url {
+                one(base_url, &format!("{field}.base_url"), &mut errors);
+            }
+            if !account.context.is_object() {
+                errors.push(format!("{field}.context: must be a mapping of keys to values"));
+            }
+        }
+        if config.api_tokens.iter().any(|token| token.len() < 8) || config.api_tokens.is_empty() {
+            errors.push("api_tokens: give at least one token, each of 8 characters or more".to_owned());
+        }
+        if config.cursor_secret.len() < 16 {
+            errors.push("cursor_secret: must be at least 16 characters".to_owned());
+        }
+        if config.mappings_dir.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            config.mappings_dir = base.join(&config.mappings_dir);
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors
+                .into_iter()
+                .map(|error| format!("{}: {error}", path.display()))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "TOKEN" => Some("tok-123456".to_owned()),
+            "SECRET" => Some("0123456789abcdef0123".to_owned()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn substitutes_and_names_unset_variables() {
+        assert_eq!(substitute("a ${TOKEN} b", "f", &env).unwrap(), "a tok-123456 b");
+        assert_eq!(substitute("$${TOKEN}", "f", &env).unwrap(), "${TOKEN}");
+        assert_eq!(
+            substitute("${NOPE}", "api_tokens[0]", &env).unwrap_err(),
+            "api_tokens[0]: environment variable `NOPE` is not set"
+        );
+    }
+
+    #[test]
+    fn loads_a_config_and_reports_every_problem() {
+        let dir = std::env::temp_dir().join(format!("unigate-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.yaml");
+        std::fs::write(
+            &good,
+            "api_tokens: [\"${TOKEN}\"]\ncursor_secret: \"${SECRET}\"\nintegrated_accounts:\n  - id: a\n    integration: okta\n    context: { subdomain: acme, api_token: \"${TOKEN}\" }\n",
+        )
+        .unwrap();
+        let config = Config::load(&good, &env).unwrap();
+        assert_eq!(config.api_tokens, vec!["tok-123456"]);
+        assert_eq!(config.integrated_accounts[0].context["api_token"], "tok-123456");
+        assert_eq!(config.mappings_dir, dir.join("mappings"));
+
+        let bad = dir.join("bad.yaml");
+        std::fs::write(
+            &bad,
+            "api_tokens: [\"${MISSING_ONE}\"]\ncursor_secret: short\nintegrated_accounts:\n  - id: a\n    integration: okta\n    context: { key: \"${MISSING_TWO}\" }\n",
+        )
+        .unwrap();
+        let error = Config::load(&bad, &env).unwrap_err();
+        assert!(error.contains("api_tokens[0]: environment variable `MISSING_ONE` is not set"), "{error}");
+        assert!(error.contains("integrated_accounts[0].context.key: environment variable `MISSING_TWO` is not set"), "{error}");
+        assert!(error.contains("cursor_secret: must be at least 16 characters"), "{error}");
+
+        let unknown = dir.join("unknown.yaml");
+        std::fs::write(&unknown, "api_tokens: [x]\ncursor_secret: y\nlisten_on: z\n").unwrap();
+        let error = Config::load(&unknown, &env).unwrap_err();
+        assert!(error.contains("unknown.yaml:3:") && error.contains("unknown field `listen_on`"), "{error}");
+    }
+}

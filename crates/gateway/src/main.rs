@@ -1,0 +1,107 @@
+//! The `unigate` binary: `serve --config FILE`, `serve --sandbox`, `check DIR`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use unigate_gateway::config::Config;
+use unigate_gateway::{Gateway, check, parse_listen, sandbox};
+
+#[derive(Debug, Parser)]
+#[command(name = "unigate", version, about = "A self-hosted, Truto-compatible unified-API gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the unified API.
+    Serve {
+        /// The gateway config file (see config.example.yaml).
+        #[arg(long, conflicts_with = "sandbox", required_unless_present = "sandbox")]
+        config: Option<PathBuf>,
+        /// Serve the built-in sandbox: token `sandbox`, account `sandbox`; no config needed.
+        #[arg(long)]
+        sandbox: bool,
+        /// How many users the sandbox provider holds.
+        #[arg(long, default_value_t = sandbox::DEFAULT_USERS, requires = "sandbox")]
+        sandbox_users: usize,
+        /// Address to listen on (overrides the config's `listen`; default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Load and validate every mapping file of a directory; list every error.
+    Check {
+        /// The mappings directory.
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { dir } => match check(&dir) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config, sandbox, sandbox_users, listen } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("UNIGATE_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("unigate: cannot start the runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(config, sandbox, sandbox_users, listen)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("unigate: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(
+    config: Option<PathBuf>,
+    sandbox: bool,
+    sandbox_users: usize,
+    listen: Option<String>,
+) -> Result<(), String> {
+    let (gateway, configured_listen) = if sandbox {
+        (Gateway::sandbox(sandbox_users).await?, "127.0.0.1:8080".to_owned())
+    } else {
+        let path = config.ok_or("give --config FILE or --sandbox")?;
+        let config = Config::load(&path, &|name| std::env::var(name).ok())?;
+        (Gateway::from_config(&config)?, config.listen.clone())
+    };
+    let address = parse_listen(listen.as_deref().unwrap_or(&configured_listen))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+    let bound = listener.local_addr().map_err(|error| error.to_string())?;
+    tracing::info!(%bound, sandbox, "unigate listening");
+    // Printed on stdout so scripts can read the port when `--listen 127.0.0.1:0` is used.
+    println!("unigate listening on http://{bound}");
+    gateway
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|error| error.to_string())
+}
