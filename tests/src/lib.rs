@@ -1,1 +1,236 @@
-//! placeholder
+//! Test support for unigate's end-to-end tests: a scripted stub provider on 127.0.0.1 that
+//! records what it receives, a gateway served on an ephemeral loopback port, and the Python
+//! virtualenv (real Truto SDK, real SCIM server) the project's own script installs.
+//!
+//! Nothing here is used by the product; everything listens on loopback only and stops when the
+//! test drops it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::task::JoinHandle;
+use unigate_engine::EngineConfig;
+use unigate_gateway::Gateway;
+use unigate_mapping::Catalog;
+use unigate_store::IntegratedAccount;
+use unigate_upstream::UpstreamConfig;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The repository's mappings, compiled.
+pub fn repo_catalog() -> Catalog {
+    Catalog::load_dir(&repo_root().join("mappings")).unwrap_or_else(|errors| panic!("{errors}"))
+}
+
+/// A request as the stub provider received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    /// Decoded query pairs in the order received.
+    pub query: Vec<(String, String)>,
+    /// Lower-cased header names.
+    pub headers: Vec<(String, String)>,
+}
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub struct Scripted {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct StubState {
+    script: Vec<Scripted>,
+    received: Vec<Recorded>,
+}
+
+/// A provider stand-in that answers its script in order, one answer per request.
+#[derive(Debug)]
+pub struct Stub {
+    pub address: SocketAddr,
+    state: Arc<Mutex<StubState>>,
+    task: JoinHandle<()>,
+}
+
+async fn answer(State(state): State<Arc<Mutex<StubState>>>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    let query = parts
+        .uri
+        .query()
+        .map(|raw| {
+            url_pairs(raw)
+        })
+        .unwrap_or_default();
+    let recorded = Recorded {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query,
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap_or_default().to_owned()))
+            .collect(),
+    };
+    let mut state = state.lock().expect("stub lock");
+    let index = state.received.len();
+    state.received.push(recorded);
+    let Some(scripted) = state.script.get(index).cloned() else {
+        return (StatusCode::IM_A_TEAPOT, "the stub has no answer scripted for this request").into_response();
+    };
+    let mut response = (StatusCode::from_u16(scripted.status).expect("valid status"), Bytes::from(scripted.body)).into_response();
+    let headers = response.headers_mut();
+    if !scripted.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+    }
+    for (name, value) in scripted.headers {
+        headers.append(
+            HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            HeaderValue::from_str(&value).expect("header value"),
+        );
+    }
+    response
+}
+
+/// Decodes `a=1&b=%20x` into pairs (`+` is a space).
+pub fn url_pairs(raw: &str) -> Vec<(String, String)> {
+    unigate_upstream::Url::parse(&format!("http://x/?{raw}"))
+        .expect("query parses")
+        .query_pairs()
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
+}
+
+impl Stub {
+    pub async fn start() -> Stub {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind stub");
+        let address = listener.local_addr().expect("stub address");
+        let state = Arc::new(Mutex::new(StubState::default()));
+        let app = Router::new().fallback(answer).with_state(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Stub { address, state, task }
+    }
+
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn script(&self, answers: Vec<Scripted>) {
+        self.state.lock().expect("stub lock").script = answers;
+    }
+
+    pub fn received(&self) -> Vec<Recorded> {
+        self.state.lock().expect("stub lock").received.clone()
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A gateway serving on an ephemeral loopback port until dropped.
+#[derive(Debug)]
+pub struct RunningGateway {
+    pub origin: String,
+    task: JoinHandle<()>,
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub const TEST_TOKEN: &str = "test-token-123";
+
+pub async fn serve(gateway: Gateway) -> RunningGateway {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
+    let origin = format!("http://{}", listener.local_addr().expect("gateway address"));
+    let task = tokio::spawn(async move {
+        let _ = gateway.serve(listener, std::future::pending()).await;
+    });
+    RunningGateway { origin, task }
+}
+
+/// A gateway over `catalog` with `accounts`, token [`TEST_TOKEN`].
+pub async fn serve_accounts(catalog: Catalog, accounts: Vec<IntegratedAccount>) -> RunningGateway {
+    let gateway = Gateway::assemble(
+        catalog,
+        accounts,
+        UpstreamConfig::default(),
+        EngineConfig::default(),
+        b"test-cursor-secret-0123456789",
+        &[TEST_TOKEN.to_owned()],
+    )
+    .unwrap_or_else(|problems| panic!("{problems}"));
+    serve(gateway).await
+}
+
+/// `GET {origin}{path_and_query}` with a bearer token; returns status and JSON body.
+pub async fn get_json(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("gateway answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    (status, body)
+}
+
+/// The Python of the project's virtualenv (`scripts/python-env`), or why there is none.
+pub fn python() -> Result<PathBuf, String> {
+    static PYTHON: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let output = std::process::Command::new("bash")
+                .arg(repo_root().join("scripts/python-env"))
+                .output()
+                .map_err(|error| format!("cannot run scripts/python-env: {error}"))?;
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            match output.status.code() {
+                Some(0) => String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .last()
+                    .map(|line| PathBuf::from(line.trim()))
+                    .ok_or_else(|| "scripts/python-env printed no path".to_owned()),
+                Some(3) => Err(format!("PYTHON 3.12 NOT FOUND: {stderr}")),
+                _ => panic!("scripts/python-env failed: {stderr}"),
+            }
+        })
+        .clone()
+}
+
+/// Returns the venv Python, or prints a loud skip notice (only when Python 3.12 is truly absent).
+pub fn python_or_skip(test: &str) -> Option<PathBuf> {
+    match python() {
+        Ok(python) => Some(python),
+        Err(reason) if std::env::var_os("UNIGATE_REQUIRE_PYTHON").is_some() => {
+            panic!("{test} needs Python 3.12 and UNIGATE_REQUIRE_PYTHON is set: {reason}")
+        }
+        Err(reason) => {
+            eprintln!("\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+            eprintln!("!!! SKIPPING {test}: {reason}");
+            eprintln!("!!! Install Python 3.12 or set UNIGATE_PYTHON to run it.");
+            eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n");
+            None
+        }
+    }
+}

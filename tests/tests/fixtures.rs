@@ -1,0 +1,274 @@
+//! Replays every `tests/fixtures/<integration>/<case>/case.yaml` through the real HTTP server
+//! against a scripted stub provider on 127.0.0.1: each unified call must make exactly the provider
+//! request listed (method, path, every query parameter, the auth header) and return exactly the
+//! unified JSON listed. A new integration needs only a fixture folder; see
+//! `tests/fixtures/README.md`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use unigate_store::IntegratedAccount;
+use unigate_tests::{Scripted, Stub, TEST_TOKEN, get_json, repo_catalog, repo_root, serve_accounts};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    description: String,
+    context: Value,
+    #[serde(default)]
+    base_path: String,
+    #[serde(default)]
+    query: Map<String, Value>,
+    calls: Vec<Call>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Call {
+    request: ExpectedRequest,
+    response: ScriptedResponse,
+    expect: Expectation,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectedRequest {
+    method: String,
+    path: String,
+    #[serde(default)]
+    query: BTreeMap<String, QueryValue>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+/// A parameter sent once, or several times.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum QueryValue {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScriptedResponse {
+    status: u16,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expectation {
+    status: u16,
+    body: String,
+}
+
+fn cases() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let root = repo_root().join("tests/fixtures");
+    for integration in std::fs::read_dir(&root).expect("fixtures dir").flatten() {
+        if !integration.path().is_dir() {
+            continue;
+        }
+        for case in std::fs::read_dir(integration.path()).expect("integration dir").flatten() {
+            if case.path().join("case.yaml").is_file() {
+                found.push(case.path());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn read(dir: &Path, file: &str, stub: &str) -> String {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|error| panic!("{}: {error}", dir.join(file).display()))
+        .replace("{{stub}}", stub)
+}
+
+fn sorted_pairs(pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut pairs = pairs;
+    pairs.sort();
+    pairs
+}
+
+/// Runs one case; returns every mismatch found.
+async fn run_case(dir: &Path) -> Vec<String> {
+    let integration = dir.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+    let name = format!("{integration}/{}", dir.file_name().unwrap().to_string_lossy());
+    let case: Case = serde_saphyr::from_str(&std::fs::read_to_string(dir.join("case.yaml")).unwrap())
+        .unwrap_or_else(|error| panic!("{name}/case.yaml: {error}"));
+    assert!(!case.description.is_empty());
+    let stub = Stub::start().await;
+    let origin = stub.origin();
+    stub.script(
+        case.calls
+            .iter()
+            .map(|call| Scripted {
+                status: call.response.status,
+                headers: call
+                    .response
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.replace("{{stub}}", &origin)))
+                    .collect(),
+                body: read(dir, &call.response.body, &origin).into_bytes(),
+            })
+            .collect(),
+    );
+    let account = IntegratedAccount {
+        id: format!("acc-{integration}"),
+        integration: integration.clone(),
+        context: case.context.clone(),
+        base_url: Some(format!("{origin}{}", case.base_path)),
+    };
+    let gateway = serve_accounts(repo_catalog(), vec![account]).await;
+    let mut problems = Vec::new();
+    let mut cursor: Option<String> = None;
+    for (index, call) in case.calls.iter().enumerate() {
+        let mut query = case.query.clone();
+        query.insert("integrated_account_id".into(), Value::String(format!("acc-{integration}")));
+        if let Some(cursor) = &cursor {
+            query.insert("next_cursor".into(), Value::String(cursor.clone()));
+        }
+        let encoded: Vec<(String, String)> = unigate_mapping::flatten_query(&query);
+        let url = format!(
+            "{}/unified/user-directory/users?{}",
+            gateway.origin,
+            encoded
+                .iter()
+                .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+                .collect::<Vec<_>>()
+                .join("&")
+        );
+        let (status, mut body) = get_json(&url, Some(TEST_TOKEN)).await;
+        let at = format!("{name} call {}", index + 1);
+        // The provider request.
+        let received = stub.received();
+        match received.get(index) {
+            None => problems.push(format!("{at}: the gateway made no provider request")),
+            Some(request) => {
+                let expected = &call.request;
+                if request.method != expected.method {
+                    problems.push(format!("{at}: method {} != {}", request.method, expected.method));
+                }
+                if request.path != expected.path {
+                    problems.push(format!("{at}: path {} != {}", request.path, expected.path));
+                }
+                let want: Vec<(String, String)> = expected
+                    .query
+                    .iter()
+                    .flat_map(|(k, v)| match v {
+                        QueryValue::One(one) => vec![(k.clone(), one.clone())],
+                        QueryValue::Many(many) => many.iter().map(|m| (k.clone(), m.clone())).collect(),
+                    })
+                    .collect();
+                if sorted_pairs(request.query.clone()) != sorted_pairs(want.clone()) {
+                    problems.push(format!("{at}: query {:?} != {:?}", sorted_pairs(request.query.clone()), sorted_pairs(want)));
+                }
+                for (header, value) in &expected.headers {
+                    let got = request.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(header)).map(|(_, v)| v);
+                    if got != Some(value) {
+                        problems.push(format!("{at}: header {header}: {got:?} != {value:?}"));
+                    }
+                }
+            }
+        }
+        // The caller's answer.
+        if status != call.expect.status {
+            problems.push(format!("{at}: status {status} != {} (body {body})", call.expect.status));
+        }
+        cursor = body.get("next_cursor").and_then(Value::as_str).map(str::to_owned);
+        if let Some(next) = body.get_mut("next_cursor")
+            && next.is_string()
+        {
+            *next = Value::String("<cursor>".into());
+        }
+        let expected: Value = serde_json::from_str(&read(dir, &call.expect.body, &origin))
+            .unwrap_or_else(|error| panic!("{at}: {}: {error}", call.expect.body));
+        if body != expected {
+            problems.push(format!(
+                "{at}: body differs\n  got:      {}\n  expected: {}",
+                body, expected
+            ));
+        }
+        let secrets = secret_strings(&case.context);
+        let text = body.to_string();
+        for secret in secrets {
+            if text.contains(&secret) {
+                problems.push(format!("{at}: the answer contains the credential `{secret}`"));
+            }
+        }
+    }
+    let made = stub.received().len();
+    if made != case.calls.len() {
+        problems.push(format!("{name}: {made} provider requests made, {} expected", case.calls.len()));
+    }
+    problems
+}
+
+/// Context values that look like credentials (keys naming a token, key, secret or password).
+fn secret_strings(context: &Value) -> Vec<String> {
+    context
+        .as_object()
+        .map(|object| {
+            object
+                .iter()
+                .filter(|(key, _)| ["token", "key", "secret", "password"].iter().any(|word| key.contains(word)))
+                .filter_map(|(_, value)| value.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_replays_exactly() {
+    let cases = cases();
+    assert!(cases.len() >= 10, "expected the reference fixtures, found {}", cases.len());
+    let mut problems = Vec::new();
+    for case in &cases {
+        problems.extend(run_case(case).await);
+    }
+    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
+}
+
+#[test]
+fn every_integration_has_a_multi_page_fixture_and_an_error_fixture() {
+    let catalog = repo_catalog();
+    let mut missing = Vec::new();
+    for id in catalog.integrations.keys() {
+        if id.starts_with("sandbox") {
+            continue; // The sandbox is exercised by tests/sandbox.rs against its real provider.
+        }
+        let dir = repo_root().join("tests/fixtures").join(id);
+        let cases: Vec<Case> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.path().join("case.yaml").is_file())
+                    .map(|e| serde_saphyr::from_str(&std::fs::read_to_string(e.path().join("case.yaml")).unwrap()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !cases.iter().any(|case| case.calls.len() >= 2 && case.calls.iter().all(|c| c.expect.status == 200)) {
+            missing.push(format!("{id}: no fixture walks two or more pages"));
+        }
+        if !cases.iter().any(|case| case.calls.iter().any(|c| c.expect.status >= 400)) {
+            missing.push(format!("{id}: no fixture of a provider error"));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
