@@ -66,13 +66,7 @@ pub struct Stub {
 
 async fn answer(State(state): State<Arc<Mutex<StubState>>>, request: Request) -> Response {
     let (parts, _body) = request.into_parts();
-    let query = parts
-        .uri
-        .query()
-        .map(|raw| {
-            url_pairs(raw)
-        })
-        .unwrap_or_default();
+    let query = parts.uri.query().map(url_pairs).unwrap_or_default();
     let recorded = Recorded {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
@@ -80,18 +74,35 @@ async fn answer(State(state): State<Arc<Mutex<StubState>>>, request: Request) ->
         headers: parts
             .headers
             .iter()
-            .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap_or_default().to_owned()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    value.to_str().unwrap_or_default().to_owned(),
+                )
+            })
             .collect(),
     };
     let mut state = state.lock().expect("stub lock");
     let index = state.received.len();
     state.received.push(recorded);
     let Some(scripted) = state.script.get(index).cloned() else {
-        return (StatusCode::IM_A_TEAPOT, "the stub has no answer scripted for this request").into_response();
+        return (
+            StatusCode::IM_A_TEAPOT,
+            "the stub has no answer scripted for this request",
+        )
+            .into_response();
     };
-    let mut response = (StatusCode::from_u16(scripted.status).expect("valid status"), Bytes::from(scripted.body)).into_response();
+    let mut response = (
+        StatusCode::from_u16(scripted.status).expect("valid status"),
+        Bytes::from(scripted.body),
+    )
+        .into_response();
     let headers = response.headers_mut();
-    if !scripted.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+    if !scripted
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
         headers.insert("content-type", HeaderValue::from_static("application/json"));
     }
     for (name, value) in scripted.headers {
@@ -114,14 +125,20 @@ pub fn url_pairs(raw: &str) -> Vec<(String, String)> {
 
 impl Stub {
     pub async fn start() -> Stub {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind stub");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind stub");
         let address = listener.local_addr().expect("stub address");
         let state = Arc::new(Mutex::new(StubState::default()));
         let app = Router::new().fallback(answer).with_state(state.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Stub { address, state, task }
+        Stub {
+            address,
+            state,
+            task,
+        }
     }
 
     pub fn origin(&self) -> String {
@@ -159,7 +176,9 @@ impl Drop for RunningGateway {
 pub const TEST_TOKEN: &str = "test-token-123";
 
 pub async fn serve(gateway: Gateway) -> RunningGateway {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind gateway");
     let origin = format!("http://{}", listener.local_addr().expect("gateway address"));
     let task = tokio::spawn(async move {
         let _ = gateway.serve(listener, std::future::pending()).await;
@@ -191,7 +210,8 @@ pub async fn get_json(url: &str, token: Option<&str>) -> (u16, serde_json::Value
     let response = request.send().await.expect("gateway answers");
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
     (status, body)
 }
 

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use unigate_store::IntegratedAccount;
-use unigate_tests::{Scripted, Stub, TEST_TOKEN, get_json, repo_catalog, repo_root, serve_accounts};
+use unigate_tests::{
+    Scripted, Stub, TEST_TOKEN, get_json, repo_catalog, repo_root, serve_accounts,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,7 +76,10 @@ fn cases() -> Vec<PathBuf> {
         if !integration.path().is_dir() {
             continue;
         }
-        for case in std::fs::read_dir(integration.path()).expect("integration dir").flatten() {
+        for case in std::fs::read_dir(integration.path())
+            .expect("integration dir")
+            .flatten()
+        {
             if case.path().join("case.yaml").is_file() {
                 found.push(case.path());
             }
@@ -98,10 +103,20 @@ fn sorted_pairs(pairs: Vec<(String, String)>) -> Vec<(String, String)> {
 
 /// Runs one case; returns every mismatch found.
 async fn run_case(dir: &Path) -> Vec<String> {
-    let integration = dir.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
-    let name = format!("{integration}/{}", dir.file_name().unwrap().to_string_lossy());
-    let case: Case = serde_saphyr::from_str(&std::fs::read_to_string(dir.join("case.yaml")).unwrap())
-        .unwrap_or_else(|error| panic!("{name}/case.yaml: {error}"));
+    let integration = dir
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let name = format!(
+        "{integration}/{}",
+        dir.file_name().unwrap().to_string_lossy()
+    );
+    let case: Case =
+        serde_saphyr::from_str(&std::fs::read_to_string(dir.join("case.yaml")).unwrap())
+            .unwrap_or_else(|error| panic!("{name}/case.yaml: {error}"));
     assert!(!case.description.is_empty());
     let stub = Stub::start().await;
     let origin = stub.origin();
@@ -131,7 +146,10 @@ async fn run_case(dir: &Path) -> Vec<String> {
     let mut cursor: Option<String> = None;
     for (index, call) in case.calls.iter().enumerate() {
         let mut query = case.query.clone();
-        query.insert("integrated_account_id".into(), Value::String(format!("acc-{integration}")));
+        query.insert(
+            "integrated_account_id".into(),
+            Value::String(format!("acc-{integration}")),
+        );
         if let Some(cursor) = &cursor {
             query.insert("next_cursor".into(), Value::String(cursor.clone()));
         }
@@ -154,7 +172,10 @@ async fn run_case(dir: &Path) -> Vec<String> {
             Some(request) => {
                 let expected = &call.request;
                 if request.method != expected.method {
-                    problems.push(format!("{at}: method {} != {}", request.method, expected.method));
+                    problems.push(format!(
+                        "{at}: method {} != {}",
+                        request.method, expected.method
+                    ));
                 }
                 if request.path != expected.path {
                     problems.push(format!("{at}: path {} != {}", request.path, expected.path));
@@ -164,14 +185,24 @@ async fn run_case(dir: &Path) -> Vec<String> {
                     .iter()
                     .flat_map(|(k, v)| match v {
                         QueryValue::One(one) => vec![(k.clone(), one.clone())],
-                        QueryValue::Many(many) => many.iter().map(|m| (k.clone(), m.clone())).collect(),
+                        QueryValue::Many(many) => {
+                            many.iter().map(|m| (k.clone(), m.clone())).collect()
+                        }
                     })
                     .collect();
                 if sorted_pairs(request.query.clone()) != sorted_pairs(want.clone()) {
-                    problems.push(format!("{at}: query {:?} != {:?}", sorted_pairs(request.query.clone()), sorted_pairs(want)));
+                    problems.push(format!(
+                        "{at}: query {:?} != {:?}",
+                        sorted_pairs(request.query.clone()),
+                        sorted_pairs(want)
+                    ));
                 }
                 for (header, value) in &expected.headers {
-                    let got = request.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(header)).map(|(_, v)| v);
+                    let got = request
+                        .headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(header))
+                        .map(|(_, v)| v);
                     if got != Some(value) {
                         problems.push(format!("{at}: header {header}: {got:?} != {value:?}"));
                     }
@@ -180,9 +211,15 @@ async fn run_case(dir: &Path) -> Vec<String> {
         }
         // The caller's answer.
         if status != call.expect.status {
-            problems.push(format!("{at}: status {status} != {} (body {body})", call.expect.status));
+            problems.push(format!(
+                "{at}: status {status} != {} (body {body})",
+                call.expect.status
+            ));
         }
-        cursor = body.get("next_cursor").and_then(Value::as_str).map(str::to_owned);
+        cursor = body
+            .get("next_cursor")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         if let Some(next) = body.get_mut("next_cursor")
             && next.is_string()
         {
@@ -200,13 +237,18 @@ async fn run_case(dir: &Path) -> Vec<String> {
         let text = body.to_string();
         for secret in secrets {
             if text.contains(&secret) {
-                problems.push(format!("{at}: the answer contains the credential `{secret}`"));
+                problems.push(format!(
+                    "{at}: the answer contains the credential `{secret}`"
+                ));
             }
         }
     }
     let made = stub.received().len();
     if made != case.calls.len() {
-        problems.push(format!("{name}: {made} provider requests made, {} expected", case.calls.len()));
+        problems.push(format!(
+            "{name}: {made} provider requests made, {} expected",
+            case.calls.len()
+        ));
     }
     problems
 }
@@ -218,7 +260,11 @@ fn secret_strings(context: &Value) -> Vec<String> {
         .map(|object| {
             object
                 .iter()
-                .filter(|(key, _)| ["token", "key", "secret", "password"].iter().any(|word| key.contains(word)))
+                .filter(|(key, _)| {
+                    ["token", "key", "secret", "password"]
+                        .iter()
+                        .any(|word| key.contains(word))
+                })
                 .filter_map(|(_, value)| value.as_str().map(str::to_owned))
                 .collect()
         })
@@ -228,7 +274,9 @@ fn secret_strings(context: &Value) -> Vec<String> {
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -237,12 +285,21 @@ fn urlencode(text: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_replays_exactly() {
     let cases = cases();
-    assert!(cases.len() >= 10, "expected the reference fixtures, found {}", cases.len());
+    assert!(
+        cases.len() >= 10,
+        "expected the reference fixtures, found {}",
+        cases.len()
+    );
     let mut problems = Vec::new();
     for case in &cases {
         problems.extend(run_case(case).await);
     }
-    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -259,14 +316,25 @@ fn every_integration_has_a_multi_page_fixture_and_an_error_fixture() {
                 entries
                     .flatten()
                     .filter(|e| e.path().join("case.yaml").is_file())
-                    .map(|e| serde_saphyr::from_str(&std::fs::read_to_string(e.path().join("case.yaml")).unwrap()).unwrap())
+                    .map(|e| {
+                        serde_saphyr::from_str(
+                            &std::fs::read_to_string(e.path().join("case.yaml")).unwrap(),
+                        )
+                        .unwrap()
+                    })
                     .collect()
             })
             .unwrap_or_default();
-        if !cases.iter().any(|case| case.calls.len() >= 2 && case.calls.iter().all(|c| c.expect.status == 200)) {
+        if !cases
+            .iter()
+            .any(|case| case.calls.len() >= 2 && case.calls.iter().all(|c| c.expect.status == 200))
+        {
             missing.push(format!("{id}: no fixture walks two or more pages"));
         }
-        if !cases.iter().any(|case| case.calls.iter().any(|c| c.expect.status >= 400)) {
+        if !cases
+            .iter()
+            .any(|case| case.calls.iter().any(|c| c.expect.status >= 400))
+        {
             missing.push(format!("{id}: no fixture of a provider error"));
         }
     }

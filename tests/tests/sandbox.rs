@@ -24,7 +24,10 @@ async fn walk(gateway: &RunningGateway, query: &str) -> Vec<Vec<Value>> {
         let url = users_url(gateway, &format!("{query}&next_cursor={cursor}"));
         let (status, body) = get_json(&url, Some("sandbox")).await;
         assert_eq!(status, 200, "{body}");
-        let result = body["result"].as_array().expect("result is an array").clone();
+        let result = body["result"]
+            .as_array()
+            .expect("result is an array")
+            .clone();
         assert_eq!(body["result_count"], json!(result.len()));
         assert_eq!(body["prev_cursor"], Value::Null);
         pages.push(result);
@@ -51,34 +54,94 @@ async fn bad_requests_get_the_error_envelope() {
     let gateway = sandbox().await;
     let cases = [
         ("limit=10", 400, "`integrated_account_id` is required"),
-        ("integrated_account_id=nobody", 404, "integrated account `nobody` not found"),
-        ("integrated_account_id=sandbox&limit=abc", 400, "`limit` must be an integer from 1 to 10000; got `abc`"),
-        ("integrated_account_id=sandbox&status=foo", 400, "filter `status` must be one of active, created, deleted, inactive, invited; got `foo`"),
-        ("integrated_account_id=sandbox&colour=red", 400, "unknown query parameter `colour`"),
-        ("integrated_account_id=sandbox&first_name=Ada", 400, "filter `first_name` is not supported by integration `sandbox` (it supports: email, status)"),
-        ("integrated_account_id=sandbox&sort_by=name", 400, "`sort_by=name` is not supported by integration `sandbox` (it supports: none)"),
-        ("integrated_account_id=sandbox&next_cursor=garbage", 400, "`next_cursor` is not a cursor this gateway issued"),
+        (
+            "integrated_account_id=nobody",
+            404,
+            "integrated account `nobody` not found",
+        ),
+        (
+            "integrated_account_id=sandbox&limit=abc",
+            400,
+            "`limit` must be an integer from 1 to 10000; got `abc`",
+        ),
+        (
+            "integrated_account_id=sandbox&status=foo",
+            400,
+            "filter `status` must be one of active, created, deleted, inactive, invited; got `foo`",
+        ),
+        (
+            "integrated_account_id=sandbox&colour=red",
+            400,
+            "unknown query parameter `colour`",
+        ),
+        (
+            "integrated_account_id=sandbox&first_name=Ada",
+            400,
+            "filter `first_name` is not supported by integration `sandbox` (it supports: email, status)",
+        ),
+        (
+            "integrated_account_id=sandbox&sort_by=name",
+            400,
+            "`sort_by=name` is not supported by integration `sandbox` (it supports: none)",
+        ),
+        (
+            "integrated_account_id=sandbox&next_cursor=garbage",
+            400,
+            "`next_cursor` is not a cursor this gateway issued",
+        ),
     ];
     for (query, status, message) in cases {
         let (got_status, body) = get_json(&users_url(&gateway, query), Some("sandbox")).await;
-        let reason = if status == 400 { "Bad Request" } else { "Not Found" };
+        let reason = if status == 400 {
+            "Bad Request"
+        } else {
+            "Not Found"
+        };
         assert_eq!(
             (got_status, body),
-            (status, json!({"statusCode": status, "error": reason, "message": message})),
+            (
+                status,
+                json!({"statusCode": status, "error": reason, "message": message})
+            ),
             "{query}"
         );
     }
-    let (status, body) = get_json(&format!("{}/unified/user-directory/groups?integrated_account_id=sandbox", gateway.origin), Some("sandbox")).await;
-    assert_eq!((status, body["message"].clone()), (404, json!("unknown unified resource `user-directory/groups`")));
+    let (status, body) = get_json(
+        &format!(
+            "{}/unified/user-directory/groups?integrated_account_id=sandbox",
+            gateway.origin
+        ),
+        Some("sandbox"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            404,
+            json!("unknown unified resource `user-directory/groups`")
+        )
+    );
 }
 
 #[tokio::test]
 async fn following_next_cursor_yields_every_user_exactly_once_on_both_styles() {
     let gateway = sandbox().await;
     for account in ["sandbox", "sandbox-cursor"] {
-        let pages = walk(&gateway, &format!("integrated_account_id={account}&limit=100")).await;
-        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![100, 100, 50], "{account}");
-        let ids: Vec<String> = pages.iter().flatten().map(|user| user["id"].as_str().unwrap().to_owned()).collect();
+        let pages = walk(
+            &gateway,
+            &format!("integrated_account_id={account}&limit=100"),
+        )
+        .await;
+        assert_eq!(
+            pages.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![100, 100, 50],
+            "{account}"
+        );
+        let ids: Vec<String> = pages
+            .iter()
+            .flatten()
+            .map(|user| user["id"].as_str().unwrap().to_owned())
+            .collect();
         let unique: BTreeSet<&String> = ids.iter().collect();
         assert_eq!((ids.len(), unique.len()), (250, 250), "{account}");
         assert_eq!(ids.first().map(String::as_str), Some("usr_00001"));
@@ -89,7 +152,11 @@ async fn following_next_cursor_yields_every_user_exactly_once_on_both_styles() {
 #[tokio::test]
 async fn a_mapped_sandbox_user_is_exactly_its_unified_form() {
     let gateway = sandbox().await;
-    let (status, body) = get_json(&users_url(&gateway, "integrated_account_id=sandbox&limit=2"), Some("sandbox")).await;
+    let (status, body) = get_json(
+        &users_url(&gateway, "integrated_account_id=sandbox&limit=2"),
+        Some("sandbox"),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(
         body["result"][1],
@@ -116,23 +183,53 @@ async fn a_mapped_sandbox_user_is_exactly_its_unified_form() {
 #[tokio::test]
 async fn edited_or_replayed_cursors_are_refused() {
     let gateway = sandbox().await;
-    let (_, first) = get_json(&users_url(&gateway, "integrated_account_id=sandbox&limit=100"), Some("sandbox")).await;
-    let cursor = first["next_cursor"].as_str().expect("a second page").to_owned();
+    let (_, first) = get_json(
+        &users_url(&gateway, "integrated_account_id=sandbox&limit=100"),
+        Some("sandbox"),
+    )
+    .await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
     // One character of the payload changed.
     let mut edited = cursor.clone().into_bytes();
     edited[6] = if edited[6] == b'A' { b'B' } else { b'A' };
     let edited = String::from_utf8(edited).unwrap();
     let cases = [
-        (format!("integrated_account_id=sandbox&next_cursor={edited}"), "`next_cursor` failed its integrity check (was it edited?)"),
-        (format!("integrated_account_id=sandbox-cursor&next_cursor={cursor}"), "`next_cursor` belongs to another integrated account"),
-        (format!("integrated_account_id=sandbox&status=active&next_cursor={cursor}"), "`next_cursor` was issued for different filters; send the same query with it, or start again without a cursor"),
+        (
+            format!("integrated_account_id=sandbox&next_cursor={edited}"),
+            "`next_cursor` failed its integrity check (was it edited?)",
+        ),
+        (
+            format!("integrated_account_id=sandbox-cursor&next_cursor={cursor}"),
+            "`next_cursor` belongs to another integrated account",
+        ),
+        (
+            format!("integrated_account_id=sandbox&status=active&next_cursor={cursor}"),
+            "`next_cursor` was issued for different filters; send the same query with it, or start again without a cursor",
+        ),
     ];
     for (query, message) in cases {
         let (status, body) = get_json(&users_url(&gateway, &query), Some("sandbox")).await;
-        assert_eq!((status, body), (400, json!({"statusCode": 400, "error": "Bad Request", "message": message})), "{query}");
+        assert_eq!(
+            (status, body),
+            (
+                400,
+                json!({"statusCode": 400, "error": "Bad Request", "message": message})
+            ),
+            "{query}"
+        );
     }
     // The untouched cursor still works, with a different page size too.
-    let (status, body) = get_json(&users_url(&gateway, &format!("integrated_account_id=sandbox&limit=10&next_cursor={cursor}")), Some("sandbox")).await;
+    let (status, body) = get_json(
+        &users_url(
+            &gateway,
+            &format!("integrated_account_id=sandbox&limit=10&next_cursor={cursor}"),
+        ),
+        Some("sandbox"),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(body["result"][0]["id"], "usr_00101");
 }
@@ -140,15 +237,34 @@ async fn edited_or_replayed_cursors_are_refused() {
 #[tokio::test]
 async fn native_filters_are_pushed_down() {
     let gateway = sandbox().await;
-    let pages = walk(&gateway, "integrated_account_id=sandbox&limit=100&status=inactive").await;
+    let pages = walk(
+        &gateway,
+        "integrated_account_id=sandbox&limit=100&status=inactive",
+    )
+    .await;
     let users: Vec<&Value> = pages.iter().flatten().collect();
     assert_eq!(users.len(), 25);
     assert!(users.iter().all(|user| user["status"] == "inactive"));
-    let pages = walk(&gateway, "integrated_account_id=sandbox-cursor&limit=100&status[in]=invited,deleted").await;
-    let statuses: BTreeSet<&str> = pages.iter().flatten().map(|u| u["status"].as_str().unwrap()).collect();
+    let pages = walk(
+        &gateway,
+        "integrated_account_id=sandbox-cursor&limit=100&status[in]=invited,deleted",
+    )
+    .await;
+    let statuses: BTreeSet<&str> = pages
+        .iter()
+        .flatten()
+        .map(|u| u["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, BTreeSet::from(["deleted", "invited"]));
     assert_eq!(pages.iter().map(Vec::len).sum::<usize>(), 50);
-    let (_, body) = get_json(&users_url(&gateway, "integrated_account_id=sandbox&email=GRACE.HOPPER2@sandbox.unigate.test"), Some("sandbox")).await;
+    let (_, body) = get_json(
+        &users_url(
+            &gateway,
+            "integrated_account_id=sandbox&email=GRACE.HOPPER2@sandbox.unigate.test",
+        ),
+        Some("sandbox"),
+    )
+    .await;
     assert_eq!(body["result"].as_array().map(Vec::len), Some(1));
     assert_eq!(body["result"][0]["id"], "usr_00002");
 }
@@ -156,8 +272,18 @@ async fn native_filters_are_pushed_down() {
 #[tokio::test]
 async fn result_shaping_parameters() {
     let gateway = sandbox().await;
-    let (_, body) = get_json(&users_url(&gateway, "integrated_account_id=sandbox&truto_ignore_limit=true&limit=100"), Some("sandbox")).await;
-    assert_eq!((body["result_count"].clone(), body["next_cursor"].clone()), (json!(250), Value::Null));
+    let (_, body) = get_json(
+        &users_url(
+            &gateway,
+            "integrated_account_id=sandbox&truto_ignore_limit=true&limit=100",
+        ),
+        Some("sandbox"),
+    )
+    .await;
+    assert_eq!(
+        (body["result_count"].clone(), body["next_cursor"].clone()),
+        (json!(250), Value::Null)
+    );
 
     let (_, body) = get_json(
         &users_url(&gateway, "integrated_account_id=sandbox&limit=1&truto_ignore_remote_data=true&truto_exclude_fields[]=emails.type&truto_exclude_fields[]=roles&truto_exclude_fields[]=phones"),
@@ -174,10 +300,21 @@ async fn result_shaping_parameters() {
     );
 
     let (_, body) = get_json(&users_url(&gateway, "integrated_account_id=sandbox&limit=2&truto_key_by=username&truto_exclude_fields=remote_data"), Some("sandbox")).await;
-    let keys: Vec<&String> = body["result"].as_object().expect("keyed result").keys().collect();
+    let keys: Vec<&String> = body["result"]
+        .as_object()
+        .expect("keyed result")
+        .keys()
+        .collect();
     assert_eq!(keys, vec!["ada.lovelace1", "grace.hopper2"]);
 
-    let (_, body) = get_json(&users_url(&gateway, "integrated_account_id=sandbox&limit=1&truto_response_format=raw"), Some("sandbox")).await;
+    let (_, body) = get_json(
+        &users_url(
+            &gateway,
+            "integrated_account_id=sandbox&limit=1&truto_response_format=raw",
+        ),
+        Some("sandbox"),
+    )
+    .await;
     assert_eq!(body["result"][0]["uid"], "usr_00001");
     assert!(body["result"][0].get("remote_data").is_none());
 }

@@ -30,7 +30,10 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { default_limit: 100, max_records_per_response: 10_000 }
+        EngineConfig {
+            default_limit: 100,
+            max_records_per_response: 10_000,
+        }
     }
 }
 
@@ -52,7 +55,13 @@ impl Engine {
         cursor_secret: &[u8],
         config: EngineConfig,
     ) -> Self {
-        Engine { catalog, accounts, upstream, codec: CursorCodec::new(cursor_secret), config }
+        Engine {
+            catalog,
+            accounts,
+            upstream,
+            codec: CursorCodec::new(cursor_secret),
+            config,
+        }
     }
 
     pub fn catalog(&self) -> &Catalog {

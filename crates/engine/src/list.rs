@@ -10,7 +10,9 @@ use unigate_pagination::{CursorState, PageFacts, Position, Style, link_next};
 use unigate_store::IntegratedAccount;
 use unigate_unified::error::extract_remote_message;
 use unigate_unified::{ApiError, ErrorKind, ListQuery, ResponseFormat};
-use unigate_upstream::{Method, ProviderRequest, ProviderResponse, UpstreamError, Url, same_origin};
+use unigate_upstream::{
+    Method, ProviderRequest, ProviderResponse, UpstreamError, Url, same_origin,
+};
 
 use crate::Engine;
 use crate::shape::shape_result;
@@ -68,7 +70,10 @@ fn raw_body(body: &[u8]) -> Value {
 fn mapping_error(integration: &Integration, error: &MapError) -> ApiError {
     ApiError::new(
         ErrorKind::Mapping,
-        format!("the `{}` mapping failed on the provider's response: {error}", integration.id),
+        format!(
+            "the `{}` mapping failed on the provider's response: {error}",
+            integration.id
+        ),
     )
 }
 
@@ -86,21 +91,30 @@ impl Engine {
             .get(model)
             .and_then(|found| found.resources.get(resource_name))
             .ok_or_else(|| {
-                ApiError::not_found(format!("unknown unified resource `{model}/{resource_name}`"))
+                ApiError::not_found(format!(
+                    "unknown unified resource `{model}/{resource_name}`"
+                ))
             })?;
         let query = ListQuery::parse(params, unified_resource)?;
-        let account = self.accounts.get(&query.integrated_account_id).ok_or_else(|| {
-            ApiError::not_found(format!(
-                "integrated account `{}` not found",
-                query.integrated_account_id
-            ))
-        })?;
-        let integration = self.catalog.integrations.get(&account.integration).ok_or_else(|| {
-            ApiError::internal(format!(
-                "integrated account `{}` uses integration `{}`, which is not loaded",
-                account.id, account.integration
-            ))
-        })?;
+        let account = self
+            .accounts
+            .get(&query.integrated_account_id)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "integrated account `{}` not found",
+                    query.integrated_account_id
+                ))
+            })?;
+        let integration = self
+            .catalog
+            .integrations
+            .get(&account.integration)
+            .ok_or_else(|| {
+                ApiError::internal(format!(
+                    "integrated account `{}` uses integration `{}`, which is not loaded",
+                    account.id, account.integration
+                ))
+            })?;
         let method = integration
             .unified_method(model, resource_name, "list")
             .ok_or_else(|| {
@@ -117,7 +131,11 @@ impl Engine {
         let call = self.prepare(&account, integration, method, resource, &query)?;
         let fingerprint = fingerprint(model, resource_name, &integration.id, &query);
         let mut state = match &query.next_cursor {
-            None => CursorState { position: Position::First, last_digest: None, pages: 0 },
+            None => CursorState {
+                position: Position::First,
+                last_digest: None,
+                pages: 0,
+            },
             Some(cursor) => self
                 .codec
                 .decode(cursor, &account.id, &fingerprint)
@@ -141,12 +159,16 @@ impl Engine {
                 state.position = Position::First;
             }
             if !keep_going {
-                let next_cursor = (!is_last)
-                    .then(|| self.codec.encode(&account.id, &fingerprint, &state));
+                let next_cursor =
+                    (!is_last).then(|| self.codec.encode(&account.id, &fingerprint, &state));
                 let mapped = self.map_records(&call, records)?;
                 let result_count = mapped.len();
                 let result = shape_result(mapped, &query)?;
-                return Ok(ListOutput { result, result_count, next_cursor });
+                return Ok(ListOutput {
+                    result,
+                    result_count,
+                    next_cursor,
+                });
             }
         }
     }
@@ -159,14 +181,18 @@ impl Engine {
         resource: &'a Resource,
         query: &'a ListQuery,
     ) -> Result<Call<'a>, ApiError> {
-        let base_request =
-            render_request(integration, resource, &account.context, account.base_url.as_deref())
-                .map_err(|error| {
-                    ApiError::internal(format!(
-                        "integrated account `{}` cannot call `{}`: {error}",
-                        account.id, integration.id
-                    ))
-                })?;
+        let base_request = render_request(
+            integration,
+            resource,
+            &account.context,
+            account.base_url.as_deref(),
+        )
+        .map_err(|error| {
+            ApiError::internal(format!(
+                "integrated account `{}` cannot call `{}`: {error}",
+                account.id, integration.id
+            ))
+        })?;
         let base_url = Url::parse(&base_request.url).map_err(|_| {
             ApiError::internal(format!(
                 "integrated account `{}`: the `{}` base URL does not render to an absolute URL",
@@ -202,7 +228,11 @@ impl Engine {
         })
     }
 
-    fn provider_request(&self, call: &Call<'_>, position: &Position) -> Result<ProviderRequest, ApiError> {
+    fn provider_request(
+        &self,
+        call: &Call<'_>,
+        position: &Position,
+    ) -> Result<ProviderRequest, ApiError> {
         let pagination = &call.resource.pagination.strategy;
         let page = pagination.request_for(position, call.page_size);
         let url = match page.url {
@@ -246,7 +276,11 @@ impl Engine {
 
     async fn fetch_page(&self, call: &Call<'_>, state: &CursorState) -> Result<Page, ApiError> {
         let request = self.provider_request(call, &state.position)?;
-        let response = self.upstream.send(&request).await.map_err(|error| remote_error(&error))?;
+        let response = self
+            .upstream
+            .send(&request)
+            .await
+            .map_err(|error| remote_error(&error))?;
         tracing::info!(
             account = %call.account.id,
             integration = %call.integration.id,
@@ -298,14 +332,26 @@ impl Engine {
                 state.pages + 1,
             )
             .map_err(|error| ApiError::new(ErrorKind::BadGateway, error.to_string()))?;
-        Ok(Page { records, next, digest })
+        Ok(Page {
+            records,
+            next,
+            digest,
+        })
     }
 
     /// Resolves a next link against the URL it came with, refuses other origins, and drops a
     /// credential query parameter so it never travels inside a cursor.
-    fn checked_next_url(&self, call: &Call<'_>, current: &Url, link: &str) -> Result<String, ApiError> {
+    fn checked_next_url(
+        &self,
+        call: &Call<'_>,
+        current: &Url,
+        link: &str,
+    ) -> Result<String, ApiError> {
         let mut url = current.join(link).map_err(|_| {
-            ApiError::new(ErrorKind::BadGateway, "the provider's next-page link is not a URL")
+            ApiError::new(
+                ErrorKind::BadGateway,
+                "the provider's next-page link is not a URL",
+            )
         })?;
         if !same_origin(&url, &call.base_url) {
             return Err(ApiError::new(
@@ -364,7 +410,15 @@ fn check_response(call: &Call<'_>, response: &ProviderResponse) -> Result<Value,
         let failed = errors
             .when
             .evaluate(&body, &call.scope)
-            .map_err(|error| mapping_error(call.integration, &MapError::Eval { what: "errors.when", error }))?
+            .map_err(|error| {
+                mapping_error(
+                    call.integration,
+                    &MapError::Eval {
+                        what: "errors.when",
+                        error,
+                    },
+                )
+            })?
             .is_some_and(|value| truthy(&value) == Some(true));
         if failed {
             let status = match &errors.status {
@@ -394,7 +448,11 @@ fn check_response(call: &Call<'_>, response: &ProviderResponse) -> Result<Value,
 }
 
 /// Features whose gateway-side fallback is not built yet are refused, never ignored.
-fn check_supported(query: &ListQuery, integration: &Integration, method: &UnifiedMethod) -> Result<(), ApiError> {
+fn check_supported(
+    query: &ListQuery,
+    integration: &Integration,
+    method: &UnifiedMethod,
+) -> Result<(), ApiError> {
     for name in query.filters.keys() {
         if !method.native_filters.contains(name) {
             return Err(ApiError::bad_request(format!(
@@ -427,7 +485,11 @@ fn check_supported(query: &ListQuery, integration: &Integration, method: &Unifie
 
 fn list_or_none<'a>(items: impl Iterator<Item = &'a String>) -> String {
     let joined = items.map(String::as_str).collect::<Vec<_>>().join(", ");
-    if joined.is_empty() { "none".to_owned() } else { joined }
+    if joined.is_empty() {
+        "none".to_owned()
+    } else {
+        joined
+    }
 }
 
 /// The input of `query_mapping` and `$query`: filters, sort and the page size.
@@ -435,7 +497,10 @@ fn unified_query_value(query: &ListQuery, page_size: u32) -> Value {
     let mut value = query.filters.clone();
     if let Some(sort) = &query.sort_by {
         value.insert("sort_by".into(), json!(sort));
-        value.insert("sort_order".into(), json!(if query.sort_descending { "desc" } else { "asc" }));
+        value.insert(
+            "sort_order".into(),
+            json!(if query.sort_descending { "desc" } else { "asc" }),
+        );
     }
     value.insert("limit".into(), json!(page_size));
     Value::Object(value)
@@ -449,7 +514,10 @@ fn fingerprint(model: &str, resource: &str, integration: &str, query: &ListQuery
         "q": query.remote_query,
     });
     let digest = Sha256::digest(canonical.to_string().as_bytes());
-    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &digest[..12])
+    base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        &digest[..12],
+    )
 }
 
 fn page_digest(records: &[Value]) -> String {
@@ -458,7 +526,10 @@ fn page_digest(records: &[Value]) -> String {
         hasher.update(record.to_string().as_bytes());
         hasher.update(b"\n");
     }
-    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &hasher.finalize()[..12])
+    base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        &hasher.finalize()[..12],
+    )
 }
 
 fn truthy(value: &Value) -> Option<bool> {
@@ -478,7 +549,9 @@ fn truthy(value: &Value) -> Option<bool> {
 
 fn as_count(value: &Value) -> Option<u64> {
     match value {
-        Value::Number(number) => number.as_u64().or_else(|| number.as_f64().map(|f| f as u64)),
+        Value::Number(number) => number
+            .as_u64()
+            .or_else(|| number.as_f64().map(|f| f as u64)),
         Value::String(text) => text.parse().ok(),
         _ => None,
     }

@@ -34,7 +34,9 @@ fn key_text(value: &Value) -> Option<String> {
 pub(crate) fn shape_result(mut records: Vec<Value>, query: &ListQuery) -> Result<Value, ApiError> {
     for field in &query.exclude_fields {
         let path: Vec<&str> = field.split('.').collect();
-        records.iter_mut().for_each(|record| remove_path(record, &path));
+        records
+            .iter_mut()
+            .for_each(|record| remove_path(record, &path));
     }
     let Some(key_field) = &query.key_by else {
         return Ok(Value::Array(records));
@@ -44,7 +46,10 @@ pub(crate) fn shape_result(mut records: Vec<Value>, query: &ListQuery) -> Result
         let key = record.get(key_field).and_then(key_text).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "`truto_key_by={key_field}`: a record has no usable `{key_field}` ({})",
-                record.get("id").and_then(key_text).map_or("no id".to_owned(), |id| format!("id `{id}`"))
+                record
+                    .get("id")
+                    .and_then(key_text)
+                    .map_or("no id".to_owned(), |id| format!("id `{id}`"))
             ))
         })?;
         if keyed.contains_key(&key) {
@@ -72,7 +77,8 @@ mod tests {
 
     #[test]
     fn excludes_top_level_and_dotted_fields() {
-        let records = vec![json!({"id": "1", "name": "a", "emails": [{"email": "x", "type": "work"}]})];
+        let records =
+            vec![json!({"id": "1", "name": "a", "emails": [{"email": "x", "type": "work"}]})];
         assert_eq!(
             shape_result(records, &query(&["name", "emails.type"], None)).unwrap(),
             json!([{"id": "1", "emails": [{"email": "x"}]}])
@@ -88,12 +94,16 @@ mod tests {
         );
         let duplicate = vec![json!({"id": "1", "k": "a"}), json!({"id": "2", "k": "a"})];
         assert_eq!(
-            shape_result(duplicate, &query(&[], Some("k"))).unwrap_err().message,
+            shape_result(duplicate, &query(&[], Some("k")))
+                .unwrap_err()
+                .message,
             "`truto_key_by=k`: two records share the value `a`"
         );
         let missing = vec![json!({"id": "1"})];
         assert_eq!(
-            shape_result(missing, &query(&[], Some("k"))).unwrap_err().message,
+            shape_result(missing, &query(&[], Some("k")))
+                .unwrap_err()
+                .message,
             "`truto_key_by=k`: a record has no usable `k` (id `1`)"
         );
     }

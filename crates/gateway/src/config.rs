@@ -92,11 +92,12 @@ pub fn substitute(
             .ok_or_else(|| format!("{field}: `${{` is never closed"))?;
         let name = &after[..end];
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!("{field}: `${{{name}}}` is not a valid variable name"));
+            return Err(format!(
+                "{field}: `${{{name}}}` is not a valid variable name"
+            ));
         }
-        let value = lookup(name).ok_or_else(|| {
-            format!("{field}: environment variable `{name}` is not set")
-        })?;
+        let value = lookup(name)
+            .ok_or_else(|| format!("{field}: environment variable `{name}` is not set"))?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }
@@ -139,11 +140,11 @@ impl Config {
             format!("{}:{line}: {}", path.display(), error.without_snippet())
         })?;
         let mut errors = Vec::new();
-        let one = |text: &mut String, field: &str, errors: &mut Vec<String>| {
-            match substitute(text, field, lookup) {
-                Ok(replaced) => *text = replaced,
-                Err(error) => errors.push(error),
-            }
+        let one = |text: &mut String, field: &str, errors: &mut Vec<String>| match substitute(
+            text, field, lookup,
+        ) {
+            Ok(replaced) => *text = replaced,
+            Err(error) => errors.push(error),
         };
         one(&mut config.listen, "listen", &mut errors);
         one(&mut config.cursor_secret, "cursor_secret", &mut errors);
@@ -152,16 +153,25 @@ impl Config {
         }
         for (index, account) in config.integrated_accounts.iter_mut().enumerate() {
             let field = format!("integrated_accounts[{index}]");
-            substitute_value(&mut account.context, &format!("{field}.context"), lookup, &mut errors);
+            substitute_value(
+                &mut account.context,
+                &format!("{field}.context"),
+                lookup,
+                &mut errors,
+            );
             if let Some(base_url) = &mut account.base_url {
                 one(base_url, &format!("{field}.base_url"), &mut errors);
             }
             if !account.context.is_object() {
-                errors.push(format!("{field}.context: must be a mapping of keys to values"));
+                errors.push(format!(
+                    "{field}.context: must be a mapping of keys to values"
+                ));
             }
         }
         if config.api_tokens.iter().any(|token| token.len() < 8) || config.api_tokens.is_empty() {
-            errors.push("api_tokens: give at least one token, each of 8 characters or more".to_owned());
+            errors.push(
+                "api_tokens: give at least one token, each of 8 characters or more".to_owned(),
+            );
         }
         if config.cursor_secret.len() < 16 {
             errors.push("cursor_secret: must be at least 16 characters".to_owned());
@@ -196,7 +206,10 @@ mod tests {
 
     #[test]
     fn substitutes_and_names_unset_variables() {
-        assert_eq!(substitute("a ${TOKEN} b", "f", &env).unwrap(), "a tok-123456 b");
+        assert_eq!(
+            substitute("a ${TOKEN} b", "f", &env).unwrap(),
+            "a tok-123456 b"
+        );
         assert_eq!(substitute("$${TOKEN}", "f", &env).unwrap(), "${TOKEN}");
         assert_eq!(
             substitute("${NOPE}", "api_tokens[0]", &env).unwrap_err(),
@@ -216,7 +229,10 @@ mod tests {
         .unwrap();
         let config = Config::load(&good, &env).unwrap();
         assert_eq!(config.api_tokens, vec!["tok-123456"]);
-        assert_eq!(config.integrated_accounts[0].context["api_token"], "tok-123456");
+        assert_eq!(
+            config.integrated_accounts[0].context["api_token"],
+            "tok-123456"
+        );
         assert_eq!(config.mappings_dir, dir.join("mappings"));
 
         let bad = dir.join("bad.yaml");
@@ -226,13 +242,31 @@ mod tests {
         )
         .unwrap();
         let error = Config::load(&bad, &env).unwrap_err();
-        assert!(error.contains("api_tokens[0]: environment variable `MISSING_ONE` is not set"), "{error}");
-        assert!(error.contains("integrated_accounts[0].context.key: environment variable `MISSING_TWO` is not set"), "{error}");
-        assert!(error.contains("cursor_secret: must be at least 16 characters"), "{error}");
+        assert!(
+            error.contains("api_tokens[0]: environment variable `MISSING_ONE` is not set"),
+            "{error}"
+        );
+        assert!(
+            error.contains(
+                "integrated_accounts[0].context.key: environment variable `MISSING_TWO` is not set"
+            ),
+            "{error}"
+        );
+        assert!(
+            error.contains("cursor_secret: must be at least 16 characters"),
+            "{error}"
+        );
 
         let unknown = dir.join("unknown.yaml");
-        std::fs::write(&unknown, "api_tokens: [x]\ncursor_secret: y\nlisten_on: z\n").unwrap();
+        std::fs::write(
+            &unknown,
+            "api_tokens: [x]\ncursor_secret: y\nlisten_on: z\n",
+        )
+        .unwrap();
         let error = Config::load(&unknown, &env).unwrap_err();
-        assert!(error.contains("unknown.yaml:3:") && error.contains("unknown field `listen_on`"), "{error}");
+        assert!(
+            error.contains("unknown.yaml:3:") && error.contains("unknown field `listen_on`"),
+            "{error}"
+        );
     }
 }

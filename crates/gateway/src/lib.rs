@@ -35,7 +35,8 @@ pub struct ErrorResponse(pub ApiError);
 
 impl IntoResponse for ErrorResponse {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), message = %self.0.message, "request failed");
         }
@@ -45,9 +46,10 @@ impl IntoResponse for ErrorResponse {
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -62,15 +64,21 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(engine: Engine, api_tokens: &[String]) -> Self {
-        let token_digests = api_tokens.iter().map(|token| Sha256::digest(token.as_bytes()).into()).collect();
-        AppState { engine, token_digests: Arc::new(token_digests) }
+        let token_digests = api_tokens
+            .iter()
+            .map(|token| Sha256::digest(token.as_bytes()).into())
+            .collect();
+        AppState {
+            engine,
+            token_digests: Arc::new(token_digests),
+        }
     }
 
     fn accepts(&self, token: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.token_digests
-            .iter()
-            .fold(false, |found, known| found | bool::from(known.ct_eq(&digest)))
+        self.token_digests.iter().fold(false, |found, known| {
+            found | bool::from(known.ct_eq(&digest))
+        })
     }
 }
 
@@ -79,7 +87,11 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match token {
         Some(token) if state.accepts(token) => next.run(request).await,
@@ -115,7 +127,10 @@ async fn not_found() -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    let error = ApiError::new(unigate_unified::ErrorKind::BadRequest, "method not allowed on this route");
+    let error = ApiError::new(
+        unigate_unified::ErrorKind::BadRequest,
+        "method not allowed on this route",
+    );
     let mut response = ErrorResponse(error).into_response();
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     response
@@ -124,11 +139,17 @@ async fn method_not_allowed() -> Response {
 /// The router: `/unified/...` behind bearer auth, `/health` open.
 pub fn router(state: AppState) -> Router {
     let unified = Router::new()
-        .route("/unified/{model}/{resource}", get(list).fallback(method_not_allowed))
+        .route(
+            "/unified/{model}/{resource}",
+            get(list).fallback(method_not_allowed),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(unified)
-        .route("/health", get(|| async { json_response(StatusCode::OK, &json!({"status": "ok"})) }))
+        .route(
+            "/health",
+            get(|| async { json_response(StatusCode::OK, &json!({"status": "ok"})) }),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -142,7 +163,8 @@ pub struct Gateway {
 impl Gateway {
     /// From a config file: loads the mappings and checks every account against them.
     pub fn from_config(config: &Config) -> Result<Gateway, String> {
-        let catalog = Catalog::load_dir(&config.mappings_dir).map_err(|errors| errors.to_string())?;
+        let catalog =
+            Catalog::load_dir(&config.mappings_dir).map_err(|errors| errors.to_string())?;
         let upstream = UpstreamConfig {
             connect_timeout: Duration::from_millis(config.upstream.connect_timeout_ms),
             timeout: Duration::from_millis(config.upstream.timeout_ms),
@@ -164,8 +186,9 @@ impl Gateway {
 
     /// The sandbox: built-in mappings, the in-process provider, token `sandbox`.
     pub async fn sandbox(users: usize) -> Result<Gateway, String> {
-        let catalog = Catalog::from_sources(&sandbox::model_sources(), &sandbox::integration_sources())
-            .map_err(|errors| errors.to_string())?;
+        let catalog =
+            Catalog::from_sources(&sandbox::model_sources(), &sandbox::integration_sources())
+                .map_err(|errors| errors.to_string())?;
         let provider = sandbox::start_provider(users)
             .await
             .map_err(|error| format!("cannot start the sandbox provider: {error}"))?;
@@ -191,12 +214,20 @@ impl Gateway {
     ) -> Result<Gateway, String> {
         let store = MemoryStore::new(accounts)?;
         let upstream = Upstream::new(upstream).map_err(|error| error.to_string())?;
-        let engine = Engine::new(Arc::new(catalog), Arc::new(store), upstream, cursor_secret, engine_config);
+        let engine = Engine::new(
+            Arc::new(catalog),
+            Arc::new(store),
+            upstream,
+            cursor_secret,
+            engine_config,
+        );
         let problems = engine.check_accounts();
         if !problems.is_empty() {
             return Err(problems.join("\n"));
         }
-        Ok(Gateway { state: AppState::new(engine, api_tokens) })
+        Ok(Gateway {
+            state: AppState::new(engine, api_tokens),
+        })
     }
 
     pub fn router(&self) -> Router {
@@ -228,5 +259,6 @@ pub fn check(dir: &Path) -> Result<String, String> {
 
 /// Parses `--listen`.
 pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    text.parse().map_err(|_| format!("`{text}` is not an address like 127.0.0.1:8080"))
+    text.parse()
+        .map_err(|_| format!("`{text}` is not an address like 127.0.0.1:8080"))
 }

@@ -8,7 +8,11 @@ use unigate_gateway::config::Config;
 use unigate_gateway::{Gateway, check, parse_listen, sandbox};
 
 #[derive(Debug, Parser)]
-#[command(name = "unigate", version, about = "A self-hosted, Truto-compatible unified-API gateway")]
+#[command(
+    name = "unigate",
+    version,
+    about = "A self-hosted, Truto-compatible unified-API gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,7 +55,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve { config, sandbox, sandbox_users, listen } => {
+        Command::Serve {
+            config,
+            sandbox,
+            sandbox_users,
+            listen,
+        } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_env("UNIGATE_LOG")
@@ -84,7 +93,10 @@ async fn serve(
     listen: Option<String>,
 ) -> Result<(), String> {
     let (gateway, configured_listen) = if sandbox {
-        (Gateway::sandbox(sandbox_users).await?, "127.0.0.1:8080".to_owned())
+        (
+            Gateway::sandbox(sandbox_users).await?,
+            "127.0.0.1:8080".to_owned(),
+        )
     } else {
         let path = config.ok_or("give --config FILE or --sandbox")?;
         let config = Config::load(&path, &|name| std::env::var(name).ok())?;

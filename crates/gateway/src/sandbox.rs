@@ -29,13 +29,22 @@ pub const SANDBOX_TOKEN: &str = "sandbox";
 pub const DEFAULT_USERS: usize = 250;
 
 pub fn model_sources() -> Vec<Source> {
-    vec![Source { path: "mappings/models/user-directory.yaml".into(), text: MODEL_SOURCE.to_owned() }]
+    vec![Source {
+        path: "mappings/models/user-directory.yaml".into(),
+        text: MODEL_SOURCE.to_owned(),
+    }]
 }
 
 pub fn integration_sources() -> Vec<Source> {
     vec![
-        Source { path: "mappings/sandbox.yaml".into(), text: SANDBOX_SOURCE.to_owned() },
-        Source { path: "mappings/sandbox-cursor.yaml".into(), text: SANDBOX_CURSOR_SOURCE.to_owned() },
+        Source {
+            path: "mappings/sandbox.yaml".into(),
+            text: SANDBOX_SOURCE.to_owned(),
+        },
+        Source {
+            path: "mappings/sandbox-cursor.yaml".into(),
+            text: SANDBOX_CURSOR_SOURCE.to_owned(),
+        },
     ]
 }
 
@@ -59,15 +68,57 @@ pub fn accounts(provider: SocketAddr) -> Vec<IntegratedAccount> {
 }
 
 const FIRST_NAMES: [&str; 20] = [
-    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Frances", "Dennis",
-    "Radia", "Linus", "Katherine", "John", "Hedy", "Niklaus", "Annie", "Tim", "Sophie", "Guido",
+    "Ada",
+    "Grace",
+    "Alan",
+    "Edsger",
+    "Barbara",
+    "Donald",
+    "Margaret",
+    "Ken",
+    "Frances",
+    "Dennis",
+    "Radia",
+    "Linus",
+    "Katherine",
+    "John",
+    "Hedy",
+    "Niklaus",
+    "Annie",
+    "Tim",
+    "Sophie",
+    "Guido",
 ];
 const LAST_NAMES: [&str; 20] = [
-    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Allen",
-    "Ritchie", "Perlman", "Torvalds", "Johnson", "McCarthy", "Lamarr", "Wirth", "Easley", "Berners-Lee",
-    "Wilson", "Rossum",
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Hamilton",
+    "Thompson",
+    "Allen",
+    "Ritchie",
+    "Perlman",
+    "Torvalds",
+    "Johnson",
+    "McCarthy",
+    "Lamarr",
+    "Wirth",
+    "Easley",
+    "Berners-Lee",
+    "Wilson",
+    "Rossum",
 ];
-const TITLES: [&str; 6] = ["Engineer", "Designer", "Product Manager", "Analyst", "Support Lead", "Recruiter"];
+const TITLES: [&str; 6] = [
+    "Engineer",
+    "Designer",
+    "Product Manager",
+    "Analyst",
+    "Support Lead",
+    "Recruiter",
+];
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (civil-from-days, proleptic Gregorian).
 fn iso8601(seconds: i64) -> String {
@@ -94,14 +145,19 @@ fn iso8601(seconds: i64) -> String {
 pub fn user(index: usize) -> Value {
     let first = FIRST_NAMES[index % FIRST_NAMES.len()];
     let last = LAST_NAMES[(index / FIRST_NAMES.len() + index) % LAST_NAMES.len()];
-    let login = format!("{}.{}{}", first.to_lowercase(), last.to_lowercase(), index + 1);
+    let login = format!(
+        "{}.{}{}",
+        first.to_lowercase(),
+        last.to_lowercase(),
+        index + 1
+    );
     let state = match index % 10 {
         7 => "SUSPENDED",
         8 => "INVITED",
         9 => "REMOVED",
         _ => "ACTIVE",
     };
-    let role = if index % 25 == 0 {
+    let role = if index.is_multiple_of(25) {
         "admin"
     } else if index % 50 == 17 {
         "bot"
@@ -125,10 +181,10 @@ pub fn user(index: usize) -> Value {
         "created": iso8601(created),
         "modified": iso8601(created + (index % 30) as i64 * 86_400),
     });
-    if index % 3 != 0 {
+    if !index.is_multiple_of(3) {
         record["phone"] = json!(format!("+1-555-{:04}", index % 10_000));
     }
-    if state == "ACTIVE" && index % 4 != 0 {
+    if state == "ACTIVE" && !index.is_multiple_of(4) {
         record["last_login"] = json!(iso8601(created + 40 * 86_400));
     }
     record
@@ -154,9 +210,13 @@ impl Provider {
     fn page(&self, params: &ListParams, start: usize, count: usize) -> (Vec<Value>, usize) {
         let states: Option<Vec<&str>> = params.state.as_deref().map(|s| s.split(',').collect());
         let matches = |record: &Value| {
-            states.as_ref().is_none_or(|states| states.contains(&record["state"].as_str().unwrap_or_default()))
+            states
+                .as_ref()
+                .is_none_or(|states| states.contains(&record["state"].as_str().unwrap_or_default()))
                 && params.mail.as_deref().is_none_or(|mail| {
-                    record["mail"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(mail))
+                    record["mail"]
+                        .as_str()
+                        .is_some_and(|m| m.eq_ignore_ascii_case(mail))
                 })
         };
         if states.is_none() && params.mail.is_none() {
@@ -170,14 +230,22 @@ impl Provider {
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({"error": {"code": status.as_u16(), "message": message}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": status.as_u16(), "message": message}})),
+    )
+        .into_response()
 }
 
 fn authorised(headers: &HeaderMap) -> bool {
     headers.get("x-sandbox-key").and_then(|v| v.to_str().ok()) == Some(SANDBOX_KEY)
 }
 
-async fn list_offset(State(provider): State<Arc<Provider>>, headers: HeaderMap, Query(params): Query<ListParams>) -> Response {
+async fn list_offset(
+    State(provider): State<Arc<Provider>>,
+    headers: HeaderMap,
+    Query(params): Query<ListParams>,
+) -> Response {
     if !authorised(&headers) {
         return refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Sandbox-Key");
     }
@@ -189,7 +257,11 @@ async fn list_offset(State(provider): State<Arc<Provider>>, headers: HeaderMap, 
     Json(json!({"data": data, "total": total})).into_response()
 }
 
-async fn list_cursor(State(provider): State<Arc<Provider>>, headers: HeaderMap, Query(params): Query<ListParams>) -> Response {
+async fn list_cursor(
+    State(provider): State<Arc<Provider>>,
+    headers: HeaderMap,
+    Query(params): Query<ListParams>,
+) -> Response {
     if !authorised(&headers) {
         return refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Sandbox-Key");
     }
@@ -242,11 +314,13 @@ mod tests {
         assert_eq!(user(0), user(0));
         assert_eq!(user(0)["uid"], "usr_00001");
         assert_eq!(user(0)["created"], "2024-01-01T00:00:00Z");
-        let logins: std::collections::BTreeSet<String> =
-            (0..1000).map(|i| user(i)["login"].as_str().unwrap().to_owned()).collect();
+        let logins: std::collections::BTreeSet<String> = (0..1000)
+            .map(|i| user(i)["login"].as_str().unwrap().to_owned())
+            .collect();
         assert_eq!(logins.len(), 1000);
-        let states: std::collections::BTreeSet<String> =
-            (0..10).map(|i| user(i)["state"].as_str().unwrap().to_owned()).collect();
+        let states: std::collections::BTreeSet<String> = (0..10)
+            .map(|i| user(i)["state"].as_str().unwrap().to_owned())
+            .collect();
         assert_eq!(states.len(), 4);
     }
 }

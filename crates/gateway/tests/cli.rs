@@ -33,10 +33,21 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn check_accepts_the_repository_mappings() {
-    let output = unigate().arg("check").arg(repo().join("mappings")).output().unwrap();
+    let output = unigate()
+        .arg("check")
+        .arg(repo().join("mappings"))
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("integration(s) and 1 model(s) load"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("integration(s) and 1 model(s) load"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -55,17 +66,44 @@ fn check_names_file_and_line_of_every_broken_expression() {
     let broken: String = text
         .lines()
         .enumerate()
-        .map(|(index, line)| if index == line_index { format!("{line} ]") } else { line.to_owned() })
+        .map(|(index, line)| {
+            if index == line_index {
+                format!("{line} ]")
+            } else {
+                line.to_owned()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&okta, broken).unwrap();
-    std::fs::write(dir.join("slack.yaml"), std::fs::read_to_string(dir.join("slack.yaml")).unwrap().replace("records: \"members\"", "records: \"members\"\n      colour: red")).unwrap();
+    std::fs::write(
+        dir.join("slack.yaml"),
+        std::fs::read_to_string(dir.join("slack.yaml"))
+            .unwrap()
+            .replace(
+                "records: \"members\"",
+                "records: \"members\"\n      colour: red",
+            ),
+    )
+    .unwrap();
     let output = unigate().arg("check").arg(&dir).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    let expected_prefix = format!("{}:{}: unified.user-directory.users.list.response_mapping: JSONata does not compile", okta.display(), line_index + 1);
-    assert!(stderr.lines().any(|line| line.starts_with(&expected_prefix)), "expected `{expected_prefix}` in:\n{stderr}");
-    assert!(stderr.contains("slack.yaml:") && stderr.contains("unknown field `colour`"), "{stderr}");
+    let expected_prefix = format!(
+        "{}:{}: unified.user-directory.users.list.response_mapping: JSONata does not compile",
+        okta.display(),
+        line_index + 1
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|line| line.starts_with(&expected_prefix)),
+        "expected `{expected_prefix}` in:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("slack.yaml:") && stderr.contains("unknown field `colour`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 error(s)"), "{stderr}");
 }
 
@@ -78,13 +116,21 @@ fn serve_sandbox_answers_on_the_port_it_prints() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let origin = line.trim().strip_prefix("unigate listening on ").expect("the listening line").to_owned();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let origin = line
+        .trim()
+        .strip_prefix("unigate listening on ")
+        .expect("the listening line")
+        .to_owned();
     let address = origin.trim_start_matches("http://").to_owned();
     let answer = |authorization: Option<&str>| -> String {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(&address).unwrap();
-        let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+        let auth = authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
         write!(stream, "GET /unified/user-directory/users?integrated_account_id=sandbox&limit=1 HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
         let mut text = String::new();
         stream.read_to_string(&mut text).unwrap();
@@ -105,10 +151,20 @@ fn serve_config_names_an_unset_variable() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config.yaml");
     std::fs::write(&config, "api_tokens: [\"${UNIGATE_TEST_SURELY_UNSET_TOKEN}\"]\ncursor_secret: \"0123456789abcdef0123\"\nmappings_dir: MAPPINGS\n".replace("MAPPINGS", &repo().join("mappings").display().to_string())).unwrap();
-    let output = unigate().args(["serve", "--config"]).arg(&config).env_remove("UNIGATE_TEST_SURELY_UNSET_TOKEN").output().unwrap();
+    let output = unigate()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("UNIGATE_TEST_SURELY_UNSET_TOKEN")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("api_tokens[0]: environment variable `UNIGATE_TEST_SURELY_UNSET_TOKEN` is not set"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "api_tokens[0]: environment variable `UNIGATE_TEST_SURELY_UNSET_TOKEN` is not set"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -117,12 +173,17 @@ fn the_example_config_starts_once_its_variables_are_set() {
     let example = repo().join("config.example.yaml");
     let text = std::fs::read_to_string(&example).unwrap();
     let mut command = unigate();
-    command.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&example);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&example);
     let mut names = Vec::new();
     let mut rest = text.as_str();
     while let Some(start) = rest.find("${") {
         rest = &rest[start + 2..];
-        let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
         if !name.is_empty() && rest[name.len()..].starts_with('}') {
             names.push(name);
         }
@@ -130,10 +191,20 @@ fn the_example_config_starts_once_its_variables_are_set() {
     for name in &names {
         command.env(name, "value-for-the-example-config-0123456789");
     }
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     child.kill().unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(line.starts_with("unigate listening on http://127.0.0.1:"), "stdout `{line}`, stderr {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        line.starts_with("unigate listening on http://127.0.0.1:"),
+        "stdout `{line}`, stderr {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -41,7 +41,10 @@ fn parse_yaml<T: DeserializeOwned>(source: &Source, errors: &mut Vec<LoadError>)
     match serde_saphyr::from_str::<T>(&source.text) {
         Ok(value) => Some(value),
         Err(error) => {
-            let line = error.location().map(|location| location.line()).unwrap_or(0);
+            let line = error
+                .location()
+                .map(|location| location.line())
+                .unwrap_or(0);
             let rendered = error.without_snippet().to_string();
             // Drop the "line L column C: " prefix; the line is reported in its own field.
             let message = rendered
@@ -88,7 +91,10 @@ fn read_yaml_files(dir: &Path, errors: &mut Vec<LoadError>) -> Vec<Source> {
         .map(|entry| entry.path())
         .filter(|path| {
             path.is_file()
-                && matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                && matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml")
+                )
         })
         .collect();
     paths.sort();
@@ -143,19 +149,22 @@ impl Catalog {
                 Ok(model) => {
                     catalog.models.insert(model.name.clone(), model);
                 }
-                Err(problems) => errors.extend(problems.into_iter().map(|(path, message)| {
-                    LoadError {
+                Err(problems) => {
+                    errors.extend(problems.into_iter().map(|(path, message)| LoadError {
                         file: source.path.clone(),
                         line: line_of_path(&source.text, &path),
                         path,
                         message,
-                    }
-                })),
+                    }))
+                }
             }
         }
         for source in integrations {
             let id = source.stem();
-            if !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            if !id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
                 errors.push(LoadError {
                     file: source.path.clone(),
                     line: 0,

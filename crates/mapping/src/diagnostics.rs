@@ -77,7 +77,10 @@ impl FileCompiler<'_> {
                 self.error_line(
                     line,
                     path,
-                    &format!("JSONata does not compile: {} ({})", error.message, error.code),
+                    &format!(
+                        "JSONata does not compile: {} ({})",
+                        error.message, error.code
+                    ),
                 );
                 None
             }
@@ -113,7 +116,10 @@ impl FileCompiler<'_> {
 /// to keys of smaller indentation. Serde errors give a line; this gives the field path.
 pub(crate) fn path_at_line(text: &str, line: u64) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    let Some(start) = (line as usize).checked_sub(1).filter(|index| *index < lines.len()) else {
+    let Some(start) = (line as usize)
+        .checked_sub(1)
+        .filter(|index| *index < lines.len())
+    else {
         return String::new();
     };
     let key_of = |raw: &str| -> Option<(usize, String)> {

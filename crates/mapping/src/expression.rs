@@ -117,13 +117,22 @@ mod tests {
     #[test]
     fn compiles_once_and_evaluates_with_variables() {
         let expression = Expression::compile(r#"{"id": id, "sub": $context.subdomain}"#).unwrap();
-        assert_eq!(expression.object_keys(), Some(vec!["id".to_owned(), "sub".to_owned()]));
+        assert_eq!(
+            expression.object_keys(),
+            Some(vec!["id".to_owned(), "sub".to_owned()])
+        );
         let scope = Scope::new([("context", json!({"subdomain": "acme"}))]);
         assert_eq!(
             expression.evaluate(&json!({"id": 1}), &scope).unwrap(),
             Some(json!({"id": 1, "sub": "acme"}))
         );
-        assert_eq!(Expression::compile("missing").unwrap().evaluate(&json!({}), &scope).unwrap(), None);
+        assert_eq!(
+            Expression::compile("missing")
+                .unwrap()
+                .evaluate(&json!({}), &scope)
+                .unwrap(),
+            None
+        );
     }
 
     #[test]

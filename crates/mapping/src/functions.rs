@@ -59,14 +59,12 @@ fn map_values(value: &Value, mapping: &Map<String, Value>, fallback: Option<&Val
             let Some(text) = key_text(scalar) else {
                 return scalar.clone();
             };
-            let found = mapping
-                .get(&text)
-                .or_else(|| {
-                    mapping
-                        .iter()
-                        .find(|(key, _)| key.eq_ignore_ascii_case(&text))
-                        .map(|(_, mapped)| mapped)
-                });
+            let found = mapping.get(&text).or_else(|| {
+                mapping
+                    .iter()
+                    .find(|(key, _)| key.eq_ignore_ascii_case(&text))
+                    .map(|(_, mapped)| mapped)
+            });
             match (found, fallback) {
                 (Some(mapped), _) => mapped.clone(),
                 (None, Some(fallback)) if !fallback.is_null() => fallback.clone(),
@@ -83,7 +81,10 @@ fn group(items: Vec<Value>, key: &str, keep_all: bool) -> Value {
             continue;
         };
         if keep_all {
-            match out.entry(group_key).or_insert_with(|| Value::Array(Vec::new())) {
+            match out
+                .entry(group_key)
+                .or_insert_with(|| Value::Array(Vec::new()))
+            {
                 Value::Array(members) => members.push(item),
                 _ => unreachable!("groups are arrays"),
             }
@@ -115,7 +116,9 @@ pub fn library() -> Bindings {
             "removeEmpty",
             HostFunction::new(1, |args, _| {
                 Ok(match arg(args, 0) {
-                    Some(Value::Array(items)) if !items.is_empty() => Some(Value::Array(items.clone())),
+                    Some(Value::Array(items)) if !items.is_empty() => {
+                        Some(Value::Array(items.clone()))
+                    }
                     Some(Value::Object(object)) if !object.is_empty() => {
                         Some(Value::Object(object.clone()))
                     }
@@ -140,7 +143,11 @@ pub fn library() -> Bindings {
                 Ok(Some(Value::Array(
                     as_array(arg(args, 0))
                         .into_iter()
-                        .filter(|item| !matches!(item, Value::Null | Value::Bool(false)) && *item != Value::from(0) && *item != Value::from(""))
+                        // lodash `compact`: JavaScript's falsy values go; `[]` and `{}` stay.
+                        .filter(|item| {
+                            matches!(item, Value::Array(_) | Value::Object(_))
+                                || !is_empty_item(item)
+                        })
                         .collect(),
                 )))
             }),
@@ -273,31 +280,76 @@ mod tests {
 
     #[test]
     fn truto_functions_behave_like_truto_jsonata() {
-        assert_eq!(eval("$firstNonEmpty(a, b, c)", json!({"b": null, "c": ""})), Some(json!("")));
+        assert_eq!(
+            eval("$firstNonEmpty(a, b, c)", json!({"b": null, "c": ""})),
+            Some(json!(""))
+        );
         assert_eq!(eval("$firstNonEmpty(a, b)", json!({})), None);
         assert_eq!(eval("$removeEmpty([])", json!({})), None);
         assert_eq!(eval("$removeEmpty(x)", json!({"x": [1]})), Some(json!([1])));
-        assert_eq!(eval("$removeEmptyItems([{}, [], 0, '', null, 'a', {'b': 1}])", json!({})), Some(json!(["a", {"b": 1}])));
         assert_eq!(
-            eval("$mapValues(s, {'ACTIVE': 'active'})", json!({"s": ["active", "GONE"]})),
+            eval(
+                "$removeEmptyItems([{}, [], 0, '', null, 'a', {'b': 1}])",
+                json!({})
+            ),
+            Some(json!(["a", {"b": 1}]))
+        );
+        assert_eq!(
+            eval(
+                "$mapValues(s, {'ACTIVE': 'active'})",
+                json!({"s": ["active", "GONE"]})
+            ),
             Some(json!(["active", "GONE"]))
         );
-        assert_eq!(eval("$mapValues('x', {'a': 1}, false, 'other')", json!({})), Some(json!("other")));
         assert_eq!(
-            eval("$keyBy(u, 'id')", json!({"u": [{"id": "a", "n": 1}, {"id": "b"}]})),
+            eval("$mapValues('x', {'a': 1}, false, 'other')", json!({})),
+            Some(json!("other"))
+        );
+        assert_eq!(
+            eval(
+                "$keyBy(u, 'id')",
+                json!({"u": [{"id": "a", "n": 1}, {"id": "b"}]})
+            ),
             Some(json!({"a": {"id": "a", "n": 1}, "b": {"id": "b"}}))
         );
         assert_eq!(
-            eval("$groupBy(u, 't')", json!({"u": [{"t": 1}, {"t": 1}, {"t": 2}]})),
+            eval(
+                "$groupBy(u, 't')",
+                json!({"u": [{"t": 1}, {"t": 1}, {"t": 2}]})
+            ),
             Some(json!({"1": [{"t": 1}, {"t": 1}], "2": [{"t": 2}]}))
         );
-        assert_eq!(eval("$pick($, ['a'])", json!({"a": 1, "b": 2})), Some(json!({"a": 1})));
-        assert_eq!(eval("$omit($, 'a')", json!({"a": 1, "b": 2})), Some(json!({"b": 2})));
-        assert_eq!(eval("$jsonParse('{\"a\":1}')", json!({})), Some(json!({"a": 1})));
+        assert_eq!(
+            eval("$pick($, ['a'])", json!({"a": 1, "b": 2})),
+            Some(json!({"a": 1}))
+        );
+        assert_eq!(
+            eval("$omit($, 'a')", json!({"a": 1, "b": 2})),
+            Some(json!({"b": 2}))
+        );
+        assert_eq!(
+            eval("$jsonParse('{\"a\":1}')", json!({})),
+            Some(json!({"a": 1}))
+        );
         assert_eq!(eval("$jsonParse('nope')", json!({})), Some(json!(null)));
-        assert_eq!(eval("[$toNumber('42'), $toNumber('4.5'), $toNumber('x')]", json!({})), Some(json!([42, 4.5, null])));
-        assert_eq!(eval("$base64encode('user:pw')", json!({})), Some(json!("dXNlcjpwdw==")));
-        assert_eq!(eval("$base64decode('dXNlcjpwdw==')", json!({})), Some(json!("user:pw")));
-        assert_eq!(eval("$compact([0, 1, false, '', null, 'a'])", json!({})), Some(json!([1, "a"])));
+        assert_eq!(
+            eval(
+                "[$toNumber('42'), $toNumber('4.5'), $toNumber('x')]",
+                json!({})
+            ),
+            Some(json!([42, 4.5, null]))
+        );
+        assert_eq!(
+            eval("$base64encode('user:pw')", json!({})),
+            Some(json!("dXNlcjpwdw=="))
+        );
+        assert_eq!(
+            eval("$base64decode('dXNlcjpwdw==')", json!({})),
+            Some(json!("user:pw"))
+        );
+        assert_eq!(
+            eval("$compact([0, 1, false, '', null, 'a'])", json!({})),
+            Some(json!([1, "a"]))
+        );
     }
 }

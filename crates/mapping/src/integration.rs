@@ -7,7 +7,9 @@ use unigate_unified::UnifiedModel;
 
 use crate::diagnostics::FileCompiler;
 use crate::expression::Expression;
-use crate::spec::{AuthKind, HttpMethod, IntegrationSpec, PaginationSpec, ResourceSpec, StyleName, Text};
+use crate::spec::{
+    AuthKind, HttpMethod, IntegrationSpec, PaginationSpec, ResourceSpec, StyleName, Text,
+};
 use crate::template::Template;
 
 /// Walks longer than this are endless unless a mapping says otherwise.
@@ -31,10 +33,21 @@ pub struct Integration {
 #[derive(Debug)]
 pub enum Auth {
     None,
-    Header { name: String, value: Template },
-    Query { param: String, value: Template },
-    Basic { username: Template, password: Template },
-    Bearer { token: Template },
+    Header {
+        name: String,
+        value: Template,
+    },
+    Query {
+        param: String,
+        value: Template,
+    },
+    Basic {
+        username: Template,
+        password: Template,
+    },
+    Bearer {
+        token: Template,
+    },
 }
 
 /// Errors a provider reports inside a 2xx body.
@@ -97,7 +110,12 @@ impl Integration {
             .collect()
     }
 
-    pub fn unified_method(&self, model: &str, resource: &str, method: &str) -> Option<&UnifiedMethod> {
+    pub fn unified_method(
+        &self,
+        model: &str,
+        resource: &str,
+        method: &str,
+    ) -> Option<&UnifiedMethod> {
         self.unified
             .get(&(model.to_owned(), resource.to_owned(), method.to_owned()))
     }
@@ -110,14 +128,22 @@ pub(crate) fn compile_integration(
     c: &mut FileCompiler<'_>,
 ) -> Option<Integration> {
     if !(spec.docs.value.starts_with("https://") || spec.docs.value.starts_with("http://")) {
-        c.error_at(&spec.docs, "docs", "must be the URL of the provider documentation the mapping was written from");
+        c.error_at(
+            &spec.docs,
+            "docs",
+            "must be the URL of the provider documentation the mapping was written from",
+        );
     }
     let base_url = c.template(&spec.base_url, "base_url");
     if let Some(template) = &base_url
         && template.is_literal()
         && url_origin_is_invalid(&spec.base_url.value)
     {
-        c.error_at(&spec.base_url, "base_url", "must be an absolute http(s) URL");
+        c.error_at(
+            &spec.base_url,
+            "base_url",
+            "must be an absolute http(s) URL",
+        );
     }
     let headers = spec
         .headers
@@ -127,7 +153,8 @@ pub(crate) fn compile_integration(
             if !is_token(name) {
                 c.error_at(value, &path, "is not a valid HTTP header name");
             }
-            c.template(value, &path).map(|template| (name.clone(), template))
+            c.template(value, &path)
+                .map(|template| (name.clone(), template))
         })
         .collect();
     let auth = compile_auth(&spec.auth, c);
@@ -139,7 +166,11 @@ pub(crate) fn compile_integration(
             let status = c.optional_expression(errors.status.as_ref(), "errors.status");
             let message = c.optional_expression(errors.message.as_ref(), "errors.message");
             match (when, status, message) {
-                (Some(when), Ok(status), Ok(message)) => Ok(Some(BodyErrors { when, status, message })),
+                (Some(when), Ok(status), Ok(message)) => Ok(Some(BodyErrors {
+                    when,
+                    status,
+                    message,
+                })),
                 _ => Err(()),
             }
         }
@@ -168,50 +199,105 @@ pub(crate) fn compile_integration(
                     Some(model) => {
                         let found = model.resources.get(resource_name);
                         if found.is_none() {
-                            c.error_at(&method.resource, &path, &format!("model `{model_name}` has no resource `{resource_name}`"));
+                            c.error_at(
+                                &method.resource,
+                                &path,
+                                &format!("model `{model_name}` has no resource `{resource_name}`"),
+                            );
                         }
                         found
                     }
                 };
                 if !resources.contains_key(&method.resource.value)
-                    && !spec.resources.iter().any(|(r, ms)| ms.keys().any(|m| format!("{r}.{m}") == method.resource.value))
+                    && !spec.resources.iter().any(|(r, ms)| {
+                        ms.keys()
+                            .any(|m| format!("{r}.{m}") == method.resource.value)
+                    })
                 {
-                    c.error_at(&method.resource, &format!("{path}.resource"), &format!("names `{}`, which is not a `resource.method` under `resources`", method.resource.value));
+                    c.error_at(
+                        &method.resource,
+                        &format!("{path}.resource"),
+                        &format!(
+                            "names `{}`, which is not a `resource.method` under `resources`",
+                            method.resource.value
+                        ),
+                    );
                 }
                 for (index, filter) in method.native_filters.iter().enumerate() {
                     if let Some(resource) = unified_resource
                         && !resource.filters.contains_key(&filter.value)
                     {
-                        c.error_at(filter, &format!("{path}.native_filters[{index}]"), &format!("`{}` is not a filter of the unified model", filter.value));
+                        c.error_at(
+                            filter,
+                            &format!("{path}.native_filters[{index}]"),
+                            &format!("`{}` is not a filter of the unified model", filter.value),
+                        );
                     }
                 }
                 for (index, sort) in method.native_sorts.iter().enumerate() {
                     if let Some(resource) = unified_resource
                         && !resource.sorts.contains(&sort.value)
                     {
-                        c.error_at(sort, &format!("{path}.native_sorts[{index}]"), &format!("`{}` is not a sort key of the unified model", sort.value));
+                        c.error_at(
+                            sort,
+                            &format!("{path}.native_sorts[{index}]"),
+                            &format!("`{}` is not a sort key of the unified model", sort.value),
+                        );
                     }
                 }
                 if !method.native_filters.is_empty() && method.query_mapping.is_none() {
-                    c.error_at(&method.native_filters[0], &format!("{path}.native_filters"), "native filters need a `query_mapping` that pushes them down");
+                    c.error_at(
+                        &method.native_filters[0],
+                        &format!("{path}.native_filters"),
+                        "native filters need a `query_mapping` that pushes them down",
+                    );
                 }
-                let query_mapping = c.optional_expression(method.query_mapping.as_ref(), &format!("{path}.query_mapping"));
-                let response_mapping = c.expression(&method.response_mapping, &format!("{path}.response_mapping"));
-                if let (Some(resource), Some(keys)) = (unified_resource, response_mapping.as_ref().and_then(Expression::object_keys)) {
+                let query_mapping = c.optional_expression(
+                    method.query_mapping.as_ref(),
+                    &format!("{path}.query_mapping"),
+                );
+                let response_mapping = c.expression(
+                    &method.response_mapping,
+                    &format!("{path}.response_mapping"),
+                );
+                if let (Some(resource), Some(keys)) = (
+                    unified_resource,
+                    response_mapping.as_ref().and_then(Expression::object_keys),
+                ) {
                     for key in keys {
                         if !resource.fields.contains_key(&key) {
-                            c.error_at(&method.response_mapping, &format!("{path}.response_mapping"), &format!("produces `{key}`, which is not a field of the unified model"));
+                            c.error_at(
+                                &method.response_mapping,
+                                &format!("{path}.response_mapping"),
+                                &format!(
+                                    "produces `{key}`, which is not a field of the unified model"
+                                ),
+                            );
                         }
                     }
                 }
-                if let (Ok(query_mapping), Some(response_mapping)) = (query_mapping, response_mapping) {
+                if let (Ok(query_mapping), Some(response_mapping)) =
+                    (query_mapping, response_mapping)
+                {
                     unified.insert(
-                        (model_name.clone(), resource_name.clone(), method_name.clone()),
+                        (
+                            model_name.clone(),
+                            resource_name.clone(),
+                            method_name.clone(),
+                        ),
                         UnifiedMethod {
                             resource: method.resource.value.clone(),
                             partial: method.partial,
-                            native_filters: method.native_filters.iter().map(|f| f.value.clone()).collect(),
-                            native_sorts: method.native_sorts.iter().map(|s| s.value.clone()).collect(),
+                            native_filters: method
+                                .native_filters
+                                .iter()
+                                .map(|f| f.value.clone())
+                                .collect(),
+                            native_sorts: method
+                                .native_sorts
+                                .iter()
+                                .map(|s| s.value.clone())
+                                .collect(),
                             query_mapping,
                             response_mapping,
                         },
@@ -265,11 +351,22 @@ fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Optio
     for (name, field) in fields {
         match (allowed.contains(&name), field) {
             (false, Some(text)) => {
-                c.error_at(text, &format!("auth.{name}"), &format!("is not used by auth kind `{kind:?}`").to_lowercase());
+                c.error_at(
+                    text,
+                    &format!("auth.{name}"),
+                    &format!("is not used by auth kind `{kind:?}`").to_lowercase(),
+                );
                 ok = false;
             }
             (true, None) => {
-                c.error_at(&spec.kind, "auth", &format!("auth kind `{}` needs `{name}`", format!("{kind:?}").to_lowercase()));
+                c.error_at(
+                    &spec.kind,
+                    "auth",
+                    &format!(
+                        "auth kind `{}` needs `{name}`",
+                        format!("{kind:?}").to_lowercase()
+                    ),
+                );
                 ok = false;
             }
             _ => {}
@@ -292,18 +389,26 @@ fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Optio
                 c.error_at(header, "auth.header", "is not a valid HTTP header name");
                 return None;
             }
-            Auth::Header { name: header.value.clone(), value }
+            Auth::Header {
+                name: header.value.clone(),
+                value,
+            }
         }
         AuthKind::Query => {
             let value = template(&spec.value, "value")?;
-            Auth::Query { param: spec.param.as_ref()?.value.clone(), value }
+            Auth::Query {
+                param: spec.param.as_ref()?.value.clone(),
+                value,
+            }
         }
         AuthKind::Basic => {
             let username = template(&spec.username, "username")?;
             let password = template(&spec.password, "password")?;
             Auth::Basic { username, password }
         }
-        AuthKind::Bearer => Auth::Bearer { token: template(&spec.token, "token")? },
+        AuthKind::Bearer => Auth::Bearer {
+            token: template(&spec.token, "token")?,
+        },
     })
 }
 
@@ -314,7 +419,11 @@ fn compile_resource(
     c: &mut FileCompiler<'_>,
 ) -> Option<Resource> {
     if !resource.path.value.starts_with('/') && !resource.path.value.is_empty() {
-        c.error_at(&resource.path, &format!("{path}.path"), "must start with `/`");
+        c.error_at(
+            &resource.path,
+            &format!("{path}.path"),
+            "must start with `/`",
+        );
     }
     let template = c.template(&resource.path, &format!("{path}.path"));
     let query: Vec<(String, Template)> = resource
@@ -366,7 +475,7 @@ fn compile_pagination(
         StyleName::Page => &["page_param", "first_page", "has_more", "total_pages"],
         StyleName::Scim => &["start_index_param", "total"],
     };
-    let set: [(&str, bool); 11] = [
+    let set: [(&str, bool); 12] = [
         ("cursor_param", spec.cursor_param.is_some()),
         ("next_cursor", spec.next_cursor.is_some()),
         ("token_param", spec.token_param.is_some()),
@@ -377,19 +486,28 @@ fn compile_pagination(
         ("first_page", spec.first_page.is_some()),
         ("start_index_param", spec.start_index_param.is_some()),
         ("has_more", spec.has_more.is_some()),
-        ("total", spec.total.is_some() || spec.total_pages.is_some() && !used.contains(&"total_pages")),
+        ("total", spec.total.is_some()),
+        ("total_pages", spec.total_pages.is_some()),
     ];
     let style_label = format!("{style_name:?}").to_lowercase();
     let mut ok = true;
     for (name, is_set) in set {
         if is_set && !used.contains(&name) {
-            c.error_at(&spec.style, &format!("{path}.{name}"), &format!("is not used by pagination style `{style_label}`"));
+            c.error_at(
+                &spec.style,
+                &format!("{path}.{name}"),
+                &format!("is not used by pagination style `{style_label}`"),
+            );
             ok = false;
         }
     }
     let mut required = |present: bool, name: &str| {
         if !present {
-            c.error_at(&spec.style, path, &format!("pagination style `{style_label}` needs `{name}`"));
+            c.error_at(
+                &spec.style,
+                path,
+                &format!("pagination style `{style_label}` needs `{name}`"),
+            );
             ok = false;
         }
     };
@@ -410,10 +528,16 @@ fn compile_pagination(
     if let (Some(max), Some(default)) = (spec.max_page_size, spec.default_page_size)
         && default > max
     {
-        c.error_at(&spec.style, &format!("{path}.default_page_size"), "is larger than `max_page_size`");
+        c.error_at(
+            &spec.style,
+            &format!("{path}.default_page_size"),
+            "is larger than `max_page_size`",
+        );
         ok = false;
     }
-    let mut optional = |text: &Option<Text>, name: &str| c.optional_expression(text.as_ref(), &format!("{path}.{name}"));
+    let mut optional = |text: &Option<Text>, name: &str| {
+        c.optional_expression(text.as_ref(), &format!("{path}.{name}"))
+    };
     let next = optional(&spec.next_cursor, "next_cursor")
         .and_then(|a| Ok(a.or(optional(&spec.next_token, "next_token")?)))
         .and_then(|a| Ok(a.or(optional(&spec.next_url, "next_url")?)));
@@ -421,23 +545,35 @@ fn compile_pagination(
     let mut total = optional(&spec.total, "total")
         .and_then(|a| Ok(a.or(optional(&spec.total_pages, "total_pages")?)));
     if style_name == StyleName::Scim && matches!(total, Ok(None)) {
-        total = Ok(Some(Expression::compile("totalResults").expect("a constant expression compiles")));
+        total = Ok(Some(
+            Expression::compile("totalResults").expect("a constant expression compiles"),
+        ));
     }
-    let page_size_param = spec.page_size_param.clone().or_else(|| {
-        (style_name == StyleName::Scim).then(|| "count".to_owned())
-    });
+    let page_size_param = spec
+        .page_size_param
+        .clone()
+        .or_else(|| (style_name == StyleName::Scim).then(|| "count".to_owned()));
     let style = match style_name {
-        StyleName::Cursor => Style::Cursor { cursor_param: spec.cursor_param.clone().unwrap_or_default() },
-        StyleName::PageToken => Style::PageToken { token_param: spec.token_param.clone().unwrap_or_default() },
+        StyleName::Cursor => Style::Cursor {
+            cursor_param: spec.cursor_param.clone().unwrap_or_default(),
+        },
+        StyleName::PageToken => Style::PageToken {
+            token_param: spec.token_param.clone().unwrap_or_default(),
+        },
         StyleName::NextUrl => Style::NextUrl,
         StyleName::LinkHeader => Style::LinkHeader,
-        StyleName::Offset => Style::Offset { offset_param: spec.offset_param.clone().unwrap_or_default() },
+        StyleName::Offset => Style::Offset {
+            offset_param: spec.offset_param.clone().unwrap_or_default(),
+        },
         StyleName::Page => Style::Page {
             page_param: spec.page_param.clone().unwrap_or_default(),
             first_page: spec.first_page.unwrap_or(1),
         },
         StyleName::Scim => Style::Scim {
-            start_index_param: spec.start_index_param.clone().unwrap_or_else(|| "startIndex".to_owned()),
+            start_index_param: spec
+                .start_index_param
+                .clone()
+                .unwrap_or_else(|| "startIndex".to_owned()),
         },
         StyleName::None => Style::None,
     };

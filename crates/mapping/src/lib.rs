@@ -19,6 +19,9 @@ pub use catalog::{Catalog, Source};
 pub use diagnostics::{LoadError, LoadErrors};
 pub use expression::{EvalError, Expression, Scope};
 pub use integration::{Auth, CompiledPagination, Integration, Resource, UnifiedMethod};
-pub use render::{Credential, MapError, RenderedRequest, extract_records, flatten_query, map_query, map_response, merge_query, render_request};
+pub use render::{
+    Credential, MapError, RenderedRequest, extract_records, flatten_query, map_query, map_response,
+    merge_query, render_request,
+};
 pub use spec::HttpMethod;
 pub use template::{RenderError, Template};

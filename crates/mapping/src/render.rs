@@ -93,7 +93,11 @@ pub fn render_request(
             value: Secret::new(value.render(context)?),
         },
         Auth::Basic { username, password } => {
-            let pair = format!("{}:{}", username.render(context)?, password.render(context)?);
+            let pair = format!(
+                "{}:{}",
+                username.render(context)?,
+                password.render(context)?
+            );
             Credential::Header {
                 name: "Authorization".to_owned(),
                 value: Secret::new(format!("Basic {}", STANDARD.encode(pair))),
@@ -150,9 +154,15 @@ pub fn merge_query(query: &mut Vec<(String, String)>, overrides: Vec<(String, St
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MapError {
     /// An expression failed; `what` names which (`query_mapping`, `records`, …).
-    Eval { what: &'static str, error: EvalError },
+    Eval {
+        what: &'static str,
+        error: EvalError,
+    },
     /// An expression produced something of the wrong shape.
-    Shape { what: &'static str, expected: &'static str },
+    Shape {
+        what: &'static str,
+        expected: &'static str,
+    },
 }
 
 impl std::fmt::Display for MapError {
@@ -175,37 +185,60 @@ pub fn map_query(
     };
     match expression
         .evaluate(unified_query, scope)
-        .map_err(|error| MapError::Eval { what: "query_mapping", error })?
-    {
+        .map_err(|error| MapError::Eval {
+            what: "query_mapping",
+            error,
+        })? {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Object(object)) => Ok(flatten_query(&object)),
-        Some(_) => Err(MapError::Shape { what: "query_mapping", expected: "an object of query parameters" }),
+        Some(_) => Err(MapError::Shape {
+            what: "query_mapping",
+            expected: "an object of query parameters",
+        }),
     }
 }
 
 /// The records of a provider body, as the resource's `records` expression finds them.
-pub fn extract_records(resource: &Resource, body: &Value, scope: &Scope) -> Result<Vec<Value>, MapError> {
+pub fn extract_records(
+    resource: &Resource,
+    body: &Value,
+    scope: &Scope,
+) -> Result<Vec<Value>, MapError> {
     match resource
         .records
         .evaluate(body, scope)
-        .map_err(|error| MapError::Eval { what: "records", error })?
-    {
+        .map_err(|error| MapError::Eval {
+            what: "records",
+            error,
+        })? {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(records)) => Ok(records),
         Some(record @ Value::Object(_)) => Ok(vec![record]),
-        Some(_) => Err(MapError::Shape { what: "records", expected: "an array of objects" }),
+        Some(_) => Err(MapError::Shape {
+            what: "records",
+            expected: "an array of objects",
+        }),
     }
 }
 
 /// One provider record → one unified record (without `remote_data`).
-pub fn map_response(method: &UnifiedMethod, record: &Value, scope: &Scope) -> Result<Map<String, Value>, MapError> {
+pub fn map_response(
+    method: &UnifiedMethod,
+    record: &Value,
+    scope: &Scope,
+) -> Result<Map<String, Value>, MapError> {
     match method
         .response_mapping
         .evaluate(record, scope)
-        .map_err(|error| MapError::Eval { what: "response_mapping", error })?
-    {
+        .map_err(|error| MapError::Eval {
+            what: "response_mapping",
+            error,
+        })? {
         Some(Value::Object(object)) => Ok(object),
-        _ => Err(MapError::Shape { what: "response_mapping", expected: "an object for every record" }),
+        _ => Err(MapError::Shape {
+            what: "response_mapping",
+            expected: "an object for every record",
+        }),
     }
 }
 
@@ -230,9 +263,18 @@ mod tests {
 
     #[test]
     fn merge_replaces_by_name() {
-        let mut query = vec![("a".to_owned(), "1".to_owned()), ("b".to_owned(), "2".to_owned())];
+        let mut query = vec![
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "2".to_owned()),
+        ];
         merge_query(&mut query, vec![("a".to_owned(), "9".to_owned())]);
-        assert_eq!(query, vec![("b".to_owned(), "2".to_owned()), ("a".to_owned(), "9".to_owned())]);
+        assert_eq!(
+            query,
+            vec![
+                ("b".to_owned(), "2".to_owned()),
+                ("a".to_owned(), "9".to_owned())
+            ]
+        );
     }
 
     #[test]

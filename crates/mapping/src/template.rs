@@ -37,9 +37,12 @@ impl Template {
                 parts.push(Part::Text(rest[..open].to_owned()));
             }
             let after = &rest[open + 2..];
-            let close = after
-                .find("}}")
-                .ok_or_else(|| format!("`{{{{` at byte {} is never closed", source.len() - rest.len() + open))?;
+            let close = after.find("}}").ok_or_else(|| {
+                format!(
+                    "`{{{{` at byte {} is never closed",
+                    source.len() - rest.len() + open
+                )
+            })?;
             let inner = after[..close].trim();
             let path = inner.strip_prefix("context.").ok_or_else(|| {
                 format!("`{{{{{inner}}}}}`: templates can only read `context.<key>`")
@@ -51,7 +54,9 @@ impl Template {
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             }) {
-                return Err(format!("`{{{{{inner}}}}}` is not a valid `context.<key>` path"));
+                return Err(format!(
+                    "`{{{{{inner}}}}}` is not a valid `context.<key>` path"
+                ));
             }
             parts.push(Part::Context(segments));
             rest = &after[close + 2..];
@@ -100,7 +105,10 @@ impl Template {
                         Value::Number(number) => number.to_string(),
                         Value::Bool(flag) => flag.to_string(),
                         Value::Null => {
-                            return Err(RenderError { key: key(), problem: "is null in the account context" });
+                            return Err(RenderError {
+                                key: key(),
+                                problem: "is null in the account context",
+                            });
                         }
                         Value::Array(_) | Value::Object(_) => {
                             return Err(RenderError {
@@ -128,12 +136,23 @@ mod tests {
 
     #[test]
     fn renders_context_paths() {
-        let template = Template::compile("https://{{context.subdomain}}.okta.com/{{ context.a.b }}/x").unwrap();
+        let template =
+            Template::compile("https://{{context.subdomain}}.okta.com/{{ context.a.b }}/x")
+                .unwrap();
         let context = json!({"subdomain": "acme", "a": {"b": 7}});
-        assert_eq!(template.render(&context).unwrap(), "https://acme.okta.com/7/x");
-        assert_eq!(template.context_keys().collect::<Vec<_>>(), vec!["subdomain", "a.b"]);
         assert_eq!(
-            template.render(&json!({"a": {"b": 1}})).unwrap_err().to_string(),
+            template.render(&context).unwrap(),
+            "https://acme.okta.com/7/x"
+        );
+        assert_eq!(
+            template.context_keys().collect::<Vec<_>>(),
+            vec!["subdomain", "a.b"]
+        );
+        assert_eq!(
+            template
+                .render(&json!({"a": {"b": 1}}))
+                .unwrap_err()
+                .to_string(),
             "`context.subdomain` is missing from the account context"
         );
         assert!(Template::compile("plain").unwrap().is_literal());
@@ -141,8 +160,20 @@ mod tests {
 
     #[test]
     fn refuses_bad_templates() {
-        assert!(Template::compile("{{context.x").unwrap_err().contains("never closed"));
-        assert!(Template::compile("{{secrets.x}}").unwrap_err().contains("only read `context.<key>`"));
-        assert!(Template::compile("{{context.}}").unwrap_err().contains("not a valid"));
+        assert!(
+            Template::compile("{{context.x")
+                .unwrap_err()
+                .contains("never closed")
+        );
+        assert!(
+            Template::compile("{{secrets.x}}")
+                .unwrap_err()
+                .contains("only read `context.<key>`")
+        );
+        assert!(
+            Template::compile("{{context.}}")
+                .unwrap_err()
+                .contains("not a valid")
+        );
     }
 }

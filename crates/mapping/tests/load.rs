@@ -11,11 +11,17 @@ fn repo_mappings() -> PathBuf {
 
 fn model() -> Source {
     let path = repo_mappings().join("models/user-directory.yaml");
-    Source { text: std::fs::read_to_string(&path).unwrap(), path }
+    Source {
+        text: std::fs::read_to_string(&path).unwrap(),
+        path,
+    }
 }
 
 fn integration(name: &str, text: &str) -> Source {
-    Source { path: PathBuf::from(format!("mappings/{name}.yaml")), text: text.to_owned() }
+    Source {
+        path: PathBuf::from(format!("mappings/{name}.yaml")),
+        text: text.to_owned(),
+    }
 }
 
 const GOOD: &str = r#"name: Example
@@ -51,18 +57,32 @@ fn the_repository_mappings_load() {
 fn a_good_file_compiles() {
     let catalog = Catalog::from_sources(&[model()], &[integration("example", GOOD)]).unwrap();
     let example = &catalog.integrations["example"];
-    assert!(example.unified_method("user-directory", "users", "list").is_some());
-    assert!(example.unified_method("user-directory", "users", "get").is_none());
+    assert!(
+        example
+            .unified_method("user-directory", "users", "list")
+            .is_some()
+    );
+    assert!(
+        example
+            .unified_method("user-directory", "users", "get")
+            .is_none()
+    );
 }
 
 #[test]
 fn every_error_is_reported_with_file_line_and_path() {
     let broken_expression = GOOD.replace(r#"{ "id": id }"#, r#"{ "id": id "#);
-    let unknown_key = GOOD.replace("    list: { path: /users, records: data }", "    list: { path: /users, records: data, colour: red }");
+    let unknown_key = GOOD.replace(
+        "    list: { path: /users, records: data }",
+        "    list: { path: /users, records: data, colour: red }",
+    );
     let bad_template = GOOD.replace("{{context.subdomain}}", "{{secrets.subdomain}}");
     let unknown_field = GOOD.replace(r#"{ "id": id }"#, r#"{ "id": id, "shoe_size": size }"#);
     let bad_filter = GOOD.replace("        resource: users.list", "        resource: users.list\n        native_filters: [colour]\n        query_mapping: '{}'");
-    let wrong_resource = GOOD.replace("        resource: users.list", "        resource: people.list");
+    let wrong_resource = GOOD.replace(
+        "        resource: users.list",
+        "        resource: people.list",
+    );
     let pagination_missing = GOOD.replace(", next_cursor: meta.next", "");
     let errors = Catalog::from_sources(
         &[model()],

@@ -50,7 +50,9 @@ pub enum CursorError {
     Signature,
     #[error("`next_cursor` belongs to another integrated account")]
     OtherAccount,
-    #[error("`next_cursor` was issued for different filters; send the same query with it, or start again without a cursor")]
+    #[error(
+        "`next_cursor` was issued for different filters; send the same query with it, or start again without a cursor"
+    )]
     OtherQuery,
 }
 
@@ -68,7 +70,9 @@ impl std::fmt::Debug for CursorCodec {
 
 impl CursorCodec {
     pub fn new(secret: &[u8]) -> Self {
-        CursorCodec { key: secret.to_vec() }
+        CursorCodec {
+            key: secret.to_vec(),
+        }
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -148,7 +152,11 @@ mod tests {
         let codec = CursorCodec::new(b"secret");
         let cursor = codec.encode("acc-1", "q1", &state());
         assert!(cursor.starts_with("v1."));
-        assert!(cursor.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+        assert!(
+            cursor
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        );
         assert_eq!(codec.decode(&cursor, "acc-1", "q1"), Ok(state()));
     }
 
@@ -156,16 +164,37 @@ mod tests {
     fn refuses_tampering_replay_and_garbage() {
         let codec = CursorCodec::new(b"secret");
         let cursor = codec.encode("acc-1", "q1", &state());
-        assert_eq!(codec.decode(&cursor, "acc-2", "q1"), Err(CursorError::OtherAccount));
-        assert_eq!(codec.decode(&cursor, "acc-1", "q2"), Err(CursorError::OtherQuery));
-        assert_eq!(CursorCodec::new(b"other").decode(&cursor, "acc-1", "q1"), Err(CursorError::Signature));
+        assert_eq!(
+            codec.decode(&cursor, "acc-2", "q1"),
+            Err(CursorError::OtherAccount)
+        );
+        assert_eq!(
+            codec.decode(&cursor, "acc-1", "q2"),
+            Err(CursorError::OtherQuery)
+        );
+        assert_eq!(
+            CursorCodec::new(b"other").decode(&cursor, "acc-1", "q1"),
+            Err(CursorError::Signature)
+        );
         // Flip one character of the payload: the signature no longer matches.
         let mut bytes = cursor.clone().into_bytes();
         bytes[5] = if bytes[5] == b'A' { b'B' } else { b'A' };
         let edited = String::from_utf8(bytes).unwrap();
-        assert_eq!(codec.decode(&edited, "acc-1", "q1"), Err(CursorError::Signature));
-        assert_eq!(codec.decode("hello", "acc-1", "q1"), Err(CursorError::Malformed));
-        assert_eq!(codec.decode(&cursor.replacen("v1", "v9", 1), "acc-1", "q1"), Err(CursorError::Version));
-        assert_eq!(codec.decode(&"x".repeat(MAX_CURSOR_LEN + 1), "a", "q"), Err(CursorError::Malformed));
+        assert_eq!(
+            codec.decode(&edited, "acc-1", "q1"),
+            Err(CursorError::Signature)
+        );
+        assert_eq!(
+            codec.decode("hello", "acc-1", "q1"),
+            Err(CursorError::Malformed)
+        );
+        assert_eq!(
+            codec.decode(&cursor.replacen("v1", "v9", 1), "acc-1", "q1"),
+            Err(CursorError::Version)
+        );
+        assert_eq!(
+            codec.decode(&"x".repeat(MAX_CURSOR_LEN + 1), "a", "q"),
+            Err(CursorError::Malformed)
+        );
     }
 }

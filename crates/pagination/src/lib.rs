@@ -10,4 +10,6 @@ pub mod cursor;
 pub mod strategy;
 
 pub use cursor::{CursorCodec, CursorError, CursorState};
-pub use strategy::{PageFacts, PageRequest, Pagination, PaginationError, Position, Style, link_next};
+pub use strategy::{
+    PageFacts, PageRequest, Pagination, PaginationError, Position, Style, link_next,
+};

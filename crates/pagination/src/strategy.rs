@@ -72,7 +72,9 @@ pub struct PageFacts {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PaginationError {
-    #[error("the provider returned the same pagination cursor twice (`{0}`); stopping instead of looping")]
+    #[error(
+        "the provider returned the same pagination cursor twice (`{0}`); stopping instead of looping"
+    )]
     RepeatedCursor(String),
     #[error("the provider returned the same page twice; stopping instead of looping")]
     IdenticalPage,
@@ -118,7 +120,13 @@ impl Pagination {
                 };
                 params.push((offset_param.clone(), offset.to_string()));
             }
-            (Style::Page { page_param, first_page }, position) => {
+            (
+                Style::Page {
+                    page_param,
+                    first_page,
+                },
+                position,
+            ) => {
                 params.extend(size_param());
                 let page = match position {
                     Position::Page(page) => *page,
@@ -314,23 +322,42 @@ mod tests {
 
     #[test]
     fn cursor_walk_sends_the_token_and_stops_on_empty() {
-        let p = pagination(Style::Cursor { cursor_param: "cursor".into() });
+        let p = pagination(Style::Cursor {
+            cursor_param: "cursor".into(),
+        });
         assert_eq!(
             p.request_for(&Position::First, 2),
-            PageRequest { url: None, params: vec![("limit".into(), "2".into())] }
+            PageRequest {
+                url: None,
+                params: vec![("limit".into(), "2".into())]
+            }
         );
         let next = p.next_position(&Position::First, 2, &facts(Some("abc"), 2, "d1"), None, 1);
         assert_eq!(next, Ok(Some(Position::Token("abc".into()))));
         assert_eq!(
             p.request_for(&Position::Token("abc".into()), 2).params,
-            vec![("limit".into(), "2".into()), ("cursor".into(), "abc".into())]
+            vec![
+                ("limit".into(), "2".into()),
+                ("cursor".into(), "abc".into())
+            ]
         );
-        assert_eq!(p.next_position(&Position::Token("abc".into()), 2, &facts(Some(""), 1, "d2"), Some("d1"), 2), Ok(None));
+        assert_eq!(
+            p.next_position(
+                &Position::Token("abc".into()),
+                2,
+                &facts(Some(""), 1, "d2"),
+                Some("d1"),
+                2
+            ),
+            Ok(None)
+        );
     }
 
     #[test]
     fn guards_stop_loops() {
-        let p = pagination(Style::Cursor { cursor_param: "cursor".into() });
+        let p = pagination(Style::Cursor {
+            cursor_param: "cursor".into(),
+        });
         let current = Position::Token("abc".into());
         assert_eq!(
             p.next_position(&current, 2, &facts(Some("abc"), 2, "d2"), Some("d1"), 2),
@@ -347,53 +374,155 @@ mod tests {
         let link = pagination(Style::LinkHeader);
         let url = "https://x.test/users?after=1";
         assert_eq!(
-            link.next_position(&Position::Url(url.into()), 2, &facts(Some(url), 2, "d2"), Some("d1"), 2),
+            link.next_position(
+                &Position::Url(url.into()),
+                2,
+                &facts(Some(url), 2, "d2"),
+                Some("d1"),
+                2
+            ),
             Err(PaginationError::RepeatedCursor(url.into()))
         );
     }
 
     #[test]
     fn offset_page_and_scim_advance_by_what_arrived() {
-        let offset = pagination(Style::Offset { offset_param: "offset".into() });
-        assert_eq!(offset.request_for(&Position::First, 10).params, vec![("limit".into(), "10".into()), ("offset".into(), "0".into())]);
-        assert_eq!(offset.next_position(&Position::First, 10, &facts(None, 10, "a"), None, 1), Ok(Some(Position::Offset(10))));
-        assert_eq!(offset.next_position(&Position::Offset(10), 10, &facts(None, 3, "b"), Some("a"), 2), Ok(None));
-        let with_total = PageFacts { total: Some(20), ..facts(None, 10, "c") };
-        assert_eq!(offset.next_position(&Position::Offset(10), 10, &with_total, Some("b"), 2), Ok(None));
-        let flagged = PageFacts { has_more: Some(true), ..facts(None, 4, "c") };
-        assert_eq!(offset.next_position(&Position::Offset(10), 10, &flagged, Some("b"), 2), Ok(Some(Position::Offset(14))));
+        let offset = pagination(Style::Offset {
+            offset_param: "offset".into(),
+        });
+        assert_eq!(
+            offset.request_for(&Position::First, 10).params,
+            vec![("limit".into(), "10".into()), ("offset".into(), "0".into())]
+        );
+        assert_eq!(
+            offset.next_position(&Position::First, 10, &facts(None, 10, "a"), None, 1),
+            Ok(Some(Position::Offset(10)))
+        );
+        assert_eq!(
+            offset.next_position(
+                &Position::Offset(10),
+                10,
+                &facts(None, 3, "b"),
+                Some("a"),
+                2
+            ),
+            Ok(None)
+        );
+        let with_total = PageFacts {
+            total: Some(20),
+            ..facts(None, 10, "c")
+        };
+        assert_eq!(
+            offset.next_position(&Position::Offset(10), 10, &with_total, Some("b"), 2),
+            Ok(None)
+        );
+        let flagged = PageFacts {
+            has_more: Some(true),
+            ..facts(None, 4, "c")
+        };
+        assert_eq!(
+            offset.next_position(&Position::Offset(10), 10, &flagged, Some("b"), 2),
+            Ok(Some(Position::Offset(14)))
+        );
 
-        let page = pagination(Style::Page { page_param: "page".into(), first_page: 1 });
-        assert_eq!(page.request_for(&Position::First, 10).params, vec![("limit".into(), "10".into()), ("page".into(), "1".into())]);
-        let total_pages = PageFacts { total: Some(2), ..facts(None, 10, "a") };
-        assert_eq!(page.next_position(&Position::First, 10, &total_pages, None, 1), Ok(Some(Position::Page(2))));
-        let last = PageFacts { total: Some(2), ..facts(None, 10, "b") };
-        assert_eq!(page.next_position(&Position::Page(2), 10, &last, Some("a"), 2), Ok(None));
+        let page = pagination(Style::Page {
+            page_param: "page".into(),
+            first_page: 1,
+        });
+        assert_eq!(
+            page.request_for(&Position::First, 10).params,
+            vec![("limit".into(), "10".into()), ("page".into(), "1".into())]
+        );
+        let total_pages = PageFacts {
+            total: Some(2),
+            ..facts(None, 10, "a")
+        };
+        assert_eq!(
+            page.next_position(&Position::First, 10, &total_pages, None, 1),
+            Ok(Some(Position::Page(2)))
+        );
+        let last = PageFacts {
+            total: Some(2),
+            ..facts(None, 10, "b")
+        };
+        assert_eq!(
+            page.next_position(&Position::Page(2), 10, &last, Some("a"), 2),
+            Ok(None)
+        );
 
-        let scim = Pagination { page_size_param: Some("count".into()), ..pagination(Style::Scim { start_index_param: "startIndex".into() }) };
-        assert_eq!(scim.request_for(&Position::First, 2).params, vec![("count".into(), "2".into()), ("startIndex".into(), "1".into())]);
-        let first = PageFacts { total: Some(5), ..facts(None, 2, "a") };
-        assert_eq!(scim.next_position(&Position::First, 2, &first, None, 1), Ok(Some(Position::StartIndex(3))));
-        let last = PageFacts { total: Some(5), ..facts(None, 1, "c") };
-        assert_eq!(scim.next_position(&Position::StartIndex(5), 2, &last, Some("b"), 3), Ok(None));
-        let exact = PageFacts { total: Some(4), ..facts(None, 2, "b") };
-        assert_eq!(scim.next_position(&Position::StartIndex(3), 2, &exact, Some("a"), 2), Ok(None));
+        let scim = Pagination {
+            page_size_param: Some("count".into()),
+            ..pagination(Style::Scim {
+                start_index_param: "startIndex".into(),
+            })
+        };
+        assert_eq!(
+            scim.request_for(&Position::First, 2).params,
+            vec![
+                ("count".into(), "2".into()),
+                ("startIndex".into(), "1".into())
+            ]
+        );
+        let first = PageFacts {
+            total: Some(5),
+            ..facts(None, 2, "a")
+        };
+        assert_eq!(
+            scim.next_position(&Position::First, 2, &first, None, 1),
+            Ok(Some(Position::StartIndex(3)))
+        );
+        let last = PageFacts {
+            total: Some(5),
+            ..facts(None, 1, "c")
+        };
+        assert_eq!(
+            scim.next_position(&Position::StartIndex(5), 2, &last, Some("b"), 3),
+            Ok(None)
+        );
+        let exact = PageFacts {
+            total: Some(4),
+            ..facts(None, 2, "b")
+        };
+        assert_eq!(
+            scim.next_position(&Position::StartIndex(3), 2, &exact, Some("a"), 2),
+            Ok(None)
+        );
     }
 
     #[test]
     fn next_url_styles_request_the_url_as_given() {
         let p = pagination(Style::NextUrl);
         let url = "https://graph.test/v1.0/users?$skiptoken=X";
-        assert_eq!(p.request_for(&Position::Url(url.into()), 5), PageRequest { url: Some(url.into()), params: vec![] });
-        assert_eq!(p.request_for(&Position::First, 5).params, vec![("limit".into(), "5".into())]);
-        assert_eq!(pagination(Style::None).request_for(&Position::First, 5).params, vec![]);
+        assert_eq!(
+            p.request_for(&Position::Url(url.into()), 5),
+            PageRequest {
+                url: Some(url.into()),
+                params: vec![]
+            }
+        );
+        assert_eq!(
+            p.request_for(&Position::First, 5).params,
+            vec![("limit".into(), "5".into())]
+        );
+        assert_eq!(
+            pagination(Style::None)
+                .request_for(&Position::First, 5)
+                .params,
+            vec![]
+        );
     }
 
     #[test]
     fn link_header_parsing() {
         let header = r#"<https://acme.okta.com/api/v1/users?limit=2>; rel="self", <https://acme.okta.com/api/v1/users?after=00u2&limit=2>; rel="next""#;
-        assert_eq!(link_next(header).as_deref(), Some("https://acme.okta.com/api/v1/users?after=00u2&limit=2"));
-        assert_eq!(link_next(r#"<https://a.test/x?a=1,2>; rel="prev next""#).as_deref(), Some("https://a.test/x?a=1,2"));
+        assert_eq!(
+            link_next(header).as_deref(),
+            Some("https://acme.okta.com/api/v1/users?after=00u2&limit=2")
+        );
+        assert_eq!(
+            link_next(r#"<https://a.test/x?a=1,2>; rel="prev next""#).as_deref(),
+            Some("https://a.test/x?a=1,2")
+        );
         assert_eq!(link_next(r#"<https://a.test/x>; rel="self""#), None);
         assert_eq!(link_next(""), None);
     }

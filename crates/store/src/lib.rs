@@ -61,7 +61,10 @@ impl MemoryStore {
         let mut store = MemoryStore::default();
         for account in accounts {
             if store.accounts.contains_key(&account.id) {
-                return Err(format!("integrated account `{}` is defined twice", account.id));
+                return Err(format!(
+                    "integrated account `{}` is defined twice",
+                    account.id
+                ));
             }
             store.accounts.insert(account.id.clone(), Arc::new(account));
         }

@@ -83,7 +83,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
-        400..=499 => "Bad Request",
+        _ if (400..500).contains(&status) => "Bad Request",
         _ => "Internal Server Error",
     }
 }
@@ -271,12 +271,30 @@ mod tests {
     #[test]
     fn extracts_messages_from_common_provider_shapes() {
         let cases = [
-            (json!({"errorCode": "E0000011", "errorSummary": "Invalid token provided"}), Some("Invalid token provided")),
-            (json!({"error": {"code": 403, "message": "Not Authorized"}}), Some("Not Authorized")),
-            (json!({"ok": false, "error": "invalid_auth"}), Some("invalid_auth")),
-            (json!({"schemas": [], "status": "401", "detail": "no"}), Some("no")),
-            (json!({"errors": [{"title": "Forbidden"}]}), Some("Forbidden")),
-            (json!({"error": "invalid_grant", "error_description": "expired"}), Some("expired")),
+            (
+                json!({"errorCode": "E0000011", "errorSummary": "Invalid token provided"}),
+                Some("Invalid token provided"),
+            ),
+            (
+                json!({"error": {"code": 403, "message": "Not Authorized"}}),
+                Some("Not Authorized"),
+            ),
+            (
+                json!({"ok": false, "error": "invalid_auth"}),
+                Some("invalid_auth"),
+            ),
+            (
+                json!({"schemas": [], "status": "401", "detail": "no"}),
+                Some("no"),
+            ),
+            (
+                json!({"errors": [{"title": "Forbidden"}]}),
+                Some("Forbidden"),
+            ),
+            (
+                json!({"error": "invalid_grant", "error_description": "expired"}),
+                Some("expired"),
+            ),
             (json!({"x": 1}), None),
         ];
         for (body, expected) in cases {

@@ -140,9 +140,7 @@ impl ListQuery {
         query.integrated_account_id = match account_id {
             Some(id) if !id.is_empty() => id,
             _ => {
-                return Err(ApiError::bad_request(
-                    "`integrated_account_id` is required",
-                ));
+                return Err(ApiError::bad_request("`integrated_account_id` is required"));
             }
         };
         Ok(query)
@@ -190,7 +188,11 @@ fn string_list(name: &str, value: &Value) -> Result<Vec<String>, ApiError> {
                     .ok_or_else(|| ApiError::bad_request(format!("`{name}` must hold strings")))
             })
             .collect::<Result<_, _>>()?,
-        _ => return Err(ApiError::bad_request(format!("`{name}` must be a list of fields"))),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "`{name}` must be a list of fields"
+            )));
+        }
     };
     Ok(items
         .into_iter()
@@ -207,14 +209,17 @@ fn check_filter(name: &str, filter: &FilterSpec, value: Value) -> Result<Value, 
         Value::Object(operators) if !filter.operators.is_empty() => {
             let mut checked = Map::new();
             for (operator, operand) in operators {
-                if !filter.operators.iter().any(|allowed| *allowed == operator) {
+                if !filter.operators.contains(&operator) {
                     return Err(ApiError::bad_request(format!(
                         "filter `{name}` does not take operator `{operator}` (it takes: {})",
                         filter.operators.join(", ")
                     )));
                 }
                 let text = scalar(&format!("{name}[{operator}]"), &operand)?.to_owned();
-                checked.insert(operator.clone(), check_filter_value(name, filter, text, &operator)?);
+                checked.insert(
+                    operator.clone(),
+                    check_filter_value(name, filter, text, &operator)?,
+                );
             }
             Ok(Value::Object(checked))
         }
@@ -223,7 +228,10 @@ fn check_filter(name: &str, filter: &FilterSpec, value: Value) -> Result<Value, 
             if filter.operators.is_empty() {
                 String::new()
             } else {
-                format!(" or `{name}[op]=value` with op one of {}", filter.operators.join(", "))
+                format!(
+                    " or `{name}[op]=value` with op one of {}",
+                    filter.operators.join(", ")
+                )
             }
         ))),
     }
@@ -250,7 +258,9 @@ fn check_filter_value(
     }
     match filter.filter_type {
         FieldType::Boolean => parse_bool(&text).map(Value::Bool).ok_or_else(|| {
-            ApiError::bad_request(format!("filter `{name}` must be `true` or `false`; got `{text}`"))
+            ApiError::bad_request(format!(
+                "filter `{name}` must be `true` or `false`; got `{text}`"
+            ))
         }),
         FieldType::Datetime if !looks_like_iso8601(&text) => Err(ApiError::bad_request(format!(
             "filter `{name}` must be an ISO-8601 date or date-time; got `{text}`"
@@ -298,14 +308,19 @@ mod tests {
                     "created_at".to_owned(),
                     filter(FieldType::Datetime, &[], &["eq", "gt", "gte", "lt", "lte"]),
                 ),
-                ("include_inherited".to_owned(), filter(FieldType::Boolean, &[], &[])),
+                (
+                    "include_inherited".to_owned(),
+                    filter(FieldType::Boolean, &[], &[]),
+                ),
             ]),
             sorts: vec!["id".to_owned()],
         }
     }
 
     fn parse(value: Value) -> Result<ListQuery, ApiError> {
-        let Value::Object(params) = value else { panic!() };
+        let Value::Object(params) = value else {
+            panic!()
+        };
         ListQuery::parse(params, &resource())
     }
 
@@ -324,7 +339,10 @@ mod tests {
         assert_eq!(query.next_cursor, None);
         assert_eq!(query.response_format, ResponseFormat::Raw);
         assert_eq!(query.exclude_fields, vec!["a", "b", "c"]);
-        assert_eq!(query.remote_query, json!({"x": {"y": "1"}}).as_object().cloned().unwrap());
+        assert_eq!(
+            query.remote_query,
+            json!({"x": {"y": "1"}}).as_object().cloned().unwrap()
+        );
         assert_eq!(
             Value::Object(query.filters),
             json!({"status": {"in": ["active", "inactive"]},
@@ -339,7 +357,10 @@ mod tests {
     fn refuses_bad_input_with_the_reason() {
         let message = |value| parse(value).unwrap_err().message;
         assert_eq!(message(json!({})), "`integrated_account_id` is required");
-        assert_eq!(message(json!({"integrated_account_id": ""})), "`integrated_account_id` is required");
+        assert_eq!(
+            message(json!({"integrated_account_id": ""})),
+            "`integrated_account_id` is required"
+        );
         assert_eq!(
             message(json!({"integrated_account_id": "a", "limit": "0"})),
             "`limit` must be an integer from 1 to 10000; got `0`"

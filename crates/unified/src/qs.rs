@@ -97,7 +97,9 @@ fn split_key(key: &str) -> Result<Vec<Segment>, String> {
     if !rest.is_empty() {
         // qs keeps trailing text after the last bracket as part of the last segment's name; a
         // caller who sends that means something we cannot guess, so say so.
-        return Err(format!("query parameter `{key}` has text after its last `]`"));
+        return Err(format!(
+            "query parameter `{key}` has text after its last `]`"
+        ));
     }
     Ok(segments)
 }
@@ -108,7 +110,9 @@ fn insert(
     value: String,
     key: &str,
 ) -> Result<(), String> {
-    let (first, rest) = segments.split_first().expect("a key has at least one segment");
+    let (first, rest) = segments
+        .split_first()
+        .expect("a key has at least one segment");
     let slot = if *first == Segment::Push {
         branch.push((Segment::Push, Node::Empty));
         let last = branch.len() - 1;
@@ -135,7 +139,9 @@ fn insert(
     match slot {
         Node::Empty => {
             *slot = Node::Branch(Vec::new());
-            let Node::Branch(children) = slot else { unreachable!() };
+            let Node::Branch(children) = slot else {
+                unreachable!()
+            };
             insert(children, rest, value, key)
         }
         Node::Branch(children) => insert(children, rest, value, key),
@@ -164,7 +170,12 @@ fn finish(node: Node) -> Value {
                     })
                     .collect();
                 indexed.sort_by_key(|(index, order, _)| (*index, *order));
-                Value::Array(indexed.into_iter().map(|(_, _, node)| finish(node)).collect())
+                Value::Array(
+                    indexed
+                        .into_iter()
+                        .map(|(_, _, node)| finish(node))
+                        .collect(),
+                )
             } else {
                 let mut object = Map::new();
                 for (segment, node) in children {
@@ -193,7 +204,9 @@ mod tests {
     #[test]
     fn parses_the_three_forms_the_sdks_send() {
         assert_eq!(
-            parsed("integrated_account_id=a&remote_query%5Bstatus%5D=active&truto_exclude_fields%5B%5D=emails&truto_exclude_fields%5B%5D=phones"),
+            parsed(
+                "integrated_account_id=a&remote_query%5Bstatus%5D=active&truto_exclude_fields%5B%5D=emails&truto_exclude_fields%5B%5D=phones"
+            ),
             json!({"integrated_account_id": "a", "remote_query": {"status": "active"},
                    "truto_exclude_fields": ["emails", "phones"]})
         );
@@ -209,7 +222,10 @@ mod tests {
 
     #[test]
     fn empty_values_and_repeats() {
-        assert_eq!(parsed("next_cursor=&flag"), json!({"next_cursor": "", "flag": ""}));
+        assert_eq!(
+            parsed("next_cursor=&flag"),
+            json!({"next_cursor": "", "flag": ""})
+        );
         assert_eq!(parsed("a=1&a=2"), json!({"a": ["1", "2"]}));
         assert_eq!(parsed(""), json!({}));
     }
@@ -218,9 +234,17 @@ mod tests {
     fn odd_keys_are_kept_or_refused_never_guessed() {
         assert_eq!(parsed("a[b=1"), json!({"a[b": "1"}));
         assert_eq!(parsed("a[999]=1"), json!({"a": {"999": "1"}}));
-        assert!(parse("a=1&a[b]=2").unwrap_err().contains("both as a value and as an object"));
+        assert!(
+            parse("a=1&a[b]=2")
+                .unwrap_err()
+                .contains("both as a value and as an object")
+        );
         assert!(parse("a[b]c=1").is_err());
-        assert!(parse("a[1][2][3][4][5][6]=1").unwrap_err().contains("deeper"));
+        assert!(
+            parse("a[1][2][3][4][5][6]=1")
+                .unwrap_err()
+                .contains("deeper")
+        );
         assert!(parse("a=%FF").is_err());
         let many = vec!["x=1"; MAX_PARAMS + 1].join("&");
         assert!(parse(&many).unwrap_err().contains("too many"));

@@ -38,7 +38,10 @@ mod tests {
     #[test]
     fn never_prints_its_text() {
         let secret = Secret::new("SSWS 00abc");
-        assert_eq!(format!("{secret} {secret:?} {:?}", Some(&secret)), "[redacted] [redacted] Some([redacted])");
+        assert_eq!(
+            format!("{secret} {secret:?} {:?}", Some(&secret)),
+            "[redacted] [redacted] Some([redacted])"
+        );
         assert_eq!(secret.expose(), "SSWS 00abc");
     }
 }

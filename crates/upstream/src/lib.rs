@@ -163,13 +163,16 @@ impl Upstream {
             headers.insert(
                 HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| UpstreamError::Request(format!("bad header name `{name}`")))?,
-                HeaderValue::from_str(value)
-                    .map_err(|_| UpstreamError::Request(format!("bad value for header `{name}`")))?,
+                HeaderValue::from_str(value).map_err(|_| {
+                    UpstreamError::Request(format!("bad value for header `{name}`"))
+                })?,
             );
         }
         if let Some((name, value)) = &request.secret_header {
             let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
-                UpstreamError::Request(format!("the credential for header `{name}` is not a valid header value"))
+                UpstreamError::Request(format!(
+                    "the credential for header `{name}` is not a valid header value"
+                ))
             })?;
             value.set_sensitive(true);
             headers.insert(
@@ -199,13 +202,21 @@ impl Upstream {
         }
         let mut body = Vec::new();
         let mut response = response;
-        while let Some(chunk) = response.chunk().await.map_err(|error| self.classify(&error))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| self.classify(&error))?
+        {
             if body.len() + chunk.len() > self.config.max_body_bytes {
                 return Err(UpstreamError::BodyTooLarge(self.config.max_body_bytes));
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(ProviderResponse { status, headers, body: Bytes::from(body) })
+        Ok(ProviderResponse {
+            status,
+            headers,
+            body: Bytes::from(body),
+        })
     }
 
     fn classify(&self, error: &reqwest::Error) -> UpstreamError {
@@ -228,10 +239,22 @@ mod tests {
     #[test]
     fn origins_compare_scheme_host_and_port() {
         let base = Url::parse("https://acme.okta.com/api/v1").unwrap();
-        assert!(same_origin(&base, &Url::parse("https://acme.okta.com:443/api/v1/users?after=x").unwrap()));
-        assert!(!same_origin(&base, &Url::parse("https://evil.test/api/v1/users").unwrap()));
-        assert!(!same_origin(&base, &Url::parse("http://acme.okta.com/api/v1/users").unwrap()));
-        assert!(!same_origin(&base, &Url::parse("https://acme.okta.com:8443/").unwrap()));
+        assert!(same_origin(
+            &base,
+            &Url::parse("https://acme.okta.com:443/api/v1/users?after=x").unwrap()
+        ));
+        assert!(!same_origin(
+            &base,
+            &Url::parse("https://evil.test/api/v1/users").unwrap()
+        ));
+        assert!(!same_origin(
+            &base,
+            &Url::parse("http://acme.okta.com/api/v1/users").unwrap()
+        ));
+        assert!(!same_origin(
+            &base,
+            &Url::parse("https://acme.okta.com:8443/").unwrap()
+        ));
     }
 
     #[tokio::test]

@@ -1,0 +1,160 @@
+//! unigate against a real SCIM 2.0 server: scim2-server from PyPI (installed by
+//! `scripts/python-env`), started on a free loopback port and seeded with 250 users over its own
+//! API. Listing with `limit=100` through unigate must return exactly those 250 users, once each,
+//! with their fields mapped by `mappings/scim.yaml`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+use unigate_store::IntegratedAccount;
+use unigate_tests::{
+    TEST_TOKEN, get_json, python_or_skip, repo_catalog, repo_root, serve_accounts,
+};
+
+const SCIM_TOKEN: &str = "scim-e2e-token";
+
+/// The server process; killed when dropped (it also exits when its stdin closes).
+struct ScimServer {
+    child: Child,
+    origin: String,
+}
+
+impl Drop for ScimServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_scim_server(python: &std::path::Path) -> ScimServer {
+    let mut child = Command::new(python)
+        .arg(repo_root().join("tests/python/scim_server.py"))
+        .args(["0", SCIM_TOKEN])
+        .env("UNIGATE_SCIM_MAX_SECONDS", "300")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("scim_server.py starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("READY line");
+    let port = line
+        .trim()
+        .strip_prefix("READY ")
+        .unwrap_or_else(|| panic!("unexpected first line `{line}`"));
+    ScimServer {
+        origin: format!("http://127.0.0.1:{port}"),
+        child,
+    }
+}
+
+fn seeded_user(index: usize) -> Value {
+    let mut user = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": format!("user{index:03}@example.test"),
+        "externalId": format!("ext-{index:03}"),
+        "name": {"givenName": format!("Given{index}"), "familyName": format!("Family{index}")},
+        "displayName": format!("Given{index} Family{index}"),
+        "emails": [{"value": format!("user{index:03}@example.test"), "type": "work", "primary": true}],
+        "active": !index.is_multiple_of(5),
+    });
+    if index.is_multiple_of(7) {
+        user["title"] = json!("Engineer");
+    }
+    user
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_exactly_the_250_users_of_a_real_scim_server() {
+    let Some(python) = python_or_skip("the real SCIM server test") else {
+        return;
+    };
+    let server = start_scim_server(&python);
+    let client = reqwest::Client::new();
+    // Seed through the server's own API.
+    let mut created: BTreeMap<String, Value> = BTreeMap::new();
+    for index in 0..250 {
+        let response = client
+            .post(format!("{}/scim/v2/Users", server.origin))
+            .bearer_auth(SCIM_TOKEN)
+            .header("content-type", "application/scim+json")
+            .body(seeded_user(index).to_string())
+            .send()
+            .await
+            .expect("seed request");
+        assert_eq!(response.status().as_u16(), 201);
+        let body: Value = response.json().await.expect("seed body");
+        created.insert(body["id"].as_str().expect("id").to_owned(), body);
+    }
+    assert_eq!(created.len(), 250);
+
+    let account = IntegratedAccount {
+        id: "real-scim".into(),
+        integration: "scim".into(),
+        context: json!({"base_url": format!("{}/scim/v2", server.origin), "token": SCIM_TOKEN}),
+        base_url: None,
+    };
+    let gateway = serve_accounts(repo_catalog(), vec![account]).await;
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let url = format!(
+            "{}/unified/user-directory/users?integrated_account_id=real-scim&limit=100&next_cursor={cursor}",
+            gateway.origin
+        );
+        let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+        assert_eq!(status, 200, "{body}");
+        pages.push(body["result"].as_array().expect("array").clone());
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+        assert!(pages.len() <= 5, "the walk does not end");
+    }
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![100, 100, 50]
+    );
+    let users: Vec<&Value> = pages.iter().flatten().collect();
+    let ids: std::collections::BTreeSet<&str> =
+        users.iter().map(|u| u["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 250, "no duplicates");
+    assert_eq!(
+        ids,
+        created.keys().map(String::as_str).collect(),
+        "exactly the seeded users"
+    );
+
+    for user in users {
+        let id = user["id"].as_str().unwrap();
+        let seeded = &created[id];
+        let index: usize = seeded["externalId"].as_str().unwrap()[4..].parse().unwrap();
+        let mut expected = json!({
+            "id": id,
+            "external_id": format!("ext-{index:03}"),
+            "username": format!("user{index:03}@example.test"),
+            "first_name": format!("Given{index}"),
+            "last_name": format!("Family{index}"),
+            "name": format!("Given{index} Family{index}"),
+            "emails": [{"email": format!("user{index:03}@example.test"), "type": "work", "is_primary": true}],
+            "status": if !index.is_multiple_of(5) { "active" } else { "inactive" },
+            "created_at": seeded["meta"]["created"],
+            "updated_at": seeded["meta"]["lastModified"],
+        });
+        if index.is_multiple_of(7) {
+            expected["title"] = json!("Engineer");
+        }
+        let mut mapped = user.clone();
+        let remote = mapped
+            .as_object_mut()
+            .unwrap()
+            .remove("remote_data")
+            .expect("remote_data");
+        assert_eq!(remote["id"], json!(id));
+        assert_eq!(mapped, expected, "user {index}");
+    }
+}
