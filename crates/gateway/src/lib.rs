@@ -25,7 +25,7 @@ use subtle::ConstantTimeEq;
 use unigate_engine::{Engine, EngineConfig};
 use unigate_mapping::Catalog;
 use unigate_store::{IntegratedAccount, MemoryStore};
-use unigate_unified::{ApiError, qs};
+use unigate_unified::{ApiError, ErrorKind, qs};
 use unigate_upstream::{Upstream, UpstreamConfig};
 
 use crate::config::Config;
@@ -127,13 +127,11 @@ async fn not_found() -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    let error = ApiError::new(
-        unigate_unified::ErrorKind::BadRequest,
+    ErrorResponse(ApiError::new(
+        ErrorKind::MethodNotAllowed,
         "method not allowed on this route",
-    );
-    let mut response = ErrorResponse(error).into_response();
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    response
+    ))
+    .into_response()
 }
 
 /// The router: `/unified/...` behind bearer auth, `/health` open.
@@ -261,4 +259,103 @@ pub fn check(dir: &Path) -> Result<String, String> {
 pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     text.parse()
         .map_err(|_| format!("`{text}` is not an address like 127.0.0.1:8080"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request as HttpRequest;
+    use tower::ServiceExt;
+
+    async fn call(router: &Router, method: &str, uri: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = HttpRequest::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = router
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert_eq!(
+            response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json")
+        );
+        let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn routes_answer_in_the_error_envelope() {
+        let router = Gateway::sandbox(5).await.unwrap().router();
+        assert_eq!(
+            call(&router, "GET", "/health", None).await,
+            (200, json!({"status": "ok"}))
+        );
+        assert_eq!(
+            call(&router, "GET", "/nowhere", Some("sandbox")).await,
+            (
+                404,
+                json!({"statusCode": 404, "error": "Not Found", "message": "no such route"})
+            )
+        );
+        assert_eq!(
+            call(
+                &router,
+                "POST",
+                "/unified/user-directory/users?integrated_account_id=sandbox",
+                Some("sandbox")
+            )
+            .await,
+            (
+                405,
+                json!({"statusCode": 405, "error": "Method Not Allowed", "message": "method not allowed on this route"})
+            )
+        );
+        assert_eq!(
+            call(
+                &router,
+                "GET",
+                "/unified/user-directory/users",
+                Some("nope")
+            )
+            .await
+            .0,
+            401
+        );
+        assert_eq!(
+            call(
+                &router,
+                "GET",
+                "/unified/user-directory/users?a[b]=1&a=2",
+                Some("sandbox")
+            )
+            .await,
+            (
+                400,
+                json!({"statusCode": 400, "error": "Bad Request",
+                         "message": "query parameter `a` is given both as a value and as an object"})
+            )
+        );
+        let (status, body) = call(
+            &router,
+            "GET",
+            "/unified/user-directory/users?integrated_account_id=sandbox",
+            Some("sandbox"),
+        )
+        .await;
+        assert_eq!(
+            (
+                status,
+                body["result_count"].clone(),
+                body["next_cursor"].clone()
+            ),
+            (200, json!(5), Value::Null)
+        );
+    }
 }

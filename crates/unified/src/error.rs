@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Unauthorized,
     /// Unknown integrated account, or a model/resource/method its integration does not map. 404.
     NotFound,
+    /// A route that exists, called with another HTTP method. 405.
+    MethodNotAllowed,
     /// The provider answered with an error status (or a 2xx body its mapping declares an
     /// error). The caller gets the provider's 4xx status, or 502 for a provider 5xx.
     Remote {
@@ -40,6 +42,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => 400,
             ErrorKind::Unauthorized => 401,
             ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Remote { provider_status } => match provider_status {
                 400..=499 => provider_status,
                 _ => 502,
