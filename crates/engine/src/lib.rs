@@ -6,8 +6,12 @@
 //! next position, maps each record, and signs the next cursor. Every failure leaves as an
 //! [`ApiError`] from the one error table. It does not parse HTTP requests or write responses.
 
+mod capabilities;
+mod filter;
 mod list;
+mod normalize;
 mod shape;
+mod sort;
 
 use std::sync::Arc;
 

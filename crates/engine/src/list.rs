@@ -1,21 +1,27 @@
-//! The list call: one or more provider pages → one unified page and its cursor.
+//! The list call: provider pages → unified records → one answer (or an NDJSON stream).
+
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use unigate_mapping::{
-    Credential, HttpMethod, Integration, MapError, RenderedRequest, Resource, Scope, UnifiedMethod,
-    extract_records, flatten_query, map_query, map_response, merge_query, render_request,
+    Credential, Expression, HttpMethod, Integration, MapError, RenderedRequest, Resource, Scope,
+    UnifiedMethod, extract_records, flatten_query, map_query, map_response, merge_query,
+    render_request,
 };
 use unigate_pagination::{CursorState, PageFacts, Position, Style, link_next};
 use unigate_store::IntegratedAccount;
 use unigate_unified::error::extract_remote_message;
-use unigate_unified::{ApiError, ErrorKind, ListQuery, ResponseFormat};
+use unigate_unified::{ApiError, ErrorKind, ListQuery, ResponseFormat, UnifiedResource};
 use unigate_upstream::{
     Method, ProviderRequest, ProviderResponse, UpstreamError, Url, same_origin,
 };
 
 use crate::Engine;
+use crate::filter::GatewayFilter;
+use crate::normalize::normalize_record;
 use crate::shape::shape_result;
+use crate::sort::sort_records;
 
 /// A unified page, ready for the envelope.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,23 +32,45 @@ pub struct ListOutput {
     pub next_cursor: Option<String>,
 }
 
-/// Everything fixed for the whole call.
-struct Call<'a> {
-    account: &'a IntegratedAccount,
-    integration: &'a Integration,
-    method: &'a UnifiedMethod,
-    resource: &'a Resource,
-    query: &'a ListQuery,
+/// Everything fixed for the whole call. Owns its parts so a stream can outlive the request.
+pub(crate) struct Call {
+    account: Arc<IntegratedAccount>,
+    integration: Arc<Integration>,
+    method_key: (String, String, String),
+    query: ListQuery,
+    unified_resource: UnifiedResource,
+    /// Filters the integration does not push down, applied here.
+    gateway_filters: Vec<GatewayFilter>,
+    /// A `sort_by` the integration does not push down, applied here once all pages are in.
+    gateway_sort: Option<String>,
     /// The rendered request for the resource's own URL (first page and param-driven pages).
     base_request: RenderedRequest,
-    /// Parameters of every param-driven page: static query, mapped filters, then remote_query.
+    /// Parameters of every param-driven page: static query, mapped query, then remote_query.
     base_params: Vec<(String, String)>,
     base_url: Url,
     page_size: u32,
     scope: Scope,
+    fingerprint: String,
 }
 
-/// One fetched page.
+impl Call {
+    fn method(&self) -> &UnifiedMethod {
+        let (model, resource, method) = &self.method_key;
+        self.integration
+            .unified_method(model, resource, method)
+            .expect("checked when the call was prepared")
+    }
+
+    fn resource(&self) -> &Resource {
+        &self.integration.resources[&self.method().resource]
+    }
+
+    fn wants_mapping(&self) -> bool {
+        self.query.response_format != ResponseFormat::Raw || !self.gateway_filters.is_empty()
+    }
+}
+
+/// One fetched page, mapped and filtered.
 struct Page {
     records: Vec<Value>,
     next: Option<Position>,
@@ -70,78 +98,23 @@ fn raw_body(body: &[u8]) -> Value {
 fn mapping_error(integration: &Integration, error: &MapError) -> ApiError {
     ApiError::new(
         ErrorKind::Mapping,
-        format!(
-            "the `{}` mapping failed on the provider's response: {error}",
-            integration.id
-        ),
+        format!("the `{}` mapping failed on the provider's response: {error}", integration.id),
     )
 }
 
 impl Engine {
-    /// `GET /unified/{model}/{resource}`.
+    /// `GET /unified/{model}/{resource}` answered as one JSON page.
     pub async fn list(
         &self,
         model: &str,
         resource_name: &str,
         params: Map<String, Value>,
     ) -> Result<ListOutput, ApiError> {
-        let unified_resource = self
-            .catalog
-            .models
-            .get(model)
-            .and_then(|found| found.resources.get(resource_name))
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "unknown unified resource `{model}/{resource_name}`"
-                ))
-            })?;
-        let query = ListQuery::parse(params, unified_resource)?;
-        let account = self
-            .accounts
-            .get(&query.integrated_account_id)
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "integrated account `{}` not found",
-                    query.integrated_account_id
-                ))
-            })?;
-        let integration = self
-            .catalog
-            .integrations
-            .get(&account.integration)
-            .ok_or_else(|| {
-                ApiError::internal(format!(
-                    "integrated account `{}` uses integration `{}`, which is not loaded",
-                    account.id, account.integration
-                ))
-            })?;
-        let method = integration
-            .unified_method(model, resource_name, "list")
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "integration `{}` does not map `{model}/{resource_name}` list",
-                    integration.id
-                ))
-            })?;
-        let resource = integration.resources.get(&method.resource).ok_or_else(|| {
-            ApiError::internal(format!("`{}` names a missing resource", method.resource))
-        })?;
-        check_supported(&query, integration, method)?;
-
-        let call = self.prepare(&account, integration, method, resource, &query)?;
-        let fingerprint = fingerprint(model, resource_name, &integration.id, &query);
-        let mut state = match &query.next_cursor {
-            None => CursorState {
-                position: Position::First,
-                last_digest: None,
-                pages: 0,
-            },
-            Some(cursor) => self
-                .codec
-                .decode(cursor, &account.id, &fingerprint)
-                .map_err(|error| ApiError::bad_request(error.to_string()))?,
-        };
-
+        let call = self.prepare(model, resource_name, params)?;
+        if call.query.response_format == ResponseFormat::Stream {
+            return Err(ApiError::internal("a stream is answered by `list_stream`"));
+        }
+        let mut state = self.start_state(&call)?;
         let mut records = Vec::new();
         loop {
             let page = self.fetch_page(&call, &state).await?;
@@ -152,98 +125,192 @@ impl Engine {
                 last_digest: Some(page.digest),
                 pages: state.pages + 1,
             };
-            let keep_going = query.ignore_limit
-                && !is_last
-                && records.len() < self.config.max_records_per_response;
-            if is_last {
-                state.position = Position::First;
-            }
-            if !keep_going {
+            let gathered_enough = records.len() >= self.config.max_records_per_response;
+            if is_last || !call.query.ignore_limit || gathered_enough {
+                if let Some(field) = &call.gateway_sort {
+                    if !is_last {
+                        return Err(ApiError::bad_request(format!(
+                            "`sort_by={field}` is sorted in the gateway, which needs every record in one answer, but there are more than {} (max_records_per_response); narrow the query with filters",
+                            self.config.max_records_per_response
+                        )));
+                    }
+                    sort_records(&mut records, field, call.query.sort_descending);
+                }
                 let next_cursor =
-                    (!is_last).then(|| self.codec.encode(&account.id, &fingerprint, &state));
-                let mapped = self.map_records(&call, records)?;
-                let result_count = mapped.len();
-                let result = shape_result(mapped, &query)?;
-                return Ok(ListOutput {
-                    result,
-                    result_count,
-                    next_cursor,
-                });
+                    (!is_last).then(|| self.codec.encode(&call.account.id, &call.fingerprint, &state));
+                let result_count = records.len();
+                let result = shape_result(records, &call.query)?;
+                return Ok(ListOutput { result, result_count, next_cursor });
             }
         }
     }
 
-    fn prepare<'a>(
+    /// `truto_response_format=stream`: every page from the cursor on, one record per NDJSON line,
+    /// at most `window` lines buffered. Errors before the first page are returned; a failure
+    /// later ends the stream with the error envelope plus `"truto_stream_error": true`.
+    pub async fn list_stream(
         &self,
-        account: &'a IntegratedAccount,
-        integration: &'a Integration,
-        method: &'a UnifiedMethod,
-        resource: &'a Resource,
-        query: &'a ListQuery,
-    ) -> Result<Call<'a>, ApiError> {
-        let base_request = render_request(
-            integration,
-            resource,
-            &account.context,
-            account.base_url.as_deref(),
-        )
-        .map_err(|error| {
-            ApiError::internal(format!(
-                "integrated account `{}` cannot call `{}`: {error}",
-                account.id, integration.id
+        model: &str,
+        resource_name: &str,
+        params: Map<String, Value>,
+        window: usize,
+    ) -> Result<tokio::sync::mpsc::Receiver<String>, ApiError> {
+        let call = self.prepare(model, resource_name, params)?;
+        if let Some(sort) = &call.gateway_sort {
+            return Err(ApiError::bad_request(format!(
+                "`sort_by={sort}` is not native to integration `{}`, and a stream is never buffered to sort it; use `truto_ignore_limit=true` instead",
+                call.integration.id
+            )));
+        }
+        if call.query.key_by.is_some() {
+            return Err(ApiError::bad_request(
+                "`truto_key_by` builds one object and cannot be streamed",
+            ));
+        }
+        let mut state = self.start_state(&call)?;
+        // The first page is fetched before answering, so a bad account or a provider refusal is
+        // a plain error status rather than a stream that fails at once.
+        let first = self.fetch_page(&call, &state).await?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(window.max(1));
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut page = first;
+            loop {
+                for record in page.records.drain(..) {
+                    let shaped = match shape_result(vec![record], &call.query) {
+                        Ok(Value::Array(mut one)) => one.pop().unwrap_or_default(),
+                        Ok(other) => other,
+                        Err(error) => {
+                            let _ = sender.send(stream_error_line(&error)).await;
+                            return;
+                        }
+                    };
+                    if sender.send(shaped.to_string()).await.is_err() {
+                        return; // The caller went away.
+                    }
+                }
+                let Some(next) = page.next.take() else { return };
+                state = CursorState { position: next, last_digest: Some(page.digest.clone()), pages: state.pages + 1 };
+                page = match engine.fetch_page(&call, &state).await {
+                    Ok(page) => page,
+                    Err(error) => {
+                        let _ = sender.send(stream_error_line(&error)).await;
+                        return;
+                    }
+                };
+            }
+        });
+        Ok(receiver)
+    }
+
+    fn start_state(&self, call: &Call) -> Result<CursorState, ApiError> {
+        match &call.query.next_cursor {
+            None => Ok(CursorState { position: Position::First, last_digest: None, pages: 0 }),
+            Some(cursor) => self
+                .codec
+                .decode(cursor, &call.account.id, &call.fingerprint)
+                .map_err(|error| ApiError::bad_request(error.to_string())),
+        }
+    }
+
+    /// Checks the query and resolves everything one call needs.
+    pub(crate) fn prepare(
+        &self,
+        model: &str,
+        resource_name: &str,
+        params: Map<String, Value>,
+    ) -> Result<Call, ApiError> {
+        let unified_resource = self
+            .catalog
+            .models
+            .get(model)
+            .and_then(|found| found.resources.get(resource_name))
+            .ok_or_else(|| {
+                ApiError::not_found(format!("unknown unified resource `{model}/{resource_name}`"))
+            })?;
+        let query = ListQuery::parse(params, unified_resource)?;
+        let account = self.accounts.get(&query.integrated_account_id).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "integrated account `{}` not found",
+                query.integrated_account_id
             ))
         })?;
+        let integration = self.catalog.integrations.get(&account.integration).cloned().ok_or_else(|| {
+            ApiError::internal(format!(
+                "integrated account `{}` uses integration `{}`, which is not loaded",
+                account.id, account.integration
+            ))
+        })?;
+        let method = integration.unified_method(model, resource_name, "list").ok_or_else(|| {
+            ApiError::not_found(format!(
+                "integration `{}` does not map `{model}/{resource_name}` list",
+                integration.id
+            ))
+        })?;
+        let resource = integration.resources.get(&method.resource).ok_or_else(|| {
+            ApiError::internal(format!("`{}` names a missing resource", method.resource))
+        })?;
+        let gateway_filters = gateway_filters(&query, &integration, method, unified_resource)?;
+        let gateway_sort = gateway_sort(&query, &integration, method)?;
+
+        let base_request =
+            render_request(&integration, resource, &account.context, account.base_url.as_deref())
+                .map_err(|error| {
+                    ApiError::internal(format!(
+                        "integrated account `{}` cannot call `{}`: {error}",
+                        account.id, integration.id
+                    ))
+                })?;
         let base_url = Url::parse(&base_request.url).map_err(|_| {
             ApiError::internal(format!(
                 "integrated account `{}`: the `{}` base URL does not render to an absolute URL",
                 account.id, integration.id
             ))
         })?;
-        let pagination = &resource.pagination.strategy;
-        let page_size = pagination.page_size(query.limit, self.config.default_limit);
-        let scope = Scope::new([
-            ("context", account.context.clone()),
-            ("query", unified_query_value(query, page_size)),
-        ]);
-        let mapped = map_query(method, &unified_query_value(query, page_size), &scope)
-            .map_err(|error| mapping_error(integration, &error))?;
+        let page_size = resource
+            .pagination
+            .strategy
+            .page_size(query.limit, self.config.default_limit);
+        let unified_query = unified_query_value(&query, page_size);
+        let scope = Scope::new([("context", account.context.clone()), ("query", unified_query.clone())]);
+        let mapped = map_query(method, &unified_query, &scope)
+            .map_err(|error| mapping_error(&integration, &error))?;
         let mut base_params = base_request.query.clone();
         merge_query(&mut base_params, mapped);
-        // remote_query goes last and wins: the caller asked for exactly these parameters.
+        // remote_query goes last and wins: the caller asked for exactly these parameters. It
+        // can only add query parameters: the credential parameter is removed and re-added at
+        // send time, and host, path and headers do not come from the query.
         merge_query(&mut base_params, flatten_query(&query.remote_query));
         if let Credential::Query { param, .. } = &base_request.credential {
             base_params.retain(|(name, _)| name != param);
         }
+        let fingerprint = fingerprint(model, resource_name, &integration.id, &query);
         Ok(Call {
+            method_key: (model.to_owned(), resource_name.to_owned(), "list".to_owned()),
+            unified_resource: unified_resource.clone(),
             account,
             integration,
-            method,
-            resource,
             query,
+            gateway_filters,
+            gateway_sort,
             base_request,
             base_params,
             base_url,
             page_size,
             scope,
+            fingerprint,
         })
     }
 
-    fn provider_request(
-        &self,
-        call: &Call<'_>,
-        position: &Position,
-    ) -> Result<ProviderRequest, ApiError> {
-        let pagination = &call.resource.pagination.strategy;
+    fn provider_request(&self, call: &Call, position: &Position) -> Result<ProviderRequest, ApiError> {
+        let pagination = &call.resource().pagination.strategy;
         let page = pagination.request_for(position, call.page_size);
         let url = match page.url {
             Some(next) => {
                 let url = Url::parse(&next)
                     .map_err(|_| ApiError::bad_request("`next_cursor` holds an unusable URL"))?;
                 if !same_origin(&url, &call.base_url) {
-                    return Err(ApiError::new(
-                        ErrorKind::BadGateway,
-                        "the provider's next-page URL points outside the integration's origin; refusing to follow it",
-                    ));
+                    return Err(foreign_origin());
                 }
                 url
             }
@@ -274,13 +341,9 @@ impl Engine {
         })
     }
 
-    async fn fetch_page(&self, call: &Call<'_>, state: &CursorState) -> Result<Page, ApiError> {
+    async fn fetch_page(&self, call: &Call, state: &CursorState) -> Result<Page, ApiError> {
         let request = self.provider_request(call, &state.position)?;
-        let response = self
-            .upstream
-            .send(&request)
-            .await
-            .map_err(|error| remote_error(&error))?;
+        let response = self.upstream.send(&request).await.map_err(|error| remote_error(&error))?;
         tracing::info!(
             account = %call.account.id,
             integration = %call.integration.id,
@@ -289,17 +352,18 @@ impl Engine {
             "provider page"
         );
         let body = check_response(call, &response)?;
-        let records = extract_records(call.resource, &body, &call.scope)
-            .map_err(|error| mapping_error(call.integration, &error))?;
+        let resource = call.resource();
+        let records = extract_records(resource, &body, &call.scope)
+            .map_err(|error| mapping_error(&call.integration, &error))?;
         let digest = page_digest(&records);
-        let compiled = &call.resource.pagination;
-        let evaluate = |expression: &Option<unigate_mapping::Expression>, what: &'static str| {
+        let compiled = &resource.pagination;
+        let evaluate = |expression: &Option<Expression>, what: &'static str| {
             expression
                 .as_ref()
                 .map(|expression| expression.evaluate(&body, &call.scope))
                 .transpose()
                 .map(Option::flatten)
-                .map_err(|error| mapping_error(call.integration, &MapError::Eval { what, error }))
+                .map_err(|error| mapping_error(&call.integration, &MapError::Eval { what, error }))
         };
         let next = match compiled.strategy.style {
             Style::LinkHeader => response.header("link").and_then(link_next),
@@ -311,7 +375,7 @@ impl Engine {
         };
         let next = match (&compiled.strategy.style, next) {
             (Style::LinkHeader | Style::NextUrl, Some(link)) => {
-                Some(self.checked_next_url(call, &request.url, &link)?)
+                Some(checked_next_url(call, &request.url, &link)?)
             }
             (_, next) => next,
         };
@@ -324,75 +388,81 @@ impl Engine {
         };
         let next = compiled
             .strategy
-            .next_position(
-                &state.position,
-                call.page_size,
-                &facts,
-                state.last_digest.as_deref(),
-                state.pages + 1,
-            )
+            .next_position(&state.position, call.page_size, &facts, state.last_digest.as_deref(), state.pages + 1)
             .map_err(|error| ApiError::new(ErrorKind::BadGateway, error.to_string()))?;
-        Ok(Page {
-            records,
-            next,
-            digest,
-        })
-    }
-
-    /// Resolves a next link against the URL it came with, refuses other origins, and drops a
-    /// credential query parameter so it never travels inside a cursor.
-    fn checked_next_url(
-        &self,
-        call: &Call<'_>,
-        current: &Url,
-        link: &str,
-    ) -> Result<String, ApiError> {
-        let mut url = current.join(link).map_err(|_| {
-            ApiError::new(
-                ErrorKind::BadGateway,
-                "the provider's next-page link is not a URL",
-            )
-        })?;
-        if !same_origin(&url, &call.base_url) {
-            return Err(ApiError::new(
-                ErrorKind::BadGateway,
-                "the provider's next-page URL points outside the integration's origin; refusing to follow it",
-            ));
-        }
-        if let Credential::Query { param, .. } = &call.base_request.credential {
-            let kept: Vec<(String, String)> = url
-                .query_pairs()
-                .filter(|(name, _)| name != param)
-                .map(|(name, value)| (name.into_owned(), value.into_owned()))
-                .collect();
-            url.set_query(None);
-            if !kept.is_empty() {
-                url.query_pairs_mut().extend_pairs(kept);
-            }
-        }
-        Ok(url.to_string())
-    }
-
-    fn map_records(&self, call: &Call<'_>, records: Vec<Value>) -> Result<Vec<Value>, ApiError> {
-        if call.query.response_format == ResponseFormat::Raw {
-            return Ok(records);
-        }
-        records
-            .into_iter()
-            .map(|record| {
-                let mut mapped = map_response(call.method, &record, &call.scope)
-                    .map_err(|error| mapping_error(call.integration, &error))?;
-                if !call.query.ignore_remote_data {
-                    mapped.insert("remote_data".to_owned(), record);
-                }
-                Ok(Value::Object(mapped))
-            })
-            .collect()
+        let records = map_records(call, records)?;
+        Ok(Page { records, next, digest })
     }
 }
 
+fn foreign_origin() -> ApiError {
+    ApiError::new(
+        ErrorKind::BadGateway,
+        "the provider's next-page URL points outside the integration's origin; refusing to follow it",
+    )
+}
+
+/// Resolves a next link against the URL it came with, refuses other origins, and drops a
+/// credential query parameter so it never travels inside a cursor.
+fn checked_next_url(call: &Call, current: &Url, link: &str) -> Result<String, ApiError> {
+    let mut url = current
+        .join(link)
+        .map_err(|_| ApiError::new(ErrorKind::BadGateway, "the provider's next-page link is not a URL"))?;
+    if !same_origin(&url, &call.base_url) {
+        return Err(foreign_origin());
+    }
+    if let Credential::Query { param, .. } = &call.base_request.credential {
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(name, _)| name != param)
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+        url.set_query(None);
+        if !kept.is_empty() {
+            url.query_pairs_mut().extend_pairs(kept);
+        }
+    }
+    Ok(url.to_string())
+}
+
+/// Provider records → what the caller gets: mapped (with `remote_data` unless dropped),
+/// filtered in the gateway, normalized or raw as asked.
+fn map_records(call: &Call, records: Vec<Value>) -> Result<Vec<Value>, ApiError> {
+    if !call.wants_mapping() {
+        return Ok(records);
+    }
+    let method = call.method();
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        let mut mapped = map_response(method, &record, &call.scope)
+            .map_err(|error| mapping_error(&call.integration, &error))?;
+        if !call.gateway_filters.iter().all(|filter| filter.matches(&mapped)) {
+            continue;
+        }
+        out.push(match call.query.response_format {
+            ResponseFormat::Raw => record,
+            ResponseFormat::Normalized => {
+                Value::Object(normalize_record(&mapped, &call.unified_resource.fields))
+            }
+            ResponseFormat::Unified | ResponseFormat::Stream => {
+                if !call.query.ignore_remote_data {
+                    mapped.insert("remote_data".to_owned(), record);
+                }
+                Value::Object(mapped)
+            }
+        });
+    }
+    Ok(out)
+}
+
+fn stream_error_line(error: &ApiError) -> String {
+    let mut envelope = error.to_envelope();
+    envelope["truto_stream_error"] = Value::Bool(true);
+    envelope.to_string()
+}
+
 /// A provider answer → its JSON body, or the remote error it stands for.
-fn check_response(call: &Call<'_>, response: &ProviderResponse) -> Result<Value, ApiError> {
+fn check_response(call: &Call, response: &ProviderResponse) -> Result<Value, ApiError> {
     if !(200..300).contains(&response.status) {
         let raw = raw_body(&response.body);
         let message = extract_remote_message(&raw)
@@ -400,38 +470,24 @@ fn check_response(call: &Call<'_>, response: &ProviderResponse) -> Result<Value,
         return Err(ApiError::remote(response.status, message, raw));
     }
     let body: Value = serde_json::from_slice(&response.body).map_err(|error| {
-        ApiError::new(
-            ErrorKind::BadGateway,
-            format!("the provider's response is not valid JSON ({error})"),
-        )
-        .with_raw_response(raw_body(&response.body))
+        ApiError::new(ErrorKind::BadGateway, format!("the provider's response is not valid JSON ({error})"))
+            .with_raw_response(raw_body(&response.body))
     })?;
     if let Some(errors) = &call.integration.errors {
         let failed = errors
             .when
             .evaluate(&body, &call.scope)
-            .map_err(|error| {
-                mapping_error(
-                    call.integration,
-                    &MapError::Eval {
-                        what: "errors.when",
-                        error,
-                    },
-                )
-            })?
+            .map_err(|error| mapping_error(&call.integration, &MapError::Eval { what: "errors.when", error }))?
             .is_some_and(|value| truthy(&value) == Some(true));
         if failed {
-            let status = match &errors.status {
-                Some(expression) => expression
-                    .evaluate(&body, &call.scope)
-                    .ok()
-                    .flatten()
-                    .and_then(|value| value.as_u64())
-                    .and_then(|status| u16::try_from(status).ok())
-                    .filter(|status| (400..600).contains(status))
-                    .unwrap_or(502),
-                None => 502,
-            };
+            let status = errors
+                .status
+                .as_ref()
+                .and_then(|expression| expression.evaluate(&body, &call.scope).ok().flatten())
+                .and_then(|value| value.as_u64())
+                .and_then(|status| u16::try_from(status).ok())
+                .filter(|status| (400..600).contains(status))
+                .unwrap_or(502);
             let message = match &errors.message {
                 Some(expression) => expression
                     .evaluate(&body, &call.scope)
@@ -447,49 +503,52 @@ fn check_response(call: &Call<'_>, response: &ProviderResponse) -> Result<Value,
     Ok(body)
 }
 
-/// Features whose gateway-side fallback is not built yet are refused, never ignored.
-fn check_supported(
+/// The filters the gateway applies itself: every filter sent that is not native. A provider
+/// hint (a filter with no record paths in the model) that is not native cannot be honoured.
+fn gateway_filters(
     query: &ListQuery,
     integration: &Integration,
     method: &UnifiedMethod,
-) -> Result<(), ApiError> {
-    for name in query.filters.keys() {
-        if !method.native_filters.contains(name) {
+    resource: &UnifiedResource,
+) -> Result<Vec<GatewayFilter>, ApiError> {
+    let mut filters = Vec::new();
+    for (name, value) in &query.filters {
+        if method.native_filters.contains(name) {
+            continue;
+        }
+        let spec = &resource.filters[name];
+        if !spec.is_gateway_applicable() {
             return Err(ApiError::bad_request(format!(
-                "filter `{name}` is not supported by integration `{}` (it supports: {})",
+                "`{name}` is a provider hint that integration `{}` cannot honour (its native filters: {})",
                 integration.id,
                 list_or_none(method.native_filters.iter())
             )));
         }
+        filters.push(GatewayFilter::new(spec, value));
     }
-    if let Some(sort) = &query.sort_by
-        && !method.native_sorts.contains(sort)
-    {
+    Ok(filters)
+}
+
+/// `Some(field)` when the gateway must sort; an error when it cannot.
+fn gateway_sort(query: &ListQuery, integration: &Integration, method: &UnifiedMethod) -> Result<Option<String>, ApiError> {
+    let Some(sort) = &query.sort_by else { return Ok(None) };
+    if method.native_sorts.contains(sort) {
+        return Ok(None);
+    }
+    let fetches_everything = query.ignore_limit || query.response_format == ResponseFormat::Stream;
+    if !fetches_everything {
         return Err(ApiError::bad_request(format!(
-            "`sort_by={sort}` is not supported by integration `{}` (it supports: {})",
+            "`sort_by={sort}` is not supported natively by integration `{}` (native sorts: {}); add `truto_ignore_limit=true` to sort every record in the gateway",
             integration.id,
             list_or_none(method.native_sorts.iter())
         )));
     }
-    match query.response_format {
-        ResponseFormat::Unified | ResponseFormat::Raw => Ok(()),
-        other => Err(ApiError::bad_request(format!(
-            "`truto_response_format={}` is not available yet; use `unified` or `raw`",
-            match other {
-                ResponseFormat::Normalized => "normalized",
-                _ => "stream",
-            }
-        ))),
-    }
+    Ok(Some(sort.clone()))
 }
 
 fn list_or_none<'a>(items: impl Iterator<Item = &'a String>) -> String {
     let joined = items.map(String::as_str).collect::<Vec<_>>().join(", ");
-    if joined.is_empty() {
-        "none".to_owned()
-    } else {
-        joined
-    }
+    if joined.is_empty() { "none".to_owned() } else { joined }
 }
 
 /// The input of `query_mapping` and `$query`: filters, sort and the page size.
@@ -497,10 +556,7 @@ fn unified_query_value(query: &ListQuery, page_size: u32) -> Value {
     let mut value = query.filters.clone();
     if let Some(sort) = &query.sort_by {
         value.insert("sort_by".into(), json!(sort));
-        value.insert(
-            "sort_order".into(),
-            json!(if query.sort_descending { "desc" } else { "asc" }),
-        );
+        value.insert("sort_order".into(), json!(if query.sort_descending { "desc" } else { "asc" }));
     }
     value.insert("limit".into(), json!(page_size));
     Value::Object(value)
@@ -514,10 +570,7 @@ fn fingerprint(model: &str, resource: &str, integration: &str, query: &ListQuery
         "q": query.remote_query,
     });
     let digest = Sha256::digest(canonical.to_string().as_bytes());
-    base64::Engine::encode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        &digest[..12],
-    )
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &digest[..12])
 }
 
 fn page_digest(records: &[Value]) -> String {
@@ -526,10 +579,7 @@ fn page_digest(records: &[Value]) -> String {
         hasher.update(record.to_string().as_bytes());
         hasher.update(b"\n");
     }
-    base64::Engine::encode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        &hasher.finalize()[..12],
-    )
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &hasher.finalize()[..12])
 }
 
 fn truthy(value: &Value) -> Option<bool> {
@@ -537,11 +587,7 @@ fn truthy(value: &Value) -> Option<bool> {
         Value::Bool(flag) => Some(*flag),
         Value::Null => Some(false),
         Value::Number(number) => Some(number.as_f64() != Some(0.0)),
-        Value::String(text) => match text.as_str() {
-            "true" => Some(true),
-            "false" | "" => Some(false),
-            _ => Some(true),
-        },
+        Value::String(text) => Some(!matches!(text.as_str(), "false" | "")),
         Value::Array(items) => Some(!items.is_empty()),
         Value::Object(_) => Some(true),
     }
@@ -549,9 +595,7 @@ fn truthy(value: &Value) -> Option<bool> {
 
 fn as_count(value: &Value) -> Option<u64> {
     match value {
-        Value::Number(number) => number
-            .as_u64()
-            .or_else(|| number.as_f64().map(|f| f as u64)),
+        Value::Number(number) => number.as_u64().or_else(|| number.as_f64().map(|f| f as u64)),
         Value::String(text) => text.parse().ok(),
         _ => None,
     }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path as UrlPath, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -108,6 +109,12 @@ async fn list(
         Ok(params) => params,
         Err(message) => return ErrorResponse(ApiError::bad_request(message)).into_response(),
     };
+    if params.get("truto_response_format").and_then(Value::as_str) == Some("stream") {
+        return match state.engine.list_stream(&model, &resource, params, STREAM_WINDOW).await {
+            Ok(lines) => ndjson_response(lines),
+            Err(error) => ErrorResponse(error).into_response(),
+        };
+    }
     match state.engine.list(&model, &resource, params).await {
         Ok(output) => json_response(
             StatusCode::OK,
@@ -118,6 +125,46 @@ async fn list(
                 "prev_cursor": null,
             }),
         ),
+        Err(error) => ErrorResponse(error).into_response(),
+    }
+}
+
+/// Records buffered between the provider walk and a slow stream reader.
+const STREAM_WINDOW: usize = 256;
+
+/// One record per line; the body ends when the walk does (or after its error line).
+fn ndjson_response(lines: tokio::sync::mpsc::Receiver<String>) -> Response {
+    let body = futures_util::stream::unfold(lines, |mut lines| async move {
+        let line = lines.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(format!("{line}\n")), lines))
+    });
+    let mut response = Body::from_stream(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    response
+}
+
+async fn meta_by_account(
+    State(state): State<AppState>,
+    UrlPath((model, resource, method)): UrlPath<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let answer = qs::parse(raw.as_deref().unwrap_or(""))
+        .map_err(ApiError::bad_request)
+        .and_then(|params| state.engine.capabilities_for_account(&model, &resource, &method, &params));
+    match answer {
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(error) => ErrorResponse(error).into_response(),
+    }
+}
+
+async fn meta_by_integration(
+    State(state): State<AppState>,
+    UrlPath((model, resource, integration, method)): UrlPath<(String, String, String, String)>,
+) -> Response {
+    match state.engine.capabilities(&model, &resource, &integration, &method) {
+        Ok(body) => json_response(StatusCode::OK, &body),
         Err(error) => ErrorResponse(error).into_response(),
     }
 }
@@ -140,6 +187,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/unified/{model}/{resource}",
             get(list).fallback(method_not_allowed),
+        )
+        .route(
+            "/unified/{model}/{resource}/meta/{method}",
+            get(meta_by_account).fallback(method_not_allowed),
+        )
+        .route(
+            "/unified/{model}/{resource}/{integration}/meta/{method}",
+            get(meta_by_integration).fallback(method_not_allowed),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

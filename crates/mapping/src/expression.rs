@@ -82,9 +82,14 @@ impl Expression {
         self.inner.source()
     }
 
-    /// The literal keys of the top-level object constructor, when the expression is one.
+    /// The literal keys of the object the expression builds, when that is visible without
+    /// evaluating it: a top-level object constructor, possibly the last expression of a block.
     pub fn object_keys(&self) -> Option<Vec<String>> {
-        match &self.inner.ast().root.kind {
+        let mut node = &self.inner.ast().root;
+        while let jlens_core::NodeKind::Block { exprs, .. } = &node.kind {
+            node = exprs.last()?;
+        }
+        match &node.kind {
             jlens_core::NodeKind::Object { pairs } => Some(
                 pairs
                     .iter()

@@ -9,6 +9,7 @@ pub mod list_query;
 pub mod model;
 pub mod qs;
 pub mod secret;
+pub mod time;
 
 pub use error::{ApiError, ErrorKind};
 pub use list_query::{ListQuery, ResponseFormat};

@@ -295,6 +295,8 @@ mod tests {
             description: None,
             allowed: allowed.iter().map(|s| s.to_string()).collect(),
             operators: operators.iter().map(|s| s.to_string()).collect(),
+            fields: Vec::new(),
+            case_sensitive: false,
         };
         UnifiedResource {
             fields: BTreeMap::new(),

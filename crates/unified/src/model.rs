@@ -61,6 +61,21 @@ pub struct FilterSpec {
     /// Comparison operators a caller may use as `filter[op]=…`; `eq` is the plain form.
     #[serde(default)]
     pub operators: Vec<String>,
+    /// Where the gateway looks in a unified record to apply the filter itself when the
+    /// integration cannot push it down: dotted paths, arrays traversed (`emails.email`). A filter
+    /// without paths is a provider hint that only a `query_mapping` can honour.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Text comparisons ignore case unless this is set (identifiers).
+    #[serde(default)]
+    pub case_sensitive: bool,
+}
+
+impl FilterSpec {
+    /// Whether the gateway can apply this filter on mapped records.
+    pub fn is_gateway_applicable(&self) -> bool {
+        !self.fields.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -102,6 +117,17 @@ impl UnifiedModel {
                 ));
             }
             for (filter_name, filter) in &resource.filters {
+                for (index, path) in filter.fields.iter().enumerate() {
+                    let top = path.split('.').next().unwrap_or_default();
+                    if !resource.fields.contains_key(top) {
+                        problems.push((
+                            format!(
+                                "resources.{resource_name}.filters.{filter_name}.fields[{index}]"
+                            ),
+                            format!("`{path}` does not start with a field of the resource"),
+                        ));
+                    }
+                }
                 for operator in &filter.operators {
                     if !OPERATORS.contains(&operator.as_str()) {
                         problems.push((

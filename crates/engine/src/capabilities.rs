@@ -1,0 +1,106 @@
+//! What an integration can do for a unified resource, read from its mapping file: the fields its
+//! mapping produces, which filters and sorts are native, which the gateway applies itself, which
+//! it cannot honour, and whether the list is partial. Served as
+//! `/unified/{model}/{resource}/meta/{method}` (by account) and
+//! `/unified/{model}/{resource}/{integration}/meta/{method}` (by integration).
+
+use serde_json::{Map, Value, json};
+use unigate_mapping::Integration;
+use unigate_pagination::Style;
+use unigate_unified::ApiError;
+
+use crate::Engine;
+
+impl Engine {
+    /// Capabilities of the integration behind `integrated_account_id`.
+    pub fn capabilities_for_account(
+        &self,
+        model: &str,
+        resource: &str,
+        method: &str,
+        params: &Map<String, Value>,
+    ) -> Result<Value, ApiError> {
+        let account_id = match params.get("integrated_account_id") {
+            Some(Value::String(id)) if !id.is_empty() => id,
+            _ => return Err(ApiError::bad_request("`integrated_account_id` is required")),
+        };
+        if let Some(unknown) = params.keys().find(|key| *key != "integrated_account_id") {
+            return Err(ApiError::bad_request(format!("unknown query parameter `{unknown}`")));
+        }
+        let account = self
+            .accounts
+            .get(account_id)
+            .ok_or_else(|| ApiError::not_found(format!("integrated account `{account_id}` not found")))?;
+        self.capabilities(model, resource, &account.integration, method)
+    }
+
+    /// Capabilities of one integration, without an account.
+    pub fn capabilities(&self, model: &str, resource: &str, integration_id: &str, method: &str) -> Result<Value, ApiError> {
+        let unified = self
+            .catalog
+            .models
+            .get(model)
+            .and_then(|found| found.resources.get(resource))
+            .ok_or_else(|| ApiError::not_found(format!("unknown unified resource `{model}/{resource}`")))?;
+        let integration = self
+            .catalog
+            .integrations
+            .get(integration_id)
+            .ok_or_else(|| ApiError::not_found(format!("unknown integration `{integration_id}`")))?;
+        let mapped = integration.unified_method(model, resource, method).ok_or_else(|| {
+            ApiError::not_found(format!("integration `{integration_id}` does not map `{model}/{resource}` {method}"))
+        })?;
+        let native_filters: Vec<&String> = mapped.native_filters.iter().collect();
+        // Not native: applied in the gateway when the model says where to look, else a provider
+        // hint this integration cannot honour.
+        let mut gateway_filters = Vec::new();
+        let mut unsupported_filters = Vec::new();
+        for (name, spec) in &unified.filters {
+            if mapped.native_filters.contains(name) {
+                continue;
+            }
+            if spec.is_gateway_applicable() {
+                gateway_filters.push(name);
+            } else {
+                unsupported_filters.push(name);
+            }
+        }
+        let native_sorts: Vec<&String> = mapped.native_sorts.iter().collect();
+        let gateway_sorts: Vec<&String> = unified.sorts.iter().filter(|s| !mapped.native_sorts.contains(*s)).collect();
+        let fields = mapped.response_mapping.object_keys();
+        Ok(json!({
+            "integration": integration.id,
+            "name": integration.name,
+            "docs": integration.docs,
+            "model": model,
+            "resource": resource,
+            "method": method,
+            "partial": mapped.partial,
+            "pagination": pagination_style(integration, &mapped.resource),
+            "fields": fields,
+            "filters": {
+                "native": native_filters,
+                "gateway": gateway_filters,
+                "unsupported": unsupported_filters,
+            },
+            "sorts": {
+                "native": native_sorts,
+                "gateway_when_all_pages_fetched": gateway_sorts,
+            },
+            "response_formats": ["unified", "normalized", "raw", "stream"],
+        }))
+    }
+}
+
+fn pagination_style(integration: &Integration, resource: &str) -> &'static str {
+    match integration.resources.get(resource).map(|r| &r.pagination.strategy.style) {
+        Some(Style::Cursor { .. }) => "cursor",
+        Some(Style::PageToken { .. }) => "page_token",
+        Some(Style::NextUrl) => "next_url",
+        Some(Style::LinkHeader) => "link_header",
+        Some(Style::Offset { .. }) => "offset",
+        Some(Style::Page { .. }) => "page",
+        Some(Style::Scim { .. }) => "scim",
+        Some(Style::None) | None => "none",
+    }
+}
