@@ -75,14 +75,14 @@ async fn bad_requests_get_the_error_envelope() {
             "unknown query parameter `colour`",
         ),
         (
-            "integrated_account_id=sandbox&first_name=Ada",
+            "integrated_account_id=sandbox&product=teams",
             400,
-            "filter `first_name` is not supported by integration `sandbox` (it supports: email, status)",
+            "`product` is a provider hint that integration `sandbox` cannot honour (its native filters: email, status)",
         ),
         (
             "integrated_account_id=sandbox&sort_by=name",
             400,
-            "`sort_by=name` is not supported by integration `sandbox` (it supports: none)",
+            "`sort_by=name` is not supported natively by integration `sandbox` (native sorts: none); add `truto_ignore_limit=true` to sort every record in the gateway",
         ),
         (
             "integrated_account_id=sandbox&next_cursor=garbage",
