@@ -25,31 +25,46 @@ impl Engine {
             _ => return Err(ApiError::bad_request("`integrated_account_id` is required")),
         };
         if let Some(unknown) = params.keys().find(|key| *key != "integrated_account_id") {
-            return Err(ApiError::bad_request(format!("unknown query parameter `{unknown}`")));
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter `{unknown}`"
+            )));
         }
-        let account = self
-            .accounts
-            .get(account_id)
-            .ok_or_else(|| ApiError::not_found(format!("integrated account `{account_id}` not found")))?;
+        let account = self.accounts.get(account_id).ok_or_else(|| {
+            ApiError::not_found(format!("integrated account `{account_id}` not found"))
+        })?;
         self.capabilities(model, resource, &account.integration, method)
     }
 
     /// Capabilities of one integration, without an account.
-    pub fn capabilities(&self, model: &str, resource: &str, integration_id: &str, method: &str) -> Result<Value, ApiError> {
+    pub fn capabilities(
+        &self,
+        model: &str,
+        resource: &str,
+        integration_id: &str,
+        method: &str,
+    ) -> Result<Value, ApiError> {
         let unified = self
             .catalog
             .models
             .get(model)
             .and_then(|found| found.resources.get(resource))
-            .ok_or_else(|| ApiError::not_found(format!("unknown unified resource `{model}/{resource}`")))?;
+            .ok_or_else(|| {
+                ApiError::not_found(format!("unknown unified resource `{model}/{resource}`"))
+            })?;
         let integration = self
             .catalog
             .integrations
             .get(integration_id)
-            .ok_or_else(|| ApiError::not_found(format!("unknown integration `{integration_id}`")))?;
-        let mapped = integration.unified_method(model, resource, method).ok_or_else(|| {
-            ApiError::not_found(format!("integration `{integration_id}` does not map `{model}/{resource}` {method}"))
-        })?;
+            .ok_or_else(|| {
+                ApiError::not_found(format!("unknown integration `{integration_id}`"))
+            })?;
+        let mapped = integration
+            .unified_method(model, resource, method)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "integration `{integration_id}` does not map `{model}/{resource}` {method}"
+                ))
+            })?;
         let native_filters: Vec<&String> = mapped.native_filters.iter().collect();
         // Not native: applied in the gateway when the model says where to look, else a provider
         // hint this integration cannot honour.
@@ -66,7 +81,11 @@ impl Engine {
             }
         }
         let native_sorts: Vec<&String> = mapped.native_sorts.iter().collect();
-        let gateway_sorts: Vec<&String> = unified.sorts.iter().filter(|s| !mapped.native_sorts.contains(*s)).collect();
+        let gateway_sorts: Vec<&String> = unified
+            .sorts
+            .iter()
+            .filter(|s| !mapped.native_sorts.contains(*s))
+            .collect();
         let fields = mapped.response_mapping.object_keys();
         Ok(json!({
             "integration": integration.id,
@@ -93,7 +112,11 @@ impl Engine {
 }
 
 fn pagination_style(integration: &Integration, resource: &str) -> &'static str {
-    match integration.resources.get(resource).map(|r| &r.pagination.strategy.style) {
+    match integration
+        .resources
+        .get(resource)
+        .map(|r| &r.pagination.strategy.style)
+    {
         Some(Style::Cursor { .. }) => "cursor",
         Some(Style::PageToken { .. }) => "page_token",
         Some(Style::NextUrl) => "next_url",

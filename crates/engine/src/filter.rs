@@ -33,7 +33,10 @@ impl GatewayFilter {
                 .collect(),
             plain => vec![("eq".to_owned(), plain.clone())],
         };
-        GatewayFilter { spec: spec.clone(), conditions }
+        GatewayFilter {
+            spec: spec.clone(),
+            conditions,
+        }
     }
 
     pub fn matches(&self, record: &Map<String, Value>) -> bool {
@@ -43,11 +46,17 @@ impl GatewayFilter {
             collect(record.get(segments[0]), &segments[1..], &mut found);
         }
         self.conditions.iter().all(|(operator, operand)| {
-            let equal_to = |wanted: &Value| found.iter().any(|value| self.compare(value, wanted) == Some(Ordering::Equal));
+            let equal_to = |wanted: &Value| {
+                found
+                    .iter()
+                    .any(|value| self.compare(value, wanted) == Some(Ordering::Equal))
+            };
             match operator.as_str() {
                 "eq" => equal_to(operand),
                 "ne" => !equal_to(operand),
-                "in" => operand.as_array().is_some_and(|items| items.iter().any(equal_to)),
+                "in" => operand
+                    .as_array()
+                    .is_some_and(|items| items.iter().any(equal_to)),
                 "gt" | "gte" | "lt" | "lte" => found.iter().any(|value| {
                     matches!(
                         (operator.as_str(), self.compare(value, operand)),
@@ -136,11 +145,19 @@ mod tests {
 
     #[test]
     fn text_filters_ignore_case_and_traverse_arrays() {
-        let email = GatewayFilter::new(&spec(FieldType::String, &["emails.email"], false), &json!("ADA@x.test"));
-        assert!(email.matches(&record(json!({"emails": [{"email": "b@x.test"}, {"email": "ada@X.test"}]}))));
+        let email = GatewayFilter::new(
+            &spec(FieldType::String, &["emails.email"], false),
+            &json!("ADA@x.test"),
+        );
+        assert!(email.matches(&record(
+            json!({"emails": [{"email": "b@x.test"}, {"email": "ada@X.test"}]})
+        )));
         assert!(!email.matches(&record(json!({"emails": [{"email": "b@x.test"}]}))));
         assert!(!email.matches(&record(json!({}))));
-        let id = GatewayFilter::new(&spec(FieldType::String, &["roles.id"], true), &json!("Admin"));
+        let id = GatewayFilter::new(
+            &spec(FieldType::String, &["roles.id"], true),
+            &json!("Admin"),
+        );
         assert!(!id.matches(&record(json!({"roles": [{"id": "admin"}]}))));
         assert!(id.matches(&record(json!({"roles": [{"id": "Admin"}]}))));
     }
@@ -149,7 +166,9 @@ mod tests {
     fn operators_on_enums_and_datetimes() {
         let status = spec(FieldType::String, &["status"], false);
         let active = record(json!({"status": "active"}));
-        assert!(GatewayFilter::new(&status, &json!({"in": ["invited", "active"]})).matches(&active));
+        assert!(
+            GatewayFilter::new(&status, &json!({"in": ["invited", "active"]})).matches(&active)
+        );
         assert!(!GatewayFilter::new(&status, &json!({"in": ["invited"]})).matches(&active));
         assert!(GatewayFilter::new(&status, &json!({"ne": "invited"})).matches(&active));
         assert!(GatewayFilter::new(&status, &json!({"ne": "invited"})).matches(&record(json!({}))));
@@ -159,10 +178,15 @@ mod tests {
         let check = |operators: Value| GatewayFilter::new(&created, &operators).matches(&user);
         assert!(check(json!({"gt": "2024-01-01T09:59:59Z"})));
         assert!(!check(json!({"gt": "2024-01-01T10:00:00Z"})));
-        assert!(check(json!({"gte": "2024-01-01T10:00:00Z", "lt": "2024-01-02"})));
+        assert!(check(
+            json!({"gte": "2024-01-01T10:00:00Z", "lt": "2024-01-02"})
+        ));
         assert!(check(json!({"eq": "2024-01-01T10:00:00.000Z"})));
         assert!(check(json!("2024-01-01T10:00:00Z")));
         assert!(!check(json!({"lte": "2023-12-31"})));
-        assert!(!GatewayFilter::new(&created, &json!({"gt": "2000-01-01"})).matches(&record(json!({"created_at": "garbage"}))));
+        assert!(
+            !GatewayFilter::new(&created, &json!({"gt": "2000-01-01"}))
+                .matches(&record(json!({"created_at": "garbage"})))
+        );
     }
 }

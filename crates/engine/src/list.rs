@@ -45,8 +45,10 @@ pub(crate) struct Call {
     gateway_sort: Option<String>,
     /// The rendered request for the resource's own URL (first page and param-driven pages).
     base_request: RenderedRequest,
-    /// Parameters of every param-driven page: static query, mapped query, then remote_query.
+    /// Parameters of every param-driven page: the static query, then the mapped query.
     base_params: Vec<(String, String)>,
+    /// `remote_query`, applied last on every param-driven page: it wins every conflict.
+    remote_params: Vec<(String, String)>,
     base_url: Url,
     page_size: u32,
     scope: Scope,
@@ -98,7 +100,10 @@ fn raw_body(body: &[u8]) -> Value {
 fn mapping_error(integration: &Integration, error: &MapError) -> ApiError {
     ApiError::new(
         ErrorKind::Mapping,
-        format!("the `{}` mapping failed on the provider's response: {error}", integration.id),
+        format!(
+            "the `{}` mapping failed on the provider's response: {error}",
+            integration.id
+        ),
     )
 }
 
@@ -136,11 +141,17 @@ impl Engine {
                     }
                     sort_records(&mut records, field, call.query.sort_descending);
                 }
-                let next_cursor =
-                    (!is_last).then(|| self.codec.encode(&call.account.id, &call.fingerprint, &state));
+                let next_cursor = (!is_last).then(|| {
+                    self.codec
+                        .encode(&call.account.id, &call.fingerprint, &state)
+                });
                 let result_count = records.len();
                 let result = shape_result(records, &call.query)?;
-                return Ok(ListOutput { result, result_count, next_cursor });
+                return Ok(ListOutput {
+                    result,
+                    result_count,
+                    next_cursor,
+                });
             }
         }
     }
@@ -190,7 +201,11 @@ impl Engine {
                     }
                 }
                 let Some(next) = page.next.take() else { return };
-                state = CursorState { position: next, last_digest: Some(page.digest.clone()), pages: state.pages + 1 };
+                state = CursorState {
+                    position: next,
+                    last_digest: Some(page.digest.clone()),
+                    pages: state.pages + 1,
+                };
                 page = match engine.fetch_page(&call, &state).await {
                     Ok(page) => page,
                     Err(error) => {
@@ -205,7 +220,11 @@ impl Engine {
 
     fn start_state(&self, call: &Call) -> Result<CursorState, ApiError> {
         match &call.query.next_cursor {
-            None => Ok(CursorState { position: Position::First, last_digest: None, pages: 0 }),
+            None => Ok(CursorState {
+                position: Position::First,
+                last_digest: None,
+                pages: 0,
+            }),
             Some(cursor) => self
                 .codec
                 .decode(cursor, &call.account.id, &call.fingerprint)
@@ -226,67 +245,90 @@ impl Engine {
             .get(model)
             .and_then(|found| found.resources.get(resource_name))
             .ok_or_else(|| {
-                ApiError::not_found(format!("unknown unified resource `{model}/{resource_name}`"))
+                ApiError::not_found(format!(
+                    "unknown unified resource `{model}/{resource_name}`"
+                ))
             })?;
         let query = ListQuery::parse(params, unified_resource)?;
-        let account = self.accounts.get(&query.integrated_account_id).ok_or_else(|| {
-            ApiError::not_found(format!(
-                "integrated account `{}` not found",
-                query.integrated_account_id
-            ))
-        })?;
-        let integration = self.catalog.integrations.get(&account.integration).cloned().ok_or_else(|| {
-            ApiError::internal(format!(
-                "integrated account `{}` uses integration `{}`, which is not loaded",
-                account.id, account.integration
-            ))
-        })?;
-        let method = integration.unified_method(model, resource_name, "list").ok_or_else(|| {
-            ApiError::not_found(format!(
-                "integration `{}` does not map `{model}/{resource_name}` list",
-                integration.id
-            ))
-        })?;
+        let account = self
+            .accounts
+            .get(&query.integrated_account_id)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "integrated account `{}` not found",
+                    query.integrated_account_id
+                ))
+            })?;
+        let integration = self
+            .catalog
+            .integrations
+            .get(&account.integration)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::internal(format!(
+                    "integrated account `{}` uses integration `{}`, which is not loaded",
+                    account.id, account.integration
+                ))
+            })?;
+        let method = integration
+            .unified_method(model, resource_name, "list")
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "integration `{}` does not map `{model}/{resource_name}` list",
+                    integration.id
+                ))
+            })?;
         let resource = integration.resources.get(&method.resource).ok_or_else(|| {
             ApiError::internal(format!("`{}` names a missing resource", method.resource))
         })?;
         let gateway_filters = gateway_filters(&query, &integration, method, unified_resource)?;
         let gateway_sort = gateway_sort(&query, &integration, method)?;
 
-        let base_request =
-            render_request(&integration, resource, &account.context, account.base_url.as_deref())
-                .map_err(|error| {
-                    ApiError::internal(format!(
-                        "integrated account `{}` cannot call `{}`: {error}",
-                        account.id, integration.id
-                    ))
-                })?;
+        let base_request = render_request(
+            &integration,
+            resource,
+            &account.context,
+            account.base_url.as_deref(),
+        )
+        .map_err(|error| {
+            ApiError::internal(format!(
+                "integrated account `{}` cannot call `{}`: {error}",
+                account.id, integration.id
+            ))
+        })?;
         let base_url = Url::parse(&base_request.url).map_err(|_| {
             ApiError::internal(format!(
                 "integrated account `{}`: the `{}` base URL does not render to an absolute URL",
                 account.id, integration.id
             ))
         })?;
-        let page_size = resource
-            .pagination
-            .strategy
-            .page_size(query.limit, self.config.default_limit);
+        let pagination = &resource.pagination.strategy;
+        let remote_params = flatten_query(&query.remote_query);
+        // A page size forced through remote_query is the one the provider will use.
+        let forced_page_size = pagination.page_size_param.as_ref().and_then(|param| {
+            remote_params
+                .iter()
+                .find(|(name, _)| name == param)
+                .and_then(|(_, value)| value.parse().ok())
+        });
+        let page_size = forced_page_size
+            .unwrap_or_else(|| pagination.page_size(query.limit, self.config.default_limit));
         let unified_query = unified_query_value(&query, page_size);
-        let scope = Scope::new([("context", account.context.clone()), ("query", unified_query.clone())]);
+        let scope = Scope::new([
+            ("context", account.context.clone()),
+            ("query", unified_query.clone()),
+        ]);
         let mapped = map_query(method, &unified_query, &scope)
             .map_err(|error| mapping_error(&integration, &error))?;
         let mut base_params = base_request.query.clone();
         merge_query(&mut base_params, mapped);
-        // remote_query goes last and wins: the caller asked for exactly these parameters. It
-        // can only add query parameters: the credential parameter is removed and re-added at
-        // send time, and host, path and headers do not come from the query.
-        merge_query(&mut base_params, flatten_query(&query.remote_query));
-        if let Credential::Query { param, .. } = &base_request.credential {
-            base_params.retain(|(name, _)| name != param);
-        }
         let fingerprint = fingerprint(model, resource_name, &integration.id, &query);
         Ok(Call {
-            method_key: (model.to_owned(), resource_name.to_owned(), "list".to_owned()),
+            method_key: (
+                model.to_owned(),
+                resource_name.to_owned(),
+                "list".to_owned(),
+            ),
             unified_resource: unified_resource.clone(),
             account,
             integration,
@@ -295,6 +337,7 @@ impl Engine {
             gateway_sort,
             base_request,
             base_params,
+            remote_params,
             base_url,
             page_size,
             scope,
@@ -302,7 +345,11 @@ impl Engine {
         })
     }
 
-    fn provider_request(&self, call: &Call, position: &Position) -> Result<ProviderRequest, ApiError> {
+    fn provider_request(
+        &self,
+        call: &Call,
+        position: &Position,
+    ) -> Result<ProviderRequest, ApiError> {
         let pagination = &call.resource().pagination.strategy;
         let page = pagination.request_for(position, call.page_size);
         let url = match page.url {
@@ -317,6 +364,14 @@ impl Engine {
             None => {
                 let mut params = call.base_params.clone();
                 merge_query(&mut params, page.params);
+                // remote_query goes last and wins: the caller asked for exactly these
+                // parameters. It only ever adds query parameters: host, path and headers do not
+                // come from the query, and a credential parameter is dropped here and added
+                // from the account at send time.
+                merge_query(&mut params, call.remote_params.clone());
+                if let Credential::Query { param, .. } = &call.base_request.credential {
+                    params.retain(|(name, _)| name != param);
+                }
                 let mut url = call.base_url.clone();
                 if !params.is_empty() {
                     url.query_pairs_mut().extend_pairs(params);
@@ -343,7 +398,11 @@ impl Engine {
 
     async fn fetch_page(&self, call: &Call, state: &CursorState) -> Result<Page, ApiError> {
         let request = self.provider_request(call, &state.position)?;
-        let response = self.upstream.send(&request).await.map_err(|error| remote_error(&error))?;
+        let response = self
+            .upstream
+            .send(&request)
+            .await
+            .map_err(|error| remote_error(&error))?;
         tracing::info!(
             account = %call.account.id,
             integration = %call.integration.id,
@@ -388,10 +447,20 @@ impl Engine {
         };
         let next = compiled
             .strategy
-            .next_position(&state.position, call.page_size, &facts, state.last_digest.as_deref(), state.pages + 1)
+            .next_position(
+                &state.position,
+                call.page_size,
+                &facts,
+                state.last_digest.as_deref(),
+                state.pages + 1,
+            )
             .map_err(|error| ApiError::new(ErrorKind::BadGateway, error.to_string()))?;
         let records = map_records(call, records)?;
-        Ok(Page { records, next, digest })
+        Ok(Page {
+            records,
+            next,
+            digest,
+        })
     }
 }
 
@@ -405,9 +474,12 @@ fn foreign_origin() -> ApiError {
 /// Resolves a next link against the URL it came with, refuses other origins, and drops a
 /// credential query parameter so it never travels inside a cursor.
 fn checked_next_url(call: &Call, current: &Url, link: &str) -> Result<String, ApiError> {
-    let mut url = current
-        .join(link)
-        .map_err(|_| ApiError::new(ErrorKind::BadGateway, "the provider's next-page link is not a URL"))?;
+    let mut url = current.join(link).map_err(|_| {
+        ApiError::new(
+            ErrorKind::BadGateway,
+            "the provider's next-page link is not a URL",
+        )
+    })?;
     if !same_origin(&url, &call.base_url) {
         return Err(foreign_origin());
     }
@@ -436,7 +508,11 @@ fn map_records(call: &Call, records: Vec<Value>) -> Result<Vec<Value>, ApiError>
     for record in records {
         let mut mapped = map_response(method, &record, &call.scope)
             .map_err(|error| mapping_error(&call.integration, &error))?;
-        if !call.gateway_filters.iter().all(|filter| filter.matches(&mapped)) {
+        if !call
+            .gateway_filters
+            .iter()
+            .all(|filter| filter.matches(&mapped))
+        {
             continue;
         }
         out.push(match call.query.response_format {
@@ -470,14 +546,25 @@ fn check_response(call: &Call, response: &ProviderResponse) -> Result<Value, Api
         return Err(ApiError::remote(response.status, message, raw));
     }
     let body: Value = serde_json::from_slice(&response.body).map_err(|error| {
-        ApiError::new(ErrorKind::BadGateway, format!("the provider's response is not valid JSON ({error})"))
-            .with_raw_response(raw_body(&response.body))
+        ApiError::new(
+            ErrorKind::BadGateway,
+            format!("the provider's response is not valid JSON ({error})"),
+        )
+        .with_raw_response(raw_body(&response.body))
     })?;
     if let Some(errors) = &call.integration.errors {
         let failed = errors
             .when
             .evaluate(&body, &call.scope)
-            .map_err(|error| mapping_error(&call.integration, &MapError::Eval { what: "errors.when", error }))?
+            .map_err(|error| {
+                mapping_error(
+                    &call.integration,
+                    &MapError::Eval {
+                        what: "errors.when",
+                        error,
+                    },
+                )
+            })?
             .is_some_and(|value| truthy(&value) == Some(true));
         if failed {
             let status = errors
@@ -530,8 +617,14 @@ fn gateway_filters(
 }
 
 /// `Some(field)` when the gateway must sort; an error when it cannot.
-fn gateway_sort(query: &ListQuery, integration: &Integration, method: &UnifiedMethod) -> Result<Option<String>, ApiError> {
-    let Some(sort) = &query.sort_by else { return Ok(None) };
+fn gateway_sort(
+    query: &ListQuery,
+    integration: &Integration,
+    method: &UnifiedMethod,
+) -> Result<Option<String>, ApiError> {
+    let Some(sort) = &query.sort_by else {
+        return Ok(None);
+    };
     if method.native_sorts.contains(sort) {
         return Ok(None);
     }
@@ -548,7 +641,11 @@ fn gateway_sort(query: &ListQuery, integration: &Integration, method: &UnifiedMe
 
 fn list_or_none<'a>(items: impl Iterator<Item = &'a String>) -> String {
     let joined = items.map(String::as_str).collect::<Vec<_>>().join(", ");
-    if joined.is_empty() { "none".to_owned() } else { joined }
+    if joined.is_empty() {
+        "none".to_owned()
+    } else {
+        joined
+    }
 }
 
 /// The input of `query_mapping` and `$query`: filters, sort and the page size.
@@ -556,7 +653,10 @@ fn unified_query_value(query: &ListQuery, page_size: u32) -> Value {
     let mut value = query.filters.clone();
     if let Some(sort) = &query.sort_by {
         value.insert("sort_by".into(), json!(sort));
-        value.insert("sort_order".into(), json!(if query.sort_descending { "desc" } else { "asc" }));
+        value.insert(
+            "sort_order".into(),
+            json!(if query.sort_descending { "desc" } else { "asc" }),
+        );
     }
     value.insert("limit".into(), json!(page_size));
     Value::Object(value)
@@ -570,7 +670,10 @@ fn fingerprint(model: &str, resource: &str, integration: &str, query: &ListQuery
         "q": query.remote_query,
     });
     let digest = Sha256::digest(canonical.to_string().as_bytes());
-    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &digest[..12])
+    base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        &digest[..12],
+    )
 }
 
 fn page_digest(records: &[Value]) -> String {
@@ -579,7 +682,10 @@ fn page_digest(records: &[Value]) -> String {
         hasher.update(record.to_string().as_bytes());
         hasher.update(b"\n");
     }
-    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &hasher.finalize()[..12])
+    base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        &hasher.finalize()[..12],
+    )
 }
 
 fn truthy(value: &Value) -> Option<bool> {
@@ -595,7 +701,9 @@ fn truthy(value: &Value) -> Option<bool> {
 
 fn as_count(value: &Value) -> Option<u64> {
     match value {
-        Value::Number(number) => number.as_u64().or_else(|| number.as_f64().map(|f| f as u64)),
+        Value::Number(number) => number
+            .as_u64()
+            .or_else(|| number.as_f64().map(|f| f as u64)),
         Value::String(text) => text.parse().ok(),
         _ => None,
     }

@@ -11,7 +11,10 @@ use unigate_unified::FieldType;
 use unigate_unified::model::FieldSpec;
 use unigate_unified::time::{format_rfc3339, parse_json_timestamp};
 
-pub(crate) fn normalize_record(record: &Map<String, Value>, fields: &BTreeMap<String, FieldSpec>) -> Map<String, Value> {
+pub(crate) fn normalize_record(
+    record: &Map<String, Value>,
+    fields: &BTreeMap<String, FieldSpec>,
+) -> Map<String, Value> {
     let mut out = Map::new();
     for (name, value) in record {
         if let Some(spec) = fields.get(name)
@@ -38,7 +41,10 @@ fn normalize_value(value: &Value, spec: &FieldSpec) -> Option<Value> {
             if spec.allowed.is_empty() {
                 return Some(Value::String(text));
             }
-            let canonical = spec.allowed.iter().find(|allowed| allowed.eq_ignore_ascii_case(text.trim()));
+            let canonical = spec
+                .allowed
+                .iter()
+                .find(|allowed| allowed.eq_ignore_ascii_case(text.trim()));
             Some(Value::String(canonical.cloned().unwrap_or(text)))
         }
         FieldType::Boolean => match value {
@@ -52,10 +58,16 @@ fn normalize_value(value: &Value, spec: &FieldSpec) -> Option<Value> {
         },
         FieldType::Number => match value {
             Value::Number(_) => Some(value.clone()),
-            Value::String(text) => text.trim().parse::<f64>().ok().and_then(|n| serde_json::Number::from_f64(n).map(Value::Number)),
+            Value::String(text) => text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|n| serde_json::Number::from_f64(n).map(Value::Number)),
             _ => None,
         },
-        FieldType::Datetime => parse_json_timestamp(value).map(|millis| Value::String(format_rfc3339(millis))),
+        FieldType::Datetime => {
+            parse_json_timestamp(value).map(|millis| Value::String(format_rfc3339(millis)))
+        }
         FieldType::Object => match value {
             Value::Object(object) if spec.fields.is_empty() => Some(Value::Object(object.clone())),
             Value::Object(object) => Some(Value::Object(normalize_record(object, &spec.fields))),
@@ -69,7 +81,12 @@ fn normalize_value(value: &Value, spec: &FieldSpec) -> Option<Value> {
             let Some(item_spec) = &spec.items else {
                 return Some(Value::Array(items.into_iter().cloned().collect()));
             };
-            Some(Value::Array(items.into_iter().filter_map(|item| normalize_value(item, item_spec)).collect()))
+            Some(Value::Array(
+                items
+                    .into_iter()
+                    .filter_map(|item| normalize_value(item, item_spec))
+                    .collect(),
+            ))
         }
     }
 }
@@ -80,7 +97,14 @@ mod tests {
     use serde_json::json;
 
     fn field(field_type: FieldType) -> FieldSpec {
-        FieldSpec { field_type, description: None, required: false, allowed: vec![], items: None, fields: BTreeMap::new() }
+        FieldSpec {
+            field_type,
+            description: None,
+            required: false,
+            allowed: vec![],
+            items: None,
+            fields: BTreeMap::new(),
+        }
     }
 
     #[test]
@@ -88,7 +112,10 @@ mod tests {
         let mut status = field(FieldType::String);
         status.allowed = vec!["active".into(), "inactive".into()];
         let mut email = field(FieldType::Object);
-        email.fields = BTreeMap::from([("email".to_owned(), field(FieldType::String)), ("is_primary".to_owned(), field(FieldType::Boolean))]);
+        email.fields = BTreeMap::from([
+            ("email".to_owned(), field(FieldType::String)),
+            ("is_primary".to_owned(), field(FieldType::Boolean)),
+        ]);
         let mut emails = field(FieldType::Array);
         emails.items = Some(Box::new(email));
         let fields = BTreeMap::from([
@@ -108,6 +135,9 @@ mod tests {
                    "emails": [{"email": "a@x", "is_primary": false}]})
         );
         let odd = json!({"status": "LOCKED", "created_at": "soon", "is_2fa_enabled": "maybe"});
-        assert_eq!(Value::Object(normalize_record(odd.as_object().unwrap(), &fields)), json!({"status": "LOCKED"}));
+        assert_eq!(
+            Value::Object(normalize_record(odd.as_object().unwrap(), &fields)),
+            json!({"status": "LOCKED"})
+        );
     }
 }

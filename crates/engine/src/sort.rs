@@ -23,7 +23,9 @@ fn key(record: &Value, field: &str) -> Option<Key> {
                 .find(|item| item.get("is_primary") == Some(&Value::Bool(true)))
                 .or_else(|| items.first())?;
             match item {
-                Value::Object(object) => ["email", "name", "id"].iter().find_map(|k| object.get(*k))?,
+                Value::Object(object) => ["email", "name", "id"]
+                    .iter()
+                    .find_map(|k| object.get(*k))?,
                 scalar => scalar,
             }
         }
@@ -42,7 +44,11 @@ fn key(record: &Value, field: &str) -> Option<Key> {
 
 /// Sorts records (unified records, `remote_data` and all) by `field`.
 pub(crate) fn sort_records(records: &mut [Value], field: &str, descending: bool) {
-    let mut keyed: Vec<(Option<Key>, usize)> = records.iter().enumerate().map(|(i, r)| (key(r, field), i)).collect();
+    let mut keyed: Vec<(Option<Key>, usize)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (key(r, field), i))
+        .collect();
     keyed.sort_by(|(a, ia), (b, ib)| {
         let order = match (a, b) {
             (None, None) => Ordering::Equal,
@@ -50,13 +56,20 @@ pub(crate) fn sort_records(records: &mut [Value], field: &str, descending: bool)
             (Some(_), None) => Ordering::Less,
             (Some(a), Some(b)) => {
                 let natural = a.partial_cmp(b).unwrap_or(Ordering::Equal);
-                if descending { natural.reverse() } else { natural }
+                if descending {
+                    natural.reverse()
+                } else {
+                    natural
+                }
             }
         };
         order.then(ia.cmp(ib))
     });
     let order: Vec<usize> = keyed.into_iter().map(|(_, index)| index).collect();
-    let mut taken: Vec<Option<Value>> = records.iter_mut().map(|r| Some(std::mem::take(r))).collect();
+    let mut taken: Vec<Option<Value>> = records
+        .iter_mut()
+        .map(|r| Some(std::mem::take(r)))
+        .collect();
     for (slot, index) in records.iter_mut().zip(order) {
         *slot = taken[index].take().unwrap_or_default();
     }

@@ -110,7 +110,11 @@ async fn list(
         Err(message) => return ErrorResponse(ApiError::bad_request(message)).into_response(),
     };
     if params.get("truto_response_format").and_then(Value::as_str) == Some("stream") {
-        return match state.engine.list_stream(&model, &resource, params, STREAM_WINDOW).await {
+        return match state
+            .engine
+            .list_stream(&model, &resource, params, STREAM_WINDOW)
+            .await
+        {
             Ok(lines) => ndjson_response(lines),
             Err(error) => ErrorResponse(error).into_response(),
         };
@@ -136,12 +140,16 @@ const STREAM_WINDOW: usize = 256;
 fn ndjson_response(lines: tokio::sync::mpsc::Receiver<String>) -> Response {
     let body = futures_util::stream::unfold(lines, |mut lines| async move {
         let line = lines.recv().await?;
-        Some((Ok::<_, std::convert::Infallible>(format!("{line}\n")), lines))
+        Some((
+            Ok::<_, std::convert::Infallible>(format!("{line}\n")),
+            lines,
+        ))
     });
     let mut response = Body::from_stream(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
     response
 }
 
@@ -152,7 +160,11 @@ async fn meta_by_account(
 ) -> Response {
     let answer = qs::parse(raw.as_deref().unwrap_or(""))
         .map_err(ApiError::bad_request)
-        .and_then(|params| state.engine.capabilities_for_account(&model, &resource, &method, &params));
+        .and_then(|params| {
+            state
+                .engine
+                .capabilities_for_account(&model, &resource, &method, &params)
+        });
     match answer {
         Ok(body) => json_response(StatusCode::OK, &body),
         Err(error) => ErrorResponse(error).into_response(),
@@ -163,7 +175,10 @@ async fn meta_by_integration(
     State(state): State<AppState>,
     UrlPath((model, resource, integration, method)): UrlPath<(String, String, String, String)>,
 ) -> Response {
-    match state.engine.capabilities(&model, &resource, &integration, &method) {
+    match state
+        .engine
+        .capabilities(&model, &resource, &integration, &method)
+    {
         Ok(body) => json_response(StatusCode::OK, &body),
         Err(error) => ErrorResponse(error).into_response(),
     }
