@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use crate::model::{FieldType, FilterSpec, UnifiedResource};
+use crate::time::{format_rfc3339, parse_iso8601};
 
 /// `truto_response_format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -262,24 +263,16 @@ fn check_filter_value(
                 "filter `{name}` must be `true` or `false`; got `{text}`"
             ))
         }),
-        FieldType::Datetime if !looks_like_iso8601(&text) => Err(ApiError::bad_request(format!(
-            "filter `{name}` must be an ISO-8601 date or date-time; got `{text}`"
-        ))),
+        // Every mapping receives one form: RFC 3339 in UTC, whatever offset the caller used.
+        FieldType::Datetime => parse_iso8601(&text)
+            .map(|millis| Value::String(format_rfc3339(millis)))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "filter `{name}` must be an ISO-8601 date or date-time; got `{text}`"
+                ))
+            }),
         _ => Ok(Value::String(text)),
     }
-}
-
-/// `YYYY-MM-DD`, optionally followed by `T` and a time; enough to refuse garbage early, the
-/// provider or the gateway filter does the exact parsing.
-fn looks_like_iso8601(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let date_ok = bytes.len() >= 10
-        && bytes[..4].iter().all(u8::is_ascii_digit)
-        && bytes[4] == b'-'
-        && bytes[5..7].iter().all(u8::is_ascii_digit)
-        && bytes[7] == b'-'
-        && bytes[8..10].iter().all(u8::is_ascii_digit);
-    date_ok && (bytes.len() == 10 || matches!(bytes[10], b'T' | b't' | b' '))
 }
 
 #[cfg(test)]
@@ -332,7 +325,7 @@ mod tests {
             "integrated_account_id": "acc", "limit": "50", "next_cursor": "",
             "truto_response_format": "raw", "truto_exclude_fields": ["a", "b,c"],
             "remote_query": {"x": {"y": "1"}}, "status": {"in": "active,inactive"},
-            "created_at": {"gt": "2024-01-01T00:00:00Z"}, "email": "A@b.c",
+            "created_at": {"gt": "2024-01-01T01:00:00+01:00", "lte": "2024-02-01"}, "email": "A@b.c",
             "include_inherited": "true", "sort_by": "id", "truto_ignore_remote_data": "true"
         }))
         .expect("valid");
@@ -348,7 +341,7 @@ mod tests {
         assert_eq!(
             Value::Object(query.filters),
             json!({"status": {"in": ["active", "inactive"]},
-                   "created_at": {"gt": "2024-01-01T00:00:00Z"}, "email": "A@b.c",
+                   "created_at": {"gt": "2024-01-01T00:00:00Z", "lte": "2024-02-01T00:00:00Z"}, "email": "A@b.c",
                    "include_inherited": true})
         );
         assert!(query.ignore_remote_data);
