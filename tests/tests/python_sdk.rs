@@ -4,14 +4,20 @@
 
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use unigate_gateway::Gateway;
 use unigate_tests::{python_or_skip, repo_root, serve};
 
-fn sdk_list(python: &std::path::Path, origin: &str, account: &str, limit: &str) -> Vec<Value> {
+fn sdk_list(
+    python: &std::path::Path,
+    origin: &str,
+    account: &str,
+    limit: &str,
+    extra: &Value,
+) -> Vec<Value> {
     let output = Command::new(python)
         .arg(repo_root().join("tests/python/sdk_list.py"))
-        .args([origin, "sandbox", account, limit])
+        .args([origin, "sandbox", account, limit, &extra.to_string()])
         .output()
         .expect("sdk_list.py runs");
     assert!(
@@ -35,10 +41,11 @@ async fn the_truto_python_sdk_lists_every_sandbox_user_across_pages() {
     let origin = gateway.origin.clone();
     for account in ["sandbox", "sandbox-cursor"] {
         let (python, origin, account_owned) = (python.clone(), origin.clone(), account.to_owned());
-        let users =
-            tokio::task::spawn_blocking(move || sdk_list(&python, &origin, &account_owned, "100"))
-                .await
-                .expect("sdk thread");
+        let users = tokio::task::spawn_blocking(move || {
+            sdk_list(&python, &origin, &account_owned, "100", &json!({}))
+        })
+        .await
+        .expect("sdk thread");
         let ids: Vec<String> = users
             .iter()
             .map(|u| u["id"].as_str().expect("id").to_owned())
@@ -51,4 +58,60 @@ async fn the_truto_python_sdk_lists_every_sandbox_user_across_pages() {
         );
         assert_eq!(users[1]["remote_data"]["uid"], "usr_00002");
     }
+}
+
+/// The SDK's own encodings of the parameter surface: `remote_query[...]`, `truto_exclude_fields[]`,
+/// a filter, and the `normalized` format all round-trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_truto_python_sdk_sends_the_parameter_surface() {
+    let Some(python) = python_or_skip("the Truto Python SDK parameters test") else {
+        return;
+    };
+    let gateway = serve(Gateway::sandbox(250).await.expect("sandbox")).await;
+    let run = |extra: Value| {
+        let (python, origin) = (python.clone(), gateway.origin.clone());
+        tokio::task::spawn_blocking(move || sdk_list(&python, &origin, "sandbox", "40", &extra))
+    };
+
+    // remote_query goes to the sandbox provider verbatim: its own `state` filter narrows the list.
+    let users = run(json!({"remote_query": {"state": "SUSPENDED"}}))
+        .await
+        .unwrap();
+    assert_eq!(users.len(), 25);
+    assert!(
+        users
+            .iter()
+            .all(|u| u["remote_data"]["state"] == "SUSPENDED")
+    );
+
+    // truto_exclude_fields[] (the SDK's list encoding), top-level and dotted.
+    let users = run(json!({"truto_exclude_fields": ["remote_data", "emails.type", "phones"]}))
+        .await
+        .unwrap();
+    assert_eq!(users.len(), 250);
+    assert_eq!(
+        users[0],
+        json!({"id": "usr_00001", "first_name": "Ada", "last_name": "Lovelace", "name": "Ada Lovelace",
+               "username": "ada.lovelace1", "title": "Engineer",
+               "emails": [{"email": "ada.lovelace1@sandbox.unigate.test", "is_primary": true}],
+               "status": "active", "user_type": "admin", "roles": [{"id": "admin", "name": "admin"}],
+               "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z"})
+    );
+
+    // A native filter (pushed down) and a gateway filter, across pages.
+    // Sandbox admins are every 25th user, all active.
+    let users = run(json!({"status": "active", "user_type": "admin"}))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = users.iter().map(|u| u["id"].as_str().unwrap()).collect();
+    let expected: Vec<String> = (0..10).map(|n| format!("usr_{:05}", n * 25 + 1)).collect();
+    assert_eq!(ids, expected);
+
+    // normalized: schema fields only, RFC 3339 UTC timestamps, no remote_data.
+    let users = run(json!({"truto_response_format": "normalized"}))
+        .await
+        .unwrap();
+    assert_eq!(users.len(), 250);
+    assert!(users.iter().all(|u| u.get("remote_data").is_none()));
+    assert_eq!(users[1]["last_login_at"], "2024-02-10T01:00:00Z");
 }

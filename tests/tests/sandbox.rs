@@ -318,3 +318,35 @@ async fn result_shaping_parameters() {
     assert_eq!(body["result"][0]["uid"], "usr_00001");
     assert!(body["result"][0].get("remote_data").is_none());
 }
+
+#[tokio::test]
+async fn pages_emptied_by_gateway_filters_are_walked_past() {
+    // Bots are users 18, 68, 118, …: the first provider pages of 10 hold none.
+    let gateway = sandbox().await;
+    let pages = walk(
+        &gateway,
+        "integrated_account_id=sandbox&limit=10&user_type=machine",
+    )
+    .await;
+    assert_eq!(pages[0].len(), 1, "the first answer is not empty");
+    assert_eq!(pages[0][0]["id"], "usr_00018");
+    let ids: Vec<&str> = pages
+        .iter()
+        .flatten()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            "usr_00018",
+            "usr_00068",
+            "usr_00118",
+            "usr_00168",
+            "usr_00218"
+        ]
+    );
+    assert!(
+        pages[..pages.len() - 1].iter().all(|page| !page.is_empty()),
+        "only the last page may be empty"
+    );
+}

@@ -17,7 +17,12 @@ async fn streams_100k_users_each_exactly_once() {
         "{}/unified/user-directory/users?integrated_account_id=sandbox-cursor&limit=500&truto_response_format=stream&truto_ignore_remote_data=true",
         gateway.origin
     );
-    let mut response = reqwest::Client::new().get(&url).bearer_auth("sandbox").send().await.expect("stream starts");
+    let mut response = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth("sandbox")
+        .send()
+        .await
+        .expect("stream starts");
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.headers()["content-type"], "application/x-ndjson");
     let mut seen = HashSet::with_capacity(USERS);
@@ -28,7 +33,10 @@ async fn streams_100k_users_each_exactly_once() {
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
             let record: Value = serde_json::from_slice(&line).expect("one JSON record per line");
-            assert!(record.get("truto_stream_error").is_none(), "the stream failed: {record}");
+            assert!(
+                record.get("truto_stream_error").is_none(),
+                "the stream failed: {record}"
+            );
             let id = record["id"].as_str().expect("id").to_owned();
             assert!(seen.insert(id.clone()), "{id} arrived twice");
             lines += 1;

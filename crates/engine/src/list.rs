@@ -81,6 +81,9 @@ struct Page {
 
 const BODY_EXCERPT: usize = 64 * 1024;
 
+/// Provider pages one call walks past while gateway filters leave nothing to answer.
+const EMPTY_PAGES_WALKED: u32 = 25;
+
 fn remote_error(error: &UpstreamError) -> ApiError {
     let kind = match error {
         UpstreamError::Timeout(_) => ErrorKind::GatewayTimeout,
@@ -121,7 +124,9 @@ impl Engine {
         }
         let mut state = self.start_state(&call)?;
         let mut records = Vec::new();
+        let mut pages_this_call = 0;
         loop {
+            pages_this_call += 1;
             let page = self.fetch_page(&call, &state).await?;
             let is_last = page.next.is_none();
             records.extend(page.records);
@@ -131,7 +136,10 @@ impl Engine {
                 pages: state.pages + 1,
             };
             let gathered_enough = records.len() >= self.config.max_records_per_response;
-            if is_last || !call.query.ignore_limit || gathered_enough {
+            // A page that gateway filters emptied is not an answer: SDKs stop at the second
+            // empty page in a row (truto-python-sdk does), so keep walking, within bounds.
+            let skip_empty = records.is_empty() && pages_this_call < EMPTY_PAGES_WALKED;
+            if is_last || !(call.query.ignore_limit || skip_empty) || gathered_enough {
                 if let Some(field) = &call.gateway_sort {
                     if !is_last {
                         return Err(ApiError::bad_request(format!(
