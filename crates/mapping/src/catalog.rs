@@ -159,12 +159,10 @@ impl Catalog {
                 }
             }
         }
+        let mut parsed: BTreeMap<String, (&Source, IntegrationSpec)> = BTreeMap::new();
         for source in integrations {
             let id = source.stem();
-            if !id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            {
+            if !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
                 errors.push(LoadError {
                     file: source.path.clone(),
                     line: 0,
@@ -173,27 +171,66 @@ impl Catalog {
                 });
                 continue;
             }
-            let Some(spec) = parse_yaml::<IntegrationSpec>(source, &mut errors) else {
-                continue;
+            if let Some(spec) = parse_yaml::<IntegrationSpec>(source, &mut errors) {
+                parsed.insert(id, (source, spec));
+            }
+        }
+        for (id, (source, _)) in &parsed {
+            let spec = match resolve_extends(id, &parsed, &mut Vec::new()) {
+                Ok(spec) => spec,
+                Err((line, message)) => {
+                    errors.push(LoadError {
+                        file: source.path.clone(),
+                        line,
+                        path: "extends".into(),
+                        message,
+                    });
+                    continue;
+                }
             };
             let before = errors.len();
             let mut compiler = FileCompiler {
                 file: &source.path,
                 errors: &mut errors,
             };
-            let compiled = compile_integration(&id, spec, &catalog.models, &mut compiler);
+            let compiled = compile_integration(id, spec, &catalog.models, &mut compiler);
             if let Some(integration) = compiled
                 && errors.len() == before
             {
-                catalog.integrations.insert(id, Arc::new(integration));
+                catalog.integrations.insert(id.clone(), Arc::new(integration));
             }
         }
+        // By file, then line: the order a reader fixes them in. The sort is stable.
+        errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         if errors.is_empty() {
             Ok(catalog)
         } else {
             Err(LoadErrors(errors))
         }
     }
+}
+
+/// An integration spec with its `extends` chain applied, base first. Errors carry the line of the
+/// `extends` key.
+fn resolve_extends(
+    id: &str,
+    parsed: &BTreeMap<String, (&Source, IntegrationSpec)>,
+    chain: &mut Vec<String>,
+) -> Result<IntegrationSpec, (u64, String)> {
+    let (_, spec) = &parsed[id];
+    let Some(base) = &spec.extends else {
+        return Ok(spec.clone());
+    };
+    let line = base.referenced.line();
+    chain.push(id.to_owned());
+    if chain.contains(&base.value) {
+        return Err((line, format!("`extends` loops: {} -> {}", chain.join(" -> "), base.value)));
+    }
+    if !parsed.contains_key(&base.value) {
+        return Err((line, format!("extends `{}`, which is not an integration file here", base.value)));
+    }
+    let resolved_base = resolve_extends(&base.value, parsed, chain)?;
+    Ok(spec.clone().extend(&resolved_base))
 }
 
 /// The line where a dotted path's key stands, for errors found after parsing; 0 if not found.

@@ -127,23 +127,41 @@ pub(crate) fn compile_integration(
     models: &BTreeMap<String, UnifiedModel>,
     c: &mut FileCompiler<'_>,
 ) -> Option<Integration> {
-    if !(spec.docs.value.starts_with("https://") || spec.docs.value.starts_with("http://")) {
+    // Required once `extends` has been applied.
+    let mut missing = |present: bool, field: &str| {
+        if !present {
+            c.error_line(1, field, "is required (here or in the file this one extends)");
+        }
+        present
+    };
+    let complete = [
+        missing(spec.name.is_some(), "name"),
+        missing(spec.docs.is_some(), "docs"),
+        missing(spec.base_url.is_some(), "base_url"),
+        missing(spec.auth.is_some(), "auth"),
+        missing(!spec.resources.is_empty(), "resources"),
+    ];
+    if complete.contains(&false) {
+        return None;
+    }
+    let (Some(name), Some(docs), Some(base_url_text), Some(auth_spec)) =
+        (spec.name.clone(), spec.docs.clone(), spec.base_url.clone(), spec.auth.clone())
+    else {
+        return None;
+    };
+    if !(docs.value.starts_with("https://") || docs.value.starts_with("http://")) {
         c.error_at(
-            &spec.docs,
+            &docs,
             "docs",
             "must be the URL of the provider documentation the mapping was written from",
         );
     }
-    let base_url = c.template(&spec.base_url, "base_url");
+    let base_url = c.template(&base_url_text, "base_url");
     if let Some(template) = &base_url
         && template.is_literal()
-        && url_origin_is_invalid(&spec.base_url.value)
+        && url_origin_is_invalid(&base_url_text.value)
     {
-        c.error_at(
-            &spec.base_url,
-            "base_url",
-            "must be an absolute http(s) URL",
-        );
+        c.error_at(&base_url_text, "base_url", "must be an absolute http(s) URL");
     }
     let headers = spec
         .headers
@@ -157,7 +175,7 @@ pub(crate) fn compile_integration(
                 .map(|template| (name.clone(), template))
         })
         .collect();
-    let auth = compile_auth(&spec.auth, c);
+    let auth = compile_auth(&auth_spec, c);
     // `Err(())` = present but broken (already reported).
     let errors: Result<Option<BodyErrors>, ()> = match &spec.errors {
         None => Ok(None),
@@ -191,16 +209,29 @@ pub(crate) fn compile_integration(
         for (resource_name, methods) in model_resources {
             for (method_name, method) in methods {
                 let path = format!("unified.{model_name}.{resource_name}.{method_name}");
+                let (Some(method_resource), Some(response_mapping_text)) =
+                    (&method.resource, &method.response_mapping)
+                else {
+                    let line = method
+                        .resource
+                        .as_ref()
+                        .or(method.response_mapping.as_ref())
+                        .map_or(1, |text| text.referenced.line());
+                    c.error_line(line, &path, "needs `resource` and `response_mapping` (here or in the file this one extends)");
+                    continue;
+                };
+                let native_filters = method.native_filters.clone().unwrap_or_default();
+                let native_sorts = method.native_sorts.clone().unwrap_or_default();
                 let unified_resource = match model {
                     None => {
-                        c.error_at(&method.resource, &path, &format!("unknown unified model `{model_name}` (no mappings/models/{model_name}.yaml)"));
+                        c.error_at(method_resource, &path, &format!("unknown unified model `{model_name}` (no mappings/models/{model_name}.yaml)"));
                         None
                     }
                     Some(model) => {
                         let found = model.resources.get(resource_name);
                         if found.is_none() {
                             c.error_at(
-                                &method.resource,
+                                method_resource,
                                 &path,
                                 &format!("model `{model_name}` has no resource `{resource_name}`"),
                             );
@@ -208,22 +239,22 @@ pub(crate) fn compile_integration(
                         found
                     }
                 };
-                if !resources.contains_key(&method.resource.value)
+                if !resources.contains_key(&method_resource.value)
                     && !spec.resources.iter().any(|(r, ms)| {
                         ms.keys()
-                            .any(|m| format!("{r}.{m}") == method.resource.value)
+                            .any(|m| format!("{r}.{m}") == method_resource.value)
                     })
                 {
                     c.error_at(
-                        &method.resource,
+                        method_resource,
                         &format!("{path}.resource"),
                         &format!(
                             "names `{}`, which is not a `resource.method` under `resources`",
-                            method.resource.value
+                            method_resource.value
                         ),
                     );
                 }
-                for (index, filter) in method.native_filters.iter().enumerate() {
+                for (index, filter) in native_filters.iter().enumerate() {
                     if let Some(resource) = unified_resource
                         && !resource.filters.contains_key(&filter.value)
                     {
@@ -234,7 +265,7 @@ pub(crate) fn compile_integration(
                         );
                     }
                 }
-                for (index, sort) in method.native_sorts.iter().enumerate() {
+                for (index, sort) in native_sorts.iter().enumerate() {
                     if let Some(resource) = unified_resource
                         && !resource.sorts.contains(&sort.value)
                     {
@@ -245,9 +276,9 @@ pub(crate) fn compile_integration(
                         );
                     }
                 }
-                if !method.native_filters.is_empty() && method.query_mapping.is_none() {
+                if !native_filters.is_empty() && method.query_mapping.is_none() {
                     c.error_at(
-                        &method.native_filters[0],
+                        &native_filters[0],
                         &format!("{path}.native_filters"),
                         "native filters need a `query_mapping` that pushes them down",
                     );
@@ -257,7 +288,7 @@ pub(crate) fn compile_integration(
                     &format!("{path}.query_mapping"),
                 );
                 let response_mapping = c.expression(
-                    &method.response_mapping,
+                    response_mapping_text,
                     &format!("{path}.response_mapping"),
                 );
                 if let (Some(resource), Some(keys)) = (
@@ -267,7 +298,7 @@ pub(crate) fn compile_integration(
                     for key in keys {
                         if !resource.fields.contains_key(&key) {
                             c.error_at(
-                                &method.response_mapping,
+                                response_mapping_text,
                                 &format!("{path}.response_mapping"),
                                 &format!(
                                     "produces `{key}`, which is not a field of the unified model"
@@ -286,18 +317,10 @@ pub(crate) fn compile_integration(
                             method_name.clone(),
                         ),
                         UnifiedMethod {
-                            resource: method.resource.value.clone(),
-                            partial: method.partial,
-                            native_filters: method
-                                .native_filters
-                                .iter()
-                                .map(|f| f.value.clone())
-                                .collect(),
-                            native_sorts: method
-                                .native_sorts
-                                .iter()
-                                .map(|s| s.value.clone())
-                                .collect(),
+                            resource: method_resource.value.clone(),
+                            partial: method.partial.unwrap_or(false),
+                            native_filters: native_filters.iter().map(|f| f.value.clone()).collect(),
+                            native_sorts: native_sorts.iter().map(|s| s.value.clone()).collect(),
                             query_mapping,
                             response_mapping,
                         },
@@ -308,8 +331,8 @@ pub(crate) fn compile_integration(
     }
     Some(Integration {
         id: id.to_owned(),
-        name: spec.name,
-        docs: spec.docs.value,
+        name,
+        docs: docs.value,
         base_url: base_url?,
         headers,
         auth: auth?,

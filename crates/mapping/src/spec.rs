@@ -10,22 +10,73 @@ use serde_saphyr::Spanned;
 
 pub type Text = Spanned<String>;
 
-#[derive(Debug, Deserialize)]
+/// An integration file. Fields a complete integration needs are optional here because a file
+/// may `extends:` another one and inherit them; [`IntegrationSpec::extend`] merges, and compiling
+/// reports whatever is still missing.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrationSpec {
-    pub name: String,
-    pub docs: Text,
-    pub base_url: Text,
+    /// The id of the integration this one builds on (`extends: scim`).
+    #[serde(default)]
+    pub extends: Option<Text>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub docs: Option<Text>,
+    #[serde(default)]
+    pub base_url: Option<Text>,
     #[serde(default)]
     pub headers: BTreeMap<String, Text>,
-    pub auth: AuthSpec,
+    #[serde(default)]
+    pub auth: Option<AuthSpec>,
     #[serde(default)]
     pub pagination: Option<PaginationSpec>,
     #[serde(default)]
     pub errors: Option<ErrorsSpec>,
+    #[serde(default)]
     pub resources: BTreeMap<String, BTreeMap<String, ResourceSpec>>,
     #[serde(default)]
     pub unified: BTreeMap<String, BTreeMap<String, BTreeMap<String, UnifiedMethodSpec>>>,
+}
+
+impl IntegrationSpec {
+    /// This file over its base: scalars and whole blocks (`auth`, `pagination`, `errors`, one
+    /// resource method) replace the base's; maps (`headers`, `resources`, `unified`) merge key
+    /// by key; a unified method merges field by field, so a child can override one expression.
+    pub fn extend(self, base: &IntegrationSpec) -> IntegrationSpec {
+        let mut headers = base.headers.clone();
+        headers.extend(self.headers);
+        let mut resources = base.resources.clone();
+        for (name, methods) in self.resources {
+            resources.entry(name).or_default().extend(methods);
+        }
+        let mut unified = base.unified.clone();
+        for (model, model_resources) in self.unified {
+            let model_entry = unified.entry(model).or_default();
+            for (resource, methods) in model_resources {
+                let resource_entry = model_entry.entry(resource).or_default();
+                for (method, spec) in methods {
+                    let merged = match resource_entry.remove(&method) {
+                        Some(inherited) => spec.extend(inherited),
+                        None => spec,
+                    };
+                    resource_entry.insert(method, merged);
+                }
+            }
+        }
+        IntegrationSpec {
+            extends: self.extends,
+            name: self.name.or_else(|| base.name.clone()),
+            docs: self.docs.or_else(|| base.docs.clone()),
+            base_url: self.base_url.or_else(|| base.base_url.clone()),
+            headers,
+            auth: self.auth.or_else(|| base.auth.clone()),
+            pagination: self.pagination.or_else(|| base.pagination.clone()),
+            errors: self.errors.or_else(|| base.errors.clone()),
+            resources,
+            unified,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -40,7 +91,7 @@ pub enum AuthKind {
 
 /// Flat on purpose: one struct keeps YAML locations, and `compile` checks which fields each
 /// kind needs.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSpec {
     pub kind: Spanned<AuthKind>,
@@ -71,7 +122,7 @@ pub enum StyleName {
     None,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaginationSpec {
     pub style: Spanned<StyleName>,
@@ -109,7 +160,7 @@ pub struct PaginationSpec {
     pub total_pages: Option<Text>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorsSpec {
     pub when: Text,
@@ -128,7 +179,7 @@ pub enum HttpMethod {
     Post,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceSpec {
     #[serde(default)]
@@ -141,17 +192,32 @@ pub struct ResourceSpec {
     pub pagination: Option<PaginationSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UnifiedMethodSpec {
-    pub resource: Text,
     #[serde(default)]
-    pub partial: bool,
+    pub resource: Option<Text>,
     #[serde(default)]
-    pub native_filters: Vec<Text>,
+    pub partial: Option<bool>,
     #[serde(default)]
-    pub native_sorts: Vec<Text>,
+    pub native_filters: Option<Vec<Text>>,
+    #[serde(default)]
+    pub native_sorts: Option<Vec<Text>>,
     #[serde(default)]
     pub query_mapping: Option<Text>,
-    pub response_mapping: Text,
+    #[serde(default)]
+    pub response_mapping: Option<Text>,
+}
+
+impl UnifiedMethodSpec {
+    fn extend(self, base: UnifiedMethodSpec) -> UnifiedMethodSpec {
+        UnifiedMethodSpec {
+            resource: self.resource.or(base.resource),
+            partial: self.partial.or(base.partial),
+            native_filters: self.native_filters.or(base.native_filters),
+            native_sorts: self.native_sorts.or(base.native_sorts),
+            query_mapping: self.query_mapping.or(base.query_mapping),
+            response_mapping: self.response_mapping.or(base.response_mapping),
+        }
+    }
 }

@@ -112,3 +112,59 @@ fn every_error_is_reported_with_file_line_and_path() {
         "{errors}"
     );
 }
+
+#[test]
+fn a_file_can_extend_another_and_override_only_what_differs() {
+    let child = r#"extends: example
+name: Example Enterprise
+base_url: "https://{{context.host}}/enterprise/api"
+unified:
+  user-directory:
+    users:
+      list:
+        response_mapping: '{ "id": id, "username": login }'
+"#;
+    let catalog = Catalog::from_sources(
+        &[model()],
+        &[integration("example", GOOD), integration("example-enterprise", child)],
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let child = &catalog.integrations["example-enterprise"];
+    assert_eq!(child.name, "Example Enterprise");
+    assert_eq!(child.docs, "https://example.test/docs");
+    assert_eq!(
+        child.context_keys().into_iter().collect::<Vec<_>>(),
+        vec!["host".to_owned(), "token".to_owned()]
+    );
+    let method = child.unified_method("user-directory", "users", "list").unwrap();
+    assert_eq!(method.resource, "users.list", "inherited");
+    assert_eq!(method.response_mapping.source(), r#"{ "id": id, "username": login }"#);
+    assert!(child.resources.contains_key("users.list"));
+}
+
+#[test]
+fn extends_errors_name_the_line() {
+    let errors = Catalog::from_sources(
+        &[model()],
+        &[
+            integration("a", "extends: b\n"),
+            integration("b", "extends: a\n"),
+            integration("c", "name: C\nextends: nowhere\n"),
+            integration("d", "name: D\n"),
+        ],
+    )
+    .unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "mappings/a.yaml:1: extends: `extends` loops: a -> b -> a",
+            "mappings/b.yaml:1: extends: `extends` loops: b -> a -> b",
+            "mappings/c.yaml:2: extends: extends `nowhere`, which is not an integration file here",
+            "mappings/d.yaml:1: docs: is required (here or in the file this one extends)",
+            "mappings/d.yaml:1: base_url: is required (here or in the file this one extends)",
+            "mappings/d.yaml:1: auth: is required (here or in the file this one extends)",
+            "mappings/d.yaml:1: resources: is required (here or in the file this one extends)",
+        ]
+    );
+}
