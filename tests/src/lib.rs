@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::task::JoinHandle;
 use unigate_engine::EngineConfig;
 use unigate_gateway::Gateway;
-use unigate_mapping::Catalog;
+use unigate_mapping::{Catalog, Source};
 use unigate_store::IntegratedAccount;
 use unigate_upstream::UpstreamConfig;
 
@@ -31,6 +31,41 @@ pub fn repo_catalog() -> Catalog {
     Catalog::load_dir(&repo_root().join("mappings")).unwrap_or_else(|errors| panic!("{errors}"))
 }
 
+/// The integrations of `UNIGATE_FIXTURES` (comma-separated ids), when set: lets one integration's
+/// fixtures run while other mapping files are being written.
+pub fn fixture_filter() -> Option<Vec<String>> {
+    std::env::var("UNIGATE_FIXTURES")
+        .ok()
+        .filter(|ids| !ids.trim().is_empty())
+        .map(|ids| ids.split(',').map(|id| id.trim().to_owned()).collect())
+}
+
+/// The models and only the named integration files (and the files they extend), compiled.
+pub fn catalog_of(ids: &[String]) -> Catalog {
+    let dir = repo_root().join("mappings");
+    let read = |path: PathBuf| Source { text: std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())), path };
+    let models: Vec<Source> = std::fs::read_dir(dir.join("models"))
+        .expect("models dir")
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .map(read)
+        .collect();
+    let mut wanted: Vec<String> = ids.to_vec();
+    let mut integrations = Vec::new();
+    while let Some(id) = wanted.pop() {
+        if integrations.iter().any(|s: &Source| s.path.file_stem().is_some_and(|stem| stem == id.as_str())) {
+            continue;
+        }
+        let source = read(dir.join(format!("{id}.yaml")));
+        if let Some(base) = source.text.lines().find_map(|line| line.strip_prefix("extends:")) {
+            wanted.push(base.trim().trim_matches('"').to_owned());
+        }
+        integrations.push(source);
+    }
+    Catalog::from_sources(&models, &integrations).unwrap_or_else(|errors| panic!("{errors}"))
+}
+
 /// A request as the stub provider received it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -40,6 +75,7 @@ pub struct Recorded {
     pub query: Vec<(String, String)>,
     /// Lower-cased header names.
     pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 /// One scripted answer.
@@ -65,7 +101,8 @@ pub struct Stub {
 }
 
 async fn answer(State(state): State<Arc<Mutex<StubState>>>, request: Request) -> Response {
-    let (parts, _body) = request.into_parts();
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 16 * 1024 * 1024).await.map(|b| b.to_vec()).unwrap_or_default();
     let query = parts.uri.query().map(url_pairs).unwrap_or_default();
     let recorded = Recorded {
         method: parts.method.to_string(),
@@ -81,6 +118,7 @@ async fn answer(State(state): State<Arc<Mutex<StubState>>>, request: Request) ->
                 )
             })
             .collect(),
+        body,
     };
     let mut state = state.lock().expect("stub lock");
     let index = state.received.len();

@@ -6,7 +6,6 @@
 
 use serde_json::{Map, Value, json};
 use unigate_mapping::Integration;
-use unigate_pagination::Style;
 use unigate_unified::ApiError;
 
 use crate::Engine;
@@ -112,18 +111,8 @@ impl Engine {
 }
 
 fn pagination_style(integration: &Integration, resource: &str) -> &'static str {
-    match integration
+    integration
         .resources
         .get(resource)
-        .map(|r| &r.pagination.strategy.style)
-    {
-        Some(Style::Cursor { .. }) => "cursor",
-        Some(Style::PageToken { .. }) => "page_token",
-        Some(Style::NextUrl) => "next_url",
-        Some(Style::LinkHeader) => "link_header",
-        Some(Style::Offset { .. }) => "offset",
-        Some(Style::Page { .. }) => "page",
-        Some(Style::Scim { .. }) => "scim",
-        Some(Style::None) | None => "none",
-    }
+        .map_or("none", |r| r.pagination.strategy.style.name())
 }

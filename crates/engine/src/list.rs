@@ -391,6 +391,9 @@ impl Engine {
             Credential::None => (None, None),
             Credential::Header { name, value } => (Some((name.clone(), value.clone())), None),
             Credential::Query { param, value } => (None, Some((param.clone(), value.clone()))),
+            Credential::OAuth2(_) => {
+                return Err(ApiError::internal("OAuth 2.0 accounts are not served yet"));
+            }
         };
         Ok(ProviderRequest {
             method: match call.base_request.method {

@@ -8,7 +8,7 @@ use unigate_unified::UnifiedModel;
 use crate::diagnostics::FileCompiler;
 use crate::expression::Expression;
 use crate::spec::{
-    AuthKind, HttpMethod, IntegrationSpec, PaginationSpec, ResourceSpec, StyleName, Text,
+    AuthKind, ClientAuth, HttpMethod, IntegrationSpec, PaginationSpec, ResourceSpec, StyleName, Text,
 };
 use crate::template::Template;
 
@@ -33,21 +33,30 @@ pub struct Integration {
 #[derive(Debug)]
 pub enum Auth {
     None,
-    Header {
-        name: String,
-        value: Template,
-    },
-    Query {
-        param: String,
-        value: Template,
-    },
-    Basic {
-        username: Template,
-        password: Template,
-    },
-    Bearer {
-        token: Template,
-    },
+    Header { name: String, value: Template },
+    Query { param: String, value: Template },
+    Basic { username: Template, password: Template },
+    Bearer { token: Template },
+    /// Access tokens obtained from a token endpoint and sent as `Authorization: Bearer …`.
+    OAuth2(OAuth2),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    RefreshToken,
+    ClientCredentials,
+}
+
+#[derive(Debug)]
+pub struct OAuth2 {
+    pub grant: Grant,
+    pub token_url: Template,
+    pub client_id: Template,
+    pub client_secret: Template,
+    /// The account's refresh token (refresh-token grant); a rotated one replaces it in the store.
+    pub refresh_token: Option<Template>,
+    pub scope: Option<Template>,
+    pub client_auth: ClientAuth,
 }
 
 /// Errors a provider reports inside a 2xx body.
@@ -64,6 +73,8 @@ pub struct Resource {
     pub path: Template,
     pub query: Vec<(String, Template)>,
     pub records: Expression,
+    /// JSON request body over `{cursor, page_size, offset, page, query}` (GraphQL, search APIs).
+    pub body: Option<Expression>,
     pub pagination: CompiledPagination,
 }
 
@@ -71,8 +82,10 @@ pub struct Resource {
 #[derive(Debug)]
 pub struct CompiledPagination {
     pub strategy: Pagination,
-    /// Next token or next URL, per style.
+    /// Next token or next URL, per style (over the body).
     pub next: Option<Expression>,
+    /// Keyset style: the value the next request starts after (over the last record).
+    pub after_value: Option<Expression>,
     pub has_more: Option<Expression>,
     /// Total records (offset, SCIM) or total pages (page).
     pub total: Option<Expression>,
@@ -99,6 +112,10 @@ impl Integration {
             Auth::Header { value, .. } | Auth::Query { value, .. } => templates.push(value),
             Auth::Basic { username, password } => templates.extend([username, password]),
             Auth::Bearer { token } => templates.push(token),
+            Auth::OAuth2(oauth) => {
+                templates.extend([&oauth.token_url, &oauth.client_id, &oauth.client_secret]);
+                templates.extend(oauth.refresh_token.iter().chain(oauth.scope.iter()));
+            }
         }
         for resource in self.resources.values() {
             templates.push(&resource.path);
@@ -355,41 +372,55 @@ fn is_token(name: &str) -> bool {
 
 fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Option<Auth> {
     let kind = spec.kind.value;
-    let allowed: &[&str] = match kind {
-        AuthKind::Header => &["header", "value"],
-        AuthKind::Query => &["param", "value"],
-        AuthKind::Basic => &["username", "password"],
-        AuthKind::Bearer => &["token"],
-        AuthKind::None => &[],
+    let kind_label = match kind {
+        AuthKind::Header => "header",
+        AuthKind::Query => "query",
+        AuthKind::Basic => "basic",
+        AuthKind::Bearer => "bearer",
+        AuthKind::Oauth2RefreshToken => "oauth2_refresh_token",
+        AuthKind::Oauth2ClientCredentials => "oauth2_client_credentials",
+        AuthKind::None => "none",
     };
-    let fields: [(&str, &Option<Text>); 6] = [
-        ("header", &spec.header),
-        ("param", &spec.param),
-        ("value", &spec.value),
-        ("username", &spec.username),
-        ("password", &spec.password),
-        ("token", &spec.token),
+    // (required, optional) fields of each kind; any other field set is a mistake.
+    let (required, optional): (&[&str], &[&str]) = match kind {
+        AuthKind::Header => (&["header", "value"], &[]),
+        AuthKind::Query => (&["param", "value"], &[]),
+        AuthKind::Basic => (&["username", "password"], &[]),
+        AuthKind::Bearer => (&["token"], &[]),
+        AuthKind::Oauth2RefreshToken => (
+            &["token_url", "client_id", "client_secret", "refresh_token"],
+            &["scope", "client_auth"],
+        ),
+        AuthKind::Oauth2ClientCredentials => {
+            (&["token_url", "client_id", "client_secret"], &["scope", "client_auth"])
+        }
+        AuthKind::None => (&[], &[]),
+    };
+    let client_auth_line = spec.client_auth.as_ref().map(|c| c.referenced.line());
+    let fields: [(&str, Option<u64>); 12] = [
+        ("header", spec.header.as_ref().map(|t| t.referenced.line())),
+        ("param", spec.param.as_ref().map(|t| t.referenced.line())),
+        ("value", spec.value.as_ref().map(|t| t.referenced.line())),
+        ("username", spec.username.as_ref().map(|t| t.referenced.line())),
+        ("password", spec.password.as_ref().map(|t| t.referenced.line())),
+        ("token", spec.token.as_ref().map(|t| t.referenced.line())),
+        ("token_url", spec.token_url.as_ref().map(|t| t.referenced.line())),
+        ("client_id", spec.client_id.as_ref().map(|t| t.referenced.line())),
+        ("client_secret", spec.client_secret.as_ref().map(|t| t.referenced.line())),
+        ("refresh_token", spec.refresh_token.as_ref().map(|t| t.referenced.line())),
+        ("scope", spec.scope.as_ref().map(|t| t.referenced.line())),
+        ("client_auth", client_auth_line),
     ];
     let mut ok = true;
-    for (name, field) in fields {
-        match (allowed.contains(&name), field) {
-            (false, Some(text)) => {
-                c.error_at(
-                    text,
-                    &format!("auth.{name}"),
-                    &format!("is not used by auth kind `{kind:?}`").to_lowercase(),
-                );
+    for (name, line) in fields {
+        let used = required.contains(&name) || optional.contains(&name);
+        match (used, line) {
+            (false, Some(line)) => {
+                c.error_line(line, &format!("auth.{name}"), &format!("is not used by auth kind `{kind_label}`"));
                 ok = false;
             }
-            (true, None) => {
-                c.error_at(
-                    &spec.kind,
-                    "auth",
-                    &format!(
-                        "auth kind `{}` needs `{name}`",
-                        format!("{kind:?}").to_lowercase()
-                    ),
-                );
+            (true, None) if required.contains(&name) => {
+                c.error_at(&spec.kind, "auth", &format!("auth kind `{kind_label}` needs `{name}`"));
                 ok = false;
             }
             _ => {}
@@ -412,26 +443,44 @@ fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Optio
                 c.error_at(header, "auth.header", "is not a valid HTTP header name");
                 return None;
             }
-            Auth::Header {
-                name: header.value.clone(),
-                value,
-            }
+            Auth::Header { name: header.value.clone(), value }
         }
         AuthKind::Query => {
             let value = template(&spec.value, "value")?;
-            Auth::Query {
-                param: spec.param.as_ref()?.value.clone(),
-                value,
-            }
+            Auth::Query { param: spec.param.as_ref()?.value.clone(), value }
         }
         AuthKind::Basic => {
             let username = template(&spec.username, "username")?;
             let password = template(&spec.password, "password")?;
             Auth::Basic { username, password }
         }
-        AuthKind::Bearer => Auth::Bearer {
-            token: template(&spec.token, "token")?,
-        },
+        AuthKind::Bearer => Auth::Bearer { token: template(&spec.token, "token")? },
+        AuthKind::Oauth2RefreshToken | AuthKind::Oauth2ClientCredentials => {
+            let token_url = template(&spec.token_url, "token_url");
+            let client_id = template(&spec.client_id, "client_id");
+            let client_secret = template(&spec.client_secret, "client_secret");
+            let refresh_token = match &spec.refresh_token {
+                Some(_) => Some(template(&spec.refresh_token, "refresh_token")?),
+                None => None,
+            };
+            let scope = match &spec.scope {
+                Some(_) => Some(template(&spec.scope, "scope")?),
+                None => None,
+            };
+            Auth::OAuth2(OAuth2 {
+                grant: if kind == AuthKind::Oauth2RefreshToken {
+                    Grant::RefreshToken
+                } else {
+                    Grant::ClientCredentials
+                },
+                token_url: token_url?,
+                client_id: client_id?,
+                client_secret: client_secret?,
+                refresh_token,
+                scope,
+                client_auth: spec.client_auth.as_ref().map(|c| c.value).unwrap_or_default(),
+            })
+        }
     })
 }
 
@@ -458,6 +507,10 @@ fn compile_resource(
         })
         .collect();
     let records = c.expression(&resource.records, &format!("{path}.records"));
+    let body = c.optional_expression(resource.body.as_ref(), &format!("{path}.body"));
+    if resource.body.is_some() && resource.method != HttpMethod::Post {
+        c.error_at(&resource.path, &format!("{path}.body"), "a request body needs `method: POST`");
+    }
     let pagination = match pagination {
         Some(spec) => compile_pagination(spec, &format!("{path}.pagination"), c),
         None => Some(CompiledPagination {
@@ -469,6 +522,7 @@ fn compile_resource(
                 max_pages: DEFAULT_MAX_PAGES,
             },
             next: None,
+            after_value: None,
             has_more: None,
             total: None,
         }),
@@ -478,6 +532,7 @@ fn compile_resource(
         path: template?,
         query,
         records: records?,
+        body: body.ok()?,
         pagination: pagination?,
     })
 }
@@ -497,8 +552,12 @@ fn compile_pagination(
         StyleName::Offset => &["offset_param", "has_more", "total"],
         StyleName::Page => &["page_param", "first_page", "has_more", "total_pages"],
         StyleName::Scim => &["start_index_param", "total"],
+        StyleName::Keyset => &["after_param", "after_value"],
+        StyleName::Graphql => &["next_cursor", "has_more"],
     };
-    let set: [(&str, bool); 12] = [
+    let set: [(&str, bool); 14] = [
+        ("after_param", spec.after_param.is_some()),
+        ("after_value", spec.after_value.is_some()),
         ("cursor_param", spec.cursor_param.is_some()),
         ("next_cursor", spec.next_cursor.is_some()),
         ("token_param", spec.token_param.is_some()),
@@ -546,6 +605,8 @@ fn compile_pagination(
         StyleName::NextUrl => required(spec.next_url.is_some(), "next_url"),
         StyleName::Offset => required(spec.offset_param.is_some(), "offset_param"),
         StyleName::Page => required(spec.page_param.is_some(), "page_param"),
+        StyleName::Keyset => required(spec.after_param.is_some(), "after_param"),
+        StyleName::Graphql => required(spec.next_cursor.is_some(), "next_cursor"),
         _ => {}
     }
     if let (Some(max), Some(default)) = (spec.max_page_size, spec.default_page_size)
@@ -565,6 +626,13 @@ fn compile_pagination(
         .and_then(|a| Ok(a.or(optional(&spec.next_token, "next_token")?)))
         .and_then(|a| Ok(a.or(optional(&spec.next_url, "next_url")?)));
     let has_more = optional(&spec.has_more, "has_more");
+    // The keyset value is read off the last record; `id` unless the mapping says otherwise.
+    let after_value = match (style_name, optional(&spec.after_value, "after_value")) {
+        (StyleName::Keyset, Ok(None)) => {
+            Ok(Some(Expression::compile("id").expect("a constant expression compiles")))
+        }
+        (_, other) => other,
+    };
     let mut total = optional(&spec.total, "total")
         .and_then(|a| Ok(a.or(optional(&spec.total_pages, "total_pages")?)));
     if style_name == StyleName::Scim && matches!(total, Ok(None)) {
@@ -598,6 +666,10 @@ fn compile_pagination(
                 .clone()
                 .unwrap_or_else(|| "startIndex".to_owned()),
         },
+        StyleName::Keyset => Style::Keyset {
+            after_param: spec.after_param.clone().unwrap_or_default(),
+        },
+        StyleName::Graphql => Style::Graphql,
         StyleName::None => Style::None,
     };
     if !ok {
@@ -612,6 +684,7 @@ fn compile_pagination(
             max_pages: spec.max_pages.unwrap_or(DEFAULT_MAX_PAGES),
         },
         next: next.ok()?,
+        after_value: after_value.ok()?,
         has_more: has_more.ok()?,
         total: total.ok()?,
     })

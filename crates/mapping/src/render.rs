@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 use unigate_unified::Secret;
 
 use crate::expression::{EvalError, Scope};
-use crate::integration::{Auth, Integration, Resource, UnifiedMethod};
-use crate::spec::HttpMethod;
+use crate::integration::{Auth, Grant, Integration, Resource, UnifiedMethod};
+use crate::spec::{ClientAuth, HttpMethod};
 use crate::template::RenderError;
 
 /// Characters escaped in a value substituted into one path segment: a `/`, `?`, `#` or `..`
@@ -46,6 +46,20 @@ pub enum Credential {
     None,
     Header { name: String, value: Secret },
     Query { param: String, value: Secret },
+    /// An access token to obtain from a token endpoint, then send as a bearer token.
+    OAuth2(RenderedOAuth2),
+}
+
+/// An OAuth 2.0 token request, rendered from the account context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedOAuth2 {
+    pub grant: Grant,
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub refresh_token: Option<Secret>,
+    pub scope: Option<String>,
+    pub client_auth: ClientAuth,
 }
 
 /// A provider request before the HTTP client sees it.
@@ -107,6 +121,19 @@ pub fn render_request(
             name: "Authorization".to_owned(),
             value: Secret::new(format!("Bearer {}", token.render(context)?)),
         },
+        Auth::OAuth2(oauth) => Credential::OAuth2(RenderedOAuth2 {
+            grant: oauth.grant,
+            token_url: oauth.token_url.render(context)?,
+            client_id: oauth.client_id.render(context)?,
+            client_secret: Secret::new(oauth.client_secret.render(context)?),
+            refresh_token: oauth
+                .refresh_token
+                .as_ref()
+                .map(|token| token.render(context).map(Secret::new))
+                .transpose()?,
+            scope: oauth.scope.as_ref().map(|scope| scope.render(context)).transpose()?,
+            client_auth: oauth.client_auth,
+        }),
     };
     Ok(RenderedRequest {
         method: resource.method,

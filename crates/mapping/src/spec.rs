@@ -86,7 +86,22 @@ pub enum AuthKind {
     Query,
     Basic,
     Bearer,
+    /// OAuth 2.0 refresh-token grant: the gateway trades the refresh token for access tokens.
+    Oauth2RefreshToken,
+    /// OAuth 2.0 client-credentials grant.
+    Oauth2ClientCredentials,
     None,
+}
+
+/// How an OAuth client authenticates at the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` in the form body.
+    #[default]
+    Body,
+    /// HTTP Basic with `client_id:client_secret`.
+    Basic,
 }
 
 /// Flat on purpose: one struct keeps YAML locations, and `compile` checks which fields each
@@ -107,6 +122,18 @@ pub struct AuthSpec {
     pub password: Option<Text>,
     #[serde(default)]
     pub token: Option<Text>,
+    #[serde(default)]
+    pub token_url: Option<Text>,
+    #[serde(default)]
+    pub client_id: Option<Text>,
+    #[serde(default)]
+    pub client_secret: Option<Text>,
+    #[serde(default)]
+    pub refresh_token: Option<Text>,
+    #[serde(default)]
+    pub scope: Option<Text>,
+    #[serde(default)]
+    pub client_auth: Option<Spanned<ClientAuth>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -116,6 +143,11 @@ pub enum StyleName {
     PageToken,
     NextUrl,
     LinkHeader,
+    /// The next request carries a value read from the last record (`after=<last id>`).
+    Keyset,
+    /// GraphQL connections: `pageInfo.endCursor` / `hasNextPage`; cursor and page size go into
+    /// the request body (the resource's `body` expression reads `cursor` and `page_size`).
+    Graphql,
     Offset,
     Page,
     Scim,
@@ -153,6 +185,10 @@ pub struct PaginationSpec {
     #[serde(default)]
     pub start_index_param: Option<String>,
     #[serde(default)]
+    pub after_param: Option<String>,
+    #[serde(default)]
+    pub after_value: Option<Text>,
+    #[serde(default)]
     pub has_more: Option<Text>,
     #[serde(default)]
     pub total: Option<Text>,
@@ -188,6 +224,9 @@ pub struct ResourceSpec {
     #[serde(default)]
     pub query: BTreeMap<String, Text>,
     pub records: Text,
+    /// A JSON request body (POST): JSONata over `{cursor, page_size, offset, page, query}`.
+    #[serde(default)]
+    pub body: Option<Text>,
     #[serde(default)]
     pub pagination: Option<PaginationSpec>,
 }

@@ -19,8 +19,30 @@ pub enum Style {
     Page { page_param: String, first_page: u64 },
     /// SCIM 2.0 `startIndex` (1-based) + `count`, stopping at `totalResults`.
     Scim { start_index_param: String },
+    /// `after_param=<value read from the last record>`; stops on a short page.
+    Keyset { after_param: String },
+    /// A GraphQL connection: the cursor travels in the request body, `hasNextPage` stops it.
+    Graphql,
     /// One response holds everything.
     None,
+}
+
+impl Style {
+    /// The style's name in mapping files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Style::Cursor { .. } => "cursor",
+            Style::PageToken { .. } => "page_token",
+            Style::NextUrl => "next_url",
+            Style::LinkHeader => "link_header",
+            Style::Offset { .. } => "offset",
+            Style::Page { .. } => "page",
+            Style::Scim { .. } => "scim",
+            Style::Keyset { .. } => "keyset",
+            Style::Graphql => "graphql",
+            Style::None => "none",
+        }
+    }
 }
 
 /// A compiled pagination: a style and the page-size parameter.
@@ -108,7 +130,8 @@ impl Pagination {
         match (&self.style, position) {
             (_, Position::Url(next)) => url = Some(next.clone()),
             (Style::Cursor { cursor_param: name }, Position::Token(token))
-            | (Style::PageToken { token_param: name }, Position::Token(token)) => {
+            | (Style::PageToken { token_param: name }, Position::Token(token))
+            | (Style::Keyset { after_param: name }, Position::Token(token)) => {
                 params.extend(size_param());
                 params.push((name.clone(), token.clone()));
             }
@@ -142,7 +165,7 @@ impl Pagination {
                 };
                 params.push((start_index_param.clone(), start.to_string()));
             }
-            (Style::None, _) => {}
+            (Style::None | Style::Graphql, _) => {}
             _ => params.extend(size_param()),
         }
         PageRequest { url, params }
@@ -189,6 +212,24 @@ impl Pagination {
                     }
                 }
             }
+            Style::Keyset { .. } => match facts.next.as_deref().filter(|value| !value.is_empty()) {
+                Some(value) if !short_page => {
+                    if *current == Position::Token(value.to_owned()) {
+                        return Err(PaginationError::RepeatedCursor(value.to_owned()));
+                    }
+                    Some(Position::Token(value.to_owned()))
+                }
+                _ => None,
+            },
+            Style::Graphql => match facts.next.as_deref().filter(|token| !token.is_empty()) {
+                Some(token) if facts.has_more != Some(false) && received > 0 => {
+                    if *current == Position::Token(token.to_owned()) {
+                        return Err(PaginationError::RepeatedCursor(token.to_owned()));
+                    }
+                    Some(Position::Token(token.to_owned()))
+                }
+                _ => None,
+            },
             Style::NextUrl | Style::LinkHeader => {
                 match facts.next.as_deref().filter(|url| !url.is_empty()) {
                     None => None,
@@ -487,6 +528,25 @@ mod tests {
             scim.next_position(&Position::StartIndex(3), 2, &exact, Some("a"), 2),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn keyset_and_graphql() {
+        let keyset = pagination(Style::Keyset { after_param: "after".into() });
+        assert_eq!(keyset.request_for(&Position::First, 2).params, vec![("limit".into(), "2".into())]);
+        assert_eq!(
+            keyset.request_for(&Position::Token("42".into()), 2).params,
+            vec![("limit".into(), "2".into()), ("after".into(), "42".into())]
+        );
+        assert_eq!(keyset.next_position(&Position::First, 2, &facts(Some("42"), 2, "a"), None, 1), Ok(Some(Position::Token("42".into()))));
+        assert_eq!(keyset.next_position(&Position::Token("42".into()), 2, &facts(Some("43"), 1, "b"), Some("a"), 2), Ok(None));
+
+        let graphql = pagination(Style::Graphql);
+        assert_eq!(graphql.request_for(&Position::Token("c1".into()), 2).params, vec![]);
+        let more = PageFacts { has_more: Some(true), ..facts(Some("c1"), 2, "a") };
+        assert_eq!(graphql.next_position(&Position::First, 2, &more, None, 1), Ok(Some(Position::Token("c1".into()))));
+        let done = PageFacts { has_more: Some(false), ..facts(Some("c2"), 2, "b") };
+        assert_eq!(graphql.next_position(&Position::Token("c1".into()), 2, &done, Some("a"), 2), Ok(None));
     }
 
     #[test]
