@@ -147,6 +147,8 @@ async fn run_case(dir: &Path) -> Vec<String> {
         integration: integration.clone(),
         context: case.context.clone(),
         base_url: Some(format!("{origin}{}", case.base_path)),
+        status: Default::default(),
+        last_error: None,
     };
     let catalog = match fixture_filter() {
         Some(ids) => catalog_of(&ids),

@@ -138,6 +138,8 @@ async fn call_with(target: Target, query: &str, edit: impl FnOnce(&mut Vec<Scrip
         integration: integration.into(),
         context: case.context.clone(),
         base_url: Some(format!("{origin}{}", case.base_path)),
+        status: Default::default(),
+        last_error: None,
     };
     let gateway = serve_accounts(repo_catalog(), vec![account]).await;
     let url = format!(

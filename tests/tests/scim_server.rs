@@ -97,6 +97,8 @@ async fn lists_exactly_the_250_users_of_a_real_scim_server() {
         integration: "scim".into(),
         context: json!({"base_url": format!("{}/scim/v2", server.origin), "token": SCIM_TOKEN}),
         base_url: None,
+        status: Default::default(),
+        last_error: None,
     };
     let gateway = serve_accounts(repo_catalog(), vec![account]).await;
     let mut pages = Vec::new();

@@ -404,6 +404,7 @@ impl Engine {
             headers: call.base_request.headers.clone(),
             secret_header,
             secret_query,
+            body: None,
         })
     }
 

@@ -57,12 +57,16 @@ pub fn accounts(provider: SocketAddr) -> Vec<IntegratedAccount> {
             integration: "sandbox".into(),
             context: context.clone(),
             base_url: None,
+            status: Default::default(),
+            last_error: None,
         },
         IntegratedAccount {
             id: "sandbox-cursor".into(),
             integration: "sandbox-cursor".into(),
             context,
             base_url: None,
+            status: Default::default(),
+            last_error: None,
         },
     ]
 }

@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One connection of a customer to a provider.
@@ -25,6 +25,20 @@ pub struct IntegratedAccount {
     /// Overrides the integration's base URL (on-premise hosts, regional hosts, test doubles).
     #[serde(default)]
     pub base_url: Option<String>,
+    /// `needs_reauth` once the provider refused a fresh token or a refresh failed.
+    #[serde(default)]
+    pub status: AccountStatus,
+    /// Why the account was last marked `needs_reauth`.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    #[default]
+    Active,
+    NeedsReauth,
 }
 
 fn empty_object() -> Value {
@@ -39,46 +53,83 @@ impl fmt::Debug for IntegratedAccount {
             .field("integration", &self.integration)
             .field("context", &"[redacted]")
             .field("base_url", &self.base_url)
+            .field("status", &self.status)
             .finish()
     }
 }
 
-/// Where the engine finds accounts.
+/// Where the engine finds accounts, and how it records what it learns about them.
 pub trait AccountStore: Send + Sync + fmt::Debug {
     fn get(&self, id: &str) -> Option<Arc<IntegratedAccount>>;
     fn list(&self) -> Vec<Arc<IntegratedAccount>>;
+    /// Records the account's status and the reason.
+    fn set_status(&self, id: &str, status: AccountStatus, last_error: Option<String>);
+    /// Sets one (dotted) context key, e.g. a rotated refresh token or a fresh access token.
+    fn set_context_value(&self, id: &str, key: &str, value: Value);
 }
 
-/// Accounts held in memory, from the config file (or the sandbox).
+/// Accounts held in memory, from the config file (or the sandbox). Updates live until restart.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    accounts: BTreeMap<String, Arc<IntegratedAccount>>,
+    accounts: RwLock<BTreeMap<String, Arc<IntegratedAccount>>>,
+}
+
+/// Sets `key` (dotted) in an object, creating intermediate objects.
+pub fn set_dotted(context: &mut Value, key: &str, value: Value) {
+    let mut target = context;
+    let mut segments = key.split('.').peekable();
+    while let Some(segment) = segments.next() {
+        if !target.is_object() {
+            *target = Value::Object(serde_json::Map::new());
+        }
+        let object = target.as_object_mut().expect("made an object above");
+        if segments.peek().is_none() {
+            object.insert(segment.to_owned(), value);
+            return;
+        }
+        target = object.entry(segment.to_owned()).or_insert(Value::Null);
+    }
 }
 
 impl MemoryStore {
     /// Fails on a duplicate id, naming it.
     pub fn new(accounts: Vec<IntegratedAccount>) -> Result<Self, String> {
-        let mut store = MemoryStore::default();
+        let mut map = BTreeMap::new();
         for account in accounts {
-            if store.accounts.contains_key(&account.id) {
-                return Err(format!(
-                    "integrated account `{}` is defined twice",
-                    account.id
-                ));
+            if map.contains_key(&account.id) {
+                return Err(format!("integrated account `{}` is defined twice", account.id));
             }
-            store.accounts.insert(account.id.clone(), Arc::new(account));
+            map.insert(account.id.clone(), Arc::new(account));
         }
-        Ok(store)
+        Ok(MemoryStore { accounts: RwLock::new(map) })
+    }
+
+    fn update(&self, id: &str, change: impl FnOnce(&mut IntegratedAccount)) {
+        let mut accounts = self.accounts.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(account) = accounts.get_mut(id) {
+            change(Arc::make_mut(account));
+        }
     }
 }
 
 impl AccountStore for MemoryStore {
     fn get(&self, id: &str) -> Option<Arc<IntegratedAccount>> {
-        self.accounts.get(id).cloned()
+        self.accounts.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(id).cloned()
     }
 
     fn list(&self) -> Vec<Arc<IntegratedAccount>> {
-        self.accounts.values().cloned().collect()
+        self.accounts.read().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect()
+    }
+
+    fn set_status(&self, id: &str, status: AccountStatus, last_error: Option<String>) {
+        self.update(id, |account| {
+            account.status = status;
+            account.last_error = last_error;
+        });
+    }
+
+    fn set_context_value(&self, id: &str, key: &str, value: Value) {
+        self.update(id, |account| set_dotted(&mut account.context, key, value));
     }
 }
 
@@ -93,6 +144,8 @@ mod tests {
             integration: "okta".into(),
             context: json!({"api_token": "SECRET"}),
             base_url: None,
+            status: AccountStatus::Active,
+            last_error: None,
         }
     }
 
@@ -106,6 +159,16 @@ mod tests {
             MemoryStore::new(vec![account("a"), account("a")]).unwrap_err(),
             "integrated account `a` is defined twice"
         );
+    }
+
+    #[test]
+    fn records_status_and_context_updates() {
+        let store = MemoryStore::new(vec![account("a")]).unwrap();
+        store.set_status("a", AccountStatus::NeedsReauth, Some("invalid_grant".into()));
+        store.set_context_value("a", "oauth.refresh_token", json!("r2"));
+        let a = store.get("a").unwrap();
+        assert_eq!((a.status, a.last_error.as_deref()), (AccountStatus::NeedsReauth, Some("invalid_grant")));
+        assert_eq!(a.context, json!({"api_token": "SECRET", "oauth": {"refresh_token": "r2"}}));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! credentials travel only as [`Secret`]s, which log and error paths cannot print. It does not
 //! know about mappings, pagination or the unified model.
 
+pub mod oauth;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -49,6 +51,8 @@ pub struct ProviderRequest {
     pub secret_header: Option<(String, Secret)>,
     /// A credential query parameter, added to the URL when the request is sent.
     pub secret_query: Option<(String, Secret)>,
+    /// A request body (sent with the headers given; JSON bodies add their content type).
+    pub body: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -186,10 +190,11 @@ impl Upstream {
             Method::Post => reqwest::Method::POST,
         };
         tracing::debug!(method = ?request.method, url = %request.url, "provider call");
-        let response = self
-            .client
-            .request(method, url)
-            .headers(headers)
+        let mut builder = self.client.request(method, url).headers(headers);
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let response = builder
             .send()
             .await
             .map_err(|error| self.classify(&error))?;
@@ -269,6 +274,7 @@ mod tests {
             headers: vec![],
             secret_header: None,
             secret_query: Some(("api_key".into(), Secret::new("TOPSECRET"))),
+            body: None,
         };
         let error = upstream.send(&request).await.unwrap_err();
         assert!(matches!(error, UpstreamError::Connect(_)), "{error:?}");
