@@ -43,7 +43,10 @@ pub fn fixture_filter() -> Option<Vec<String>> {
 /// The models and only the named integration files (and the files they extend), compiled.
 pub fn catalog_of(ids: &[String]) -> Catalog {
     let dir = repo_root().join("mappings");
-    let read = |path: PathBuf| Source { text: std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())), path };
+    let read = |path: PathBuf| Source {
+        text: std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        path,
+    };
     let models: Vec<Source> = std::fs::read_dir(dir.join("models"))
         .expect("models dir")
         .flatten()
@@ -54,11 +57,18 @@ pub fn catalog_of(ids: &[String]) -> Catalog {
     let mut wanted: Vec<String> = ids.to_vec();
     let mut integrations = Vec::new();
     while let Some(id) = wanted.pop() {
-        if integrations.iter().any(|s: &Source| s.path.file_stem().is_some_and(|stem| stem == id.as_str())) {
+        if integrations
+            .iter()
+            .any(|s: &Source| s.path.file_stem().is_some_and(|stem| stem == id.as_str()))
+        {
             continue;
         }
         let source = read(dir.join(format!("{id}.yaml")));
-        if let Some(base) = source.text.lines().find_map(|line| line.strip_prefix("extends:")) {
+        if let Some(base) = source
+            .text
+            .lines()
+            .find_map(|line| line.strip_prefix("extends:"))
+        {
             wanted.push(base.trim().trim_matches('"').to_owned());
         }
         integrations.push(source);
@@ -102,7 +112,10 @@ pub struct Stub {
 
 async fn answer(State(state): State<Arc<Mutex<StubState>>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, 16 * 1024 * 1024).await.map(|b| b.to_vec()).unwrap_or_default();
+    let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
+        .await
+        .map(|b| b.to_vec())
+        .unwrap_or_default();
     let query = parts.uri.query().map(url_pairs).unwrap_or_default();
     let recorded = Recorded {
         method: parts.method.to_string(),

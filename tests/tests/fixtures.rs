@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use unigate_store::IntegratedAccount;
-use unigate_tests::{catalog_of, fixture_filter, 
-    Scripted, Stub, TEST_TOKEN, get_json, repo_catalog, repo_root, serve_accounts,
+use unigate_tests::{
+    Scripted, Stub, TEST_TOKEN, catalog_of, fixture_filter, get_json, repo_catalog, repo_root,
+    serve_accounts,
 };
 
 #[derive(Debug, Deserialize)]
@@ -212,8 +213,10 @@ async fn run_case(dir: &Path) -> Vec<String> {
                 }
                 match &expected.body {
                     Some(file) => {
-                        let want: Value = serde_json::from_str(&read(dir, file, &origin)).unwrap_or_else(|error| panic!("{at}: {file}: {error}"));
-                        let got: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+                        let want: Value = serde_json::from_str(&read(dir, file, &origin))
+                            .unwrap_or_else(|error| panic!("{at}: {file}: {error}"));
+                        let got: Value =
+                            serde_json::from_slice(&request.body).unwrap_or(Value::Null);
                         if got != want {
                             problems.push(format!("{at}: request body {got} != {want}"));
                         }

@@ -19,6 +19,7 @@ use unigate_mapping::Catalog;
 use unigate_pagination::CursorCodec;
 use unigate_store::AccountStore;
 use unigate_upstream::Upstream;
+use unigate_upstream::oauth::TokenManager;
 
 pub use list::ListOutput;
 pub use unigate_unified::ApiError;
@@ -30,6 +31,8 @@ pub struct EngineConfig {
     pub default_limit: u32,
     /// Most records one `truto_ignore_limit` response gathers before it returns a cursor.
     pub max_records_per_response: usize,
+    /// OAuth access tokens are refreshed this long before they expire.
+    pub token_refresh_margin: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -37,6 +40,7 @@ impl Default for EngineConfig {
         EngineConfig {
             default_limit: 100,
             max_records_per_response: 10_000,
+            token_refresh_margin: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -47,6 +51,7 @@ pub struct Engine {
     catalog: Arc<Catalog>,
     accounts: Arc<dyn AccountStore>,
     upstream: Upstream,
+    tokens: TokenManager,
     codec: CursorCodec,
     config: EngineConfig,
 }
@@ -59,10 +64,12 @@ impl Engine {
         cursor_secret: &[u8],
         config: EngineConfig,
     ) -> Self {
+        let tokens = TokenManager::new(upstream.clone(), config.token_refresh_margin);
         Engine {
             catalog,
             accounts,
             upstream,
+            tokens,
             codec: CursorCodec::new(cursor_secret),
             config,
         }

@@ -5,14 +5,16 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use unigate_mapping::{
-    Credential, Expression, HttpMethod, Integration, MapError, RenderedRequest, Resource, Scope,
-    UnifiedMethod, extract_records, flatten_query, map_query, map_response, merge_query,
-    render_request,
+    ClientAuth, Credential, Expression, Grant, HttpMethod, Integration, MapError, RenderedOAuth2,
+    RenderedRequest, Resource, Scope, UnifiedMethod, extract_records, flatten_query, map_query,
+    map_response, merge_query, render_request,
 };
 use unigate_pagination::{CursorState, PageFacts, Position, Style, link_next};
-use unigate_store::IntegratedAccount;
+use unigate_store::{AccountStatus, IntegratedAccount};
+use unigate_unified::Secret;
 use unigate_unified::error::extract_remote_message;
 use unigate_unified::{ApiError, ErrorKind, ListQuery, ResponseFormat, UnifiedResource};
+use unigate_upstream::oauth::{AccessToken, TokenError, TokenRequest};
 use unigate_upstream::{
     Method, ProviderRequest, ProviderResponse, UpstreamError, Url, same_origin,
 };
@@ -51,6 +53,8 @@ pub(crate) struct Call {
     remote_params: Vec<(String, String)>,
     base_url: Url,
     page_size: u32,
+    /// The input of `query_mapping` and of request bodies.
+    unified_query: Value,
     scope: Scope,
     fingerprint: String,
 }
@@ -348,15 +352,19 @@ impl Engine {
             remote_params,
             base_url,
             page_size,
+            unified_query,
             scope,
             fingerprint,
         })
     }
 
+    /// The request for the page at `position`. `bearer` is the OAuth access token, when the
+    /// integration uses OAuth.
     fn provider_request(
         &self,
         call: &Call,
         position: &Position,
+        bearer: Option<&Secret>,
     ) -> Result<ProviderRequest, ApiError> {
         let pagination = &call.resource().pagination.strategy;
         let page = pagination.request_for(position, call.page_size);
@@ -392,29 +400,71 @@ impl Engine {
             Credential::Header { name, value } => (Some((name.clone(), value.clone())), None),
             Credential::Query { param, value } => (None, Some((param.clone(), value.clone()))),
             Credential::OAuth2(_) => {
-                return Err(ApiError::internal("OAuth 2.0 accounts are not served yet"));
+                let token =
+                    bearer.ok_or_else(|| ApiError::internal("an OAuth call without a token"))?;
+                (
+                    Some((
+                        "Authorization".to_owned(),
+                        Secret::new(format!("Bearer {}", token.expose())),
+                    )),
+                    None,
+                )
             }
         };
+        let body = match &call.resource().body {
+            None => None,
+            Some(expression) => {
+                let input = json!({
+                    "cursor": match position { Position::Token(token) => json!(token), _ => Value::Null },
+                    "offset": match position { Position::Offset(offset) => *offset, _ => 0 },
+                    "page": match position {
+                        Position::Page(page) => *page,
+                        _ => match pagination.style {
+                            unigate_pagination::Style::Page { first_page, .. } => first_page,
+                            _ => 1,
+                        },
+                    },
+                    "page_size": call.page_size,
+                    "query": call.unified_query,
+                });
+                let built = expression
+                    .evaluate(&input, &call.scope)
+                    .map_err(|error| {
+                        mapping_error(
+                            &call.integration,
+                            &MapError::Eval {
+                                what: "body",
+                                error,
+                            },
+                        )
+                    })?
+                    .unwrap_or(Value::Null);
+                Some(built.to_string().into_bytes())
+            }
+        };
+        let mut headers = call.base_request.headers.clone();
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+        }
         Ok(ProviderRequest {
             method: match call.base_request.method {
                 HttpMethod::Get => Method::Get,
                 HttpMethod::Post => Method::Post,
             },
             url,
-            headers: call.base_request.headers.clone(),
+            headers,
             secret_header,
             secret_query,
-            body: None,
+            body,
         })
     }
 
     async fn fetch_page(&self, call: &Call, state: &CursorState) -> Result<Page, ApiError> {
-        let request = self.provider_request(call, &state.position)?;
-        let response = self
-            .upstream
-            .send(&request)
-            .await
-            .map_err(|error| remote_error(&error))?;
+        let (request, response) = self.send_page(call, &state.position).await?;
         tracing::info!(
             account = %call.account.id,
             integration = %call.integration.id,
@@ -438,6 +488,25 @@ impl Engine {
         };
         let next = match compiled.strategy.style {
             Style::LinkHeader => response.header("link").and_then(link_next),
+            Style::Keyset { .. } => match (&compiled.after_value, records.last()) {
+                (Some(expression), Some(last)) => expression
+                    .evaluate(last, &call.scope)
+                    .map_err(|error| {
+                        mapping_error(
+                            &call.integration,
+                            &MapError::Eval {
+                                what: "pagination.after_value",
+                                error,
+                            },
+                        )
+                    })?
+                    .and_then(|value| match value {
+                        Value::String(text) => Some(text),
+                        Value::Number(number) => Some(number.to_string()),
+                        _ => None,
+                    }),
+                _ => None,
+            },
             _ => evaluate(&compiled.next, "pagination.next")?.and_then(|value| match value {
                 Value::String(text) => Some(text),
                 Value::Number(number) => Some(number.to_string()),
@@ -474,6 +543,132 @@ impl Engine {
             digest,
         })
     }
+}
+
+impl Engine {
+    /// Sends one page request, with OAuth handled: a token from the cache or the token
+    /// endpoint; a provider 401 on a cached token is retried once with a fresh one; a 401 on a
+    /// fresh token, or a refused refresh, marks the account `needs_reauth`.
+    async fn send_page(
+        &self,
+        call: &Call,
+        position: &Position,
+    ) -> Result<(ProviderRequest, ProviderResponse), ApiError> {
+        let Credential::OAuth2(oauth) = &call.base_request.credential else {
+            let request = self.provider_request(call, position, None)?;
+            let response = self
+                .upstream
+                .send(&request)
+                .await
+                .map_err(|error| remote_error(&error))?;
+            return Ok((request, response));
+        };
+        let token_request = token_request(oauth, &call.account.context)?;
+        let mut rejected: Option<Secret> = None;
+        loop {
+            let issued = self
+                .tokens
+                .access_token(&call.account.id, &token_request, rejected.as_ref())
+                .await
+                .map_err(|error| self.token_failure(call, error))?;
+            if let Some(rotated) = &issued.rotated_refresh_token
+                && let Some(key) = self.refresh_token_key(call)
+            {
+                self.accounts.set_context_value(
+                    &call.account.id,
+                    &key,
+                    Value::String(rotated.expose().to_owned()),
+                );
+            }
+            let request = self.provider_request(call, position, Some(&issued.token.token))?;
+            let response = self
+                .upstream
+                .send(&request)
+                .await
+                .map_err(|error| remote_error(&error))?;
+            if response.status == 401 {
+                if !issued.fresh && rejected.is_none() {
+                    rejected = Some(issued.token.token.clone());
+                    continue;
+                }
+                self.accounts.set_status(
+                    &call.account.id,
+                    AccountStatus::NeedsReauth,
+                    Some(
+                        "the provider refused a freshly issued access token (HTTP 401)".to_owned(),
+                    ),
+                );
+            }
+            return Ok((request, response));
+        }
+    }
+
+    /// The context key the integration's refresh token comes from, for writing a rotated one back.
+    fn refresh_token_key(&self, call: &Call) -> Option<String> {
+        match &call.integration.auth {
+            unigate_mapping::Auth::OAuth2(oauth) => {
+                oauth.refresh_token.as_ref()?.single_context_key()
+            }
+            _ => None,
+        }
+    }
+
+    fn token_failure(&self, call: &Call, error: TokenError) -> ApiError {
+        match error {
+            TokenError::Rejected { status, body } => {
+                let raw = raw_body(body.as_bytes());
+                let detail =
+                    extract_remote_message(&raw).unwrap_or_else(|| format!("HTTP {status}"));
+                self.accounts.set_status(
+                    &call.account.id,
+                    AccountStatus::NeedsReauth,
+                    Some(format!("token refresh refused: {detail}")),
+                );
+                ApiError::remote(
+                    401,
+                    format!(
+                        "the provider refused to issue an access token ({detail}); reconnect the integrated account"
+                    ),
+                    raw,
+                )
+            }
+            TokenError::Unavailable(reason) => ApiError::new(
+                ErrorKind::BadGateway,
+                format!("could not obtain an access token: {reason}"),
+            ),
+        }
+    }
+}
+
+/// The upstream token request for an account, with a token the context already holds
+/// (`access_token`, `access_token_expires_at`) used while it is valid.
+fn token_request(oauth: &RenderedOAuth2, context: &Value) -> Result<TokenRequest, ApiError> {
+    let token_url = Url::parse(&oauth.token_url).map_err(|_| {
+        ApiError::internal("the OAuth token URL does not render to an absolute URL")
+    })?;
+    let seeded = context
+        .get("access_token")
+        .and_then(Value::as_str)
+        .map(|token| AccessToken {
+            token: Secret::new(token),
+            expires_at: context
+                .get("access_token_expires_at")
+                .and_then(unigate_unified::time::parse_json_timestamp)
+                .map(|millis| millis / 1000),
+        });
+    Ok(TokenRequest {
+        grant: match oauth.grant {
+            Grant::RefreshToken => unigate_upstream::oauth::Grant::RefreshToken,
+            Grant::ClientCredentials => unigate_upstream::oauth::Grant::ClientCredentials,
+        },
+        token_url,
+        client_id: oauth.client_id.clone(),
+        client_secret: oauth.client_secret.clone(),
+        refresh_token: oauth.refresh_token.clone(),
+        scope: oauth.scope.clone(),
+        basic_client_auth: oauth.client_auth == ClientAuth::Basic,
+        seeded,
+    })
 }
 
 fn foreign_origin() -> ApiError {

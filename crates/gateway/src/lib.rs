@@ -241,6 +241,7 @@ impl Gateway {
         let engine_config = EngineConfig {
             default_limit: config.default_limit,
             max_records_per_response: config.max_records_per_response,
+            ..EngineConfig::default()
         };
         Gateway::assemble(
             catalog,

@@ -162,7 +162,10 @@ impl Catalog {
         let mut parsed: BTreeMap<String, (&Source, IntegrationSpec)> = BTreeMap::new();
         for source in integrations {
             let id = source.stem();
-            if !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            if !id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
                 errors.push(LoadError {
                     file: source.path.clone(),
                     line: 0,
@@ -197,7 +200,9 @@ impl Catalog {
             if let Some(integration) = compiled
                 && errors.len() == before
             {
-                catalog.integrations.insert(id.clone(), Arc::new(integration));
+                catalog
+                    .integrations
+                    .insert(id.clone(), Arc::new(integration));
             }
         }
         // By file, then line: the order a reader fixes them in. The sort is stable.
@@ -224,10 +229,19 @@ fn resolve_extends(
     let line = base.referenced.line();
     chain.push(id.to_owned());
     if chain.contains(&base.value) {
-        return Err((line, format!("`extends` loops: {} -> {}", chain.join(" -> "), base.value)));
+        return Err((
+            line,
+            format!("`extends` loops: {} -> {}", chain.join(" -> "), base.value),
+        ));
     }
     if !parsed.contains_key(&base.value) {
-        return Err((line, format!("extends `{}`, which is not an integration file here", base.value)));
+        return Err((
+            line,
+            format!(
+                "extends `{}`, which is not an integration file here",
+                base.value
+            ),
+        ));
     }
     let resolved_base = resolve_extends(&base.value, parsed, chain)?;
     Ok(spec.clone().extend(&resolved_base))

@@ -8,7 +8,8 @@ use unigate_unified::UnifiedModel;
 use crate::diagnostics::FileCompiler;
 use crate::expression::Expression;
 use crate::spec::{
-    AuthKind, ClientAuth, HttpMethod, IntegrationSpec, PaginationSpec, ResourceSpec, StyleName, Text,
+    AuthKind, ClientAuth, HttpMethod, IntegrationSpec, PaginationSpec, ResourceSpec, StyleName,
+    Text,
 };
 use crate::template::Template;
 
@@ -33,10 +34,21 @@ pub struct Integration {
 #[derive(Debug)]
 pub enum Auth {
     None,
-    Header { name: String, value: Template },
-    Query { param: String, value: Template },
-    Basic { username: Template, password: Template },
-    Bearer { token: Template },
+    Header {
+        name: String,
+        value: Template,
+    },
+    Query {
+        param: String,
+        value: Template,
+    },
+    Basic {
+        username: Template,
+        password: Template,
+    },
+    Bearer {
+        token: Template,
+    },
     /// Access tokens obtained from a token endpoint and sent as `Authorization: Bearer …`.
     OAuth2(OAuth2),
 }
@@ -147,7 +159,11 @@ pub(crate) fn compile_integration(
     // Required once `extends` has been applied.
     let mut missing = |present: bool, field: &str| {
         if !present {
-            c.error_line(1, field, "is required (here or in the file this one extends)");
+            c.error_line(
+                1,
+                field,
+                "is required (here or in the file this one extends)",
+            );
         }
         present
     };
@@ -161,9 +177,12 @@ pub(crate) fn compile_integration(
     if complete.contains(&false) {
         return None;
     }
-    let (Some(name), Some(docs), Some(base_url_text), Some(auth_spec)) =
-        (spec.name.clone(), spec.docs.clone(), spec.base_url.clone(), spec.auth.clone())
-    else {
+    let (Some(name), Some(docs), Some(base_url_text), Some(auth_spec)) = (
+        spec.name.clone(),
+        spec.docs.clone(),
+        spec.base_url.clone(),
+        spec.auth.clone(),
+    ) else {
         return None;
     };
     if !(docs.value.starts_with("https://") || docs.value.starts_with("http://")) {
@@ -178,7 +197,11 @@ pub(crate) fn compile_integration(
         && template.is_literal()
         && url_origin_is_invalid(&base_url_text.value)
     {
-        c.error_at(&base_url_text, "base_url", "must be an absolute http(s) URL");
+        c.error_at(
+            &base_url_text,
+            "base_url",
+            "must be an absolute http(s) URL",
+        );
     }
     let headers = spec
         .headers
@@ -304,10 +327,8 @@ pub(crate) fn compile_integration(
                     method.query_mapping.as_ref(),
                     &format!("{path}.query_mapping"),
                 );
-                let response_mapping = c.expression(
-                    response_mapping_text,
-                    &format!("{path}.response_mapping"),
-                );
+                let response_mapping =
+                    c.expression(response_mapping_text, &format!("{path}.response_mapping"));
                 if let (Some(resource), Some(keys)) = (
                     unified_resource,
                     response_mapping.as_ref().and_then(Expression::object_keys),
@@ -336,7 +357,10 @@ pub(crate) fn compile_integration(
                         UnifiedMethod {
                             resource: method_resource.value.clone(),
                             partial: method.partial.unwrap_or(false),
-                            native_filters: native_filters.iter().map(|f| f.value.clone()).collect(),
+                            native_filters: native_filters
+                                .iter()
+                                .map(|f| f.value.clone())
+                                .collect(),
                             native_sorts: native_sorts.iter().map(|s| s.value.clone()).collect(),
                             query_mapping,
                             response_mapping,
@@ -391,9 +415,10 @@ fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Optio
             &["token_url", "client_id", "client_secret", "refresh_token"],
             &["scope", "client_auth"],
         ),
-        AuthKind::Oauth2ClientCredentials => {
-            (&["token_url", "client_id", "client_secret"], &["scope", "client_auth"])
-        }
+        AuthKind::Oauth2ClientCredentials => (
+            &["token_url", "client_id", "client_secret"],
+            &["scope", "client_auth"],
+        ),
         AuthKind::None => (&[], &[]),
     };
     let client_auth_line = spec.client_auth.as_ref().map(|c| c.referenced.line());
@@ -401,13 +426,31 @@ fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Optio
         ("header", spec.header.as_ref().map(|t| t.referenced.line())),
         ("param", spec.param.as_ref().map(|t| t.referenced.line())),
         ("value", spec.value.as_ref().map(|t| t.referenced.line())),
-        ("username", spec.username.as_ref().map(|t| t.referenced.line())),
-        ("password", spec.password.as_ref().map(|t| t.referenced.line())),
+        (
+            "username",
+            spec.username.as_ref().map(|t| t.referenced.line()),
+        ),
+        (
+            "password",
+            spec.password.as_ref().map(|t| t.referenced.line()),
+        ),
         ("token", spec.token.as_ref().map(|t| t.referenced.line())),
-        ("token_url", spec.token_url.as_ref().map(|t| t.referenced.line())),
-        ("client_id", spec.client_id.as_ref().map(|t| t.referenced.line())),
-        ("client_secret", spec.client_secret.as_ref().map(|t| t.referenced.line())),
-        ("refresh_token", spec.refresh_token.as_ref().map(|t| t.referenced.line())),
+        (
+            "token_url",
+            spec.token_url.as_ref().map(|t| t.referenced.line()),
+        ),
+        (
+            "client_id",
+            spec.client_id.as_ref().map(|t| t.referenced.line()),
+        ),
+        (
+            "client_secret",
+            spec.client_secret.as_ref().map(|t| t.referenced.line()),
+        ),
+        (
+            "refresh_token",
+            spec.refresh_token.as_ref().map(|t| t.referenced.line()),
+        ),
         ("scope", spec.scope.as_ref().map(|t| t.referenced.line())),
         ("client_auth", client_auth_line),
     ];
@@ -416,11 +459,19 @@ fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Optio
         let used = required.contains(&name) || optional.contains(&name);
         match (used, line) {
             (false, Some(line)) => {
-                c.error_line(line, &format!("auth.{name}"), &format!("is not used by auth kind `{kind_label}`"));
+                c.error_line(
+                    line,
+                    &format!("auth.{name}"),
+                    &format!("is not used by auth kind `{kind_label}`"),
+                );
                 ok = false;
             }
             (true, None) if required.contains(&name) => {
-                c.error_at(&spec.kind, "auth", &format!("auth kind `{kind_label}` needs `{name}`"));
+                c.error_at(
+                    &spec.kind,
+                    "auth",
+                    &format!("auth kind `{kind_label}` needs `{name}`"),
+                );
                 ok = false;
             }
             _ => {}
@@ -443,18 +494,26 @@ fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Optio
                 c.error_at(header, "auth.header", "is not a valid HTTP header name");
                 return None;
             }
-            Auth::Header { name: header.value.clone(), value }
+            Auth::Header {
+                name: header.value.clone(),
+                value,
+            }
         }
         AuthKind::Query => {
             let value = template(&spec.value, "value")?;
-            Auth::Query { param: spec.param.as_ref()?.value.clone(), value }
+            Auth::Query {
+                param: spec.param.as_ref()?.value.clone(),
+                value,
+            }
         }
         AuthKind::Basic => {
             let username = template(&spec.username, "username")?;
             let password = template(&spec.password, "password")?;
             Auth::Basic { username, password }
         }
-        AuthKind::Bearer => Auth::Bearer { token: template(&spec.token, "token")? },
+        AuthKind::Bearer => Auth::Bearer {
+            token: template(&spec.token, "token")?,
+        },
         AuthKind::Oauth2RefreshToken | AuthKind::Oauth2ClientCredentials => {
             let token_url = template(&spec.token_url, "token_url");
             let client_id = template(&spec.client_id, "client_id");
@@ -478,7 +537,11 @@ fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Optio
                 client_secret: client_secret?,
                 refresh_token,
                 scope,
-                client_auth: spec.client_auth.as_ref().map(|c| c.value).unwrap_or_default(),
+                client_auth: spec
+                    .client_auth
+                    .as_ref()
+                    .map(|c| c.value)
+                    .unwrap_or_default(),
             })
         }
     })
@@ -509,7 +572,11 @@ fn compile_resource(
     let records = c.expression(&resource.records, &format!("{path}.records"));
     let body = c.optional_expression(resource.body.as_ref(), &format!("{path}.body"));
     if resource.body.is_some() && resource.method != HttpMethod::Post {
-        c.error_at(&resource.path, &format!("{path}.body"), "a request body needs `method: POST`");
+        c.error_at(
+            &resource.path,
+            &format!("{path}.body"),
+            "a request body needs `method: POST`",
+        );
     }
     let pagination = match pagination {
         Some(spec) => compile_pagination(spec, &format!("{path}.pagination"), c),
@@ -628,9 +695,9 @@ fn compile_pagination(
     let has_more = optional(&spec.has_more, "has_more");
     // The keyset value is read off the last record; `id` unless the mapping says otherwise.
     let after_value = match (style_name, optional(&spec.after_value, "after_value")) {
-        (StyleName::Keyset, Ok(None)) => {
-            Ok(Some(Expression::compile("id").expect("a constant expression compiles")))
-        }
+        (StyleName::Keyset, Ok(None)) => Ok(Some(
+            Expression::compile("id").expect("a constant expression compiles"),
+        )),
         (_, other) => other,
     };
     let mut total = optional(&spec.total, "total")

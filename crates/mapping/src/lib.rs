@@ -18,10 +18,12 @@ pub mod template;
 pub use catalog::{Catalog, Source};
 pub use diagnostics::{LoadError, LoadErrors};
 pub use expression::{EvalError, Expression, Scope};
-pub use integration::{Auth, CompiledPagination, Grant, Integration, OAuth2, Resource, UnifiedMethod};
+pub use integration::{
+    Auth, CompiledPagination, Grant, Integration, OAuth2, Resource, UnifiedMethod,
+};
 pub use render::{
-    Credential, MapError, RenderedRequest, extract_records, flatten_query, map_query, map_response,
-    merge_query, render_request,
+    Credential, MapError, RenderedOAuth2, RenderedRequest, extract_records, flatten_query,
+    map_query, map_response, merge_query, render_request,
 };
 pub use spec::{ClientAuth, HttpMethod};
 pub use template::{RenderError, Template};

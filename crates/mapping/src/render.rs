@@ -44,8 +44,14 @@ fn escape_segment(value: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     None,
-    Header { name: String, value: Secret },
-    Query { param: String, value: Secret },
+    Header {
+        name: String,
+        value: Secret,
+    },
+    Query {
+        param: String,
+        value: Secret,
+    },
     /// An access token to obtain from a token endpoint, then send as a bearer token.
     OAuth2(RenderedOAuth2),
 }
@@ -131,7 +137,11 @@ pub fn render_request(
                 .as_ref()
                 .map(|token| token.render(context).map(Secret::new))
                 .transpose()?,
-            scope: oauth.scope.as_ref().map(|scope| scope.render(context)).transpose()?,
+            scope: oauth
+                .scope
+                .as_ref()
+                .map(|scope| scope.render(context))
+                .transpose()?,
             client_auth: oauth.client_auth,
         }),
     };

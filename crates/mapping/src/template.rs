@@ -75,6 +75,15 @@ impl Template {
         })
     }
 
+    /// The key when the template is exactly one `{{context.KEY}}` (where a value obtained at run
+    /// time, such as a rotated refresh token, is written back).
+    pub fn single_context_key(&self) -> Option<String> {
+        match self.parts.as_slice() {
+            [Part::Context(path)] => Some(path.join(".")),
+            _ => None,
+        }
+    }
+
     /// Whether the template has no `{{…}}` at all.
     pub fn is_literal(&self) -> bool {
         self.parts.iter().all(|part| matches!(part, Part::Text(_)))

@@ -102,7 +102,7 @@ fn every_error_is_reported_with_file_line_and_path() {
         lines,
         vec![
             "mappings/a.yaml:15: unified.user-directory.users.list.response_mapping: JSONata does not compile: Expected \"}\" before end of expression (S0203)",
-            "mappings/b.yaml:8: resources.users.list: unknown field `colour`, expected one of method, path, query, records, pagination",
+            "mappings/b.yaml:8: resources.users.list: unknown field `colour`, expected one of method, path, query, records, body, pagination",
             "mappings/c.yaml:3: base_url: bad template: `{{secrets.subdomain}}`: templates can only read `context.<key>`",
             "mappings/d.yaml:15: unified.user-directory.users.list.response_mapping: produces `shoe_size`, which is not a field of the unified model",
             "mappings/e.yaml:14: unified.user-directory.users.list.native_filters[0]: `colour` is not a filter of the unified model",
@@ -126,7 +126,10 @@ unified:
 "#;
     let catalog = Catalog::from_sources(
         &[model()],
-        &[integration("example", GOOD), integration("example-enterprise", child)],
+        &[
+            integration("example", GOOD),
+            integration("example-enterprise", child),
+        ],
     )
     .unwrap_or_else(|errors| panic!("{errors}"));
     let child = &catalog.integrations["example-enterprise"];
@@ -136,9 +139,14 @@ unified:
         child.context_keys().into_iter().collect::<Vec<_>>(),
         vec!["host".to_owned(), "token".to_owned()]
     );
-    let method = child.unified_method("user-directory", "users", "list").unwrap();
+    let method = child
+        .unified_method("user-directory", "users", "list")
+        .unwrap();
     assert_eq!(method.resource, "users.list", "inherited");
-    assert_eq!(method.response_mapping.source(), r#"{ "id": id, "username": login }"#);
+    assert_eq!(
+        method.response_mapping.source(),
+        r#"{ "id": id, "username": login }"#
+    );
     assert!(child.resources.contains_key("users.list"));
 }
 

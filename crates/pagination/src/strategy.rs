@@ -532,21 +532,53 @@ mod tests {
 
     #[test]
     fn keyset_and_graphql() {
-        let keyset = pagination(Style::Keyset { after_param: "after".into() });
-        assert_eq!(keyset.request_for(&Position::First, 2).params, vec![("limit".into(), "2".into())]);
+        let keyset = pagination(Style::Keyset {
+            after_param: "after".into(),
+        });
+        assert_eq!(
+            keyset.request_for(&Position::First, 2).params,
+            vec![("limit".into(), "2".into())]
+        );
         assert_eq!(
             keyset.request_for(&Position::Token("42".into()), 2).params,
             vec![("limit".into(), "2".into()), ("after".into(), "42".into())]
         );
-        assert_eq!(keyset.next_position(&Position::First, 2, &facts(Some("42"), 2, "a"), None, 1), Ok(Some(Position::Token("42".into()))));
-        assert_eq!(keyset.next_position(&Position::Token("42".into()), 2, &facts(Some("43"), 1, "b"), Some("a"), 2), Ok(None));
+        assert_eq!(
+            keyset.next_position(&Position::First, 2, &facts(Some("42"), 2, "a"), None, 1),
+            Ok(Some(Position::Token("42".into())))
+        );
+        assert_eq!(
+            keyset.next_position(
+                &Position::Token("42".into()),
+                2,
+                &facts(Some("43"), 1, "b"),
+                Some("a"),
+                2
+            ),
+            Ok(None)
+        );
 
         let graphql = pagination(Style::Graphql);
-        assert_eq!(graphql.request_for(&Position::Token("c1".into()), 2).params, vec![]);
-        let more = PageFacts { has_more: Some(true), ..facts(Some("c1"), 2, "a") };
-        assert_eq!(graphql.next_position(&Position::First, 2, &more, None, 1), Ok(Some(Position::Token("c1".into()))));
-        let done = PageFacts { has_more: Some(false), ..facts(Some("c2"), 2, "b") };
-        assert_eq!(graphql.next_position(&Position::Token("c1".into()), 2, &done, Some("a"), 2), Ok(None));
+        assert_eq!(
+            graphql.request_for(&Position::Token("c1".into()), 2).params,
+            vec![]
+        );
+        let more = PageFacts {
+            has_more: Some(true),
+            ..facts(Some("c1"), 2, "a")
+        };
+        assert_eq!(
+            graphql.next_position(&Position::First, 2, &more, None, 1),
+            Ok(Some(Position::Token("c1".into())))
+        );
+        let done = PageFacts {
+            has_more: Some(false),
+            ..facts(Some("c2"), 2, "b")
+        };
+        assert_eq!(
+            graphql.next_position(&Position::Token("c1".into()), 2, &done, Some("a"), 2),
+            Ok(None)
+        );
     }
 
     #[test]

@@ -97,15 +97,23 @@ impl MemoryStore {
         let mut map = BTreeMap::new();
         for account in accounts {
             if map.contains_key(&account.id) {
-                return Err(format!("integrated account `{}` is defined twice", account.id));
+                return Err(format!(
+                    "integrated account `{}` is defined twice",
+                    account.id
+                ));
             }
             map.insert(account.id.clone(), Arc::new(account));
         }
-        Ok(MemoryStore { accounts: RwLock::new(map) })
+        Ok(MemoryStore {
+            accounts: RwLock::new(map),
+        })
     }
 
     fn update(&self, id: &str, change: impl FnOnce(&mut IntegratedAccount)) {
-        let mut accounts = self.accounts.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut accounts = self
+            .accounts
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(account) = accounts.get_mut(id) {
             change(Arc::make_mut(account));
         }
@@ -114,11 +122,20 @@ impl MemoryStore {
 
 impl AccountStore for MemoryStore {
     fn get(&self, id: &str) -> Option<Arc<IntegratedAccount>> {
-        self.accounts.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(id).cloned()
+        self.accounts
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(id)
+            .cloned()
     }
 
     fn list(&self) -> Vec<Arc<IntegratedAccount>> {
-        self.accounts.read().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect()
+        self.accounts
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn set_status(&self, id: &str, status: AccountStatus, last_error: Option<String>) {
@@ -164,11 +181,21 @@ mod tests {
     #[test]
     fn records_status_and_context_updates() {
         let store = MemoryStore::new(vec![account("a")]).unwrap();
-        store.set_status("a", AccountStatus::NeedsReauth, Some("invalid_grant".into()));
+        store.set_status(
+            "a",
+            AccountStatus::NeedsReauth,
+            Some("invalid_grant".into()),
+        );
         store.set_context_value("a", "oauth.refresh_token", json!("r2"));
         let a = store.get("a").unwrap();
-        assert_eq!((a.status, a.last_error.as_deref()), (AccountStatus::NeedsReauth, Some("invalid_grant")));
-        assert_eq!(a.context, json!({"api_token": "SECRET", "oauth": {"refresh_token": "r2"}}));
+        assert_eq!(
+            (a.status, a.last_error.as_deref()),
+            (AccountStatus::NeedsReauth, Some("invalid_grant"))
+        );
+        assert_eq!(
+            a.context,
+            json!({"api_token": "SECRET", "oauth": {"refresh_token": "r2"}})
+        );
     }
 
     #[test]

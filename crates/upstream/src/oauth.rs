@@ -106,8 +106,9 @@ impl TokenManager {
     }
 
     fn slot(&self, account: &str) -> Arc<tokio::sync::Mutex<Option<AccessToken>>> {
-        self.slots
-            .get_with(account.to_owned(), || Arc::new(tokio::sync::Mutex::new(None)))
+        self.slots.get_with(account.to_owned(), || {
+            Arc::new(tokio::sync::Mutex::new(None))
+        })
     }
 
     /// A valid access token for `account`, refreshing it when it is missing, stale, or equal
@@ -129,7 +130,11 @@ impl TokenManager {
             && self.is_fresh(token)
             && reject != Some(&token.token)
         {
-            return Ok(Issued { token: token.clone(), rotated_refresh_token: None, fresh: false });
+            return Ok(Issued {
+                token: token.clone(),
+                rotated_refresh_token: None,
+                fresh: false,
+            });
         }
         let issued = self.fetch(request).await?;
         *cached = Some(issued.token.clone());
@@ -140,10 +145,14 @@ impl TokenManager {
         let mut form: Vec<(&str, &str)> = Vec::new();
         match request.grant {
             Grant::RefreshToken => {
-                let refresh = request.refresh_token.as_ref().ok_or_else(|| TokenError::Rejected {
-                    status: 401,
-                    body: "the account has no refresh token".to_owned(),
-                })?;
+                let refresh =
+                    request
+                        .refresh_token
+                        .as_ref()
+                        .ok_or_else(|| TokenError::Rejected {
+                            status: 401,
+                            body: "the account has no refresh token".to_owned(),
+                        })?;
                 form.push(("grant_type", "refresh_token"));
                 form.push(("refresh_token", refresh.expose()));
             }
@@ -153,7 +162,10 @@ impl TokenManager {
             form.push(("scope", scope));
         }
         let mut headers = vec![
-            ("Content-Type".to_owned(), "application/x-www-form-urlencoded".to_owned()),
+            (
+                "Content-Type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
             ("Accept".to_owned(), "application/json".to_owned()),
         ];
         let mut secret_header = None;
@@ -162,7 +174,10 @@ impl TokenManager {
             let pair = format!("{}:{}", request.client_id, request.client_secret.expose());
             secret_header = Some((
                 "Authorization".to_owned(),
-                Secret::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))),
+                Secret::new(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )),
             ));
         } else {
             form.push(("client_id", &request.client_id));
@@ -190,7 +205,10 @@ impl TokenManager {
             return Err(if response.status >= 500 || response.status == 429 {
                 TokenError::Unavailable(format!("HTTP {}", response.status))
             } else {
-                TokenError::Rejected { status: response.status, body: text }
+                TokenError::Rejected {
+                    status: response.status,
+                    body: text,
+                }
             });
         }
         let parsed: TokenResponse = serde_json::from_str(&text).map_err(|_| {
@@ -208,7 +226,12 @@ impl TokenManager {
             },
             rotated_refresh_token: parsed
                 .refresh_token
-                .filter(|rotated| request.refresh_token.as_ref().is_none_or(|old| old.expose() != rotated))
+                .filter(|rotated| {
+                    request
+                        .refresh_token
+                        .as_ref()
+                        .is_none_or(|old| old.expose() != rotated)
+                })
                 .map(Secret::new),
             fresh: true,
         })
