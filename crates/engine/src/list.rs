@@ -271,6 +271,21 @@ impl Engine {
                     query.integrated_account_id
                 ))
             })?;
+        if account.status == AccountStatus::NeedsReauth {
+            return Err(ApiError::new(
+                ErrorKind::Remote {
+                    provider_status: 401,
+                },
+                format!(
+                    "integrated account `{}` needs to be reconnected: {}",
+                    account.id,
+                    account
+                        .last_error
+                        .as_deref()
+                        .unwrap_or("its credentials were refused")
+                ),
+            ));
+        }
         let integration = self
             .catalog
             .integrations

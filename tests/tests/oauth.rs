@@ -1,0 +1,257 @@
+//! OAuth 2.0 provider auth end to end, against a token endpoint and an API on 127.0.0.1:
+//! single-flight refresh under 100 concurrent calls, refresh-token rotation written back,
+//! a refused cached token retried once with a fresh one, and `needs_reauth` after a refused
+//! refresh or a refused fresh token — with no secret in any answer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use unigate_mapping::{Catalog, Source};
+use unigate_store::IntegratedAccount;
+use unigate_tests::{RunningGateway, TEST_TOKEN, get_json, repo_root, serve_accounts, url_pairs};
+
+const MAPPING: &str = r#"name: OAuth example
+docs: https://example.test/docs
+base_url: "https://api.example.test"
+auth:
+  kind: oauth2_refresh_token
+  token_url: "{{context.token_url}}"
+  client_id: "{{context.client_id}}"
+  client_secret: "{{context.client_secret}}"
+  refresh_token: "{{context.refresh_token}}"
+resources:
+  users:
+    list: { path: /users, records: users }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{ "id": id }'
+"#;
+
+/// How the provider behaves, and what it saw.
+#[derive(Debug, Default)]
+struct Provider {
+    token_calls: AtomicUsize,
+    refresh_tokens_seen: Mutex<Vec<String>>,
+    /// The access token the API accepts.
+    valid_token: Mutex<String>,
+    /// Token endpoint answers: (status, expires_in, rotated refresh token).
+    refuse_refresh: Mutex<bool>,
+    rotate_to: Mutex<Option<String>>,
+    expires_in: Mutex<i64>,
+    /// Issue tokens the API refuses.
+    issue_bad_tokens: Mutex<bool>,
+}
+
+async fn token(State(p): State<Arc<Provider>>, body: String) -> Response {
+    let form = url_pairs(&body);
+    let n = p.token_calls.fetch_add(1, Ordering::SeqCst) + 1;
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("grant_type"), "refresh_token");
+    assert_eq!(
+        (field("client_id"), field("client_secret")),
+        ("cid".to_owned(), "csecret".to_owned())
+    );
+    p.refresh_tokens_seen
+        .lock()
+        .unwrap()
+        .push(field("refresh_token"));
+    // Slow enough that concurrent callers pile up behind the first refresh.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    if *p.refuse_refresh.lock().unwrap() {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}))).into_response();
+    }
+    let access = format!("access-{n}");
+    if !*p.issue_bad_tokens.lock().unwrap() {
+        *p.valid_token.lock().unwrap() = access.clone();
+    }
+    let mut body = json!({"access_token": access, "token_type": "Bearer", "expires_in": *p.expires_in.lock().unwrap()});
+    if let Some(rotated) = p.rotate_to.lock().unwrap().clone() {
+        body["refresh_token"] = json!(rotated);
+    }
+    axum::Json(body).into_response()
+}
+
+async fn users(State(p): State<Arc<Provider>>, headers: HeaderMap) -> Response {
+    let expected = format!("Bearer {}", p.valid_token.lock().unwrap());
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "invalid token"})),
+        )
+            .into_response();
+    }
+    axum::Json(json!({"users": [{"id": "u1"}]})).into_response()
+}
+
+struct World {
+    provider: Arc<Provider>,
+    gateway: RunningGateway,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+async fn world(context_extra: Value) -> World {
+    let provider = Arc::new(Provider {
+        expires_in: Mutex::new(3600),
+        ..Provider::default()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new()
+        .route("/token", post(token))
+        .route("/users", get(users))
+        .with_state(provider.clone());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let model_path = repo_root().join("mappings/models/user-directory.yaml");
+    let catalog = Catalog::from_sources(
+        &[Source {
+            text: std::fs::read_to_string(&model_path).unwrap(),
+            path: model_path,
+        }],
+        &[Source {
+            path: "mappings/oauth-example.yaml".into(),
+            text: MAPPING.to_owned(),
+        }],
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let mut context = json!({"token_url": format!("{origin}/token"), "client_id": "cid", "client_secret": "csecret", "refresh_token": "r1"});
+    if let (Some(context), Value::Object(extra)) = (context.as_object_mut(), context_extra) {
+        context.extend(extra);
+    }
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "oauth-example".into(),
+        context,
+        base_url: Some(origin),
+        status: Default::default(),
+        last_error: None,
+    };
+    World {
+        provider,
+        gateway: serve_accounts(catalog, vec![account]).await,
+        _server: server,
+    }
+}
+
+fn url(world: &World) -> String {
+    format!(
+        "{}/unified/user-directory/users?integrated_account_id=acc",
+        world.gateway.origin
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_calls_share_one_refresh() {
+    let world = world(json!({})).await;
+    let url = url(&world);
+    let calls: Vec<_> = (0..100)
+        .map(|_| {
+            tokio::spawn({
+                let url = url.clone();
+                async move { get_json(&url, Some(TEST_TOKEN)).await }
+            })
+        })
+        .collect();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(
+            (status, body["result"][0]["id"].clone()),
+            (200, json!("u1")),
+            "{body}"
+        );
+    }
+    assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_refresh_token_is_used_next_time() {
+    let world = world(json!({})).await;
+    *world.provider.rotate_to.lock().unwrap() = Some("r2".into());
+    // Tokens that expire within the refresh margin are refreshed on every call.
+    *world.provider.expires_in.lock().unwrap() = 30;
+    assert_eq!(get_json(&url(&world), Some(TEST_TOKEN)).await.0, 200);
+    *world.provider.rotate_to.lock().unwrap() = Some("r3".into());
+    assert_eq!(get_json(&url(&world), Some(TEST_TOKEN)).await.0, 200);
+    assert_eq!(
+        *world.provider.refresh_tokens_seen.lock().unwrap(),
+        vec!["r1", "r2"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_cached_token_is_retried_once_with_a_fresh_one() {
+    // The context holds a token the provider no longer accepts.
+    let world =
+        world(json!({"access_token": "stale", "access_token_expires_at": "2099-01-01T00:00:00Z"}))
+            .await;
+    *world.provider.valid_token.lock().unwrap() = "not-yet-issued".into();
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_refresh_marks_the_account_and_says_so() {
+    let world = world(json!({})).await;
+    *world.provider.refuse_refresh.lock().unwrap() = true;
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body.clone()),
+        (
+            401,
+            json!({"statusCode": 401, "error": "Unauthorized", "truto_is_remote_error": true,
+            "message": "the provider refused to issue an access token (Token has been expired or revoked.); reconnect the integrated account",
+            "raw_response": {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}})
+        )
+    );
+    // Marked: the next call answers at once, without another refresh.
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body["message"],
+        "integrated account `acc` needs to be reconnected: token refresh refused: Token has been expired or revoked."
+    );
+    assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
+    assert!(!body.to_string().contains("csecret") && !body.to_string().contains("r1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_fresh_token_marks_the_account() {
+    let world = world(json!({})).await;
+    *world.provider.issue_bad_tokens.lock().unwrap() = true;
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (
+            status,
+            body["message"].clone(),
+            body["raw_response"].clone()
+        ),
+        (
+            401,
+            json!("invalid token"),
+            json!({"message": "invalid token"})
+        )
+    );
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body["message"],
+        "integrated account `acc` needs to be reconnected: the provider refused a freshly issued access token (HTTP 401)"
+    );
+    assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
+}
