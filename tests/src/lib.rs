@@ -15,7 +15,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::task::JoinHandle;
-use unigate_engine::EngineConfig;
+use unigate_engine::{EngineConfig, RetryPolicy};
 use unigate_gateway::Gateway;
 use unigate_mapping::{Catalog, Source};
 use unigate_store::IntegratedAccount;
@@ -237,13 +237,29 @@ pub async fn serve(gateway: Gateway) -> RunningGateway {
     RunningGateway { origin, task }
 }
 
-/// A gateway over `catalog` with `accounts`, token [`TEST_TOKEN`].
+/// A gateway over `catalog` with `accounts`, token [`TEST_TOKEN`], and no retries: each unified
+/// call makes exactly the provider requests a fixture lists (the retry policy has its own
+/// tests).
 pub async fn serve_accounts(catalog: Catalog, accounts: Vec<IntegratedAccount>) -> RunningGateway {
+    let config = EngineConfig {
+        retry: RetryPolicy { max_retries: 0, ..RetryPolicy::default() },
+        ..EngineConfig::default()
+    };
+    serve_with(catalog, accounts, UpstreamConfig::default(), config).await
+}
+
+/// A gateway with explicit upstream limits and engine config.
+pub async fn serve_with(
+    catalog: Catalog,
+    accounts: Vec<IntegratedAccount>,
+    upstream: UpstreamConfig,
+    config: EngineConfig,
+) -> RunningGateway {
     let gateway = Gateway::assemble(
         catalog,
         accounts,
-        UpstreamConfig::default(),
-        EngineConfig::default(),
+        upstream,
+        config,
         b"test-cursor-secret-0123456789",
         &[TEST_TOKEN.to_owned()],
     )

@@ -7,9 +7,11 @@
 //! [`ApiError`] from the one error table. It does not parse HTTP requests or write responses.
 
 mod capabilities;
+pub mod clock;
 mod filter;
 mod list;
 mod normalize;
+mod policy;
 mod shape;
 mod sort;
 
@@ -21,7 +23,9 @@ use unigate_store::AccountStore;
 use unigate_upstream::Upstream;
 use unigate_upstream::oauth::TokenManager;
 
+pub use clock::{Clock, RecordingClock, SystemClock};
 pub use list::ListOutput;
+pub use policy::RetryPolicy;
 pub use unigate_unified::ApiError;
 
 /// Tunables of the engine.
@@ -33,6 +37,8 @@ pub struct EngineConfig {
     pub max_records_per_response: usize,
     /// OAuth access tokens are refreshed this long before they expire.
     pub token_refresh_margin: std::time::Duration,
+    pub retry: RetryPolicy,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +47,8 @@ impl Default for EngineConfig {
             default_limit: 100,
             max_records_per_response: 10_000,
             token_refresh_margin: std::time::Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 }

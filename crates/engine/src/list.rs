@@ -16,7 +16,7 @@ use unigate_unified::error::extract_remote_message;
 use unigate_unified::{ApiError, ErrorKind, ListQuery, ResponseFormat, UnifiedResource};
 use unigate_upstream::oauth::{AccessToken, TokenError, TokenRequest};
 use unigate_upstream::{
-    Method, ProviderRequest, ProviderResponse, UpstreamError, Url, same_origin,
+    Method, ProviderRequest, ProviderResponse, Url, same_origin,
 };
 
 use crate::Engine;
@@ -88,13 +88,6 @@ const BODY_EXCERPT: usize = 64 * 1024;
 /// Provider pages one call walks past while gateway filters leave nothing to answer.
 const EMPTY_PAGES_WALKED: u32 = 25;
 
-fn remote_error(error: &UpstreamError) -> ApiError {
-    let kind = match error {
-        UpstreamError::Timeout(_) => ErrorKind::GatewayTimeout,
-        _ => ErrorKind::BadGateway,
-    };
-    ApiError::new(kind, error.to_string())
-}
 
 /// The provider body as it goes into `raw_response`: JSON when it parses, else (cut) text.
 fn raw_body(body: &[u8]) -> Value {
@@ -572,10 +565,8 @@ impl Engine {
         let Credential::OAuth2(oauth) = &call.base_request.credential else {
             let request = self.provider_request(call, position, None)?;
             let response = self
-                .upstream
-                .send(&request)
-                .await
-                .map_err(|error| remote_error(&error))?;
+                .send_with_policy(&request, &call.integration.rate_limit, &call.scope)
+                .await?;
             return Ok((request, response));
         };
         let token_request = token_request(oauth, &call.account.context)?;
@@ -597,10 +588,8 @@ impl Engine {
             }
             let request = self.provider_request(call, position, Some(&issued.token.token))?;
             let response = self
-                .upstream
-                .send(&request)
-                .await
-                .map_err(|error| remote_error(&error))?;
+                .send_with_policy(&request, &call.integration.rate_limit, &call.scope)
+                .await?;
             if response.status == 401 {
                 if !issued.fresh && rejected.is_none() {
                     rejected = Some(issued.token.token.clone());

@@ -41,7 +41,16 @@ impl IntoResponse for ErrorResponse {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), message = %self.0.message, "request failed");
         }
-        json_response(status, &self.0.to_envelope())
+        let mut response = json_response(status, &self.0.to_envelope());
+        for (name, value) in &self.0.headers {
+            if let (Ok(name), Ok(value)) = (
+                axum::http::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
     }
 }
 

@@ -25,6 +25,7 @@ pub struct Integration {
     pub headers: Vec<(String, Template)>,
     pub auth: Auth,
     pub errors: Option<BodyErrors>,
+    pub rate_limit: RateLimit,
     /// `resource.method` → resource, e.g. `users.list`.
     pub resources: BTreeMap<String, Resource>,
     /// `(model, resource, method)` → unified method.
@@ -69,6 +70,16 @@ pub struct OAuth2 {
     pub refresh_token: Option<Template>,
     pub scope: Option<Template>,
     pub client_auth: ClientAuth,
+}
+
+/// Rate-limit detection; every expression reads `{status, headers, body}`.
+#[derive(Debug)]
+pub struct RateLimit {
+    pub is_limited: Expression,
+    pub retry_after: Option<Expression>,
+    pub reset_epoch: Option<Expression>,
+    pub limit: Option<Expression>,
+    pub remaining: Option<Expression>,
 }
 
 /// Errors a provider reports inside a 2xx body.
@@ -233,6 +244,7 @@ pub(crate) fn compile_integration(
             }
         }
     };
+    let rate_limit = compile_rate_limit(spec.rate_limit.as_ref(), c);
     let mut resources = BTreeMap::new();
     for (resource_name, methods) in &spec.resources {
         for (method_name, resource) in methods {
@@ -378,8 +390,28 @@ pub(crate) fn compile_integration(
         headers,
         auth: auth?,
         errors: errors.ok()?,
+        rate_limit: rate_limit?,
         resources,
         unified,
+    })
+}
+
+fn compile_rate_limit(spec: Option<&crate::spec::RateLimitSpec>, c: &mut FileCompiler<'_>) -> Option<RateLimit> {
+    let default = || Expression::compile("status = 429").expect("a constant expression compiles");
+    let Some(spec) = spec else {
+        return Some(RateLimit { is_limited: default(), retry_after: None, reset_epoch: None, limit: None, remaining: None });
+    };
+    let is_limited = c.optional_expression(spec.is_limited.as_ref(), "rate_limit.is_limited");
+    let retry_after = c.optional_expression(spec.retry_after.as_ref(), "rate_limit.retry_after");
+    let reset_epoch = c.optional_expression(spec.reset_epoch.as_ref(), "rate_limit.reset_epoch");
+    let limit = c.optional_expression(spec.limit.as_ref(), "rate_limit.limit");
+    let remaining = c.optional_expression(spec.remaining.as_ref(), "rate_limit.remaining");
+    Some(RateLimit {
+        is_limited: is_limited.ok()?.unwrap_or_else(default),
+        retry_after: retry_after.ok()?,
+        reset_epoch: reset_epoch.ok()?,
+        limit: limit.ok()?,
+        remaining: remaining.ok()?,
     })
 }
 

@@ -19,7 +19,7 @@ pub use catalog::{Catalog, Source};
 pub use diagnostics::{LoadError, LoadErrors};
 pub use expression::{EvalError, Expression, Scope};
 pub use integration::{
-    Auth, CompiledPagination, Grant, Integration, OAuth2, Resource, UnifiedMethod,
+    Auth, CompiledPagination, Grant, Integration, OAuth2, RateLimit, Resource, UnifiedMethod,
 };
 pub use render::{
     Credential, MapError, RenderedOAuth2, RenderedRequest, extract_records, flatten_query,

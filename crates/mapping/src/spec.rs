@@ -34,6 +34,8 @@ pub struct IntegrationSpec {
     #[serde(default)]
     pub errors: Option<ErrorsSpec>,
     #[serde(default)]
+    pub rate_limit: Option<RateLimitSpec>,
+    #[serde(default)]
     pub resources: BTreeMap<String, BTreeMap<String, ResourceSpec>>,
     #[serde(default)]
     pub unified: BTreeMap<String, BTreeMap<String, BTreeMap<String, UnifiedMethodSpec>>>,
@@ -73,6 +75,7 @@ impl IntegrationSpec {
             auth: self.auth.or_else(|| base.auth.clone()),
             pagination: self.pagination.or_else(|| base.pagination.clone()),
             errors: self.errors.or_else(|| base.errors.clone()),
+            rate_limit: self.rate_limit.or_else(|| base.rate_limit.clone()),
             resources,
             unified,
         }
@@ -204,6 +207,28 @@ pub struct ErrorsSpec {
     pub status: Option<Text>,
     #[serde(default)]
     pub message: Option<Text>,
+}
+
+/// How to recognise a rate-limited answer and when to try again. Every expression is JSONata
+/// over `{status, headers, body}` (header names lower-case; body `null` unless JSON).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// True when the answer is a rate limit (default `status = 429`).
+    #[serde(default)]
+    pub is_limited: Option<Text>,
+    /// Seconds to wait (default: the `Retry-After` header, seconds or HTTP date).
+    #[serde(default)]
+    pub retry_after: Option<Text>,
+    /// When the window resets, in epoch seconds (e.g. ``headers.`x-rate-limit-reset` ``).
+    #[serde(default)]
+    pub reset_epoch: Option<Text>,
+    /// The window's request limit, for the `ratelimit-limit` header.
+    #[serde(default)]
+    pub limit: Option<Text>,
+    /// Requests left in the window, for the `ratelimit-remaining` header.
+    #[serde(default)]
+    pub remaining: Option<Text>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -24,6 +24,11 @@ pub enum ErrorKind {
         /// The status the provider answered with.
         provider_status: u16,
     },
+    /// The provider rate-limited the call and the wait was longer than the gateway sits out.
+    /// 429, remote, with `Retry-After` and `ratelimit-*` headers.
+    RateLimited {
+        provider_status: u16,
+    },
     /// The provider could not be reached or its answer was unusable (connect error,
     /// malformed body, a pagination loop). 502, remote.
     BadGateway,
@@ -47,6 +52,7 @@ impl ErrorKind {
                 400..=499 => provider_status,
                 _ => 502,
             },
+            ErrorKind::RateLimited { .. } => 429,
             ErrorKind::BadGateway => 502,
             ErrorKind::GatewayTimeout => 504,
             ErrorKind::Mapping | ErrorKind::Internal => 500,
@@ -57,7 +63,10 @@ impl ErrorKind {
     pub fn is_remote(self) -> bool {
         matches!(
             self,
-            ErrorKind::Remote { .. } | ErrorKind::BadGateway | ErrorKind::GatewayTimeout
+            ErrorKind::Remote { .. }
+                | ErrorKind::RateLimited { .. }
+                | ErrorKind::BadGateway
+                | ErrorKind::GatewayTimeout
         )
     }
 }
@@ -98,6 +107,8 @@ pub struct ApiError {
     pub message: String,
     /// The provider's body (JSON when it parses, else text) for remote errors.
     pub raw_response: Option<Value>,
+    /// Response headers the caller gets with the envelope (`Retry-After`, `ratelimit-*`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl ApiError {
@@ -106,6 +117,7 @@ impl ApiError {
             kind,
             message: message.into(),
             raw_response: None,
+            headers: Vec::new(),
         }
     }
 
@@ -134,6 +146,7 @@ impl ApiError {
             kind: ErrorKind::Remote { provider_status },
             message: message.into(),
             raw_response: Some(raw_response),
+            headers: Vec::new(),
         }
     }
 
@@ -155,7 +168,8 @@ impl ApiError {
         body.insert("message".into(), json!(self.message));
         if self.kind.is_remote() {
             body.insert("truto_is_remote_error".into(), Value::Bool(true));
-            if let ErrorKind::Remote { provider_status } = self.kind
+            if let ErrorKind::Remote { provider_status } | ErrorKind::RateLimited { provider_status } =
+                self.kind
                 && provider_status != status
             {
                 body.insert("remote_status".into(), json!(provider_status));
