@@ -242,7 +242,10 @@ pub async fn serve(gateway: Gateway) -> RunningGateway {
 /// tests).
 pub async fn serve_accounts(catalog: Catalog, accounts: Vec<IntegratedAccount>) -> RunningGateway {
     let config = EngineConfig {
-        retry: RetryPolicy { max_retries: 0, ..RetryPolicy::default() },
+        retry: RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        },
         ..EngineConfig::default()
     };
     serve_with(catalog, accounts, UpstreamConfig::default(), config).await

@@ -39,7 +39,10 @@ pub struct RecordingClock {
 
 impl RecordingClock {
     pub fn slept(&self) -> Vec<Duration> {
-        self.sleeps.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.sleeps
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 

@@ -15,9 +15,7 @@ use unigate_unified::Secret;
 use unigate_unified::error::extract_remote_message;
 use unigate_unified::{ApiError, ErrorKind, ListQuery, ResponseFormat, UnifiedResource};
 use unigate_upstream::oauth::{AccessToken, TokenError, TokenRequest};
-use unigate_upstream::{
-    Method, ProviderRequest, ProviderResponse, Url, same_origin,
-};
+use unigate_upstream::{Method, ProviderRequest, ProviderResponse, Url, same_origin};
 
 use crate::Engine;
 use crate::filter::GatewayFilter;
@@ -87,7 +85,6 @@ const BODY_EXCERPT: usize = 64 * 1024;
 
 /// Provider pages one call walks past while gateway filters leave nothing to answer.
 const EMPTY_PAGES_WALKED: u32 = 25;
-
 
 /// The provider body as it goes into `raw_response`: JSON when it parses, else (cut) text.
 fn raw_body(body: &[u8]) -> Value {

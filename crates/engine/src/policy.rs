@@ -42,7 +42,12 @@ fn rate_limit_input(response: &ProviderResponse) -> Value {
     let headers: Map<String, Value> = response
         .headers
         .iter()
-        .filter_map(|(name, value)| Some((name.as_str().to_owned(), Value::String(value.to_str().ok()?.to_owned()))))
+        .filter_map(|(name, value)| {
+            Some((
+                name.as_str().to_owned(),
+                Value::String(value.to_str().ok()?.to_owned()),
+            ))
+        })
         .collect();
     let body = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
     json!({"status": response.status, "headers": headers, "body": body})
@@ -64,10 +69,14 @@ fn retry_after_header(response: &ProviderResponse, now: i64) -> Option<f64> {
     }
     // "Wed, 21 Oct 2015 07:28:00 GMT"
     let parts: Vec<&str> = value.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else { return None };
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| m == month)?
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)?
         + 1;
     let iso = format!("{year}-{month:02}-{:02}T{time}Z", day.parse::<u32>().ok()?);
     let at = unigate_unified::time::parse_iso8601(&iso)? / 1000;
@@ -81,12 +90,20 @@ struct Limited {
     headers: Vec<(String, String)>,
 }
 
-fn detect(rate_limit: &RateLimit, response: &ProviderResponse, scope: &Scope, now: i64) -> Option<Limited> {
+fn detect(
+    rate_limit: &RateLimit,
+    response: &ProviderResponse,
+    scope: &Scope,
+    now: i64,
+) -> Option<Limited> {
     let input = rate_limit_input(response);
     let evaluate = |expression: &Option<unigate_mapping::Expression>| {
-        expression.as_ref().and_then(|e| e.evaluate(&input, scope).ok().flatten())
+        expression
+            .as_ref()
+            .and_then(|e| e.evaluate(&input, scope).ok().flatten())
     };
-    let limited = rate_limit.is_limited.evaluate(&input, scope).ok().flatten() == Some(Value::Bool(true));
+    let limited =
+        rate_limit.is_limited.evaluate(&input, scope).ok().flatten() == Some(Value::Bool(true));
     if !limited {
         return None;
     }
@@ -97,7 +114,10 @@ fn detect(rate_limit: &RateLimit, response: &ProviderResponse, scope: &Scope, no
         .map(|secs| Duration::from_secs_f64(secs.clamp(0.0, 86_400.0)));
     let mut headers = Vec::new();
     if let Some(wait) = wait {
-        headers.push(("retry-after".to_owned(), wait.as_secs_f64().ceil().to_string()));
+        headers.push((
+            "retry-after".to_owned(),
+            wait.as_secs_f64().ceil().to_string(),
+        ));
     }
     if let Some(limit) = seconds(evaluate(&rate_limit.limit)) {
         headers.push(("ratelimit-limit".to_owned(), limit.to_string()));
@@ -106,7 +126,10 @@ fn detect(rate_limit: &RateLimit, response: &ProviderResponse, scope: &Scope, no
         headers.push(("ratelimit-remaining".to_owned(), remaining.to_string()));
     }
     if let Some(reset) = reset.or(wait.map(|w| w.as_secs_f64())) {
-        headers.push(("ratelimit-reset".to_owned(), reset.max(0.0).ceil().to_string()));
+        headers.push((
+            "ratelimit-reset".to_owned(),
+            reset.max(0.0).ceil().to_string(),
+        ));
     }
     Some(Limited { wait, headers })
 }
@@ -148,22 +171,34 @@ impl Engine {
                 Err(_) => false,
             };
             if let Ok(response) = &result
-                && let Some(limited) = detect(rate_limit, response, scope, self.config.clock.now_epoch())
+                && let Some(limited) =
+                    detect(rate_limit, response, scope, self.config.clock.now_epoch())
             {
-                match limited.wait {
-                    Some(wait) if wait <= policy.max_rate_limit_wait && attempt < policy.max_retries => {
+                // No hint from the provider: back off as for an overloaded provider.
+                let wait = limited.wait.unwrap_or_else(|| backoff(policy, attempt));
+                match wait {
+                    wait if wait <= policy.max_rate_limit_wait && attempt < policy.max_retries => {
                         attempt += 1;
                         self.config.clock.sleep(wait).await;
                         continue;
                     }
                     _ => {
-                        let raw = serde_json::from_slice(&response.body)
-                            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&response.body).into_owned()));
+                        let raw = serde_json::from_slice(&response.body).unwrap_or_else(|_| {
+                            Value::String(String::from_utf8_lossy(&response.body).into_owned())
+                        });
                         let message = extract_remote_message(&raw)
                             .unwrap_or_else(|| "the provider's rate limit was reached".to_owned());
                         let mut error = ApiError::remote(response.status, message, raw);
-                        error.kind = ErrorKind::RateLimited { provider_status: response.status };
+                        error.kind = ErrorKind::RateLimited {
+                            provider_status: response.status,
+                        };
                         error.headers = limited.headers;
+                        if !error.headers.iter().any(|(name, _)| name == "retry-after") {
+                            let seconds = wait.as_secs_f64().ceil().max(1.0);
+                            error
+                                .headers
+                                .push(("retry-after".to_owned(), seconds.to_string()));
+                        }
                         return Err(error);
                     }
                 }
@@ -192,7 +227,10 @@ mod tests {
     fn backoff_grows_and_stays_under_the_cap() {
         let policy = RetryPolicy::default();
         for attempt in 0..10 {
-            let ceiling = policy.backoff_base.saturating_mul(1 << attempt).min(policy.backoff_cap);
+            let ceiling = policy
+                .backoff_base
+                .saturating_mul(1 << attempt)
+                .min(policy.backoff_cap);
             assert!(backoff(&policy, attempt) <= ceiling);
         }
     }

@@ -396,10 +396,19 @@ pub(crate) fn compile_integration(
     })
 }
 
-fn compile_rate_limit(spec: Option<&crate::spec::RateLimitSpec>, c: &mut FileCompiler<'_>) -> Option<RateLimit> {
+fn compile_rate_limit(
+    spec: Option<&crate::spec::RateLimitSpec>,
+    c: &mut FileCompiler<'_>,
+) -> Option<RateLimit> {
     let default = || Expression::compile("status = 429").expect("a constant expression compiles");
     let Some(spec) = spec else {
-        return Some(RateLimit { is_limited: default(), retry_after: None, reset_epoch: None, limit: None, remaining: None });
+        return Some(RateLimit {
+            is_limited: default(),
+            retry_after: None,
+            reset_epoch: None,
+            limit: None,
+            remaining: None,
+        });
     };
     let is_limited = c.optional_expression(spec.is_limited.as_ref(), "rate_limit.is_limited");
     let retry_after = c.optional_expression(spec.retry_after.as_ref(), "rate_limit.retry_after");

@@ -26,9 +26,7 @@ pub enum ErrorKind {
     },
     /// The provider rate-limited the call and the wait was longer than the gateway sits out.
     /// 429, remote, with `Retry-After` and `ratelimit-*` headers.
-    RateLimited {
-        provider_status: u16,
-    },
+    RateLimited { provider_status: u16 },
     /// The provider could not be reached or its answer was unusable (connect error,
     /// malformed body, a pagination loop). 502, remote.
     BadGateway,
@@ -168,8 +166,8 @@ impl ApiError {
         body.insert("message".into(), json!(self.message));
         if self.kind.is_remote() {
             body.insert("truto_is_remote_error".into(), Value::Bool(true));
-            if let ErrorKind::Remote { provider_status } | ErrorKind::RateLimited { provider_status } =
-                self.kind
+            if let ErrorKind::Remote { provider_status }
+            | ErrorKind::RateLimited { provider_status } = self.kind
                 && provider_status != status
             {
                 body.insert("remote_status".into(), json!(provider_status));

@@ -1,0 +1,447 @@
+//! Fault injection: a scriptable provider on 127.0.0.1 (raw TCP, so it can misbehave in ways a
+//! web framework would not) and the caller's view of every fault — the exact status and
+//! envelope, how many provider calls were made, how long the gateway chose to wait (a recording
+//! clock, no real sleeping), and that the gateway serves the next request normally.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use unigate_engine::{EngineConfig, RecordingClock, RetryPolicy};
+use unigate_mapping::{Catalog, Source};
+use unigate_store::IntegratedAccount;
+use unigate_tests::{RunningGateway, TEST_TOKEN, get_json, repo_root, serve_with};
+use unigate_upstream::UpstreamConfig;
+
+const MAPPING: &str = r#"name: Faulty
+docs: https://example.test/docs
+base_url: "https://api.example.test"
+auth: { kind: bearer, token: "{{context.token}}" }
+rate_limit:
+  limit: "$number(headers.`x-ratelimit-limit`)"
+  remaining: "$number(headers.`x-ratelimit-remaining`)"
+resources:
+  users:
+    list: { path: /users, records: users }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{ "id": id }'
+"#;
+
+const OK_BODY: &str = r#"{"users":[{"id":"u1"}]}"#;
+
+/// What the provider does with one request.
+#[derive(Debug, Clone)]
+enum Act {
+    Answer {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    },
+    /// Never answers.
+    Hang,
+    /// Closes the connection without a byte.
+    Reset,
+    /// Declares more bytes than it sends, then closes.
+    Cut { declared: usize, body: Vec<u8> },
+    /// Sends the body one byte at a time.
+    Trickle { body: Vec<u8>, every: Duration },
+}
+
+fn ok() -> Act {
+    Act::Answer {
+        status: 200,
+        headers: vec![],
+        body: OK_BODY.as_bytes().to_vec(),
+    }
+}
+
+fn status(code: u16, body: &str) -> Act {
+    Act::Answer {
+        status: code,
+        headers: vec![],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+struct Provider {
+    origin: String,
+    calls: Arc<AtomicUsize>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn provider(script: Vec<Act>) -> Provider {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let script = Arc::new(Mutex::new(script.into_iter()));
+    let counter = calls.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let script = script.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                // One request per connection is enough: read the head, then act.
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let act = script.lock().unwrap().next().unwrap_or_else(ok);
+                let write_head = |status: u16, headers: &[(&str, String)], length: usize| {
+                    let mut text = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {length}\r\nconnection: close\r\n"
+                    );
+                    for (name, value) in headers {
+                        text.push_str(&format!("{name}: {value}\r\n"));
+                    }
+                    text.push_str("\r\n");
+                    text.into_bytes()
+                };
+                match act {
+                    Act::Answer {
+                        status,
+                        headers,
+                        body,
+                    } => {
+                        let _ = socket
+                            .write_all(&write_head(status, &headers, body.len()))
+                            .await;
+                        let _ = socket.write_all(&body).await;
+                    }
+                    Act::Hang => tokio::time::sleep(Duration::from_secs(30)).await,
+                    Act::Reset => {}
+                    Act::Cut { declared, body } => {
+                        let _ = socket.write_all(&write_head(200, &[], declared)).await;
+                        let _ = socket.write_all(&body).await;
+                    }
+                    Act::Trickle { body, every } => {
+                        let _ = socket.write_all(&write_head(200, &[], body.len())).await;
+                        for byte in body {
+                            if socket.write_all(&[byte]).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(every).await;
+                        }
+                    }
+                }
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    Provider {
+        origin,
+        calls,
+        _task: task,
+    }
+}
+
+struct World {
+    provider: Provider,
+    gateway: RunningGateway,
+    clock: Arc<RecordingClock>,
+}
+
+async fn world(script: Vec<Act>) -> World {
+    let provider = provider(script).await;
+    let model_path = repo_root().join("mappings/models/user-directory.yaml");
+    let catalog = Catalog::from_sources(
+        &[Source {
+            text: std::fs::read_to_string(&model_path).unwrap(),
+            path: model_path,
+        }],
+        &[Source {
+            path: "mappings/faulty.yaml".into(),
+            text: MAPPING.to_owned(),
+        }],
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "faulty".into(),
+        context: json!({"token": "super-secret-token"}),
+        base_url: Some(provider.origin.clone()),
+        status: Default::default(),
+        last_error: None,
+    };
+    let clock = Arc::new(RecordingClock {
+        now: 1_700_000_000,
+        ..RecordingClock::default()
+    });
+    let config = EngineConfig {
+        retry: RetryPolicy {
+            max_retries: 2,
+            ..RetryPolicy::default()
+        },
+        clock: clock.clone(),
+        ..EngineConfig::default()
+    };
+    let upstream = UpstreamConfig {
+        timeout: Duration::from_millis(400),
+        ..UpstreamConfig::default()
+    };
+    let gateway = serve_with(catalog, vec![account], upstream, config).await;
+    World {
+        provider,
+        gateway,
+        clock,
+    }
+}
+
+async fn call(world: &World) -> (u16, Value, reqwest::header::HeaderMap) {
+    let url = format!(
+        "{}/unified/user-directory/users?integrated_account_id=acc",
+        world.gateway.origin
+    );
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(TEST_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        !body.to_string().contains("super-secret-token"),
+        "a credential leaked: {body}"
+    );
+    (status, body, headers)
+}
+
+/// After any fault, the same gateway answers the next request normally.
+async fn still_serves(world: &World) {
+    let (status, body) = get_json(
+        &format!(
+            "{}/unified/user-directory/users?integrated_account_id=acc",
+            world.gateway.origin
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, body["result"][0]["id"].clone()),
+        (200, json!("u1")),
+        "{body}"
+    );
+}
+
+fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).map(|v| v.to_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn rate_limit_with_a_short_retry_after_is_waited_out() {
+    let world = world(vec![
+        Act::Answer {
+            status: 429,
+            headers: vec![("retry-after", "2".into())],
+            body: br#"{"message":"slow down"}"#.to_vec(),
+        },
+        ok(),
+    ])
+    .await;
+    let (status, body, _) = call(&world).await;
+    assert_eq!(
+        (status, body["result"][0]["id"].clone()),
+        (200, json!("u1"))
+    );
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(world.clock.slept(), vec![Duration::from_secs(2)]);
+    still_serves(&world).await;
+}
+
+#[tokio::test]
+async fn rate_limit_beyond_the_cap_goes_back_to_the_caller_with_normalized_headers() {
+    let world = world(vec![Act::Answer {
+        status: 429,
+        headers: vec![
+            ("retry-after", "120".into()),
+            ("x-ratelimit-limit", "600".into()),
+            ("x-ratelimit-remaining", "0".into()),
+        ],
+        body: br#"{"message":"API rate limit exceeded"}"#.to_vec(),
+    }])
+    .await;
+    let (status, body, headers) = call(&world).await;
+    assert_eq!(
+        (status, body),
+        (
+            429,
+            json!({"statusCode": 429, "error": "Too Many Requests", "message": "API rate limit exceeded",
+                     "truto_is_remote_error": true, "raw_response": {"message": "API rate limit exceeded"}})
+        )
+    );
+    assert_eq!(header(&headers, "retry-after").as_deref(), Some("120"));
+    assert_eq!(header(&headers, "ratelimit-limit").as_deref(), Some("600"));
+    assert_eq!(
+        header(&headers, "ratelimit-remaining").as_deref(),
+        Some("0")
+    );
+    assert_eq!(header(&headers, "ratelimit-reset").as_deref(), Some("120"));
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 1);
+    assert!(world.clock.slept().is_empty());
+    still_serves(&world).await;
+}
+
+#[tokio::test]
+async fn rate_limit_without_retry_after_backs_off_then_answers_429() {
+    let limited = || status(429, r#"{"error":"rate_limited"}"#);
+    let world = world(vec![limited(), limited(), limited()]).await;
+    let (status, body, headers) = call(&world).await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (429, json!("rate_limited"))
+    );
+    assert!(header(&headers, "retry-after").is_some());
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 3);
+    let waits = world.clock.slept();
+    assert_eq!(waits.len(), 2);
+    assert!(
+        waits[0] <= Duration::from_millis(200) && waits[1] <= Duration::from_millis(400),
+        "{waits:?}"
+    );
+    still_serves(&world).await;
+}
+
+#[tokio::test]
+async fn a_500_is_not_retried_and_reaches_the_caller_as_a_remote_502() {
+    let world = world(vec![status(500, r#"{"detail":"boom"}"#), ok()]).await;
+    let (status, body, _) = call(&world).await;
+    assert_eq!(
+        (status, body),
+        (
+            502,
+            json!({"statusCode": 502, "error": "Bad Gateway", "message": "boom", "truto_is_remote_error": true,
+                     "remote_status": 500, "raw_response": {"detail": "boom"}})
+        )
+    );
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 1);
+    still_serves(&world).await;
+}
+
+#[tokio::test]
+async fn a_503_then_200_is_retried() {
+    let world = world(vec![status(503, "{}"), ok()]).await;
+    let (status, _, _) = call(&world).await;
+    assert_eq!(status, 200);
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(world.clock.slept().len(), 1);
+}
+
+#[tokio::test]
+async fn a_503_storm_beyond_the_retry_budget_is_a_502() {
+    let storm = || status(503, r#"{"message":"unavailable"}"#);
+    let world = world(vec![storm(), storm(), storm(), storm()]).await;
+    let (status, body, _) = call(&world).await;
+    assert_eq!(
+        (
+            status,
+            body["remote_status"].clone(),
+            body["message"].clone()
+        ),
+        (502, json!(503), json!("unavailable"))
+    );
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 3);
+    still_serves(&world).await;
+}
+
+#[tokio::test]
+async fn a_hanging_provider_is_a_504_and_not_retried() {
+    let world = world(vec![Act::Hang]).await;
+    let (status, body, _) = call(&world).await;
+    assert_eq!(
+        (status, body),
+        (
+            504,
+            json!({"statusCode": 504, "error": "Gateway Timeout", "truto_is_remote_error": true,
+                     "message": "the provider did not answer within 400ms"})
+        )
+    );
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 1);
+    still_serves(&world).await;
+}
+
+#[tokio::test]
+async fn a_reset_connection_is_retried_then_a_502() {
+    let world = world(vec![Act::Reset, Act::Reset, Act::Reset]).await;
+    let (status, body, _) = call(&world).await;
+    assert_eq!(
+        (status, body["truto_is_remote_error"].clone()),
+        (502, json!(true)),
+        "{body}"
+    );
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 3);
+    still_serves(&world).await;
+}
+
+#[tokio::test]
+async fn malformed_truncated_huge_and_deep_bodies_are_502s_that_say_so() {
+    let deep = format!("{}1{}", "[".repeat(2_000), "]".repeat(2_000));
+    let cases: Vec<(Act, &str)> = vec![
+        (
+            status(200, r#"{"users": [{"id": "u1"}"#),
+            "the provider's response is not valid JSON",
+        ),
+        (
+            Act::Cut {
+                declared: 1_000,
+                body: br#"{"users": [{"id""#.to_vec(),
+            },
+            "the provider connection failed mid-response",
+        ),
+        (
+            status(200, &deep),
+            "the provider's response is not valid JSON (recursion limit exceeded",
+        ),
+        (
+            Act::Answer {
+                status: 200,
+                headers: vec![],
+                body: vec![b' '; 50 * 1024 * 1024],
+            },
+            "the provider's response is larger than the 33554432-byte limit",
+        ),
+    ];
+    for (act, message) in cases {
+        let world = world(vec![act]).await;
+        let (status, body, _) = call(&world).await;
+        assert_eq!(status, 502, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().starts_with(message),
+            "{message}: {body}"
+        );
+        assert_eq!(body["truto_is_remote_error"], true);
+        assert_eq!(world.provider.calls.load(Ordering::SeqCst), 1);
+        still_serves(&world).await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_trickle_past_the_total_timeout_is_a_504() {
+    let world = world(vec![Act::Trickle {
+        body: OK_BODY.as_bytes().to_vec(),
+        every: Duration::from_millis(50),
+    }])
+    .await;
+    let (status, body, _) = call(&world).await;
+    assert_eq!(
+        (status, body["statusCode"].clone()),
+        (504, json!(504)),
+        "{body}"
+    );
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 1);
+    still_serves(&world).await;
+}
