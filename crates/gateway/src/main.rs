@@ -40,6 +40,12 @@ enum Command {
         /// The mappings directory.
         dir: PathBuf,
     },
+    /// Print the integrations coverage table (docs/integrations.md) generated from a mappings
+    /// directory.
+    Docs {
+        /// The mappings directory.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +54,16 @@ fn main() -> ExitCode {
         Command::Check { dir } => match check(&dir) {
             Ok(summary) => {
                 println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Docs { dir } => match unigate_mapping::Catalog::load_dir(&dir) {
+            Ok(catalog) => {
+                print!("{}", unigate_mapping::coverage::integrations_table(&catalog, "user-directory", "users"));
                 ExitCode::SUCCESS
             }
             Err(errors) => {

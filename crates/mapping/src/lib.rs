@@ -7,6 +7,7 @@
 //! walking.
 
 pub mod catalog;
+pub mod coverage;
 pub mod diagnostics;
 pub mod expression;
 mod functions;
