@@ -7,7 +7,8 @@ use unigate_tests::{repo_catalog, repo_root};
 #[test]
 fn the_coverage_table_matches_the_mapping_files() {
     let generated = integrations_table(&repo_catalog(), "user-directory", "users");
-    let checked_in = std::fs::read_to_string(repo_root().join("docs/integrations.md")).unwrap_or_default();
+    let checked_in =
+        std::fs::read_to_string(repo_root().join("docs/integrations.md")).unwrap_or_default();
     assert!(
         generated == checked_in,
         "docs/integrations.md is stale: run `cargo run -q -p unigate-gateway -- docs mappings > docs/integrations.md`"

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use unigate_mapping::Catalog;
 use unigate_pagination::CursorCodec;
-use unigate_store::AccountStore;
+use unigate_store::{AccountStore, IntegratedAccount};
 use unigate_upstream::Upstream;
 use unigate_upstream::oauth::TokenManager;
 
@@ -91,35 +91,59 @@ impl Engine {
     /// keys, so a misconfigured account fails at startup rather than on its first call. Returns
     /// every problem.
     pub fn check_accounts(&self) -> Vec<String> {
+        self.accounts
+            .list()
+            .iter()
+            .flat_map(|account| self.check_account(account))
+            .collect()
+    }
+
+    /// Every problem that would stop `account` from being served by its integration.
+    pub fn check_account(&self, account: &IntegratedAccount) -> Vec<String> {
         let mut problems = Vec::new();
-        for account in self.accounts.list() {
-            let Some(integration) = self.catalog.integrations.get(&account.integration) else {
+        if account.id.is_empty()
+            || account.id.len() > 200
+            || account.id.chars().any(char::is_control)
+        {
+            problems.push("integrated account ids are 1 to 200 printable characters".to_owned());
+        }
+        let Some(integration) = self.catalog.integrations.get(&account.integration) else {
+            problems.push(format!(
+                "integrated account `{}`: unknown integration `{}`",
+                account.id, account.integration
+            ));
+            return problems;
+        };
+        if !account.context.is_object() {
+            problems.push(format!(
+                "integrated account `{}`: `context` must be an object",
+                account.id
+            ));
+        }
+        for key in integration.context_keys() {
+            let found = key
+                .split('.')
+                .try_fold(&account.context, |value, segment| value.get(segment));
+            if found.is_none() {
                 problems.push(format!(
-                    "integrated account `{}`: unknown integration `{}`",
+                    "integrated account `{}`: the `{}` mapping needs `context.{key}`",
                     account.id, account.integration
-                ));
-                continue;
-            };
-            for key in integration.context_keys() {
-                let found = key
-                    .split('.')
-                    .try_fold(&account.context, |value, segment| value.get(segment));
-                if found.is_none() {
-                    problems.push(format!(
-                        "integrated account `{}`: the `{}` mapping needs `context.{key}`",
-                        account.id, account.integration
-                    ));
-                }
-            }
-            if let Some(base_url) = &account.base_url
-                && unigate_upstream::Url::parse(base_url).is_err()
-            {
-                problems.push(format!(
-                    "integrated account `{}`: `base_url` is not an absolute URL",
-                    account.id
                 ));
             }
         }
+        if let Some(base_url) = &account.base_url
+            && unigate_upstream::Url::parse(base_url).is_err()
+        {
+            problems.push(format!(
+                "integrated account `{}`: `base_url` is not an absolute URL",
+                account.id
+            ));
+        }
         problems
+    }
+
+    /// The account store, for the admin API.
+    pub fn accounts(&self) -> &Arc<dyn AccountStore> {
+        &self.accounts
     }
 }

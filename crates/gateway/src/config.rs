@@ -25,6 +25,34 @@ pub struct Config {
     pub upstream: UpstreamSettings,
     #[serde(default)]
     pub integrated_accounts: Vec<IntegratedAccount>,
+    /// Where accounts and their tokens live (default: in memory, from this file).
+    #[serde(default)]
+    pub store: StoreSettings,
+    /// Bearer tokens of the admin API (`/admin/...`); none = the admin API refuses everyone.
+    #[serde(default)]
+    pub admin_tokens: Vec<String>,
+    /// OAuth access tokens are refreshed this many seconds before they expire.
+    #[serde(default = "default_refresh_margin")]
+    pub token_refresh_margin_s: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreSettings {
+    /// Accounts from this file, in memory; changes live until restart.
+    #[default]
+    Memory,
+    /// One SQLite file (created on first start), credentials encrypted with `key`.
+    Sqlite {
+        /// Relative to the config file's folder.
+        path: PathBuf,
+        /// 32 bytes as 64 hex characters or base64, e.g. `${UNIGATE_STORE_KEY}`.
+        key: String,
+    },
+}
+
+fn default_refresh_margin() -> u64 {
+    60
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +64,24 @@ pub struct UpstreamSettings {
     pub timeout_ms: u64,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Retries after the first attempt, for connect errors, 502/503/504 and rate limits.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    #[serde(default = "default_backoff")]
+    pub retry_backoff_ms: u64,
+    /// The longest rate-limit wait sat out before answering 429.
+    #[serde(default = "default_rate_limit_wait")]
+    pub max_rate_limit_wait_ms: u64,
+}
+
+fn default_retries() -> u32 {
+    2
+}
+fn default_backoff() -> u64 {
+    200
+}
+fn default_rate_limit_wait() -> u64 {
+    10_000
 }
 
 impl Default for UpstreamSettings {
@@ -44,6 +90,9 @@ impl Default for UpstreamSettings {
             connect_timeout_ms: default_connect_timeout(),
             timeout_ms: default_timeout(),
             max_body_bytes: default_max_body(),
+            max_retries: default_retries(),
+            retry_backoff_ms: default_backoff(),
+            max_rate_limit_wait_ms: default_rate_limit_wait(),
         }
     }
 }
@@ -150,6 +199,22 @@ impl Config {
         one(&mut config.cursor_secret, "cursor_secret", &mut errors);
         for (index, token) in config.api_tokens.iter_mut().enumerate() {
             one(token, &format!("api_tokens[{index}]"), &mut errors);
+        }
+        for (index, token) in config.admin_tokens.iter_mut().enumerate() {
+            one(token, &format!("admin_tokens[{index}]"), &mut errors);
+        }
+        if config.admin_tokens.iter().any(|token| token.len() < 16) {
+            errors.push("admin_tokens: each admin token needs 16 characters or more".to_owned());
+        }
+        if let StoreSettings::Sqlite {
+            path: store_path,
+            key,
+        } = &mut config.store
+        {
+            one(key, "store.key", &mut errors);
+            if store_path.is_relative() {
+                *store_path = path.parent().unwrap_or(Path::new(".")).join(&*store_path);
+            }
         }
         for (index, account) in config.integrated_accounts.iter_mut().enumerate() {
             let field = format!("integrated_accounts[{index}]");

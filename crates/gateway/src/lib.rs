@@ -5,6 +5,7 @@
 //! and the `unigate` CLI (`serve`, `check`). It holds no provider logic: that is the engine's
 //! and the mapping files'.
 
+mod admin;
 pub mod config;
 pub mod sandbox;
 
@@ -25,11 +26,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use unigate_engine::{Engine, EngineConfig};
 use unigate_mapping::Catalog;
-use unigate_store::{IntegratedAccount, MemoryStore};
+use unigate_store::sqlite::{SqliteStore, StoreKey};
+use unigate_store::{AccountStore, IntegratedAccount, MemoryStore, StoreError};
 use unigate_unified::{ApiError, ErrorKind, qs};
 use unigate_upstream::{Upstream, UpstreamConfig};
 
-use crate::config::Config;
+use crate::config::{Config, StoreSettings};
 
 /// A JSON response with the status of an error, in the error envelope.
 pub struct ErrorResponse(pub ApiError);
@@ -70,30 +72,21 @@ pub struct AppState {
     /// SHA-256 of each accepted API token: comparing digests in constant time leaks neither
     /// the tokens nor their lengths.
     token_digests: Arc<Vec<[u8; 32]>>,
+    /// The same for the admin API's tokens; none configured = the admin API refuses everyone.
+    admin_digests: Arc<Vec<[u8; 32]>>,
 }
 
-impl AppState {
-    pub fn new(engine: Engine, api_tokens: &[String]) -> Self {
-        let token_digests = api_tokens
+fn digests(tokens: &[String]) -> Arc<Vec<[u8; 32]>> {
+    Arc::new(
+        tokens
             .iter()
             .map(|token| Sha256::digest(token.as_bytes()).into())
-            .collect();
-        AppState {
-            engine,
-            token_digests: Arc::new(token_digests),
-        }
-    }
-
-    fn accepts(&self, token: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.token_digests.iter().fold(false, |found, known| {
-            found | bool::from(known.ct_eq(&digest))
-        })
-    }
+            .collect(),
+    )
 }
 
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let token = request
+fn bearer(request: &Request) -> Option<&str> {
+    request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -102,10 +95,77 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
         })
-        .map(str::trim);
-    match token {
-        Some(token) if state.accepts(token) => next.run(request).await,
-        _ => ErrorResponse(ApiError::unauthorized()).into_response(),
+        .map(str::trim)
+}
+
+/// Constant time over every known digest, whatever matches.
+fn accepted(known: &[[u8; 32]], token: Option<&str>) -> bool {
+    let Some(token) = token else { return false };
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    known.iter().fold(false, |found, candidate| {
+        found | bool::from(candidate.ct_eq(&digest))
+    })
+}
+
+impl AppState {
+    pub fn new(engine: Engine, api_tokens: &[String], admin_tokens: &[String]) -> Self {
+        AppState {
+            engine,
+            token_digests: digests(api_tokens),
+            admin_digests: digests(admin_tokens),
+        }
+    }
+}
+
+async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if accepted(&state.admin_digests, bearer(&request)) {
+        next.run(request).await
+    } else {
+        ErrorResponse(ApiError::new(
+            ErrorKind::Unauthorized,
+            "Missing or invalid admin token: send `Authorization: Bearer <admin token>`.",
+        ))
+        .into_response()
+    }
+}
+
+/// Largest URI and header block the gateway reads; larger requests are refused before routing.
+const MAX_URI_BYTES: usize = 16 * 1024;
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Largest request body (admin API JSON); unified list calls have none.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+async fn limit_request_size(request: Request, next: Next) -> Response {
+    let uri = request.uri().to_string().len();
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if uri > MAX_URI_BYTES {
+        let mut response = ErrorResponse(ApiError::bad_request(format!(
+            "the request URI is longer than {MAX_URI_BYTES} bytes"
+        )))
+        .into_response();
+        *response.status_mut() = StatusCode::URI_TOO_LONG;
+        return response;
+    }
+    if headers > MAX_HEADER_BYTES {
+        let mut response = ErrorResponse(ApiError::bad_request(format!(
+            "the request headers are larger than {MAX_HEADER_BYTES} bytes"
+        )))
+        .into_response();
+        *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+        return response;
+    }
+    next.run(request).await
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if accepted(&state.token_digests, bearer(&request)) {
+        next.run(request).await
+    } else {
+        ErrorResponse(ApiError::unauthorized()).into_response()
     }
 }
 
@@ -221,13 +281,18 @@ pub fn router(state: AppState) -> Router {
             get(meta_by_integration).fallback(method_not_allowed),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let admin =
+        admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .merge(unified)
+        .merge(admin)
         .route(
             "/health",
             get(|| async { json_response(StatusCode::OK, &json!({"status": "ok"})) }),
         )
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(limit_request_size))
         .with_state(state)
 }
 
@@ -250,15 +315,41 @@ impl Gateway {
         let engine_config = EngineConfig {
             default_limit: config.default_limit,
             max_records_per_response: config.max_records_per_response,
+            token_refresh_margin: Duration::from_secs(config.token_refresh_margin_s),
+            retry: unigate_engine::RetryPolicy {
+                max_retries: config.upstream.max_retries,
+                backoff_base: Duration::from_millis(config.upstream.retry_backoff_ms),
+                max_rate_limit_wait: Duration::from_millis(config.upstream.max_rate_limit_wait_ms),
+                ..unigate_engine::RetryPolicy::default()
+            },
             ..EngineConfig::default()
         };
-        Gateway::assemble(
+        let store: Arc<dyn AccountStore> = match &config.store {
+            StoreSettings::Memory => {
+                Arc::new(MemoryStore::new(config.integrated_accounts.clone())?)
+            }
+            StoreSettings::Sqlite { path, key } => {
+                let key = StoreKey::parse(key).map_err(|error| format!("store.key: {error}"))?;
+                let store = SqliteStore::open(path, key)
+                    .map_err(|error| format!("{}: {error}", path.display()))?;
+                // Config accounts seed the store; what the admin API changed since is kept.
+                for account in &config.integrated_accounts {
+                    match store.create(account.clone()) {
+                        Ok(()) | Err(StoreError::Exists(_)) => {}
+                        Err(error) => return Err(error.to_string()),
+                    }
+                }
+                Arc::new(store)
+            }
+        };
+        Gateway::assemble_with_store(
             catalog,
-            config.integrated_accounts.clone(),
+            store,
             upstream,
             engine_config,
             config.cursor_secret.as_bytes(),
             &config.api_tokens,
+            &config.admin_tokens,
         )
     }
 
@@ -290,11 +381,31 @@ impl Gateway {
         cursor_secret: &[u8],
         api_tokens: &[String],
     ) -> Result<Gateway, String> {
-        let store = MemoryStore::new(accounts)?;
+        let store = Arc::new(MemoryStore::new(accounts)?);
+        Gateway::assemble_with_store(
+            catalog,
+            store,
+            upstream,
+            engine_config,
+            cursor_secret,
+            api_tokens,
+            &[],
+        )
+    }
+
+    pub fn assemble_with_store(
+        catalog: Catalog,
+        store: Arc<dyn AccountStore>,
+        upstream: UpstreamConfig,
+        engine_config: EngineConfig,
+        cursor_secret: &[u8],
+        api_tokens: &[String],
+        admin_tokens: &[String],
+    ) -> Result<Gateway, String> {
         let upstream = Upstream::new(upstream).map_err(|error| error.to_string())?;
         let engine = Engine::new(
             Arc::new(catalog),
-            Arc::new(store),
+            store,
             upstream,
             cursor_secret,
             engine_config,
@@ -304,7 +415,7 @@ impl Gateway {
             return Err(problems.join("\n"));
         }
         Ok(Gateway {
-            state: AppState::new(engine, api_tokens),
+            state: AppState::new(engine, api_tokens, admin_tokens),
         })
     }
 

@@ -63,7 +63,14 @@ fn main() -> ExitCode {
         },
         Command::Docs { dir } => match unigate_mapping::Catalog::load_dir(&dir) {
             Ok(catalog) => {
-                print!("{}", unigate_mapping::coverage::integrations_table(&catalog, "user-directory", "users"));
+                print!(
+                    "{}",
+                    unigate_mapping::coverage::integrations_table(
+                        &catalog,
+                        "user-directory",
+                        "users"
+                    )
+                );
                 ExitCode::SUCCESS
             }
             Err(errors) => {

@@ -26,15 +26,27 @@ pub fn integrations_table(catalog: &Catalog, model: &str, resource: &str) -> Str
     let rows: Vec<_> = catalog
         .integrations
         .values()
-        .filter_map(|integration| Some((integration, integration.unified_method(model, resource, "list")?)))
+        .filter_map(|integration| {
+            Some((
+                integration,
+                integration.unified_method(model, resource, "list")?,
+            ))
+        })
         .collect();
     let _ = writeln!(out, "# Integrations\n");
     let _ = writeln!(
         out,
         "Generated from `mappings/` by `unigate docs mappings`; do not edit by hand (a test fails when this file is stale).\n"
     );
-    let _ = writeln!(out, "{} integrations map `{model}/{resource}` list.\n", rows.len());
-    let _ = writeln!(out, "| id | name | pagination | auth | mapped fields | native filters | native sorts | partial |");
+    let _ = writeln!(
+        out,
+        "{} integrations map `{model}/{resource}` list.\n",
+        rows.len()
+    );
+    let _ = writeln!(
+        out,
+        "| id | name | pagination | auth | mapped fields | native filters | native sorts | partial |"
+    );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     for (integration, method) in rows {
         let pagination = integration
@@ -46,7 +58,11 @@ pub fn integrations_table(catalog: &Catalog, model: &str, resource: &str) -> Str
             .object_keys()
             .map_or_else(|| "(computed)".to_owned(), |keys| keys.join(", "));
         let list = |items: &std::collections::BTreeSet<String>| {
-            if items.is_empty() { "—".to_owned() } else { items.iter().cloned().collect::<Vec<_>>().join(", ") }
+            if items.is_empty() {
+                "—".to_owned()
+            } else {
+                items.iter().cloned().collect::<Vec<_>>().join(", ")
+            }
         };
         let _ = writeln!(
             out,

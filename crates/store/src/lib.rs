@@ -1,9 +1,12 @@
 //! The store room: integrated accounts and the context (credentials included) their calls are
 //! rendered from.
 //!
-//! Behind the [`AccountStore`] trait so that the engine does not care where accounts live. This
-//! crate holds the in-memory store seeded from the config; the embedded SQLite store with
-//! encrypted credentials and token refresh is the accounts-store issue's work. It does no HTTP.
+//! Behind the [`AccountStore`] trait so that the engine does not care where accounts live:
+//! [`MemoryStore`] (config accounts, the sandbox, tests) and [`sqlite::SqliteStore`] (one file,
+//! versioned migrations, credentials encrypted at rest). A Postgres store for several replicas
+//! is planned behind the same trait (DESIGN.md). It does no HTTP.
+
+pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -58,6 +61,22 @@ impl fmt::Debug for IntegratedAccount {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("integrated account `{0}` already exists")]
+    Exists(String),
+    #[error("integrated account `{0}` not found")]
+    NotFound(String),
+    #[error("the store key must be 32 bytes, as 64 hex characters or base64")]
+    Key,
+    #[error(
+        "the store could not be decrypted with this key (wrong UNIGATE_STORE_KEY?) or is damaged"
+    )]
+    Crypto,
+    #[error("store: {0}")]
+    Database(String),
+}
+
 /// Where the engine finds accounts, and how it records what it learns about them.
 pub trait AccountStore: Send + Sync + fmt::Debug {
     fn get(&self, id: &str) -> Option<Arc<IntegratedAccount>>;
@@ -66,6 +85,10 @@ pub trait AccountStore: Send + Sync + fmt::Debug {
     fn set_status(&self, id: &str, status: AccountStatus, last_error: Option<String>);
     /// Sets one (dotted) context key, e.g. a rotated refresh token or a fresh access token.
     fn set_context_value(&self, id: &str, key: &str, value: Value);
+    fn create(&self, account: IntegratedAccount) -> Result<(), StoreError>;
+    /// Replaces an existing account whole.
+    fn replace(&self, account: IntegratedAccount) -> Result<(), StoreError>;
+    fn delete(&self, id: &str) -> Result<(), StoreError>;
 }
 
 /// Accounts held in memory, from the config file (or the sandbox). Updates live until restart.
@@ -147,6 +170,43 @@ impl AccountStore for MemoryStore {
 
     fn set_context_value(&self, id: &str, key: &str, value: Value) {
         self.update(id, |account| set_dotted(&mut account.context, key, value));
+    }
+
+    fn create(&self, account: IntegratedAccount) -> Result<(), StoreError> {
+        let mut accounts = self
+            .accounts
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if accounts.contains_key(&account.id) {
+            return Err(StoreError::Exists(account.id));
+        }
+        accounts.insert(account.id.clone(), Arc::new(account));
+        Ok(())
+    }
+
+    fn replace(&self, account: IntegratedAccount) -> Result<(), StoreError> {
+        let mut accounts = self
+            .accounts
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match accounts.get_mut(&account.id) {
+            Some(slot) => {
+                *slot = Arc::new(account);
+                Ok(())
+            }
+            None => Err(StoreError::NotFound(account.id)),
+        }
+    }
+
+    fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let mut accounts = self
+            .accounts
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        accounts
+            .remove(id)
+            .map(|_| ())
+            .ok_or_else(|| StoreError::NotFound(id.to_owned()))
     }
 }
 

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     NotFound,
     /// A route that exists, called with another HTTP method. 405.
     MethodNotAllowed,
+    /// The request conflicts with what exists (an account id taken). 409.
+    Conflict,
     /// The provider answered with an error status (or a 2xx body its mapping declares an
     /// error). The caller gets the provider's 4xx status, or 502 for a provider 5xx.
     Remote {
@@ -46,6 +48,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => 401,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::Conflict => 409,
             ErrorKind::Remote { provider_status } => match provider_status {
                 400..=499 => provider_status,
                 _ => 502,

@@ -1,0 +1,203 @@
+//! The admin API: create, list, get, update and delete integrated accounts, behind its own
+//! tokens (`admin_tokens`). Answers never contain context values, only their keys: credentials
+//! go in, and never come back out.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use unigate_store::{AccountStatus, IntegratedAccount, StoreError};
+use unigate_unified::{ApiError, ErrorKind};
+
+use crate::{AppState, ErrorResponse, json_response};
+
+fn view(account: &IntegratedAccount) -> Value {
+    let mut keys = Vec::new();
+    fn walk(prefix: &str, value: &Value, keys: &mut Vec<String>) {
+        if let Value::Object(object) = value {
+            for (key, inner) in object {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                if inner.is_object() {
+                    walk(&path, inner, keys);
+                } else {
+                    keys.push(path);
+                }
+            }
+        }
+    }
+    walk("", &account.context, &mut keys);
+    json!({
+        "id": account.id,
+        "integration": account.integration,
+        "base_url": account.base_url,
+        "status": account.status,
+        "last_error": account.last_error,
+        "context_keys": keys,
+    })
+}
+
+fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Exists(_) => ApiError::new(ErrorKind::Conflict, error.to_string()),
+        StoreError::NotFound(_) => ApiError::not_found(error.to_string()),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))
+}
+
+fn answer(result: Result<(StatusCode, Value), ApiError>) -> Response {
+    match result {
+        Ok((status, body)) => json_response(status, &body),
+        Err(error) => ErrorResponse(error).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Patch {
+    #[serde(default)]
+    integration: Option<String>,
+    /// Merged into the context key by key; `null` removes a key.
+    #[serde(default)]
+    context: Option<Map<String, Value>>,
+    #[serde(default, with = "double_option")]
+    base_url: Option<Option<String>>,
+    /// Only `active` may be set: it is how a reconnected account is cleared.
+    #[serde(default)]
+    status: Option<AccountStatus>,
+}
+
+/// `field: null` (clear) versus an absent field (leave).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(deserializer).map(Some)
+    }
+}
+
+async fn list(State(state): State<AppState>) -> Response {
+    let accounts: Vec<Value> = state
+        .engine
+        .accounts()
+        .list()
+        .iter()
+        .map(|a| view(a))
+        .collect();
+    json_response(StatusCode::OK, &json!({"result": accounts}))
+}
+
+async fn create(State(state): State<AppState>, body: Bytes) -> Response {
+    answer((|| {
+        let mut account: IntegratedAccount = parse_body(&body)?;
+        account.status = AccountStatus::Active;
+        account.last_error = None;
+        let problems = state.engine.check_account(&account);
+        if !problems.is_empty() {
+            return Err(ApiError::bad_request(problems.join("; ")));
+        }
+        state
+            .engine
+            .accounts()
+            .create(account.clone())
+            .map_err(store_error)?;
+        Ok((StatusCode::CREATED, view(&account)))
+    })())
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    answer(
+        state
+            .engine
+            .accounts()
+            .get(&id)
+            .map(|account| (StatusCode::OK, view(&account)))
+            .ok_or_else(|| ApiError::not_found(format!("integrated account `{id}` not found"))),
+    )
+}
+
+async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Response {
+    answer((|| {
+        let patch: Patch = parse_body(&body)?;
+        let current =
+            state.engine.accounts().get(&id).ok_or_else(|| {
+                ApiError::not_found(format!("integrated account `{id}` not found"))
+            })?;
+        let mut account = IntegratedAccount::clone(&current);
+        if let Some(integration) = patch.integration {
+            account.integration = integration;
+        }
+        if let Some(context) = patch.context {
+            let object = account
+                .context
+                .as_object_mut()
+                .ok_or_else(|| ApiError::internal("stored context is not an object"))?;
+            for (key, value) in context {
+                if value.is_null() {
+                    object.remove(&key);
+                } else {
+                    object.insert(key, value);
+                }
+            }
+        }
+        if let Some(base_url) = patch.base_url {
+            account.base_url = base_url;
+        }
+        match patch.status {
+            Some(AccountStatus::Active) => {
+                account.status = AccountStatus::Active;
+                account.last_error = None;
+            }
+            Some(AccountStatus::NeedsReauth) => {
+                return Err(ApiError::bad_request(
+                    "`status` can only be set to `active` (reconnected)",
+                ));
+            }
+            None => {}
+        }
+        let problems = state.engine.check_account(&account);
+        if !problems.is_empty() {
+            return Err(ApiError::bad_request(problems.join("; ")));
+        }
+        state
+            .engine
+            .accounts()
+            .replace(account.clone())
+            .map_err(store_error)?;
+        Ok((StatusCode::OK, view(&account)))
+    })())
+}
+
+async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    answer(
+        state
+            .engine
+            .accounts()
+            .delete(&id)
+            .map(|()| (StatusCode::OK, json!({"id": id})))
+            .map_err(store_error),
+    )
+}
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/integrated-accounts", get(list).post(create))
+        .route(
+            "/admin/integrated-accounts/{id}",
+            get(show).patch(update).delete(remove),
+        )
+}

@@ -1,0 +1,227 @@
+//! The admin API over the SQLite store: accounts created, listed, read, updated and deleted
+//! through HTTP with the admin token; credentials go in and never come back out; everything
+//! survives a restart of the gateway; the file holds no credential in clear.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use unigate_gateway::Gateway;
+use unigate_gateway::config::Config;
+use unigate_tests::{RunningGateway, repo_root, serve};
+
+const ADMIN: &str = "admin-token-0123456789";
+const API: &str = "api-token-0123";
+const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+fn config_file(dir: &std::path::Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "api_tokens: [\"{API}\"]\nadmin_tokens: [\"${{TEST_ADMIN_TOKEN}}\"]\ncursor_secret: \"0123456789abcdef0123\"\nmappings_dir: {}\nstore:\n  kind: sqlite\n  path: accounts.db\n  key: \"${{TEST_STORE_KEY}}\"\nintegrated_accounts:\n  - id: seeded\n    integration: scim\n    context: {{ base_url: \"https://scim.example.test/v2\", token: seeded-SECRET }}\n",
+            repo_root().join("mappings").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn start(path: &std::path::Path) -> RunningGateway {
+    let env = |name: &str| match name {
+        "TEST_ADMIN_TOKEN" => Some(ADMIN.to_owned()),
+        "TEST_STORE_KEY" => Some(KEY.to_owned()),
+        _ => None,
+    };
+    let config = Config::load(path, &env).unwrap();
+    serve(Gateway::from_config(&config).unwrap_or_else(|e| panic!("{e}"))).await
+}
+
+async fn admin(
+    gateway: &RunningGateway,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let url = format!("{}{path}", gateway.origin);
+    let mut request = match method {
+        "GET" => client.get(url),
+        "POST" => client.post(url),
+        "PATCH" => client.patch(url),
+        "DELETE" => client.delete(url),
+        _ => unreachable!(),
+    }
+    .bearer_auth(token);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        !body.to_string().contains("SECRET"),
+        "a credential came back: {body}"
+    );
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_are_managed_over_http_and_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("unigate-admin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = config_file(&dir);
+    let gateway = start(&path).await;
+
+    // Only the admin token opens the admin API; the API token does not.
+    assert_eq!(
+        admin(&gateway, "GET", "/admin/integrated-accounts", API, None)
+            .await
+            .0,
+        401
+    );
+
+    let (status, body) = admin(&gateway, "GET", "/admin/integrated-accounts", ADMIN, None).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"result": [{"id": "seeded", "integration": "scim", "base_url": null, "status": "active",
+                                  "last_error": null, "context_keys": ["base_url", "token"]}]})
+        )
+    );
+
+    let created = json!({"id": "acme-okta", "integration": "okta", "context": {"subdomain": "acme", "api_token": "okta-SECRET"}});
+    let (status, body) = admin(
+        &gateway,
+        "POST",
+        "/admin/integrated-accounts",
+        ADMIN,
+        Some(created.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            201,
+            json!({"id": "acme-okta", "integration": "okta", "base_url": null, "status": "active",
+                     "last_error": null, "context_keys": ["subdomain", "api_token"]})
+        )
+    );
+    assert_eq!(
+        admin(
+            &gateway,
+            "POST",
+            "/admin/integrated-accounts",
+            ADMIN,
+            Some(created)
+        )
+        .await
+        .0,
+        409
+    );
+    let (status, body) = admin(
+        &gateway,
+        "POST",
+        "/admin/integrated-accounts",
+        ADMIN,
+        Some(json!({"id": "bad", "integration": "okta", "context": {"subdomain": "acme"}})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            400,
+            json!("integrated account `bad`: the `okta` mapping needs `context.api_token`")
+        )
+    );
+    assert_eq!(
+        admin(
+            &gateway,
+            "POST",
+            "/admin/integrated-accounts",
+            ADMIN,
+            Some(json!({"id": 5}))
+        )
+        .await
+        .0,
+        400
+    );
+
+    let (status, body) = admin(
+        &gateway, "PATCH", "/admin/integrated-accounts/acme-okta", ADMIN,
+        Some(json!({"context": {"api_token": "rotated-SECRET"}, "base_url": "https://okta.internal.example"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["base_url"].clone()),
+        (200, json!("https://okta.internal.example"))
+    );
+    assert_eq!(
+        admin(
+            &gateway,
+            "GET",
+            "/admin/integrated-accounts/nobody",
+            ADMIN,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    drop(gateway);
+
+    // A new gateway over the same file sees everything.
+    let gateway = start(&path).await;
+    let (status, body) = admin(
+        &gateway,
+        "GET",
+        "/admin/integrated-accounts/acme-okta",
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            status,
+            body["base_url"].clone(),
+            body["context_keys"].clone()
+        ),
+        (
+            200,
+            json!("https://okta.internal.example"),
+            json!(["subdomain", "api_token"])
+        )
+    );
+    let file = std::fs::read(dir.join("accounts.db")).unwrap();
+    let text = String::from_utf8_lossy(&file);
+    assert!(!text.contains("rotated-SECRET") && !text.contains("seeded-SECRET"));
+
+    assert_eq!(
+        admin(
+            &gateway,
+            "DELETE",
+            "/admin/integrated-accounts/acme-okta",
+            ADMIN,
+            None
+        )
+        .await,
+        (200, json!({"id": "acme-okta"}))
+    );
+    assert_eq!(
+        admin(
+            &gateway,
+            "DELETE",
+            "/admin/integrated-accounts/acme-okta",
+            ADMIN,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
