@@ -535,10 +535,10 @@ async fn capabilities_come_from_the_mapping_files() {
                        "status", "user_type", "roles", "created_at", "updated_at", "last_login_at"],
             "filters": {
                 "native": ["email", "status"],
-                "gateway": ["created_at", "emails", "first_name", "group_id", "groups", "last_name", "name",
-                            "org_id", "organization_id", "role_id", "roles", "title", "updated_at",
-                            "user_type", "username", "workspace_id"],
-                "unsupported": ["customer_id", "include_inherited", "include_last_login_at", "org_unit_path", "product"]
+                "gateway": ["created_at", "emails", "first_name", "last_name", "name", "role_id", "roles",
+                            "title", "updated_at", "user_type", "username"],
+                "unsupported": ["customer_id", "group_id", "groups", "include_inherited", "include_last_login_at",
+                                "org_id", "org_unit_path", "organization_id", "product", "workspace_id"]
             },
             "sorts": {
                 "native": [],

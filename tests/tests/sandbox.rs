@@ -85,6 +85,11 @@ async fn bad_requests_get_the_error_envelope() {
             "`sort_by=name` is not supported natively by integration `sandbox` (native sorts: none); add `truto_ignore_limit=true` to sort every record in the gateway",
         ),
         (
+            "integrated_account_id=sandbox&group_id=g1",
+            400,
+            "filter `group_id` cannot match anything: integration `sandbox` does not provide `groups.id`",
+        ),
+        (
             "integrated_account_id=sandbox&next_cursor=garbage",
             400,
             "`next_cursor` is not a cursor this gateway issued",

@@ -73,7 +73,12 @@ impl Engine {
             if mapped.native_filters.contains(name) {
                 continue;
             }
-            if spec.is_gateway_applicable() {
+            let provided = mapped.mapped_fields.as_ref().is_none_or(|fields| {
+                spec.fields
+                    .iter()
+                    .any(|path| fields.contains(path.split('.').next().unwrap_or(path)))
+            });
+            if spec.is_gateway_applicable() && provided {
                 gateway_filters.push(name);
             } else {
                 unsupported_filters.push(name);

@@ -812,6 +812,19 @@ fn gateway_filters(
             continue;
         }
         let spec = &resource.filters[name];
+        if let Some(mapped) = &method.mapped_fields
+            && spec.is_gateway_applicable()
+            && !spec
+                .fields
+                .iter()
+                .any(|path| mapped.contains(path.split('.').next().unwrap_or(path)))
+        {
+            return Err(ApiError::bad_request(format!(
+                "filter `{name}` cannot match anything: integration `{}` does not provide `{}`",
+                integration.id,
+                spec.fields.join("`, `")
+            )));
+        }
         if !spec.is_gateway_applicable() {
             return Err(ApiError::bad_request(format!(
                 "`{name}` is a provider hint that integration `{}` cannot honour (its native filters: {})",

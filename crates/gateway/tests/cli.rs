@@ -169,9 +169,18 @@ fn serve_config_names_an_unset_variable() {
 
 #[test]
 fn the_example_config_starts_once_its_variables_are_set() {
-    // config.example.yaml must stay loadable: every account it lists is checked against the mappings.
-    let example = repo().join("config.example.yaml");
-    let text = std::fs::read_to_string(&example).unwrap();
+    // config.example.yaml must stay loadable: every account it lists is checked against the
+    // mappings. A copy runs in a scratch folder so its store file lands there.
+    let dir = scratch("example");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(repo().join("config.example.yaml"))
+        .unwrap()
+        .replace(
+            "mappings_dir: mappings",
+            &format!("mappings_dir: {}", repo().join("mappings").display()),
+        );
+    let example = dir.join("config.yaml");
+    std::fs::write(&example, &text).unwrap();
     let mut command = unigate();
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
@@ -189,7 +198,12 @@ fn the_example_config_starts_once_its_variables_are_set() {
         }
     }
     for name in &names {
-        command.env(name, "value-for-the-example-config-0123456789");
+        let value = if name == "UNIGATE_STORE_KEY" {
+            "ab".repeat(32)
+        } else {
+            "value-for-the-example-config-0123456789".to_owned()
+        };
+        command.env(name, value);
     }
     let mut child = command
         .stdout(Stdio::piped())

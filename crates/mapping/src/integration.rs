@@ -123,6 +123,9 @@ pub struct UnifiedMethod {
     pub native_sorts: BTreeSet<String>,
     pub query_mapping: Option<Expression>,
     pub response_mapping: Expression,
+    /// The unified fields the response mapping can produce, when its shape is visible at load
+    /// (a top-level object constructor); `None` when computed.
+    pub mapped_fields: Option<BTreeSet<String>>,
 }
 
 impl Integration {
@@ -374,6 +377,9 @@ pub(crate) fn compile_integration(
                                 .map(|f| f.value.clone())
                                 .collect(),
                             native_sorts: native_sorts.iter().map(|s| s.value.clone()).collect(),
+                            mapped_fields: response_mapping
+                                .object_keys()
+                                .map(|keys| keys.into_iter().collect()),
                             query_mapping,
                             response_mapping,
                         },
