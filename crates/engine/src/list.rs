@@ -483,10 +483,23 @@ impl Engine {
             .map_err(|error| mapping_error(&call.integration, &error))?;
         let digest = page_digest(&records);
         let compiled = &resource.pagination;
+        // Pagination expressions read the body, and `$headers` (names lower-case) for providers
+        // that put the next cursor or the totals in headers.
+        let headers: serde_json::Map<String, Value> = response
+            .headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((
+                    name.as_str().to_owned(),
+                    Value::String(value.to_str().ok()?.to_owned()),
+                ))
+            })
+            .collect();
+        let page_scope = call.scope.with("headers", Value::Object(headers));
         let evaluate = |expression: &Option<Expression>, what: &'static str| {
             expression
                 .as_ref()
-                .map(|expression| expression.evaluate(&body, &call.scope))
+                .map(|expression| expression.evaluate(&body, &page_scope))
                 .transpose()
                 .map(Option::flatten)
                 .map_err(|error| mapping_error(&call.integration, &MapError::Eval { what, error }))
@@ -574,6 +587,22 @@ impl Engine {
                 .access_token(&call.account.id, &token_request, rejected.as_ref())
                 .await
                 .map_err(|error| self.token_failure(call, error))?;
+            if issued.fresh {
+                // Persisted with the account, so a restart (or the encrypted store) reuses it.
+                let store = &self.accounts;
+                store.set_context_value(
+                    &call.account.id,
+                    "access_token",
+                    Value::String(issued.token.token.expose().to_owned()),
+                );
+                store.set_context_value(
+                    &call.account.id,
+                    "access_token_expires_at",
+                    issued.token.expires_at.map_or(Value::Null, |at| {
+                        Value::String(unigate_unified::time::format_rfc3339(at * 1000))
+                    }),
+                );
+            }
             if let Some(rotated) = &issued.rotated_refresh_token
                 && let Some(key) = self.refresh_token_key(call)
             {

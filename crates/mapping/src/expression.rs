@@ -65,6 +65,13 @@ impl Scope {
         }
         Scope { bindings }
     }
+
+    /// This scope plus one more variable (e.g. `$headers` for pagination expressions).
+    pub fn with(&self, name: &str, value: Value) -> Scope {
+        Scope {
+            bindings: self.bindings.clone().var(name, value),
+        }
+    }
 }
 
 impl Expression {

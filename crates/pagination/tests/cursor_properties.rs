@@ -260,7 +260,7 @@ proptest! {
 
 proptest! {
     // Each case tries every edit of one cursor: a few cases are plenty.
-    #![proptest_config(ProptestConfig::with_cases(4))]
+    #![proptest_config(ProptestConfig::with_cases(2))]
 
     #[test]
     fn every_single_byte_edit_of_one_cursor_is_refused(

@@ -242,6 +242,11 @@ pub fn extract_remote_message(body: &Value) -> Option<String> {
     }
     match body {
         Value::Object(object) => from_object(object, 2),
+        // Some providers (Salesforce) answer a list of errors.
+        Value::Array(items) => match items.first() {
+            Some(Value::Object(object)) => from_object(object, 2),
+            _ => None,
+        },
         Value::String(text) if !text.trim().is_empty() => {
             Some(text.chars().take(500).collect::<String>())
         }
@@ -312,6 +317,10 @@ mod tests {
             (
                 json!({"error": "invalid_grant", "error_description": "expired"}),
                 Some("expired"),
+            ),
+            (
+                json!([{"message": "Session expired", "errorCode": "INVALID_SESSION_ID"}]),
+                Some("Session expired"),
             ),
             (json!({"x": 1}), None),
         ];
