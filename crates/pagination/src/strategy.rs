@@ -292,7 +292,13 @@ pub fn link_next(header: &str) -> Option<String> {
             continue;
         };
         let target = target.trim().strip_prefix('<')?.trim();
-        let is_next = params.split(';').any(|param| {
+        // Sentry marks a next link that leads nowhere with `results="false"`.
+        let exhausted = params.split(';').any(|param| {
+            param.split_once('=').is_some_and(|(name, value)| {
+                name.trim().eq_ignore_ascii_case("results") && value.trim().trim_matches('"') == "false"
+            })
+        });
+        let is_next = !exhausted && params.split(';').any(|param| {
             let Some((name, value)) = param.split_once('=') else {
                 return false;
             };
@@ -617,5 +623,9 @@ mod tests {
         );
         assert_eq!(link_next(r#"<https://a.test/x>; rel="self""#), None);
         assert_eq!(link_next(""), None);
+        let sentry = r#"<https://sentry.io/api/0/x/?cursor=0:100:1>; rel="previous"; results="true"; cursor="0:100:1", <https://sentry.io/api/0/x/?cursor=0:200:0>; rel="next"; results="false"; cursor="0:200:0""#;
+        assert_eq!(link_next(sentry), None);
+        let more = sentry.replace(r#"results="false""#, r#"results="true""#);
+        assert_eq!(link_next(&more).as_deref(), Some("https://sentry.io/api/0/x/?cursor=0:200:0"));
     }
 }

@@ -220,6 +220,12 @@ pub fn extract_remote_message(body: &Value) -> Option<String> {
         if depth == 0 {
             return None;
         }
+        // Atlassian: `{"errorMessages": ["…"], "errors": {}}`.
+        if let Some(Value::Array(messages)) = object.get("errorMessages")
+            && let Some(Value::String(text)) = messages.first()
+        {
+            return Some(text.clone());
+        }
         for key in ["error", "errors", "fault"] {
             match object.get(key) {
                 Some(Value::Object(inner)) => {
@@ -322,6 +328,7 @@ mod tests {
                 json!([{"message": "Session expired", "errorCode": "INVALID_SESSION_ID"}]),
                 Some("Session expired"),
             ),
+            (json!({"errorMessages": ["You do not have permission"], "errors": {}}), Some("You do not have permission")),
             (json!({"x": 1}), None),
         ];
         for (body, expected) in cases {
