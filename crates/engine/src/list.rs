@@ -698,6 +698,7 @@ fn token_request(oauth: &RenderedOAuth2, context: &Value) -> Result<TokenRequest
         scope: oauth.scope.clone(),
         basic_client_auth: oauth.client_auth == ClientAuth::Basic,
         seeded,
+        extra_params: oauth.token_params.clone(),
     })
 }
 

@@ -70,6 +70,7 @@ pub struct OAuth2 {
     pub refresh_token: Option<Template>,
     pub scope: Option<Template>,
     pub client_auth: ClientAuth,
+    pub token_params: Vec<(String, Template)>,
 }
 
 /// Rate-limit detection; every expression reads `{status, headers, body}`.
@@ -141,6 +142,7 @@ impl Integration {
             Auth::OAuth2(oauth) => {
                 templates.extend([&oauth.token_url, &oauth.client_id, &oauth.client_secret]);
                 templates.extend(oauth.refresh_token.iter().chain(oauth.scope.iter()));
+                templates.extend(oauth.token_params.iter().map(|(_, template)| template));
             }
         }
         for resource in self.resources.values() {
@@ -469,7 +471,7 @@ fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Optio
         AuthKind::None => (&[], &[]),
     };
     let client_auth_line = spec.client_auth.as_ref().map(|c| c.referenced.line());
-    let fields: [(&str, Option<u64>); 12] = [
+    let fields: [(&str, Option<u64>); 13] = [
         ("header", spec.header.as_ref().map(|t| t.referenced.line())),
         ("param", spec.param.as_ref().map(|t| t.referenced.line())),
         ("value", spec.value.as_ref().map(|t| t.referenced.line())),
@@ -500,6 +502,7 @@ fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Optio
         ),
         ("scope", spec.scope.as_ref().map(|t| t.referenced.line())),
         ("client_auth", client_auth_line),
+        ("token_params", spec.token_params.values().next().map(|t| t.referenced.line())),
     ];
     let mut ok = true;
     for (name, line) in fields {
@@ -573,6 +576,13 @@ fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Optio
                 Some(_) => Some(template(&spec.scope, "scope")?),
                 None => None,
             };
+            let token_params = spec
+                .token_params
+                .iter()
+                .map(|(name, value)| {
+                    Some((name.clone(), template(&Some(value.clone()), &format!("token_params.{name}"))?))
+                })
+                .collect::<Option<Vec<_>>>()?;
             Auth::OAuth2(OAuth2 {
                 grant: if kind == AuthKind::Oauth2RefreshToken {
                     Grant::RefreshToken
@@ -589,6 +599,7 @@ fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Optio
                     .as_ref()
                     .map(|c| c.value)
                     .unwrap_or_default(),
+                token_params,
             })
         }
     })

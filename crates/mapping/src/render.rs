@@ -66,6 +66,7 @@ pub struct RenderedOAuth2 {
     pub refresh_token: Option<Secret>,
     pub scope: Option<String>,
     pub client_auth: ClientAuth,
+    pub token_params: Vec<(String, String)>,
 }
 
 /// A provider request before the HTTP client sees it.
@@ -143,6 +144,11 @@ pub fn render_request(
                 .map(|scope| scope.render(context))
                 .transpose()?,
             client_auth: oauth.client_auth,
+            token_params: oauth
+                .token_params
+                .iter()
+                .map(|(name, value)| Ok((name.clone(), value.render(context)?)))
+                .collect::<Result<_, RenderError>>()?,
         }),
     };
     Ok(RenderedRequest {

@@ -137,6 +137,9 @@ pub struct AuthSpec {
     pub scope: Option<Text>,
     #[serde(default)]
     pub client_auth: Option<Spanned<ClientAuth>>,
+    /// Extra form fields of the token request (templates), e.g. Auth0's `audience`.
+    #[serde(default)]
+    pub token_params: BTreeMap<String, Text>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -204,6 +204,7 @@ const MESSAGE_KEYS: &[&str] = &[
     "summary",
     "title",
     "reason",
+    "error_summary",
 ];
 
 /// Finds the provider's error message in a body: a known key at the top level, inside an
@@ -233,13 +234,16 @@ pub fn extract_remote_message(body: &Value) -> Option<String> {
                         return Some(text);
                     }
                 }
-                Some(Value::Array(items)) => {
-                    if let Some(Value::Object(inner)) = items.first()
-                        && let Some(text) = from_object(inner, depth - 1)
-                    {
-                        return Some(text);
+                Some(Value::Array(items)) => match items.first() {
+                    Some(Value::Object(inner)) => {
+                        if let Some(text) = from_object(inner, depth - 1) {
+                            return Some(text);
+                        }
                     }
-                }
+                    // Datadog: `{"errors": ["Forbidden"]}`.
+                    Some(Value::String(text)) if !text.is_empty() => return Some(text.clone()),
+                    _ => {}
+                },
                 Some(Value::String(text)) if !text.is_empty() => return Some(text.clone()),
                 _ => {}
             }
@@ -329,6 +333,8 @@ mod tests {
                 Some("Session expired"),
             ),
             (json!({"errorMessages": ["You do not have permission"], "errors": {}}), Some("You do not have permission")),
+            (json!({"errors": ["Forbidden"]}), Some("Forbidden")),
+            (json!({"error_summary": "expired_access_token/...", "error": {".tag": "expired_access_token"}}), Some("expired_access_token/...")),
             (json!({"x": 1}), None),
         ];
         for (body, expected) in cases {

@@ -37,6 +37,8 @@ pub struct TokenRequest {
     pub basic_client_auth: bool,
     /// A token obtained earlier (persisted, or given in the account context), used while valid.
     pub seeded: Option<AccessToken>,
+    /// Extra form fields (e.g. `audience`).
+    pub extra_params: Vec<(String, String)>,
 }
 
 /// An access token and when it stops being valid (seconds since the epoch; `None` = unknown).
@@ -160,6 +162,9 @@ impl TokenManager {
         }
         if let Some(scope) = &request.scope {
             form.push(("scope", scope));
+        }
+        for (name, value) in &request.extra_params {
+            form.push((name, value));
         }
         let mut headers = vec![
             (
