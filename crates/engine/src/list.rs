@@ -50,6 +50,8 @@ pub(crate) struct Call {
     /// `remote_query`, applied last on every param-driven page: it wins every conflict.
     remote_params: Vec<(String, String)>,
     base_url: Url,
+    /// Where pages after the first go, for providers with a "continue" endpoint.
+    continue_url: Option<Url>,
     page_size: u32,
     /// The input of `query_mapping` and of request bodies.
     unified_query: Value,
@@ -319,6 +321,31 @@ impl Engine {
                 account.id, integration.id
             ))
         })?;
+        let continue_url = match &resource.pagination.continue_path {
+            None => None,
+            Some(path) => {
+                let base = match &account.base_url {
+                    Some(base) => base.clone(),
+                    None => integration
+                        .base_url
+                        .render(&account.context)
+                        .map_err(|error| {
+                            ApiError::internal(format!(
+                                "integrated account `{}`: {error}",
+                                account.id
+                            ))
+                        })?,
+                };
+                let path = path.render(&account.context).map_err(|error| {
+                    ApiError::internal(format!("integrated account `{}`: {error}", account.id))
+                })?;
+                Some(
+                    Url::parse(&format!("{}{path}", base.trim_end_matches('/'))).map_err(|_| {
+                        ApiError::internal("the continue path does not render to an absolute URL")
+                    })?,
+                )
+            }
+        };
         let pagination = &resource.pagination.strategy;
         let remote_params = flatten_query(&query.remote_query);
         // A page size forced through remote_query is the one the provider will use.
@@ -356,6 +383,7 @@ impl Engine {
             base_params,
             remote_params,
             base_url,
+            continue_url,
             page_size,
             unified_query,
             scope,
@@ -393,7 +421,10 @@ impl Engine {
                 if let Credential::Query { param, .. } = &call.base_request.credential {
                     params.retain(|(name, _)| name != param);
                 }
-                let mut url = call.base_url.clone();
+                let mut url = match (position, &call.continue_url) {
+                    (Position::Token(_), Some(continue_url)) => continue_url.clone(),
+                    _ => call.base_url.clone(),
+                };
                 if !params.is_empty() {
                     url.query_pairs_mut().extend_pairs(params);
                 }

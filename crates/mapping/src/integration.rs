@@ -110,6 +110,8 @@ pub struct CompiledPagination {
     pub next: Option<Expression>,
     /// Keyset style: the value the next request starts after (over the last record).
     pub after_value: Option<Expression>,
+    /// Cursor style: the path of pages after the first.
+    pub continue_path: Option<Template>,
     pub has_more: Option<Expression>,
     /// Total records (offset, SCIM) or total pages (page).
     pub total: Option<Expression>,
@@ -502,7 +504,13 @@ fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Optio
         ),
         ("scope", spec.scope.as_ref().map(|t| t.referenced.line())),
         ("client_auth", client_auth_line),
-        ("token_params", spec.token_params.values().next().map(|t| t.referenced.line())),
+        (
+            "token_params",
+            spec.token_params
+                .values()
+                .next()
+                .map(|t| t.referenced.line()),
+        ),
     ];
     let mut ok = true;
     for (name, line) in fields {
@@ -580,7 +588,10 @@ fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Optio
                 .token_params
                 .iter()
                 .map(|(name, value)| {
-                    Some((name.clone(), template(&Some(value.clone()), &format!("token_params.{name}"))?))
+                    Some((
+                        name.clone(),
+                        template(&Some(value.clone()), &format!("token_params.{name}"))?,
+                    ))
                 })
                 .collect::<Option<Vec<_>>>()?;
             Auth::OAuth2(OAuth2 {
@@ -648,6 +659,7 @@ fn compile_resource(
             },
             next: None,
             after_value: None,
+            continue_path: None,
             has_more: None,
             total: None,
         }),
@@ -670,7 +682,7 @@ fn compile_pagination(
     let style_name = spec.style.value;
     // Which optional fields each style reads; any other one set is a mistake worth reporting.
     let used: &[&str] = match style_name {
-        StyleName::Cursor => &["cursor_param", "next_cursor"],
+        StyleName::Cursor => &["cursor_param", "next_cursor", "continue_path"],
         StyleName::PageToken => &["token_param", "next_token"],
         StyleName::NextUrl => &["next_url"],
         StyleName::LinkHeader | StyleName::None => &[],
@@ -680,7 +692,8 @@ fn compile_pagination(
         StyleName::Keyset => &["after_param", "after_value"],
         StyleName::Graphql => &["next_cursor", "has_more"],
     };
-    let set: [(&str, bool); 14] = [
+    let set: [(&str, bool); 15] = [
+        ("continue_path", spec.continue_path.is_some()),
         ("after_param", spec.after_param.is_some()),
         ("after_value", spec.after_value.is_some()),
         ("cursor_param", spec.cursor_param.is_some()),
@@ -720,7 +733,10 @@ fn compile_pagination(
     };
     match style_name {
         StyleName::Cursor => {
-            required(spec.cursor_param.is_some(), "cursor_param");
+            required(
+                spec.cursor_param.is_some() || spec.continue_path.is_some(),
+                "cursor_param",
+            );
             required(spec.next_cursor.is_some(), "next_cursor");
         }
         StyleName::PageToken => {
@@ -744,6 +760,13 @@ fn compile_pagination(
         );
         ok = false;
     }
+    let continue_path = match &spec.continue_path {
+        None => Ok(None),
+        Some(text) => c
+            .template(text, &format!("{path}.continue_path"))
+            .map(Some)
+            .ok_or(()),
+    };
     let mut optional = |text: &Option<Text>, name: &str| {
         c.optional_expression(text.as_ref(), &format!("{path}.{name}"))
     };
@@ -771,7 +794,7 @@ fn compile_pagination(
         .or_else(|| (style_name == StyleName::Scim).then(|| "count".to_owned()));
     let style = match style_name {
         StyleName::Cursor => Style::Cursor {
-            cursor_param: spec.cursor_param.clone().unwrap_or_default(),
+            cursor_param: spec.cursor_param.clone(),
         },
         StyleName::PageToken => Style::PageToken {
             token_param: spec.token_param.clone().unwrap_or_default(),
@@ -809,6 +832,7 @@ fn compile_pagination(
             max_pages: spec.max_pages.unwrap_or(DEFAULT_MAX_PAGES),
         },
         next: next.ok()?,
+        continue_path: continue_path.ok()?,
         after_value: after_value.ok()?,
         has_more: has_more.ok()?,
         total: total.ok()?,

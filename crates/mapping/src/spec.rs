@@ -176,6 +176,10 @@ pub struct PaginationSpec {
     pub cursor_param: Option<String>,
     #[serde(default)]
     pub next_cursor: Option<Text>,
+    /// Cursor style: pages after the first go to this path (a provider "continue" endpoint);
+    /// the resource's `body` reads `cursor`.
+    #[serde(default)]
+    pub continue_path: Option<Text>,
     #[serde(default)]
     pub token_param: Option<String>,
     #[serde(default)]

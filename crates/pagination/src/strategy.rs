@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 /// The styles of `docs/mapping-format.md`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Style {
-    /// Opaque token in the body, sent back as `cursor_param`.
-    Cursor { cursor_param: String },
+    /// Opaque token in the body, sent back as `cursor_param` (or only in the request body, when
+    /// `None`: the resource's body expression reads it).
+    Cursor { cursor_param: Option<String> },
     /// Google-style `pageToken`/`nextPageToken`; same mechanics as [`Style::Cursor`].
     PageToken { token_param: String },
     /// A full next URL in the body, followed verbatim.
@@ -129,8 +130,13 @@ impl Pagination {
         };
         match (&self.style, position) {
             (_, Position::Url(next)) => url = Some(next.clone()),
-            (Style::Cursor { cursor_param: name }, Position::Token(token))
-            | (Style::PageToken { token_param: name }, Position::Token(token))
+            (Style::Cursor { cursor_param: name }, Position::Token(token)) => {
+                params.extend(size_param());
+                if let Some(name) = name {
+                    params.push((name.clone(), token.clone()));
+                }
+            }
+            (Style::PageToken { token_param: name }, Position::Token(token))
             | (Style::Keyset { after_param: name }, Position::Token(token)) => {
                 params.extend(size_param());
                 params.push((name.clone(), token.clone()));
@@ -295,20 +301,22 @@ pub fn link_next(header: &str) -> Option<String> {
         // Sentry marks a next link that leads nowhere with `results="false"`.
         let exhausted = params.split(';').any(|param| {
             param.split_once('=').is_some_and(|(name, value)| {
-                name.trim().eq_ignore_ascii_case("results") && value.trim().trim_matches('"') == "false"
+                name.trim().eq_ignore_ascii_case("results")
+                    && value.trim().trim_matches('"') == "false"
             })
         });
-        let is_next = !exhausted && params.split(';').any(|param| {
-            let Some((name, value)) = param.split_once('=') else {
-                return false;
-            };
-            name.trim().eq_ignore_ascii_case("rel")
-                && value
-                    .trim()
-                    .trim_matches('"')
-                    .split_ascii_whitespace()
-                    .any(|rel| rel.eq_ignore_ascii_case("next"))
-        });
+        let is_next = !exhausted
+            && params.split(';').any(|param| {
+                let Some((name, value)) = param.split_once('=') else {
+                    return false;
+                };
+                name.trim().eq_ignore_ascii_case("rel")
+                    && value
+                        .trim()
+                        .trim_matches('"')
+                        .split_ascii_whitespace()
+                        .any(|rel| rel.eq_ignore_ascii_case("next"))
+            });
         if is_next {
             return Some(target.to_owned());
         }
@@ -370,7 +378,7 @@ mod tests {
     #[test]
     fn cursor_walk_sends_the_token_and_stops_on_empty() {
         let p = pagination(Style::Cursor {
-            cursor_param: "cursor".into(),
+            cursor_param: Some("cursor".into()),
         });
         assert_eq!(
             p.request_for(&Position::First, 2),
@@ -403,7 +411,7 @@ mod tests {
     #[test]
     fn guards_stop_loops() {
         let p = pagination(Style::Cursor {
-            cursor_param: "cursor".into(),
+            cursor_param: Some("cursor".into()),
         });
         let current = Position::Token("abc".into());
         assert_eq!(
@@ -626,6 +634,9 @@ mod tests {
         let sentry = r#"<https://sentry.io/api/0/x/?cursor=0:100:1>; rel="previous"; results="true"; cursor="0:100:1", <https://sentry.io/api/0/x/?cursor=0:200:0>; rel="next"; results="false"; cursor="0:200:0""#;
         assert_eq!(link_next(sentry), None);
         let more = sentry.replace(r#"results="false""#, r#"results="true""#);
-        assert_eq!(link_next(&more).as_deref(), Some("https://sentry.io/api/0/x/?cursor=0:200:0"));
+        assert_eq!(
+            link_next(&more).as_deref(),
+            Some("https://sentry.io/api/0/x/?cursor=0:200:0")
+        );
     }
 }

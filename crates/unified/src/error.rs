@@ -332,9 +332,15 @@ mod tests {
                 json!([{"message": "Session expired", "errorCode": "INVALID_SESSION_ID"}]),
                 Some("Session expired"),
             ),
-            (json!({"errorMessages": ["You do not have permission"], "errors": {}}), Some("You do not have permission")),
+            (
+                json!({"errorMessages": ["You do not have permission"], "errors": {}}),
+                Some("You do not have permission"),
+            ),
             (json!({"errors": ["Forbidden"]}), Some("Forbidden")),
-            (json!({"error_summary": "expired_access_token/...", "error": {".tag": "expired_access_token"}}), Some("expired_access_token/...")),
+            (
+                json!({"error_summary": "expired_access_token/...", "error": {".tag": "expired_access_token"}}),
+                Some("expired_access_token/..."),
+            ),
             (json!({"x": 1}), None),
         ];
         for (body, expected) in cases {

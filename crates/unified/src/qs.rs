@@ -113,6 +113,20 @@ fn insert(
     let (first, rest) = segments
         .split_first()
         .expect("a key has at least one segment");
+    // `a[]` appends to a list, `a[key]` names a field: both under one parent would make a list
+    // with names, and one of them would be lost. Refused, never guessed.
+    let mixes = match first {
+        Segment::Push => branch
+            .iter()
+            .any(|(segment, _)| matches!(segment, Segment::Name(_))),
+        Segment::Name(_) => branch.iter().any(|(segment, _)| *segment == Segment::Push),
+        Segment::Index(_) => false,
+    };
+    if mixes {
+        return Err(format!(
+            "query parameter `{key}` mixes `[]` with named keys under one parent"
+        ));
+    }
     let slot = if *first == Segment::Push {
         branch.push((Segment::Push, Node::Empty));
         let last = branch.len() - 1;
@@ -240,6 +254,11 @@ mod tests {
                 .contains("both as a value and as an object")
         );
         assert!(parse("a[b]c=1").is_err());
+        assert!(
+            parse("a[]=0&a[x]=0&a[]=0")
+                .unwrap_err()
+                .contains("mixes `[]` with named keys")
+        );
         assert!(
             parse("a[1][2][3][4][5][6]=1")
                 .unwrap_err()
