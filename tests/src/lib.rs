@@ -76,6 +76,23 @@ pub fn catalog_of(ids: &[String]) -> Catalog {
     Catalog::from_sources(&models, &integrations).unwrap_or_else(|errors| panic!("{errors}"))
 }
 
+/// The repository's models plus one integration given as text (for tests that need a mapping of
+/// their own).
+pub fn catalog_with(id: &str, mapping: &str) -> Catalog {
+    let model = repo_root().join("mappings/models/user-directory.yaml");
+    Catalog::from_sources(
+        &[Source {
+            text: std::fs::read_to_string(&model).expect("model file"),
+            path: model,
+        }],
+        &[Source {
+            path: PathBuf::from(format!("mappings/{id}.yaml")),
+            text: mapping.to_owned(),
+        }],
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"))
+}
+
 /// A request as the stub provider received it.
 #[derive(Debug, Clone)]
 pub struct Recorded {

@@ -10,9 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use unigate_engine::{EngineConfig, RecordingClock, RetryPolicy};
-use unigate_mapping::{Catalog, Source};
 use unigate_store::IntegratedAccount;
-use unigate_tests::{RunningGateway, TEST_TOKEN, get_json, repo_root, serve_with};
+use unigate_tests::{RunningGateway, TEST_TOKEN, catalog_with, get_json, serve_with};
 use unigate_upstream::UpstreamConfig;
 
 const MAPPING: &str = r#"name: Faulty
@@ -156,18 +155,7 @@ struct World {
 
 async fn world(script: Vec<Act>) -> World {
     let provider = provider(script).await;
-    let model_path = repo_root().join("mappings/models/user-directory.yaml");
-    let catalog = Catalog::from_sources(
-        &[Source {
-            text: std::fs::read_to_string(&model_path).unwrap(),
-            path: model_path,
-        }],
-        &[Source {
-            path: "mappings/faulty.yaml".into(),
-            text: MAPPING.to_owned(),
-        }],
-    )
-    .unwrap_or_else(|errors| panic!("{errors}"));
+    let catalog = catalog_with("faulty", MAPPING);
     let account = IntegratedAccount {
         id: "acc".into(),
         integration: "faulty".into(),

@@ -12,9 +12,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use unigate_mapping::{Catalog, Source};
 use unigate_store::IntegratedAccount;
-use unigate_tests::{RunningGateway, TEST_TOKEN, get_json, repo_root, serve_accounts, url_pairs};
+use unigate_tests::{
+    RunningGateway, TEST_TOKEN, catalog_with, get_json, serve_accounts, url_pairs,
+};
 
 const MAPPING: &str = r#"name: OAuth example
 docs: https://example.test/docs
@@ -117,18 +118,7 @@ async fn world(context_extra: Value) -> World {
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let model_path = repo_root().join("mappings/models/user-directory.yaml");
-    let catalog = Catalog::from_sources(
-        &[Source {
-            text: std::fs::read_to_string(&model_path).unwrap(),
-            path: model_path,
-        }],
-        &[Source {
-            path: "mappings/oauth-example.yaml".into(),
-            text: MAPPING.to_owned(),
-        }],
-    )
-    .unwrap_or_else(|errors| panic!("{errors}"));
+    let catalog = catalog_with("oauth-example", MAPPING);
     let mut context = json!({"token_url": format!("{origin}/token"), "client_id": "cid", "client_secret": "csecret", "refresh_token": "r1"});
     if let (Some(context), Value::Object(extra)) = (context.as_object_mut(), context_extra) {
         context.extend(extra);

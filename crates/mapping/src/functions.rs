@@ -99,6 +99,22 @@ fn key_list(value: Option<&Value>) -> Vec<String> {
     as_array(value).iter().filter_map(key_text).collect()
 }
 
+/// `$pick(obj, keys)` (`keep`) and `$omit(obj, keys)`: the object's entries whose key is, or is
+/// not, among `keys`.
+fn select_keys(args: &[Option<Value>], keep: bool) -> Value {
+    let Some(Value::Object(object)) = arg(args, 0) else {
+        return Value::Object(Map::new());
+    };
+    let keys = key_list(arg(args, 1));
+    Value::Object(
+        object
+            .iter()
+            .filter(|(key, _)| keys.contains(key) == keep)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect(),
+    )
+}
+
 /// The library, bound once and cloned (cheaply: the functions are shared) per evaluation scope.
 pub fn library() -> Bindings {
     Bindings::new()
@@ -181,35 +197,11 @@ pub fn library() -> Bindings {
         )
         .function(
             "pick",
-            HostFunction::new(2, |args, _| {
-                let Some(Value::Object(object)) = arg(args, 0) else {
-                    return Ok(Some(Value::Object(Map::new())));
-                };
-                let keys = key_list(arg(args, 1));
-                Ok(Some(Value::Object(
-                    object
-                        .iter()
-                        .filter(|(key, _)| keys.contains(key))
-                        .map(|(key, value)| (key.clone(), value.clone()))
-                        .collect(),
-                )))
-            }),
+            HostFunction::new(2, |args, _| Ok(Some(select_keys(args, true)))),
         )
         .function(
             "omit",
-            HostFunction::new(2, |args, _| {
-                let Some(Value::Object(object)) = arg(args, 0) else {
-                    return Ok(Some(Value::Object(Map::new())));
-                };
-                let keys = key_list(arg(args, 1));
-                Ok(Some(Value::Object(
-                    object
-                        .iter()
-                        .filter(|(key, _)| !keys.contains(key))
-                        .map(|(key, value)| (key.clone(), value.clone()))
-                        .collect(),
-                )))
-            }),
+            HostFunction::new(2, |args, _| Ok(Some(select_keys(args, false)))),
         )
         .function(
             "jsonParse",
