@@ -14,6 +14,7 @@ mod normalize;
 mod policy;
 mod shape;
 mod sort;
+mod walker;
 
 use std::sync::Arc;
 
@@ -39,6 +40,8 @@ pub struct EngineConfig {
     pub token_refresh_margin: std::time::Duration,
     pub retry: RetryPolicy,
     pub clock: Arc<dyn Clock>,
+    /// Offset and page-number pages fetched at once when a walk takes every page.
+    pub prefetch_window: usize,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +52,7 @@ impl Default for EngineConfig {
             token_refresh_margin: std::time::Duration::from_secs(60),
             retry: RetryPolicy::default(),
             clock: Arc::new(SystemClock),
+            prefetch_window: 4,
         }
     }
 }

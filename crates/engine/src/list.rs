@@ -22,6 +22,7 @@ use crate::filter::GatewayFilter;
 use crate::normalize::normalize_record;
 use crate::shape::shape_result;
 use crate::sort::sort_records;
+use crate::walker::Walker;
 
 /// A unified page, ready for the envelope.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,10 +35,11 @@ pub struct ListOutput {
 
 /// Everything fixed for the whole call. Owns its parts so a stream can outlive the request.
 pub(crate) struct Call {
+    pub(crate) prefetch: bool,
     account: Arc<IntegratedAccount>,
     integration: Arc<Integration>,
     method_key: (String, String, String),
-    query: ListQuery,
+    pub(crate) query: ListQuery,
     unified_resource: UnifiedResource,
     /// Filters the integration does not push down, applied here.
     gateway_filters: Vec<GatewayFilter>,
@@ -60,6 +62,14 @@ pub(crate) struct Call {
 }
 
 impl Call {
+    pub(crate) fn resource_pagination(&self) -> &unigate_pagination::Pagination {
+        &self.resource().pagination.strategy
+    }
+
+    pub(crate) fn page_size(&self) -> u32 {
+        self.page_size
+    }
+
     fn method(&self) -> &UnifiedMethod {
         let (model, resource, method) = &self.method_key;
         self.integration
@@ -77,10 +87,12 @@ impl Call {
 }
 
 /// One fetched page, mapped and filtered.
-struct Page {
-    records: Vec<Value>,
-    next: Option<Position>,
-    digest: String,
+pub(crate) struct Page {
+    pub(crate) records: Vec<Value>,
+    pub(crate) next: Option<Position>,
+    pub(crate) digest: String,
+    /// Total records (offset) or pages (page) when the provider says, for prefetching.
+    pub(crate) total: Option<u64>,
 }
 
 const BODY_EXCERPT: usize = 64 * 1024;
@@ -118,19 +130,16 @@ impl Engine {
         if call.query.response_format == ResponseFormat::Stream {
             return Err(ApiError::internal("a stream is answered by `list_stream`"));
         }
-        let mut state = self.start_state(&call)?;
+        let state = self.start_state(&call)?;
+        let call = Arc::new(call);
+        let mut walker = Walker::new(self.clone(), call.clone(), state);
         let mut records = Vec::new();
         let mut pages_this_call = 0;
         loop {
             pages_this_call += 1;
-            let page = self.fetch_page(&call, &state).await?;
+            let page = walker.next_page().await?;
             let is_last = page.next.is_none();
             records.extend(page.records);
-            state = CursorState {
-                position: page.next.unwrap_or(Position::First),
-                last_digest: Some(page.digest),
-                pages: state.pages + 1,
-            };
             let gathered_enough = records.len() >= self.config.max_records_per_response;
             // A page that gateway filters emptied is not an answer: SDKs stop at the second
             // empty page in a row (truto-python-sdk does), so keep walking, within bounds.
@@ -147,7 +156,7 @@ impl Engine {
                 }
                 let next_cursor = (!is_last).then(|| {
                     self.codec
-                        .encode(&call.account.id, &call.fingerprint, &state)
+                        .encode(&call.account.id, &call.fingerprint, walker.state())
                 });
                 let result_count = records.len();
                 let result = shape_result(records, &call.query)?;
@@ -182,17 +191,17 @@ impl Engine {
                 "`truto_key_by` builds one object and cannot be streamed",
             ));
         }
-        let mut state = self.start_state(&call)?;
+        let state = self.start_state(&call)?;
+        let mut walker = Walker::new(self.clone(), Arc::new(call), state);
         // The first page is fetched before answering, so a bad account or a provider refusal is
         // a plain error status rather than a stream that fails at once.
-        let first = self.fetch_page(&call, &state).await?;
+        let first = walker.next_page().await?;
         let (sender, receiver) = tokio::sync::mpsc::channel(window.max(1));
-        let engine = self.clone();
         tokio::spawn(async move {
             let mut page = first;
             loop {
                 for record in page.records.drain(..) {
-                    let shaped = match shape_result(vec![record], &call.query) {
+                    let shaped = match shape_result(vec![record], &walker.call().query) {
                         Ok(Value::Array(mut one)) => one.pop().unwrap_or_default(),
                         Ok(other) => other,
                         Err(error) => {
@@ -204,13 +213,10 @@ impl Engine {
                         return; // The caller went away.
                     }
                 }
-                let Some(next) = page.next.take() else { return };
-                state = CursorState {
-                    position: next,
-                    last_digest: Some(page.digest.clone()),
-                    pages: state.pages + 1,
-                };
-                page = match engine.fetch_page(&call, &state).await {
+                if page.next.is_none() {
+                    return;
+                }
+                page = match walker.next_page().await {
                     Ok(page) => page,
                     Err(error) => {
                         let _ = sender.send(stream_error_line(&error)).await;
@@ -367,7 +373,13 @@ impl Engine {
         let mut base_params = base_request.query.clone();
         merge_query(&mut base_params, mapped);
         let fingerprint = fingerprint(model, resource_name, &integration.id, &query);
+        // Offset and page positions are known before the pages arrive, so walks that fetch every
+        // page (stream, truto_ignore_limit) fetch a window of them at once.
+        let prefetch = matches!(pagination.style, Style::Offset { .. } | Style::Page { .. })
+            && (query.ignore_limit || query.response_format == ResponseFormat::Stream)
+            && self.config.prefetch_window > 1;
         Ok(Call {
+            prefetch,
             method_key: (
                 model.to_owned(),
                 resource_name.to_owned(),
@@ -499,7 +511,11 @@ impl Engine {
         })
     }
 
-    async fn fetch_page(&self, call: &Call, state: &CursorState) -> Result<Page, ApiError> {
+    pub(crate) async fn fetch_page(
+        &self,
+        call: &Call,
+        state: &CursorState,
+    ) -> Result<Page, ApiError> {
         let (request, response) = self.send_page(call, &state.position).await?;
         tracing::info!(
             account = %call.account.id,
@@ -568,11 +584,12 @@ impl Engine {
             }
             (_, next) => next,
         };
+        let total = evaluate(&compiled.total, "pagination.total")?.and_then(|v| as_count(&v));
         let facts = PageFacts {
             next,
             record_count: records.len(),
             has_more: evaluate(&compiled.has_more, "pagination.has_more")?.and_then(|v| truthy(&v)),
-            total: evaluate(&compiled.total, "pagination.total")?.and_then(|v| as_count(&v)),
+            total,
             digest: digest.clone(),
         };
         let next = compiled
@@ -589,6 +606,7 @@ impl Engine {
         Ok(Page {
             records,
             next,
+            total,
             digest,
         })
     }

@@ -1,0 +1,401 @@
+#!/usr/bin/env bash
+# Throughput and latency of the gateway's unified list against two baselines, on one machine:
+#
+#   direct      wrk -> static provider (nginx serving one Okta users page from a file)
+#   nginx hop   wrk -> nginx proxy_pass (1 worker, upstream keep-alive) -> static provider
+#   unigate     wrk -> unigate GET /unified/user-directory/users?...&limit=100 -> static provider
+#
+#   bench/gateway-load.sh                    # run by hand, not in CI; takes about 2.5 minutes
+#   DURATION=30 CONNS=32 bench/gateway-load.sh
+#
+# Settings (environment): DURATION (s, default 15) per measured run, after WARMUP (s, default 3)
+# of the same load that is not counted; THREADS (2) load-generator threads; CONNS (16) connections
+# for the throughput runs; LOW_CONNS (2) connections for the low-load latency runs.
+#
+# The provider page is 100 users made deterministically from the Okta fixture records
+# (tests/fixtures/okta/two-pages/page*.json): new ids, names, emails and shifted timestamps,
+# compact JSON like Okta's, about 86 KB. It is one page: no Link header, so unigate makes exactly
+# one provider call per request. The static provider and the proxy are nginx with
+# worker_processes 1 each, access logs off; unigate runs with UNIGATE_LOG=warn so its per-request
+# info logs stay out of the measurement. Everything listens on 127.0.0.1 only and shares the
+# machine's cores with the load generator (on a 2-core machine the numbers are relative, not
+# capacity figures). "server CPU/req" is the CPU time (user+sys, from /proc) of every server
+# process in the path divided by the requests served in the measured run.
+#
+# Needs root (or the tools already present) to apt-get install wrk (or oha) and nginx; builds
+# unigate in release. Prints one table; asserts nothing beyond every answer being a 200.
+# Cleans up every process it started on exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo="$(pwd)"
+
+DURATION="${DURATION:-15}"
+WARMUP="${WARMUP:-3}"
+THREADS="${THREADS:-2}"
+CONNS="${CONNS:-16}"
+LOW_CONNS="${LOW_CONNS:-2}"
+TOKEN="bench-api-token-0123456789"
+
+say() { echo "gateway-load: $*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# 1. Tools.
+apt_updated=0
+apt_install() { # package -> 0 when it installed
+  command -v apt-get >/dev/null || return 1
+  if ! apt-get install -y -q "$1" >/dev/null 2>&1; then
+    if [ "$apt_updated" = 0 ]; then
+      apt_updated=1
+      apt-get update -q >/dev/null 2>&1 || true
+    fi
+    apt-get install -y -q "$1" >/dev/null 2>&1 || return 1
+  fi
+}
+
+NGINX="$(command -v nginx || true)"
+[ -z "$NGINX" ] && [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx
+if [ -z "$NGINX" ]; then
+  say "installing nginx (apt-get)"
+  apt_install nginx || apt_install nginx-light || { say "cannot install nginx; install it and run again"; exit 1; }
+  NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+fi
+
+LOADGEN=""
+if command -v wrk >/dev/null; then LOADGEN=wrk
+elif command -v oha >/dev/null; then LOADGEN=oha
+else
+  say "installing wrk (apt-get)"
+  if apt_install wrk; then LOADGEN=wrk
+  elif apt_install oha; then LOADGEN=oha
+  else
+    say "neither wrk nor oha could be installed (apt-get install wrk failed, no oha package);"
+    say "install one (e.g. 'cargo install oha') and run again"
+    exit 1
+  fi
+fi
+
+if ! command -v python3 >/dev/null; then
+  say "installing python3 (apt-get), used to generate the provider page"
+  apt_install python3 || { say "cannot install python3; install it and run again"; exit 1; }
+fi
+
+say "building unigate (release)"
+cargo build --release -q -p unigate-gateway
+binary="$repo/target/release/unigate"
+
+# ---------------------------------------------------------------------------------------------
+# Processes and cleanup.
+tmp="$(mktemp -d /tmp/unigate-gateway-load.XXXXXX)"
+chmod 755 "$tmp" # nginx workers run as an unprivileged user and read the page from here
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # url [curl args...]
+  local url="$1"; shift
+  for _ in $(seq 100); do
+    curl -sf -o /dev/null "$@" "$url" && return 0
+    sleep 0.05
+  done
+  say "no answer from $url"; return 1
+}
+
+# CPU ticks (user+sys) of a process and its children (an nginx master and its worker).
+cpu_ticks() {
+  local total=0 pid t
+  for pid in "$@" $(for p in "$@"; do ps -o pid= --ppid "$p" 2>/dev/null || true; done); do
+    t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    total=$((total + t))
+  done
+  echo "$total"
+}
+CLK_TCK="$(getconf CLK_TCK)"
+
+# ---------------------------------------------------------------------------------------------
+# 2. The static provider: one page of 100 Okta users.
+page="$tmp/users.json"
+python3 - "$repo/tests/fixtures/okta/two-pages" "$page" 100 <<'PY'
+import datetime, hashlib, json, re, sys
+
+fixtures, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+templates = []
+for k in range(1, 6):
+    templates += json.load(open(f"{fixtures}/page{k}.json"))
+FIRST = ["Ada", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kofi",
+         "Lena", "Mateo", "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera",
+         "Wei", "Yara", "Zoe"]
+LAST = ["Okafor", "Lindqvist", "Moreau", "Tanaka", "Silva", "Novak", "Brennan", "Haddad",
+        "Kowalski", "Nguyen", "Fischer", "Rossi", "Iyer", "Campbell", "Mendes", "Sato", "Keller",
+        "Duarte", "Olsen"]
+B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+def okta_id(i):  # 20 characters, 00u…0g4, like Okta's
+    h = int.from_bytes(hashlib.sha256(f"bench-user-{i}".encode()).digest()[:16], "big")
+    s = ""
+    for _ in range(14):
+        h, r = divmod(h, 62)
+        s += B62[r]
+    return "00u" + s + "0g4"
+
+ISO = re.compile(r'"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)"')
+
+def shift(m, hours):
+    t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ")
+    t += datetime.timedelta(hours=hours)
+    return '"' + t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z" + '"'
+
+# Which fixture record each user starts from: every status, the richest record (all profile
+# attributes) one time in 20, chosen so that the page weighs about 86 KB (Okta: ~870 B a user).
+ORDER = [0, 1, 4, 5, 6, 7, 8, 4, 8, 8, 2, 4, 7, 8, 5, 0, 6, 8, 4, 7]
+records = []
+for i in range(n):
+    t = templates[ORDER[i % len(ORDER)]]
+    first, last = FIRST[i % len(FIRST)], LAST[(i * 7) % len(LAST)]
+    old_local = t["profile"]["login"].split("@")[0]
+    s = json.dumps(t, separators=(",", ":"))
+    s = s.replace(t["id"], okta_id(i)).replace(old_local, f"{first}.{last}{i}".lower())
+    s = ISO.sub(lambda m: shift(m, 7 * i), s)
+    r = json.loads(s)
+    r["profile"]["firstName"], r["profile"]["lastName"] = first, last
+    if "displayName" in r["profile"]:
+        r["profile"]["displayName"] = f"{first} {last}"
+    records.append(r)
+with open(out, "w") as f:
+    f.write(json.dumps(records, separators=(",", ":")))
+PY
+chmod 644 "$page"
+
+static_port="$(free_port)"
+mkdir -p "$tmp/static" "$tmp/proxy"
+cat >"$tmp/static/nginx.conf" <<EOF
+# The static provider. One worker; it serves a file from the page cache with sendfile, so it is
+# not the bottleneck (the direct case below shows its ceiling).
+worker_processes 1;
+pid $tmp/static/nginx.pid;
+error_log $tmp/static/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_timeout 65;
+  keepalive_requests 1000000;
+  client_body_temp_path $tmp/static/body;
+  proxy_temp_path $tmp/static/proxy;
+  fastcgi_temp_path $tmp/static/fastcgi;
+  uwsgi_temp_path $tmp/static/uwsgi;
+  scgi_temp_path $tmp/static/scgi;
+  types { }
+  server {
+    listen 127.0.0.1:$static_port;
+    location = /api/v1/users {
+      default_type application/json;
+      alias $page;
+    }
+  }
+}
+EOF
+"$NGINX" -p "$tmp/static" -c "$tmp/static/nginx.conf" -e "$tmp/static/error.log" -g 'daemon off;' &
+static_pid=$!
+pids+=("$static_pid")
+direct_url="http://127.0.0.1:${static_port}/api/v1/users?limit=100"
+wait_http "$direct_url"
+
+# ---------------------------------------------------------------------------------------------
+# The nginx hop: proxy_pass with upstream keep-alive (unigate also keeps its provider
+# connections alive) and buffers that hold the whole page in memory (no temp file).
+proxy_port="$(free_port)"
+cat >"$tmp/proxy/nginx.conf" <<EOF
+worker_processes 1;
+pid $tmp/proxy/nginx.pid;
+error_log $tmp/proxy/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  tcp_nodelay on;
+  keepalive_timeout 65;
+  keepalive_requests 1000000;
+  client_body_temp_path $tmp/proxy/body;
+  proxy_temp_path $tmp/proxy/proxy;
+  fastcgi_temp_path $tmp/proxy/fastcgi;
+  uwsgi_temp_path $tmp/proxy/uwsgi;
+  scgi_temp_path $tmp/proxy/scgi;
+  proxy_buffer_size 16k;
+  proxy_buffers 16 16k;
+  proxy_busy_buffers_size 32k;
+  upstream provider {
+    server 127.0.0.1:$static_port;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$proxy_port;
+    location / {
+      proxy_pass http://provider;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+"$NGINX" -p "$tmp/proxy" -c "$tmp/proxy/nginx.conf" -e "$tmp/proxy/error.log" -g 'daemon off;' &
+proxy_pid=$!
+pids+=("$proxy_pid")
+proxy_url="http://127.0.0.1:${proxy_port}/api/v1/users?limit=100"
+wait_http "$proxy_url"
+
+# ---------------------------------------------------------------------------------------------
+# 3. unigate over the static provider.
+cat >"$tmp/unigate.yaml" <<EOF
+api_tokens: ["$TOKEN"]
+cursor_secret: "bench-cursor-secret-0123456789"
+mappings_dir: "$repo/mappings"
+store: { kind: memory }
+integrated_accounts:
+  - id: bench
+    integration: okta
+    context: { subdomain: acme, api_token: x }
+    base_url: "http://127.0.0.1:${static_port}/api/v1"
+EOF
+UNIGATE_LOG="${UNIGATE_LOG:-warn}" "$binary" serve --config "$tmp/unigate.yaml" --listen 127.0.0.1:0 \
+  >"$tmp/unigate.out" 2>"$tmp/unigate.err" &
+unigate_pid=$!
+pids+=("$unigate_pid")
+for _ in $(seq 200); do grep -q "listening" "$tmp/unigate.out" && break; sleep 0.05; done
+unigate_port="$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/unigate.out" | head -1)"
+[ -n "$unigate_port" ] || { say "unigate did not start:"; cat "$tmp/unigate.err" >&2; exit 1; }
+unigate_url="http://127.0.0.1:${unigate_port}/unified/user-directory/users?integrated_account_id=bench&limit=100"
+auth=(-H "Authorization: Bearer $TOKEN")
+wait_http "$unigate_url" "${auth[@]}"
+
+# One look at each answer: status, size, and that unigate mapped all 100 users on one page.
+probe() { curl -s -o "$tmp/probe" -w '%{http_code} %{size_download} %{content_type}' "$@"; }
+read -r direct_status direct_bytes direct_type < <(probe "$direct_url")
+read -r proxy_status proxy_bytes _ < <(probe "$proxy_url")
+read -r unigate_status unigate_bytes _ < <(probe "${auth[@]}" "$unigate_url")
+count="$(python3 -c 'import json,sys; d = json.load(open(sys.argv[1])); print(d["result_count"], d["next_cursor"])' "$tmp/probe")"
+if [ "$direct_status $proxy_status $unigate_status" != "200 200 200" ] || [ "$count" != "100 None" ]; then
+  say "unexpected answers: direct $direct_status, nginx hop $proxy_status, unigate $unigate_status ($count)"
+  exit 1
+fi
+if curl -sI "$direct_url" | grep -qi '^link:'; then say "the static provider sends a Link header"; exit 1; fi
+
+# ---------------------------------------------------------------------------------------------
+# 4. Load.
+# run_load URL CONNS SECONDS [header...] -> "requests req_per_s p50_ms p99_ms non2xx"
+run_load() {
+  local url="$1" conns="$2" secs="$3"; shift 3
+  local hdr=() h
+  if [ "$LOADGEN" = wrk ]; then
+    for h in "$@"; do hdr+=(-H "$h"); done
+    wrk -t "$THREADS" -c "$conns" -d "${secs}s" --latency "${hdr[@]}" "$url" >"$tmp/wrk.out" 2>&1
+    python3 - "$tmp/wrk.out" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(us|ms|s|m)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+p50 = ms(re.search(r"^\s*50%\s+(\S+)", text, re.M).group(1))
+p99 = ms(re.search(r"^\s*99%\s+(\S+)", text, re.M).group(1))
+requests = int(re.search(r"(\d+) requests in", text).group(1))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+bad = (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)
+print(requests, rps, p50, p99, bad)
+PY
+  else
+    for h in "$@"; do hdr+=(-H "$h"); done
+    if ! oha --no-tui --output-format json -z "${secs}s" -c "$conns" "${hdr[@]}" "$url" >"$tmp/oha.out" 2>/dev/null; then
+      oha --no-tui -j -z "${secs}s" -c "$conns" "${hdr[@]}" "$url" >"$tmp/oha.out"
+    fi
+    python3 - "$tmp/oha.out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+codes = d.get("statusCodeDistribution", {})
+requests = sum(codes.values())
+bad = requests - sum(v for k, v in codes.items() if k.startswith("2"))
+bad += sum(d.get("errorDistribution", {}).values())
+p = d["latencyPercentiles"]
+print(requests, d["summary"]["requestsPerSec"], p["p50"] * 1000, p["p99"] * 1000, bad)
+PY
+  fi
+}
+
+declare -A RPS P50 P99 CPU
+measure() { # key url conns pids-in-path... -- [header...]
+  local key="$1" url="$2" conns="$3"; shift 3
+  local path_pids=() before after result requests rps p50 p99 bad
+  while [ "$1" != "--" ]; do path_pids+=("$1"); shift; done
+  shift
+  run_load "$url" "$conns" "$WARMUP" "$@" >/dev/null
+  before="$(cpu_ticks "${path_pids[@]}")"
+  result="$(run_load "$url" "$conns" "$DURATION" "$@")"
+  read -r requests rps p50 p99 bad <<<"$result"
+  after="$(cpu_ticks "${path_pids[@]}")"
+  if [ "$bad" != 0 ]; then say "$key: $bad failed or non-2xx answers"; exit 1; fi
+  RPS[$key]="$rps"; P50[$key]="$p50"; P99[$key]="$p99"
+  CPU[$key]="$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')"
+  say "$key: $rps req/s, p50 $p50 ms, p99 $p99 ms"
+}
+
+say "load: $LOADGEN, $THREADS threads, ${WARMUP}s warm-up + ${DURATION}s per case"
+for conns in "$CONNS" "$LOW_CONNS"; do
+  measure "direct/$conns" "$direct_url" "$conns" "$static_pid" --
+  measure "nginx/$conns" "$proxy_url" "$conns" "$proxy_pid" "$static_pid" --
+  measure "unigate/$conns" "$unigate_url" "$conns" "$unigate_pid" "$static_pid" -- "Authorization: Bearer $TOKEN"
+done
+
+# ---------------------------------------------------------------------------------------------
+# 5. Startup: compiling every mapping.
+startup=()
+for _ in 1 2 3 4 5; do
+  start=$(date +%s%N)
+  "$binary" check "$repo/mappings" >"$tmp/check.out"
+  end=$(date +%s%N)
+  startup+=("$(( (end - start) / 1000 ))")
+done
+check_summary="$(head -1 "$tmp/check.out")"
+startup_ms="$(printf '%s\n' "${startup[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "%.1f ms (median of 5; min %.1f, max %.1f)", v[3] / 1000, v[1] / 1000, v[5] / 1000 }')"
+
+# ---------------------------------------------------------------------------------------------
+# The table.
+if [ "$LOADGEN" = wrk ]; then loadgen_version="$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
+else loadgen_version="$(oha --version 2>&1 | head -1)"; fi
+echo
+printf 'provider page: %s users, %s bytes (%s); nginx hop answer %s bytes; unigate answer %s bytes\n' \
+  100 "$direct_bytes" "$direct_type" "$proxy_bytes" "$unigate_bytes"
+printf '%-24s %6s %10s %9s %9s %13s %15s\n' "case" "conns" "req/s" "p50 ms" "p99 ms" "vs nginx hop" "server CPU/req"
+for conns in "$CONNS" "$LOW_CONNS"; do
+  for case in direct nginx unigate; do
+    key="$case/$conns"
+    label="$case"
+    [ "$case" = direct ] && label="direct (static nginx)"
+    [ "$case" = nginx ] && label="nginx proxy_pass hop"
+    [ "$case" = unigate ] && label="unigate unified list"
+    printf '%-24s %6s %10.0f %9.2f %9.2f %12.2fx %12s us\n' "$label" "$conns" "${RPS[$key]}" \
+      "${P50[$key]}" "${P99[$key]}" "$(echo "${RPS[$key]} / ${RPS[nginx/$conns]}" | bc -l)" "${CPU[$key]}"
+  done
+done
+echo
+awk -v u50="${P50[unigate/$LOW_CONNS]}" -v d50="${P50[direct/$LOW_CONNS]}" \
+  -v u99="${P99[unigate/$LOW_CONNS]}" -v d99="${P99[direct/$LOW_CONNS]}" \
+  -v n99="${P99[nginx/$LOW_CONNS]}" -v c="$LOW_CONNS" 'BEGIN {
+    printf "added latency of unigate vs direct at low load (%s conns): p99 +%.2f ms, p50 +%.2f ms (nginx hop: p99 +%.2f ms)\n", c, u99 - d99, u50 - d50, n99 - d99 }'
+echo "startup: unigate check mappings: $startup_ms; $check_summary"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); load generator $loadgen_version; $("$NGINX" -v 2>&1 | sed 's/.*: //'); $(date -u '+%Y-%m-%d %H:%M UTC')"

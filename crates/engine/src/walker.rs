@@ -1,0 +1,123 @@
+//! Walking a provider's pages in order. For offset and page-number pagination the positions of
+//! the next pages are known before they arrive, so a walk that takes every page (stream,
+//! `truto_ignore_limit`) fetches a window of them concurrently and hands them on in order; a page
+//! that ends the list early or does not advance as predicted discards the rest of the window.
+//! Every other walk fetches one page at a time.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use unigate_pagination::{CursorState, PaginationError, Position, Style};
+use unigate_unified::{ApiError, ErrorKind};
+
+use crate::Engine;
+use crate::list::{Call, Page};
+
+pub(crate) struct Walker {
+    engine: Engine,
+    call: Arc<Call>,
+    /// Where the next page to hand on starts, and the guards' memory.
+    state: CursorState,
+    /// Pages fetched ahead, with the position each was fetched at.
+    ahead: VecDeque<(Position, Result<Page, ApiError>)>,
+    /// Total records (offset) or pages (page) the provider last reported.
+    total: Option<u64>,
+}
+
+impl Walker {
+    pub(crate) fn new(engine: Engine, call: Arc<Call>, state: CursorState) -> Self {
+        Walker {
+            engine,
+            call,
+            state,
+            ahead: VecDeque::new(),
+            total: None,
+        }
+    }
+
+    pub(crate) fn call(&self) -> &Call {
+        &self.call
+    }
+
+    /// The position after the pages handed on so far (for the continuation cursor).
+    pub(crate) fn state(&self) -> &CursorState {
+        &self.state
+    }
+
+    /// The next page in order. Call only while the previous page had a next one.
+    pub(crate) async fn next_page(&mut self) -> Result<Page, ApiError> {
+        if self.ahead.is_empty() && self.call.prefetch && self.state.pages > 0 {
+            self.fetch_window().await;
+        }
+        let page = match self.ahead.pop_front() {
+            Some((position, page)) if position == self.state.position => {
+                let page = page?;
+                if !page.records.is_empty()
+                    && self.state.last_digest.as_deref() == Some(page.digest.as_str())
+                {
+                    return Err(ApiError::new(
+                        ErrorKind::BadGateway,
+                        PaginationError::IdenticalPage.to_string(),
+                    ));
+                }
+                // The window guessed the following positions; a page that does not lead to the
+                // next guess (a short page, the end) makes the rest of the window void.
+                let leads_on = matches!((&page.next, self.ahead.front()), (Some(next), Some((guess, _))) if next == guess);
+                if !leads_on {
+                    self.ahead.clear();
+                }
+                page
+            }
+            _ => {
+                self.ahead.clear();
+                self.engine.fetch_page(&self.call, &self.state).await?
+            }
+        };
+        if page.total.is_some() {
+            self.total = page.total;
+        }
+        self.state = CursorState {
+            position: page.next.clone().unwrap_or(Position::First),
+            last_digest: Some(page.digest.clone()),
+            pages: self.state.pages + 1,
+        };
+        Ok(page)
+    }
+
+    /// Fetches up to `prefetch_window` pages from the current position at once.
+    async fn fetch_window(&mut self) {
+        let pagination = &self.call.resource_pagination();
+        let size = u64::from(self.call.page_size());
+        let window = self.engine.config.prefetch_window as u64;
+        let positions: Vec<Position> = match (&pagination.style, &self.state.position) {
+            (Style::Offset { .. }, Position::Offset(offset)) => (0..window)
+                .map(|k| offset + k * size)
+                .filter(|offset| self.total.is_none_or(|total| *offset < total))
+                .map(Position::Offset)
+                .collect(),
+            (Style::Page { first_page, .. }, Position::Page(page)) => (0..window)
+                .map(|k| page + k)
+                .filter(|page| {
+                    self.total
+                        .is_none_or(|total| page + 1 - first_page <= total)
+                })
+                .map(Position::Page)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let base = self.state.pages;
+        let fetches = positions.iter().enumerate().map(|(k, position)| {
+            let state = CursorState {
+                position: position.clone(),
+                last_digest: None,
+                pages: base + k as u32,
+            };
+            let engine = self.engine.clone();
+            let call = self.call.clone();
+            async move { engine.fetch_page(&call, &state).await }
+        });
+        let pages = join_all(fetches).await;
+        self.ahead = positions.into_iter().zip(pages).collect();
+    }
+}

@@ -1,0 +1,310 @@
+//! Mapping throughput: records per second through a unified `response_mapping`.
+//!
+//! Not part of CI; run it through `bench/mapping-throughput.sh`, which also runs the same
+//! expressions on the same records with jsonata-js and prints the comparison table. By hand:
+//!
+//! ```sh
+//! cargo bench -p unigate-mapping --bench mapping_throughput -- [--records N] [--runs N] [--root DIR] [--out DIR]
+//! ```
+//!
+//! For each mapping (the `user-directory/users/list` `response_mapping` of okta, microsoft-365
+//! and scim) it builds `--records` provider records (default 20,000) from the records of the
+//! integration's `two-pages` fixture, varying ids, emails and dates deterministically, in pages
+//! of 100. It writes them to `<out>/<integration>.json` together with the expression source and
+//! its `$context`/`$query` bindings, and the mapped first page to
+//! `<out>/<integration>.expected.json`, so another engine can map exactly the same records and
+//! check that it agrees. It maps every record once to warm up, then `--runs` times (default 3),
+//! and prints the best run as one line per mapping:
+//!
+//! ```text
+//! RESULT <integration> <records> <records-per-second>
+//! ```
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use unigate_mapping::{Catalog, Expression, Scope};
+
+const PAGE_SIZE: usize = 100;
+
+/// One benchmarked mapping: the integration, where its fixture pages keep their records, and the
+/// account context the fixtures use.
+struct Case {
+    integration: &'static str,
+    /// JSON pointer to the records array in a fixture page ("" for a top-level array).
+    records_at: &'static str,
+    pages: usize,
+    context: fn() -> Value,
+}
+
+const CASES: [Case; 3] = [
+    Case {
+        integration: "okta",
+        records_at: "",
+        pages: 5,
+        context: || json!({"subdomain": "acme", "api_token": "00a-test-token"}),
+    },
+    Case {
+        integration: "microsoft-365",
+        records_at: "/value",
+        pages: 3,
+        context: || json!({"access_token": "eyJ0-test"}),
+    },
+    Case {
+        integration: "scim",
+        records_at: "/Resources",
+        pages: 3,
+        context: || json!({"base_url": "https://scim.example.com/scim/v2", "token": "scim-test-token"}),
+    },
+];
+
+struct Args {
+    records: usize,
+    runs: usize,
+    root: PathBuf,
+    out: Option<PathBuf>,
+}
+
+fn parse_args() -> Option<Args> {
+    let mut args = Args {
+        records: 20_000,
+        runs: 3,
+        root: Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        out: None,
+    };
+    let mut benching = false;
+    let mut iter = std::env::args().skip(1);
+    while let Some(arg) = iter.next() {
+        let mut value = |name: &str| {
+            iter.next()
+                .unwrap_or_else(|| panic!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            // `cargo bench` passes `--bench`; `cargo test --benches` does not.
+            "--bench" => benching = true,
+            "--records" => args.records = value("--records").parse().expect("--records N"),
+            "--runs" => args.runs = value("--runs").parse().expect("--runs N"),
+            "--root" => args.root = PathBuf::from(value("--root")),
+            "--out" => args.out = Some(PathBuf::from(value("--out"))),
+            _ => {} // libtest-style flags (filters, --nocapture, …) do not apply here
+        }
+    }
+    assert!(
+        args.records > 0 && args.runs > 0,
+        "--records and --runs must be > 0"
+    );
+    benching.then_some(args)
+}
+
+fn main() {
+    let Some(args) = parse_args() else {
+        println!("mapping_throughput: run it with `cargo bench` (see bench/mapping-throughput.sh)");
+        return;
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.root.join("target/bench-data"));
+    std::fs::create_dir_all(&out).expect("create the output directory");
+    let catalog = Catalog::load_dir(&args.root.join("mappings")).expect("load mappings/");
+
+    for case in &CASES {
+        let integration = &catalog.integrations[case.integration];
+        let method = integration
+            .unified_method("user-directory", "users", "list")
+            .expect("a user-directory/users/list method");
+        let context = (case.context)();
+        let query = json!({});
+        let scope = Scope::new([("context", context.clone()), ("query", query.clone())]);
+        let pages = generate(&fixture_records(&args.root, case), args.records);
+        let expression = &method.response_mapping;
+
+        // Warm-up, and the reference output of the first page for the other engine.
+        let mut expected = Vec::new();
+        for (index, page) in pages.iter().enumerate() {
+            for record in page {
+                let mapped = map(expression, record, &scope);
+                if index == 0 {
+                    expected.push(mapped);
+                }
+            }
+        }
+        write_json(
+            &out.join(format!("{}.json", case.integration)),
+            &json!({
+                "integration": case.integration,
+                "expression": expression.source(),
+                "bindings": {"context": context, "query": query},
+                "records": args.records,
+                "pages": pages,
+            }),
+        );
+        write_json(
+            &out.join(format!("{}.expected.json", case.integration)),
+            &Value::Array(expected),
+        );
+
+        let mut best = Duration::MAX;
+        for _ in 0..args.runs {
+            let start = Instant::now();
+            let mut fields = 0usize;
+            for page in &pages {
+                for record in page {
+                    fields += map(expression, black_box(record), &scope)
+                        .as_object()
+                        .map_or(0, |object| object.len());
+                }
+            }
+            black_box(fields);
+            best = best.min(start.elapsed());
+        }
+        println!(
+            "RESULT {} {} {:.1}",
+            case.integration,
+            args.records,
+            args.records as f64 / best.as_secs_f64()
+        );
+    }
+}
+
+/// Maps one record as the gateway does; anything but an object is a broken benchmark.
+fn map(expression: &Expression, record: &Value, scope: &Scope) -> Value {
+    match expression.evaluate(record, scope) {
+        Ok(Some(mapped @ Value::Object(_))) => mapped,
+        other => panic!("the mapping gave {other:?} for {record}"),
+    }
+}
+
+fn write_json(path: &Path, value: &Value) {
+    let text = serde_json::to_vec(value).expect("serialize");
+    std::fs::write(path, text).unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+}
+
+/// The records of the integration's `two-pages` fixture, in page order.
+fn fixture_records(root: &Path, case: &Case) -> Vec<Value> {
+    let mut records = Vec::new();
+    for page in 1..=case.pages {
+        let path = root.join(format!(
+            "tests/fixtures/{}/two-pages/page{page}.json",
+            case.integration
+        ));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
+        let body: Value = serde_json::from_str(&text).expect("a JSON fixture page");
+        let Some(Value::Array(page_records)) = body.pointer(case.records_at) else {
+            panic!(
+                "{} has no records array at {:?}",
+                path.display(),
+                case.records_at
+            );
+        };
+        records.extend(page_records.iter().cloned());
+    }
+    assert!(
+        !records.is_empty(),
+        "no fixture records for {}",
+        case.integration
+    );
+    records
+}
+
+/// `count` records in pages of [`PAGE_SIZE`]: record `i` is fixture record `i % n` with its id,
+/// its emails and its dates varied by `i`.
+fn generate(base: &[Value], count: usize) -> Vec<Vec<Value>> {
+    let records: Vec<Value> = (0..count).map(|i| vary(&base[i % base.len()], i)).collect();
+    records.chunks(PAGE_SIZE).map(<[Value]>::to_vec).collect()
+}
+
+fn vary(record: &Value, i: usize) -> Value {
+    let old_id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+    let new_id = if old_id.len() >= 12 && old_id.is_ascii() {
+        // Same length and alphabet as the provider's ids (hex digits fit GUIDs and Okta ids).
+        format!("{}{:06x}", &old_id[..old_id.len() - 6], i)
+    } else {
+        format!("{old_id}-{i}")
+    };
+    let mut record = record.clone();
+    vary_strings(&mut record, &|text: &str| {
+        let text = if old_id.is_empty() {
+            text.to_owned()
+        } else {
+            text.replace(old_id, &new_id) // the id, and the links and locations that carry it
+        };
+        if let Some(varied) = vary_email(&text, i) {
+            varied
+        } else if let Some(varied) = vary_date(&text, i) {
+            varied
+        } else {
+            text
+        }
+    });
+    record
+}
+
+fn vary_strings(value: &mut Value, vary: &dyn Fn(&str) -> String) {
+    match value {
+        Value::String(text) => *text = vary(text),
+        Value::Array(items) => items.iter_mut().for_each(|item| vary_strings(item, vary)),
+        Value::Object(object) => object
+            .values_mut()
+            .for_each(|item| vary_strings(item, vary)),
+        _ => {}
+    }
+}
+
+/// `local@domain` -> `local.<i>@domain`; the same `i` for every address of one record, so
+/// addresses that were equal (ignoring case) stay equal.
+fn vary_email(text: &str, i: usize) -> Option<String> {
+    let (local, domain) = text.split_once('@')?;
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+    };
+    (plain(local) && plain(domain) && domain.contains('.')).then(|| format!("{local}.{i}@{domain}"))
+}
+
+/// A string starting `YYYY-MM-DD` gets its date moved back by `(7 i) mod 1500` days; the time and
+/// zone that follow stay as they were.
+fn vary_date(text: &str, i: usize) -> Option<String> {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| bytes[range].iter().all(u8::is_ascii_digit);
+    if bytes.len() < 10
+        || !(digits(0..4) && bytes[4] == b'-' && digits(5..7) && bytes[7] == b'-' && digits(8..10))
+    {
+        return None;
+    }
+    let year: i64 = text[0..4].parse().ok()?;
+    let month: i64 = text[5..7].parse().ok()?;
+    let day: i64 = text[8..10].parse().ok()?;
+    let days = days_from_civil(year, month, day) - (7 * i as i64) % 1500;
+    let (year, month, day) = civil_from_days(days);
+    Some(format!("{year:04}-{month:02}-{day:02}{}", &text[10..]))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
