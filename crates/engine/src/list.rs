@@ -526,12 +526,11 @@ impl Engine {
         );
         let body = check_response(call, &response)?;
         let resource = call.resource();
-        let records = extract_records(resource, &body, &call.scope)
-            .map_err(|error| mapping_error(&call.integration, &error))?;
-        let digest = page_digest(&records);
+        let digest = page_digest(&response.body);
         let compiled = &resource.pagination;
         // Pagination expressions read the body, and `$headers` (names lower-case) for providers
-        // that put the next cursor or the totals in headers.
+        // that put the next cursor or the totals in headers. They run before the records are
+        // moved out of the body.
         let headers: serde_json::Map<String, Value> = response
             .headers
             .iter()
@@ -551,32 +550,40 @@ impl Engine {
                 .map(Option::flatten)
                 .map_err(|error| mapping_error(&call.integration, &MapError::Eval { what, error }))
         };
-        let next = match compiled.strategy.style {
+        let as_token = |value: Value| match value {
+            Value::String(text) => Some(text),
+            Value::Number(number) => Some(number.to_string()),
+            _ => None,
+        };
+        let body_next = match compiled.strategy.style {
             Style::LinkHeader => response.header("link").and_then(link_next),
-            Style::Keyset { .. } => match (&compiled.after_value, records.last()) {
-                (Some(expression), Some(last)) => expression
-                    .evaluate(last, &call.scope)
-                    .map_err(|error| {
-                        mapping_error(
-                            &call.integration,
-                            &MapError::Eval {
-                                what: "pagination.after_value",
-                                error,
-                            },
-                        )
-                    })?
-                    .and_then(|value| match value {
-                        Value::String(text) => Some(text),
-                        Value::Number(number) => Some(number.to_string()),
-                        _ => None,
-                    }),
-                _ => None,
-            },
-            _ => evaluate(&compiled.next, "pagination.next")?.and_then(|value| match value {
-                Value::String(text) => Some(text),
-                Value::Number(number) => Some(number.to_string()),
-                _ => None,
-            }),
+            Style::Keyset { .. } => None,
+            _ => evaluate(&compiled.next, "pagination.next")?.and_then(as_token),
+        };
+        let total = evaluate(&compiled.total, "pagination.total")?.and_then(|v| as_count(&v));
+        let has_more =
+            evaluate(&compiled.has_more, "pagination.has_more")?.and_then(|v| truthy(&v));
+        let records = extract_records(resource, body, &call.scope)
+            .map_err(|error| mapping_error(&call.integration, &error))?;
+        let next = match (
+            &compiled.strategy.style,
+            &compiled.after_value,
+            records.last(),
+        ) {
+            (Style::Keyset { .. }, Some(expression), Some(last)) => expression
+                .evaluate(last, &call.scope)
+                .map_err(|error| {
+                    mapping_error(
+                        &call.integration,
+                        &MapError::Eval {
+                            what: "pagination.after_value",
+                            error,
+                        },
+                    )
+                })?
+                .and_then(as_token),
+            (Style::Keyset { .. }, _, _) => None,
+            _ => body_next,
         };
         let next = match (&compiled.strategy.style, next) {
             (Style::LinkHeader | Style::NextUrl, Some(link)) => {
@@ -584,11 +591,10 @@ impl Engine {
             }
             (_, next) => next,
         };
-        let total = evaluate(&compiled.total, "pagination.total")?.and_then(|v| as_count(&v));
         let facts = PageFacts {
             next,
             record_count: records.len(),
-            has_more: evaluate(&compiled.has_more, "pagination.has_more")?.and_then(|v| truthy(&v)),
+            has_more,
             total,
             digest: digest.clone(),
         };
@@ -976,16 +982,15 @@ fn fingerprint(model: &str, resource: &str, integration: &str, query: &ListQuery
     )
 }
 
-fn page_digest(records: &[Value]) -> String {
-    let mut hasher = Sha256::new();
-    for record in records {
-        hasher.update(record.to_string().as_bytes());
-        hasher.update(b"\n");
-    }
-    base64::Engine::encode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        &hasher.finalize()[..12],
-    )
+/// A digest of the page as received, for the identical-page guard. A fast non-cryptographic
+/// hash of the body bytes: the cursor that carries it is signed, and re-serializing every record
+/// to hash it cost more than mapping them. (A provider whose repeated page differs only in a
+/// request id slips past this guard; the repeated-cursor and endless-walk guards still stop it.)
+fn page_digest(body: &[u8]) -> String {
+    use std::hash::Hasher as _;
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(body);
+    format!("{:016x}", hasher.finish())
 }
 
 fn truthy(value: &Value) -> Option<bool> {

@@ -37,8 +37,9 @@ impl Default for RetryPolicy {
     }
 }
 
-/// What the rate-limit expressions read.
-fn rate_limit_input(response: &ProviderResponse) -> Value {
+/// What the rate-limit expressions read; the body only when asked for (parsing a large page
+/// for a status check would cost more than the check).
+fn rate_limit_input(response: &ProviderResponse, with_body: bool) -> Value {
     let headers: Map<String, Value> = response
         .headers
         .iter()
@@ -49,7 +50,11 @@ fn rate_limit_input(response: &ProviderResponse) -> Value {
             ))
         })
         .collect();
-    let body = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    let body = if with_body {
+        serde_json::from_slice(&response.body).unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
     json!({"status": response.status, "headers": headers, "body": body})
 }
 
@@ -96,17 +101,18 @@ fn detect(
     scope: &Scope,
     now: i64,
 ) -> Option<Limited> {
-    let input = rate_limit_input(response);
+    let probe = rate_limit_input(response, rate_limit.is_limited_reads_body);
+    let limited =
+        rate_limit.is_limited.evaluate(&probe, scope).ok().flatten() == Some(Value::Bool(true));
+    if !limited {
+        return None;
+    }
+    let input = rate_limit_input(response, true);
     let evaluate = |expression: &Option<unigate_mapping::Expression>| {
         expression
             .as_ref()
             .and_then(|e| e.evaluate(&input, scope).ok().flatten())
     };
-    let limited =
-        rate_limit.is_limited.evaluate(&input, scope).ok().flatten() == Some(Value::Bool(true));
-    if !limited {
-        return None;
-    }
     let reset = seconds(evaluate(&rate_limit.reset_epoch)).map(|epoch| epoch - now as f64);
     let wait = seconds(evaluate(&rate_limit.retry_after))
         .or_else(|| retry_after_header(response, now))

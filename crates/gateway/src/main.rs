@@ -1,6 +1,11 @@
 //! The `unigate` binary: `serve --config FILE`, `serve --sandbox`, `check DIR`.
 
 use std::path::PathBuf;
+
+/// Provider pages are parsed, mapped and freed in large blocks on every request; glibc's malloc
+/// spent about 30% of a request's CPU consolidating them (bench/gateway-load.sh, perf).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -110,6 +110,42 @@ impl Expression {
         }
     }
 
+    /// The field names of a plain path (`$` → empty, `members`, `data.users`), when the expression
+    /// is nothing more; callers can then walk the input directly.
+    pub fn simple_path(&self) -> Option<Vec<String>> {
+        fn plain(node: &jlens_core::Node) -> bool {
+            let a = &node.attrs;
+            !a.keep_array
+                && !a.cons_array
+                && !a.tuple
+                && a.focus.is_none()
+                && a.index.is_none()
+                && a.stages.is_empty()
+                && a.predicate.is_empty()
+                && a.group.is_none()
+                && a.ancestor.is_none()
+        }
+        let root = &self.inner.ast().root;
+        if !plain(root) {
+            return None;
+        }
+        match &root.kind {
+            jlens_core::NodeKind::Variable { name } if name.is_empty() => Some(Vec::new()),
+            jlens_core::NodeKind::Name { name } => Some(vec![name.clone()]),
+            jlens_core::NodeKind::Path {
+                steps,
+                keep_singleton_array: false,
+            } => steps
+                .iter()
+                .map(|step| match &step.kind {
+                    jlens_core::NodeKind::Name { name } if plain(step) => Some(name.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        }
+    }
+
     /// Evaluates against `input`; `Ok(None)` is JSONata's *undefined*.
     pub fn evaluate(&self, input: &Value, scope: &Scope) -> Result<Option<Value>, EvalError> {
         self.inner

@@ -77,6 +77,9 @@ pub struct OAuth2 {
 #[derive(Debug)]
 pub struct RateLimit {
     pub is_limited: Expression,
+    /// Whether `is_limited` reads the body; when it does not, a body is parsed for it only once
+    /// the answer is known to be limited (the default, `status = 429`, never reads it).
+    pub is_limited_reads_body: bool,
     pub retry_after: Option<Expression>,
     pub reset_epoch: Option<Expression>,
     pub limit: Option<Expression>,
@@ -414,6 +417,7 @@ fn compile_rate_limit(
     let Some(spec) = spec else {
         return Some(RateLimit {
             is_limited: default(),
+            is_limited_reads_body: false,
             retry_after: None,
             reset_epoch: None,
             limit: None,
@@ -426,6 +430,10 @@ fn compile_rate_limit(
     let limit = c.optional_expression(spec.limit.as_ref(), "rate_limit.limit");
     let remaining = c.optional_expression(spec.remaining.as_ref(), "rate_limit.remaining");
     Some(RateLimit {
+        is_limited_reads_body: spec
+            .is_limited
+            .as_ref()
+            .is_some_and(|text| text.value.contains("body")),
         is_limited: is_limited.ok()?.unwrap_or_else(default),
         retry_after: retry_after.ok()?,
         reset_epoch: reset_epoch.ok()?,

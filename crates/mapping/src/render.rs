@@ -244,16 +244,47 @@ pub fn map_query(
 /// The records of a provider body, as the resource's `records` expression finds them.
 pub fn extract_records(
     resource: &Resource,
-    body: &Value,
+    body: Value,
     scope: &Scope,
 ) -> Result<Vec<Value>, MapError> {
-    match resource
-        .records
-        .evaluate(body, scope)
-        .map_err(|error| MapError::Eval {
-            what: "records",
-            error,
-        })? {
+    // A plain path over objects (the common case: `$`, `members`, `data.users`) moves the
+    // records out of the body instead of evaluating and copying them.
+    let path = resource.records.simple_path();
+    let walkable = path.as_ref().is_some_and(|path| {
+        let mut at = &body;
+        for segment in path {
+            match at {
+                Value::Object(object) => match object.get(segment) {
+                    Some(next) => at = next,
+                    None => return true,
+                },
+                Value::Null => return true,
+                // Arrays on the way flatten in JSONata: the engine does that.
+                _ => return false,
+            }
+        }
+        true
+    });
+    let found = match (walkable, path) {
+        (true, Some(path)) => {
+            let mut value = body;
+            for segment in &path {
+                value = match value {
+                    Value::Object(mut object) => object.remove(segment).unwrap_or(Value::Null),
+                    _ => Value::Null,
+                };
+            }
+            Some(value)
+        }
+        _ => resource
+            .records
+            .evaluate(&body, scope)
+            .map_err(|error| MapError::Eval {
+                what: "records",
+                error,
+            })?,
+    };
+    match found {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(records)) => Ok(records),
         Some(record @ Value::Object(_)) => Ok(vec![record]),
