@@ -100,6 +100,9 @@ pub struct Resource {
     pub path: Template,
     pub query: Vec<(String, Template)>,
     pub records: Expression,
+    /// `records` as plain field names when it is only a path (`$`, `members`, `data.users`),
+    /// found at load so each page can move its records out of the body.
+    pub records_path: Option<Vec<String>>,
     /// JSON request body over `{cursor, page_size, offset, page, query}` (GraphQL, search APIs).
     pub body: Option<Expression>,
     pub pagination: CompiledPagination,
@@ -676,6 +679,7 @@ fn compile_resource(
         method: resource.method,
         path: template?,
         query,
+        records_path: records.as_ref().and_then(Expression::simple_path),
         records: records?,
         body: body.ok()?,
         pagination: pagination?,

@@ -249,8 +249,8 @@ pub fn extract_records(
 ) -> Result<Vec<Value>, MapError> {
     // A plain path over objects (the common case: `$`, `members`, `data.users`) moves the
     // records out of the body instead of evaluating and copying them.
-    let path = resource.records.simple_path();
-    let walkable = path.as_ref().is_some_and(|path| {
+    let path = resource.records_path.as_ref();
+    let walkable = path.is_some_and(|path| {
         let mut at = &body;
         for segment in path {
             match at {
@@ -268,7 +268,7 @@ pub fn extract_records(
     let found = match (walkable, path) {
         (true, Some(path)) => {
             let mut value = body;
-            for segment in &path {
+            for segment in path {
                 value = match value {
                     Value::Object(mut object) => object.remove(segment).unwrap_or(Value::Null),
                     _ => Value::Null,
