@@ -189,7 +189,14 @@ impl Upstream {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
         };
-        tracing::debug!(method = ?request.method, url = %request.url, "provider call");
+        // Host and path only: a query may carry a value rendered from the account context
+        // (e.g. an API key a mapping passes as a plain query template).
+        tracing::debug!(
+            method = ?request.method,
+            host = request.url.host_str().unwrap_or_default(),
+            path = request.url.path(),
+            "provider call"
+        );
         let mut builder = self.client.request(method, url).headers(headers);
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
