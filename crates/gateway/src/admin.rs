@@ -90,6 +90,16 @@ mod double_option {
     }
 }
 
+/// An account the engine could not serve is refused before it is stored.
+fn check(state: &AppState, account: &IntegratedAccount) -> Result<(), ApiError> {
+    let problems = state.engine.check_account(account);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(problems.join("; ")))
+    }
+}
+
 async fn list(State(state): State<AppState>) -> Response {
     let accounts: Vec<Value> = state
         .engine
@@ -106,10 +116,7 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Response {
         let mut account: IntegratedAccount = parse_body(&body)?;
         account.status = AccountStatus::Active;
         account.last_error = None;
-        let problems = state.engine.check_account(&account);
-        if !problems.is_empty() {
-            return Err(ApiError::bad_request(problems.join("; ")));
-        }
+        check(&state, &account)?;
         state
             .engine
             .accounts()
@@ -169,10 +176,7 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Byt
             }
             None => {}
         }
-        let problems = state.engine.check_account(&account);
-        if !problems.is_empty() {
-            return Err(ApiError::bad_request(problems.join("; ")));
-        }
+        check(&state, &account)?;
         state
             .engine
             .accounts()
