@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Mapping throughput: records per second through the `response_mapping` (user-directory/users/list)
-# of okta, microsoft-365 and scim, in unigate's engine (jlens-core, behind unigate_mapping) and in
-# jsonata-js 2.2.2 on node, on the same records with the same `$context` / `$query` bindings.
+# of okta, microsoft-365 and scim, in unigate's engine path (jlens-core alone), its fast path (the
+# compiled subset evaluator, which must map every record itself and exactly as the engine does),
+# and jsonata-js 2.2.2 on node, on the same records with the same `$context` / `$query` bindings.
 #
 #   bench/mapping-throughput.sh                 # 20000 records per mapping, best of 3 runs
 #   bench/mapping-throughput.sh RECORDS [RUNS]
@@ -94,12 +95,13 @@ echo "== jsonata-js $jsonata_version (node $(node --version))" >&2
 # shellcheck disable=SC2086 # one argument per mapping name
 node_out="$(node "$node_dir/mapping-throughput.cjs" "$data_dir" "$runs" $names)"
 
-printf '%-15s %8s %26s %22s %22s\n' "mapping" "records" "unigate engine records/s" "jsonata-js records/s" "ratio (unigate/js)"
+printf '%-15s %8s %12s %12s %12s %10s %10s\n' "mapping" "records" "engine r/s" "fast r/s" "jsonata-js" "engine/js" "fast/js"
 for name in $names; do
-  read -r count rust_rate < <(awk -v n="$name" '$1 == "RESULT" && $2 == n {print $3, $4}' <<<"$rust_out")
+  read -r count engine_rate fast_rate < <(awk -v n="$name" '$1 == "RESULT" && $2 == n {print $3, $4, $5}' <<<"$rust_out")
   node_rate="$(awk -v n="$name" '$1 == "RESULT" && $2 == n {print $4}' <<<"$node_out")"
-  printf '%-15s %8s %26.0f %22.0f %21.2fx\n' "$name" "$count" "$rust_rate" "$node_rate" \
-    "$(awk -v a="$rust_rate" -v b="$node_rate" 'BEGIN {print a / b}')"
+  printf '%-15s %8s %12.0f %12.0f %12.0f %9.1fx %9.1fx\n' "$name" "$count" "$engine_rate" "$fast_rate" "$node_rate" \
+    "$(awk -v a="$engine_rate" -v b="$node_rate" 'BEGIN {print a / b}')" \
+    "$(awk -v a="$fast_rate" -v b="$node_rate" 'BEGIN {print a / b}')"
 done
 awk '$1 == "AGREE" {printf "%s: jsonata-js maps %s of the first %s records exactly as unigate\n", $2, $3, $4}' <<<"$node_out"
 echo "best of $runs runs after a warm-up; machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(date -u +%Y-%m-%d)"

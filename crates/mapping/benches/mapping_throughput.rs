@@ -13,11 +13,13 @@
 //! of 100. It writes them to `<out>/<integration>.json` together with the expression source and
 //! its `$context`/`$query` bindings, and the mapped first page to
 //! `<out>/<integration>.expected.json`, so another engine can map exactly the same records and
-//! check that it agrees. It maps every record once to warm up, then `--runs` times (default 3),
-//! and prints the best run as one line per mapping:
+//! check that it agrees. It maps every record once to warm up, then `--runs` times (default 3)
+//! on each path — the engine alone (`jlens-core`) and the fast path alone (which must answer every
+//! record itself, and answer it as the engine does) — and prints the best runs as one line per
+//! mapping:
 //!
 //! ```text
-//! RESULT <integration> <records> <records-per-second>
+//! RESULT <integration> <records> <engine-records-per-second> <fast-path-records-per-second>
 //! ```
 
 use std::hint::black_box;
@@ -25,7 +27,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use unigate_mapping::{Catalog, Expression, Scope};
+use unigate_mapping::{Catalog, Expression, FastOutcome, Scope};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PAGE_SIZE: usize = 100;
 
@@ -146,25 +151,31 @@ fn main() {
             &Value::Array(expected),
         );
 
-        let mut best = Duration::MAX;
-        for _ in 0..args.runs {
-            let start = Instant::now();
-            let mut fields = 0usize;
-            for page in &pages {
-                for record in page {
-                    fields += map(expression, black_box(record), &scope)
-                        .as_object()
-                        .map_or(0, |object| object.len());
+        for (index, page) in pages.iter().enumerate() {
+            for (position, record) in page.iter().enumerate() {
+                match expression.evaluate_fast(record, &scope) {
+                    FastOutcome::Done(Some(mapped))
+                        if mapped == map_on_engine(expression, record, &scope) => {}
+                    other => panic!(
+                        "{}: the fast path did not map page {index} record {position} as the engine does: {other:?}",
+                        case.integration
+                    ),
                 }
             }
-            black_box(fields);
-            best = best.min(start.elapsed());
         }
+
+        let engine = best_rate(args.runs, &pages, |record| {
+            map_on_engine(expression, record, &scope)
+        });
+        let fast = best_rate(args.runs, &pages, |record| {
+            match expression.evaluate_fast(record, &scope) {
+                FastOutcome::Done(Some(mapped)) => mapped,
+                other => panic!("the fast path gave {other:?}"),
+            }
+        });
         println!(
-            "RESULT {} {} {:.1}",
-            case.integration,
-            args.records,
-            args.records as f64 / best.as_secs_f64()
+            "RESULT {} {} {engine:.1} {fast:.1}",
+            case.integration, args.records
         );
     }
 }
@@ -175,6 +186,33 @@ fn map(expression: &Expression, record: &Value, scope: &Scope) -> Value {
         Ok(Some(mapped @ Value::Object(_))) => mapped,
         other => panic!("the mapping gave {other:?} for {record}"),
     }
+}
+
+fn map_on_engine(expression: &Expression, record: &Value, scope: &Scope) -> Value {
+    match expression.evaluate_on_engine(record, scope) {
+        Ok(Some(mapped @ Value::Object(_))) => mapped,
+        other => panic!("the engine gave {other:?} for {record}"),
+    }
+}
+
+/// Records per second of the best of `runs` passes over every page.
+fn best_rate(runs: usize, pages: &[Vec<Value>], mut map: impl FnMut(&Value) -> Value) -> f64 {
+    let records: usize = pages.iter().map(Vec::len).sum();
+    let mut best = Duration::MAX;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let mut fields = 0usize;
+        for page in pages {
+            for record in page {
+                fields += map(black_box(record))
+                    .as_object()
+                    .map_or(0, |object| object.len());
+            }
+        }
+        black_box(fields);
+        best = best.min(start.elapsed());
+    }
+    records as f64 / best.as_secs_f64()
 }
 
 fn write_json(path: &Path, value: &Value) {

@@ -3,13 +3,18 @@
 //! Compiled once at load (`jlens-core`, Send + Sync, shared across workers). Every evaluation runs
 //! with limits (time, depth, result size), so a hostile or broken expression or provider response
 //! fails that request, never the process. The Truto-style function library is bound here.
+//!
+//! An expression in the common subset also gets a fast-path plan ([`crate::fast`]) at compile
+//! time; [`Expression::evaluate`] runs it first and falls back to the engine for an input the
+//! plan bails on, so callers see the engine's answer either way, sooner.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use jlens_core::{Bindings, Options};
 use serde_json::Value;
 
+use crate::fast;
 use crate::functions;
 
 /// Limits for one evaluation. A mapping of one record that needs more is broken.
@@ -26,6 +31,19 @@ static LIBRARY: LazyLock<Bindings> = LazyLock::new(functions::library);
 #[derive(Debug, Clone)]
 pub struct Expression {
     inner: jlens_core::Expression,
+    /// The fast-path plan, or why the expression is outside the subset.
+    fast: Result<Arc<fast::Plan>, Arc<str>>,
+}
+
+/// What the fast path alone made of one evaluation (for the differential tests and benchmarks).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FastOutcome {
+    /// The expression is outside the subset; the reason names the construct.
+    NotCompiled(String),
+    /// The plan handed this input to the engine.
+    Bailed,
+    /// The plan's answer (`None` is *undefined*).
+    Done(Option<Value>),
 }
 
 /// Why an expression did not compile: the engine's code and message, and the byte offset in the
@@ -55,21 +73,31 @@ impl std::fmt::Display for EvalError {
 #[derive(Debug, Clone)]
 pub struct Scope {
     bindings: Bindings,
+    /// The same variables for the fast path.
+    variables: Arc<Vec<(String, Value)>>,
 }
 
 impl Scope {
     pub fn new<'a>(variables: impl IntoIterator<Item = (&'a str, Value)>) -> Self {
         let mut bindings = LIBRARY.clone();
+        let mut plain = Vec::new();
         for (name, value) in variables {
-            bindings = bindings.var(name, value);
+            bindings = bindings.var(name, value.clone());
+            plain.push((name.to_owned(), value));
         }
-        Scope { bindings }
+        Scope {
+            bindings,
+            variables: Arc::new(plain),
+        }
     }
 
     /// This scope plus one more variable (e.g. `$headers` for pagination expressions).
     pub fn with(&self, name: &str, value: Value) -> Scope {
+        let mut variables = (*self.variables).clone();
+        variables.push((name.to_owned(), value.clone()));
         Scope {
             bindings: self.bindings.clone().var(name, value),
+            variables: Arc::new(variables),
         }
     }
 }
@@ -77,7 +105,10 @@ impl Scope {
 impl Expression {
     pub fn compile(source: &str) -> Result<Self, CompileError> {
         jlens_core::Expression::compile(source)
-            .map(|inner| Expression { inner })
+            .map(|inner| {
+                let fast = fast::compile(inner.ast()).map(Arc::new).map_err(Arc::from);
+                Expression { inner, fast }
+            })
             .map_err(|error| CompileError {
                 code: error.code().to_owned(),
                 message: error.message(),
@@ -146,8 +177,39 @@ impl Expression {
         }
     }
 
-    /// Evaluates against `input`; `Ok(None)` is JSONata's *undefined*.
+    /// Why the expression is outside the fast path's subset, `None` when it is inside.
+    pub fn fast_path_gap(&self) -> Option<&str> {
+        self.fast.as_ref().err().map(|reason| &**reason)
+    }
+
+    /// Evaluates against `input`; `Ok(None)` is JSONata's *undefined*. The fast path answers
+    /// when it can, the engine otherwise; both give the same answer.
     pub fn evaluate(&self, input: &Value, scope: &Scope) -> Result<Option<Value>, EvalError> {
+        if let Ok(plan) = &self.fast
+            && let Ok(value) = fast::evaluate(plan, input, &scope.variables)
+        {
+            return Ok(value);
+        }
+        self.evaluate_on_engine(input, scope)
+    }
+
+    /// The fast path alone, for comparing it with the engine.
+    pub fn evaluate_fast(&self, input: &Value, scope: &Scope) -> FastOutcome {
+        match &self.fast {
+            Err(reason) => FastOutcome::NotCompiled(reason.to_string()),
+            Ok(plan) => match fast::evaluate(plan, input, &scope.variables) {
+                Ok(value) => FastOutcome::Done(value),
+                Err(fast::Bail) => FastOutcome::Bailed,
+            },
+        }
+    }
+
+    /// The engine alone (`jlens-core`), never the fast path.
+    pub fn evaluate_on_engine(
+        &self,
+        input: &Value,
+        scope: &Scope,
+    ) -> Result<Option<Value>, EvalError> {
         self.inner
             .evaluate_with(Some(input), &scope.bindings, &options())
             .map_err(|error| EvalError {

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod coverage;
 pub mod diagnostics;
 pub mod expression;
+mod fast;
 mod functions;
 pub mod integration;
 pub mod render;
@@ -18,7 +19,7 @@ pub mod template;
 
 pub use catalog::{Catalog, Source};
 pub use diagnostics::{LoadError, LoadErrors};
-pub use expression::{EvalError, Expression, Scope};
+pub use expression::{EvalError, Expression, FastOutcome, Scope};
 pub use integration::{
     Auth, CompiledPagination, Grant, Integration, OAuth2, RateLimit, Resource, UnifiedMethod,
 };

@@ -1,0 +1,830 @@
+//! Evaluating a [`Plan`] over a borrowed input, with JSONata's sequence rules (singleton
+//! sequences unwrap, path steps flatten arrays, `[]` keeps them) as `jlens-core` applies them.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use serde_json::{Map, Value};
+use smallvec::SmallVec;
+
+use super::builtins;
+use super::{Bail, Binary, Filter, Ident, Lambda, Node, Op, Plan};
+
+pub(super) type Outcome<T> = Result<T, Bail>;
+
+/// Evaluations nested deeper than this (function calls within calls) go to the engine, which
+/// has the limits and the error for runaway recursion.
+const MAX_DEPTH: u32 = 64;
+/// Nodes one evaluation may visit before it is handed to the engine and its time limit.
+const MAX_STEPS: u32 = 200_000;
+
+/// A JSONata value during a fast evaluation. Input and plan constants are borrowed.
+///
+/// A word-sized tag keeps every field aligned: with the default one-byte tag, values returned
+/// through `Result` were written and re-read at odd offsets, which stalled the store buffer on
+/// every node and cost more than the evaluation itself.
+#[derive(Debug, Clone)]
+#[repr(u64)]
+pub(super) enum Val<'a> {
+    Undef,
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(&'a str),
+    Text(Rc<str>),
+    /// An array or object of the input or of a folded constant.
+    Json(&'a Value),
+    Arr(Rc<Arr<'a>>),
+    /// A constructed object, keys in insertion order.
+    Obj(Rc<Vec<(Val<'a>, Val<'a>)>>),
+    Func(Rc<Closure<'a>>),
+}
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct Arr<'a> {
+    pub items: Vec<Val<'a>>,
+    /// A sequence (a path's or function's result) rather than an array value.
+    pub sequence: bool,
+    /// Built by a constructor that must not be flattened into a path.
+    pub cons: bool,
+    /// A singleton sequence that stays an array (`[]`).
+    pub keep: bool,
+}
+
+#[derive(Debug)]
+pub(super) struct Closure<'a> {
+    lambda: &'a Lambda,
+    /// Weak, because the closure is usually bound in the very frame it captures.
+    env: Weak<Env<'a>>,
+    input: Val<'a>,
+}
+
+/// A frame: the variables a block or a function call binds, by [`Ident`] number.
+#[derive(Debug, Default)]
+struct Env<'a> {
+    vars: RefCell<SmallVec<[(u32, Val<'a>); 4]>>,
+    parent: Option<Rc<Env<'a>>>,
+}
+
+impl<'a> Env<'a> {
+    fn child(parent: &Rc<Env<'a>>) -> Rc<Env<'a>> {
+        Rc::new(Env {
+            vars: RefCell::new(SmallVec::new()),
+            parent: Some(parent.clone()),
+        })
+    }
+
+    fn bind(&self, name: &Ident, value: Val<'a>) {
+        let mut vars = self.vars.borrow_mut();
+        match vars.iter_mut().find(|(id, _)| *id == name.id) {
+            Some(slot) => slot.1 = value,
+            None => vars.push((name.id, value)),
+        }
+    }
+
+    fn lookup(&self, name: &Ident) -> Option<Val<'a>> {
+        let mut env = self;
+        loop {
+            if let Some((_, value)) = env.vars.borrow().iter().find(|(id, _)| *id == name.id) {
+                return Some(value.clone());
+            }
+            env = env.parent.as_deref()?;
+        }
+    }
+}
+
+impl<'a> Val<'a> {
+    pub fn from_json(json: &'a Value) -> Val<'a> {
+        match json {
+            Value::Null => Val::Null,
+            Value::Bool(b) => Val::Bool(*b),
+            Value::Number(n) => Val::Num(n.as_f64().unwrap_or(f64::NAN)),
+            Value::String(s) => Val::Str(s),
+            Value::Array(_) | Value::Object(_) => Val::Json(json),
+        }
+    }
+
+    pub fn text(s: String) -> Val<'a> {
+        Val::Text(Rc::from(s))
+    }
+
+    pub fn is_undef(&self) -> bool {
+        matches!(self, Val::Undef)
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Val::Str(s) => Some(s),
+            Val::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn is_array(&self) -> bool {
+        matches!(self, Val::Arr(_) | Val::Json(Value::Array(_)))
+    }
+
+    pub fn is_object(&self) -> bool {
+        matches!(self, Val::Obj(_) | Val::Json(Value::Object(_)))
+    }
+
+    /// The items of an array value, `None` for anything else.
+    pub fn array_items(&self) -> Option<Vec<Val<'a>>> {
+        match self {
+            Val::Arr(arr) => Some(arr.items.clone()),
+            Val::Json(Value::Array(items)) => Some(items.iter().map(Val::from_json).collect()),
+            _ => None,
+        }
+    }
+
+    pub fn array_len(&self) -> Option<usize> {
+        match self {
+            Val::Arr(arr) => Some(arr.items.len()),
+            Val::Json(Value::Array(items)) => Some(items.len()),
+            _ => None,
+        }
+    }
+
+    fn is_sequence(&self) -> bool {
+        matches!(self, Val::Arr(arr) if arr.sequence)
+    }
+
+    fn is_cons(&self) -> bool {
+        matches!(self, Val::Arr(arr) if arr.cons)
+    }
+
+    pub fn sequence(items: Vec<Val<'a>>) -> Val<'a> {
+        Val::Arr(Rc::new(Arr {
+            items,
+            sequence: true,
+            ..Arr::default()
+        }))
+    }
+
+    pub fn array(items: Vec<Val<'a>>) -> Val<'a> {
+        Val::Arr(Rc::new(Arr {
+            items,
+            ..Arr::default()
+        }))
+    }
+
+    /// The value of field `key` (JSONata `lookup`): mapped over arrays, flattening.
+    pub fn field(&self, key: &str) -> Val<'a> {
+        match self {
+            Val::Json(Value::Object(map)) => get(map, key).map_or(Val::Undef, Val::from_json),
+            Val::Obj(pairs) => pairs
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map_or(Val::Undef, |(_, v)| v.clone()),
+            Val::Json(Value::Array(_)) | Val::Arr(_) => {
+                let mut out = Vec::new();
+                for item in self.array_items().unwrap_or_default() {
+                    let value = item.field(key);
+                    match value.array_items() {
+                        Some(items) => out.extend(items),
+                        None if value.is_undef() => {}
+                        None => out.push(value),
+                    }
+                }
+                Val::sequence(out)
+            }
+            _ => Val::Undef,
+        }
+    }
+
+    /// JSONata's `$boolean`, with *undefined* as false.
+    pub fn truthy(&self) -> bool {
+        match self {
+            Val::Undef | Val::Null | Val::Func(_) => false,
+            Val::Bool(b) => *b,
+            Val::Num(n) => *n != 0.0,
+            Val::Str(s) => !s.is_empty(),
+            Val::Text(s) => !s.is_empty(),
+            Val::Json(Value::Object(map)) => !map.is_empty(),
+            Val::Obj(pairs) => !pairs.is_empty(),
+            Val::Json(Value::Array(items)) => match items.len() {
+                1 => Val::from_json(&items[0]).truthy(),
+                _ => items.iter().any(|item| Val::from_json(item).truthy()),
+            },
+            Val::Arr(arr) => match arr.items.len() {
+                1 => arr.items[0].truthy(),
+                _ => arr.items.iter().any(Val::truthy),
+            },
+            Val::Json(_) => false,
+        }
+    }
+
+    /// The value as output JSON, numbers as the engine writes them.
+    pub fn to_json(&self) -> Outcome<Option<Value>> {
+        Ok(Some(match self {
+            Val::Undef => return Ok(None),
+            Val::Func(_) => return Err(Bail),
+            Val::Null => Value::Null,
+            Val::Bool(b) => Value::Bool(*b),
+            Val::Num(n) => json_number(*n),
+            Val::Str(s) => Value::String((*s).to_owned()),
+            Val::Text(s) => Value::String(s.to_string()),
+            Val::Json(json) => copy_json(json),
+            Val::Arr(arr) => Value::Array(
+                arr.items
+                    .iter()
+                    .map(|item| Ok(item.to_json()?.unwrap_or(Value::Null)))
+                    .collect::<Outcome<_>>()?,
+            ),
+            Val::Obj(pairs) => {
+                let mut map = Map::with_capacity(pairs.len());
+                for (key, value) in pairs.iter() {
+                    if let Some(value) = value.to_json()? {
+                        map.insert(key.as_str().ok_or(Bail)?.to_owned(), value);
+                    }
+                }
+                Value::Object(map)
+            }
+        }))
+    }
+}
+
+/// A field of an input object. Records have a few dozen fields at most, and comparing key
+/// lengths first finds one sooner than hashing the name.
+fn get<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
+    if map.len() > 32 {
+        return map.get(key);
+    }
+    map.iter()
+        .find(|(candidate, _)| candidate.len() == key.len() && candidate.as_str() == key)
+        .map(|(_, value)| value)
+}
+
+/// A number as JSON: integral values within 2^53 as integers, like the engine.
+pub(crate) fn json_number(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
+        Value::from(n as i64)
+    } else {
+        serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+    }
+}
+
+/// Input JSON as the engine copies it into a result: every number through [`json_number`].
+fn copy_json(json: &Value) -> Value {
+    match json {
+        Value::Number(n) => json_number(n.as_f64().unwrap_or(f64::NAN)),
+        Value::Array(items) => Value::Array(items.iter().map(copy_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| (key.clone(), copy_json(value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Evaluates `plan` over `input` with the caller's `variables`; `Ok(None)` is *undefined*.
+pub(crate) fn evaluate(
+    plan: &Plan,
+    input: &Value,
+    variables: &[(String, Value)],
+) -> Result<Option<Value>, Bail> {
+    if input.is_array() {
+        // The engine wraps an array input so it counts as one context value; not modelled.
+        return Err(Bail);
+    }
+    let evaluator = Evaluator {
+        root: input,
+        variables,
+        depth: Cell::new(0),
+        steps: Cell::new(0),
+    };
+    let env = Rc::new(Env::default());
+    let value = evaluator.eval(&plan.root, &Val::from_json(input), &env)?;
+    value.to_json()
+}
+
+pub(super) struct Evaluator<'a> {
+    root: &'a Value,
+    variables: &'a [(String, Value)],
+    depth: Cell<u32>,
+    steps: Cell<u32>,
+}
+
+impl<'a> Evaluator<'a> {
+    fn eval(&self, node: &'a Node, input: &Val<'a>, env: &Rc<Env<'a>>) -> Outcome<Val<'a>> {
+        let steps = self.steps.get() + 1;
+        if steps > MAX_STEPS {
+            return Err(Bail);
+        }
+        self.steps.set(steps);
+        let mut result = self.eval_op(node, input, env)?;
+        for filter in &node.filters {
+            result = self.filter(filter, result, env)?;
+        }
+        Ok(finish(result, node.keep_array))
+    }
+
+    fn eval_op(&self, node: &'a Node, input: &Val<'a>, env: &Rc<Env<'a>>) -> Outcome<Val<'a>> {
+        Ok(match &node.op {
+            Op::Context => input.clone(),
+            Op::Root => Val::from_json(self.root),
+            Op::Variable(name) => self.variable(name, env)?,
+            Op::Constant(value) => Val::from_json(value),
+            Op::Name(name) => input.field(name),
+            Op::Path {
+                steps,
+                keep_singleton,
+                fields_only,
+            } => match fields_only.then(|| self.fields(steps, input, env)) {
+                Some(Ok(Some(value))) => value,
+                Some(Err(bail)) => return Err(bail),
+                _ => self.path(steps, *keep_singleton, input, env)?,
+            },
+            Op::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    let value = self.eval(&item.node, input, env)?;
+                    if value.is_undef() {
+                        continue;
+                    }
+                    match value.array_items() {
+                        Some(values) if !item.nested_constructor => out.extend(values),
+                        _ => out.push(value),
+                    }
+                }
+                Val::Arr(Rc::new(Arr {
+                    items: out,
+                    cons: node.cons_array,
+                    ..Arr::default()
+                }))
+            }
+            Op::Object(pairs) => {
+                if input.is_array() {
+                    // Over an array, an object constructor groups its items: not modelled.
+                    return Err(Bail);
+                }
+                let mut out: Vec<(Val<'a>, Val<'a>)> = Vec::with_capacity(pairs.len());
+                let mut keys: Vec<Val<'a>> = Vec::with_capacity(pairs.len());
+                for (key, _) in pairs {
+                    let key = self.eval(key, input, env)?;
+                    if !key.is_undef() && key.as_str().is_none() {
+                        return Err(Bail);
+                    }
+                    if let Some(text) = key.as_str()
+                        && keys.iter().any(|k| k.as_str() == Some(text))
+                    {
+                        return Err(Bail); // two pairs with one key: an engine error
+                    }
+                    keys.push(key);
+                }
+                for (key, (_, value)) in keys.into_iter().zip(pairs) {
+                    if key.is_undef() {
+                        continue;
+                    }
+                    let value = self.eval(value, input, env)?;
+                    if !value.is_undef() {
+                        out.push((key, value));
+                    }
+                }
+                Val::Obj(Rc::new(out))
+            }
+            Op::Binary(op, lhs, rhs) => {
+                let lhs = self.eval(lhs, input, env)?;
+                let rhs = self.eval(rhs, input, env)?;
+                binary(*op, &lhs, &rhs)?
+            }
+            Op::And(lhs, rhs) => Val::Bool(
+                self.eval(lhs, input, env)?.truthy() && self.eval(rhs, input, env)?.truthy(),
+            ),
+            Op::Or(lhs, rhs) => Val::Bool(
+                self.eval(lhs, input, env)?.truthy() || self.eval(rhs, input, env)?.truthy(),
+            ),
+            Op::Negate(expr) => match self.eval(expr, input, env)? {
+                Val::Undef => Val::Undef,
+                Val::Num(n) => Val::Num(-n),
+                _ => return Err(Bail),
+            },
+            Op::Condition(condition, then, otherwise) => {
+                if self.eval(condition, input, env)?.truthy() {
+                    self.eval(then, input, env)?
+                } else {
+                    match otherwise {
+                        Some(otherwise) => self.eval(otherwise, input, env)?,
+                        None => Val::Undef,
+                    }
+                }
+            }
+            Op::Coalesce(lhs, rhs) => match self.eval(lhs, input, env)? {
+                Val::Undef => self.eval(rhs, input, env)?,
+                value => value,
+            },
+            Op::Default(lhs, rhs) => {
+                let value = self.eval(lhs, input, env)?;
+                if let Val::Func(_) = value {
+                    return Err(Bail);
+                }
+                if value.truthy() {
+                    value
+                } else {
+                    self.eval(rhs, input, env)?
+                }
+            }
+            Op::Block { exprs, frame } => {
+                let scope;
+                let env = if *frame {
+                    scope = Env::child(env);
+                    &scope
+                } else {
+                    env
+                };
+                let mut result = Val::Undef;
+                for expr in exprs {
+                    result = self.eval(expr, input, env)?;
+                }
+                result
+            }
+            Op::Bind(name, value) => {
+                let value = self.eval(value, input, env)?;
+                env.bind(name, value.clone());
+                value
+            }
+            Op::Lambda(lambda) => Val::Func(Rc::new(Closure {
+                lambda,
+                env: Rc::downgrade(env),
+                input: input.clone(),
+            })),
+            Op::Call {
+                name,
+                builtin,
+                bindable,
+                args,
+            } => {
+                let mut values: SmallVec<[Val<'a>; 4]> = SmallVec::new();
+                for arg in args {
+                    values.push(self.eval(arg, input, env)?);
+                }
+                let bound = if *bindable { env.lookup(name) } else { None };
+                match bound {
+                    Some(Val::Func(closure)) => self.call(&closure, values)?,
+                    Some(_) => return Err(Bail),
+                    None => match builtin {
+                        Some(builtin) if self.variable_value(&name.text).is_none() => {
+                            builtins::call(*builtin, &values)?
+                        }
+                        _ => return Err(Bail),
+                    },
+                }
+            }
+        })
+    }
+
+    /// A variable's value. A name bound nowhere may be a function of the engine's library
+    /// (`$string` as a value), which the fast path does not model.
+    fn variable(&self, name: &Ident, env: &Env<'a>) -> Outcome<Val<'a>> {
+        env.lookup(name)
+            .or_else(|| self.variable_value(&name.text).map(Val::from_json))
+            .ok_or(Bail)
+    }
+
+    fn variable_value(&self, name: &str) -> Option<&'a Value> {
+        self.variables
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value)
+    }
+
+    fn call(&self, closure: &Closure<'a>, args: SmallVec<[Val<'a>; 4]>) -> Outcome<Val<'a>> {
+        let depth = self.depth.get();
+        if depth >= MAX_DEPTH {
+            return Err(Bail);
+        }
+        let parent = closure.env.upgrade().ok_or(Bail)?;
+        let frame = Env::child(&parent);
+        let mut args = args.into_iter();
+        for param in &closure.lambda.params {
+            frame.bind(param, args.next().unwrap_or(Val::Undef));
+        }
+        self.depth.set(depth + 1);
+        let result = self.eval(&closure.lambda.body, &closure.input, &frame);
+        self.depth.set(depth);
+        result
+    }
+
+    /// A path of field names over objects, read in place; `None` when an array is met (or is
+    /// the context), which the general path flattens.
+    fn fields(
+        &self,
+        steps: &'a [Node],
+        input: &Val<'a>,
+        env: &Rc<Env<'a>>,
+    ) -> Outcome<Option<Val<'a>>> {
+        let mut names = steps;
+        let mut at = match &steps[0].op {
+            Op::Name(_) => input.clone(),
+            _ => {
+                names = &steps[1..];
+                self.eval_op(&steps[0], input, env)?
+            }
+        };
+        for step in names {
+            let Op::Name(name) = &step.op else {
+                return Ok(None);
+            };
+            at = match &at {
+                Val::Json(Value::Object(map)) => match get(map, name) {
+                    Some(value) => Val::from_json(value),
+                    None => return Ok(Some(Val::Undef)),
+                },
+                Val::Obj(_) => at.field(name),
+                Val::Json(Value::Array(_)) | Val::Arr(_) => return Ok(None),
+                _ => return Ok(Some(Val::Undef)),
+            };
+        }
+        // A sequence here (a variable holding one) is finished by the caller as usual.
+        Ok(Some(at))
+    }
+
+    fn path(
+        &self,
+        steps: &'a [Node],
+        keep_singleton: bool,
+        input: &Val<'a>,
+        env: &Rc<Env<'a>>,
+    ) -> Outcome<Val<'a>> {
+        let starts_with_variable = matches!(
+            steps.first().map(|s| &s.op),
+            Some(Op::Variable(_) | Op::Root | Op::Context)
+        );
+        let mut sequence = match input.array_items() {
+            Some(items) if !starts_with_variable => items,
+            _ => vec![input.clone()],
+        };
+        let mut result = Val::Undef;
+        for (index, step) in steps.iter().enumerate() {
+            result = if index == 0 && step.cons_array {
+                self.eval(step, &Val::sequence(std::mem::take(&mut sequence)), env)?
+            } else {
+                self.step(step, &sequence, env, index + 1 == steps.len())?
+            };
+            match result.array_items() {
+                Some(items) if !items.is_empty() => sequence = items,
+                Some(_) => break,
+                None if result.is_undef() => break,
+                None => sequence = vec![result.clone()],
+            }
+        }
+        if keep_singleton && let Val::Arr(arr) = &result {
+            let arr = if arr.cons && !arr.sequence {
+                Arr {
+                    items: vec![result.clone()],
+                    sequence: true,
+                    keep: true,
+                    cons: false,
+                }
+            } else {
+                Arr {
+                    keep: true,
+                    ..(**arr).clone()
+                }
+            };
+            result = Val::Arr(Rc::new(arr));
+        }
+        Ok(result)
+    }
+
+    fn step(
+        &self,
+        step: &'a Node,
+        sequence: &[Val<'a>],
+        env: &Rc<Env<'a>>,
+        last: bool,
+    ) -> Outcome<Val<'a>> {
+        let mut results = Vec::with_capacity(sequence.len());
+        for item in sequence {
+            let mut value = self.eval(step, item, env)?;
+            for stage in &step.stages {
+                value = self.filter(stage, value, env)?;
+            }
+            if !value.is_undef() {
+                results.push(value);
+            }
+        }
+        if last && results.len() == 1 && results[0].is_array() && !results[0].is_sequence() {
+            return Ok(results.pop().unwrap_or(Val::Undef));
+        }
+        let mut flat = Vec::with_capacity(results.len());
+        for value in results {
+            match value.array_items() {
+                Some(items) if !value.is_cons() => flat.extend(items),
+                _ => flat.push(value),
+            }
+        }
+        Ok(Val::sequence(flat))
+    }
+
+    fn filter(&self, filter: &'a Filter, input: Val<'a>, env: &Rc<Env<'a>>) -> Outcome<Val<'a>> {
+        let items = match input.array_items() {
+            Some(items) => items,
+            None if input.is_undef() => Vec::new(),
+            None => vec![input],
+        };
+        match filter {
+            Filter::Index(n) => Ok(match item_at(&items, *n) {
+                Some(item) if item.is_array() => item.clone(),
+                Some(item) => Val::sequence(vec![item.clone()]),
+                None => Val::sequence(Vec::new()),
+            }),
+            Filter::Expr(predicate) => {
+                let mut kept = Vec::new();
+                for (index, item) in items.iter().enumerate() {
+                    let value = self.eval(predicate, item, env)?;
+                    let keep = match &value {
+                        Val::Num(n) => position(*n, items.len()) == Some(index),
+                        Val::Func(_) => return Err(Bail),
+                        _ => match value.array_items() {
+                            Some(values)
+                                if !values.is_empty()
+                                    && values.iter().all(|v| matches!(v, Val::Num(_))) =>
+                            {
+                                values.iter().any(|v| match v {
+                                    Val::Num(n) => position(*n, items.len()) == Some(index),
+                                    _ => false,
+                                })
+                            }
+                            Some(values) if values.is_empty() => false,
+                            _ => value.truthy(),
+                        },
+                    };
+                    if keep {
+                        kept.push(item.clone());
+                    }
+                }
+                Ok(Val::sequence(kept))
+            }
+        }
+    }
+}
+
+/// JSONata's end of every evaluation: an empty sequence is *undefined*, a singleton sequence
+/// its item unless `[]` keeps it.
+fn finish(value: Val<'_>, keep_array: bool) -> Val<'_> {
+    match value {
+        Val::Arr(arr) if arr.sequence => {
+            let keep = arr.keep || keep_array;
+            match arr.items.len() {
+                0 => Val::Undef,
+                1 if !keep => arr.items[0].clone(),
+                _ if keep && !arr.keep => Val::Arr(Rc::new(Arr {
+                    keep: true,
+                    ..(*arr).clone()
+                })),
+                _ => Val::Arr(arr),
+            }
+        }
+        other => other,
+    }
+}
+
+/// The index a (possibly negative, fractional) position stands for.
+fn position(n: f64, len: usize) -> Option<usize> {
+    let mut index = n.floor();
+    if index < 0.0 {
+        index += len as f64;
+    }
+    (index >= 0.0 && index < len as f64).then_some(index as usize)
+}
+
+fn item_at<'v, 'a>(items: &'v [Val<'a>], n: f64) -> Option<&'v Val<'a>> {
+    position(n, items.len()).map(|index| &items[index])
+}
+
+fn binary<'a>(op: Binary, lhs: &Val<'a>, rhs: &Val<'a>) -> Outcome<Val<'a>> {
+    Ok(match op {
+        Binary::Add | Binary::Sub | Binary::Mul | Binary::Div | Binary::Mod => {
+            let (a, b) = match (lhs, rhs) {
+                (Val::Num(a), Val::Num(b)) => (*a, *b),
+                (Val::Undef, Val::Num(_) | Val::Undef) | (Val::Num(_), Val::Undef) => {
+                    return Ok(Val::Undef);
+                }
+                _ => return Err(Bail),
+            };
+            let n = match op {
+                Binary::Add => a + b,
+                Binary::Sub => a - b,
+                Binary::Mul => a * b,
+                Binary::Div => a / b,
+                _ => a % b,
+            };
+            if !n.is_finite() {
+                return Err(Bail);
+            }
+            Val::Num(n)
+        }
+        Binary::Eq | Binary::Ne => {
+            if lhs.is_undef() || rhs.is_undef() {
+                return Ok(Val::Bool(false));
+            }
+            let equal = deep_equal(lhs, rhs)?;
+            Val::Bool(if op == Binary::Eq { equal } else { !equal })
+        }
+        Binary::Lt | Binary::Le | Binary::Gt | Binary::Ge => {
+            let ordering = match (lhs, rhs) {
+                (Val::Num(a), Val::Num(b)) => a.partial_cmp(b).ok_or(Bail)?,
+                (Val::Undef, Val::Num(_) | Val::Undef) | (Val::Num(_), Val::Undef) => {
+                    return Ok(Val::Undef);
+                }
+                _ => match (lhs.as_str(), rhs.as_str()) {
+                    (Some(a), Some(b)) => a.encode_utf16().cmp(b.encode_utf16()),
+                    (Some(_), None) if rhs.is_undef() => return Ok(Val::Undef),
+                    (None, Some(_)) if lhs.is_undef() => return Ok(Val::Undef),
+                    _ => return Err(Bail),
+                },
+            };
+            use std::cmp::Ordering::*;
+            Val::Bool(match op {
+                Binary::Lt => ordering == Less,
+                Binary::Le => ordering != Greater,
+                Binary::Gt => ordering == Greater,
+                _ => ordering != Less,
+            })
+        }
+        Binary::Concat => {
+            let mut text = String::new();
+            for side in [lhs, rhs] {
+                if !side.is_undef() {
+                    text.push_str(&builtins::string_of(side)?);
+                }
+            }
+            Val::text(text)
+        }
+        Binary::In => {
+            if lhs.is_undef() || rhs.is_undef() {
+                return Ok(Val::Bool(false));
+            }
+            if lhs.is_array() || lhs.is_object() || matches!(lhs, Val::Func(_)) {
+                return Err(Bail); // compared by identity in the engine
+            }
+            let found = match rhs.array_items() {
+                Some(items) => items.iter().any(|item| scalar_equal(lhs, item)),
+                None => scalar_equal(lhs, rhs),
+            };
+            Val::Bool(found)
+        }
+    })
+}
+
+fn scalar_equal(a: &Val<'_>, b: &Val<'_>) -> bool {
+    match (a, b) {
+        (Val::Null, Val::Null) => true,
+        (Val::Bool(a), Val::Bool(b)) => a == b,
+        (Val::Num(a), Val::Num(b)) => a == b,
+        _ => match (a.as_str(), b.as_str()) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        },
+    }
+}
+
+/// JSONata's `=`: deep equality of values.
+pub(super) fn deep_equal(a: &Val<'_>, b: &Val<'_>) -> Outcome<bool> {
+    if matches!(a, Val::Func(_)) || matches!(b, Val::Func(_)) {
+        return Err(Bail);
+    }
+    if let (Some(x), Some(y)) = (a.array_items(), b.array_items()) {
+        if x.len() != y.len() {
+            return Ok(false);
+        }
+        for (x, y) in x.iter().zip(&y) {
+            if !deep_equal(x, y)? {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    }
+    if a.is_object() && b.is_object() {
+        let (x, y) = (object_pairs(a), object_pairs(b));
+        if x.len() != y.len() {
+            return Ok(false);
+        }
+        for (key, value) in &x {
+            match y.iter().find(|(k, _)| k == key) {
+                Some((_, other)) if deep_equal(value, other)? => {}
+                _ => return Ok(false),
+            }
+        }
+        return Ok(true);
+    }
+    Ok(scalar_equal(a, b))
+}
+
+/// The fields of an object value, in order.
+pub(super) fn object_pairs<'a>(value: &Val<'a>) -> Vec<(String, Val<'a>)> {
+    match value {
+        Val::Json(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| (k.clone(), Val::from_json(v)))
+            .collect(),
+        Val::Obj(pairs) => pairs
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.clone())))
+            .collect(),
+        _ => Vec::new(),
+    }
+}

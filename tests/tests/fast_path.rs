@@ -1,0 +1,504 @@
+//! Differential tests of the mapping fast path against the engine (`jlens-core`): whenever the
+//! fast path answers, its answer must be the engine's, byte for byte once serialized (key order
+//! and number forms included), and it must never answer where the engine fails. Inputs: every
+//! expression of every mapping file over every fixture body and record, the query mappings over
+//! representative unified queries, generated records (proptest), and the official JSONata test
+//! suite's cases that fall in the subset.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+use unigate_mapping::{Expression, FastOutcome, Scope, extract_records};
+use unigate_tests::{repo_catalog, repo_root};
+
+/// The reference integrations: their response mappings are entirely in the subset, and the fast
+/// path answers every fixture record of theirs without handing one to the engine.
+const REFERENCE: [&str; 5] = ["okta", "microsoft-365", "scim", "slack", "google-workspace"];
+
+#[derive(Default)]
+struct Tally {
+    answered: usize,
+    bailed: usize,
+    mismatches: Vec<String>,
+}
+
+impl Tally {
+    /// Runs both paths on one input; `true` when the fast path answered.
+    fn compare(
+        &mut self,
+        what: &str,
+        expression: &Expression,
+        input: &Value,
+        scope: &Scope,
+    ) -> bool {
+        let engine = expression.evaluate_on_engine(input, scope);
+        match expression.evaluate_fast(input, scope) {
+            FastOutcome::NotCompiled(_) => false,
+            FastOutcome::Bailed => {
+                self.bailed += 1;
+                false
+            }
+            FastOutcome::Done(fast) => {
+                self.answered += 1;
+                let same = match &engine {
+                    Ok(engine) => text(engine) == text(&fast),
+                    Err(_) => false,
+                };
+                if !same && self.mismatches.len() < 20 {
+                    self.mismatches.push(format!(
+                        "{what}\n  expression: {}\n  input: {}\n  fast:   {}\n  engine: {:?}",
+                        one_line(expression.source()),
+                        cut(&input.to_string()),
+                        text(&fast),
+                        engine.map(|value| text(&value)),
+                    ));
+                }
+                true
+            }
+        }
+    }
+
+    fn assert_no_mismatch(&self) {
+        assert!(
+            self.mismatches.is_empty(),
+            "the fast path disagrees with the engine:\n{}",
+            self.mismatches.join("\n")
+        );
+    }
+}
+
+fn text(value: &Option<Value>) -> String {
+    match value {
+        None => "undefined".to_owned(),
+        Some(value) => serde_json::to_string(value).unwrap(),
+    }
+}
+
+fn one_line(source: &str) -> String {
+    cut(&source.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn cut(text: &str) -> String {
+    text.chars().take(300).collect()
+}
+
+/// Every JSON file under a fixture folder.
+fn fixture_bodies(dir: &Path) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let Ok(cases) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut cases: Vec<_> = cases.flatten().map(|entry| entry.path()).collect();
+    cases.sort();
+    for case in cases {
+        let Ok(files) = std::fs::read_dir(&case) else {
+            continue;
+        };
+        let mut files: Vec<_> = files.flatten().map(|entry| entry.path()).collect();
+        files.sort();
+        for file in files {
+            if file.extension().is_some_and(|ext| ext == "json") {
+                let body: Value =
+                    serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+                out.push((file.display().to_string(), body));
+            }
+        }
+    }
+    out
+}
+
+/// Unified queries as the engine hands them to `query_mapping`.
+fn unified_queries() -> Vec<Value> {
+    vec![
+        json!({"limit": 100}),
+        json!({"limit": 2, "email": "ada@example.com"}),
+        json!({"limit": 2, "email": {"eq": "ada@example.com"}}),
+        json!({"limit": 2, "status": "active"}),
+        json!({"limit": 2, "status": "created"}),
+        json!({"limit": 2, "status": {"in": ["active", "invited"]}}),
+        json!({"limit": 2, "status": {"ne": "deleted"}}),
+        json!({"limit": 2, "updated_at": "2024-01-01T00:00:00Z"}),
+        json!({"limit": 2, "updated_at": {"gt": "2024-01-01", "lte": "2024-02-01T10:00:00.000Z"}}),
+        json!({"limit": 2, "created_at": {"gte": "2024-01-01T00:00:00Z"}}),
+        json!({"limit": 2, "name": "Ada Lovelace", "first_name": "Ada", "last_name": "Lovelace"}),
+        json!({"limit": 2, "id": "00u1", "external_id": "E-1", "username": "ada"}),
+        json!({"limit": 2, "sort_by": "created_at", "sort_order": "desc"}),
+        json!({"limit": 2, "user_type": "admin", "is_admin": true}),
+    ]
+}
+
+#[test]
+fn fast_path_equals_engine_on_every_mapping_and_fixture() {
+    let catalog = repo_catalog();
+    let root = repo_root();
+    let mut tally = Tally::default();
+    let mut coverage = Vec::new();
+    for (id, integration) in &catalog.integrations {
+        let context = json!({"subdomain": "acme", "api_token": "token", "domain": "example.com"});
+        let bodies = fixture_bodies(&root.join("tests/fixtures").join(id));
+        for ((model, resource, method), unified) in &integration.unified {
+            let what = format!("{id} {model}/{resource}.{method}");
+            let list = &integration.resources[&unified.resource];
+            let mut bailed_here = 0;
+            let mut answered_here = 0;
+            for query in unified_queries() {
+                let scope = Scope::new([("context", context.clone()), ("query", query.clone())]);
+                if let Some(mapping) = &unified.query_mapping {
+                    tally.compare(&format!("{what} query_mapping"), mapping, &query, &scope);
+                }
+            }
+            let scope = Scope::new([
+                ("context", context.clone()),
+                ("query", json!({"limit": 100})),
+            ]);
+            for (file, body) in &bodies {
+                tally.compare(
+                    &format!("{what} records {file}"),
+                    &list.records,
+                    body,
+                    &scope,
+                );
+                let mut records = extract_records(list, body.clone(), &scope).unwrap_or_default();
+                // Any object in a fixture is a record-like input too (unified outputs, errors).
+                if let Value::Array(items) = body {
+                    records.extend(items.iter().filter(|item| item.is_object()).cloned());
+                } else {
+                    records.push(body.clone());
+                }
+                for record in &records {
+                    let bailed_before = tally.bailed;
+                    if tally.compare(
+                        &format!("{what} response_mapping {file}"),
+                        &unified.response_mapping,
+                        record,
+                        &scope,
+                    ) {
+                        answered_here += 1;
+                    }
+                    bailed_here += tally.bailed - bailed_before;
+                }
+            }
+            coverage.push((
+                id.clone(),
+                unified.response_mapping.fast_path_gap().map(str::to_owned),
+                answered_here,
+                bailed_here,
+            ));
+        }
+        for expression in [
+            integration.errors.as_ref().map(|e| &e.when),
+            integration.errors.as_ref().and_then(|e| e.message.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let scope = Scope::new([("context", context.clone())]);
+            for (file, body) in &bodies {
+                tally.compare(&format!("{id} errors {file}"), expression, body, &scope);
+            }
+        }
+    }
+    tally.assert_no_mismatch();
+    let compiled = coverage.iter().filter(|(_, gap, ..)| gap.is_none()).count();
+    eprintln!(
+        "fast path: {compiled}/{} response mappings compiled; {} evaluations answered, {} handed to the engine",
+        coverage.len(),
+        tally.answered,
+        tally.bailed
+    );
+    for (id, gap, answered, bailed) in &coverage {
+        match gap {
+            None => eprintln!("  {id}: fast ({answered} answered, {bailed} handed over)"),
+            Some(gap) => eprintln!("  {id}: engine ({gap})"),
+        }
+    }
+    for reference in REFERENCE {
+        let (_, gap, answered, bailed) = coverage
+            .iter()
+            .find(|(id, ..)| id == reference)
+            .unwrap_or_else(|| panic!("no mapping `{reference}`"));
+        assert_eq!(gap, &None, "`{reference}` must be on the fast path");
+        assert!(
+            *answered > 5,
+            "`{reference}`: only {answered} records answered"
+        );
+        assert_eq!(
+            *bailed, 0,
+            "`{reference}` handed fixture records to the engine"
+        );
+    }
+    assert!(
+        compiled * 10 >= coverage.len() * 8,
+        "only {compiled} of {} response mappings are on the fast path",
+        coverage.len()
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Generated records.
+
+/// Field names the reference mappings read, so generated records exercise their branches.
+const FIELDS: &[&str] = &[
+    "id",
+    "status",
+    "profile",
+    "firstName",
+    "lastName",
+    "displayName",
+    "email",
+    "secondEmail",
+    "login",
+    "title",
+    "mobilePhone",
+    "primaryPhone",
+    "userType",
+    "organization",
+    "timezone",
+    "preferredLanguage",
+    "profileUrl",
+    "employeeNumber",
+    "created",
+    "lastUpdated",
+    "lastLogin",
+    "statusChanged",
+    "activated",
+    "userName",
+    "name",
+    "givenName",
+    "familyName",
+    "formatted",
+    "emails",
+    "value",
+    "type",
+    "primary",
+    "phoneNumbers",
+    "active",
+    "meta",
+    "externalId",
+    "mail",
+    "userPrincipalName",
+    "givenName",
+    "surname",
+    "accountEnabled",
+    "businessPhones",
+    "mobilePhone",
+    "jobTitle",
+    "createdDateTime",
+    "deleted",
+    "is_admin",
+    "is_owner",
+    "is_bot",
+    "real_name",
+    "tz",
+    "updated",
+    "primaryEmail",
+    "suspended",
+    "isAdmin",
+    "creationTime",
+    "lastLoginTime",
+    "phones",
+    "organizations",
+    "thumbnailPhotoUrl",
+    "roles",
+    "groups",
+];
+
+const STRINGS: &[&str] = &[
+    "",
+    "ACTIVE",
+    "STAGED",
+    "SUSPENDED",
+    "DEPROVISIONED",
+    "PROVISIONED",
+    "RECOVERY",
+    "LOCKED_OUT",
+    "ACTIVATING",
+    "active",
+    "Admin",
+    "end_user",
+    "Employee",
+    "work",
+    "home",
+    "mobile",
+    "other",
+    "ada@example.com",
+    "Ada",
+    "Lovelace",
+    "Ada Lovelace",
+    "2024-01-02T03:04:05.000Z",
+    "2024-01-02T03:04:05Z",
+    "2024-13-40",
+    "Europe/Berlin",
+    "en-US",
+    "https://example.com/ada",
+    "42",
+    "-1.5",
+    "true",
+    "ÄÖÜ ß",
+    "a\"b",
+    "  spaced  out  ",
+];
+
+fn scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (-3i64..100_000).prop_map(Value::from),
+        prop::sample::select(&[0.5f64, -2.25, 1e21, 3.0][..]).prop_map(|n| json!(n)),
+        prop::sample::select(STRINGS).prop_map(|s| Value::String(s.to_owned())),
+    ]
+}
+
+fn record_value() -> impl Strategy<Value = Value> {
+    scalar().prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((prop::sample::select(FIELDS), inner), 0..6).prop_map(|pairs| {
+                Value::Object(
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect::<Map<_, _>>(),
+                )
+            }),
+        ]
+    })
+}
+
+fn record() -> impl Strategy<Value = Value> {
+    prop::collection::vec((prop::sample::select(FIELDS), record_value()), 0..14).prop_map(|pairs| {
+        Value::Object(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect::<Map<_, _>>(),
+        )
+    })
+}
+
+#[test]
+fn fast_path_equals_engine_on_generated_records() {
+    let catalog = repo_catalog();
+    let scope = Scope::new([
+        ("context", json!({"subdomain": "acme"})),
+        ("query", json!({"limit": 10})),
+    ]);
+    let tally = std::cell::RefCell::new(Tally::default());
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let outcome = runner.run(&record(), |record| {
+        let mut tally = tally.borrow_mut();
+        for (id, integration) in &catalog.integrations {
+            for unified in integration.unified.values() {
+                tally.compare(id, &unified.response_mapping, &record, &scope);
+            }
+        }
+        prop_assert!(
+            tally.mismatches.is_empty(),
+            "{}",
+            tally.mismatches.join("\n")
+        );
+        Ok(())
+    });
+    if let Err(error) = outcome {
+        panic!("{error}");
+    }
+    let tally = tally.into_inner();
+    eprintln!(
+        "generated records: {} mappings answered by the fast path, {} handed to the engine",
+        tally.answered, tally.bailed
+    );
+    // The generator makes records the mappings map, not only ones the fast path gives up on.
+    assert!(
+        tally.answered > tally.bailed,
+        "{} answered, {} bailed",
+        tally.answered,
+        tally.bailed
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// The official JSONata test suite.
+
+#[test]
+fn fast_path_equals_engine_on_the_jsonata_suite() {
+    let suite = repo_root().join("../shared/jsonata-test-suite");
+    let suite = if suite.exists() {
+        suite
+    } else {
+        Path::new("/work/shared/jsonata-test-suite").to_path_buf()
+    };
+    let mut groups: Vec<_> = std::fs::read_dir(suite.join("groups"))
+        .expect("the JSONata test suite in ../shared/jsonata-test-suite")
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    groups.sort();
+    let mut tally = Tally::default();
+    let (mut cases, mut in_subset) = (0, 0);
+    for group in groups {
+        let mut files: Vec<_> = std::fs::read_dir(&group)
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect();
+        files.sort();
+        for file in files {
+            let Ok(parsed) =
+                serde_json::from_str::<Value>(&std::fs::read_to_string(&file).unwrap_or_default())
+            else {
+                continue;
+            };
+            let list = match parsed {
+                Value::Array(list) => list,
+                one => vec![one],
+            };
+            for case in list {
+                cases += 1;
+                let input = match (case.get("data"), case.get("dataset")) {
+                    (Some(data), _) => data.clone(),
+                    (None, Some(Value::String(name))) => serde_json::from_str(
+                        &std::fs::read_to_string(
+                            suite.join("datasets").join(format!("{name}.json")),
+                        )
+                        .unwrap(),
+                    )
+                    .unwrap(),
+                    _ => continue, // undefined input: not a mapping's situation
+                };
+                let Some(source) = case.get("expr").and_then(Value::as_str) else {
+                    continue;
+                };
+                let Ok(expression) = Expression::compile(source) else {
+                    continue;
+                };
+                if expression.fast_path_gap().is_some() {
+                    continue;
+                }
+                in_subset += 1;
+                let bindings: Vec<(String, Value)> = case
+                    .get("bindings")
+                    .and_then(Value::as_object)
+                    .map(|b| b.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default();
+                let scope = Scope::new(bindings.iter().map(|(k, v)| (k.as_str(), v.clone())));
+                let name = format!("{}", file.display());
+                tally.compare(&name, &expression, &input, &scope);
+            }
+        }
+    }
+    eprintln!(
+        "JSONata suite: {cases} cases, {in_subset} in the fast path's subset, {} answered by it, {} handed to the engine",
+        tally.answered, tally.bailed
+    );
+    tally.assert_no_mismatch();
+    assert!(
+        tally.answered >= 300,
+        "only {} suite cases answered",
+        tally.answered
+    );
+}
