@@ -8,6 +8,9 @@
 #   bench/gateway-load.sh                    # run by hand, not in CI; takes about 2.5 minutes
 #   DURATION=30 CONNS=32 bench/gateway-load.sh
 #
+# PROFILE=1 bench/gateway-load.sh profiles unigate under the throughput load with perf instead
+# of measuring, and prints the top symbols.
+#
 # Settings (environment): DURATION (s, default 15) per measured run, after WARMUP (s, default 3)
 # of the same load that is not counted; THREADS (2) load-generator threads; CONNS (16) connections
 # for the throughput runs; LOW_CONNS (2) connections for the low-load latency runs; NICE (0): run
@@ -370,6 +373,19 @@ measure() { # key url conns pids-in-path... -- [header...]
   CPU[$key]="$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')"
   say "$key: $rps req/s, p50 $p50 ms, p99 $p99 ms"
 }
+
+if [ "${PROFILE:-0}" = 1 ]; then
+  # Where unigate's CPU goes under the throughput load, instead of the measurements.
+  command -v perf >/dev/null || { say "PROFILE=1 needs perf"; exit 1; }
+  say "profiling unigate for ${DURATION}s under $CONNS connections"
+  perf record -q -o "$tmp/perf.data" -p "$unigate_pid" -- sleep "$DURATION" >/dev/null 2>&1 &
+  perf_pid=$!
+  run_load "$unigate_url" "$CONNS" "$DURATION" "Authorization: Bearer $TOKEN" >/dev/null
+  wait "$perf_pid" || true
+  perf report -q -i "$tmp/perf.data" --no-children --sort dso,symbol --percent-limit 0.7 2>/dev/null |
+    awk '{ printf "%8s  %-18s %s\n", $1, $2, $4 }' | head -40
+  exit 0
+fi
 
 load_before="$(cut -d' ' -f1 /proc/loadavg)"
 say "load: $LOADGEN, $THREADS threads, ${WARMUP}s warm-up + ${DURATION}s per case"

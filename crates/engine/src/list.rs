@@ -209,7 +209,8 @@ impl Engine {
                             return;
                         }
                     };
-                    if sender.send(shaped.to_string()).await.is_err() {
+                    let line = serde_json::to_string(&shaped).unwrap_or_default();
+                    if sender.send(line).await.is_err() {
                         return; // The caller went away.
                     }
                 }
