@@ -246,6 +246,57 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_path_answers_its_subset_and_names_what_keeps_others_on_the_engine() {
+        let scope = Scope::new([("context", json!({"domain": "acme.test"}))]);
+        let record = json!({"profile": {"login": "Ada", "emails": ["a@x", "b@x"]}, "n": 1.5});
+        let mapping = Expression::compile(
+            r#"($str := function($v) { $type($v) = "string" and $v != "" ? $v };
+               {"login": $lowercase($str(profile.login)) & "@" & $context.domain,
+                "second": profile.emails[1], "count": $count(profile.emails)})"#,
+        )
+        .unwrap();
+        assert_eq!(mapping.fast_path_gap(), None);
+        assert_eq!(
+            mapping.evaluate_fast(&record, &scope),
+            FastOutcome::Done(Some(
+                json!({"login": "ada@acme.test", "second": "b@x", "count": 2})
+            ))
+        );
+        for (source, gap) in [
+            ("$map(a, function($v) { $v })", "the function `$map`"),
+            ("$replace(a, /x/, 'y')", "a regular expression"),
+            ("$firstNonEmpty(a, b)", "the function `$firstNonEmpty`"),
+            ("a ~> $uppercase()", "the chain operator `~>`"),
+        ] {
+            assert_eq!(
+                Expression::compile(source).unwrap().fast_path_gap(),
+                Some(gap)
+            );
+        }
+    }
+
+    #[test]
+    fn inputs_the_fast_path_does_not_model_get_the_engines_answer() {
+        let scope = Scope::new([]);
+        let expression = Expression::compile("$string(n)").unwrap();
+        let record = json!({"n": 1.5});
+        // JavaScript number formatting is the engine's: the plan hands this record over.
+        assert_eq!(
+            expression.evaluate_fast(&record, &scope),
+            FastOutcome::Bailed
+        );
+        assert_eq!(
+            expression.evaluate(&record, &scope).unwrap(),
+            Some(json!("1.5"))
+        );
+        // An engine error stays the engine's error, code and all.
+        let failing = Expression::compile("$number(n)").unwrap();
+        let record = json!({"n": "twelve"});
+        assert_eq!(failing.evaluate_fast(&record, &scope), FastOutcome::Bailed);
+        assert_eq!(failing.evaluate(&record, &scope).unwrap_err().code, "D3030");
+    }
+
+    #[test]
     fn reports_errors_with_codes() {
         let error = Expression::compile("a.b[").unwrap_err();
         assert_eq!(error.code, "S0203");
