@@ -437,7 +437,8 @@ impl Gateway {
     }
 }
 
-/// `unigate check DIR`: every problem of every file, or a one-line summary.
+/// `unigate check DIR`: every problem of every file, or a one-line summary followed by a note
+/// for every response mapping that runs on the engine instead of the fast path.
 pub fn check(dir: &Path) -> Result<String, String> {
     let catalog = Catalog::load_dir(dir).map_err(|errors| errors.to_string())?;
     let mut report = format!(
