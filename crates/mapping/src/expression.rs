@@ -144,18 +144,6 @@ impl Expression {
     /// The field names of a plain path (`$` → empty, `members`, `data.users`), when the expression
     /// is nothing more; callers can then walk the input directly.
     pub fn simple_path(&self) -> Option<Vec<String>> {
-        fn plain(node: &jlens_core::Node) -> bool {
-            let a = &node.attrs;
-            !a.keep_array
-                && !a.cons_array
-                && !a.tuple
-                && a.focus.is_none()
-                && a.index.is_none()
-                && a.stages.is_empty()
-                && a.predicate.is_empty()
-                && a.group.is_none()
-                && a.ancestor.is_none()
-        }
         let root = &self.inner.ast().root;
         if !plain(root) {
             return None;
@@ -217,6 +205,20 @@ impl Expression {
                 message: error.message(),
             })
     }
+}
+
+/// A node without step modifiers: no filters, `[]`, bindings, group-by or ancestor slot.
+pub(crate) fn plain(node: &jlens_core::Node) -> bool {
+    let a = &node.attrs;
+    !a.keep_array
+        && !a.cons_array
+        && !a.tuple
+        && a.focus.is_none()
+        && a.index.is_none()
+        && a.stages.is_empty()
+        && a.predicate.is_empty()
+        && a.group.is_none()
+        && a.ancestor.is_none()
 }
 
 #[cfg(test)]

@@ -6,18 +6,19 @@ use serde_json::{Map, Value};
 
 use super::builtins::Builtin;
 use super::{Binary, Filter, Ident, Item, Lambda, Node, Op, Plan};
+use crate::expression::plain;
 
 /// The plan for `ast`, or the first construct outside the subset.
 pub(crate) fn compile(ast: &Ast) -> Result<Plan, String> {
     let mut root = node(&ast.root)?;
     let mut bound = Vec::new();
-    visit(&root, &mut |node| match &node.op {
+    visit(&mut root, &mut |node| match &node.op {
         Op::Bind(name, _) => bound.push(name.text.clone()),
         Op::Lambda(lambda) => bound.extend(lambda.params.iter().map(|p| p.text.clone())),
         _ => {}
     });
     let mut unknown = None;
-    visit(&root, &mut |node| {
+    visit(&mut root, &mut |node| {
         if let Op::Call {
             name,
             builtin: None,
@@ -44,7 +45,7 @@ pub(crate) fn compile(ast: &Ast) -> Result<Plan, String> {
             }
         } as u32;
     };
-    visit_mut(&mut root, &mut |node| match &mut node.op {
+    visit(&mut root, &mut |node| match &mut node.op {
         Op::Call { name, bindable, .. } => {
             *bindable = bound.contains(&name.text);
             number(name);
@@ -56,76 +57,22 @@ pub(crate) fn compile(ast: &Ast) -> Result<Plan, String> {
     Ok(Plan { root })
 }
 
-/// Calls `f` on every call node of the plan, mutably.
-fn visit_mut(node: &mut Node, f: &mut impl FnMut(&mut Node)) {
+/// Calls `f` on every node of the plan.
+fn visit(node: &mut Node, f: &mut impl FnMut(&mut Node)) {
     f(node);
     for filter in node.filters.iter_mut().chain(&mut node.stages) {
         if let Filter::Expr(expr) = filter {
-            visit_mut(expr, f);
+            visit(expr, f);
         }
     }
     match &mut node.op {
         Op::Context | Op::Root | Op::Variable(_) | Op::Constant(_) | Op::Name(_) => {}
         Op::Path { steps: nodes, .. } | Op::Block { exprs: nodes, .. } => {
-            nodes.iter_mut().for_each(|n| visit_mut(n, f));
+            nodes.iter_mut().for_each(|n| visit(n, f));
         }
-        Op::Call { args, .. } => args.iter_mut().for_each(|n| visit_mut(n, f)),
-        Op::Array(items) => items
-            .iter_mut()
-            .for_each(|item| visit_mut(&mut item.node, f)),
+        Op::Call { args, .. } => args.iter_mut().for_each(|n| visit(n, f)),
+        Op::Array(items) => items.iter_mut().for_each(|item| visit(&mut item.node, f)),
         Op::Object(pairs) => pairs.iter_mut().for_each(|(k, v)| {
-            visit_mut(k, f);
-            visit_mut(v, f);
-        }),
-        Op::Binary(_, a, b)
-        | Op::And(a, b)
-        | Op::Or(a, b)
-        | Op::Coalesce(a, b)
-        | Op::Default(a, b) => {
-            visit_mut(a, f);
-            visit_mut(b, f);
-        }
-        Op::Negate(a) | Op::Bind(_, a) => visit_mut(a, f),
-        Op::Condition(a, b, c) => {
-            visit_mut(a, f);
-            visit_mut(b, f);
-            if let Some(c) = c {
-                visit_mut(c, f);
-            }
-        }
-        Op::Lambda(lambda) => visit_mut(&mut lambda.body, f),
-    }
-}
-
-fn filters_of(stages: &[Stage]) -> Result<Vec<Filter>, String> {
-    stages
-        .iter()
-        .map(|stage| match stage {
-            Stage::Filter { expr, .. } => Ok(match &expr.kind {
-                NodeKind::Number { value } if plain(expr) => Filter::Index(*value),
-                _ => Filter::Expr(node(expr)?),
-            }),
-            Stage::Index { .. } => Err("a position variable (`#$i`)".to_owned()),
-        })
-        .collect()
-}
-
-/// Calls `f` on every node of the plan.
-fn visit(node: &Node, f: &mut impl FnMut(&Node)) {
-    f(node);
-    for filter in node.filters.iter().chain(&node.stages) {
-        if let Filter::Expr(expr) = filter {
-            visit(expr, f);
-        }
-    }
-    match &node.op {
-        Op::Context | Op::Root | Op::Variable(_) | Op::Constant(_) | Op::Name(_) => {}
-        Op::Path { steps: nodes, .. } | Op::Block { exprs: nodes, .. } => {
-            nodes.iter().for_each(|n| visit(n, f));
-        }
-        Op::Call { args, .. } => args.iter().for_each(|n| visit(n, f)),
-        Op::Array(items) => items.iter().for_each(|item| visit(&item.node, f)),
-        Op::Object(pairs) => pairs.iter().for_each(|(k, v)| {
             visit(k, f);
             visit(v, f);
         }),
@@ -145,8 +92,21 @@ fn visit(node: &Node, f: &mut impl FnMut(&Node)) {
                 visit(c, f);
             }
         }
-        Op::Lambda(lambda) => visit(&lambda.body, f),
+        Op::Lambda(lambda) => visit(&mut lambda.body, f),
     }
+}
+
+fn filters_of(stages: &[Stage]) -> Result<Vec<Filter>, String> {
+    stages
+        .iter()
+        .map(|stage| match stage {
+            Stage::Filter { expr, .. } => Ok(match &expr.kind {
+                NodeKind::Number { value } if plain(expr) => Filter::Index(*value),
+                _ => Filter::Expr(node(expr)?),
+            }),
+            Stage::Index { .. } => Err("a position variable (`#$i`)".to_owned()),
+        })
+        .collect()
 }
 
 fn node(source: &jlens_core::Node) -> Result<Node, String> {
@@ -317,18 +277,6 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
         keep_array: attrs.keep_array,
         cons_array: attrs.cons_array,
     })
-}
-
-fn plain(node: &jlens_core::Node) -> bool {
-    let a = &node.attrs;
-    !a.keep_array
-        && !a.cons_array
-        && !a.tuple
-        && a.focus.is_none()
-        && a.index.is_none()
-        && a.stages.is_empty()
-        && a.predicate.is_empty()
-        && a.group.is_none()
 }
 
 fn binary(op: BinaryOp) -> Binary {
