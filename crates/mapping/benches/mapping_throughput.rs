@@ -21,6 +21,9 @@
 //! ```text
 //! RESULT <integration> <records> <engine-records-per-second> <fast-path-records-per-second>
 //! ```
+//!
+//! `--profile <integration>` times that mapping's fast path alone (engine `NaN`), for running
+//! under a profiler: `perf record target/release/deps/mapping_throughput-* --bench --profile okta`.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -70,6 +73,8 @@ struct Args {
     runs: usize,
     root: PathBuf,
     out: Option<PathBuf>,
+    /// Only this integration, fast path only (for a profiler).
+    profile: Option<String>,
 }
 
 fn parse_args() -> Option<Args> {
@@ -78,6 +83,7 @@ fn parse_args() -> Option<Args> {
         runs: 3,
         root: Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
         out: None,
+        profile: None,
     };
     let mut benching = false;
     let mut iter = std::env::args().skip(1);
@@ -93,6 +99,7 @@ fn parse_args() -> Option<Args> {
             "--runs" => args.runs = value("--runs").parse().expect("--runs N"),
             "--root" => args.root = PathBuf::from(value("--root")),
             "--out" => args.out = Some(PathBuf::from(value("--out"))),
+            "--profile" => args.profile = Some(value("--profile")),
             _ => {} // libtest-style flags (filters, --nocapture, …) do not apply here
         }
     }
@@ -116,6 +123,13 @@ fn main() {
     let catalog = Catalog::load_dir(&args.root.join("mappings")).expect("load mappings/");
 
     for case in &CASES {
+        if args
+            .profile
+            .as_ref()
+            .is_some_and(|only| only != case.integration)
+        {
+            continue;
+        }
         let integration = &catalog.integrations[case.integration];
         let method = integration
             .unified_method("user-directory", "users", "list")
@@ -164,9 +178,13 @@ fn main() {
             }
         }
 
-        let engine = best_rate(args.runs, &pages, |record| {
-            map_on_engine(expression, record, &scope)
-        });
+        let engine = if args.profile.is_some() {
+            f64::NAN
+        } else {
+            best_rate(args.runs, &pages, |record| {
+                map_on_engine(expression, record, &scope)
+            })
+        };
         let fast = best_rate(args.runs, &pages, |record| {
             match expression.evaluate_fast(record, &scope) {
                 FastOutcome::Done(Some(mapped)) => mapped,

@@ -4,6 +4,7 @@
 //! the signature refuses) bails to the engine.
 
 use std::rc::Rc;
+use std::sync::LazyLock;
 
 use serde_json::Value;
 
@@ -107,6 +108,14 @@ fn text<'v>(value: &'v Val<'_>) -> Outcome<Option<&'v str>> {
     }
 }
 
+/// What `$type` answers, as strings a value can borrow for the whole evaluation.
+static TYPE_NAMES: LazyLock<[String; 7]> = LazyLock::new(|| {
+    [
+        "null", "boolean", "number", "string", "function", "array", "object",
+    ]
+    .map(String::from)
+});
+
 fn required_text<'v>(value: &'v Val<'_>) -> Outcome<&'v str> {
     value.as_str().ok_or(Bail)
 }
@@ -122,8 +131,8 @@ fn integer(value: &Val<'_>) -> Outcome<i64> {
 /// same way.
 pub(super) fn string_of(value: &Val<'_>) -> Outcome<String> {
     Ok(match value {
-        Val::Str(s) => (*s).to_owned(),
-        Val::Text(s) => s.to_string(),
+        Val::Str(s) => (*s).clone(),
+        Val::Text(s) => (**s).clone(),
         Val::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => (*n as i64).to_string(),
         Val::Bool(b) => b.to_string(),
         Val::Null => "null".to_owned(),
@@ -405,15 +414,15 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
             first.field(key)
         }
         Keys => {
-            let mut keys: Vec<Rc<str>> = Vec::new();
+            let mut keys: Vec<Rc<std::string::String>> = Vec::new();
             let objects = match first.array_items() {
                 Some(items) => items,
                 None => vec![first.clone()],
             };
             for object in objects.iter().filter(|o| o.is_object()) {
                 for (key, _) in object_pairs(object) {
-                    if !keys.iter().any(|k| **k == *key) {
-                        keys.push(Rc::from(key));
+                    if !keys.iter().any(|k| **k == key) {
+                        keys.push(Rc::new(key));
                     }
                 }
             }
@@ -458,16 +467,19 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
             }
             other => other.clone(),
         },
-        Type => match first {
-            Val::Undef => Val::Undef,
-            Val::Null => Val::Str("null"),
-            Val::Bool(_) => Val::Str("boolean"),
-            Val::Num(_) => Val::Str("number"),
-            Val::Str(_) | Val::Text(_) => Val::Str("string"),
-            Val::Func(_) => Val::Str("function"),
-            other if other.is_array() => Val::Str("array"),
-            _ => Val::Str("object"),
-        },
+        Type => {
+            let name = match first {
+                Val::Undef => return Ok(Val::Undef),
+                Val::Null => 0,
+                Val::Bool(_) => 1,
+                Val::Num(_) => 2,
+                Val::Str(_) | Val::Text(_) => 3,
+                Val::Func(_) => 4,
+                other if other.is_array() => 5,
+                _ => 6,
+            };
+            Val::Str(&TYPE_NAMES[name])
+        }
         Merge => {
             if first.is_undef() {
                 return Ok(Val::Undef);

@@ -5,95 +5,170 @@ use jlens_core::ast::{Ast, BinaryOp, FallbackOp, NodeKind, Stage};
 use serde_json::{Map, Value};
 
 use super::builtins::Builtin;
-use super::{Binary, Filter, Ident, Item, Lambda, Node, Op, Plan};
+use std::ops::Range;
+
+use super::{Binary, Filter, Item, Lambda, Node, Op, Plan, Var};
 use crate::expression::plain;
 
 /// The plan for `ast`, or the first construct outside the subset.
 pub(crate) fn compile(ast: &Ast) -> Result<Plan, String> {
     let mut root = node(&ast.root)?;
-    let mut bound = Vec::new();
-    visit(&mut root, &mut |node| match &node.op {
-        Op::Bind(name, _) => bound.push(name.text.clone()),
-        Op::Lambda(lambda) => bound.extend(lambda.params.iter().map(|p| p.text.clone())),
-        _ => {}
-    });
-    let mut unknown = None;
-    visit(&mut root, &mut |node| {
-        if let Op::Call {
-            name,
-            builtin: None,
-            ..
-        } = &node.op
-            && !bound.contains(&name.text)
-            && unknown.is_none()
-        {
-            unknown = Some(name.text.clone());
-        }
-    });
-    // The caller's scope holds values, never functions, so a call of a name the expression does
-    // not bind is a host function (`$firstNonEmpty`, …): the engine's.
-    if let Some(name) = unknown {
+    let mut resolver = Resolver::default();
+    let mut names = Vec::new();
+    collect_binds(&mut root, &mut names);
+    let root_frame = resolver.open(&[], names);
+    resolver.resolve(&mut root);
+    resolver.frames.pop();
+    debug_assert_eq!(root_frame.start, 0);
+    if let Some(name) = resolver.unknown {
+        // The caller's scope holds values, never functions, so a call of a name the expression
+        // does not bind is a host function (`$firstNonEmpty`, …): the engine's.
         return Err(format!("the function `${name}`"));
     }
-    let mut names: Vec<Box<str>> = Vec::new();
-    let mut number = |ident: &mut Ident| {
-        ident.id = match names.iter().position(|n| *n == ident.text) {
-            Some(at) => at,
-            None => {
-                names.push(ident.text.clone());
-                names.len() - 1
-            }
-        } as u32;
-    };
-    visit(&mut root, &mut |node| match &mut node.op {
-        Op::Call { name, bindable, .. } => {
-            *bindable = bound.contains(&name.text);
-            number(name);
-        }
-        Op::Variable(name) | Op::Bind(name, _) => number(name),
-        Op::Lambda(lambda) => lambda.params.iter_mut().for_each(&mut number),
-        _ => {}
-    });
-    Ok(Plan { root })
+    Ok(Plan {
+        root,
+        slots: resolver.next_slot,
+        lambdas: resolver.next_lambda,
+    })
 }
 
-/// Calls `f` on every node of the plan.
-fn visit(node: &mut Node, f: &mut impl FnMut(&mut Node)) {
-    f(node);
-    for filter in node.filters.iter_mut().chain(&mut node.stages) {
-        if let Filter::Expr(expr) = filter {
-            visit(expr, f);
+/// Gives every frame its slots and every variable the slots that may hold it.
+#[derive(Default)]
+struct Resolver {
+    /// The frames around the node being resolved: the names each binds, with their slots.
+    frames: Vec<Vec<(Box<str>, u32)>>,
+    next_slot: u32,
+    next_lambda: u32,
+    /// The first call of a function that is neither built in nor bound by the expression.
+    unknown: Option<Box<str>>,
+}
+
+impl Resolver {
+    /// Opens a frame binding `params`, then `names` (the first binding of each name counts).
+    fn open(&mut self, params: &[Box<str>], names: Vec<Box<str>>) -> Range<u32> {
+        let start = self.next_slot;
+        let mut frame: Vec<(Box<str>, u32)> = Vec::new();
+        for name in params.iter().cloned().chain(names) {
+            if !frame.iter().any(|(bound, _)| *bound == name) {
+                frame.push((name, self.next_slot));
+                self.next_slot += 1;
+            }
+        }
+        self.frames.push(frame);
+        start..self.next_slot
+    }
+
+    fn slots_of(&self, name: &str) -> Box<[u32]> {
+        self.frames
+            .iter()
+            .rev()
+            .filter_map(|frame| frame.iter().find(|(bound, _)| &**bound == name))
+            .map(|(_, slot)| *slot)
+            .collect()
+    }
+
+    fn resolve(&mut self, node: &mut Node) {
+        match &mut node.op {
+            Op::Block {
+                exprs,
+                own_frame: true,
+                frame,
+            } => {
+                let mut names = Vec::new();
+                exprs
+                    .iter_mut()
+                    .for_each(|expr| collect_binds(expr, &mut names));
+                *frame = self.open(&[], names);
+                exprs.iter_mut().for_each(|expr| self.resolve(expr));
+                self.frames.pop();
+                return self.resolve_filters(node);
+            }
+            Op::Lambda(lambda) => {
+                lambda.id = self.next_lambda;
+                self.next_lambda += 1;
+                let mut names = Vec::new();
+                collect_binds(&mut lambda.body, &mut names);
+                lambda.frame = self.open(&lambda.params, names);
+                self.resolve(&mut lambda.body);
+                self.frames.pop();
+                return self.resolve_filters(node);
+            }
+            Op::Variable(var) | Op::Bind(var, _) => var.slots = self.slots_of(&var.text),
+            Op::Call { name, builtin, .. } => {
+                name.slots = self.slots_of(&name.text);
+                if name.slots.is_empty() && builtin.is_none() && self.unknown.is_none() {
+                    self.unknown = Some(name.text.clone());
+                }
+            }
+            _ => {}
+        }
+        for child in children(node) {
+            self.resolve(child);
         }
     }
+
+    fn resolve_filters(&mut self, node: &mut Node) {
+        for filter in node.filters.iter_mut().chain(&mut node.stages) {
+            if let Filter::Expr(expr) = filter {
+                self.resolve(expr);
+            }
+        }
+    }
+}
+
+/// The names a frame's own `:=` bind below `node`: not those of the blocks with a frame of their
+/// own, nor of the functions, inside it.
+fn collect_binds(node: &mut Node, names: &mut Vec<Box<str>>) {
+    match &node.op {
+        Op::Lambda(_)
+        | Op::Block {
+            own_frame: true, ..
+        } => return,
+        Op::Bind(var, _) => names.push(var.text.clone()),
+        _ => {}
+    }
+    for child in children(node) {
+        collect_binds(child, names);
+    }
+}
+
+/// The nodes directly below `node`: its operands, then its filters.
+fn children(node: &mut Node) -> Vec<&mut Node> {
+    let mut out: Vec<&mut Node> = Vec::new();
     match &mut node.op {
         Op::Context | Op::Root | Op::Variable(_) | Op::Constant(_) | Op::Name(_) => {}
-        Op::Path { steps: nodes, .. } | Op::Block { exprs: nodes, .. } => {
-            nodes.iter_mut().for_each(|n| visit(n, f));
+        Op::Path { steps: nodes, .. }
+        | Op::Block { exprs: nodes, .. }
+        | Op::Call { args: nodes, .. } => out.extend(nodes.iter_mut()),
+        Op::Array(items) => out.extend(items.iter_mut().map(|item| &mut item.node)),
+        Op::Object { pairs, .. } => {
+            for (key, value) in pairs {
+                out.push(key);
+                out.push(value);
+            }
         }
-        Op::Call { args, .. } => args.iter_mut().for_each(|n| visit(n, f)),
-        Op::Array(items) => items.iter_mut().for_each(|item| visit(&mut item.node, f)),
-        Op::Object(pairs) => pairs.iter_mut().for_each(|(k, v)| {
-            visit(k, f);
-            visit(v, f);
-        }),
         Op::Binary(_, a, b)
         | Op::And(a, b)
         | Op::Or(a, b)
         | Op::Coalesce(a, b)
         | Op::Default(a, b) => {
-            visit(a, f);
-            visit(b, f);
+            out.push(a);
+            out.push(b);
         }
-        Op::Negate(a) | Op::Bind(_, a) => visit(a, f),
+        Op::Negate(a) | Op::Bind(_, a) => out.push(a),
         Op::Condition(a, b, c) => {
-            visit(a, f);
-            visit(b, f);
-            if let Some(c) = c {
-                visit(c, f);
-            }
+            out.push(a);
+            out.push(b);
+            out.extend(c.as_deref_mut());
         }
-        Op::Lambda(lambda) => visit(&mut lambda.body, f),
+        Op::Lambda(lambda) => out.push(&mut lambda.body),
     }
+    for filter in node.filters.iter_mut().chain(&mut node.stages) {
+        if let Filter::Expr(expr) = filter {
+            out.push(expr);
+        }
+    }
+    out
 }
 
 fn filters_of(stages: &[Stage]) -> Result<Vec<Filter>, String> {
@@ -179,14 +254,27 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
                 .collect::<Result<Vec<_>, String>>()?;
             match constant_object(&pairs) {
                 Some(value) => Op::Constant(value),
-                None => Op::Object(pairs),
+                None => {
+                    let mut keys: Vec<&str> = Vec::new();
+                    let literal_keys = pairs.iter().all(|(key, _)| match constant(key) {
+                        Some(Value::String(key)) if !keys.contains(&key.as_str()) => {
+                            keys.push(key);
+                            true
+                        }
+                        _ => false,
+                    });
+                    Op::Object {
+                        pairs,
+                        literal_keys,
+                    }
+                }
             }
         }
         NodeKind::Name { name } => Op::Name(name.as_str().into()),
         NodeKind::Variable { name } => match name.as_str() {
             "" => Op::Context,
             "$" => Op::Root,
-            other => Op::Variable(Ident::new(other)),
+            other => Op::Variable(Var::new(other)),
         },
         NodeKind::String { value } => Op::Constant(Value::String(value.clone())),
         NodeKind::Number { value } => Op::Constant(super::eval::json_number(*value)),
@@ -210,11 +298,12 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
         }
         NodeKind::Block { exprs, frame } => Op::Block {
             exprs: exprs.iter().map(node).collect::<Result<_, _>>()?,
-            frame: *frame,
+            own_frame: *frame,
+            frame: 0..0,
         },
         NodeKind::Bind { lhs, rhs } => match &lhs.kind {
             NodeKind::Variable { name } if !name.is_empty() && name != "$" => {
-                Op::Bind(Ident::new(name), Box::new(node(rhs)?))
+                Op::Bind(Var::new(name), Box::new(node(rhs)?))
             }
             _ => return Err("a binding to something other than a variable".to_owned()),
         },
@@ -236,9 +325,8 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
                 _ => {}
             }
             Op::Call {
-                name: Ident::new(name),
+                name: Var::new(name),
                 builtin,
-                bindable: true, // narrowed once the whole expression is known
                 args: args.iter().map(node).collect::<Result<_, _>>()?,
             }
         }
@@ -255,7 +343,9 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
                 return Err("a function signature".to_owned());
             }
             Op::Lambda(Box::new(Lambda {
-                params: def.params.iter().map(|p| Ident::new(p)).collect(),
+                id: u32::MAX, // numbered, and its frame given slots, once the expression is known
+                params: def.params.iter().map(|p| p.as_str().into()).collect(),
+                frame: 0..0,
                 body: node(&def.body)?,
             }))
         }

@@ -2,13 +2,15 @@
 //! sequences unwrap, path steps flatten arrays, `[]` keeps them) as `jlens-core` applies them.
 
 use std::cell::{Cell, RefCell};
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
 
 use super::builtins;
-use super::{Bail, Binary, Filter, Ident, Lambda, Node, Op, Plan};
+use std::ops::Range;
+
+use super::{Bail, Binary, Filter, Lambda, Node, Op, Plan, Var};
 
 pub(super) type Outcome<T> = Result<T, Bail>;
 
@@ -21,9 +23,10 @@ const MAX_STEPS: u32 = 200_000;
 
 /// A JSONata value during a fast evaluation. Input and plan constants are borrowed.
 ///
-/// A word-sized tag keeps every field aligned: with the default one-byte tag, values returned
-/// through `Result` were written and re-read at odd offsets, which stalled the store buffer on
-/// every node and cost more than the evaluation itself.
+/// Two words, so that a value (and an `Outcome` of one) is returned in registers: larger ones
+/// went through the stack, written as parts and re-read whole on every node, which stalled the
+/// store buffer and cost more than the evaluation itself. Hence thin pointers only: text is a
+/// `&String` of the input or the plan, or a shared `String` made here.
 #[derive(Debug, Clone)]
 #[repr(u64)]
 pub(super) enum Val<'a> {
@@ -31,8 +34,8 @@ pub(super) enum Val<'a> {
     Null,
     Bool(bool),
     Num(f64),
-    Str(&'a str),
-    Text(Rc<str>),
+    Str(&'a String),
+    Text(Rc<String>),
     /// An array or object of the input or of a folded constant.
     Json(&'a Value),
     Arr(Rc<Arr<'a>>),
@@ -55,43 +58,8 @@ pub(super) struct Arr<'a> {
 #[derive(Debug)]
 pub(super) struct Closure<'a> {
     lambda: &'a Lambda,
-    /// Weak, because the closure is usually bound in the very frame it captures.
-    env: Weak<Env<'a>>,
+    /// The context (`$`) where the function was made.
     input: Val<'a>,
-}
-
-/// A frame: the variables a block or a function call binds, by [`Ident`] number.
-#[derive(Debug, Default)]
-struct Env<'a> {
-    vars: RefCell<SmallVec<[(u32, Val<'a>); 4]>>,
-    parent: Option<Rc<Env<'a>>>,
-}
-
-impl<'a> Env<'a> {
-    fn child(parent: &Rc<Env<'a>>) -> Rc<Env<'a>> {
-        Rc::new(Env {
-            vars: RefCell::new(SmallVec::new()),
-            parent: Some(parent.clone()),
-        })
-    }
-
-    fn bind(&self, name: &Ident, value: Val<'a>) {
-        let mut vars = self.vars.borrow_mut();
-        match vars.iter_mut().find(|(id, _)| *id == name.id) {
-            Some(slot) => slot.1 = value,
-            None => vars.push((name.id, value)),
-        }
-    }
-
-    fn lookup(&self, name: &Ident) -> Option<Val<'a>> {
-        let mut env = self;
-        loop {
-            if let Some((_, value)) = env.vars.borrow().iter().find(|(id, _)| *id == name.id) {
-                return Some(value.clone());
-            }
-            env = env.parent.as_deref()?;
-        }
-    }
 }
 
 impl<'a> Val<'a> {
@@ -106,7 +74,7 @@ impl<'a> Val<'a> {
     }
 
     pub fn text(s: String) -> Val<'a> {
-        Val::Text(Rc::from(s))
+        Val::Text(Rc::new(s))
     }
 
     pub fn is_undef(&self) -> bool {
@@ -223,8 +191,8 @@ impl<'a> Val<'a> {
             Val::Null => Value::Null,
             Val::Bool(b) => Value::Bool(*b),
             Val::Num(n) => json_number(*n),
-            Val::Str(s) => Value::String((*s).to_owned()),
-            Val::Text(s) => Value::String(s.to_string()),
+            Val::Str(s) => Value::String((*s).clone()),
+            Val::Text(s) => Value::String((**s).clone()),
             Val::Json(json) => copy_json(json),
             Val::Arr(arr) => Value::Array(
                 arr.items
@@ -294,9 +262,10 @@ pub(crate) fn evaluate(
         variables,
         depth: Cell::new(0),
         steps: Cell::new(0),
+        slots: RefCell::new(vec![None; plan.slots as usize]),
+        running: RefCell::new(vec![false; plan.lambdas as usize]),
     };
-    let env = Rc::new(Env::default());
-    let value = evaluator.eval(&plan.root, &Val::from_json(input), &env)?;
+    let value = evaluator.eval(&plan.root, &Val::from_json(input))?;
     value.to_json()
 }
 
@@ -305,42 +274,46 @@ pub(super) struct Evaluator<'a> {
     variables: &'a [(String, Value)],
     depth: Cell<u32>,
     steps: Cell<u32>,
+    /// The variables, by slot (see [`Plan`]); `None` is not bound (yet) in this activation.
+    slots: RefCell<Vec<Option<Val<'a>>>>,
+    /// The functions being evaluated, by number: one is not entered again.
+    running: RefCell<Vec<bool>>,
 }
 
 impl<'a> Evaluator<'a> {
-    fn eval(&self, node: &'a Node, input: &Val<'a>, env: &Rc<Env<'a>>) -> Outcome<Val<'a>> {
+    fn eval(&self, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
         let steps = self.steps.get() + 1;
         if steps > MAX_STEPS {
             return Err(Bail);
         }
         self.steps.set(steps);
-        let mut result = self.eval_op(node, input, env)?;
+        let mut result = self.eval_op(node, input)?;
         for filter in &node.filters {
-            result = self.filter(filter, result, env)?;
+            result = self.filter(filter, result)?;
         }
         Ok(finish(result, node.keep_array))
     }
 
-    fn eval_op(&self, node: &'a Node, input: &Val<'a>, env: &Rc<Env<'a>>) -> Outcome<Val<'a>> {
+    fn eval_op(&self, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
         Ok(match &node.op {
             Op::Context => input.clone(),
             Op::Root => Val::from_json(self.root),
-            Op::Variable(name) => self.variable(name, env)?,
+            Op::Variable(var) => self.variable(var)?,
             Op::Constant(value) => Val::from_json(value),
             Op::Name(name) => input.field(name),
             Op::Path {
                 steps,
                 keep_singleton,
                 fields_only,
-            } => match fields_only.then(|| self.fields(steps, input, env)) {
+            } => match fields_only.then(|| self.fields(steps, input)) {
                 Some(Ok(Some(value))) => value,
                 Some(Err(bail)) => return Err(bail),
-                _ => self.path(steps, *keep_singleton, input, env)?,
+                _ => self.path(steps, *keep_singleton, input)?,
             },
             Op::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
-                    let value = self.eval(&item.node, input, env)?;
+                    let value = self.eval(&item.node, input)?;
                     if value.is_undef() {
                         continue;
                     }
@@ -355,15 +328,29 @@ impl<'a> Evaluator<'a> {
                     ..Arr::default()
                 }))
             }
-            Op::Object(pairs) => {
+            Op::Object {
+                pairs,
+                literal_keys,
+            } => {
                 if input.is_array() {
                     // Over an array, an object constructor groups its items: not modelled.
                     return Err(Bail);
                 }
                 let mut out: Vec<(Val<'a>, Val<'a>)> = Vec::with_capacity(pairs.len());
+                if *literal_keys {
+                    for (key, value) in pairs {
+                        let value = self.eval(value, input)?;
+                        if !value.is_undef()
+                            && let Op::Constant(Value::String(key)) = &key.op
+                        {
+                            out.push((Val::Str(key), value));
+                        }
+                    }
+                    return Ok(Val::Obj(Rc::new(out)));
+                }
                 let mut keys: Vec<Val<'a>> = Vec::with_capacity(pairs.len());
                 for (key, _) in pairs {
-                    let key = self.eval(key, input, env)?;
+                    let key = self.eval(key, input)?;
                     if !key.is_undef() && key.as_str().is_none() {
                         return Err(Bail);
                     }
@@ -378,7 +365,7 @@ impl<'a> Evaluator<'a> {
                     if key.is_undef() {
                         continue;
                     }
-                    let value = self.eval(value, input, env)?;
+                    let value = self.eval(value, input)?;
                     if !value.is_undef() {
                         out.push((key, value));
                     }
@@ -386,82 +373,76 @@ impl<'a> Evaluator<'a> {
                 Val::Obj(Rc::new(out))
             }
             Op::Binary(op, lhs, rhs) => {
-                let lhs = self.eval(lhs, input, env)?;
-                let rhs = self.eval(rhs, input, env)?;
+                let lhs = self.eval(lhs, input)?;
+                let rhs = self.eval(rhs, input)?;
                 binary(*op, &lhs, &rhs)?
             }
-            Op::And(lhs, rhs) => Val::Bool(
-                self.eval(lhs, input, env)?.truthy() && self.eval(rhs, input, env)?.truthy(),
-            ),
-            Op::Or(lhs, rhs) => Val::Bool(
-                self.eval(lhs, input, env)?.truthy() || self.eval(rhs, input, env)?.truthy(),
-            ),
-            Op::Negate(expr) => match self.eval(expr, input, env)? {
+            Op::And(lhs, rhs) => {
+                Val::Bool(self.eval(lhs, input)?.truthy() && self.eval(rhs, input)?.truthy())
+            }
+            Op::Or(lhs, rhs) => {
+                Val::Bool(self.eval(lhs, input)?.truthy() || self.eval(rhs, input)?.truthy())
+            }
+            Op::Negate(expr) => match self.eval(expr, input)? {
                 Val::Undef => Val::Undef,
                 Val::Num(n) => Val::Num(-n),
                 _ => return Err(Bail),
             },
             Op::Condition(condition, then, otherwise) => {
-                if self.eval(condition, input, env)?.truthy() {
-                    self.eval(then, input, env)?
+                if self.eval(condition, input)?.truthy() {
+                    self.eval(then, input)?
                 } else {
                     match otherwise {
-                        Some(otherwise) => self.eval(otherwise, input, env)?,
+                        Some(otherwise) => self.eval(otherwise, input)?,
                         None => Val::Undef,
                     }
                 }
             }
-            Op::Coalesce(lhs, rhs) => match self.eval(lhs, input, env)? {
-                Val::Undef => self.eval(rhs, input, env)?,
+            Op::Coalesce(lhs, rhs) => match self.eval(lhs, input)? {
+                Val::Undef => self.eval(rhs, input)?,
                 value => value,
             },
             Op::Default(lhs, rhs) => {
-                let value = self.eval(lhs, input, env)?;
+                let value = self.eval(lhs, input)?;
                 if let Val::Func(_) = value {
                     return Err(Bail);
                 }
                 if value.truthy() {
                     value
                 } else {
-                    self.eval(rhs, input, env)?
+                    self.eval(rhs, input)?
                 }
             }
-            Op::Block { exprs, frame } => {
-                let scope;
-                let env = if *frame {
-                    scope = Env::child(env);
-                    &scope
-                } else {
-                    env
-                };
+            Op::Block { exprs, frame, .. } => {
+                self.open(frame.clone());
                 let mut result = Val::Undef;
                 for expr in exprs {
-                    result = self.eval(expr, input, env)?;
+                    result = self.eval(expr, input)?;
+                }
+                if !frame.is_empty() && escapes(&result) {
+                    return Err(Bail);
                 }
                 result
             }
-            Op::Bind(name, value) => {
-                let value = self.eval(value, input, env)?;
-                env.bind(name, value.clone());
+            Op::Bind(var, value) => {
+                let value = self.eval(value, input)?;
+                self.slots.borrow_mut()[var.slots[0] as usize] = Some(value.clone());
                 value
             }
             Op::Lambda(lambda) => Val::Func(Rc::new(Closure {
                 lambda,
-                env: Rc::downgrade(env),
                 input: input.clone(),
             })),
             Op::Call {
                 name,
                 builtin,
-                bindable,
                 args,
             } => {
                 let mut values: SmallVec<[Val<'a>; 4]> = SmallVec::new();
                 for arg in args {
-                    values.push(self.eval(arg, input, env)?);
+                    values.push(self.eval(arg, input)?);
                 }
-                let bound = if *bindable { env.lookup(name) } else { None };
-                match bound {
+                match self.bound(name) {
                     Some(Val::Func(closure)) => self.call(&closure, values)?,
                     Some(_) => return Err(Bail),
                     None => match builtin {
@@ -475,11 +456,26 @@ impl<'a> Evaluator<'a> {
         })
     }
 
+    /// Starts an activation of a frame: none of its variables bound.
+    fn open(&self, frame: Range<u32>) {
+        if !frame.is_empty() {
+            self.slots.borrow_mut()[frame.start as usize..frame.end as usize].fill(None);
+        }
+    }
+
+    /// The value of the innermost slot of `var` that is bound.
+    fn bound(&self, var: &Var) -> Option<Val<'a>> {
+        let slots = self.slots.borrow();
+        var.slots
+            .iter()
+            .find_map(|&slot| slots[slot as usize].clone())
+    }
+
     /// A variable's value. A name bound nowhere may be a function of the engine's library
     /// (`$string` as a value), which the fast path does not model.
-    fn variable(&self, name: &Ident, env: &Env<'a>) -> Outcome<Val<'a>> {
-        env.lookup(name)
-            .or_else(|| self.variable_value(&name.text).map(Val::from_json))
+    fn variable(&self, var: &Var) -> Outcome<Val<'a>> {
+        self.bound(var)
+            .or_else(|| self.variable_value(&var.text).map(Val::from_json))
             .ok_or(Bail)
     }
 
@@ -492,36 +488,41 @@ impl<'a> Evaluator<'a> {
     }
 
     fn call(&self, closure: &Closure<'a>, args: SmallVec<[Val<'a>; 4]>) -> Outcome<Val<'a>> {
+        let lambda = closure.lambda;
         let depth = self.depth.get();
-        if depth >= MAX_DEPTH {
-            return Err(Bail);
+        let id = lambda.id as usize;
+        if depth >= MAX_DEPTH || self.running.borrow()[id] {
+            return Err(Bail); // recursion: the frame's one activation is in use
         }
-        let parent = closure.env.upgrade().ok_or(Bail)?;
-        let frame = Env::child(&parent);
-        let mut args = args.into_iter();
-        for param in &closure.lambda.params {
-            frame.bind(param, args.next().unwrap_or(Val::Undef));
+        self.open(lambda.frame.clone());
+        {
+            let mut slots = self.slots.borrow_mut();
+            let mut args = args.into_iter();
+            for slot in lambda.frame.clone().take(lambda.params.len()) {
+                slots[slot as usize] = Some(args.next().unwrap_or(Val::Undef));
+            }
         }
         self.depth.set(depth + 1);
-        let result = self.eval(&closure.lambda.body, &closure.input, &frame);
+        self.running.borrow_mut()[id] = true;
+        let result = self.eval(&lambda.body, &closure.input);
+        self.running.borrow_mut()[id] = false;
         self.depth.set(depth);
-        result
+        let result = result?;
+        if escapes(&result) {
+            return Err(Bail);
+        }
+        Ok(result)
     }
 
     /// A path of field names over objects, read in place; `None` when an array is met (or is
     /// the context), which the general path flattens.
-    fn fields(
-        &self,
-        steps: &'a [Node],
-        input: &Val<'a>,
-        env: &Rc<Env<'a>>,
-    ) -> Outcome<Option<Val<'a>>> {
+    fn fields(&self, steps: &'a [Node], input: &Val<'a>) -> Outcome<Option<Val<'a>>> {
         let mut names = steps;
         let mut at = match &steps[0].op {
             Op::Name(_) => input.clone(),
             _ => {
                 names = &steps[1..];
-                self.eval_op(&steps[0], input, env)?
+                self.eval_op(&steps[0], input)?
             }
         };
         for step in names {
@@ -542,13 +543,7 @@ impl<'a> Evaluator<'a> {
         Ok(Some(at))
     }
 
-    fn path(
-        &self,
-        steps: &'a [Node],
-        keep_singleton: bool,
-        input: &Val<'a>,
-        env: &Rc<Env<'a>>,
-    ) -> Outcome<Val<'a>> {
+    fn path(&self, steps: &'a [Node], keep_singleton: bool, input: &Val<'a>) -> Outcome<Val<'a>> {
         let starts_with_variable = matches!(
             steps.first().map(|s| &s.op),
             Some(Op::Variable(_) | Op::Root | Op::Context)
@@ -560,9 +555,9 @@ impl<'a> Evaluator<'a> {
         let mut result = Val::Undef;
         for (index, step) in steps.iter().enumerate() {
             result = if index == 0 && step.cons_array {
-                self.eval(step, &Val::sequence(std::mem::take(&mut sequence)), env)?
+                self.eval(step, &Val::sequence(std::mem::take(&mut sequence)))?
             } else {
-                self.step(step, &sequence, env, index + 1 == steps.len())?
+                self.step(step, &sequence, index + 1 == steps.len())?
             };
             match result.array_items() {
                 Some(items) if !items.is_empty() => sequence = items,
@@ -590,18 +585,12 @@ impl<'a> Evaluator<'a> {
         Ok(result)
     }
 
-    fn step(
-        &self,
-        step: &'a Node,
-        sequence: &[Val<'a>],
-        env: &Rc<Env<'a>>,
-        last: bool,
-    ) -> Outcome<Val<'a>> {
+    fn step(&self, step: &'a Node, sequence: &[Val<'a>], last: bool) -> Outcome<Val<'a>> {
         let mut results = Vec::with_capacity(sequence.len());
         for item in sequence {
-            let mut value = self.eval(step, item, env)?;
+            let mut value = self.eval(step, item)?;
             for stage in &step.stages {
-                value = self.filter(stage, value, env)?;
+                value = self.filter(stage, value)?;
             }
             if !value.is_undef() {
                 results.push(value);
@@ -620,7 +609,7 @@ impl<'a> Evaluator<'a> {
         Ok(Val::sequence(flat))
     }
 
-    fn filter(&self, filter: &'a Filter, input: Val<'a>, env: &Rc<Env<'a>>) -> Outcome<Val<'a>> {
+    fn filter(&self, filter: &'a Filter, input: Val<'a>) -> Outcome<Val<'a>> {
         let items = match input.array_items() {
             Some(items) => items,
             None if input.is_undef() => Vec::new(),
@@ -635,7 +624,7 @@ impl<'a> Evaluator<'a> {
             Filter::Expr(predicate) => {
                 let mut kept = Vec::new();
                 for (index, item) in items.iter().enumerate() {
-                    let value = self.eval(predicate, item, env)?;
+                    let value = self.eval(predicate, item)?;
                     let keep = match &value {
                         Val::Num(n) => position(*n, items.len()) == Some(index),
                         Val::Func(_) => return Err(Bail),
@@ -660,6 +649,17 @@ impl<'a> Evaluator<'a> {
                 Ok(Val::sequence(kept))
             }
         }
+    }
+}
+
+/// A function value leaving the frame it was made in (alone or inside an array or object):
+/// its variables would be gone, so the engine answers instead.
+fn escapes(value: &Val<'_>) -> bool {
+    match value {
+        Val::Func(_) => true,
+        Val::Arr(arr) => arr.items.iter().any(escapes),
+        Val::Obj(pairs) => pairs.iter().any(|(_, value)| escapes(value)),
+        _ => false,
     }
 }
 

@@ -19,6 +19,8 @@ mod eval;
 pub(crate) use compile::compile;
 pub(crate) use eval::evaluate;
 
+use std::ops::Range;
+
 use serde_json::Value;
 
 use builtins::Builtin;
@@ -28,9 +30,20 @@ use builtins::Builtin;
 pub struct Bail;
 
 /// A compiled expression in the subset.
+///
+/// Variables live in numbered slots, one per name a frame (the whole expression, a block, a
+/// function) binds, found at compile time: an evaluation holds them in one array instead of a
+/// chain of frames, so a function call allocates nothing. That is exact because a frame has at
+/// most one live activation at a time: a function already running is not entered again (a
+/// recursive call goes to the engine), and a function value never leaves the frame that made it
+/// (one that would is handed to the engine too).
 #[derive(Debug)]
 pub(crate) struct Plan {
     root: Node,
+    /// How many variable slots the plan uses.
+    slots: u32,
+    /// How many functions (`function(…) {…}`) it defines.
+    lambdas: u32,
 }
 
 #[derive(Debug)]
@@ -60,8 +73,8 @@ enum Op {
     Context,
     /// `$$`: the input the evaluation started with.
     Root,
-    /// `$name`, looked up in the frames, then in the caller's scope.
-    Variable(Ident),
+    /// `$name`, looked up in its slots, then in the caller's scope.
+    Variable(Var),
     /// A literal, or a constructor of literals folded at compile time.
     Constant(Value),
     Name(Box<str>),
@@ -73,7 +86,11 @@ enum Op {
         fields_only: bool,
     },
     Array(Vec<Item>),
-    Object(Vec<(Node, Node)>),
+    Object {
+        pairs: Vec<(Node, Node)>,
+        /// Every key a string literal, each once: nothing to evaluate or check per input.
+        literal_keys: bool,
+    },
     Binary(Binary, Box<Node>, Box<Node>),
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
@@ -85,32 +102,36 @@ enum Op {
     Default(Box<Node>, Box<Node>),
     Block {
         exprs: Vec<Node>,
-        frame: bool,
+        /// The block binds variables, in a frame of its own (the engine's choice).
+        own_frame: bool,
+        /// The slots of that frame: unbound on entry.
+        frame: Range<u32>,
     },
-    Bind(Ident, Box<Node>),
+    /// `$name := value`, into the slot of the innermost frame.
+    Bind(Var, Box<Node>),
     Lambda(Box<Lambda>),
     Call {
-        name: Ident,
-        /// The built-in of that name, used when no frame binds the name to a function.
+        /// The function's name, and the slots that may bind it to a function value.
+        name: Var,
+        /// The built-in of that name, used when no slot binds the name.
         builtin: Option<Builtin>,
-        /// The expression binds this name somewhere, so the frames are searched first.
-        bindable: bool,
         args: Vec<Node>,
     },
 }
 
-/// A variable name, and its number within the plan (frames compare numbers, not text).
+/// A variable name, and the slots that may hold it, innermost frame first: a frame binds a
+/// name when its `:=` has run, so until then the frames around it answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Ident {
+struct Var {
     text: Box<str>,
-    id: u32,
+    slots: Box<[u32]>,
 }
 
-impl Ident {
-    fn new(text: &str) -> Ident {
-        Ident {
+impl Var {
+    fn new(text: &str) -> Var {
+        Var {
             text: text.into(),
-            id: u32::MAX, // numbered once the whole expression is compiled
+            slots: Box::new([]), // resolved once the whole expression is compiled
         }
     }
 }
@@ -124,7 +145,11 @@ struct Item {
 
 #[derive(Debug)]
 struct Lambda {
-    params: Vec<Ident>,
+    /// Numbers the functions of a plan, to see one entered while it runs.
+    id: u32,
+    params: Vec<Box<str>>,
+    /// The slots of the function's frame: its parameters first, then what its body binds.
+    frame: Range<u32>,
     body: Node,
 }
 
