@@ -12,6 +12,7 @@ mod filter;
 mod list;
 mod normalize;
 mod policy;
+mod record;
 mod shape;
 mod sort;
 mod walker;

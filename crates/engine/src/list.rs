@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use unigate_mapping::{
     ClientAuth, Credential, Expression, Grant, HttpMethod, Integration, MapError, RenderedOAuth2,
     RenderedRequest, Resource, Scope, UnifiedMethod, extract_records, flatten_query, map_query,
-    map_response, merge_query, render_request,
+    map_response, map_response_json, merge_query, render_request,
 };
 use unigate_pagination::{CursorState, PageFacts, Position, Style, link_next};
 use unigate_store::{AccountStatus, IntegratedAccount};
@@ -20,6 +21,9 @@ use unigate_upstream::{Method, ProviderRequest, ProviderResponse, Url, same_orig
 use crate::Engine;
 use crate::filter::GatewayFilter;
 use crate::normalize::normalize_record;
+use crate::record::{
+    Record, RemoteData, append_remote_data, has_line_break, raw_records, write_envelope,
+};
 use crate::shape::shape_result;
 use crate::sort::sort_records;
 use crate::walker::Walker;
@@ -27,15 +31,30 @@ use crate::walker::Walker;
 /// A unified page, ready for the envelope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListOutput {
-    /// An array of records, or an object of records when `truto_key_by` is set.
-    pub result: Value,
+    records: Vec<Record>,
+    /// The records as one object, when `truto_key_by` is set.
+    keyed: Option<Value>,
     pub result_count: usize,
     pub next_cursor: Option<String>,
+}
+
+impl ListOutput {
+    /// The answer's body: `{"result", "next_cursor", "result_count", "prev_cursor"}` as JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        write_envelope(
+            &self.records,
+            self.keyed.as_ref(),
+            self.next_cursor.as_deref(),
+            self.result_count,
+        )
+    }
 }
 
 /// Everything fixed for the whole call. Owns its parts so a stream can outlive the request.
 pub(crate) struct Call {
     pub(crate) prefetch: bool,
+    /// Records are written as JSON text as soon as they are mapped (see [`writes_text`]).
+    text_records: bool,
     account: Arc<IntegratedAccount>,
     integration: Arc<Integration>,
     method_key: (String, String, String),
@@ -86,9 +105,31 @@ impl Call {
     }
 }
 
+/// Whether records of this call can be written as their JSON text at once: nothing in the
+/// gateway looks inside them afterwards, and the mapping's object is known not to have a
+/// `remote_data` key of its own (one that does gets it replaced in place, on the tree).
+fn writes_text(
+    query: &ListQuery,
+    method: &UnifiedMethod,
+    gateway_filters: &[GatewayFilter],
+    gateway_sort: Option<&String>,
+) -> bool {
+    matches!(
+        query.response_format,
+        ResponseFormat::Unified | ResponseFormat::Stream
+    ) && gateway_filters.is_empty()
+        && gateway_sort.is_none()
+        && query.key_by.is_none()
+        && query.exclude_fields.is_empty()
+        && method
+            .mapped_fields
+            .as_ref()
+            .is_some_and(|fields| !fields.contains("remote_data"))
+}
+
 /// One fetched page, mapped and filtered.
 pub(crate) struct Page {
-    pub(crate) records: Vec<Value>,
+    pub(crate) records: Vec<Record>,
     pub(crate) next: Option<Position>,
     pub(crate) digest: String,
     /// Total records (offset) or pages (page) when the provider says, for prefetching.
@@ -145,23 +186,38 @@ impl Engine {
             // empty page in a row (truto-python-sdk does), so keep walking, within bounds.
             let skip_empty = records.is_empty() && pages_this_call < EMPTY_PAGES_WALKED;
             if is_last || !(call.query.ignore_limit || skip_empty) || gathered_enough {
-                if let Some(field) = &call.gateway_sort {
-                    if !is_last {
-                        return Err(ApiError::bad_request(format!(
-                            "`sort_by={field}` is sorted in the gateway, which needs every record in one answer, but there are more than {} (max_records_per_response); narrow the query with filters",
-                            self.config.max_records_per_response
-                        )));
-                    }
-                    sort_records(&mut records, field, call.query.sort_descending);
+                if let Some(field) = &call.gateway_sort
+                    && !is_last
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "`sort_by={field}` is sorted in the gateway, which needs every record in one answer, but there are more than {} (max_records_per_response); narrow the query with filters",
+                        self.config.max_records_per_response
+                    )));
                 }
                 let next_cursor = (!is_last).then(|| {
                     self.codec
                         .encode(&call.account.id, &call.fingerprint, walker.state())
                 });
                 let result_count = records.len();
-                let result = shape_result(records, &call.query)?;
+                if call.text_records {
+                    return Ok(ListOutput {
+                        records,
+                        keyed: None,
+                        result_count,
+                        next_cursor,
+                    });
+                }
+                let mut trees: Vec<Value> = records.into_iter().map(Record::into_tree).collect();
+                if let Some(field) = &call.gateway_sort {
+                    sort_records(&mut trees, field, call.query.sort_descending);
+                }
+                let (records, keyed) = match shape_result(trees, &call.query)? {
+                    Value::Array(items) => (items.into_iter().map(Record::Tree).collect(), None),
+                    keyed => (Vec::new(), Some(keyed)),
+                };
                 return Ok(ListOutput {
-                    result,
+                    records,
+                    keyed,
                     result_count,
                     next_cursor,
                 });
@@ -178,7 +234,7 @@ impl Engine {
         resource_name: &str,
         params: Map<String, Value>,
         window: usize,
-    ) -> Result<tokio::sync::mpsc::Receiver<String>, ApiError> {
+    ) -> Result<tokio::sync::mpsc::Receiver<Vec<u8>>, ApiError> {
         let call = self.prepare(model, resource_name, params)?;
         if let Some(sort) = &call.gateway_sort {
             return Err(ApiError::bad_request(format!(
@@ -201,15 +257,22 @@ impl Engine {
             let mut page = first;
             loop {
                 for record in page.records.drain(..) {
-                    let shaped = match shape_result(vec![record], &walker.call().query) {
-                        Ok(Value::Array(mut one)) => one.pop().unwrap_or_default(),
-                        Ok(other) => other,
-                        Err(error) => {
-                            let _ = sender.send(stream_error_line(&error)).await;
-                            return;
+                    let line = match record {
+                        Record::Text(text) => text,
+                        Record::Tree(tree) => {
+                            match shape_result(vec![tree], &walker.call().query) {
+                                Ok(Value::Array(mut one)) => {
+                                    serde_json::to_vec(&one.pop().unwrap_or_default())
+                                        .unwrap_or_default()
+                                }
+                                Ok(other) => serde_json::to_vec(&other).unwrap_or_default(),
+                                Err(error) => {
+                                    let _ = sender.send(stream_error_line(&error)).await;
+                                    return;
+                                }
+                            }
                         }
                     };
-                    let line = serde_json::to_string(&shaped).unwrap_or_default();
                     if sender.send(line).await.is_err() {
                         return; // The caller went away.
                     }
@@ -379,8 +442,10 @@ impl Engine {
         let prefetch = matches!(pagination.style, Style::Offset { .. } | Style::Page { .. })
             && (query.ignore_limit || query.response_format == ResponseFormat::Stream)
             && self.config.prefetch_window > 1;
+        let text_records = writes_text(&query, method, &gateway_filters, gateway_sort.as_ref());
         Ok(Call {
             prefetch,
+            text_records,
             method_key: (
                 model.to_owned(),
                 resource_name.to_owned(),
@@ -566,6 +631,13 @@ impl Engine {
             evaluate(&compiled.has_more, "pagination.has_more")?.and_then(|v| truthy(&v));
         let records = extract_records(resource, body, &call.scope)
             .map_err(|error| mapping_error(&call.integration, &error))?;
+        // The provider's bytes of each record, for `remote_data` written as they came.
+        let raw = match &resource.records_path {
+            Some(path) if call.text_records && !call.query.ignore_remote_data => {
+                raw_records(&response.body, path).filter(|raw| raw.len() == records.len())
+            }
+            _ => None,
+        };
         let next = match (
             &compiled.strategy.style,
             &compiled.after_value,
@@ -609,7 +681,8 @@ impl Engine {
                 state.pages + 1,
             )
             .map_err(|error| ApiError::new(ErrorKind::BadGateway, error.to_string()))?;
-        let records = map_records(call, records)?;
+        let raw = raw.map(|raw| (raw, !has_line_break(&response.body)));
+        let records = map_records(call, records, raw)?;
         Ok(Page {
             records,
             next,
@@ -792,13 +865,37 @@ fn checked_next_url(call: &Call, current: &Url, link: &str) -> Result<String, Ap
 }
 
 /// Provider records → what the caller gets: mapped (with `remote_data` unless dropped),
-/// filtered in the gateway, normalized or raw as asked.
-fn map_records(call: &Call, records: Vec<Value>) -> Result<Vec<Value>, ApiError> {
+/// filtered in the gateway, normalized or raw as asked. `raw`: the provider's bytes of each
+/// record, and whether the body was free of line breaks.
+fn map_records(
+    call: &Call,
+    records: Vec<Value>,
+    raw: Option<(Vec<&RawValue>, bool)>,
+) -> Result<Vec<Record>, ApiError> {
     if !call.wants_mapping() {
-        return Ok(records);
+        return Ok(records.into_iter().map(Record::Tree).collect());
     }
     let method = call.method();
     let mut out = Vec::with_capacity(records.len());
+    if call.text_records {
+        for (index, record) in records.iter().enumerate() {
+            let raw_text = raw
+                .as_ref()
+                .map(|(raw, compact)| (raw[index].get(), *compact));
+            let mut text = Vec::with_capacity(raw_text.map_or(1024, |(raw, _)| raw.len() + 1024));
+            map_response_json(method, record, &call.scope, &mut text)
+                .map_err(|error| mapping_error(&call.integration, &error))?;
+            if !call.query.ignore_remote_data {
+                let remote = match raw_text {
+                    Some((text, compact)) => RemoteData::Raw { text, compact },
+                    None => RemoteData::Tree(record),
+                };
+                append_remote_data(&mut text, 0, remote);
+            }
+            out.push(Record::Text(text));
+        }
+        return Ok(out);
+    }
     for record in records {
         let mut mapped = map_response(method, &record, &call.scope)
             .map_err(|error| mapping_error(&call.integration, &error))?;
@@ -809,7 +906,7 @@ fn map_records(call: &Call, records: Vec<Value>) -> Result<Vec<Value>, ApiError>
         {
             continue;
         }
-        out.push(match call.query.response_format {
+        out.push(Record::Tree(match call.query.response_format {
             ResponseFormat::Raw => record,
             ResponseFormat::Normalized => {
                 Value::Object(normalize_record(&mapped, &call.unified_resource.fields))
@@ -820,15 +917,15 @@ fn map_records(call: &Call, records: Vec<Value>) -> Result<Vec<Value>, ApiError>
                 }
                 Value::Object(mapped)
             }
-        });
+        }));
     }
     Ok(out)
 }
 
-fn stream_error_line(error: &ApiError) -> String {
+fn stream_error_line(error: &ApiError) -> Vec<u8> {
     let mut envelope = error.to_envelope();
     envelope["truto_stream_error"] = Value::Bool(true);
-    envelope.to_string()
+    envelope.to_string().into_bytes()
 }
 
 /// A provider answer → its JSON body, or the remote error it stands for.

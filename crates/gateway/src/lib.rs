@@ -58,7 +58,10 @@ impl IntoResponse for ErrorResponse {
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
     // serde_json's writer, not `Display`: formatting through `fmt` cost a tenth of a request.
-    let text = serde_json::to_vec(body).unwrap_or_default();
+    json_bytes_response(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+fn json_bytes_response(status: StatusCode, text: Vec<u8>) -> Response {
     let mut response = (status, text).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -191,15 +194,7 @@ async fn list(
         };
     }
     match state.engine.list(&model, &resource, params).await {
-        Ok(output) => json_response(
-            StatusCode::OK,
-            &json!({
-                "result": output.result,
-                "next_cursor": output.next_cursor,
-                "result_count": output.result_count,
-                "prev_cursor": null,
-            }),
-        ),
+        Ok(output) => json_bytes_response(StatusCode::OK, output.to_json()),
         Err(error) => ErrorResponse(error).into_response(),
     }
 }
@@ -208,13 +203,11 @@ async fn list(
 const STREAM_WINDOW: usize = 256;
 
 /// One record per line; the body ends when the walk does (or after its error line).
-fn ndjson_response(lines: tokio::sync::mpsc::Receiver<String>) -> Response {
+fn ndjson_response(lines: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Response {
     let body = futures_util::stream::unfold(lines, |mut lines| async move {
-        let line = lines.recv().await?;
-        Some((
-            Ok::<_, std::convert::Infallible>(format!("{line}\n")),
-            lines,
-        ))
+        let mut line = lines.recv().await?;
+        line.push(b'\n');
+        Some((Ok::<_, std::convert::Infallible>(line), lines))
     });
     let mut response = Body::from_stream(body).into_response();
     response.headers_mut().insert(

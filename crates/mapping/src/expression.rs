@@ -120,23 +120,22 @@ impl Expression {
         self.inner.source()
     }
 
-    /// The literal keys of the object the expression builds, when that is visible without
-    /// evaluating it: a top-level object constructor, possibly the last expression of a block.
+    /// The keys of the object the expression builds, when that is visible without evaluating
+    /// it: a top-level object constructor (possibly the last expression of a block) whose keys
+    /// are all string literals. `None` when any key is computed.
     pub fn object_keys(&self) -> Option<Vec<String>> {
         let mut node = &self.inner.ast().root;
         while let jlens_core::NodeKind::Block { exprs, .. } = &node.kind {
             node = exprs.last()?;
         }
         match &node.kind {
-            jlens_core::NodeKind::Object { pairs } => Some(
-                pairs
-                    .iter()
-                    .filter_map(|(key, _)| match &key.kind {
-                        jlens_core::NodeKind::String { value } => Some(value.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
+            jlens_core::NodeKind::Object { pairs } if plain(node) => pairs
+                .iter()
+                .map(|(key, _)| match &key.kind {
+                    jlens_core::NodeKind::String { value } if plain(key) => Some(value.clone()),
+                    _ => None,
+                })
+                .collect(),
             _ => None,
         }
     }
@@ -179,6 +178,40 @@ impl Expression {
             return Ok(value);
         }
         self.evaluate_on_engine(input, scope)
+    }
+
+    /// Evaluates against `input` and appends the answer to `out` as JSON text, the bytes
+    /// `serde_json` writes for [`Expression::evaluate`]'s value; `Ok(false)` is *undefined*
+    /// (nothing written). The fast path writes its answer without building it.
+    pub fn evaluate_json(
+        &self,
+        input: &Value,
+        scope: &Scope,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, EvalError> {
+        if let Ok(plan) = &self.fast
+            && let Ok(defined) = fast::evaluate_json(plan, input, &scope.variables, out)
+        {
+            return Ok(defined);
+        }
+        let Some(value) = self.evaluate_on_engine(input, scope)? else {
+            return Ok(false);
+        };
+        // Writing a `Value` to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &value);
+        Ok(true)
+    }
+
+    /// [`Expression::evaluate_json`] on the fast path alone: `None` when it is not compiled or
+    /// hands the input over (then `out` is as it was).
+    pub fn evaluate_json_fast(
+        &self,
+        input: &Value,
+        scope: &Scope,
+        out: &mut Vec<u8>,
+    ) -> Option<bool> {
+        let plan = self.fast.as_ref().ok()?;
+        fast::evaluate_json(plan, input, &scope.variables, out).ok()
     }
 
     /// The fast path alone, for comparing it with the engine.

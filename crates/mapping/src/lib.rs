@@ -25,7 +25,7 @@ pub use integration::{
 };
 pub use render::{
     Credential, MapError, RenderedOAuth2, RenderedRequest, extract_records, flatten_query,
-    map_query, map_response, merge_query, render_request,
+    map_query, map_response, map_response_json, merge_query, render_request,
 };
 pub use spec::{ClientAuth, HttpMethod};
 pub use template::{RenderError, Template};

@@ -316,6 +316,33 @@ pub fn map_response(
     }
 }
 
+/// One provider record → one unified record (without `remote_data`), appended to `out` as JSON
+/// text: the bytes `serde_json` writes for [`map_response`]'s object, written without building
+/// it when the fast path answers. On an error `out` is as it was.
+pub fn map_response_json(
+    method: &UnifiedMethod,
+    record: &Value,
+    scope: &Scope,
+    out: &mut Vec<u8>,
+) -> Result<(), MapError> {
+    let start = out.len();
+    let defined = method
+        .response_mapping
+        .evaluate_json(record, scope, out)
+        .map_err(|error| MapError::Eval {
+            what: "response_mapping",
+            error,
+        })?;
+    if !defined || out.get(start) != Some(&b'{') {
+        out.truncate(start);
+        return Err(MapError::Shape {
+            what: "response_mapping",
+            expected: "an object for every record",
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,12 +247,116 @@ fn copy_json(json: &Value) -> Value {
     }
 }
 
+/// Writes `value` as JSON text: exactly the bytes `serde_json` writes for [`Val::to_json`]'s
+/// answer, without building it. On `Bail` the text written so far is the caller's to drop.
+fn write_val(value: &Val<'_>, out: &mut Vec<u8>) -> Outcome<()> {
+    match value {
+        Val::Undef | Val::Null => out.extend_from_slice(b"null"),
+        Val::Func(_) => return Err(Bail),
+        Val::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Val::Num(n) => write_number(*n, out),
+        Val::Str(s) => write_str(s, out),
+        Val::Text(s) => write_str(s, out),
+        Val::Json(json) => write_input(json, out),
+        Val::Arr(arr) => {
+            out.push(b'[');
+            for (index, item) in arr.items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_val(item, out)?;
+            }
+            out.push(b']');
+        }
+        Val::Obj(pairs) => {
+            out.push(b'{');
+            let mut first = true;
+            for (key, value) in pairs.iter() {
+                if value.is_undef() {
+                    continue;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                write_str(key.as_str().ok_or(Bail)?, out);
+                out.push(b':');
+                write_val(value, out)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+fn write_str(text: &str, out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail, and a string always serializes.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+fn write_number(n: f64, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(&mut *out, &json_number(n));
+}
+
+/// Input JSON as [`copy_json`] would copy it, written.
+fn write_input(json: &Value, out: &mut Vec<u8>) {
+    match json {
+        Value::Number(n) => write_number(n.as_f64().unwrap_or(f64::NAN), out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_input(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            out.push(b'{');
+            for (index, (key, value)) in map.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_str(key, out);
+                out.push(b':');
+                write_input(value, out);
+            }
+            out.push(b'}');
+        }
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
+    }
+}
+
+/// Evaluates `plan` over `input` and writes the answer to `out` as JSON text (see
+/// [`write_val`]); `Ok(false)` is *undefined*, nothing written. On `Bail`, `out` is as it was.
+pub(crate) fn evaluate_json(
+    plan: &Plan,
+    input: &Value,
+    variables: &[(String, Value)],
+    out: &mut Vec<u8>,
+) -> Result<bool, Bail> {
+    let value = run(plan, input, variables)?;
+    if value.is_undef() {
+        return Ok(false);
+    }
+    let start = out.len();
+    write_val(&value, out).inspect_err(|_| out.truncate(start))?;
+    Ok(true)
+}
+
 /// Evaluates `plan` over `input` with the caller's `variables`; `Ok(None)` is *undefined*.
 pub(crate) fn evaluate(
     plan: &Plan,
     input: &Value,
     variables: &[(String, Value)],
 ) -> Result<Option<Value>, Bail> {
+    run(plan, input, variables)?.to_json()
+}
+
+fn run<'a>(plan: &'a Plan, input: &'a Value, variables: &'a [(String, Value)]) -> Outcome<Val<'a>> {
     if input.is_array() {
         // The engine wraps an array input so it counts as one context value; not modelled.
         return Err(Bail);
@@ -265,8 +369,7 @@ pub(crate) fn evaluate(
         slots: RefCell::new(vec![None; plan.slots as usize]),
         running: RefCell::new(vec![false; plan.lambdas as usize]),
     };
-    let value = evaluator.eval(&plan.root, &Val::from_json(input))?;
-    value.to_json()
+    evaluator.eval(&plan.root, &Val::from_json(input))
 }
 
 pub(super) struct Evaluator<'a> {

@@ -17,7 +17,7 @@ mod compile;
 mod eval;
 
 pub(crate) use compile::compile;
-pub(crate) use eval::evaluate;
+pub(crate) use eval::{evaluate, evaluate_json};
 
 use std::ops::Range;
 

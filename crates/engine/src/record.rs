@@ -1,0 +1,295 @@
+//! Unified records on their way to the caller, and the list answer's JSON envelope.
+//!
+//! A record stays a tree while the gateway still looks inside it (its own filters and sort,
+//! `truto_exclude_fields`, `truto_key_by`, the normalized and raw formats). Otherwise it is
+//! written once as the JSON text it is sent as: the mapping writes the unified fields straight
+//! from its answer, and `remote_data` is the provider's own bytes for that record, copied rather
+//! than parsed and re-encoded. Does not map, filter or shape anything itself.
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// One unified record.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Record {
+    Tree(Value),
+    /// A JSON object, as it is sent.
+    Text(Vec<u8>),
+}
+
+impl Record {
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            // Writing a `Value` to a Vec cannot fail.
+            Record::Tree(value) => drop(serde_json::to_writer(&mut *out, value)),
+            Record::Text(text) => out.extend_from_slice(text),
+        }
+    }
+
+    /// The record as a tree, for the steps that look inside it.
+    pub(crate) fn into_tree(self) -> Value {
+        match self {
+            Record::Tree(value) => value,
+            Record::Text(text) => serde_json::from_slice(&text).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// The list answer: `{"result": …, "next_cursor": …, "result_count": …, "prev_cursor": null}`.
+pub(crate) fn write_envelope(
+    result: &[Record],
+    keyed: Option<&Value>,
+    next_cursor: Option<&str>,
+    result_count: usize,
+) -> Vec<u8> {
+    let size: usize = result
+        .iter()
+        .map(|record| match record {
+            Record::Text(text) => text.len() + 1,
+            Record::Tree(_) => 1024,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(size + 128);
+    out.extend_from_slice(b"{\"result\":");
+    match keyed {
+        Some(keyed) => drop(serde_json::to_writer(&mut out, keyed)),
+        None => {
+            out.push(b'[');
+            for (index, record) in result.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                record.write(&mut out);
+            }
+            out.push(b']');
+        }
+    }
+    out.extend_from_slice(b",\"next_cursor\":");
+    drop(serde_json::to_writer(&mut out, &next_cursor));
+    out.extend_from_slice(
+        format!(",\"result_count\":{result_count},\"prev_cursor\":null}}").as_bytes(),
+    );
+    out
+}
+
+/// Appends `,"remote_data":<raw>}` to a mapped object written to `out` (closing brace last).
+pub(crate) fn append_remote_data(out: &mut Vec<u8>, start: usize, remote: RemoteData<'_>) {
+    debug_assert_eq!(out.last(), Some(&b'}'));
+    out.pop();
+    if out.len() > start + 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"remote_data\":");
+    match remote {
+        RemoteData::Raw { text, compact } if compact => out.extend_from_slice(text.as_bytes()),
+        RemoteData::Raw { text, .. } => write_compacted(text.as_bytes(), out),
+        RemoteData::Tree(value) => drop(serde_json::to_writer(&mut *out, value)),
+    }
+    out.push(b'}');
+}
+
+/// Where a record's `remote_data` comes from.
+pub(crate) enum RemoteData<'a> {
+    /// The provider's bytes for the record; `compact` when they hold no line break.
+    Raw {
+        text: &'a str,
+        compact: bool,
+    },
+    Tree(&'a Value),
+}
+
+/// JSON text without the whitespace between its tokens (line breaks would split an NDJSON
+/// line; the rest is dropped with them so pretty-printed providers come out compact).
+fn write_compacted(text: &[u8], out: &mut Vec<u8>) {
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in text {
+        if in_string {
+            out.push(byte);
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+        } else if !matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+            out.push(byte);
+            in_string = byte == b'"';
+        }
+    }
+}
+
+/// Whether `body` holds a line break anywhere (checked in blocks, without stopping early, so
+/// the compiler can vectorize it).
+pub(crate) fn has_line_break(body: &[u8]) -> bool {
+    body.chunks(256).any(|chunk| {
+        chunk.iter().fold(false, |found, &byte| {
+            found | (byte == b'\n') | (byte == b'\r')
+        })
+    })
+}
+
+/// The provider's bytes of each record in the array at `path` (field names from the body's
+/// top), in order; `None` when the path meets anything but objects on the way or ends at
+/// something other than an array (or `null`: no records), or the body is not JSON.
+pub(crate) fn raw_records<'b>(body: &'b [u8], path: &[String]) -> Option<Vec<&'b RawValue>> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let found = RecordsAt { path }.deserialize(&mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    found
+}
+
+/// Seeks the array at `path`, skipping everything else without building it.
+struct RecordsAt<'p> {
+    path: &'p [String],
+}
+
+impl<'de> DeserializeSeed<'de> for RecordsAt<'_> {
+    type Value = Option<Vec<&'de RawValue>>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsAt<'_> {
+    type Value = Option<Vec<&'de RawValue>>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let Some((segment, rest)) = self.path.split_first() else {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(None); // one record, not an array
+        };
+        // A missing field means no records; a repeated one counts last, as in the parsed body.
+        let mut found = Some(Vec::new());
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == segment.as_str() {
+                found = map.next_value_seed(RecordsAt { path: rest })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        if !self.path.is_empty() {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(None); // an array on the way flattens: the engine's business
+        }
+        let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(16));
+        while let Some(record) = seq.next_element::<&'de RawValue>()? {
+            records.push(record);
+        }
+        Ok(Some(records))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Some(Vec::new()))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn texts(body: &str, path: &[&str]) -> Option<Vec<String>> {
+        let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        raw_records(body.as_bytes(), &path)
+            .map(|records| records.iter().map(|r| r.get().to_owned()).collect())
+    }
+
+    #[test]
+    fn finds_the_records_bytes_where_the_parsed_body_has_them() {
+        assert_eq!(
+            texts(r#"[{"id": 1}, {"id":"2" }]"#, &[]),
+            Some(vec![r#"{"id": 1}"#.to_owned(), r#"{"id":"2" }"#.to_owned()])
+        );
+        let body = r#"{"meta": {"next": [1, {"x": null}]}, "data": {"users": [{"a": "b\"c"}]}}"#;
+        assert_eq!(
+            texts(body, &["data", "users"]),
+            Some(vec![r#"{"a": "b\"c"}"#.to_owned()])
+        );
+        // A repeated key counts last, as serde_json's map keeps it.
+        assert_eq!(
+            texts(r#"{"v": [{"a":1}], "v": [{"b":2}]}"#, &["v"]),
+            Some(vec![r#"{"b":2}"#.to_owned()])
+        );
+        assert_eq!(texts(r#"{"v": null}"#, &["v"]), Some(vec![]));
+        assert_eq!(texts(r#"{"w": []}"#, &["v"]), Some(vec![]));
+        assert_eq!(texts(r#"{"v": {"id": 1}}"#, &["v"]), None);
+        assert_eq!(texts(r#"[{"v": []}]"#, &["v"]), None);
+        assert_eq!(texts(r#"{"v": []} x"#, &["v"]), None);
+    }
+
+    #[test]
+    fn compacts_pretty_records_without_touching_strings() {
+        let pretty =
+            "{\n  \"name\": \"Ada  Lovelace\",\n  \"q\": \"a \\\" b\\\\\",\n  \"n\": [ 1, 2 ]\n}";
+        let mut out = b"{\"id\":1}".to_vec();
+        append_remote_data(
+            &mut out,
+            0,
+            RemoteData::Raw {
+                text: pretty,
+                compact: !has_line_break(pretty.as_bytes()),
+            },
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"id":1,"remote_data":{"name":"Ada  Lovelace","q":"a \" b\\","n":[1,2]}}"#
+        );
+        let mut empty = b"{}".to_vec();
+        append_remote_data(&mut empty, 0, RemoteData::Tree(&json!({"a": 1})));
+        assert_eq!(empty, br#"{"remote_data":{"a":1}}"#);
+    }
+
+    #[test]
+    fn writes_the_envelope_in_trutos_key_order() {
+        let records = [
+            Record::Text(br#"{"id":"1"}"#.to_vec()),
+            Record::Tree(json!({"id": "2"})),
+        ];
+        let text = write_envelope(&records, None, Some("c1"), 2);
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            r#"{"result":[{"id":"1"},{"id":"2"}],"next_cursor":"c1","result_count":2,"prev_cursor":null}"#
+        );
+        let keyed = json!({"1": {"id": "1"}});
+        let text = write_envelope(&[], Some(&keyed), None, 1);
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            r#"{"result":{"1":{"id":"1"}},"next_cursor":null,"result_count":1,"prev_cursor":null}"#
+        );
+    }
+}
