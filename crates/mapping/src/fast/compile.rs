@@ -360,12 +360,36 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
         NodeKind::Sort { .. } => return Err("an order-by".to_owned()),
         NodeKind::Error { .. } => return Err("a syntax error".to_owned()),
     };
+    // Values of these are never a sequence, or are finished where they are made.
+    let finished = filters.is_empty()
+        && !attrs.keep_array
+        && matches!(
+            op,
+            Op::Root
+                | Op::Path { .. }
+                | Op::Call { .. }
+                | Op::Variable(_)
+                | Op::Constant(_)
+                | Op::Array(_)
+                | Op::Object { .. }
+                | Op::Binary(..)
+                | Op::And(..)
+                | Op::Or(..)
+                | Op::Negate(_)
+                | Op::Condition(..)
+                | Op::Coalesce(..)
+                | Op::Default(..)
+                | Op::Block { .. }
+                | Op::Bind(..)
+                | Op::Lambda(_)
+        );
     Ok(Node {
         op,
         filters,
         stages,
         keep_array: attrs.keep_array,
         cons_array: attrs.cons_array,
+        finished,
     })
 }
 

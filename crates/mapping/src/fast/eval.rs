@@ -10,7 +10,8 @@ use smallvec::SmallVec;
 use super::builtins;
 use std::ops::Range;
 
-use super::{Bail, Binary, Filter, Lambda, Node, Op, Plan, Var};
+use super::builtins::Builtin;
+use super::{Bail, Binary, Filter, Item, Lambda, Node, Op, Plan, Var};
 
 pub(super) type Outcome<T> = Result<T, Bail>;
 
@@ -390,6 +391,9 @@ impl<'a> Evaluator<'a> {
             return Err(Bail);
         }
         self.steps.set(steps);
+        if node.finished {
+            return self.eval_op(node, input);
+        }
         let mut result = self.eval_op(node, input)?;
         for filter in &node.filters {
             result = self.filter(filter, result)?;
@@ -401,108 +405,52 @@ impl<'a> Evaluator<'a> {
         Ok(match &node.op {
             Op::Context => input.clone(),
             Op::Root => Val::from_json(self.root),
-            Op::Variable(var) => self.variable(var)?,
+            // Helpers' values are returned as they are, not moved through here.
+            Op::Variable(var) => return self.variable(var),
             Op::Constant(value) => Val::from_json(value),
             Op::Name(name) => input.field(name),
             Op::Path {
                 steps,
                 keep_singleton,
                 fields_only,
-            } => match fields_only.then(|| self.fields(steps, input)) {
-                Some(Ok(Some(value))) => value,
-                Some(Err(bail)) => return Err(bail),
-                _ => self.path(steps, *keep_singleton, input)?,
-            },
-            Op::Array(items) => {
-                let mut out = Vec::with_capacity(items.len());
-                for item in items {
-                    let value = self.eval(&item.node, input)?;
-                    if value.is_undef() {
-                        continue;
-                    }
-                    match value.array_items() {
-                        Some(values) if !item.nested_constructor => out.extend(values),
-                        _ => out.push(value),
-                    }
+            } => {
+                if *fields_only {
+                    return self.fields(steps, input);
                 }
-                Val::Arr(Rc::new(Arr {
-                    items: out,
-                    cons: node.cons_array,
-                    ..Arr::default()
-                }))
+                finish(self.path(steps, *keep_singleton, input)?, false)
             }
+            Op::Array(items) => return self.array(node, items, input),
             Op::Object {
                 pairs,
                 literal_keys,
-            } => {
-                if input.is_array() {
-                    // Over an array, an object constructor groups its items: not modelled.
-                    return Err(Bail);
-                }
-                let mut out: Vec<(Val<'a>, Val<'a>)> = Vec::with_capacity(pairs.len());
-                if *literal_keys {
-                    for (key, value) in pairs {
-                        let value = self.eval(value, input)?;
-                        if !value.is_undef()
-                            && let Op::Constant(Value::String(key)) = &key.op
-                        {
-                            out.push((Val::Str(key), value));
-                        }
-                    }
-                    return Ok(Val::Obj(Rc::new(out)));
-                }
-                let mut keys: Vec<Val<'a>> = Vec::with_capacity(pairs.len());
-                for (key, _) in pairs {
-                    let key = self.eval(key, input)?;
-                    if !key.is_undef() && key.as_str().is_none() {
-                        return Err(Bail);
-                    }
-                    if let Some(text) = key.as_str()
-                        && keys.iter().any(|k| k.as_str() == Some(text))
-                    {
-                        return Err(Bail); // two pairs with one key: an engine error
-                    }
-                    keys.push(key);
-                }
-                for (key, (_, value)) in keys.into_iter().zip(pairs) {
-                    if key.is_undef() {
-                        continue;
-                    }
-                    let value = self.eval(value, input)?;
-                    if !value.is_undef() {
-                        out.push((key, value));
-                    }
-                }
-                Val::Obj(Rc::new(out))
-            }
+            } => return self.object(pairs, *literal_keys, input),
+            // Operands are read where the callee wrote them (`let Ok(x) = &…`), not moved out.
             Op::Binary(op, lhs, rhs) => {
-                let lhs = self.eval(lhs, input)?;
-                let rhs = self.eval(rhs, input)?;
-                binary(*op, &lhs, &rhs)?
+                let lhs = self.eval(lhs, input);
+                let Ok(lhs) = &lhs else { return Err(Bail) };
+                let rhs = self.eval(rhs, input);
+                let Ok(rhs) = &rhs else { return Err(Bail) };
+                return binary(*op, lhs, rhs);
             }
-            Op::And(lhs, rhs) => {
-                Val::Bool(self.eval(lhs, input)?.truthy() && self.eval(rhs, input)?.truthy())
-            }
-            Op::Or(lhs, rhs) => {
-                Val::Bool(self.eval(lhs, input)?.truthy() || self.eval(rhs, input)?.truthy())
-            }
+            Op::And(lhs, rhs) => Val::Bool(self.test(lhs, input)? && self.test(rhs, input)?),
+            Op::Or(lhs, rhs) => Val::Bool(self.test(lhs, input)? || self.test(rhs, input)?),
             Op::Negate(expr) => match self.eval(expr, input)? {
                 Val::Undef => Val::Undef,
                 Val::Num(n) => Val::Num(-n),
                 _ => return Err(Bail),
             },
+            // The branches' values are returned as they are, not moved through here.
             Op::Condition(condition, then, otherwise) => {
-                if self.eval(condition, input)?.truthy() {
-                    self.eval(then, input)?
-                } else {
-                    match otherwise {
-                        Some(otherwise) => self.eval(otherwise, input)?,
-                        None => Val::Undef,
-                    }
+                if self.test(condition, input)? {
+                    return self.eval(then, input);
+                }
+                match otherwise {
+                    Some(otherwise) => return self.eval(otherwise, input),
+                    None => Val::Undef,
                 }
             }
             Op::Coalesce(lhs, rhs) => match self.eval(lhs, input)? {
-                Val::Undef => self.eval(rhs, input)?,
+                Val::Undef => return self.eval(rhs, input),
                 value => value,
             },
             Op::Default(lhs, rhs) => {
@@ -510,23 +458,12 @@ impl<'a> Evaluator<'a> {
                 if let Val::Func(_) = value {
                     return Err(Bail);
                 }
-                if value.truthy() {
-                    value
-                } else {
-                    self.eval(rhs, input)?
+                if !value.truthy() {
+                    return self.eval(rhs, input);
                 }
+                value
             }
-            Op::Block { exprs, frame, .. } => {
-                self.open(frame.clone());
-                let mut result = Val::Undef;
-                for expr in exprs {
-                    result = self.eval(expr, input)?;
-                }
-                if !frame.is_empty() && escapes(&result) {
-                    return Err(Bail);
-                }
-                result
-            }
+            Op::Block { exprs, frame, .. } => return self.block(exprs, frame, input),
             Op::Bind(var, value) => {
                 let value = self.eval(value, input)?;
                 self.slots.borrow_mut()[var.slots[0] as usize] = Some(value.clone());
@@ -540,23 +477,127 @@ impl<'a> Evaluator<'a> {
                 name,
                 builtin,
                 args,
-            } => {
-                let mut values: SmallVec<[Val<'a>; 4]> = SmallVec::new();
-                for arg in args {
-                    values.push(self.eval(arg, input)?);
+            } => return self.call_named(name, *builtin, args, input),
+        })
+    }
+
+    #[inline(never)]
+    fn array(&self, node: &'a Node, items: &'a [Item], input: &Val<'a>) -> Outcome<Val<'a>> {
+        Ok({
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let value = self.eval(&item.node, input)?;
+                if value.is_undef() {
+                    continue;
                 }
-                match self.bound(name) {
-                    Some(Val::Func(closure)) => self.call(&closure, values)?,
-                    Some(_) => return Err(Bail),
-                    None => match builtin {
-                        Some(builtin) if self.variable_value(&name.text).is_none() => {
-                            builtins::call(*builtin, &values)?
-                        }
-                        _ => return Err(Bail),
-                    },
+                match value.array_items() {
+                    Some(values) if !item.nested_constructor => out.extend(values),
+                    _ => out.push(value),
                 }
             }
+            Val::Arr(Rc::new(Arr {
+                items: out,
+                cons: node.cons_array,
+                ..Arr::default()
+            }))
         })
+    }
+
+    #[inline(never)]
+    fn object(
+        &self,
+        pairs: &'a [(Node, Node)],
+        literal_keys: bool,
+        input: &Val<'a>,
+    ) -> Outcome<Val<'a>> {
+        Ok({
+            if input.is_array() {
+                // Over an array, an object constructor groups its items: not modelled.
+                return Err(Bail);
+            }
+            let mut out: Vec<(Val<'a>, Val<'a>)> = Vec::with_capacity(pairs.len());
+            if literal_keys {
+                for (key, value) in pairs {
+                    let value = self.eval(value, input)?;
+                    if !value.is_undef()
+                        && let Op::Constant(Value::String(key)) = &key.op
+                    {
+                        out.push((Val::Str(key), value));
+                    }
+                }
+                return Ok(Val::Obj(Rc::new(out)));
+            }
+            let mut keys: Vec<Val<'a>> = Vec::with_capacity(pairs.len());
+            for (key, _) in pairs {
+                let key = self.eval(key, input)?;
+                if !key.is_undef() && key.as_str().is_none() {
+                    return Err(Bail);
+                }
+                if let Some(text) = key.as_str()
+                    && keys.iter().any(|k| k.as_str() == Some(text))
+                {
+                    return Err(Bail); // two pairs with one key: an engine error
+                }
+                keys.push(key);
+            }
+            for (key, (_, value)) in keys.into_iter().zip(pairs) {
+                if key.is_undef() {
+                    continue;
+                }
+                let value = self.eval(value, input)?;
+                if !value.is_undef() {
+                    out.push((key, value));
+                }
+            }
+            Val::Obj(Rc::new(out))
+        })
+    }
+
+    #[inline(never)]
+    fn block(&self, exprs: &'a [Node], frame: &Range<u32>, input: &Val<'a>) -> Outcome<Val<'a>> {
+        Ok({
+            self.open(frame.clone());
+            let mut result = Val::Undef;
+            for expr in exprs {
+                result = self.eval(expr, input)?;
+            }
+            if !frame.is_empty() && escapes(&result) {
+                return Err(Bail);
+            }
+            result
+        })
+    }
+
+    #[inline(never)]
+    fn call_named(
+        &self,
+        name: &'a Var,
+        builtin: Option<Builtin>,
+        args: &'a [Node],
+        input: &Val<'a>,
+    ) -> Outcome<Val<'a>> {
+        let mut values: SmallVec<[Val<'a>; 4]> = SmallVec::new();
+        for arg in args {
+            values.push(self.eval(arg, input)?);
+        }
+        match self.bound(name) {
+            Some(Val::Func(closure)) => self.call(&closure, values),
+            Some(_) => Err(Bail),
+            None => match builtin {
+                Some(builtin) if self.variable_value(&name.text).is_none() => {
+                    Ok(finish(builtins::call(builtin, &values)?, false))
+                }
+                _ => Err(Bail),
+            },
+        }
+    }
+
+    /// The value of `node` as a Boolean.
+    fn test(&self, node: &'a Node, input: &Val<'a>) -> Outcome<bool> {
+        match &self.eval(node, input) {
+            Ok(value) => Ok(value.truthy()),
+            Err(bail) => Err(*bail),
+        }
     }
 
     /// Starts an activation of a frame: none of its variables bound.
@@ -610,16 +651,17 @@ impl<'a> Evaluator<'a> {
         let result = self.eval(&lambda.body, &closure.input);
         self.running.borrow_mut()[id] = false;
         self.depth.set(depth);
-        let result = result?;
-        if escapes(&result) {
+        if let Ok(value) = &result
+            && escapes(value)
+        {
             return Err(Bail);
         }
-        Ok(result)
+        result
     }
 
-    /// A path of field names over objects, read in place; `None` when an array is met (or is
-    /// the context), which the general path flattens.
-    fn fields(&self, steps: &'a [Node], input: &Val<'a>) -> Outcome<Option<Val<'a>>> {
+    /// A path of field names over objects, read in place; the general path takes over when an
+    /// array is met (or is the context), as it flattens. The value is finished.
+    fn fields(&self, steps: &'a [Node], input: &Val<'a>) -> Outcome<Val<'a>> {
         let mut names = steps;
         let mut at = match &steps[0].op {
             Op::Name(_) => input.clone(),
@@ -629,21 +671,20 @@ impl<'a> Evaluator<'a> {
             }
         };
         for step in names {
-            let Op::Name(name) = &step.op else {
-                return Ok(None);
-            };
-            at = match &at {
-                Val::Json(Value::Object(map)) => match get(map, name) {
+            at = match (&at, &step.op) {
+                (Val::Json(Value::Object(map)), Op::Name(name)) => match get(map, name) {
                     Some(value) => Val::from_json(value),
-                    None => return Ok(Some(Val::Undef)),
+                    None => return Ok(Val::Undef),
                 },
-                Val::Obj(_) => at.field(name),
-                Val::Json(Value::Array(_)) | Val::Arr(_) => return Ok(None),
-                _ => return Ok(Some(Val::Undef)),
+                (Val::Obj(_), Op::Name(name)) => at.field(name),
+                (Val::Json(Value::Array(_)) | Val::Arr(_), _) => {
+                    return Ok(finish(self.path(steps, false, input)?, false));
+                }
+                _ => return Ok(Val::Undef),
             };
         }
-        // A sequence here (a variable holding one) is finished by the caller as usual.
-        Ok(Some(at))
+        // A variable's value (a sequence included) is finished already.
+        Ok(at)
     }
 
     fn path(&self, steps: &'a [Node], keep_singleton: bool, input: &Val<'a>) -> Outcome<Val<'a>> {
