@@ -866,7 +866,10 @@ fn binary<'a>(op: Binary, lhs: &Val<'a>, rhs: &Val<'a>) -> Outcome<Val<'a>> {
             if lhs.is_undef() || rhs.is_undef() {
                 return Ok(Val::Bool(false));
             }
-            let equal = deep_equal(lhs, rhs)?;
+            let equal = match (lhs.as_str(), rhs.as_str()) {
+                (Some(a), Some(b)) => a == b,
+                _ => deep_equal(lhs, rhs)?,
+            };
             Val::Bool(if op == Binary::Eq { equal } else { !equal })
         }
         Binary::Lt | Binary::Le | Binary::Gt | Binary::Ge => {
