@@ -130,8 +130,8 @@ pub(crate) fn has_line_break(body: &[u8]) -> bool {
 /// The provider's bytes of each record in the array at `path` (field names from the body's
 /// top), in order; `None` when the path meets anything but objects on the way or ends at
 /// something other than an array (or `null`: no records), or the body is not JSON.
-pub(crate) fn raw_records<'b>(body: &'b [u8], path: &[String]) -> Option<Vec<&'b RawValue>> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
+pub(crate) fn raw_records<'b>(body: &'b str, path: &[String]) -> Option<Vec<&'b RawValue>> {
+    let mut deserializer = serde_json::Deserializer::from_str(body);
     let found = RecordsAt { path }.deserialize(&mut deserializer).ok()?;
     deserializer.end().ok()?;
     found
@@ -221,8 +221,7 @@ mod tests {
 
     fn texts(body: &str, path: &[&str]) -> Option<Vec<String>> {
         let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-        raw_records(body.as_bytes(), &path)
-            .map(|records| records.iter().map(|r| r.get().to_owned()).collect())
+        raw_records(body, &path).map(|records| records.iter().map(|r| r.get().to_owned()).collect())
     }
 
     #[test]
