@@ -368,7 +368,7 @@ fn run<'a>(plan: &'a Plan, input: &'a Value, variables: &'a [(String, Value)]) -
         depth: Cell::new(0),
         steps: Cell::new(0),
         slots: RefCell::new(vec![None; plan.slots as usize]),
-        running: RefCell::new(vec![false; plan.lambdas as usize]),
+        running: (0..plan.lambdas).map(|_| Cell::new(false)).collect(),
     };
     evaluator.eval(&plan.root, &Val::from_json(input))
 }
@@ -381,7 +381,7 @@ pub(super) struct Evaluator<'a> {
     /// The variables, by slot (see [`Plan`]); `None` is not bound (yet) in this activation.
     slots: RefCell<Vec<Option<Val<'a>>>>,
     /// The functions being evaluated, by number: one is not entered again.
-    running: RefCell<Vec<bool>>,
+    running: Vec<Cell<bool>>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -576,19 +576,25 @@ impl<'a> Evaluator<'a> {
         args: &'a [Node],
         input: &Val<'a>,
     ) -> Outcome<Val<'a>> {
+        // The function first, then its arguments, as JSONata does.
+        let closure = match self.bound(name) {
+            Some(Val::Func(closure)) => Some(closure),
+            Some(_) => return Err(Bail),
+            None if builtin.is_some() && self.variable_value(&name.text).is_none() => None,
+            None => return Err(Bail),
+        };
+        if let (Some(closure), [arg]) = (&closure, args) {
+            let value = self.eval(arg, input)?;
+            return self.call(closure, [value]);
+        }
         let mut values: SmallVec<[Val<'a>; 4]> = SmallVec::new();
         for arg in args {
             values.push(self.eval(arg, input)?);
         }
-        match self.bound(name) {
-            Some(Val::Func(closure)) => self.call(&closure, values),
-            Some(_) => Err(Bail),
-            None => match builtin {
-                Some(builtin) if self.variable_value(&name.text).is_none() => {
-                    Ok(finish(builtins::call(builtin, &values)?, false))
-                }
-                _ => Err(Bail),
-            },
+        match (closure, builtin) {
+            (Some(closure), _) => self.call(&closure, values),
+            (None, Some(builtin)) => Ok(finish(builtins::call(builtin, &values)?, false)),
+            (None, None) => Err(Bail),
         }
     }
 
@@ -631,11 +637,15 @@ impl<'a> Evaluator<'a> {
             .map(|(_, value)| value)
     }
 
-    fn call(&self, closure: &Closure<'a>, args: SmallVec<[Val<'a>; 4]>) -> Outcome<Val<'a>> {
+    fn call(
+        &self,
+        closure: &Closure<'a>,
+        args: impl IntoIterator<Item = Val<'a>>,
+    ) -> Outcome<Val<'a>> {
         let lambda = closure.lambda;
         let depth = self.depth.get();
         let id = lambda.id as usize;
-        if depth >= MAX_DEPTH || self.running.borrow()[id] {
+        if depth >= MAX_DEPTH || self.running[id].get() {
             return Err(Bail); // recursion: the frame's one activation is in use
         }
         self.open(lambda.frame.clone());
@@ -647,9 +657,9 @@ impl<'a> Evaluator<'a> {
             }
         }
         self.depth.set(depth + 1);
-        self.running.borrow_mut()[id] = true;
+        self.running[id].set(true);
         let result = self.eval(&lambda.body, &closure.input);
-        self.running.borrow_mut()[id] = false;
+        self.running[id].set(false);
         self.depth.set(depth);
         if let Ok(value) = &result
             && escapes(value)
