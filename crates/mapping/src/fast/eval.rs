@@ -215,13 +215,19 @@ impl<'a> Val<'a> {
 }
 
 /// A field of an input object. Records have a few dozen fields at most, and comparing key
-/// lengths first finds one sooner than hashing the name.
+/// lengths and first bytes finds one sooner than hashing the name (many field names share a
+/// length, and comparing them whole is a library call).
 fn get<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
     if map.len() > 32 {
         return map.get(key);
     }
+    let first = key.as_bytes().first();
     map.iter()
-        .find(|(candidate, _)| candidate.len() == key.len() && candidate.as_str() == key)
+        .find(|(candidate, _)| {
+            candidate.len() == key.len()
+                && candidate.as_bytes().first() == first
+                && candidate.as_str() == key
+        })
         .map(|(_, value)| value)
 }
 
