@@ -332,6 +332,54 @@ mod tests {
     }
 
     #[test]
+    fn type_tests_answer_as_the_engine_does() {
+        let record = json!({"s": "x", "n": 1, "a": [1], "o": {}, "z": null, "b": true});
+        let plain = Scope::new([]);
+        let cases = [
+            (
+                r#"[$type(s) = "string", "number" = $type(n), $type(a) != "array", $type(o) = "object"]"#,
+                &plain,
+            ),
+            (
+                r#"[$type(missing) = "string", $type(missing) != "string", $type(z) = "null"]"#,
+                &plain,
+            ),
+            (
+                r#"[$type(b) = "boolean", $type(s) = "nonsense", $type(s) != "nonsense"]"#,
+                &plain,
+            ),
+            // A `$type` of the expression's own is called, not the built-in.
+            (
+                r#"($type := function($v) { "string" }; [$type(n) = "string"])"#,
+                &plain,
+            ),
+        ];
+        for (source, scope) in cases {
+            let expression = Expression::compile(source).unwrap();
+            assert_eq!(expression.fast_path_gap(), None, "{source}");
+            let engine = expression.evaluate_on_engine(&record, scope).unwrap();
+            assert_eq!(
+                expression.evaluate_fast(&record, scope),
+                FastOutcome::Done(engine.clone()),
+                "{source}"
+            );
+        }
+        assert_eq!(
+            Expression::compile(r#"$type(s) = "string""#)
+                .unwrap()
+                .evaluate_fast(&record, &plain),
+            FastOutcome::Done(Some(json!(true)))
+        );
+        // A caller's `$type` value shadows the built-in: the engine answers.
+        let shadowing = Scope::new([("type", json!("x"))]);
+        let expression = Expression::compile(r#"$type(s) = "string""#).unwrap();
+        assert_eq!(
+            expression.evaluate_fast(&record, &shadowing),
+            FastOutcome::Bailed
+        );
+    }
+
+    #[test]
     fn reports_errors_with_codes() {
         let error = Expression::compile("a.b[").unwrap_err();
         assert_eq!(error.code, "S0203");

@@ -116,6 +116,29 @@ static TYPE_NAMES: LazyLock<[String; 7]> = LazyLock::new(|| {
     .map(String::from)
 });
 
+/// The position in [`TYPE_NAMES`] of the name `$type` answers for `value`; `None` for
+/// *undefined*.
+pub(super) fn type_of(value: &Val<'_>) -> Option<u8> {
+    Some(match value {
+        Val::Undef => return None,
+        Val::Null => 0,
+        Val::Bool(_) => 1,
+        Val::Num(_) => 2,
+        Val::Str(_) | Val::Text(_) => 3,
+        Val::Func(_) => 4,
+        other if other.is_array() => 5,
+        _ => 6,
+    })
+}
+
+/// The position of a type name in [`TYPE_NAMES`].
+pub(super) fn type_named(name: &str) -> Option<u8> {
+    TYPE_NAMES
+        .iter()
+        .position(|known| known == name)
+        .map(|at| at as u8)
+}
+
 fn required_text<'v>(value: &'v Val<'_>) -> Outcome<&'v str> {
     value.as_str().ok_or(Bail)
 }
@@ -467,19 +490,10 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
             }
             other => other.clone(),
         },
-        Type => {
-            let name = match first {
-                Val::Undef => return Ok(Val::Undef),
-                Val::Null => 0,
-                Val::Bool(_) => 1,
-                Val::Num(_) => 2,
-                Val::Str(_) | Val::Text(_) => 3,
-                Val::Func(_) => 4,
-                other if other.is_array() => 5,
-                _ => 6,
-            };
-            Val::Str(&TYPE_NAMES[name])
-        }
+        Type => match type_of(first) {
+            Some(name) => Val::Str(&TYPE_NAMES[name as usize]),
+            None => Val::Undef,
+        },
         Merge => {
             if first.is_undef() {
                 return Ok(Val::Undef);

@@ -4,7 +4,7 @@
 use jlens_core::ast::{Ast, BinaryOp, FallbackOp, NodeKind, Stage};
 use serde_json::{Map, Value};
 
-use super::builtins::Builtin;
+use super::builtins::{self, Builtin};
 use std::ops::Range;
 
 use super::{Binary, Filter, Item, Lambda, Node, Op, Plan, Var};
@@ -105,6 +105,9 @@ impl Resolver {
         for child in children(node) {
             self.resolve(child);
         }
+        if let Some(type_is) = type_test(node) {
+            node.op = type_is;
+        }
     }
 
     fn resolve_filters(&mut self, node: &mut Node) {
@@ -113,6 +116,37 @@ impl Resolver {
                 self.resolve(expr);
             }
         }
+    }
+}
+
+/// `$type(x) = "name"` / `"name" = $type(x)` (and `!=`) as [`Op::TypeIs`], when `$type` is the
+/// built-in (no slot of the expression binds it) and the call and the literal are bare.
+fn type_test(node: &mut Node) -> Option<Op> {
+    let Op::Binary(op @ (Binary::Eq | Binary::Ne), lhs, rhs) = &mut node.op else {
+        return None;
+    };
+    let equal = *op == Binary::Eq;
+    let (call, literal) = match (&lhs.op, &rhs.op) {
+        (Op::Call { .. }, Op::Constant(_)) => (lhs, rhs),
+        (Op::Constant(_), Op::Call { .. }) => (rhs, lhs),
+        _ => return None,
+    };
+    let type_name = match constant(literal) {
+        Some(Value::String(name)) => builtins::type_named(name)?,
+        _ => return None,
+    };
+    let bare = call.filters.is_empty() && call.stages.is_empty() && !call.keep_array;
+    match &mut call.op {
+        Op::Call {
+            name,
+            builtin: Some(Builtin::Type),
+            args,
+        } if bare && name.slots.is_empty() && args.len() == 1 => Some(Op::TypeIs {
+            arg: Box::new(args.pop()?),
+            type_name,
+            equal,
+        }),
+        _ => None,
     }
 }
 
@@ -155,7 +189,7 @@ fn children(node: &mut Node) -> Vec<&mut Node> {
             out.push(a);
             out.push(b);
         }
-        Op::Negate(a) | Op::Bind(_, a) => out.push(a),
+        Op::Negate(a) | Op::Bind(_, a) | Op::TypeIs { arg: a, .. } => out.push(a),
         Op::Condition(a, b, c) => {
             out.push(a);
             out.push(b);
@@ -373,6 +407,7 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
                 | Op::Array(_)
                 | Op::Object { .. }
                 | Op::Binary(..)
+                | Op::TypeIs { .. }
                 | Op::And(..)
                 | Op::Or(..)
                 | Op::Negate(_)

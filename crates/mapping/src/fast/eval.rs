@@ -375,6 +375,7 @@ fn run<'a>(plan: &'a Plan, input: &'a Value, variables: &'a [(String, Value)]) -
         steps: Cell::new(0),
         slots: RefCell::new(vec![None; plan.slots as usize]),
         running: (0..plan.lambdas).map(|_| Cell::new(false)).collect(),
+        type_shadowed: variables.iter().any(|(name, _)| name == "type"),
     };
     evaluator.eval(&plan.root, &Val::from_json(input))
 }
@@ -386,6 +387,8 @@ pub(super) struct Evaluator<'a> {
     steps: Cell<u32>,
     /// The variables, by slot (see [`Plan`]); `None` is not bound (yet) in this activation.
     slots: RefCell<Vec<Option<Val<'a>>>>,
+    /// The caller binds `$type` to a value: the built-in is not what the name calls.
+    type_shadowed: bool,
     /// The functions being evaluated, by number: one is not entered again.
     running: Vec<Cell<bool>>,
 }
@@ -437,6 +440,21 @@ impl<'a> Evaluator<'a> {
                 let rhs = self.eval(rhs, input);
                 let Ok(rhs) = &rhs else { return Err(Bail) };
                 return binary(*op, lhs, rhs);
+            }
+            Op::TypeIs {
+                arg,
+                type_name,
+                equal,
+            } => {
+                if self.type_shadowed {
+                    return Err(Bail);
+                }
+                let value = self.eval(arg, input);
+                let Ok(value) = &value else { return Err(Bail) };
+                match builtins::type_of(value) {
+                    Some(actual) => Val::Bool((actual == *type_name) == *equal),
+                    None => Val::Bool(false),
+                }
             }
             Op::And(lhs, rhs) => Val::Bool(self.test(lhs, input)? && self.test(rhs, input)?),
             Op::Or(lhs, rhs) => Val::Bool(self.test(lhs, input)? || self.test(rhs, input)?),

@@ -95,6 +95,13 @@ enum Op {
         literal_keys: bool,
     },
     Binary(Binary, Box<Node>, Box<Node>),
+    /// `$type(arg) = "name"` (or `!=`), the built-in `$type` not rebound: compares the type
+    /// without making its name. `equal` is false for `!=`; either is false for *undefined*.
+    TypeIs {
+        arg: Box<Node>,
+        type_name: u8,
+        equal: bool,
+    },
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
     Negate(Box<Node>),
