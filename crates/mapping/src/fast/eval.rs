@@ -601,9 +601,8 @@ impl<'a> Evaluator<'a> {
         input: &Val<'a>,
     ) -> Outcome<Val<'a>> {
         // The function first, then its arguments, as JSONata does.
-        let closure = match self.bound(name) {
-            Some(Val::Func(closure)) => Some(closure),
-            Some(_) => return Err(Bail),
+        let closure = match self.function(name)? {
+            Some(closure) => Some(closure),
             None if builtin.is_some() && self.variable_value(&name.text).is_none() => None,
             None => return Err(Bail),
         };
@@ -635,6 +634,20 @@ impl<'a> Evaluator<'a> {
         if !frame.is_empty() {
             self.slots.borrow_mut()[frame.start as usize..frame.end as usize].fill(None);
         }
+    }
+
+    /// The function the innermost bound slot of `var` holds; `None` when no slot is bound, a
+    /// bail when the value is not a function.
+    fn function(&self, var: &Var) -> Outcome<Option<Rc<Closure<'a>>>> {
+        let slots = self.slots.borrow();
+        for &slot in &var.slots {
+            match &slots[slot as usize] {
+                Some(Val::Func(closure)) => return Ok(Some(closure.clone())),
+                Some(_) => return Err(Bail),
+                None => {}
+            }
+        }
+        Ok(None)
     }
 
     /// The value of the innermost slot of `var` that is bound.
@@ -672,13 +685,16 @@ impl<'a> Evaluator<'a> {
         if depth >= MAX_DEPTH || self.running[id].get() {
             return Err(Bail); // recursion: the frame's one activation is in use
         }
-        self.open(lambda.frame.clone());
         {
+            // The parameters get the arguments; the rest of the frame starts unbound.
             let mut slots = self.slots.borrow_mut();
+            let (start, end) = (lambda.frame.start as usize, lambda.frame.end as usize);
+            let params = start + lambda.params.len();
             let mut args = args.into_iter();
-            for slot in lambda.frame.clone().take(lambda.params.len()) {
-                slots[slot as usize] = Some(args.next().unwrap_or(Val::Undef));
+            for slot in &mut slots[start..params] {
+                *slot = Some(args.next().unwrap_or(Val::Undef));
             }
+            slots[params..end].fill(None);
         }
         self.depth.set(depth + 1);
         self.running[id].set(true);
