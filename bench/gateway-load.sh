@@ -314,7 +314,8 @@ run_load() {
   if [ "$LOADGEN" = wrk ]; then
     for h in "$@"; do hdr+=(-H "$h"); done
     # In the background and waited for, so that a signal to this script ends the run at once.
-    nice -n "$NICE" wrk -t "$THREADS" -c "$conns" -d "${secs}s" --latency "${hdr[@]}" "$url" >"$tmp/wrk.out" 2>&1 &
+    # wrk wants at least one connection per thread.
+    nice -n "$NICE" wrk -t "$((conns < THREADS ? conns : THREADS))" -c "$conns" -d "${secs}s" --latency "${hdr[@]}" "$url" >"$tmp/wrk.out" 2>&1 &
     loadgen_pid=$!
     wait "$loadgen_pid"
     loadgen_pid=""

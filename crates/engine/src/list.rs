@@ -1095,25 +1095,31 @@ fn fingerprint(model: &str, resource: &str, integration: &str, query: &ListQuery
 /// hash of the body bytes: the cursor that carries it is signed, and re-serializing every record
 /// to hash it cost more than mapping them. (A provider whose repeated page differs only in a
 /// request id slips past this guard; the repeated-cursor and endless-walk guards still stop it.)
-/// Eight bytes a step (a multiply-xorshift mix per word, the length folded in): SipHash, which
-/// resists chosen inputs that nothing here needs to resist, cost ten times as much per page.
+/// Four independent lanes of eight bytes (a multiply-xorshift mix per word, the length folded
+/// in), so the multiplications overlap: SipHash, which resists chosen inputs that nothing here
+/// needs to resist, cost ten times as much per page.
 fn page_digest(body: &[u8]) -> String {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let mix = |hash: u64, word: u64| {
         let hash = (hash ^ word).wrapping_mul(K);
         hash ^ (hash >> 29)
     };
-    let mut words = body.chunks_exact(8);
-    let mut hash = (body.len() as u64).wrapping_mul(K);
-    for word in &mut words {
-        hash = mix(
-            hash,
-            u64::from_le_bytes(word.try_into().unwrap_or_default()),
-        );
+    let word = |bytes: &[u8]| {
+        let mut padded = [0u8; 8];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        u64::from_le_bytes(padded)
+    };
+    let mut lanes = [1u64, 2, 3, 4].map(|lane| (body.len() as u64 + lane).wrapping_mul(K));
+    let mut blocks = body.chunks_exact(32);
+    for block in &mut blocks {
+        for (lane, bytes) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            *lane = mix(*lane, word(bytes));
+        }
     }
-    let mut tail = [0u8; 8];
-    tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    hash = mix(mix(hash, u64::from_le_bytes(tail)), K);
+    for (lane, bytes) in lanes.iter_mut().zip(blocks.remainder().chunks(8)) {
+        *lane = mix(*lane, word(bytes));
+    }
+    let hash = lanes.iter().fold(K, |hash, lane| mix(mix(hash, *lane), K));
     format!("{hash:016x}")
 }
 
