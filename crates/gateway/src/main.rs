@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 /// Provider pages are parsed, mapped and freed in large blocks on every request; glibc's malloc
-/// spent about 30% of a request's CPU consolidating them (bench/gateway-load.sh, perf).
+/// spent about 30% of a request's CPU consolidating them (bench/gateway-load.sh, perf). mimalloc
+/// 2.x (the crate's `v2`), not 3.x: 3.x keeps freed memory for a second before returning it,
+/// which took a 100,000-user stream from 32 to 62 MiB peak (bench/stream-memory.sh), at the same
+/// speed.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
