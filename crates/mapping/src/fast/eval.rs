@@ -505,94 +505,90 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    #[inline(never)]
     fn array(&self, node: &'a Node, items: &'a [Item], input: &Val<'a>) -> Outcome<Val<'a>> {
-        Ok({
-            let mut out = Vec::with_capacity(items.len());
-            for item in items {
-                let value = self.eval(&item.node, input)?;
-                if value.is_undef() {
-                    continue;
-                }
-                match value.array_items() {
-                    Some(values) if !item.nested_constructor => out.extend(values),
-                    _ => out.push(value),
-                }
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let value = self.eval(&item.node, input)?;
+            if value.is_undef() {
+                continue;
             }
-            Val::Arr(Rc::new(Arr {
-                items: out,
-                cons: node.cons_array,
-                ..Arr::default()
-            }))
-        })
+            match value.array_items() {
+                Some(values) if !item.nested_constructor => out.extend(values),
+                _ => out.push(value),
+            }
+        }
+        Ok(Val::Arr(Rc::new(Arr {
+            items: out,
+            cons: node.cons_array,
+            ..Arr::default()
+        })))
     }
 
-    #[inline(never)]
     fn object(
         &self,
         pairs: &'a [(Node, Node)],
         literal_keys: bool,
         input: &Val<'a>,
     ) -> Outcome<Val<'a>> {
-        Ok({
-            if input.is_array() {
-                // Over an array, an object constructor groups its items: not modelled.
-                return Err(Bail);
-            }
-            let mut out: Vec<(Val<'a>, Val<'a>)> = Vec::with_capacity(pairs.len());
-            if literal_keys {
-                for (key, value) in pairs {
-                    let value = self.eval(value, input)?;
-                    if !value.is_undef()
-                        && let Op::Constant(Value::String(key)) = &key.op
-                    {
-                        out.push((Val::Str(key), value));
-                    }
-                }
-                return Ok(Val::Obj(Rc::new(out)));
-            }
-            let mut keys: Vec<Val<'a>> = Vec::with_capacity(pairs.len());
-            for (key, _) in pairs {
-                let key = self.eval(key, input)?;
-                if !key.is_undef() && key.as_str().is_none() {
-                    return Err(Bail);
-                }
-                if let Some(text) = key.as_str()
-                    && keys.iter().any(|k| k.as_str() == Some(text))
-                {
-                    return Err(Bail); // two pairs with one key: an engine error
-                }
-                keys.push(key);
-            }
-            for (key, (_, value)) in keys.into_iter().zip(pairs) {
-                if key.is_undef() {
-                    continue;
-                }
+        if input.is_array() {
+            // Over an array, an object constructor groups its items: not modelled.
+            return Err(Bail);
+        }
+        let mut out: Vec<(Val<'a>, Val<'a>)> = Vec::with_capacity(pairs.len());
+        if literal_keys {
+            for (key, value) in pairs {
                 let value = self.eval(value, input)?;
-                if !value.is_undef() {
-                    out.push((key, value));
+                if !value.is_undef()
+                    && let Op::Constant(Value::String(key)) = &key.op
+                {
+                    out.push((Val::Str(key), value));
                 }
             }
-            Val::Obj(Rc::new(out))
-        })
-    }
-
-    #[inline(never)]
-    fn block(&self, exprs: &'a [Node], frame: &Range<u32>, input: &Val<'a>) -> Outcome<Val<'a>> {
-        Ok({
-            self.open(frame.clone());
-            let mut result = Val::Undef;
-            for expr in exprs {
-                result = self.eval(expr, input)?;
-            }
-            if !frame.is_empty() && escapes(&result) {
+            return Ok(Val::Obj(Rc::new(out)));
+        }
+        let mut keys: Vec<Val<'a>> = Vec::with_capacity(pairs.len());
+        for (key, _) in pairs {
+            let key = self.eval(key, input)?;
+            if !key.is_undef() && key.as_str().is_none() {
                 return Err(Bail);
             }
-            result
-        })
+            if let Some(text) = key.as_str()
+                && keys.iter().any(|k| k.as_str() == Some(text))
+            {
+                return Err(Bail); // two pairs with one key: an engine error
+            }
+            keys.push(key);
+        }
+        for (key, (_, value)) in keys.into_iter().zip(pairs) {
+            if key.is_undef() {
+                continue;
+            }
+            let value = self.eval(value, input)?;
+            if !value.is_undef() {
+                out.push((key, value));
+            }
+        }
+        Ok(Val::Obj(Rc::new(out)))
     }
 
-    #[inline(never)]
+    fn block(&self, exprs: &'a [Node], frame: &Range<u32>, input: &Val<'a>) -> Outcome<Val<'a>> {
+        self.open(frame.clone());
+        let Some((last, rest)) = exprs.split_last() else {
+            return Ok(Val::Undef);
+        };
+        for expr in rest {
+            self.eval(expr, input)?;
+        }
+        let result = self.eval(last, input);
+        if !frame.is_empty()
+            && let Ok(value) = &result
+            && escapes(value)
+        {
+            return Err(Bail);
+        }
+        result
+    }
+
     fn call_named(
         &self,
         name: &'a Var,
