@@ -383,8 +383,8 @@ if [ "${PROFILE:-0}" = 1 ]; then
   perf_pid=$!
   run_load "$unigate_url" "$CONNS" "$DURATION" "Authorization: Bearer $TOKEN" >/dev/null
   wait "$perf_pid" || true
-  perf report -q -i "$tmp/perf.data" --no-children --sort dso,symbol --percent-limit 0.7 2>/dev/null |
-    awk '{ printf "%8s  %-18s %s\n", $1, $2, $4 }' | head -40
+  perf report -q -i "$tmp/perf.data" --no-children --sort dso,symbol --percent-limit ${PERCENT_LIMIT:-0.7} 2>/dev/null |
+    awk '{ printf "%8s  %-18s %s\n", $1, $2, $4 }' | head -"${TOP:-40}"
   exit 0
 fi
 
