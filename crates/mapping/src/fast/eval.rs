@@ -716,21 +716,39 @@ impl<'a> Evaluator<'a> {
                 self.eval_op(&steps[0], input)?
             }
         };
+        // Over input objects the walk holds a reference, and makes a value once at the end.
+        let mut json = match &at {
+            Val::Json(json) => Some(*json),
+            _ => None,
+        };
         for step in names {
-            at = match (&at, &step.op) {
-                (Val::Json(Value::Object(map)), Op::Name(name)) => match get(map, name) {
-                    Some(value) => Val::from_json(value),
+            let Op::Name(name) = &step.op else {
+                return Ok(Val::Undef); // not met: the compiler lets only names follow
+            };
+            match json {
+                Some(Value::Object(map)) => match get(map, name) {
+                    Some(value) => json = Some(value),
                     None => return Ok(Val::Undef),
                 },
-                (Val::Obj(_), Op::Name(name)) => at.field(name),
-                (Val::Json(Value::Array(_)) | Val::Arr(_), _) => {
-                    return Ok(finish(self.path(steps, false, input)?, false));
+                Some(Value::Array(_)) => return Ok(finish(self.path(steps, false, input)?, false)),
+                Some(_) => return Ok(Val::Undef),
+                None => {
+                    at = match &at {
+                        Val::Obj(_) => at.field(name),
+                        Val::Arr(_) => return Ok(finish(self.path(steps, false, input)?, false)),
+                        _ => return Ok(Val::Undef),
+                    };
+                    if let Val::Json(value) = &at {
+                        json = Some(*value);
+                    }
                 }
-                _ => return Ok(Val::Undef),
-            };
+            }
         }
         // A variable's value (a sequence included) is finished already.
-        Ok(at)
+        Ok(match json {
+            Some(value) => Val::from_json(value),
+            None => at,
+        })
     }
 
     fn path(&self, steps: &'a [Node], keep_singleton: bool, input: &Val<'a>) -> Outcome<Val<'a>> {
