@@ -106,8 +106,9 @@ impl Call {
 }
 
 /// Whether records of this call can be written as their JSON text at once: nothing in the
-/// gateway looks inside them afterwards, and the mapping's object is known not to have a
-/// `remote_data` key of its own (one that does gets it replaced in place, on the tree).
+/// gateway looks inside them afterwards, and every key of the mapping's object is a literal, so
+/// none is `remote_data` (the loader refuses that key; a computed one could still make it, and
+/// on the tree `remote_data` then replaces it in place).
 fn writes_text(
     query: &ListQuery,
     method: &UnifiedMethod,
@@ -121,10 +122,7 @@ fn writes_text(
         && gateway_sort.is_none()
         && query.key_by.is_none()
         && query.exclude_fields.is_empty()
-        && method
-            .mapped_fields
-            .as_ref()
-            .is_some_and(|fields| !fields.contains("remote_data"))
+        && method.mapped_fields.is_some()
 }
 
 /// One fetched page, mapped and filtered.
@@ -891,7 +889,7 @@ fn map_records(
                     Some((text, compact)) => RemoteData::Raw { text, compact },
                     None => RemoteData::Tree(record),
                 };
-                append_remote_data(&mut text, 0, remote);
+                append_remote_data(&mut text, remote);
             }
             out.push(Record::Text(text));
         }

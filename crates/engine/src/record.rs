@@ -73,11 +73,11 @@ pub(crate) fn write_envelope(
     out
 }
 
-/// Appends `,"remote_data":<raw>}` to a mapped object written to `out` (closing brace last).
-pub(crate) fn append_remote_data(out: &mut Vec<u8>, start: usize, remote: RemoteData<'_>) {
+/// Adds `"remote_data":…` as the last field of the one JSON object `out` holds.
+pub(crate) fn append_remote_data(out: &mut Vec<u8>, remote: RemoteData<'_>) {
     debug_assert_eq!(out.last(), Some(&b'}'));
     out.pop();
-    if out.len() > start + 1 {
+    if out.len() > 1 {
         out.push(b',');
     }
     out.extend_from_slice(b"\"remote_data\":");
@@ -254,7 +254,6 @@ mod tests {
         let mut out = b"{\"id\":1}".to_vec();
         append_remote_data(
             &mut out,
-            0,
             RemoteData::Raw {
                 text: pretty,
                 compact: !has_line_break(pretty.as_bytes()),
@@ -265,7 +264,7 @@ mod tests {
             r#"{"id":1,"remote_data":{"name":"Ada  Lovelace","q":"a \" b\\","n":[1,2]}}"#
         );
         let mut empty = b"{}".to_vec();
-        append_remote_data(&mut empty, 0, RemoteData::Tree(&json!({"a": 1})));
+        append_remote_data(&mut empty, RemoteData::Tree(&json!({"a": 1})));
         assert_eq!(empty, br#"{"remote_data":{"a":1}}"#);
     }
 

@@ -334,42 +334,41 @@ mod tests {
     #[test]
     fn type_tests_answer_as_the_engine_does() {
         let record = json!({"s": "x", "n": 1, "a": [1], "o": {}, "z": null, "b": true});
-        let plain = Scope::new([]);
+        let scope = Scope::new([]);
         let cases = [
             (
                 r#"[$type(s) = "string", "number" = $type(n), $type(a) != "array", $type(o) = "object"]"#,
-                &plain,
+                json!([true, true, false, true]),
             ),
+            // *undefined* compares false both ways.
             (
                 r#"[$type(missing) = "string", $type(missing) != "string", $type(z) = "null"]"#,
-                &plain,
+                json!([false, false, true]),
             ),
             (
                 r#"[$type(b) = "boolean", $type(s) = "nonsense", $type(s) != "nonsense"]"#,
-                &plain,
+                json!([true, false, true]),
             ),
             // A `$type` of the expression's own is called, not the built-in.
             (
                 r#"($type := function($v) { "string" }; [$type(n) = "string"])"#,
-                &plain,
+                json!([true]),
             ),
         ];
-        for (source, scope) in cases {
+        for (source, expected) in cases {
             let expression = Expression::compile(source).unwrap();
             assert_eq!(expression.fast_path_gap(), None, "{source}");
-            let engine = expression.evaluate_on_engine(&record, scope).unwrap();
             assert_eq!(
-                expression.evaluate_fast(&record, scope),
-                FastOutcome::Done(engine.clone()),
+                expression.evaluate_on_engine(&record, &scope).unwrap(),
+                Some(expected.clone()),
+                "{source}"
+            );
+            assert_eq!(
+                expression.evaluate_fast(&record, &scope),
+                FastOutcome::Done(Some(expected)),
                 "{source}"
             );
         }
-        assert_eq!(
-            Expression::compile(r#"$type(s) = "string""#)
-                .unwrap()
-                .evaluate_fast(&record, &plain),
-            FastOutcome::Done(Some(json!(true)))
-        );
         // A caller's `$type` value shadows the built-in: the engine answers.
         let shadowing = Scope::new([("type", json!("x"))]);
         let expression = Expression::compile(r#"$type(s) = "string""#).unwrap();
@@ -377,6 +376,64 @@ mod tests {
             expression.evaluate_fast(&record, &shadowing),
             FastOutcome::Bailed
         );
+    }
+
+    #[test]
+    fn variables_resolve_lexically_and_functions_stay_in_their_frame() {
+        let scope = Scope::new([]);
+        let record = json!({"items": [1, 2]});
+        let answered = [
+            // Before the inner `:=` runs, `$x` is the outer one.
+            (r#"($x := 1; ($y := $x; $x := 2; [$y, $x]))"#, json!([1, 2])),
+            (
+                r#"($f := function($v) { $v & "!" }; $f($f("a")))"#,
+                json!("a!!"),
+            ),
+            // A function reads the frames where it was made, not where it is called.
+            (
+                r#"($x := "outer"; $f := function() { $x }; ($x := "inner"; $f()))"#,
+                json!("outer"),
+            ),
+            (r#"items.($v := $; $v * 2)"#, json!([2, 4])),
+        ];
+        for (source, expected) in answered {
+            let expression = Expression::compile(source).unwrap();
+            assert_eq!(
+                expression.evaluate_on_engine(&record, &scope).unwrap(),
+                Some(expected.clone()),
+                "{source}"
+            );
+            assert_eq!(
+                expression.evaluate_fast(&record, &scope),
+                FastOutcome::Done(Some(expected)),
+                "{source}"
+            );
+        }
+        // Recursion, and a function returned out of the frame that made it, go to the engine.
+        let handed_over = [
+            (
+                r#"($down := function($n) { $n > 0 ? $down($n - 1) + 1 : 0 }; $down(3))"#,
+                json!(3),
+            ),
+            (
+                r#"($prefix := function($a) { function($v) { $a & $v } }; $p := $prefix("p"); $p("q"))"#,
+                json!("pq"),
+            ),
+        ];
+        for (source, expected) in handed_over {
+            let expression = Expression::compile(source).unwrap();
+            assert_eq!(expression.fast_path_gap(), None, "{source}");
+            assert_eq!(
+                expression.evaluate_fast(&record, &scope),
+                FastOutcome::Bailed,
+                "{source}"
+            );
+            assert_eq!(
+                expression.evaluate(&record, &scope).unwrap(),
+                Some(expected),
+                "{source}"
+            );
+        }
     }
 
     #[test]
