@@ -302,6 +302,10 @@ mod tests {
             ("$replace(a, /x/, 'y')", "a regular expression"),
             ("$firstNonEmpty(a, b)", "the function `$firstNonEmpty`"),
             ("a ~> $uppercase()", "the chain operator `~>`"),
+            (
+                "($f := function($a, $a) { $a }; $f(1, 2))",
+                "a function with a repeated parameter name",
+            ),
         ] {
             assert_eq!(
                 Expression::compile(source).unwrap().fast_path_gap(),
@@ -395,6 +399,8 @@ mod tests {
                 json!("outer"),
             ),
             (r#"items.($v := $; $v * 2)"#, json!([2, 4])),
+            // A filter on a block binds in the frame around the block.
+            (r#"($a := items; $a)[$k := 1]"#, json!(2)),
         ];
         for (source, expected) in answered {
             let expression = Expression::compile(source).unwrap();

@@ -1,12 +1,12 @@
 //! Compiling the engine's processed tree into a fast-path [`Plan`], or saying which construct
 //! keeps the expression on the engine.
 
+use std::ops::Range;
+
 use jlens_core::ast::{Ast, BinaryOp, FallbackOp, NodeKind, Stage};
 use serde_json::{Map, Value};
 
 use super::builtins::{self, Builtin};
-use std::ops::Range;
-
 use super::{Binary, Filter, Item, Lambda, Node, Op, Plan, Var};
 use crate::expression::plain;
 
@@ -157,7 +157,15 @@ fn collect_binds(node: &mut Node, names: &mut Vec<Box<str>>) {
         Op::Lambda(_)
         | Op::Block {
             own_frame: true, ..
-        } => return,
+        } => {
+            // Its filters run in the enclosing frame.
+            for filter in node.filters.iter_mut().chain(&mut node.stages) {
+                if let Filter::Expr(expr) = filter {
+                    collect_binds(expr, names);
+                }
+            }
+            return;
+        }
         Op::Bind(var, _) => names.push(var.text.clone()),
         _ => {}
     }
@@ -375,6 +383,15 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
             }
             if def.signature.is_some() {
                 return Err("a function signature".to_owned());
+            }
+            if def
+                .params
+                .iter()
+                .enumerate()
+                .any(|(at, param)| def.params[..at].contains(param))
+            {
+                // Each parameter has a slot of its own (see `Resolver::open`).
+                return Err("a function with a repeated parameter name".to_owned());
             }
             Op::Lambda(Box::new(Lambda {
                 id: u32::MAX, // numbered, and its frame given slots, once the expression is known

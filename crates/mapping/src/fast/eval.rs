@@ -2,15 +2,13 @@
 //! sequences unwrap, path steps flatten arrays, `[]` keeps them) as `jlens-core` applies them.
 
 use std::cell::{Cell, RefCell};
+use std::ops::Range;
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
 
-use super::builtins;
-use std::ops::Range;
-
-use super::builtins::Builtin;
+use super::builtins::{self, Builtin};
 use super::{Bail, Binary, Filter, Item, Lambda, Node, Op, Plan, Var};
 
 pub(super) type Outcome<T> = Result<T, Bail>;
@@ -24,10 +22,12 @@ const MAX_STEPS: u32 = 200_000;
 
 /// A JSONata value during a fast evaluation. Input and plan constants are borrowed.
 ///
-/// Two words, so that a value (and an `Outcome` of one) is returned in registers: larger ones
-/// went through the stack, written as parts and re-read whole on every node, which stalled the
-/// store buffer and cost more than the evaluation itself. Hence thin pointers only: text is a
-/// `&String` of the input or the plan, or a shared `String` made here.
+/// Two words: a word-sized tag and one number or thin pointer (text is a `&String` of the input
+/// or the plan, or a shared `String` made here). A value returned from a node is written to the
+/// caller's stack as two halves; copying it on as one 16-byte load stalls the store buffer (more
+/// than the node's own work), so the evaluator returns a callee's answer as it is
+/// (`return self.eval(…)`) or reads it in place (`let Ok(x) = &answer`) wherever it can. A
+/// one-byte tag made every half misaligned and was worse still.
 #[derive(Debug, Clone)]
 #[repr(u64)]
 pub(super) enum Val<'a> {
@@ -489,8 +489,12 @@ impl<'a> Evaluator<'a> {
             }
             Op::Block { exprs, frame, .. } => return self.block(exprs, frame, input),
             Op::Bind(var, value) => {
+                // The innermost frame's slot; the compiler gives every `:=` one.
+                let Some(&slot) = var.slots.first() else {
+                    return Err(Bail);
+                };
                 let value = self.eval(value, input)?;
-                self.slots.borrow_mut()[var.slots[0] as usize] = Some(value.clone());
+                self.slots.borrow_mut()[slot as usize] = Some(value.clone());
                 value
             }
             Op::Lambda(lambda) => Val::Func(Rc::new(Closure {
