@@ -335,6 +335,22 @@ mod tests {
         assert_eq!(failing.evaluate(&record, &scope).unwrap_err().code, "D3030");
     }
 
+    /// `source` compiles into the fast path, and both paths answer `expected` for `record`.
+    fn assert_both_paths_answer(source: &str, record: &Value, scope: &Scope, expected: Value) {
+        let expression = Expression::compile(source).unwrap();
+        assert_eq!(expression.fast_path_gap(), None, "{source}");
+        assert_eq!(
+            expression.evaluate_on_engine(record, scope).unwrap(),
+            Some(expected.clone()),
+            "{source}"
+        );
+        assert_eq!(
+            expression.evaluate_fast(record, scope),
+            FastOutcome::Done(Some(expected)),
+            "{source}"
+        );
+    }
+
     #[test]
     fn type_tests_answer_as_the_engine_does() {
         let record = json!({"s": "x", "n": 1, "a": [1], "o": {}, "z": null, "b": true});
@@ -360,18 +376,7 @@ mod tests {
             ),
         ];
         for (source, expected) in cases {
-            let expression = Expression::compile(source).unwrap();
-            assert_eq!(expression.fast_path_gap(), None, "{source}");
-            assert_eq!(
-                expression.evaluate_on_engine(&record, &scope).unwrap(),
-                Some(expected.clone()),
-                "{source}"
-            );
-            assert_eq!(
-                expression.evaluate_fast(&record, &scope),
-                FastOutcome::Done(Some(expected)),
-                "{source}"
-            );
+            assert_both_paths_answer(source, &record, &scope, expected);
         }
         // A caller's `$type` value shadows the built-in: the engine answers.
         let shadowing = Scope::new([("type", json!("x"))]);
@@ -403,17 +408,7 @@ mod tests {
             (r#"($a := items; $a)[$k := 1]"#, json!(2)),
         ];
         for (source, expected) in answered {
-            let expression = Expression::compile(source).unwrap();
-            assert_eq!(
-                expression.evaluate_on_engine(&record, &scope).unwrap(),
-                Some(expected.clone()),
-                "{source}"
-            );
-            assert_eq!(
-                expression.evaluate_fast(&record, &scope),
-                FastOutcome::Done(Some(expected)),
-                "{source}"
-            );
+            assert_both_paths_answer(source, &record, &scope, expected);
         }
         // Recursion, and a function returned out of the frame that made it, go to the engine.
         let handed_over = [
