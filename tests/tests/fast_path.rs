@@ -1,10 +1,10 @@
 //! Differential tests of the mapping fast path against the engine (`jlens-core`): whenever the
 //! fast path answers, its answer must be the engine's, byte for byte once serialized (key order
 //! and number forms included), also when the plan writes its answer as JSON text itself, and it
-//! must never answer where the engine fails. Inputs: every
-//! expression of every mapping file over every fixture body and record, the query mappings over
-//! representative unified queries, generated records (proptest), and the official JSONata test
-//! suite's cases that fall in the subset.
+//! must never answer where the engine fails. Inputs: every expression of every mapping file over
+//! every fixture body and record, the query mappings over representative unified queries,
+//! generated records (proptest), and the official JSONata test suite's cases that fall in the
+//! subset.
 
 use std::path::Path;
 

@@ -57,8 +57,8 @@ struct Node {
     keep_array: bool,
     /// An array constructor that is the first or last step of a path: not flattened.
     cons_array: bool,
-    /// The op's value needs no filter and no [`eval::finish`]: it is returned as it is, which
-    /// lets the value be written once into the caller's place instead of copied on the way.
+    /// The op's value needs no filter and no `finish` (see `eval`): it is returned as it is,
+    /// which lets the value be written once into the caller's place instead of copied on the way.
     finished: bool,
 }
 
