@@ -432,6 +432,91 @@ fn fast_path_equals_engine_on_generated_records() {
 }
 
 // ------------------------------------------------------------------------------------------------
+// Generated expressions: blocks, bindings and functions over a few names, so that shadowing,
+// rebinding, reading before binding, recursion and functions leaving their frame all occur.
+
+const VARIABLES: &[&str] = &["$x", "$y", "$z"];
+const FUNCTIONS: &[&str] = &["$f", "$g"];
+
+fn expression() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        prop::sample::select(&["1", "\"s\"", "a", "b.c", "d", "d[1]", "$", "missing"][..])
+            .prop_map(str::to_owned),
+        prop::sample::select(VARIABLES).prop_map(str::to_owned),
+    ];
+    leaf.prop_recursive(4, 40, 4, |inner| {
+        let bind = prop_oneof![
+            (prop::sample::select(VARIABLES), inner.clone())
+                .prop_map(|(name, value)| format!("{name} := {value}")),
+            (
+                prop::sample::select(FUNCTIONS),
+                prop::sample::select(VARIABLES),
+                inner.clone()
+            )
+                .prop_map(|(name, param, body)| format!(
+                    "{name} := function({param}) {{ {body} }}"
+                )),
+        ];
+        prop_oneof![
+            (prop::collection::vec(bind, 1..3), inner.clone())
+                .prop_map(|(binds, last)| format!("({}; {last})", binds.join("; "))),
+            (prop::sample::select(FUNCTIONS), inner.clone())
+                .prop_map(|(name, arg)| format!("{name}({arg})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("[{a}, {b}]")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} & {b})")),
+            (inner.clone(), inner.clone(), inner.clone())
+                .prop_map(|(a, b, c)| format!("({a} ? {b} : {c})")),
+            inner.clone().prop_map(|a| format!("{{\"k\": {a}}}")),
+            inner.clone().prop_map(|a| format!("d.({a})")),
+            inner.prop_map(|a| format!("($type({a}) = \"string\")")),
+        ]
+    })
+}
+
+#[test]
+fn fast_path_equals_engine_on_generated_expressions() {
+    let record = json!({"a": 2, "b": {"c": "x"}, "d": [1, 2, 3]});
+    let scope = Scope::new([("context", json!({"subdomain": "acme"}))]);
+    let tally = std::cell::RefCell::new(Tally::default());
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 2048,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    // Every name bound first (so reads and calls mostly find something), then rebound within.
+    let prelude = r#"$x := 1; $y := "s"; $z := d; $f := function($x) { $x }; $g := function($y) { [$y, $x] }"#;
+    let outcome = runner.run(&expression(), |source| {
+        let source = format!("({prelude}; {source})");
+        let Ok(expression) = Expression::compile(&source) else {
+            return Ok(()); // the grammar makes a few sources JSONata refuses
+        };
+        let mut tally = tally.borrow_mut();
+        tally.compare("generated", &expression, &record, &scope);
+        prop_assert!(
+            tally.mismatches.is_empty(),
+            "{}",
+            tally.mismatches.join("\n")
+        );
+        Ok(())
+    });
+    if let Err(error) = outcome {
+        panic!("{error}");
+    }
+    let tally = tally.into_inner();
+    eprintln!(
+        "generated expressions: {} answered by the fast path, {} handed to the engine",
+        tally.answered, tally.bailed
+    );
+    // Most of them exercise the fast path, not only its hand-over.
+    assert!(
+        tally.answered > tally.bailed,
+        "{} answered, {} bailed",
+        tally.answered,
+        tally.bailed
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
 // The official JSONata test suite.
 
 #[test]

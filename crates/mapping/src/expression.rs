@@ -404,6 +404,15 @@ mod tests {
                 json!("outer"),
             ),
             (r#"items.($v := $; $v * 2)"#, json!([2, 4])),
+            // Every run of a block, and every call, starts with its own variables unbound.
+            (
+                r#"($y := "s"; items.($y := $y & "+"; $y))"#,
+                json!(["s+", "s+"]),
+            ),
+            (
+                r#"($w := "o"; $f := function($v) { [$w, $w := $v] }; [$f(1), $f(2)])"#,
+                json!(["o", 1, "o", 2]),
+            ),
             // A filter on a block binds in the frame around the block.
             (r#"($a := items; $a)[$k := 1]"#, json!(2)),
         ];
