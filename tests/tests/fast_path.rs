@@ -394,19 +394,39 @@ fn fast_path_equals_engine_on_generated_records() {
         ("context", json!({"subdomain": "acme"})),
         ("query", json!({"limit": 10})),
     ]);
+    let tally = run_generated("generated records", 512, record(), |tally, record| {
+        for (id, integration) in &catalog.integrations {
+            for unified in integration.unified.values() {
+                tally.compare(id, &unified.response_mapping, record, &scope);
+            }
+        }
+    });
+    // The generator makes records the mappings map, not only ones the fast path gives up on.
+    assert!(
+        tally.answered > tally.bailed,
+        "{} answered, {} bailed",
+        tally.answered,
+        tally.bailed
+    );
+}
+
+/// Runs `each` on `cases` generated inputs; fails on the first input after which the tally holds
+/// a mismatch (proptest then shrinks it), and prints `what` with the counts.
+fn run_generated<T: std::fmt::Debug>(
+    what: &str,
+    cases: u32,
+    strategy: impl Strategy<Value = T>,
+    each: impl Fn(&mut Tally, &T),
+) -> Tally {
     let tally = std::cell::RefCell::new(Tally::default());
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 512,
+        cases,
         failure_persistence: None,
         ..ProptestConfig::default()
     });
-    let outcome = runner.run(&record(), |record| {
+    let outcome = runner.run(&strategy, |input| {
         let mut tally = tally.borrow_mut();
-        for (id, integration) in &catalog.integrations {
-            for unified in integration.unified.values() {
-                tally.compare(id, &unified.response_mapping, &record, &scope);
-            }
-        }
+        each(&mut tally, &input);
         prop_assert!(
             tally.mismatches.is_empty(),
             "{}",
@@ -419,16 +439,10 @@ fn fast_path_equals_engine_on_generated_records() {
     }
     let tally = tally.into_inner();
     eprintln!(
-        "generated records: {} mappings answered by the fast path, {} handed to the engine",
+        "{what}: {} answered by the fast path, {} handed to the engine",
         tally.answered, tally.bailed
     );
-    // The generator makes records the mappings map, not only ones the fast path gives up on.
-    assert!(
-        tally.answered > tally.bailed,
-        "{} answered, {} bailed",
-        tally.answered,
-        tally.bailed
-    );
+    tally
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -477,35 +491,18 @@ fn expression() -> impl Strategy<Value = String> {
 fn fast_path_equals_engine_on_generated_expressions() {
     let record = json!({"a": 2, "b": {"c": "x"}, "d": [1, 2, 3]});
     let scope = Scope::new([("context", json!({"subdomain": "acme"}))]);
-    let tally = std::cell::RefCell::new(Tally::default());
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 2048,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    });
     // Every name bound first (so reads and calls mostly find something), then rebound within.
     let prelude = r#"$x := 1; $y := "s"; $z := d; $f := function($x) { $x }; $g := function($y) { [$y, $x] }"#;
-    let outcome = runner.run(&expression(), |source| {
-        let source = format!("({prelude}; {source})");
-        let Ok(expression) = Expression::compile(&source) else {
-            return Ok(()); // the grammar makes a few sources JSONata refuses
-        };
-        let mut tally = tally.borrow_mut();
-        tally.compare("generated", &expression, &record, &scope);
-        prop_assert!(
-            tally.mismatches.is_empty(),
-            "{}",
-            tally.mismatches.join("\n")
-        );
-        Ok(())
-    });
-    if let Err(error) = outcome {
-        panic!("{error}");
-    }
-    let tally = tally.into_inner();
-    eprintln!(
-        "generated expressions: {} answered by the fast path, {} handed to the engine",
-        tally.answered, tally.bailed
+    let tally = run_generated(
+        "generated expressions",
+        2048,
+        expression(),
+        |tally, source| {
+            // The grammar makes a few sources JSONata refuses.
+            if let Ok(expression) = Expression::compile(&format!("({prelude}; {source})")) {
+                tally.compare("generated", &expression, &record, &scope);
+            }
+        },
     );
     // Most of them exercise the fast path, not only its hand-over.
     assert!(
