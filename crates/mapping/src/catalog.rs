@@ -178,7 +178,11 @@ impl Catalog {
                 parsed.insert(id, (source, spec));
             }
         }
-        for (id, (source, _)) in &parsed {
+        for (id, (source, own)) in &parsed {
+            // A family base is checked through the files that extend it.
+            if own.is_abstract {
+                continue;
+            }
             let spec = match resolve_extends(id, &parsed, &mut Vec::new()) {
                 Ok(spec) => spec,
                 Err((line, message)) => {

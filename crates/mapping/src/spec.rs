@@ -19,6 +19,10 @@ pub struct IntegrationSpec {
     /// The id of the integration this one builds on (`extends: scim`).
     #[serde(default)]
     pub extends: Option<Text>,
+    /// A base for a family of files (`extends:` it), never served itself: it need not be
+    /// complete, is not compiled on its own and is not an integration. Not inherited.
+    #[serde(default, rename = "abstract")]
+    pub is_abstract: bool,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
@@ -68,6 +72,7 @@ impl IntegrationSpec {
         }
         IntegrationSpec {
             extends: self.extends,
+            is_abstract: self.is_abstract,
             name: self.name.or_else(|| base.name.clone()),
             docs: self.docs.or_else(|| base.docs.clone()),
             base_url: self.base_url.or_else(|| base.base_url.clone()),

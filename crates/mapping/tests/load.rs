@@ -176,3 +176,53 @@ fn extends_errors_name_the_line() {
         ]
     );
 }
+
+#[test]
+fn an_abstract_base_is_not_served_and_its_children_are() {
+    let base = r#"abstract: true
+docs: https://example.test/docs
+auth: { kind: bearer, token: "{{context.token}}" }
+errors: { when: "ok = false" }
+"#;
+    let child = r#"extends: family
+name: Family Product
+base_url: https://product.example.test
+resources:
+  users:
+    list: { path: /users, records: data }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: |
+          { "id": id }
+"#;
+    let catalog = Catalog::from_sources(
+        &[model()],
+        &[integration("family", base), integration("product", child)],
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(
+        catalog.integrations.keys().collect::<Vec<_>>(),
+        vec!["product"]
+    );
+    let product = &catalog.integrations["product"];
+    assert!(product.errors.is_some());
+    assert_eq!(product.docs, "https://example.test/docs");
+    // Not inherited: a child that is itself incomplete is reported, not skipped.
+    let incomplete = "extends: family\nname: Broken\n";
+    let errors = Catalog::from_sources(
+        &[model()],
+        &[
+            integration("family", base),
+            integration("broken", incomplete),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errors.contains("mappings/broken.yaml:1: base_url"),
+        "{errors}"
+    );
+}
