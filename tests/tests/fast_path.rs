@@ -147,8 +147,8 @@ fn fast_path_equals_engine_on_every_mapping_and_fixture() {
     for (id, integration) in &catalog.integrations {
         let context = json!({"subdomain": "acme", "api_token": "token", "domain": "example.com"});
         let bodies = fixture_bodies(&root.join("tests/fixtures").join(id));
-        for ((model, resource, method), unified) in &integration.unified {
-            let what = format!("{id} {model}/{resource}.{method}");
+        for (key, unified) in &integration.unified {
+            let what = format!("{id} {}/{}.{}", key.model, key.resource, key.method);
             let list = &integration.resources[&unified.resource];
             let mut bailed_here = 0;
             let mut answered_here = 0;
@@ -197,7 +197,7 @@ fn fast_path_equals_engine_on_every_mapping_and_fixture() {
             ));
         }
         for expression in [
-            integration.errors.as_ref().map(|e| &e.when),
+            integration.errors.as_ref().and_then(|e| e.when.as_ref()),
             integration.errors.as_ref().and_then(|e| e.message.as_ref()),
         ]
         .into_iter()

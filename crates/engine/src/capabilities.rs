@@ -1,11 +1,11 @@
 //! What an integration can do for a unified resource, read from its mapping file: the fields its
 //! mapping produces, which filters and sorts are native, which the gateway applies itself, which
-//! it cannot honour, and whether the list is partial. Served as
+//! it cannot honour, whether the list is partial, and which methods (list, get) it maps. Served as
 //! `/unified/{model}/{resource}/meta/{method}` (by account) and
 //! `/unified/{model}/{resource}/{integration}/meta/{method}` (by integration).
 
 use serde_json::{Map, Value, json};
-use unigate_mapping::Integration;
+use unigate_mapping::{Integration, Method};
 use unigate_unified::ApiError;
 
 use crate::Engine;
@@ -57,8 +57,8 @@ impl Engine {
             .ok_or_else(|| {
                 ApiError::not_found(format!("unknown integration `{integration_id}`"))
             })?;
-        let mapped = integration
-            .unified_method(model, resource, method)
+        let mapped = Method::parse(method)
+            .and_then(|method| integration.unified_method(model, resource, method))
             .ok_or_else(|| {
                 ApiError::not_found(format!(
                     "integration `{integration_id}` does not map `{model}/{resource}` {method}"
@@ -98,6 +98,7 @@ impl Engine {
             "model": model,
             "resource": resource,
             "method": method,
+            "methods": integration.methods_of(model, resource).iter().map(|m| m.name()).collect::<Vec<_>>(),
             "partial": mapped.partial,
             "pagination": pagination_style(integration, &mapped.resource),
             "fields": fields,

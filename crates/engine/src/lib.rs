@@ -1,18 +1,29 @@
 //! The engine room: one unified call end to end, with no HTTP server in sight.
 //!
-//! `list` takes a model, a resource and the caller's parsed query string, and returns the
-//! unified page: it checks the query, finds the account and its integration, decodes the
-//! cursor, renders the provider request, sends it through `upstream`, reads the records and the
-//! next position, maps each record, and signs the next cursor. Every failure leaves as an
-//! [`ApiError`] from the one error table. It does not parse HTTP requests or write responses.
+//! Its rooms, in the order a call passes them:
+//! - `call`: the unified call checked and resolved (account, integration, method, query, the
+//!   filters and sort the gateway applies, the cursor's fingerprint);
+//! - `request`: the provider request rendered for the account (URL, query, body, next-URL checks);
+//! - `auth` and `policy`: the one provider-call path every method uses — credential and tokens,
+//!   401 handling, retries and rate limits;
+//! - `page`: one list page fetched, checked, read and mapped; `get`: one record;
+//! - `list` and `walker`: the list and stream walks over pages.
+//! What a provider's answer means (errors, rate limits, page facts) is the mapping crate's to
+//! say; this crate decides what to do about it. Every failure leaves as an [`ApiError`] from the
+//! one error table. It does not parse HTTP requests or write responses.
 
+mod auth;
+mod call;
 mod capabilities;
 pub mod clock;
 mod filter;
+mod get;
 mod list;
 mod normalize;
+mod page;
 mod policy;
 mod record;
+mod request;
 mod shape;
 mod sort;
 mod walker;

@@ -31,13 +31,18 @@ fn key_text(value: &Value) -> Option<String> {
     }
 }
 
-pub(crate) fn shape_result(mut records: Vec<Value>, query: &ListQuery) -> Result<Value, ApiError> {
-    for field in &query.exclude_fields {
+/// Removes every field of `truto_exclude_fields` (top-level or dotted) from one record.
+pub(crate) fn exclude_fields(record: &mut Value, fields: &[String]) {
+    for field in fields {
         let path: Vec<&str> = field.split('.').collect();
-        records
-            .iter_mut()
-            .for_each(|record| remove_path(record, &path));
+        remove_path(record, &path);
     }
+}
+
+pub(crate) fn shape_result(mut records: Vec<Value>, query: &ListQuery) -> Result<Value, ApiError> {
+    records
+        .iter_mut()
+        .for_each(|record| exclude_fields(record, &query.exclude_fields));
     let Some(key_field) = &query.key_by else {
         return Ok(Value::Array(records));
     };

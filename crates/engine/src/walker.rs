@@ -12,11 +12,12 @@ use unigate_pagination::{CursorState, PaginationError, Position, Style};
 use unigate_unified::{ApiError, ErrorKind};
 
 use crate::Engine;
-use crate::list::{Call, Page};
+use crate::call::ListCall;
+use crate::page::Page;
 
 pub(crate) struct Walker {
     engine: Engine,
-    call: Arc<Call>,
+    call: Arc<ListCall>,
     /// Where the next page to hand on starts, and the guards' memory.
     state: CursorState,
     /// Pages fetched ahead, with the position each was fetched at.
@@ -26,7 +27,7 @@ pub(crate) struct Walker {
 }
 
 impl Walker {
-    pub(crate) fn new(engine: Engine, call: Arc<Call>, state: CursorState) -> Self {
+    pub(crate) fn new(engine: Engine, call: Arc<ListCall>, state: CursorState) -> Self {
         Walker {
             engine,
             call,
@@ -36,7 +37,7 @@ impl Walker {
         }
     }
 
-    pub(crate) fn call(&self) -> &Call {
+    pub(crate) fn call(&self) -> &ListCall {
         &self.call
     }
 
@@ -87,8 +88,8 @@ impl Walker {
 
     /// Fetches up to `prefetch_window` pages from the current position at once.
     async fn fetch_window(&mut self) {
-        let pagination = &self.call.resource_pagination();
-        let size = u64::from(self.call.page_size());
+        let pagination = &self.call.resource().pagination.strategy;
+        let size = u64::from(self.call.page_size);
         let window = self.engine.config.prefetch_window as u64;
         let positions: Vec<Position> = match (&pagination.style, &self.state.position) {
             (Style::Offset { .. }, Position::Offset(offset)) => (0..window)

@@ -48,6 +48,7 @@ fn store_error(error: StoreError) -> ApiError {
     match error {
         StoreError::Exists(_) => ApiError::new(ErrorKind::Conflict, error.to_string()),
         StoreError::NotFound(_) => ApiError::not_found(error.to_string()),
+        StoreError::Refused(message) => ApiError::bad_request(message),
         other => ApiError::internal(other.to_string()),
     }
 }
@@ -140,50 +141,58 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response
 async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Response {
     answer((|| {
         let patch: Patch = parse_body(&body)?;
-        let current =
-            state.engine.accounts().get(&id).ok_or_else(|| {
-                ApiError::not_found(format!("integrated account `{id}` not found"))
-            })?;
-        let mut account = IntegratedAccount::clone(&current);
-        if let Some(integration) = patch.integration {
-            account.integration = integration;
+        if patch.status == Some(AccountStatus::NeedsReauth) {
+            return Err(ApiError::bad_request(
+                "`status` can only be set to `active` (reconnected)",
+            ));
         }
-        if let Some(context) = patch.context {
-            let object = account
-                .context
-                .as_object_mut()
-                .ok_or_else(|| ApiError::internal("stored context is not an object"))?;
-            for (key, value) in context {
-                if value.is_null() {
-                    object.remove(&key);
-                } else {
-                    object.insert(key, value);
-                }
-            }
-        }
-        if let Some(base_url) = patch.base_url {
-            account.base_url = base_url;
-        }
-        match patch.status {
-            Some(AccountStatus::Active) => {
-                account.status = AccountStatus::Active;
-                account.last_error = None;
-            }
-            Some(AccountStatus::NeedsReauth) => {
-                return Err(ApiError::bad_request(
-                    "`status` can only be set to `active` (reconnected)",
-                ));
-            }
-            None => {}
-        }
-        check(&state, &account)?;
-        state
+        // Applied inside the store, so a token the engine rotates meanwhile is kept.
+        let mut patch = Some(patch);
+        let updated = state
             .engine
             .accounts()
-            .replace(account.clone())
+            .modify(&id, &mut |account| {
+                let Some(patch) = patch.take() else {
+                    return Ok(());
+                };
+                apply(patch, account)?;
+                let problems = state.engine.check_account(account);
+                if problems.is_empty() {
+                    Ok(())
+                } else {
+                    Err(StoreError::Refused(problems.join("; ")))
+                }
+            })
             .map_err(store_error)?;
-        Ok((StatusCode::OK, view(&account)))
+        Ok((StatusCode::OK, view(&updated)))
     })())
+}
+
+fn apply(patch: Patch, account: &mut IntegratedAccount) -> Result<(), StoreError> {
+    if let Some(integration) = patch.integration {
+        account.integration = integration;
+    }
+    if let Some(context) = patch.context {
+        let object = account
+            .context
+            .as_object_mut()
+            .ok_or_else(|| StoreError::Database("stored context is not an object".to_owned()))?;
+        for (key, value) in context {
+            if value.is_null() {
+                object.remove(&key);
+            } else {
+                object.insert(key, value);
+            }
+        }
+    }
+    if let Some(base_url) = patch.base_url {
+        account.base_url = base_url;
+    }
+    if patch.status == Some(AccountStatus::Active) {
+        account.status = AccountStatus::Active;
+        account.last_error = None;
+    }
+    Ok(())
 }
 
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Response {

@@ -217,6 +217,21 @@ fn ndjson_response(lines: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Response {
     response
 }
 
+async fn get_one(
+    State(state): State<AppState>,
+    UrlPath((model, resource, id)): UrlPath<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let params = match qs::parse(raw.as_deref().unwrap_or("")) {
+        Ok(params) => params,
+        Err(message) => return ErrorResponse(ApiError::bad_request(message)).into_response(),
+    };
+    match state.engine.get(&model, &resource, &id, params).await {
+        Ok(record) => json_response(StatusCode::OK, &record),
+        Err(error) => ErrorResponse(error).into_response(),
+    }
+}
+
 async fn meta_by_account(
     State(state): State<AppState>,
     UrlPath((model, resource, method)): UrlPath<(String, String, String)>,
@@ -266,6 +281,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/unified/{model}/{resource}",
             get(list).fallback(method_not_allowed),
+        )
+        .route(
+            "/unified/{model}/{resource}/{id}",
+            get(get_one).fallback(method_not_allowed),
         )
         .route(
             "/unified/{model}/{resource}/meta/{method}",
@@ -442,11 +461,11 @@ pub fn check(dir: &Path) -> Result<String, String> {
     );
     // Not an error: these mappings are right, only slower (the engine maps every record).
     for integration in catalog.integrations.values() {
-        for ((model, resource, method), unified) in &integration.unified {
+        for (key, unified) in &integration.unified {
             if let Some(gap) = unified.response_mapping.fast_path_gap() {
                 report.push_str(&format!(
-                    "\nnote: {}: {model}/{resource}.{method} response_mapping runs on the engine, not the fast path: it uses {gap}",
-                    integration.id
+                    "\nnote: {}: {}/{}.{} response_mapping runs on the engine, not the fast path: it uses {gap}",
+                    integration.id, key.model, key.resource, key.method
                 ));
             }
         }

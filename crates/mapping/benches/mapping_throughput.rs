@@ -136,7 +136,7 @@ fn main() {
         }
         let integration = &catalog.integrations[case.integration];
         let method = integration
-            .unified_method("user-directory", "users", "list")
+            .unified_method("user-directory", "users", unigate_mapping::Method::List)
             .expect("a user-directory/users/list method");
         let context = (case.context)();
         let query = json!({});

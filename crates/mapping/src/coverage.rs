@@ -4,21 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::catalog::Catalog;
-use crate::integration::{Auth, Grant};
-
-fn auth_kind(auth: &Auth) -> &'static str {
-    match auth {
-        Auth::None => "none",
-        Auth::Header { .. } => "header",
-        Auth::Query { .. } => "query",
-        Auth::Basic { .. } => "basic",
-        Auth::Bearer { .. } => "bearer",
-        Auth::OAuth2(oauth) => match oauth.grant {
-            Grant::RefreshToken => "oauth2_refresh_token",
-            Grant::ClientCredentials => "oauth2_client_credentials",
-        },
-    }
-}
+use crate::integration::Method;
 
 /// Markdown: one row per integration mapping `model/resource/list`.
 pub fn integrations_table(catalog: &Catalog, model: &str, resource: &str) -> String {
@@ -29,7 +15,7 @@ pub fn integrations_table(catalog: &Catalog, model: &str, resource: &str) -> Str
         .filter_map(|integration| {
             Some((
                 integration,
-                integration.unified_method(model, resource, "list")?,
+                integration.unified_method(model, resource, Method::List)?,
             ))
         })
         .collect();
@@ -71,7 +57,7 @@ pub fn integrations_table(catalog: &Catalog, model: &str, resource: &str) -> Str
             integration.docs,
             integration.name.replace('|', "\\|"),
             pagination,
-            auth_kind(&integration.auth),
+            integration.auth.kind_name(),
             fields,
             list(&method.native_filters),
             list(&method.native_sorts),

@@ -2,10 +2,11 @@
 //!
 //! Owns the YAML file format ([`spec`]), loading and validating a mappings directory into
 //! compiled integrations ([`catalog`], [`integration`]) with every error named by file, line and
-//! field path, `{{context.…}}` templates, the JSONata seam and its function library, and the pure
-//! stages `render_request` / `map_query` / `map_response`. It does no HTTP and no pagination
-//! walking.
+//! field path, `{{context.…}}` templates, the JSONata seam and its function library, the pure
+//! stages `render_request` / `map_query` / `map_response`, and what a provider's answer means
+//! (`answer`: errors, rate limits, page facts). It does no HTTP and no pagination walking.
 
+pub mod answer;
 pub mod catalog;
 pub mod coverage;
 pub mod diagnostics;
@@ -17,15 +18,20 @@ pub mod render;
 pub mod spec;
 pub mod template;
 
+pub use answer::{
+    Answer, Fault, PageReading, RateLimitReading, body_fault, extract_records, fault_message,
+    rate_limited, raw_body, read_page, render_body, status_fault,
+};
 pub use catalog::{Catalog, Source};
 pub use diagnostics::{LoadError, LoadErrors};
 pub use expression::{EvalError, Expression, FastOutcome, Scope};
 pub use integration::{
-    Auth, CompiledPagination, Grant, Integration, OAuth2, RateLimit, Resource, UnifiedMethod,
+    Auth, CompiledPagination, Grant, Integration, Method, MethodKey, OAuth2, ProviderErrors,
+    RateLimit, Resource, UnifiedMethod,
 };
 pub use render::{
-    Credential, MapError, RenderedOAuth2, RenderedRequest, extract_records, flatten_query,
-    map_query, map_response, map_response_json, merge_query, render_request,
+    Credential, MapError, RenderedOAuth2, RenderedRequest, flatten_query, map_query, map_response,
+    map_response_json, merge_query, render_credential, render_request,
 };
 pub use spec::{ClientAuth, HttpMethod};
-pub use template::{RenderError, Template};
+pub use template::{RenderError, Template, Vars};

@@ -1,5 +1,6 @@
-//! The two pure stages around a provider call: `render_request` (account + query → the exact
-//! provider request) and `map_response` (provider body → records → unified records).
+//! The pure stages around a provider call: `render_request` and `render_credential` (account →
+//! the provider request's fixed parts), `map_query` (unified query → provider query) and
+//! `map_response` (provider record → unified record).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -10,7 +11,7 @@ use unigate_unified::Secret;
 use crate::expression::{EvalError, Scope};
 use crate::integration::{Auth, Grant, Integration, Resource, UnifiedMethod};
 use crate::spec::{ClientAuth, HttpMethod};
-use crate::template::RenderError;
+use crate::template::{RenderError, Vars};
 
 /// Characters escaped in a value substituted into one path segment: a `/`, `?`, `#` or `..`
 /// from an account context or an id can never change the provider path.
@@ -69,7 +70,8 @@ pub struct RenderedOAuth2 {
     pub token_params: Vec<(String, String)>,
 }
 
-/// A provider request before the HTTP client sees it.
+/// A provider request before the HTTP client sees it (the credential travels apart, see
+/// [`render_credential`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedRequest {
     pub method: HttpMethod,
@@ -77,33 +79,57 @@ pub struct RenderedRequest {
     pub url: String,
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
-    pub credential: Credential,
+    /// Where pages after the first go, for a provider with a "continue" endpoint.
+    pub continue_url: Option<String>,
 }
 
-/// The account-dependent parts of a request that do not change from page to page.
+/// The parts of a resource's request that do not change from page to page: URL (the account's
+/// base URL, else the integration's), static query and headers. `vars.id` fills `{{id}}`.
 pub fn render_request(
     integration: &Integration,
     resource: &Resource,
-    context: &Value,
+    vars: Vars<'_>,
     base_url_override: Option<&str>,
 ) -> Result<RenderedRequest, RenderError> {
     let base = match base_url_override {
         Some(base) => base.to_owned(),
-        None => integration.base_url.render(context)?,
+        None => integration.base_url.render(vars.context)?,
     };
-    let path = resource.path.render_with(context, escape_segment)?;
-    let url = format!("{}{}", base.trim_end_matches('/'), path);
+    let base = base.trim_end_matches('/');
+    let url = format!("{base}{}", resource.path.render_with(vars, escape_segment)?);
+    let continue_url = resource
+        .pagination
+        .continue_path
+        .as_ref()
+        .map(|path| {
+            Ok::<_, RenderError>(format!("{base}{}", path.render_with(vars, escape_segment)?))
+        })
+        .transpose()?;
     let query = resource
         .query
         .iter()
-        .map(|(name, template)| Ok((name.clone(), template.render(context)?)))
+        .map(|(name, template)| Ok((name.clone(), template.render_with(vars, str::to_owned)?)))
         .collect::<Result<Vec<_>, RenderError>>()?;
     let headers = integration
         .headers
         .iter()
-        .map(|(name, template)| Ok((name.clone(), template.render(context)?)))
+        .map(|(name, template)| Ok((name.clone(), template.render(vars.context)?)))
         .collect::<Result<Vec<_>, RenderError>>()?;
-    let credential = match &integration.auth {
+    Ok(RenderedRequest {
+        method: resource.method,
+        url,
+        query,
+        headers,
+        continue_url,
+    })
+}
+
+/// The account's credential as its integration's `auth` says to send it.
+pub fn render_credential(
+    integration: &Integration,
+    context: &Value,
+) -> Result<Credential, RenderError> {
+    Ok(match &integration.auth {
         Auth::None => Credential::None,
         Auth::Header { name, value } => Credential::Header {
             name: name.clone(),
@@ -150,13 +176,6 @@ pub fn render_request(
                 .map(|(name, value)| Ok((name.clone(), value.render(context)?)))
                 .collect::<Result<_, RenderError>>()?,
         }),
-    };
-    Ok(RenderedRequest {
-        method: resource.method,
-        url,
-        query,
-        headers,
-        credential,
     })
 }
 
@@ -237,60 +256,6 @@ pub fn map_query(
         Some(_) => Err(MapError::Shape {
             what: "query_mapping",
             expected: "an object of query parameters",
-        }),
-    }
-}
-
-/// The records of a provider body, as the resource's `records` expression finds them.
-pub fn extract_records(
-    resource: &Resource,
-    body: Value,
-    scope: &Scope,
-) -> Result<Vec<Value>, MapError> {
-    // A plain path over objects (the common case: `$`, `members`, `data.users`) moves the
-    // records out of the body instead of evaluating and copying them.
-    let path = resource.records_path.as_ref();
-    let walkable = path.is_some_and(|path| {
-        let mut at = &body;
-        for segment in path {
-            match at {
-                Value::Object(object) => match object.get(segment) {
-                    Some(next) => at = next,
-                    None => return true,
-                },
-                Value::Null => return true,
-                // Arrays on the way flatten in JSONata: the engine does that.
-                _ => return false,
-            }
-        }
-        true
-    });
-    let found = match (walkable, path) {
-        (true, Some(path)) => {
-            let mut value = body;
-            for segment in path {
-                value = match value {
-                    Value::Object(mut object) => object.remove(segment).unwrap_or(Value::Null),
-                    _ => Value::Null,
-                };
-            }
-            Some(value)
-        }
-        _ => resource
-            .records
-            .evaluate(&body, scope)
-            .map_err(|error| MapError::Eval {
-                what: "records",
-                error,
-            })?,
-    };
-    match found {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(records)) => Ok(records),
-        Some(record @ Value::Object(_)) => Ok(vec![record]),
-        Some(_) => Err(MapError::Shape {
-            what: "records",
-            expected: "an array of objects",
         }),
     }
 }

@@ -214,7 +214,8 @@ pub struct PaginationSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorsSpec {
-    pub when: Text,
+    #[serde(default)]
+    pub when: Option<Text>,
     #[serde(default)]
     pub status: Option<Text>,
     #[serde(default)]

@@ -1,4 +1,5 @@
-//! `{{context.key}}` templates: parsed once at load, rendered per call from an account context.
+//! `{{context.key}}` templates: parsed once at load, rendered per call from an account context
+//! (and, in a resource that fetches one record, `{{id}}`: the record's id).
 
 use serde_json::Value;
 
@@ -7,6 +8,22 @@ enum Part {
     Text(String),
     /// A dotted path under `context`, e.g. `["subdomain"]` for `{{context.subdomain}}`.
     Context(Vec<String>),
+    /// `{{id}}`: the id of the one record a resource fetches.
+    Id,
+}
+
+/// What a template is rendered from.
+#[derive(Debug, Clone, Copy)]
+pub struct Vars<'a> {
+    pub context: &'a Value,
+    /// The record id, for `{{id}}`.
+    pub id: Option<&'a str>,
+}
+
+impl<'a> Vars<'a> {
+    pub fn context(context: &'a Value) -> Self {
+        Vars { context, id: None }
+    }
 }
 
 /// A compiled template.
@@ -24,7 +41,11 @@ pub struct RenderError {
 
 impl std::fmt::Display for RenderError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`context.{}` {}", self.key, self.problem)
+        if self.key == "id" {
+            write!(f, "`{{{{id}}}}` {}", self.problem)
+        } else {
+            write!(f, "`context.{}` {}", self.key, self.problem)
+        }
     }
 }
 
@@ -44,6 +65,11 @@ impl Template {
                 )
             })?;
             let inner = after[..close].trim();
+            if inner == "id" {
+                parts.push(Part::Id);
+                rest = &after[close + 2..];
+                continue;
+            }
             let path = inner.strip_prefix("context.").ok_or_else(|| {
                 format!("`{{{{{inner}}}}}`: templates can only read `context.<key>`")
             })?;
@@ -71,8 +97,13 @@ impl Template {
     pub fn context_keys(&self) -> impl Iterator<Item = String> + '_ {
         self.parts.iter().filter_map(|part| match part {
             Part::Context(path) => Some(path.join(".")),
-            Part::Text(_) => None,
+            Part::Text(_) | Part::Id => None,
         })
+    }
+
+    /// Whether the template reads `{{id}}`.
+    pub fn reads_id(&self) -> bool {
+        self.parts.iter().any(|part| matches!(part, Part::Id))
     }
 
     /// The key when the template is exactly one `{{context.KEY}}` (where a value obtained at run
@@ -89,20 +120,27 @@ impl Template {
         self.parts.iter().all(|part| matches!(part, Part::Text(_)))
     }
 
-    /// Renders with `context`; `escape` transforms each substituted value (e.g. percent-encoding
+    /// Renders with `vars`; `escape` transforms each substituted value (e.g. percent-encoding
     /// for a path segment).
     pub fn render_with(
         &self,
-        context: &Value,
+        vars: Vars<'_>,
         escape: impl Fn(&str) -> String,
     ) -> Result<String, RenderError> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(text) => out.push_str(text),
+                Part::Id => {
+                    let id = vars.id.ok_or_else(|| RenderError {
+                        key: "id".to_owned(),
+                        problem: "is only known when one record is fetched",
+                    })?;
+                    out.push_str(&escape(id));
+                }
                 Part::Context(path) => {
                     let key = || path.join(".");
-                    let mut value = context;
+                    let mut value = vars.context;
                     for segment in path {
                         value = value.get(segment).ok_or_else(|| RenderError {
                             key: key(),
@@ -134,7 +172,7 @@ impl Template {
     }
 
     pub fn render(&self, context: &Value) -> Result<String, RenderError> {
-        self.render_with(context, str::to_owned)
+        self.render_with(Vars::context(context), str::to_owned)
     }
 }
 
@@ -165,6 +203,26 @@ mod tests {
             "`context.subdomain` is missing from the account context"
         );
         assert!(Template::compile("plain").unwrap().is_literal());
+    }
+
+    #[test]
+    fn renders_the_record_id_escaped() {
+        let template = Template::compile("/users/{{ id }}").unwrap();
+        assert!(template.reads_id());
+        let vars = Vars {
+            context: &json!({}),
+            id: Some("a/b"),
+        };
+        assert_eq!(
+            template
+                .render_with(vars, |v| v.replace('/', "%2F"))
+                .unwrap(),
+            "/users/a%2Fb"
+        );
+        assert_eq!(
+            template.render(&json!({})).unwrap_err().to_string(),
+            "`{{id}}` is only known when one record is fetched"
+        );
     }
 
     #[test]

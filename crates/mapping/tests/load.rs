@@ -59,12 +59,12 @@ fn a_good_file_compiles() {
     let example = &catalog.integrations["example"];
     assert!(
         example
-            .unified_method("user-directory", "users", "list")
+            .unified_method("user-directory", "users", unigate_mapping::Method::List)
             .is_some()
     );
     assert!(
         example
-            .unified_method("user-directory", "users", "get")
+            .unified_method("user-directory", "users", unigate_mapping::Method::Get)
             .is_none()
     );
 }
@@ -140,7 +140,7 @@ unified:
         vec!["host".to_owned(), "token".to_owned()]
     );
     let method = child
-        .unified_method("user-directory", "users", "list")
+        .unified_method("user-directory", "users", unigate_mapping::Method::List)
         .unwrap();
     assert_eq!(method.resource, "users.list", "inherited");
     assert_eq!(

@@ -70,7 +70,7 @@ pub enum Position {
 }
 
 /// What to send for one page.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageRequest {
     /// An absolute URL to request as given (next-URL and Link styles), instead of the
     /// resource's own URL and query.

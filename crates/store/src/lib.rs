@@ -73,25 +73,61 @@ pub enum StoreError {
         "the store could not be decrypted with this key (wrong UNIGATE_STORE_KEY?) or is damaged"
     )]
     Crypto,
+    /// The change was refused (an admin update that would leave the account unusable).
+    #[error("{0}")]
+    Refused(String),
     #[error("store: {0}")]
     Database(String),
 }
+
+/// A change to one account; an `Err` leaves the account as it was.
+pub type Change<'a> = dyn FnMut(&mut IntegratedAccount) -> Result<(), StoreError> + 'a;
 
 /// Where the engine finds accounts, and how it records what it learns about them.
 pub trait AccountStore: Send + Sync + fmt::Debug {
     fn get(&self, id: &str) -> Option<Arc<IntegratedAccount>>;
     fn list(&self) -> Vec<Arc<IntegratedAccount>>;
-    /// Records the account's status and the reason.
-    fn set_status(&self, id: &str, status: AccountStatus, last_error: Option<String>);
-    /// Sets one (dotted) context key, e.g. a rotated refresh token or a fresh access token.
-    fn set_context_value(&self, id: &str, key: &str, value: Value);
+    /// Changes one account in place, atomically with respect to every other write, and returns
+    /// it as stored. Nothing changes when `change` refuses or the write fails.
+    fn modify(
+        &self,
+        id: &str,
+        change: &mut Change<'_>,
+    ) -> Result<Arc<IntegratedAccount>, StoreError>;
     fn create(&self, account: IntegratedAccount) -> Result<(), StoreError>;
-    /// Replaces an existing account whole.
-    fn replace(&self, account: IntegratedAccount) -> Result<(), StoreError>;
     fn delete(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Records the account's status and the reason.
+    fn set_status(
+        &self,
+        id: &str,
+        status: AccountStatus,
+        last_error: Option<String>,
+    ) -> Result<(), StoreError> {
+        let mut last_error = Some(last_error);
+        self.modify(id, &mut |account| {
+            account.status = status;
+            account.last_error = last_error.take().flatten();
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    /// Sets one (dotted) context key, e.g. a rotated refresh token or a fresh access token.
+    fn set_context_value(&self, id: &str, key: &str, value: Value) -> Result<(), StoreError> {
+        let mut value = Some(value);
+        self.modify(id, &mut |account| {
+            if let Some(value) = value.take() {
+                set_dotted(&mut account.context, key, value);
+            }
+            Ok(())
+        })
+        .map(drop)
+    }
 }
 
-/// Accounts held in memory, from the config file (or the sandbox). Updates live until restart.
+/// Accounts held in memory: the config's accounts (or the sandbox's), and the cache in front of
+/// the SQLite store. Updates live until restart.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     accounts: RwLock<BTreeMap<String, Arc<IntegratedAccount>>>,
@@ -132,14 +168,62 @@ impl MemoryStore {
         })
     }
 
-    fn update(&self, id: &str, change: impl FnOnce(&mut IntegratedAccount)) {
-        let mut accounts = self
-            .accounts
+    fn write_lock(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<IntegratedAccount>>> {
+        self.accounts
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(account) = accounts.get_mut(id) {
-            change(Arc::make_mut(account));
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// [`AccountStore::modify`], with `persist` called on the changed account (under the lock)
+    /// before the copy in memory changes: a store that writes through passes its write here.
+    pub fn modify_with(
+        &self,
+        id: &str,
+        change: &mut Change<'_>,
+        persist: impl FnOnce(&IntegratedAccount) -> Result<(), StoreError>,
+    ) -> Result<Arc<IntegratedAccount>, StoreError> {
+        let mut accounts = self.write_lock();
+        let current = accounts
+            .get(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+        let mut updated = IntegratedAccount::clone(current);
+        change(&mut updated)?;
+        persist(&updated)?;
+        let updated = Arc::new(updated);
+        accounts.insert(id.to_owned(), updated.clone());
+        Ok(updated)
+    }
+
+    /// [`AccountStore::create`], with `persist` called first.
+    pub fn create_with(
+        &self,
+        account: IntegratedAccount,
+        persist: impl FnOnce(&IntegratedAccount) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut accounts = self.write_lock();
+        if accounts.contains_key(&account.id) {
+            return Err(StoreError::Exists(account.id));
         }
+        persist(&account)?;
+        accounts.insert(account.id.clone(), Arc::new(account));
+        Ok(())
+    }
+
+    /// [`AccountStore::delete`], with `persist` called first.
+    pub fn delete_with(
+        &self,
+        id: &str,
+        persist: impl FnOnce(&str) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut accounts = self.write_lock();
+        if !accounts.contains_key(id) {
+            return Err(StoreError::NotFound(id.to_owned()));
+        }
+        persist(id)?;
+        accounts.remove(id);
+        Ok(())
     }
 }
 
@@ -161,52 +245,20 @@ impl AccountStore for MemoryStore {
             .collect()
     }
 
-    fn set_status(&self, id: &str, status: AccountStatus, last_error: Option<String>) {
-        self.update(id, |account| {
-            account.status = status;
-            account.last_error = last_error;
-        });
-    }
-
-    fn set_context_value(&self, id: &str, key: &str, value: Value) {
-        self.update(id, |account| set_dotted(&mut account.context, key, value));
+    fn modify(
+        &self,
+        id: &str,
+        change: &mut Change<'_>,
+    ) -> Result<Arc<IntegratedAccount>, StoreError> {
+        self.modify_with(id, change, |_| Ok(()))
     }
 
     fn create(&self, account: IntegratedAccount) -> Result<(), StoreError> {
-        let mut accounts = self
-            .accounts
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if accounts.contains_key(&account.id) {
-            return Err(StoreError::Exists(account.id));
-        }
-        accounts.insert(account.id.clone(), Arc::new(account));
-        Ok(())
-    }
-
-    fn replace(&self, account: IntegratedAccount) -> Result<(), StoreError> {
-        let mut accounts = self
-            .accounts
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match accounts.get_mut(&account.id) {
-            Some(slot) => {
-                *slot = Arc::new(account);
-                Ok(())
-            }
-            None => Err(StoreError::NotFound(account.id)),
-        }
+        self.create_with(account, |_| Ok(()))
     }
 
     fn delete(&self, id: &str) -> Result<(), StoreError> {
-        let mut accounts = self
-            .accounts
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        accounts
-            .remove(id)
-            .map(|_| ())
-            .ok_or_else(|| StoreError::NotFound(id.to_owned()))
+        self.delete_with(id, |_| Ok(()))
     }
 }
 
@@ -241,12 +293,20 @@ mod tests {
     #[test]
     fn records_status_and_context_updates() {
         let store = MemoryStore::new(vec![account("a")]).unwrap();
-        store.set_status(
-            "a",
-            AccountStatus::NeedsReauth,
-            Some("invalid_grant".into()),
-        );
-        store.set_context_value("a", "oauth.refresh_token", json!("r2"));
+        store
+            .set_status(
+                "a",
+                AccountStatus::NeedsReauth,
+                Some("invalid_grant".into()),
+            )
+            .unwrap();
+        store
+            .set_context_value("a", "oauth.refresh_token", json!("r2"))
+            .unwrap();
+        assert!(matches!(
+            store.set_context_value("nobody", "x", json!(1)),
+            Err(StoreError::NotFound(_))
+        ));
         let a = store.get("a").unwrap();
         assert_eq!(
             (a.status, a.last_error.as_deref()),

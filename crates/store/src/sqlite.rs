@@ -3,9 +3,8 @@
 //! from the environment. Reads come from an in-memory copy loaded at start; every write goes to
 //! the file first, then to the copy, so a request never waits on the disk.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
@@ -13,7 +12,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-use crate::{AccountStatus, AccountStore, IntegratedAccount, StoreError, set_dotted};
+use crate::{AccountStatus, AccountStore, IntegratedAccount, MemoryStore, StoreError};
 
 /// Migrations in order; the store records how many it has applied.
 const MIGRATIONS: &[&str] = &["CREATE TABLE integrated_accounts (
@@ -60,7 +59,8 @@ impl StoreKey {
 pub struct SqliteStore {
     connection: Mutex<Connection>,
     cipher: CipherBox,
-    accounts: RwLock<BTreeMap<String, Arc<IntegratedAccount>>>,
+    /// Every account, read without touching the file.
+    accounts: MemoryStore,
 }
 
 struct CipherBox(ChaCha20Poly1305);
@@ -120,7 +120,7 @@ impl SqliteStore {
             .map_err(db)?;
         migrate(&mut connection)?;
         let cipher = CipherBox(ChaCha20Poly1305::new(&key.0));
-        let mut accounts = BTreeMap::new();
+        let mut accounts = Vec::new();
         {
             let mut statement = connection
                 .prepare("SELECT id, integration, base_url, context, status, last_error FROM integrated_accounts")
@@ -145,23 +145,20 @@ impl SqliteStore {
                 } else {
                     AccountStatus::Active
                 };
-                accounts.insert(
-                    id.clone(),
-                    Arc::new(IntegratedAccount {
-                        id,
-                        integration,
-                        context,
-                        base_url,
-                        status,
-                        last_error,
-                    }),
-                );
+                accounts.push(IntegratedAccount {
+                    id,
+                    integration,
+                    context,
+                    base_url,
+                    status,
+                    last_error,
+                });
             }
         }
         Ok(SqliteStore {
             connection: Mutex::new(connection),
             cipher,
-            accounts: RwLock::new(accounts),
+            accounts: MemoryStore::new(accounts).map_err(StoreError::Database)?,
         })
     }
 
@@ -191,22 +188,6 @@ impl SqliteStore {
                 ],
             )
             .map_err(db)?;
-        Ok(())
-    }
-
-    fn modify(
-        &self,
-        id: &str,
-        change: impl FnOnce(&mut IntegratedAccount),
-    ) -> Result<(), StoreError> {
-        let mut accounts = self.accounts.write().unwrap_or_else(|p| p.into_inner());
-        let current = accounts
-            .get(id)
-            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-        let mut updated = IntegratedAccount::clone(current);
-        change(&mut updated);
-        self.write(&updated)?;
-        accounts.insert(id.to_owned(), Arc::new(updated));
         Ok(())
     }
 }
@@ -251,59 +232,35 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
 
 impl AccountStore for SqliteStore {
     fn get(&self, id: &str) -> Option<Arc<IntegratedAccount>> {
-        self.accounts
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.accounts.get(id)
     }
 
     fn list(&self) -> Vec<Arc<IntegratedAccount>> {
+        self.accounts.list()
+    }
+
+    fn modify(
+        &self,
+        id: &str,
+        change: &mut crate::Change<'_>,
+    ) -> Result<Arc<IntegratedAccount>, StoreError> {
         self.accounts
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    fn set_status(&self, id: &str, status: AccountStatus, last_error: Option<String>) {
-        let _ = self.modify(id, |account| {
-            account.status = status;
-            account.last_error = last_error;
-        });
-    }
-
-    fn set_context_value(&self, id: &str, key: &str, value: Value) {
-        let _ = self.modify(id, |account| set_dotted(&mut account.context, key, value));
+            .modify_with(id, change, |account| self.write(account))
     }
 
     fn create(&self, account: IntegratedAccount) -> Result<(), StoreError> {
-        let mut accounts = self.accounts.write().unwrap_or_else(|p| p.into_inner());
-        if accounts.contains_key(&account.id) {
-            return Err(StoreError::Exists(account.id));
-        }
-        self.write(&account)?;
-        accounts.insert(account.id.clone(), Arc::new(account));
-        Ok(())
-    }
-
-    fn replace(&self, account: IntegratedAccount) -> Result<(), StoreError> {
-        let id = account.id.clone();
-        self.modify(&id, |current| *current = account)
+        self.accounts
+            .create_with(account, |account| self.write(account))
     }
 
     fn delete(&self, id: &str) -> Result<(), StoreError> {
-        let mut accounts = self.accounts.write().unwrap_or_else(|p| p.into_inner());
-        if !accounts.contains_key(id) {
-            return Err(StoreError::NotFound(id.to_owned()));
-        }
-        let connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
-        connection
-            .execute("DELETE FROM integrated_accounts WHERE id = ?1", params![id])
-            .map_err(db)?;
-        accounts.remove(id);
-        Ok(())
+        self.accounts.delete_with(id, |id| {
+            let connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+            connection
+                .execute("DELETE FROM integrated_accounts WHERE id = ?1", params![id])
+                .map_err(db)?;
+            Ok(())
+        })
     }
 }
 
@@ -349,12 +306,16 @@ mod tests {
             let store = SqliteStore::open(&path, StoreKey::parse(KEY).unwrap()).unwrap();
             assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
             store.create(account("a")).unwrap();
-            store.set_context_value("a", "refresh_token", json!("rotated-REFRESH"));
-            store.set_status(
-                "a",
-                AccountStatus::NeedsReauth,
-                Some("invalid_grant".into()),
-            );
+            store
+                .set_context_value("a", "refresh_token", json!("rotated-REFRESH"))
+                .unwrap();
+            store
+                .set_status(
+                    "a",
+                    AccountStatus::NeedsReauth,
+                    Some("invalid_grant".into()),
+                )
+                .unwrap();
             assert!(matches!(
                 store.create(account("a")),
                 Err(StoreError::Exists(_))

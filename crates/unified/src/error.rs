@@ -208,7 +208,8 @@ const MESSAGE_KEYS: &[&str] = &[
 ];
 
 /// Finds the provider's error message in a body: a known key at the top level, inside an
-/// `error`/`errors` object or first array element, or the `error` string itself.
+/// `error`/`errors` object or first array element, or the `error` string itself. Shapes only one
+/// provider uses are read by that provider's mapping (`errors.message`), not here.
 pub fn extract_remote_message(body: &Value) -> Option<String> {
     fn from_object(object: &Map<String, Value>, depth: u8) -> Option<String> {
         for key in MESSAGE_KEYS {
@@ -221,12 +222,6 @@ pub fn extract_remote_message(body: &Value) -> Option<String> {
         if depth == 0 {
             return None;
         }
-        // Atlassian: `{"errorMessages": ["…"], "errors": {}}`.
-        if let Some(Value::Array(messages)) = object.get("errorMessages")
-            && let Some(Value::String(text)) = messages.first()
-        {
-            return Some(text.clone());
-        }
         for key in ["error", "errors", "fault"] {
             match object.get(key) {
                 Some(Value::Object(inner)) => {
@@ -234,16 +229,13 @@ pub fn extract_remote_message(body: &Value) -> Option<String> {
                         return Some(text);
                     }
                 }
-                Some(Value::Array(items)) => match items.first() {
-                    Some(Value::Object(inner)) => {
-                        if let Some(text) = from_object(inner, depth - 1) {
-                            return Some(text);
-                        }
+                Some(Value::Array(items)) => {
+                    if let Some(Value::Object(inner)) = items.first()
+                        && let Some(text) = from_object(inner, depth - 1)
+                    {
+                        return Some(text);
                     }
-                    // Datadog: `{"errors": ["Forbidden"]}`.
-                    Some(Value::String(text)) if !text.is_empty() => return Some(text.clone()),
-                    _ => {}
-                },
+                }
                 Some(Value::String(text)) if !text.is_empty() => return Some(text.clone()),
                 _ => {}
             }
@@ -252,11 +244,6 @@ pub fn extract_remote_message(body: &Value) -> Option<String> {
     }
     match body {
         Value::Object(object) => from_object(object, 2),
-        // Some providers (Salesforce) answer a list of errors.
-        Value::Array(items) => match items.first() {
-            Some(Value::Object(object)) => from_object(object, 2),
-            _ => None,
-        },
         Value::String(text) if !text.trim().is_empty() => {
             Some(text.chars().take(500).collect::<String>())
         }
@@ -328,15 +315,16 @@ mod tests {
                 json!({"error": "invalid_grant", "error_description": "expired"}),
                 Some("expired"),
             ),
+            // Provider-specific shapes belong to their mappings (Salesforce, Jira, Datadog).
             (
                 json!([{"message": "Session expired", "errorCode": "INVALID_SESSION_ID"}]),
-                Some("Session expired"),
+                None,
             ),
             (
                 json!({"errorMessages": ["You do not have permission"], "errors": {}}),
-                Some("You do not have permission"),
+                None,
             ),
-            (json!({"errors": ["Forbidden"]}), Some("Forbidden")),
+            (json!({"errors": ["Forbidden"]}), None),
             (
                 json!({"error_summary": "expired_access_token/...", "error": {".tag": "expired_access_token"}}),
                 Some("expired_access_token/..."),

@@ -23,7 +23,7 @@ pub enum ResponseFormat {
 impl ResponseFormat {
     const ALLOWED: &'static str = "unified, normalized, raw, stream";
 
-    fn parse(value: &str) -> Option<Self> {
+    pub(crate) fn parse(value: &str) -> Option<Self> {
         Some(match value {
             "unified" => ResponseFormat::Unified,
             "normalized" => ResponseFormat::Normalized,
@@ -148,7 +148,7 @@ impl ListQuery {
     }
 }
 
-fn scalar<'v>(name: &str, value: &'v Value) -> Result<&'v str, ApiError> {
+pub(crate) fn scalar<'v>(name: &str, value: &'v Value) -> Result<&'v str, ApiError> {
     value.as_str().ok_or_else(|| {
         ApiError::bad_request(format!("`{name}` must be given once, as a plain value"))
     })
@@ -171,7 +171,7 @@ fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-fn boolean(name: &str, value: &Value) -> Result<bool, ApiError> {
+pub(crate) fn boolean(name: &str, value: &Value) -> Result<bool, ApiError> {
     let text = scalar(name, value)?;
     parse_bool(text).ok_or_else(|| {
         ApiError::bad_request(format!("`{name}` must be `true` or `false`; got `{text}`"))
@@ -179,7 +179,7 @@ fn boolean(name: &str, value: &Value) -> Result<bool, ApiError> {
 }
 
 /// `a[]=x&a[]=y`, `a[0]=x`, and `a=x,y` all give `[x, y]`.
-fn string_list(name: &str, value: &Value) -> Result<Vec<String>, ApiError> {
+pub(crate) fn string_list(name: &str, value: &Value) -> Result<Vec<String>, ApiError> {
     let items: Vec<&str> = match value {
         Value::String(text) => text.split(',').collect(),
         Value::Array(items) => items

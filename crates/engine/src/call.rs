@@ -1,0 +1,318 @@
+//! The unified call: what a caller asked (model, resource, method, query) checked against the
+//! unified model and the account's integration. It finds the account (refusing one that needs
+//! reauthorization), its integration and the mapped method, parses the query, decides which
+//! filters and sort the gateway applies itself, and computes the fingerprint a cursor is bound
+//! to. It sends nothing.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use unigate_mapping::{
+    Credential, Integration, MethodKey, Resource, Scope, UnifiedMethod, flatten_query, map_query,
+    render_credential,
+};
+use unigate_pagination::Style;
+use unigate_store::{AccountStatus, IntegratedAccount};
+use unigate_unified::{ApiError, ErrorKind, ListQuery, ResponseFormat, UnifiedResource};
+
+use crate::Engine;
+use crate::filter::GatewayFilter;
+use crate::page::mapping_error;
+use crate::request::Endpoint;
+
+/// The account a call is for: its integration and its credential, resolved once per call.
+pub(crate) struct Target {
+    pub(crate) account: Arc<IntegratedAccount>,
+    pub(crate) integration: Arc<Integration>,
+    pub(crate) credential: Credential,
+    /// `$context`, for every expression the call evaluates.
+    pub(crate) scope: Scope,
+}
+
+impl Target {
+    /// The unified method `key` of the account's integration, or a 404 naming what is missing.
+    pub(crate) fn method(&self, key: &MethodKey) -> Result<&UnifiedMethod, ApiError> {
+        self.integration
+            .unified_method(&key.model, &key.resource, key.method)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "integration `{}` does not map `{}/{}` {}",
+                    self.integration.id, key.model, key.resource, key.method
+                ))
+            })
+    }
+}
+
+/// A list call, checked and resolved. Owns its parts so that a stream can outlive the request.
+pub(crate) struct ListCall {
+    pub(crate) target: Target,
+    key: MethodKey,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) query: ListQuery,
+    pub(crate) unified_resource: UnifiedResource,
+    /// Filters the integration does not push down, applied here.
+    pub(crate) gateway_filters: Vec<GatewayFilter>,
+    /// A `sort_by` the integration does not push down, applied here once all pages are in.
+    pub(crate) gateway_sort: Option<String>,
+    pub(crate) page_size: u32,
+    /// The input of `query_mapping` and of request bodies.
+    pub(crate) unified_query: Value,
+    /// `$context` and `$query`.
+    pub(crate) scope: Scope,
+    pub(crate) fingerprint: String,
+    /// Offset and page positions are known before the pages arrive, so a walk that fetches
+    /// every page (stream, `truto_ignore_limit`) fetches a window of them at once.
+    pub(crate) prefetch: bool,
+    /// Records are written as JSON text as soon as they are mapped (see [`writes_text`]).
+    pub(crate) text_records: bool,
+}
+
+impl ListCall {
+    pub(crate) fn method(&self) -> &UnifiedMethod {
+        self.target
+            .method(&self.key)
+            .expect("checked when the call was prepared")
+    }
+
+    pub(crate) fn resource(&self) -> &Resource {
+        self.endpoint.resource()
+    }
+
+    pub(crate) fn wants_mapping(&self) -> bool {
+        self.query.response_format != ResponseFormat::Raw || !self.gateway_filters.is_empty()
+    }
+}
+
+impl Engine {
+    pub(crate) fn unified_resource(
+        &self,
+        model: &str,
+        resource: &str,
+    ) -> Result<&UnifiedResource, ApiError> {
+        self.catalog
+            .models
+            .get(model)
+            .and_then(|found| found.resources.get(resource))
+            .ok_or_else(|| {
+                ApiError::not_found(format!("unknown unified resource `{model}/{resource}`"))
+            })
+    }
+
+    /// The account `account_id`, ready to call its provider.
+    pub(crate) fn target(&self, account_id: &str) -> Result<Target, ApiError> {
+        let account = self.accounts.get(account_id).ok_or_else(|| {
+            ApiError::not_found(format!("integrated account `{account_id}` not found"))
+        })?;
+        if account.status == AccountStatus::NeedsReauth {
+            return Err(ApiError::new(
+                ErrorKind::Remote {
+                    provider_status: 401,
+                },
+                format!(
+                    "integrated account `{}` needs to be reconnected: {}",
+                    account.id,
+                    account
+                        .last_error
+                        .as_deref()
+                        .unwrap_or("its credentials were refused")
+                ),
+            ));
+        }
+        let integration = self
+            .catalog
+            .integrations
+            .get(&account.integration)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::internal(format!(
+                    "integrated account `{}` uses integration `{}`, which is not loaded",
+                    account.id, account.integration
+                ))
+            })?;
+        let credential = render_credential(&integration, &account.context).map_err(|error| {
+            ApiError::internal(format!(
+                "integrated account `{}` cannot call `{}`: {error}",
+                account.id, integration.id
+            ))
+        })?;
+        let scope = Scope::new([("context", account.context.clone())]);
+        Ok(Target {
+            account,
+            integration,
+            credential,
+            scope,
+        })
+    }
+
+    /// Checks a list query and resolves everything the walk needs.
+    pub(crate) fn prepare_list(
+        &self,
+        key: MethodKey,
+        params: Map<String, Value>,
+    ) -> Result<ListCall, ApiError> {
+        let unified_resource = self.unified_resource(&key.model, &key.resource)?.clone();
+        let query = ListQuery::parse(params, &unified_resource)?;
+        let target = self.target(&query.integrated_account_id)?;
+        let method = target.method(&key)?;
+        let gateway_filters =
+            gateway_filters(&query, &target.integration, method, &unified_resource)?;
+        let gateway_sort = gateway_sort(&query, &target.integration, method)?;
+        let mut endpoint = Endpoint::render(&target, &method.resource, None)?;
+        let pagination = &endpoint.resource().pagination.strategy;
+        let remote_params = flatten_query(&query.remote_query);
+        // A page size forced through remote_query is the one the provider will use.
+        let forced_page_size = pagination.page_size_param.as_ref().and_then(|param| {
+            remote_params
+                .iter()
+                .find(|(name, _)| name == param)
+                .and_then(|(_, value)| value.parse().ok())
+        });
+        let page_size = forced_page_size
+            .unwrap_or_else(|| pagination.page_size(query.limit, self.config.default_limit));
+        let prefetch = matches!(pagination.style, Style::Offset { .. } | Style::Page { .. })
+            && (query.ignore_limit || query.response_format == ResponseFormat::Stream)
+            && self.config.prefetch_window > 1;
+        let unified_query = unified_query_value(&query, page_size);
+        let scope = target.scope.with("query", unified_query.clone());
+        let mapped = map_query(method, &unified_query, &scope)
+            .map_err(|error| mapping_error(&target.integration, &error))?;
+        endpoint.add_params(mapped, remote_params);
+        let fingerprint = fingerprint(&key, &target.integration.id, &query);
+        let text_records = writes_text(&query, method, &gateway_filters, gateway_sort.as_ref());
+        Ok(ListCall {
+            target,
+            key,
+            endpoint,
+            query,
+            unified_resource,
+            gateway_filters,
+            gateway_sort,
+            page_size,
+            unified_query,
+            scope,
+            fingerprint,
+            prefetch,
+            text_records,
+        })
+    }
+}
+
+/// Whether records of this call can be written as their JSON text at once: nothing in the
+/// gateway looks inside them afterwards, and every key of the mapping's object is a literal, so
+/// none is `remote_data` (the loader refuses that key; a computed one could still make it, and
+/// on the tree `remote_data` then replaces it in place).
+fn writes_text(
+    query: &ListQuery,
+    method: &UnifiedMethod,
+    gateway_filters: &[GatewayFilter],
+    gateway_sort: Option<&String>,
+) -> bool {
+    matches!(
+        query.response_format,
+        ResponseFormat::Unified | ResponseFormat::Stream
+    ) && gateway_filters.is_empty()
+        && gateway_sort.is_none()
+        && query.key_by.is_none()
+        && query.exclude_fields.is_empty()
+        && method.mapped_fields.is_some()
+}
+
+/// The filters the gateway applies itself: every filter sent that is not native. A provider
+/// hint (a filter with no record paths in the model) that is not native cannot be honoured.
+fn gateway_filters(
+    query: &ListQuery,
+    integration: &Integration,
+    method: &UnifiedMethod,
+    resource: &UnifiedResource,
+) -> Result<Vec<GatewayFilter>, ApiError> {
+    let mut filters = Vec::new();
+    for (name, value) in &query.filters {
+        if method.native_filters.contains(name) {
+            continue;
+        }
+        let spec = &resource.filters[name];
+        if let Some(mapped) = &method.mapped_fields
+            && spec.is_gateway_applicable()
+            && !spec
+                .fields
+                .iter()
+                .any(|path| mapped.contains(path.split('.').next().unwrap_or(path)))
+        {
+            return Err(ApiError::bad_request(format!(
+                "filter `{name}` cannot match anything: integration `{}` does not provide `{}`",
+                integration.id,
+                spec.fields.join("`, `")
+            )));
+        }
+        if !spec.is_gateway_applicable() {
+            return Err(ApiError::bad_request(format!(
+                "`{name}` is a provider hint that integration `{}` cannot honour (its native filters: {})",
+                integration.id,
+                list_or_none(method.native_filters.iter())
+            )));
+        }
+        filters.push(GatewayFilter::new(spec, value));
+    }
+    Ok(filters)
+}
+
+/// `Some(field)` when the gateway must sort; an error when it cannot.
+fn gateway_sort(
+    query: &ListQuery,
+    integration: &Integration,
+    method: &UnifiedMethod,
+) -> Result<Option<String>, ApiError> {
+    let Some(sort) = &query.sort_by else {
+        return Ok(None);
+    };
+    if method.native_sorts.contains(sort) {
+        return Ok(None);
+    }
+    let fetches_everything = query.ignore_limit || query.response_format == ResponseFormat::Stream;
+    if !fetches_everything {
+        return Err(ApiError::bad_request(format!(
+            "`sort_by={sort}` is not supported natively by integration `{}` (native sorts: {}); add `truto_ignore_limit=true` to sort every record in the gateway",
+            integration.id,
+            list_or_none(method.native_sorts.iter())
+        )));
+    }
+    Ok(Some(sort.clone()))
+}
+
+fn list_or_none<'a>(items: impl Iterator<Item = &'a String>) -> String {
+    let joined = items.map(String::as_str).collect::<Vec<_>>().join(", ");
+    if joined.is_empty() {
+        "none".to_owned()
+    } else {
+        joined
+    }
+}
+
+/// The input of `query_mapping` and `$query`: filters, sort and the page size.
+fn unified_query_value(query: &ListQuery, page_size: u32) -> Value {
+    let mut value = query.filters.clone();
+    if let Some(sort) = &query.sort_by {
+        value.insert("sort_by".into(), json!(sort));
+        value.insert(
+            "sort_order".into(),
+            json!(if query.sort_descending { "desc" } else { "asc" }),
+        );
+    }
+    value.insert("limit".into(), json!(page_size));
+    Value::Object(value)
+}
+
+/// What a cursor is bound to besides the account: everything that selects records.
+fn fingerprint(key: &MethodKey, integration: &str, query: &ListQuery) -> String {
+    let canonical = json!({
+        "m": key.model, "r": key.resource, "i": integration,
+        "f": query.filters, "s": query.sort_by, "d": query.sort_descending,
+        "q": query.remote_query,
+    });
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        &digest[..12],
+    )
+}

@@ -1,0 +1,96 @@
+//! Get: `GET /unified/{model}/{resource}/{id}` — one record, fetched with the resource the
+//! integration's `get` method names (its `{{id}}` filled, percent-encoded as one path segment),
+//! through the same provider-call path as every list page, and mapped as the list maps it.
+//! The answer is the record itself (Truto's get has no envelope).
+
+use serde_json::{Map, Value};
+use unigate_mapping::{
+    Answer, Method, MethodKey, extract_records, flatten_query, map_response, render_body,
+};
+use unigate_pagination::Position;
+use unigate_unified::{ApiError, ErrorKind, GetQuery, ResponseFormat};
+
+use crate::Engine;
+use crate::normalize::normalize_record;
+use crate::page::{check_answer, mapping_error};
+use crate::request::Endpoint;
+use crate::shape::exclude_fields;
+
+impl Engine {
+    /// One unified record, as the JSON the caller gets.
+    pub async fn get(
+        &self,
+        model: &str,
+        resource: &str,
+        id: &str,
+        params: Map<String, Value>,
+    ) -> Result<Value, ApiError> {
+        let unified_resource = self.unified_resource(model, resource)?;
+        let query = GetQuery::parse(params)?;
+        if id.is_empty() {
+            return Err(ApiError::bad_request("the record id is empty"));
+        }
+        let target = self.target(&query.integrated_account_id)?;
+        let method = target.method(&MethodKey::new(model, resource, Method::Get))?;
+        let integration = &target.integration;
+        let mut endpoint = Endpoint::render(&target, &method.resource, Some(id))?;
+        endpoint.add_params(Vec::new(), flatten_query(&query.remote_query));
+        let scope = target.scope.with("query", Value::Object(Map::new()));
+        let body = render_body(
+            endpoint.resource(),
+            &Position::First,
+            1,
+            &Value::Object(Map::new()),
+            Some(id),
+            &scope,
+        )
+        .map_err(|error| mapping_error(integration, &error))?;
+        let request = endpoint.request(body)?;
+        let response = self.call_provider(&target, &request).await?;
+        tracing::info!(
+            account = %target.account.id,
+            integration = %integration.id,
+            status = response.status,
+            bytes = response.body.len(),
+            "provider record"
+        );
+        let headers = response.header_pairs();
+        let answer = Answer {
+            status: response.status,
+            headers: &headers,
+            body: &response.body,
+        };
+        let text = std::str::from_utf8(&response.body).ok();
+        let body = check_answer(&target, answer, text, &scope)?;
+        let record = extract_records(endpoint.resource(), body, &scope)
+            .map_err(|error| mapping_error(integration, &error))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "integration `{}` answered without a record for `{id}`",
+                        integration.id
+                    ),
+                )
+            })?;
+        let mut answer = match query.response_format {
+            ResponseFormat::Raw => record,
+            format => {
+                let mut mapped = map_response(method, &record, &scope)
+                    .map_err(|error| mapping_error(integration, &error))?;
+                if format == ResponseFormat::Normalized {
+                    Value::Object(normalize_record(&mapped, &unified_resource.fields))
+                } else {
+                    if !query.ignore_remote_data {
+                        mapped.insert("remote_data".to_owned(), record);
+                    }
+                    Value::Object(mapped)
+                }
+            }
+        };
+        exclude_fields(&mut answer, &query.exclude_fields);
+        Ok(answer)
+    }
+}

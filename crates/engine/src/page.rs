@@ -1,0 +1,244 @@
+//! The page: one provider page of a list walk, sent through the provider-call path (`auth`),
+//! checked (an error status, or a 2xx body the mapping marks as an error, becomes the remote
+//! error it stands for), read (records, next position, totals: `answer::read_page`) and mapped
+//! into what the caller gets.
+
+use std::hash::{BuildHasher, Hasher};
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+use unigate_mapping::{
+    Answer, Integration, MapError, Scope, body_fault, map_response, map_response_json, read_page,
+    render_body, status_fault,
+};
+use unigate_pagination::{CursorState, PageFacts, Position, Style};
+use unigate_unified::{ApiError, ErrorKind, ResponseFormat};
+
+use crate::Engine;
+use crate::call::{ListCall, Target};
+use crate::normalize::normalize_record;
+use crate::record::{Record, RemoteData, append_remote_data, has_line_break, raw_records};
+
+/// One fetched page, mapped and filtered.
+pub(crate) struct Page {
+    pub(crate) records: Vec<Record>,
+    pub(crate) next: Option<Position>,
+    pub(crate) digest: String,
+    /// Total records (offset) or pages (page) when the provider says, for prefetching.
+    pub(crate) total: Option<u64>,
+}
+
+pub(crate) fn mapping_error(integration: &Integration, error: &MapError) -> ApiError {
+    ApiError::new(
+        ErrorKind::Mapping,
+        format!(
+            "the `{}` mapping failed on the provider's response: {error}",
+            integration.id
+        ),
+    )
+}
+
+impl Engine {
+    pub(crate) async fn fetch_page(
+        &self,
+        call: &ListCall,
+        state: &CursorState,
+    ) -> Result<Page, ApiError> {
+        let integration = &call.target.integration;
+        let body = render_body(
+            call.resource(),
+            &state.position,
+            call.page_size,
+            &call.unified_query,
+            None,
+            &call.scope,
+        )
+        .map_err(|error| mapping_error(integration, &error))?;
+        let request = call
+            .endpoint
+            .page_request(&state.position, call.page_size, body)?;
+        let response = self.call_provider(&call.target, &request).await?;
+        tracing::info!(
+            account = %call.target.account.id,
+            integration = %integration.id,
+            status = response.status,
+            bytes = response.body.len(),
+            "provider page"
+        );
+        let headers = response.header_pairs();
+        let answer = Answer {
+            status: response.status,
+            headers: &headers,
+            body: &response.body,
+        };
+        let text = std::str::from_utf8(&response.body).ok();
+        let body = check_answer(&call.target, answer, text, &call.scope)?;
+        let digest = page_digest(&response.body);
+        let resource = call.resource();
+        let reading = read_page(resource, answer, body, &call.scope)
+            .map_err(|error| mapping_error(integration, &error))?;
+        // The provider's bytes of each record, for `remote_data` written as they came.
+        let raw = match &resource.records_path {
+            Some(path) if call.text_records && !call.query.ignore_remote_data => text
+                .and_then(|text| raw_records(text, path))
+                .filter(|raw| raw.len() == reading.records.len()),
+            _ => None,
+        };
+        let strategy = &resource.pagination.strategy;
+        let next = match (&strategy.style, reading.next) {
+            (Style::LinkHeader | Style::NextUrl, Some(link)) => {
+                Some(call.endpoint.checked_next_url(&request.url, &link)?)
+            }
+            (_, next) => next,
+        };
+        let facts = PageFacts {
+            next,
+            record_count: reading.records.len(),
+            has_more: reading.has_more,
+            total: reading.total,
+            digest: digest.clone(),
+        };
+        let next = strategy
+            .next_position(
+                &state.position,
+                call.page_size,
+                &facts,
+                state.last_digest.as_deref(),
+                state.pages + 1,
+            )
+            .map_err(|error| ApiError::new(ErrorKind::BadGateway, error.to_string()))?;
+        let raw = raw.map(|raw| (raw, !has_line_break(&response.body)));
+        let records = map_records(call, reading.records, raw)?;
+        Ok(Page {
+            records,
+            next,
+            total: reading.total,
+            digest,
+        })
+    }
+}
+
+/// A provider answer → its JSON body, or the remote error it stands for. `text` is the body when
+/// it is valid UTF-8 (checked once for the whole body, so that parsing does not check every
+/// string again).
+pub(crate) fn check_answer(
+    target: &Target,
+    answer: Answer<'_>,
+    text: Option<&str>,
+    scope: &Scope,
+) -> Result<Value, ApiError> {
+    if !answer.is_success() {
+        let fault = status_fault(&target.integration, answer, scope);
+        return Err(ApiError::remote(fault.status, fault.message, fault.body));
+    }
+    let parsed = match text {
+        Some(text) => serde_json::from_str(text),
+        None => serde_json::from_slice(answer.body),
+    };
+    let body: Value = parsed.map_err(|error| {
+        ApiError::new(
+            ErrorKind::BadGateway,
+            format!("the provider's response is not valid JSON ({error})"),
+        )
+        .with_raw_response(unigate_mapping::raw_body(answer.body))
+    })?;
+    match body_fault(&target.integration, answer, &body, scope) {
+        Ok(None) => Ok(body),
+        Ok(Some(fault)) => Err(ApiError::remote(fault.status, fault.message, fault.body)),
+        Err(error) => Err(mapping_error(&target.integration, &error)),
+    }
+}
+
+/// Provider records → what the caller gets: mapped (with `remote_data` unless dropped),
+/// filtered in the gateway, normalized or raw as asked. `raw`: the provider's bytes of each
+/// record, and whether the body was free of line breaks.
+fn map_records(
+    call: &ListCall,
+    records: Vec<Value>,
+    raw: Option<(Vec<&RawValue>, bool)>,
+) -> Result<Vec<Record>, ApiError> {
+    if !call.wants_mapping() {
+        return Ok(records.into_iter().map(Record::Tree).collect());
+    }
+    let integration = &call.target.integration;
+    let method = call.method();
+    let mut out = Vec::with_capacity(records.len());
+    if call.text_records {
+        for (index, record) in records.iter().enumerate() {
+            let raw_text = raw
+                .as_ref()
+                .map(|(raw, compact)| (raw[index].get(), *compact));
+            let mut text = Vec::with_capacity(raw_text.map_or(1024, |(raw, _)| raw.len() + 1024));
+            map_response_json(method, record, &call.scope, &mut text)
+                .map_err(|error| mapping_error(integration, &error))?;
+            if !call.query.ignore_remote_data {
+                let remote = match raw_text {
+                    Some((text, compact)) => RemoteData::Raw { text, compact },
+                    None => RemoteData::Tree(record),
+                };
+                append_remote_data(&mut text, remote);
+            }
+            out.push(Record::Text(text));
+        }
+        return Ok(out);
+    }
+    for record in records {
+        let mut mapped = map_response(method, &record, &call.scope)
+            .map_err(|error| mapping_error(integration, &error))?;
+        if !call
+            .gateway_filters
+            .iter()
+            .all(|filter| filter.matches(&mapped))
+        {
+            continue;
+        }
+        out.push(Record::Tree(match call.query.response_format {
+            ResponseFormat::Raw => record,
+            ResponseFormat::Normalized => {
+                Value::Object(normalize_record(&mapped, &call.unified_resource.fields))
+            }
+            ResponseFormat::Unified | ResponseFormat::Stream => {
+                if !call.query.ignore_remote_data {
+                    mapped.insert("remote_data".to_owned(), record);
+                }
+                Value::Object(mapped)
+            }
+        }));
+    }
+    Ok(out)
+}
+
+/// A digest of the page as received, for the identical-page guard: a fast non-cryptographic
+/// hash of the body bytes (the cursor that carries it is signed, and nothing here needs to
+/// resist chosen inputs). A provider whose repeated page differs only in a request id slips
+/// past this guard; the repeated-cursor and endless-walk guards still stop it.
+pub(crate) fn page_digest(body: &[u8]) -> String {
+    let mut hasher = foldhash::quality::FixedState::with_seed(0x756e_6967_6174_6500).build_hasher();
+    hasher.write(body);
+    hasher.write_usize(body.len());
+    format!("{:016x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_digest;
+
+    #[test]
+    fn page_digests_tell_pages_apart_by_every_byte() {
+        let page = br#"[{"id":"00u1","status":"ACTIVE"},{"id":"00u2","status":"STAGED"}]"#;
+        let copy = page.to_vec(); // same bytes, elsewhere in memory
+        assert_eq!(page_digest(page), page_digest(&copy));
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(page_digest(page));
+        // One byte changed anywhere (a full word or the tail), one byte more or less.
+        for at in [0, 9, page.len() - 3, page.len() - 1] {
+            let mut changed = page.to_vec();
+            changed[at] ^= 1;
+            assert!(seen.insert(page_digest(&changed)), "byte {at}");
+        }
+        assert!(seen.insert(page_digest(&page[..page.len() - 1])));
+        assert!(seen.insert(page_digest(&[page.as_slice(), b" "].concat())));
+        assert!(seen.insert(page_digest(b"")));
+        assert!(seen.insert(page_digest(&[0u8; 8])));
+    }
+}

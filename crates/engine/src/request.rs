@@ -1,0 +1,206 @@
+//! The provider request: a native resource rendered for one account ([`Endpoint`]), and from it
+//! the exact request of a page — the query (static, then mapped, then the caller's
+//! `remote_query`, which wins), the pagination parameters, the body — and the checks on a next
+//! URL the provider hands back (same origin, no credential carried into a cursor). The
+//! credential itself is attached when the request is sent (`auth`).
+
+use std::sync::Arc;
+
+use unigate_mapping::{
+    Credential, HttpMethod, Integration, Resource, Vars, merge_query, render_request,
+};
+use unigate_pagination::{PageRequest, Position};
+use unigate_unified::{ApiError, ErrorKind};
+use unigate_upstream::{Method, ProviderRequest, Url, same_origin};
+
+use crate::call::Target;
+
+/// A native resource of an account's integration, rendered: everything its requests share.
+pub(crate) struct Endpoint {
+    integration: Arc<Integration>,
+    resource: String,
+    method: Method,
+    url: Url,
+    /// Where pages after the first go, for providers with a "continue" endpoint.
+    continue_url: Option<Url>,
+    headers: Vec<(String, String)>,
+    /// Parameters of every param-driven page: the static query, then the mapped query.
+    params: Vec<(String, String)>,
+    /// `remote_query`, applied last on every param-driven page: it wins every conflict.
+    remote_params: Vec<(String, String)>,
+    /// A credential sent as a query parameter: never taken from the caller or a next URL.
+    credential_param: Option<String>,
+}
+
+impl Endpoint {
+    /// Renders `resource` (a `resource.method` key) for the target's account; `id` fills
+    /// `{{id}}` when the resource fetches one record.
+    pub(crate) fn render(
+        target: &Target,
+        resource: &str,
+        id: Option<&str>,
+    ) -> Result<Endpoint, ApiError> {
+        let account = &target.account;
+        let integration = &target.integration;
+        let found = integration.resources.get(resource).ok_or_else(|| {
+            ApiError::internal(format!("`{}` names a missing resource", resource))
+        })?;
+        let vars = Vars {
+            context: &account.context,
+            id,
+        };
+        let rendered = render_request(integration, found, vars, account.base_url.as_deref())
+            .map_err(|error| {
+                ApiError::internal(format!(
+                    "integrated account `{}` cannot call `{}`: {error}",
+                    account.id, integration.id
+                ))
+            })?;
+        let absolute = |url: &str| {
+            Url::parse(url).map_err(|_| {
+                ApiError::internal(format!(
+                    "integrated account `{}`: the `{}` base URL does not render to an absolute URL",
+                    account.id, integration.id
+                ))
+            })
+        };
+        Ok(Endpoint {
+            integration: integration.clone(),
+            resource: resource.to_owned(),
+            method: match rendered.method {
+                HttpMethod::Get => Method::Get,
+                HttpMethod::Post => Method::Post,
+            },
+            url: absolute(&rendered.url)?,
+            continue_url: rendered.continue_url.as_deref().map(absolute).transpose()?,
+            headers: rendered.headers,
+            params: rendered.query,
+            remote_params: Vec::new(),
+            credential_param: match &target.credential {
+                Credential::Query { param, .. } => Some(param.clone()),
+                _ => None,
+            },
+        })
+    }
+
+    pub(crate) fn resource(&self) -> &Resource {
+        &self.integration.resources[&self.resource]
+    }
+
+    /// The mapped query (over the static one) and the caller's `remote_query` (over both).
+    pub(crate) fn add_params(
+        &mut self,
+        mapped: Vec<(String, String)>,
+        remote: Vec<(String, String)>,
+    ) {
+        merge_query(&mut self.params, mapped);
+        self.remote_params = remote;
+    }
+
+    /// The one request of a call that fetches a single answer (a get): no pagination.
+    pub(crate) fn request(&self, body: Option<Vec<u8>>) -> Result<ProviderRequest, ApiError> {
+        self.build(&Position::First, PageRequest::default(), body)
+    }
+
+    /// The request for the page at `position`.
+    pub(crate) fn page_request(
+        &self,
+        position: &Position,
+        page_size: u32,
+        body: Option<Vec<u8>>,
+    ) -> Result<ProviderRequest, ApiError> {
+        let page = self
+            .resource()
+            .pagination
+            .strategy
+            .request_for(position, page_size);
+        self.build(position, page, body)
+    }
+
+    fn build(
+        &self,
+        position: &Position,
+        page: PageRequest,
+        body: Option<Vec<u8>>,
+    ) -> Result<ProviderRequest, ApiError> {
+        let url = match page.url {
+            Some(next) => {
+                let url = Url::parse(&next)
+                    .map_err(|_| ApiError::bad_request("`next_cursor` holds an unusable URL"))?;
+                if !same_origin(&url, &self.url) {
+                    return Err(foreign_origin());
+                }
+                url
+            }
+            None => {
+                let mut params = self.params.clone();
+                merge_query(&mut params, page.params);
+                // remote_query goes last and wins: the caller asked for exactly these
+                // parameters. It only ever adds query parameters: host, path and headers do not
+                // come from the query, and a credential parameter is dropped here and added
+                // from the account at send time.
+                merge_query(&mut params, self.remote_params.clone());
+                if let Some(param) = &self.credential_param {
+                    params.retain(|(name, _)| name != param);
+                }
+                let mut url = match (position, &self.continue_url) {
+                    (Position::Token(_), Some(continue_url)) => continue_url.clone(),
+                    _ => self.url.clone(),
+                };
+                if !params.is_empty() {
+                    url.query_pairs_mut().extend_pairs(params);
+                }
+                url
+            }
+        };
+        let mut headers = self.headers.clone();
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+        }
+        Ok(ProviderRequest {
+            method: self.method,
+            url,
+            headers,
+            secret_header: None,
+            secret_query: None,
+            body,
+        })
+    }
+
+    /// Resolves a next link against the URL it came with, refuses other origins, and drops a
+    /// credential query parameter so it never travels inside a cursor.
+    pub(crate) fn checked_next_url(&self, current: &Url, link: &str) -> Result<String, ApiError> {
+        let mut url = current.join(link).map_err(|_| {
+            ApiError::new(
+                ErrorKind::BadGateway,
+                "the provider's next-page link is not a URL",
+            )
+        })?;
+        if !same_origin(&url, &self.url) {
+            return Err(foreign_origin());
+        }
+        if let Some(param) = &self.credential_param {
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(name, _)| name != param)
+                .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                .collect();
+            url.set_query(None);
+            if !kept.is_empty() {
+                url.query_pairs_mut().extend_pairs(kept);
+            }
+        }
+        Ok(url.to_string())
+    }
+}
+
+fn foreign_origin() -> ApiError {
+    ApiError::new(
+        ErrorKind::BadGateway,
+        "the provider's next-page URL points outside the integration's origin; refusing to follow it",
+    )
+}

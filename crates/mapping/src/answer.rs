@@ -1,0 +1,452 @@
+//! What a provider's answer means, as its mapping file says: whether it is an error (and its
+//! status and message), whether it is a rate limit (and how long to wait), and what a page holds
+//! (its records, the next token or URL, totals). Every function takes the answer as plain
+//! `{status, headers, body}` and returns plain facts; the engine decides what to do with them.
+
+use serde_json::{Map, Value, json};
+use unigate_pagination::{Position, Style, link_next};
+use unigate_unified::error::extract_remote_message;
+
+use crate::expression::{Expression, Scope};
+use crate::integration::{Integration, RateLimit, Resource};
+use crate::render::MapError;
+
+/// One provider answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    pub status: u16,
+    /// Header names lower-case, as HTTP/2 and the client give them.
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+}
+
+impl Answer<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(found, _)| found.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The headers as a JSON object (`$headers` in expressions).
+    fn headers_value(&self) -> Value {
+        let mut object = Map::new();
+        for (name, value) in self.headers {
+            object
+                .entry(name.to_ascii_lowercase())
+                .or_insert_with(|| Value::String(value.clone()));
+        }
+        Value::Object(object)
+    }
+
+    /// `scope` plus `$status` and `$headers`, for the expressions that read an error answer.
+    fn scope(&self, scope: &Scope) -> Scope {
+        scope
+            .with("status", json!(self.status))
+            .with("headers", self.headers_value())
+    }
+}
+
+/// Longest provider text kept in `raw_response` when the body is not JSON.
+const BODY_EXCERPT: usize = 64 * 1024;
+
+/// The provider body as it goes into `raw_response`: JSON when it parses, else (cut) text.
+pub fn raw_body(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| {
+        let text = String::from_utf8_lossy(&body[..body.len().min(BODY_EXCERPT)]);
+        Value::String(text.into_owned())
+    })
+}
+
+/// A provider error: the status to report, the message for humans, and the provider's body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub status: u16,
+    pub message: String,
+    pub body: Value,
+}
+
+/// A non-2xx answer as the error it stands for: the provider's status, and the message from the
+/// mapping's `errors.message` (over the body, with `$status` and `$headers`), else from the
+/// usual keys of an error body.
+pub fn status_fault(integration: &Integration, answer: Answer<'_>, scope: &Scope) -> Fault {
+    let body = raw_body(answer.body);
+    let message = fault_message(integration, answer, &body, scope);
+    Fault {
+        status: answer.status,
+        message: message.unwrap_or_else(|| format!("the provider answered HTTP {}", answer.status)),
+        body,
+    }
+}
+
+/// A 2xx body the mapping's `errors.when` marks as an error (Slack's `ok: false`), with its
+/// status (default 502) and message.
+pub fn body_fault(
+    integration: &Integration,
+    answer: Answer<'_>,
+    body: &Value,
+    scope: &Scope,
+) -> Result<Option<Fault>, MapError> {
+    let Some(when) = integration.errors.as_ref().and_then(|e| e.when.as_ref()) else {
+        return Ok(None);
+    };
+    let scope = answer.scope(scope);
+    let failed = when
+        .evaluate(body, &scope)
+        .map_err(|error| MapError::Eval {
+            what: "errors.when",
+            error,
+        })?
+        .is_some_and(|value| truthy(&value) == Some(true));
+    if !failed {
+        return Ok(None);
+    }
+    let (status, message) = read_fault(integration, answer, body, 502, &scope);
+    Ok(Some(Fault {
+        status,
+        message: message.unwrap_or_else(|| "the provider reported an error".to_owned()),
+        body: body.clone(),
+    }))
+}
+
+/// The status (`errors.status`, else `default_status`) and message (`errors.message`, else the
+/// usual keys of an error body) of an error body.
+fn read_fault(
+    integration: &Integration,
+    answer: Answer<'_>,
+    body: &Value,
+    default_status: u16,
+    scope: &Scope,
+) -> (u16, Option<String>) {
+    let errors = integration.errors.as_ref();
+    let scope = answer.scope(scope);
+    let evaluate = |expression: Option<&Expression>| {
+        expression.and_then(|expression| expression.evaluate(body, &scope).ok().flatten())
+    };
+    let status = evaluate(errors.and_then(|e| e.status.as_ref()))
+        .and_then(|value| value.as_u64())
+        .and_then(|status| u16::try_from(status).ok())
+        .filter(|status| (400..600).contains(status))
+        .unwrap_or(default_status);
+    let message = evaluate(errors.and_then(|e| e.message.as_ref()))
+        .and_then(|value| match value {
+            Value::String(text) if !text.is_empty() => Some(text),
+            _ => None,
+        })
+        .or_else(|| extract_remote_message(body));
+    (status, message)
+}
+
+/// The message of an error answer, when the mapping or the body gives one.
+pub fn fault_message(
+    integration: &Integration,
+    answer: Answer<'_>,
+    body: &Value,
+    scope: &Scope,
+) -> Option<String> {
+    read_fault(integration, answer, body, answer.status, scope).1
+}
+
+/// A rate-limited answer: what the provider says about waiting and its budget. Every number is
+/// finite and not negative; a hint that is neither is ignored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RateLimitReading {
+    /// Seconds to wait before trying again.
+    pub wait: Option<f64>,
+    /// The window's request limit.
+    pub limit: Option<f64>,
+    /// Requests left in the window.
+    pub remaining: Option<f64>,
+    /// Seconds until the window resets.
+    pub reset: Option<f64>,
+}
+
+/// Whether the answer is a rate limit by the mapping's `rate_limit.is_limited` (default
+/// `status = 429`), and what it says about waiting. `now` is epoch seconds.
+pub fn rate_limited(
+    rate_limit: &RateLimit,
+    answer: Answer<'_>,
+    scope: &Scope,
+    now: i64,
+) -> Option<RateLimitReading> {
+    // Parsing a large page for a status check would cost more than the check.
+    let probe = rate_limit_input(answer, rate_limit.is_limited_reads_body);
+    let limited =
+        rate_limit.is_limited.evaluate(&probe, scope).ok().flatten() == Some(Value::Bool(true));
+    if !limited {
+        return None;
+    }
+    let input = rate_limit_input(answer, true);
+    let number = |expression: &Option<Expression>| {
+        expression
+            .as_ref()
+            .and_then(|e| e.evaluate(&input, scope).ok().flatten())
+            .and_then(|value| seconds(&value))
+    };
+    let reset = number(&rate_limit.reset_epoch)
+        .map(|epoch| epoch - now as f64)
+        .and_then(usable);
+    let wait = number(&rate_limit.retry_after)
+        .or_else(|| {
+            answer
+                .header("retry-after")
+                .and_then(|v| retry_after(v, now))
+        })
+        .and_then(usable)
+        .or(reset);
+    Some(RateLimitReading {
+        wait,
+        limit: number(&rate_limit.limit),
+        remaining: number(&rate_limit.remaining),
+        reset,
+    })
+}
+
+fn rate_limit_input(answer: Answer<'_>, with_body: bool) -> Value {
+    let body = if with_body {
+        serde_json::from_slice(answer.body).unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
+    json!({"status": answer.status, "headers": answer.headers_value(), "body": body})
+}
+
+/// A finite, non-negative number of seconds (or count), from a number or a numeric string.
+fn seconds(value: &Value) -> Option<f64> {
+    let number = match value {
+        Value::Number(number) => number.as_f64()?,
+        Value::String(text) => text.trim().parse().ok()?,
+        _ => return None,
+    };
+    usable(number)
+}
+
+fn usable(number: f64) -> Option<f64> {
+    (number.is_finite() && number >= 0.0).then_some(number)
+}
+
+/// `Retry-After` as seconds from `now`: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub fn retry_after(value: &str, now: i64) -> Option<f64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return usable(seconds);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let at = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let delta = i64::try_from(at).ok()?.checked_sub(now)?;
+    Some(delta.max(0) as f64)
+}
+
+/// One provider page, read: its records and where the walk goes next.
+#[derive(Debug, Default)]
+pub struct PageReading {
+    pub records: Vec<Value>,
+    /// The next token, or for `link_header` / `next_url` the next URL as the provider gave it
+    /// (possibly relative).
+    pub next: Option<String>,
+    pub has_more: Option<bool>,
+    /// Total records (offset, SCIM) or total pages (page), when the provider says.
+    pub total: Option<u64>,
+}
+
+/// Reads a page: the pagination expressions over the body (with `$headers`), the `Link` header,
+/// the records, and for keyset pagination the value the next page starts after.
+pub fn read_page(
+    resource: &Resource,
+    answer: Answer<'_>,
+    body: Value,
+    scope: &Scope,
+) -> Result<PageReading, MapError> {
+    let pagination = &resource.pagination;
+    let page_scope = scope.with("headers", answer.headers_value());
+    let evaluate = |expression: &Option<Expression>, what: &'static str| {
+        expression
+            .as_ref()
+            .map(|expression| expression.evaluate(&body, &page_scope))
+            .transpose()
+            .map(Option::flatten)
+            .map_err(|error| MapError::Eval { what, error })
+    };
+    let next = match pagination.strategy.style {
+        Style::LinkHeader => answer.header("link").and_then(link_next),
+        Style::Keyset { .. } => None,
+        _ => evaluate(&pagination.next, "pagination.next")?.and_then(as_token),
+    };
+    let total = evaluate(&pagination.total, "pagination.total")?.and_then(|v| as_count(&v));
+    let has_more = evaluate(&pagination.has_more, "pagination.has_more")?.and_then(|v| truthy(&v));
+    let records = extract_records(resource, body, scope)?;
+    let next = match (&pagination.strategy.style, &pagination.after_value) {
+        (Style::Keyset { .. }, Some(after)) => match records.last() {
+            Some(last) => after
+                .evaluate(last, scope)
+                .map_err(|error| MapError::Eval {
+                    what: "pagination.after_value",
+                    error,
+                })?
+                .and_then(as_token),
+            None => None,
+        },
+        _ => next,
+    };
+    Ok(PageReading {
+        records,
+        next,
+        has_more,
+        total,
+    })
+}
+
+/// The records of a provider body, as the resource's `records` expression finds them.
+pub fn extract_records(
+    resource: &Resource,
+    body: Value,
+    scope: &Scope,
+) -> Result<Vec<Value>, MapError> {
+    // A plain path over objects (the common case: `$`, `members`, `data.users`) moves the
+    // records out of the body instead of evaluating and copying them.
+    let path = resource.records_path.as_ref();
+    let walkable = path.is_some_and(|path| {
+        let mut at = &body;
+        for segment in path {
+            match at {
+                Value::Object(object) => match object.get(segment) {
+                    Some(next) => at = next,
+                    None => return true,
+                },
+                Value::Null => return true,
+                // Arrays on the way flatten in JSONata: the engine does that.
+                _ => return false,
+            }
+        }
+        true
+    });
+    let found = match (walkable, path) {
+        (true, Some(path)) => {
+            let mut value = body;
+            for segment in path {
+                value = match value {
+                    Value::Object(mut object) => object.remove(segment).unwrap_or(Value::Null),
+                    _ => Value::Null,
+                };
+            }
+            Some(value)
+        }
+        _ => resource
+            .records
+            .evaluate(&body, scope)
+            .map_err(|error| MapError::Eval {
+                what: "records",
+                error,
+            })?,
+    };
+    match found {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(records)) => Ok(records),
+        Some(record @ Value::Object(_)) => Ok(vec![record]),
+        Some(_) => Err(MapError::Shape {
+            what: "records",
+            expected: "an array of objects",
+        }),
+    }
+}
+
+/// The JSON body of a POST call (GraphQL, search APIs): the resource's `body` over
+/// `{cursor, offset, page, page_size, query, id}` (`id` for a get). `None` when the resource
+/// sends no body.
+pub fn render_body(
+    resource: &Resource,
+    position: &Position,
+    page_size: u32,
+    unified_query: &Value,
+    id: Option<&str>,
+    scope: &Scope,
+) -> Result<Option<Vec<u8>>, MapError> {
+    let Some(expression) = &resource.body else {
+        return Ok(None);
+    };
+    let first_page = match resource.pagination.strategy.style {
+        Style::Page { first_page, .. } => first_page,
+        _ => 1,
+    };
+    let input = json!({
+        "cursor": match position { Position::Token(token) => json!(token), _ => Value::Null },
+        "offset": match position { Position::Offset(offset) => *offset, _ => 0 },
+        "page": match position { Position::Page(page) => *page, _ => first_page },
+        "page_size": page_size,
+        "query": unified_query,
+        "id": id,
+    });
+    let built = expression
+        .evaluate(&input, scope)
+        .map_err(|error| MapError::Eval {
+            what: "body",
+            error,
+        })?
+        .unwrap_or(Value::Null);
+    Ok(Some(built.to_string().into_bytes()))
+}
+
+fn as_token(value: Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+fn truthy(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(flag) => Some(*flag),
+        Value::Null => Some(false),
+        Value::Number(number) => Some(number.as_f64() != Some(0.0)),
+        Value::String(text) => Some(!matches!(text.as_str(), "false" | "")),
+        Value::Array(items) => Some(!items.is_empty()),
+        Value::Object(_) => Some(true),
+    }
+}
+
+fn as_count(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(number) => number.as_u64().or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .map(|f| f as u64)
+        }),
+        Value::String(text) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates_and_ignores_the_rest() {
+        let now = 1_445_412_480; // Wed, 21 Oct 2015 07:28:00 GMT
+        assert_eq!(retry_after("120", now), Some(120.0));
+        assert_eq!(retry_after(" 1.5 ", now), Some(1.5));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(30.0)
+        );
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), Some(0.0));
+        for bad in ["nan", "NaN", "inf", "-inf", "-5", "soon", "", "1e400"] {
+            assert_eq!(retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hints_must_be_finite_and_not_negative() {
+        assert_eq!(seconds(&json!("12")), Some(12.0));
+        assert_eq!(seconds(&json!(-1)), None);
+        assert_eq!(seconds(&json!("NaN")), None);
+        assert_eq!(seconds(&json!("infinity")), None);
+        assert_eq!(seconds(&json!(null)), None);
+    }
+}

@@ -1,0 +1,312 @@
+//! Compiled integrations: the validated runtime form of a mapping file, built once at load.
+
+mod auth;
+mod resource;
+mod unified;
+
+pub use auth::{Auth, Grant, OAuth2};
+pub use resource::{CompiledPagination, DEFAULT_MAX_PAGES, Resource};
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use unigate_unified::UnifiedModel;
+
+use crate::diagnostics::FileCompiler;
+use crate::expression::Expression;
+use crate::spec::IntegrationSpec;
+use crate::template::Template;
+use auth::compile_auth;
+use resource::compile_resource;
+use unified::compile_unified_methods;
+
+/// A unified method: what a caller asks of a unified resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Method {
+    /// `GET /unified/{model}/{resource}`: a page of records.
+    List,
+    /// `GET /unified/{model}/{resource}/{id}`: one record.
+    Get,
+}
+
+impl Method {
+    pub const ALL: [Method; 2] = [Method::List, Method::Get];
+
+    /// The key of the method in a mapping file and in URLs (`meta/list`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::List => "list",
+            Method::Get => "get",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|method| method.name() == name)
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which unified method of which resource of which model, e.g. `user-directory/users` `list`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MethodKey {
+    pub model: String,
+    pub resource: String,
+    pub method: Method,
+}
+
+impl MethodKey {
+    pub fn new(model: &str, resource: &str, method: Method) -> MethodKey {
+        MethodKey {
+            model: model.to_owned(),
+            resource: resource.to_owned(),
+            method,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Integration {
+    pub id: String,
+    pub name: String,
+    pub docs: String,
+    pub base_url: Template,
+    pub headers: Vec<(String, Template)>,
+    pub auth: Auth,
+    pub errors: Option<ProviderErrors>,
+    pub rate_limit: RateLimit,
+    /// `resource.method` → resource, e.g. `users.list`.
+    pub resources: BTreeMap<String, Resource>,
+    pub unified: BTreeMap<MethodKey, UnifiedMethod>,
+}
+
+/// Rate-limit detection; every expression reads `{status, headers, body}`.
+#[derive(Debug)]
+pub struct RateLimit {
+    pub is_limited: Expression,
+    /// Whether `is_limited` reads the body; when it does not, a body is parsed for it only once
+    /// the answer is known to be limited (the default, `status = 429`, never reads it).
+    pub is_limited_reads_body: bool,
+    pub retry_after: Option<Expression>,
+    pub reset_epoch: Option<Expression>,
+    pub limit: Option<Expression>,
+    pub remaining: Option<Expression>,
+}
+
+/// How a provider reports errors: `when` marks a 2xx body as an error; `status` and `message`
+/// read any error answer. Each is JSONata over the body with `$status` and `$headers` bound.
+#[derive(Debug)]
+pub struct ProviderErrors {
+    pub when: Option<Expression>,
+    pub status: Option<Expression>,
+    pub message: Option<Expression>,
+}
+
+#[derive(Debug)]
+pub struct UnifiedMethod {
+    /// Key into [`Integration::resources`].
+    pub resource: String,
+    pub partial: bool,
+    pub native_filters: BTreeSet<String>,
+    pub native_sorts: BTreeSet<String>,
+    pub query_mapping: Option<Expression>,
+    pub response_mapping: Expression,
+    /// The unified fields the response mapping can produce, when its shape is visible at load
+    /// (a top-level object constructor); `None` when computed.
+    pub mapped_fields: Option<BTreeSet<String>>,
+}
+
+impl Integration {
+    /// Every `context.…` key the integration's templates read, for checking accounts at startup.
+    pub fn context_keys(&self) -> BTreeSet<String> {
+        let mut templates: Vec<&Template> = vec![&self.base_url];
+        templates.extend(self.headers.iter().map(|(_, template)| template));
+        templates.extend(self.auth.templates());
+        for resource in self.resources.values() {
+            templates.push(&resource.path);
+            templates.extend(resource.query.iter().map(|(_, template)| template));
+            templates.extend(&resource.pagination.continue_path);
+        }
+        templates
+            .into_iter()
+            .flat_map(Template::context_keys)
+            .collect()
+    }
+
+    pub fn unified_method(
+        &self,
+        model: &str,
+        resource: &str,
+        method: Method,
+    ) -> Option<&UnifiedMethod> {
+        self.unified.get(&MethodKey::new(model, resource, method))
+    }
+
+    /// The methods this integration maps for a unified resource, in [`Method::ALL`] order.
+    pub fn methods_of(&self, model: &str, resource: &str) -> Vec<Method> {
+        Method::ALL
+            .into_iter()
+            .filter(|method| self.unified_method(model, resource, *method).is_some())
+            .collect()
+    }
+
+    pub fn resource_of(&self, method: &UnifiedMethod) -> &Resource {
+        &self.resources[&method.resource]
+    }
+}
+
+pub(crate) fn compile_integration(
+    id: &str,
+    spec: IntegrationSpec,
+    models: &BTreeMap<String, UnifiedModel>,
+    c: &mut FileCompiler<'_>,
+) -> Option<Integration> {
+    // Required once `extends` has been applied.
+    let mut missing = |present: bool, field: &str| {
+        if !present {
+            c.error_line(
+                1,
+                field,
+                "is required (here or in the file this one extends)",
+            );
+        }
+        present
+    };
+    let complete = [
+        missing(spec.name.is_some(), "name"),
+        missing(spec.docs.is_some(), "docs"),
+        missing(spec.base_url.is_some(), "base_url"),
+        missing(spec.auth.is_some(), "auth"),
+        missing(!spec.resources.is_empty(), "resources"),
+    ];
+    if complete.contains(&false) {
+        return None;
+    }
+    let (Some(name), Some(docs), Some(base_url_text), Some(auth_spec)) = (
+        spec.name.clone(),
+        spec.docs.clone(),
+        spec.base_url.clone(),
+        spec.auth.clone(),
+    ) else {
+        return None;
+    };
+    if !(docs.value.starts_with("https://") || docs.value.starts_with("http://")) {
+        c.error_at(
+            &docs,
+            "docs",
+            "must be the URL of the provider documentation the mapping was written from",
+        );
+    }
+    let base_url = c.template(&base_url_text, "base_url");
+    if let Some(template) = &base_url
+        && template.is_literal()
+        && url_origin_is_invalid(&base_url_text.value)
+    {
+        c.error_at(
+            &base_url_text,
+            "base_url",
+            "must be an absolute http(s) URL",
+        );
+    }
+    let headers = spec
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let path = format!("headers.{name}");
+            if !is_token(name) {
+                c.error_at(value, &path, "is not a valid HTTP header name");
+            }
+            c.template(value, &path)
+                .map(|template| (name.clone(), template))
+        })
+        .collect();
+    let auth = compile_auth(&auth_spec, c);
+    // `Err(())` = present but broken (already reported).
+    let errors: Result<Option<ProviderErrors>, ()> = match &spec.errors {
+        None => Ok(None),
+        Some(errors) => {
+            let when = c.optional_expression(errors.when.as_ref(), "errors.when");
+            let status = c.optional_expression(errors.status.as_ref(), "errors.status");
+            let message = c.optional_expression(errors.message.as_ref(), "errors.message");
+            match (when, status, message) {
+                (Ok(when), Ok(status), Ok(message)) => Ok(Some(ProviderErrors {
+                    when,
+                    status,
+                    message,
+                })),
+                _ => Err(()),
+            }
+        }
+    };
+    let rate_limit = compile_rate_limit(spec.rate_limit.as_ref(), c);
+    let mut resources = BTreeMap::new();
+    for (resource_name, methods) in &spec.resources {
+        for (method_name, resource) in methods {
+            let path = format!("resources.{resource_name}.{method_name}");
+            let pagination = resource.pagination.as_ref().or(spec.pagination.as_ref());
+            if let Some(compiled) = compile_resource(resource, pagination, &path, c) {
+                resources.insert(format!("{resource_name}.{method_name}"), compiled);
+            }
+        }
+    }
+    let unified = compile_unified_methods(&spec, &resources, models, c);
+    Some(Integration {
+        id: id.to_owned(),
+        name,
+        docs: docs.value,
+        base_url: base_url?,
+        headers,
+        auth: auth?,
+        errors: errors.ok()?,
+        rate_limit: rate_limit?,
+        resources,
+        unified,
+    })
+}
+
+fn compile_rate_limit(
+    spec: Option<&crate::spec::RateLimitSpec>,
+    c: &mut FileCompiler<'_>,
+) -> Option<RateLimit> {
+    let default = || Expression::compile("status = 429").expect("a constant expression compiles");
+    let Some(spec) = spec else {
+        return Some(RateLimit {
+            is_limited: default(),
+            is_limited_reads_body: false,
+            retry_after: None,
+            reset_epoch: None,
+            limit: None,
+            remaining: None,
+        });
+    };
+    let is_limited = c.optional_expression(spec.is_limited.as_ref(), "rate_limit.is_limited");
+    let retry_after = c.optional_expression(spec.retry_after.as_ref(), "rate_limit.retry_after");
+    let reset_epoch = c.optional_expression(spec.reset_epoch.as_ref(), "rate_limit.reset_epoch");
+    let limit = c.optional_expression(spec.limit.as_ref(), "rate_limit.limit");
+    let remaining = c.optional_expression(spec.remaining.as_ref(), "rate_limit.remaining");
+    Some(RateLimit {
+        is_limited_reads_body: spec
+            .is_limited
+            .as_ref()
+            .is_some_and(|text| text.value.contains("body")),
+        is_limited: is_limited.ok()?.unwrap_or_else(default),
+        retry_after: retry_after.ok()?,
+        reset_epoch: reset_epoch.ok()?,
+        limit: limit.ok()?,
+        remaining: remaining.ok()?,
+    })
+}
+
+fn url_origin_is_invalid(url: &str) -> bool {
+    !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10
+}
+
+pub(super) fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}

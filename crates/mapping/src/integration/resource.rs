@@ -1,0 +1,272 @@
+//! Native resources: the provider call a resource names (method, path, query, body, where its
+//! records are) and its pagination, compiled once.
+
+use unigate_pagination::{Pagination, Style};
+
+use crate::diagnostics::FileCompiler;
+use crate::expression::Expression;
+use crate::spec::{HttpMethod, PaginationSpec, ResourceSpec, StyleName, Text};
+use crate::template::Template;
+
+/// Walks longer than this are endless unless a mapping says otherwise.
+pub const DEFAULT_MAX_PAGES: u32 = 100_000;
+
+#[derive(Debug)]
+pub struct Resource {
+    pub method: HttpMethod,
+    pub path: Template,
+    pub query: Vec<(String, Template)>,
+    pub records: Expression,
+    /// `records` as plain field names when it is only a path (`$`, `members`, `data.users`),
+    /// found at load so each page can move its records out of the body.
+    pub records_path: Option<Vec<String>>,
+    /// JSON request body over `{cursor, page_size, offset, page, query}` (GraphQL, search APIs).
+    pub body: Option<Expression>,
+    pub pagination: CompiledPagination,
+}
+
+impl Resource {
+    /// Whether the resource fetches one record by `{{id}}`.
+    pub fn reads_id(&self) -> bool {
+        self.path.reads_id() || self.query.iter().any(|(_, template)| template.reads_id())
+    }
+}
+
+/// A pagination strategy and the expressions that read its facts off a response body.
+#[derive(Debug)]
+pub struct CompiledPagination {
+    pub strategy: Pagination,
+    /// Next token or next URL, per style (over the body).
+    pub next: Option<Expression>,
+    /// Keyset style: the value the next request starts after (over the last record).
+    pub after_value: Option<Expression>,
+    /// Cursor style: the path of pages after the first.
+    pub continue_path: Option<Template>,
+    pub has_more: Option<Expression>,
+    /// Total records (offset, SCIM) or total pages (page).
+    pub total: Option<Expression>,
+}
+
+pub(super) fn compile_resource(
+    resource: &ResourceSpec,
+    pagination: Option<&PaginationSpec>,
+    path: &str,
+    c: &mut FileCompiler<'_>,
+) -> Option<Resource> {
+    if !resource.path.value.starts_with('/') && !resource.path.value.is_empty() {
+        c.error_at(
+            &resource.path,
+            &format!("{path}.path"),
+            "must start with `/`",
+        );
+    }
+    let template = c.template(&resource.path, &format!("{path}.path"));
+    let query: Vec<(String, Template)> = resource
+        .query
+        .iter()
+        .filter_map(|(name, value)| {
+            c.template(value, &format!("{path}.query.{name}"))
+                .map(|template| (name.clone(), template))
+        })
+        .collect();
+    let records = c.expression(&resource.records, &format!("{path}.records"));
+    let body = c.optional_expression(resource.body.as_ref(), &format!("{path}.body"));
+    if resource.body.is_some() && resource.method != HttpMethod::Post {
+        c.error_at(
+            &resource.path,
+            &format!("{path}.body"),
+            "a request body needs `method: POST`",
+        );
+    }
+    let pagination = match pagination {
+        Some(spec) => compile_pagination(spec, &format!("{path}.pagination"), c),
+        None => Some(CompiledPagination {
+            strategy: Pagination {
+                style: Style::None,
+                page_size_param: None,
+                max_page_size: None,
+                default_page_size: None,
+                max_pages: DEFAULT_MAX_PAGES,
+            },
+            next: None,
+            after_value: None,
+            continue_path: None,
+            has_more: None,
+            total: None,
+        }),
+    };
+    Some(Resource {
+        method: resource.method,
+        path: template?,
+        query,
+        records_path: records.as_ref().and_then(Expression::simple_path),
+        records: records?,
+        body: body.ok()?,
+        pagination: pagination?,
+    })
+}
+
+fn compile_pagination(
+    spec: &PaginationSpec,
+    path: &str,
+    c: &mut FileCompiler<'_>,
+) -> Option<CompiledPagination> {
+    let style_name = spec.style.value;
+    // Which optional fields each style reads; any other one set is a mistake worth reporting.
+    let used: &[&str] = match style_name {
+        StyleName::Cursor => &["cursor_param", "next_cursor", "continue_path"],
+        StyleName::PageToken => &["token_param", "next_token"],
+        StyleName::NextUrl => &["next_url"],
+        StyleName::LinkHeader | StyleName::None => &[],
+        StyleName::Offset => &["offset_param", "has_more", "total"],
+        StyleName::Page => &["page_param", "first_page", "has_more", "total_pages"],
+        StyleName::Scim => &["start_index_param", "total"],
+        StyleName::Keyset => &["after_param", "after_value"],
+        StyleName::Graphql => &["next_cursor", "has_more"],
+    };
+    let set: [(&str, bool); 15] = [
+        ("continue_path", spec.continue_path.is_some()),
+        ("after_param", spec.after_param.is_some()),
+        ("after_value", spec.after_value.is_some()),
+        ("cursor_param", spec.cursor_param.is_some()),
+        ("next_cursor", spec.next_cursor.is_some()),
+        ("token_param", spec.token_param.is_some()),
+        ("next_token", spec.next_token.is_some()),
+        ("next_url", spec.next_url.is_some()),
+        ("offset_param", spec.offset_param.is_some()),
+        ("page_param", spec.page_param.is_some()),
+        ("first_page", spec.first_page.is_some()),
+        ("start_index_param", spec.start_index_param.is_some()),
+        ("has_more", spec.has_more.is_some()),
+        ("total", spec.total.is_some()),
+        ("total_pages", spec.total_pages.is_some()),
+    ];
+    let style_label = format!("{style_name:?}").to_lowercase();
+    let mut ok = true;
+    for (name, is_set) in set {
+        if is_set && !used.contains(&name) {
+            c.error_at(
+                &spec.style,
+                &format!("{path}.{name}"),
+                &format!("is not used by pagination style `{style_label}`"),
+            );
+            ok = false;
+        }
+    }
+    let mut required = |present: bool, name: &str| {
+        if !present {
+            c.error_at(
+                &spec.style,
+                path,
+                &format!("pagination style `{style_label}` needs `{name}`"),
+            );
+            ok = false;
+        }
+    };
+    match style_name {
+        StyleName::Cursor => {
+            required(
+                spec.cursor_param.is_some() || spec.continue_path.is_some(),
+                "cursor_param",
+            );
+            required(spec.next_cursor.is_some(), "next_cursor");
+        }
+        StyleName::PageToken => {
+            required(spec.token_param.is_some(), "token_param");
+            required(spec.next_token.is_some(), "next_token");
+        }
+        StyleName::NextUrl => required(spec.next_url.is_some(), "next_url"),
+        StyleName::Offset => required(spec.offset_param.is_some(), "offset_param"),
+        StyleName::Page => required(spec.page_param.is_some(), "page_param"),
+        StyleName::Keyset => required(spec.after_param.is_some(), "after_param"),
+        StyleName::Graphql => required(spec.next_cursor.is_some(), "next_cursor"),
+        _ => {}
+    }
+    if let (Some(max), Some(default)) = (spec.max_page_size, spec.default_page_size)
+        && default > max
+    {
+        c.error_at(
+            &spec.style,
+            &format!("{path}.default_page_size"),
+            "is larger than `max_page_size`",
+        );
+        ok = false;
+    }
+    let continue_path = match &spec.continue_path {
+        None => Ok(None),
+        Some(text) => c
+            .template(text, &format!("{path}.continue_path"))
+            .map(Some)
+            .ok_or(()),
+    };
+    let mut optional = |text: &Option<Text>, name: &str| {
+        c.optional_expression(text.as_ref(), &format!("{path}.{name}"))
+    };
+    let next = optional(&spec.next_cursor, "next_cursor")
+        .and_then(|a| Ok(a.or(optional(&spec.next_token, "next_token")?)))
+        .and_then(|a| Ok(a.or(optional(&spec.next_url, "next_url")?)));
+    let has_more = optional(&spec.has_more, "has_more");
+    // The keyset value is read off the last record; `id` unless the mapping says otherwise.
+    let after_value = match (style_name, optional(&spec.after_value, "after_value")) {
+        (StyleName::Keyset, Ok(None)) => Ok(Some(
+            Expression::compile("id").expect("a constant expression compiles"),
+        )),
+        (_, other) => other,
+    };
+    let mut total = optional(&spec.total, "total")
+        .and_then(|a| Ok(a.or(optional(&spec.total_pages, "total_pages")?)));
+    if style_name == StyleName::Scim && matches!(total, Ok(None)) {
+        total = Ok(Some(
+            Expression::compile("totalResults").expect("a constant expression compiles"),
+        ));
+    }
+    let page_size_param = spec
+        .page_size_param
+        .clone()
+        .or_else(|| (style_name == StyleName::Scim).then(|| "count".to_owned()));
+    let style = match style_name {
+        StyleName::Cursor => Style::Cursor {
+            cursor_param: spec.cursor_param.clone(),
+        },
+        StyleName::PageToken => Style::PageToken {
+            token_param: spec.token_param.clone().unwrap_or_default(),
+        },
+        StyleName::NextUrl => Style::NextUrl,
+        StyleName::LinkHeader => Style::LinkHeader,
+        StyleName::Offset => Style::Offset {
+            offset_param: spec.offset_param.clone().unwrap_or_default(),
+        },
+        StyleName::Page => Style::Page {
+            page_param: spec.page_param.clone().unwrap_or_default(),
+            first_page: spec.first_page.unwrap_or(1),
+        },
+        StyleName::Scim => Style::Scim {
+            start_index_param: spec
+                .start_index_param
+                .clone()
+                .unwrap_or_else(|| "startIndex".to_owned()),
+        },
+        StyleName::Keyset => Style::Keyset {
+            after_param: spec.after_param.clone().unwrap_or_default(),
+        },
+        StyleName::Graphql => Style::Graphql,
+        StyleName::None => Style::None,
+    };
+    if !ok {
+        return None;
+    }
+    Some(CompiledPagination {
+        strategy: Pagination {
+            style,
+            page_size_param,
+            max_page_size: spec.max_page_size,
+            default_page_size: spec.default_page_size,
+            max_pages: spec.max_pages.unwrap_or(DEFAULT_MAX_PAGES),
+        },
+        next: next.ok()?,
+        continue_path: continue_path.ok()?,
+        after_value: after_value.ok()?,
+        has_more: has_more.ok()?,
+        total: total.ok()?,
+    })
+}

@@ -1,0 +1,253 @@
+//! The `unified:` block: which unified methods an integration maps, onto which native resource,
+//! with which query and response mappings, checked against the unified model.
+
+use std::collections::BTreeMap;
+
+use unigate_unified::UnifiedModel;
+
+use crate::diagnostics::FileCompiler;
+use crate::expression::Expression;
+use crate::spec::{IntegrationSpec, Text, UnifiedMethodSpec};
+
+use super::{Method, MethodKey, Resource, UnifiedMethod};
+
+pub(super) fn compile_unified_methods(
+    spec: &IntegrationSpec,
+    resources: &BTreeMap<String, Resource>,
+    models: &BTreeMap<String, UnifiedModel>,
+    c: &mut FileCompiler<'_>,
+) -> BTreeMap<MethodKey, UnifiedMethod> {
+    let mut unified = BTreeMap::new();
+    for (model_name, model_resources) in &spec.unified {
+        let model = models.get(model_name);
+        for (resource_name, methods) in model_resources {
+            for (method_name, method_spec) in methods {
+                let path = format!("unified.{model_name}.{resource_name}.{method_name}");
+                let Some(method) = Method::parse(method_name) else {
+                    let line = first_line(method_spec);
+                    c.error_line(
+                        line,
+                        &path,
+                        &format!(
+                            "unknown unified method `{method_name}`: one of {}",
+                            Method::ALL.map(Method::name).join(", ")
+                        ),
+                    );
+                    continue;
+                };
+                // A get answers the record the list answers: without a response mapping of its
+                // own it uses the list's.
+                let inherited;
+                let method_spec = match (method, &method_spec.response_mapping) {
+                    (Method::Get, None) => {
+                        inherited = UnifiedMethodSpec {
+                            response_mapping: methods
+                                .get(Method::List.name())
+                                .and_then(|list| list.response_mapping.clone()),
+                            ..method_spec.clone()
+                        };
+                        &inherited
+                    }
+                    _ => method_spec,
+                };
+                let key = MethodKey::new(model_name, resource_name, method);
+                if let Some(compiled) =
+                    compile_method(method_spec, &key, &path, model, resources, spec, c)
+                {
+                    unified.insert(key, compiled);
+                }
+            }
+        }
+    }
+    unified
+}
+
+fn first_line(spec: &UnifiedMethodSpec) -> u64 {
+    spec.resource
+        .as_ref()
+        .or(spec.response_mapping.as_ref())
+        .or(spec.query_mapping.as_ref())
+        .map_or(1, |text| text.referenced.line())
+}
+
+fn compile_method(
+    spec: &UnifiedMethodSpec,
+    key: &MethodKey,
+    path: &str,
+    model: Option<&UnifiedModel>,
+    resources: &BTreeMap<String, Resource>,
+    file: &IntegrationSpec,
+    c: &mut FileCompiler<'_>,
+) -> Option<UnifiedMethod> {
+    let (Some(method_resource), Some(response_mapping_text)) =
+        (&spec.resource, &spec.response_mapping)
+    else {
+        c.error_line(
+            first_line(spec),
+            path,
+            "needs `resource` and `response_mapping` (here or in the file this one extends)",
+        );
+        return None;
+    };
+    let (model_name, resource_name) = (&key.model, &key.resource);
+    let native_filters = spec.native_filters.clone().unwrap_or_default();
+    let native_sorts = spec.native_sorts.clone().unwrap_or_default();
+    let unified_resource = match model {
+        None => {
+            c.error_at(
+                method_resource,
+                path,
+                &format!(
+                    "unknown unified model `{model_name}` (no mappings/models/{model_name}.yaml)"
+                ),
+            );
+            None
+        }
+        Some(model) => {
+            let found = model.resources.get(resource_name);
+            if found.is_none() {
+                c.error_at(
+                    method_resource,
+                    path,
+                    &format!("model `{model_name}` has no resource `{resource_name}`"),
+                );
+            }
+            found
+        }
+    };
+    let declared = file.resources.iter().any(|(r, ms)| {
+        ms.keys()
+            .any(|m| format!("{r}.{m}") == method_resource.value)
+    });
+    if !declared {
+        c.error_at(
+            method_resource,
+            &format!("{path}.resource"),
+            &format!(
+                "names `{}`, which is not a `resource.method` under `resources`",
+                method_resource.value
+            ),
+        );
+    }
+    if let Some(resource) = resources.get(&method_resource.value) {
+        check_record_id(key.method, resource, method_resource, path, c);
+    }
+    if key.method == Method::Get {
+        let extras: [(&str, Option<u64>); 3] = [
+            (
+                "native_filters",
+                native_filters.first().map(|t| t.referenced.line()),
+            ),
+            (
+                "native_sorts",
+                native_sorts.first().map(|t| t.referenced.line()),
+            ),
+            (
+                "query_mapping",
+                spec.query_mapping.as_ref().map(|t| t.referenced.line()),
+            ),
+        ];
+        for (name, line) in extras {
+            if let Some(line) = line {
+                c.error_line(
+                    line,
+                    &format!("{path}.{name}"),
+                    "applies to `list` only: a get fetches one record by its id",
+                );
+            }
+        }
+    }
+    for (index, filter) in native_filters.iter().enumerate() {
+        if let Some(resource) = unified_resource
+            && !resource.filters.contains_key(&filter.value)
+        {
+            c.error_at(
+                filter,
+                &format!("{path}.native_filters[{index}]"),
+                &format!("`{}` is not a filter of the unified model", filter.value),
+            );
+        }
+    }
+    for (index, sort) in native_sorts.iter().enumerate() {
+        if let Some(resource) = unified_resource
+            && !resource.sorts.contains(&sort.value)
+        {
+            c.error_at(
+                sort,
+                &format!("{path}.native_sorts[{index}]"),
+                &format!("`{}` is not a sort key of the unified model", sort.value),
+            );
+        }
+    }
+    if !native_filters.is_empty() && spec.query_mapping.is_none() {
+        c.error_at(
+            &native_filters[0],
+            &format!("{path}.native_filters"),
+            "native filters need a `query_mapping` that pushes them down",
+        );
+    }
+    let query_mapping = c.optional_expression(
+        spec.query_mapping.as_ref(),
+        &format!("{path}.query_mapping"),
+    );
+    let response_mapping = c.expression(response_mapping_text, &format!("{path}.response_mapping"));
+    if let (Some(resource), Some(keys)) = (
+        unified_resource,
+        response_mapping.as_ref().and_then(Expression::object_keys),
+    ) {
+        for field in keys {
+            if !resource.fields.contains_key(&field) {
+                c.error_at(
+                    response_mapping_text,
+                    &format!("{path}.response_mapping"),
+                    &format!("produces `{field}`, which is not a field of the unified model"),
+                );
+            }
+        }
+    }
+    let (Ok(query_mapping), Some(response_mapping)) = (query_mapping, response_mapping) else {
+        return None;
+    };
+    Some(UnifiedMethod {
+        resource: method_resource.value.clone(),
+        partial: spec.partial.unwrap_or(false),
+        native_filters: native_filters.iter().map(|f| f.value.clone()).collect(),
+        native_sorts: native_sorts.iter().map(|s| s.value.clone()).collect(),
+        mapped_fields: response_mapping
+            .object_keys()
+            .map(|fields| fields.into_iter().collect()),
+        query_mapping,
+        response_mapping,
+    })
+}
+
+/// A get's resource must put the id somewhere (`{{id}}` in its path or query); a list's has no
+/// id to put.
+fn check_record_id(
+    method: Method,
+    resource: &Resource,
+    named: &Text,
+    path: &str,
+    c: &mut FileCompiler<'_>,
+) {
+    let reads_id = resource.reads_id();
+    match method {
+        Method::Get if !reads_id => c.error_at(
+            named,
+            &format!("{path}.resource"),
+            &format!(
+                "`{}` never reads `{{{{id}}}}` (in its path or query), so a get could not say which record it wants",
+                named.value
+            ),
+        ),
+        Method::List if reads_id => c.error_at(
+            named,
+            &format!("{path}.resource"),
+            &format!(
+                "`{}` reads `{{{{id}}}}`, which only a get has",
+                named.value
+            ),
+        ),
+        _ => {}
+    }
+}
