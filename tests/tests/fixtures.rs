@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use unigate_mapping::{Catalog, Method, MethodKey};
 use unigate_store::IntegratedAccount;
 use unigate_tests::{
     Scripted, Stub, TEST_TOKEN, catalog_of, fixture_filter, get_json, repo_catalog, repo_root,
@@ -22,9 +23,54 @@ struct Case {
     context: Value,
     #[serde(default)]
     base_path: String,
+    /// `model/resource`; default: the one the integration maps.
+    #[serde(default)]
+    resource: Option<String>,
+    /// The unified method called: `list` (default) or `get`.
+    #[serde(default)]
+    method: Option<String>,
+    /// The record id of a `get`.
+    #[serde(default)]
+    id: Option<String>,
     #[serde(default)]
     query: Map<String, Value>,
     calls: Vec<Call>,
+}
+
+/// The unified URL path a case calls, from the mapping files: the integration's (only) mapped
+/// resource unless the case names one, and the method the case names.
+fn unified_path(catalog: &Catalog, integration: &str, case: &Case) -> Result<String, String> {
+    let found = catalog
+        .integrations
+        .get(integration)
+        .ok_or_else(|| format!("no mapping file for `{integration}`"))?;
+    let method = match case.method.as_deref() {
+        None => Method::List,
+        Some(name) => Method::parse(name).ok_or_else(|| format!("unknown method `{name}`"))?,
+    };
+    let mapped: Vec<&MethodKey> = found
+        .unified
+        .keys()
+        .filter(|key| key.method == method)
+        .filter(|key| {
+            case.resource
+                .as_deref()
+                .is_none_or(|wanted| wanted == format!("{}/{}", key.model, key.resource))
+        })
+        .collect();
+    let [key] = mapped.as_slice() else {
+        return Err(format!(
+            "`{integration}` maps {} matching {method} method(s); name one with `resource:`",
+            mapped.len()
+        ));
+    };
+    let base = format!("/unified/{}/{}", key.model, key.resource);
+    match (method, &case.id) {
+        (Method::Get, Some(id)) => Ok(format!("{base}/{}", urlencode(id))),
+        (Method::Get, None) => Err("a get case needs `id`".to_owned()),
+        (Method::List, None) => Ok(base),
+        (Method::List, Some(_)) => Err("`id` is for get cases".to_owned()),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +201,10 @@ async fn run_case(dir: &Path) -> Vec<String> {
         Some(ids) => catalog_of(&ids),
         None => repo_catalog(),
     };
+    let path = match unified_path(&catalog, &integration, &case) {
+        Ok(path) => path,
+        Err(problem) => return vec![format!("{name}: {problem}")],
+    };
     let gateway = serve_accounts(catalog, vec![account]).await;
     let mut problems = Vec::new();
     let mut cursor: Option<String> = None;
@@ -169,7 +219,7 @@ async fn run_case(dir: &Path) -> Vec<String> {
         }
         let encoded: Vec<(String, String)> = unigate_mapping::flatten_query(&query);
         let url = format!(
-            "{}/unified/user-directory/users?{}",
+            "{}{path}?{}",
             gateway.origin,
             encoded
                 .iter()

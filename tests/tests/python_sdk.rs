@@ -1,6 +1,6 @@
 //! The real Truto Python SDK (`truto-python-sdk==0.1.6`, PyPI) pointed at unigate with only its
 //! base URL changed: `unified_api.list` must walk every sandbox user across pages, on both of the
-//! sandbox's pagination styles.
+//! sandbox's pagination styles, and `unified_api.get` must return the record the list gives.
 
 use std::process::Command;
 
@@ -58,6 +58,75 @@ async fn the_truto_python_sdk_lists_every_sandbox_user_across_pages() {
         );
         assert_eq!(users[1]["remote_data"]["uid"], "usr_00002");
     }
+}
+
+/// Runs `sdk_get.py` for `ids`; the answers, one per id.
+pub fn sdk_get(
+    python: &std::path::Path,
+    origin: &str,
+    token: &str,
+    account: &str,
+    ids: &[&str],
+) -> Vec<Value> {
+    let output = Command::new(python)
+        .arg(repo_root().join("tests/python/sdk_get.py"))
+        .args([origin, token, account])
+        .args(ids)
+        .output()
+        .expect("sdk_get.py runs");
+    assert!(
+        output.status.success(),
+        "sdk_get.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON user per line"))
+        .collect()
+}
+
+/// `unified_api.get` answers exactly the record `unified_api.list` gives for that id, on both
+/// sandbox accounts; an unknown id makes the SDK raise (the gateway answers the provider's 404).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_truto_python_sdk_gets_the_record_the_list_gives() {
+    let Some(python) = python_or_skip("the Truto Python SDK get test") else {
+        return;
+    };
+    let gateway = serve(Gateway::sandbox(30).await.expect("sandbox")).await;
+    for account in ["sandbox", "sandbox-cursor"] {
+        let (py, origin, owned) = (python.clone(), gateway.origin.clone(), account.to_owned());
+        let listed =
+            tokio::task::spawn_blocking(move || sdk_list(&py, &origin, &owned, "10", &json!({})))
+                .await
+                .unwrap();
+        let ids = ["usr_00001", "usr_00008", "usr_00030"];
+        let (py, origin, owned) = (python.clone(), gateway.origin.clone(), account.to_owned());
+        let got =
+            tokio::task::spawn_blocking(move || sdk_get(&py, &origin, "sandbox", &owned, &ids))
+                .await
+                .unwrap();
+        for (id, record) in ids.iter().zip(&got) {
+            let from_list = listed.iter().find(|u| u["id"] == *id).expect("listed");
+            assert_eq!(record, from_list, "{account} {id}");
+        }
+    }
+    let (py, origin) = (python.clone(), gateway.origin.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(py)
+            .arg(repo_root().join("tests/python/sdk_get.py"))
+            .args([origin.as_str(), "sandbox", "sandbox", "usr_99999"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("404"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// The SDK's own encodings of the parameter surface: `remote_query[...]`, `truto_exclude_fields[]`,

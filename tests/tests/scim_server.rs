@@ -13,6 +13,10 @@ use unigate_tests::{
     TEST_TOKEN, get_json, python_or_skip, repo_catalog, repo_root, serve_accounts,
 };
 
+#[path = "python_sdk.rs"]
+#[allow(dead_code)]
+mod python_sdk;
+
 const SCIM_TOKEN: &str = "scim-e2e-token";
 
 /// The server process; killed when dropped (it also exits when its stdin closes).
@@ -129,6 +133,42 @@ async fn lists_exactly_the_250_users_of_a_real_scim_server() {
         ids,
         created.keys().map(String::as_str).collect(),
         "exactly the seeded users"
+    );
+
+    // Get User through the real Truto Python SDK: the same record the list gave, for a few ids;
+    // the SCIM server's 404 for an unknown one.
+    let sample: Vec<&str> = users
+        .iter()
+        .step_by(60)
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    let (py, origin, ids) = (
+        python.clone(),
+        gateway.origin.clone(),
+        sample.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    );
+    let got = tokio::task::spawn_blocking(move || {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        python_sdk::sdk_get(&py, &origin, TEST_TOKEN, "real-scim", &ids)
+    })
+    .await
+    .unwrap();
+    for (id, record) in sample.iter().zip(&got) {
+        let listed = users.iter().find(|u| u["id"] == *id).unwrap();
+        assert_eq!(&record, listed, "get {id}");
+    }
+    let (status, body) = get_json(
+        &format!(
+            "{}/unified/user-directory/users/no-such-user?integrated_account_id=real-scim",
+            gateway.origin
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["truto_is_remote_error"]),
+        (404, &json!(true)),
+        "{body}"
     );
 
     for user in users {

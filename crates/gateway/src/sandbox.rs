@@ -286,12 +286,33 @@ async fn list_cursor(
     Json(json!({"users": users, "next": next})).into_response()
 }
 
+/// One user by `uid` (`usr_00001`), or a 404 in the provider's error shape.
+async fn get_user(
+    State(provider): State<Arc<Provider>>,
+    headers: HeaderMap,
+    axum::extract::Path(uid): axum::extract::Path<String>,
+) -> Response {
+    if !authorised(&headers) {
+        return refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Sandbox-Key");
+    }
+    let index = uid
+        .strip_prefix("usr_")
+        .filter(|digits| digits.len() == 5)
+        .and_then(|digits| digits.parse::<usize>().ok())
+        .filter(|number| (1..=provider.users).contains(number));
+    match index {
+        Some(number) => Json(json!({"data": user(number - 1)})).into_response(),
+        None => refuse(StatusCode::NOT_FOUND, "no such user"),
+    }
+}
+
 /// Starts the sandbox provider on an ephemeral loopback port; it lives as long as the runtime.
 pub async fn start_provider(users: usize) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let app = Router::new()
         .route("/users", get(list_offset))
+        .route("/users/{uid}", get(get_user))
         .route("/v2/users", get(list_cursor))
         .with_state(Arc::new(Provider { users }));
     tokio::spawn(async move {

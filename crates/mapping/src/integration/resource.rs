@@ -180,6 +180,13 @@ fn compile_pagination(
         StyleName::Page => required(spec.page_param.is_some(), "page_param"),
         StyleName::Keyset => required(spec.after_param.is_some(), "after_param"),
         StyleName::Graphql => required(spec.next_cursor.is_some(), "next_cursor"),
+        // RFC 7644's names (`startIndex`, `count`, `totalResults`) are stated in `scim.yaml`;
+        // providers that rename them say so in their own file.
+        StyleName::Scim => {
+            required(spec.start_index_param.is_some(), "start_index_param");
+            required(spec.page_size_param.is_some(), "page_size_param");
+            required(spec.total.is_some(), "total");
+        }
         _ => {}
     }
     if let (Some(max), Some(default)) = (spec.max_page_size, spec.default_page_size)
@@ -213,17 +220,9 @@ fn compile_pagination(
         )),
         (_, other) => other,
     };
-    let mut total = optional(&spec.total, "total")
+    let total = optional(&spec.total, "total")
         .and_then(|a| Ok(a.or(optional(&spec.total_pages, "total_pages")?)));
-    if style_name == StyleName::Scim && matches!(total, Ok(None)) {
-        total = Ok(Some(
-            Expression::compile("totalResults").expect("a constant expression compiles"),
-        ));
-    }
-    let page_size_param = spec
-        .page_size_param
-        .clone()
-        .or_else(|| (style_name == StyleName::Scim).then(|| "count".to_owned()));
+    let page_size_param = spec.page_size_param.clone();
     let style = match style_name {
         StyleName::Cursor => Style::Cursor {
             cursor_param: spec.cursor_param.clone(),
@@ -241,10 +240,7 @@ fn compile_pagination(
             first_page: spec.first_page.unwrap_or(1),
         },
         StyleName::Scim => Style::Scim {
-            start_index_param: spec
-                .start_index_param
-                .clone()
-                .unwrap_or_else(|| "startIndex".to_owned()),
+            start_index_param: spec.start_index_param.clone().unwrap_or_default(),
         },
         StyleName::Keyset => Style::Keyset {
             after_param: spec.after_param.clone().unwrap_or_default(),

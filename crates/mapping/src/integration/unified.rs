@@ -17,11 +17,14 @@ pub(super) fn compile_unified_methods(
     models: &BTreeMap<String, UnifiedModel>,
     c: &mut FileCompiler<'_>,
 ) -> BTreeMap<MethodKey, UnifiedMethod> {
-    let mut unified = BTreeMap::new();
+    let mut unified: BTreeMap<MethodKey, UnifiedMethod> = BTreeMap::new();
     for (model_name, model_resources) in &spec.unified {
         let model = models.get(model_name);
         for (resource_name, methods) in model_resources {
-            for (method_name, method_spec) in methods {
+            // In `Method::ALL` order, so that a get finds the list it may inherit from.
+            let mut ordered: Vec<(&String, &UnifiedMethodSpec)> = methods.iter().collect();
+            ordered.sort_by_key(|(name, _)| Method::parse(name));
+            for (method_name, method_spec) in ordered {
                 let path = format!("unified.{model_name}.{resource_name}.{method_name}");
                 let Some(method) = Method::parse(method_name) else {
                     let line = first_line(method_spec);
@@ -35,25 +38,26 @@ pub(super) fn compile_unified_methods(
                     );
                     continue;
                 };
-                // A get answers the record the list answers: without a response mapping of its
-                // own it uses the list's.
-                let inherited;
-                let method_spec = match (method, &method_spec.response_mapping) {
-                    (Method::Get, None) => {
-                        inherited = UnifiedMethodSpec {
-                            response_mapping: methods
-                                .get(Method::List.name())
-                                .and_then(|list| list.response_mapping.clone()),
-                            ..method_spec.clone()
-                        };
-                        &inherited
-                    }
-                    _ => method_spec,
-                };
                 let key = MethodKey::new(model_name, resource_name, method);
-                if let Some(compiled) =
-                    compile_method(method_spec, &key, &path, model, resources, spec, c)
-                {
+                // A get answers the record the list answers: without a response mapping of its
+                // own it uses the list's, compiled once (a broken one is reported on the list).
+                let inherits = method == Method::Get && method_spec.response_mapping.is_none();
+                let list = MethodKey::new(model_name, resource_name, Method::List);
+                let compiled = match (inherits, unified.get(&list)) {
+                    (true, Some(list)) => compile_method(
+                        method_spec,
+                        &key,
+                        &path,
+                        model,
+                        resources,
+                        spec,
+                        Some(list.response_mapping.clone()),
+                        c,
+                    ),
+                    (true, None) if methods.contains_key(Method::List.name()) => None,
+                    _ => compile_method(method_spec, &key, &path, model, resources, spec, None, c),
+                };
+                if let Some(compiled) = compiled {
                     unified.insert(key, compiled);
                 }
             }
@@ -70,6 +74,7 @@ fn first_line(spec: &UnifiedMethodSpec) -> u64 {
         .map_or(1, |text| text.referenced.line())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn compile_method(
     spec: &UnifiedMethodSpec,
     key: &MethodKey,
@@ -77,11 +82,14 @@ fn compile_method(
     model: Option<&UnifiedModel>,
     resources: &BTreeMap<String, Resource>,
     file: &IntegrationSpec,
+    inherited_mapping: Option<Expression>,
     c: &mut FileCompiler<'_>,
 ) -> Option<UnifiedMethod> {
-    let (Some(method_resource), Some(response_mapping_text)) =
-        (&spec.resource, &spec.response_mapping)
-    else {
+    let response_mapping_text = spec.response_mapping.as_ref();
+    let (Some(method_resource), true) = (
+        &spec.resource,
+        response_mapping_text.is_some() || inherited_mapping.is_some(),
+    ) else {
         c.error_line(
             first_line(spec),
             path,
@@ -190,21 +198,30 @@ fn compile_method(
         spec.query_mapping.as_ref(),
         &format!("{path}.query_mapping"),
     );
-    let response_mapping = c.expression(response_mapping_text, &format!("{path}.response_mapping"));
-    if let (Some(resource), Some(keys)) = (
-        unified_resource,
-        response_mapping.as_ref().and_then(Expression::object_keys),
-    ) {
-        for field in keys {
-            if !resource.fields.contains_key(&field) {
-                c.error_at(
-                    response_mapping_text,
-                    &format!("{path}.response_mapping"),
-                    &format!("produces `{field}`, which is not a field of the unified model"),
-                );
+    let response_mapping = match (inherited_mapping, response_mapping_text) {
+        (Some(inherited), _) => Some(inherited),
+        (None, Some(text)) => {
+            let compiled = c.expression(text, &format!("{path}.response_mapping"));
+            if let (Some(resource), Some(keys)) = (
+                unified_resource,
+                compiled.as_ref().and_then(Expression::object_keys),
+            ) {
+                for field in keys {
+                    if !resource.fields.contains_key(&field) {
+                        c.error_at(
+                            text,
+                            &format!("{path}.response_mapping"),
+                            &format!(
+                                "produces `{field}`, which is not a field of the unified model"
+                            ),
+                        );
+                    }
+                }
             }
+            compiled
         }
-    }
+        (None, None) => None,
+    };
     let (Ok(query_mapping), Some(response_mapping)) = (query_mapping, response_mapping) else {
         return None;
     };
