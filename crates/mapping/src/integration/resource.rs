@@ -181,11 +181,11 @@ fn compile_pagination(
         StyleName::Keyset => required(spec.after_param.is_some(), "after_param"),
         StyleName::Graphql => required(spec.next_cursor.is_some(), "next_cursor"),
         // RFC 7644's names (`startIndex`, `count`, `totalResults`) are stated in `scim.yaml`;
-        // providers that rename them say so in their own file.
+        // providers that rename them say so in their own file. Without `total` a walk ends on a
+        // short or empty page.
         StyleName::Scim => {
             required(spec.start_index_param.is_some(), "start_index_param");
             required(spec.page_size_param.is_some(), "page_size_param");
-            required(spec.total.is_some(), "total");
         }
         _ => {}
     }
