@@ -124,7 +124,8 @@ struct StubState {
 pub struct Stub {
     pub address: SocketAddr,
     state: Arc<Mutex<StubState>>,
-    task: JoinHandle<()>,
+    /// Kept for its lifetime: dropping it stops the stub.
+    _provider: LocalProvider,
 }
 
 async fn answer(State(state): State<Arc<Mutex<StubState>>>, request: Request) -> Response {
@@ -191,21 +192,46 @@ pub fn url_pairs(raw: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A provider of a test's own (an axum router) served on an ephemeral loopback port until
+/// dropped.
+#[derive(Debug)]
+pub struct LocalProvider {
+    pub address: SocketAddr,
+    pub origin: String,
+    task: JoinHandle<()>,
+}
+
+impl Drop for LocalProvider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `app` on 127.0.0.1 at a free port.
+pub async fn spawn_provider(app: Router) -> LocalProvider {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a local provider");
+    let address = listener.local_addr().expect("local provider address");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    LocalProvider {
+        address,
+        origin: format!("http://{address}"),
+        task,
+    }
+}
+
 impl Stub {
     pub async fn start() -> Stub {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind stub");
-        let address = listener.local_addr().expect("stub address");
         let state = Arc::new(Mutex::new(StubState::default()));
-        let app = Router::new().fallback(answer).with_state(state.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let provider =
+            spawn_provider(Router::new().fallback(answer).with_state(state.clone())).await;
         Stub {
-            address,
+            address: provider.address,
             state,
-            task,
+            _provider: provider,
         }
     }
 
@@ -219,12 +245,6 @@ impl Stub {
 
     pub fn received(&self) -> Vec<Recorded> {
         self.state.lock().expect("stub lock").received.clone()
-    }
-}
-
-impl Drop for Stub {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

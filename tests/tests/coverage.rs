@@ -6,7 +6,7 @@ use unigate_tests::{repo_catalog, repo_root};
 
 #[test]
 fn the_coverage_table_matches_the_mapping_files() {
-    let generated = integrations_table(&repo_catalog(), "user-directory", "users");
+    let generated = integrations_table(&repo_catalog());
     let checked_in =
         std::fs::read_to_string(repo_root().join("docs/integrations.md")).unwrap_or_default();
     assert!(

@@ -1,7 +1,7 @@
-//! Differential tests of the mapping fast path against the engine (`jlens-core`): whenever the
-//! fast path answers, its answer must be the engine's, byte for byte once serialized (key order
+//! Differential tests of the mapping fast path against the JSONata engine (`jlens-core`): whenever the
+//! fast path answers, its answer must be the JSONata engine's, byte for byte once serialized (key order
 //! and number forms included), also when the plan writes its answer as JSON text itself, and it
-//! must never answer where the engine fails. Inputs: every expression of every mapping file over
+//! must never answer where the JSONata engine fails. Inputs: every expression of every mapping file over
 //! every fixture body and record, the query mappings over representative unified queries,
 //! generated records (proptest), and the official JSONata test suite's cases that fall in the
 //! subset.
@@ -14,7 +14,7 @@ use unigate_mapping::{Expression, FastOutcome, Scope, extract_records};
 use unigate_tests::{repo_catalog, repo_root};
 
 /// The reference integrations: their response mappings are entirely in the subset, and the fast
-/// path answers every fixture record of theirs without handing one to the engine.
+/// path answers every fixture record of theirs without handing one to the JSONata engine.
 const REFERENCE: [&str; 5] = ["okta", "microsoft-365", "scim", "slack", "google-workspace"];
 
 #[derive(Default)]
@@ -33,7 +33,7 @@ impl Tally {
         input: &Value,
         scope: &Scope,
     ) -> bool {
-        let engine = expression.evaluate_on_engine(input, scope);
+        let engine = expression.evaluate_on_jsonata_engine(input, scope);
         match expression.evaluate_fast(input, scope) {
             FastOutcome::NotCompiled(_) => false,
             FastOutcome::Bailed => {
@@ -72,7 +72,7 @@ impl Tally {
     fn assert_no_mismatch(&self) {
         assert!(
             self.mismatches.is_empty(),
-            "the fast path disagrees with the engine:\n{}",
+            "the fast path disagrees with the JSONata engine:\n{}",
             self.mismatches.join("\n")
         );
     }
@@ -118,7 +118,7 @@ fn fixture_bodies(dir: &Path) -> Vec<(String, Value)> {
     out
 }
 
-/// Unified queries as the engine hands them to `query_mapping`.
+/// Unified queries as the JSONata engine hands them to `query_mapping`.
 fn unified_queries() -> Vec<Value> {
     vec![
         json!({"limit": 100}),
@@ -212,7 +212,7 @@ fn fast_path_equals_engine_on_every_mapping_and_fixture() {
     tally.assert_no_mismatch();
     let compiled = coverage.iter().filter(|(_, gap, ..)| gap.is_none()).count();
     eprintln!(
-        "fast path: {compiled}/{} response mappings compiled; {} evaluations answered, {} handed to the engine",
+        "fast path: {compiled}/{} response mappings compiled; {} evaluations answered, {} handed to the JSONata engine",
         coverage.len(),
         tally.answered,
         tally.bailed
@@ -235,7 +235,7 @@ fn fast_path_equals_engine_on_every_mapping_and_fixture() {
         );
         assert_eq!(
             *bailed, 0,
-            "`{reference}` handed fixture records to the engine"
+            "`{reference}` handed fixture records to the JSONata engine"
         );
     }
     assert!(
@@ -439,7 +439,7 @@ fn run_generated<T: std::fmt::Debug>(
     }
     let tally = tally.into_inner();
     eprintln!(
-        "{what}: {} answered by the fast path, {} handed to the engine",
+        "{what}: {} answered by the fast path, {} handed to the JSONata engine",
         tally.answered, tally.bailed
     );
     tally
@@ -595,7 +595,7 @@ fn fast_path_equals_engine_on_the_jsonata_suite() {
         }
     }
     eprintln!(
-        "JSONata suite: {cases} cases, {in_subset} in the fast path's subset, {} answered by it, {} handed to the engine",
+        "JSONata suite: {cases} cases, {in_subset} in the fast path's subset, {} answered by it, {} handed to the JSONata engine",
         tally.answered, tally.bailed
     );
     tally.assert_no_mismatch();

@@ -382,6 +382,47 @@ async fn every_fixture_replays_exactly() {
     );
 }
 
+/// The cases of one integration's fixture folder.
+fn cases_of(id: &str) -> Vec<Case> {
+    let dir = repo_root().join("tests/fixtures").join(id);
+    std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().join("case.yaml").is_file())
+                .map(|e| {
+                    serde_saphyr::from_str(
+                        &std::fs::read_to_string(e.path().join("case.yaml")).unwrap(),
+                    )
+                    .unwrap()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `id` and the files it extends, nearest first.
+fn extends_chain(id: &str) -> Vec<String> {
+    let mut chain = vec![id.to_owned()];
+    while let Some(base) = std::fs::read_to_string(
+        repo_root()
+            .join("mappings")
+            .join(format!("{}.yaml", chain.last().unwrap())),
+    )
+    .ok()
+    .and_then(|text| {
+        text.lines()
+            .find_map(|line| line.strip_prefix("extends:"))
+            .map(|base| base.trim().trim_matches('"').to_owned())
+    }) {
+        if chain.contains(&base) {
+            break;
+        }
+        chain.push(base);
+    }
+    chain
+}
+
 #[test]
 fn every_integration_has_a_multi_page_fixture_and_an_error_fixture() {
     if fixture_filter().is_some() {
@@ -389,29 +430,17 @@ fn every_integration_has_a_multi_page_fixture_and_an_error_fixture() {
     }
     let catalog = repo_catalog();
     let mut missing = Vec::new();
-    for id in catalog.integrations.keys() {
+    for (id, integration) in &catalog.integrations {
         if id.starts_with("sandbox") {
             continue; // The sandbox is exercised by tests/sandbox.rs against its real provider.
         }
-        let dir = repo_root().join("tests/fixtures").join(id);
-        let cases: Vec<Case> = std::fs::read_dir(&dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter(|e| e.path().join("case.yaml").is_file())
-                    .map(|e| {
-                        serde_saphyr::from_str(
-                            &std::fs::read_to_string(e.path().join("case.yaml")).unwrap(),
-                        )
-                        .unwrap()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !cases
-            .iter()
-            .any(|case| case.calls.len() >= 2 && case.calls.iter().all(|c| c.expect.status == 200))
-        {
+        let cases = cases_of(id);
+        let is_list = |case: &Case| case.method.as_deref().is_none_or(|m| m == "list");
+        if !cases.iter().any(|case| {
+            is_list(case)
+                && case.calls.len() >= 2
+                && case.calls.iter().all(|c| c.expect.status == 200)
+        }) {
             missing.push(format!("{id}: no fixture walks two or more pages"));
         }
         if !cases
@@ -419,6 +448,28 @@ fn every_integration_has_a_multi_page_fixture_and_an_error_fixture() {
             .any(|case| case.calls.iter().any(|c| c.expect.status >= 400))
         {
             missing.push(format!("{id}: no fixture of a provider error"));
+        }
+        // A get is proven where it is written: in this file or in the one it extends.
+        if integration
+            .unified
+            .keys()
+            .any(|key| key.method == Method::Get)
+        {
+            let get_cases: Vec<Case> = extends_chain(id)
+                .iter()
+                .flat_map(|file| cases_of(file))
+                .filter(|case| case.method.as_deref() == Some("get"))
+                .collect();
+            let answers = |status: u16| {
+                get_cases
+                    .iter()
+                    .any(|case| case.calls.iter().any(|c| c.expect.status == status))
+            };
+            if !(answers(200) && answers(404)) {
+                missing.push(format!(
+                    "{id}: maps get, but neither it nor a file it extends has get fixtures for one user (200) and an unknown id (404)"
+                ));
+            }
         }
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));

@@ -14,7 +14,8 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use unigate_store::IntegratedAccount;
 use unigate_tests::{
-    RunningGateway, TEST_TOKEN, catalog_with, get_json, serve_accounts, url_pairs,
+    LocalProvider, RunningGateway, TEST_TOKEN, catalog_with, get_json, serve_accounts,
+    spawn_provider, url_pairs,
 };
 
 const MAPPING: &str = r#"name: OAuth example
@@ -101,7 +102,7 @@ async fn users(State(p): State<Arc<Provider>>, headers: HeaderMap) -> Response {
 struct World {
     provider: Arc<Provider>,
     gateway: RunningGateway,
-    _server: tokio::task::JoinHandle<()>,
+    _server: LocalProvider,
 }
 
 async fn world(context_extra: Value) -> World {
@@ -109,15 +110,14 @@ async fn world(context_extra: Value) -> World {
         expires_in: Mutex::new(3600),
         ..Provider::default()
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let app = Router::new()
-        .route("/token", post(token))
-        .route("/users", get(users))
-        .with_state(provider.clone());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let server = spawn_provider(
+        Router::new()
+            .route("/token", post(token))
+            .route("/users", get(users))
+            .with_state(provider.clone()),
+    )
+    .await;
+    let origin = server.origin.clone();
     let catalog = catalog_with("oauth-example", MAPPING);
     let mut context = json!({"token_url": format!("{origin}/token"), "client_id": "cid", "client_secret": "csecret", "refresh_token": "r1"});
     if let (Some(context), Value::Object(extra)) = (context.as_object_mut(), context_extra) {

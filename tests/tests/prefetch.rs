@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use unigate_engine::{EngineConfig, RetryPolicy};
 use unigate_store::IntegratedAccount;
-use unigate_tests::{TEST_TOKEN, catalog_with, get_json, serve_with};
+use unigate_tests::{TEST_TOKEN, catalog_with, get_json, serve_with, spawn_provider};
 use unigate_upstream::UpstreamConfig;
 
 const MAPPING: &str = r#"name: Offset provider
@@ -66,14 +66,13 @@ async fn users(State(p): State<Arc<Provider>>, Query(q): Query<Params>) -> axum:
 
 async fn walk(provider: Provider, query: &str, window: usize) -> (Vec<String>, usize, Duration) {
     let provider = Arc::new(provider);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let app = Router::new()
-        .route("/users", get(users))
-        .with_state(provider.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let server = spawn_provider(
+        Router::new()
+            .route("/users", get(users))
+            .with_state(provider.clone()),
+    )
+    .await;
+    let origin = server.origin.clone();
     let account = IntegratedAccount {
         id: "acc".into(),
         integration: "offset-provider".into(),

@@ -8,6 +8,7 @@
 //!   401 handling, retries and rate limits;
 //! - `page`: one list page fetched, checked, read and mapped; `get`: one record;
 //! - `list` and `walker`: the list and stream walks over pages.
+//!
 //! What a provider's answer means (errors, rate limits, page facts) is the mapping crate's to
 //! say; this crate decides what to do about it. Every failure leaves as an [`ApiError`] from the
 //! one error table. It does not parse HTTP requests or write responses.

@@ -464,7 +464,7 @@ pub fn check(dir: &Path) -> Result<String, String> {
         for (key, unified) in &integration.unified {
             if let Some(gap) = unified.response_mapping.fast_path_gap() {
                 report.push_str(&format!(
-                    "\nnote: {}: {}/{}.{} response_mapping runs on the engine, not the fast path: it uses {gap}",
+                    "\nnote: {}: {}/{}.{} response_mapping runs on the JSONata engine, not the fast path: it uses {gap}",
                     integration.id, key.model, key.resource, key.method
                 ));
             }

@@ -73,11 +73,7 @@ fn main() -> ExitCode {
             Ok(catalog) => {
                 print!(
                     "{}",
-                    unigate_mapping::coverage::integrations_table(
-                        &catalog,
-                        "user-directory",
-                        "users"
-                    )
+                    unigate_mapping::coverage::integrations_table(&catalog)
                 );
                 ExitCode::SUCCESS
             }

@@ -14,15 +14,15 @@
 //! its `$context`/`$query` bindings, and the mapped first page to
 //! `<out>/<integration>.expected.json`, so another engine can map exactly the same records and
 //! check that it agrees. It maps every record once to warm up, then `--runs` times (default 3)
-//! on each path — the engine alone (`jlens-core`) and the fast path alone (which must answer every
-//! record itself, and answer it as the engine does) — and prints the best runs as one line per
+//! on each path — the JSONata engine alone (`jlens-core`) and the fast path alone (which must answer every
+//! record itself, and answer it as the JSONata engine does) — and prints the best runs as one line per
 //! mapping:
 //!
 //! ```text
 //! RESULT <integration> <records> <engine-records-per-second> <fast-path-records-per-second> <fast-path-to-text-records-per-second>
 //! ```
 //!
-//! The engine and fast-path figures include building the mapped record as a `serde_json` tree
+//! The JSONata engine and fast-path figures include building the mapped record as a `serde_json` tree
 //! (what `Expression::evaluate` answers); the last one is the fast path writing the record as
 //! JSON text instead, as the gateway does when nothing looks inside the record afterwards.
 //!
@@ -175,7 +175,7 @@ fn main() {
                     FastOutcome::Done(Some(mapped))
                         if mapped == map_on_engine(expression, record, &scope) => {}
                     other => panic!(
-                        "{}: the fast path did not map page {index} record {position} as the engine does: {other:?}",
+                        "{}: the fast path did not map page {index} record {position} as the JSONata engine does: {other:?}",
                         case.integration
                     ),
                 }
@@ -222,9 +222,9 @@ fn map(expression: &Expression, record: &Value, scope: &Scope) -> Value {
 }
 
 fn map_on_engine(expression: &Expression, record: &Value, scope: &Scope) -> Value {
-    match expression.evaluate_on_engine(record, scope) {
+    match expression.evaluate_on_jsonata_engine(record, scope) {
         Ok(Some(mapped @ Value::Object(_))) => mapped,
-        other => panic!("the engine gave {other:?} for {record}"),
+        other => panic!("the JSONata engine gave {other:?} for {record}"),
     }
 }
 

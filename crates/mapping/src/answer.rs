@@ -318,7 +318,7 @@ pub fn extract_records(
                     None => return true,
                 },
                 Value::Null => return true,
-                // Arrays on the way flatten in JSONata: the engine does that.
+                // Arrays on the way flatten in JSONata: the JSONata engine does that.
                 _ => return false,
             }
         }

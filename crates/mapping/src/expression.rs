@@ -1,12 +1,12 @@
-//! The JSONata seam: unigate's own [`Expression`] type, so no caller names the engine.
+//! The JSONata seam: unigate's own [`Expression`] type, so no caller names the JSONata engine.
 //!
 //! Compiled once at load (`jlens-core`, Send + Sync, shared across workers). Every evaluation runs
 //! with limits (time, depth, result size), so a hostile or broken expression or provider response
 //! fails that request, never the process. The Truto-style function library is bound here.
 //!
 //! An expression in the common subset also gets a fast-path plan ([`crate::fast`]) at compile
-//! time; [`Expression::evaluate`] runs it first and falls back to the engine for an input the
-//! plan bails on, so callers see the engine's answer either way, sooner.
+//! time; [`Expression::evaluate`] runs it first and falls back to the JSONata engine for an input the
+//! plan bails on, so callers see the JSONata engine's answer either way, sooner.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -40,13 +40,13 @@ pub struct Expression {
 pub enum FastOutcome {
     /// The expression is outside the subset; the reason names the construct.
     NotCompiled(String),
-    /// The plan handed this input to the engine.
+    /// The plan handed this input to the JSONata engine.
     Bailed,
     /// The plan's answer (`None` is *undefined*).
     Done(Option<Value>),
 }
 
-/// Why an expression did not compile: the engine's code and message, and the byte offset in the
+/// Why an expression did not compile: the JSONata engine's code and message, and the byte offset in the
 /// expression source when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileError {
@@ -170,14 +170,14 @@ impl Expression {
     }
 
     /// Evaluates against `input`; `Ok(None)` is JSONata's *undefined*. The fast path answers
-    /// when it can, the engine otherwise; both give the same answer.
+    /// when it can, the JSONata engine otherwise; both give the same answer.
     pub fn evaluate(&self, input: &Value, scope: &Scope) -> Result<Option<Value>, EvalError> {
         if let Ok(plan) = &self.fast
             && let Ok(value) = fast::evaluate(plan, input, &scope.variables)
         {
             return Ok(value);
         }
-        self.evaluate_on_engine(input, scope)
+        self.evaluate_on_jsonata_engine(input, scope)
     }
 
     /// Evaluates against `input` and appends the answer to `out` as JSON text, the bytes
@@ -194,7 +194,7 @@ impl Expression {
         {
             return Ok(defined);
         }
-        let Some(value) = self.evaluate_on_engine(input, scope)? else {
+        let Some(value) = self.evaluate_on_jsonata_engine(input, scope)? else {
             return Ok(false);
         };
         // Writing a `Value` to a Vec cannot fail.
@@ -214,7 +214,7 @@ impl Expression {
         fast::evaluate_json(plan, input, &scope.variables, out).ok()
     }
 
-    /// The fast path alone, for comparing it with the engine.
+    /// The fast path alone, for comparing it with the JSONata engine.
     pub fn evaluate_fast(&self, input: &Value, scope: &Scope) -> FastOutcome {
         match &self.fast {
             Err(reason) => FastOutcome::NotCompiled(reason.to_string()),
@@ -225,8 +225,8 @@ impl Expression {
         }
     }
 
-    /// The engine alone (`jlens-core`), never the fast path.
-    pub fn evaluate_on_engine(
+    /// The JSONata engine alone (`jlens-core`), never the fast path.
+    pub fn evaluate_on_jsonata_engine(
         &self,
         input: &Value,
         scope: &Scope,
@@ -319,7 +319,7 @@ mod tests {
         let scope = Scope::new([]);
         let expression = Expression::compile("$string(n)").unwrap();
         let record = json!({"n": 1.5});
-        // JavaScript number formatting is the engine's: the plan hands this record over.
+        // JavaScript number formatting is the JSONata engine's: the plan hands this record over.
         assert_eq!(
             expression.evaluate_fast(&record, &scope),
             FastOutcome::Bailed
@@ -328,7 +328,7 @@ mod tests {
             expression.evaluate(&record, &scope).unwrap(),
             Some(json!("1.5"))
         );
-        // An engine error stays the engine's error, code and all.
+        // A JSONata engine error stays the JSONata engine's error, code and all.
         let failing = Expression::compile("$number(n)").unwrap();
         let record = json!({"n": "twelve"});
         assert_eq!(failing.evaluate_fast(&record, &scope), FastOutcome::Bailed);
@@ -340,7 +340,9 @@ mod tests {
         let expression = Expression::compile(source).unwrap();
         assert_eq!(expression.fast_path_gap(), None, "{source}");
         assert_eq!(
-            expression.evaluate_on_engine(record, scope).unwrap(),
+            expression
+                .evaluate_on_jsonata_engine(record, scope)
+                .unwrap(),
             Some(expected.clone()),
             "{source}"
         );
@@ -378,7 +380,7 @@ mod tests {
         for (source, expected) in cases {
             assert_both_paths_answer(source, &record, &scope, expected);
         }
-        // A caller's `$type` value shadows the built-in: the engine answers.
+        // A caller's `$type` value shadows the built-in: the JSONata engine answers.
         let shadowing = Scope::new([("type", json!("x"))]);
         let expression = Expression::compile(r#"$type(s) = "string""#).unwrap();
         assert_eq!(
@@ -419,7 +421,7 @@ mod tests {
         for (source, expected) in answered {
             assert_both_paths_answer(source, &record, &scope, expected);
         }
-        // Recursion, and a function returned out of the frame that made it, go to the engine.
+        // Recursion, and a function returned out of the frame that made it, go to the JSONata engine.
         let handed_over = [
             (
                 r#"($down := function($n) { $n > 0 ? $down($n - 1) + 1 : 0 }; $down(3))"#,

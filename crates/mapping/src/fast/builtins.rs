@@ -1,7 +1,7 @@
 //! The built-in functions of the fast path: JSONata's string, type, array and object functions
 //! that mappings use, each for the argument types it answers without an error. Any other
 //! argument (a number that is not integral turned into a string, a regular expression, a type
-//! the signature refuses) bails to the engine.
+//! the signature refuses) bails to the JSONata engine.
 
 use std::rc::Rc;
 use std::sync::LazyLock;
@@ -150,7 +150,7 @@ fn integer(value: &Val<'_>) -> Outcome<i64> {
     }
 }
 
-/// `$string`: the text of a scalar; a number only when it is an integer the engine writes the
+/// `$string`: the text of a scalar; a number only when it is an integer the JSONata engine writes the
 /// same way.
 pub(super) fn string_of(value: &Val<'_>) -> Outcome<String> {
     Ok(match value {
@@ -199,7 +199,7 @@ fn is_decimal(text: &str) -> bool {
 }
 
 /// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS[.f{1,3}](Z|±HH:MM)`: the ISO 8601 forms whose
-/// meaning does not depend on the engine's local time zone or leap-second reading.
+/// meaning does not depend on the JSONata engine's local time zone or leap-second reading.
 fn is_plain_timestamp(text: &str) -> bool {
     let b = text.as_bytes();
     let digits = |range: std::ops::Range<usize>| b[range].iter().all(u8::is_ascii_digit);

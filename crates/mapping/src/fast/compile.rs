@@ -1,5 +1,5 @@
-//! Compiling the engine's processed tree into a fast-path [`Plan`], or saying which construct
-//! keeps the expression on the engine.
+//! Compiling the JSONata engine's processed tree into a fast-path [`Plan`], or saying which construct
+//! keeps the expression on the JSONata engine.
 
 use std::ops::Range;
 
@@ -22,7 +22,7 @@ pub(crate) fn compile(ast: &Ast) -> Result<Plan, String> {
     debug_assert_eq!(root_frame.start, 0);
     if let Some(name) = resolver.unknown {
         // The caller's scope holds values, never functions, so a call of a name the expression
-        // does not bind is a host function (`$firstNonEmpty`, …): the engine's.
+        // does not bind is a host function (`$firstNonEmpty`, …): the JSONata engine's.
         return Err(format!("the function `${name}`"));
     }
     Ok(Plan {
@@ -374,7 +374,7 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
         }
         NodeKind::Lambda(def) => {
             if def.thunk {
-                // A tail call wrapped for the engine's trampoline: the fast path calls it directly.
+                // A tail call wrapped for the JSONata engine's trampoline: the fast path calls it directly.
                 let mut body = node(&def.body)?;
                 body.filters.append(&mut filters);
                 body.stages.extend(stages);

@@ -13,11 +13,11 @@ use super::{Bail, Binary, Filter, Item, Lambda, Node, Op, Plan, Var};
 
 pub(super) type Outcome<T> = Result<T, Bail>;
 
-/// Evaluations nested deeper than this (function calls within calls) go to the engine, which
+/// Evaluations nested deeper than this (function calls within calls) go to the JSONata engine, which
 /// grows its stack and has the limits and the error for runaway recursion; the fast path runs on
 /// the caller's stack (a Tokio worker's 2 MiB), about 10 KiB per nested call at most.
 const MAX_DEPTH: u32 = 24;
-/// Nodes one evaluation may visit before it is handed to the engine and its time limit.
+/// Nodes one evaluation may visit before it is handed to the JSONata engine and its time limit.
 const MAX_STEPS: u32 = 200_000;
 
 /// A JSONata value during a fast evaluation. Input and plan constants are borrowed.
@@ -184,7 +184,7 @@ impl<'a> Val<'a> {
         }
     }
 
-    /// The value as output JSON, numbers as the engine writes them.
+    /// The value as output JSON, numbers as the JSONata engine writes them.
     pub fn to_json(&self) -> Outcome<Option<Value>> {
         Ok(Some(match self {
             Val::Undef => return Ok(None),
@@ -231,7 +231,7 @@ fn get<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
         .map(|(_, value)| value)
 }
 
-/// A number as JSON: integral values within 2^53 as integers, like the engine.
+/// A number as JSON: integral values within 2^53 as integers, like the JSONata engine.
 pub(crate) fn json_number(n: f64) -> Value {
     if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
         Value::from(n as i64)
@@ -240,7 +240,7 @@ pub(crate) fn json_number(n: f64) -> Value {
     }
 }
 
-/// Input JSON as the engine copies it into a result: every number through [`json_number`].
+/// Input JSON as the JSONata engine copies it into a result: every number through [`json_number`].
 fn copy_json(json: &Value) -> Value {
     match json {
         Value::Number(n) => json_number(n.as_f64().unwrap_or(f64::NAN)),
@@ -365,7 +365,7 @@ pub(crate) fn evaluate(
 
 fn run<'a>(plan: &'a Plan, input: &'a Value, variables: &'a [(String, Value)]) -> Outcome<Val<'a>> {
     if input.is_array() {
-        // The engine wraps an array input so it counts as one context value; not modelled.
+        // The JSONata engine wraps an array input so it counts as one context value; not modelled.
         return Err(Bail);
     }
     let evaluator = Evaluator {
@@ -559,7 +559,7 @@ impl<'a> Evaluator<'a> {
             if let Some(text) = key.as_str()
                 && keys.iter().any(|k| k.as_str() == Some(text))
             {
-                return Err(Bail); // two pairs with one key: an engine error
+                return Err(Bail); // two pairs with one key: a JSONata engine error
             }
             keys.push(key);
         }
@@ -658,7 +658,7 @@ impl<'a> Evaluator<'a> {
             .find_map(|&slot| slots[slot as usize].clone())
     }
 
-    /// A variable's value. A name bound nowhere may be a function of the engine's library
+    /// A variable's value. A name bound nowhere may be a function of the JSONata engine's library
     /// (`$string` as a value), which the fast path does not model.
     fn variable(&self, var: &Var) -> Outcome<Val<'a>> {
         self.bound(var)
@@ -865,7 +865,7 @@ impl<'a> Evaluator<'a> {
 }
 
 /// A function value leaving the frame it was made in (alone or inside an array or object):
-/// its variables would be gone, so the engine answers instead.
+/// its variables would be gone, so the JSONata engine answers instead.
 fn escapes(value: &Val<'_>) -> bool {
     match value {
         Val::Func(_) => true,
@@ -975,7 +975,7 @@ fn binary<'a>(op: Binary, lhs: &Val<'a>, rhs: &Val<'a>) -> Outcome<Val<'a>> {
                 return Ok(Val::Bool(false));
             }
             if lhs.is_array() || lhs.is_object() || matches!(lhs, Val::Func(_)) {
-                return Err(Bail); // compared by identity in the engine
+                return Err(Bail); // compared by identity in the JSONata engine
             }
             let found = match rhs.array_items() {
                 Some(items) => items.iter().any(|item| scalar_equal(lhs, item)),

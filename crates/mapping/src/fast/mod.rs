@@ -6,10 +6,10 @@
 //! comparisons, arithmetic, `&`, and the built-in functions listed in [`builtins`] — and
 //! evaluating a plan over the borrowed input record. It does not own the semantics: `jlens-core`
 //! does. Anything outside the subset is refused at compile time (the whole expression stays on the
-//! engine), and anything the plan meets at run time that the engine would answer with an error or
+//! engine), and anything the plan meets at run time that the JSONata engine would answer with an error or
 //! a value the fast path does not model (a type error, a non-integral number turned into a string,
 //! a regular expression, …) ends the fast evaluation with [`Bail`], and the caller evaluates that
-//! one input on the engine. The differential tests (`tests/tests/fast_path.rs`) hold the two
+//! one input on the JSONata engine. The differential tests (`tests/tests/fast_path.rs`) hold the two
 //! equal.
 
 mod builtins;
@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use builtins::Builtin;
 
-/// The fast path gave up on this input; the engine answers instead.
+/// The fast path gave up on this input; the JSONata engine answers instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bail;
 
@@ -35,8 +35,8 @@ pub struct Bail;
 /// function) binds, found at compile time: an evaluation holds them in one array instead of a
 /// chain of frames, so a function call allocates nothing. That is exact because a frame has at
 /// most one live activation at a time: a function already running is not entered again (a
-/// recursive call goes to the engine), and a function value never leaves the frame that made it
-/// (one that would is handed to the engine too).
+/// recursive call goes to the JSONata engine), and a function value never leaves the frame that made it
+/// (one that would is handed to the JSONata engine too).
 #[derive(Debug)]
 pub(crate) struct Plan {
     root: Node,
@@ -112,7 +112,7 @@ enum Op {
     Default(Box<Node>, Box<Node>),
     Block {
         exprs: Vec<Node>,
-        /// The block binds variables, in a frame of its own (the engine's choice).
+        /// The block binds variables, in a frame of its own (the JSONata engine's choice).
         own_frame: bool,
         /// The slots of that frame: unbound on entry.
         frame: Range<u32>,
