@@ -305,8 +305,18 @@ async fn rate_limit_without_retry_after_backs_off_then_answers_429() {
 }
 
 #[tokio::test]
-async fn a_500_is_not_retried_and_reaches_the_caller_as_a_remote_502() {
+async fn a_500_then_200_is_retried() {
     let world = world(vec![status(500, r#"{"detail":"boom"}"#), ok()]).await;
+    let (status, _, _) = call(&world).await;
+    assert_eq!(status, 200);
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(world.clock.slept().len(), 1);
+}
+
+#[tokio::test]
+async fn a_500_beyond_the_retry_budget_reaches_the_caller_as_a_remote_502() {
+    let boom = || status(500, r#"{"detail":"boom"}"#);
+    let world = world(vec![boom(), boom(), boom(), ok()]).await;
     let (status, body, _) = call(&world).await;
     assert_eq!(
         (status, body),
@@ -316,7 +326,7 @@ async fn a_500_is_not_retried_and_reaches_the_caller_as_a_remote_502() {
                      "remote_status": 500, "raw_response": {"detail": "boom"}})
         )
     );
-    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 3);
     still_serves(&world).await;
 }
 

@@ -1,19 +1,36 @@
-//! Provider auth, and the one path every provider call takes (a list page, a get, and later a
-//! follow-up or a proxied call): the account's credential attached — a rendered header or query
-//! parameter, or an access token from the token manager — then the retry and rate-limit policy
-//! (`policy`). A provider 401 on a cached token is retried once with a fresh token; a 401 on a
-//! fresh token, or a refused refresh, marks the account `needs_reauth`.
+//! Provider auth, and the one path every provider call takes (a list page, a get, a follow-up,
+//! and later a proxied call): the account's credential attached — a rendered header or query
+//! parameter, or a token (OAuth 2.0 grant or login call) from the token manager — then the
+//! pacing, retry and rate-limit policy (`policy`). A provider 401 on a cached token is retried
+//! once with a new token; a 401 on a new token, or a refused token request, marks the account
+//! `needs_reauth`.
+//!
+//! A token request runs apart from the caller (it completes even if the caller goes away), reads
+//! the account as the store holds it then (so a refresh token rotated by an earlier request is
+//! the one sent), and writes the new token, its expiry and a rotated refresh token back in one
+//! store write.
 
 use serde_json::Value;
-use unigate_mapping::{Auth, ClientAuth, Credential, Grant, RenderedOAuth2, raw_body};
-use unigate_store::AccountStatus;
+use unigate_mapping::{
+    Answer, Auth, Credential, RenderedExchange, RenderedOAuth2, RenderedSource, RenderedToken,
+    TokenSource, read_exchange_token, render_credential,
+};
+use unigate_store::{AccountStatus, StoreError, set_dotted};
 use unigate_unified::error::extract_remote_message;
 use unigate_unified::{ApiError, ErrorKind, Secret};
-use unigate_upstream::oauth::{AccessToken, TokenError, TokenRequest};
-use unigate_upstream::{ProviderRequest, ProviderResponse, Url};
+use unigate_upstream::tokens::{
+    AccessToken, Assertion, Issued, OAuthRequest, TokenError, now_epoch, request_oauth_token,
+    send_token_request,
+};
+use unigate_upstream::{Method, ProviderRequest, ProviderResponse, Url};
 
 use crate::Engine;
 use crate::call::Target;
+
+/// Where a token obtained for an account is kept in its context, so that a restart (or another
+/// replica) reuses it while it is valid.
+const TOKEN_KEY: &str = "access_token";
+const TOKEN_EXPIRY_KEY: &str = "access_token_expires_at";
 
 impl Engine {
     /// Sends `request` for the target's account with its credential, through the policy.
@@ -24,61 +41,37 @@ impl Engine {
         request: &ProviderRequest,
     ) -> Result<ProviderResponse, ApiError> {
         let mut request = request.clone();
-        let oauth = match &target.credential {
+        let token = match &target.credential {
             Credential::None => None,
             Credential::Header { name, value } => {
-                request.secret_header = Some((name.clone(), value.clone()));
+                request.secret_headers.push((name.clone(), value.clone()));
                 None
             }
             Credential::Query { param, value } => {
-                request.secret_query = Some((param.clone(), value.clone()));
+                request.secret_query.push((param.clone(), value.clone()));
                 None
             }
-            Credential::OAuth2(oauth) => Some(oauth),
+            Credential::Token(token) => Some(token),
         };
-        let Some(oauth) = oauth else {
+        let Some(token) = token else {
             return self.send_with_policy(&request, target).await;
         };
-        let token_request = token_request(oauth, &target.account.context)?;
         let mut rejected: Option<Secret> = None;
         loop {
-            let issued = self
-                .tokens
-                .access_token(&target.account.id, &token_request, rejected.as_ref())
-                .await
-                .map_err(|error| self.token_failure(target, error))?;
-            if issued.fresh {
-                // Persisted with the account, so a restart (or the encrypted store) reuses it.
-                self.record(
-                    target,
-                    "access_token",
-                    Value::String(issued.token.token.expose().to_owned()),
-                );
-                self.record(
-                    target,
-                    "access_token_expires_at",
-                    issued.token.expires_at.map_or(Value::Null, |at| {
-                        Value::String(unigate_unified::time::format_rfc3339(at * 1000))
-                    }),
-                );
-            }
-            if let Some(rotated) = &issued.rotated_refresh_token
-                && let Some(key) = refresh_token_key(target)
-            {
-                self.record(target, &key, Value::String(rotated.expose().to_owned()));
-            }
-            request.secret_header = Some((
-                "Authorization".to_owned(),
-                Secret::new(format!("Bearer {}", issued.token.token.expose())),
+            let issued = self.obtain_token(target, rejected.as_ref()).await?;
+            let mut attempt = request.clone();
+            attempt.secret_headers.push((
+                token.header.clone(),
+                token.header_value(&issued.token.token),
             ));
-            let response = self.send_with_policy(&request, target).await?;
+            let response = self.send_with_policy(&attempt, target).await?;
             if response.status == 401 {
                 if !issued.fresh && rejected.is_none() {
                     rejected = Some(issued.token.token.clone());
                     continue;
                 }
                 self.mark_needs_reauth(
-                    target,
+                    &target.account.id,
                     "the provider refused a freshly issued access token (HTTP 401)".to_owned(),
                 );
             }
@@ -86,33 +79,150 @@ impl Engine {
         }
     }
 
-    /// Writes what a call learnt about its account (a token) back to the store; a failed write
-    /// is logged, not fatal to the call that already holds the value.
-    fn record(&self, target: &Target, key: &str, value: Value) {
-        if let Err(error) = self
-            .accounts
-            .set_context_value(&target.account.id, key, value)
-        {
-            tracing::error!(account = %target.account.id, key, %error, "could not store a token");
+    /// A valid token for the target's account, from the cache, the account's context, or a new
+    /// token request.
+    async fn obtain_token(
+        &self,
+        target: &Target,
+        rejected: Option<&Secret>,
+    ) -> Result<Issued, ApiError> {
+        let context = &target.account.context;
+        let seeded = context
+            .get(TOKEN_KEY)
+            .and_then(Value::as_str)
+            .map(|token| AccessToken {
+                token: Secret::new(token),
+                expires_at: context
+                    .get(TOKEN_EXPIRY_KEY)
+                    .and_then(unigate_unified::time::parse_json_timestamp)
+                    .map(|millis| millis / 1000),
+            });
+        let engine = self.clone();
+        let account = target.account.id.clone();
+        let request = async move { engine.request_token(&account).await };
+        self.tokens
+            .access_token(&target.account.id, seeded, rejected, request)
+            .await
+            .map_err(|error| self.token_failure(target, error))
+    }
+
+    /// Obtains a new token for `account` as the store holds it now, and stores it.
+    async fn request_token(&self, account_id: &str) -> Result<Issued, TokenError> {
+        let gone = || TokenError::Unavailable("the integrated account no longer exists".to_owned());
+        let account = self.accounts.get(account_id).ok_or_else(gone)?;
+        let integration = self
+            .catalog
+            .integrations
+            .get(&account.integration)
+            .ok_or_else(gone)?
+            .for_context(&account.context);
+        let credential =
+            render_credential(&integration, &account.context, account.base_url.as_deref())
+                .map_err(|error| TokenError::Unavailable(error.to_string()))?;
+        let Credential::Token(RenderedToken { source, .. }) = credential else {
+            return Err(TokenError::Unavailable(
+                "the account's integration no longer uses tokens".to_owned(),
+            ));
+        };
+        let issued = match &source {
+            RenderedSource::OAuth2(oauth) => {
+                request_oauth_token(&self.upstream, &oauth_request(oauth)?).await?
+            }
+            RenderedSource::Exchange(exchange) => {
+                let Auth::Token(token) = &integration.auth else {
+                    return Err(gone());
+                };
+                let TokenSource::Exchange(definition) = &token.source else {
+                    return Err(gone());
+                };
+                let response =
+                    send_token_request(&self.upstream, exchange_request(exchange)?).await?;
+                let headers = response.header_pairs();
+                let answer = Answer {
+                    status: response.status,
+                    headers: &headers,
+                    body: &response.body,
+                };
+                let (token, expires_at) = read_exchange_token(definition, answer, now_epoch())
+                    .map_err(TokenError::Unavailable)?;
+                Issued {
+                    token: AccessToken { token, expires_at },
+                    rotated_refresh_token: None,
+                    fresh: true,
+                }
+            }
+        };
+        self.store_token(&account.id, &integration.auth, &issued);
+        Ok(issued)
+    }
+
+    /// Writes a new token, its expiry and a rotated refresh token back to the account in one
+    /// write. A failed write is logged: the call holds the token, but a rotated refresh token
+    /// that could not be stored is lost on restart.
+    fn store_token(&self, account_id: &str, auth: &Auth, issued: &Issued) {
+        let refresh_key = match (auth, &issued.rotated_refresh_token) {
+            (Auth::Token(token), Some(_)) => match &token.source {
+                TokenSource::OAuth2(oauth) => oauth
+                    .refresh_token
+                    .as_ref()
+                    .and_then(|template| template.single_context_key()),
+                TokenSource::Exchange(_) => None,
+            },
+            _ => None,
+        };
+        let written = self.accounts.modify(account_id, &mut |account| {
+            set_dotted(
+                &mut account.context,
+                TOKEN_KEY,
+                Value::String(issued.token.token.expose().to_owned()),
+            );
+            set_dotted(
+                &mut account.context,
+                TOKEN_EXPIRY_KEY,
+                issued.token.expires_at.map_or(Value::Null, |at| {
+                    Value::String(unigate_unified::time::format_rfc3339(
+                        at.saturating_mul(1000),
+                    ))
+                }),
+            );
+            if let (Some(key), Some(rotated)) = (&refresh_key, &issued.rotated_refresh_token) {
+                set_dotted(
+                    &mut account.context,
+                    key,
+                    Value::String(rotated.expose().to_owned()),
+                );
+            }
+            Ok::<(), StoreError>(())
+        });
+        if let Err(error) = written {
+            tracing::error!(
+                account = %account_id,
+                %error,
+                rotated_refresh_token = issued.rotated_refresh_token.is_some(),
+                "could not store the account's new token"
+            );
         }
     }
 
-    fn mark_needs_reauth(&self, target: &Target, reason: String) {
+    fn mark_needs_reauth(&self, account_id: &str, reason: String) {
         if let Err(error) =
             self.accounts
-                .set_status(&target.account.id, AccountStatus::NeedsReauth, Some(reason))
+                .set_status(account_id, AccountStatus::NeedsReauth, Some(reason))
         {
-            tracing::error!(account = %target.account.id, %error, "could not mark the account needs_reauth");
+            tracing::error!(account = %account_id, %error, "could not mark the account needs_reauth");
         }
     }
 
     fn token_failure(&self, target: &Target, error: TokenError) -> ApiError {
         match error {
             TokenError::Rejected { status, body } => {
-                let raw = raw_body(body.as_bytes());
+                let raw = unigate_mapping::raw_body(body.as_bytes());
                 let detail =
                     extract_remote_message(&raw).unwrap_or_else(|| format!("HTTP {status}"));
-                self.mark_needs_reauth(target, format!("token refresh refused: {detail}"));
+                self.mark_needs_reauth(
+                    &target.account.id,
+                    format!("token refresh refused: {detail}"),
+                );
                 ApiError::remote(
                     401,
                     format!(
@@ -129,42 +239,50 @@ impl Engine {
     }
 }
 
-/// The context key the integration's refresh token comes from, for writing a rotated one back.
-fn refresh_token_key(target: &Target) -> Option<String> {
-    match &target.integration.auth {
-        Auth::OAuth2(oauth) => oauth.refresh_token.as_ref()?.single_context_key(),
-        _ => None,
-    }
+fn absolute(url: &str, what: &str) -> Result<Url, TokenError> {
+    Url::parse(url)
+        .map_err(|_| TokenError::Unavailable(format!("the {what} is not an absolute URL")))
 }
 
-/// The upstream token request for an account, with a token the context already holds
-/// (`access_token`, `access_token_expires_at`) used while it is valid.
-fn token_request(oauth: &RenderedOAuth2, context: &Value) -> Result<TokenRequest, ApiError> {
-    let token_url = Url::parse(&oauth.token_url).map_err(|_| {
-        ApiError::internal("the OAuth token URL does not render to an absolute URL")
-    })?;
-    let seeded = context
-        .get("access_token")
-        .and_then(Value::as_str)
-        .map(|token| AccessToken {
-            token: Secret::new(token),
-            expires_at: context
-                .get("access_token_expires_at")
-                .and_then(unigate_unified::time::parse_json_timestamp)
-                .map(|millis| millis / 1000),
-        });
-    Ok(TokenRequest {
-        grant: match oauth.grant {
-            Grant::RefreshToken => unigate_upstream::oauth::Grant::RefreshToken,
-            Grant::ClientCredentials => unigate_upstream::oauth::Grant::ClientCredentials,
-        },
-        token_url,
+fn oauth_request(oauth: &RenderedOAuth2) -> Result<OAuthRequest, TokenError> {
+    Ok(OAuthRequest {
+        token_url: absolute(&oauth.token_url, "OAuth token URL")?,
+        grant_type: oauth.grant_type.clone(),
         client_id: oauth.client_id.clone(),
         client_secret: oauth.client_secret.clone(),
         refresh_token: oauth.refresh_token.clone(),
         scope: oauth.scope.clone(),
-        basic_client_auth: oauth.client_auth == ClientAuth::Basic,
-        seeded,
+        basic_client_auth: oauth.client_auth == unigate_mapping::ClientAuth::Basic,
+        json_body: oauth.body == unigate_mapping::TokenBody::Json,
         extra_params: oauth.token_params.clone(),
+        assertion: oauth.assertion.as_ref().map(|assertion| Assertion {
+            issuer: assertion.issuer.clone(),
+            subject: assertion.subject.clone(),
+            audience: assertion.audience.clone(),
+            scope: oauth.scope.clone(),
+            private_key: assertion.private_key.clone(),
+            lifetime_s: assertion.lifetime_s,
+        }),
+    })
+}
+
+fn exchange_request(exchange: &RenderedExchange) -> Result<ProviderRequest, TokenError> {
+    let mut headers = vec![("Accept".to_owned(), "application/json".to_owned())];
+    if let Some((content_type, _)) = &exchange.body {
+        headers.push(("Content-Type".to_owned(), (*content_type).to_owned()));
+    }
+    Ok(ProviderRequest {
+        method: match exchange.method {
+            unigate_mapping::HttpMethod::Get => Method::Get,
+            unigate_mapping::HttpMethod::Post => Method::Post,
+        },
+        url: absolute(&exchange.url, "login URL")?,
+        headers,
+        secret_headers: exchange.headers.clone(),
+        secret_query: Vec::new(),
+        body: exchange
+            .body
+            .as_ref()
+            .map(|(_, body)| body.expose().as_bytes().to_vec()),
     })
 }

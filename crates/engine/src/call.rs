@@ -123,19 +123,21 @@ impl Engine {
             .catalog
             .integrations
             .get(&account.integration)
-            .cloned()
             .ok_or_else(|| {
                 ApiError::internal(format!(
                     "integrated account `{}` uses integration `{}`, which is not loaded",
                     account.id, account.integration
                 ))
-            })?;
-        let credential = render_credential(&integration, &account.context).map_err(|error| {
-            ApiError::internal(format!(
-                "integrated account `{}` cannot call `{}`: {error}",
-                account.id, integration.id
-            ))
-        })?;
+            })?
+            .for_context(&account.context);
+        let credential =
+            render_credential(&integration, &account.context, account.base_url.as_deref())
+                .map_err(|error| {
+                    ApiError::internal(format!(
+                        "integrated account `{}` cannot call `{}`: {error}",
+                        account.id, integration.id
+                    ))
+                })?;
         let scope = Scope::new([("context", account.context.clone())]);
         Ok(Target {
             account,
@@ -161,6 +163,14 @@ impl Engine {
         let mut endpoint = Endpoint::render(&target, &method.resource, None)?;
         let pagination = &endpoint.resource().pagination.strategy;
         let remote_params = flatten_query(&query.remote_query);
+        if let Some((name, _)) = remote_params
+            .iter()
+            .find(|(name, _)| endpoint.account_params().contains(name))
+        {
+            return Err(ApiError::bad_request(format!(
+                "`remote_query[{name}]` is filled from the integrated account and cannot be set by the caller"
+            )));
+        }
         // A page size forced through remote_query is the one the provider will use.
         let forced_page_size = pagination.page_size_param.as_ref().and_then(|param| {
             remote_params

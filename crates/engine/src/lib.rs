@@ -18,9 +18,11 @@ mod call;
 mod capabilities;
 pub mod clock;
 mod filter;
+mod follow;
 mod get;
 mod list;
 mod normalize;
+mod pace;
 mod page;
 mod policy;
 mod record;
@@ -35,7 +37,7 @@ use unigate_mapping::Catalog;
 use unigate_pagination::CursorCodec;
 use unigate_store::{AccountStore, IntegratedAccount};
 use unigate_upstream::Upstream;
-use unigate_upstream::oauth::TokenManager;
+use unigate_upstream::tokens::TokenManager;
 
 pub use clock::{Clock, RecordingClock, SystemClock};
 pub use list::ListOutput;
@@ -77,6 +79,9 @@ pub struct Engine {
     accounts: Arc<dyn AccountStore>,
     upstream: Upstream,
     tokens: TokenManager,
+    pacer: pace::Pacer,
+    /// Follow-up calls in flight, bounded per account and follow-up.
+    follow_up_limits: moka::sync::Cache<String, Arc<tokio::sync::Semaphore>>,
     codec: CursorCodec,
     config: EngineConfig,
 }
@@ -89,12 +94,17 @@ impl Engine {
         cursor_secret: &[u8],
         config: EngineConfig,
     ) -> Self {
-        let tokens = TokenManager::new(upstream.clone(), config.token_refresh_margin);
+        let tokens = TokenManager::new(config.token_refresh_margin);
         Engine {
             catalog,
             accounts,
             upstream,
             tokens,
+            pacer: pace::Pacer::default(),
+            follow_up_limits: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(std::time::Duration::from_secs(3600))
+                .build(),
             codec: CursorCodec::new(cursor_secret),
             config,
         }
@@ -124,7 +134,12 @@ impl Engine {
         {
             problems.push("integrated account ids are 1 to 200 printable characters".to_owned());
         }
-        let Some(integration) = self.catalog.integrations.get(&account.integration) else {
+        let Some(integration) = self
+            .catalog
+            .integrations
+            .get(&account.integration)
+            .map(|integration| integration.for_context(&account.context))
+        else {
             problems.push(format!(
                 "integrated account `{}`: unknown integration `{}`",
                 account.id, account.integration

@@ -16,6 +16,7 @@ use unigate_unified::{ApiError, ErrorKind, ResponseFormat};
 
 use crate::Engine;
 use crate::call::{ListCall, Target};
+use crate::follow::FollowedUp;
 use crate::normalize::normalize_record;
 use crate::record::{Record, RemoteData, append_remote_data, has_line_break, raw_records};
 
@@ -108,7 +109,11 @@ impl Engine {
             )
             .map_err(|error| ApiError::new(ErrorKind::BadGateway, error.to_string()))?;
         let raw = raw.map(|raw| (raw, !has_line_break(&response.body)));
-        let records = map_records(call, reading.records, raw)?;
+        let followed = match call.method().follow_ups.is_empty() || !call.wants_mapping() {
+            true => None,
+            false => Some(self.follow_up(call, &reading.records).await?),
+        };
+        let records = map_records(call, reading.records, raw, followed)?;
         Ok(Page {
             records,
             next,
@@ -156,6 +161,7 @@ fn map_records(
     call: &ListCall,
     records: Vec<Value>,
     raw: Option<(Vec<&RawValue>, bool)>,
+    followed: Option<FollowedUp>,
 ) -> Result<Vec<Record>, ApiError> {
     if !call.wants_mapping() {
         return Ok(records.into_iter().map(Record::Tree).collect());
@@ -163,13 +169,27 @@ fn map_records(
     let integration = &call.target.integration;
     let method = call.method();
     let mut out = Vec::with_capacity(records.len());
+    // A record's scope holds the follow-up answers it reads.
+    let scopes: Option<Vec<Scope>> = followed.map(|followed| {
+        followed
+            .into_iter()
+            .map(|variables| {
+                variables
+                    .into_iter()
+                    .fold(call.scope.clone(), |scope, (name, value)| {
+                        scope.with(&name, value)
+                    })
+            })
+            .collect()
+    });
+    let scope_of = |index: usize| scopes.as_ref().map_or(&call.scope, |scopes| &scopes[index]);
     if call.text_records {
         for (index, record) in records.iter().enumerate() {
             let raw_text = raw
                 .as_ref()
                 .map(|(raw, compact)| (raw[index].get(), *compact));
             let mut text = Vec::with_capacity(raw_text.map_or(1024, |(raw, _)| raw.len() + 1024));
-            map_response_json(method, record, &call.scope, &mut text)
+            map_response_json(method, record, scope_of(index), &mut text)
                 .map_err(|error| mapping_error(integration, &error))?;
             if !call.query.ignore_remote_data {
                 let remote = match raw_text {
@@ -182,8 +202,8 @@ fn map_records(
         }
         return Ok(out);
     }
-    for record in records {
-        let mut mapped = map_response(method, &record, &call.scope)
+    for (index, record) in records.into_iter().enumerate() {
+        let mut mapped = map_response(method, &record, scope_of(index))
             .map_err(|error| mapping_error(integration, &error))?;
         if !call
             .gateway_filters

@@ -81,12 +81,23 @@ impl Engine {
         target: &Target,
     ) -> Result<ProviderResponse, ApiError> {
         let policy = &self.config.retry;
+        let pace = target.integration.rate_limit.pace.as_ref();
+        let budget = pace.map(|pace| match pace.per_integration {
+            true => target.integration.id.clone(),
+            false => format!("{}\u{0}{}", target.integration.id, target.account.id),
+        });
         let mut attempt = 0;
         loop {
+            if let (Some(pace), Some(budget)) = (pace, &budget) {
+                let wait = self.pacer.reserve(budget, pace);
+                if !wait.is_zero() {
+                    self.config.clock.sleep(wait).await;
+                }
+            }
             let result = self.upstream.send(request).await;
             let retryable = match &result {
                 Err(UpstreamError::Connect(_)) => true,
-                Ok(response) => matches!(response.status, 502..=504),
+                Ok(response) => matches!(response.status, 500 | 502..=504),
                 Err(_) => false,
             };
             if let Ok(response) = &result {

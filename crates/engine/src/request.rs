@@ -1,8 +1,8 @@
 //! The provider request: a native resource rendered for one account ([`Endpoint`]), and from it
 //! the exact request of a page — the query (static, then mapped, then the caller's
 //! `remote_query`, which wins), the pagination parameters, the body — and the checks on a next
-//! URL the provider hands back (same origin, no credential carried into a cursor). The
-//! credential itself is attached when the request is sent (`auth`).
+//! URL the provider hands back (same origin, no credential or context value carried into a
+//! cursor). The credential itself is attached when the request is sent (`auth`).
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use unigate_mapping::{
     Credential, HttpMethod, Integration, Resource, Vars, merge_query, render_request,
 };
 use unigate_pagination::{PageRequest, Position};
-use unigate_unified::{ApiError, ErrorKind};
+use unigate_unified::{ApiError, ErrorKind, Secret};
 use unigate_upstream::{Method, ProviderRequest, Url, same_origin};
 
 use crate::call::Target;
@@ -24,11 +24,19 @@ pub(crate) struct Endpoint {
     /// Where pages after the first go, for providers with a "continue" endpoint.
     continue_url: Option<Url>,
     headers: Vec<(String, String)>,
+    /// Headers rendered from the account context (Datadog's application key): secrets.
+    secret_headers: Vec<(String, Secret)>,
     /// Parameters of every param-driven page: the static query, then the mapped query.
     params: Vec<(String, String)>,
+    /// Query values rendered from the account context (Trello's `key`): secrets, sent with
+    /// every request, never inside a URL a cursor carries.
+    secret_query: Vec<(String, Secret)>,
     /// `remote_query`, applied last on every param-driven page: it wins every conflict.
     remote_params: Vec<(String, String)>,
-    /// A credential sent as a query parameter: never taken from the caller or a next URL.
+    /// Query parameters the account fills (a credential, a context value): never taken from the
+    /// caller.
+    account_params: Vec<String>,
+    /// A credential sent as a query parameter.
     credential_param: Option<String>,
 }
 
@@ -48,6 +56,7 @@ impl Endpoint {
         let vars = Vars {
             context: &account.context,
             id,
+            token: None,
         };
         let rendered = render_request(integration, found, vars, account.base_url.as_deref())
             .map_err(|error| {
@@ -74,27 +83,53 @@ impl Endpoint {
             url: absolute(&rendered.url)?,
             continue_url: rendered.continue_url.as_deref().map(absolute).transpose()?,
             headers: rendered.headers,
+            secret_headers: rendered.secret_headers,
             params: rendered.query,
-            remote_params: Vec::new(),
             credential_param: match &target.credential {
                 Credential::Query { param, .. } => Some(param.clone()),
                 _ => None,
             },
+            account_params: rendered
+                .secret_query
+                .iter()
+                .map(|(name, _)| name.clone())
+                .chain(match &target.credential {
+                    Credential::Query { param, .. } => Some(param.clone()),
+                    _ => None,
+                })
+                .collect(),
+            secret_query: rendered.secret_query,
+            remote_params: Vec::new(),
         })
+    }
+
+    /// The query parameters the account fills, which a caller may not set.
+    pub(crate) fn account_params(&self) -> &[String] {
+        &self.account_params
     }
 
     pub(crate) fn resource(&self) -> &Resource {
         &self.integration.resources[&self.resource]
     }
 
-    /// The mapped query (over the static one) and the caller's `remote_query` (over both).
+    /// The mapped query (over the static one, a context value included: Asana's `workspace_id`
+    /// filter replaces the account's workspace) and the caller's `remote_query` (over both; it
+    /// may not set what the account fills, see [`Endpoint::account_params`]).
     pub(crate) fn add_params(
         &mut self,
         mapped: Vec<(String, String)>,
         remote: Vec<(String, String)>,
     ) {
+        self.secret_query
+            .retain(|(name, _)| !mapped.iter().any(|(set, _)| set == name));
         merge_query(&mut self.params, mapped);
         self.remote_params = remote;
+    }
+
+    /// Whether a next URL's query parameter is one the account adds at send time.
+    fn added_at_send(&self, name: &str) -> bool {
+        self.credential_param.as_deref() == Some(name)
+            || self.secret_query.iter().any(|(secret, _)| secret == name)
     }
 
     /// The one request of a call that fetches a single answer (a get): no pagination.
@@ -109,11 +144,12 @@ impl Endpoint {
         page_size: u32,
         body: Option<Vec<u8>>,
     ) -> Result<ProviderRequest, ApiError> {
-        let page = self
-            .resource()
-            .pagination
-            .strategy
-            .request_for(position, page_size);
+        let pagination = &self.resource().pagination;
+        let mut page = pagination.strategy.request_for(position, page_size);
+        if pagination.send_in_body {
+            // The body built from the position carries it.
+            page.params.clear();
+        }
         self.build(position, page, body)
     }
 
@@ -140,9 +176,6 @@ impl Endpoint {
                 // come from the query, and a credential parameter is dropped here and added
                 // from the account at send time.
                 merge_query(&mut params, self.remote_params.clone());
-                if let Some(param) = &self.credential_param {
-                    params.retain(|(name, _)| name != param);
-                }
                 let mut url = match (position, &self.continue_url) {
                     (Position::Token(_), Some(continue_url)) => continue_url.clone(),
                     _ => self.url.clone(),
@@ -165,8 +198,8 @@ impl Endpoint {
             method: self.method,
             url,
             headers,
-            secret_header: None,
-            secret_query: None,
+            secret_headers: self.secret_headers.clone(),
+            secret_query: self.secret_query.clone(),
             body,
         })
     }
@@ -183,10 +216,10 @@ impl Endpoint {
         if !same_origin(&url, &self.url) {
             return Err(foreign_origin());
         }
-        if let Some(param) = &self.credential_param {
+        if url.query_pairs().any(|(name, _)| self.added_at_send(&name)) {
             let kept: Vec<(String, String)> = url
                 .query_pairs()
-                .filter(|(name, _)| name != param)
+                .filter(|(name, _)| !self.added_at_send(name))
                 .map(|(name, value)| (name.into_owned(), value.into_owned()))
                 .collect();
             url.set_query(None);

@@ -5,10 +5,11 @@
 
 use serde_json::{Map, Value, json};
 use unigate_pagination::{Position, Style, link_next};
+use unigate_unified::Secret;
 use unigate_unified::error::extract_remote_message;
 
 use crate::expression::{Expression, Scope};
-use crate::integration::{Integration, RateLimit, Resource};
+use crate::integration::{Exchange, Integration, RateLimit, Resource};
 use crate::render::MapError;
 
 /// One provider answer.
@@ -241,6 +242,54 @@ pub fn retry_after(value: &str, now: i64) -> Option<f64> {
     Some(delta.max(0) as f64)
 }
 
+/// A login call's answer (`token_exchange`): the token, and when it expires (epoch seconds) —
+/// from `expires_in` or `expires_at`, else a JWT's `exp`, else the default lifetime.
+pub fn read_exchange_token(
+    exchange: &Exchange,
+    answer: Answer<'_>,
+    now: i64,
+) -> Result<(Secret, Option<i64>), String> {
+    let body: Value = serde_json::from_slice(answer.body)
+        .map_err(|_| "the login call's answer is not JSON".to_owned())?;
+    let scope = answer.scope(&Scope::new([]));
+    let evaluate = |expression: &Expression| expression.evaluate(&body, &scope).ok().flatten();
+    let token = match evaluate(&exchange.token) {
+        Some(Value::String(token)) if !token.is_empty() => token,
+        _ => {
+            return Err("the login call's answer has no token where `auth.token` looks".to_owned());
+        }
+    };
+    let lifetime = exchange
+        .expires_in
+        .as_ref()
+        .and_then(evaluate)
+        .and_then(|value| seconds(&value))
+        .and_then(|seconds| now.checked_add(seconds as i64));
+    let expiry = exchange
+        .expires_at
+        .as_ref()
+        .and_then(evaluate)
+        .and_then(|value| {
+            unigate_unified::time::parse_json_timestamp(&value).map(|millis| millis / 1000)
+        });
+    let expires_at = lifetime
+        .or(expiry)
+        .or_else(|| jwt_expiry(&token))
+        .or_else(|| now.checked_add(exchange.default_lifetime_s as i64));
+    Ok((Secret::new(token), expires_at))
+}
+
+/// The `exp` claim of a JWT (read, not verified: the provider that issued it checks it).
+fn jwt_expiry(token: &str) -> Option<i64> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("exp")?.as_i64()
+}
+
 /// One provider page, read: its records and where the walk goes next.
 #[derive(Debug, Default)]
 pub struct PageReading {
@@ -439,6 +488,19 @@ mod tests {
         for bad in ["nan", "NaN", "inf", "-inf", "-5", "soon", "", "1e400"] {
             assert_eq!(retry_after(bad, now), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn reads_a_jwt_expiry_without_verifying_it() {
+        use base64::Engine as _;
+        let encode = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let token = format!(
+            "{}.{}.sig",
+            encode(r#"{"alg":"HS256"}"#),
+            encode(r#"{"sub":"admin","exp":1893456000}"#)
+        );
+        assert_eq!(jwt_expiry(&token), Some(1_893_456_000));
+        assert_eq!(jwt_expiry("opaque-token"), None);
     }
 
     #[test]

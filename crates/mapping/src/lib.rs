@@ -20,18 +20,19 @@ pub mod template;
 
 pub use answer::{
     Answer, Fault, PageReading, RateLimitReading, body_fault, extract_records, fault_message,
-    rate_limited, raw_body, read_page, render_body, status_fault,
+    rate_limited, raw_body, read_exchange_token, read_page, render_body, status_fault,
 };
 pub use catalog::{Catalog, Source};
 pub use diagnostics::{LoadError, LoadErrors};
 pub use expression::{EvalError, Expression, FastOutcome, Scope};
 pub use integration::{
-    Auth, CompiledPagination, Grant, Integration, Method, MethodKey, OAuth2, ProviderErrors,
-    RateLimit, Resource, UnifiedMethod,
+    Auth, CompiledPagination, Exchange, FollowUp, Grant, Integration, Method, MethodKey, OAuth2,
+    Pace, ProviderErrors, RateLimit, Resource, TokenAuth, TokenSource, UnifiedMethod, Variant,
 };
 pub use render::{
-    Credential, MapError, RenderedOAuth2, RenderedRequest, flatten_query, map_query, map_response,
-    map_response_json, merge_query, render_credential, render_request,
+    Credential, MapError, RenderedAssertion, RenderedExchange, RenderedOAuth2, RenderedRequest,
+    RenderedSource, RenderedToken, flatten_query, map_query, map_response, map_response_json,
+    merge_query, render_credential, render_request,
 };
-pub use spec::{ClientAuth, HttpMethod};
+pub use spec::{ClientAuth, HttpMethod, TokenBody};
 pub use template::{RenderError, Template, Vars};

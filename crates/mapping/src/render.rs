@@ -9,9 +9,11 @@ use serde_json::{Map, Value};
 use unigate_unified::Secret;
 
 use crate::expression::{EvalError, Scope};
-use crate::integration::{Auth, Grant, Integration, Resource, UnifiedMethod};
-use crate::spec::{ClientAuth, HttpMethod};
-use crate::template::{RenderError, Vars};
+use crate::integration::{
+    Auth, Exchange, ExchangeBody, Grant, Integration, OAuth2, Resource, TokenSource, UnifiedMethod,
+};
+use crate::spec::{ClientAuth, HttpMethod, TokenBody};
+use crate::template::{RenderError, Template, Vars};
 
 /// Characters escaped in a value substituted into one path segment: a `/`, `?`, `#` or `..`
 /// from an account context or an id can never change the provider path.
@@ -53,34 +55,118 @@ pub enum Credential {
         param: String,
         value: Secret,
     },
-    /// An access token to obtain from a token endpoint, then send as a bearer token.
+    /// A token to obtain (OAuth 2.0 or a login call), then send in `header`.
+    Token(RenderedToken),
+}
+
+/// A token-based credential, rendered from the account context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedToken {
+    pub source: RenderedSource,
+    pub header: String,
+    /// The header value's text before and after the token.
+    prefix: String,
+    suffix: String,
+}
+
+impl RenderedToken {
+    /// The header value that carries `token`.
+    pub fn header_value(&self, token: &Secret) -> Secret {
+        Secret::new(format!("{}{}{}", self.prefix, token.expose(), self.suffix))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderedSource {
     OAuth2(RenderedOAuth2),
+    Exchange(RenderedExchange),
 }
 
 /// An OAuth 2.0 token request, rendered from the account context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedOAuth2 {
     pub grant: Grant,
+    pub grant_type: String,
     pub token_url: String,
-    pub client_id: String,
-    pub client_secret: Secret,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
     pub refresh_token: Option<Secret>,
     pub scope: Option<String>,
     pub client_auth: ClientAuth,
-    pub token_params: Vec<(String, String)>,
+    pub body: TokenBody,
+    pub token_params: Vec<(String, Secret)>,
+    pub assertion: Option<RenderedAssertion>,
+}
+
+/// A JWT bearer assertion's claims and key, rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedAssertion {
+    pub issuer: String,
+    pub subject: Option<String>,
+    pub audience: String,
+    pub private_key: Secret,
+    pub lifetime_s: u64,
+}
+
+/// A login call, rendered: everything in it is treated as a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedExchange {
+    pub method: HttpMethod,
+    pub url: String,
+    pub headers: Vec<(String, Secret)>,
+    /// Content type and body.
+    pub body: Option<(&'static str, Secret)>,
 }
 
 /// A provider request before the HTTP client sees it (the credential travels apart, see
-/// [`render_credential`]).
+/// [`render_credential`]). Header and query values rendered from the account context are
+/// secrets: they travel apart from the URL (never inside a cursor) and are never printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedRequest {
     pub method: HttpMethod,
     /// Base URL + resource path, no query string.
     pub url: String,
     pub query: Vec<(String, String)>,
+    pub secret_query: Vec<(String, Secret)>,
     pub headers: Vec<(String, String)>,
+    pub secret_headers: Vec<(String, Secret)>,
     /// Where pages after the first go, for a provider with a "continue" endpoint.
     pub continue_url: Option<String>,
+}
+
+/// Renders named templates; a template whose optional key (`{{context.key?}}`) the context
+/// lacks is left out. Templates that read the context give secrets.
+fn render_pairs(
+    templates: &[(String, Template)],
+    vars: Vars<'_>,
+) -> Result<(Vec<(String, String)>, Vec<(String, Secret)>), RenderError> {
+    let mut plain = Vec::new();
+    let mut secret = Vec::new();
+    for (name, template) in templates {
+        match template.render_with(vars, str::to_owned) {
+            Ok(value) if template.reads_context() => {
+                secret.push((name.clone(), Secret::new(value)))
+            }
+            Ok(value) => plain.push((name.clone(), value)),
+            Err(error) if error.optional_absent => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok((plain, secret))
+}
+
+/// The origin (`scheme://host[:port]`) of an absolute URL.
+fn origin_of(url: &str) -> &str {
+    match url.find("://") {
+        Some(scheme_end) => {
+            let after = scheme_end + 3;
+            match url[after..].find(['/', '?', '#']) {
+                Some(end) => &url[..after + end],
+                None => url,
+            }
+        }
+        None => url,
+    }
 }
 
 /// The parts of a resource's request that do not change from page to page: URL (the account's
@@ -105,29 +191,26 @@ pub fn render_request(
             Ok::<_, RenderError>(format!("{base}{}", path.render_with(vars, escape_segment)?))
         })
         .transpose()?;
-    let query = resource
-        .query
-        .iter()
-        .map(|(name, template)| Ok((name.clone(), template.render_with(vars, str::to_owned)?)))
-        .collect::<Result<Vec<_>, RenderError>>()?;
-    let headers = integration
-        .headers
-        .iter()
-        .map(|(name, template)| Ok((name.clone(), template.render(vars.context)?)))
-        .collect::<Result<Vec<_>, RenderError>>()?;
+    let (query, secret_query) = render_pairs(&resource.query, vars)?;
+    let (headers, secret_headers) =
+        render_pairs(&integration.headers, Vars::context(vars.context))?;
     Ok(RenderedRequest {
         method: resource.method,
         url,
         query,
+        secret_query,
         headers,
+        secret_headers,
         continue_url,
     })
 }
 
-/// The account's credential as its integration's `auth` says to send it.
+/// The account's credential as its integration's `auth` says to send it. `base_url` (the
+/// account's, else the integration's) anchors a login call given as a path.
 pub fn render_credential(
     integration: &Integration,
     context: &Value,
+    base_url_override: Option<&str>,
 ) -> Result<Credential, RenderError> {
     Ok(match &integration.auth {
         Auth::None => Credential::None,
@@ -139,44 +222,163 @@ pub fn render_credential(
             param: param.clone(),
             value: Secret::new(value.render(context)?),
         },
-        Auth::Basic { username, password } => {
-            let pair = format!(
-                "{}:{}",
-                username.render(context)?,
-                password.render(context)?
-            );
-            Credential::Header {
-                name: "Authorization".to_owned(),
-                value: Secret::new(format!("Basic {}", STANDARD.encode(pair))),
-            }
-        }
+        Auth::Basic { username, password } => Credential::Header {
+            name: "Authorization".to_owned(),
+            value: basic(&username.render(context)?, &password.render(context)?),
+        },
         Auth::Bearer { token } => Credential::Header {
             name: "Authorization".to_owned(),
             value: Secret::new(format!("Bearer {}", token.render(context)?)),
         },
-        Auth::OAuth2(oauth) => Credential::OAuth2(RenderedOAuth2 {
-            grant: oauth.grant,
-            token_url: oauth.token_url.render(context)?,
-            client_id: oauth.client_id.render(context)?,
-            client_secret: Secret::new(oauth.client_secret.render(context)?),
-            refresh_token: oauth
-                .refresh_token
-                .as_ref()
-                .map(|token| token.render(context).map(Secret::new))
-                .transpose()?,
-            scope: oauth
-                .scope
-                .as_ref()
-                .map(|scope| scope.render(context))
-                .transpose()?,
-            client_auth: oauth.client_auth,
-            token_params: oauth
-                .token_params
-                .iter()
-                .map(|(name, value)| Ok((name.clone(), value.render(context)?)))
-                .collect::<Result<_, RenderError>>()?,
-        }),
+        Auth::Token(token) => {
+            // The value reads {{token}} once (checked at load): what surrounds it is fixed.
+            const MARK: &str = "\u{0}token\u{0}";
+            let vars = Vars {
+                context,
+                id: None,
+                token: Some(MARK),
+            };
+            let value = token.value.render_with(vars, str::to_owned)?;
+            let (prefix, suffix) = value.split_once(MARK).unwrap_or((&value, ""));
+            let source = match &token.source {
+                TokenSource::OAuth2(oauth) => RenderedSource::OAuth2(render_oauth(oauth, context)?),
+                TokenSource::Exchange(exchange) => {
+                    let base = match base_url_override {
+                        Some(base) => base.to_owned(),
+                        None => integration.base_url.render(context)?,
+                    };
+                    RenderedSource::Exchange(render_exchange(exchange, context, &base)?)
+                }
+            };
+            Credential::Token(RenderedToken {
+                source,
+                header: token.header.clone(),
+                prefix: prefix.to_owned(),
+                suffix: suffix.to_owned(),
+            })
+        }
     })
+}
+
+fn basic(username: &str, password: &str) -> Secret {
+    Secret::new(format!(
+        "Basic {}",
+        STANDARD.encode(format!("{username}:{password}"))
+    ))
+}
+
+fn render_oauth(oauth: &OAuth2, context: &Value) -> Result<RenderedOAuth2, RenderError> {
+    let optional = |template: &Option<Template>| {
+        template
+            .as_ref()
+            .map(|template| template.render(context))
+            .transpose()
+    };
+    let token_url = oauth.token_url.render(context)?;
+    Ok(RenderedOAuth2 {
+        grant: oauth.grant,
+        grant_type: oauth.grant_type.render(context)?,
+        client_id: optional(&oauth.client_id)?,
+        client_secret: optional(&oauth.client_secret)?.map(Secret::new),
+        refresh_token: optional(&oauth.refresh_token)?.map(Secret::new),
+        scope: optional(&oauth.scope)?,
+        client_auth: oauth.client_auth,
+        body: oauth.body,
+        token_params: oauth
+            .token_params
+            .iter()
+            .map(|(name, value)| Ok((name.clone(), Secret::new(value.render(context)?))))
+            .collect::<Result<_, RenderError>>()?,
+        assertion: oauth
+            .assertion
+            .as_ref()
+            .map(|assertion| {
+                Ok::<_, RenderError>(RenderedAssertion {
+                    issuer: assertion.issuer.render(context)?,
+                    subject: optional(&assertion.subject)?,
+                    audience: optional(&assertion.audience)?.unwrap_or_else(|| token_url.clone()),
+                    private_key: Secret::new(assertion.private_key.render(context)?),
+                    lifetime_s: assertion.lifetime_s,
+                })
+            })
+            .transpose()?,
+        token_url,
+    })
+}
+
+fn render_exchange(
+    exchange: &Exchange,
+    context: &Value,
+    base_url: &str,
+) -> Result<RenderedExchange, RenderError> {
+    let url = exchange.url.render(context)?;
+    let url = if url.starts_with('/') {
+        format!("{}{url}", origin_of(base_url))
+    } else {
+        url
+    };
+    let vars = Vars::context(context);
+    let (plain, secret) = render_pairs(&exchange.headers, vars)?;
+    let mut headers: Vec<(String, Secret)> = plain
+        .into_iter()
+        .map(|(name, value)| (name, Secret::new(value)))
+        .chain(secret)
+        .collect();
+    if let Some((username, password)) = &exchange.basic {
+        headers.push((
+            "Authorization".to_owned(),
+            basic(&username.render(context)?, &password.render(context)?),
+        ));
+    }
+    let fields = |fields: &[(String, Template)]| {
+        fields
+            .iter()
+            .map(|(name, value)| Ok((name.clone(), value.render(context)?)))
+            .collect::<Result<Vec<(String, String)>, RenderError>>()
+    };
+    let body = match &exchange.body {
+        ExchangeBody::None => None,
+        ExchangeBody::Json(json) => {
+            let object: Map<String, Value> = fields(json)?
+                .into_iter()
+                .map(|(name, value)| (name, Value::String(value)))
+                .collect();
+            Some((
+                "application/json",
+                Secret::new(Value::Object(object).to_string()),
+            ))
+        }
+        ExchangeBody::Form(form) => Some((
+            "application/x-www-form-urlencoded",
+            Secret::new(form_urlencoded(&fields(form)?)),
+        )),
+    };
+    Ok(RenderedExchange {
+        method: exchange.method,
+        url,
+        headers,
+        body,
+    })
+}
+
+/// `application/x-www-form-urlencoded` (the HTML form encoding: space as `+`).
+fn form_urlencoded(pairs: &[(String, String)]) -> String {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_owned(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Flattens a JSON object into query parameters the way qs writes them: `null`, undefined and

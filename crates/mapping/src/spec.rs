@@ -43,6 +43,20 @@ pub struct IntegrationSpec {
     pub resources: BTreeMap<String, BTreeMap<String, ResourceSpec>>,
     #[serde(default)]
     pub unified: BTreeMap<String, BTreeMap<String, BTreeMap<String, UnifiedMethodSpec>>>,
+    /// Versions of this file chosen per account (Airflow 2 or 3, a GitLab group or the instance).
+    #[serde(default)]
+    pub variants: Vec<VariantSpec>,
+}
+
+/// A version of a mapping file for the accounts whose context `when` holds for: its `with` keys
+/// are merged over the file as `extends` merges a file over its base.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSpec {
+    pub name: Text,
+    /// JSONata over the account context; the first variant whose `when` is true applies.
+    pub when: Text,
+    pub with: Box<IntegrationSpec>,
 }
 
 impl IntegrationSpec {
@@ -83,6 +97,11 @@ impl IntegrationSpec {
             rate_limit: self.rate_limit.or_else(|| base.rate_limit.clone()),
             resources,
             unified,
+            variants: if self.variants.is_empty() {
+                base.variants.clone()
+            } else {
+                self.variants
+            },
         }
     }
 }
@@ -98,7 +117,50 @@ pub enum AuthKind {
     Oauth2RefreshToken,
     /// OAuth 2.0 client-credentials grant.
     Oauth2ClientCredentials,
+    /// OAuth 2.0 JWT bearer grant (RFC 7523): a signed assertion from a key in the context.
+    Oauth2JwtBearer,
+    /// A login call that turns credentials into a short-lived token.
+    TokenExchange,
     None,
+}
+
+/// How a token request's parameters are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenBody {
+    /// `application/x-www-form-urlencoded` (RFC 6749).
+    #[default]
+    Form,
+    /// A JSON object (Notion).
+    Json,
+}
+
+/// The login call of `token_exchange`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeSpec {
+    #[serde(default)]
+    pub method: Option<HttpMethod>,
+    /// An absolute URL, or a path (from `/`) on the origin of the account's base URL.
+    pub url: Text,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Text>,
+    /// A JSON object body (string values, templates allowed).
+    #[serde(default)]
+    pub json: Option<BTreeMap<String, Text>>,
+    /// A form body.
+    #[serde(default)]
+    pub form: Option<BTreeMap<String, Text>>,
+    /// HTTP Basic credentials.
+    #[serde(default)]
+    pub basic: Option<BasicSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicSpec {
+    pub username: Text,
+    pub password: Text,
 }
 
 /// How an OAuth client authenticates at the token endpoint (RFC 6749 §2.3.1).
@@ -145,6 +207,37 @@ pub struct AuthSpec {
     /// Extra form fields of the token request (templates), e.g. Auth0's `audience`.
     #[serde(default)]
     pub token_params: BTreeMap<String, Text>,
+    /// OAuth kinds: how the token request is encoded (default form).
+    #[serde(default)]
+    pub token_body: Option<Spanned<TokenBody>>,
+    /// OAuth kinds: the `grant_type` sent instead of the kind's own (Zoom: `account_credentials`).
+    #[serde(default)]
+    pub grant_type: Option<Text>,
+    /// JWT bearer: the assertion's `iss`, `sub`, `aud` (default the token URL), the PEM private
+    /// key (RS256) and the assertion's lifetime.
+    #[serde(default)]
+    pub issuer: Option<Text>,
+    #[serde(default)]
+    pub subject: Option<Text>,
+    #[serde(default)]
+    pub audience: Option<Text>,
+    #[serde(default)]
+    pub private_key: Option<Text>,
+    #[serde(default)]
+    pub lifetime_s: Option<Spanned<u64>>,
+    /// token_exchange: the login call.
+    #[serde(default)]
+    pub exchange: Option<ExchangeSpec>,
+    /// token_exchange: JSONata over the answer body giving the token's lifetime in seconds, or
+    /// when it expires (ISO 8601 or epoch seconds).
+    #[serde(default)]
+    pub expires_in: Option<Text>,
+    #[serde(default)]
+    pub expires_at: Option<Text>,
+    /// token_exchange: the lifetime assumed when the answer gives none (and the token is not a
+    /// JWT with `exp`).
+    #[serde(default)]
+    pub default_lifetime_s: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -209,6 +302,18 @@ pub struct PaginationSpec {
     pub total: Option<Text>,
     #[serde(default)]
     pub total_pages: Option<Text>,
+    /// `body`: the page position and size travel in the request body (the resource's `body`
+    /// expression places them), not in the query.
+    #[serde(default)]
+    pub send_in: Option<Spanned<SendIn>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SendIn {
+    #[default]
+    Query,
+    Body,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -242,6 +347,27 @@ pub struct RateLimitSpec {
     /// Requests left in the window, for the `ratelimit-remaining` header.
     #[serde(default)]
     pub remaining: Option<Text>,
+    /// The provider's documented request budget: the gateway spaces its calls to stay inside it.
+    #[serde(default)]
+    pub pace: Option<PaceSpec>,
+}
+
+/// At most `requests` calls in any `seconds`, per account (default) or for the integration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaceSpec {
+    pub requests: Spanned<u32>,
+    pub seconds: Spanned<f64>,
+    #[serde(default)]
+    pub per: Option<Spanned<PaceScope>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PaceScope {
+    #[default]
+    Account,
+    Integration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -284,11 +410,56 @@ pub struct UnifiedMethodSpec {
     pub query_mapping: Option<Text>,
     #[serde(default)]
     pub response_mapping: Option<Text>,
+    /// Requests made for each record (or page) whose answers the response mapping reads as
+    /// `$<name>`.
+    #[serde(default)]
+    pub follow_up: Option<BTreeMap<String, FollowUpSpec>>,
+}
+
+/// A second native call for the records of a page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUpSpec {
+    /// The native resource called (its templates read `{{id}}`).
+    pub resource: Text,
+    /// JSONata giving `{{id}}`: over the record (`per: record`), or over the page's records
+    /// (`per: page`, e.g. `$join(id, ',')`).
+    pub id: Text,
+    #[serde(default)]
+    pub per: Option<Spanned<FollowUpPer>>,
+    /// `per: page`: JSONata over a page record, and over a record of the answer, that pair them.
+    #[serde(default)]
+    pub key: Option<Text>,
+    #[serde(default)]
+    pub matches: Option<Text>,
+    /// Calls in flight at once for one account (default 4).
+    #[serde(default)]
+    pub concurrency: Option<Spanned<u32>>,
+    /// `skip`: a 404 means the record has no detail (`$<name>` undefined); default `fail`.
+    #[serde(default)]
+    pub not_found: Option<Spanned<NotFound>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowUpPer {
+    #[default]
+    Record,
+    Page,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NotFound {
+    #[default]
+    Fail,
+    Skip,
 }
 
 impl UnifiedMethodSpec {
     fn extend(self, base: UnifiedMethodSpec) -> UnifiedMethodSpec {
         UnifiedMethodSpec {
+            follow_up: self.follow_up.or(base.follow_up),
             resource: self.resource.or(base.resource),
             partial: self.partial.or(base.partial),
             native_filters: self.native_filters.or(base.native_filters),

@@ -5,7 +5,7 @@
 //! credentials travel only as [`Secret`]s, which log and error paths cannot print. It does not
 //! know about mappings, pagination or the unified model.
 
-pub mod oauth;
+pub mod tokens;
 
 use std::time::Duration;
 
@@ -47,10 +47,12 @@ pub struct ProviderRequest {
     /// Full URL including the non-secret query.
     pub url: Url,
     pub headers: Vec<(String, String)>,
-    /// A credential header, added when the request is sent.
-    pub secret_header: Option<(String, Secret)>,
-    /// A credential query parameter, added to the URL when the request is sent.
-    pub secret_query: Option<(String, Secret)>,
+    /// Credential headers (and any header rendered from an account's context), added when the
+    /// request is sent.
+    pub secret_headers: Vec<(String, Secret)>,
+    /// Credential query parameters (and any rendered from an account's context), added to the
+    /// URL when the request is sent.
+    pub secret_query: Vec<(String, Secret)>,
     /// A request body (sent with the headers given; JSON bodies add their content type).
     pub body: Option<Vec<u8>>,
 }
@@ -169,8 +171,13 @@ impl Upstream {
     /// Sends one request and reads the whole body, within the size cap.
     pub async fn send(&self, request: &ProviderRequest) -> Result<ProviderResponse, UpstreamError> {
         let mut url = request.url.clone();
-        if let Some((name, value)) = &request.secret_query {
-            url.query_pairs_mut().append_pair(name, value.expose());
+        if !request.secret_query.is_empty() {
+            url.query_pairs_mut().extend_pairs(
+                request
+                    .secret_query
+                    .iter()
+                    .map(|(name, value)| (name, value.expose())),
+            );
         }
         let mut headers = HeaderMap::new();
         for (name, value) in &request.headers {
@@ -182,7 +189,7 @@ impl Upstream {
                 })?,
             );
         }
-        if let Some((name, value)) = &request.secret_header {
+        for (name, value) in &request.secret_headers {
             let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
                 UpstreamError::Request(format!(
                     "the credential for header `{name}` is not a valid header value"
@@ -289,8 +296,8 @@ mod tests {
             method: Method::Get,
             url: Url::parse(&format!("http://127.0.0.1:{port}/users")).unwrap(),
             headers: vec![],
-            secret_header: None,
-            secret_query: Some(("api_key".into(), Secret::new("TOPSECRET"))),
+            secret_headers: vec![],
+            secret_query: vec![("api_key".into(), Secret::new("TOPSECRET"))],
             body: None,
         };
         let error = upstream.send(&request).await.unwrap_err();

@@ -1,7 +1,11 @@
 //! Provider auth as the mapping file declares it: the kinds, and compiling the `auth:` block.
+//! Static kinds (`header`, `query`, `basic`, `bearer`) render a credential from the account
+//! context; token kinds (the OAuth 2.0 grants and `token_exchange`) say how to obtain a
+//! short-lived token and how to send it (`header: value`, the value reading `{{token}}`).
 
 use crate::diagnostics::FileCompiler;
-use crate::spec::{AuthKind, ClientAuth, Text};
+use crate::expression::Expression;
+use crate::spec::{AuthKind, AuthSpec, ClientAuth, HttpMethod, Text, TokenBody};
 use crate::template::Template;
 
 use super::is_token;
@@ -24,28 +28,99 @@ pub enum Auth {
     Bearer {
         token: Template,
     },
-    /// Access tokens obtained from a token endpoint and sent as `Authorization: Bearer …`.
+    /// A short-lived token obtained from a token endpoint or a login call.
+    Token(TokenAuth),
+}
+
+/// A token-based auth: where the token comes from and how it is sent.
+#[derive(Debug)]
+pub struct TokenAuth {
+    pub source: TokenSource,
+    /// The header the token travels in, and its value (reads `{{token}}` once).
+    pub header: String,
+    pub value: Template,
+}
+
+#[derive(Debug)]
+pub enum TokenSource {
     OAuth2(OAuth2),
+    Exchange(Exchange),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
     RefreshToken,
     ClientCredentials,
+    /// RFC 7523: a JWT assertion signed with a key from the context.
+    JwtBearer,
+}
+
+impl Grant {
+    /// The `grant_type` this grant sends unless the mapping names another.
+    pub fn grant_type(self) -> &'static str {
+        match self {
+            Grant::RefreshToken => "refresh_token",
+            Grant::ClientCredentials => "client_credentials",
+            Grant::JwtBearer => "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct OAuth2 {
     pub grant: Grant,
+    pub grant_type: Template,
     pub token_url: Template,
-    pub client_id: Template,
-    pub client_secret: Template,
+    pub client_id: Option<Template>,
+    pub client_secret: Option<Template>,
     /// The account's refresh token (refresh-token grant); a rotated one replaces it in the store.
     pub refresh_token: Option<Template>,
     pub scope: Option<Template>,
     pub client_auth: ClientAuth,
+    pub body: TokenBody,
     pub token_params: Vec<(String, Template)>,
+    pub assertion: Option<JwtAssertion>,
 }
+
+/// The claims and key of a JWT bearer assertion.
+#[derive(Debug)]
+pub struct JwtAssertion {
+    pub issuer: Template,
+    pub subject: Option<Template>,
+    /// Default: the token URL.
+    pub audience: Option<Template>,
+    /// A PEM RSA private key (RS256).
+    pub private_key: Template,
+    pub lifetime_s: u64,
+}
+
+/// The login call of `token_exchange`, and how to read its answer.
+#[derive(Debug)]
+pub struct Exchange {
+    pub method: HttpMethod,
+    /// Absolute, or a path on the origin of the account's base URL.
+    pub url: Template,
+    pub headers: Vec<(String, Template)>,
+    pub body: ExchangeBody,
+    pub basic: Option<(Template, Template)>,
+    /// JSONata over the answer body: the token, and its lifetime or expiry.
+    pub token: Expression,
+    pub expires_in: Option<Expression>,
+    pub expires_at: Option<Expression>,
+    pub default_lifetime_s: u64,
+}
+
+#[derive(Debug)]
+pub enum ExchangeBody {
+    None,
+    Json(Vec<(String, Template)>),
+    Form(Vec<(String, Template)>),
+}
+
+/// A token lifetime assumed when an exchange's answer does not say.
+const DEFAULT_EXCHANGE_LIFETIME_S: u64 = 300;
+/// A JWT bearer assertion's lifetime unless the mapping says (Google's maximum is an hour).
+const DEFAULT_ASSERTION_LIFETIME_S: u64 = 3600;
 
 impl Auth {
     /// Every template the auth renders from the account context.
@@ -55,10 +130,34 @@ impl Auth {
             Auth::Header { value, .. } | Auth::Query { value, .. } => vec![value],
             Auth::Basic { username, password } => vec![username, password],
             Auth::Bearer { token } => vec![token],
-            Auth::OAuth2(oauth) => {
-                let mut templates = vec![&oauth.token_url, &oauth.client_id, &oauth.client_secret];
-                templates.extend(oauth.refresh_token.iter().chain(oauth.scope.iter()));
-                templates.extend(oauth.token_params.iter().map(|(_, template)| template));
+            Auth::Token(token) => {
+                let mut templates = vec![&token.value];
+                match &token.source {
+                    TokenSource::OAuth2(oauth) => {
+                        templates.extend([&oauth.token_url, &oauth.grant_type]);
+                        templates.extend(oauth.client_id.iter());
+                        templates.extend(oauth.client_secret.iter());
+                        templates.extend(oauth.refresh_token.iter().chain(oauth.scope.iter()));
+                        templates.extend(oauth.token_params.iter().map(|(_, template)| template));
+                        if let Some(assertion) = &oauth.assertion {
+                            templates.extend([&assertion.issuer, &assertion.private_key]);
+                            templates.extend(assertion.subject.iter());
+                            templates.extend(assertion.audience.iter());
+                        }
+                    }
+                    TokenSource::Exchange(exchange) => {
+                        templates.push(&exchange.url);
+                        templates.extend(exchange.headers.iter().map(|(_, template)| template));
+                        if let ExchangeBody::Json(fields) | ExchangeBody::Form(fields) =
+                            &exchange.body
+                        {
+                            templates.extend(fields.iter().map(|(_, template)| template));
+                        }
+                        if let Some((username, password)) = &exchange.basic {
+                            templates.extend([username, password]);
+                        }
+                    }
+                }
                 templates
             }
         }
@@ -72,102 +171,185 @@ impl Auth {
             Auth::Query { .. } => "query",
             Auth::Basic { .. } => "basic",
             Auth::Bearer { .. } => "bearer",
-            Auth::OAuth2(oauth) => match oauth.grant {
-                Grant::RefreshToken => "oauth2_refresh_token",
-                Grant::ClientCredentials => "oauth2_client_credentials",
+            Auth::Token(token) => match &token.source {
+                TokenSource::OAuth2(oauth) => match oauth.grant {
+                    Grant::RefreshToken => "oauth2_refresh_token",
+                    Grant::ClientCredentials => "oauth2_client_credentials",
+                    Grant::JwtBearer => "oauth2_jwt_bearer",
+                },
+                TokenSource::Exchange(_) => "token_exchange",
             },
         }
     }
 }
 
-pub(super) fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_>) -> Option<Auth> {
-    let kind = spec.kind.value;
-    let kind_label = match kind {
+fn kind_label(kind: AuthKind) -> &'static str {
+    match kind {
         AuthKind::Header => "header",
         AuthKind::Query => "query",
         AuthKind::Basic => "basic",
         AuthKind::Bearer => "bearer",
         AuthKind::Oauth2RefreshToken => "oauth2_refresh_token",
         AuthKind::Oauth2ClientCredentials => "oauth2_client_credentials",
+        AuthKind::Oauth2JwtBearer => "oauth2_jwt_bearer",
+        AuthKind::TokenExchange => "token_exchange",
         AuthKind::None => "none",
-    };
-    // (required, optional) fields of each kind; any other field set is a mistake.
-    let (required, optional): (&[&str], &[&str]) = match kind {
+    }
+}
+
+/// (required, optional) fields of each kind; any other field set is a mistake.
+fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str]) {
+    const OAUTH_EXTRAS: [&str; 6] = [
+        "scope",
+        "client_auth",
+        "token_params",
+        "token_body",
+        "grant_type",
+        "header",
+    ];
+    match kind {
         AuthKind::Header => (&["header", "value"], &[]),
         AuthKind::Query => (&["param", "value"], &[]),
         AuthKind::Basic => (&["username", "password"], &[]),
         AuthKind::Bearer => (&["token"], &[]),
         AuthKind::Oauth2RefreshToken => (
             &["token_url", "client_id", "client_secret", "refresh_token"],
-            &["scope", "client_auth"],
+            &[
+                OAUTH_EXTRAS[0],
+                OAUTH_EXTRAS[1],
+                OAUTH_EXTRAS[2],
+                OAUTH_EXTRAS[3],
+                OAUTH_EXTRAS[4],
+                OAUTH_EXTRAS[5],
+                "value",
+            ],
         ),
         AuthKind::Oauth2ClientCredentials => (
             &["token_url", "client_id", "client_secret"],
-            &["scope", "client_auth"],
+            &[
+                OAUTH_EXTRAS[0],
+                OAUTH_EXTRAS[1],
+                OAUTH_EXTRAS[2],
+                OAUTH_EXTRAS[3],
+                OAUTH_EXTRAS[4],
+                OAUTH_EXTRAS[5],
+                "value",
+            ],
+        ),
+        AuthKind::Oauth2JwtBearer => (
+            &["token_url", "issuer", "private_key"],
+            &[
+                "subject",
+                "audience",
+                "lifetime_s",
+                "scope",
+                "token_params",
+                "token_body",
+                "grant_type",
+                "client_id",
+                "client_secret",
+                "client_auth",
+                "header",
+                "value",
+            ],
+        ),
+        AuthKind::TokenExchange => (
+            &["exchange", "token"],
+            &[
+                "expires_in",
+                "expires_at",
+                "default_lifetime_s",
+                "header",
+                "value",
+            ],
         ),
         AuthKind::None => (&[], &[]),
+    }
+}
+
+/// The line of every field set in the block.
+fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
+    let text = |name: &'static str, field: &Option<Text>| {
+        field.as_ref().map(|t| (name, t.referenced.line()))
     };
-    let client_auth_line = spec.client_auth.as_ref().map(|c| c.referenced.line());
-    let fields: [(&str, Option<u64>); 13] = [
-        ("header", spec.header.as_ref().map(|t| t.referenced.line())),
-        ("param", spec.param.as_ref().map(|t| t.referenced.line())),
-        ("value", spec.value.as_ref().map(|t| t.referenced.line())),
-        (
-            "username",
-            spec.username.as_ref().map(|t| t.referenced.line()),
-        ),
-        (
-            "password",
-            spec.password.as_ref().map(|t| t.referenced.line()),
-        ),
-        ("token", spec.token.as_ref().map(|t| t.referenced.line())),
-        (
-            "token_url",
-            spec.token_url.as_ref().map(|t| t.referenced.line()),
-        ),
-        (
-            "client_id",
-            spec.client_id.as_ref().map(|t| t.referenced.line()),
-        ),
-        (
-            "client_secret",
-            spec.client_secret.as_ref().map(|t| t.referenced.line()),
-        ),
-        (
-            "refresh_token",
-            spec.refresh_token.as_ref().map(|t| t.referenced.line()),
-        ),
-        ("scope", spec.scope.as_ref().map(|t| t.referenced.line())),
-        ("client_auth", client_auth_line),
-        (
-            "token_params",
-            spec.token_params
-                .values()
-                .next()
-                .map(|t| t.referenced.line()),
-        ),
-    ];
+    let mut set: Vec<(&'static str, u64)> = [
+        text("header", &spec.header),
+        text("param", &spec.param),
+        text("value", &spec.value),
+        text("username", &spec.username),
+        text("password", &spec.password),
+        text("token", &spec.token),
+        text("token_url", &spec.token_url),
+        text("client_id", &spec.client_id),
+        text("client_secret", &spec.client_secret),
+        text("refresh_token", &spec.refresh_token),
+        text("scope", &spec.scope),
+        text("grant_type", &spec.grant_type),
+        text("issuer", &spec.issuer),
+        text("subject", &spec.subject),
+        text("audience", &spec.audience),
+        text("private_key", &spec.private_key),
+        text("expires_in", &spec.expires_in),
+        text("expires_at", &spec.expires_at),
+        text("exchange", &spec.exchange.as_ref().map(|e| e.url.clone())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let line = |at: &serde_saphyr::Location| at.line();
+    set.extend(
+        spec.client_auth
+            .as_ref()
+            .map(|c| ("client_auth", line(&c.referenced))),
+    );
+    set.extend(
+        spec.token_body
+            .as_ref()
+            .map(|c| ("token_body", line(&c.referenced))),
+    );
+    set.extend(
+        spec.lifetime_s
+            .as_ref()
+            .map(|c| ("lifetime_s", line(&c.referenced))),
+    );
+    set.extend(
+        spec.default_lifetime_s
+            .as_ref()
+            .map(|c| ("default_lifetime_s", line(&c.referenced))),
+    );
+    set.extend(
+        spec.token_params
+            .values()
+            .next()
+            .map(|t| ("token_params", t.referenced.line())),
+    );
+    set
+}
+
+pub(super) fn compile_auth(spec: &AuthSpec, c: &mut FileCompiler<'_>) -> Option<Auth> {
+    let kind = spec.kind.value;
+    let label = kind_label(kind);
+    let (required, optional) = fields_of(kind);
+    let set = set_fields(spec);
     let mut ok = true;
-    for (name, line) in fields {
-        let used = required.contains(&name) || optional.contains(&name);
-        match (used, line) {
-            (false, Some(line)) => {
-                c.error_line(
-                    line,
-                    &format!("auth.{name}"),
-                    &format!("is not used by auth kind `{kind_label}`"),
-                );
-                ok = false;
-            }
-            (true, None) if required.contains(&name) => {
-                c.error_at(
-                    &spec.kind,
-                    "auth",
-                    &format!("auth kind `{kind_label}` needs `{name}`"),
-                );
-                ok = false;
-            }
-            _ => {}
+    for (name, line) in &set {
+        if !required.contains(name) && !optional.contains(name) {
+            c.error_line(
+                *line,
+                &format!("auth.{name}"),
+                &format!("is not used by auth kind `{label}`"),
+            );
+            ok = false;
+        }
+    }
+    for name in required {
+        if !set.iter().any(|(found, _)| found == name) {
+            c.error_at(
+                &spec.kind,
+                "auth",
+                &format!("auth kind `{label}` needs `{name}`"),
+            );
+            ok = false;
         }
     }
     if !ok {
@@ -207,46 +389,186 @@ pub(super) fn compile_auth(spec: &crate::spec::AuthSpec, c: &mut FileCompiler<'_
         AuthKind::Bearer => Auth::Bearer {
             token: template(&spec.token, "token")?,
         },
-        AuthKind::Oauth2RefreshToken | AuthKind::Oauth2ClientCredentials => {
-            let token_url = template(&spec.token_url, "token_url");
-            let client_id = template(&spec.client_id, "client_id");
-            let client_secret = template(&spec.client_secret, "client_secret");
-            let refresh_token = match &spec.refresh_token {
-                Some(_) => Some(template(&spec.refresh_token, "refresh_token")?),
-                None => None,
-            };
-            let scope = match &spec.scope {
-                Some(_) => Some(template(&spec.scope, "scope")?),
-                None => None,
-            };
-            let token_params = spec
-                .token_params
-                .iter()
-                .map(|(name, value)| {
-                    Some((
-                        name.clone(),
-                        template(&Some(value.clone()), &format!("token_params.{name}"))?,
-                    ))
-                })
-                .collect::<Option<Vec<_>>>()?;
-            Auth::OAuth2(OAuth2 {
-                grant: if kind == AuthKind::Oauth2RefreshToken {
-                    Grant::RefreshToken
-                } else {
-                    Grant::ClientCredentials
-                },
-                token_url: token_url?,
-                client_id: client_id?,
-                client_secret: client_secret?,
-                refresh_token,
-                scope,
-                client_auth: spec
-                    .client_auth
-                    .as_ref()
-                    .map(|c| c.value)
-                    .unwrap_or_default(),
-                token_params,
-            })
+        AuthKind::Oauth2RefreshToken
+        | AuthKind::Oauth2ClientCredentials
+        | AuthKind::Oauth2JwtBearer => {
+            let source = TokenSource::OAuth2(compile_oauth(spec, kind, c)?);
+            Auth::Token(token_auth(spec, source, c)?)
         }
+        AuthKind::TokenExchange => {
+            let source = TokenSource::Exchange(compile_exchange(spec, c)?);
+            Auth::Token(token_auth(spec, source, c)?)
+        }
+    })
+}
+
+/// How a token is sent: `header` (default `Authorization`) and `value` (default `Bearer
+/// {{token}}`), which must read `{{token}}` exactly once.
+fn token_auth(spec: &AuthSpec, source: TokenSource, c: &mut FileCompiler<'_>) -> Option<TokenAuth> {
+    let header = match &spec.header {
+        Some(header) if !is_token(&header.value) => {
+            c.error_at(header, "auth.header", "is not a valid HTTP header name");
+            return None;
+        }
+        Some(header) => header.value.clone(),
+        None => "Authorization".to_owned(),
+    };
+    let value = match &spec.value {
+        Some(text) => {
+            let value = c.template(text, "auth.value")?;
+            if value.token_count() != 1 {
+                c.error_at(
+                    text,
+                    "auth.value",
+                    "must read `{{token}}` exactly once (e.g. `Bearer {{token}}`)",
+                );
+                return None;
+            }
+            value
+        }
+        None => Template::compile("Bearer {{token}}").expect("a constant template compiles"),
+    };
+    Some(TokenAuth {
+        source,
+        header,
+        value,
+    })
+}
+
+fn compile_oauth(spec: &AuthSpec, kind: AuthKind, c: &mut FileCompiler<'_>) -> Option<OAuth2> {
+    let grant = match kind {
+        AuthKind::Oauth2RefreshToken => Grant::RefreshToken,
+        AuthKind::Oauth2ClientCredentials => Grant::ClientCredentials,
+        _ => Grant::JwtBearer,
+    };
+    let mut optional = |field: &Option<Text>, name: &str| -> Result<Option<Template>, ()> {
+        match field {
+            None => Ok(None),
+            Some(text) => c
+                .template(text, &format!("auth.{name}"))
+                .map(Some)
+                .ok_or(()),
+        }
+    };
+    let token_url = optional(&spec.token_url, "token_url");
+    let client_id = optional(&spec.client_id, "client_id");
+    let client_secret = optional(&spec.client_secret, "client_secret");
+    let refresh_token = optional(&spec.refresh_token, "refresh_token");
+    let scope = optional(&spec.scope, "scope");
+    let grant_type = optional(&spec.grant_type, "grant_type");
+    let issuer = optional(&spec.issuer, "issuer");
+    let subject = optional(&spec.subject, "subject");
+    let audience = optional(&spec.audience, "audience");
+    let private_key = optional(&spec.private_key, "private_key");
+    let token_params: Vec<(String, Template)> = spec
+        .token_params
+        .iter()
+        .filter_map(|(name, value)| {
+            c.template(value, &format!("auth.token_params.{name}"))
+                .map(|template| (name.clone(), template))
+        })
+        .collect();
+    if token_params.len() != spec.token_params.len() {
+        return None;
+    }
+    let assertion = match grant {
+        Grant::JwtBearer => Some(JwtAssertion {
+            issuer: issuer.ok()??,
+            subject: subject.ok()?,
+            audience: audience.ok()?,
+            private_key: private_key.ok()??,
+            lifetime_s: spec
+                .lifetime_s
+                .as_ref()
+                .map_or(DEFAULT_ASSERTION_LIFETIME_S, |l| l.value),
+        }),
+        _ => None,
+    };
+    Some(OAuth2 {
+        grant,
+        grant_type: grant_type.ok()?.unwrap_or_else(|| {
+            Template::compile(grant.grant_type()).expect("a constant template compiles")
+        }),
+        token_url: token_url.ok()??,
+        client_id: client_id.ok()?,
+        client_secret: client_secret.ok()?,
+        refresh_token: refresh_token.ok()?,
+        scope: scope.ok()?,
+        client_auth: spec
+            .client_auth
+            .as_ref()
+            .map(|c| c.value)
+            .unwrap_or_default(),
+        body: spec
+            .token_body
+            .as_ref()
+            .map(|b| b.value)
+            .unwrap_or_default(),
+        token_params,
+        assertion,
+    })
+}
+
+fn compile_exchange(spec: &AuthSpec, c: &mut FileCompiler<'_>) -> Option<Exchange> {
+    let exchange = spec.exchange.as_ref()?;
+    let mut fields = |map: &std::collections::BTreeMap<String, Text>, what: &str| {
+        let compiled: Vec<(String, Template)> = map
+            .iter()
+            .filter_map(|(name, value)| {
+                c.template(value, &format!("auth.exchange.{what}.{name}"))
+                    .map(|template| (name.clone(), template))
+            })
+            .collect();
+        (compiled.len() == map.len()).then_some(compiled)
+    };
+    let headers = fields(&exchange.headers, "headers")?;
+    let body = match (&exchange.json, &exchange.form) {
+        (Some(_), Some(_)) => {
+            c.error_at(
+                &exchange.url,
+                "auth.exchange",
+                "takes `json` or `form`, not both",
+            );
+            return None;
+        }
+        (Some(json), None) => ExchangeBody::Json(fields(json, "json")?),
+        (None, Some(form)) => ExchangeBody::Form(fields(form, "form")?),
+        (None, None) => ExchangeBody::None,
+    };
+    let url = c.template(&exchange.url, "auth.exchange.url")?;
+    let absolute = exchange.url.value.starts_with("https://")
+        || exchange.url.value.starts_with("http://")
+        || exchange.url.value.starts_with("{{");
+    if !absolute && !exchange.url.value.starts_with('/') {
+        c.error_at(
+            &exchange.url,
+            "auth.exchange.url",
+            "must be an absolute URL or a path starting with `/` (on the account's base URL origin)",
+        );
+        return None;
+    }
+    let basic = match &exchange.basic {
+        None => None,
+        Some(basic) => Some((
+            c.template(&basic.username, "auth.exchange.basic.username")?,
+            c.template(&basic.password, "auth.exchange.basic.password")?,
+        )),
+    };
+    let token = c.expression(spec.token.as_ref()?, "auth.token");
+    let expires_in = c.optional_expression(spec.expires_in.as_ref(), "auth.expires_in");
+    let expires_at = c.optional_expression(spec.expires_at.as_ref(), "auth.expires_at");
+    Some(Exchange {
+        method: exchange.method.unwrap_or(HttpMethod::Post),
+        url,
+        headers,
+        body,
+        basic,
+        token: token?,
+        expires_in: expires_in.ok()?,
+        expires_at: expires_at.ok()?,
+        default_lifetime_s: spec
+            .default_lifetime_s
+            .as_ref()
+            .map_or(DEFAULT_EXCHANGE_LIFETIME_S, |l| l.value),
     })
 }

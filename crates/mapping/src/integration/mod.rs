@@ -4,7 +4,7 @@ mod auth;
 mod resource;
 mod unified;
 
-pub use auth::{Auth, Grant, OAuth2};
+pub use auth::{Auth, Exchange, ExchangeBody, Grant, JwtAssertion, OAuth2, TokenAuth, TokenSource};
 pub use resource::{CompiledPagination, DEFAULT_MAX_PAGES, Resource};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,6 +81,17 @@ pub struct Integration {
     /// `resource.method` → resource, e.g. `users.list`.
     pub resources: BTreeMap<String, Resource>,
     pub unified: BTreeMap<MethodKey, UnifiedMethod>,
+    /// Versions of this integration for the accounts whose context selects them, in order.
+    pub variants: Vec<Variant>,
+}
+
+/// A version of an integration for some accounts (`variants:` in the file).
+#[derive(Debug)]
+pub struct Variant {
+    pub name: String,
+    /// JSONata over the account context.
+    pub when: Expression,
+    pub integration: std::sync::Arc<Integration>,
 }
 
 /// Rate-limit detection; every expression reads `{status, headers, body}`.
@@ -94,6 +105,16 @@ pub struct RateLimit {
     pub reset_epoch: Option<Expression>,
     pub limit: Option<Expression>,
     pub remaining: Option<Expression>,
+    /// The provider's documented request budget.
+    pub pace: Option<Pace>,
+}
+
+/// At most `requests` calls in any window of `window`, per account or for the integration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    pub requests: u32,
+    pub window: std::time::Duration,
+    pub per_integration: bool,
 }
 
 /// How a provider reports errors: `when` marks a 2xx body as an error; `status` and `message`
@@ -117,9 +138,45 @@ pub struct UnifiedMethod {
     /// The unified fields the response mapping can produce, when its shape is visible at load
     /// (a top-level object constructor); `None` when computed.
     pub mapped_fields: Option<BTreeSet<String>>,
+    /// Calls made for the records of each page, read by the response mapping as `$<name>`.
+    pub follow_ups: Vec<FollowUp>,
+}
+
+/// A second native call for the records of a page (`follow_up:`).
+#[derive(Debug)]
+pub struct FollowUp {
+    /// The variable the response mapping reads (`$detail`).
+    pub name: String,
+    /// The native resource called; its templates read `{{id}}`.
+    pub resource: String,
+    /// Over a record (per record) or over the page's records (per page): the `{{id}}`.
+    pub id: Expression,
+    pub per_page: bool,
+    /// Per page: which answer records belong to which page record.
+    pub key: Option<Expression>,
+    pub matches: Option<Expression>,
+    pub concurrency: u32,
+    /// A 404 means the record has no detail, rather than a failed call.
+    pub skip_not_found: bool,
 }
 
 impl Integration {
+    /// The version of this integration that serves an account with `context`: the first
+    /// variant whose `when` holds, else the integration itself.
+    pub fn for_context(
+        self: &std::sync::Arc<Self>,
+        context: &serde_json::Value,
+    ) -> std::sync::Arc<Self> {
+        let scope = crate::expression::Scope::new([]);
+        self.variants
+            .iter()
+            .find(|variant| {
+                variant.when.evaluate(context, &scope).ok().flatten()
+                    == Some(serde_json::Value::Bool(true))
+            })
+            .map_or_else(|| self.clone(), |variant| variant.integration.clone())
+    }
+
     /// Every `context.…` key the integration's templates read, for checking accounts at startup.
     pub fn context_keys(&self) -> BTreeSet<String> {
         let mut templates: Vec<&Template> = vec![&self.base_url];
@@ -264,6 +321,7 @@ pub(crate) fn compile_integration(
         rate_limit: rate_limit?,
         resources,
         unified,
+        variants: Vec::new(),
     })
 }
 
@@ -274,6 +332,7 @@ fn compile_rate_limit(
     let default = || Expression::compile("status = 429").expect("a constant expression compiles");
     let Some(spec) = spec else {
         return Some(RateLimit {
+            pace: None,
             is_limited: default(),
             is_limited_reads_body: false,
             retry_after: None,
@@ -287,7 +346,32 @@ fn compile_rate_limit(
     let reset_epoch = c.optional_expression(spec.reset_epoch.as_ref(), "rate_limit.reset_epoch");
     let limit = c.optional_expression(spec.limit.as_ref(), "rate_limit.limit");
     let remaining = c.optional_expression(spec.remaining.as_ref(), "rate_limit.remaining");
+    let pace = match &spec.pace {
+        None => None,
+        Some(pace) => {
+            let seconds = pace.seconds.value;
+            if pace.requests.value == 0
+                || !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0)
+            {
+                c.error_at(
+                    &pace.requests,
+                    "rate_limit.pace",
+                    "needs `requests` of at least 1 in `seconds` between 0 and 86400",
+                );
+                return None;
+            }
+            Some(Pace {
+                requests: pace.requests.value,
+                window: std::time::Duration::from_secs_f64(seconds),
+                per_integration: pace
+                    .per
+                    .as_ref()
+                    .is_some_and(|per| per.value == crate::spec::PaceScope::Integration),
+            })
+        }
+    };
     Some(RateLimit {
+        pace,
         is_limited_reads_body: spec
             .is_limited
             .as_ref()

@@ -42,6 +42,9 @@ pub struct CompiledPagination {
     pub after_value: Option<Expression>,
     /// Cursor style: the path of pages after the first.
     pub continue_path: Option<Template>,
+    /// The page position and size travel in the body the resource's `body` builds, not in the
+    /// query (`send_in: body`).
+    pub send_in_body: bool,
     pub has_more: Option<Expression>,
     /// Total records (offset, SCIM) or total pages (page).
     pub total: Option<Expression>,
@@ -78,6 +81,16 @@ pub(super) fn compile_resource(
             "a request body needs `method: POST`",
         );
     }
+    if let Some(send_in) = pagination.and_then(|p| p.send_in.as_ref())
+        && send_in.value == crate::spec::SendIn::Body
+        && resource.body.is_none()
+    {
+        c.error_at(
+            send_in,
+            &format!("{path}.pagination.send_in"),
+            "`send_in: body` needs the resource's `body` expression to place the page (it reads `page`, `offset`, `cursor`, `page_size`)",
+        );
+    }
     let pagination = match pagination {
         Some(spec) => compile_pagination(spec, &format!("{path}.pagination"), c),
         None => Some(CompiledPagination {
@@ -91,6 +104,7 @@ pub(super) fn compile_resource(
             next: None,
             after_value: None,
             continue_path: None,
+            send_in_body: false,
             has_more: None,
             total: None,
         }),
@@ -261,6 +275,10 @@ fn compile_pagination(
         },
         next: next.ok()?,
         continue_path: continue_path.ok()?,
+        send_in_body: spec
+            .send_in
+            .as_ref()
+            .is_some_and(|send_in| send_in.value == crate::spec::SendIn::Body),
         after_value: after_value.ok()?,
         has_more: has_more.ok()?,
         total: total.ok()?,

@@ -7,9 +7,12 @@ use unigate_unified::UnifiedModel;
 
 use crate::diagnostics::FileCompiler;
 use crate::expression::Expression;
-use crate::spec::{IntegrationSpec, Text, UnifiedMethodSpec};
+use crate::spec::{FollowUpPer, IntegrationSpec, NotFound, Text, UnifiedMethodSpec};
 
-use super::{Method, MethodKey, Resource, UnifiedMethod};
+use super::{FollowUp, Method, MethodKey, Resource, UnifiedMethod};
+
+/// Follow-up calls in flight at once for one account unless the mapping says.
+const DEFAULT_FOLLOW_UP_CONCURRENCY: u32 = 4;
 
 pub(super) fn compile_unified_methods(
     spec: &IntegrationSpec,
@@ -222,10 +225,14 @@ fn compile_method(
         }
         (None, None) => None,
     };
-    let (Ok(query_mapping), Some(response_mapping)) = (query_mapping, response_mapping) else {
+    let follow_ups = compile_follow_ups(spec, key, path, resources, c);
+    let (Ok(query_mapping), Some(response_mapping), Some(follow_ups)) =
+        (query_mapping, response_mapping, follow_ups)
+    else {
         return None;
     };
     Some(UnifiedMethod {
+        follow_ups,
         resource: method_resource.value.clone(),
         partial: spec.partial.unwrap_or(false),
         native_filters: native_filters.iter().map(|f| f.value.clone()).collect(),
@@ -267,4 +274,113 @@ fn check_record_id(
         ),
         _ => {}
     }
+}
+
+fn compile_follow_ups(
+    spec: &UnifiedMethodSpec,
+    key: &MethodKey,
+    path: &str,
+    resources: &BTreeMap<String, Resource>,
+    c: &mut FileCompiler<'_>,
+) -> Option<Vec<FollowUp>> {
+    let Some(follow_ups) = &spec.follow_up else {
+        return Some(Vec::new());
+    };
+    let mut compiled = Vec::new();
+    let mut ok = true;
+    for (name, follow_up) in follow_ups {
+        let at = format!("{path}.follow_up.{name}");
+        if key.method != Method::List {
+            c.error_at(
+                &follow_up.resource,
+                &at,
+                "follow-up requests belong to a `list`",
+            );
+            ok = false;
+            continue;
+        }
+        if name.is_empty()
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || ["context", "query", "headers", "status"].contains(&name.as_str())
+        {
+            c.error_at(
+                &follow_up.resource,
+                &at,
+                "a follow-up's name is the variable the response mapping reads (`$detail`): letters, digits and `_`, not context, query, headers or status",
+            );
+            ok = false;
+        }
+        match resources.get(&follow_up.resource.value) {
+            None => {
+                c.error_at(
+                    &follow_up.resource,
+                    &format!("{at}.resource"),
+                    &format!(
+                        "names `{}`, which is not a `resource.method` under `resources`",
+                        follow_up.resource.value
+                    ),
+                );
+                ok = false;
+            }
+            Some(resource) if !resource.reads_id() => {
+                c.error_at(
+                    &follow_up.resource,
+                    &format!("{at}.resource"),
+                    &format!(
+                        "`{}` never reads `{{{{id}}}}`, so the follow-up could not say which record it is for",
+                        follow_up.resource.value
+                    ),
+                );
+                ok = false;
+            }
+            Some(_) => {}
+        }
+        let per_page = follow_up
+            .per
+            .as_ref()
+            .is_some_and(|per| per.value == FollowUpPer::Page);
+        if per_page != (follow_up.key.is_some() && follow_up.matches.is_some()) {
+            c.error_at(
+                &follow_up.id,
+                &at,
+                "`per: page` pairs answer records with page records through `key` and `matches` (both); `per: record` takes neither",
+            );
+            ok = false;
+        }
+        let concurrency = follow_up
+            .concurrency
+            .as_ref()
+            .map_or(DEFAULT_FOLLOW_UP_CONCURRENCY, |concurrency| {
+                concurrency.value
+            });
+        if !(1..=64).contains(&concurrency) {
+            c.error_at(
+                &follow_up.id,
+                &format!("{at}.concurrency"),
+                "must be from 1 to 64",
+            );
+            ok = false;
+        }
+        let id = c.expression(&follow_up.id, &format!("{at}.id"));
+        let key = c.optional_expression(follow_up.key.as_ref(), &format!("{at}.key"));
+        let matches = c.optional_expression(follow_up.matches.as_ref(), &format!("{at}.matches"));
+        let (Some(id), Ok(key), Ok(matches)) = (id, key, matches) else {
+            ok = false;
+            continue;
+        };
+        compiled.push(FollowUp {
+            name: name.clone(),
+            resource: follow_up.resource.value.clone(),
+            id,
+            per_page,
+            key,
+            matches,
+            concurrency,
+            skip_not_found: follow_up
+                .not_found
+                .as_ref()
+                .is_some_and(|not_found| not_found.value == NotFound::Skip),
+        });
+    }
+    ok.then_some(compiled)
 }

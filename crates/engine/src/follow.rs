@@ -1,0 +1,233 @@
+//! Follow-up requests: a second native call a list declares for the records of each page
+//! (`follow_up:` in the mapping), whose answers the response mapping reads as `$<name>` — a
+//! user's details, or the roles another endpoint serves. Per record (one call each, its `{{id}}`
+//! read off the record) or per page (one call, its `{{id}}` read off the page's records, the
+//! answer's records paired back by `key`/`matches`). Every call takes the one provider-call path
+//! (auth, pacing, retries); calls in flight for one account are bounded by the follow-up's
+//! `concurrency`. A call that fails fails the list call as a remote error naming the integration
+//! and the follow-up, never a record silently missing its fields; a 404 may be declared as "no
+//! detail" (`not_found: skip`).
+
+use std::sync::Arc;
+
+use futures_util::future::try_join_all;
+use serde_json::Value;
+use unigate_mapping::{Answer, FollowUp, extract_records, render_body};
+use unigate_pagination::Position;
+use unigate_unified::ApiError;
+
+use crate::Engine;
+use crate::call::ListCall;
+use crate::page::{check_answer, mapping_error};
+use crate::request::Endpoint;
+
+/// The variables each record's response mapping gets from the follow-ups, in page order.
+pub(crate) type FollowedUp = Vec<Vec<(String, Value)>>;
+
+/// A value read off a record as an id: text as it is, a number as its digits.
+fn as_id(value: Option<Value>) -> Option<String> {
+    match value? {
+        Value::String(text) if !text.is_empty() => Some(text),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// Runs every follow-up of the call's method for `records`.
+    pub(crate) async fn follow_up(
+        &self,
+        call: &ListCall,
+        records: &[Value],
+    ) -> Result<FollowedUp, ApiError> {
+        let mut variables: FollowedUp = vec![Vec::new(); records.len()];
+        for follow_up in &call.method().follow_ups {
+            if follow_up.per_page {
+                self.follow_page(call, follow_up, records, &mut variables)
+                    .await?;
+            } else {
+                self.follow_records(call, follow_up, records, &mut variables)
+                    .await?;
+            }
+        }
+        Ok(variables)
+    }
+
+    async fn follow_records(
+        &self,
+        call: &ListCall,
+        follow_up: &FollowUp,
+        records: &[Value],
+        variables: &mut FollowedUp,
+    ) -> Result<(), ApiError> {
+        let integration = &call.target.integration;
+        let ids = records
+            .iter()
+            .map(|record| {
+                follow_up
+                    .id
+                    .evaluate(record, &call.scope)
+                    .map(as_id)
+                    .map_err(|error| {
+                        mapping_error(
+                            integration,
+                            &unigate_mapping::MapError::Eval {
+                                what: "follow_up.id",
+                                error,
+                            },
+                        )
+                    })
+            })
+            .collect::<Result<Vec<Option<String>>, ApiError>>()?;
+        let limit = self.follow_up_limit(call, follow_up);
+        let answers = try_join_all(ids.iter().map(|id| {
+            let limit = limit.clone();
+            async move {
+                let Some(id) = id else { return Ok(None) };
+                let _permit = limit
+                    .acquire()
+                    .await
+                    .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
+                self.follow_one(call, follow_up, id).await
+            }
+        }))
+        .await?;
+        for (slot, answer) in variables.iter_mut().zip(answers) {
+            if let Some(found) = answer.and_then(one_or_many) {
+                slot.push((follow_up.name.clone(), found));
+            }
+        }
+        Ok(())
+    }
+
+    async fn follow_page(
+        &self,
+        call: &ListCall,
+        follow_up: &FollowUp,
+        records: &[Value],
+        variables: &mut FollowedUp,
+    ) -> Result<(), ApiError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let integration = &call.target.integration;
+        let eval_error = |what: &'static str| {
+            move |error| {
+                mapping_error(
+                    integration,
+                    &unigate_mapping::MapError::Eval { what, error },
+                )
+            }
+        };
+        let page = Value::Array(records.to_vec());
+        let Some(id) = as_id(
+            follow_up
+                .id
+                .evaluate(&page, &call.scope)
+                .map_err(eval_error("follow_up.id"))?,
+        ) else {
+            return Ok(());
+        };
+        let limit = self.follow_up_limit(call, follow_up);
+        let _permit = limit
+            .acquire()
+            .await
+            .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
+        let Some(answered) = self.follow_one(call, follow_up, &id).await? else {
+            return Ok(());
+        };
+        let (Some(key), Some(matches)) = (&follow_up.key, &follow_up.matches) else {
+            return Ok(());
+        };
+        let answer_keys = answered
+            .iter()
+            .map(|item| matches.evaluate(item, &call.scope).map(as_id))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(eval_error("follow_up.matches"))?;
+        for (record, slot) in records.iter().zip(variables.iter_mut()) {
+            let Some(wanted) = as_id(
+                key.evaluate(record, &call.scope)
+                    .map_err(eval_error("follow_up.key"))?,
+            ) else {
+                continue;
+            };
+            let found: Vec<Value> = answered
+                .iter()
+                .zip(&answer_keys)
+                .filter(|(_, key)| key.as_deref() == Some(wanted.as_str()))
+                .map(|(item, _)| item.clone())
+                .collect();
+            slot.push((follow_up.name.clone(), Value::Array(found)));
+        }
+        Ok(())
+    }
+
+    /// One follow-up call: the records its answer holds, or `None` for a 404 declared as "no
+    /// detail".
+    async fn follow_one(
+        &self,
+        call: &ListCall,
+        follow_up: &FollowUp,
+        id: &str,
+    ) -> Result<Option<Vec<Value>>, ApiError> {
+        let target = &call.target;
+        let failed = |error: ApiError| {
+            let mut error = error;
+            error.message = format!(
+                "the `{}` follow-up request of integration `{}` failed: {}",
+                follow_up.name, target.integration.id, error.message
+            );
+            error
+        };
+        let endpoint = Endpoint::render(target, &follow_up.resource, Some(id))?;
+        let body = render_body(
+            endpoint.resource(),
+            &Position::First,
+            call.page_size,
+            &call.unified_query,
+            Some(id),
+            &call.scope,
+        )
+        .map_err(|error| mapping_error(&target.integration, &error))?;
+        let request = endpoint.request(body)?;
+        let response = self.call_provider(target, &request).await.map_err(failed)?;
+        if response.status == 404 && follow_up.skip_not_found {
+            return Ok(None);
+        }
+        let headers = response.header_pairs();
+        let answer = Answer {
+            status: response.status,
+            headers: &headers,
+            body: &response.body,
+        };
+        let text = std::str::from_utf8(&response.body).ok();
+        let body = check_answer(target, answer, text, &call.scope).map_err(failed)?;
+        extract_records(endpoint.resource(), body, &call.scope)
+            .map(Some)
+            .map_err(|error| failed(mapping_error(&target.integration, &error)))
+    }
+
+    /// The follow-up's bound on calls in flight for the call's account, shared by every call.
+    fn follow_up_limit(
+        &self,
+        call: &ListCall,
+        follow_up: &FollowUp,
+    ) -> Arc<tokio::sync::Semaphore> {
+        let key = format!(
+            "{}\u{0}{}\u{0}{}",
+            call.target.integration.id, call.target.account.id, follow_up.name
+        );
+        self.follow_up_limits.get_with(key, || {
+            Arc::new(tokio::sync::Semaphore::new(follow_up.concurrency as usize))
+        })
+    }
+}
+
+/// A follow-up's answer as the variable: its one record, or all of them.
+fn one_or_many(mut records: Vec<Value>) -> Option<Value> {
+    match records.len() {
+        0 => None,
+        1 => records.pop(),
+        _ => Some(Value::Array(records)),
+    }
+}

@@ -1,0 +1,375 @@
+//! Short-lived tokens for provider calls: the per-account cache and its lifecycle
+//! ([`TokenManager`]), and the OAuth 2.0 token endpoint call ([`request_oauth_token`]: refresh
+//! token, client credentials, a JWT bearer assertion, or a custom grant; form or JSON body).
+//!
+//! Lifecycle: a token is used while it is valid beyond a margin; at most one request for a new
+//! one is in flight per account, and callers waiting for it share its result, a failure
+//! included (remembered briefly, so N waiters do not make N failing calls); a wait has a
+//! deadline; and the request runs to completion even when the caller that started it goes away,
+//! so a rotated refresh token the provider already issued is never lost. What a request is (an
+//! OAuth grant, a login call) and where its result is persisted is the caller's: it hands the
+//! manager a future. Tokens and secrets travel as [`Secret`]; errors carry the endpoint's status
+//! and body, never the request.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use moka::sync::Cache;
+use serde::Deserialize;
+use unigate_unified::Secret;
+use url::Url;
+
+use crate::{Method, ProviderRequest, Upstream, UpstreamError};
+
+/// An access token and when it stops being valid (seconds since the epoch; `None` = unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    pub token: Secret,
+    pub expires_at: Option<i64>,
+}
+
+/// A token as a request for one returned it.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub token: AccessToken,
+    /// A replacement refresh token, when the endpoint rotated it.
+    pub rotated_refresh_token: Option<Secret>,
+    /// Whether this call obtained the token (rather than finding it cached).
+    pub fresh: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TokenError {
+    /// The endpoint refused: the grant is invalid or revoked; the account must be reconnected.
+    #[error("the token endpoint refused the credentials (HTTP {status})")]
+    Rejected { status: u16, body: String },
+    #[error("the token endpoint could not be used: {0}")]
+    Unavailable(String),
+}
+
+pub fn now_epoch() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
+
+/// How long a failed token request is answered from memory, so that callers queued behind it
+/// fail at once instead of each waiting for the endpoint again.
+const FAILURE_MEMORY: Duration = Duration::from_secs(5);
+/// The longest a caller waits for another caller's token request.
+const WAIT_DEADLINE: Duration = Duration::from_secs(45);
+
+#[derive(Debug, Default)]
+struct SlotState {
+    token: Option<AccessToken>,
+    failed: Option<(Instant, TokenError)>,
+}
+
+/// Tokens per account.
+#[derive(Debug, Clone)]
+pub struct TokenManager {
+    margin: Duration,
+    slots: Cache<String, Arc<tokio::sync::Mutex<SlotState>>>,
+}
+
+impl TokenManager {
+    pub fn new(margin: Duration) -> Self {
+        TokenManager {
+            margin,
+            slots: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(24 * 3600))
+                .build(),
+        }
+    }
+
+    fn is_fresh(&self, token: &AccessToken) -> bool {
+        token.expires_at.is_none_or(|expires_at| {
+            expires_at.saturating_sub(self.margin.as_secs() as i64) > now_epoch()
+        })
+    }
+
+    fn slot(&self, account: &str) -> Arc<tokio::sync::Mutex<SlotState>> {
+        self.slots.get_with(account.to_owned(), || {
+            Arc::new(tokio::sync::Mutex::new(SlotState::default()))
+        })
+    }
+
+    /// Forgets what is cached for `account` (its credentials changed, or it was deleted): the
+    /// next call obtains a token with the account as it is now.
+    pub fn forget(&self, account: &str) {
+        self.slots.invalidate(account);
+    }
+
+    /// A valid token for `account`: the cached one (or `seeded`, one the account already holds)
+    /// while it is fresh and not `reject` (a token the provider just refused), else the result
+    /// of `request`, which runs to completion even if this caller goes away.
+    pub async fn access_token<F>(
+        &self,
+        account: &str,
+        seeded: Option<AccessToken>,
+        reject: Option<&Secret>,
+        request: F,
+    ) -> Result<Issued, TokenError>
+    where
+        F: Future<Output = Result<Issued, TokenError>> + Send + 'static,
+    {
+        let slot = self.slot(account);
+        let mut state = tokio::time::timeout(WAIT_DEADLINE, slot.lock())
+            .await
+            .map_err(|_| {
+                TokenError::Unavailable(
+                    "another request for this account's token is taking too long".to_owned(),
+                )
+            })?;
+        if state.token.is_none() {
+            state.token = seeded;
+        }
+        if let Some(token) = state.token.as_ref()
+            && self.is_fresh(token)
+            && reject != Some(&token.token)
+        {
+            return Ok(Issued {
+                token: token.clone(),
+                rotated_refresh_token: None,
+                fresh: false,
+            });
+        }
+        if let Some((at, error)) = &state.failed
+            && at.elapsed() < FAILURE_MEMORY
+        {
+            return Err(error.clone());
+        }
+        let result = tokio::spawn(request).await.unwrap_or_else(|error| {
+            Err(TokenError::Unavailable(format!(
+                "the token request stopped: {error}"
+            )))
+        });
+        match &result {
+            Ok(issued) => {
+                state.token = Some(issued.token.clone());
+                state.failed = None;
+            }
+            Err(error) => {
+                state.token = None;
+                state.failed = Some((Instant::now(), error.clone()));
+            }
+        }
+        result.map(|issued| Issued {
+            fresh: true,
+            ..issued
+        })
+    }
+}
+
+/// An OAuth 2.0 token request.
+#[derive(Debug, Clone)]
+pub struct OAuthRequest {
+    pub token_url: Url,
+    pub grant_type: String,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    pub refresh_token: Option<Secret>,
+    pub scope: Option<String>,
+    /// HTTP Basic client authentication instead of credentials in the body.
+    pub basic_client_auth: bool,
+    /// A JSON body instead of a form.
+    pub json_body: bool,
+    /// Extra parameters (e.g. `audience`, Zoom's `account_id`).
+    pub extra_params: Vec<(String, Secret)>,
+    /// A JWT bearer assertion to sign and send (RFC 7523).
+    pub assertion: Option<Assertion>,
+}
+
+/// The claims and key of a JWT bearer assertion (RS256).
+#[derive(Debug, Clone)]
+pub struct Assertion {
+    pub issuer: String,
+    pub subject: Option<String>,
+    pub audience: String,
+    pub scope: Option<String>,
+    pub private_key: Secret,
+    pub lifetime_s: u64,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+    aud: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    iat: i64,
+    exp: i64,
+}
+
+/// Signs a JWT bearer assertion with the account's RSA key.
+pub fn sign_assertion(assertion: &Assertion, now: i64) -> Result<Secret, TokenError> {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(assertion.private_key.expose().as_bytes())
+        .map_err(|_| TokenError::Rejected {
+            status: 400,
+            body: "the account's private key is not a PEM RSA private key".to_owned(),
+        })?;
+    let claims = Claims {
+        iss: &assertion.issuer,
+        sub: assertion.subject.as_deref(),
+        aud: &assertion.audience,
+        scope: assertion.scope.as_deref(),
+        iat: now,
+        exp: now.saturating_add(assertion.lifetime_s as i64),
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &key,
+    )
+    .map(Secret::new)
+    .map_err(|error| TokenError::Unavailable(format!("could not sign the assertion: {error}")))
+}
+
+/// Calls an OAuth 2.0 token endpoint.
+pub async fn request_oauth_token(
+    upstream: &Upstream,
+    request: &OAuthRequest,
+) -> Result<Issued, TokenError> {
+    let mut params: Vec<(String, Secret)> = vec![(
+        "grant_type".to_owned(),
+        Secret::new(request.grant_type.clone()),
+    )];
+    if let Some(refresh) = &request.refresh_token {
+        params.push(("refresh_token".to_owned(), refresh.clone()));
+    } else if request.grant_type == "refresh_token" {
+        return Err(TokenError::Rejected {
+            status: 401,
+            body: "the account has no refresh token".to_owned(),
+        });
+    }
+    if let Some(assertion) = &request.assertion {
+        params.push((
+            "assertion".to_owned(),
+            sign_assertion(assertion, now_epoch())?,
+        ));
+    } else if let Some(scope) = &request.scope {
+        params.push(("scope".to_owned(), Secret::new(scope.clone())));
+    }
+    params.extend(request.extra_params.iter().cloned());
+    let mut secret_headers = Vec::new();
+    match (&request.client_id, &request.client_secret) {
+        (Some(id), Some(secret)) if request.basic_client_auth => {
+            use base64::Engine as _;
+            let pair = format!("{id}:{}", secret.expose());
+            secret_headers.push((
+                "Authorization".to_owned(),
+                Secret::new(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )),
+            ));
+        }
+        (id, secret) => {
+            if let Some(id) = id {
+                params.push(("client_id".to_owned(), Secret::new(id.clone())));
+            }
+            if let Some(secret) = secret {
+                params.push(("client_secret".to_owned(), secret.clone()));
+            }
+        }
+    }
+    let (content_type, body) = if request.json_body {
+        let object: serde_json::Map<String, serde_json::Value> = params
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.clone(),
+                    serde_json::Value::String(value.expose().to_owned()),
+                )
+            })
+            .collect();
+        (
+            "application/json",
+            serde_json::Value::Object(object).to_string(),
+        )
+    } else {
+        (
+            "application/x-www-form-urlencoded",
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params.iter().map(|(name, value)| (name, value.expose())))
+                .finish(),
+        )
+    };
+    let response = send_token_request(
+        upstream,
+        ProviderRequest {
+            method: Method::Post,
+            url: request.token_url.clone(),
+            headers: vec![
+                ("Content-Type".to_owned(), content_type.to_owned()),
+                ("Accept".to_owned(), "application/json".to_owned()),
+            ],
+            secret_headers,
+            secret_query: Vec::new(),
+            body: Some(body.into_bytes()),
+        },
+    )
+    .await?;
+    let parsed: TokenResponse = serde_json::from_slice(&response.body).map_err(|_| {
+        TokenError::Unavailable("the token endpoint's answer has no access_token".to_owned())
+    })?;
+    let lifetime = parsed.expires_in.as_ref().and_then(|value| match value {
+        serde_json::Value::Number(number) => number.as_i64(),
+        serde_json::Value::String(text) => text.trim().parse().ok(),
+        _ => None,
+    });
+    Ok(Issued {
+        token: AccessToken {
+            token: Secret::new(parsed.access_token),
+            expires_at: lifetime
+                .filter(|seconds| *seconds > 0)
+                .and_then(|seconds| now_epoch().checked_add(seconds)),
+        },
+        rotated_refresh_token: parsed
+            .refresh_token
+            .filter(|rotated| {
+                request
+                    .refresh_token
+                    .as_ref()
+                    .is_none_or(|old| old.expose() != rotated)
+            })
+            .map(Secret::new),
+        fresh: true,
+    })
+}
+
+/// Sends a token request: a 2xx answer, or the error it stands for (a refusal when the
+/// endpoint says no; unavailable when it cannot answer: a connect error, a 5xx, a 429).
+pub async fn send_token_request(
+    upstream: &Upstream,
+    request: ProviderRequest,
+) -> Result<crate::ProviderResponse, TokenError> {
+    let response = upstream
+        .send(&request)
+        .await
+        .map_err(|error: UpstreamError| TokenError::Unavailable(error.to_string()))?;
+    if (200..300).contains(&response.status) {
+        return Ok(response);
+    }
+    Err(if response.status >= 500 || response.status == 429 {
+        TokenError::Unavailable(format!("HTTP {}", response.status))
+    } else {
+        TokenError::Rejected {
+            status: response.status,
+            body: String::from_utf8_lossy(&response.body).into_owned(),
+        }
+    })
+}
