@@ -11,13 +11,15 @@
   '{"status": "active", "remote_query": {"sortBy": "userName"}}' (the SDK encodes nested
   objects as a[b]=c and lists as a[]=x).
 
-Iterates `unified_api.list("user-directory", "users", query)` with `async for`, which follows
+Iterates `unified_api.list("user-directory", "users", query)` with `async for` (or, when the
+environment sets UNIGATE_SDK_TO_ARRAY=1, collects it with the SDK's `to_array()`), which follows
 next_cursor until it is empty, and prints one JSON line per user (json.dumps(user,
 sort_keys=True)); exit 0. On any error: one line "sdk_list: <Type>: <error>" on stderr, exit 1.
 """
 
 import asyncio
 import json
+import os
 import sys
 
 from truto_python_sdk import TrutoApi
@@ -38,7 +40,12 @@ def build_query(argv: list[str]) -> dict:
 
 async def run(argv: list[str]) -> None:
     truto = TrutoApi(token=argv[2], base_url=argv[1].rstrip("/"))
-    async for user in truto.unified_api.list("user-directory", "users", build_query(argv)):
+    users = truto.unified_api.list("user-directory", "users", build_query(argv))
+    if os.environ.get("UNIGATE_SDK_TO_ARRAY") == "1":
+        for user in await users.to_array():
+            print(json.dumps(user, sort_keys=True), flush=True)
+        return
+    async for user in users:
         print(json.dumps(user, sort_keys=True), flush=True)
 
 

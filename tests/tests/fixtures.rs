@@ -73,12 +73,36 @@ fn unified_path(catalog: &Catalog, integration: &str, case: &Case) -> Result<Str
     }
 }
 
+/// One unified call: the provider request it makes (`request`/`response`), or several in order
+/// (`exchanges`: a token request first, follow-up requests after the page), and its answer.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Call {
+    #[serde(default)]
+    request: Option<ExpectedRequest>,
+    #[serde(default)]
+    response: Option<ScriptedResponse>,
+    #[serde(default)]
+    exchanges: Vec<Exchange>,
+    expect: Expectation,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Exchange {
     request: ExpectedRequest,
     response: ScriptedResponse,
-    expect: Expectation,
+}
+
+impl Call {
+    /// The provider requests of this call, with their scripted answers, in order.
+    fn exchanges(&self) -> Vec<(&ExpectedRequest, &ScriptedResponse)> {
+        let single = self.request.as_ref().zip(self.response.as_ref());
+        single
+            .into_iter()
+            .chain(self.exchanges.iter().map(|e| (&e.request, &e.response)))
+            .collect()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,18 +198,25 @@ async fn run_case(dir: &Path) -> Vec<String> {
     assert!(!case.description.is_empty());
     let stub = Stub::start().await;
     let origin = stub.origin();
+    for call in &case.calls {
+        if call.exchanges().is_empty() || (call.request.is_some() != call.response.is_some()) {
+            return vec![format!(
+                "{name}: every call needs `request` and `response`, or `exchanges`"
+            )];
+        }
+    }
     stub.script(
         case.calls
             .iter()
-            .map(|call| Scripted {
-                status: call.response.status,
-                headers: call
-                    .response
+            .flat_map(Call::exchanges)
+            .map(|(_, response)| Scripted {
+                status: response.status,
+                headers: response
                     .headers
                     .iter()
                     .map(|(k, v)| (k.clone(), v.replace("{{stub}}", &origin)))
                     .collect(),
-                body: read(dir, &call.response.body, &origin).into_bytes(),
+                body: read(dir, &response.body, &origin).into_bytes(),
             })
             .collect(),
     );
@@ -208,6 +239,7 @@ async fn run_case(dir: &Path) -> Vec<String> {
     let gateway = serve_accounts(catalog, vec![account]).await;
     let mut problems = Vec::new();
     let mut cursor: Option<String> = None;
+    let mut sent = 0;
     for (index, call) in case.calls.iter().enumerate() {
         let mut query = case.query.clone();
         query.insert(
@@ -229,65 +261,12 @@ async fn run_case(dir: &Path) -> Vec<String> {
         );
         let (status, mut body) = get_json(&url, Some(TEST_TOKEN)).await;
         let at = format!("{name} call {}", index + 1);
-        // The provider request.
+        // The provider requests.
         let received = stub.received();
-        match received.get(index) {
-            None => problems.push(format!("{at}: the gateway made no provider request")),
-            Some(request) => {
-                let expected = &call.request;
-                if request.method != expected.method {
-                    problems.push(format!(
-                        "{at}: method {} != {}",
-                        request.method, expected.method
-                    ));
-                }
-                if request.path != expected.path {
-                    problems.push(format!("{at}: path {} != {}", request.path, expected.path));
-                }
-                let want: Vec<(String, String)> = expected
-                    .query
-                    .iter()
-                    .flat_map(|(k, v)| match v {
-                        QueryValue::One(one) => vec![(k.clone(), one.clone())],
-                        QueryValue::Many(many) => {
-                            many.iter().map(|m| (k.clone(), m.clone())).collect()
-                        }
-                    })
-                    .collect();
-                if sorted_pairs(request.query.clone()) != sorted_pairs(want.clone()) {
-                    problems.push(format!(
-                        "{at}: query {:?} != {:?}",
-                        sorted_pairs(request.query.clone()),
-                        sorted_pairs(want)
-                    ));
-                }
-                match &expected.body {
-                    Some(file) => {
-                        let want: Value = serde_json::from_str(&read(dir, file, &origin))
-                            .unwrap_or_else(|error| panic!("{at}: {file}: {error}"));
-                        let got: Value =
-                            serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-                        if got != want {
-                            problems.push(format!("{at}: request body {got} != {want}"));
-                        }
-                    }
-                    None if !request.body.is_empty() => problems.push(format!(
-                        "{at}: unexpected request body {}",
-                        String::from_utf8_lossy(&request.body)
-                    )),
-                    None => {}
-                }
-                for (header, value) in &expected.headers {
-                    let got = request
-                        .headers
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(header))
-                        .map(|(_, v)| v);
-                    if got != Some(value) {
-                        problems.push(format!("{at}: header {header}: {got:?} != {value:?}"));
-                    }
-                }
-            }
+        for (expected, _) in call.exchanges() {
+            let request = received.get(sent);
+            sent += 1;
+            check_request(&mut problems, &at, dir, &origin, expected, request);
         }
         // The caller's answer.
         if status != call.expect.status {
@@ -324,13 +303,90 @@ async fn run_case(dir: &Path) -> Vec<String> {
         }
     }
     let made = stub.received().len();
-    if made != case.calls.len() {
+    let expected: usize = case.calls.iter().map(|call| call.exchanges().len()).sum();
+    if made != expected {
         problems.push(format!(
-            "{name}: {made} provider requests made, {} expected",
-            case.calls.len()
+            "{name}: {made} provider requests made, {expected} expected"
         ));
     }
     problems
+}
+
+/// Compares one provider request the gateway made with the one a case expects.
+fn check_request(
+    problems: &mut Vec<String>,
+    at: &str,
+    dir: &Path,
+    origin: &str,
+    expected: &ExpectedRequest,
+    request: Option<&unigate_tests::Recorded>,
+) {
+    let Some(request) = request else {
+        problems.push(format!("{at}: the gateway made no provider request"));
+        return;
+    };
+    if request.method != expected.method {
+        problems.push(format!(
+            "{at}: method {} != {}",
+            request.method, expected.method
+        ));
+    }
+    if request.path != expected.path {
+        problems.push(format!("{at}: path {} != {}", request.path, expected.path));
+    }
+    let want: Vec<(String, String)> = expected
+        .query
+        .iter()
+        .flat_map(|(k, v)| match v {
+            QueryValue::One(one) => vec![(k.clone(), one.clone())],
+            QueryValue::Many(many) => many.iter().map(|m| (k.clone(), m.clone())).collect(),
+        })
+        .collect();
+    if sorted_pairs(request.query.clone()) != sorted_pairs(want.clone()) {
+        problems.push(format!(
+            "{at}: query {:?} != {:?}",
+            sorted_pairs(request.query.clone()),
+            sorted_pairs(want)
+        ));
+    }
+    match &expected.body {
+        Some(file) => {
+            let text = read(dir, file, origin);
+            // A JSON body compares as JSON; a form body as its pairs.
+            match serde_json::from_str::<Value>(&text) {
+                Ok(want) => {
+                    let got: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+                    if got != want {
+                        problems.push(format!("{at}: request body {got} != {want}"));
+                    }
+                }
+                Err(_) => {
+                    let got = sorted_pairs(unigate_tests::url_pairs(&String::from_utf8_lossy(
+                        &request.body,
+                    )));
+                    let want = sorted_pairs(unigate_tests::url_pairs(text.trim()));
+                    if got != want {
+                        problems.push(format!("{at}: form body {got:?} != {want:?}"));
+                    }
+                }
+            }
+        }
+        None if !request.body.is_empty() => problems.push(format!(
+            "{at}: unexpected request body {}",
+            String::from_utf8_lossy(&request.body)
+        )),
+        None => {}
+    }
+    for (header, value) in &expected.headers {
+        let got = request
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(header))
+            .map(|(_, v)| v);
+        if got != Some(value) {
+            problems.push(format!("{at}: header {header}: {got:?} != {value:?}"));
+        }
+    }
 }
 
 /// Context values that look like credentials (keys naming a token, key, secret or password).

@@ -10,7 +10,7 @@ use unigate_unified::UnifiedModel;
 use unigate_unified::model::ModelSpec;
 
 use crate::diagnostics::{FileCompiler, LoadError, LoadErrors, path_at_line};
-use crate::integration::{Integration, compile_integration};
+use crate::integration::{Integration, Variant, compile_integration};
 use crate::spec::IntegrationSpec;
 
 /// Every model and integration of a mappings directory, compiled.
@@ -200,7 +200,7 @@ impl Catalog {
                 file: &source.path,
                 errors: &mut errors,
             };
-            let compiled = compile_integration(id, spec, &catalog.models, &mut compiler);
+            let compiled = compile_with_variants(id, spec, &catalog.models, &mut compiler);
             if let Some(integration) = compiled
                 && errors.len() == before
             {
@@ -217,6 +217,42 @@ impl Catalog {
             Err(LoadErrors(errors))
         }
     }
+}
+
+/// An integration and its variants: each variant's `with` merged over the file (as a file over
+/// its base) and compiled as an integration of its own.
+fn compile_with_variants(
+    id: &str,
+    mut spec: IntegrationSpec,
+    models: &BTreeMap<String, UnifiedModel>,
+    compiler: &mut FileCompiler<'_>,
+) -> Option<Integration> {
+    let variants = std::mem::take(&mut spec.variants);
+    let mut compiled = Vec::new();
+    for (index, variant) in variants.iter().enumerate() {
+        let path = format!("variants[{index}]");
+        if variant.with.extends.is_some() || !variant.with.variants.is_empty() {
+            compiler.error_at(
+                &variant.name,
+                &format!("{path}.with"),
+                "a variant cannot have `extends` or `variants` of its own",
+            );
+            continue;
+        }
+        let when = compiler.expression(&variant.when, &format!("{path}.when"));
+        let merged = (*variant.with).clone().extend(&spec);
+        let integration = compile_integration(id, merged, models, compiler);
+        if let (Some(when), Some(integration)) = (when, integration) {
+            compiled.push(Variant {
+                name: variant.name.value.clone(),
+                when,
+                integration: Arc::new(integration),
+            });
+        }
+    }
+    let mut integration = compile_integration(id, spec, models, compiler)?;
+    integration.variants = compiled;
+    Some(integration)
 }
 
 /// An integration spec with its `extends` chain applied, base first. Errors carry the line of the

@@ -1,0 +1,227 @@
+//! Follow-up requests: a list that declares a second call per record (a member's details) or per
+//! page (the roles of the page's members, batched by ids) gets each record mapped with the
+//! answers, never more calls in flight for the account than the declared bound; a follow-up that
+//! fails fails the call as a remote error naming the integration; a declared 404 means "no
+//! detail".
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use unigate_store::IntegratedAccount;
+use unigate_tests::{TEST_TOKEN, catalog_with, get_json, serve_accounts, spawn_provider};
+
+const MAPPING: &str = r#"name: Members provider
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth: { kind: bearer, token: "{{context.token}}" }
+pagination: { style: offset, offset_param: offset, page_size_param: limit }
+resources:
+  members:
+    list: { path: /members, records: members }
+  users:
+    get: { path: "/users/{{id}}", records: "$" }
+  roles:
+    list: { path: /roles, query: { user_ids: "{{id}}" }, records: roles }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          detail: { resource: users.get, id: login, concurrency: 2, not_found: skip }
+          grants: { resource: roles.list, per: page, id: "$join(login, ',')", key: login, matches: user }
+        response_mapping: |
+          {
+            "id": login,
+            "name": $detail.name,
+            "emails": $detail.email ? [{ "email": $detail.email }],
+            "roles": $count($grants) > 0 ? $grants.{ "id": role }
+          }
+"#;
+
+const LOGINS: [&str; 7] = ["ada", "grace", "alan", "edsger", "barbara", "gone", "donald"];
+
+#[derive(Default)]
+struct Provider {
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+    detail_calls: AtomicUsize,
+    role_calls: Mutex<Vec<String>>,
+    /// A login whose details answer 403.
+    refuse: Mutex<Option<String>>,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+async fn members(Query(page): Query<Page>) -> Response {
+    let offset = page.offset.unwrap_or(0);
+    let end = (offset + page.limit.unwrap_or(100)).min(LOGINS.len());
+    let members: Vec<Value> = LOGINS[offset.min(end)..end]
+        .iter()
+        .map(|login| json!({"login": login}))
+        .collect();
+    axum::Json(json!({ "members": members })).into_response()
+}
+
+async fn user(State(provider): State<Arc<Provider>>, Path(login): Path<String>) -> Response {
+    provider.detail_calls.fetch_add(1, Ordering::SeqCst);
+    let now = provider.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    provider.most_in_flight.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    provider.in_flight.fetch_sub(1, Ordering::SeqCst);
+    if provider.refuse.lock().unwrap().as_deref() == Some(login.as_str()) {
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"message": "Resource not accessible by integration"})),
+        )
+            .into_response();
+    }
+    if login == "gone" {
+        return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Not Found"}))).into_response();
+    }
+    axum::Json(json!({"login": login, "name": format!("{login} (name)"), "email": format!("{login}@example.test")}))
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct Roles {
+    user_ids: String,
+}
+
+async fn roles(State(provider): State<Arc<Provider>>, Query(query): Query<Roles>) -> Response {
+    provider.role_calls.lock().unwrap().push(query.user_ids.clone());
+    let roles: Vec<Value> = query
+        .user_ids
+        .split(',')
+        .filter(|login| ["ada", "grace", "alan"].contains(login))
+        .flat_map(|login| [json!({"user": login, "role": "admin"}), json!({"user": login, "role": "billing"})])
+        .collect();
+    axum::Json(json!({ "roles": roles })).into_response()
+}
+
+struct World {
+    provider: Arc<Provider>,
+    origin: String,
+    _server: unigate_tests::LocalProvider,
+    _gateway: unigate_tests::RunningGateway,
+}
+
+async fn world() -> World {
+    let provider = Arc::new(Provider::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/users/{login}", get(user))
+            .route("/roles", get(roles))
+            .with_state(provider.clone()),
+    )
+    .await;
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "members".into(),
+        context: json!({"url": server.origin, "token": "t"}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+    };
+    let gateway = serve_accounts(catalog_with("members", MAPPING), vec![account]).await;
+    World {
+        provider,
+        origin: gateway.origin.clone(),
+        _server: server,
+        _gateway: gateway,
+    }
+}
+
+impl World {
+    async fn list(&self, query: &str) -> (u16, Value) {
+        get_json(
+            &format!(
+                "{}/unified/user-directory/users?integrated_account_id=acc&truto_ignore_remote_data=true{query}",
+                self.origin
+            ),
+            Some(TEST_TOKEN),
+        )
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_mapped_with_their_follow_ups_within_the_bound() {
+    let world = world().await;
+    let (status, body) = world.list("&limit=4").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([
+            {"id": "ada", "name": "ada (name)", "emails": [{"email": "ada@example.test"}],
+             "roles": [{"id": "admin"}, {"id": "billing"}]},
+            {"id": "grace", "name": "grace (name)", "emails": [{"email": "grace@example.test"}],
+             "roles": [{"id": "admin"}, {"id": "billing"}]},
+            {"id": "alan", "name": "alan (name)", "emails": [{"email": "alan@example.test"}],
+             "roles": [{"id": "admin"}, {"id": "billing"}]},
+            {"id": "edsger", "name": "edsger (name)", "emails": [{"email": "edsger@example.test"}]}
+        ])
+    );
+    // The next page: `gone` has no detail (a 404 declared as none), the others do.
+    let cursor = body["next_cursor"].as_str().unwrap().to_owned();
+    let (status, body) = world.list(&format!("&limit=4&next_cursor={cursor}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([
+            {"id": "barbara", "name": "barbara (name)", "emails": [{"email": "barbara@example.test"}]},
+            {"id": "gone"},
+            {"id": "donald", "name": "donald (name)", "emails": [{"email": "donald@example.test"}]}
+        ])
+    );
+    assert_eq!(world.provider.detail_calls.load(Ordering::SeqCst), 7);
+    assert!(world.provider.most_in_flight.load(Ordering::SeqCst) <= 2);
+    // One batched roles call per page, with the page's ids.
+    assert_eq!(
+        *world.provider.role_calls.lock().unwrap(),
+        vec!["ada,grace,alan,edsger", "barbara,gone,donald"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_share_the_accounts_bound() {
+    let world = Arc::new(world().await);
+    let calls = (0..4).map(|_| {
+        let world = world.clone();
+        tokio::spawn(async move { world.list("&limit=7").await })
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        assert_eq!(answer.unwrap().0, 200);
+    }
+    assert_eq!(world.provider.detail_calls.load(Ordering::SeqCst), 28);
+    assert!(world.provider.most_in_flight.load(Ordering::SeqCst) <= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_follow_up_fails_the_call_naming_the_integration() {
+    let world = world().await;
+    *world.provider.refuse.lock().unwrap() = Some("alan".into());
+    let (status, body) = world.list("&limit=7").await;
+    assert_eq!(
+        (status, body),
+        (
+            403,
+            json!({"statusCode": 403, "error": "Forbidden", "truto_is_remote_error": true,
+                   "message": "the `detail` follow-up request of integration `members` failed: Resource not accessible by integration",
+                   "raw_response": {"message": "Resource not accessible by integration"}})
+        )
+    );
+}

@@ -1,0 +1,246 @@
+//! Rate limits users never see: a provider that allows 5 requests in any second and answers a
+//! bare 429 (no Retry-After, no other hint) beyond that. Its mapping declares the budget
+//! (`rate_limit.pace`), so the gateway spaces every call to the account — stream, full walk, the
+//! Truto SDK's `to_array()` — and each returns every user while the provider never sees more
+//! than its budget in any second (asserted from the provider's own log of arrivals).
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use unigate_engine::EngineConfig;
+use unigate_store::IntegratedAccount;
+use unigate_tests::{
+    TEST_TOKEN, catalog_with, get_json, python_or_skip, repo_root, serve_with, spawn_provider,
+};
+use unigate_upstream::UpstreamConfig;
+
+const USERS: usize = 200;
+const BUDGET: usize = 5;
+const WINDOW: Duration = Duration::from_secs(1);
+
+const MAPPING: &str = r#"name: Paced provider
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth: { kind: bearer, token: "{{context.token}}" }
+rate_limit:
+  pace: { requests: 5, seconds: 1 }
+pagination: { style: offset, offset_param: offset, page_size_param: limit, total: total }
+resources:
+  users:
+    list: { path: /users, records: users }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: |
+          { "id": id, "name": name }
+"#;
+
+#[derive(Default)]
+struct Provider {
+    /// When each request arrived, and whether it was answered 429.
+    arrivals: Mutex<Vec<(Instant, bool)>>,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+async fn users(State(provider): State<Arc<Provider>>, Query(page): Query<Page>) -> Response {
+    let now = Instant::now();
+    let limited = {
+        let mut arrivals = provider.arrivals.lock().unwrap();
+        let recent = arrivals
+            .iter()
+            .filter(|(at, _)| now.duration_since(*at) < WINDOW)
+            .count();
+        let limited = recent >= BUDGET;
+        arrivals.push((now, limited));
+        limited
+    };
+    if limited {
+        return (StatusCode::TOO_MANY_REQUESTS, "").into_response();
+    }
+    let offset = page.offset.unwrap_or(0);
+    let end = (offset + page.limit.unwrap_or(10)).min(USERS);
+    let users: Vec<Value> = (offset.min(end)..end)
+        .map(|i| json!({"id": format!("u{i:03}"), "name": format!("User {i}")}))
+        .collect();
+    axum::Json(json!({"users": users, "total": USERS})).into_response()
+}
+
+struct World {
+    provider: Arc<Provider>,
+    origin: String,
+    _provider_server: unigate_tests::LocalProvider,
+    _gateway: unigate_tests::RunningGateway,
+}
+
+async fn world() -> World {
+    let provider = Arc::new(Provider::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/users", get(users))
+            .with_state(provider.clone()),
+    )
+    .await;
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "paced".into(),
+        context: json!({"url": server.origin, "token": "t"}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+    };
+    let gateway = serve_with(
+        catalog_with("paced", MAPPING),
+        vec![account],
+        UpstreamConfig::default(),
+        EngineConfig::default(),
+    )
+    .await;
+    World {
+        provider,
+        origin: gateway.origin.clone(),
+        _provider_server: server,
+        _gateway: gateway,
+    }
+}
+
+impl World {
+    /// The most arrivals in any window of the budget's length, and how many were answered 429.
+    fn observed(&self) -> (usize, usize) {
+        let arrivals = self.provider.arrivals.lock().unwrap();
+        let busiest = arrivals
+            .iter()
+            .map(|(start, _)| {
+                arrivals
+                    .iter()
+                    .filter(|(at, _)| *at >= *start && at.duration_since(*start) < WINDOW)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        let limited = arrivals.iter().filter(|(_, limited)| *limited).count();
+        (busiest, limited)
+    }
+
+    fn calls(&self) -> usize {
+        self.provider.arrivals.lock().unwrap().len()
+    }
+}
+
+fn ids_in_order(ids: &[String]) {
+    let expected: Vec<String> = (0..USERS).map(|i| format!("u{i:03}")).collect();
+    assert_eq!(ids, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_small_pages_returns_every_user_within_the_budget() {
+    let world = world().await;
+    let text = reqwest::Client::new()
+        .get(format!(
+            "{}/unified/user-directory/users?integrated_account_id=acc&limit=2&truto_response_format=stream",
+            world.origin
+        ))
+        .bearer_auth(TEST_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        lines.iter().all(|line| line.get("truto_stream_error").is_none()),
+        "{text}"
+    );
+    let ids: Vec<String> = lines.iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect();
+    ids_in_order(&ids);
+    let (busiest, limited) = world.observed();
+    assert!(busiest <= BUDGET, "{busiest} requests in one second");
+    // Every call was a page (100 pages of 2; the prefetch window may ask for a few past the
+    // end, which answer empty) plus one retry per 429, and there were none.
+    assert_eq!(limited, 0);
+    assert!(
+        (USERS / 2..=USERS / 2 + 4).contains(&world.calls()),
+        "{}",
+        world.calls()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignore_limit_returns_every_user_within_the_budget() {
+    let world = world().await;
+    let (status, body) = get_json(
+        &format!(
+            "{}/unified/user-directory/users?integrated_account_id=acc&limit=10&truto_ignore_limit=true",
+            world.origin
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<String> = body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids_in_order(&ids);
+    assert_eq!(body["next_cursor"], Value::Null);
+    let (busiest, limited) = world.observed();
+    assert!(busiest <= BUDGET, "{busiest} requests in one second");
+    assert_eq!(limited, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_truto_sdk_to_array_returns_every_user_within_the_budget() {
+    let Some(python) = python_or_skip("the paced Truto SDK test") else {
+        return;
+    };
+    let world = world().await;
+    let origin = world.origin.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(repo_root().join("tests/python/sdk_list.py"))
+            .args([origin.as_str(), TEST_TOKEN, "acc", "5", ""])
+            .env("UNIGATE_SDK_TO_ARRAY", "1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ids: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    ids_in_order(&ids);
+    let (busiest, limited) = world.observed();
+    assert!(busiest <= BUDGET, "{busiest} requests in one second");
+    assert_eq!(limited, 0);
+    // One provider page per SDK page: 40 pages of 5.
+    assert_eq!(world.calls(), USERS / 5);
+}

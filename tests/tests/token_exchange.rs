@@ -1,0 +1,224 @@
+//! `token_exchange`: a login call that turns the account's credentials into a short-lived token
+//! (Airflow 3's `POST /auth/token`, Jamf Pro's `POST /api/v1/auth/token`). The token lives like
+//! an OAuth token: one exchange in flight per account however many calls wait for it, renewed
+//! when it expires or once on a provider 401, `needs_reauth` when a new one is refused too — and
+//! no credential or token in any log line, at `debug`.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use unigate_store::IntegratedAccount;
+use unigate_tests::{TEST_TOKEN, catalog_with, get_json, serve_accounts, spawn_provider};
+
+const PASSWORD: &str = "s3cret-Passw0rd";
+
+const MAPPING: &str = r#"name: Exchange provider
+docs: https://example.test/docs
+base_url: "{{context.url}}/api"
+auth:
+  kind: token_exchange
+  exchange:
+    url: /auth/token
+    json: { username: "{{context.username}}", password: "{{context.password}}" }
+  token: access_token
+  expires_in: expires_in
+resources:
+  users:
+    list: { path: /users, records: users }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: |
+          { "id": id }
+"#;
+
+/// Every log line of the test process, at `debug`.
+fn log() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(writer.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buffer
+    })
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Provider {
+    exchanges: AtomicUsize,
+    /// Every token ever issued is refused from now on.
+    revoked: AtomicBool,
+    lifetime: AtomicUsize,
+}
+
+async fn login(State(provider): State<Arc<Provider>>, body: axum::body::Bytes) -> Response {
+    let credentials: Value = serde_json::from_slice(&body).unwrap_or_default();
+    if credentials != json!({"username": "svc", "password": PASSWORD}) {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"detail": "bad credentials"})))
+            .into_response();
+    }
+    // Slow, so that concurrent callers really wait on the one exchange.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let n = provider.exchanges.fetch_add(1, Ordering::SeqCst) + 1;
+    axum::Json(json!({
+        "access_token": format!("issued-token-{n}"),
+        "expires_in": provider.lifetime.load(Ordering::SeqCst),
+    }))
+    .into_response()
+}
+
+async fn users(State(provider): State<Arc<Provider>>, headers: HeaderMap) -> Response {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if provider.revoked.load(Ordering::SeqCst) || !bearer.starts_with("Bearer issued-token-") {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"detail": "token expired"})))
+            .into_response();
+    }
+    axum::Json(json!({"users": [{"id": "u1"}]})).into_response()
+}
+
+struct World {
+    provider: Arc<Provider>,
+    origin: String,
+    _server: unigate_tests::LocalProvider,
+    _gateway: unigate_tests::RunningGateway,
+}
+
+async fn world(context_extra: Value) -> World {
+    log();
+    let provider = Arc::new(Provider::default());
+    provider.lifetime.store(3600, Ordering::SeqCst);
+    let server = spawn_provider(
+        Router::new()
+            .route("/auth/token", post(login))
+            .route("/api/users", get(users))
+            .with_state(provider.clone()),
+    )
+    .await;
+    let mut context = json!({"url": server.origin, "username": "svc", "password": PASSWORD});
+    if let (Some(context), Value::Object(extra)) = (context.as_object_mut(), context_extra) {
+        context.extend(extra);
+    }
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "exchange".into(),
+        context,
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+    };
+    let gateway = serve_accounts(catalog_with("exchange", MAPPING), vec![account]).await;
+    World {
+        provider,
+        origin: gateway.origin.clone(),
+        _server: server,
+        _gateway: gateway,
+    }
+}
+
+impl World {
+    async fn list(&self) -> (u16, Value) {
+        get_json(
+            &format!(
+                "{}/unified/user-directory/users?integrated_account_id=acc",
+                self.origin
+            ),
+            Some(TEST_TOKEN),
+        )
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_calls_on_an_expired_token_make_one_exchange() {
+    let world = world(json!({
+        "access_token": "issued-token-expired",
+        "access_token_expires_at": "2020-01-01T00:00:00Z",
+    }))
+    .await;
+    let world = Arc::new(world);
+    let calls = (0..100).map(|_| {
+        let world = world.clone();
+        tokio::spawn(async move { world.list().await })
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        let (status, body) = answer.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(world.provider.exchanges.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_renews_once_then_needs_reauth() {
+    let world = world(json!({})).await;
+    assert_eq!(world.list().await.0, 200);
+    assert_eq!(world.provider.exchanges.load(Ordering::SeqCst), 1);
+    // The provider now refuses every token: the cached one gets a 401, one new exchange is
+    // made, its token gets a 401 too, and the account needs reconnecting.
+    world.provider.revoked.store(true, Ordering::SeqCst);
+    let (status, body) = world.list().await;
+    assert_eq!((status, &body["truto_is_remote_error"]), (401, &json!(true)), "{body}");
+    assert_eq!(world.provider.exchanges.load(Ordering::SeqCst), 2);
+    let (status, body) = world.list().await;
+    assert_eq!(status, 401);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs to be reconnected"),
+        "{body}"
+    );
+    assert_eq!(world.provider.exchanges.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expires_is_exchanged_again() {
+    let world = world(json!({})).await;
+    // Tokens live 30 s, inside the default 60 s refresh margin: each call needs a new one.
+    world.provider.lifetime.store(30, Ordering::SeqCst);
+    assert_eq!(world.list().await.0, 200);
+    assert_eq!(world.list().await.0, 200);
+    assert_eq!(world.provider.exchanges.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credential_or_token_reaches_a_log_line() {
+    let world = world(json!({})).await;
+    assert_eq!(world.list().await.0, 200);
+    world.provider.revoked.store(true, Ordering::SeqCst);
+    assert_eq!(world.list().await.0, 401);
+    let text = String::from_utf8(log().lock().unwrap().clone()).unwrap();
+    assert!(text.contains("provider call"), "debug lines were captured: {text}");
+    for secret in [PASSWORD, "issued-token-"] {
+        assert!(!text.contains(secret), "`{secret}` in the log:\n{text}");
+    }
+}
