@@ -111,15 +111,25 @@ pub struct Scripted {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The request this answer is for (method, path, query pairs sorted), when requests may
+    /// arrive in any order (follow-up requests run concurrently); `None` answers the next
+    /// request whatever it is.
+    pub for_request: Option<RequestKey>,
 }
+
+/// A request as a scripted answer names it: method, path, and the query pairs sorted.
+pub type RequestKey = (String, String, Vec<(String, String)>);
 
 #[derive(Debug, Default)]
 struct StubState {
     script: Vec<Scripted>,
+    /// Which scripted answers were given.
+    used: Vec<bool>,
     received: Vec<Recorded>,
 }
 
-/// A provider stand-in that answers its script in order, one answer per request.
+/// A provider stand-in that answers its script in order, one answer per request (an answer
+/// scripted for a particular request waits for that request).
 #[derive(Debug)]
 pub struct Stub {
     pub address: SocketAddr,
@@ -152,9 +162,24 @@ async fn answer(State(state): State<Arc<Mutex<StubState>>>, request: Request) ->
         body,
     };
     let mut state = state.lock().expect("stub lock");
-    let index = state.received.len();
+    let mut query = recorded.query.clone();
+    query.sort();
+    let found = (0..state.script.len()).find(|&index| {
+        !state.used.get(index).copied().unwrap_or(false)
+            && state.script[index]
+                .for_request
+                .as_ref()
+                .is_none_or(|(method, path, pairs)| {
+                    *method == recorded.method && *path == recorded.path && *pairs == query
+                })
+    });
     state.received.push(recorded);
-    let Some(scripted) = state.script.get(index).cloned() else {
+    if let Some(index) = found {
+        let scripted = state.script.len();
+        state.used.resize(scripted, false);
+        state.used[index] = true;
+    }
+    let Some(scripted) = found.map(|index| state.script[index].clone()) else {
         return (
             StatusCode::IM_A_TEAPOT,
             "the stub has no answer scripted for this request",
@@ -240,7 +265,9 @@ impl Stub {
     }
 
     pub fn script(&self, answers: Vec<Scripted>) {
-        self.state.lock().expect("stub lock").script = answers;
+        let mut state = self.state.lock().expect("stub lock");
+        state.used = vec![false; answers.len()];
+        state.script = answers;
     }
 
     pub fn received(&self) -> Vec<Recorded> {

@@ -208,8 +208,16 @@ async fn run_case(dir: &Path) -> Vec<String> {
     stub.script(
         case.calls
             .iter()
-            .flat_map(Call::exchanges)
-            .map(|(_, response)| Scripted {
+            .flat_map(|call| {
+                // Several requests of one call may arrive in any order (follow-ups run
+                // concurrently): each answer waits for its own request.
+                let keyed = call.exchanges().len() > 1;
+                call.exchanges()
+                    .into_iter()
+                    .map(move |(request, response)| (keyed.then(|| request_key(request)), response))
+            })
+            .map(|(for_request, response)| Scripted {
+                for_request,
                 status: response.status,
                 headers: response
                     .headers
@@ -263,10 +271,42 @@ async fn run_case(dir: &Path) -> Vec<String> {
         let at = format!("{name} call {}", index + 1);
         // The provider requests.
         let received = stub.received();
-        for (expected, _) in call.exchanges() {
-            let request = received.get(sent);
-            sent += 1;
-            check_request(&mut problems, &at, dir, &origin, expected, request);
+        let exchanges = call.exchanges();
+        let made: Vec<&unigate_tests::Recorded> =
+            received.iter().skip(sent).take(exchanges.len()).collect();
+        sent += exchanges.len();
+        let mut taken = vec![false; made.len()];
+        for (expected, _) in exchanges.iter() {
+            // One request: the next one made. Several: the one with this method, path and query.
+            let found = if exchanges.len() == 1 {
+                made.first().copied()
+            } else {
+                let key = request_key(expected);
+                let index = (0..made.len()).find(|&i| {
+                    let mut query = made[i].query.clone();
+                    query.sort();
+                    !taken[i] && (made[i].method.clone(), made[i].path.clone(), query) == key
+                });
+                if let Some(index) = index {
+                    taken[index] = true;
+                }
+                match index {
+                    Some(index) => Some(made[index]),
+                    None => {
+                        problems.push(format!(
+                            "{at}: no request {} {} {:?} among {:?}",
+                            key.0,
+                            key.1,
+                            key.2,
+                            made.iter()
+                                .map(|r| format!("{} {} {:?}", r.method, r.path, r.query))
+                                .collect::<Vec<_>>()
+                        ));
+                        continue;
+                    }
+                }
+            };
+            check_request(&mut problems, &at, dir, &origin, expected, found);
         }
         // The caller's answer.
         if status != call.expect.status {
@@ -310,6 +350,20 @@ async fn run_case(dir: &Path) -> Vec<String> {
         ));
     }
     problems
+}
+
+/// What identifies an expected request among several: method, path and sorted query pairs.
+fn request_key(expected: &ExpectedRequest) -> unigate_tests::RequestKey {
+    let mut query: Vec<(String, String)> = expected
+        .query
+        .iter()
+        .flat_map(|(k, v)| match v {
+            QueryValue::One(one) => vec![(k.clone(), one.clone())],
+            QueryValue::Many(many) => many.iter().map(|m| (k.clone(), m.clone())).collect(),
+        })
+        .collect();
+    query.sort();
+    (expected.method.clone(), expected.path.clone(), query)
 }
 
 /// Compares one provider request the gateway made with the one a case expects.

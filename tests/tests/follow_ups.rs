@@ -47,7 +47,9 @@ unified:
           }
 "#;
 
-const LOGINS: [&str; 7] = ["ada", "grace", "alan", "edsger", "barbara", "gone", "donald"];
+const LOGINS: [&str; 7] = [
+    "ada", "grace", "alan", "edsger", "barbara", "gone", "donald",
+];
 
 #[derive(Default)]
 struct Provider {
@@ -89,7 +91,11 @@ async fn user(State(provider): State<Arc<Provider>>, Path(login): Path<String>) 
             .into_response();
     }
     if login == "gone" {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Not Found"}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "Not Found"})),
+        )
+            .into_response();
     }
     axum::Json(json!({"login": login, "name": format!("{login} (name)"), "email": format!("{login}@example.test")}))
         .into_response()
@@ -101,12 +107,21 @@ struct Roles {
 }
 
 async fn roles(State(provider): State<Arc<Provider>>, Query(query): Query<Roles>) -> Response {
-    provider.role_calls.lock().unwrap().push(query.user_ids.clone());
+    provider
+        .role_calls
+        .lock()
+        .unwrap()
+        .push(query.user_ids.clone());
     let roles: Vec<Value> = query
         .user_ids
         .split(',')
         .filter(|login| ["ada", "grace", "alan"].contains(login))
-        .flat_map(|login| [json!({"user": login, "role": "admin"}), json!({"user": login, "role": "billing"})])
+        .flat_map(|login| {
+            [
+                json!({"user": login, "role": "admin"}),
+                json!({"user": login, "role": "billing"}),
+            ]
+        })
         .collect();
     axum::Json(json!({ "roles": roles })).into_response()
 }

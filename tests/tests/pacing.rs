@@ -161,12 +161,20 @@ async fn a_stream_of_small_pages_returns_every_user_within_the_budget() {
         .text()
         .await
         .unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(
-        lines.iter().all(|line| line.get("truto_stream_error").is_none()),
+        lines
+            .iter()
+            .all(|line| line.get("truto_stream_error").is_none()),
         "{text}"
     );
-    let ids: Vec<String> = lines.iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> = lines
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_owned())
+        .collect();
     ids_in_order(&ids);
     let (busiest, limited) = world.observed();
     assert!(busiest <= BUDGET, "{busiest} requests in one second");

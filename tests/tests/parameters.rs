@@ -118,6 +118,7 @@ async fn call_with(target: Target, query: &str, edit: impl FnOnce(&mut Vec<Scrip
         .calls
         .iter()
         .map(|c| Scripted {
+            for_request: None,
             status: c.response.status,
             headers: c
                 .response
@@ -289,6 +290,7 @@ async fn a_stream_cut_by_a_provider_failure_ends_with_the_error_line() {
         let all = baseline(target).await;
         let answer = call_with(target, "truto_response_format=stream", |script| {
             script[2] = Scripted {
+                for_request: None,
                 status: 503,
                 headers: vec![],
                 body: br#"{"message":"down for maintenance"}"#.to_vec(),
@@ -318,6 +320,7 @@ async fn a_stream_cut_by_a_provider_failure_ends_with_the_error_line() {
     // A failure on the first page is a plain error answer, not a stream.
     let answer = call_with(Target::Okta, "truto_response_format=stream", |script| {
         script[0] = Scripted {
+            for_request: None,
             status: 401,
             headers: vec![],
             body: br#"{"errorSummary":"Invalid token provided"}"#.to_vec(),

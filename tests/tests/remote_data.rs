@@ -31,6 +31,7 @@ const PAGE: &str = "{\n  \"data\": {\n    \"users\": [\n      {\n        \"id\":
 async fn answer(query: &str) -> (u16, String) {
     let stub = Stub::start().await;
     stub.script(vec![Scripted {
+        for_request: None,
         status: 200,
         headers: vec![],
         body: PAGE.as_bytes().to_vec(),

@@ -81,7 +81,10 @@ struct Provider {
 async fn login(State(provider): State<Arc<Provider>>, body: axum::body::Bytes) -> Response {
     let credentials: Value = serde_json::from_slice(&body).unwrap_or_default();
     if credentials != json!({"username": "svc", "password": PASSWORD}) {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"detail": "bad credentials"})))
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"detail": "bad credentials"})),
+        )
             .into_response();
     }
     // Slow, so that concurrent callers really wait on the one exchange.
@@ -100,7 +103,10 @@ async fn users(State(provider): State<Arc<Provider>>, headers: HeaderMap) -> Res
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if provider.revoked.load(Ordering::SeqCst) || !bearer.starts_with("Bearer issued-token-") {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"detail": "token expired"})))
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"detail": "token expired"})),
+        )
             .into_response();
     }
     axum::Json(json!({"users": [{"id": "u1"}]})).into_response()
@@ -186,7 +192,11 @@ async fn a_401_renews_once_then_needs_reauth() {
     // made, its token gets a 401 too, and the account needs reconnecting.
     world.provider.revoked.store(true, Ordering::SeqCst);
     let (status, body) = world.list().await;
-    assert_eq!((status, &body["truto_is_remote_error"]), (401, &json!(true)), "{body}");
+    assert_eq!(
+        (status, &body["truto_is_remote_error"]),
+        (401, &json!(true)),
+        "{body}"
+    );
     assert_eq!(world.provider.exchanges.load(Ordering::SeqCst), 2);
     let (status, body) = world.list().await;
     assert_eq!(status, 401);
@@ -217,7 +227,10 @@ async fn no_credential_or_token_reaches_a_log_line() {
     world.provider.revoked.store(true, Ordering::SeqCst);
     assert_eq!(world.list().await.0, 401);
     let text = String::from_utf8(log().lock().unwrap().clone()).unwrap();
-    assert!(text.contains("provider call"), "debug lines were captured: {text}");
+    assert!(
+        text.contains("provider call"),
+        "debug lines were captured: {text}"
+    );
     for secret in [PASSWORD, "issued-token-"] {
         assert!(!text.contains(secret), "`{secret}` in the log:\n{text}");
     }

@@ -119,11 +119,12 @@ impl Engine {
         let credential =
             render_credential(&integration, &account.context, account.base_url.as_deref())
                 .map_err(|error| TokenError::Unavailable(error.to_string()))?;
-        let Credential::Token(RenderedToken { source, .. }) = credential else {
+        let Credential::Token(token) = credential else {
             return Err(TokenError::Unavailable(
                 "the account's integration no longer uses tokens".to_owned(),
             ));
         };
+        let RenderedToken { source, .. } = *token;
         let issued = match &source {
             RenderedSource::OAuth2(oauth) => {
                 request_oauth_token(&self.upstream, &oauth_request(oauth)?).await?

@@ -56,7 +56,7 @@ pub enum Credential {
         value: Secret,
     },
     /// A token to obtain (OAuth 2.0 or a login call), then send in `header`.
-    Token(RenderedToken),
+    Token(Box<RenderedToken>),
 }
 
 /// A token-based credential, rendered from the account context.
@@ -134,12 +134,12 @@ pub struct RenderedRequest {
     pub continue_url: Option<String>,
 }
 
+/// Rendered name/value pairs: the plain ones, and the ones read from the context (secrets).
+type Pairs = (Vec<(String, String)>, Vec<(String, Secret)>);
+
 /// Renders named templates; a template whose optional key (`{{context.key?}}`) the context
 /// lacks is left out. Templates that read the context give secrets.
-fn render_pairs(
-    templates: &[(String, Template)],
-    vars: Vars<'_>,
-) -> Result<(Vec<(String, String)>, Vec<(String, Secret)>), RenderError> {
+fn render_pairs(templates: &[(String, Template)], vars: Vars<'_>) -> Result<Pairs, RenderError> {
     let mut plain = Vec::new();
     let mut secret = Vec::new();
     for (name, template) in templates {
@@ -250,12 +250,12 @@ pub fn render_credential(
                     RenderedSource::Exchange(render_exchange(exchange, context, &base)?)
                 }
             };
-            Credential::Token(RenderedToken {
+            Credential::Token(Box::new(RenderedToken {
                 source,
                 header: token.header.clone(),
                 prefix: prefix.to_owned(),
                 suffix: suffix.to_owned(),
-            })
+            }))
         }
     })
 }

@@ -29,7 +29,7 @@ pub enum Auth {
         token: Template,
     },
     /// A short-lived token obtained from a token endpoint or a login call.
-    Token(TokenAuth),
+    Token(Box<TokenAuth>),
 }
 
 /// A token-based auth: where the token comes from and how it is sent.
@@ -393,11 +393,11 @@ pub(super) fn compile_auth(spec: &AuthSpec, c: &mut FileCompiler<'_>) -> Option<
         | AuthKind::Oauth2ClientCredentials
         | AuthKind::Oauth2JwtBearer => {
             let source = TokenSource::OAuth2(compile_oauth(spec, kind, c)?);
-            Auth::Token(token_auth(spec, source, c)?)
+            Auth::Token(Box::new(token_auth(spec, source, c)?))
         }
         AuthKind::TokenExchange => {
             let source = TokenSource::Exchange(compile_exchange(spec, c)?);
-            Auth::Token(token_auth(spec, source, c)?)
+            Auth::Token(Box::new(token_auth(spec, source, c)?))
         }
     })
 }

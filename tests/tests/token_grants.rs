@@ -1,0 +1,227 @@
+//! The OAuth 2.0 token requests real providers need, against a token endpoint on 127.0.0.1:
+//! Zoom's Server-to-Server grant (`grant_type: account_credentials` plus `account_id`, client
+//! credentials as HTTP Basic), Notion's JSON token body, a token sent in another header form
+//! (Podio's `OAuth2 <token>`), and the JWT bearer grant of a Google service account (RFC 7523: an
+//! RS256 assertion with `iss`, `sub`, `scope`, `aud`, checked here with the public key).
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use unigate_store::IntegratedAccount;
+use unigate_tests::{
+    TEST_TOKEN, catalog_with, get_json, repo_root, serve_accounts, spawn_provider, url_pairs,
+};
+
+/// One token request: its headers (lower-case) and its body.
+type TokenRequest = (Vec<(String, String)>, String);
+
+/// What the endpoints received.
+#[derive(Default)]
+struct Seen {
+    token_requests: Mutex<Vec<TokenRequest>>,
+    api_auth: Mutex<Vec<String>>,
+}
+
+async fn token(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: String) -> Response {
+    let headers = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    seen.token_requests.lock().unwrap().push((headers, body));
+    axum::Json(json!({"access_token": "issued-1", "token_type": "bearer", "expires_in": 3599}))
+        .into_response()
+}
+
+async fn users(State(seen): State<Arc<Seen>>, headers: HeaderMap) -> Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    seen.api_auth.lock().unwrap().push(auth);
+    axum::Json(json!({"users": [{"id": "u1"}]})).into_response()
+}
+
+/// Lists users once through a mapping whose `auth` block is `auth`; what the endpoints saw.
+async fn list_with(auth: &str, context: Value) -> Arc<Seen> {
+    let seen = Arc::new(Seen::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/oauth/token", post(token))
+            .route("/users", get(users))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let mapping = format!(
+        r#"name: Grant example
+docs: https://example.test/docs
+base_url: "{{{{context.url}}}}"
+auth:
+{auth}
+resources:
+  users:
+    list: {{ path: /users, records: users }}
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{{ "id": id }}'
+"#
+    );
+    let mut context = context;
+    context["url"] = json!(server.origin);
+    context["token_url"] = json!(format!("{}/oauth/token", server.origin));
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "grant".into(),
+        context,
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+    };
+    let gateway = serve_accounts(catalog_with("grant", &mapping), vec![account]).await;
+    let (status, body) = get_json(
+        &format!(
+            "{}/unified/user-directory/users?integrated_account_id=acc",
+            gateway.origin
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    seen
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+#[tokio::test]
+async fn zooms_account_credentials_grant() {
+    let seen = list_with(
+        r#"  kind: oauth2_client_credentials
+  token_url: "{{context.token_url}}"
+  grant_type: account_credentials
+  client_id: "{{context.client_id}}"
+  client_secret: "{{context.client_secret}}"
+  client_auth: basic
+  token_params:
+    account_id: "{{context.account_id}}""#,
+        json!({"client_id": "zc", "client_secret": "zs", "account_id": "acct-9"}),
+    )
+    .await;
+    let requests = seen.token_requests.lock().unwrap();
+    let (headers, body) = &requests[0];
+    assert_eq!(
+        header(headers, "content-type"),
+        "application/x-www-form-urlencoded"
+    );
+    // base64("zc:zs")
+    assert_eq!(header(headers, "authorization"), "Basic emM6enM=");
+    let mut form = url_pairs(body);
+    form.sort();
+    assert_eq!(
+        form,
+        vec![
+            ("account_id".to_owned(), "acct-9".to_owned()),
+            ("grant_type".to_owned(), "account_credentials".to_owned())
+        ]
+    );
+    assert_eq!(*seen.api_auth.lock().unwrap(), vec!["Bearer issued-1"]);
+}
+
+#[tokio::test]
+async fn a_json_token_body_and_another_header_form() {
+    let seen = list_with(
+        r#"  kind: oauth2_refresh_token
+  token_url: "{{context.token_url}}"
+  client_id: "{{context.client_id}}"
+  client_secret: "{{context.client_secret}}"
+  refresh_token: "{{context.refresh_token}}"
+  client_auth: basic
+  token_body: json
+  value: "OAuth2 {{token}}""#,
+        json!({"client_id": "nc", "client_secret": "ns", "refresh_token": "r-1"}),
+    )
+    .await;
+    let requests = seen.token_requests.lock().unwrap();
+    let (headers, body) = &requests[0];
+    assert_eq!(header(headers, "content-type"), "application/json");
+    assert_eq!(
+        serde_json::from_str::<Value>(body).unwrap(),
+        json!({"grant_type": "refresh_token", "refresh_token": "r-1"})
+    );
+    assert_eq!(*seen.api_auth.lock().unwrap(), vec!["OAuth2 issued-1"]);
+}
+
+#[tokio::test]
+async fn a_service_accounts_jwt_bearer_grant() {
+    let private_key =
+        std::fs::read_to_string(repo_root().join("tests/keys/test-service-account.key")).unwrap();
+    let public_key =
+        std::fs::read_to_string(repo_root().join("tests/keys/test-service-account.pub")).unwrap();
+    let seen = list_with(
+        r#"  kind: oauth2_jwt_bearer
+  token_url: "{{context.token_url}}"
+  issuer: "{{context.client_email}}"
+  subject: "{{context.admin_email}}"
+  private_key: "{{context.private_key}}"
+  scope: https://www.googleapis.com/auth/admin.directory.user.readonly"#,
+        json!({"client_email": "reader@project.iam.gserviceaccount.com",
+               "admin_email": "admin@acme.example", "private_key": private_key}),
+    )
+    .await;
+    let requests = seen.token_requests.lock().unwrap();
+    let (_, body) = &requests[0];
+    let form = url_pairs(body);
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert_eq!(
+        field("grant_type").as_deref(),
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+    );
+    assert_eq!(
+        field("scope"),
+        None,
+        "the scope travels inside the assertion"
+    );
+    let assertion = field("assertion").expect("an assertion");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[seen_token_url(&requests)]);
+    let claims = jsonwebtoken::decode::<Value>(
+        &assertion,
+        &jsonwebtoken::DecodingKey::from_rsa_pem(public_key.as_bytes()).unwrap(),
+        &validation,
+    )
+    .expect("signed with the account's key, RS256, for the token URL, not expired")
+    .claims;
+    assert_eq!(claims["iss"], "reader@project.iam.gserviceaccount.com");
+    assert_eq!(claims["sub"], "admin@acme.example");
+    assert_eq!(
+        claims["scope"],
+        "https://www.googleapis.com/auth/admin.directory.user.readonly"
+    );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+    assert_eq!(*seen.api_auth.lock().unwrap(), vec!["Bearer issued-1"]);
+}
+
+/// The token URL the assertion is for: the endpoint that received it.
+fn seen_token_url(requests: &[TokenRequest]) -> String {
+    format!("http://{}/oauth/token", header(&requests[0].0, "host"))
+}
