@@ -220,6 +220,91 @@ async fn a_token_that_expires_is_exchanged_again() {
     assert_eq!(world.provider.exchanges.load(Ordering::SeqCst), 2);
 }
 
+/// Jamf Pro's shape: `POST /api/v1/auth/token` with HTTP Basic, answering `{token, expires}` (an
+/// ISO 8601 expiry), the token sent as a bearer token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_basic_login_with_an_expiry_time() {
+    const JAMF: &str = r#"name: Jamf Pro
+docs: https://example.test/docs
+base_url: "{{context.url}}/api"
+auth:
+  kind: token_exchange
+  exchange:
+    url: /api/v1/auth/token
+    basic: { username: "{{context.username}}", password: "{{context.password}}" }
+  token: token
+  expires_at: expires
+resources:
+  users:
+    list: { path: /v1/accounts, records: results }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: |
+          { "id": id }
+"#;
+    #[derive(Default)]
+    struct Jamf {
+        logins: Mutex<Vec<String>>,
+    }
+    async fn login(State(jamf): State<Arc<Jamf>>, headers: HeaderMap) -> Response {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        jamf.logins.lock().unwrap().push(auth.to_owned());
+        axum::Json(json!({"token": "jamf-token-1", "expires": "2099-03-01T21:19:29.215Z"}))
+            .into_response()
+    }
+    async fn accounts(headers: HeaderMap) -> Response {
+        match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+            Some("Bearer jamf-token-1") => {
+                axum::Json(json!({"totalCount": 1, "results": [{"id": "7"}]})).into_response()
+            }
+            _ => StatusCode::UNAUTHORIZED.into_response(),
+        }
+    }
+    let jamf = Arc::new(Jamf::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/api/v1/auth/token", post(login))
+            .route("/api/v1/accounts", get(accounts))
+            .with_state(jamf.clone()),
+    )
+    .await;
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "jamf".into(),
+        context: json!({"url": server.origin, "username": "api", "password": PASSWORD}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+    };
+    let gateway = serve_accounts(catalog_with("jamf", JAMF), vec![account]).await;
+    for _ in 0..3 {
+        let (status, body) = get_json(
+            &format!(
+                "{}/unified/user-directory/users?integrated_account_id=acc",
+                gateway.origin
+            ),
+            Some(TEST_TOKEN),
+        )
+        .await;
+        assert_eq!(
+            (status, &body["result"][0]["id"]),
+            (200, &json!("7")),
+            "{body}"
+        );
+    }
+    // One login (the token lives until 2099), with HTTP Basic: base64("api:s3cret-Passw0rd").
+    assert_eq!(
+        *jamf.logins.lock().unwrap(),
+        vec!["Basic YXBpOnMzY3JldC1QYXNzdzByZA=="]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credential_or_token_reaches_a_log_line() {
     let world = world(json!({})).await;

@@ -226,3 +226,51 @@ unified:
         "{errors}"
     );
 }
+
+#[test]
+fn format_v2_mistakes_are_reported_with_file_line_and_path() {
+    let broken = r#"name: Broken v2
+docs: https://example.test/docs
+base_url: "https://example.test"
+auth:
+  kind: token_exchange
+  token: access_token
+  value: "Bearer"
+rate_limit:
+  pace: { requests: 0, seconds: 1 }
+pagination: { style: page, page_param: page, send_in: body }
+resources:
+  users:
+    list: { path: /users, records: data }
+    get: { path: /users/me, records: "$" }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        follow_up:
+          detail: { resource: users.get, id: login }
+        response_mapping: |
+          { "id": id }
+variants:
+  - name: broken
+    when: "version = "
+    with:
+      base_url: "https://other.example.test"
+"#;
+    let errors = Catalog::from_sources(&[model()], &[integration("broken", broken)])
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "mappings/broken.yaml:5: auth: auth kind `token_exchange` needs `exchange`",
+        "mappings/broken.yaml:9: rate_limit.pace: needs `requests` of at least 1",
+        "mappings/broken.yaml:10: resources.users.list.pagination.send_in: `send_in: body` needs the resource's `body` expression",
+        "mappings/broken.yaml:21: unified.user-directory.users.list.follow_up.detail.resource: `users.get` never reads `{{id}}`",
+        "mappings/broken.yaml:26: variants[0].when: JSONata does not compile",
+    ] {
+        assert!(
+            errors.contains(expected),
+            "missing `{expected}` in:\n{errors}"
+        );
+    }
+}
