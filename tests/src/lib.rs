@@ -304,7 +304,10 @@ pub async fn serve(gateway: Gateway) -> RunningGateway {
 /// A gateway over `catalog` with `accounts`, token [`TEST_TOKEN`], and no retries: each unified
 /// call makes exactly the provider requests a fixture lists (the retry policy has its own
 /// tests).
-pub async fn serve_accounts(catalog: Catalog, accounts: Vec<IntegratedAccount>) -> RunningGateway {
+pub async fn serve_accounts(
+    catalog: impl Into<Arc<Catalog>>,
+    accounts: Vec<IntegratedAccount>,
+) -> RunningGateway {
     let config = EngineConfig {
         retry: RetryPolicy {
             max_retries: 0,
@@ -317,7 +320,7 @@ pub async fn serve_accounts(catalog: Catalog, accounts: Vec<IntegratedAccount>) 
 
 /// A gateway with explicit upstream limits and engine config.
 pub async fn serve_with(
-    catalog: Catalog,
+    catalog: impl Into<Arc<Catalog>>,
     accounts: Vec<IntegratedAccount>,
     upstream: UpstreamConfig,
     config: EngineConfig,

@@ -388,7 +388,7 @@ impl Gateway {
     }
 
     pub fn assemble(
-        catalog: Catalog,
+        catalog: impl Into<Arc<Catalog>>,
         accounts: Vec<IntegratedAccount>,
         upstream: UpstreamConfig,
         engine_config: EngineConfig,
@@ -408,7 +408,7 @@ impl Gateway {
     }
 
     pub fn assemble_with_store(
-        catalog: Catalog,
+        catalog: impl Into<Arc<Catalog>>,
         store: Arc<dyn AccountStore>,
         upstream: UpstreamConfig,
         engine_config: EngineConfig,
@@ -418,7 +418,7 @@ impl Gateway {
     ) -> Result<Gateway, String> {
         let upstream = Upstream::new(upstream).map_err(|error| error.to_string())?;
         let engine = Engine::new(
-            Arc::new(catalog),
+            catalog.into(),
             store,
             upstream,
             cursor_secret,

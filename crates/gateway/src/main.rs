@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use unigate_gateway::config::Config;
 use unigate_gateway::{Gateway, check, parse_listen, sandbox};
+use unigate_mapping::coverage::{ProviderList, integrations_table};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,7 +50,7 @@ enum Command {
         dir: PathBuf,
     },
     /// Print the integrations coverage table (docs/integrations.md) generated from a mappings
-    /// directory.
+    /// directory, its provider list (`integrations.tsv`) and its `unmapped/` records.
     Docs {
         /// The mappings directory.
         dir: PathBuf,
@@ -69,19 +70,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Docs { dir } => match unigate_mapping::Catalog::load_dir(&dir) {
-            Ok(catalog) => {
-                print!(
-                    "{}",
-                    unigate_mapping::coverage::integrations_table(&catalog)
-                );
-                ExitCode::SUCCESS
+        Command::Docs { dir } => {
+            match unigate_mapping::Catalog::load_dir(&dir).and_then(|catalog| {
+                let list = ProviderList::load_dir(&dir)?;
+                list.check(&catalog, &dir)?;
+                Ok(integrations_table(&catalog, &list))
+            }) {
+                Ok(table) => {
+                    print!("{table}");
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(errors) => {
-                eprintln!("{errors}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Serve {
             config,
             sandbox,

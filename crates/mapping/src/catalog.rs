@@ -1,7 +1,7 @@
 //! Loading a mappings directory: `models/*.yaml` first, then every `<integration>.yaml`, each
 //! compiled once. All errors of all files are returned together.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ pub struct Source {
 
 impl Source {
     /// The file stem: a model's or an integration's id.
-    fn stem(&self) -> String {
+    pub(crate) fn stem(&self) -> String {
         self.path
             .file_stem()
             .map(|stem| stem.to_string_lossy().into_owned())
@@ -37,7 +37,10 @@ impl Source {
     }
 }
 
-fn parse_yaml<T: DeserializeOwned>(source: &Source, errors: &mut Vec<LoadError>) -> Option<T> {
+pub(crate) fn parse_yaml<T: DeserializeOwned>(
+    source: &Source,
+    errors: &mut Vec<LoadError>,
+) -> Option<T> {
     match serde_saphyr::from_str::<T>(&source.text) {
         Ok(value) => Some(value),
         Err(error) => {
@@ -73,7 +76,7 @@ fn parse_yaml<T: DeserializeOwned>(source: &Source, errors: &mut Vec<LoadError>)
     }
 }
 
-fn read_yaml_files(dir: &Path, errors: &mut Vec<LoadError>) -> Vec<Source> {
+pub(crate) fn read_yaml_files(dir: &Path, errors: &mut Vec<LoadError>) -> Vec<Source> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) => {
@@ -160,6 +163,7 @@ impl Catalog {
             }
         }
         let mut parsed: BTreeMap<String, (&Source, IntegrationSpec)> = BTreeMap::new();
+        let mut unparsed: BTreeSet<String> = BTreeSet::new();
         for source in integrations {
             let id = source.stem();
             if !id
@@ -174,8 +178,13 @@ impl Catalog {
                 });
                 continue;
             }
-            if let Some(spec) = parse_yaml::<IntegrationSpec>(source, &mut errors) {
-                parsed.insert(id, (source, spec));
+            match parse_yaml::<IntegrationSpec>(source, &mut errors) {
+                Some(spec) => {
+                    parsed.insert(id, (source, spec));
+                }
+                None => {
+                    unparsed.insert(id);
+                }
             }
         }
         for (id, (source, own)) in &parsed {
@@ -183,7 +192,7 @@ impl Catalog {
             if own.is_abstract {
                 continue;
             }
-            let spec = match resolve_extends(id, &parsed, &mut Vec::new()) {
+            let spec = match resolve_extends(id, &parsed, &unparsed, &mut Vec::new()) {
                 Ok(spec) => spec,
                 Err((line, message)) => {
                     errors.push(LoadError {
@@ -260,6 +269,7 @@ fn compile_with_variants(
 fn resolve_extends(
     id: &str,
     parsed: &BTreeMap<String, (&Source, IntegrationSpec)>,
+    unparsed: &BTreeSet<String>,
     chain: &mut Vec<String>,
 ) -> Result<IntegrationSpec, (u64, String)> {
     let (_, spec) = &parsed[id];
@@ -274,6 +284,12 @@ fn resolve_extends(
             format!("`extends` loops: {} -> {}", chain.join(" -> "), base.value),
         ));
     }
+    if unparsed.contains(&base.value) {
+        return Err((
+            line,
+            format!("extends `{}`, whose file has errors of its own", base.value),
+        ));
+    }
     if !parsed.contains_key(&base.value) {
         return Err((
             line,
@@ -283,7 +299,7 @@ fn resolve_extends(
             ),
         ));
     }
-    let resolved_base = resolve_extends(&base.value, parsed, chain)?;
+    let resolved_base = resolve_extends(&base.value, parsed, unparsed, chain)?;
     Ok(spec.clone().extend(&resolved_base))
 }
 

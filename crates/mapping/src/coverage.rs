@@ -1,14 +1,157 @@
 //! The coverage table of `docs/integrations.md`, generated from the compiled mapping files so
 //! that it cannot drift from them (a test compares the checked-in file): for every resource of
-//! every unified model, the integrations that map it and how.
+//! every unified model, the integrations that map it and how; then every provider of the product's
+//! list (`mappings/integrations.tsv`) that has no mapping, with the record that says why
+//! (`mappings/unmapped/<id>.yaml`). It does not load or compile mappings itself.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::path::Path;
 
-use crate::catalog::Catalog;
+use serde::Deserialize;
+
+use crate::catalog::{Catalog, parse_yaml, read_yaml_files};
+use crate::diagnostics::{LoadError, LoadErrors};
 use crate::integration::UnifiedMethod;
 
-fn list(items: &BTreeSet<String>) -> String {
+/// Why a provider of the product's list has no mapping file yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnmappedStatus {
+    /// Its documentation was searched and shows no call that lists its users.
+    NotMappable,
+    /// The call is documented but needs something the mapping format cannot say yet (XML bodies,
+    /// per-request signatures, …); `reason` names it.
+    NeedsFormat,
+    /// No source documenting the call could be read yet; `notes` say what was tried.
+    NotResearched,
+}
+
+impl UnmappedStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnmappedStatus::NotMappable => "not mappable",
+            UnmappedStatus::NeedsFormat => "needs a format feature",
+            UnmappedStatus::NotResearched => "not researched yet",
+        }
+    }
+}
+
+/// `mappings/unmapped/<id>.yaml`: the record of a listed provider that has no mapping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnmappedSpec {
+    pub name: String,
+    pub status: UnmappedStatus,
+    /// One paragraph: what is missing and why.
+    pub reason: String,
+    /// Pages that back the reason.
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// The searches that were run (`corpus: query`), so the next person does not repeat them.
+    #[serde(default)]
+    pub searched: Vec<String>,
+    /// Everything else that was learnt or tried, free text.
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+/// The product's provider list and the records of the unmapped ones.
+#[derive(Debug, Default)]
+pub struct ProviderList {
+    /// id → name, from `integrations.tsv` (columns `id`, `name`, …; header first).
+    pub providers: BTreeMap<String, String>,
+    pub unmapped: BTreeMap<String, UnmappedSpec>,
+}
+
+impl ProviderList {
+    /// Reads `dir/integrations.tsv` and `dir/unmapped/*.yaml`.
+    pub fn load_dir(dir: &Path) -> Result<ProviderList, LoadErrors> {
+        let mut errors = Vec::new();
+        let mut list = ProviderList::default();
+        let tsv = dir.join("integrations.tsv");
+        match std::fs::read_to_string(&tsv) {
+            Ok(text) => {
+                for (index, line) in text.lines().enumerate().skip(1) {
+                    let mut columns = line.split('\t');
+                    match (columns.next(), columns.next()) {
+                        (Some(id), Some(name)) if !id.is_empty() => {
+                            list.providers.insert(id.to_owned(), name.to_owned());
+                        }
+                        _ => errors.push(LoadError {
+                            file: tsv.clone(),
+                            line: index as u64 + 1,
+                            path: String::new(),
+                            message: "expected `id<TAB>name`".into(),
+                        }),
+                    }
+                }
+            }
+            Err(error) => errors.push(LoadError {
+                file: tsv,
+                line: 0,
+                path: String::new(),
+                message: format!("cannot read file: {error}"),
+            }),
+        }
+        for source in read_yaml_files(&dir.join("unmapped"), &mut errors) {
+            if let Some(spec) = parse_yaml::<UnmappedSpec>(&source, &mut errors) {
+                list.unmapped.insert(source.stem(), spec);
+            }
+        }
+        if errors.is_empty() {
+            Ok(list)
+        } else {
+            Err(LoadErrors(errors))
+        }
+    }
+
+    /// Every listed provider is mapped or has an unmapped record, never both, and every record is
+    /// of a listed provider.
+    pub fn check(&self, catalog: &Catalog, dir: &Path) -> Result<(), LoadErrors> {
+        let mut errors = Vec::new();
+        let mut error = |file: &Path, message: String| {
+            errors.push(LoadError {
+                file: file.to_owned(),
+                line: 0,
+                path: String::new(),
+                message,
+            });
+        };
+        for id in self.providers.keys() {
+            let mapped = catalog.integrations.contains_key(id);
+            let recorded = self.unmapped.contains_key(id);
+            let record = dir.join("unmapped").join(format!("{id}.yaml"));
+            match (mapped, recorded) {
+                (true, true) => error(
+                    &record,
+                    format!("`{id}` is mapped: delete its unmapped record"),
+                ),
+                (false, false) => error(
+                    &dir.join("integrations.tsv"),
+                    format!("`{id}` has neither a mapping nor a record in unmapped/ saying why"),
+                ),
+                _ => {}
+            }
+        }
+        for id in self.unmapped.keys() {
+            if !self.providers.contains_key(id) {
+                let record = dir.join("unmapped").join(format!("{id}.yaml"));
+                error(
+                    &record,
+                    format!("`{id}` is not a provider of integrations.tsv"),
+                );
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(LoadErrors(errors))
+        }
+    }
+}
+
+fn comma_list(items: &BTreeSet<String>) -> String {
     if items.is_empty() {
         "—".to_owned()
     } else {
@@ -16,13 +159,35 @@ fn list(items: &BTreeSet<String>) -> String {
     }
 }
 
-/// Markdown: one section per unified resource, one row per integration that maps it.
-pub fn integrations_table(catalog: &Catalog) -> String {
+/// Markdown: a summary of the provider list, one section per unified resource with one row per
+/// integration that maps it, then the providers without a mapping and why.
+pub fn integrations_table(catalog: &Catalog, list: &ProviderList) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Integrations\n");
     let _ = writeln!(
         out,
         "Generated from `mappings/` by `unigate docs mappings`; do not edit by hand (a test fails when this file is stale).\n"
+    );
+    let listed_and_mapped = list
+        .providers
+        .keys()
+        .filter(|id| catalog.integrations.contains_key(*id))
+        .count();
+    let _ = writeln!(
+        out,
+        "{listed_and_mapped} of the {} providers of the product's list (`mappings/integrations.tsv`) are mapped.\n",
+        list.providers.len()
+    );
+    let mut by_status: BTreeMap<UnmappedStatus, usize> = BTreeMap::new();
+    for spec in list.unmapped.values() {
+        *by_status.entry(spec.status).or_default() += 1;
+    }
+    for (status, count) in &by_status {
+        let _ = writeln!(out, "- {}: {count}", status.name());
+    }
+    let _ = writeln!(
+        out,
+        "\nThe link of each id is the provider documentation its mapping was written from.\n"
     );
     for (model_name, model) in &catalog.models {
         for resource in model.resources.keys() {
@@ -71,13 +236,30 @@ pub fn integrations_table(catalog: &Catalog) -> String {
                     pagination,
                     integration.auth.kind_name(),
                     fields,
-                    list(&main.native_filters),
-                    list(&main.native_sorts),
+                    comma_list(&main.native_filters),
+                    comma_list(&main.native_sorts),
                     if main.partial { "yes" } else { "no" },
                 );
             }
             let _ = writeln!(out);
         }
+    }
+    let _ = writeln!(out, "## Not mapped\n");
+    let _ = writeln!(
+        out,
+        "Providers of the list without a mapping; `mappings/unmapped/<id>.yaml` holds the evidence, the searches run and the notes.\n"
+    );
+    let _ = writeln!(out, "| id | name | status | reason |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for (id, spec) in &list.unmapped {
+        let reason = spec.reason.split_whitespace().collect::<Vec<_>>().join(" ");
+        let _ = writeln!(
+            out,
+            "| {id} | {} | {} | {} |",
+            spec.name.replace('|', "\\|"),
+            spec.status.name(),
+            reason.replace('|', "\\|"),
+        );
     }
     out.truncate(out.trim_end().len());
     out.push('\n');

@@ -338,16 +338,10 @@ fn render_exchange(
     };
     let body = match &exchange.body {
         ExchangeBody::None => None,
-        ExchangeBody::Json(json) => {
-            let object: Map<String, Value> = fields(json)?
-                .into_iter()
-                .map(|(name, value)| (name, Value::String(value)))
-                .collect();
-            Some((
-                "application/json",
-                Secret::new(Value::Object(object).to_string()),
-            ))
-        }
+        ExchangeBody::Json(json) => Some((
+            "application/json",
+            Secret::new(json.render(context)?.to_string()),
+        )),
         ExchangeBody::Form(form) => Some((
             "application/x-www-form-urlencoded",
             Secret::new(form_urlencoded(&fields(form)?)),

@@ -145,9 +145,9 @@ pub struct ExchangeSpec {
     pub url: Text,
     #[serde(default)]
     pub headers: BTreeMap<String, Text>,
-    /// A JSON object body (string values, templates allowed).
+    /// A JSON body: any YAML value, its strings templates (Tableau nests its credentials).
     #[serde(default)]
-    pub json: Option<BTreeMap<String, Text>>,
+    pub json: Option<serde_json::Value>,
     /// A form body.
     #[serde(default)]
     pub form: Option<BTreeMap<String, Text>>,

@@ -113,8 +113,74 @@ pub struct Exchange {
 #[derive(Debug)]
 pub enum ExchangeBody {
     None,
-    Json(Vec<(String, Template)>),
+    Json(JsonTemplate),
     Form(Vec<(String, Template)>),
+}
+
+/// A JSON value whose strings are templates.
+#[derive(Debug)]
+pub enum JsonTemplate {
+    Object(Vec<(String, JsonTemplate)>),
+    Array(Vec<JsonTemplate>),
+    Text(Template),
+    /// A number, boolean or null, sent as it is.
+    Literal(serde_json::Value),
+}
+
+impl JsonTemplate {
+    fn compile(value: &serde_json::Value) -> Result<JsonTemplate, String> {
+        Ok(match value {
+            serde_json::Value::Object(object) => JsonTemplate::Object(
+                object
+                    .iter()
+                    .map(|(key, value)| Ok((key.clone(), JsonTemplate::compile(value)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            serde_json::Value::Array(items) => JsonTemplate::Array(
+                items
+                    .iter()
+                    .map(JsonTemplate::compile)
+                    .collect::<Result<_, String>>()?,
+            ),
+            serde_json::Value::String(text) => JsonTemplate::Text(Template::compile(text)?),
+            other => JsonTemplate::Literal(other.clone()),
+        })
+    }
+
+    /// Every template in the value.
+    pub fn templates(&self) -> Vec<&Template> {
+        match self {
+            JsonTemplate::Object(fields) => {
+                fields.iter().flat_map(|(_, v)| v.templates()).collect()
+            }
+            JsonTemplate::Array(items) => items.iter().flat_map(JsonTemplate::templates).collect(),
+            JsonTemplate::Text(template) => vec![template],
+            JsonTemplate::Literal(_) => Vec::new(),
+        }
+    }
+
+    /// The value with every template rendered from `context`.
+    pub fn render(
+        &self,
+        context: &serde_json::Value,
+    ) -> Result<serde_json::Value, crate::template::RenderError> {
+        Ok(match self {
+            JsonTemplate::Object(fields) => serde_json::Value::Object(
+                fields
+                    .iter()
+                    .map(|(key, value)| Ok((key.clone(), value.render(context)?)))
+                    .collect::<Result<_, crate::template::RenderError>>()?,
+            ),
+            JsonTemplate::Array(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|item| item.render(context))
+                    .collect::<Result<_, _>>()?,
+            ),
+            JsonTemplate::Text(template) => serde_json::Value::String(template.render(context)?),
+            JsonTemplate::Literal(value) => value.clone(),
+        })
+    }
 }
 
 /// A token lifetime assumed when an exchange's answer does not say.
@@ -148,10 +214,12 @@ impl Auth {
                     TokenSource::Exchange(exchange) => {
                         templates.push(&exchange.url);
                         templates.extend(exchange.headers.iter().map(|(_, template)| template));
-                        if let ExchangeBody::Json(fields) | ExchangeBody::Form(fields) =
-                            &exchange.body
-                        {
-                            templates.extend(fields.iter().map(|(_, template)| template));
+                        match &exchange.body {
+                            ExchangeBody::Json(json) => templates.extend(json.templates()),
+                            ExchangeBody::Form(fields) => {
+                                templates.extend(fields.iter().map(|(_, template)| template));
+                            }
+                            ExchangeBody::None => {}
                         }
                         if let Some((username, password)) = &exchange.basic {
                             templates.extend([username, password]);
@@ -531,7 +599,17 @@ fn compile_exchange(spec: &AuthSpec, c: &mut FileCompiler<'_>) -> Option<Exchang
             );
             return None;
         }
-        (Some(json), None) => ExchangeBody::Json(fields(json, "json")?),
+        (Some(json), None) => match JsonTemplate::compile(json) {
+            Ok(json) => ExchangeBody::Json(json),
+            Err(problem) => {
+                c.error_at(
+                    &exchange.url,
+                    "auth.exchange.json",
+                    &format!("bad template: {problem}"),
+                );
+                return None;
+            }
+        },
         (None, Some(form)) => ExchangeBody::Form(fields(form, "form")?),
         (None, None) => ExchangeBody::None,
     };

@@ -4,7 +4,9 @@ mod auth;
 mod resource;
 mod unified;
 
-pub use auth::{Auth, Exchange, ExchangeBody, Grant, JwtAssertion, OAuth2, TokenAuth, TokenSource};
+pub use auth::{
+    Auth, Exchange, ExchangeBody, Grant, JsonTemplate, JwtAssertion, OAuth2, TokenAuth, TokenSource,
+};
 pub use resource::{CompiledPagination, DEFAULT_MAX_PAGES, Resource};
 
 use std::collections::{BTreeMap, BTreeSet};
