@@ -15,7 +15,7 @@ use unigate_mapping::{
     Answer, Auth, Credential, RenderedExchange, RenderedOAuth2, RenderedSource, RenderedToken,
     TokenSource, read_exchange_token, render_credential,
 };
-use unigate_store::{AccountStatus, StoreError, set_dotted};
+use unigate_store::{AccountStatus, IntegratedAccount, StoreError, set_dotted};
 use unigate_unified::error::extract_remote_message;
 use unigate_unified::{ApiError, ErrorKind, Secret};
 use unigate_upstream::tokens::{
@@ -202,6 +202,26 @@ impl Engine {
                 rotated_refresh_token = issued.rotated_refresh_token.is_some(),
                 "could not store the account's new token"
             );
+        }
+    }
+
+    /// Removes the token the gateway obtained and stored in `account`'s context, when its
+    /// integration obtains tokens (a context `access_token` of any other integration is the
+    /// tenant's own credential and stays). Called when the credentials it was issued for change.
+    pub fn drop_issued_token(&self, account: &mut IntegratedAccount) {
+        let obtains_tokens = self
+            .catalog
+            .integrations
+            .get(&account.integration)
+            .is_some_and(|integration| {
+                matches!(
+                    integration.for_context(&account.context).auth,
+                    Auth::Token(_)
+                )
+            });
+        if let (true, Some(context)) = (obtains_tokens, account.context.as_object_mut()) {
+            context.remove(TOKEN_KEY);
+            context.remove(TOKEN_EXPIRY_KEY);
         }
     }
 

@@ -163,14 +163,7 @@ impl Engine {
         let mut endpoint = Endpoint::render(&target, &method.resource, None)?;
         let pagination = &endpoint.resource().pagination.strategy;
         let remote_params = flatten_query(&query.remote_query);
-        if let Some((name, _)) = remote_params
-            .iter()
-            .find(|(name, _)| endpoint.account_params().contains(name))
-        {
-            return Err(ApiError::bad_request(format!(
-                "`remote_query[{name}]` is filled from the integrated account and cannot be set by the caller"
-            )));
-        }
+        endpoint.check_remote_params(&remote_params)?;
         // A page size forced through remote_query is the one the provider will use.
         let forced_page_size = pagination.page_size_param.as_ref().and_then(|param| {
             remote_params

@@ -34,7 +34,9 @@ impl Engine {
         let method = target.method(&MethodKey::new(model, resource, Method::Get))?;
         let integration = &target.integration;
         let mut endpoint = Endpoint::render(&target, &method.resource, Some(id))?;
-        endpoint.add_params(Vec::new(), flatten_query(&query.remote_query));
+        let remote_params = flatten_query(&query.remote_query);
+        endpoint.check_remote_params(&remote_params)?;
+        endpoint.add_params(Vec::new(), remote_params);
         let scope = target.scope.with("query", Value::Object(Map::new()));
         let body = render_body(
             endpoint.resource(),

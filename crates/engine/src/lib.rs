@@ -51,6 +51,10 @@ pub struct EngineConfig {
     pub default_limit: u32,
     /// Most records one `truto_ignore_limit` response gathers before it returns a cursor.
     pub max_records_per_response: usize,
+    /// Most bytes of records (as sent) one `truto_ignore_limit` response gathers before it
+    /// returns a cursor: a bound on memory that a record count alone is not (records of a
+    /// provider with large `remote_data` can be kilobytes each).
+    pub max_bytes_per_response: usize,
     /// OAuth access tokens are refreshed this long before they expire.
     pub token_refresh_margin: std::time::Duration,
     pub retry: RetryPolicy,
@@ -64,6 +68,7 @@ impl Default for EngineConfig {
         EngineConfig {
             default_limit: 100,
             max_records_per_response: 10_000,
+            max_bytes_per_response: 64 * 1024 * 1024,
             token_refresh_margin: std::time::Duration::from_secs(60),
             retry: RetryPolicy::default(),
             clock: Arc::new(SystemClock),
@@ -163,6 +168,9 @@ impl Engine {
                 ));
             }
         }
+        for problem in integration.url_problems(&account.context, account.base_url.is_some()) {
+            problems.push(format!("integrated account `{}`: {problem}", account.id));
+        }
         if let Some(base_url) = &account.base_url
             && unigate_upstream::Url::parse(base_url).is_err()
         {
@@ -177,5 +185,12 @@ impl Engine {
     /// The account store, for the admin API.
     pub fn accounts(&self) -> &Arc<dyn AccountStore> {
         &self.accounts
+    }
+
+    /// Drops every token cached for `account` (the admin API changed or removed it), so the next
+    /// call authenticates with the account as stored now — never with a token issued for its old
+    /// credentials or for an earlier account of the same id.
+    pub fn forget_tokens(&self, account: &str) {
+        self.tokens.forget(account);
     }
 }

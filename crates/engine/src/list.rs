@@ -57,13 +57,16 @@ impl Engine {
         let call = Arc::new(call);
         let mut walker = Walker::new(self.clone(), call.clone(), state);
         let mut records = Vec::new();
+        let mut gathered_bytes = 0usize;
         let mut pages_this_call = 0;
         loop {
             pages_this_call += 1;
             let page = walker.next_page().await?;
             let is_last = page.next.is_none();
+            gathered_bytes += page.records.iter().map(Record::sent_size).sum::<usize>();
             records.extend(page.records);
-            let gathered_enough = records.len() >= self.config.max_records_per_response;
+            let gathered_enough = records.len() >= self.config.max_records_per_response
+                || gathered_bytes >= self.config.max_bytes_per_response;
             // A page that gateway filters emptied is not an answer: SDKs stop at the second
             // empty page in a row (truto-python-sdk does), so keep walking, within bounds.
             let skip_empty = records.is_empty() && pages_this_call < EMPTY_PAGES_WALKED;
@@ -74,8 +77,8 @@ impl Engine {
                 && !is_last
             {
                 return Err(ApiError::bad_request(format!(
-                    "`sort_by={field}` is sorted in the gateway, which needs every record in one answer, but there are more than {} (max_records_per_response); narrow the query with filters",
-                    self.config.max_records_per_response
+                    "`sort_by={field}` is sorted in the gateway, which needs every record in one answer, but there are more than {} records or {} bytes (max_records_per_response, max_bytes_per_response); narrow the query with filters",
+                    self.config.max_records_per_response, self.config.max_bytes_per_response
                 )));
             }
             let next_cursor = (!is_last).then(|| {

@@ -27,6 +27,32 @@ impl Record {
         }
     }
 
+    /// About the bytes the record is sent as: exact for text, an upper-bound estimate for a tree
+    /// (counted without writing it, so a budget check costs no allocation).
+    pub(crate) fn sent_size(&self) -> usize {
+        fn estimate(value: &Value) -> usize {
+            match value {
+                Value::Null | Value::Bool(_) => 5,
+                Value::Number(_) => 24,
+                // Quotes, and room for escapes.
+                Value::String(text) => text.len() + 2 + text.len() / 8,
+                Value::Array(items) => {
+                    2 + items.iter().map(|item| estimate(item) + 1).sum::<usize>()
+                }
+                Value::Object(fields) => {
+                    2 + fields
+                        .iter()
+                        .map(|(key, value)| key.len() + 4 + estimate(value))
+                        .sum::<usize>()
+                }
+            }
+        }
+        match self {
+            Record::Tree(value) => estimate(value),
+            Record::Text(text) => text.len(),
+        }
+    }
+
     /// The record as a tree, for the steps that look inside it.
     pub(crate) fn into_tree(self) -> Value {
         match self {

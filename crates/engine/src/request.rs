@@ -103,9 +103,18 @@ impl Endpoint {
         })
     }
 
-    /// The query parameters the account fills, which a caller may not set.
-    pub(crate) fn account_params(&self) -> &[String] {
-        &self.account_params
+    /// Refuses a `remote_query` that would set a parameter the account fills (Trello's `key`,
+    /// Asana's `workspace`): a caller may not act as another tenant or swap a credential.
+    pub(crate) fn check_remote_params(&self, remote: &[(String, String)]) -> Result<(), ApiError> {
+        match remote
+            .iter()
+            .find(|(name, _)| self.account_params.contains(name))
+        {
+            Some((name, _)) => Err(ApiError::bad_request(format!(
+                "`remote_query[{name}]` is filled from the integrated account and cannot be set by the caller"
+            ))),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn resource(&self) -> &Resource {

@@ -123,6 +123,8 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Response {
             .accounts()
             .create(account.clone())
             .map_err(store_error)?;
+        // An id can be reused after a delete; nothing cached for the old account may be sent.
+        state.engine.forget_tokens(&account.id);
         Ok((StatusCode::CREATED, view(&account)))
     })())
 }
@@ -155,7 +157,18 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Byt
                 let Some(patch) = patch.take() else {
                     return Ok(());
                 };
+                // A token obtained with the old credentials must not be reused with the new
+                // ones, unless the patch brings its own.
+                let credentials_change = patch.integration.is_some()
+                    || patch.base_url.is_some()
+                    || patch
+                        .context
+                        .as_ref()
+                        .is_some_and(|context| !context.contains_key("access_token"));
                 apply(patch, account)?;
+                if credentials_change {
+                    state.engine.drop_issued_token(account);
+                }
                 let problems = state.engine.check_account(account);
                 if problems.is_empty() {
                     Ok(())
@@ -164,6 +177,8 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Byt
                 }
             })
             .map_err(store_error)?;
+        // Every patch may change credentials (context, integration, base URL, a reconnect).
+        state.engine.forget_tokens(&id);
         Ok((StatusCode::OK, view(&updated)))
     })())
 }
@@ -201,7 +216,10 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Respon
             .engine
             .accounts()
             .delete(&id)
-            .map(|()| (StatusCode::OK, json!({"id": id})))
+            .map(|()| {
+                state.engine.forget_tokens(&id);
+                (StatusCode::OK, json!({"id": id}))
+            })
             .map_err(store_error),
     )
 }

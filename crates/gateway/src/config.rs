@@ -21,6 +21,12 @@ pub struct Config {
     pub default_limit: u32,
     #[serde(default = "default_max_records")]
     pub max_records_per_response: usize,
+    /// Most bytes of records one `truto_ignore_limit` answer gathers before it returns a cursor.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes_per_response: usize,
+    /// Serving bounds: timeouts, requests in flight, the drain on shutdown.
+    #[serde(default)]
+    pub server: ServerSettings,
     #[serde(default)]
     pub upstream: UpstreamSettings,
     #[serde(default)]
@@ -53,6 +59,69 @@ pub enum StoreSettings {
 
 fn default_refresh_margin() -> u64 {
     60
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// A client has this long to send a request head (also bounds an idle keep-alive).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    /// The whole answer of a JSON request, and the first line of a stream.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_s: u64,
+    /// A stream's whole life.
+    #[serde(default = "default_stream_timeout")]
+    pub stream_timeout_s: u64,
+    /// Requests handled at once; more are answered 503.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_requests: usize,
+    /// On SIGTERM or Ctrl-C, how long requests in flight may take to finish.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_s: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            header_read_timeout_ms: default_header_read_timeout(),
+            request_timeout_s: default_request_timeout(),
+            stream_timeout_s: default_stream_timeout(),
+            max_concurrent_requests: default_max_concurrent(),
+            drain_timeout_s: default_drain_timeout(),
+        }
+    }
+}
+
+impl ServerSettings {
+    pub fn limits(&self) -> crate::ServeLimits {
+        crate::ServeLimits {
+            header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_s),
+            stream_timeout: std::time::Duration::from_secs(self.stream_timeout_s),
+            max_concurrent_requests: self.max_concurrent_requests,
+            drain_timeout: std::time::Duration::from_secs(self.drain_timeout_s),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> u64 {
+    10_000
+}
+fn default_request_timeout() -> u64 {
+    120
+}
+fn default_stream_timeout() -> u64 {
+    3600
+}
+fn default_max_concurrent() -> usize {
+    1024
+}
+fn default_drain_timeout() -> u64 {
+    30
+}
+fn default_max_bytes() -> usize {
+    64 * 1024 * 1024
 }
 
 #[derive(Debug, Deserialize)]

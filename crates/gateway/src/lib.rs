@@ -8,6 +8,9 @@
 mod admin;
 pub mod config;
 pub mod sandbox;
+mod serve;
+
+pub use serve::ServeLimits;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -79,6 +82,7 @@ pub struct AppState {
     token_digests: Arc<Vec<[u8; 32]>>,
     /// The same for the admin API's tokens; none configured = the admin API refuses everyone.
     admin_digests: Arc<Vec<[u8; 32]>>,
+    limits: Arc<ServeLimits>,
 }
 
 fn digests(tokens: &[String]) -> Arc<Vec<[u8; 32]>> {
@@ -118,6 +122,7 @@ impl AppState {
             engine,
             token_digests: digests(api_tokens),
             admin_digests: digests(admin_tokens),
+            limits: Arc::new(ServeLimits::default()),
         }
     }
 }
@@ -138,7 +143,7 @@ async fn require_admin(State(state): State<AppState>, request: Request, next: Ne
 const MAX_URI_BYTES: usize = 16 * 1024;
 const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Largest request body (admin API JSON); unified list calls have none.
-const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 async fn limit_request_size(request: Request, next: Next) -> Response {
     let uri = request.uri().to_string().len();
@@ -148,20 +153,18 @@ async fn limit_request_size(request: Request, next: Next) -> Response {
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum();
     if uri > MAX_URI_BYTES {
-        let mut response = ErrorResponse(ApiError::bad_request(format!(
-            "the request URI is longer than {MAX_URI_BYTES} bytes"
-        )))
+        return ErrorResponse(ApiError::new(
+            ErrorKind::Http { status: 414 },
+            format!("the request URI is longer than {MAX_URI_BYTES} bytes"),
+        ))
         .into_response();
-        *response.status_mut() = StatusCode::URI_TOO_LONG;
-        return response;
     }
     if headers > MAX_HEADER_BYTES {
-        let mut response = ErrorResponse(ApiError::bad_request(format!(
-            "the request headers are larger than {MAX_HEADER_BYTES} bytes"
-        )))
+        return ErrorResponse(ApiError::new(
+            ErrorKind::Http { status: 431 },
+            format!("the request headers are larger than {MAX_HEADER_BYTES} bytes"),
+        ))
         .into_response();
-        *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-        return response;
     }
     next.run(request).await
 }
@@ -189,7 +192,7 @@ async fn list(
             .list_stream(&model, &resource, params, STREAM_WINDOW)
             .await
         {
-            Ok(lines) => ndjson_response(lines),
+            Ok(lines) => ndjson_response(lines, state.limits.stream_timeout),
             Err(error) => ErrorResponse(error).into_response(),
         };
     }
@@ -202,12 +205,32 @@ async fn list(
 /// Records buffered between the provider walk and a slow stream reader.
 const STREAM_WINDOW: usize = 256;
 
-/// One record per line; the body ends when the walk does (or after its error line).
-fn ndjson_response(lines: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Response {
-    let body = futures_util::stream::unfold(lines, |mut lines| async move {
-        let mut line = lines.recv().await?;
+/// One record per line; the body ends when the walk does (or after its error line), or with a
+/// 504 error line once the stream has run for `timeout`.
+fn ndjson_response(lines: tokio::sync::mpsc::Receiver<Vec<u8>>, timeout: Duration) -> Response {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let body = futures_util::stream::unfold(Some(lines), move |lines| async move {
+        let mut lines = lines?;
+        let mut line = match tokio::time::timeout_at(deadline, lines.recv()).await {
+            Ok(line) => line?,
+            Err(_) => {
+                // Dropping the receiver stops the walk.
+                let error = ApiError::new(
+                    ErrorKind::Deadline,
+                    format!(
+                        "the stream did not finish within {} s (server.stream_timeout_s): resume from the last record with a filter, or page with next_cursor",
+                        timeout.as_secs()
+                    ),
+                );
+                let mut envelope = error.to_envelope();
+                envelope["truto_stream_error"] = Value::Bool(true);
+                let mut line = envelope.to_string().into_bytes();
+                line.push(b'\n');
+                return Some((Ok::<_, std::convert::Infallible>(line), None));
+            }
+        };
         line.push(b'\n');
-        Some((Ok::<_, std::convert::Infallible>(line), lines))
+        Some((Ok(line), Some(lines)))
     });
     let mut response = Body::from_stream(body).into_response();
     response.headers_mut().insert(
@@ -307,6 +330,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(limit_request_size))
+        .layer(middleware::from_fn_with_state(
+            serve::Bounds::new((*state.limits).clone()),
+            serve::bound_request,
+        ))
+        .layer(middleware::from_fn(serve::envelope_errors))
         .with_state(state)
 }
 
@@ -329,6 +357,7 @@ impl Gateway {
         let engine_config = EngineConfig {
             default_limit: config.default_limit,
             max_records_per_response: config.max_records_per_response,
+            max_bytes_per_response: config.max_bytes_per_response,
             token_refresh_margin: Duration::from_secs(config.token_refresh_margin_s),
             retry: unigate_engine::RetryPolicy {
                 max_retries: config.upstream.max_retries,
@@ -365,6 +394,7 @@ impl Gateway {
             &config.api_tokens,
             &config.admin_tokens,
         )
+        .map(|gateway| gateway.with_limits(config.server.limits()))
     }
 
     /// The sandbox: built-in mappings, the in-process provider, token `sandbox`.
@@ -437,15 +467,21 @@ impl Gateway {
         router(self.state.clone())
     }
 
-    /// Binds `listen` and serves until `shutdown` resolves.
+    /// The same gateway served within `limits` (timeouts, in-flight bound, drain).
+    pub fn with_limits(mut self, limits: ServeLimits) -> Self {
+        self.state.limits = Arc::new(limits);
+        self
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains within
+    /// [`ServeLimits::drain_timeout`].
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
+        let limits = self.state.limits.clone();
+        serve::serve(listener, self.router(), &limits, shutdown).await
     }
 }
 

@@ -142,9 +142,32 @@ async fn serve(
     // Printed on stdout so scripts can read the port when `--listen 127.0.0.1:0` is used.
     println!("unigate listening on http://{bound}");
     gateway
-        .serve(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .serve(listener, shutdown_signal())
         .await
-        .map_err(|error| error.to_string())
+        .map_err(|error| error.to_string())?;
+    // Every store write is committed when it returns: nothing is left to flush.
+    tracing::info!("unigate stopped");
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (how a container is stopped).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                tracing::info!("shutdown signal received");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the gateway")
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

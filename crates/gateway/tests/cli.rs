@@ -228,3 +228,67 @@ fn the_example_config_starts_once_its_variables_are_set() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A container stop: SIGTERM stops new connections at once, lets a stream in flight run to its
+/// last line, and the process exits 0.
+#[cfg(unix)]
+#[test]
+fn sigterm_drains_a_stream_in_flight_then_exits() {
+    use std::io::{Read, Write};
+    const USERS: usize = 20_000;
+    let mut child = unigate()
+        .args([
+            "serve",
+            "--sandbox",
+            "--sandbox-users",
+            &USERS.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("unigate listening on http://")
+        .expect("the listening line")
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(stream, "GET /unified/user-directory/users?integrated_account_id=sandbox&truto_response_format=stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sandbox\r\nConnection: close\r\n\r\n").unwrap();
+    // The stream has started (its head and first lines are here) before the signal.
+    let mut first = [0u8; 1024];
+    let read = stream.read(&mut first).unwrap();
+    assert!(first[..read].starts_with(b"HTTP/1.1 200"));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // No new connection is taken once the signal is handled.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if std::net::TcpStream::connect(&address).is_err() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    let mut body = first[..read].to_vec();
+    body.extend(rest);
+    let text = String::from_utf8_lossy(&body);
+    let records = text.matches("\"remote_data\"").count();
+    assert_eq!(records, USERS, "the stream was cut");
+    assert!(!text.contains("truto_stream_error"));
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+}

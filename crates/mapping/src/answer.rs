@@ -503,6 +503,28 @@ mod tests {
         assert_eq!(jwt_expiry("opaque-token"), None);
     }
 
+    proptest::proptest! {
+        /// Whatever a provider or a mapping puts in a hint, a parser returns nothing or a finite,
+        /// non-negative number of seconds that a `Duration` can hold once clamped, never a panic.
+        #[test]
+        fn every_hint_parser_takes_any_text(
+            text in "(?s).{0,40}|[-+ ]?[0-9]{0,330}(\\.[0-9]{0,5})?([eE][-+]?[0-9]{1,4})?|(?i)[-+]?(nan|inf|infinity)",
+            now in proptest::prelude::any::<i64>(),
+        ) {
+            for hint in [
+                retry_after(&text, now),
+                seconds(&json!(text)),
+                text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).and_then(|n| seconds(&Value::Number(n))),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                proptest::prop_assert!(hint.is_finite() && hint >= 0.0, "{text:?} gave {hint}");
+                let _ = std::time::Duration::from_secs_f64(hint.min(3600.0));
+            }
+        }
+    }
+
     #[test]
     fn hints_must_be_finite_and_not_negative() {
         assert_eq!(seconds(&json!("12")), Some(12.0));

@@ -179,7 +179,7 @@ pub fn render_request(
 ) -> Result<RenderedRequest, RenderError> {
     let base = match base_url_override {
         Some(base) => base.to_owned(),
-        None => integration.base_url.render(vars.context)?,
+        None => integration.base_url.render_url(vars.context)?,
     };
     let base = base.trim_end_matches('/');
     let url = format!("{base}{}", resource.path.render_with(vars, escape_segment)?);
@@ -245,7 +245,7 @@ pub fn render_credential(
                 TokenSource::Exchange(exchange) => {
                     let base = match base_url_override {
                         Some(base) => base.to_owned(),
-                        None => integration.base_url.render(context)?,
+                        None => integration.base_url.render_url(context)?,
                     };
                     RenderedSource::Exchange(render_exchange(exchange, context, &base)?)
                 }
@@ -274,7 +274,7 @@ fn render_oauth(oauth: &OAuth2, context: &Value) -> Result<RenderedOAuth2, Rende
             .map(|template| template.render(context))
             .transpose()
     };
-    let token_url = oauth.token_url.render(context)?;
+    let token_url = oauth.token_url.render_url(context)?;
     Ok(RenderedOAuth2 {
         grant: oauth.grant,
         grant_type: oauth.grant_type.render(context)?,
@@ -311,7 +311,7 @@ fn render_exchange(
     context: &Value,
     base_url: &str,
 ) -> Result<RenderedExchange, RenderError> {
-    let url = exchange.url.render(context)?;
+    let url = exchange.url.render_url(context)?;
     let url = if url.starts_with('/') {
         format!("{}{url}", origin_of(base_url))
     } else {

@@ -57,6 +57,16 @@ pub struct RenderError {
     pub optional_absent: bool,
 }
 
+const MOVES_HOST: &str = "would change the host the mapping names: only letters, digits, `-` and `.` of a host name may stand there";
+
+impl RenderError {
+    /// The value would have sent a URL to another host than the mapping's (see
+    /// [`Template::render_url`]).
+    pub fn moves_host(&self) -> bool {
+        self.problem == MOVES_HOST
+    }
+}
+
 impl std::fmt::Display for RenderError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.key.as_str() {
@@ -246,6 +256,108 @@ impl Template {
     pub fn render(&self, context: &Value) -> Result<String, RenderError> {
         self.render_with(Vars::context(context), str::to_owned)
     }
+
+    /// Renders a URL template (a base URL, a token URL) and checks that the account's values
+    /// kept the host the template fixes: with `https://{{context.subdomain}}.okta.com/api/v1`, a
+    /// subdomain of `evil.example/` would send the credential to `evil.example`. The rendered
+    /// URL must keep the template's scheme and a host that starts and ends with the template's
+    /// fixed text around the values. A template whose whole host is a value
+    /// (`https://{{context.host}}/api`, `{{context.base_url}}`) names no host to keep.
+    pub fn render_url(&self, context: &Value) -> Result<String, RenderError> {
+        let rendered = self.render(context)?;
+        let Some(fixed) = self.fixed_host() else {
+            return Ok(rendered);
+        };
+        let kept = url::Url::parse(&rendered).ok().is_some_and(|url| {
+            let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+            url.scheme() == fixed.scheme
+                && host.len() > fixed.prefix.len() + fixed.suffix.len()
+                && host.starts_with(&fixed.prefix)
+                && host.ends_with(&fixed.suffix)
+        });
+        if kept {
+            Ok(rendered)
+        } else {
+            Err(RenderError {
+                key: fixed.key,
+                problem: MOVES_HOST,
+                optional_absent: false,
+            })
+        }
+    }
+
+    /// The fixed scheme and host text around the values that stand in a URL template's host,
+    /// when there is any fixed host text to keep.
+    fn fixed_host(&self) -> Option<FixedHost> {
+        let mut scheme: Option<String> = None;
+        let mut in_authority = false;
+        let mut key: Option<String> = None;
+        let mut prefix = String::new();
+        let mut suffix = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => {
+                    let mut text = text.as_str();
+                    if scheme.is_none() {
+                        let (before, after) = text.split_once("://")?;
+                        scheme = Some(before.to_ascii_lowercase());
+                        in_authority = true;
+                        text = after;
+                    }
+                    if !in_authority {
+                        break;
+                    }
+                    let end = text.find(['/', '?', '#']);
+                    let authority = &text[..end.unwrap_or(text.len())];
+                    if key.is_none() {
+                        prefix.push_str(authority);
+                    } else {
+                        suffix.push_str(authority);
+                    }
+                    if end.is_some() {
+                        break;
+                    }
+                }
+                // A value before the scheme: the whole URL is the account's.
+                _ if scheme.is_none() => return None,
+                Part::Context { path, .. } => {
+                    key.get_or_insert_with(|| path.join("."));
+                    suffix.clear();
+                }
+                Part::Id | Part::Token => {
+                    key.get_or_insert_with(|| "id".to_owned());
+                    suffix.clear();
+                }
+            }
+        }
+        let key = key?;
+        // `user@` and `:port` are not part of the host.
+        let prefix = prefix
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let suffix = suffix
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        (!prefix.is_empty() || !suffix.is_empty()).then(|| FixedHost {
+            scheme: scheme.unwrap_or_default(),
+            prefix,
+            suffix,
+            key,
+        })
+    }
+}
+
+/// See [`Template::fixed_host`].
+struct FixedHost {
+    scheme: String,
+    prefix: String,
+    suffix: String,
+    /// The first value in the host, named in errors.
+    key: String,
 }
 
 #[cfg(test)]
@@ -317,6 +429,53 @@ mod tests {
             token.render_with(vars, str::to_owned).unwrap(),
             "Zoho-oauthtoken t1"
         );
+    }
+
+    #[test]
+    fn a_value_in_the_host_cannot_move_the_url_to_another_host() {
+        let okta = Template::compile("https://{{context.subdomain}}.okta.com/api/v1").unwrap();
+        assert_eq!(
+            okta.render_url(&json!({"subdomain": "acme-1.eu"})).unwrap(),
+            "https://acme-1.eu.okta.com/api/v1"
+        );
+        for evil in [
+            "evil.example/",
+            "evil.example?",
+            "evil.example#",
+            "evil.example\\",
+            "evil.example:443/x",
+            "user@evil.example/",
+            "",
+        ] {
+            let error = okta.render_url(&json!({"subdomain": evil})).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                "`context.subdomain` would change the host the mapping names: only letters, digits, `-` and `.` of a host name may stand there",
+                "{evil:?}"
+            );
+        }
+        // A prefix is kept too, and a port is not part of the host.
+        let prefixed = Template::compile("https://api.{{context.region}}:8443/v1").unwrap();
+        assert!(prefixed.render_url(&json!({"region": "eu"})).is_ok());
+        assert!(
+            prefixed
+                .render_url(&json!({"region": "x@evil.example"}))
+                .is_err()
+        );
+        // The host is the account's own: nothing fixed to keep.
+        for open in [
+            "https://{{context.host}}/api",
+            "{{context.base_url}}/v2",
+            "https://{{context.host}}{{context.path}}/_api",
+        ] {
+            let template = Template::compile(open).unwrap();
+            assert!(
+                template
+                    .render_url(&json!({"host": "h.example", "base_url": "https://x.example", "path": "/sites/a"}))
+                    .is_ok(),
+                "{open}"
+            );
+        }
     }
 
     #[test]

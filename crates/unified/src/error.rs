@@ -36,6 +36,15 @@ pub enum ErrorKind {
     GatewayTimeout,
     /// A mapping expression failed on this response. 500, names the integration.
     Mapping,
+    /// The HTTP layer refused the request before a handler saw it (a body, URI or header block
+    /// too large, an unreadable body); the status is the layer's (413, 414, 431, …).
+    Http { status: u16 },
+    /// The gateway is serving as many requests as it is configured to. 503, with
+    /// `Retry-After`.
+    Overloaded,
+    /// The request ran past the gateway's own deadline (`server.request_timeout_s`, or for a
+    /// stream `server.stream_timeout_s`). 504, not remote: the gateway cut it.
+    Deadline,
     /// A bug or an impossible state in unigate. 500.
     Internal,
 }
@@ -57,6 +66,9 @@ impl ErrorKind {
             ErrorKind::BadGateway => 502,
             ErrorKind::GatewayTimeout => 504,
             ErrorKind::Mapping | ErrorKind::Internal => 500,
+            ErrorKind::Http { status } => status,
+            ErrorKind::Overloaded => 503,
+            ErrorKind::Deadline => 504,
         }
     }
 
@@ -91,6 +103,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         422 => "Unprocessable Entity",
         423 => "Locked",
         429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
         502 => "Bad Gateway",

@@ -179,6 +179,27 @@ impl Integration {
             .map_or_else(|| self.clone(), |variant| variant.integration.clone())
     }
 
+    /// What is wrong with the URLs an account's context renders (its base URL unless the account
+    /// gives its own, its token or login URL): a value that would move a URL off the host the
+    /// mapping fixes. Missing keys are left to [`Integration::context_keys`].
+    pub fn url_problems(&self, context: &serde_json::Value, own_base_url: bool) -> Vec<String> {
+        let mut urls: Vec<&Template> = Vec::new();
+        if !own_base_url {
+            urls.push(&self.base_url);
+        }
+        if let Auth::Token(token) = &self.auth {
+            urls.push(match &token.source {
+                TokenSource::OAuth2(oauth) => &oauth.token_url,
+                TokenSource::Exchange(exchange) => &exchange.url,
+            });
+        }
+        urls.into_iter()
+            .filter_map(|template| template.render_url(context).err())
+            .filter(|error| error.moves_host())
+            .map(|error| error.to_string())
+            .collect()
+    }
+
     /// Every `context.…` key the integration's templates read, for checking accounts at startup.
     pub fn context_keys(&self) -> BTreeSet<String> {
         let mut templates: Vec<&Template> = vec![&self.base_url];
