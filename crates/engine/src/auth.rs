@@ -73,7 +73,8 @@ impl Engine {
                 self.mark_needs_reauth(
                     &target.account.id,
                     "the provider refused a freshly issued access token (HTTP 401)".to_owned(),
-                );
+                )
+                .await;
             }
             return Ok(response);
         }
@@ -100,10 +101,14 @@ impl Engine {
         let engine = self.clone();
         let account = target.account.id.clone();
         let request = async move { engine.request_token(&account).await };
-        self.tokens
+        match self
+            .tokens
             .access_token(&target.account.id, seeded, rejected, request)
             .await
-            .map_err(|error| self.token_failure(target, error))
+        {
+            Ok(issued) => Ok(issued),
+            Err(error) => Err(self.token_failure(target, error).await),
+        }
     }
 
     /// Obtains a new token for `account` as the store holds it now, and stores it.
@@ -153,14 +158,16 @@ impl Engine {
                 }
             }
         };
-        self.store_token(&account.id, &integration.auth, &issued);
+        self.store_token(&account.id, &integration.auth, &issued)
+            .await;
         Ok(issued)
     }
 
     /// Writes a new token, its expiry and a rotated refresh token back to the account in one
-    /// write. A failed write is logged: the call holds the token, but a rotated refresh token
-    /// that could not be stored is lost on restart.
-    fn store_token(&self, account_id: &str, auth: &Auth, issued: &Issued) {
+    /// write, on a blocking thread (sealing and the disk write never hold an async worker). A
+    /// failed write is logged: the call holds the token, but a rotated refresh token that could
+    /// not be stored is lost on restart.
+    async fn store_token(&self, account_id: &str, auth: &Auth, issued: &Issued) {
         let refresh_key = match (auth, &issued.rotated_refresh_token) {
             (Auth::Token(token), Some(_)) => match &token.source {
                 TokenSource::OAuth2(oauth) => oauth
@@ -171,37 +178,48 @@ impl Engine {
             },
             _ => None,
         };
-        let written = self.accounts.modify(account_id, &mut |account| {
-            set_dotted(
-                &mut account.context,
-                TOKEN_KEY,
-                Value::String(issued.token.token.expose().to_owned()),
-            );
-            set_dotted(
-                &mut account.context,
-                TOKEN_EXPIRY_KEY,
-                issued.token.expires_at.map_or(Value::Null, |at| {
-                    Value::String(unigate_unified::time::format_rfc3339(
-                        at.saturating_mul(1000),
-                    ))
-                }),
-            );
-            if let (Some(key), Some(rotated)) = (&refresh_key, &issued.rotated_refresh_token) {
+        let accounts = self.accounts.clone();
+        let id = account_id.to_owned();
+        let issued = issued.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let written = accounts.modify(&id, &mut |account| {
                 set_dotted(
                     &mut account.context,
-                    key,
-                    Value::String(rotated.expose().to_owned()),
+                    TOKEN_KEY,
+                    Value::String(issued.token.token.expose().to_owned()),
                 );
-            }
-            Ok::<(), StoreError>(())
-        });
-        if let Err(error) = written {
-            tracing::error!(
+                set_dotted(
+                    &mut account.context,
+                    TOKEN_EXPIRY_KEY,
+                    issued.token.expires_at.map_or(Value::Null, |at| {
+                        Value::String(unigate_unified::time::format_rfc3339(
+                            at.saturating_mul(1000),
+                        ))
+                    }),
+                );
+                if let (Some(key), Some(rotated)) = (&refresh_key, &issued.rotated_refresh_token) {
+                    set_dotted(
+                        &mut account.context,
+                        key,
+                        Value::String(rotated.expose().to_owned()),
+                    );
+                }
+                Ok::<(), StoreError>(())
+            });
+            (written, issued.rotated_refresh_token.is_some())
+        })
+        .await;
+        match written {
+            Ok((Ok(_), _)) => {}
+            Ok((Err(error), rotated)) => tracing::error!(
                 account = %account_id,
                 %error,
-                rotated_refresh_token = issued.rotated_refresh_token.is_some(),
+                rotated_refresh_token = rotated,
                 "could not store the account's new token"
-            );
+            ),
+            Err(error) => {
+                tracing::error!(account = %account_id, %error, "the token write did not run")
+            }
         }
     }
 
@@ -225,16 +243,20 @@ impl Engine {
         }
     }
 
-    fn mark_needs_reauth(&self, account_id: &str, reason: String) {
-        if let Err(error) =
-            self.accounts
-                .set_status(account_id, AccountStatus::NeedsReauth, Some(reason))
-        {
+    /// Records that the account must be reconnected, on a blocking thread.
+    async fn mark_needs_reauth(&self, account_id: &str, reason: String) {
+        let accounts = self.accounts.clone();
+        let id = account_id.to_owned();
+        let written = tokio::task::spawn_blocking(move || {
+            accounts.set_status(&id, AccountStatus::NeedsReauth, Some(reason))
+        })
+        .await;
+        if let Ok(Err(error)) = written {
             tracing::error!(account = %account_id, %error, "could not mark the account needs_reauth");
         }
     }
 
-    fn token_failure(&self, target: &Target, error: TokenError) -> ApiError {
+    async fn token_failure(&self, target: &Target, error: TokenError) -> ApiError {
         match error {
             TokenError::Rejected { status, body } => {
                 let raw = unigate_mapping::raw_body(body.as_bytes());
@@ -243,7 +265,8 @@ impl Engine {
                 self.mark_needs_reauth(
                     &target.account.id,
                     format!("token refresh refused: {detail}"),
-                );
+                )
+                .await;
                 ApiError::remote(
                     401,
                     format!(

@@ -113,20 +113,23 @@ async fn list(State(state): State<AppState>) -> Response {
 }
 
 async fn create(State(state): State<AppState>, body: Bytes) -> Response {
-    answer((|| {
-        let mut account: IntegratedAccount = parse_body(&body)?;
-        account.status = AccountStatus::Active;
-        account.last_error = None;
-        check(&state, &account)?;
-        state
-            .engine
-            .accounts()
-            .create(account.clone())
-            .map_err(store_error)?;
-        // An id can be reused after a delete; nothing cached for the old account may be sent.
-        state.engine.forget_tokens(&account.id);
-        Ok((StatusCode::CREATED, view(&account)))
-    })())
+    answer(
+        blocking(move || {
+            let mut account: IntegratedAccount = parse_body(&body)?;
+            account.status = AccountStatus::Active;
+            account.last_error = None;
+            check(&state, &account)?;
+            state
+                .engine
+                .accounts()
+                .create(account.clone())
+                .map_err(store_error)?;
+            // An id can be reused after a delete; nothing cached for the old account may be sent.
+            state.engine.forget_tokens(&account.id);
+            Ok((StatusCode::CREATED, view(&account)))
+        })
+        .await,
+    )
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
@@ -141,46 +144,49 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response
 }
 
 async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Response {
-    answer((|| {
-        let patch: Patch = parse_body(&body)?;
-        if patch.status == Some(AccountStatus::NeedsReauth) {
-            return Err(ApiError::bad_request(
-                "`status` can only be set to `active` (reconnected)",
-            ));
-        }
-        // Applied inside the store, so a token the engine rotates meanwhile is kept.
-        let mut patch = Some(patch);
-        let updated = state
-            .engine
-            .accounts()
-            .modify(&id, &mut |account| {
-                let Some(patch) = patch.take() else {
-                    return Ok(());
-                };
-                // A token obtained with the old credentials must not be reused with the new
-                // ones, unless the patch brings its own.
-                let credentials_change = patch.integration.is_some()
-                    || patch.base_url.is_some()
-                    || patch
-                        .context
-                        .as_ref()
-                        .is_some_and(|context| !context.contains_key("access_token"));
-                apply(patch, account)?;
-                if credentials_change {
-                    state.engine.drop_issued_token(account);
-                }
-                let problems = state.engine.check_account(account);
-                if problems.is_empty() {
-                    Ok(())
-                } else {
-                    Err(StoreError::Refused(problems.join("; ")))
-                }
-            })
-            .map_err(store_error)?;
-        // Every patch may change credentials (context, integration, base URL, a reconnect).
-        state.engine.forget_tokens(&id);
-        Ok((StatusCode::OK, view(&updated)))
-    })())
+    answer(
+        blocking(move || {
+            let patch: Patch = parse_body(&body)?;
+            if patch.status == Some(AccountStatus::NeedsReauth) {
+                return Err(ApiError::bad_request(
+                    "`status` can only be set to `active` (reconnected)",
+                ));
+            }
+            // Applied inside the store, so a token the engine rotates meanwhile is kept.
+            let mut patch = Some(patch);
+            let updated = state
+                .engine
+                .accounts()
+                .modify(&id, &mut |account| {
+                    let Some(patch) = patch.take() else {
+                        return Ok(());
+                    };
+                    // A token obtained with the old credentials must not be reused with the new
+                    // ones, unless the patch brings its own.
+                    let credentials_change = patch.integration.is_some()
+                        || patch.base_url.is_some()
+                        || patch
+                            .context
+                            .as_ref()
+                            .is_some_and(|context| !context.contains_key("access_token"));
+                    apply(patch, account)?;
+                    if credentials_change {
+                        state.engine.drop_issued_token(account);
+                    }
+                    let problems = state.engine.check_account(account);
+                    if problems.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(StoreError::Refused(problems.join("; ")))
+                    }
+                })
+                .map_err(store_error)?;
+            // Every patch may change credentials (context, integration, base URL, a reconnect).
+            state.engine.forget_tokens(&id);
+            Ok((StatusCode::OK, view(&updated)))
+        })
+        .await,
+    )
 }
 
 fn apply(patch: Patch, account: &mut IntegratedAccount) -> Result<(), StoreError> {
@@ -212,16 +218,33 @@ fn apply(patch: Patch, account: &mut IntegratedAccount) -> Result<(), StoreError
 
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     answer(
-        state
-            .engine
-            .accounts()
-            .delete(&id)
-            .map(|()| {
-                state.engine.forget_tokens(&id);
-                (StatusCode::OK, json!({"id": id}))
-            })
-            .map_err(store_error),
+        blocking(move || {
+            state
+                .engine
+                .accounts()
+                .delete(&id)
+                .map(|()| {
+                    state.engine.forget_tokens(&id);
+                    (StatusCode::OK, json!({"id": id}))
+                })
+                .map_err(store_error)
+        })
+        .await,
     )
+}
+
+/// Runs a store write on a blocking thread: sealing and the disk write never hold an async
+/// worker.
+async fn blocking(
+    write: impl FnOnce() -> Result<(StatusCode, Value), ApiError> + Send + 'static,
+) -> Result<(StatusCode, Value), ApiError> {
+    tokio::task::spawn_blocking(write)
+        .await
+        .unwrap_or_else(|error| {
+            Err(ApiError::internal(format!(
+                "the store write failed: {error}"
+            )))
+        })
 }
 
 pub(crate) fn routes() -> Router<AppState> {

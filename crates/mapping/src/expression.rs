@@ -69,12 +69,28 @@ impl std::fmt::Display for EvalError {
 }
 
 /// Variables for evaluations: the function library plus `$name` values, built once per call and
-/// reused for every record of it.
-#[derive(Debug, Clone)]
+/// reused for every record of it. `$context` holds the account's credentials, so `Debug` shows
+/// the variables' names only.
+#[derive(Clone)]
 pub struct Scope {
     bindings: Bindings,
     /// The same variables for the fast path.
     variables: Arc<Vec<(String, Value)>>,
+}
+
+impl std::fmt::Debug for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope")
+            .field(
+                "variables",
+                &self
+                    .variables
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Scope {

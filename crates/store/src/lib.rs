@@ -131,6 +131,9 @@ pub trait AccountStore: Send + Sync + fmt::Debug {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     accounts: RwLock<BTreeMap<String, Arc<IntegratedAccount>>>,
+    /// Serializes writers, so a read-modify-write is atomic among them, while readers only ever
+    /// wait for a map insert: never for a write-through store's disk.
+    writer: std::sync::Mutex<()>,
 }
 
 /// Sets `key` (dotted) in an object, creating intermediate objects.
@@ -165,10 +168,17 @@ impl MemoryStore {
         }
         Ok(MemoryStore {
             accounts: RwLock::new(map),
+            writer: std::sync::Mutex::new(()),
         })
     }
 
-    fn write_lock(
+    fn writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn map_write(
         &self,
     ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<IntegratedAccount>>> {
         self.accounts
@@ -176,23 +186,24 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// [`AccountStore::modify`], with `persist` called on the changed account (under the lock)
-    /// before the copy in memory changes: a store that writes through passes its write here.
+    /// [`AccountStore::modify`], with `persist` called on the changed account before the copy in
+    /// memory changes: a store that writes through passes its write here. Writers wait for each
+    /// other; readers see the old account until the new one is persisted.
     pub fn modify_with(
         &self,
         id: &str,
         change: &mut Change<'_>,
         persist: impl FnOnce(&IntegratedAccount) -> Result<(), StoreError>,
     ) -> Result<Arc<IntegratedAccount>, StoreError> {
-        let mut accounts = self.write_lock();
-        let current = accounts
+        let _writer = self.writer();
+        let current = self
             .get(id)
             .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-        let mut updated = IntegratedAccount::clone(current);
+        let mut updated = IntegratedAccount::clone(&current);
         change(&mut updated)?;
         persist(&updated)?;
         let updated = Arc::new(updated);
-        accounts.insert(id.to_owned(), updated.clone());
+        self.map_write().insert(id.to_owned(), updated.clone());
         Ok(updated)
     }
 
@@ -202,12 +213,13 @@ impl MemoryStore {
         account: IntegratedAccount,
         persist: impl FnOnce(&IntegratedAccount) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut accounts = self.write_lock();
-        if accounts.contains_key(&account.id) {
+        let _writer = self.writer();
+        if self.get(&account.id).is_some() {
             return Err(StoreError::Exists(account.id));
         }
         persist(&account)?;
-        accounts.insert(account.id.clone(), Arc::new(account));
+        self.map_write()
+            .insert(account.id.clone(), Arc::new(account));
         Ok(())
     }
 
@@ -217,12 +229,12 @@ impl MemoryStore {
         id: &str,
         persist: impl FnOnce(&str) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut accounts = self.write_lock();
-        if !accounts.contains_key(id) {
+        let _writer = self.writer();
+        if self.get(id).is_none() {
             return Err(StoreError::NotFound(id.to_owned()));
         }
         persist(id)?;
-        accounts.remove(id);
+        self.map_write().remove(id);
         Ok(())
     }
 }

@@ -1,13 +1,15 @@
 //! The embedded SQLite store: one file, created on first start, schema migrations versioned, the
 //! account context (credentials and tokens) encrypted at rest with ChaCha20-Poly1305 under a key
-//! from the environment. Reads come from an in-memory copy loaded at start; every write goes to
-//! the file first, then to the copy, so a request never waits on the disk.
+//! from the environment, bound to the row's id, integration and base URL (a row edited on disk to
+//! point the credentials elsewhere no longer opens). One process holds the file at a time (an
+//! exclusive SQLite lock, taken at open). Reads come from an in-memory copy loaded at start;
+//! every write goes to the file first, then to the copy, and a reader never waits for the disk.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -15,7 +17,8 @@ use serde_json::Value;
 use crate::{AccountStatus, AccountStore, IntegratedAccount, MemoryStore, StoreError};
 
 /// Migrations in order; the store records how many it has applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE integrated_accounts (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE integrated_accounts (
         id TEXT PRIMARY KEY,
         integration TEXT NOT NULL,
         base_url TEXT,
@@ -24,7 +27,14 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE integrated_accounts (
         last_error TEXT,
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
         updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
-    )"];
+    )",
+    // 1 = sealed without associated data (files of schema 1); 2 = bound to id, integration and
+    // base URL. Rows at 1 are resealed at 2 when the store opens.
+    "ALTER TABLE integrated_accounts ADD COLUMN sealing INTEGER NOT NULL DEFAULT 1",
+];
+
+/// The `sealing` of rows written now.
+const SEALING_BOUND: i64 = 2;
 
 /// The at-rest key: 32 bytes, given as 64 hex characters or base64.
 pub struct StoreKey(Key);
@@ -71,26 +81,42 @@ impl std::fmt::Debug for CipherBox {
     }
 }
 
+/// What a sealed context is bound to: the row's id, integration and base URL, each
+/// length-prefixed so no two rows can share an encoding.
+fn associated_data(id: &str, integration: &str, base_url: Option<&str>) -> Vec<u8> {
+    let mut data = Vec::new();
+    for part in [Some(id), Some(integration), base_url] {
+        match part {
+            Some(text) => {
+                data.extend_from_slice(&(text.len() as u64).to_be_bytes());
+                data.extend_from_slice(text.as_bytes());
+            }
+            None => data.extend_from_slice(&u64::MAX.to_be_bytes()),
+        }
+    }
+    data
+}
+
 impl CipherBox {
-    /// nonce (12 bytes) ‖ ciphertext+tag.
-    fn seal(&self, context: &Value) -> Result<Vec<u8>, StoreError> {
+    /// nonce (12 bytes) ‖ ciphertext+tag, bound to `aad`.
+    fn seal(&self, context: &Value, aad: &[u8]) -> Result<Vec<u8>, StoreError> {
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
         let plain = serde_json::to_vec(context).map_err(|e| StoreError::Database(e.to_string()))?;
         let sealed = self
             .0
-            .encrypt(&nonce, plain.as_slice())
+            .encrypt(&nonce, Payload { msg: &plain, aad })
             .map_err(|_| StoreError::Crypto)?;
         Ok([nonce.as_slice(), &sealed].concat())
     }
 
-    fn open(&self, blob: &[u8]) -> Result<Value, StoreError> {
+    fn open(&self, blob: &[u8], aad: &[u8]) -> Result<Value, StoreError> {
         if blob.len() < 12 {
             return Err(StoreError::Crypto);
         }
         let (nonce, sealed) = blob.split_at(12);
         let plain = self
             .0
-            .decrypt(Nonce::from_slice(nonce), sealed)
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
             .map_err(|_| StoreError::Crypto)?;
         serde_json::from_slice(&plain).map_err(|_| StoreError::Crypto)
     }
@@ -112,18 +138,39 @@ impl SqliteStore {
     /// account. A wrong key is an error naming the problem, not garbage.
     pub fn open(path: &Path, key: StoreKey) -> Result<SqliteStore, StoreError> {
         let mut connection = Connection::open(path).map_err(db)?;
+        let in_use = |error: rusqlite::Error| match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Database(format!(
+                    "{} is in use by another unigate process (one process serves a store file)",
+                    path.display()
+                ))
+            }
+            _ => db(error),
+        };
+        connection
+            .busy_timeout(std::time::Duration::from_millis(500))
+            .map_err(db)?;
+        // Held from the first write below until the connection closes: a second process (or a
+        // second store in this one) cannot open the file and write over this one's rotations.
+        connection
+            .pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(in_use)?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
+            .map_err(in_use)?;
         connection
             .pragma_update(None, "foreign_keys", "ON")
-            .map_err(db)?;
+            .map_err(in_use)?;
+        connection
+            .execute_batch("BEGIN EXCLUSIVE; COMMIT;")
+            .map_err(in_use)?;
         migrate(&mut connection)?;
         let cipher = CipherBox(ChaCha20Poly1305::new(&key.0));
         let mut accounts = Vec::new();
+        let mut reseal = Vec::new();
         {
             let mut statement = connection
-                .prepare("SELECT id, integration, base_url, context, status, last_error FROM integrated_accounts")
+                .prepare("SELECT id, integration, base_url, context, status, last_error, sealing FROM integrated_accounts")
                 .map_err(db)?;
             let rows = statement
                 .query_map([], |row| {
@@ -134,32 +181,47 @@ impl SqliteStore {
                         row.get::<_, Vec<u8>>(3)?,
                         row.get::<_, String>(4)?,
                         row.get::<_, Option<String>>(5)?,
+                        row.get::<_, i64>(6)?,
                     ))
                 })
                 .map_err(db)?;
             for row in rows {
-                let (id, integration, base_url, blob, status, last_error) = row.map_err(db)?;
-                let context = cipher.open(&blob)?;
+                let (id, integration, base_url, blob, status, last_error, sealing) =
+                    row.map_err(db)?;
+                let aad = if sealing >= SEALING_BOUND {
+                    associated_data(&id, &integration, base_url.as_deref())
+                } else {
+                    Vec::new()
+                };
+                let context = cipher.open(&blob, &aad)?;
                 let status = if status == "needs_reauth" {
                     AccountStatus::NeedsReauth
                 } else {
                     AccountStatus::Active
                 };
-                accounts.push(IntegratedAccount {
+                let account = IntegratedAccount {
                     id,
                     integration,
                     context,
                     base_url,
                     status,
                     last_error,
-                });
+                };
+                if sealing < SEALING_BOUND {
+                    reseal.push(account.clone());
+                }
+                accounts.push(account);
             }
         }
-        Ok(SqliteStore {
+        let store = SqliteStore {
             connection: Mutex::new(connection),
             cipher,
             accounts: MemoryStore::new(accounts).map_err(StoreError::Database)?,
-        })
+        };
+        for account in &reseal {
+            store.write(account)?;
+        }
+        Ok(store)
     }
 
     /// The schema version the file is at.
@@ -169,14 +231,19 @@ impl SqliteStore {
     }
 
     fn write(&self, account: &IntegratedAccount) -> Result<(), StoreError> {
-        let blob = self.cipher.seal(&account.context)?;
+        let aad = associated_data(
+            &account.id,
+            &account.integration,
+            account.base_url.as_deref(),
+        );
+        let blob = self.cipher.seal(&account.context, &aad)?;
         let connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
         connection
             .execute(
-                "INSERT INTO integrated_accounts (id, integration, base_url, context, status, last_error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO integrated_accounts (id, integration, base_url, context, status, last_error, sealing)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(id) DO UPDATE SET integration = ?2, base_url = ?3, context = ?4,
-                   status = ?5, last_error = ?6,
+                   status = ?5, last_error = ?6, sealing = ?7,
                    updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
                 params![
                     account.id,
@@ -184,7 +251,8 @@ impl SqliteStore {
                     account.base_url,
                     blob,
                     status_text(account.status),
-                    account.last_error
+                    account.last_error,
+                    SEALING_BOUND
                 ],
             )
             .map_err(db)?;
@@ -354,5 +422,95 @@ mod tests {
             Err(StoreError::Crypto)
         ));
         assert!(matches!(StoreKey::parse("short"), Err(StoreError::Key)));
+    }
+
+    #[test]
+    fn a_row_edited_on_disk_to_send_credentials_elsewhere_does_not_open() {
+        let path = scratch();
+        SqliteStore::open(&path, StoreKey::parse(KEY).unwrap())
+            .unwrap()
+            .create(account("a"))
+            .unwrap();
+        for edit in [
+            "UPDATE integrated_accounts SET base_url = 'https://evil.example'",
+            "UPDATE integrated_accounts SET integration = 'onelogin'",
+            "UPDATE integrated_accounts SET id = 'b'",
+        ] {
+            let copy = path.with_extension(format!("edit-{}", rand_suffix()));
+            std::fs::copy(&path, &copy).unwrap();
+            Connection::open(&copy).unwrap().execute(edit, []).unwrap();
+            assert!(
+                matches!(
+                    SqliteStore::open(&copy, StoreKey::parse(KEY).unwrap()),
+                    Err(StoreError::Crypto)
+                ),
+                "{edit}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_process_holds_a_store_file() {
+        let path = scratch();
+        let first = SqliteStore::open(&path, StoreKey::parse(KEY).unwrap()).unwrap();
+        let second = SqliteStore::open(&path, StoreKey::parse(KEY).unwrap()).unwrap_err();
+        assert_eq!(
+            second.to_string(),
+            format!(
+                "store: {} is in use by another unigate process (one process serves a store file)",
+                path.display()
+            )
+        );
+        drop(first);
+        assert!(SqliteStore::open(&path, StoreKey::parse(KEY).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn a_schema_1_file_is_resealed_bound_to_its_rows() {
+        let path = scratch();
+        {
+            let connection = Connection::open(&path).unwrap();
+            connection.execute_batch(MIGRATIONS[0]).unwrap();
+            connection
+                .execute_batch(
+                    "CREATE TABLE schema_version (version INTEGER NOT NULL);
+                     INSERT INTO schema_version (version) VALUES (1);",
+                )
+                .unwrap();
+            let cipher = CipherBox(ChaCha20Poly1305::new(&StoreKey::parse(KEY).unwrap().0));
+            let blob = cipher.seal(&account("a").context, &[]).unwrap();
+            connection
+                .execute(
+                    "INSERT INTO integrated_accounts (id, integration, context) VALUES ('a', 'okta', ?1)",
+                    params![blob],
+                )
+                .unwrap();
+        }
+        {
+            let store = SqliteStore::open(&path, StoreKey::parse(KEY).unwrap()).unwrap();
+            assert_eq!(store.schema_version().unwrap(), 2);
+            assert_eq!(
+                store.get("a").unwrap().context["api_token"],
+                "SSWS-VERY-SECRET"
+            );
+        }
+        let sealing: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT sealing FROM integrated_accounts", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(sealing, SEALING_BOUND);
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE integrated_accounts SET base_url = 'https://evil.example'",
+                [],
+            )
+            .unwrap();
+        assert!(matches!(
+            SqliteStore::open(&path, StoreKey::parse(KEY).unwrap()),
+            Err(StoreError::Crypto)
+        ));
     }
 }
