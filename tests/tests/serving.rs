@@ -370,3 +370,51 @@ async fn an_ignore_limit_answer_stops_at_its_byte_budget() {
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["result"][0]["id"], "usr_00051");
 }
+
+#[tokio::test]
+async fn a_page_past_its_mapping_budget_fails_as_a_mapping_error() {
+    let config = EngineConfig {
+        page_mapping_budget: Duration::ZERO,
+        ..EngineConfig::default()
+    };
+    let gateway = sandbox_gateway(100, ServeLimits::default(), config).await;
+    let (status, body) = get_json(
+        &format!(
+            "{}/unified/user-directory/users?integrated_account_id=sandbox&limit=10",
+            gateway.origin
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(
+        body,
+        json!({
+            "statusCode": 500,
+            "error": "Internal Server Error",
+            "message": "the `sandbox` mapping took longer than 0 ms on one page of 10 records (the page mapping budget); ask for smaller pages with `limit`"
+        })
+    );
+}
+
+/// A page over the large-page threshold (256 KiB) is parsed and mapped off the async workers
+/// (on the multi-threaded runtime the gateway runs on): the answer is the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_page_is_answered_the_same_off_the_workers() {
+    let gateway = sandbox_gateway(600, ServeLimits::default(), EngineConfig::default()).await;
+    let url = |limit: u32| {
+        format!(
+            "{}/unified/user-directory/users?integrated_account_id=sandbox&limit={limit}",
+            gateway.origin
+        )
+    };
+    let (status, large) = get_json(&url(500), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{large}");
+    assert_eq!(large["result_count"], 500);
+    assert!(large.to_string().len() > 256 * 1024);
+    let (_, small) = get_json(&url(5), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        large["result"].as_array().unwrap()[..5],
+        small["result"].as_array().unwrap()[..5]
+    );
+}

@@ -61,6 +61,9 @@ pub struct EngineConfig {
     pub clock: Arc<dyn Clock>,
     /// Offset and page-number pages fetched at once when a walk takes every page.
     pub prefetch_window: usize,
+    /// The longest mapping one provider page may take, all records together (each evaluation
+    /// also has its own limit); past it the call fails with a mapping error.
+    pub page_mapping_budget: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +76,7 @@ impl Default for EngineConfig {
             retry: RetryPolicy::default(),
             clock: Arc::new(SystemClock),
             prefetch_window: 4,
+            page_mapping_budget: std::time::Duration::from_secs(10),
         }
     }
 }

@@ -73,18 +73,22 @@ impl Engine {
             body: &response.body,
         };
         let text = std::str::from_utf8(&response.body).ok();
-        let body = check_answer(&call.target, answer, text, &call.scope)?;
-        let digest = page_digest(&response.body);
+        let large = response.body.len() >= LARGE_PAGE_BYTES;
         let resource = call.resource();
-        let reading = read_page(resource, answer, body, &call.scope)
-            .map_err(|error| mapping_error(integration, &error))?;
-        // The provider's bytes of each record, for `remote_data` written as they came.
-        let raw = match &resource.records_path {
-            Some(path) if call.text_records && !call.query.ignore_remote_data => text
-                .and_then(|text| raw_records(text, path))
-                .filter(|raw| raw.len() == reading.records.len()),
-            _ => None,
-        };
+        let (digest, reading, raw) = off_the_workers(large, || {
+            let body = check_answer(&call.target, answer, text, &call.scope)?;
+            let digest = page_digest(&response.body);
+            let reading = read_page(resource, answer, body, &call.scope)
+                .map_err(|error| mapping_error(integration, &error))?;
+            // The provider's bytes of each record, for `remote_data` written as they came.
+            let raw = match &resource.records_path {
+                Some(path) if call.text_records && !call.query.ignore_remote_data => text
+                    .and_then(|text| raw_records(text, path))
+                    .filter(|raw| raw.len() == reading.records.len()),
+                _ => None,
+            };
+            Ok::<_, ApiError>((digest, reading, raw))
+        })?;
         let strategy = &resource.pagination.strategy;
         let next = match (&strategy.style, reading.next) {
             (Style::LinkHeader | Style::NextUrl, Some(link)) => {
@@ -113,13 +117,32 @@ impl Engine {
             true => None,
             false => Some(self.follow_up(call, &reading.records).await?),
         };
-        let records = map_records(call, reading.records, raw, followed)?;
+        let budget = self.config.page_mapping_budget;
+        let records = off_the_workers(large, || {
+            map_records(call, reading.records, raw, followed, budget)
+        })?;
         Ok(Page {
             records,
             next,
             total: reading.total,
             digest,
         })
+    }
+}
+
+/// A provider page at least this large is parsed and mapped off the async workers.
+const LARGE_PAGE_BYTES: usize = 256 * 1024;
+
+/// Runs CPU-heavy page work (parsing, mapping) on the current thread, moved out of the async
+/// worker pool when the page is large, so other requests keep their workers meanwhile. On a
+/// single-threaded runtime (tests) it runs in place.
+fn off_the_workers<T>(large: bool, work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if large && multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
     }
 }
 
@@ -162,11 +185,28 @@ fn map_records(
     records: Vec<Value>,
     raw: Option<(Vec<&RawValue>, bool)>,
     followed: Option<FollowedUp>,
+    budget: std::time::Duration,
 ) -> Result<Vec<Record>, ApiError> {
     if !call.wants_mapping() {
         return Ok(records.into_iter().map(Record::Tree).collect());
     }
     let integration = &call.target.integration;
+    // Each evaluation has its own time limit; this bounds the page as a whole. Checked every
+    // few records: reading the clock per record would cost more than a fast-path mapping.
+    let started = std::time::Instant::now();
+    let count = records.len();
+    let over_budget = |index: usize| {
+        (index % 32 == 0 && started.elapsed() >= budget).then(|| {
+            ApiError::new(
+                ErrorKind::Mapping,
+                format!(
+                    "the `{}` mapping took longer than {} ms on one page of {count} records (the page mapping budget); ask for smaller pages with `limit`",
+                    integration.id,
+                    budget.as_millis()
+                ),
+            )
+        })
+    };
     let method = call.method();
     let mut out = Vec::with_capacity(records.len());
     // A record's scope holds the follow-up answers it reads.
@@ -185,6 +225,9 @@ fn map_records(
     let scope_of = |index: usize| scopes.as_ref().map_or(&call.scope, |scopes| &scopes[index]);
     if call.text_records {
         for (index, record) in records.iter().enumerate() {
+            if let Some(error) = over_budget(index) {
+                return Err(error);
+            }
             let raw_text = raw
                 .as_ref()
                 .map(|(raw, compact)| (raw[index].get(), *compact));
@@ -203,6 +246,9 @@ fn map_records(
         return Ok(out);
     }
     for (index, record) in records.into_iter().enumerate() {
+        if let Some(error) = over_budget(index) {
+            return Err(error);
+        }
         let mut mapped = map_response(method, &record, scope_of(index))
             .map_err(|error| mapping_error(integration, &error))?;
         if !call
