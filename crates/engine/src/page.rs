@@ -196,7 +196,7 @@ fn map_records(
     let started = std::time::Instant::now();
     let count = records.len();
     let over_budget = |index: usize| {
-        (index % 32 == 0 && started.elapsed() >= budget).then(|| {
+        (index.is_multiple_of(32) && started.elapsed() >= budget).then(|| {
             ApiError::new(
                 ErrorKind::Mapping,
                 format!(
