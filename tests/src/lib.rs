@@ -5,6 +5,8 @@
 //! Nothing here is used by the product; everything listens on loopback only and stops when the
 //! test drops it.
 
+pub mod postgres;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -34,7 +34,12 @@ async fn start(path: &std::path::Path) -> RunningGateway {
         _ => None,
     };
     let config = Config::load(path, &env).unwrap();
-    serve(Gateway::from_config(&config).unwrap_or_else(|e| panic!("{e}"))).await
+    serve(
+        Gateway::from_config(&config)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await
 }
 
 async fn admin(

@@ -10,6 +10,8 @@
 //! the one sent), and writes the new token, its expiry and a rotated refresh token back in one
 //! store write.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use unigate_mapping::{
     Answer, Auth, Credential, RenderedExchange, RenderedOAuth2, RenderedSource, RenderedToken,
@@ -31,6 +33,64 @@ use crate::call::Target;
 /// replica) reuses it while it is valid.
 const TOKEN_KEY: &str = "access_token";
 const TOKEN_EXPIRY_KEY: &str = "access_token_expires_at";
+
+/// The token the account's context holds, if any.
+fn stored_token(context: &Value) -> Option<AccessToken> {
+    context
+        .get(TOKEN_KEY)
+        .and_then(Value::as_str)
+        .map(|token| AccessToken {
+            token: Secret::new(token),
+            expires_at: context
+                .get(TOKEN_EXPIRY_KEY)
+                .and_then(unigate_unified::time::parse_json_timestamp)
+                .map(|millis| millis / 1000),
+        })
+}
+
+/// The context key a rotated refresh token is written back to: the one the mapping's
+/// `refresh_token` template reads, when it is exactly one key.
+fn refresh_key(auth: &Auth, issued: &Issued) -> Option<String> {
+    match (auth, &issued.rotated_refresh_token) {
+        (Auth::Token(token), Some(_)) => match &token.source {
+            TokenSource::OAuth2(oauth) => oauth
+                .refresh_token
+                .as_ref()
+                .and_then(|template| template.single_context_key()),
+            TokenSource::Exchange(_) => None,
+        },
+        _ => None,
+    }
+}
+
+/// The new token, its expiry and a rotated refresh token, in the account's context.
+fn write_token(account: &mut IntegratedAccount, refresh_key: Option<&str>, issued: &Issued) {
+    set_dotted(
+        &mut account.context,
+        TOKEN_KEY,
+        Value::String(issued.token.token.expose().to_owned()),
+    );
+    set_dotted(
+        &mut account.context,
+        TOKEN_EXPIRY_KEY,
+        issued.token.expires_at.map_or(Value::Null, |at| {
+            Value::String(unigate_unified::time::format_rfc3339(
+                at.saturating_mul(1000),
+            ))
+        }),
+    );
+    if let (Some(key), Some(rotated)) = (refresh_key, &issued.rotated_refresh_token) {
+        set_dotted(
+            &mut account.context,
+            key,
+            Value::String(rotated.expose().to_owned()),
+        );
+    }
+}
+
+fn apply_token(account: &mut IntegratedAccount, auth: &Auth, issued: &Issued) {
+    write_token(account, refresh_key(auth, issued).as_deref(), issued);
+}
 
 impl Engine {
     /// Sends `request` for the target's account with its credential, through the policy.
@@ -87,20 +147,11 @@ impl Engine {
         target: &Target,
         rejected: Option<&Secret>,
     ) -> Result<Issued, ApiError> {
-        let context = &target.account.context;
-        let seeded = context
-            .get(TOKEN_KEY)
-            .and_then(Value::as_str)
-            .map(|token| AccessToken {
-                token: Secret::new(token),
-                expires_at: context
-                    .get(TOKEN_EXPIRY_KEY)
-                    .and_then(unigate_unified::time::parse_json_timestamp)
-                    .map(|millis| millis / 1000),
-            });
+        let seeded = stored_token(&target.account.context);
         let engine = self.clone();
         let account = target.account.id.clone();
-        let request = async move { engine.request_token(&account).await };
+        let refused = rejected.cloned();
+        let request = async move { engine.request_token(&account, refused).await };
         match self
             .tokens
             .access_token(&target.account.id, seeded, rejected, request)
@@ -111,10 +162,40 @@ impl Engine {
         }
     }
 
-    /// Obtains a new token for `account` as the store holds it now, and stores it.
-    async fn request_token(&self, account_id: &str) -> Result<Issued, TokenError> {
+    /// Obtains a new token for `account` as the store holds it now, and stores it. When several
+    /// processes share the store, this runs under the account's token lease: a token another
+    /// process obtained while this one waited (valid, and not the one the provider `refused`)
+    /// is used instead of asking again, and the new token, its expiry and a rotated refresh token
+    /// are written in the lease's one commit.
+    async fn request_token(
+        &self,
+        account_id: &str,
+        refused: Option<Secret>,
+    ) -> Result<Issued, TokenError> {
         let gone = || TokenError::Unavailable("the integrated account no longer exists".to_owned());
-        let account = self.accounts.get(account_id).ok_or_else(gone)?;
+        let lease = self
+            .accounts
+            .lease_tokens(account_id)
+            .await
+            .map_err(|error| match error {
+                unigate_store::StoreError::NotFound(_) => gone(),
+                other => TokenError::Unavailable(other.to_string()),
+            })?;
+        let account = match &lease {
+            Some(lease) => Arc::new(lease.account().clone()),
+            None => self.accounts.get(account_id).ok_or_else(gone)?,
+        };
+        if lease.is_some()
+            && let Some(token) = stored_token(&account.context)
+            && self.tokens.is_fresh(&token)
+            && refused.as_ref() != Some(&token.token)
+        {
+            return Ok(Issued {
+                token,
+                rotated_refresh_token: None,
+                fresh: false,
+            });
+        }
         let integration = self
             .catalog
             .integrations
@@ -158,8 +239,24 @@ impl Engine {
                 }
             }
         };
-        self.store_token(&account.id, &integration.auth, &issued)
-            .await;
+        match lease {
+            Some(lease) => {
+                let mut updated = IntegratedAccount::clone(&account);
+                apply_token(&mut updated, &integration.auth, &issued);
+                if let Err(error) = lease.commit(updated).await {
+                    tracing::error!(
+                        account = %account_id,
+                        %error,
+                        rotated_refresh_token = issued.rotated_refresh_token.is_some(),
+                        "could not store the account's new token"
+                    );
+                }
+            }
+            None => {
+                self.store_token(&account.id, &integration.auth, &issued)
+                    .await
+            }
+        }
         Ok(issued)
     }
 
@@ -168,42 +265,13 @@ impl Engine {
     /// failed write is logged: the call holds the token, but a rotated refresh token that could
     /// not be stored is lost on restart.
     async fn store_token(&self, account_id: &str, auth: &Auth, issued: &Issued) {
-        let refresh_key = match (auth, &issued.rotated_refresh_token) {
-            (Auth::Token(token), Some(_)) => match &token.source {
-                TokenSource::OAuth2(oauth) => oauth
-                    .refresh_token
-                    .as_ref()
-                    .and_then(|template| template.single_context_key()),
-                TokenSource::Exchange(_) => None,
-            },
-            _ => None,
-        };
         let accounts = self.accounts.clone();
         let id = account_id.to_owned();
         let issued = issued.clone();
+        let auth_refresh_key = refresh_key(auth, &issued);
         let written = tokio::task::spawn_blocking(move || {
             let written = accounts.modify(&id, &mut |account| {
-                set_dotted(
-                    &mut account.context,
-                    TOKEN_KEY,
-                    Value::String(issued.token.token.expose().to_owned()),
-                );
-                set_dotted(
-                    &mut account.context,
-                    TOKEN_EXPIRY_KEY,
-                    issued.token.expires_at.map_or(Value::Null, |at| {
-                        Value::String(unigate_unified::time::format_rfc3339(
-                            at.saturating_mul(1000),
-                        ))
-                    }),
-                );
-                if let (Some(key), Some(rotated)) = (&refresh_key, &issued.rotated_refresh_token) {
-                    set_dotted(
-                        &mut account.context,
-                        key,
-                        Value::String(rotated.expose().to_owned()),
-                    );
-                }
+                write_token(account, auth_refresh_key.as_deref(), &issued);
                 Ok::<(), StoreError>(())
             });
             (written, issued.rotated_refresh_token.is_some())

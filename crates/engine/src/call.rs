@@ -62,7 +62,8 @@ pub(crate) struct ListCall {
     pub(crate) scope: Scope,
     pub(crate) fingerprint: String,
     /// Offset and page positions are known before the pages arrive, so a walk that fetches
-    /// every page (stream, `truto_ignore_limit`) fetches a window of them at once.
+    /// every page (stream, `truto_ignore_limit`) fetches a window of them at once — unless the
+    /// provider's budget is paced: a window guessed past the last page spends calls of it.
     pub(crate) prefetch: bool,
     /// Records are written as JSON text as soon as they are mapped (see [`writes_text`]).
     pub(crate) text_records: bool,
@@ -175,7 +176,8 @@ impl Engine {
             .unwrap_or_else(|| pagination.page_size(query.limit, self.config.default_limit));
         let prefetch = matches!(pagination.style, Style::Offset { .. } | Style::Page { .. })
             && (query.ignore_limit || query.response_format == ResponseFormat::Stream)
-            && self.config.prefetch_window > 1;
+            && self.config.prefetch_window > 1
+            && target.integration.rate_limit.pace.is_none();
         let unified_query = unified_query_value(&query, page_size);
         let scope = target.scope.with("query", unified_query.clone());
         let mapped = map_query(method, &unified_query, &scope)

@@ -37,6 +37,30 @@ fn margin(window: Duration) -> Duration {
     (window / 50).max(Duration::from_millis(10))
 }
 
+/// This process's share of a budget that `replicas` processes spend together: the requests
+/// divided among them (rounded down), or when there are fewer requests than processes, one
+/// request per window stretched so that the fleet's total stays within the budget. No database
+/// round trip per call: each process knows how many share the store from its heartbeat, and the
+/// split is exact as long as the count is (a process joining or leaving is seen within seconds).
+pub(crate) fn share(pace: &Pace, replicas: usize) -> Pace {
+    let replicas = replicas.max(1) as u32;
+    if replicas == 1 {
+        return *pace;
+    }
+    if pace.requests >= replicas {
+        Pace {
+            requests: pace.requests / replicas,
+            ..*pace
+        }
+    } else {
+        Pace {
+            requests: 1,
+            window: pace.window * replicas.div_ceil(pace.requests),
+            ..*pace
+        }
+    }
+}
+
 impl Pacer {
     /// Reserves the next send time of the budget `key` and returns how long to wait for it.
     pub(crate) fn reserve(&self, key: &str, pace: &Pace) -> Duration {
@@ -90,5 +114,24 @@ mod tests {
         assert!(waits[10] >= Duration::from_millis(2_030));
         // Another budget is not affected.
         assert!(pacer.reserve("b", &pace) < Duration::from_millis(5));
+    }
+
+    #[test]
+    fn replicas_split_a_budget_without_exceeding_it() {
+        let pace = |requests, seconds| Pace {
+            requests,
+            window: Duration::from_secs(seconds),
+            per_integration: false,
+        };
+        let split = |p: &Pace, n| {
+            let s = share(p, n);
+            (s.requests, s.window.as_secs())
+        };
+        assert_eq!(split(&pace(5, 1), 1), (5, 1));
+        assert_eq!(split(&pace(5, 1), 2), (2, 1));
+        assert_eq!(split(&pace(100, 60), 3), (33, 60));
+        // Fewer requests than replicas: one each, in a window long enough for all.
+        assert_eq!(split(&pace(2, 1), 5), (1, 3));
+        assert_eq!(split(&pace(1, 10), 4), (1, 40));
     }
 }

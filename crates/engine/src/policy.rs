@@ -89,7 +89,8 @@ impl Engine {
         let mut attempt = 0;
         loop {
             if let (Some(pace), Some(budget)) = (pace, &budget) {
-                let wait = self.pacer.reserve(budget, pace);
+                let pace = crate::pace::share(pace, self.accounts.replicas());
+                let wait = self.pacer.reserve(budget, &pace);
                 if !wait.is_zero() {
                     self.config.clock.sleep(wait).await;
                 }

@@ -49,6 +49,18 @@ fn store_error(error: StoreError) -> ApiError {
         StoreError::Exists(_) => ApiError::new(ErrorKind::Conflict, error.to_string()),
         StoreError::NotFound(_) => ApiError::not_found(error.to_string()),
         StoreError::Refused(message) => ApiError::bad_request(message),
+        StoreError::Unavailable(_) => {
+            let mut error = ApiError::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "{error}; accounts already loaded still serve, admin writes wait until it is back"
+                ),
+            );
+            error
+                .headers
+                .push(("retry-after".to_owned(), "5".to_owned()));
+            error
+        }
         other => ApiError::internal(other.to_string()),
     }
 }

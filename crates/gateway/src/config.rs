@@ -55,6 +55,25 @@ pub enum StoreSettings {
         /// 32 bytes as 64 hex characters or base64, e.g. `${UNIGATE_STORE_KEY}`.
         key: String,
     },
+    /// A PostgreSQL database shared by several replicas, credentials encrypted with `key`.
+    Postgres {
+        /// `postgres://user:password@host:port/database`, e.g. `${UNIGATE_DATABASE_URL}`.
+        url: String,
+        key: String,
+        /// Connections per replica.
+        #[serde(default = "default_pool_size")]
+        pool_size: usize,
+        /// Seconds between full reloads (the safety net behind change notifications).
+        #[serde(default = "default_reload")]
+        reload_s: u64,
+    },
+}
+
+fn default_pool_size() -> usize {
+    8
+}
+fn default_reload() -> u64 {
+    30
 }
 
 fn default_refresh_margin() -> u64 {
@@ -275,15 +294,21 @@ impl Config {
         if config.admin_tokens.iter().any(|token| token.len() < 16) {
             errors.push("admin_tokens: each admin token needs 16 characters or more".to_owned());
         }
-        if let StoreSettings::Sqlite {
-            path: store_path,
-            key,
-        } = &mut config.store
-        {
-            one(key, "store.key", &mut errors);
-            if store_path.is_relative() {
-                *store_path = path.parent().unwrap_or(Path::new(".")).join(&*store_path);
+        match &mut config.store {
+            StoreSettings::Sqlite {
+                path: store_path,
+                key,
+            } => {
+                one(key, "store.key", &mut errors);
+                if store_path.is_relative() {
+                    *store_path = path.parent().unwrap_or(Path::new(".")).join(&*store_path);
+                }
             }
+            StoreSettings::Postgres { url, key, .. } => {
+                one(url, "store.url", &mut errors);
+                one(key, "store.key", &mut errors);
+            }
+            StoreSettings::Memory => {}
         }
         for (index, account) in config.integrated_accounts.iter_mut().enumerate() {
             let field = format!("integrated_accounts[{index}]");

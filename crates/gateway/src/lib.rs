@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use unigate_engine::{Engine, EngineConfig};
 use unigate_mapping::Catalog;
+use unigate_store::postgres::{PostgresSettings, PostgresStore};
 use unigate_store::sqlite::{SqliteStore, StoreKey};
 use unigate_store::{AccountStore, IntegratedAccount, MemoryStore, StoreError};
 use unigate_unified::{ApiError, ErrorKind, qs};
@@ -298,7 +299,21 @@ async fn method_not_allowed() -> Response {
     .into_response()
 }
 
-/// The router: `/unified/...` behind bearer auth, `/health` open.
+/// Readiness: 200 while the account store answers, 503 while it cannot be reached (the gateway
+/// still serves the accounts it has; a load balancer may prefer a replica that can also write).
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.engine.accounts().is_reachable() {
+        json_response(StatusCode::OK, &json!({"status": "ready"}))
+    } else {
+        ErrorResponse(ApiError::new(
+            ErrorKind::Overloaded,
+            "the account store is unreachable; accounts already loaded still serve",
+        ))
+        .into_response()
+    }
+}
+
+/// The router: `/unified/...` behind bearer auth, `/health` and `/ready` open.
 pub fn router(state: AppState) -> Router {
     let unified = Router::new()
         .route(
@@ -327,6 +342,7 @@ pub fn router(state: AppState) -> Router {
             "/health",
             get(|| async { json_response(StatusCode::OK, &json!({"status": "ok"})) }),
         )
+        .route("/ready", get(ready))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(limit_request_size))
@@ -345,8 +361,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// From a config file: loads the mappings and checks every account against them.
-    pub fn from_config(config: &Config) -> Result<Gateway, String> {
+    /// From a config file: loads the mappings, opens the store (connecting and migrating a
+    /// PostgreSQL one), and checks every account against them.
+    pub async fn from_config(config: &Config) -> Result<Gateway, String> {
         let catalog =
             Catalog::load_dir(&config.mappings_dir).map_err(|errors| errors.to_string())?;
         let upstream = UpstreamConfig {
@@ -375,16 +392,43 @@ impl Gateway {
                 let key = StoreKey::parse(key).map_err(|error| format!("store.key: {error}"))?;
                 let store = SqliteStore::open(path, key)
                     .map_err(|error| format!("{}: {error}", path.display()))?;
-                // Config accounts seed the store; what the admin API changed since is kept.
-                for account in &config.integrated_accounts {
-                    match store.create(account.clone()) {
+                Arc::new(store)
+            }
+            StoreSettings::Postgres {
+                url,
+                key,
+                pool_size,
+                reload_s,
+            } => {
+                let key = StoreKey::parse(key).map_err(|error| format!("store.key: {error}"))?;
+                let settings = PostgresSettings {
+                    url: url.clone(),
+                    pool_size: *pool_size,
+                    reload_every: Duration::from_secs(*reload_s),
+                };
+                Arc::new(
+                    PostgresStore::connect(&settings, key)
+                        .await
+                        .map_err(|error| format!("store: {error}"))?,
+                )
+            }
+        };
+        if !matches!(config.store, StoreSettings::Memory) {
+            // Config accounts seed a persistent store; what the admin API changed since is kept.
+            let seeding = store.clone();
+            let accounts = config.integrated_accounts.clone();
+            tokio::task::spawn_blocking(move || {
+                for account in accounts {
+                    match seeding.create(account) {
                         Ok(()) | Err(StoreError::Exists(_)) => {}
                         Err(error) => return Err(error.to_string()),
                     }
                 }
-                Arc::new(store)
-            }
-        };
+                Ok(())
+            })
+            .await
+            .map_err(|error| error.to_string())??;
+        }
         Gateway::assemble_with_store(
             catalog,
             store,

@@ -44,6 +44,13 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Apply the store's pending migrations and exit (for deploy pipelines); replicas that
+    /// start later find nothing to do.
+    Migrate {
+        /// The gateway config file; its `store` is migrated.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Load and validate every mapping file of a directory; list every error.
     Check {
         /// The mappings directory.
@@ -82,6 +89,25 @@ fn main() -> ExitCode {
                 }
                 Err(errors) => {
                     eprintln!("{errors}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Migrate { config } => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("unigate: cannot start the runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(migrate(&config)) {
+                Ok(summary) => {
+                    println!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("unigate: {error}");
                     ExitCode::FAILURE
                 }
             }
@@ -131,7 +157,7 @@ async fn serve(
     } else {
         let path = config.ok_or("give --config FILE or --sandbox")?;
         let config = Config::load(&path, &|name| std::env::var(name).ok())?;
-        (Gateway::from_config(&config)?, config.listen.clone())
+        (Gateway::from_config(&config).await?, config.listen.clone())
     };
     let address = parse_listen(listen.as_deref().unwrap_or(&configured_listen))?;
     let listener = tokio::net::TcpListener::bind(address)
@@ -148,6 +174,31 @@ async fn serve(
     // Every store write is committed when it returns: nothing is left to flush.
     tracing::info!("unigate stopped");
     Ok(())
+}
+
+async fn migrate(path: &std::path::Path) -> Result<String, String> {
+    use unigate_gateway::config::StoreSettings;
+    let config = Config::load(path, &|name| std::env::var(name).ok())?;
+    match &config.store {
+        StoreSettings::Memory => Ok("store: memory; nothing to migrate".to_owned()),
+        StoreSettings::Sqlite { path, key } => {
+            let key = unigate_store::sqlite::StoreKey::parse(key)
+                .map_err(|error| format!("store.key: {error}"))?;
+            let store = unigate_store::sqlite::SqliteStore::open(path, key)
+                .map_err(|error| format!("{}: {error}", path.display()))?;
+            let version = store.schema_version().map_err(|error| error.to_string())?;
+            Ok(format!(
+                "store: {} at schema version {version}",
+                path.display()
+            ))
+        }
+        StoreSettings::Postgres { url, .. } => {
+            let version = unigate_store::postgres::migrate(url)
+                .await
+                .map_err(|error| format!("store: {error}"))?;
+            Ok(format!("store: postgres at schema version {version}"))
+        }
+    }
 }
 
 /// Ctrl-C, or SIGTERM (how a container is stopped).

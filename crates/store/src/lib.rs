@@ -2,11 +2,16 @@
 //! rendered from.
 //!
 //! Behind the [`AccountStore`] trait so that the engine does not care where accounts live:
-//! [`MemoryStore`] (config accounts, the sandbox, tests) and [`sqlite::SqliteStore`] (one file,
-//! versioned migrations, credentials encrypted at rest). A Postgres store for several replicas
-//! is planned behind the same trait (DESIGN.md). It does no HTTP.
+//! [`MemoryStore`] (config accounts, the sandbox, tests), [`sqlite::SqliteStore`] (one file,
+//! versioned migrations, credentials encrypted at rest) and [`postgres::PostgresStore`] (several
+//! replicas sharing accounts, token refreshes and rate budgets). It does no provider HTTP.
 
+pub mod postgres;
+mod seal;
 pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -78,6 +83,25 @@ pub enum StoreError {
     Refused(String),
     #[error("store: {0}")]
     Database(String),
+    /// The store's database cannot be reached now; the accounts already loaded still serve.
+    #[error("the account store is unreachable: {0}")]
+    Unavailable(String),
+}
+
+/// A boxed future of the store's asynchronous operations.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A hold on one account's tokens across every process that shares the store: while it is held,
+/// no other process obtains a token for the account. [`TokenLease::account`] is the account as
+/// stored when the hold began (a token another process obtained meanwhile is in it);
+/// [`TokenLease::commit`] writes the account with its new token and releases the hold in one
+/// step. Dropping the lease without committing releases the hold and changes nothing.
+pub trait TokenLease: Send {
+    fn account(&self) -> &IntegratedAccount;
+    fn commit(
+        self: Box<Self>,
+        updated: IntegratedAccount,
+    ) -> StoreFuture<'static, Result<Arc<IntegratedAccount>, StoreError>>;
 }
 
 /// A change to one account; an `Err` leaves the account as it was.
@@ -123,6 +147,26 @@ pub trait AccountStore: Send + Sync + fmt::Debug {
             Ok(())
         })
         .map(drop)
+    }
+
+    /// A hold on the account's tokens across processes, for a store that several processes
+    /// share; `None` when this process is the only one (its own single flight is enough).
+    fn lease_tokens<'a>(
+        &'a self,
+        _id: &'a str,
+    ) -> StoreFuture<'a, Result<Option<Box<dyn TokenLease>>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// How many processes share the store now (each paces its calls to a provider's budget
+    /// divided by this).
+    fn replicas(&self) -> usize {
+        1
+    }
+
+    /// Whether the store's backing database answers now (readiness).
+    fn is_reachable(&self) -> bool {
+        true
     }
 }
 
@@ -184,6 +228,28 @@ impl MemoryStore {
         self.accounts
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sets an account as another process stored it (a cache refresh): no write-through.
+    pub fn put(&self, account: IntegratedAccount) {
+        let _writer = self.writer();
+        self.map_write()
+            .insert(account.id.clone(), Arc::new(account));
+    }
+
+    /// Forgets an account another process deleted.
+    pub fn forget(&self, id: &str) {
+        let _writer = self.writer();
+        self.map_write().remove(id);
+    }
+
+    /// Replaces every account with `accounts` (a full reload of a shared store).
+    pub fn replace_all(&self, accounts: Vec<IntegratedAccount>) {
+        let _writer = self.writer();
+        *self.map_write() = accounts
+            .into_iter()
+            .map(|account| (account.id.clone(), Arc::new(account)))
+            .collect();
     }
 
     /// [`AccountStore::modify`], with `persist` called on the changed account before the copy in

@@ -8,12 +8,10 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
 
+pub use crate::seal::StoreKey;
+use crate::seal::{CipherBox, associated_data};
 use crate::{AccountStatus, AccountStore, IntegratedAccount, MemoryStore, StoreError};
 
 /// Migrations in order; the store records how many it has applied.
@@ -36,90 +34,12 @@ const MIGRATIONS: &[&str] = &[
 /// The `sealing` of rows written now.
 const SEALING_BOUND: i64 = 2;
 
-/// The at-rest key: 32 bytes, given as 64 hex characters or base64.
-pub struct StoreKey(Key);
-
-impl std::fmt::Debug for StoreKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StoreKey([redacted])")
-    }
-}
-
-impl StoreKey {
-    pub fn parse(text: &str) -> Result<StoreKey, StoreError> {
-        let text = text.trim();
-        let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            (0..32)
-                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
-                .collect::<Result<Vec<u8>, _>>()
-                .map_err(|_| StoreError::Key)?
-        } else {
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map_err(|_| StoreError::Key)?
-        };
-        if bytes.len() != 32 {
-            return Err(StoreError::Key);
-        }
-        Ok(StoreKey(*Key::from_slice(&bytes)))
-    }
-}
-
 #[derive(Debug)]
 pub struct SqliteStore {
     connection: Mutex<Connection>,
     cipher: CipherBox,
     /// Every account, read without touching the file.
     accounts: MemoryStore,
-}
-
-struct CipherBox(ChaCha20Poly1305);
-
-impl std::fmt::Debug for CipherBox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Cipher([redacted])")
-    }
-}
-
-/// What a sealed context is bound to: the row's id, integration and base URL, each
-/// length-prefixed so no two rows can share an encoding.
-fn associated_data(id: &str, integration: &str, base_url: Option<&str>) -> Vec<u8> {
-    let mut data = Vec::new();
-    for part in [Some(id), Some(integration), base_url] {
-        match part {
-            Some(text) => {
-                data.extend_from_slice(&(text.len() as u64).to_be_bytes());
-                data.extend_from_slice(text.as_bytes());
-            }
-            None => data.extend_from_slice(&u64::MAX.to_be_bytes()),
-        }
-    }
-    data
-}
-
-impl CipherBox {
-    /// nonce (12 bytes) ‖ ciphertext+tag, bound to `aad`.
-    fn seal(&self, context: &Value, aad: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let plain = serde_json::to_vec(context).map_err(|e| StoreError::Database(e.to_string()))?;
-        let sealed = self
-            .0
-            .encrypt(&nonce, Payload { msg: &plain, aad })
-            .map_err(|_| StoreError::Crypto)?;
-        Ok([nonce.as_slice(), &sealed].concat())
-    }
-
-    fn open(&self, blob: &[u8], aad: &[u8]) -> Result<Value, StoreError> {
-        if blob.len() < 12 {
-            return Err(StoreError::Crypto);
-        }
-        let (nonce, sealed) = blob.split_at(12);
-        let plain = self
-            .0
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
-            .map_err(|_| StoreError::Crypto)?;
-        serde_json::from_slice(&plain).map_err(|_| StoreError::Crypto)
-    }
 }
 
 fn db(error: rusqlite::Error) -> StoreError {
@@ -165,7 +85,7 @@ impl SqliteStore {
             .execute_batch("BEGIN EXCLUSIVE; COMMIT;")
             .map_err(in_use)?;
         migrate(&mut connection)?;
-        let cipher = CipherBox(ChaCha20Poly1305::new(&key.0));
+        let cipher = key.cipher();
         let mut accounts = Vec::new();
         let mut reseal = Vec::new();
         {
@@ -477,7 +397,7 @@ mod tests {
                      INSERT INTO schema_version (version) VALUES (1);",
                 )
                 .unwrap();
-            let cipher = CipherBox(ChaCha20Poly1305::new(&StoreKey::parse(KEY).unwrap().0));
+            let cipher = StoreKey::parse(KEY).unwrap().cipher();
             let blob = cipher.seal(&account("a").context, &[]).unwrap();
             connection
                 .execute(

@@ -84,7 +84,8 @@ impl TokenManager {
         }
     }
 
-    fn is_fresh(&self, token: &AccessToken) -> bool {
+    /// Whether `token` is valid beyond the refresh margin.
+    pub fn is_fresh(&self, token: &AccessToken) -> bool {
         token.expires_at.is_none_or(|expires_at| {
             expires_at.saturating_sub(self.margin.as_secs() as i64) > now_epoch()
         })
@@ -156,10 +157,8 @@ impl TokenManager {
                 state.failed = Some((Instant::now(), error.clone()));
             }
         }
-        result.map(|issued| Issued {
-            fresh: true,
-            ..issued
-        })
+        // `fresh` as the request says: a token another process obtained meanwhile is not.
+        result
     }
 }
 
