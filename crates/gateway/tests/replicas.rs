@@ -1,8 +1,9 @@
 //! Two `unigate serve` processes on one PostgreSQL (a throwaway server from
-//! `scripts/postgres-throwaway`): `unigate migrate` prepares the database, an account created
-//! through replica A's admin API is known to replica B within a second and served by it. The
-//! finer replica behaviour (one token refresh, the shared budget, outages) is tested in-process
-//! in `tests/tests/replicas.rs`.
+//! `scripts/postgres-throwaway`): `unigate migrate` prepares the database; an account created
+//! through replica A's admin API is known to replica B within a second; 200 calls split across
+//! both on an expired OAuth token make exactly one token request, all answered 200; replica A
+//! killed mid-walk, the walk goes on at B with A's cursor and loses nothing. The shared budget
+//! and outages are tested in-process in `tests/tests/replicas.rs`.
 
 // The tests crate's harness, shared by path (the tests crate depends on this one); this test
 // uses only part of it.
@@ -14,6 +15,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const ADMIN: &str = "admin-token-0123456789";
@@ -24,28 +27,90 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A SCIM provider that answers every request with one user.
-fn scim_provider() -> String {
+/// A provider with an OAuth token endpoint (slow, counting its requests, rotating the refresh
+/// token) and a users list of three pages that wants the issued token.
+fn oauth_provider(token_requests: Arc<AtomicUsize>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let mut stream = stream;
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
-            let body = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:ListResponse"],"totalResults":1,"startIndex":1,"itemsPerPage":1,"Resources":[{"id":"u1","userName":"ada@example.com","active":true}]}"#;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/scim+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
+            let token_requests = token_requests.clone();
+            std::thread::spawn(move || answer(stream, &token_requests));
         }
     });
     origin
 }
+
+fn answer(mut stream: std::net::TcpStream, token_requests: &AtomicUsize) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    let _ = stream.read_exact(&mut body);
+    let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let (status, body) = if target.starts_with("/oauth/token") {
+        let n = token_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        std::thread::sleep(Duration::from_millis(300));
+        (
+            "200 OK",
+            format!(
+                r#"{{"access_token":"tok-{n}","refresh_token":"rt-{n}","token_type":"bearer","expires_in":3600}}"#
+            ),
+        )
+    } else if !head.contains("Bearer tok-") {
+        ("401 Unauthorized", r#"{"message":"expired"}"#.to_owned())
+    } else {
+        let page: u32 = target
+            .split_once("page=")
+            .and_then(|(_, rest)| rest.split('&').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        (
+            "200 OK",
+            format!(r#"{{"users":[{{"id":"u{page}"}}],"more":{}}}"#, page < 3),
+        )
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+const ROTATING: &str = r#"name: Rotating OAuth example
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth:
+  kind: oauth2_refresh_token
+  token_url: "{{context.url}}/oauth/token"
+  client_id: "{{context.client_id}}"
+  client_secret: "{{context.client_secret}}"
+  refresh_token: "{{context.refresh_token}}"
+resources:
+  users:
+    list:
+      path: /users
+      records: users
+      pagination: { style: page, page_param: page, first_page: 1, has_more: more }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{ "id": id }'
+"#;
 
 struct Gateway {
     child: Child,
@@ -60,13 +125,20 @@ impl Drop for Gateway {
 }
 
 fn config(dir: &Path, url: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
+    let mappings = dir.join("mappings");
+    std::fs::create_dir_all(mappings.join("models")).unwrap();
+    std::fs::copy(
+        repo().join("mappings/models/user-directory.yaml"),
+        mappings.join("models/user-directory.yaml"),
+    )
+    .unwrap();
+    std::fs::write(mappings.join("rotating.yaml"), ROTATING).unwrap();
     let path = dir.join("config.yaml");
     std::fs::write(
         &path,
         format!(
             "api_tokens: [\"{API}\"]\nadmin_tokens: [\"{ADMIN}\"]\ncursor_secret: \"0123456789abcdef0123\"\nmappings_dir: {}\nstore:\n  kind: postgres\n  url: \"{url}\"\n  key: \"{KEY}\"\n",
-            repo().join("mappings").display()
+            mappings.display()
         ),
     )
     .unwrap();
@@ -139,11 +211,12 @@ fn two_processes_share_accounts_through_postgres() {
         "store: postgres at schema version 1"
     );
 
-    let a = start(&config);
+    let mut a = start(&config);
     let b = start(&config);
-    let provider = scim_provider();
+    let token_requests = Arc::new(AtomicUsize::new(0));
+    let provider = oauth_provider(token_requests.clone());
     let account = format!(
-        r#"{{"id":"acme","integration":"scim","context":{{"base_url":"{provider}","token":"t"}}}}"#
+        r#"{{"id":"acme","integration":"rotating","context":{{"url":"{provider}","client_id":"c","client_secret":"s","refresh_token":"rt-0","access_token":"old","access_token_expires_at":"2000-01-01T00:00:00Z"}}}}"#
     );
     let (status, body) = call(
         &a.origin,
@@ -171,14 +244,59 @@ fn two_processes_share_accounts_through_postgres() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (status, body) = call(
-        &b.origin,
-        "GET",
-        "/unified/user-directory/users?integrated_account_id=acme",
-        API,
-        None,
-    );
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains(r#""id":"u1""#), "{body}");
+
+    // 200 calls split across both on the expired token: one token request in all.
+    let list = "/unified/user-directory/users?integrated_account_id=acme";
+    let calls: Vec<_> = (0..200)
+        .map(|index| {
+            let origin = if index % 2 == 0 {
+                a.origin.clone()
+            } else {
+                b.origin.clone()
+            };
+            std::thread::spawn(move || call(&origin, "GET", list, API, None))
+        })
+        .collect();
+    for handle in calls {
+        let (status, body) = handle.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(r#""id":"u1""#), "{body}");
+    }
+    assert_eq!(token_requests.load(Ordering::SeqCst), 1);
+
+    // A walk starts at A; A is killed; the walk goes on at B with A's cursor.
+    let (status, first) = call(&a.origin, "GET", list, API, None);
+    assert_eq!(status, 200, "{first}");
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let cursor_of = |body: &str| {
+        body.split_once(r#""next_cursor":""#)
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(cursor, _)| cursor.to_owned())
+    };
+    let mut pages = vec![first.clone()];
+    let mut cursor = cursor_of(&first);
+    while let Some(next) = cursor {
+        let (status, page) = call(
+            &b.origin,
+            "GET",
+            &format!("{list}&next_cursor={next}"),
+            API,
+            None,
+        );
+        assert_eq!(status, 200, "{page}");
+        cursor = cursor_of(&page);
+        pages.push(page);
+    }
+    let ids: Vec<bool> = ["u1", "u2", "u3"]
+        .iter()
+        .map(|id| {
+            pages
+                .iter()
+                .any(|page| page.contains(&format!(r#""id":"{id}""#)))
+        })
+        .collect();
+    assert_eq!(ids, vec![true, true, true], "{pages:?}");
+    assert_eq!(token_requests.load(Ordering::SeqCst), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
