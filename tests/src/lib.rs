@@ -340,6 +340,9 @@ pub async fn serve_with(
 }
 
 /// `GET {origin}{path_and_query}` with a bearer token; returns status and JSON body.
+///
+/// Every answer carries `x-request-id`; an error envelope carries the same id as
+/// `request_id`, checked here and then removed, so that tests compare the rest exactly.
 pub async fn get_json(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
     let client = reqwest::Client::new();
     let mut request = client.get(url);
@@ -348,9 +351,25 @@ pub async fn get_json(url: &str, token: Option<&str>) -> (u16, serde_json::Value
     }
     let response = request.send().await.expect("gateway answers");
     let status = response.status().as_u16();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .expect("every answer has an x-request-id");
     let text = response.text().await.expect("body");
-    let body =
+    let mut body: serde_json::Value =
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    if status >= 400
+        && let Some(object) = body.as_object_mut()
+    {
+        let in_envelope = object.remove("request_id");
+        assert_eq!(
+            in_envelope.as_ref().and_then(serde_json::Value::as_str),
+            Some(request_id.as_str()),
+            "the error envelope's request_id is the answer's x-request-id: {text}"
+        );
+    }
     (status, body)
 }
 

@@ -211,34 +211,43 @@ impl Engine {
             ));
         };
         let RenderedToken { source, .. } = *token;
-        let issued = match &source {
-            RenderedSource::OAuth2(oauth) => {
-                request_oauth_token(&self.upstream, &oauth_request(oauth)?).await?
-            }
-            RenderedSource::Exchange(exchange) => {
-                let Auth::Token(token) = &integration.auth else {
-                    return Err(gone());
-                };
-                let TokenSource::Exchange(definition) = &token.source else {
-                    return Err(gone());
-                };
-                let response =
-                    send_token_request(&self.upstream, exchange_request(exchange)?).await?;
-                let headers = response.header_pairs();
-                let answer = Answer {
-                    status: response.status,
-                    headers: &headers,
-                    body: &response.body,
-                };
-                let (token, expires_at) = read_exchange_token(definition, answer, now_epoch())
-                    .map_err(TokenError::Unavailable)?;
-                Issued {
-                    token: AccessToken { token, expires_at },
-                    rotated_refresh_token: None,
-                    fresh: true,
-                }
-            }
+        let kind = match &source {
+            RenderedSource::OAuth2(_) => "oauth2",
+            RenderedSource::Exchange(_) => "exchange",
         };
+        let issued = async {
+            Ok::<Issued, TokenError>(match &source {
+                RenderedSource::OAuth2(oauth) => {
+                    request_oauth_token(&self.upstream, &oauth_request(oauth)?).await?
+                }
+                RenderedSource::Exchange(exchange) => {
+                    let Auth::Token(token) = &integration.auth else {
+                        return Err(gone());
+                    };
+                    let TokenSource::Exchange(definition) = &token.source else {
+                        return Err(gone());
+                    };
+                    let response =
+                        send_token_request(&self.upstream, exchange_request(exchange)?).await?;
+                    let headers = response.header_pairs();
+                    let answer = Answer {
+                        status: response.status,
+                        headers: &headers,
+                        body: &response.body,
+                    };
+                    let (token, expires_at) = read_exchange_token(definition, answer, now_epoch())
+                        .map_err(TokenError::Unavailable)?;
+                    Issued {
+                        token: AccessToken { token, expires_at },
+                        rotated_refresh_token: None,
+                        fresh: true,
+                    }
+                }
+            })
+        }
+        .await;
+        self.metrics.token(&integration.id, kind, issued.is_ok());
+        let issued = issued?;
         match lease {
             Some(lease) => {
                 let mut updated = IntegratedAccount::clone(&account);

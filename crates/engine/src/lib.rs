@@ -7,7 +7,8 @@
 //! - `auth` and `policy`: the one provider-call path every method uses — credential and tokens,
 //!   401 handling, retries and rate limits;
 //! - `page`: one list page fetched, checked, read and mapped; `get`: one record;
-//! - `list` and `walker`: the list and stream walks over pages.
+//! - `list` and `walker`: the list and stream walks over pages;
+//! - `metrics`: what every stage counts, for the gateway's `/metrics`.
 //!
 //! What a provider's answer means (errors, rate limits, page facts) is the mapping crate's to
 //! say; this crate decides what to do about it. Every failure leaves as an [`ApiError`] from the
@@ -21,6 +22,7 @@ mod filter;
 mod follow;
 mod get;
 mod list;
+pub mod metrics;
 mod normalize;
 mod pace;
 mod page;
@@ -81,6 +83,18 @@ impl Default for EngineConfig {
     }
 }
 
+tokio::task_local! {
+    /// The id of the gateway request being served (set by the gateway around each request):
+    /// logs carry it through the request's span, and a mapping may forward it
+    /// (`{{request_id}}`).
+    pub static REQUEST_ID: std::sync::Arc<str>;
+}
+
+/// The current request's id, if a gateway request is being served.
+pub fn current_request_id() -> Option<std::sync::Arc<str>> {
+    REQUEST_ID.try_with(std::sync::Arc::clone).ok()
+}
+
 /// Everything a unified call needs, shared by all requests.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -93,6 +107,7 @@ pub struct Engine {
     follow_up_limits: moka::sync::Cache<String, Arc<tokio::sync::Semaphore>>,
     codec: CursorCodec,
     config: EngineConfig,
+    metrics: metrics::Metrics,
 }
 
 impl Engine {
@@ -116,7 +131,13 @@ impl Engine {
                 .build(),
             codec: CursorCodec::new(cursor_secret),
             config,
+            metrics: metrics::Metrics::default(),
         }
+    }
+
+    /// The metrics this engine (and the gateway in front of it) records.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
     }
 
     pub fn catalog(&self) -> &Catalog {

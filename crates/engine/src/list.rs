@@ -139,7 +139,10 @@ impl Engine {
         // a plain error status rather than a stream that fails at once.
         let first = walker.next_page().await?;
         let (sender, receiver) = tokio::sync::mpsc::channel(window.max(1));
-        tokio::spawn(async move {
+        // The walk outlives the handler: it keeps the request's id and log span.
+        let request_id = crate::current_request_id();
+        let span = tracing::Span::current();
+        let walk = async move {
             let mut page = first;
             loop {
                 for record in page.records.drain(..) {
@@ -165,7 +168,12 @@ impl Engine {
                     }
                 };
             }
-        });
+        };
+        let walk = tracing::Instrument::instrument(walk, span);
+        match request_id {
+            Some(id) => drop(tokio::spawn(crate::REQUEST_ID.scope(id, walk))),
+            None => drop(tokio::spawn(walk)),
+        }
         Ok(receiver)
     }
 

@@ -118,9 +118,12 @@ impl Engine {
             false => Some(self.follow_up(call, &reading.records).await?),
         };
         let budget = self.config.page_mapping_budget;
+        let mapping = std::time::Instant::now();
         let records = off_the_workers(large, || {
             map_records(call, reading.records, raw, followed, budget)
         })?;
+        self.metrics
+            .page(&integration.id, records.len(), mapping.elapsed());
         Ok(Page {
             records,
             next,

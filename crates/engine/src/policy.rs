@@ -92,10 +92,20 @@ impl Engine {
                 let pace = crate::pace::share(pace, self.accounts.replicas());
                 let wait = self.pacer.reserve(budget, &pace);
                 if !wait.is_zero() {
+                    self.metrics.wait(&target.integration.id, "pace", wait);
                     self.config.clock.sleep(wait).await;
                 }
             }
+            let sent = std::time::Instant::now();
             let result = self.upstream.send(request).await;
+            let answer_label = match &result {
+                Ok(response) => response.status.to_string(),
+                Err(UpstreamError::Connect(_)) => "connect_error".to_owned(),
+                Err(UpstreamError::Timeout(_)) => "timeout".to_owned(),
+                Err(_) => "error".to_owned(),
+            };
+            self.metrics
+                .provider_call(&target.integration.id, answer_label, sent.elapsed());
             let retryable = match &result {
                 Err(UpstreamError::Connect(_)) => true,
                 Ok(response) => matches!(response.status, 500 | 502..=504),
@@ -119,6 +129,9 @@ impl Engine {
                     let wait = hinted.unwrap_or_else(|| backoff(policy, attempt));
                     if wait <= policy.max_rate_limit_wait && attempt < policy.max_retries {
                         attempt += 1;
+                        self.metrics.retry(&target.integration.id);
+                        self.metrics
+                            .wait(&target.integration.id, "rate_limit", wait);
                         self.config.clock.sleep(wait).await;
                         continue;
                     }
@@ -134,6 +147,7 @@ impl Engine {
                 }
             }
             if retryable && attempt < policy.max_retries {
+                self.metrics.retry(&target.integration.id);
                 self.config.clock.sleep(backoff(policy, attempt)).await;
                 attempt += 1;
                 continue;

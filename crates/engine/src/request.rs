@@ -53,10 +53,12 @@ impl Endpoint {
         let found = integration.resources.get(resource).ok_or_else(|| {
             ApiError::internal(format!("`{}` names a missing resource", resource))
         })?;
+        let request_id = crate::current_request_id();
         let vars = Vars {
             context: &account.context,
             id,
             token: None,
+            request_id: request_id.as_deref(),
         };
         let rendered = render_request(integration, found, vars, account.base_url.as_deref())
             .map_err(|error| {

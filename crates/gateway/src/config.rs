@@ -98,6 +98,10 @@ pub struct ServerSettings {
     /// On SIGTERM or Ctrl-C, how long requests in flight may take to finish.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout_s: u64,
+    /// Serve `/metrics` on this address too, without a token (an internal interface). Without
+    /// it, `/metrics` is on the main address behind an admin token.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -108,6 +112,7 @@ impl Default for ServerSettings {
             stream_timeout_s: default_stream_timeout(),
             max_concurrent_requests: default_max_concurrent(),
             drain_timeout_s: default_drain_timeout(),
+            metrics_listen: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 mod admin;
 pub mod config;
+mod observe;
 pub mod sandbox;
 mod serve;
 
@@ -47,7 +48,11 @@ impl IntoResponse for ErrorResponse {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), message = %self.0.message, "request failed");
         }
-        let mut response = json_response(status, &self.0.to_envelope());
+        let mut envelope = self.0.to_envelope();
+        if let Some(id) = unigate_engine::current_request_id() {
+            envelope["request_id"] = Value::String(id.to_string());
+        }
+        let mut response = json_response(status, &envelope);
         for (name, value) in &self.0.headers {
             if let (Ok(name), Ok(value)) = (
                 axum::http::HeaderName::from_bytes(name.as_bytes()),
@@ -333,8 +338,9 @@ pub fn router(state: AppState) -> Router {
             get(meta_by_integration).fallback(method_not_allowed),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    let admin =
-        admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    let admin = admin::routes()
+        .route("/metrics", get(observe::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .merge(unified)
         .merge(admin)
@@ -351,6 +357,18 @@ pub fn router(state: AppState) -> Router {
             serve::bound_request,
         ))
         .layer(middleware::from_fn(serve::envelope_errors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
+        .with_state(state)
+}
+
+/// The metrics alone, unauthenticated, for `server.metrics_listen` (an internal address).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(observe::metrics))
+        .fallback(not_found)
         .with_state(state)
 }
 
@@ -584,8 +602,17 @@ mod tests {
                 .and_then(|v| v.to_str().ok()),
             Some("application/json")
         );
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap())
+        let mut body: Value = serde_json::from_slice(&bytes).unwrap();
+        // An error envelope carries the answer's request id; the rest is compared exactly.
+        if let Some(id) = body.as_object_mut().and_then(|o| o.remove("request_id")) {
+            assert_eq!(id, request_id);
+        }
+        (status, body)
     }
 
     #[tokio::test]

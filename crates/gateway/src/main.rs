@@ -27,6 +27,12 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the unified API.
@@ -43,6 +49,9 @@ enum Command {
         /// Address to listen on (overrides the config's `listen`; default 127.0.0.1:8080).
         #[arg(long)]
         listen: Option<String>,
+        /// Log lines as text (default) or as JSON objects, one per line, for log shippers.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Apply the store's pending migrations and exit (for deploy pipelines); replicas that
     /// start later find nothing to do.
@@ -117,14 +126,22 @@ fn main() -> ExitCode {
             sandbox,
             sandbox_users,
             listen,
+            log_format,
         } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("UNIGATE_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            let filter = tracing_subscriber::EnvFilter::try_from_env("UNIGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            let logs = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr);
+            match log_format {
+                LogFormat::Text => logs.init(),
+                // Each line one JSON object; the request's span (its id) is in `spans`.
+                LogFormat::Json => logs
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .init(),
+            }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(error) => {
@@ -149,16 +166,34 @@ async fn serve(
     sandbox_users: usize,
     listen: Option<String>,
 ) -> Result<(), String> {
-    let (gateway, configured_listen) = if sandbox {
+    let (gateway, configured_listen, metrics_listen) = if sandbox {
         (
             Gateway::sandbox(sandbox_users).await?,
             "127.0.0.1:8080".to_owned(),
+            None,
         )
     } else {
         let path = config.ok_or("give --config FILE or --sandbox")?;
         let config = Config::load(&path, &|name| std::env::var(name).ok())?;
-        (Gateway::from_config(&config).await?, config.listen.clone())
+        (
+            Gateway::from_config(&config).await?,
+            config.listen.clone(),
+            config.server.metrics_listen.clone(),
+        )
     };
+    if let Some(metrics_listen) = metrics_listen {
+        let address = parse_listen(&metrics_listen)?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|error| {
+                format!("cannot listen on {address} (server.metrics_listen): {error}")
+            })?;
+        tracing::info!(%address, "metrics on their own address");
+        let router = unigate_gateway::metrics_router(gateway.state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+    }
     let address = parse_listen(listen.as_deref().unwrap_or(&configured_listen))?;
     let listener = tokio::net::TcpListener::bind(address)
         .await

@@ -8,6 +8,7 @@
 //! time; [`Expression::evaluate`] runs it first and falls back to the JSONata engine for an input the
 //! plan bails on, so callers see the JSONata engine's answer either way, sooner.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -191,8 +192,10 @@ impl Expression {
         if let Ok(plan) = &self.fast
             && let Ok(value) = fast::evaluate(plan, input, &scope.variables)
         {
+            FAST_EVALUATIONS.fetch_add(1, Ordering::Relaxed);
             return Ok(value);
         }
+        ENGINE_EVALUATIONS.fetch_add(1, Ordering::Relaxed);
         self.evaluate_on_jsonata_engine(input, scope)
     }
 
@@ -208,8 +211,10 @@ impl Expression {
         if let Ok(plan) = &self.fast
             && let Ok(defined) = fast::evaluate_json(plan, input, &scope.variables, out)
         {
+            FAST_EVALUATIONS.fetch_add(1, Ordering::Relaxed);
             return Ok(defined);
         }
+        ENGINE_EVALUATIONS.fetch_add(1, Ordering::Relaxed);
         let Some(value) = self.evaluate_on_jsonata_engine(input, scope)? else {
             return Ok(false);
         };
@@ -254,6 +259,18 @@ impl Expression {
                 message: error.message(),
             })
     }
+}
+
+static FAST_EVALUATIONS: AtomicU64 = AtomicU64::new(0);
+static ENGINE_EVALUATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Evaluations answered by the fast path and by the JSONata engine since the process started
+/// (for the gateway's metrics).
+pub fn evaluations_by_path() -> (u64, u64) {
+    (
+        FAST_EVALUATIONS.load(Ordering::Relaxed),
+        ENGINE_EVALUATIONS.load(Ordering::Relaxed),
+    )
 }
 
 /// A node without step modifiers: no filters, `[]`, bindings, group-by or ancestor slot.

@@ -192,8 +192,14 @@ pub fn render_request(
         })
         .transpose()?;
     let (query, secret_query) = render_pairs(&resource.query, vars)?;
-    let (headers, secret_headers) =
-        render_pairs(&integration.headers, Vars::context(vars.context))?;
+    let (headers, secret_headers) = render_pairs(
+        &integration.headers,
+        Vars {
+            id: None,
+            token: None,
+            ..vars
+        },
+    )?;
     Ok(RenderedRequest {
         method: resource.method,
         url,
@@ -234,9 +240,8 @@ pub fn render_credential(
             // The value reads {{token}} once (checked at load): what surrounds it is fixed.
             const MARK: &str = "\u{0}token\u{0}";
             let vars = Vars {
-                context,
-                id: None,
                 token: Some(MARK),
+                ..Vars::context(context)
             };
             let value = token.value.render_with(vars, str::to_owned)?;
             let (prefix, suffix) = value.split_once(MARK).unwrap_or((&value, ""));

@@ -1,6 +1,8 @@
 //! `{{context.key}}` templates: parsed once at load, rendered per call from an account context.
-//! Besides `context.…` a template may read `{{id}}` (the record a `get` fetches) and `{{token}}`
-//! (the token a token-based auth obtained, in the value it is sent as). A key written
+//! Besides `context.…` a template may read `{{id}}` (the record a `get` fetches), `{{token}}`
+//! (the token a token-based auth obtained, in the value it is sent as) and `{{request_id}}` (the
+//! gateway request's id, for a provider that takes a correlation header; a header or parameter
+//! reading it is left out when there is none). A key written
 //! `{{context.key?}}` is optional: where the format allows it (a header or query value), the
 //! header or parameter is left out when the account lacks the key.
 
@@ -19,6 +21,8 @@ enum Part {
     Id,
     /// `{{token}}`: the token a token-based auth obtained.
     Token,
+    /// `{{request_id}}`: the id of the gateway request the call serves.
+    RequestId,
 }
 
 /// What a template is rendered from.
@@ -29,6 +33,8 @@ pub struct Vars<'a> {
     pub id: Option<&'a str>,
     /// The obtained token, for `{{token}}`.
     pub token: Option<&'a str>,
+    /// The gateway request's id, for `{{request_id}}`.
+    pub request_id: Option<&'a str>,
 }
 
 impl<'a> Vars<'a> {
@@ -37,6 +43,7 @@ impl<'a> Vars<'a> {
             context,
             id: None,
             token: None,
+            request_id: None,
         }
     }
 }
@@ -70,7 +77,7 @@ impl RenderError {
 impl std::fmt::Display for RenderError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.key.as_str() {
-            "id" | "token" => write!(f, "`{{{{{}}}}}` {}", self.key, self.problem),
+            "id" | "token" | "request_id" => write!(f, "`{{{{{}}}}}` {}", self.key, self.problem),
             key => write!(f, "`context.{key}` {}", self.problem),
         }
     }
@@ -100,6 +107,10 @@ impl Template {
                 }
                 "token" => {
                     parts.push(Part::Token);
+                    continue;
+                }
+                "request_id" => {
+                    parts.push(Part::RequestId);
                     continue;
                 }
                 _ => {}
@@ -217,6 +228,14 @@ impl Template {
                     })?;
                     out.push_str(token);
                 }
+                Part::RequestId => {
+                    let id = vars.request_id.ok_or_else(|| RenderError {
+                        key: "request_id".to_owned(),
+                        problem: "is only known while a gateway request is served",
+                        optional_absent: true,
+                    })?;
+                    out.push_str(&escape(id));
+                }
                 Part::Context { path, optional } => {
                     let key = || path.join(".");
                     let mut value = vars.context;
@@ -324,7 +343,7 @@ impl Template {
                     key.get_or_insert_with(|| path.join("."));
                     suffix.clear();
                 }
-                Part::Id | Part::Token => {
+                Part::Id | Part::Token | Part::RequestId => {
                     key.get_or_insert_with(|| "id".to_owned());
                     suffix.clear();
                 }
@@ -397,6 +416,7 @@ mod tests {
             context: &json!({}),
             id: Some("a/b"),
             token: None,
+            request_id: None,
         };
         assert_eq!(
             template
@@ -424,6 +444,7 @@ mod tests {
             context: &json!({}),
             id: None,
             token: Some("t1"),
+            request_id: None,
         };
         assert_eq!(
             token.render_with(vars, str::to_owned).unwrap(),
