@@ -40,7 +40,7 @@ fn integration_of(state: &AppState, query: Option<&str>) -> String {
         .and_then(|query| {
             query.split('&').find_map(|pair| {
                 pair.strip_prefix("integrated_account_id=")
-                    .map(|id| percent_decode(id))
+                    .map(percent_decode)
             })
         })
         .and_then(|id| state.engine.accounts().get(&id))
