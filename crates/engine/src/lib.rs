@@ -144,6 +144,15 @@ impl Engine {
         &self.catalog
     }
 
+    /// The same engine over another mapping set: the store, tokens, pacing budgets, cursor key
+    /// and metrics are shared, so a reload loses none of them.
+    pub fn with_catalog(&self, catalog: Arc<Catalog>) -> Engine {
+        Engine {
+            catalog,
+            ..self.clone()
+        }
+    }
+
     /// Checks that every account names a known integration whose templates find their context
     /// keys, so a misconfigured account fails at startup rather than on its first call. Returns
     /// every problem.

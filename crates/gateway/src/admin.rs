@@ -105,7 +105,7 @@ mod double_option {
 
 /// An account the engine could not serve is refused before it is stored.
 fn check(state: &AppState, account: &IntegratedAccount) -> Result<(), ApiError> {
-    let problems = state.engine.check_account(account);
+    let problems = state.engine().check_account(account);
     if problems.is_empty() {
         Ok(())
     } else {
@@ -115,7 +115,7 @@ fn check(state: &AppState, account: &IntegratedAccount) -> Result<(), ApiError> 
 
 async fn list(State(state): State<AppState>) -> Response {
     let accounts: Vec<Value> = state
-        .engine
+        .engine()
         .accounts()
         .list()
         .iter()
@@ -132,12 +132,12 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Response {
             account.last_error = None;
             check(&state, &account)?;
             state
-                .engine
+                .engine()
                 .accounts()
                 .create(account.clone())
                 .map_err(store_error)?;
             // An id can be reused after a delete; nothing cached for the old account may be sent.
-            state.engine.forget_tokens(&account.id);
+            state.engine().forget_tokens(&account.id);
             Ok((StatusCode::CREATED, view(&account)))
         })
         .await,
@@ -147,7 +147,7 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Response {
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     answer(
         state
-            .engine
+            .engine()
             .accounts()
             .get(&id)
             .map(|account| (StatusCode::OK, view(&account)))
@@ -167,7 +167,7 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Byt
             // Applied inside the store, so a token the engine rotates meanwhile is kept.
             let mut patch = Some(patch);
             let updated = state
-                .engine
+                .engine()
                 .accounts()
                 .modify(&id, &mut |account| {
                     let Some(patch) = patch.take() else {
@@ -183,9 +183,9 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Byt
                             .is_some_and(|context| !context.contains_key("access_token"));
                     apply(patch, account)?;
                     if credentials_change {
-                        state.engine.drop_issued_token(account);
+                        state.engine().drop_issued_token(account);
                     }
-                    let problems = state.engine.check_account(account);
+                    let problems = state.engine().check_account(account);
                     if problems.is_empty() {
                         Ok(())
                     } else {
@@ -194,7 +194,7 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Byt
                 })
                 .map_err(store_error)?;
             // Every patch may change credentials (context, integration, base URL, a reconnect).
-            state.engine.forget_tokens(&id);
+            state.engine().forget_tokens(&id);
             Ok((StatusCode::OK, view(&updated)))
         })
         .await,
@@ -232,11 +232,11 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Respon
     answer(
         blocking(move || {
             state
-                .engine
+                .engine()
                 .accounts()
                 .delete(&id)
                 .map(|()| {
-                    state.engine.forget_tokens(&id);
+                    state.engine().forget_tokens(&id);
                     (StatusCode::OK, json!({"id": id}))
                 })
                 .map_err(store_error)

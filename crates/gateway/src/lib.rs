@@ -82,13 +82,21 @@ fn json_bytes_response(status: StatusCode, text: Vec<u8>) -> Response {
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    /// What a reload replaces as one: each request takes the set current when it starts and
+    /// finishes on it.
+    live: Arc<std::sync::RwLock<Live>>,
+    limits: Arc<ServeLimits>,
+}
+
+/// The reloadable part of the state.
+#[derive(Debug, Clone)]
+struct Live {
     engine: Engine,
     /// SHA-256 of each accepted API token: comparing digests in constant time leaks neither
     /// the tokens nor their lengths.
     token_digests: Arc<Vec<[u8; 32]>>,
     /// The same for the admin API's tokens; none configured = the admin API refuses everyone.
     admin_digests: Arc<Vec<[u8; 32]>>,
-    limits: Arc<ServeLimits>,
 }
 
 fn digests(tokens: &[String]) -> Arc<Vec<[u8; 32]>> {
@@ -125,16 +133,80 @@ fn accepted(known: &[[u8; 32]], token: Option<&str>) -> bool {
 impl AppState {
     pub fn new(engine: Engine, api_tokens: &[String], admin_tokens: &[String]) -> Self {
         AppState {
-            engine,
-            token_digests: digests(api_tokens),
-            admin_digests: digests(admin_tokens),
+            live: Arc::new(std::sync::RwLock::new(Live {
+                engine,
+                token_digests: digests(api_tokens),
+                admin_digests: digests(admin_tokens),
+            })),
             limits: Arc::new(ServeLimits::default()),
         }
+    }
+
+    fn live(&self) -> Live {
+        self.live
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The engine of the current mapping set.
+    pub fn engine(&self) -> Engine {
+        self.live().engine
+    }
+
+    /// Reloads what a config file's edit may change while serving: the mapping set, the API and
+    /// admin tokens, and the config's new accounts (existing ones keep what they hold now, a
+    /// rotated refresh token among it; change them through the admin API). Everything is loaded and checked first; on any
+    /// problem nothing changes and every problem is returned (`file:line: …` for mappings).
+    /// Requests in flight finish on the set they started with. Other settings (listen address,
+    /// store, limits) take a restart.
+    pub async fn reload(&self, config: &Config) -> Result<String, String> {
+        let catalog =
+            Catalog::load_dir(&config.mappings_dir).map_err(|errors| errors.to_string())?;
+        let current = self.live();
+        let engine = current.engine.with_catalog(Arc::new(catalog));
+        let mut problems: Vec<String> = config
+            .integrated_accounts
+            .iter()
+            .flat_map(|account| engine.check_account(account))
+            .collect();
+        let seeded: std::collections::BTreeSet<&str> = config
+            .integrated_accounts
+            .iter()
+            .map(|account| account.id.as_str())
+            .collect();
+        for account in engine.accounts().list() {
+            if !seeded.contains(account.id.as_str()) {
+                problems.extend(engine.check_account(&account));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("\n"));
+        }
+        let store = engine.accounts().clone();
+        let accounts = config.integrated_accounts.clone();
+        tokio::task::spawn_blocking(move || store.reseed(accounts))
+            .await
+            .map_err(|error| error.to_string())?
+            .map_err(|error| error.to_string())?;
+        let digest = engine.catalog().digest.clone();
+        let integrations = engine.catalog().integrations.len();
+        *self
+            .live
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Live {
+            engine,
+            token_digests: digests(&config.api_tokens),
+            admin_digests: digests(&config.admin_tokens),
+        };
+        Ok(format!(
+            "reloaded: {integrations} integration(s), mappings {digest}"
+        ))
     }
 }
 
 async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if accepted(&state.admin_digests, bearer(&request)) {
+    if accepted(&state.live().admin_digests, bearer(&request)) {
         next.run(request).await
     } else {
         ErrorResponse(ApiError::new(
@@ -176,7 +248,7 @@ async fn limit_request_size(request: Request, next: Next) -> Response {
 }
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if accepted(&state.token_digests, bearer(&request)) {
+    if accepted(&state.live().token_digests, bearer(&request)) {
         next.run(request).await
     } else {
         ErrorResponse(ApiError::unauthorized()).into_response()
@@ -194,7 +266,7 @@ async fn list(
     };
     if params.get("truto_response_format").and_then(Value::as_str) == Some("stream") {
         return match state
-            .engine
+            .engine()
             .list_stream(&model, &resource, params, STREAM_WINDOW)
             .await
         {
@@ -202,7 +274,7 @@ async fn list(
             Err(error) => ErrorResponse(error).into_response(),
         };
     }
-    match state.engine.list(&model, &resource, params).await {
+    match state.engine().list(&model, &resource, params).await {
         Ok(output) => json_bytes_response(StatusCode::OK, output.to_json()),
         Err(error) => ErrorResponse(error).into_response(),
     }
@@ -255,7 +327,7 @@ async fn get_one(
         Ok(params) => params,
         Err(message) => return ErrorResponse(ApiError::bad_request(message)).into_response(),
     };
-    match state.engine.get(&model, &resource, &id, params).await {
+    match state.engine().get(&model, &resource, &id, params).await {
         Ok(record) => json_response(StatusCode::OK, &record),
         Err(error) => ErrorResponse(error).into_response(),
     }
@@ -270,7 +342,7 @@ async fn meta_by_account(
         .map_err(ApiError::bad_request)
         .and_then(|params| {
             state
-                .engine
+                .engine()
                 .capabilities_for_account(&model, &resource, &method, &params)
         });
     match answer {
@@ -284,7 +356,7 @@ async fn meta_by_integration(
     UrlPath((model, resource, integration, method)): UrlPath<(String, String, String, String)>,
 ) -> Response {
     match state
-        .engine
+        .engine()
         .capabilities(&model, &resource, &integration, &method)
     {
         Ok(body) => json_response(StatusCode::OK, &body),
@@ -307,7 +379,7 @@ async fn method_not_allowed() -> Response {
 /// Readiness: 200 while the account store answers, 503 while it cannot be reached (the gateway
 /// still serves the accounts it has; a load balancer may prefer a replica that can also write).
 async fn ready(State(state): State<AppState>) -> Response {
-    if state.engine.accounts().is_reachable() {
+    if state.engine().accounts().is_reachable() {
         json_response(StatusCode::OK, &json!({"status": "ready"}))
     } else {
         ErrorResponse(ApiError::new(
@@ -346,7 +418,10 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .route(
             "/health",
-            get(|| async { json_response(StatusCode::OK, &json!({"status": "ok"})) }),
+            get(|State(state): State<AppState>| async move {
+                let digest = state.engine().catalog().digest.clone();
+                json_response(StatusCode::OK, &json!({"status": "ok", "mappings": digest}))
+            }),
         )
         .route("/ready", get(ready))
         .fallback(not_found)

@@ -175,8 +175,10 @@ async fn serve(
     } else {
         let path = config.ok_or("give --config FILE or --sandbox")?;
         let config = Config::load(&path, &|name| std::env::var(name).ok())?;
+        let gateway = Gateway::from_config(&config).await?;
+        reload_on_sighup(gateway.state.clone(), path);
         (
-            Gateway::from_config(&config).await?,
+            gateway,
             config.listen.clone(),
             config.server.metrics_listen.clone(),
         )
@@ -234,6 +236,35 @@ async fn migrate(path: &std::path::Path) -> Result<String, String> {
             Ok(format!("store: postgres at schema version {version}"))
         }
     }
+}
+
+/// SIGHUP reloads the config file's mappings, tokens and new accounts; a file that does not
+/// load leaves the current set serving, and every problem is logged with its file and line.
+fn reload_on_sighup(state: unigate_gateway::AppState, path: PathBuf) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reloading needs a restart");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let reloaded = match Config::load(&path, &|name| std::env::var(name).ok()) {
+                Ok(config) => state.reload(&config).await,
+                Err(error) => Err(error),
+            };
+            match reloaded {
+                Ok(summary) => tracing::info!("{summary}"),
+                Err(problems) => {
+                    for problem in problems.lines() {
+                        tracing::error!(%problem, "reload refused; the current set keeps serving");
+                    }
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (state, path);
 }
 
 /// Ctrl-C, or SIGTERM (how a container is stopped).

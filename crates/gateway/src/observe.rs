@@ -43,7 +43,7 @@ fn integration_of(state: &AppState, query: Option<&str>) -> String {
                     .map(percent_decode)
             })
         })
-        .and_then(|id| state.engine.accounts().get(&id))
+        .and_then(|id| state.engine().accounts().get(&id))
         .map_or_else(|| "none".to_owned(), |account| account.integration.clone())
 }
 
@@ -100,7 +100,7 @@ pub(crate) async fn observe(
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let status = response.status().as_u16();
-    state.engine.metrics().request(
+    state.engine().metrics().request(
         RequestLabels {
             route,
             method,
@@ -122,13 +122,13 @@ pub(crate) async fn observe(
 /// `GET /metrics`: the Prometheus text exposition.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let needs_reauth = state
-        .engine
+        .engine()
         .accounts()
         .list()
         .iter()
         .filter(|account| account.status == AccountStatus::NeedsReauth)
         .count();
-    let body = state.engine.metrics().render(needs_reauth);
+    let body = state.engine().metrics().render(needs_reauth);
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -18,6 +18,35 @@ use crate::spec::IntegrationSpec;
 pub struct Catalog {
     pub models: BTreeMap<String, UnifiedModel>,
     pub integrations: BTreeMap<String, Arc<Integration>>,
+    /// SHA-256 (hex) over the sources' file names and texts: which mapping set is loaded.
+    pub digest: String,
+}
+
+fn digest_of<'a>(sources: impl Iterator<Item = &'a Source>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut named: Vec<(String, &str)> = sources
+        .map(|source| {
+            let name = source
+                .path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (name, source.text.as_str())
+        })
+        .collect();
+    named.sort();
+    let mut hasher = Sha256::new();
+    for (name, text) in named {
+        hasher.update((name.len() as u64).to_be_bytes());
+        hasher.update(name.as_bytes());
+        hasher.update((text.len() as u64).to_be_bytes());
+        hasher.update(text.as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// One source file: where it came from (for messages) and its text.
@@ -134,7 +163,10 @@ impl Catalog {
     /// sandbox, whose files are compiled into the binary).
     pub fn from_sources(models: &[Source], integrations: &[Source]) -> Result<Catalog, LoadErrors> {
         let mut errors = Vec::new();
-        let mut catalog = Catalog::default();
+        let mut catalog = Catalog {
+            digest: digest_of(models.iter().chain(integrations)),
+            ..Catalog::default()
+        };
         for source in models {
             let Some(spec) = parse_yaml::<ModelSpec>(source, &mut errors) else {
                 continue;

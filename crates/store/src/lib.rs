@@ -168,6 +168,20 @@ pub trait AccountStore: Send + Sync + fmt::Debug {
     fn is_reachable(&self) -> bool {
         true
     }
+
+    /// Takes the config file's accounts again (a reload): the store gains the ones it lacks and
+    /// keeps the others as they are — a token rotated since start, or an admin change, would be
+    /// lost if the file's older values replaced them (change an existing account through the
+    /// admin API).
+    fn reseed(&self, accounts: Vec<IntegratedAccount>) -> Result<(), StoreError> {
+        for account in accounts {
+            match self.create(account) {
+                Ok(()) | Err(StoreError::Exists(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Accounts held in memory: the config's accounts (or the sandbox's), and the cache in front of
