@@ -52,6 +52,7 @@ fn account(id: &str, integration: &str, context: Value) -> IntegratedAccount {
         base_url: None,
         status: Default::default(),
         last_error: None,
+        mapping: None,
     }
 }
 

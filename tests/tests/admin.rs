@@ -95,7 +95,7 @@ async fn accounts_are_managed_over_http_and_survive_a_restart() {
         (
             200,
             json!({"result": [{"id": "seeded", "integration": "scim", "base_url": null, "status": "active",
-                                  "last_error": null, "context_keys": ["base_url", "token"]}]})
+                                  "last_error": null, "mapping": null, "context_keys": ["base_url", "token"]}]})
         )
     );
 
@@ -113,7 +113,7 @@ async fn accounts_are_managed_over_http_and_survive_a_restart() {
         (
             201,
             json!({"id": "acme-okta", "integration": "okta", "base_url": null, "status": "active",
-                     "last_error": null, "context_keys": ["subdomain", "api_token"]})
+                     "last_error": null, "mapping": null, "context_keys": ["subdomain", "api_token"]})
         )
     );
     assert_eq!(

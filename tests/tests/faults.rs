@@ -163,6 +163,7 @@ async fn world(script: Vec<Act>) -> World {
         base_url: Some(provider.origin.clone()),
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     let clock = Arc::new(RecordingClock {
         now: 1_700_000_000,

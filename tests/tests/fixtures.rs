@@ -238,6 +238,7 @@ async fn run_case(dir: &Path, catalog: Arc<Catalog>) -> Vec<String> {
         base_url: Some(format!("{origin}{}", case.base_path)),
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     let path = match unified_path(&catalog, &integration, &case) {
         Ok(path) => path,

@@ -150,6 +150,7 @@ async fn world() -> World {
         base_url: None,
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     let gateway = serve_accounts(catalog_with("members", MAPPING), vec![account]).await;
     World {

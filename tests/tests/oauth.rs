@@ -130,6 +130,7 @@ async fn world(context_extra: Value) -> World {
         base_url: Some(origin),
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     World {
         provider,

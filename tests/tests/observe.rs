@@ -171,6 +171,7 @@ async fn gateway_over(id: &str, mapping: &str, stub: &Stub) -> unigate_tests::Ru
         base_url: None,
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     let gateway = Gateway::assemble(
         catalog_with(id, mapping),

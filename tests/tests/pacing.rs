@@ -102,6 +102,7 @@ async fn world() -> World {
         base_url: None,
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     let gateway = serve_with(
         catalog_with("paced", MAPPING),

@@ -141,6 +141,7 @@ async fn call_with(target: Target, query: &str, edit: impl FnOnce(&mut Vec<Scrip
         base_url: Some(format!("{origin}{}", case.base_path)),
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     let gateway = serve_accounts(repo_catalog(), vec![account]).await;
     let url = format!(

@@ -80,6 +80,7 @@ async fn walk(provider: Provider, query: &str, window: usize) -> (Vec<String>, u
         base_url: Some(origin),
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     let config = EngineConfig {
         retry: RetryPolicy {

@@ -40,6 +40,7 @@ fn no_debug_output_holds_a_credential() {
             base_url: None,
             status: Default::default(),
             last_error: None,
+            mapping: None,
         };
         assert_redacted("IntegratedAccount", format!("{account:?}"));
         let scope = Scope::new([("context", context.clone())]);

@@ -104,7 +104,10 @@ async fn a_reload_switches_sets_without_a_failed_request_and_refuses_a_broken_fi
     std::fs::write(mappings.join("sandbox-two.yaml"), &sandbox_yaml).unwrap();
     write_config(&dir, provider, true);
     let summary = state.reload(&load(&dir)).await.unwrap();
-    assert!(summary.starts_with("reloaded: 2 integration(s)"), "{summary}");
+    assert!(
+        summary.starts_with("reloaded: 2 integration(s)"),
+        "{summary}"
+    );
     let second_set = health().await;
     assert_ne!(second_set, first_set);
     let (status, body) = get_json(

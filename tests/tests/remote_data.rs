@@ -43,6 +43,7 @@ async fn answer(query: &str) -> (u16, String) {
         base_url: Some(stub.origin()),
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     let gateway = serve_accounts(catalog_with("pretty", MAPPING), vec![account]).await;
     let response = reqwest::Client::new()

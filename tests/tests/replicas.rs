@@ -374,18 +374,18 @@ async fn migrations_run_once_when_replicas_start_together() {
         })
         .collect();
     for start in starts {
-        assert_eq!(start.await.unwrap().unwrap(), 1);
+        assert_eq!(start.await.unwrap().unwrap(), 2);
     }
     assert_eq!(
         postgres.sql(
             &url,
-            "SELECT string_agg(version::text, ',') FROM unigate_migrations"
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM unigate_migrations"
         ),
-        "1"
+        "1,2"
     );
     assert_eq!(
         postgres.sql(&url, "SELECT version FROM unigate_schema_version"),
-        "1"
+        "2"
     );
 }
 

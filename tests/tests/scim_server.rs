@@ -103,6 +103,7 @@ async fn lists_exactly_the_250_users_of_a_real_scim_server() {
         base_url: None,
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     let gateway = serve_accounts(repo_catalog(), vec![account]).await;
     let mut pages = Vec::new();

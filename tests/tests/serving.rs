@@ -244,6 +244,7 @@ async fn slow_gateway(
         base_url: None,
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     let gateway = Gateway::assemble(
         catalog_with("slow", SLOW_MAPPING),

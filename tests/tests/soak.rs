@@ -130,8 +130,12 @@ async fn soak_keeps_calls_answered_and_memory_flat() {
         "{}/unified/user-directory/users?integrated_account_id=sandbox&limit=10",
         gateway.origin
     );
+    // A client keeps idle connections for less than the server's header timeout (which also
+    // bounds an idle keep-alive), as a client of any server with an idle timeout should: else
+    // it may send on a connection the server is closing.
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
+        .pool_idle_timeout(Duration::from_millis(1000))
         .build()
         .unwrap();
 

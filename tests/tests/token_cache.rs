@@ -106,6 +106,7 @@ async fn admin_writes_drop_the_cached_token() {
         base_url: None,
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     let gateway = Gateway::assemble_with_store(
         catalog_with("grant", MAPPING),

@@ -141,6 +141,7 @@ async fn world(context_extra: Value) -> World {
         base_url: None,
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     let gateway = serve_accounts(catalog_with("exchange", MAPPING), vec![account]).await;
     World {
@@ -281,6 +282,7 @@ unified:
         base_url: None,
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     let gateway = serve_accounts(catalog_with("jamf", JAMF), vec![account]).await;
     for _ in 0..3 {

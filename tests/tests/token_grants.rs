@@ -89,6 +89,7 @@ unified:
         base_url: None,
         status: Default::default(),
         last_error: None,
+        mapping: None,
     };
     let gateway = serve_accounts(catalog_with("grant", &mapping), vec![account]).await;
     let (status, body) = get_json(

@@ -197,10 +197,8 @@ impl Engine {
             });
         }
         let integration = self
-            .catalog
-            .integrations
-            .get(&account.integration)
-            .ok_or_else(gone)?
+            .integration_of(&account)
+            .map_err(|_| gone())?
             .for_context(&account.context);
         let credential =
             render_credential(&integration, &account.context, account.base_url.as_deref())
@@ -305,9 +303,8 @@ impl Engine {
     /// tenant's own credential and stays). Called when the credentials it was issued for change.
     pub fn drop_issued_token(&self, account: &mut IntegratedAccount) {
         let obtains_tokens = self
-            .catalog
-            .integrations
-            .get(&account.integration)
+            .integration_of(account)
+            .ok()
             .is_some_and(|integration| {
                 matches!(
                     integration.for_context(&account.context).auth,

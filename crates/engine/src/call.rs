@@ -121,12 +121,10 @@ impl Engine {
             ));
         }
         let integration = self
-            .catalog
-            .integrations
-            .get(&account.integration)
-            .ok_or_else(|| {
+            .integration_of(&account)
+            .map_err(|problem| {
                 ApiError::internal(format!(
-                    "integrated account `{}` uses integration `{}`, which is not loaded",
+                    "integrated account `{}` cannot use integration `{}`: {problem}",
                     account.id, account.integration
                 ))
             })?

@@ -33,6 +33,7 @@ mod shape;
 mod sort;
 mod walker;
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use unigate_mapping::Catalog;
@@ -108,6 +109,8 @@ pub struct Engine {
     codec: CursorCodec,
     config: EngineConfig,
     metrics: metrics::Metrics,
+    /// Accounts' integrations with their mapping overrides, compiled.
+    overrides: moka::sync::Cache<String, Arc<unigate_mapping::Integration>>,
 }
 
 impl Engine {
@@ -132,6 +135,10 @@ impl Engine {
             codec: CursorCodec::new(cursor_secret),
             config,
             metrics: metrics::Metrics::default(),
+            overrides: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_idle(std::time::Duration::from_secs(3600))
+                .build(),
         }
     }
 
@@ -142,6 +149,46 @@ impl Engine {
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The account's integration: the loaded one, or with the account's mapping override merged
+    /// in (compiled once per override text and mapping set). The error lists every problem of
+    /// the override, as a file's.
+    pub(crate) fn integration_of(
+        &self,
+        account: &IntegratedAccount,
+    ) -> Result<Arc<unigate_mapping::Integration>, String> {
+        let Some(text) = &account.mapping else {
+            return self
+                .catalog
+                .integrations
+                .get(&account.integration)
+                .cloned()
+                .ok_or_else(|| format!("integration `{}` is not loaded", account.integration));
+        };
+        let mut hasher = foldhash::quality::FixedState::with_seed(0).build_hasher();
+        std::hash::Hasher::write(&mut hasher, text.as_bytes());
+        let key = format!(
+            "{}\u{0}{}\u{0}{}\u{0}{:016x}",
+            self.catalog.digest,
+            account.integration,
+            account.id,
+            std::hash::Hasher::finish(&hasher)
+        );
+        if let Some(found) = self.overrides.get(&key) {
+            return Ok(found);
+        }
+        let compiled = self
+            .catalog
+            .with_override(
+                &account.integration,
+                &format!("integrated account `{}` mapping", account.id),
+                text,
+            )
+            .map(Arc::new)
+            .map_err(|errors| errors.to_string())?;
+        self.overrides.insert(key, compiled.clone());
+        Ok(compiled)
     }
 
     /// The same engine over another mapping set: the store, tokens, pacing budgets, cursor key
@@ -173,17 +220,24 @@ impl Engine {
         {
             problems.push("integrated account ids are 1 to 200 printable characters".to_owned());
         }
-        let Some(integration) = self
-            .catalog
-            .integrations
-            .get(&account.integration)
-            .map(|integration| integration.for_context(&account.context))
-        else {
+        if !self.catalog.integrations.contains_key(&account.integration) {
             problems.push(format!(
                 "integrated account `{}`: unknown integration `{}`",
                 account.id, account.integration
             ));
             return problems;
+        }
+        let integration = match self.integration_of(account) {
+            Ok(integration) => integration.for_context(&account.context),
+            Err(errors) => {
+                problems.extend(
+                    errors
+                        .lines()
+                        .filter(|line| !line.ends_with("error(s)"))
+                        .map(str::to_owned),
+                );
+                return problems;
+            }
         };
         if !account.context.is_object() {
             problems.push(format!(

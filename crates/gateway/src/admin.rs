@@ -40,6 +40,7 @@ fn view(account: &IntegratedAccount) -> Value {
         "base_url": account.base_url,
         "status": account.status,
         "last_error": account.last_error,
+        "mapping": account.mapping,
         "context_keys": keys,
     })
 }
@@ -90,6 +91,22 @@ struct Patch {
     /// Only `active` may be set: it is how a reconnected account is cleared.
     #[serde(default)]
     status: Option<AccountStatus>,
+    /// The account's mapping override (YAML/JSON text, or an object); `null` removes it.
+    #[serde(default, deserialize_with = "mapping_patch")]
+    mapping: Option<Option<String>>,
+}
+
+/// `mapping: null` (remove) versus absent (leave); an object is kept as pretty JSON.
+fn mapping_patch<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text),
+        Some(other) => {
+            Some(serde_json::to_string_pretty(&other).map_err(serde::de::Error::custom)?)
+        }
+    }))
 }
 
 /// `field: null` (clear) versus an absent field (leave).
@@ -176,6 +193,7 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Byt
                     // A token obtained with the old credentials must not be reused with the new
                     // ones, unless the patch brings its own.
                     let credentials_change = patch.integration.is_some()
+                        || patch.mapping.is_some()
                         || patch.base_url.is_some()
                         || patch
                             .context
@@ -220,6 +238,9 @@ fn apply(patch: Patch, account: &mut IntegratedAccount) -> Result<(), StoreError
     }
     if let Some(base_url) = patch.base_url {
         account.base_url = base_url;
+    }
+    if let Some(mapping) = patch.mapping {
+        account.mapping = mapping;
     }
     if patch.status == Some(AccountStatus::Active) {
         account.status = AccountStatus::Active;

@@ -692,10 +692,13 @@ mod tests {
 
     #[tokio::test]
     async fn routes_answer_in_the_error_envelope() {
-        let router = Gateway::sandbox(5).await.unwrap().router();
+        let gateway = Gateway::sandbox(5).await.unwrap();
+        let digest = gateway.state.engine().catalog().digest.clone();
+        assert_eq!(digest.len(), 64);
+        let router = gateway.router();
         assert_eq!(
             call(&router, "GET", "/health", None).await,
-            (200, json!({"status": "ok"}))
+            (200, json!({"status": "ok", "mappings": digest}))
         );
         assert_eq!(
             call(&router, "GET", "/nowhere", Some("sandbox")).await,

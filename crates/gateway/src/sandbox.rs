@@ -59,6 +59,7 @@ pub fn accounts(provider: SocketAddr) -> Vec<IntegratedAccount> {
             base_url: None,
             status: Default::default(),
             last_error: None,
+            mapping: None,
         },
         IntegratedAccount {
             id: "sandbox-cursor".into(),
@@ -67,6 +68,7 @@ pub fn accounts(provider: SocketAddr) -> Vec<IntegratedAccount> {
             base_url: None,
             status: Default::default(),
             last_error: None,
+            mapping: None,
         },
     ]
 }

@@ -208,7 +208,7 @@ fn two_processes_share_accounts_through_postgres() {
     );
     assert_eq!(
         String::from_utf8_lossy(&migrated.stdout).trim(),
-        "store: postgres at schema version 1"
+        "store: postgres at schema version 2"
     );
 
     let mut a = start(&config);

@@ -20,6 +20,8 @@ pub struct Catalog {
     pub integrations: BTreeMap<String, Arc<Integration>>,
     /// SHA-256 (hex) over the sources' file names and texts: which mapping set is loaded.
     pub digest: String,
+    /// Each integration's file with its `extends` chain applied, for accounts' overrides.
+    specs: BTreeMap<String, IntegrationSpec>,
 }
 
 fn digest_of<'a>(sources: impl Iterator<Item = &'a Source>) -> String {
@@ -241,6 +243,7 @@ impl Catalog {
                 file: &source.path,
                 errors: &mut errors,
             };
+            catalog.specs.insert(id.clone(), spec.clone());
             let compiled = compile_with_variants(id, spec, &catalog.models, &mut compiler);
             if let Some(integration) = compiled
                 && errors.len() == before
@@ -294,6 +297,61 @@ fn compile_with_variants(
     let mut integration = compile_integration(id, spec, models, compiler)?;
     integration.variants = compiled;
     Some(integration)
+}
+
+impl Catalog {
+    /// `integration` with an account's mapping override merged over it, as `extends` merges a
+    /// file over its base; errors as a file's, naming the account (`what`) in place of a file,
+    /// with the override text's lines.
+    pub fn with_override(
+        &self,
+        integration: &str,
+        what: &str,
+        text: &str,
+    ) -> Result<Integration, LoadErrors> {
+        let source = Source {
+            path: PathBuf::from(what),
+            text: text.to_owned(),
+        };
+        let mut errors = Vec::new();
+        let refuse = |errors: &mut Vec<LoadError>, path: &str, message: String| {
+            errors.push(LoadError {
+                file: source.path.clone(),
+                line: line_of_path(&source.text, path),
+                path: path.to_owned(),
+                message,
+            });
+        };
+        let Some(spec) = parse_yaml::<IntegrationSpec>(&source, &mut errors) else {
+            return Err(LoadErrors(errors));
+        };
+        if spec.extends.is_some() || spec.is_abstract || !spec.variants.is_empty() {
+            refuse(
+                &mut errors,
+                "extends",
+                "an account's mapping extends its integration; it cannot have `extends`, `abstract` or `variants`".to_owned(),
+            );
+            return Err(LoadErrors(errors));
+        }
+        let Some(base) = self.specs.get(integration) else {
+            refuse(
+                &mut errors,
+                "",
+                format!("integration `{integration}` is not loaded"),
+            );
+            return Err(LoadErrors(errors));
+        };
+        let merged = spec.extend(base);
+        let mut compiler = FileCompiler {
+            file: &source.path,
+            errors: &mut errors,
+        };
+        let compiled = compile_with_variants(integration, merged, &self.models, &mut compiler);
+        match compiled {
+            Some(integration) if errors.is_empty() => Ok(integration),
+            _ => Err(LoadErrors(errors)),
+        }
+    }
 }
 
 /// An integration spec with its `extends` chain applied, base first. Errors carry the line of the

@@ -39,6 +39,25 @@ pub struct IntegratedAccount {
     /// Why the account was last marked `needs_reauth`.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// This account's changes to its integration's mapping: a partial mapping file merged over
+    /// it as `extends` merges a file over its base (another `response_mapping`, an extra
+    /// header, a resource's query). YAML or JSON text; given as an object, it is kept as JSON.
+    #[serde(default, deserialize_with = "mapping_text")]
+    pub mapping: Option<String>,
+}
+
+/// A mapping override as text: a string as it is, any other value as pretty JSON (which is
+/// YAML too, so errors name its lines).
+fn mapping_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text),
+        Some(other) => {
+            Some(serde_json::to_string_pretty(&other).map_err(serde::de::Error::custom)?)
+        }
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -62,6 +81,7 @@ impl fmt::Debug for IntegratedAccount {
             .field("context", &"[redacted]")
             .field("base_url", &self.base_url)
             .field("status", &self.status)
+            .field("mapping", &self.mapping.is_some())
             .finish()
     }
 }
@@ -367,6 +387,7 @@ mod tests {
             base_url: None,
             status: AccountStatus::Active,
             last_error: None,
+            mapping: None,
         }
     }
 

@@ -24,7 +24,8 @@ use crate::{
 
 /// Migrations in order; `unigate_schema_version` records how many are applied and
 /// `unigate_migrations` who applied each (one row per migration, however many replicas start).
-const MIGRATIONS: &[&str] = &["CREATE TABLE unigate_accounts (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE unigate_accounts (
         id TEXT PRIMARY KEY,
         integration TEXT NOT NULL,
         base_url TEXT,
@@ -48,7 +49,11 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE unigate_accounts (
         RETURN NULL;
     END $$;
     CREATE TRIGGER unigate_account_changed AFTER INSERT OR UPDATE OR DELETE ON unigate_accounts
-        FOR EACH ROW EXECUTE FUNCTION unigate_account_changed();"];
+        FOR EACH ROW EXECUTE FUNCTION unigate_account_changed();",
+    // The sealed payload's form, as in SQLite: 2 = the context; 3 = the context and the
+    // account's mapping override.
+    "ALTER TABLE unigate_accounts ADD COLUMN sealing INTEGER NOT NULL DEFAULT 2;",
+];
 
 /// The advisory lock migrations run under (any constant unique to unigate).
 const MIGRATION_LOCK: i64 = 0x0075_6e69_6761_7465;
@@ -61,7 +66,7 @@ const ALIVE_FOR_S: i64 = 4;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 const SELECT: &str =
-    "SELECT id, integration, base_url, context, status, last_error FROM unigate_accounts";
+    "SELECT id, integration, base_url, context, status, last_error, sealing FROM unigate_accounts";
 
 /// `store: {kind: postgres, …}`.
 #[derive(Debug, Clone)]
@@ -132,9 +137,12 @@ impl Shared {
         let base_url: Option<String> = row.get(2);
         let blob: Vec<u8> = row.get(3);
         let status: String = row.get(4);
+        let sealing: i32 = row.get(6);
         let aad = associated_data(&id, &integration, base_url.as_deref());
+        let (context, mapping) = self.cipher.open_account(&blob, &aad, i64::from(sealing))?;
         Ok(IntegratedAccount {
-            context: self.cipher.open(&blob, &aad)?,
+            context,
+            mapping,
             id,
             integration,
             base_url,
@@ -196,13 +204,15 @@ impl Shared {
             &account.integration,
             account.base_url.as_deref(),
         );
-        let blob = self.cipher.seal(&account.context, &aad)?;
+        let blob = self
+            .cipher
+            .seal_account(&account.context, account.mapping.as_deref(), &aad)?;
         let statement = if insert {
-            "INSERT INTO unigate_accounts (id, integration, base_url, context, status, last_error)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING"
+            "INSERT INTO unigate_accounts (id, integration, base_url, context, status, last_error, sealing)
+             VALUES ($1, $2, $3, $4, $5, $6, 3) ON CONFLICT (id) DO NOTHING"
         } else {
             "UPDATE unigate_accounts SET integration = $2, base_url = $3, context = $4,
-               status = $5, last_error = $6, updated_at = now() WHERE id = $1"
+               status = $5, last_error = $6, sealing = 3, updated_at = now() WHERE id = $1"
         };
         client
             .execute(

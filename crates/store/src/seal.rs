@@ -92,3 +92,44 @@ impl CipherBox {
         serde_json::from_slice(&plain).map_err(|_| StoreError::Crypto)
     }
 }
+
+/// The payload sealing a row writes (since sealing 3): the context and the mapping override.
+pub(crate) const SEALING_WITH_MAPPING: i64 = 3;
+
+impl CipherBox {
+    /// A row's sealed payload: `{"context", "mapping"}`.
+    pub(crate) fn seal_account(
+        &self,
+        context: &Value,
+        mapping: Option<&str>,
+        aad: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        self.seal(
+            &serde_json::json!({"context": context, "mapping": mapping}),
+            aad,
+        )
+    }
+
+    /// A row's context and mapping override, by the row's `sealing`: before 3 the payload was
+    /// the context alone.
+    pub(crate) fn open_account(
+        &self,
+        blob: &[u8],
+        aad: &[u8],
+        sealing: i64,
+    ) -> Result<(Value, Option<String>), StoreError> {
+        let payload = self.open(blob, aad)?;
+        if sealing < SEALING_WITH_MAPPING {
+            return Ok((payload, None));
+        }
+        let Value::Object(mut parts) = payload else {
+            return Err(StoreError::Crypto);
+        };
+        let context = parts.remove("context").ok_or(StoreError::Crypto)?;
+        let mapping = match parts.remove("mapping") {
+            Some(Value::String(text)) => Some(text),
+            _ => None,
+        };
+        Ok((context, mapping))
+    }
+}

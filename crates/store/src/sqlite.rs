@@ -27,12 +27,13 @@ const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
     )",
     // 1 = sealed without associated data (files of schema 1); 2 = bound to id, integration and
-    // base URL. Rows at 1 are resealed at 2 when the store opens.
+    // base URL; 3 = the same, the payload holding the context and the account's mapping
+    // override. Older rows are resealed at the newest when the store opens.
     "ALTER TABLE integrated_accounts ADD COLUMN sealing INTEGER NOT NULL DEFAULT 1",
 ];
 
 /// The `sealing` of rows written now.
-const SEALING_BOUND: i64 = 2;
+const SEALING_BOUND: i64 = crate::seal::SEALING_WITH_MAPPING;
 
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -108,12 +109,12 @@ impl SqliteStore {
             for row in rows {
                 let (id, integration, base_url, blob, status, last_error, sealing) =
                     row.map_err(db)?;
-                let aad = if sealing >= SEALING_BOUND {
+                let aad = if sealing >= 2 {
                     associated_data(&id, &integration, base_url.as_deref())
                 } else {
                     Vec::new()
                 };
-                let context = cipher.open(&blob, &aad)?;
+                let (context, mapping) = cipher.open_account(&blob, &aad, sealing)?;
                 let status = if status == "needs_reauth" {
                     AccountStatus::NeedsReauth
                 } else {
@@ -126,6 +127,7 @@ impl SqliteStore {
                     base_url,
                     status,
                     last_error,
+                    mapping,
                 };
                 if sealing < SEALING_BOUND {
                     reseal.push(account.clone());
@@ -156,7 +158,9 @@ impl SqliteStore {
             &account.integration,
             account.base_url.as_deref(),
         );
-        let blob = self.cipher.seal(&account.context, &aad)?;
+        let blob = self
+            .cipher
+            .seal_account(&account.context, account.mapping.as_deref(), &aad)?;
         let connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
         connection
             .execute(
@@ -267,6 +271,7 @@ mod tests {
             base_url: None,
             status: AccountStatus::Active,
             last_error: None,
+            mapping: None,
         }
     }
 
@@ -293,7 +298,12 @@ mod tests {
         {
             let store = SqliteStore::open(&path, StoreKey::parse(KEY).unwrap()).unwrap();
             assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
-            store.create(account("a")).unwrap();
+            store
+                .create(IntegratedAccount {
+                    mapping: Some("headers:\n  X-Tenant: acme\n".to_owned()),
+                    ..account("a")
+                })
+                .unwrap();
             store
                 .set_context_value("a", "refresh_token", json!("rotated-REFRESH"))
                 .unwrap();
@@ -320,6 +330,7 @@ mod tests {
         let store = SqliteStore::open(&path, StoreKey::parse(KEY).unwrap()).unwrap();
         let a = store.get("a").unwrap();
         assert_eq!(a.context["refresh_token"], "rotated-REFRESH");
+        assert_eq!(a.mapping.as_deref(), Some("headers:\n  X-Tenant: acme\n"));
         assert_eq!(
             (a.status, a.last_error.as_deref()),
             (AccountStatus::NeedsReauth, Some("invalid_grant"))
