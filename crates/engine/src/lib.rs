@@ -31,6 +31,7 @@ mod record;
 mod request;
 mod shape;
 mod sort;
+pub mod trace;
 mod walker;
 
 use std::hash::BuildHasher;

@@ -98,6 +98,7 @@ impl Engine {
             }
             let sent = std::time::Instant::now();
             let result = self.upstream.send(request).await;
+            crate::trace::record(request, &result);
             let answer_label = match &result {
                 Ok(response) => response.status.to_string(),
                 Err(UpstreamError::Connect(_)) => "connect_error".to_owned(),

@@ -53,6 +53,27 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Run one unified call against a real account and show every step: the provider calls
+    /// (credentials redacted), their answers, the unified answer, and which path mapped it.
+    Try {
+        /// The gateway config file (its store holds the account).
+        #[arg(long, conflicts_with = "sandbox", required_unless_present = "sandbox")]
+        config: Option<PathBuf>,
+        /// Try against the built-in sandbox instead (accounts `sandbox`, `sandbox-cursor`).
+        #[arg(long)]
+        sandbox: bool,
+        /// The integrated account to call.
+        #[arg(long)]
+        account: String,
+        /// An edited mapping file to try in place of the loaded one of the same name.
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        /// The unified resource.
+        #[arg(long, default_value = "user-directory/users")]
+        resource: String,
+        /// Query parameters, `name=value` (qs syntax: `updated_at[gt]=2024-01-01`).
+        query: Vec<String>,
+    },
     /// Apply the store's pending migrations and exit (for deploy pipelines); replicas that
     /// start later find nothing to do.
     Migrate {
@@ -98,6 +119,40 @@ fn main() -> ExitCode {
                 }
                 Err(errors) => {
                     eprintln!("{errors}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Try {
+            config,
+            sandbox,
+            account,
+            mapping,
+            resource,
+            query,
+        } => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("unigate: cannot start the runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let tried = runtime.block_on(try_call(
+                config.as_deref(),
+                sandbox,
+                &account,
+                mapping.as_deref(),
+                &resource,
+                &query,
+            ));
+            match tried {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(report) => {
+                    print!("{report}");
                     ExitCode::FAILURE
                 }
             }
@@ -211,6 +266,118 @@ async fn serve(
     // Every store write is committed when it returns: nothing is left to flush.
     tracing::info!("unigate stopped");
     Ok(())
+}
+
+/// `unigate try`: the report on stdout; `Err` when the call failed (the report says how).
+async fn try_call(
+    config_path: Option<&std::path::Path>,
+    sandbox: bool,
+    account: &str,
+    mapping: Option<&std::path::Path>,
+    resource: &str,
+    query: &[String],
+) -> Result<String, String> {
+    use std::fmt::Write as _;
+    let (gateway, mappings_dir) = match config_path {
+        Some(path) if !sandbox => {
+            let config = Config::load(path, &|name| std::env::var(name).ok())?;
+            (
+                Gateway::from_config(&config).await?,
+                Some(config.mappings_dir.clone()),
+            )
+        }
+        _ => (Gateway::sandbox(sandbox::DEFAULT_USERS).await?, None),
+    };
+    let mut engine = gateway.state.engine();
+    if let Some(file) = mapping {
+        let dir = mappings_dir.ok_or("--mapping needs --config (its mappings_dir)")?;
+        let catalog = unigate_gateway::catalog_with_file(&dir, file)?;
+        engine = engine.with_catalog(std::sync::Arc::new(catalog));
+    }
+    let (model, resource) = resource
+        .split_once('/')
+        .ok_or_else(|| format!("--resource `{resource}`: give it as model/resource"))?;
+    let mut text = format!("integrated_account_id={account}");
+    for pair in query {
+        text.push('&');
+        text.push_str(pair);
+    }
+    let params = unigate_unified::qs::parse(&text)?;
+    let trace = unigate_engine::trace::Trace::default();
+    let (fast_before, engine_before) = unigate_mapping::expression::evaluations_by_path();
+    let answer = unigate_engine::trace::TRACE
+        .scope(trace.clone(), engine.list(model, resource, params))
+        .await;
+    let (fast_after, engine_after) = unigate_mapping::expression::evaluations_by_path();
+    let mut report = String::new();
+    let calls = trace.lock().map(|calls| calls.clone()).unwrap_or_default();
+    for (index, call) in calls.iter().enumerate() {
+        let _ = writeln!(
+            report,
+            "== provider call {}\n{} {}",
+            index + 1,
+            call.method,
+            call.url
+        );
+        for (name, value) in &call.headers {
+            let _ = writeln!(report, "  {name}: {value}");
+        }
+        if let Some(body) = &call.body {
+            let _ = writeln!(report, "  body: {body}");
+        }
+        match &call.answer {
+            Ok(status) => {
+                let _ = writeln!(report, "-> {status}");
+            }
+            Err(error) => {
+                let _ = writeln!(report, "-> no answer: {error}");
+            }
+        }
+        let body = serde_json::from_str::<serde_json::Value>(&call.response_body)
+            .ok()
+            .and_then(|value| serde_json::to_string_pretty(&value).ok())
+            .unwrap_or_else(|| call.response_body.clone());
+        const SHOWN: usize = 20_000;
+        match body.char_indices().nth(SHOWN) {
+            Some((cut, _)) => {
+                let _ = writeln!(
+                    report,
+                    "{}\n… ({} more bytes)",
+                    &body[..cut],
+                    body.len() - cut
+                );
+            }
+            None => {
+                let _ = writeln!(report, "{body}");
+            }
+        }
+    }
+    let (fast, jsonata) = (fast_after - fast_before, engine_after - engine_before);
+    let mapped_by = format!(
+        "== mapping\n{fast} evaluation(s) on the fast path, {jsonata} on the JSONata engine (query, record and pagination expressions)\n"
+    );
+    match answer {
+        Ok(output) => {
+            let body: serde_json::Value =
+                serde_json::from_slice(&output.to_json()).unwrap_or_default();
+            let _ = writeln!(
+                report,
+                "== unified answer\n{}",
+                serde_json::to_string_pretty(&body).unwrap_or_default()
+            );
+            report.push_str(&mapped_by);
+            Ok(report)
+        }
+        Err(error) => {
+            let _ = writeln!(
+                report,
+                "== unified error\n{}",
+                serde_json::to_string_pretty(&error.to_envelope()).unwrap_or_default()
+            );
+            report.push_str(&mapped_by);
+            Err(report)
+        }
+    }
 }
 
 async fn migrate(path: &std::path::Path) -> Result<String, String> {

@@ -292,3 +292,149 @@ fn sigterm_drains_a_stream_in_flight_then_exits() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+#[test]
+fn try_on_the_sandbox_shows_the_provider_call_and_the_unified_answer() {
+    let output = unigate()
+        .args(["try", "--sandbox", "--account", "sandbox", "limit=2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("== provider call 1\nGET http://"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("X-Sandbox-Key: [redacted]"), "{stdout}");
+    assert!(stdout.contains("-> 200"), "{stdout}");
+    assert!(stdout.contains("== unified answer"), "{stdout}");
+    assert!(stdout.contains("\"id\": \"usr_00001\""), "{stdout}");
+    assert!(!stdout.contains("usr_00003"), "limit=2 gave more: {stdout}");
+    // The sandbox's query_mapping (a `$map` over a function) is the one engine evaluation; the
+    // two records map on the fast path.
+    assert!(
+        stdout.contains("evaluation(s) on the fast path, 1 on the JSONata engine"),
+        "{stdout}"
+    );
+}
+
+/// A stub provider answering every request with one page of two people, on an ephemeral port;
+/// it records the request lines it saw.
+fn stub_provider(body: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            record
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).into_owned());
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (address, seen)
+}
+
+const STUB_MAPPING: &str = r#"name: Stub Directory
+docs: https://stub.example/docs
+base_url: https://stub.example/api
+auth:
+  kind: header
+  header: X-Api-Key
+  value: "{{context.api_key}}"
+pagination:
+  style: none
+resources:
+  users:
+    list: { method: GET, path: /people, records: people }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        native_filters: []
+        native_sorts: []
+        response_mapping: |
+          { "id": id, "first_name": given, "emails": [{ "email": mail, "is_primary": true }] }
+"#;
+
+#[test]
+fn try_against_a_stub_provider_redacts_the_key_and_tries_an_edited_mapping() {
+    let (address, seen) = stub_provider(
+        r#"{"people":[{"id":"p1","given":"Ada","mail":"ada@stub.example"},{"id":"p2","given":"Alan","mail":"alan@stub.example"}]}"#,
+    );
+    let dir = scratch("try");
+    copy_dir(
+        &repo().join("mappings/models"),
+        &dir.join("mappings/models"),
+    );
+    std::fs::write(dir.join("mappings/stub-directory.yaml"), STUB_MAPPING).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "api_tokens: [\"caller-token-0123\"]\ncursor_secret: \"0123456789abcdef0123\"\nmappings_dir: mappings\nintegrated_accounts:\n  - id: acme-stub\n    integration: stub-directory\n    base_url: http://{address}/api\n    context: {{ api_key: \"stub-key-very-secret\" }}\n"
+        ),
+    )
+    .unwrap();
+
+    let output = unigate()
+        .args(["try", "--account", "acme-stub", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("GET http://{address}/api/people\n")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("X-Api-Key: [redacted]"), "{stdout}");
+    assert!(!stdout.contains("stub-key-very-secret"), "{stdout}");
+    // The raw page and the mapped records are both shown.
+    assert!(stdout.contains("\"given\": \"Ada\""), "{stdout}");
+    assert!(stdout.contains("\"first_name\": \"Ada\""), "{stdout}");
+    assert!(
+        seen.lock().unwrap()[0].contains("x-api-key: stub-key-very-secret"),
+        "the provider does get the key"
+    );
+
+    // An edited copy of the file, tried without touching the loaded set.
+    let edited = dir.join("edited.yaml");
+    std::fs::write(
+        dir.join("edited.yaml"),
+        STUB_MAPPING.replace("\"first_name\": given", "\"first_name\": $uppercase(given)"),
+    )
+    .unwrap();
+    let renamed = dir.join("stub-directory.yaml");
+    std::fs::rename(&edited, &renamed).unwrap();
+    let output = unigate()
+        .args(["try", "--account", "acme-stub", "--config"])
+        .arg(&config)
+        .arg("--mapping")
+        .arg(&renamed)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("\"first_name\": \"ADA\""), "{stdout}");
+    assert!(stdout.contains("\"first_name\": \"ALAN\""), "{stdout}");
+    assert!(!stdout.contains("stub-key-very-secret"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
