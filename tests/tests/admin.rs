@@ -165,6 +165,23 @@ async fn accounts_are_managed_over_http_and_survive_a_restart() {
         (status, body["base_url"].clone()),
         (200, json!("https://okta.internal.example"))
     );
+    // `null` for a key that cannot be removed is a mistake to report, not "leave it".
+    let (status, body) = admin(
+        &gateway,
+        "PATCH",
+        "/admin/integrated-accounts/acme-okta",
+        ADMIN,
+        Some(json!({"integration": null})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON body: invalid type: null, expected a string"),
+        "{body}"
+    );
     assert_eq!(
         admin(
             &gateway,

@@ -81,19 +81,27 @@ fn answer(result: Result<(StatusCode, Value), ApiError>) -> Response {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Patch {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     integration: Option<String>,
     /// Merged into the context key by key; `null` removes a key.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     context: Option<Map<String, Value>>,
     #[serde(default, with = "double_option")]
     base_url: Option<Option<String>>,
     /// Only `active` may be set: it is how a reconnected account is cleared.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     status: Option<AccountStatus>,
     /// The account's mapping override (YAML/JSON text, or an object); `null` removes it.
     #[serde(default, deserialize_with = "mapping_patch")]
     mapping: Option<Option<String>>,
+}
+
+/// A key that may be absent (leave it) but not `null`: these have no "remove" meaning, and a
+/// `null` taken as "leave" would hide a caller's mistake.
+fn not_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }
 
 /// `mapping: null` (remove) versus absent (leave); an object is kept as pretty JSON.
@@ -280,11 +288,11 @@ async fn blocking(
         })
 }
 
+pub(crate) const ACCOUNTS: &str = "/admin/integrated-accounts";
+pub(crate) const ACCOUNT: &str = "/admin/integrated-accounts/{id}";
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/admin/integrated-accounts", get(list).post(create))
-        .route(
-            "/admin/integrated-accounts/{id}",
-            get(show).patch(update).delete(remove),
-        )
+        .route(ACCOUNTS, get(list).post(create))
+        .route(ACCOUNT, get(show).patch(update).delete(remove))
 }

@@ -8,6 +8,7 @@
 mod admin;
 pub mod config;
 mod observe;
+pub mod openapi;
 pub mod sandbox;
 mod serve;
 
@@ -390,40 +391,64 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// The router: `/unified/...` behind bearer auth, `/health` and `/ready` open.
+/// Every route the gateway serves (axum patterns) with its methods. The router is built from
+/// these names, and the OpenAPI test checks `/openapi.json` against this table both ways.
+pub const ROUTES: &[(&str, &[&str])] = &[
+    (UNIFIED_LIST, &["GET"]),
+    (UNIFIED_GET, &["GET"]),
+    (UNIFIED_META, &["GET"]),
+    (UNIFIED_META_BY_INTEGRATION, &["GET"]),
+    (admin::ACCOUNTS, &["GET", "POST"]),
+    (admin::ACCOUNT, &["GET", "PATCH", "DELETE"]),
+    (METRICS, &["GET"]),
+    (HEALTH, &["GET"]),
+    (READY, &["GET"]),
+    (OPENAPI, &["GET"]),
+];
+const UNIFIED_LIST: &str = "/unified/{model}/{resource}";
+const UNIFIED_GET: &str = "/unified/{model}/{resource}/{id}";
+const UNIFIED_META: &str = "/unified/{model}/{resource}/meta/{method}";
+const UNIFIED_META_BY_INTEGRATION: &str = "/unified/{model}/{resource}/{integration}/meta/{method}";
+const METRICS: &str = "/metrics";
+const HEALTH: &str = "/health";
+const READY: &str = "/ready";
+const OPENAPI: &str = "/openapi.json";
+
+/// The router: `/unified/...` behind bearer auth, the admin API and `/metrics` behind admin
+/// tokens, `/health`, `/ready` and `/openapi.json` open.
 pub fn router(state: AppState) -> Router {
     let unified = Router::new()
+        .route(UNIFIED_LIST, get(list).fallback(method_not_allowed))
+        .route(UNIFIED_GET, get(get_one).fallback(method_not_allowed))
         .route(
-            "/unified/{model}/{resource}",
-            get(list).fallback(method_not_allowed),
-        )
-        .route(
-            "/unified/{model}/{resource}/{id}",
-            get(get_one).fallback(method_not_allowed),
-        )
-        .route(
-            "/unified/{model}/{resource}/meta/{method}",
+            UNIFIED_META,
             get(meta_by_account).fallback(method_not_allowed),
         )
         .route(
-            "/unified/{model}/{resource}/{integration}/meta/{method}",
+            UNIFIED_META_BY_INTEGRATION,
             get(meta_by_integration).fallback(method_not_allowed),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let admin = admin::routes()
-        .route("/metrics", get(observe::metrics))
+        .route(METRICS, get(observe::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .merge(unified)
         .merge(admin)
         .route(
-            "/health",
+            HEALTH,
             get(|State(state): State<AppState>| async move {
                 let digest = state.engine().catalog().digest.clone();
                 json_response(StatusCode::OK, &json!({"status": "ok", "mappings": digest}))
             }),
         )
-        .route("/ready", get(ready))
+        .route(READY, get(ready))
+        .route(
+            OPENAPI,
+            get(|State(state): State<AppState>| async move {
+                json_response(StatusCode::OK, &openapi::document(state.engine().catalog()))
+            }),
+        )
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(limit_request_size))
@@ -442,7 +467,7 @@ pub fn router(state: AppState) -> Router {
 /// The metrics alone, unauthenticated, for `server.metrics_listen` (an internal address).
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
-        .route("/metrics", get(observe::metrics))
+        .route(METRICS, get(observe::metrics))
         .fallback(not_found)
         .with_state(state)
 }

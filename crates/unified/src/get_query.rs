@@ -8,6 +8,43 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 use crate::list_query::{ResponseFormat, boolean, scalar, string_list};
 
+/// The query parameters a get call takes: the table the parser matches on and the OpenAPI
+/// document is written from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetParameter {
+    IntegratedAccountId,
+    ResponseFormat,
+    IgnoreRemoteData,
+    ExcludeFields,
+    RemoteQuery,
+}
+
+impl GetParameter {
+    pub const ALL: [GetParameter; 5] = [
+        GetParameter::IntegratedAccountId,
+        GetParameter::ResponseFormat,
+        GetParameter::IgnoreRemoteData,
+        GetParameter::ExcludeFields,
+        GetParameter::RemoteQuery,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GetParameter::IntegratedAccountId => "integrated_account_id",
+            GetParameter::ResponseFormat => "truto_response_format",
+            GetParameter::IgnoreRemoteData => "truto_ignore_remote_data",
+            GetParameter::ExcludeFields => "truto_exclude_fields",
+            GetParameter::RemoteQuery => "remote_query",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|parameter| parameter.name() == name)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GetQuery {
     pub integrated_account_id: String,
@@ -22,11 +59,11 @@ impl GetQuery {
     pub fn parse(params: Map<String, Value>) -> Result<Self, ApiError> {
         let mut query = GetQuery::default();
         for (name, value) in params {
-            match name.as_str() {
-                "integrated_account_id" => {
+            match GetParameter::from_name(&name) {
+                Some(GetParameter::IntegratedAccountId) => {
                     query.integrated_account_id = scalar(&name, &value)?.to_owned();
                 }
-                "truto_response_format" => {
+                Some(GetParameter::ResponseFormat) => {
                     let text = scalar(&name, &value)?;
                     query.response_format = match ResponseFormat::parse(text) {
                         Some(ResponseFormat::Stream) | None => {
@@ -37,9 +74,13 @@ impl GetQuery {
                         Some(format) => format,
                     };
                 }
-                "truto_ignore_remote_data" => query.ignore_remote_data = boolean(&name, &value)?,
-                "truto_exclude_fields" => query.exclude_fields = string_list(&name, &value)?,
-                "remote_query" => match value {
+                Some(GetParameter::IgnoreRemoteData) => {
+                    query.ignore_remote_data = boolean(&name, &value)?
+                }
+                Some(GetParameter::ExcludeFields) => {
+                    query.exclude_fields = string_list(&name, &value)?
+                }
+                Some(GetParameter::RemoteQuery) => match value {
                     Value::Object(object) => query.remote_query = object,
                     _ => {
                         return Err(ApiError::bad_request(
@@ -47,7 +88,7 @@ impl GetQuery {
                         ));
                     }
                 },
-                _ => {
+                None => {
                     return Err(ApiError::bad_request(format!(
                         "unknown query parameter `{name}` (a get takes integrated_account_id, truto_response_format, truto_ignore_remote_data, truto_exclude_fields and remote_query)"
                     )));

@@ -13,7 +13,7 @@ pub mod secret;
 pub mod time;
 
 pub use error::{ApiError, ErrorKind};
-pub use get_query::GetQuery;
-pub use list_query::{ListQuery, ResponseFormat};
+pub use get_query::{GetParameter, GetQuery};
+pub use list_query::{ListParameter, ListQuery, ResponseFormat};
 pub use model::{FieldType, UnifiedModel, UnifiedResource};
 pub use secret::Secret;

@@ -34,6 +34,62 @@ impl ResponseFormat {
     }
 }
 
+/// The query parameters a list call takes besides the resource's filters: one table that the
+/// parser matches on and the OpenAPI document is written from, so neither can name a parameter
+/// the other lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListParameter {
+    IntegratedAccountId,
+    Limit,
+    NextCursor,
+    ResponseFormat,
+    KeyBy,
+    IgnoreLimit,
+    IgnoreRemoteData,
+    ExcludeFields,
+    RemoteQuery,
+    SortBy,
+    SortOrder,
+}
+
+impl ListParameter {
+    pub const ALL: [ListParameter; 11] = [
+        ListParameter::IntegratedAccountId,
+        ListParameter::Limit,
+        ListParameter::NextCursor,
+        ListParameter::ResponseFormat,
+        ListParameter::KeyBy,
+        ListParameter::IgnoreLimit,
+        ListParameter::IgnoreRemoteData,
+        ListParameter::ExcludeFields,
+        ListParameter::RemoteQuery,
+        ListParameter::SortBy,
+        ListParameter::SortOrder,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ListParameter::IntegratedAccountId => "integrated_account_id",
+            ListParameter::Limit => "limit",
+            ListParameter::NextCursor => "next_cursor",
+            ListParameter::ResponseFormat => "truto_response_format",
+            ListParameter::KeyBy => "truto_key_by",
+            ListParameter::IgnoreLimit => "truto_ignore_limit",
+            ListParameter::IgnoreRemoteData => "truto_ignore_remote_data",
+            ListParameter::ExcludeFields => "truto_exclude_fields",
+            ListParameter::RemoteQuery => "remote_query",
+            ListParameter::SortBy => "sort_by",
+            ListParameter::SortOrder => "sort_order",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|parameter| parameter.name() == name)
+    }
+}
+
 /// A unified list query, checked against the unified resource's filters.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListQuery {
@@ -65,19 +121,21 @@ impl ListQuery {
         let mut query = ListQuery::default();
         let mut account_id = None;
         for (name, value) in params {
-            match name.as_str() {
-                "integrated_account_id" => account_id = Some(scalar(&name, &value)?.to_owned()),
-                "limit" => {
+            match ListParameter::from_name(&name) {
+                Some(ListParameter::IntegratedAccountId) => {
+                    account_id = Some(scalar(&name, &value)?.to_owned())
+                }
+                Some(ListParameter::Limit) => {
                     let text = scalar(&name, &value)?;
                     if !text.is_empty() {
                         query.limit = Some(parse_limit(text)?);
                     }
                 }
-                "next_cursor" => {
+                Some(ListParameter::NextCursor) => {
                     let text = scalar(&name, &value)?;
                     query.next_cursor = (!text.is_empty()).then(|| text.to_owned());
                 }
-                "truto_response_format" => {
+                Some(ListParameter::ResponseFormat) => {
                     let text = scalar(&name, &value)?;
                     query.response_format = ResponseFormat::parse(text).ok_or_else(|| {
                         ApiError::bad_request(format!(
@@ -86,17 +144,21 @@ impl ListQuery {
                         ))
                     })?;
                 }
-                "truto_key_by" => {
+                Some(ListParameter::KeyBy) => {
                     let text = scalar(&name, &value)?;
                     if text.is_empty() {
                         return Err(ApiError::bad_request("`truto_key_by` needs a field name"));
                     }
                     query.key_by = Some(text.to_owned());
                 }
-                "truto_ignore_limit" => query.ignore_limit = boolean(&name, &value)?,
-                "truto_ignore_remote_data" => query.ignore_remote_data = boolean(&name, &value)?,
-                "truto_exclude_fields" => query.exclude_fields = string_list(&name, &value)?,
-                "remote_query" => match value {
+                Some(ListParameter::IgnoreLimit) => query.ignore_limit = boolean(&name, &value)?,
+                Some(ListParameter::IgnoreRemoteData) => {
+                    query.ignore_remote_data = boolean(&name, &value)?
+                }
+                Some(ListParameter::ExcludeFields) => {
+                    query.exclude_fields = string_list(&name, &value)?
+                }
+                Some(ListParameter::RemoteQuery) => match value {
                     Value::Object(object) => query.remote_query = object,
                     _ => {
                         return Err(ApiError::bad_request(
@@ -104,7 +166,7 @@ impl ListQuery {
                         ));
                     }
                 },
-                "sort_by" => {
+                Some(ListParameter::SortBy) => {
                     let text = scalar(&name, &value)?;
                     if !resource.sorts.iter().any(|sort| sort == text) {
                         return Err(ApiError::bad_request(format!(
@@ -114,7 +176,7 @@ impl ListQuery {
                     }
                     query.sort_by = Some(text.to_owned());
                 }
-                "sort_order" => {
+                Some(ListParameter::SortOrder) => {
                     query.sort_descending = match scalar(&name, &value)? {
                         "asc" | "" => false,
                         "desc" => true,
@@ -125,7 +187,7 @@ impl ListQuery {
                         }
                     }
                 }
-                _ => match resource.filters.get(&name) {
+                None => match resource.filters.get(&name) {
                     Some(filter) => {
                         let checked = check_filter(&name, filter, value)?;
                         query.filters.insert(name, checked);
