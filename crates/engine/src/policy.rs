@@ -97,7 +97,21 @@ impl Engine {
                 }
             }
             let sent = std::time::Instant::now();
-            let result = self.upstream.send(request).await;
+            // The span (exported with OpenTelemetry when configured) names the integration and
+            // the host, never the path or query: those may carry account values.
+            let span = tracing::info_span!(
+                "provider_call",
+                integration = %target.integration.id,
+                method = ?request.method,
+                host = request.url.host_str().unwrap_or_default(),
+                attempt,
+                status = tracing::field::Empty,
+            );
+            let result =
+                tracing::Instrument::instrument(self.upstream.send(request), span.clone()).await;
+            if let Ok(response) = &result {
+                span.record("status", response.status);
+            }
             crate::trace::record(request, &result);
             let answer_label = match &result {
                 Ok(response) => response.status.to_string(),

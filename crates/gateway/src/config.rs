@@ -40,6 +40,24 @@ pub struct Config {
     /// OAuth access tokens are refreshed this many seconds before they expire.
     #[serde(default = "default_refresh_margin")]
     pub token_refresh_margin_s: u64,
+    /// OpenTelemetry export of spans; absent = off.
+    #[serde(default)]
+    pub opentelemetry: Option<OpenTelemetrySettings>,
+}
+
+/// Where spans go: an OTLP/HTTP collector's traces URL (JSON bodies).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenTelemetrySettings {
+    /// e.g. `http://otel-collector:4318/v1/traces`.
+    pub endpoint: String,
+    /// The `service.name` resource attribute.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+fn default_service_name() -> String {
+    "unigate".to_owned()
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,6 +11,7 @@ mod observe;
 pub mod openapi;
 pub mod sandbox;
 mod serve;
+pub mod telemetry;
 
 pub use serve::ServeLimits;
 

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use unigate_gateway::config::Config;
-use unigate_gateway::{Gateway, check, parse_listen, sandbox};
+use unigate_gateway::{Gateway, check, parse_listen, sandbox, telemetry};
 use unigate_mapping::coverage::{ProviderList, integrations_table};
 
 #[derive(Debug, Parser)]
@@ -183,20 +183,18 @@ fn main() -> ExitCode {
             listen,
             log_format,
         } => {
-            let filter = tracing_subscriber::EnvFilter::try_from_env("UNIGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-            let logs = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr);
-            match log_format {
-                LogFormat::Text => logs.init(),
-                // Each line one JSON object; the request's span (its id) is in `spans`.
-                LogFormat::Json => logs
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(true)
-                    .init(),
-            }
+            let loaded = match config.as_deref() {
+                Some(path) if !sandbox => {
+                    match Config::load(path, &|name| std::env::var(name).ok()) {
+                        Ok(loaded) => Some((loaded, path.to_owned())),
+                        Err(error) => {
+                            eprintln!("unigate: {error}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+                _ => None,
+            };
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(error) => {
@@ -204,7 +202,25 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config, sandbox, sandbox_users, listen)) {
+            let format = match log_format {
+                LogFormat::Text => telemetry::LogFormat::Text,
+                LogFormat::Json => telemetry::LogFormat::Json,
+            };
+            let settings = loaded
+                .as_ref()
+                .and_then(|(config, _)| config.opentelemetry.as_ref());
+            let spans = match telemetry::install(format, settings, runtime.handle().clone()) {
+                Ok(spans) => spans,
+                Err(error) => {
+                    eprintln!("unigate: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let served = runtime.block_on(serve(loaded, sandbox, sandbox_users, listen));
+            if let Some(spans) = spans {
+                telemetry::shutdown(spans);
+            }
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("unigate: {error}");
@@ -216,7 +232,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(
-    config: Option<PathBuf>,
+    config: Option<(Config, PathBuf)>,
     sandbox: bool,
     sandbox_users: usize,
     listen: Option<String>,
@@ -228,8 +244,7 @@ async fn serve(
             None,
         )
     } else {
-        let path = config.ok_or("give --config FILE or --sandbox")?;
-        let config = Config::load(&path, &|name| std::env::var(name).ok())?;
+        let (config, path) = config.ok_or("give --config FILE or --sandbox")?;
         let gateway = Gateway::from_config(&config).await?;
         reload_on_sighup(gateway.state.clone(), path);
         (

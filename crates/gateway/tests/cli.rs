@@ -438,3 +438,143 @@ fn try_against_a_stub_provider_redacts_the_key_and_tries_an_edited_mapping() {
     assert!(!stdout.contains("stub-key-very-secret"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An OTLP/HTTP collector on an ephemeral port: keeps each request body it receives.
+fn stub_collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; length];
+            let _ = stream.read_exact(&mut body);
+            record
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            );
+        }
+    });
+    (address, bodies)
+}
+
+/// With `opentelemetry.endpoint` set, a request's span and its provider call's span reach the
+/// collector, nested, carrying the request id, and without the account's credentials.
+#[cfg(unix)]
+#[test]
+fn spans_of_a_request_and_its_provider_call_are_exported_to_the_collector() {
+    use std::io::{Read, Write};
+    let (provider, _) =
+        stub_provider(r#"{"people":[{"id":"p1","given":"Ada","mail":"ada@stub.example"}]}"#);
+    let (collector, bodies) = stub_collector();
+    let dir = scratch("otel");
+    copy_dir(
+        &repo().join("mappings/models"),
+        &dir.join("mappings/models"),
+    );
+    std::fs::write(dir.join("mappings/stub-directory.yaml"), STUB_MAPPING).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "api_tokens: [\"caller-token-0123\"]\ncursor_secret: \"0123456789abcdef0123\"\nmappings_dir: mappings\nopentelemetry:\n  endpoint: http://{collector}/v1/traces\n  service_name: unigate-test\nintegrated_accounts:\n  - id: acme-stub\n    integration: stub-directory\n    base_url: http://{provider}/api\n    context: {{ api_key: \"stub-key-very-secret\" }}\n"
+        ),
+    )
+    .unwrap();
+    let mut child = unigate()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("unigate listening on http://")
+        .expect("the listening line")
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(stream, "GET /unified/user-directory/users?integrated_account_id=acme-stub HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer caller-token-0123\r\nx-request-id: otel-test-request-1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The batch is sent at the latest when the process stops.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let bodies = bodies.lock().unwrap().clone();
+    let mut spans = Vec::new();
+    for body in &bodies {
+        assert!(!body.contains("stub-key-very-secret"), "{body}");
+        let export: serde_json::Value = serde_json::from_str(body).expect("OTLP JSON");
+        for resource in export["resourceSpans"].as_array().unwrap() {
+            assert!(
+                resource["resource"].to_string().contains("unigate-test"),
+                "service.name: {resource}"
+            );
+            for scope in resource["scopeSpans"].as_array().unwrap() {
+                spans.extend(scope["spans"].as_array().unwrap().iter().cloned());
+            }
+        }
+    }
+    let attribute = |span: &serde_json::Value, key: &str| -> Option<String> {
+        span["attributes"]
+            .as_array()?
+            .iter()
+            .find(|attribute| attribute["key"] == key)
+            .map(|attribute| {
+                let value = &attribute["value"];
+                value["stringValue"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| value.to_string())
+            })
+    };
+    let request = spans
+        .iter()
+        .find(|span| {
+            span["name"] == "request"
+                && attribute(span, "request_id").as_deref() == Some("otel-test-request-1")
+        })
+        .unwrap_or_else(|| panic!("no request span with the request id: {bodies:?}"));
+    let call = spans
+        .iter()
+        .find(|span| span["name"] == "provider_call")
+        .unwrap_or_else(|| panic!("no provider_call span: {bodies:?}"));
+    assert_eq!(call["parentSpanId"], request["spanId"], "{call}");
+    assert_eq!(call["traceId"], request["traceId"]);
+    assert_eq!(
+        attribute(call, "integration").as_deref(),
+        Some("stub-directory")
+    );
+    assert_eq!(attribute(call, "host").as_deref(), Some("127.0.0.1"));
+}
