@@ -111,6 +111,41 @@ impl Engine {
                 request.secret_query.push((param.clone(), value.clone()));
                 None
             }
+            Credential::Signed(signing) => {
+                // Signed once per request: its retries reuse the signature, well inside the
+                // minutes of clock skew signing providers allow.
+                let query: Vec<(String, String)> = request
+                    .url
+                    .query_pairs()
+                    .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                    .collect();
+                let mut pairs: Vec<(&str, &str)> = query
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str()))
+                    .collect();
+                pairs.extend(
+                    request
+                        .secret_query
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), value.expose())),
+                );
+                let method = match request.method {
+                    unigate_upstream::Method::Get => "GET",
+                    unigate_upstream::Method::Post => "POST",
+                };
+                let headers = unigate_mapping::sign_request(
+                    signing,
+                    unigate_mapping::SignedParts {
+                        method,
+                        host: request.url.host_str().unwrap_or_default(),
+                        path: request.url.path(),
+                        query: &pairs,
+                        now: self.config.clock.now_epoch(),
+                    },
+                );
+                request.secret_headers.extend(headers);
+                None
+            }
             Credential::Token(token) => Some(token),
         };
         let Some(token) = token else {

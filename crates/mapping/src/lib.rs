@@ -31,8 +31,9 @@ pub use integration::{
 };
 pub use render::{
     Credential, MapError, RenderedAssertion, RenderedExchange, RenderedOAuth2, RenderedRequest,
-    RenderedSource, RenderedToken, flatten_query, map_query, map_response, map_response_json,
-    merge_query, render_credential, render_request,
+    RenderedSigning, RenderedSource, RenderedToken, SignedParts, canonical_query, flatten_query,
+    map_query, map_response, map_response_json, merge_query, render_credential, render_request,
+    sign_request,
 };
 pub use spec::{ClientAuth, HttpMethod, TokenBody};
 pub use template::{RenderError, Template, Vars};

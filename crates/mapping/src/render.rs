@@ -1,6 +1,7 @@
 //! The pure stages around a provider call: `render_request` and `render_credential` (account →
 //! the provider request's fixed parts), `map_query` (unified query → provider query) and
-//! `map_response` (provider record → unified record).
+//! `map_response` (provider record → unified record), and `sign_request` for integrations
+//! whose every request carries an HMAC over it.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -10,9 +11,13 @@ use unigate_unified::Secret;
 
 use crate::expression::{EvalError, Scope};
 use crate::integration::{
-    Auth, Exchange, ExchangeBody, Grant, Integration, OAuth2, Resource, TokenSource, UnifiedMethod,
+    Auth, Exchange, ExchangeBody, Grant, Integration, OAuth2, Resource, SIGNATURE, SIGNING_DATE,
+    SIGNING_HOST, SIGNING_METHOD, SIGNING_PATH, SIGNING_QUERY, SignatureOutput, TokenSource,
+    UnifiedMethod,
 };
-use crate::spec::{ClientAuth, HttpMethod, TokenBody};
+use crate::spec::{
+    ClientAuth, HmacAlgorithm, HttpMethod, SignatureEncoding, SigningDateFormat, TokenBody,
+};
 use crate::template::{RenderError, Template, Vars};
 
 /// Characters escaped in a value substituted into one path segment: a `/`, `?`, `#` or `..`
@@ -57,6 +62,129 @@ pub enum Credential {
     },
     /// A token to obtain (OAuth 2.0 or a login call), then send in `header`.
     Token(Box<RenderedToken>),
+    /// A signature to compute for each request ([`sign_request`]).
+    Signed(Box<RenderedSigning>),
+}
+
+/// `hmac_signature` with the account's values in: what remains is the request's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedSigning {
+    secret: Secret,
+    algorithm: HmacAlgorithm,
+    string_to_sign: String,
+    date_header: Option<String>,
+    date_format: SigningDateFormat,
+    encoding: SignatureEncoding,
+    output: RenderedOutput,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RenderedOutput {
+    Basic { username: String },
+    Header { name: String, value: String },
+}
+
+/// The request as a signature covers it.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedParts<'a> {
+    /// Upper case: `GET`.
+    pub method: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    /// Every query parameter as sent (credential parameters included), decoded.
+    pub query: &'a [(&'a str, &'a str)],
+    /// Seconds since the epoch.
+    pub now: i64,
+}
+
+/// RFC 3986's unreserved characters stay; everything else is escaped (OAuth 1.0's rule, which
+/// Duo's canonical query follows: a space is `%20`, never `+`).
+const UNRESERVED: &AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `key=value` pairs escaped as [`UNRESERVED`], sorted by key then value, joined with `&`.
+pub fn canonical_query(query: &[(&str, &str)]) -> String {
+    let mut pairs: Vec<(String, String)> = query
+        .iter()
+        .map(|(key, value)| {
+            (
+                utf8_percent_encode(key, UNRESERVED).to_string(),
+                utf8_percent_encode(value, UNRESERVED).to_string(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn signing_date(format: SigningDateFormat, now: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64);
+    match format {
+        SigningDateFormat::Http => httpdate::fmt_http_date(time),
+        // HTTP's date fields with RFC 2822's zone for UTC, `-0000`, as Python's
+        // `email.utils.formatdate()` writes it (Duo's reference client).
+        SigningDateFormat::Rfc2822 => httpdate::fmt_http_date(time).replace(" GMT", " -0000"),
+        SigningDateFormat::Rfc3339 => unigate_unified::time::format_rfc3339(now * 1000),
+        SigningDateFormat::Unix => now.to_string(),
+    }
+}
+
+fn hmac(algorithm: HmacAlgorithm, key: &[u8], message: &[u8]) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    fn digest<M: Mac + hmac::digest::KeyInit>(key: &[u8], message: &[u8]) -> Vec<u8> {
+        let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
+            .expect("HMAC takes a key of any length");
+        mac.update(message);
+        mac.finalize().into_bytes().to_vec()
+    }
+    match algorithm {
+        HmacAlgorithm::Sha1 => digest::<Hmac<sha1::Sha1>>(key, message),
+        HmacAlgorithm::Sha256 => digest::<Hmac<sha2::Sha256>>(key, message),
+        HmacAlgorithm::Sha512 => digest::<Hmac<sha2::Sha512>>(key, message),
+    }
+}
+
+/// The headers that sign one request: the signing time's header (when the mapping names one)
+/// and the signature's. The signature is a secret (it authorises this request).
+pub fn sign_request(signing: &RenderedSigning, parts: SignedParts<'_>) -> Vec<(String, Secret)> {
+    let date = signing_date(signing.date_format, parts.now);
+    let message = signing
+        .string_to_sign
+        .replace(SIGNING_DATE, &date)
+        .replace(SIGNING_METHOD, parts.method)
+        .replace(SIGNING_HOST, &parts.host.to_ascii_lowercase())
+        .replace(SIGNING_PATH, parts.path)
+        .replace(SIGNING_QUERY, &canonical_query(parts.query));
+    let mac = hmac(
+        signing.algorithm,
+        signing.secret.expose().as_bytes(),
+        message.as_bytes(),
+    );
+    let signature = match signing.encoding {
+        SignatureEncoding::Hex => mac.iter().map(|byte| format!("{byte:02x}")).collect(),
+        SignatureEncoding::Base64 => STANDARD.encode(&mac),
+    };
+    let mut headers = Vec::new();
+    if let Some(name) = &signing.date_header {
+        headers.push((name.clone(), Secret::new(date)));
+    }
+    headers.push(match &signing.output {
+        RenderedOutput::Basic { username } => {
+            ("Authorization".to_owned(), basic(username, &signature))
+        }
+        RenderedOutput::Header { name, value } => (
+            name.clone(),
+            Secret::new(value.replace(SIGNATURE, &signature)),
+        ),
+    });
+    headers
 }
 
 /// A token-based credential, rendered from the account context.
@@ -262,6 +390,23 @@ pub fn render_credential(
                 suffix: suffix.to_owned(),
             }))
         }
+        Auth::Signed(signed) => Credential::Signed(Box::new(RenderedSigning {
+            secret: Secret::new(signed.secret.render(context)?),
+            algorithm: signed.algorithm,
+            string_to_sign: signed.string_to_sign.render(context)?,
+            date_header: signed.date_header.clone(),
+            date_format: signed.date_format,
+            encoding: signed.encoding,
+            output: match &signed.output {
+                SignatureOutput::Basic { username } => RenderedOutput::Basic {
+                    username: username.render(context)?,
+                },
+                SignatureOutput::Header { name, value } => RenderedOutput::Header {
+                    name: name.clone(),
+                    value: value.render(context)?,
+                },
+            },
+        })),
     })
 }
 
@@ -511,6 +656,91 @@ pub fn map_response_json(
 
 #[cfg(test)]
 mod tests {
+    /// Duo's published vectors (duo_client_python `tests/test_client.py`, `TestSign`): signature
+    /// version 2 over four Unicode parameters, HMAC-SHA1 and HMAC-SHA512, as Basic auth.
+    #[test]
+    fn signs_duo_requests_as_its_reference_client_does() {
+        let params = [
+            (
+                "\u{469a}\u{287b}\u{35d0}\u{8ef3}\u{6727}\u{502a}\u{0810}\u{d091}\u{c8}\u{c170}",
+                "\u{0f45}\u{1a76}\u{341a}\u{654c}\u{c23f}\u{9b09}\u{abe2}\u{8343}\u{1b27}\u{60d0}",
+            ),
+            (
+                "\u{7449}\u{7e4b}\u{ccfb}\u{59ff}\u{fe5f}\u{83b7}\u{adcc}\u{900c}\u{cfd1}\u{7813}",
+                "\u{8db7}\u{5022}\u{92d3}\u{42ef}\u{207d}\u{8730}\u{acfe}\u{5617}\u{0946}\u{4e30}",
+            ),
+            (
+                "\u{7470}\u{9314}\u{901c}\u{9eae}\u{40d8}\u{4201}\u{82d8}\u{8c70}\u{1d31}\u{a042}",
+                "\u{17d9}\u{0ba8}\u{9358}\u{aadf}\u{a42a}\u{48be}\u{fb96}\u{6fe9}\u{b7ff}\u{32f3}",
+            ),
+            (
+                "\u{c2c5}\u{2c1d}\u{2620}\u{3617}\u{96b3}F\u{8605}\u{20e8}\u{ac21}\u{5934}",
+                "\u{fba9}\u{41aa}\u{bd83}\u{840b}\u{2615}\u{3e6e}\u{652d}\u{a8b5}\u{d56b}U",
+            ),
+        ];
+        let signing = |algorithm| RenderedSigning {
+            secret: Secret::new("gtdfxv9YgVBYcF6dl2Eq17KUQJN2PLM2ODVTkvoT".to_owned()),
+            algorithm,
+            string_to_sign: format!(
+                "{SIGNING_DATE}\n{SIGNING_METHOD}\n{SIGNING_HOST}\n{SIGNING_PATH}\n{SIGNING_QUERY}"
+            ),
+            date_header: Some("Date".to_owned()),
+            date_format: SigningDateFormat::Rfc2822,
+            encoding: SignatureEncoding::Hex,
+            output: RenderedOutput::Basic {
+                username: "test_ikey".to_owned(),
+            },
+        };
+        let parts = SignedParts {
+            method: "POST",
+            host: "foO.BAr52.cOm",
+            path: "/Foo/BaR2/qux",
+            query: &params,
+            // Fri, 07 Dec 2012 17:18:00 UTC
+            now: 1_354_900_680,
+        };
+        let sent = |algorithm| -> Vec<(String, String)> {
+            sign_request(&signing(algorithm), parts)
+                .into_iter()
+                .map(|(name, value)| (name, value.expose().to_owned()))
+                .collect()
+        };
+        let basic = |signature: &str| {
+            format!(
+                "Basic {}",
+                STANDARD.encode(format!("test_ikey:{signature}"))
+            )
+        };
+        assert_eq!(
+            sent(HmacAlgorithm::Sha1),
+            [
+                (
+                    "Date".to_owned(),
+                    "Fri, 07 Dec 2012 17:18:00 -0000".to_owned()
+                ),
+                (
+                    "Authorization".to_owned(),
+                    basic("f01811cbbf9561623ab45b893096267fd46a5178")
+                ),
+            ]
+        );
+        assert_eq!(
+            sent(HmacAlgorithm::Sha512)[1].1,
+            basic(
+                "0508065035a03b2a1de2f453e629e791d180329e157f65df6b3e0f08299d4321e1c5c7a7c7ee6b9e5fc80d1fb6fbf3ad5eb7c44dd3b3985a02c37aca53ec3698"
+            )
+        );
+    }
+
+    #[test]
+    fn canonical_queries_escape_all_but_unreserved_and_sort_by_key_then_value() {
+        assert_eq!(
+            canonical_query(&[("b", "2 3"), ("a", "z"), ("a", "y+x~"), ("c", "")]),
+            "a=y%2Bx~&a=z&b=2%203&c="
+        );
+        assert_eq!(canonical_query(&[]), "");
+    }
+
     use super::*;
     use serde_json::json;
 

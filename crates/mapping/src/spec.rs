@@ -121,7 +121,44 @@ pub enum AuthKind {
     Oauth2JwtBearer,
     /// A login call that turns credentials into a short-lived token.
     TokenExchange,
+    /// Every request signed with an HMAC over a string built from the request (Duo).
+    HmacSignature,
     None,
+}
+
+/// `hmac_signature`: the digest of the HMAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HmacAlgorithm {
+    Sha1,
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+/// `hmac_signature`: how the signing time is written (in the string to sign and its header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SigningDateFormat {
+    /// `Tue, 21 Aug 2012 17:29:18 +0000` (RFC 2822).
+    #[default]
+    Rfc2822,
+    /// `Tue, 21 Aug 2012 17:29:18 GMT` (HTTP's IMF-fixdate).
+    Http,
+    /// `2012-08-21T17:29:18Z`.
+    Rfc3339,
+    /// Seconds since the epoch.
+    Unix,
+}
+
+/// `hmac_signature`: how the signature's bytes are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureEncoding {
+    /// Lower-case hexadecimal.
+    #[default]
+    Hex,
+    Base64,
 }
 
 /// How a token request's parameters are encoded.
@@ -238,6 +275,22 @@ pub struct AuthSpec {
     /// JWT with `exp`).
     #[serde(default)]
     pub default_lifetime_s: Option<Spanned<u64>>,
+    /// hmac_signature: the key (a template over the context).
+    #[serde(default)]
+    pub secret: Option<Text>,
+    #[serde(default)]
+    pub algorithm: Option<Spanned<HmacAlgorithm>>,
+    /// hmac_signature: what is signed; reads `{{date}}`, `{{method}}`, `{{host}}`, `{{path}}`,
+    /// `{{query}}` (the canonical query string) and `{{context.…}}`.
+    #[serde(default)]
+    pub string_to_sign: Option<Text>,
+    /// hmac_signature: the header that carries the signing time (e.g. `Date`).
+    #[serde(default)]
+    pub date_header: Option<Text>,
+    #[serde(default)]
+    pub date_format: Option<Spanned<SigningDateFormat>>,
+    #[serde(default)]
+    pub encoding: Option<Spanned<SignatureEncoding>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

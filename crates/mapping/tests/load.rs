@@ -274,3 +274,50 @@ variants:
         );
     }
 }
+
+#[test]
+fn hmac_signature_blocks_are_checked_with_file_and_line() {
+    let broken = r#"name: Signed
+docs: https://example.test/docs
+base_url: https://api.example.test
+auth:
+  kind: hmac_signature
+  secret: "{{context.secret_key}}"
+  string_to_sign: "{{date}}\n{{verb}}"
+  value: "HMAC {{context.key_id}}"
+  token_url: https://example.test/token
+pagination: { style: none }
+resources:
+  users:
+    list: { path: /users, records: data }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: |
+          { "id": id }
+"#;
+    let errors = Catalog::from_sources(&[model()], &[integration("signed", broken)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains(
+            "mappings/signed.yaml:9: auth.token_url: is not used by auth kind `hmac_signature`"
+        ),
+        "{errors}"
+    );
+    let fixed = broken.replace("  token_url: https://example.test/token\n", "");
+    let errors = Catalog::from_sources(&[model()], &[integration("signed", &fixed)])
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "mappings/signed.yaml:7: auth.string_to_sign: bad template: `{{verb}}`: templates can only read `context.<key>`",
+        "mappings/signed.yaml:8: auth.value: must read `{{signature}}` exactly once",
+    ] {
+        assert!(
+            errors.contains(expected),
+            "missing `{expected}` in:\n{errors}"
+        );
+    }
+}

@@ -1,11 +1,16 @@
 //! Provider auth as the mapping file declares it: the kinds, and compiling the `auth:` block.
 //! Static kinds (`header`, `query`, `basic`, `bearer`) render a credential from the account
 //! context; token kinds (the OAuth 2.0 grants and `token_exchange`) say how to obtain a
-//! short-lived token and how to send it (`header: value`, the value reading `{{token}}`).
+//! short-lived token and how to send it (`header: value`, the value reading `{{token}}`);
+//! `hmac_signature` signs every request (the string to sign reads the request's date, method,
+//! host, path and canonical query), so its credential is finished only when a request is sent.
 
 use crate::diagnostics::FileCompiler;
 use crate::expression::Expression;
-use crate::spec::{AuthKind, AuthSpec, ClientAuth, HttpMethod, Text, TokenBody};
+use crate::spec::{
+    AuthKind, AuthSpec, ClientAuth, HmacAlgorithm, HttpMethod, SignatureEncoding,
+    SigningDateFormat, Text, TokenBody,
+};
 use crate::template::Template;
 
 use super::is_token;
@@ -30,6 +35,40 @@ pub enum Auth {
     },
     /// A short-lived token obtained from a token endpoint or a login call.
     Token(Box<TokenAuth>),
+    /// An HMAC over each request.
+    Signed(Box<SignedAuth>),
+}
+
+/// Stand-ins for the request's parts in a compiled `string_to_sign` (and for the signature in
+/// the sent value): the context parts are rendered with the account, these when a request is
+/// sent. A NUL cannot come from a YAML scalar's text, so they cannot collide with it.
+pub const SIGNING_DATE: &str = "\u{0}date\u{0}";
+pub const SIGNING_METHOD: &str = "\u{0}method\u{0}";
+pub const SIGNING_HOST: &str = "\u{0}host\u{0}";
+pub const SIGNING_PATH: &str = "\u{0}path\u{0}";
+pub const SIGNING_QUERY: &str = "\u{0}query\u{0}";
+pub const SIGNATURE: &str = "\u{0}signature\u{0}";
+
+/// `hmac_signature`.
+#[derive(Debug)]
+pub struct SignedAuth {
+    pub secret: Template,
+    pub algorithm: HmacAlgorithm,
+    /// Reads the `SIGNING_*` stand-ins where the file wrote `{{date}}`, `{{method}}`, ….
+    pub string_to_sign: Template,
+    pub date_header: Option<String>,
+    pub date_format: SigningDateFormat,
+    pub encoding: SignatureEncoding,
+    pub output: SignatureOutput,
+}
+
+/// Where the signature goes.
+#[derive(Debug)]
+pub enum SignatureOutput {
+    /// `Authorization: Basic base64(<username>:<signature>)` (Duo).
+    Basic { username: Template },
+    /// `<header>: <value>`, the value reading `{{signature}}` once (as [`SIGNATURE`]).
+    Header { name: String, value: Template },
 }
 
 /// A token-based auth: where the token comes from and how it is sent.
@@ -228,6 +267,14 @@ impl Auth {
                 }
                 templates
             }
+            Auth::Signed(signed) => {
+                let mut templates = vec![&signed.secret, &signed.string_to_sign];
+                match &signed.output {
+                    SignatureOutput::Basic { username } => templates.push(username),
+                    SignatureOutput::Header { value, .. } => templates.push(value),
+                }
+                templates
+            }
         }
     }
 
@@ -247,6 +294,7 @@ impl Auth {
                 },
                 TokenSource::Exchange(_) => "token_exchange",
             },
+            Auth::Signed(_) => "hmac_signature",
         }
     }
 }
@@ -261,6 +309,7 @@ fn kind_label(kind: AuthKind) -> &'static str {
         AuthKind::Oauth2ClientCredentials => "oauth2_client_credentials",
         AuthKind::Oauth2JwtBearer => "oauth2_jwt_bearer",
         AuthKind::TokenExchange => "token_exchange",
+        AuthKind::HmacSignature => "hmac_signature",
         AuthKind::None => "none",
     }
 }
@@ -331,6 +380,18 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 "value",
             ],
         ),
+        AuthKind::HmacSignature => (
+            &["secret", "string_to_sign"],
+            &[
+                "algorithm",
+                "date_header",
+                "date_format",
+                "encoding",
+                "username",
+                "header",
+                "value",
+            ],
+        ),
         AuthKind::None => (&[], &[]),
     }
 }
@@ -360,6 +421,9 @@ fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
         text("expires_in", &spec.expires_in),
         text("expires_at", &spec.expires_at),
         text("exchange", &spec.exchange.as_ref().map(|e| e.url.clone())),
+        text("secret", &spec.secret),
+        text("string_to_sign", &spec.string_to_sign),
+        text("date_header", &spec.date_header),
     ]
     .into_iter()
     .flatten()
@@ -384,6 +448,21 @@ fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
         spec.default_lifetime_s
             .as_ref()
             .map(|c| ("default_lifetime_s", line(&c.referenced))),
+    );
+    set.extend(
+        spec.algorithm
+            .as_ref()
+            .map(|c| ("algorithm", line(&c.referenced))),
+    );
+    set.extend(
+        spec.date_format
+            .as_ref()
+            .map(|c| ("date_format", line(&c.referenced))),
+    );
+    set.extend(
+        spec.encoding
+            .as_ref()
+            .map(|c| ("encoding", line(&c.referenced))),
     );
     set.extend(
         spec.token_params
@@ -467,6 +546,105 @@ pub(super) fn compile_auth(spec: &AuthSpec, c: &mut FileCompiler<'_>) -> Option<
             let source = TokenSource::Exchange(compile_exchange(spec, c)?);
             Auth::Token(Box::new(token_auth(spec, source, c)?))
         }
+        AuthKind::HmacSignature => Auth::Signed(Box::new(compile_signed(spec, c)?)),
+    })
+}
+
+/// `text` with each `{{name}}` of `names` replaced by its stand-in, compiled as a template;
+/// `None` (after an error naming the field) when it does not compile.
+fn template_with(
+    text: &Text,
+    path: &str,
+    names: &[(&str, &str)],
+    c: &mut FileCompiler<'_>,
+) -> Option<Template> {
+    let mut source = text.value.clone();
+    for (name, stand_in) in names {
+        source = source.replace(&format!("{{{{{name}}}}}"), stand_in);
+    }
+    let replaced = Text {
+        value: source,
+        referenced: text.referenced,
+        defined: text.defined,
+    };
+    c.template(&replaced, path)
+}
+
+fn compile_signed(spec: &AuthSpec, c: &mut FileCompiler<'_>) -> Option<SignedAuth> {
+    // Every field is checked before giving up, so one run of `check` names every problem.
+    let secret = c.template(spec.secret.as_ref()?, "auth.secret");
+    let string_to_sign = template_with(
+        spec.string_to_sign.as_ref()?,
+        "auth.string_to_sign",
+        &[
+            ("date", SIGNING_DATE),
+            ("method", SIGNING_METHOD),
+            ("host", SIGNING_HOST),
+            ("path", SIGNING_PATH),
+            ("query", SIGNING_QUERY),
+        ],
+        c,
+    );
+    let date_header = match &spec.date_header {
+        Some(header) if !is_token(&header.value) => {
+            c.error_at(
+                header,
+                "auth.date_header",
+                "is not a valid HTTP header name",
+            );
+            return None;
+        }
+        Some(header) => Some(header.value.clone()),
+        None => None,
+    };
+    let output = match (&spec.username, &spec.header, &spec.value) {
+        (Some(username), None, None) => SignatureOutput::Basic {
+            username: c.template(username, "auth.username")?,
+        },
+        (None, header, Some(value)) => {
+            let name = match header {
+                Some(header) if !is_token(&header.value) => {
+                    c.error_at(header, "auth.header", "is not a valid HTTP header name");
+                    return None;
+                }
+                Some(header) => header.value.clone(),
+                None => "Authorization".to_owned(),
+            };
+            let compiled = template_with(value, "auth.value", &[("signature", SIGNATURE)], c)?;
+            if value.value.matches("{{signature}}").count() != 1 {
+                c.error_at(
+                    value,
+                    "auth.value",
+                    "must read `{{signature}}` exactly once",
+                );
+                return None;
+            }
+            SignatureOutput::Header {
+                name,
+                value: compiled,
+            }
+        }
+        _ => {
+            c.error_at(
+                &spec.kind,
+                "auth",
+                "auth kind `hmac_signature` sends the signature either as Basic auth (`username`) or in a header (`value` reading `{{signature}}`, optional `header`), one of the two",
+            );
+            return None;
+        }
+    };
+    Some(SignedAuth {
+        secret: secret?,
+        algorithm: spec.algorithm.as_ref().map(|a| a.value).unwrap_or_default(),
+        string_to_sign: string_to_sign?,
+        date_header,
+        date_format: spec
+            .date_format
+            .as_ref()
+            .map(|f| f.value)
+            .unwrap_or_default(),
+        encoding: spec.encoding.as_ref().map(|e| e.value).unwrap_or_default(),
+        output,
     })
 }
 

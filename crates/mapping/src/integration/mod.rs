@@ -5,7 +5,9 @@ mod resource;
 mod unified;
 
 pub use auth::{
-    Auth, Exchange, ExchangeBody, Grant, JsonTemplate, JwtAssertion, OAuth2, TokenAuth, TokenSource,
+    Auth, Exchange, ExchangeBody, Grant, JsonTemplate, JwtAssertion, OAuth2, SIGNATURE,
+    SIGNING_DATE, SIGNING_HOST, SIGNING_METHOD, SIGNING_PATH, SIGNING_QUERY, SignatureOutput,
+    SignedAuth, TokenAuth, TokenSource,
 };
 pub use resource::{CompiledPagination, DEFAULT_MAX_PAGES, Resource};
 
