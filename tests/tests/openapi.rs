@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use unigate_gateway::{Gateway, ROUTES, sandbox};
 use unigate_mapping::Catalog;
 use unigate_store::MemoryStore;
-use unigate_tests::{RunningGateway, python_or_skip, serve};
+use unigate_tests::{RunningGateway, get_json, python_or_skip, serve};
 use unigate_unified::ErrorKind;
 
 /// One token for both the unified and the admin API, so a fuzzer needs one header.
@@ -249,32 +249,24 @@ async fn the_documented_query_parameters_are_exactly_those_the_gateway_takes() {
                 "{}{path}?integrated_account_id=sandbox&{query}",
                 running.origin
             );
-            let response = reqwest::Client::new()
-                .get(&url)
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap();
-            let text = response.text().await.unwrap();
-            assert!(!text.contains("unknown query parameter"), "{url}: {text}");
+            let (_, body) = get_json(&url, Some(TOKEN)).await;
+            assert!(
+                !body.to_string().contains("unknown query parameter"),
+                "{url}: {body}"
+            );
         }
         let url = format!(
             "{}{path}?integrated_account_id=sandbox&not_documented=1",
             running.origin
         );
-        let response = reqwest::Client::new()
-            .get(&url)
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 400);
+        let (status, body) = get_json(&url, Some(TOKEN)).await;
+        assert_eq!(status, 400);
         assert!(
-            response
-                .text()
-                .await
+            body["message"]
+                .as_str()
                 .unwrap()
-                .contains("unknown query parameter `not_documented`")
+                .starts_with("unknown query parameter `not_documented`"),
+            "{body}"
         );
     }
 }

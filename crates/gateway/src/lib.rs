@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use unigate_engine::{Engine, EngineConfig};
-use unigate_mapping::{Catalog, Source};
+use unigate_mapping::Catalog;
 use unigate_store::postgres::{PostgresSettings, PostgresStore};
 use unigate_store::sqlite::{SqliteStore, StoreKey};
 use unigate_store::{AccountStore, IntegratedAccount, MemoryStore, StoreError};
@@ -646,47 +646,6 @@ impl Gateway {
         let limits = self.state.limits.clone();
         serve::serve(listener, self.router(), &limits, shutdown).await
     }
-}
-
-/// The mapping set of `dir` with `file` in place of the file of the same name (or added):
-/// `unigate try --mapping` tries an edit without touching the running gateway.
-pub fn catalog_with_file(dir: &Path, file: &Path) -> Result<Catalog, String> {
-    let read = |path: &Path| -> Result<Source, String> {
-        std::fs::read_to_string(path)
-            .map(|text| Source {
-                path: path.to_owned(),
-                text,
-            })
-            .map_err(|error| format!("{}: {error}", path.display()))
-    };
-    let yaml_files = |dir: &Path| -> Result<Vec<std::path::PathBuf>, String> {
-        let mut paths: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|error| format!("{}: {error}", dir.display()))?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| {
-                path.is_file()
-                    && matches!(
-                        path.extension().and_then(|e| e.to_str()),
-                        Some("yaml" | "yml")
-                    )
-            })
-            .collect();
-        paths.sort();
-        Ok(paths)
-    };
-    let models = yaml_files(&dir.join("models"))?
-        .iter()
-        .map(|path| read(path))
-        .collect::<Result<Vec<_>, _>>()?;
-    let replaced = file.file_name();
-    let mut integrations = yaml_files(dir)?
-        .iter()
-        .filter(|path| path.file_name() != replaced)
-        .map(|path| read(path))
-        .collect::<Result<Vec<_>, _>>()?;
-    integrations.push(read(file)?);
-    Catalog::from_sources(&models, &integrations).map_err(|errors| errors.to_string())
 }
 
 /// `unigate check DIR`: every problem of every file, or a one-line summary followed by a note

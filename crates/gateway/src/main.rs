@@ -306,7 +306,8 @@ async fn try_call(
     let mut engine = gateway.state.engine();
     if let Some(file) = mapping {
         let dir = mappings_dir.ok_or("--mapping needs --config (its mappings_dir)")?;
-        let catalog = unigate_gateway::catalog_with_file(&dir, file)?;
+        let catalog = unigate_mapping::Catalog::load_dir_with(&dir, Some(file))
+            .map_err(|errors| errors.to_string())?;
         engine = engine.with_catalog(std::sync::Arc::new(catalog));
     }
     let (model, resource) = resource

@@ -25,6 +25,26 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Starts `unigate serve …` (stdout piped, stderr dropped) and returns it with the address it
+/// printed it listens on.
+fn spawn_serving(command: &mut Command) -> (std::process::Child, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("unigate listening on http://")
+        .unwrap_or_else(|| panic!("not the listening line: `{line}`"))
+        .to_owned();
+    (child, address)
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("unigate-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -236,28 +256,14 @@ fn the_example_config_starts_once_its_variables_are_set() {
 fn sigterm_drains_a_stream_in_flight_then_exits() {
     use std::io::{Read, Write};
     const USERS: usize = 20_000;
-    let mut child = unigate()
-        .args([
-            "serve",
-            "--sandbox",
-            "--sandbox-users",
-            &USERS.to_string(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("unigate listening on http://")
-        .expect("the listening line")
-        .to_owned();
+    let (mut child, address) = spawn_serving(unigate().args([
+        "serve",
+        "--sandbox",
+        "--sandbox-users",
+        &USERS.to_string(),
+        "--listen",
+        "127.0.0.1:0",
+    ]));
     let mut stream = std::net::TcpStream::connect(&address).unwrap();
     write!(stream, "GET /unified/user-directory/users?integrated_account_id=sandbox&truto_response_format=stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sandbox\r\nConnection: close\r\n\r\n").unwrap();
     // The stream has started (its head and first lines are here) before the signal.
@@ -501,22 +507,11 @@ fn spans_of_a_request_and_its_provider_call_are_exported_to_the_collector() {
         ),
     )
     .unwrap();
-    let mut child = unigate()
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("unigate listening on http://")
-        .expect("the listening line")
-        .to_owned();
+    let (mut child, address) = spawn_serving(
+        unigate()
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config),
+    );
     let mut stream = std::net::TcpStream::connect(&address).unwrap();
     write!(stream, "GET /unified/user-directory/users?integrated_account_id=acme-stub HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer caller-token-0123\r\nx-request-id: otel-test-request-1\r\nConnection: close\r\n\r\n").unwrap();
     let mut answer = String::new();

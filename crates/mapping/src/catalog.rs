@@ -152,9 +152,30 @@ pub(crate) fn read_yaml_files(dir: &Path, errors: &mut Vec<LoadError>) -> Vec<So
 impl Catalog {
     /// Loads `dir/models/*.yaml` and `dir/*.yaml`.
     pub fn load_dir(dir: &Path) -> Result<Catalog, LoadErrors> {
+        Catalog::load_dir_with(dir, None)
+    }
+
+    /// As [`Catalog::load_dir`], with `file` in place of the file of the same name (or added):
+    /// how `unigate try --mapping` tries an edit without touching the running gateway.
+    pub fn load_dir_with(dir: &Path, file: Option<&Path>) -> Result<Catalog, LoadErrors> {
         let mut errors = Vec::new();
         let models = read_yaml_files(&dir.join("models"), &mut errors);
-        let integrations = read_yaml_files(dir, &mut errors);
+        let mut integrations = read_yaml_files(dir, &mut errors);
+        if let Some(file) = file {
+            integrations.retain(|source| source.path.file_name() != file.file_name());
+            match std::fs::read_to_string(file) {
+                Ok(text) => integrations.push(Source {
+                    path: file.to_owned(),
+                    text,
+                }),
+                Err(error) => errors.push(LoadError {
+                    file: file.to_owned(),
+                    line: 0,
+                    path: String::new(),
+                    message: format!("cannot read file: {error}"),
+                }),
+            }
+        }
         if !errors.is_empty() {
             return Err(LoadErrors(errors));
         }
