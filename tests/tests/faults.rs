@@ -391,6 +391,20 @@ async fn a_reset_connection_is_retried_then_a_502() {
 }
 
 #[tokio::test]
+async fn a_204_no_content_is_an_empty_last_page() {
+    let world = world(vec![status(204, "")]).await;
+    let (status, body, _) = call(&world).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"result": [], "next_cursor": null, "result_count": 0, "prev_cursor": null})
+        )
+    );
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn malformed_truncated_huge_and_deep_bodies_are_502s_that_say_so() {
     let deep = format!("{}1{}", "[".repeat(2_000), "]".repeat(2_000));
     let cases: Vec<(Act, &str)> = vec![

@@ -81,10 +81,16 @@ impl Engine {
             let reading = read_page(resource, answer, body, &call.scope)
                 .map_err(|error| mapping_error(integration, &error))?;
             // The provider's bytes of each record, for `remote_data` written as they came.
+            // With fields to omit, `remote_data` is written from the records as extracted.
             let raw = match &resource.records_path {
-                Some(path) if call.text_records && !call.query.ignore_remote_data => text
-                    .and_then(|text| raw_records(text, path))
-                    .filter(|raw| raw.len() == reading.records.len()),
+                Some(path)
+                    if call.text_records
+                        && !call.query.ignore_remote_data
+                        && resource.omit.is_empty() =>
+                {
+                    text.and_then(|text| raw_records(text, path))
+                        .filter(|raw| raw.len() == reading.records.len())
+                }
                 _ => None,
             };
             Ok::<_, ApiError>((digest, reading, raw))
@@ -162,7 +168,10 @@ pub(crate) fn check_answer(
         let fault = status_fault(&target.integration, answer, scope);
         return Err(ApiError::remote(fault.status, fault.message, fault.body));
     }
+    // 204 No Content: the provider says there is nothing (Zoho answers a list with no records
+    // this way); whatever body came with it is not read.
     let parsed = match text {
+        _ if answer.status == 204 => Ok(Value::Null),
         Some(text) => serde_json::from_str(text),
         None => serde_json::from_slice(answer.body),
     };

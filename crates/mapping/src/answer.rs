@@ -392,14 +392,45 @@ pub fn extract_records(
                 error,
             })?,
     };
-    match found {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(records)) => Ok(records),
-        Some(record @ Value::Object(_)) => Ok(vec![record]),
-        Some(_) => Err(MapError::Shape {
-            what: "records",
-            expected: "an array of objects",
-        }),
+    let mut records = match found {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(records)) => records,
+        Some(record @ Value::Object(_)) => vec![record],
+        Some(_) => {
+            return Err(MapError::Shape {
+                what: "records",
+                expected: "an array of objects",
+            });
+        }
+    };
+    for path in &resource.omit {
+        for record in &mut records {
+            omit_path(record, path);
+        }
+    }
+    Ok(records)
+}
+
+/// Removes the field at `path`; arrays on the way have it removed from each item.
+fn omit_path(value: &mut Value, path: &[String]) {
+    match value {
+        Value::Array(items) => {
+            for item in items {
+                omit_path(item, path);
+            }
+        }
+        Value::Object(object) => match path {
+            [] => {}
+            [last] => {
+                object.shift_remove(last);
+            }
+            [first, rest @ ..] => {
+                if let Some(inner) = object.get_mut(first) {
+                    omit_path(inner, rest);
+                }
+            }
+        },
+        _ => {}
     }
 }
 

@@ -446,6 +446,10 @@ pub struct ResourceSpec {
     pub body: Option<Text>,
     #[serde(default)]
     pub pagination: Option<PaginationSpec>,
+    /// Fields (dotted paths) removed from every record before anything reads it: the mapping,
+    /// `remote_data`, raw answers. For providers whose records carry secrets (a user's API key).
+    #[serde(default)]
+    pub omit: Vec<Text>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

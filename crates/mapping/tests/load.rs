@@ -321,3 +321,22 @@ unified:
         );
     }
 }
+
+#[test]
+fn omitted_fields_must_be_dotted_paths() {
+    let text = GOOD.replacen(
+        "records: data }",
+        "records: data, omit: [api_key, \"credentials..password\"] }",
+        1,
+    );
+    assert_ne!(text, GOOD, "GOOD has a resource with `records`");
+    let errors = Catalog::from_sources(&[model()], &[integration("omits", &text)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains(
+            "omit[1]: must be a dotted field path such as `api_key` or `credentials.password`"
+        ),
+        "{errors}"
+    );
+}

@@ -23,6 +23,8 @@ pub struct Resource {
     /// JSON request body over `{cursor, page_size, offset, page, query}` (GraphQL, search APIs).
     pub body: Option<Expression>,
     pub pagination: CompiledPagination,
+    /// Dotted paths removed from every record as it is extracted (`omit`).
+    pub omit: Vec<Vec<String>>,
 }
 
 impl Resource {
@@ -109,7 +111,24 @@ pub(super) fn compile_resource(
             total: None,
         }),
     };
+    let mut omit = Vec::new();
+    for (index, field) in resource.omit.iter().enumerate() {
+        let segments: Vec<String> = field.value.split('.').map(str::to_owned).collect();
+        if segments.iter().any(String::is_empty) {
+            c.error_at(
+                field,
+                &format!("{path}.omit[{index}]"),
+                "must be a dotted field path such as `api_key` or `credentials.password`",
+            );
+        } else {
+            omit.push(segments);
+        }
+    }
+    if omit.len() != resource.omit.len() {
+        return None;
+    }
     Some(Resource {
+        omit,
         method: resource.method,
         path: template?,
         query,
