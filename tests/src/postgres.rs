@@ -15,6 +15,8 @@ pub struct Postgres {
     dir: PathBuf,
     script: PathBuf,
     server: Option<Child>,
+    /// TLS-only server (`UNIGATE_PG_TLS=1`).
+    tls: bool,
 }
 
 fn free_port() -> u16 {
@@ -28,6 +30,20 @@ impl Postgres {
     /// Starts a server, or `None` (after saying why) when this machine has no PostgreSQL and CI
     /// does not require it.
     pub fn start(repo: &Path, test: &str) -> Option<Postgres> {
+        Postgres::start_with(repo, test, false)
+    }
+
+    /// A server that takes TLS connections only, its certificate signed by [`Postgres::ca_file`].
+    pub fn start_tls(repo: &Path, test: &str) -> Option<Postgres> {
+        Postgres::start_with(repo, test, true)
+    }
+
+    /// The CA that signed a TLS server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("tls/ca.pem")
+    }
+
+    fn start_with(repo: &Path, test: &str, tls: bool) -> Option<Postgres> {
         let dir = std::env::temp_dir().join(format!(
             "unigate-pg-{test}-{}-{}",
             std::process::id(),
@@ -41,6 +57,7 @@ impl Postgres {
             dir,
             script: repo.join("scripts/postgres-throwaway"),
             server: None,
+            tls,
         };
         match postgres.run() {
             Ok(()) => Some(postgres),
@@ -60,6 +77,7 @@ impl Postgres {
             .arg(&self.dir)
             .arg(self.port.to_string())
             .arg(std::process::id().to_string())
+            .env("UNIGATE_PG_TLS", if self.tls { "1" } else { "" })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

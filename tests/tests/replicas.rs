@@ -45,6 +45,7 @@ async fn replica(url: &str, catalog: Arc<Catalog>) -> Replica {
         url: url.to_owned(),
         pool_size: 8,
         reload_every: Duration::from_secs(30),
+        tls: None,
     };
     let store = Arc::new(
         PostgresStore::connect(&settings, StoreKey::parse(KEY).unwrap())
@@ -370,7 +371,15 @@ async fn migrations_run_once_when_replicas_start_together() {
     let starts: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
-            tokio::spawn(async move { migrate(&url).await })
+            tokio::spawn(async move {
+                migrate(&PostgresSettings {
+                    url,
+                    pool_size: 1,
+                    reload_every: Duration::from_secs(30),
+                    tls: None,
+                })
+                .await
+            })
         })
         .collect();
     for start in starts {
@@ -566,4 +575,62 @@ async fn a_replica_that_dies_mid_walk_loses_nothing_on_the_other() {
         }
     }
     assert_eq!(ids, vec![json!("u1"), json!("u2"), json!("u3")]);
+}
+
+/// `store.tls`: against a server that takes TLS connections only, the store connects when the
+/// server's CA is given, and refuses both a plain connection and a certificate it cannot verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_verify_the_servers_certificate() {
+    let Some(postgres) = Postgres::start_tls(&repo_root(), "tls") else {
+        return;
+    };
+    let url = postgres.create_database("tls");
+    let settings = |tls: Option<unigate_store::postgres::PostgresTls>| PostgresSettings {
+        url: url.clone(),
+        pool_size: 2,
+        reload_every: Duration::from_secs(30),
+        tls,
+    };
+    let key = || StoreKey::parse(KEY).unwrap();
+
+    let verified = PostgresStore::connect(
+        &settings(Some(unigate_store::postgres::PostgresTls {
+            ca_file: Some(postgres.ca_file()),
+        })),
+        key(),
+    )
+    .await
+    .unwrap_or_else(|error| panic!("TLS with the server's CA: {error}"));
+    let account = unigate_store::IntegratedAccount {
+        id: "over-tls".into(),
+        integration: "okta".into(),
+        context: json!({"subdomain": "acme", "api_token": "SSWS-secret"}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let store = Arc::new(verified);
+    let writer = store.clone();
+    tokio::task::spawn_blocking(move || writer.create(account))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.get("over-tls").unwrap().integration, "okta");
+
+    let plain = PostgresStore::connect(&settings(None), key()).await;
+    let error = plain
+        .expect_err("the server rejects plain connections")
+        .to_string();
+    assert!(error.contains("pg_hba.conf"), "{error}");
+
+    let unverified = PostgresStore::connect(
+        &settings(Some(unigate_store::postgres::PostgresTls { ca_file: None })),
+        key(),
+    )
+    .await;
+    let error = unverified
+        .expect_err("a certificate from an unknown CA is refused")
+        .to_string();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
 }

@@ -84,7 +84,28 @@ pub enum StoreSettings {
         /// Seconds between full reloads (the safety net behind change notifications).
         #[serde(default = "default_reload")]
         reload_s: u64,
+        /// TLS to the database (required and verified when present).
+        #[serde(default)]
+        tls: Option<PostgresTlsSettings>,
     },
+}
+
+/// `store.tls`: the server's certificate is checked against the Mozilla roots and `ca_file`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresTlsSettings {
+    /// A PEM bundle of extra CA certificates (a private CA, a cloud provider's RDS bundle);
+    /// relative to the config file's folder.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl PostgresTlsSettings {
+    pub fn to_store(&self) -> unigate_store::postgres::PostgresTls {
+        unigate_store::postgres::PostgresTls {
+            ca_file: self.ca_file.clone(),
+        }
+    }
 }
 
 fn default_pool_size() -> usize {
@@ -327,9 +348,14 @@ impl Config {
                     *store_path = path.parent().unwrap_or(Path::new(".")).join(&*store_path);
                 }
             }
-            StoreSettings::Postgres { url, key, .. } => {
+            StoreSettings::Postgres { url, key, tls, .. } => {
                 one(url, "store.url", &mut errors);
                 one(key, "store.key", &mut errors);
+                if let Some(ca_file) = tls.as_mut().and_then(|tls| tls.ca_file.as_mut())
+                    && ca_file.is_relative()
+                {
+                    *ca_file = path.parent().unwrap_or(Path::new(".")).join(&*ca_file);
+                }
             }
             StoreSettings::Memory => {}
         }

@@ -518,12 +518,14 @@ impl Gateway {
                 key,
                 pool_size,
                 reload_s,
+                tls,
             } => {
                 let key = StoreKey::parse(key).map_err(|error| format!("store.key: {error}"))?;
                 let settings = PostgresSettings {
                     url: url.clone(),
                     pool_size: *pool_size,
                     reload_every: Duration::from_secs(*reload_s),
+                    tls: tls.as_ref().map(|tls| tls.to_store()),
                 };
                 Arc::new(
                     PostgresStore::connect(&settings, key)

@@ -412,8 +412,14 @@ async fn migrate(path: &std::path::Path) -> Result<String, String> {
                 path.display()
             ))
         }
-        StoreSettings::Postgres { url, .. } => {
-            let version = unigate_store::postgres::migrate(url)
+        StoreSettings::Postgres { url, tls, .. } => {
+            let settings = unigate_store::postgres::PostgresSettings {
+                url: url.clone(),
+                pool_size: 1,
+                reload_every: std::time::Duration::from_secs(30),
+                tls: tls.as_ref().map(|tls| tls.to_store()),
+            };
+            let version = unigate_store::postgres::migrate(&settings)
                 .await
                 .map_err(|error| format!("store: {error}"))?;
             Ok(format!("store: postgres at schema version {version}"))

@@ -14,7 +14,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Row};
 
 use crate::seal::{CipherBox, StoreKey, associated_data};
 use crate::{
@@ -76,6 +76,84 @@ pub struct PostgresSettings {
     pub pool_size: usize,
     /// The full reload that backs up `LISTEN/NOTIFY`.
     pub reload_every: Duration,
+    /// TLS to the server, required and verified; `None`: plain unless the URL asks otherwise.
+    pub tls: Option<PostgresTls>,
+}
+
+/// `store.tls`: connections use TLS and check the server's certificate against the Mozilla
+/// roots, plus the certificates of `ca_file` (a private or cloud provider's CA bundle).
+#[derive(Debug, Clone, Default)]
+pub struct PostgresTls {
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// How to reach the database: the parsed URL and the TLS connector every connection uses.
+#[derive(Clone)]
+pub(crate) struct Target {
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+impl Target {
+    pub(crate) fn new(settings: &PostgresSettings) -> Result<Target, StoreError> {
+        let mut config = config_of(&settings.url)?;
+        match &settings.tls {
+            Some(_) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            }
+            // Before `store.tls` existed every connection was plain; a URL without `sslmode`
+            // keeps that (a server's self-signed certificate would otherwise be refused).
+            None if !settings.url.contains("sslmode=") => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            }
+            None => {}
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = settings.tls.as_ref().and_then(|tls| tls.ca_file.as_ref()) {
+            use rustls::pki_types::{CertificateDer, pem::PemObject};
+            let unreadable = |error: &dyn std::fmt::Display| {
+                StoreError::Database(format!("store.tls.ca_file {}: {error}", path.display()))
+            };
+            let mut found = 0;
+            for certificate in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
+                roots
+                    .add(certificate.map_err(|e| unreadable(&e))?)
+                    .map_err(|e| unreadable(&e))?;
+                found += 1;
+            }
+            if found == 0 {
+                return Err(unreadable(&"holds no PEM certificate"));
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| StoreError::Database(format!("store.tls: {error}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Target {
+            config,
+            tls: tokio_postgres_rustls::MakeRustlsConnect::new(client),
+        })
+    }
+
+    async fn connect(
+        &self,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio_postgres::Connection<
+                tokio_postgres::Socket,
+                <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+                    tokio_postgres::Socket,
+                >>::Stream,
+            >,
+        ),
+        StoreError,
+    > {
+        self.config.connect(self.tls.clone()).await.map_err(db)
+    }
 }
 
 #[derive(Debug)]
@@ -98,12 +176,21 @@ fn unavailable(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
-/// A database error: the connection's (unreachable) or the statement's.
+/// A database error: the connection's (unreachable) or the statement's. The driver's own text
+/// is terse ("db error"); the causes beneath it (the server's message, a TLS refusal) are what
+/// an operator needs, so they are appended.
 fn db(error: tokio_postgres::Error) -> StoreError {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
     if error.is_closed() || error.code().is_none() {
-        unavailable(error)
+        StoreError::Unavailable(text)
     } else {
-        StoreError::Database(error.to_string())
+        StoreError::Database(text)
     }
 }
 
@@ -305,8 +392,8 @@ impl Shared {
 /// Applies pending migrations under the advisory lock, in one transaction; returns the schema
 /// version. Replicas that start together take the lock in turn: the first migrates, the others
 /// find nothing to do.
-pub async fn migrate(url: &str) -> Result<usize, StoreError> {
-    let (mut client, connection) = config_of(url)?.connect(NoTls).await.map_err(db)?;
+pub async fn migrate(settings: &PostgresSettings) -> Result<usize, StoreError> {
+    let (mut client, connection) = Target::new(settings)?.connect().await?;
     let driver = tokio::spawn(connection);
     let result = async {
         let transaction = client.transaction().await.map_err(db)?;
@@ -375,10 +462,11 @@ impl PostgresStore {
         settings: &PostgresSettings,
         key: StoreKey,
     ) -> Result<PostgresStore, StoreError> {
-        migrate(&settings.url).await?;
+        migrate(settings).await?;
+        let target = Target::new(settings)?;
         let manager = Manager::from_config(
-            config_of(&settings.url)?,
-            NoTls,
+            target.config.clone(),
+            target.tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -412,7 +500,7 @@ impl PostgresStore {
         let replicas = shared.heartbeat().await?;
         shared.replicas.store(replicas, Ordering::Relaxed);
         let tasks = vec![
-            tokio::spawn(listen(shared.clone(), settings.url.clone())),
+            tokio::spawn(listen(shared.clone(), target)),
             tokio::spawn(reload_periodically(shared.clone(), settings.reload_every)),
             tokio::spawn(beat(shared.clone())),
         ];
@@ -457,11 +545,11 @@ impl Drop for PostgresStore {
 
 /// Keeps a `LISTEN` connection open; every notification reloads that account, and every
 /// (re)connection reloads them all, since notifications sent while it was down are lost.
-async fn listen(shared: Arc<Shared>, url: String) {
+async fn listen(shared: Arc<Shared>, target: Target) {
     let mut backoff = Duration::from_millis(200);
     loop {
         let connected = async {
-            let (client, mut connection) = config_of(&url)?.connect(NoTls).await.map_err(db)?;
+            let (client, mut connection) = target.connect().await?;
             let (sender, mut notifications) = tokio::sync::mpsc::unbounded_channel();
             let driver = tokio::spawn(async move {
                 let mut messages =
