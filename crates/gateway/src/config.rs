@@ -476,5 +476,6 @@ mod tests {
             error.contains("unknown.yaml:3:") && error.contains("unknown field `listen_on`"),
             "{error}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

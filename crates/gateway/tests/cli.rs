@@ -45,10 +45,32 @@ fn spawn_serving(command: &mut Command) -> (std::process::Child, String) {
     (child, address)
 }
 
-fn scratch(name: &str) -> PathBuf {
+/// A temporary folder, removed when the test ends (passing or not).
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("unigate-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    dir
+    Scratch(dir)
 }
 
 #[test]
@@ -106,7 +128,7 @@ fn check_names_file_and_line_of_every_broken_expression() {
             ),
     )
     .unwrap();
-    let output = unigate().arg("check").arg(&dir).output().unwrap();
+    let output = unigate().arg("check").arg(&*dir).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     let expected_prefix = format!(
@@ -442,7 +464,6 @@ fn try_against_a_stub_provider_redacts_the_key_and_tries_an_edited_mapping() {
     assert!(stdout.contains("\"first_name\": \"ADA\""), "{stdout}");
     assert!(stdout.contains("\"first_name\": \"ALAN\""), "{stdout}");
     assert!(!stdout.contains("stub-key-very-secret"), "{stdout}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An OTLP/HTTP collector on an ephemeral port: keeps each request body it receives.
@@ -524,7 +545,6 @@ fn spans_of_a_request_and_its_provider_call_are_exported_to_the_collector() {
         .unwrap();
     assert!(status.success());
     assert!(child.wait().unwrap().success());
-    let _ = std::fs::remove_dir_all(&dir);
 
     let bodies = bodies.lock().unwrap().clone();
     let mut spans = Vec::new();

@@ -275,14 +275,42 @@ mod tests {
         }
     }
 
-    fn scratch() -> std::path::PathBuf {
+    /// A database path in a temporary folder, removed when the test ends.
+    struct Scratch {
+        dir: std::path::PathBuf,
+        db: std::path::PathBuf,
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    impl std::ops::Deref for Scratch {
+        type Target = std::path::Path;
+        fn deref(&self) -> &std::path::Path {
+            &self.db
+        }
+    }
+
+    impl AsRef<std::path::Path> for Scratch {
+        fn as_ref(&self) -> &std::path::Path {
+            &self.db
+        }
+    }
+
+    fn scratch() -> Scratch {
         let dir = std::env::temp_dir().join(format!(
             "unigate-store-{}-{}",
             std::process::id(),
             rand_suffix()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        dir.join("unigate.db")
+        Scratch {
+            db: dir.join("unigate.db"),
+            dir,
+        }
     }
 
     fn rand_suffix() -> u64 {
