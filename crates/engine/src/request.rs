@@ -198,6 +198,11 @@ impl Endpoint {
             }
         };
         let mut headers = self.headers.clone();
+        // A page's own headers (a cursor sent in a header) replace the resource's of that name.
+        for (name, value) in page.headers {
+            headers.retain(|(have, _)| !have.eq_ignore_ascii_case(&name));
+            headers.push((name, value));
+        }
         if body.is_some()
             && !headers
                 .iter()

@@ -325,6 +325,9 @@ pub struct PaginationSpec {
     pub max_pages: Option<u32>,
     #[serde(default)]
     pub cursor_param: Option<String>,
+    /// Cursor style: the request header the cursor travels in instead (Heroku's `Range`).
+    #[serde(default)]
+    pub cursor_header: Option<String>,
     #[serde(default)]
     pub next_cursor: Option<Text>,
     /// Cursor style: pages after the first go to this path (a provider "continue" endpoint);

@@ -5,9 +5,13 @@ use serde::{Deserialize, Serialize};
 /// The styles of `docs/mapping-format.md`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Style {
-    /// Opaque token in the body, sent back as `cursor_param` (or only in the request body, when
-    /// `None`: the resource's body expression reads it).
-    Cursor { cursor_param: Option<String> },
+    /// Opaque token in the body, sent back as `cursor_param`, or in the request header
+    /// `cursor_header` (Heroku's `Range`), or only in the request body when neither is set (the
+    /// resource's body expression reads it).
+    Cursor {
+        cursor_param: Option<String>,
+        cursor_header: Option<String>,
+    },
     /// Google-style `pageToken`/`nextPageToken`; same mechanics as [`Style::Cursor`].
     PageToken { token_param: String },
     /// A full next URL in the body, followed verbatim.
@@ -77,6 +81,8 @@ pub struct PageRequest {
     pub url: Option<String>,
     /// Query parameters to add to the resource's own query.
     pub params: Vec<(String, String)>,
+    /// Headers that replace the resource's headers of the same name.
+    pub headers: Vec<(String, String)>,
 }
 
 /// What the engine read off one response, as far as the style needs it.
@@ -122,6 +128,7 @@ impl Pagination {
     /// The request for the page at `position`.
     pub fn request_for(&self, position: &Position, page_size: u32) -> PageRequest {
         let mut params = Vec::new();
+        let mut headers = Vec::new();
         let mut url = None;
         let size_param = || {
             self.page_size_param
@@ -130,10 +137,19 @@ impl Pagination {
         };
         match (&self.style, position) {
             (_, Position::Url(next)) => url = Some(next.clone()),
-            (Style::Cursor { cursor_param: name }, Position::Token(token)) => {
+            (
+                Style::Cursor {
+                    cursor_param,
+                    cursor_header,
+                },
+                Position::Token(token),
+            ) => {
                 params.extend(size_param());
-                if let Some(name) = name {
+                if let Some(name) = cursor_param {
                     params.push((name.clone(), token.clone()));
+                }
+                if let Some(name) = cursor_header {
+                    headers.push((name.clone(), token.clone()));
                 }
             }
             (Style::PageToken { token_param: name }, Position::Token(token))
@@ -174,7 +190,11 @@ impl Pagination {
             (Style::None | Style::Graphql, _) => {}
             _ => params.extend(size_param()),
         }
-        PageRequest { url, params }
+        PageRequest {
+            url,
+            params,
+            headers,
+        }
     }
 
     /// The position after the page fetched at `current`, or `None` when the walk is over.
@@ -379,12 +399,14 @@ mod tests {
     fn cursor_walk_sends_the_token_and_stops_on_empty() {
         let p = pagination(Style::Cursor {
             cursor_param: Some("cursor".into()),
+            cursor_header: None,
         });
         assert_eq!(
             p.request_for(&Position::First, 2),
             PageRequest {
                 url: None,
-                params: vec![("limit".into(), "2".into())]
+                params: vec![("limit".into(), "2".into())],
+                headers: vec![],
             }
         );
         let next = p.next_position(&Position::First, 2, &facts(Some("abc"), 2, "d1"), None, 1);
@@ -412,6 +434,7 @@ mod tests {
     fn guards_stop_loops() {
         let p = pagination(Style::Cursor {
             cursor_param: Some("cursor".into()),
+            cursor_header: None,
         });
         let current = Position::Token("abc".into());
         assert_eq!(
@@ -596,6 +619,30 @@ mod tests {
     }
 
     #[test]
+    fn a_header_cursor_travels_in_its_header_not_the_query() {
+        let p = pagination(Style::Cursor {
+            cursor_param: None,
+            cursor_header: Some("Range".into()),
+        });
+        assert_eq!(
+            p.request_for(&Position::First, 2),
+            PageRequest {
+                url: None,
+                params: vec![("limit".into(), "2".into())],
+                headers: vec![],
+            }
+        );
+        assert_eq!(
+            p.request_for(&Position::Token("]id 42..; max=2".into()), 2),
+            PageRequest {
+                url: None,
+                params: vec![("limit".into(), "2".into())],
+                headers: vec![("Range".into(), "]id 42..; max=2".into())],
+            }
+        );
+    }
+
+    #[test]
     fn next_url_styles_request_the_url_as_given() {
         let p = pagination(Style::NextUrl);
         let url = "https://graph.test/v1.0/users?$skiptoken=X";
@@ -603,7 +650,8 @@ mod tests {
             p.request_for(&Position::Url(url.into()), 5),
             PageRequest {
                 url: Some(url.into()),
-                params: vec![]
+                params: vec![],
+                headers: vec![],
             }
         );
         assert_eq!(

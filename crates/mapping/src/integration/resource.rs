@@ -147,7 +147,12 @@ fn compile_pagination(
     let style_name = spec.style.value;
     // Which optional fields each style reads; any other one set is a mistake worth reporting.
     let used: &[&str] = match style_name {
-        StyleName::Cursor => &["cursor_param", "next_cursor", "continue_path"],
+        StyleName::Cursor => &[
+            "cursor_param",
+            "cursor_header",
+            "next_cursor",
+            "continue_path",
+        ],
         StyleName::PageToken => &["token_param", "next_token"],
         StyleName::NextUrl => &["next_url"],
         StyleName::LinkHeader | StyleName::None => &[],
@@ -157,8 +162,9 @@ fn compile_pagination(
         StyleName::Keyset => &["after_param", "after_value"],
         StyleName::Graphql => &["next_cursor", "has_more"],
     };
-    let set: [(&str, bool); 15] = [
+    let set: [(&str, bool); 16] = [
         ("continue_path", spec.continue_path.is_some()),
+        ("cursor_header", spec.cursor_header.is_some()),
         ("after_param", spec.after_param.is_some()),
         ("after_value", spec.after_value.is_some()),
         ("cursor_param", spec.cursor_param.is_some()),
@@ -199,7 +205,9 @@ fn compile_pagination(
     match style_name {
         StyleName::Cursor => {
             required(
-                spec.cursor_param.is_some() || spec.continue_path.is_some(),
+                spec.cursor_param.is_some()
+                    || spec.cursor_header.is_some()
+                    || spec.continue_path.is_some(),
                 "cursor_param",
             );
             required(spec.next_cursor.is_some(), "next_cursor");
@@ -259,6 +267,7 @@ fn compile_pagination(
     let style = match style_name {
         StyleName::Cursor => Style::Cursor {
             cursor_param: spec.cursor_param.clone(),
+            cursor_header: spec.cursor_header.clone(),
         },
         StyleName::PageToken => Style::PageToken {
             token_param: spec.token_param.clone().unwrap_or_default(),
