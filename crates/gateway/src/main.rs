@@ -369,8 +369,28 @@ async fn try_call(
         }
     }
     let (fast, jsonata) = (fast_after - fast_before, engine_after - engine_before);
+    // Which path the records' mapping takes: the loaded file's (an account override may differ).
+    let records_path = engine
+        .accounts()
+        .get(account)
+        .and_then(|found| engine.catalog().integrations.get(&found.integration).cloned())
+        .and_then(|integration| {
+            integration
+                .unified_method(model, resource, unigate_mapping::Method::List)
+                .map(|method| match method.response_mapping.fast_path_gap() {
+                    None => format!(
+                        "records: `{}` response_mapping runs on the fast path (a record it cannot take goes to the JSONata engine)\n",
+                        integration.id
+                    ),
+                    Some(gap) => format!(
+                        "records: `{}` response_mapping runs on the JSONata engine: it uses {gap}\n",
+                        integration.id
+                    ),
+                })
+        })
+        .unwrap_or_default();
     let mapped_by = format!(
-        "== mapping\n{fast} evaluation(s) on the fast path, {jsonata} on the JSONata engine (query, record and pagination expressions)\n"
+        "== mapping\n{records_path}{fast} evaluation(s) on the fast path, {jsonata} on the JSONata engine (query, record and pagination expressions)\n"
     );
     match answer {
         Ok(output) => {

@@ -338,6 +338,12 @@ fn try_on_the_sandbox_shows_the_provider_call_and_the_unified_answer() {
     assert!(stdout.contains("== unified answer"), "{stdout}");
     assert!(stdout.contains("\"id\": \"usr_00001\""), "{stdout}");
     assert!(!stdout.contains("usr_00003"), "limit=2 gave more: {stdout}");
+    assert!(
+        stdout.contains(
+            "records: `sandbox` response_mapping runs on the fast path (a record it cannot take goes to the JSONata engine)"
+        ),
+        "{stdout}"
+    );
     // The sandbox's query_mapping (a `$map` over a function) is the one engine evaluation; the
     // two records map on the fast path.
     assert!(
@@ -438,6 +444,10 @@ fn try_against_a_stub_provider_redacts_the_key_and_tries_an_edited_mapping() {
     // The raw page and the mapped records are both shown.
     assert!(stdout.contains("\"given\": \"Ada\""), "{stdout}");
     assert!(stdout.contains("\"first_name\": \"Ada\""), "{stdout}");
+    assert!(
+        stdout.contains("records: `stub-directory` response_mapping runs on the fast path"),
+        "{stdout}"
+    );
     assert!(
         seen.lock().unwrap()[0].contains("x-api-key: stub-key-very-secret"),
         "the provider does get the key"
