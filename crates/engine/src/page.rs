@@ -175,13 +175,29 @@ pub(crate) fn check_answer(
         Some(text) => serde_json::from_str(text),
         None => serde_json::from_slice(answer.body),
     };
-    let body: Value = parsed.map_err(|error| {
-        ApiError::new(
-            ErrorKind::BadGateway,
-            format!("the provider's response is not valid JSON ({error})"),
-        )
-        .with_raw_response(unigate_mapping::raw_body(answer.body))
-    })?;
+    let body: Value = match parsed {
+        Ok(body) => body,
+        Err(error) => {
+            // A provider that answers some errors as plain text (LastPass's "Authorization
+            // Error") is judged by the mapping's `errors.when` over the text as a JSON string;
+            // any other unreadable body is the provider's fault.
+            if let Some(text) = text {
+                let as_text = Value::String(text.to_owned());
+                match body_fault(&target.integration, answer, &as_text, scope) {
+                    Ok(Some(fault)) => {
+                        return Err(ApiError::remote(fault.status, fault.message, fault.body));
+                    }
+                    Ok(None) => {}
+                    Err(error) => return Err(mapping_error(&target.integration, &error)),
+                }
+            }
+            return Err(ApiError::new(
+                ErrorKind::BadGateway,
+                format!("the provider's response is not valid JSON ({error})"),
+            )
+            .with_raw_response(unigate_mapping::raw_body(answer.body)));
+        }
+    };
     match body_fault(&target.integration, answer, &body, scope) {
         Ok(None) => Ok(body),
         Ok(Some(fault)) => Err(ApiError::remote(fault.status, fault.message, fault.body)),
