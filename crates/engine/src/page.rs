@@ -183,13 +183,10 @@ pub(crate) fn check_answer(
             // any other unreadable body is the provider's fault.
             if let Some(text) = text {
                 let as_text = Value::String(text.to_owned());
-                match body_fault(&target.integration, answer, &as_text, scope) {
-                    Ok(Some(fault)) => {
-                        return Err(ApiError::remote(fault.status, fault.message, fault.body));
-                    }
-                    // An expression written for JSON bodies may fail on a string: the answer
-                    // is then what it was, an unreadable body.
-                    Ok(None) | Err(_) => {}
+                // An expression written for JSON bodies may fail on a string (an `Err`): the
+                // answer is then what it was, an unreadable body.
+                if let Ok(Some(fault)) = body_fault(&target.integration, answer, &as_text, scope) {
+                    return Err(ApiError::remote(fault.status, fault.message, fault.body));
                 }
             }
             return Err(ApiError::new(
