@@ -72,11 +72,9 @@ async fn every_duo_request_carries_the_signature_of_that_request() {
         catalog_of(&["duo".to_owned()]),
         Arc::new(MemoryStore::new(vec![account]).unwrap()),
         UpstreamConfig::default(),
-        // One request per page, so the stub's script is the whole conversation.
-        EngineConfig {
-            prefetch_window: 0,
-            ..EngineConfig::default()
-        },
+        // With `total` known, the walk fetches ahead no further than the last page: the
+        // stub's script is the whole conversation.
+        EngineConfig::default(),
         b"signing-test-cursor-secret-0123",
         &[TEST_TOKEN.to_owned()],
         &[],
