@@ -48,6 +48,8 @@ struct Provider {
     /// Token endpoint answers: (status, expires_in, rotated refresh token).
     refuse_refresh: Mutex<bool>,
     rotate_to: Mutex<Option<String>>,
+    /// Refuse a wrong token as Zoho Meeting does: 400 with an INVALID_OAUTHTOKEN body.
+    refuse_with_400: Mutex<bool>,
     expires_in: Mutex<i64>,
     /// Issue tokens the API refuses.
     issue_bad_tokens: Mutex<bool>,
@@ -90,6 +92,13 @@ async fn token(State(p): State<Arc<Provider>>, body: String) -> Response {
 async fn users(State(p): State<Arc<Provider>>, headers: HeaderMap) -> Response {
     let expected = format!("Bearer {}", p.valid_token.lock().unwrap());
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        if *p.refuse_with_400.lock().unwrap() {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": {"code": 2000, "message": "INVALID_OAUTHTOKEN"}})),
+            )
+                .into_response();
+        }
         return (
             StatusCode::UNAUTHORIZED,
             axum::Json(json!({"message": "invalid token"})),
@@ -106,6 +115,10 @@ struct World {
 }
 
 async fn world(context_extra: Value) -> World {
+    world_with(MAPPING, context_extra).await
+}
+
+async fn world_with(mapping: &str, context_extra: Value) -> World {
     let provider = Arc::new(Provider {
         expires_in: Mutex::new(3600),
         ..Provider::default()
@@ -118,7 +131,7 @@ async fn world(context_extra: Value) -> World {
     )
     .await;
     let origin = server.origin.clone();
-    let catalog = catalog_with("oauth-example", MAPPING);
+    let catalog = catalog_with("oauth-example", mapping);
     let mut context = json!({"token_url": format!("{origin}/token"), "client_id": "cid", "client_secret": "csecret", "refresh_token": "r1"});
     if let (Some(context), Value::Object(extra)) = (context.as_object_mut(), context_extra) {
         context.extend(extra);
@@ -194,6 +207,32 @@ async fn a_refused_cached_token_is_retried_once_with_a_fresh_one() {
     let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
+}
+
+/// A provider that refuses a token with another status (Zoho Meeting: 400 INVALID_OAUTHTOKEN)
+/// gets the same renewal as a 401 once the mapping says so in `auth.rejected`; without it, the
+/// 400 is the caller's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refused_with_a_mapped_status_is_renewed_like_a_401() {
+    let stale = json!({"access_token": "stale", "access_token_expires_at": "2099-01-01T00:00:00Z"});
+    let with_rejected = MAPPING.replace(
+        "  refresh_token: \"{{context.refresh_token}}\"\n",
+        "  refresh_token: \"{{context.refresh_token}}\"\n  rejected: \"status = 401 or (status = 400 and body.error.message = 'INVALID_OAUTHTOKEN')\"\n",
+    );
+    assert_ne!(with_rejected, MAPPING);
+    let world = world_with(&with_rejected, stale.clone()).await;
+    *world.provider.refuse_with_400.lock().unwrap() = true;
+    *world.provider.valid_token.lock().unwrap() = "not-yet-issued".into();
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
+
+    let world = world_with(MAPPING, stale).await;
+    *world.provider.refuse_with_400.lock().unwrap() = true;
+    *world.provider.valid_token.lock().unwrap() = "not-yet-issued".into();
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -160,19 +160,36 @@ impl Engine {
                 token.header_value(&issued.token.token),
             ));
             let response = self.send_with_policy(&attempt, target).await?;
-            if response.status == 401 {
+            if self.token_refused(target, &response) {
                 if !issued.fresh && rejected.is_none() {
                     rejected = Some(issued.token.token.clone());
                     continue;
                 }
                 self.mark_needs_reauth(
                     &target.account.id,
-                    "the provider refused a freshly issued access token (HTTP 401)".to_owned(),
+                    format!(
+                        "the provider refused a freshly issued access token (HTTP {})",
+                        response.status
+                    ),
                 )
                 .await;
             }
             return Ok(response);
         }
+    }
+
+    /// Whether the answer says the token was refused (the mapping's `auth.rejected`, else a 401).
+    fn token_refused(&self, target: &Target, response: &ProviderResponse) -> bool {
+        let unigate_mapping::Auth::Token(auth) = &target.integration.auth else {
+            return response.status == 401;
+        };
+        let headers = response.header_pairs();
+        let answer = unigate_mapping::Answer {
+            status: response.status,
+            headers: &headers,
+            body: &response.body,
+        };
+        unigate_mapping::token_rejected(auth, answer, &target.scope)
     }
 
     /// A valid token for the target's account, from the cache, the account's context, or a new

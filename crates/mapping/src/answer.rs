@@ -207,6 +207,24 @@ pub fn rate_limited(
     })
 }
 
+/// Whether the provider refused the token in this answer: the auth's `rejected` (default: a
+/// 401). Only answers that are not 2xx are looked at, so a page is never parsed for it.
+pub fn token_rejected(token: &crate::TokenAuth, answer: Answer<'_>, scope: &Scope) -> bool {
+    if answer.is_success() {
+        return false;
+    }
+    match &token.rejected {
+        None => answer.status == 401,
+        Some(rejected) => {
+            rejected
+                .evaluate(&rate_limit_input(answer, true), scope)
+                .ok()
+                .flatten()
+                == Some(Value::Bool(true))
+        }
+    }
+}
+
 fn rate_limit_input(answer: Answer<'_>, with_body: bool) -> Value {
     let body = if with_body {
         serde_json::from_slice(answer.body).unwrap_or(Value::Null)

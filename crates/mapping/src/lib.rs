@@ -21,6 +21,7 @@ pub mod template;
 pub use answer::{
     Answer, Fault, PageReading, RateLimitReading, body_fault, extract_records, fault_message,
     rate_limited, raw_body, read_exchange_token, read_page, render_body, status_fault,
+    token_rejected,
 };
 pub use catalog::{Catalog, Source};
 pub use diagnostics::{LoadError, LoadErrors};

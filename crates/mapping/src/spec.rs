@@ -275,6 +275,10 @@ pub struct AuthSpec {
     /// JWT with `exp`).
     #[serde(default)]
     pub default_lifetime_s: Option<Spanned<u64>>,
+    /// Token kinds: JSONata over `{status, headers, body}` of an answer that is not 2xx, true
+    /// when the provider refused the token (default `status = 401`; Zoho Meeting answers 400).
+    #[serde(default)]
+    pub rejected: Option<Text>,
     /// hmac_signature: the key (a template over the context).
     #[serde(default)]
     pub secret: Option<Text>,

@@ -78,6 +78,8 @@ pub struct TokenAuth {
     /// The header the token travels in, and its value (reads `{{token}}` once).
     pub header: String,
     pub value: Template,
+    /// When an answer that is not 2xx means the token was refused (`None`: a 401).
+    pub rejected: Option<Expression>,
 }
 
 #[derive(Debug)]
@@ -339,6 +341,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 OAUTH_EXTRAS[4],
                 OAUTH_EXTRAS[5],
                 "value",
+                "rejected",
             ],
         ),
         AuthKind::Oauth2ClientCredentials => (
@@ -351,6 +354,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 OAUTH_EXTRAS[4],
                 OAUTH_EXTRAS[5],
                 "value",
+                "rejected",
             ],
         ),
         AuthKind::Oauth2JwtBearer => (
@@ -368,6 +372,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 "client_auth",
                 "header",
                 "value",
+                "rejected",
             ],
         ),
         AuthKind::TokenExchange => (
@@ -378,6 +383,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 "default_lifetime_s",
                 "header",
                 "value",
+                "rejected",
             ],
         ),
         AuthKind::HmacSignature => (
@@ -424,6 +430,7 @@ fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
         text("secret", &spec.secret),
         text("string_to_sign", &spec.string_to_sign),
         text("date_header", &spec.date_header),
+        text("rejected", &spec.rejected),
     ]
     .into_iter()
     .flatten()
@@ -674,10 +681,15 @@ fn token_auth(spec: &AuthSpec, source: TokenSource, c: &mut FileCompiler<'_>) ->
         }
         None => Template::compile("Bearer {{token}}").expect("a constant template compiles"),
     };
+    let rejected = match &spec.rejected {
+        Some(text) => Some(c.expression(text, "auth.rejected")?),
+        None => None,
+    };
     Some(TokenAuth {
         source,
         header,
         value,
+        rejected,
     })
 }
 
