@@ -112,7 +112,7 @@ impl Engine {
             if let Ok(response) = &result {
                 span.record("status", response.status);
             }
-            crate::trace::record(request, &result);
+            crate::trace::record(request, &result, &target.account.context);
             let answer_label = match &result {
                 Ok(response) => response.status.to_string(),
                 Err(UpstreamError::Connect(_)) => "connect_error".to_owned(),

@@ -1,8 +1,10 @@
 //! Tracing provider calls for `unigate try`: while a trace is installed (a task-local), every
 //! provider call the engine sends is recorded — method, URL without its secret parameters,
-//! headers with credential values redacted, the body, and the answer's status and body. Token
-//! requests are not recorded (their bodies are credentials). Without a trace this costs one
-//! task-local lookup per call.
+//! headers with credential values redacted, the body, and the answer's status and body. Any
+//! value of the account's context long enough to be a credential (8 characters or more, not a
+//! URL) is redacted wherever it appears — a request body built from the context, an answer that echoes
+//! a key. Token requests are not recorded (their bodies are credentials). Without a trace this
+//! costs one task-local lookup per call.
 
 use std::sync::{Arc, Mutex};
 
@@ -31,8 +33,63 @@ tokio::task_local! {
 
 const REDACTED: &str = "[redacted]";
 
-pub(crate) fn record(request: &ProviderRequest, result: &Result<ProviderResponse, UpstreamError>) {
+/// Context values this long or longer are treated as credentials in a trace; shorter ones (a
+/// region, a subdomain) stay readable.
+const SECRET_LENGTH: usize = 8;
+
+fn context_secrets(context: &serde_json::Value, out: &mut Vec<String>) {
+    match context {
+        // A URL (a base URL, an instance URL) is where calls go, not a credential.
+        serde_json::Value::String(text)
+            if text.len() >= SECRET_LENGTH
+                && !text.starts_with("https://")
+                && !text.starts_with("http://") =>
+        {
+            out.push(text.clone())
+        }
+        serde_json::Value::Object(object) => {
+            for value in object.values() {
+                context_secrets(value, out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for value in items {
+                context_secrets(value, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `text` with every value of `context` long enough to be a credential replaced by
+/// `[redacted]`: for what `unigate try` prints besides the provider calls (the unified answer).
+pub fn redact_context_values(text: &str, context: &serde_json::Value) -> String {
+    let mut secrets = Vec::new();
+    context_secrets(context, &mut secrets);
+    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    redact(text, &secrets)
+}
+
+fn redact(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), REDACTED);
+        }
+    }
+    text
+}
+
+pub(crate) fn record(
+    request: &ProviderRequest,
+    result: &Result<ProviderResponse, UpstreamError>,
+    context: &serde_json::Value,
+) {
     let _ = TRACE.try_with(|trace| {
+        let mut secrets = Vec::new();
+        context_secrets(context, &mut secrets);
+        // The longest first, so a secret that contains another is redacted whole.
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
         let mut url = request.url.clone();
         if !request.secret_query.is_empty() {
             let mut pairs = url.query_pairs_mut();
@@ -40,7 +97,11 @@ pub(crate) fn record(request: &ProviderRequest, result: &Result<ProviderResponse
                 pairs.append_pair(name, REDACTED);
             }
         }
-        let mut headers = request.headers.clone();
+        let mut headers: Vec<(String, String)> = request
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), redact(value, &secrets)))
+            .collect();
         headers.extend(
             request
                 .secret_headers
@@ -50,7 +111,7 @@ pub(crate) fn record(request: &ProviderRequest, result: &Result<ProviderResponse
         let (answer, response_body) = match result {
             Ok(response) => (
                 Ok(response.status),
-                String::from_utf8_lossy(&response.body).into_owned(),
+                redact(&String::from_utf8_lossy(&response.body), &secrets),
             ),
             Err(error) => (Err(error.to_string()), String::new()),
         };
@@ -59,12 +120,12 @@ pub(crate) fn record(request: &ProviderRequest, result: &Result<ProviderResponse
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .push(TracedCall {
                 method: format!("{:?}", request.method).to_uppercase(),
-                url: url.to_string(),
+                url: redact(url.as_str(), &secrets),
                 headers,
                 body: request
                     .body
                     .as_ref()
-                    .map(|body| String::from_utf8_lossy(body).into_owned()),
+                    .map(|body| redact(&String::from_utf8_lossy(body), &secrets)),
                 answer,
                 response_body,
             });

@@ -389,6 +389,11 @@ async fn try_call(
                 })
         })
         .unwrap_or_default();
+    let context = engine
+        .accounts()
+        .get(account)
+        .map(|found| found.context.clone())
+        .unwrap_or_default();
     let mapped_by = format!(
         "== mapping\n{records_path}{fast} evaluation(s) on the fast path, {jsonata} on the JSONata engine (query, record and pagination expressions)\n"
     );
@@ -396,19 +401,21 @@ async fn try_call(
         Ok(output) => {
             let body: serde_json::Value =
                 serde_json::from_slice(&output.to_json()).unwrap_or_default();
+            let text = serde_json::to_string_pretty(&body).unwrap_or_default();
             let _ = writeln!(
                 report,
                 "== unified answer\n{}",
-                serde_json::to_string_pretty(&body).unwrap_or_default()
+                unigate_engine::trace::redact_context_values(&text, &context)
             );
             report.push_str(&mapped_by);
             Ok(report)
         }
         Err(error) => {
+            let text = serde_json::to_string_pretty(&error.to_envelope()).unwrap_or_default();
             let _ = writeln!(
                 report,
                 "== unified error\n{}",
-                serde_json::to_string_pretty(&error.to_envelope()).unwrap_or_default()
+                unigate_engine::trace::redact_context_values(&text, &context)
             );
             report.push_str(&mapped_by);
             Err(report)

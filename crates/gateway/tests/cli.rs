@@ -411,7 +411,9 @@ unified:
 #[test]
 fn try_against_a_stub_provider_redacts_the_key_and_tries_an_edited_mapping() {
     let (address, seen) = stub_provider(
-        r#"{"people":[{"id":"p1","given":"Ada","mail":"ada@stub.example"},{"id":"p2","given":"Alan","mail":"alan@stub.example"}]}"#,
+        // The second person carries the account's own key (as Pipeline CRM's users do): it is
+        // redacted in the raw page and in the unified answer's remote_data alike.
+        r#"{"people":[{"id":"p1","given":"Ada","mail":"ada@stub.example"},{"id":"p2","given":"Alan","mail":"alan@stub.example","key":"stub-key-very-secret"}]}"#,
     );
     let dir = scratch("try");
     copy_dir(
@@ -441,6 +443,11 @@ fn try_against_a_stub_provider_redacts_the_key_and_tries_an_edited_mapping() {
     );
     assert!(stdout.contains("X-Api-Key: [redacted]"), "{stdout}");
     assert!(!stdout.contains("stub-key-very-secret"), "{stdout}");
+    assert_eq!(
+        stdout.matches("\"key\": \"[redacted]\"").count(),
+        2,
+        "the raw page and remote_data: {stdout}"
+    );
     // The raw page and the mapped records are both shown.
     assert!(stdout.contains("\"given\": \"Ada\""), "{stdout}");
     assert!(stdout.contains("\"first_name\": \"Ada\""), "{stdout}");
