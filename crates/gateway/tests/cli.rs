@@ -408,14 +408,11 @@ unified:
           { "id": id, "first_name": given, "emails": [{ "email": mail, "is_primary": true }] }
 "#;
 
-#[test]
-fn try_against_a_stub_provider_redacts_the_key_and_tries_an_edited_mapping() {
-    let (address, seen) = stub_provider(
-        // The second person carries the account's own key (as Pipeline CRM's users do): it is
-        // redacted in the raw page and in the unified answer's remote_data alike.
-        r#"{"people":[{"id":"p1","given":"Ada","mail":"ada@stub.example"},{"id":"p2","given":"Alan","mail":"alan@stub.example","key":"stub-key-very-secret"}]}"#,
-    );
-    let dir = scratch("try");
+/// A scratch folder with the unified models, the stub mapping, and a `config.yaml` serving
+/// account `acme-stub` on the stub provider at `provider` (key `stub-key-very-secret`), plus
+/// `extra` config lines. Returns the folder (removed on drop) and the config's path.
+fn stub_config(name: &str, provider: &str, extra: &str) -> (Scratch, PathBuf) {
+    let dir = scratch(name);
     copy_dir(
         &repo().join("mappings/models"),
         &dir.join("mappings/models"),
@@ -425,10 +422,21 @@ fn try_against_a_stub_provider_redacts_the_key_and_tries_an_edited_mapping() {
     std::fs::write(
         &config,
         format!(
-            "api_tokens: [\"caller-token-0123\"]\ncursor_secret: \"0123456789abcdef0123\"\nmappings_dir: mappings\nintegrated_accounts:\n  - id: acme-stub\n    integration: stub-directory\n    base_url: http://{address}/api\n    context: {{ api_key: \"stub-key-very-secret\" }}\n"
+            "api_tokens: [\"caller-token-0123\"]\ncursor_secret: \"0123456789abcdef0123\"\nmappings_dir: mappings\n{extra}integrated_accounts:\n  - id: acme-stub\n    integration: stub-directory\n    base_url: http://{provider}/api\n    context: {{ api_key: \"stub-key-very-secret\" }}\n"
         ),
     )
     .unwrap();
+    (dir, config)
+}
+
+#[test]
+fn try_against_a_stub_provider_redacts_the_key_and_tries_an_edited_mapping() {
+    let (address, seen) = stub_provider(
+        // The second person carries the account's own key (as Pipeline CRM's users do): it is
+        // redacted in the raw page and in the unified answer's remote_data alike.
+        r#"{"people":[{"id":"p1","given":"Ada","mail":"ada@stub.example"},{"id":"p2","given":"Alan","mail":"alan@stub.example","key":"stub-key-very-secret"}]}"#,
+    );
+    let (dir, config) = stub_config("try", &address, "");
 
     let output = unigate()
         .args(["try", "--account", "acme-stub", "--config"])
@@ -531,20 +539,13 @@ fn spans_of_a_request_and_its_provider_call_are_exported_to_the_collector() {
     let (provider, _) =
         stub_provider(r#"{"people":[{"id":"p1","given":"Ada","mail":"ada@stub.example"}]}"#);
     let (collector, bodies) = stub_collector();
-    let dir = scratch("otel");
-    copy_dir(
-        &repo().join("mappings/models"),
-        &dir.join("mappings/models"),
-    );
-    std::fs::write(dir.join("mappings/stub-directory.yaml"), STUB_MAPPING).unwrap();
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "api_tokens: [\"caller-token-0123\"]\ncursor_secret: \"0123456789abcdef0123\"\nmappings_dir: mappings\nopentelemetry:\n  endpoint: http://{collector}/v1/traces\n  service_name: unigate-test\nintegrated_accounts:\n  - id: acme-stub\n    integration: stub-directory\n    base_url: http://{provider}/api\n    context: {{ api_key: \"stub-key-very-secret\" }}\n"
+    let (_dir, config) = stub_config(
+        "otel",
+        &provider,
+        &format!(
+            "opentelemetry:\n  endpoint: http://{collector}/v1/traces\n  service_name: unigate-test\n"
         ),
-    )
-    .unwrap();
+    );
     let (mut child, address) = spawn_serving(
         unigate()
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])

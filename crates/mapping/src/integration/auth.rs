@@ -437,39 +437,40 @@ fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
     .collect();
     let line = |at: &serde_saphyr::Location| at.line();
     set.extend(
-        spec.client_auth
-            .as_ref()
-            .map(|c| ("client_auth", line(&c.referenced))),
-    );
-    set.extend(
-        spec.token_body
-            .as_ref()
-            .map(|c| ("token_body", line(&c.referenced))),
-    );
-    set.extend(
-        spec.lifetime_s
-            .as_ref()
-            .map(|c| ("lifetime_s", line(&c.referenced))),
-    );
-    set.extend(
-        spec.default_lifetime_s
-            .as_ref()
-            .map(|c| ("default_lifetime_s", line(&c.referenced))),
-    );
-    set.extend(
-        spec.algorithm
-            .as_ref()
-            .map(|c| ("algorithm", line(&c.referenced))),
-    );
-    set.extend(
-        spec.date_format
-            .as_ref()
-            .map(|c| ("date_format", line(&c.referenced))),
-    );
-    set.extend(
-        spec.encoding
-            .as_ref()
-            .map(|c| ("encoding", line(&c.referenced))),
+        [
+            (
+                "client_auth",
+                spec.client_auth.as_ref().map(|c| line(&c.referenced)),
+            ),
+            (
+                "token_body",
+                spec.token_body.as_ref().map(|c| line(&c.referenced)),
+            ),
+            (
+                "lifetime_s",
+                spec.lifetime_s.as_ref().map(|c| line(&c.referenced)),
+            ),
+            (
+                "default_lifetime_s",
+                spec.default_lifetime_s
+                    .as_ref()
+                    .map(|c| line(&c.referenced)),
+            ),
+            (
+                "algorithm",
+                spec.algorithm.as_ref().map(|c| line(&c.referenced)),
+            ),
+            (
+                "date_format",
+                spec.date_format.as_ref().map(|c| line(&c.referenced)),
+            ),
+            (
+                "encoding",
+                spec.encoding.as_ref().map(|c| line(&c.referenced)),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, at)| Some((name, at?))),
     );
     set.extend(
         spec.token_params
