@@ -117,7 +117,8 @@ struct ExpectedRequest {
     query: BTreeMap<String, QueryValue>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
-    /// A file holding the exact JSON body expected (POST requests).
+    /// A file holding the exact body expected (POST requests): JSON, a form (`.txt`), or text
+    /// compared as it is (`.xml`, `.raw`).
     #[serde(default)]
     body: Option<String>,
 }
@@ -406,8 +407,16 @@ fn check_request(
     match &expected.body {
         Some(file) => {
             let text = read(dir, file, origin);
-            // A JSON body compares as JSON; a form body as its pairs.
+            // An XML or raw body compares as text (the file's final line break aside); a JSON
+            // body as JSON; a form body (`.txt`) as its pairs.
+            let verbatim = file.ends_with(".xml") || file.ends_with(".raw");
             match serde_json::from_str::<Value>(&text) {
+                _ if verbatim => {
+                    let got = String::from_utf8_lossy(&request.body);
+                    if got != text.trim_end_matches('\n') {
+                        problems.push(format!("{at}: request body {got:?} != {text:?}"));
+                    }
+                }
                 Ok(want) => {
                     let got: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
                     if got != want {

@@ -188,6 +188,7 @@ impl Engine {
             status: response.status,
             headers: &headers,
             body: &response.body,
+            format: target.integration.body_format,
         };
         unigate_mapping::token_rejected(auth, answer, &target.scope)
     }
@@ -284,6 +285,8 @@ impl Engine {
                         status: response.status,
                         headers: &headers,
                         body: &response.body,
+                        // Login answers are JSON whatever the API speaks.
+                        format: unigate_mapping::BodyFormat::Json,
                     };
                     let (token, expires_at) = read_exchange_token(definition, answer, now_epoch())
                         .map_err(TokenError::Unavailable)?;

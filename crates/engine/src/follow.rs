@@ -199,6 +199,7 @@ impl Engine {
             status: response.status,
             headers: &headers,
             body: &response.body,
+            format: target.integration.body_format,
         };
         let text = std::str::from_utf8(&response.body).ok();
         let body = check_answer(target, answer, text, &call.scope).map_err(failed)?;

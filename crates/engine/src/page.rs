@@ -8,8 +8,8 @@ use std::hash::{BuildHasher, Hasher};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use unigate_mapping::{
-    Answer, Integration, MapError, Scope, body_fault, map_response, map_response_json, read_page,
-    render_body, status_fault,
+    Answer, BodyFormat, Integration, MapError, Scope, body_fault, map_response, map_response_json,
+    read_body, read_page, render_body, status_fault,
 };
 use unigate_pagination::{CursorState, PageFacts, Position, Style};
 use unigate_unified::{ApiError, ErrorKind, ResponseFormat};
@@ -71,6 +71,7 @@ impl Engine {
             status: response.status,
             headers: &headers,
             body: &response.body,
+            format: integration.body_format,
         };
         let text = std::str::from_utf8(&response.body).ok();
         let large = response.body.len() >= LARGE_PAGE_BYTES;
@@ -85,6 +86,7 @@ impl Engine {
             let raw = match &resource.records_path {
                 Some(path)
                     if call.text_records
+                        && integration.body_format == BodyFormat::Json
                         && !call.query.ignore_remote_data
                         && resource.omit.is_empty() =>
                 {
@@ -170,10 +172,10 @@ pub(crate) fn check_answer(
     }
     // 204 No Content: the provider says there is nothing (Zoho answers a list with no records
     // this way); whatever body came with it is not read.
-    let parsed = match text {
+    let parsed = match (text, answer.format) {
         _ if answer.status == 204 => Ok(Value::Null),
-        Some(text) => serde_json::from_str(text),
-        None => serde_json::from_slice(answer.body),
+        (Some(text), BodyFormat::Json) => serde_json::from_str(text).map_err(|e| e.to_string()),
+        (_, format) => read_body(format, answer.body),
     };
     let body: Value = match parsed {
         Ok(body) => body,
@@ -191,7 +193,14 @@ pub(crate) fn check_answer(
             }
             return Err(ApiError::new(
                 ErrorKind::BadGateway,
-                format!("the provider's response is not valid JSON ({error})"),
+                match answer.format {
+                    BodyFormat::Json => {
+                        format!("the provider's response is not valid JSON ({error})")
+                    }
+                    BodyFormat::Xml => {
+                        format!("the provider's response is not a readable XML document ({error})")
+                    }
+                },
             )
             .with_raw_response(unigate_mapping::raw_body(answer.body)));
         }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use unigate_mapping::{Answer, RateLimitReading, fault_message, rate_limited, raw_body};
+use unigate_mapping::{Answer, RateLimitReading, fault_message, rate_limited};
 use unigate_unified::{ApiError, ErrorKind};
 use unigate_upstream::{ProviderRequest, ProviderResponse, UpstreamError};
 
@@ -132,6 +132,7 @@ impl Engine {
                     status: response.status,
                     headers: &headers,
                     body: &response.body,
+                    format: target.integration.body_format,
                 };
                 let now = self.config.clock.now_epoch();
                 if let Some(limited) =
@@ -150,7 +151,7 @@ impl Engine {
                         self.config.clock.sleep(wait).await;
                         continue;
                     }
-                    let body = raw_body(&response.body);
+                    let body = answer.raw_value();
                     let message = fault_message(&target.integration, answer, &body, &target.scope)
                         .unwrap_or_else(|| "the provider's rate limit was reached".to_owned());
                     let mut error = ApiError::remote(response.status, message, body);

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use unigate_mapping::{
-    Credential, HttpMethod, Integration, Resource, Vars, merge_query, render_request,
+    Credential, HttpMethod, Integration, RequestBody, Resource, Vars, merge_query, render_request,
 };
 use unigate_pagination::{PageRequest, Position};
 use unigate_unified::{ApiError, ErrorKind, Secret};
@@ -144,7 +144,7 @@ impl Endpoint {
     }
 
     /// The one request of a call that fetches a single answer (a get): no pagination.
-    pub(crate) fn request(&self, body: Option<Vec<u8>>) -> Result<ProviderRequest, ApiError> {
+    pub(crate) fn request(&self, body: Option<RequestBody>) -> Result<ProviderRequest, ApiError> {
         self.build(&Position::First, PageRequest::default(), body)
     }
 
@@ -153,7 +153,7 @@ impl Endpoint {
         &self,
         position: &Position,
         page_size: u32,
-        body: Option<Vec<u8>>,
+        body: Option<RequestBody>,
     ) -> Result<ProviderRequest, ApiError> {
         let pagination = &self.resource().pagination;
         let mut page = pagination.strategy.request_for(position, page_size);
@@ -168,7 +168,7 @@ impl Endpoint {
         &self,
         position: &Position,
         page: PageRequest,
-        body: Option<Vec<u8>>,
+        body: Option<RequestBody>,
     ) -> Result<ProviderRequest, ApiError> {
         let url = match page.url {
             Some(next) => {
@@ -203,12 +203,12 @@ impl Endpoint {
             headers.retain(|(have, _)| !have.eq_ignore_ascii_case(&name));
             headers.push((name, value));
         }
-        if body.is_some()
+        if let Some(body) = &body
             && !headers
                 .iter()
                 .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
         {
-            headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+            headers.push(("Content-Type".to_owned(), body.content_type.to_owned()));
         }
         Ok(ProviderRequest {
             method: self.method,
@@ -216,7 +216,7 @@ impl Endpoint {
             headers,
             secret_headers: self.secret_headers.clone(),
             secret_query: self.secret_query.clone(),
-            body,
+            body: body.map(|body| body.bytes),
         })
     }
 

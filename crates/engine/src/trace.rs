@@ -45,6 +45,15 @@ fn context_secrets(context: &serde_json::Value, out: &mut Vec<String>) {
                 && !text.starts_with("https://")
                 && !text.starts_with("http://") =>
         {
+            // As a body carries it too: escaped inside a JSON string or an XML attribute.
+            let json = serde_json::Value::String(text.clone()).to_string();
+            let json = json[1..json.len() - 1].to_owned();
+            let xml = unigate_mapping::xml::escape(text);
+            for form in [json, xml] {
+                if form != *text && !out.contains(&form) {
+                    out.push(form);
+                }
+            }
             out.push(text.clone())
         }
         serde_json::Value::Object(object) => {
@@ -130,4 +139,24 @@ pub(crate) fn record(
                 response_body,
             });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credential_is_redacted_as_a_body_escapes_it() {
+        let context = serde_json::json!({"password": "p&ss<wo\"rd>", "region": "eu"});
+        let xml = r#"<credentials password="p&amp;ss&lt;wo&quot;rd&gt;" region="eu"/>"#;
+        assert_eq!(
+            redact_context_values(xml, &context),
+            r#"<credentials password="[redacted]" region="eu"/>"#
+        );
+        let json = r#"{"password":"p&ss<wo\"rd>"}"#;
+        assert_eq!(
+            redact_context_values(json, &context),
+            r#"{"password":"[redacted]"}"#
+        );
+    }
 }

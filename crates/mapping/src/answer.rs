@@ -11,6 +11,7 @@ use unigate_unified::error::extract_remote_message;
 use crate::expression::{Expression, Scope};
 use crate::integration::{Exchange, Integration, RateLimit, Resource};
 use crate::render::MapError;
+use crate::spec::BodyFormat;
 
 /// One provider answer.
 #[derive(Debug, Clone, Copy)]
@@ -19,9 +20,22 @@ pub struct Answer<'a> {
     /// Header names lower-case, as HTTP/2 and the client give them.
     pub headers: &'a [(String, String)],
     pub body: &'a [u8],
+    /// What the body is written in (the integration's `body_format`).
+    pub format: BodyFormat,
 }
 
 impl Answer<'_> {
+    /// The body as JSON, read as the integration's `body_format` says; `None` when it is not.
+    pub fn parsed_body(&self) -> Option<Value> {
+        read_body(self.format, self.body).ok()
+    }
+
+    /// The body as it goes into `raw_response` and error expressions: parsed when it parses,
+    /// else (cut) text.
+    pub fn raw_value(&self) -> Value {
+        self.parsed_body().unwrap_or_else(|| raw_text(self.body))
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -57,10 +71,24 @@ const BODY_EXCERPT: usize = 64 * 1024;
 
 /// The provider body as it goes into `raw_response`: JSON when it parses, else (cut) text.
 pub fn raw_body(body: &[u8]) -> Value {
-    serde_json::from_slice(body).unwrap_or_else(|_| {
-        let text = String::from_utf8_lossy(&body[..body.len().min(BODY_EXCERPT)]);
-        Value::String(text.into_owned())
-    })
+    serde_json::from_slice(body).unwrap_or_else(|_| raw_text(body))
+}
+
+fn raw_text(body: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(&body[..body.len().min(BODY_EXCERPT)]);
+    Value::String(text.into_owned())
+}
+
+/// A provider body as JSON: parsed as JSON, or read from XML (`body_format: xml`).
+pub fn read_body(format: BodyFormat, body: &[u8]) -> Result<Value, String> {
+    match format {
+        BodyFormat::Json => serde_json::from_slice(body).map_err(|error| error.to_string()),
+        BodyFormat::Xml => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| "the XML answer is not UTF-8 text".to_owned())?;
+            crate::xml::read_xml(text)
+        }
+    }
 }
 
 /// A provider error: the status to report, the message for humans, and the provider's body.
@@ -75,10 +103,21 @@ pub struct Fault {
 /// mapping's `errors.message` (over the body, with `$status` and `$headers`), else from the
 /// usual keys of an error body.
 pub fn status_fault(integration: &Integration, answer: Answer<'_>, scope: &Scope) -> Fault {
-    let body = raw_body(answer.body);
+    let body = answer.raw_value();
     let message = fault_message(integration, answer, &body, scope);
+    let not_found = integration
+        .errors
+        .as_ref()
+        .and_then(|errors| errors.not_found.as_ref())
+        .is_some_and(|not_found| {
+            not_found
+                .evaluate(&body, &answer.scope(scope))
+                .ok()
+                .flatten()
+                == Some(Value::Bool(true))
+        });
     Fault {
-        status: answer.status,
+        status: if not_found { 404 } else { answer.status },
         message: message.unwrap_or_else(|| format!("the provider answered HTTP {}", answer.status)),
         body,
     }
@@ -227,7 +266,7 @@ pub fn token_rejected(token: &crate::TokenAuth, answer: Answer<'_>, scope: &Scop
 
 fn rate_limit_input(answer: Answer<'_>, with_body: bool) -> Value {
     let body = if with_body {
-        serde_json::from_slice(answer.body).unwrap_or(Value::Null)
+        answer.parsed_body().unwrap_or(Value::Null)
     } else {
         Value::Null
     };
@@ -462,7 +501,7 @@ pub fn render_body(
     unified_query: &Value,
     id: Option<&str>,
     scope: &Scope,
-) -> Result<Option<Vec<u8>>, MapError> {
+) -> Result<Option<RequestBody>, MapError> {
     let Some(expression) = &resource.body else {
         return Ok(None);
     };
@@ -485,7 +524,31 @@ pub fn render_body(
             error,
         })?
         .unwrap_or(Value::Null);
-    Ok(Some(built.to_string().into_bytes()))
+    let body = match (built, resource.body_format) {
+        // Boomi's queryMore takes the bare token; an XML API takes a document written as text.
+        (Value::String(text), _) => RequestBody {
+            bytes: text.into_bytes(),
+            content_type: "text/plain; charset=utf-8",
+        },
+        (built, BodyFormat::Json) => RequestBody {
+            bytes: built.to_string().into_bytes(),
+            content_type: "application/json",
+        },
+        (built, BodyFormat::Xml) => RequestBody {
+            bytes: crate::xml::write_xml(&built)
+                .map_err(MapError::Body)?
+                .into_bytes(),
+            content_type: "text/xml; charset=utf-8",
+        },
+    };
+    Ok(Some(body))
+}
+
+/// A request body and the content type it goes with (unless the file's headers name one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestBody {
+    pub bytes: Vec<u8>,
+    pub content_type: &'static str,
 }
 
 fn as_token(value: Value) -> Option<String> {

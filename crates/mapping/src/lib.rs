@@ -17,11 +17,12 @@ pub mod integration;
 pub mod render;
 pub mod spec;
 pub mod template;
+pub mod xml;
 
 pub use answer::{
-    Answer, Fault, PageReading, RateLimitReading, body_fault, extract_records, fault_message,
-    rate_limited, raw_body, read_exchange_token, read_page, render_body, status_fault,
-    token_rejected,
+    Answer, Fault, PageReading, RateLimitReading, RequestBody, body_fault, extract_records,
+    fault_message, rate_limited, raw_body, read_body, read_exchange_token, read_page, render_body,
+    status_fault, token_rejected,
 };
 pub use catalog::{Catalog, Source};
 pub use diagnostics::{LoadError, LoadErrors};
@@ -36,5 +37,5 @@ pub use render::{
     map_query, map_response, map_response_json, merge_query, render_credential, render_request,
     sign_request,
 };
-pub use spec::{ClientAuth, HttpMethod, TokenBody};
+pub use spec::{BodyFormat, ClientAuth, HttpMethod, TokenBody};
 pub use template::{RenderError, Template, Vars};

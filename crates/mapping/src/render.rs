@@ -571,6 +571,8 @@ pub enum MapError {
         what: &'static str,
         expected: &'static str,
     },
+    /// The body expression's value has no XML form (`body_format: xml`).
+    Body(String),
 }
 
 impl std::fmt::Display for MapError {
@@ -578,6 +580,7 @@ impl std::fmt::Display for MapError {
         match self {
             MapError::Eval { what, error } => write!(f, "`{what}` failed: {error}"),
             MapError::Shape { what, expected } => write!(f, "`{what}` must produce {expected}"),
+            MapError::Body(reason) => write!(f, "`body` has no XML form: {reason}"),
         }
     }
 }

@@ -31,6 +31,10 @@ pub struct IntegrationSpec {
     pub base_url: Option<Text>,
     #[serde(default)]
     pub headers: BTreeMap<String, Text>,
+    /// What request bodies and answers are written in: `json` (default) or `xml` (read into
+    /// JSON and written from it by the convention in `xml.rs`).
+    #[serde(default)]
+    pub body_format: Option<Spanned<BodyFormat>>,
     #[serde(default)]
     pub auth: Option<AuthSpec>,
     #[serde(default)]
@@ -91,6 +95,7 @@ impl IntegrationSpec {
             docs: self.docs.or_else(|| base.docs.clone()),
             base_url: self.base_url.or_else(|| base.base_url.clone()),
             headers,
+            body_format: self.body_format.or_else(|| base.body_format.clone()),
             auth: self.auth.or_else(|| base.auth.clone()),
             pagination: self.pagination.or_else(|| base.pagination.clone()),
             errors: self.errors.or_else(|| base.errors.clone()),
@@ -370,6 +375,14 @@ pub struct PaginationSpec {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    #[default]
+    Json,
+    Xml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
 pub enum SendIn {
     #[default]
     Query,
@@ -385,6 +398,10 @@ pub struct ErrorsSpec {
     pub status: Option<Text>,
     #[serde(default)]
     pub message: Option<Text>,
+    /// JSONata over an answer that is not 2xx: true = the provider's way of saying "no such
+    /// record" (Hive's 400 "User not found"), reported as a 404.
+    #[serde(default)]
+    pub not_found: Option<Text>,
 }
 
 /// How to recognise a rate-limited answer and when to try again. Every expression is JSONata
@@ -448,7 +465,8 @@ pub struct ResourceSpec {
     #[serde(default)]
     pub query: BTreeMap<String, Text>,
     pub records: Text,
-    /// A JSON request body (POST): JSONata over `{cursor, page_size, offset, page, query}`.
+    /// A request body (POST): JSONata over `{cursor, page_size, offset, page, query}`; a string
+    /// is sent as that text, anything else as JSON (or XML under `body_format: xml`).
     #[serde(default)]
     pub body: Option<Text>,
     #[serde(default)]

@@ -17,7 +17,7 @@ use unigate_unified::UnifiedModel;
 
 use crate::diagnostics::FileCompiler;
 use crate::expression::Expression;
-use crate::spec::IntegrationSpec;
+use crate::spec::{BodyFormat, IntegrationSpec};
 use crate::template::Template;
 use auth::compile_auth;
 use resource::compile_resource;
@@ -79,6 +79,8 @@ pub struct Integration {
     pub docs: String,
     pub base_url: Template,
     pub headers: Vec<(String, Template)>,
+    /// What request bodies and answers are written in (`body_format`).
+    pub body_format: BodyFormat,
     pub auth: Auth,
     pub errors: Option<ProviderErrors>,
     pub rate_limit: RateLimit,
@@ -128,6 +130,8 @@ pub struct ProviderErrors {
     pub when: Option<Expression>,
     pub status: Option<Expression>,
     pub message: Option<Expression>,
+    /// True over a non-2xx answer that means "no such record" (reported as 404).
+    pub not_found: Option<Expression>,
 }
 
 #[derive(Debug)]
@@ -313,23 +317,30 @@ pub(crate) fn compile_integration(
             let when = c.optional_expression(errors.when.as_ref(), "errors.when");
             let status = c.optional_expression(errors.status.as_ref(), "errors.status");
             let message = c.optional_expression(errors.message.as_ref(), "errors.message");
-            match (when, status, message) {
-                (Ok(when), Ok(status), Ok(message)) => Ok(Some(ProviderErrors {
+            let not_found = c.optional_expression(errors.not_found.as_ref(), "errors.not_found");
+            match (when, status, message, not_found) {
+                (Ok(when), Ok(status), Ok(message), Ok(not_found)) => Ok(Some(ProviderErrors {
                     when,
                     status,
                     message,
+                    not_found,
                 })),
                 _ => Err(()),
             }
         }
     };
     let rate_limit = compile_rate_limit(spec.rate_limit.as_ref(), c);
+    let body_format = spec
+        .body_format
+        .as_ref()
+        .map(|f| f.value)
+        .unwrap_or_default();
     let mut resources = BTreeMap::new();
     for (resource_name, methods) in &spec.resources {
         for (method_name, resource) in methods {
             let path = format!("resources.{resource_name}.{method_name}");
             let pagination = resource.pagination.as_ref().or(spec.pagination.as_ref());
-            if let Some(compiled) = compile_resource(resource, pagination, &path, c) {
+            if let Some(compiled) = compile_resource(resource, pagination, body_format, &path, c) {
                 resources.insert(format!("{resource_name}.{method_name}"), compiled);
             }
         }
@@ -341,6 +352,7 @@ pub(crate) fn compile_integration(
         docs: docs.value,
         base_url: base_url?,
         headers,
+        body_format,
         auth: auth?,
         errors: errors.ok()?,
         rate_limit: rate_limit?,

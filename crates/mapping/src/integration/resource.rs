@@ -5,7 +5,7 @@ use unigate_pagination::{Pagination, Style};
 
 use crate::diagnostics::FileCompiler;
 use crate::expression::Expression;
-use crate::spec::{HttpMethod, PaginationSpec, ResourceSpec, StyleName, Text};
+use crate::spec::{BodyFormat, HttpMethod, PaginationSpec, ResourceSpec, StyleName, Text};
 use crate::template::Template;
 
 /// Walks longer than this are endless unless a mapping says otherwise.
@@ -20,8 +20,10 @@ pub struct Resource {
     /// `records` as plain field names when it is only a path (`$`, `members`, `data.users`),
     /// found at load so each page can move its records out of the body.
     pub records_path: Option<Vec<String>>,
-    /// JSON request body over `{cursor, page_size, offset, page, query}` (GraphQL, search APIs).
+    /// Request body over `{cursor, page_size, offset, page, query}` (GraphQL, search APIs).
     pub body: Option<Expression>,
+    /// The integration's `body_format`, which a body that is not a string is written in.
+    pub body_format: BodyFormat,
     pub pagination: CompiledPagination,
     /// Dotted paths removed from every record as it is extracted (`omit`).
     pub omit: Vec<Vec<String>>,
@@ -55,6 +57,7 @@ pub struct CompiledPagination {
 pub(super) fn compile_resource(
     resource: &ResourceSpec,
     pagination: Option<&PaginationSpec>,
+    body_format: BodyFormat,
     path: &str,
     c: &mut FileCompiler<'_>,
 ) -> Option<Resource> {
@@ -135,6 +138,7 @@ pub(super) fn compile_resource(
         records_path: records.as_ref().and_then(Expression::simple_path),
         records: records?,
         body: body.ok()?,
+        body_format,
         pagination: pagination?,
     })
 }
