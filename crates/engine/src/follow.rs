@@ -18,7 +18,7 @@ use unigate_unified::ApiError;
 
 use crate::Engine;
 use crate::call::ListCall;
-use crate::page::{check_answer, mapping_error};
+use crate::page::{body_text, check_answer, mapping_error};
 use crate::request::Endpoint;
 
 /// The variables each record's response mapping gets from the follow-ups, in page order.
@@ -201,8 +201,9 @@ impl Engine {
             body: &response.body,
             format: target.integration.body_format,
         };
-        let text = std::str::from_utf8(&response.body).ok();
-        let body = check_answer(target, answer, text, &call.scope).map_err(failed)?;
+        let text = body_text(&response.body);
+        let text = Some(text.as_ref());
+        let body = check_answer(target, answer, text, &call.scope, None).map_err(failed)?;
         extract_records(endpoint.resource(), body, &call.scope)
             .map(Some)
             .map_err(|error| failed(mapping_error(&target.integration, &error)))

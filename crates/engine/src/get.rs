@@ -12,7 +12,7 @@ use unigate_unified::{ApiError, ErrorKind, GetQuery, ResponseFormat};
 
 use crate::Engine;
 use crate::normalize::normalize_record;
-use crate::page::{check_answer, mapping_error};
+use crate::page::{body_text, check_answer, mapping_error};
 use crate::request::Endpoint;
 use crate::shape::exclude_fields;
 
@@ -63,8 +63,9 @@ impl Engine {
             body: &response.body,
             format: target.integration.body_format,
         };
-        let text = std::str::from_utf8(&response.body).ok();
-        let body = check_answer(&target, answer, text, &scope)?;
+        let text = body_text(&response.body);
+        let text = Some(text.as_ref());
+        let body = check_answer(&target, answer, text, &scope, None)?;
         let record = extract_records(endpoint.resource(), body, &scope)
             .map_err(|error| mapping_error(integration, &error))?
             .into_iter()

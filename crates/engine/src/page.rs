@@ -7,9 +7,10 @@ use std::hash::{BuildHasher, Hasher};
 
 use serde_json::Value;
 use serde_json::value::RawValue;
+use unigate_mapping::reads::{ReadSet, parse_pruned};
 use unigate_mapping::{
-    Answer, BodyFormat, Integration, MapError, Scope, body_fault, map_response, map_response_json,
-    read_body, read_page, render_body, status_fault,
+    Answer, BodyFormat, Integration, MapError, Scope, body_fault, map_pruned_response_json,
+    map_response, map_response_json, read_body, read_page, render_body, status_fault,
 };
 use unigate_pagination::{CursorState, PageFacts, Position, Style};
 use unigate_unified::{ApiError, ErrorKind, ResponseFormat};
@@ -73,21 +74,30 @@ impl Engine {
             body: &response.body,
             format: integration.body_format,
         };
-        let text = std::str::from_utf8(&response.body).ok();
+        let text = body_text(&response.body);
+        let text = Some(text.as_ref());
         let large = response.body.len() >= LARGE_PAGE_BYTES;
         let resource = call.resource();
-        let (digest, reading, raw) = off_the_workers(large, || {
-            let body = check_answer(&call.target, answer, text, &call.scope)?;
+        // Records written as text from the fast path need only what the page's expressions
+        // read; the JSONata engine gets a record re-read whole from its bytes.
+        let reads = call.method().page_reads.as_ref().filter(|_| {
+            call.text_records && text.is_some() && integration.body_format == BodyFormat::Json
+        });
+        let (digest, reading, raw, pruned) = off_the_workers(large, || {
+            let read = |reads| {
+                let body = check_answer(&call.target, answer, text, &call.scope, reads)?;
+                read_page(resource, answer, body, &call.scope)
+                    .map_err(|error| mapping_error(integration, &error))
+            };
             let digest = page_digest(&response.body);
-            let reading = read_page(resource, answer, body, &call.scope)
-                .map_err(|error| mapping_error(integration, &error))?;
+            let mut reading = read(reads)?;
             // The provider's bytes of each record, for `remote_data` written as they came.
             // With fields to omit, `remote_data` is written from the records as extracted.
             let raw = match &resource.records_path {
                 Some(path)
                     if call.text_records
                         && integration.body_format == BodyFormat::Json
-                        && !call.query.ignore_remote_data
+                        && (reads.is_some() || !call.query.ignore_remote_data)
                         && resource.omit.is_empty() =>
                 {
                     text.and_then(|text| raw_records(text, path))
@@ -95,7 +105,12 @@ impl Engine {
                 }
                 _ => None,
             };
-            Ok::<_, ApiError>((digest, reading, raw))
+            // Without each record's bytes a pruned record could not be re-read whole.
+            let pruned = reads.is_some() && raw.is_some();
+            if reads.is_some() && !pruned {
+                reading = read(None)?;
+            }
+            Ok::<_, ApiError>((digest, reading, raw, pruned))
         })?;
         let strategy = &resource.pagination.strategy;
         let next = match (&strategy.style, reading.next) {
@@ -128,7 +143,7 @@ impl Engine {
         let budget = self.config.page_mapping_budget;
         let mapping = std::time::Instant::now();
         let records = off_the_workers(large, || {
-            map_records(call, reading.records, raw, followed, budget)
+            map_records(call, reading.records, raw, pruned, followed, budget)
         })?;
         self.metrics
             .page(&integration.id, records.len(), mapping.elapsed());
@@ -157,6 +172,13 @@ fn off_the_workers<T>(large: bool, work: impl FnOnce() -> T) -> T {
     }
 }
 
+/// A provider body as text. Bytes that are not UTF-8 (a provider's bug, usually in one field)
+/// become U+FFFD, as a browser shows them, instead of failing the whole page: every path
+/// (records, `remote_data`, the JSONata engine) then reads the same replaced text.
+pub(crate) fn body_text(body: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(body)
+}
+
 /// A provider answer → its JSON body, or the remote error it stands for. `text` is the body when
 /// it is valid UTF-8 (checked once for the whole body, so that parsing does not check every
 /// string again).
@@ -165,6 +187,7 @@ pub(crate) fn check_answer(
     answer: Answer<'_>,
     text: Option<&str>,
     scope: &Scope,
+    reads: Option<&ReadSet>,
 ) -> Result<Value, ApiError> {
     if !answer.is_success() {
         let fault = status_fault(&target.integration, answer, scope);
@@ -174,7 +197,11 @@ pub(crate) fn check_answer(
     // this way); whatever body came with it is not read.
     let parsed = match (text, answer.format) {
         _ if answer.status == 204 => Ok(Value::Null),
-        (Some(text), BodyFormat::Json) => serde_json::from_str(text).map_err(|e| e.to_string()),
+        (Some(text), BodyFormat::Json) => match reads {
+            Some(reads) => parse_pruned(text, reads),
+            None => serde_json::from_str(text),
+        }
+        .map_err(|e| e.to_string()),
         (_, format) => read_body(format, answer.body),
     };
     let body: Value = match parsed {
@@ -207,18 +234,26 @@ pub(crate) fn check_answer(
     };
     match body_fault(&target.integration, answer, &body, scope) {
         Ok(None) => Ok(body),
-        Ok(Some(fault)) => Err(ApiError::remote(fault.status, fault.message, fault.body)),
+        Ok(Some(mut fault)) => {
+            // The caller gets the provider's whole body, not the fields the mapping reads.
+            if reads.is_some() {
+                fault.body = answer.raw_value();
+            }
+            Err(ApiError::remote(fault.status, fault.message, fault.body))
+        }
         Err(error) => Err(mapping_error(&target.integration, &error)),
     }
 }
 
 /// Provider records → what the caller gets: mapped (with `remote_data` unless dropped),
 /// filtered in the gateway, normalized or raw as asked. `raw`: the provider's bytes of each
-/// record, and whether the body was free of line breaks.
+/// record, and whether the body was free of line breaks. `pruned`: the records hold only what
+/// the mapping reads (then `raw` is there, to re-read one whole for the JSONata engine).
 fn map_records(
     call: &ListCall,
     records: Vec<Value>,
     raw: Option<(Vec<&RawValue>, bool)>,
+    pruned: bool,
     followed: Option<FollowedUp>,
     budget: std::time::Duration,
 ) -> Result<Vec<Record>, ApiError> {
@@ -267,13 +302,19 @@ fn map_records(
                 .as_ref()
                 .map(|(raw, compact)| (raw[index].get(), *compact));
             let mut text = Vec::with_capacity(raw_text.map_or(1024, |(raw, _)| raw.len() + 1024));
-            map_response_json(method, record, scope_of(index), &mut text)
-                .map_err(|error| mapping_error(integration, &error))?;
+            let mapped = match raw_text {
+                Some((whole, _)) if pruned => {
+                    map_pruned_response_json(method, record, whole, scope_of(index), &mut text)
+                }
+                _ => map_response_json(method, record, scope_of(index), &mut text),
+            };
+            mapped.map_err(|error| mapping_error(integration, &error))?;
             if !call.query.ignore_remote_data {
                 let remote = match raw_text {
                     Some((text, compact)) => RemoteData::Raw { text, compact },
                     None => RemoteData::Tree(record),
                 };
+                debug_assert!(!pruned || raw_text.is_some());
                 append_remote_data(&mut text, remote);
             }
             out.push(Record::Text(text));

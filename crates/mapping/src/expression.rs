@@ -223,6 +223,29 @@ impl Expression {
         Ok(true)
     }
 
+    /// [`Expression::evaluate_json`] over an input parsed with only what the expression reads
+    /// (`crate::reads`): the fast path answers over it; the JSONata engine gets the input read
+    /// whole from `whole` (its text), so its answer is the one it gives over the full input.
+    pub fn evaluate_json_pruned(
+        &self,
+        pruned: &Value,
+        whole: &str,
+        scope: &Scope,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, EvalError> {
+        if let Ok(plan) = &self.fast
+            && let Ok(defined) = fast::evaluate_json(plan, pruned, &scope.variables, out)
+        {
+            FAST_EVALUATIONS.fetch_add(1, Ordering::Relaxed);
+            return Ok(defined);
+        }
+        let whole: Value = serde_json::from_str(whole).map_err(|error| EvalError {
+            code: "U1001".to_owned(),
+            message: format!("the record could not be read whole: {error}"),
+        })?;
+        self.evaluate_json(&whole, scope, out)
+    }
+
     /// [`Expression::evaluate_json`] on the fast path alone: `None` when it is not compiled or
     /// hands the input over (then `out` is as it was).
     pub fn evaluate_json_fast(
@@ -233,6 +256,12 @@ impl Expression {
     ) -> Option<bool> {
         let plan = self.fast.as_ref().ok()?;
         fast::evaluate_json(plan, input, &scope.variables, out).ok()
+    }
+
+    /// The input paths the expression may read, when its fast-path plan says (`None`: it is not
+    /// compiled, so anything may be read).
+    pub fn reads(&self) -> Option<crate::reads::ReadSet> {
+        self.fast.as_ref().ok().map(|plan| fast::reads(plan))
     }
 
     /// The fast path alone, for comparing it with the JSONata engine.

@@ -14,6 +14,7 @@ pub mod expression;
 mod fast;
 mod functions;
 pub mod integration;
+pub mod reads;
 pub mod render;
 pub mod spec;
 pub mod template;
@@ -34,8 +35,8 @@ pub use integration::{
 pub use render::{
     Credential, MapError, RenderedAssertion, RenderedExchange, RenderedOAuth2, RenderedRequest,
     RenderedSigning, RenderedSource, RenderedToken, SignedParts, canonical_query, flatten_query,
-    map_query, map_response, map_response_json, merge_query, render_credential, render_request,
-    sign_request,
+    map_pruned_response_json, map_query, map_response, map_response_json, merge_query,
+    render_credential, render_request, sign_request,
 };
 pub use spec::{BodyFormat, ClientAuth, HttpMethod, TokenBody};
 pub use template::{RenderError, Template, Vars};

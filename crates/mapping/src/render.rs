@@ -640,13 +640,36 @@ pub fn map_response_json(
     out: &mut Vec<u8>,
 ) -> Result<(), MapError> {
     let start = out.len();
+    let defined = method.response_mapping.evaluate_json(record, scope, out);
+    check_mapped_json(defined, start, out)
+}
+
+/// [`map_response_json`] over a record parsed with only what the page reads
+/// (`UnifiedMethod::page_reads`); `whole` is the record's text, read whole when the JSONata engine
+/// maps it.
+pub fn map_pruned_response_json(
+    method: &UnifiedMethod,
+    pruned: &Value,
+    whole: &str,
+    scope: &Scope,
+    out: &mut Vec<u8>,
+) -> Result<(), MapError> {
+    let start = out.len();
     let defined = method
         .response_mapping
-        .evaluate_json(record, scope, out)
-        .map_err(|error| MapError::Eval {
-            what: "response_mapping",
-            error,
-        })?;
+        .evaluate_json_pruned(pruned, whole, scope, out);
+    check_mapped_json(defined, start, out)
+}
+
+fn check_mapped_json(
+    defined: Result<bool, EvalError>,
+    start: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), MapError> {
+    let defined = defined.map_err(|error| MapError::Eval {
+        what: "response_mapping",
+        error,
+    })?;
     if !defined || out.get(start) != Some(&b'{') {
         out.truncate(start);
         return Err(MapError::Shape {

@@ -15,9 +15,11 @@
 mod builtins;
 mod compile;
 mod eval;
+mod reads;
 
 pub(crate) use compile::compile;
 pub(crate) use eval::{evaluate, evaluate_json};
+pub(crate) use reads::reads;
 
 use std::ops::Range;
 

@@ -17,6 +17,7 @@ use unigate_unified::UnifiedModel;
 
 use crate::diagnostics::FileCompiler;
 use crate::expression::Expression;
+use crate::reads::ReadSet;
 use crate::spec::{BodyFormat, IntegrationSpec};
 use crate::template::Template;
 use auth::compile_auth;
@@ -148,6 +149,10 @@ pub struct UnifiedMethod {
     pub mapped_fields: Option<BTreeSet<String>>,
     /// Calls made for the records of each page, read by the response mapping as `$<name>`.
     pub follow_ups: Vec<FollowUp>,
+    /// What the page's expressions and this method's mapping can read of a page of the
+    /// method's resource, when that is known and less than everything: such a page can be
+    /// parsed with only those fields ([`crate::reads`]).
+    pub page_reads: Option<ReadSet>,
 }
 
 /// A second native call for the records of a page (`follow_up:`).
@@ -345,7 +350,14 @@ pub(crate) fn compile_integration(
             }
         }
     }
-    let unified = compile_unified_methods(&spec, &resources, models, c);
+    let mut unified = compile_unified_methods(&spec, &resources, models, c);
+    if let Ok(errors) = &errors {
+        for method in unified.values_mut() {
+            method.page_reads = resources
+                .get(&method.resource)
+                .and_then(|resource| page_reads(resource, method, errors.as_ref()));
+        }
+    }
     Some(Integration {
         id: id.to_owned(),
         name,
@@ -430,4 +442,45 @@ pub(super) fn is_token(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// What a page of `resource` can be read for by `method`: the error and pagination expressions
+/// over the page, and under the records path the response mapping and the keyset value over a
+/// record. `None` when some expression is off the fast path (its reads are unknown), the method
+/// has follow-ups (their expressions read records too), the records are not a plain path, or the
+/// whole page is read anyway.
+fn page_reads(
+    resource: &Resource,
+    method: &UnifiedMethod,
+    errors: Option<&ProviderErrors>,
+) -> Option<ReadSet> {
+    let records_path = resource.records_path.as_ref()?;
+    if !method.follow_ups.is_empty() || !resource.omit.is_empty() {
+        return None;
+    }
+    let mut record = method.response_mapping.reads()?;
+    if let Some(after) = &resource.pagination.after_value {
+        record.merge(&after.reads()?);
+    }
+    let mut page = ReadSet::default();
+    page.merge_at(records_path, &record);
+    let pagination = &resource.pagination;
+    let over_page = [
+        pagination.next.as_ref(),
+        pagination.has_more.as_ref(),
+        pagination.total.as_ref(),
+    ]
+    .into_iter()
+    .chain(errors.into_iter().flat_map(|errors| {
+        [
+            errors.when.as_ref(),
+            errors.status.as_ref(),
+            errors.message.as_ref(),
+        ]
+    }))
+    .flatten();
+    for expression in over_page {
+        page.merge(&expression.reads()?);
+    }
+    (!page.reads_everything()).then_some(page)
 }

@@ -1,0 +1,313 @@
+//! Parsing only what a mapping reads. A [`ReadSet`] is the tree of field paths an expression (or
+//! a page's expressions together) may look at, found once at load from the fast-path plans; a
+//! provider body is then parsed with [`parse_pruned`] into a `serde_json` value that holds those
+//! fields and nothing else (objects keep only the read keys, arrays keep every item, scalars
+//! stay whole). Unread values are skipped by the parser without being built: no allocation, no
+//! key hashing, no string unescaping. Their syntax is still checked, so a body that is not JSON is
+//! refused as before. This module owns the set and the parse; which calls use it is the engine's
+//! business (it keeps the provider's bytes for `remote_data` and for the JSONata engine, which
+//! always gets the whole record).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// The field paths that may be read under one value. `all`: the value is read whole (copied,
+/// compared, passed on); otherwise only `fields` are looked at, each with what is read under it.
+/// Arrays are transparent: a set applies to every item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadSet {
+    all: bool,
+    /// Sorted by name. A record object has a few dozen keys and a set a handful: comparing
+    /// lengths and bytes finds a key sooner than a tree or a hash would.
+    fields: Vec<(Box<str>, ReadSet)>,
+}
+
+impl ReadSet {
+    /// A set that reads everything.
+    pub fn everything() -> ReadSet {
+        ReadSet {
+            all: true,
+            fields: Vec::new(),
+        }
+    }
+
+    /// Whether the whole value is read (nothing can be pruned).
+    pub fn reads_everything(&self) -> bool {
+        self.all
+    }
+
+    pub(crate) fn keep_all(&mut self) {
+        self.all = true;
+        self.fields.clear();
+    }
+
+    /// The set under `path`, made (as "present") where it is missing.
+    pub(crate) fn node(&mut self, path: &[Box<str>]) -> &mut ReadSet {
+        let mut at = self;
+        for name in path {
+            if at.all {
+                return at;
+            }
+            at = at.child(name);
+        }
+        at
+    }
+
+    fn child(&mut self, name: &str) -> &mut ReadSet {
+        let index = match self.fields.binary_search_by(|(have, _)| (**have).cmp(name)) {
+            Ok(index) => index,
+            Err(index) => {
+                self.fields.insert(index, (name.into(), ReadSet::default()));
+                index
+            }
+        };
+        &mut self.fields[index].1
+    }
+
+    fn get(&self, name: &str) -> Option<&ReadSet> {
+        self.fields
+            .iter()
+            .find(|(have, _)| have.len() == name.len() && **have == *name)
+            .map(|(_, set)| set)
+    }
+
+    /// Adds what `other` reads.
+    pub fn merge(&mut self, other: &ReadSet) {
+        if self.all {
+            return;
+        }
+        if other.all {
+            self.keep_all();
+            return;
+        }
+        for (name, set) in &other.fields {
+            self.child(name).merge(set);
+        }
+    }
+
+    /// Adds `other` as read under the field path `path`.
+    pub fn merge_at(&mut self, path: &[String], other: &ReadSet) {
+        let path: Vec<Box<str>> = path.iter().map(|name| name.as_str().into()).collect();
+        self.node(&path).merge(other);
+    }
+
+    /// The paths, for tests and diagnostics: `a.b` per leaf, `a.*` where a value is read whole.
+    pub fn paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.collect_paths("", &mut out);
+        out
+    }
+
+    fn collect_paths(&self, prefix: &str, out: &mut Vec<String>) {
+        if self.all {
+            out.push(format!("{prefix}*"));
+            return;
+        }
+        if self.fields.is_empty() {
+            out.push(prefix.trim_end_matches('.').to_owned());
+            return;
+        }
+        for (name, set) in &self.fields {
+            set.collect_paths(&format!("{prefix}{name}."), out);
+        }
+    }
+}
+
+/// `text` parsed as JSON, holding only what `reads` reads. Errors as `serde_json::from_str`'s
+/// (the depth limit included).
+pub fn parse_pruned(text: &str, reads: &ReadSet) -> serde_json::Result<Value> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = Pruned(reads).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// A value parsed with a read set.
+struct Pruned<'s>(&'s ReadSet);
+
+impl<'de> DeserializeSeed<'de> for Pruned<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        if self.0.all {
+            return Value::deserialize(deserializer);
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Pruned<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        // As `serde_json::Value` reads it.
+        Ok(Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(Pruned(self.0))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::with_capacity(self.0.fields.len());
+        while let Some(Key(key)) = map.next_key()? {
+            match self.0.get(key.as_ref()) {
+                Some(set) => {
+                    let value = map.next_value_seed(Pruned(set))?;
+                    out.insert(key.into_owned(), value);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// An object key, borrowed from the body when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(value)))
+            }
+
+            fn visit_str<E>(self, value: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(value.to_owned())))
+            }
+
+            fn visit_string<E>(self, value: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(value)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn set(paths: &[&str]) -> ReadSet {
+        let mut set = ReadSet::default();
+        for path in paths {
+            let (path, all) = match path.strip_suffix(".*") {
+                Some(path) => (path, true),
+                None => (*path, false),
+            };
+            let path: Vec<Box<str>> = path.split('.').map(Into::into).collect();
+            let node = set.node(&path);
+            if all {
+                node.keep_all();
+            }
+        }
+        set
+    }
+
+    #[test]
+    fn keeps_read_fields_whole_items_and_scalars() {
+        let body = r#"[{"id":"1","_links":{"self":{"href":"x"}},"profile":{"email":"a@b","bio":"long"},"tags":[{"k":1,"v":2}],"n":1e400},
+                       {"id":2.5,"profile":null,"tags":"x"}]"#;
+        let reads = set(&["id", "profile.email", "tags.k"]);
+        assert_eq!(
+            parse_pruned(body, &reads).unwrap(),
+            json!([
+                {"id": "1", "profile": {"email": "a@b"}, "tags": [{"k": 1}]},
+                {"id": 2.5, "profile": null, "tags": "x"}
+            ])
+        );
+    }
+
+    #[test]
+    fn a_value_read_whole_is_parsed_as_serde_json_parses_it() {
+        let body = r#"{"a":{"b":[1,{"c":"\u00e9\n"}],"d":-0.0,"e":18446744073709551615},"z":1}"#;
+        let full: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            parse_pruned(body, &set(&["a.*"])).unwrap(),
+            json!({"a": full["a"]})
+        );
+        assert_eq!(parse_pruned(body, &ReadSet::everything()).unwrap(), full);
+    }
+
+    #[test]
+    fn skips_unread_values_of_any_shape_but_refuses_bodies_that_are_not_json() {
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        let body = format!(
+            r#"{{"id":"1","deep":{deep},"big":123456789012345678901234567890,"esc":"\ud83d\ude00 \" \\"}}"#
+        );
+        assert_eq!(
+            parse_pruned(&body, &set(&["id"])).unwrap(),
+            json!({"id": "1"})
+        );
+        for broken in [
+            r#"{"id":"1","x":}"#,
+            r#"{"id":"1""#,
+            r#"{"id":"1"} x"#,
+            r#"{"x":[1,]}"#,
+        ] {
+            assert!(parse_pruned(broken, &set(&["id"])).is_err(), "{broken}");
+        }
+    }
+
+    #[test]
+    fn sets_merge_and_everything_wins() {
+        let mut a = set(&["a.b", "c"]);
+        a.merge(&set(&["a.d.*"]));
+        assert_eq!(a.paths(), vec!["a.b", "a.d.*", "c"]);
+        a.merge_at(&["c".to_owned()], &ReadSet::everything());
+        assert_eq!(a.paths(), vec!["a.b", "a.d.*", "c.*"]);
+        a.merge(&ReadSet::everything());
+        assert!(a.reads_everything());
+    }
+}
