@@ -9,7 +9,8 @@
 #   DURATION=30 CONNS=32 bench/gateway-load.sh
 #
 # PROFILE=1 bench/gateway-load.sh profiles unigate under the throughput load with perf instead
-# of measuring, and prints the top symbols.
+# of measuring, and prints the top symbols and the split of its CPU into a few buckets (parsing,
+# the mapping evaluator, writing, allocation, HTTP and runtime, kernel).
 #
 # Settings (environment): DURATION (s, default 15) per measured run, after WARMUP (s, default 3)
 # of the same load that is not counted; THREADS (2) load-generator threads; CONNS (16) connections
@@ -385,6 +386,25 @@ if [ "${PROFILE:-0}" = 1 ]; then
   wait "$perf_pid" || true
   perf report -q -i "$tmp/perf.data" --no-children --sort dso,symbol --percent-limit ${PERCENT_LIMIT:-0.7} 2>/dev/null |
     awk '{ printf "%8s  %-18s %s\n", $1, $2, $4 }' | head -"${TOP:-40}"
+  # The same samples in a few buckets (by symbol name; the first pattern that matches wins).
+  echo
+  echo "split of unigate's CPU (all samples):"
+  perf report -q -i "$tmp/perf.data" --no-children --sort dso,symbol 2>/dev/null | awk '
+    {
+      pct = $1; sub("%", "", pct); dso = $2; sym = ""
+      for (i = 4; i <= NF; i++) sym = sym " " $i
+      if (dso ~ /kernel/) bucket = "kernel (network, scheduling)"
+      else if (sym ~ /fast::eval|fast::builtins|Evaluator|fast::Val|eval::Val/) bucket = "mapping fast path (evaluator)"
+      else if (sym ~ /jlens/) bucket = "JSONata engine"
+      else if (sym ~ /reads::|serde_json::de|serde_json::read|serde_json::value::de|RawValue|indexmap|hash|sip::|Hasher|IgnoredAny|raw_records/) bucket = "parsing the provider body"
+      else if (sym ~ /serde_json::ser|format_escaped|write_|append_remote|itoa|ryu/) bucket = "writing the answer"
+      else if (sym ~ /mi_|malloc|free|alloc::|drop_in_place/) bucket = "allocation and frees"
+      else if (sym ~ /hyper|h2::|reqwest|axum|tower|http::|rustls|tokio|mio|bytes::/) bucket = "HTTP server and client, runtime"
+      else if (sym ~ /memmove|memcpy|memcmp|memchr|memset/) bucket = "memcpy/memcmp (callers mixed)"
+      else bucket = "other"
+      sum[bucket] += pct
+    }
+    END { for (b in sum) printf "%7.1f%%  %s\n", sum[b], b }' | sort -rn
   exit 0
 fi
 

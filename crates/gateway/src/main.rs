@@ -272,10 +272,11 @@ async fn serve(
         .map_err(|error| format!("cannot listen on {address}: {error}"))?;
     let bound = listener.local_addr().map_err(|error| error.to_string())?;
     tracing::info!(%bound, sandbox, "unigate listening");
+    let shutdown = shutdown_signal();
     // Printed on stdout so scripts can read the port when `--listen 127.0.0.1:0` is used.
     println!("unigate listening on http://{bound}");
     gateway
-        .serve(listener, shutdown_signal())
+        .serve(listener, shutdown)
         .await
         .map_err(|error| error.to_string())?;
     // Every store write is committed when it returns: nothing is left to flush.
@@ -483,24 +484,34 @@ fn reload_on_sighup(state: unigate_gateway::AppState, path: PathBuf) {
     let _ = (state, path);
 }
 
-/// Ctrl-C, or SIGTERM (how a container is stopped).
-async fn shutdown_signal() {
+/// Ctrl-C, or SIGTERM (how a container is stopped). The handlers are installed when this is
+/// called, not when the future is first polled: a SIGTERM that arrives as soon as the gateway
+/// says it is listening must stop it gracefully, not kill it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let signals = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-                tracing::info!("shutdown signal received");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the gateway")
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(terminate), Ok(interrupt)) => Some((terminate, interrupt)),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the gateway");
+                None
             }
         }
+    };
+    async move {
+        #[cfg(unix)]
+        if let Some((mut terminate, mut interrupt)) = signals {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("shutdown signal received");
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -155,6 +155,24 @@ fn check_names_file_and_line_of_every_broken_expression() {
     assert!(stderr.contains("3 error(s)"), "{stderr}");
 }
 
+/// The signal handlers are in place before the gateway says it listens: a SIGTERM sent the
+/// moment the line appears stops it cleanly (exit 0), never kills it.
+#[cfg(unix)]
+#[test]
+fn sigterm_right_after_the_listening_line_stops_the_gateway_cleanly() {
+    for _ in 0..5 {
+        let (mut child, _) =
+            spawn_serving(unigate().args(["serve", "--sandbox", "--listen", "127.0.0.1:0"]));
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        assert!(exit.success(), "{exit:?}");
+    }
+}
+
 #[test]
 fn serve_sandbox_answers_on_the_port_it_prints() {
     let mut child = unigate()
@@ -562,7 +580,8 @@ fn spans_of_a_request_and_its_provider_call_are_exported_to_the_collector() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert!(child.wait().unwrap().success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "the gateway did not stop cleanly: {exit:?}");
 
     let bodies = bodies.lock().unwrap().clone();
     let mut spans = Vec::new();
