@@ -328,6 +328,26 @@ async fn try_call(
     let (fast_after, engine_after) = unigate_mapping::expression::evaluations_by_path();
     let mut report = String::new();
     let calls = trace.lock().map(|calls| calls.clone()).unwrap_or_default();
+    // Fields the list resource omits (other users' API keys) are not shown in its raw pages
+    // either.
+    let listed = engine
+        .accounts()
+        .get(account)
+        .and_then(|found| {
+            engine
+                .catalog()
+                .integrations
+                .get(&found.integration)
+                .cloned()
+        })
+        .and_then(|integration| {
+            let method =
+                integration.unified_method(model, resource, unigate_mapping::Method::List)?;
+            integration
+                .resources
+                .get(&method.resource)
+                .map(|_| (integration.clone(), method.resource.clone()))
+        });
     for (index, call) in calls.iter().enumerate() {
         let _ = writeln!(
             report,
@@ -352,6 +372,12 @@ async fn try_call(
         }
         let body = serde_json::from_str::<serde_json::Value>(&call.response_body)
             .ok()
+            .map(|mut value| {
+                if let Some((integration, resource)) = &listed {
+                    unigate_mapping::mark_omitted(&integration.resources[resource], &mut value);
+                }
+                value
+            })
             .and_then(|value| serde_json::to_string_pretty(&value).ok())
             .unwrap_or_else(|| call.response_body.clone());
         const SHOWN: usize = 20_000;

@@ -509,6 +509,34 @@ fn try_against_a_stub_provider_redacts_the_key_and_tries_an_edited_mapping() {
     assert!(!stdout.contains("stub-key-very-secret"), "{stdout}");
 }
 
+/// A field the list resource `omit`s (another user's API key, which no context value matches)
+/// is shown as `[omitted]` in the raw page too, and is in no part of the report.
+#[test]
+fn try_does_not_show_the_fields_a_resource_omits() {
+    let (address, _) = stub_provider(
+        r#"{"people":[{"id":"p1","given":"Ada","mail":"ada@stub.example","api_token":"ada-own-token-4711"}]}"#,
+    );
+    let (dir, config) = stub_config("try-omit", &address, "");
+    std::fs::write(
+        dir.join("mappings/stub-directory.yaml"),
+        STUB_MAPPING.replace(
+            "list: { method: GET, path: /people, records: people }",
+            "list: { method: GET, path: /people, records: people, omit: [api_token] }",
+        ),
+    )
+    .unwrap();
+    let output = unigate()
+        .args(["try", "--account", "acme-stub", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("\"api_token\": \"[omitted]\""), "{stdout}");
+    assert!(!stdout.contains("ada-own-token-4711"), "{stdout}");
+    assert!(stdout.contains("\"given\": \"Ada\""), "{stdout}");
+}
+
 /// An OTLP/HTTP collector on an ephemeral port: keeps each request body it receives.
 fn stub_collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{Read, Write};

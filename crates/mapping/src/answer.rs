@@ -468,6 +468,66 @@ pub fn extract_records(
     Ok(records)
 }
 
+/// A provider page as a person may see it (`unigate try`): every field the resource `omit`s
+/// replaced by `"[omitted]"` in its records, or, when the records are not at a plain path, in
+/// every object of the page that has it.
+pub fn mark_omitted(resource: &Resource, body: &mut Value) {
+    if resource.omit.is_empty() {
+        return;
+    }
+    let records = match &resource.records_path {
+        Some(path) => path
+            .iter()
+            .try_fold(&mut *body, |at, segment| at.get_mut(segment.as_str())),
+        None => None,
+    };
+    match records {
+        Some(records) => {
+            for path in &resource.omit {
+                mark_path(records, path);
+            }
+        }
+        None => mark_everywhere(body, &resource.omit),
+    }
+}
+
+fn mark_everywhere(value: &mut Value, paths: &[Vec<String>]) {
+    match value {
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| mark_everywhere(item, paths)),
+        Value::Object(object) => {
+            for inner in object.values_mut() {
+                mark_everywhere(inner, paths);
+            }
+            for path in paths {
+                mark_path(value, path);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn mark_path(value: &mut Value, path: &[String]) {
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(|item| mark_path(item, path)),
+        Value::Object(object) => match path {
+            [] => {}
+            [last] => {
+                if let Some(field) = object.get_mut(last) {
+                    *field = Value::String("[omitted]".to_owned());
+                }
+            }
+            [first, rest @ ..] => {
+                if let Some(inner) = object.get_mut(first) {
+                    mark_path(inner, rest);
+                }
+            }
+        },
+        _ => {}
+    }
+}
+
 /// Removes the field at `path`; arrays on the way have it removed from each item.
 fn omit_path(value: &mut Value, path: &[String]) {
     match value {

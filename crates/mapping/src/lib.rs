@@ -22,8 +22,8 @@ pub mod xml;
 
 pub use answer::{
     Answer, Fault, PageReading, RateLimitReading, RequestBody, body_fault, extract_records,
-    fault_message, rate_limited, raw_body, read_body, read_exchange_token, read_page, render_body,
-    status_fault, token_rejected,
+    fault_message, mark_omitted, rate_limited, raw_body, read_body, read_exchange_token, read_page,
+    render_body, status_fault, token_rejected,
 };
 pub use catalog::{Catalog, Source};
 pub use diagnostics::{LoadError, LoadErrors};

@@ -146,3 +146,47 @@ fn an_unknown_body_format_is_refused_with_its_place() {
     assert!(errors.contains("mappings/bad.yaml:2"), "{errors}");
     assert!(errors.contains("body_format"), "{errors}");
 }
+
+#[test]
+fn omitted_fields_are_marked_where_the_records_are_or_anywhere() {
+    let mapping = |records: &str| {
+        format!(
+            r#"name: Example
+docs: https://example.test/docs
+base_url: "https://example.test/api"
+auth: {{ kind: none }}
+resources:
+  users:
+    list: {{ path: /users, records: "{records}", omit: [api_key, secret.value] }}
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{{ "id": id }}'
+"#
+        )
+    };
+    let page = json!({"data": {"users": [
+        {"id": 1, "api_key": "k1", "secret": {"value": "s1", "kind": "x"}},
+        {"id": 2}
+    ]}, "api_key": "page-level"});
+    for (records, page_level) in [("data.users", "page-level"), ("data.users[id > 0]", "[omitted]")] {
+        let source = Source {
+            path: PathBuf::from("mappings/example.yaml"),
+            text: mapping(records),
+        };
+        let catalog = Catalog::from_sources(&[model()], &[source]).unwrap();
+        let resource = &catalog.integrations["example"].resources["users.list"];
+        let mut marked = page.clone();
+        unigate_mapping::mark_omitted(resource, &mut marked);
+        assert_eq!(
+            marked,
+            json!({"data": {"users": [
+                {"id": 1, "api_key": "[omitted]", "secret": {"value": "[omitted]", "kind": "x"}},
+                {"id": 2}
+            ]}, "api_key": page_level}),
+            "{records}"
+        );
+    }
+}
