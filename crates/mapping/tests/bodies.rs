@@ -171,7 +171,10 @@ unified:
         {"id": 1, "api_key": "k1", "secret": {"value": "s1", "kind": "x"}},
         {"id": 2}
     ]}, "api_key": "page-level"});
-    for (records, page_level) in [("data.users", "page-level"), ("data.users[id > 0]", "[omitted]")] {
+    for (records, page_level) in [
+        ("data.users", "page-level"),
+        ("data.users[id > 0]", "[omitted]"),
+    ] {
         let source = Source {
             path: PathBuf::from("mappings/example.yaml"),
             text: mapping(records),
