@@ -202,8 +202,7 @@ impl Engine {
             format: target.integration.body_format,
         };
         let text = body_text(&response.body);
-        let text = Some(text.as_ref());
-        let body = check_answer(target, answer, text, &call.scope, None).map_err(failed)?;
+        let body = check_answer(target, answer, &text, &call.scope, None).map_err(failed)?;
         extract_records(endpoint.resource(), body, &call.scope)
             .map(Some)
             .map_err(|error| failed(mapping_error(&target.integration, &error)))

@@ -64,8 +64,7 @@ impl Engine {
             format: target.integration.body_format,
         };
         let text = body_text(&response.body);
-        let text = Some(text.as_ref());
-        let body = check_answer(&target, answer, text, &scope, None)?;
+        let body = check_answer(&target, answer, &text, &scope, None)?;
         let record = extract_records(endpoint.resource(), body, &scope)
             .map_err(|error| mapping_error(integration, &error))?
             .into_iter()

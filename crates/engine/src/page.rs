@@ -75,14 +75,16 @@ impl Engine {
             format: integration.body_format,
         };
         let text = body_text(&response.body);
-        let text = Some(text.as_ref());
+        let text = text.as_ref();
         let large = response.body.len() >= LARGE_PAGE_BYTES;
         let resource = call.resource();
         // Records written as text from the fast path need only what the page's expressions
         // read; the JSONata engine gets a record re-read whole from its bytes.
-        let reads = call.method().page_reads.as_ref().filter(|_| {
-            call.text_records && text.is_some() && integration.body_format == BodyFormat::Json
-        });
+        let reads = call
+            .method()
+            .page_reads
+            .as_ref()
+            .filter(|_| call.text_records && integration.body_format == BodyFormat::Json);
         let (digest, reading, raw, pruned) = off_the_workers(large, || {
             let read = |reads| {
                 let body = check_answer(&call.target, answer, text, &call.scope, reads)?;
@@ -100,8 +102,7 @@ impl Engine {
                         && (reads.is_some() || !call.query.ignore_remote_data)
                         && resource.omit.is_empty() =>
                 {
-                    text.and_then(|text| raw_records(text, path))
-                        .filter(|raw| raw.len() == reading.records.len())
+                    raw_records(text, path).filter(|raw| raw.len() == reading.records.len())
                 }
                 _ => None,
             };
@@ -179,13 +180,13 @@ pub(crate) fn body_text(body: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(body)
 }
 
-/// A provider answer → its JSON body, or the remote error it stands for. `text` is the body when
-/// it is valid UTF-8 (checked once for the whole body, so that parsing does not check every
-/// string again).
+/// A provider answer → its JSON body, or the remote error it stands for. `text` is the body as
+/// text ([`body_text`]), so that parsing does not check every string for UTF-8 again; `reads`:
+/// parse only those fields.
 pub(crate) fn check_answer(
     target: &Target,
     answer: Answer<'_>,
-    text: Option<&str>,
+    text: &str,
     scope: &Scope,
     reads: Option<&ReadSet>,
 ) -> Result<Value, ApiError> {
@@ -195,14 +196,14 @@ pub(crate) fn check_answer(
     }
     // 204 No Content: the provider says there is nothing (Zoho answers a list with no records
     // this way); whatever body came with it is not read.
-    let parsed = match (text, answer.format) {
+    let parsed = match answer.format {
         _ if answer.status == 204 => Ok(Value::Null),
-        (Some(text), BodyFormat::Json) => match reads {
+        BodyFormat::Json => match reads {
             Some(reads) => parse_pruned(text, reads),
             None => serde_json::from_str(text),
         }
         .map_err(|e| e.to_string()),
-        (_, format) => read_body(format, answer.body),
+        format => read_body(format, answer.body),
     };
     let body: Value = match parsed {
         Ok(body) => body,
@@ -210,13 +211,11 @@ pub(crate) fn check_answer(
             // A provider that answers some errors as plain text (LastPass's "Authorization
             // Error") is judged by the mapping's `errors.when` over the text as a JSON string;
             // any other unreadable body is the provider's fault.
-            if let Some(text) = text {
-                let as_text = Value::String(text.to_owned());
-                // An expression written for JSON bodies may fail on a string (an `Err`): the
-                // answer is then what it was, an unreadable body.
-                if let Ok(Some(fault)) = body_fault(&target.integration, answer, &as_text, scope) {
-                    return Err(ApiError::remote(fault.status, fault.message, fault.body));
-                }
+            let as_text = Value::String(text.to_owned());
+            // An expression written for JSON bodies may fail on a string (an `Err`): the answer
+            // is then what it was, an unreadable body.
+            if let Ok(Some(fault)) = body_fault(&target.integration, answer, &as_text, scope) {
+                return Err(ApiError::remote(fault.status, fault.message, fault.body));
             }
             return Err(ApiError::new(
                 ErrorKind::BadGateway,

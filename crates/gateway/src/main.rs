@@ -328,26 +328,23 @@ async fn try_call(
     let (fast_after, engine_after) = unigate_mapping::expression::evaluations_by_path();
     let mut report = String::new();
     let calls = trace.lock().map(|calls| calls.clone()).unwrap_or_default();
+    // The loaded file's integration and list method (an account override may differ).
+    let integration = engine.accounts().get(account).and_then(|found| {
+        engine
+            .catalog()
+            .integrations
+            .get(&found.integration)
+            .cloned()
+    });
+    let method = integration.as_ref().and_then(|integration| {
+        integration.unified_method(model, resource, unigate_mapping::Method::List)
+    });
     // Fields the list resource omits (other users' API keys) are not shown in its raw pages
     // either.
-    let listed = engine
-        .accounts()
-        .get(account)
-        .and_then(|found| {
-            engine
-                .catalog()
-                .integrations
-                .get(&found.integration)
-                .cloned()
-        })
-        .and_then(|integration| {
-            let method =
-                integration.unified_method(model, resource, unigate_mapping::Method::List)?;
-            integration
-                .resources
-                .get(&method.resource)
-                .map(|_| (integration.clone(), method.resource.clone()))
-        });
+    let listed = integration
+        .as_ref()
+        .zip(method)
+        .and_then(|(integration, method)| integration.resources.get(&method.resource));
     for (index, call) in calls.iter().enumerate() {
         let _ = writeln!(
             report,
@@ -373,8 +370,8 @@ async fn try_call(
         let body = serde_json::from_str::<serde_json::Value>(&call.response_body)
             .ok()
             .map(|mut value| {
-                if let Some((integration, resource)) = &listed {
-                    unigate_mapping::mark_omitted(&integration.resources[resource], &mut value);
+                if let Some(listed) = listed {
+                    unigate_mapping::mark_omitted(listed, &mut value);
                 }
                 value
             })
@@ -396,25 +393,22 @@ async fn try_call(
         }
     }
     let (fast, jsonata) = (fast_after - fast_before, engine_after - engine_before);
-    // Which path the records' mapping takes: the loaded file's (an account override may differ).
-    let records_path = engine
-        .accounts()
-        .get(account)
-        .and_then(|found| engine.catalog().integrations.get(&found.integration).cloned())
-        .and_then(|integration| {
-            integration
-                .unified_method(model, resource, unigate_mapping::Method::List)
-                .map(|method| match method.response_mapping.fast_path_gap() {
-                    None => format!(
-                        "records: `{}` response_mapping runs on the fast path (a record it cannot take goes to the JSONata engine)\n",
-                        integration.id
-                    ),
-                    Some(gap) => format!(
-                        "records: `{}` response_mapping runs on the JSONata engine: it uses {gap}\n",
-                        integration.id
-                    ),
-                })
-        })
+    // Which path the records' mapping takes.
+    let records_path = integration
+        .as_ref()
+        .zip(method)
+        .map(
+            |(integration, method)| match method.response_mapping.fast_path_gap() {
+                None => format!(
+                    "records: `{}` response_mapping runs on the fast path (a record it cannot take goes to the JSONata engine)\n",
+                    integration.id
+                ),
+                Some(gap) => format!(
+                    "records: `{}` response_mapping runs on the JSONata engine: it uses {gap}\n",
+                    integration.id
+                ),
+            },
+        )
         .unwrap_or_default();
     let context = engine
         .accounts()
