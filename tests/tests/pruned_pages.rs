@@ -64,6 +64,7 @@ fn the_mapping_reads_only_what_it_names() {
         .next()
         .unwrap();
     let reads = method.page_reads.as_ref().expect("pruned");
+    assert!(!reads.reads_everything());
     assert_eq!(
         reads.paths(),
         vec![
@@ -72,6 +73,40 @@ fn the_mapping_reads_only_what_it_names() {
             "users.profile.email.*",
             "users.score.*"
         ]
+    );
+}
+
+#[test]
+fn pages_are_parsed_whole_where_the_reads_are_not_known_and_check_says_why() {
+    let whole = |mapping: String, why: &str| {
+        let catalog = catalog_with("pruned", &mapping);
+        let method = catalog.integrations["pruned"]
+            .unified
+            .values()
+            .next()
+            .unwrap();
+        assert_eq!(
+            method.page_reads.as_ref().err().map(String::as_str),
+            Some(why)
+        );
+    };
+    whole(
+        MAPPING.replace("records: users }", "records: \"users[id != 'x']\" }"),
+        "its `records` is not a plain field path",
+    );
+    whole(
+        MAPPING.replace(
+            "\"title\": $string(score) }",
+            "\"title\": $string(score), \"roles\": $keys($) }",
+        ),
+        "its records are read whole (`$`, `$keys($)`, `$merge([$, …])`, …)",
+    );
+    whole(
+        MAPPING.replace(
+            "\"title\": $string(score) }",
+            "\"title\": $string(score), \"roles\": $sort(tags) }",
+        ),
+        "`response_mapping` runs on the JSONata engine",
     );
 }
 

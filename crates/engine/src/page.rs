@@ -84,6 +84,7 @@ impl Engine {
             .method()
             .page_reads
             .as_ref()
+            .ok()
             .filter(|_| call.text_records && integration.body_format == BodyFormat::Json);
         let (digest, reading, raw, pruned) = off_the_workers(large, || {
             let read = |reads| {

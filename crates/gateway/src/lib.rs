@@ -651,7 +651,8 @@ impl Gateway {
 }
 
 /// `unigate check DIR`: every problem of every file, or a one-line summary followed by a note
-/// for every response mapping that runs on the engine instead of the fast path.
+/// for every response mapping that runs on the engine instead of the fast path, and for every
+/// list on the fast path whose pages are still parsed whole (and why).
 pub fn check(dir: &Path) -> Result<String, String> {
     let catalog = Catalog::load_dir(dir).map_err(|errors| errors.to_string())?;
     let mut report = format!(
@@ -666,6 +667,13 @@ pub fn check(dir: &Path) -> Result<String, String> {
             if let Some(gap) = unified.response_mapping.fast_path_gap() {
                 report.push_str(&format!(
                     "\nnote: {}: {}/{}.{} response_mapping runs on the JSONata engine, not the fast path: it uses {gap}",
+                    integration.id, key.model, key.resource, key.method
+                ));
+            } else if key.method == unigate_mapping::Method::List
+                && let Err(why) = &unified.page_reads
+            {
+                report.push_str(&format!(
+                    "\nnote: {}: {}/{}.{} pages are parsed whole, not only the fields the mapping reads: {why}",
                     integration.id, key.model, key.resource, key.method
                 ));
             }

@@ -150,9 +150,10 @@ pub struct UnifiedMethod {
     /// Calls made for the records of each page, read by the response mapping as `$<name>`.
     pub follow_ups: Vec<FollowUp>,
     /// What the page's expressions and this method's mapping can read of a page of the
-    /// method's resource, when that is known and less than everything: such a page can be
-    /// parsed with only those fields ([`crate::reads`]).
-    pub page_reads: Option<ReadSet>,
+    /// method's resource (a list), when that is known and less than everything: such a page can
+    /// be parsed with only those fields ([`crate::reads`]). Otherwise why its pages are parsed
+    /// whole (`unigate check` says it).
+    pub page_reads: Result<ReadSet, String>,
 }
 
 /// A second native call for the records of a page (`follow_up:`).
@@ -352,10 +353,13 @@ pub(crate) fn compile_integration(
     }
     let mut unified = compile_unified_methods(&spec, &resources, models, c);
     if let Ok(errors) = &errors {
-        for method in unified.values_mut() {
-            method.page_reads = resources
-                .get(&method.resource)
-                .and_then(|resource| page_reads(resource, method, errors.as_ref()));
+        for (key, method) in unified.iter_mut() {
+            method.page_reads = match (key.method, resources.get(&method.resource)) {
+                (Method::List, Some(resource)) => {
+                    page_reads(resource, method, errors.as_ref(), body_format)
+                }
+                _ => Err("not a list".to_owned()),
+            };
         }
     }
     Some(Integration {
@@ -446,41 +450,63 @@ pub(super) fn is_token(name: &str) -> bool {
 
 /// What a page of `resource` can be read for by `method`: the error and pagination expressions
 /// over the page, and under the records path the response mapping and the keyset value over a
-/// record. `None` when some expression is off the fast path (its reads are unknown), the method
-/// has follow-ups (their expressions read records too), the records are not a plain path, or the
-/// whole page is read anyway.
+/// record. Otherwise why the page is read whole: an expression off the fast path (its reads are
+/// unknown), follow-ups (their expressions read records too), fields to omit, records that are
+/// not a plain path, XML, or an expression that reads everything anyway.
 fn page_reads(
     resource: &Resource,
     method: &UnifiedMethod,
     errors: Option<&ProviderErrors>,
-) -> Option<ReadSet> {
-    let records_path = resource.records_path.as_ref()?;
-    if !method.follow_ups.is_empty() || !resource.omit.is_empty() {
-        return None;
+    body_format: BodyFormat,
+) -> Result<ReadSet, String> {
+    let whole = |why: &str| Err(why.to_owned());
+    if body_format != BodyFormat::Json {
+        return whole("its answers are XML");
     }
-    let mut record = method.response_mapping.reads()?;
-    if let Some(after) = &resource.pagination.after_value {
-        record.merge(&after.reads()?);
+    let Some(records_path) = resource.records_path.as_ref() else {
+        return whole("its `records` is not a plain field path");
+    };
+    if !method.follow_ups.is_empty() {
+        return whole("follow-ups read its records too");
+    }
+    if !resource.omit.is_empty() {
+        return whole("its resource omits fields");
+    }
+    let reads_of = |expression: &Expression, what: &str| {
+        expression
+            .reads()
+            .ok_or_else(|| format!("`{what}` runs on the JSONata engine"))
+    };
+    let mut record = reads_of(&method.response_mapping, "response_mapping")?;
+    let pagination = &resource.pagination;
+    if let Some(after) = &pagination.after_value {
+        record.merge(&reads_of(after, "pagination.after_value")?);
+    }
+    if record.reads_everything() {
+        return whole("its records are read whole (`$`, `$keys($)`, `$merge([$, …])`, …)");
     }
     let mut page = ReadSet::default();
     page.merge_at(records_path, &record);
-    let pagination = &resource.pagination;
     let over_page = [
-        pagination.next.as_ref(),
-        pagination.has_more.as_ref(),
-        pagination.total.as_ref(),
+        (pagination.next.as_ref(), "pagination.next_cursor"),
+        (pagination.has_more.as_ref(), "pagination.has_more"),
+        (pagination.total.as_ref(), "pagination.total"),
     ]
     .into_iter()
     .chain(errors.into_iter().flat_map(|errors| {
         [
-            errors.when.as_ref(),
-            errors.status.as_ref(),
-            errors.message.as_ref(),
+            (errors.when.as_ref(), "errors.when"),
+            (errors.status.as_ref(), "errors.status"),
+            (errors.message.as_ref(), "errors.message"),
         ]
-    }))
-    .flatten();
-    for expression in over_page {
-        page.merge(&expression.reads()?);
+    }));
+    for (expression, what) in over_page {
+        if let Some(expression) = expression {
+            page.merge(&reads_of(expression, what)?);
+        }
     }
-    (!page.reads_everything()).then_some(page)
+    if page.reads_everything() {
+        return whole("its pagination or errors expressions read the whole page");
+    }
+    Ok(page)
 }

@@ -242,7 +242,7 @@ fn compile_method(
             .map(|fields| fields.into_iter().collect()),
         query_mapping,
         response_mapping,
-        page_reads: None,
+        page_reads: Err("not compiled yet".to_owned()),
     })
 }
 
