@@ -339,6 +339,45 @@ pub async fn serve_with(
     serve(gateway).await
 }
 
+/// The unified list of one account of integration `id` (file text `mapping`, bearer `token` in its
+/// context) whose provider answers `page` once: the status and the answer's text as sent, for
+/// tests that assert on bytes (`remote_data`, pruned pages). `query` is appended as is.
+pub async fn list_text_of_one_page(
+    id: &str,
+    mapping: &str,
+    page: Vec<u8>,
+    query: &str,
+) -> (u16, String) {
+    let stub = Stub::start().await;
+    stub.script(vec![Scripted {
+        for_request: None,
+        status: 200,
+        headers: vec![],
+        body: page,
+    }]);
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: id.into(),
+        context: serde_json::json!({"token": "secret-token-0123"}),
+        base_url: Some(stub.origin()),
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_accounts(catalog_with(id, mapping), vec![account]).await;
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/unified/user-directory/users?integrated_account_id=acc&{query}",
+            gateway.origin
+        ))
+        .bearer_auth(TEST_TOKEN)
+        .send()
+        .await
+        .expect("gateway answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
 /// `GET {origin}{path_and_query}` with a bearer token; returns status and JSON body.
 ///
 /// Every answer carries `x-request-id`; an error envelope carries the same id as

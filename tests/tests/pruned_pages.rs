@@ -3,9 +3,7 @@
 //! are not UTF-8 — does not change the answer or fail the page, `remote_data` is still the
 //! provider's record, and a record the fast path hands to the JSONata engine is read whole first.
 
-use serde_json::json;
-use unigate_store::IntegratedAccount;
-use unigate_tests::{Scripted, Stub, TEST_TOKEN, catalog_with, serve_accounts};
+use unigate_tests::{catalog_with, list_text_of_one_page};
 
 /// Reads `id`, `name` and `profile.email`; `$string(score)` is off the fast path for a
 /// non-integral number, so a record whose `score` is 1.5 goes to the JSONata engine.
@@ -25,34 +23,7 @@ unified:
 "#;
 
 async fn answer(page: Vec<u8>) -> (u16, String) {
-    let stub = Stub::start().await;
-    stub.script(vec![Scripted {
-        for_request: None,
-        status: 200,
-        headers: vec![],
-        body: page,
-    }]);
-    let account = IntegratedAccount {
-        id: "acc".into(),
-        integration: "pruned".into(),
-        context: json!({"token": "secret-token-0123"}),
-        base_url: Some(stub.origin()),
-        status: Default::default(),
-        last_error: None,
-        mapping: None,
-    };
-    let gateway = serve_accounts(catalog_with("pruned", MAPPING), vec![account]).await;
-    let response = reqwest::Client::new()
-        .get(format!(
-            "{}/unified/user-directory/users?integrated_account_id=acc",
-            gateway.origin
-        ))
-        .bearer_auth(TEST_TOKEN)
-        .send()
-        .await
-        .expect("gateway answers");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
+    list_text_of_one_page("pruned", MAPPING, page, "").await
 }
 
 #[test]

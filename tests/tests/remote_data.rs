@@ -6,8 +6,7 @@
 //! assertions are on the answer's text, the bytes a caller receives.
 
 use serde_json::{Value, json};
-use unigate_store::IntegratedAccount;
-use unigate_tests::{Scripted, Stub, TEST_TOKEN, catalog_with, serve_accounts};
+use unigate_tests::list_text_of_one_page;
 
 const MAPPING: &str = r#"name: Pretty
 docs: https://example.test/docs
@@ -29,34 +28,7 @@ unified:
 const PAGE: &str = "{\n  \"data\": {\n    \"users\": [\n      {\n        \"id\": \"u1\",\n        \"name\": \"Z\\u00fcrich  Team\",\n        \"email\": \"a@x.test\",\n        \"seq\": 12345678901234567890123,\n        \"price\": 1.50,\n        \"note\": \"say \\\"hi\\\"\\n\"\n      },\n      { \"id\": \"u2\", \"name\": \"B\", \"email\": \"b@x.test\", \"seq\": 2, \"price\": 0.5, \"note\": \"\" }\n    ]\n  },\n  \"total\": 2\n}";
 
 async fn answer(query: &str) -> (u16, String) {
-    let stub = Stub::start().await;
-    stub.script(vec![Scripted {
-        for_request: None,
-        status: 200,
-        headers: vec![],
-        body: PAGE.as_bytes().to_vec(),
-    }]);
-    let account = IntegratedAccount {
-        id: "acc".into(),
-        integration: "pretty".into(),
-        context: json!({"token": "secret-token-0123"}),
-        base_url: Some(stub.origin()),
-        status: Default::default(),
-        last_error: None,
-        mapping: None,
-    };
-    let gateway = serve_accounts(catalog_with("pretty", MAPPING), vec![account]).await;
-    let response = reqwest::Client::new()
-        .get(format!(
-            "{}/unified/user-directory/users?integrated_account_id=acc&{query}",
-            gateway.origin
-        ))
-        .bearer_auth(TEST_TOKEN)
-        .send()
-        .await
-        .expect("gateway answers");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
+    list_text_of_one_page("pretty", MAPPING, PAGE.as_bytes().to_vec(), query).await
 }
 
 #[tokio::test]
