@@ -100,7 +100,7 @@ echo "== jsonata-js $jsonata_version (node $(node --version))" >&2
 node_out="$(node "$node_dir/mapping-throughput.cjs" "$data_dir" "$runs" $names)"
 
 printf '%-15s %8s %12s %12s %12s %12s %12s %10s %10s %10s %10s\n' "mapping" "records" "engine r/s" "fast r/s" \
-  "fast->text" "pruned->text" "jsonata-js" "engine/js" "fast/js" "text/js" "pruned/js"
+  "fast->text" "doc->text" "jsonata-js" "engine/js" "fast/js" "text/js" "doc/js"
 for name in $names; do
   read -r count engine_rate fast_rate text_rate pruned_rate < <(awk -v n="$name" '$1 == "RESULT" && $2 == n {print $3, $4, $5, $6, $7}' <<<"$rust_out")
   node_rate="$(awk -v n="$name" '$1 == "RESULT" && $2 == n {print $4}' <<<"$node_out")"
@@ -111,6 +111,6 @@ for name in $names; do
     "$(awk -v a="$text_rate" -v b="$node_rate" 'BEGIN {print a / b}')" \
     "$(awk -v a="$pruned_rate" -v b="$node_rate" 'BEGIN {print a / b}')"
 done
-echo "engine and fast: the mapped record built as a serde_json tree; fast->text: written as JSON text; pruned->text: the same over records parsed with only the fields the mapping reads (the gateway's way)"
+echo "engine and fast: the mapped record built as a serde_json tree; fast->text: written as JSON text; doc->text: the same over each record parsed with only the fields the mapping reads into the fast path's own representation (the gateway's way)"
 awk '$1 == "AGREE" {printf "%s: jsonata-js maps %s of the first %s records exactly as unigate\n", $2, $3, $4}' <<<"$node_out"
 echo "best of $runs runs after a warm-up; machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(date -u +%Y-%m-%d)"

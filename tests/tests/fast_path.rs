@@ -10,6 +10,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
+use unigate_mapping::doc::parse_doc;
 use unigate_mapping::reads::parse_pruned;
 use unigate_mapping::{Expression, FastOutcome, Scope, extract_records};
 use unigate_tests::{repo_catalog, repo_root};
@@ -75,7 +76,8 @@ impl Tally {
 
     /// The input parsed with only the fields the plan reads gives the same answer as the whole
     /// input: on the JSONata engine (the analysis is sound for the expression, whichever path
-    /// evaluates it) and on the fast path (what the gateway runs over a pruned page).
+    /// evaluates it), on the fast path over the pruned tree, and on the fast path over the
+    /// record parsed as a `Doc` (what the gateway runs), written as text too.
     fn compare_pruned(
         &mut self,
         what: &str,
@@ -103,15 +105,35 @@ impl Tally {
             (_, FastOutcome::Bailed | FastOutcome::NotCompiled(_)) => true,
             (Err(_), FastOutcome::Done(_)) => false,
         };
-        if (!same_on_engine || !same_on_fast) && self.mismatches.len() < 20 {
+        // The gateway's way: the record parsed as its own representation, on the fast path,
+        // answered as a value and as text.
+        let whole = input.to_string();
+        let doc = parse_doc(&whole, &reads).expect("a JSON value parses");
+        let on_doc = expression.evaluate_doc_fast(&doc, scope);
+        let mut written = Vec::new();
+        let defined = expression.evaluate_doc_json_fast(&doc, scope, &mut written);
+        let same_on_doc = match (engine, &on_doc) {
+            (Ok(full), FastOutcome::Done(fast)) => {
+                text(full) == text(fast)
+                    && match defined {
+                        Some(true) => String::from_utf8_lossy(&written) == text(full),
+                        Some(false) => full.is_none() && written.is_empty(),
+                        None => false,
+                    }
+            }
+            (_, FastOutcome::Bailed | FastOutcome::NotCompiled(_)) => defined.is_none(),
+            (Err(_), FastOutcome::Done(_)) => false,
+        };
+        if (!same_on_engine || !same_on_fast || !same_on_doc) && self.mismatches.len() < 20 {
             self.mismatches.push(format!(
-                "{what} (pruned input)\n  expression: {}\n  reads: {:?}\n  input: {}\n  pruned: {}\n  engine (whole): {:?}\n  engine (pruned): {:?}",
+                "{what} (pruned input)\n  expression: {}\n  reads: {:?}\n  input: {}\n  pruned: {}\n  engine (whole): {:?}\n  engine (pruned): {:?}\n  fast (doc): {on_doc:?}, written {defined:?}: {}",
                 one_line(expression.source()),
                 reads.paths(),
                 cut(&input.to_string()),
                 cut(&pruned.to_string()),
                 engine.as_ref().map(text),
                 on_engine.map(|value| text(&value)),
+                String::from_utf8_lossy(&written),
             ));
         }
     }

@@ -1,4 +1,5 @@
-//! A page is parsed with only the fields its mapping reads (`UnifiedMethod::page_reads`): what
+//! A page is parsed with only the fields its expressions read, and each record from its own bytes
+//! with only the fields its mapping reads (`UnifiedMethod::page_reads`): what
 //! sits in the fields it never reads — deep nesting, numbers no double holds, escapes, bytes that
 //! are not UTF-8 — does not change the answer or fail the page, `remote_data` is still the
 //! provider's record, and a record the fast path hands to the JSONata engine is read whole first.
@@ -35,16 +36,13 @@ fn the_mapping_reads_only_what_it_names() {
         .next()
         .unwrap();
     let reads = method.page_reads.as_ref().expect("pruned");
-    assert!(!reads.reads_everything());
+    assert!(!reads.record.reads_everything());
     assert_eq!(
-        reads.paths(),
-        vec![
-            "users.id.*",
-            "users.name.*",
-            "users.profile.email.*",
-            "users.score.*"
-        ]
+        reads.record.paths(),
+        vec!["id.*", "name.*", "profile.email.*", "score.*"]
     );
+    // Over the page, each record is only counted: nothing in it is read.
+    assert_eq!(reads.page.paths(), vec!["users"]);
 }
 
 #[test]

@@ -7,9 +7,10 @@ use std::hash::{BuildHasher, Hasher};
 
 use serde_json::Value;
 use serde_json::value::RawValue;
-use unigate_mapping::reads::{ReadSet, parse_pruned};
+use unigate_mapping::doc::{Doc, parse_doc};
+use unigate_mapping::reads::{ReadSet, parse_pruned, parse_pruned_with_records};
 use unigate_mapping::{
-    Answer, BodyFormat, Integration, MapError, Scope, body_fault, map_pruned_response_json,
+    Answer, BodyFormat, Integration, MapError, Scope, body_fault, map_doc_response_json,
     map_response, map_response_json, read_body, read_page, render_body, status_fault,
 };
 use unigate_pagination::{CursorState, PageFacts, Position, Style};
@@ -79,40 +80,52 @@ impl Engine {
         let large = response.body.len() >= LARGE_PAGE_BYTES;
         let resource = call.resource();
         // Records written as text from the fast path need only what the page's expressions
-        // read; the JSONata engine gets a record re-read whole from its bytes.
+        // read; each record is parsed from its own bytes with what its mapping reads, and the
+        // JSONata engine gets a record re-read whole from them.
         let reads = call
             .method()
             .page_reads
             .as_ref()
             .ok()
             .filter(|_| call.text_records && integration.body_format == BodyFormat::Json);
-        let (digest, reading, raw, pruned) = off_the_workers(large, || {
-            let read = |reads| {
-                let body = check_answer(&call.target, answer, text, &call.scope, reads)?;
-                read_page(resource, answer, body, &call.scope)
-                    .map_err(|error| mapping_error(integration, &error))
+        // The provider's bytes of each record, for `remote_data` written as they came. With
+        // fields to omit, `remote_data` is written from the records as extracted.
+        let records_path = resource.records_path.as_deref().filter(|_| {
+            call.text_records
+                && integration.body_format == BodyFormat::Json
+                && resource.omit.is_empty()
+        });
+        let (digest, reading, raw, docs) = off_the_workers(large, || {
+            let read = |reads: Option<&ReadSet>, records_path| {
+                let (body, raw) = check_page_answer(
+                    &call.target,
+                    answer,
+                    text,
+                    &call.scope,
+                    reads,
+                    records_path,
+                )?;
+                let reading = read_page(resource, answer, body, &call.scope)
+                    .map_err(|error| mapping_error(integration, &error))?;
+                Ok::<_, ApiError>((reading, raw))
             };
             let digest = page_digest(&response.body);
-            let mut reading = read(reads)?;
-            // The provider's bytes of each record, for `remote_data` written as they came.
-            // With fields to omit, `remote_data` is written from the records as extracted.
-            let raw = match &resource.records_path {
-                Some(path)
-                    if call.text_records
-                        && integration.body_format == BodyFormat::Json
-                        && (reads.is_some() || !call.query.ignore_remote_data)
-                        && resource.omit.is_empty() =>
-                {
-                    raw_records(text, path).filter(|raw| raw.len() == reading.records.len())
+            // One pass over the body reads what the page's expressions read and takes each
+            // record's bytes, which are then parsed with what the mapping reads.
+            if let (Some(reads), Some(path)) = (reads, records_path) {
+                let (reading, raw) = read(Some(&reads.page), Some(path))?;
+                if let Some(raw) = raw.filter(|raw| raw.len() == reading.records.len()) {
+                    let docs = parse_docs(&raw, &reads.record, answer)?;
+                    return Ok((digest, reading, Some(raw), Some(docs)));
                 }
-                _ => None,
-            };
-            // Without each record's bytes a pruned record could not be re-read whole.
-            let pruned = reads.is_some() && raw.is_some();
-            if reads.is_some() && !pruned {
-                reading = read(None)?;
+                // Not an array of records there: read whole, as without reads.
             }
-            Ok::<_, ApiError>((digest, reading, raw, pruned))
+            let (reading, _) = read(None, None)?;
+            let raw = records_path
+                .filter(|_| !call.query.ignore_remote_data)
+                .and_then(|path| raw_records(text, path))
+                .filter(|raw| raw.len() == reading.records.len());
+            Ok::<_, ApiError>((digest, reading, raw, None))
         })?;
         let strategy = &resource.pagination.strategy;
         let next = match (&strategy.style, reading.next) {
@@ -145,7 +158,7 @@ impl Engine {
         let budget = self.config.page_mapping_budget;
         let mapping = std::time::Instant::now();
         let records = off_the_workers(large, || {
-            map_records(call, reading.records, raw, pruned, followed, budget)
+            map_records(call, reading.records, raw, docs, followed, budget)
         })?;
         self.metrics
             .page(&integration.id, records.len(), mapping.elapsed());
@@ -174,11 +187,38 @@ fn off_the_workers<T>(large: bool, work: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Each record's bytes parsed with what its mapping reads. A record that is not JSON the gateway
+/// can read (a number out of range where the mapping reads one) fails the page as an unreadable
+/// body would.
+fn parse_docs<'b>(
+    raw: &[&'b RawValue],
+    reads: &ReadSet,
+    answer: Answer<'_>,
+) -> Result<Vec<Doc<'b>>, ApiError> {
+    raw.iter()
+        .enumerate()
+        .map(|(index, record)| {
+            parse_doc(record.get(), reads).map_err(|error| {
+                ApiError::new(
+                    ErrorKind::BadGateway,
+                    format!("the provider's response is not valid JSON (record {index}: {error})"),
+                )
+                .with_raw_response(unigate_mapping::raw_body(answer.body))
+            })
+        })
+        .collect()
+}
+
 /// A provider body as text. Bytes that are not UTF-8 (a provider's bug, usually in one field)
 /// become U+FFFD, as a browser shows them, instead of failing the whole page: every path
 /// (records, `remote_data`, the JSONata engine) then reads the same replaced text.
 pub(crate) fn body_text(body: &[u8]) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(body)
+    // `from_utf8` checks the common case (all valid) several times faster than the lossy
+    // decoder's chunk walk.
+    match std::str::from_utf8(body) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(body),
+    }
 }
 
 /// A provider answer → its JSON body, or the remote error it stands for. `text` is the body as
@@ -191,6 +231,19 @@ pub(crate) fn check_answer(
     scope: &Scope,
     reads: Option<&ReadSet>,
 ) -> Result<Value, ApiError> {
+    check_page_answer(target, answer, text, scope, reads, None).map(|(body, _)| body)
+}
+
+/// [`check_answer`], and with `reads` and a `records_path`, each record's bytes taken on the
+/// same pass (`parse_pruned_with_records`).
+fn check_page_answer<'t>(
+    target: &Target,
+    answer: Answer<'_>,
+    text: &'t str,
+    scope: &Scope,
+    reads: Option<&ReadSet>,
+    records_path: Option<&[String]>,
+) -> Result<(Value, Option<Vec<&'t RawValue>>), ApiError> {
     if !answer.is_success() {
         let fault = status_fault(&target.integration, answer, scope);
         return Err(ApiError::remote(fault.status, fault.message, fault.body));
@@ -198,16 +251,17 @@ pub(crate) fn check_answer(
     // 204 No Content: the provider says there is nothing (Zoho answers a list with no records
     // this way); whatever body came with it is not read.
     let parsed = match answer.format {
-        _ if answer.status == 204 => Ok(Value::Null),
-        BodyFormat::Json => match reads {
-            Some(reads) => parse_pruned(text, reads),
-            None => serde_json::from_str(text),
+        _ if answer.status == 204 => Ok((Value::Null, None)),
+        BodyFormat::Json => match (reads, records_path) {
+            (Some(reads), Some(path)) => parse_pruned_with_records(text, reads, path),
+            (Some(reads), None) => parse_pruned(text, reads).map(|body| (body, None)),
+            (None, _) => serde_json::from_str(text).map(|body| (body, None)),
         }
         .map_err(|e| e.to_string()),
-        format => read_body(format, answer.body),
+        format => read_body(format, answer.body).map(|body| (body, None)),
     };
-    let body: Value = match parsed {
-        Ok(body) => body,
+    let (body, raw) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             // A provider that answers some errors as plain text (LastPass's "Authorization
             // Error") is judged by the mapping's `errors.when` over the text as a JSON string;
@@ -233,7 +287,7 @@ pub(crate) fn check_answer(
         }
     };
     match body_fault(&target.integration, answer, &body, scope) {
-        Ok(None) => Ok(body),
+        Ok(None) => Ok((body, raw)),
         Ok(Some(mut fault)) => {
             // The caller gets the provider's whole body, not the fields the mapping reads.
             if reads.is_some() {
@@ -247,13 +301,14 @@ pub(crate) fn check_answer(
 
 /// Provider records → what the caller gets: mapped (with `remote_data` unless dropped),
 /// filtered in the gateway, normalized or raw as asked. `raw`: the provider's bytes of each
-/// record, and whether the body was free of line breaks. `pruned`: the records hold only what
-/// the mapping reads (then `raw` is there, to re-read one whole for the JSONata engine).
+/// record, and whether the body was free of line breaks. `docs`: each record parsed with only
+/// what the mapping reads (then `raw` is there, to re-read one whole for the JSONata engine, and
+/// `records` hold only what the page's expressions read).
 fn map_records(
     call: &ListCall,
     records: Vec<Value>,
     raw: Option<(Vec<&RawValue>, bool)>,
-    pruned: bool,
+    docs: Option<Vec<Doc<'_>>>,
     followed: Option<FollowedUp>,
     budget: std::time::Duration,
 ) -> Result<Vec<Record>, ApiError> {
@@ -302,9 +357,9 @@ fn map_records(
                 .as_ref()
                 .map(|(raw, compact)| (raw[index].get(), *compact));
             let mut text = Vec::with_capacity(raw_text.map_or(1024, |(raw, _)| raw.len() + 1024));
-            let mapped = match raw_text {
-                Some((whole, _)) if pruned => {
-                    map_pruned_response_json(method, record, whole, scope_of(index), &mut text)
+            let mapped = match (raw_text, &docs) {
+                (Some((whole, _)), Some(docs)) => {
+                    map_doc_response_json(method, &docs[index], whole, scope_of(index), &mut text)
                 }
                 _ => map_response_json(method, record, scope_of(index), &mut text),
             };
@@ -314,7 +369,7 @@ fn map_records(
                     Some((text, compact)) => RemoteData::Raw { text, compact },
                     None => RemoteData::Tree(record),
                 };
-                debug_assert!(!pruned || raw_text.is_some());
+                debug_assert!(docs.is_none() || raw_text.is_some());
                 append_remote_data(&mut text, remote);
             }
             out.push(Record::Text(text));

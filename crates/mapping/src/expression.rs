@@ -15,6 +15,7 @@ use std::time::Duration;
 use jlens_core::{Bindings, Options};
 use serde_json::Value;
 
+use crate::doc::Doc;
 use crate::fast;
 use crate::functions;
 
@@ -223,19 +224,18 @@ impl Expression {
         Ok(true)
     }
 
-    /// [`Expression::evaluate_json`] over an input parsed with only what the expression reads
-    /// (`crate::reads`): the fast path answers over it; the JSONata engine gets the input read
-    /// whole from `whole` (its text), so its answer is the one it gives over the full input.
-    pub fn evaluate_json_pruned(
+    /// [`Expression::evaluate_json`] over a record parsed with only what the expression reads
+    /// ([`crate::doc::parse_doc`]): the fast path answers over it; the JSONata engine gets the
+    /// record read whole from `whole` (its text), so its answer is the one it gives over the
+    /// full record.
+    pub fn evaluate_doc_json(
         &self,
-        pruned: &Value,
+        doc: &Doc<'_>,
         whole: &str,
         scope: &Scope,
         out: &mut Vec<u8>,
     ) -> Result<bool, EvalError> {
-        if let Ok(plan) = &self.fast
-            && let Ok(defined) = fast::evaluate_json(plan, pruned, &scope.variables, out)
-        {
+        if let Some(defined) = self.evaluate_doc_json_fast(doc, scope, out) {
             FAST_EVALUATIONS.fetch_add(1, Ordering::Relaxed);
             return Ok(defined);
         }
@@ -244,6 +244,30 @@ impl Expression {
             message: format!("the record could not be read whole: {error}"),
         })?;
         self.evaluate_json(&whole, scope, out)
+    }
+
+    /// [`Expression::evaluate_doc_json`] on the fast path alone: `None` when it is not compiled
+    /// or hands the record over (then `out` is as it was).
+    pub fn evaluate_doc_json_fast(
+        &self,
+        doc: &Doc<'_>,
+        scope: &Scope,
+        out: &mut Vec<u8>,
+    ) -> Option<bool> {
+        let plan = self.fast.as_ref().ok()?;
+        fast::evaluate_doc_json(plan, doc, &scope.variables, out).ok()
+    }
+
+    /// The fast path alone over a record parsed as a [`Doc`], for comparing it with the JSONata
+    /// engine over the whole record.
+    pub fn evaluate_doc_fast(&self, doc: &Doc<'_>, scope: &Scope) -> FastOutcome {
+        match &self.fast {
+            Err(reason) => FastOutcome::NotCompiled(reason.to_string()),
+            Ok(plan) => match fast::evaluate_doc(plan, doc, &scope.variables) {
+                Ok(value) => FastOutcome::Done(value),
+                Err(fast::Bail) => FastOutcome::Bailed,
+            },
+        }
     }
 
     /// [`Expression::evaluate_json`] on the fast path alone: `None` when it is not compiled or

@@ -10,6 +10,7 @@ pub mod answer;
 pub mod catalog;
 pub mod coverage;
 pub mod diagnostics;
+pub mod doc;
 pub mod expression;
 mod fast;
 mod functions;
@@ -35,7 +36,7 @@ pub use integration::{
 pub use render::{
     Credential, MapError, RenderedAssertion, RenderedExchange, RenderedOAuth2, RenderedRequest,
     RenderedSigning, RenderedSource, RenderedToken, SignedParts, canonical_query, flatten_query,
-    map_pruned_response_json, map_query, map_response, map_response_json, merge_query,
+    map_doc_response_json, map_query, map_response, map_response_json, merge_query,
     render_credential, render_request, sign_request,
 };
 pub use spec::{BodyFormat, ClientAuth, HttpMethod, TokenBody};

@@ -9,10 +9,12 @@
 //! always gets the whole record).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 /// The field paths that may be read under one value. `all`: the value is read whole (copied,
@@ -23,7 +25,8 @@ pub struct ReadSet {
     all: bool,
     /// Sorted by name. A record object has a few dozen keys and a set a handful: comparing
     /// lengths and bytes finds a key sooner than a tree or a hash would.
-    fields: Vec<(Box<str>, ReadSet)>,
+    /// Each name with its [`crate::doc::symbol`].
+    fields: Vec<(Box<str>, u32, ReadSet)>,
 }
 
 impl ReadSet {
@@ -58,21 +61,36 @@ impl ReadSet {
     }
 
     fn child(&mut self, name: &str) -> &mut ReadSet {
-        let index = match self.fields.binary_search_by(|(have, _)| (**have).cmp(name)) {
+        let index = match self
+            .fields
+            .binary_search_by(|(have, _, _)| (**have).cmp(name))
+        {
             Ok(index) => index,
             Err(index) => {
-                self.fields.insert(index, (name.into(), ReadSet::default()));
+                let symbol = crate::doc::symbol(name);
+                self.fields
+                    .insert(index, (name.into(), symbol, ReadSet::default()));
                 index
             }
         };
-        &mut self.fields[index].1
+        &mut self.fields[index].2
     }
 
     fn get(&self, name: &str) -> Option<&ReadSet> {
+        self.field_set(name).map(|(_, set)| set)
+    }
+
+    /// The set under field `name` and the name's symbol, when the set reads that field.
+    pub(crate) fn field_set(&self, name: &str) -> Option<(u32, &ReadSet)> {
         self.fields
             .iter()
-            .find(|(have, _)| have.len() == name.len() && **have == *name)
-            .map(|(_, set)| set)
+            .find(|(have, _, _)| have.len() == name.len() && **have == *name)
+            .map(|(_, symbol, set)| (*symbol, set))
+    }
+
+    /// How many fields the set names.
+    pub(crate) fn field_count(&self) -> usize {
+        self.fields.len()
     }
 
     /// Adds what `other` reads.
@@ -84,7 +102,7 @@ impl ReadSet {
             self.keep_all();
             return;
         }
-        for (name, set) in &other.fields {
+        for (name, _, set) in &other.fields {
             self.child(name).merge(set);
         }
     }
@@ -111,10 +129,21 @@ impl ReadSet {
             out.push(prefix.trim_end_matches('.').to_owned());
             return;
         }
-        for (name, set) in &self.fields {
+        for (name, _, set) in &self.fields {
             set.collect_paths(&format!("{prefix}{name}."), out);
         }
     }
+}
+
+/// What a list's pages are parsed for, when the fast path knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageReads {
+    /// Over the whole body: the pagination and error expressions, and under the records path
+    /// only what the keyset value reads (each record is still there, to be counted).
+    pub page: ReadSet,
+    /// Over each record's own text ([`crate::doc::parse_doc`]): the response mapping and the
+    /// keyset value.
+    pub record: ReadSet,
 }
 
 /// `text` parsed as JSON, holding only what `reads` reads. Errors as `serde_json::from_str`'s
@@ -124,6 +153,126 @@ pub fn parse_pruned(text: &str, reads: &ReadSet) -> serde_json::Result<Value> {
     let value = Pruned(reads).deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(value)
+}
+
+/// [`parse_pruned`], and the text of each record of the array at `records_path` taken on the
+/// same pass (`None` when no array is there): one scan of the body instead of two. Each record is
+/// in the value as `reads` reads it under `records_path` (a null where that reads nothing of it,
+/// since nothing can tell), so the records are there to be counted.
+pub fn parse_pruned_with_records<'a>(
+    text: &'a str,
+    reads: &ReadSet,
+    records_path: &[String],
+) -> serde_json::Result<(Value, Option<Vec<&'a RawValue>>)> {
+    let sink = RefCell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = PageSeed {
+        set: reads,
+        path: records_path,
+        sink: &sink,
+    }
+    .deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok((value, sink.into_inner()))
+}
+
+/// A value on the way to the records, or the records.
+struct PageSeed<'s, 'de> {
+    set: &'s ReadSet,
+    /// What is left of the records path.
+    path: &'s [String],
+    sink: &'s RefCell<Option<Vec<&'de RawValue>>>,
+}
+
+impl<'de> DeserializeSeed<'de> for PageSeed<'_, 'de> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        if self.set.all {
+            // Read whole (an expression over the page uses it as a value): no records to take.
+            return Value::deserialize(deserializer);
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+macro_rules! as_pruned {
+    ($($name:ident($type:ty)),*) => {$(
+        fn $name<E: de::Error>(self, value: $type) -> Result<Value, E> {
+            Pruned(self.set).$name(value)
+        }
+    )*};
+}
+
+impl<'de> Visitor<'de> for PageSeed<'_, 'de> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    as_pruned!(
+        visit_bool(bool),
+        visit_i64(i64),
+        visit_u64(u64),
+        visit_f64(f64),
+        visit_str(&str),
+        visit_string(String)
+    );
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        if !self.path.is_empty() {
+            return Pruned(self.set).visit_seq(seq);
+        }
+        let mut raws: Vec<&'de RawValue> = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(raw) = seq.next_element()? {
+            raws.push(raw);
+        }
+        let records = raws
+            .iter()
+            .map(|raw| match self.set.fields.is_empty() {
+                true => Ok(Value::Null),
+                false => parse_pruned(raw.get(), self.set).map_err(de::Error::custom),
+            })
+            .collect::<Result<_, _>>()?;
+        *self.sink.borrow_mut() = Some(raws);
+        Ok(Value::Array(records))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let Some((segment, rest)) = self.path.split_first() else {
+            return Pruned(self.set).visit_map(map); // one record, not an array
+        };
+        let mut out = Map::with_capacity(self.set.fields.len());
+        while let Some(Key(key)) = map.next_key()? {
+            let value = match self.set.get(key.as_ref()) {
+                // A repeated key counts last, records too, as in the parsed body.
+                Some(set) if key == segment.as_str() => {
+                    *self.sink.borrow_mut() = None;
+                    map.next_value_seed(PageSeed {
+                        set,
+                        path: rest,
+                        sink: self.sink,
+                    })?
+                }
+                Some(set) => map.next_value_seed(Pruned(set))?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            out.insert(key.into_owned(), value);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// A value parsed with a read set.
@@ -297,6 +446,61 @@ mod tests {
             r#"{"x":[1,]}"#,
         ] {
             assert!(parse_pruned(broken, &set(&["id"])).is_err(), "{broken}");
+        }
+    }
+
+    #[test]
+    fn takes_each_records_text_on_the_same_pass() {
+        let path = ["data".to_owned(), "users".to_owned()];
+        let raw = |found: Option<Vec<&RawValue>>| {
+            found.map(|raws| {
+                raws.iter()
+                    .map(|raw| raw.get().to_owned())
+                    .collect::<Vec<_>>()
+            })
+        };
+        // Records counted, nothing in them read; a field of the page read; one repeated key.
+        let body = r#"{"data":{"users":[1],"next":"x"},"data":{"users":[{"id":"a","n":{"m":1}}, "b" ,null],"next":"c","skip":[1]},"meta":2}"#;
+        let mut reads = set(&["data.next.*"]);
+        reads.merge_at(&path, &ReadSet::default());
+        let (value, found) = parse_pruned_with_records(body, &reads, &path).unwrap();
+        assert_eq!(
+            value,
+            json!({"data": {"users": [null, null, null], "next": "c"}})
+        );
+        assert_eq!(
+            raw(found).unwrap(),
+            vec![r#"{"id":"a","n":{"m":1}}"#, r#""b""#, "null"]
+        );
+        // What the page reads of a record (a keyset value) is there.
+        let mut reads = set(&["data.users.id.*"]);
+        reads.merge_at(&path, &ReadSet::default());
+        let (value, found) = parse_pruned_with_records(body, &reads, &path).unwrap();
+        assert_eq!(value, json!({"data": {"users": [{"id": "a"}, "b", null]}}));
+        assert_eq!(found.map(|raws| raws.len()), Some(3));
+        // No array there: no records taken, the value as `parse_pruned` reads it.
+        for body in [
+            r#"{"data":{"users":{"id":"a"}}}"#,
+            r#"{"data":null}"#,
+            r#"[1]"#,
+        ] {
+            let (value, found) = parse_pruned_with_records(body, &reads, &path).unwrap();
+            assert_eq!(value, parse_pruned(body, &reads).unwrap(), "{body}");
+            assert!(found.is_none(), "{body}");
+        }
+        // Read whole on the way: nothing to take.
+        let everything = ReadSet::everything();
+        let (value, found) = parse_pruned_with_records(body, &everything, &path).unwrap();
+        assert_eq!(value, serde_json::from_str::<Value>(body).unwrap());
+        assert!(found.is_none());
+        for broken in [
+            r#"{"data":{"users":[{"id":}]}}"#,
+            r#"{"data":{"users":[1]}} x"#,
+        ] {
+            assert!(
+                parse_pruned_with_records(broken, &reads, &path).is_err(),
+                "{broken}"
+            );
         }
     }
 

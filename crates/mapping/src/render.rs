@@ -9,6 +9,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::{Map, Value};
 use unigate_unified::Secret;
 
+use crate::doc::Doc;
 use crate::expression::{EvalError, Scope};
 use crate::integration::{
     Auth, Exchange, ExchangeBody, Grant, Integration, OAuth2, Resource, SIGNATURE, SIGNING_DATE,
@@ -644,12 +645,11 @@ pub fn map_response_json(
     check_mapped_json(defined, start, out)
 }
 
-/// [`map_response_json`] over a record parsed with only what the page reads
-/// (`UnifiedMethod::page_reads`); `whole` is the record's text, read whole when the JSONata engine
-/// maps it.
-pub fn map_pruned_response_json(
+/// [`map_response_json`] over a record parsed with only what the mapping reads
+/// (`PageReads::record`); `whole` is the record's text, read whole when the JSONata engine maps it.
+pub fn map_doc_response_json(
     method: &UnifiedMethod,
-    pruned: &Value,
+    doc: &Doc<'_>,
     whole: &str,
     scope: &Scope,
     out: &mut Vec<u8>,
@@ -657,7 +657,7 @@ pub fn map_pruned_response_json(
     let start = out.len();
     let defined = method
         .response_mapping
-        .evaluate_json_pruned(pruned, whole, scope, out);
+        .evaluate_doc_json(doc, whole, scope, out);
     check_mapped_json(defined, start, out)
 }
 

@@ -8,6 +8,8 @@ use std::sync::LazyLock;
 
 use serde_json::Value;
 
+use crate::doc::Doc;
+
 use super::Bail;
 use super::eval::{Outcome, Val, deep_equal, object_pairs};
 
@@ -124,7 +126,7 @@ pub(super) fn type_of(value: &Val<'_>) -> Option<u8> {
         Val::Null => 0,
         Val::Bool(_) => 1,
         Val::Num(_) => 2,
-        Val::Str(_) | Val::Text(_) => 3,
+        Val::Str(_) | Val::Text(_) | Val::DocStr(_) => 3,
         Val::Func(_) => 4,
         other if other.is_array() => 5,
         _ => 6,
@@ -156,6 +158,7 @@ pub(super) fn string_of(value: &Val<'_>) -> Outcome<String> {
     Ok(match value {
         Val::Str(s) => (*s).clone(),
         Val::Text(s) => (**s).clone(),
+        Val::DocStr(s) => s.as_ref().to_owned(),
         Val::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => (*n as i64).to_string(),
         Val::Bool(b) => b.to_string(),
         Val::Null => "null".to_owned(),
@@ -270,7 +273,7 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
             }
             match first {
                 Val::Undef => Val::Undef,
-                Val::Str(_) | Val::Text(_) => first.clone(),
+                Val::Str(_) | Val::Text(_) | Val::DocStr(_) => first.clone(),
                 other => Val::text(string_of(other)?),
             }
         }
@@ -434,7 +437,7 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
         },
         Lookup => {
             let key = required_text(arg(1))?;
-            first.field(key)
+            first.field(key, crate::doc::NO_SYMBOL)
         }
         Keys => {
             let mut keys: Vec<Rc<std::string::String>> = Vec::new();
@@ -484,7 +487,9 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
                     Val::array(kept)
                 }
             }
-            Val::Json(Value::Array(items)) if items.len() > 1 => {
+            Val::Json(Value::Array(_)) | Val::Doc(Doc::Arr(_))
+                if first.array_len().is_some_and(|len| len > 1) =>
+            {
                 let wrapped = Val::array(first.array_items().unwrap_or_default());
                 return call(Distinct, &[wrapped]);
             }

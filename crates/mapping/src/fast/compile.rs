@@ -178,7 +178,7 @@ fn collect_binds(node: &mut Node, names: &mut Vec<Box<str>>) {
 fn children(node: &mut Node) -> Vec<&mut Node> {
     let mut out: Vec<&mut Node> = Vec::new();
     match &mut node.op {
-        Op::Context | Op::Root | Op::Variable(_) | Op::Constant(_) | Op::Name(_) => {}
+        Op::Context | Op::Root | Op::Variable(_) | Op::Constant(_) | Op::Name(..) => {}
         Op::Path { steps: nodes, .. }
         | Op::Block { exprs: nodes, .. }
         | Op::Call { args: nodes, .. } => out.extend(nodes.iter_mut()),
@@ -254,7 +254,7 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
             let fields_only = !*keep_singleton_array
                 && steps.iter().all(bare)
                 && steps.iter().enumerate().all(|(index, step)| match step.op {
-                    Op::Name(_) => true,
+                    Op::Name(..) => true,
                     Op::Variable(_) | Op::Context | Op::Root => index == 0,
                     _ => false,
                 });
@@ -312,7 +312,7 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
                 }
             }
         }
-        NodeKind::Name { name } => Op::Name(name.as_str().into()),
+        NodeKind::Name { name } => Op::Name(name.as_str().into(), crate::doc::symbol(name)),
         NodeKind::Variable { name } => match name.as_str() {
             "" => Op::Context,
             "$" => Op::Root,

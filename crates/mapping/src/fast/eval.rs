@@ -1,12 +1,15 @@
 //! Evaluating a [`Plan`] over a borrowed input, with JSONata's sequence rules (singleton
 //! sequences unwrap, path steps flatten arrays, `[]` keeps them) as `jlens-core` applies them.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
+
+use crate::doc::{Doc, Field};
 
 use super::builtins::{self, Builtin};
 use super::{Bail, Binary, Filter, Item, Lambda, Node, Op, Plan, Var};
@@ -39,6 +42,11 @@ pub(super) enum Val<'a> {
     Text(Rc<String>),
     /// An array or object of the input or of a folded constant.
     Json(&'a Value),
+    /// Text of a record parsed as a [`Doc`].
+    DocStr(&'a Cow<'a, str>),
+    /// An array or object of a record parsed as a [`Doc`] (never [`Doc::Whole`], which is
+    /// [`Val::Json`]).
+    Doc(&'a Doc<'a>),
     Arr(Rc<Arr<'a>>),
     /// A constructed object, keys in insertion order.
     Obj(Rc<Vec<(Val<'a>, Val<'a>)>>),
@@ -74,6 +82,17 @@ impl<'a> Val<'a> {
         }
     }
 
+    pub fn from_doc(doc: &'a Doc<'a>) -> Val<'a> {
+        match doc {
+            Doc::Null => Val::Null,
+            Doc::Bool(b) => Val::Bool(*b),
+            Doc::Num(n) => Val::Num(*n),
+            Doc::Str(s) => Val::DocStr(s),
+            Doc::Arr(_) | Doc::Obj(_) => Val::Doc(doc),
+            Doc::Whole(json) => Val::from_json(json),
+        }
+    }
+
     pub fn text(s: String) -> Val<'a> {
         Val::Text(Rc::new(s))
     }
@@ -86,16 +105,23 @@ impl<'a> Val<'a> {
         match self {
             Val::Str(s) => Some(s),
             Val::Text(s) => Some(s),
+            Val::DocStr(s) => Some(s),
             _ => None,
         }
     }
 
     pub fn is_array(&self) -> bool {
-        matches!(self, Val::Arr(_) | Val::Json(Value::Array(_)))
+        matches!(
+            self,
+            Val::Arr(_) | Val::Json(Value::Array(_)) | Val::Doc(Doc::Arr(_))
+        )
     }
 
     pub fn is_object(&self) -> bool {
-        matches!(self, Val::Obj(_) | Val::Json(Value::Object(_)))
+        matches!(
+            self,
+            Val::Obj(_) | Val::Json(Value::Object(_)) | Val::Doc(Doc::Obj(_))
+        )
     }
 
     /// The items of an array value, `None` for anything else.
@@ -103,6 +129,7 @@ impl<'a> Val<'a> {
         match self {
             Val::Arr(arr) => Some(arr.items.clone()),
             Val::Json(Value::Array(items)) => Some(items.iter().map(Val::from_json).collect()),
+            Val::Doc(Doc::Arr(items)) => Some(items.iter().map(Val::from_doc).collect()),
             _ => None,
         }
     }
@@ -111,6 +138,7 @@ impl<'a> Val<'a> {
         match self {
             Val::Arr(arr) => Some(arr.items.len()),
             Val::Json(Value::Array(items)) => Some(items.len()),
+            Val::Doc(Doc::Arr(items)) => Some(items.len()),
             _ => None,
         }
     }
@@ -138,18 +166,22 @@ impl<'a> Val<'a> {
         }))
     }
 
-    /// The value of field `key` (JSONata `lookup`): mapped over arrays, flattening.
-    pub fn field(&self, key: &str) -> Val<'a> {
+    /// The value of field `key` (JSONata `lookup`): mapped over arrays, flattening. `symbol`:
+    /// the key's [`crate::doc::symbol`], or [`crate::doc::NO_SYMBOL`] when it has none.
+    pub fn field(&self, key: &str, symbol: u32) -> Val<'a> {
         match self {
             Val::Json(Value::Object(map)) => get(map, key).map_or(Val::Undef, Val::from_json),
+            Val::Doc(Doc::Obj(fields)) => {
+                Doc::field(fields, key, symbol).map_or(Val::Undef, Val::from_doc)
+            }
             Val::Obj(pairs) => pairs
                 .iter()
                 .find(|(k, _)| k.as_str() == Some(key))
                 .map_or(Val::Undef, |(_, v)| v.clone()),
-            Val::Json(Value::Array(_)) | Val::Arr(_) => {
+            Val::Json(Value::Array(_)) | Val::Doc(Doc::Arr(_)) | Val::Arr(_) => {
                 let mut out = Vec::new();
                 for item in self.array_items().unwrap_or_default() {
-                    let value = item.field(key);
+                    let value = item.field(key, symbol);
                     match value.array_items() {
                         Some(items) => out.extend(items),
                         None if value.is_undef() => {}
@@ -170,7 +202,13 @@ impl<'a> Val<'a> {
             Val::Num(n) => *n != 0.0,
             Val::Str(s) => !s.is_empty(),
             Val::Text(s) => !s.is_empty(),
+            Val::DocStr(s) => !s.is_empty(),
             Val::Json(Value::Object(map)) => !map.is_empty(),
+            Val::Doc(Doc::Obj(fields)) => !fields.is_empty(),
+            Val::Doc(Doc::Arr(items)) => match items.len() {
+                1 => Val::from_doc(&items[0]).truthy(),
+                _ => items.iter().any(|item| Val::from_doc(item).truthy()),
+            },
             Val::Obj(pairs) => !pairs.is_empty(),
             Val::Json(Value::Array(items)) => match items.len() {
                 1 => Val::from_json(&items[0]).truthy(),
@@ -180,7 +218,7 @@ impl<'a> Val<'a> {
                 1 => arr.items[0].truthy(),
                 _ => arr.items.iter().any(Val::truthy),
             },
-            Val::Json(_) => false,
+            Val::Json(_) | Val::Doc(_) => false,
         }
     }
 
@@ -194,7 +232,9 @@ impl<'a> Val<'a> {
             Val::Num(n) => json_number(*n),
             Val::Str(s) => Value::String((*s).clone()),
             Val::Text(s) => Value::String((**s).clone()),
+            Val::DocStr(s) => Value::String(s.as_ref().to_owned()),
             Val::Json(json) => copy_json(json),
+            Val::Doc(doc) => copy_json(&doc.to_value()),
             Val::Arr(arr) => Value::Array(
                 arr.items
                     .iter()
@@ -264,7 +304,9 @@ fn write_val(value: &Val<'_>, out: &mut Vec<u8>) -> Outcome<()> {
         Val::Num(n) => write_number(*n, out),
         Val::Str(s) => write_str(s, out),
         Val::Text(s) => write_str(s, out),
+        Val::DocStr(s) => write_str(s, out),
         Val::Json(json) => write_input(json, out),
+        Val::Doc(doc) => write_doc(doc, out),
         Val::Arr(arr) => {
             out.push(b'[');
             for (index, item) in arr.items.iter().enumerate() {
@@ -337,6 +379,39 @@ fn write_input(json: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// A [`Doc`] as [`write_input`] would write its tree.
+fn write_doc(doc: &Doc<'_>, out: &mut Vec<u8>) {
+    match doc {
+        Doc::Null => out.extend_from_slice(b"null"),
+        Doc::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Doc::Num(n) => write_number(*n, out),
+        Doc::Str(s) => write_str(s, out),
+        Doc::Whole(json) => write_input(json, out),
+        Doc::Arr(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_doc(item, out);
+            }
+            out.push(b']');
+        }
+        Doc::Obj(fields) => {
+            out.push(b'{');
+            for (index, Field { key, value, .. }) in fields.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_str(key, out);
+                out.push(b':');
+                write_doc(value, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
 /// Evaluates `plan` over `input` and writes the answer to `out` as JSON text (see
 /// [`write_val`]); `Ok(false)` is *undefined*, nothing written. On `Bail`, `out` is as it was.
 pub(crate) fn evaluate_json(
@@ -345,7 +420,29 @@ pub(crate) fn evaluate_json(
     variables: &[(String, Value)],
     out: &mut Vec<u8>,
 ) -> Result<bool, Bail> {
-    let value = run(plan, input, variables)?;
+    write_answer(run(plan, Val::from_json(input), variables)?, out)
+}
+
+/// [`evaluate_json`] over a record parsed as a [`Doc`].
+pub(crate) fn evaluate_doc_json(
+    plan: &Plan,
+    input: &Doc<'_>,
+    variables: &[(String, Value)],
+    out: &mut Vec<u8>,
+) -> Result<bool, Bail> {
+    write_answer(run(plan, Val::from_doc(input), variables)?, out)
+}
+
+/// [`evaluate`] over a record parsed as a [`Doc`].
+pub(crate) fn evaluate_doc(
+    plan: &Plan,
+    input: &Doc<'_>,
+    variables: &[(String, Value)],
+) -> Result<Option<Value>, Bail> {
+    run(plan, Val::from_doc(input), variables)?.to_json()
+}
+
+fn write_answer(value: Val<'_>, out: &mut Vec<u8>) -> Result<bool, Bail> {
     if value.is_undef() {
         return Ok(false);
     }
@@ -360,16 +457,16 @@ pub(crate) fn evaluate(
     input: &Value,
     variables: &[(String, Value)],
 ) -> Result<Option<Value>, Bail> {
-    run(plan, input, variables)?.to_json()
+    run(plan, Val::from_json(input), variables)?.to_json()
 }
 
-fn run<'a>(plan: &'a Plan, input: &'a Value, variables: &'a [(String, Value)]) -> Outcome<Val<'a>> {
+fn run<'a>(plan: &'a Plan, input: Val<'a>, variables: &'a [(String, Value)]) -> Outcome<Val<'a>> {
     if input.is_array() {
         // The JSONata engine wraps an array input so it counts as one context value; not modelled.
         return Err(Bail);
     }
     let evaluator = Evaluator {
-        root: input,
+        root: input.clone(),
         variables,
         depth: Cell::new(0),
         steps: Cell::new(0),
@@ -377,11 +474,11 @@ fn run<'a>(plan: &'a Plan, input: &'a Value, variables: &'a [(String, Value)]) -
         running: (0..plan.lambdas).map(|_| Cell::new(false)).collect(),
         type_shadowed: variables.iter().any(|(name, _)| name == "type"),
     };
-    evaluator.eval(&plan.root, &Val::from_json(input))
+    evaluator.eval(&plan.root, &input)
 }
 
 pub(super) struct Evaluator<'a> {
-    root: &'a Value,
+    root: Val<'a>,
     variables: &'a [(String, Value)],
     depth: Cell<u32>,
     steps: Cell<u32>,
@@ -413,11 +510,11 @@ impl<'a> Evaluator<'a> {
     fn eval_op(&self, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
         Ok(match &node.op {
             Op::Context => input.clone(),
-            Op::Root => Val::from_json(self.root),
+            Op::Root => self.root.clone(),
             // Helpers' values are returned as they are, not moved through here.
             Op::Variable(var) => return self.variable(var),
             Op::Constant(value) => Val::from_json(value),
-            Op::Name(name) => input.field(name),
+            Op::Name(name, symbol) => input.field(name, *symbol),
             Op::Path {
                 steps,
                 keep_singleton,
@@ -713,45 +810,45 @@ impl<'a> Evaluator<'a> {
     /// array is met (or is the context), as it flattens. The value is finished.
     fn fields(&self, steps: &'a [Node], input: &Val<'a>) -> Outcome<Val<'a>> {
         let mut names = steps;
-        let mut at = match &steps[0].op {
-            Op::Name(_) => input.clone(),
+        let at = match &steps[0].op {
+            Op::Name(..) => input.clone(),
             _ => {
                 names = &steps[1..];
                 self.eval_op(&steps[0], input)?
             }
         };
         // Over input objects the walk holds a reference, and makes a value once at the end.
-        let mut json = match &at {
-            Val::Json(json) => Some(*json),
-            _ => None,
-        };
+        let mut at = Walk::of(at);
         for step in names {
-            let Op::Name(name) = &step.op else {
+            let Op::Name(name, symbol) = &step.op else {
                 return Ok(Val::Undef); // not met: the compiler lets only names follow
             };
-            match json {
-                Some(Value::Object(map)) => match get(map, name) {
-                    Some(value) => json = Some(value),
+            at = match at {
+                Walk::Json(Value::Object(map)) => match get(map, name) {
+                    Some(value) => Walk::Json(value),
                     None => return Ok(Val::Undef),
                 },
-                Some(Value::Array(_)) => return Ok(finish(self.path(steps, false, input)?, false)),
-                Some(_) => return Ok(Val::Undef),
-                None => {
-                    at = match &at {
-                        Val::Obj(_) => at.field(name),
-                        Val::Arr(_) => return Ok(finish(self.path(steps, false, input)?, false)),
-                        _ => return Ok(Val::Undef),
-                    };
-                    if let Val::Json(value) = &at {
-                        json = Some(*value);
-                    }
+                Walk::Doc(Doc::Obj(fields)) => match Doc::field(fields, name, *symbol) {
+                    Some(Doc::Whole(value)) => Walk::Json(value),
+                    Some(doc) => Walk::Doc(doc),
+                    None => return Ok(Val::Undef),
+                },
+                Walk::Json(Value::Array(_)) | Walk::Doc(Doc::Arr(_)) => {
+                    return Ok(finish(self.path(steps, false, input)?, false));
                 }
-            }
+                Walk::Json(_) | Walk::Doc(_) => return Ok(Val::Undef),
+                Walk::Val(value) => match &value {
+                    Val::Obj(_) => Walk::of(value.field(name, *symbol)),
+                    Val::Arr(_) => return Ok(finish(self.path(steps, false, input)?, false)),
+                    _ => return Ok(Val::Undef),
+                },
+            };
         }
         // A variable's value (a sequence included) is finished already.
-        Ok(match json {
-            Some(value) => Val::from_json(value),
-            None => at,
+        Ok(match at {
+            Walk::Json(value) => Val::from_json(value),
+            Walk::Doc(doc) => Val::from_doc(doc),
+            Walk::Val(value) => value,
         })
     }
 
@@ -860,6 +957,23 @@ impl<'a> Evaluator<'a> {
                 }
                 Ok(Val::sequence(kept))
             }
+        }
+    }
+}
+
+/// Where a walk over field names is: in an input tree (held by reference), or at a value.
+enum Walk<'a> {
+    Json(&'a Value),
+    Doc(&'a Doc<'a>),
+    Val(Val<'a>),
+}
+
+impl<'a> Walk<'a> {
+    fn of(value: Val<'a>) -> Walk<'a> {
+        match value {
+            Val::Json(json) => Walk::Json(json),
+            Val::Doc(doc) => Walk::Doc(doc),
+            other => Walk::Val(other),
         }
     }
 }
@@ -1036,6 +1150,10 @@ pub(super) fn object_pairs<'a>(value: &Val<'a>) -> Vec<(String, Val<'a>)> {
         Val::Json(Value::Object(map)) => map
             .iter()
             .map(|(k, v)| (k.clone(), Val::from_json(v)))
+            .collect(),
+        Val::Doc(Doc::Obj(fields)) => fields
+            .iter()
+            .map(|field| (field.key.as_ref().to_owned(), Val::from_doc(&field.value)))
             .collect(),
         Val::Obj(pairs) => pairs
             .iter()

@@ -18,7 +18,7 @@ mod eval;
 mod reads;
 
 pub(crate) use compile::compile;
-pub(crate) use eval::{evaluate, evaluate_json};
+pub(crate) use eval::{evaluate, evaluate_doc, evaluate_doc_json, evaluate_json};
 pub(crate) use reads::reads;
 
 use std::ops::Range;
@@ -82,7 +82,8 @@ enum Op {
     Variable(Var),
     /// A literal, or a constructor of literals folded at compile time.
     Constant(Value),
-    Name(Box<str>),
+    /// A field step: the name, and its [`crate::doc::symbol`] for looking it up in a [`crate::doc::Doc`].
+    Name(Box<str>, u32),
     Path {
         steps: Vec<Node>,
         keep_singleton: bool,

@@ -50,7 +50,7 @@ fn visit_op(node: &Node, context: &At, set: &mut ReadSet) -> At {
         Op::Context => context.clone(),
         Op::Root => Some(Vec::new()),
         Op::Variable(_) | Op::Constant(_) => None,
-        Op::Name(name) => context.as_ref().map(|path| {
+        Op::Name(name, _) => context.as_ref().map(|path| {
             let mut path = path.clone();
             path.push(name.clone());
             set.node(&path);

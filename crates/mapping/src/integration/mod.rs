@@ -17,7 +17,7 @@ use unigate_unified::UnifiedModel;
 
 use crate::diagnostics::FileCompiler;
 use crate::expression::Expression;
-use crate::reads::ReadSet;
+use crate::reads::{PageReads, ReadSet};
 use crate::spec::{BodyFormat, IntegrationSpec};
 use crate::template::Template;
 use auth::compile_auth;
@@ -153,7 +153,7 @@ pub struct UnifiedMethod {
     /// method's resource (a list), when that is known and less than everything: such a page can
     /// be parsed with only those fields ([`crate::reads`]). Otherwise why its pages are parsed
     /// whole (`unigate check` says it).
-    pub page_reads: Result<ReadSet, String>,
+    pub page_reads: Result<PageReads, String>,
 }
 
 /// A second native call for the records of a page (`follow_up:`).
@@ -458,7 +458,7 @@ fn page_reads(
     method: &UnifiedMethod,
     errors: Option<&ProviderErrors>,
     body_format: BodyFormat,
-) -> Result<ReadSet, String> {
+) -> Result<PageReads, String> {
     let whole = |why: &str| Err(why.to_owned());
     if body_format != BodyFormat::Json {
         return whole("its answers are XML");
@@ -486,7 +486,10 @@ fn page_reads(
         return whole("its records are read whole (`$`, `$keys($)`, `$merge([$, …])`, …)");
     }
     let mut page = ReadSet::default();
-    page.merge_at(records_path, &record);
+    page.merge_at(records_path, &ReadSet::default());
+    if let Some(after) = &pagination.after_value {
+        page.merge_at(records_path, &reads_of(after, "pagination.after_value")?);
+    }
     let over_page = [
         (pagination.next.as_ref(), "pagination.next_cursor"),
         (pagination.has_more.as_ref(), "pagination.has_more"),
@@ -508,5 +511,5 @@ fn page_reads(
     if page.reads_everything() {
         return whole("its pagination or errors expressions read the whole page");
     }
-    Ok(page)
+    Ok(PageReads { page, record })
 }

@@ -1,0 +1,323 @@
+//! The fast path's own record representation: a provider record parsed with only what its
+//! mapping reads ([`crate::reads::ReadSet`]) into a tree that borrows the provider's text.
+//!
+//! Owns [`Doc`], [`parse_doc`] and the symbol table that numbers field names. A key the read
+//! set names carries that name's symbol, and a plan's field step carries the symbol of its name
+//! (both taken from one table at load), so a lookup compares two integers over the few fields a
+//! pruned object keeps: no hashing, no string comparison, no allocation for keys or for strings
+//! without escapes. A value the plan reads whole that is an array or an object stays a
+//! `serde_json` tree ([`Doc::Whole`]), which the evaluator already walks and copies. It does not
+//! evaluate anything (`fast` does) and never sees the JSONata engine, which always gets the
+//! record re-read whole from its text.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{LazyLock, Mutex};
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+use crate::reads::ReadSet;
+
+/// A symbol no field name has: the key of a field the read set does not name.
+pub(crate) const NO_SYMBOL: u32 = u32::MAX;
+
+/// Field names numbered once for the process: names come from loaded mappings only, so the
+/// table grows with the mappings, never with provider data.
+static SYMBOLS: LazyLock<Mutex<HashMap<Box<str>, u32>>> = LazyLock::new(Default::default);
+
+/// The symbol of a field name, made on first use. Called at load, never per request.
+pub(crate) fn symbol(name: &str) -> u32 {
+    let mut symbols = SYMBOLS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(&symbol) = symbols.get(name) {
+        return symbol;
+    }
+    let symbol = u32::try_from(symbols.len())
+        .ok()
+        .filter(|&symbol| symbol != NO_SYMBOL)
+        .unwrap_or(NO_SYMBOL);
+    symbols.insert(name.into(), symbol);
+    symbol
+}
+
+/// A parsed record holding only what its mapping reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Doc<'a> {
+    Null,
+    Bool(bool),
+    /// As the evaluator reads every JSON number: a double (`serde_json`'s `as_f64`).
+    Num(f64),
+    Str(Cow<'a, str>),
+    Arr(Vec<Doc<'a>>),
+    /// The fields the read set names, in the order the text gives them.
+    Obj(Vec<Field<'a>>),
+    /// An array or object read whole, as `serde_json` parses it (boxed: a `Value` is three
+    /// times the size of the other variants).
+    Whole(Box<Value>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field<'a> {
+    /// The name's [`symbol`], or [`NO_SYMBOL`].
+    pub(crate) symbol: u32,
+    pub key: Cow<'a, str>,
+    pub value: Doc<'a>,
+}
+
+impl<'a> Doc<'a> {
+    /// The field named `name` (whose symbol is `symbol`) of an object's fields. Every field a
+    /// pruned object keeps is one its read set names, so it carries that name's symbol; a name
+    /// without one (a key computed at run time) is compared as text.
+    pub(crate) fn field<'d>(
+        fields: &'d [Field<'a>],
+        name: &str,
+        symbol: u32,
+    ) -> Option<&'d Doc<'a>> {
+        fields
+            .iter()
+            .find(|field| match symbol {
+                NO_SYMBOL => field.key == name,
+                _ => field.symbol == symbol,
+            })
+            .map(|field| &field.value)
+    }
+
+    /// The value as `serde_json` holds it (numbers as the doubles they were read as).
+    pub fn to_value(&self) -> Value {
+        match self {
+            Doc::Null => Value::Null,
+            Doc::Bool(b) => Value::Bool(*b),
+            Doc::Num(n) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
+            Doc::Str(s) => Value::String(s.as_ref().to_owned()),
+            Doc::Arr(items) => Value::Array(items.iter().map(Doc::to_value).collect()),
+            Doc::Obj(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|field| (field.key.as_ref().to_owned(), field.value.to_value()))
+                    .collect(),
+            ),
+            Doc::Whole(value) => (**value).clone(),
+        }
+    }
+}
+
+/// `text` parsed as JSON into a [`Doc`] holding only what `reads` reads. Errors as
+/// `serde_json::from_str`'s for the same text (syntax, a number out of range where one is read,
+/// the depth limit).
+pub fn parse_doc<'a>(text: &'a str, reads: &ReadSet) -> serde_json::Result<Doc<'a>> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let doc = Pruned(reads).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(doc)
+}
+
+struct Pruned<'s>(&'s ReadSet);
+
+impl<'de> DeserializeSeed<'de> for Pruned<'_> {
+    type Value = Doc<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Doc<'de>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Pruned<'_> {
+    type Value = Doc<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Doc<'de>, E> {
+        Ok(Doc::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Doc<'de>, E> {
+        Ok(Doc::Num(value as f64))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Doc<'de>, E> {
+        Ok(Doc::Num(value as f64))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Doc<'de>, E> {
+        // `serde_json::Value` holds a non-finite double as null.
+        Ok(if value.is_finite() {
+            Doc::Num(value)
+        } else {
+            Doc::Null
+        })
+    }
+
+    fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Doc<'de>, E> {
+        Ok(Doc::Str(Cow::Borrowed(value)))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Doc<'de>, E> {
+        Ok(Doc::Str(Cow::Owned(value.to_owned())))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Doc<'de>, E> {
+        Ok(Doc::Str(Cow::Owned(value)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Doc<'de>, E> {
+        Ok(Doc::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Doc<'de>, E> {
+        Ok(Doc::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Doc<'de>, A::Error> {
+        if self.0.reads_everything() {
+            return Value::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                .map(|value| Doc::Whole(Box::new(value)));
+        }
+        let mut seq = seq;
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(Pruned(self.0))? {
+            items.push(item);
+        }
+        Ok(Doc::Arr(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Doc<'de>, A::Error> {
+        if self.0.reads_everything() {
+            return Value::deserialize(de::value::MapAccessDeserializer::new(map))
+                .map(|value| Doc::Whole(Box::new(value)));
+        }
+        let mut map = map;
+        let mut fields: Vec<Field<'de>> = Vec::with_capacity(self.0.field_count());
+        while let Some(Key(key)) = map.next_key()? {
+            match self.0.field_set(key.as_ref()) {
+                Some((symbol, set)) => {
+                    let value = map.next_value_seed(Pruned(set))?;
+                    // A repeated key: the last value counts, at the first one's place, as in
+                    // `serde_json`'s map.
+                    match fields.iter_mut().find(|field| field.symbol == symbol) {
+                        Some(field) => field.value = value,
+                        None => fields.push(Field { symbol, key, value }),
+                    }
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Doc::Obj(fields))
+    }
+}
+
+/// An object key, borrowed from the text when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(value)))
+            }
+
+            fn visit_str<E>(self, value: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(value.to_owned())))
+            }
+
+            fn visit_string<E>(self, value: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(value)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn set(paths: &[&str]) -> ReadSet {
+        let mut set = ReadSet::default();
+        for path in paths {
+            let (path, all) = match path.strip_suffix(".*") {
+                Some(path) => (path, true),
+                None => (*path, false),
+            };
+            let path: Vec<Box<str>> = path.split('.').map(Into::into).collect();
+            let node = set.node(&path);
+            if all {
+                node.keep_all();
+            }
+        }
+        set
+    }
+
+    #[test]
+    fn keeps_read_fields_borrows_plain_strings_and_keeps_whole_values_as_trees() {
+        let body = r#"{"id":"u1","_links":{"self":{"href":"x"}},"profile":{"email":"a@b","bio":"long","name":"caf\u00e9"},"tags":[{"k":1,"v":2}],"n":12,"m":{"a":[1]},"n":13}"#;
+        let reads = set(&[
+            "id.*",
+            "profile.email.*",
+            "profile.name.*",
+            "tags.k.*",
+            "m.*",
+            "n.*",
+        ]);
+        let doc = parse_doc(body, &reads).unwrap();
+        assert_eq!(
+            doc.to_value(),
+            json!({"id": "u1", "profile": {"email": "a@b", "name": "café"}, "tags": [{"k": 1.0}], "n": 13.0, "m": {"a": [1]}})
+        );
+        let Doc::Obj(fields) = &doc else {
+            panic!("{doc:?}")
+        };
+        assert!(matches!(fields[0].value, Doc::Str(Cow::Borrowed("u1"))));
+        assert!(
+            matches!(fields[3].value, Doc::Num(13.0)),
+            "the last of a repeated key counts"
+        );
+        assert!(matches!(fields[4].value, Doc::Whole(_)));
+        let Doc::Obj(profile) = &fields[1].value else {
+            panic!()
+        };
+        assert!(
+            matches!(profile[1].value, Doc::Str(Cow::Owned(_))),
+            "unescaped into its own text"
+        );
+        assert_eq!(
+            Doc::field(profile, "email", symbol("email")),
+            Some(&Doc::Str(Cow::Borrowed("a@b")))
+        );
+        assert_eq!(Doc::field(profile, "bio", symbol("bio")), None);
+    }
+
+    #[test]
+    fn refuses_what_serde_json_refuses() {
+        let reads = set(&["id.*", "n.*"]);
+        for broken in [
+            r#"{"id":"1","x":}"#,
+            r#"{"id":"1""#,
+            r#"{"id":"1"} x"#,
+            r#"{"x":[1,]}"#,
+            r#"{"n":1e400}"#,
+        ] {
+            assert!(parse_doc(broken, &reads).is_err(), "{broken}");
+            assert!(serde_json::from_str::<Value>(broken).is_err(), "{broken}");
+        }
+        assert!(
+            parse_doc(r#"{"x":1e400,"id":"1"}"#, &reads).is_ok(),
+            "an unread number is skipped"
+        );
+    }
+}
