@@ -304,7 +304,7 @@ fn write_val(value: &Val<'_>, out: &mut Vec<u8>) -> Outcome<()> {
         Val::Num(n) => write_number(*n, out),
         Val::Str(s) => write_str(s, out),
         Val::Text(s) => write_str(s, out),
-        Val::DocStr(s) => write_str(s, out),
+        Val::DocStr(s) => write_doc_str(s, out),
         Val::Json(json) => write_input(json, out),
         Val::Doc(doc) => write_doc(doc, out),
         Val::Arr(arr) => {
@@ -336,6 +336,21 @@ fn write_val(value: &Val<'_>, out: &mut Vec<u8>) -> Outcome<()> {
         }
     }
     Ok(())
+}
+
+/// Text of a [`Doc`]. Borrowed text is the provider's string as it stood between its quotes,
+/// with no escape in it (the parser borrows only then), and valid JSON holds no control
+/// character there: it is exactly what `serde_json` would write, so it is copied as it is.
+fn write_doc_str(text: &Cow<'_, str>, out: &mut Vec<u8>) {
+    match text {
+        Cow::Borrowed(text) => {
+            out.reserve(text.len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+        }
+        Cow::Owned(text) => write_str(text, out),
+    }
 }
 
 fn write_str(text: &str, out: &mut Vec<u8>) {
@@ -385,7 +400,7 @@ fn write_doc(doc: &Doc<'_>, out: &mut Vec<u8>) {
         Doc::Null => out.extend_from_slice(b"null"),
         Doc::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Doc::Num(n) => write_number(*n, out),
-        Doc::Str(s) => write_str(s, out),
+        Doc::Str(s) => write_doc_str(s, out),
         Doc::Whole(json) => write_input(json, out),
         Doc::Arr(items) => {
             out.push(b'[');
@@ -470,7 +485,7 @@ fn run<'a>(plan: &'a Plan, input: Val<'a>, variables: &'a [(String, Value)]) -> 
         variables,
         depth: Cell::new(0),
         steps: Cell::new(0),
-        slots: RefCell::new(vec![None; plan.slots as usize]),
+        slots: RefCell::new(smallvec::smallvec![None; plan.slots as usize]),
         running: (0..plan.lambdas).map(|_| Cell::new(false)).collect(),
         type_shadowed: variables.iter().any(|(name, _)| name == "type"),
     };
@@ -483,11 +498,13 @@ pub(super) struct Evaluator<'a> {
     depth: Cell<u32>,
     steps: Cell<u32>,
     /// The variables, by slot (see [`Plan`]); `None` is not bound (yet) in this activation.
-    slots: RefCell<Vec<Option<Val<'a>>>>,
+    /// Inline for the few variables a mapping has: an evaluation per record allocates nothing
+    /// for them.
+    slots: RefCell<SmallVec<[Option<Val<'a>>; 16]>>,
     /// The caller binds `$type` to a value: the built-in is not what the name calls.
     type_shadowed: bool,
     /// The functions being evaluated, by number: one is not entered again.
-    running: Vec<Cell<bool>>,
+    running: SmallVec<[Cell<bool>; 8]>,
 }
 
 impl<'a> Evaluator<'a> {
