@@ -354,6 +354,17 @@ fn write_doc_str(text: &Cow<'_, str>, out: &mut Vec<u8>) {
 }
 
 fn write_str(text: &str, out: &mut Vec<u8>) {
+    // Most text needs no escape: checked in one pass and copied, as `serde_json` writes it.
+    if text
+        .bytes()
+        .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
+    {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing to a Vec cannot fail, and a string always serializes.
     let _ = serde_json::to_writer(&mut *out, text);
 }
