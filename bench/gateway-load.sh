@@ -9,6 +9,7 @@
 #   DURATION=30 CONNS=32 bench/gateway-load.sh
 #
 # PROFILE=1 bench/gateway-load.sh profiles unigate under the throughput load with perf instead
+# (CALLGRAPH=1 as well records call graphs and prints who calls the allocator)
 # of measuring, and prints the top symbols and the split of its CPU into a few buckets (parsing,
 # the mapping evaluator, writing, allocation, HTTP and runtime, kernel).
 #
@@ -380,23 +381,25 @@ if [ "${PROFILE:-0}" = 1 ]; then
   # Where unigate's CPU goes under the throughput load, instead of the measurements.
   command -v perf >/dev/null || { say "PROFILE=1 needs perf"; exit 1; }
   say "profiling unigate for ${DURATION}s under $CONNS connections"
-  perf record -q -o "$tmp/perf.data" -p "$unigate_pid" -- sleep "$DURATION" >/dev/null 2>&1 &
+  perf_graph=()
+  [ "${CALLGRAPH:-0}" = 1 ] && perf_graph=(--call-graph dwarf,16384 -F 1000)
+  perf record -q "${perf_graph[@]}" -o "$tmp/perf.data" -p "$unigate_pid" -- sleep "$DURATION" >/dev/null 2>&1 &
   perf_pid=$!
   run_load "$unigate_url" "$CONNS" "$DURATION" "Authorization: Bearer $TOKEN" >/dev/null
   wait "$perf_pid" || true
-  perf report -q -i "$tmp/perf.data" --no-children --sort dso,symbol --percent-limit ${PERCENT_LIMIT:-0.7} 2>/dev/null |
+  perf report -q -i "$tmp/perf.data" -g none --no-children --sort dso,symbol --percent-limit ${PERCENT_LIMIT:-0.7} 2>/dev/null |
     awk '{ printf "%8s  %-18s %s\n", $1, $2, $4 }' | head -"${TOP:-40}"
   # The same samples in a few buckets (by symbol name; the first pattern that matches wins).
   echo
   echo "split of unigate's CPU (all samples):"
-  perf report -q -i "$tmp/perf.data" --no-children --sort dso,symbol 2>/dev/null | awk '
+  perf report -q -i "$tmp/perf.data" -g none --no-children --sort dso,symbol 2>/dev/null | awk '
     {
       pct = $1; sub("%", "", pct); dso = $2; sym = ""
       for (i = 4; i <= NF; i++) sym = sym " " $i
       if (dso ~ /kernel/) bucket = "kernel (network, scheduling)"
       else if (sym ~ /fast::eval|fast::builtins|Evaluator|fast::Val|eval::Val/) bucket = "mapping fast path (evaluator)"
       else if (sym ~ /jlens/) bucket = "JSONata engine"
-      else if (sym ~ /reads::|serde_json::de|serde_json::read|serde_json::value::de|RawValue|indexmap|hash|sip::|Hasher|IgnoredAny|raw_records/) bucket = "parsing the provider body"
+      else if (sym ~ /reads::|doc::|serde_json::de|serde_json::read|serde_json::value::de|RawValue|indexmap|hash|sip::|Hasher|IgnoredAny|raw_records/) bucket = "parsing the provider body"
       else if (sym ~ /serde_json::ser|format_escaped|write_|append_remote|itoa|ryu/) bucket = "writing the answer"
       else if (sym ~ /mi_|malloc|free|alloc::|drop_in_place/) bucket = "allocation and frees"
       else if (sym ~ /hyper|h2::|reqwest|axum|tower|http::|rustls|tokio|mio|bytes::/) bucket = "HTTP server and client, runtime"
@@ -405,6 +408,14 @@ if [ "${PROFILE:-0}" = 1 ]; then
       sum[bucket] += pct
     }
     END { for (b in sum) printf "%7.1f%%  %s\n", sum[b], b }' | sort -rn
+  if [ "${CALLGRAPH:-0}" = 1 ]; then
+    # Who allocates: the callers (inlined frames included) of the allocator's entry points.
+    echo
+    echo "callers of the allocator (CALLGRAPH=1):"
+    perf report -q -i "$tmp/perf.data" --no-children --stdio -G --percent-limit 0.3 \
+      -S _mi_page_malloc,_mi_malloc_generic,mi_heap_malloc_aligned_at,mi_malloc_aligned 2>/dev/null |
+      grep -v '^$' | head -"${TOP_CALLERS:-120}"
+  fi
   exit 0
 fi
 

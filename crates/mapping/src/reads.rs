@@ -4,9 +4,11 @@
 //! fields and nothing else (objects keep only the read keys, arrays keep every item, scalars
 //! stay whole). Unread values are skipped by the parser without being built: no allocation, no
 //! key hashing, no string unescaping. Their syntax is still checked, so a body that is not JSON is
-//! refused as before. This module owns the set and the parse; which calls use it is the engine's
-//! business (it keeps the provider's bytes for `remote_data` and for the JSONata engine, which
-//! always gets the whole record).
+//! refused as before. A list page is read with [`parse_pruned_with_records`], which also takes
+//! each record's bytes on the same pass; the records themselves are parsed from those bytes by
+//! [`crate::doc`]. This module owns the sets and the page parse; which calls use them is the
+//! engine's business (it keeps the provider's bytes for `remote_data` and for the JSONata engine,
+//! which always gets the whole record).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -188,8 +190,9 @@ impl<'de> DeserializeSeed<'de> for PageSeed<'_, 'de> {
     type Value = Value;
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        if self.set.all {
-            // Read whole (an expression over the page uses it as a value): no records to take.
+        if self.set.all && !self.path.is_empty() {
+            // Read whole on the way (an expression over the page uses it as a value): the
+            // records inside are not taken.
             return Value::deserialize(deserializer);
         }
         deserializer.deserialize_any(self)
@@ -238,9 +241,9 @@ impl<'de> Visitor<'de> for PageSeed<'_, 'de> {
         }
         let records = raws
             .iter()
-            .map(|raw| match self.set.fields.is_empty() {
-                true => Ok(Value::Null),
-                false => parse_pruned(raw.get(), self.set).map_err(de::Error::custom),
+            .map(|raw| match self.set.all || !self.set.fields.is_empty() {
+                true => parse_pruned(raw.get(), self.set).map_err(de::Error::custom),
+                false => Ok(Value::Null),
             })
             .collect::<Result<_, _>>()?;
         *self.sink.borrow_mut() = Some(raws);
@@ -249,7 +252,11 @@ impl<'de> Visitor<'de> for PageSeed<'_, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let Some((segment, rest)) = self.path.split_first() else {
-            return Pruned(self.set).visit_map(map); // one record, not an array
+            // One record, not an array.
+            return match self.set.all {
+                true => Value::deserialize(de::value::MapAccessDeserializer::new(map)),
+                false => Pruned(self.set).visit_map(map),
+            };
         };
         let mut out = Map::with_capacity(self.set.fields.len());
         while let Some(Key(key)) = map.next_key()? {
@@ -488,6 +495,19 @@ mod tests {
             assert_eq!(value, parse_pruned(body, &reads).unwrap(), "{body}");
             assert!(found.is_none(), "{body}");
         }
+        // The records read whole by the page (`$count(users)`): taken, and whole in the value.
+        let mut whole_records = ReadSet::default();
+        whole_records.merge_at(&path, &ReadSet::everything());
+        let (value, found) = parse_pruned_with_records(body, &whole_records, &path).unwrap();
+        assert_eq!(
+            value,
+            json!({"data": {"users": [{"id": "a", "n": {"m": 1}}, "b", null]}})
+        );
+        assert_eq!(found.map(|raws| raws.len()), Some(3));
+        let one = r#"{"data":{"users":{"id":"a","n":[1]}}}"#;
+        let (value, found) = parse_pruned_with_records(one, &whole_records, &path).unwrap();
+        assert_eq!(value, serde_json::from_str::<Value>(one).unwrap());
+        assert!(found.is_none());
         // Read whole on the way: nothing to take.
         let everything = ReadSet::everything();
         let (value, found) = parse_pruned_with_records(body, &everything, &path).unwrap();
