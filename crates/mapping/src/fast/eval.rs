@@ -341,6 +341,7 @@ fn write_val(value: &Val<'_>, out: &mut Vec<u8>) -> Outcome<()> {
 /// Text of a [`Doc`]. Borrowed text is the provider's string as it stood between its quotes,
 /// with no escape in it (the parser borrows only then), and valid JSON holds no control
 /// character there: it is exactly what `serde_json` would write, so it is copied as it is.
+#[expect(clippy::ptr_arg, reason = "whether the text is borrowed is what decides")]
 fn write_doc_str(text: &Cow<'_, str>, out: &mut Vec<u8>) {
     match text {
         Cow::Borrowed(text) => {
