@@ -147,7 +147,7 @@ fn required_text<'v>(value: &'v Val<'_>) -> Outcome<&'v str> {
 
 fn integer(value: &Val<'_>) -> Outcome<i64> {
     match value {
-        Val::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => Ok(*n as i64),
+        Val::Num(n) if n.get().fract() == 0.0 && n.get().abs() < 1e15 => Ok(n.get() as i64),
         _ => Err(Bail),
     }
 }
@@ -159,8 +159,10 @@ pub(super) fn string_of(value: &Val<'_>) -> Outcome<String> {
         Val::Str(s) => (*s).clone(),
         Val::Text(s) => (**s).clone(),
         Val::DocStr(s) => s.as_ref().to_owned(),
-        Val::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => (*n as i64).to_string(),
-        Val::Bool(b) => b.to_string(),
+        Val::Num(n) if n.get().fract() == 0.0 && n.get().abs() < 1e15 => {
+            (n.get() as i64).to_string()
+        }
+        Val::Bool(b) => b.get().to_string(),
         Val::Null => "null".to_owned(),
         _ => return Err(Bail),
     })
@@ -179,7 +181,7 @@ fn numbers(value: &Val<'_>) -> Outcome<Vec<f64>> {
     as_items(value)
         .iter()
         .map(|item| match item {
-            Val::Num(n) => Ok(*n),
+            Val::Num(n) => Ok(n.get()),
             _ => Err(Bail),
         })
         .collect()
@@ -280,7 +282,7 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
         Number => match first {
             Val::Undef => Val::Undef,
             Val::Num(_) => first.clone(),
-            Val::Bool(b) => Val::Num(if *b { 1.0 } else { 0.0 }),
+            Val::Bool(b) => Val::num(if b.get() { 1.0 } else { 0.0 }),
             other => {
                 let text = required_text(other)?;
                 if !is_decimal(text) {
@@ -290,28 +292,28 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
                 if !n.is_finite() {
                     return Err(Bail);
                 }
-                Val::Num(n)
+                Val::num(n)
             }
         },
         Boolean => match first {
             Val::Undef => Val::Undef,
             Val::Func(_) => return Err(Bail),
-            other => Val::Bool(other.truthy()),
+            other => Val::bool(other.truthy()),
         },
         Not => match first {
             Val::Undef => Val::Undef,
             Val::Func(_) => return Err(Bail),
-            other => Val::Bool(!other.truthy()),
+            other => Val::bool(!other.truthy()),
         },
-        Exists => Val::Bool(!first.is_undef()),
-        Count => Val::Num(match first.array_len() {
+        Exists => Val::bool(!first.is_undef()),
+        Count => Val::num(match first.array_len() {
             Some(n) => n as f64,
             None if first.is_undef() => 0.0,
             None => 1.0,
         }),
         Length => match text(first)? {
             None => Val::Undef,
-            Some(s) => Val::Num(s.chars().count() as f64),
+            Some(s) => Val::num(s.chars().count() as f64),
         },
         Substring => match text(first)? {
             None => Val::Undef,
@@ -381,7 +383,7 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
         },
         Contains => match text(first)? {
             None => Val::Undef,
-            Some(s) => Val::Bool(s.contains(required_text(arg(1))?)),
+            Some(s) => Val::bool(s.contains(required_text(arg(1))?)),
         },
         Split => match text(first)? {
             None => Val::Undef,
@@ -519,10 +521,10 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
         }
         Floor | Ceil | Abs => match first {
             Val::Undef => Val::Undef,
-            Val::Num(n) => Val::Num(match builtin {
-                Floor => n.floor(),
-                Ceil => n.ceil(),
-                _ => n.abs(),
+            Val::Num(n) => Val::num(match builtin {
+                Floor => n.get().floor(),
+                Ceil => n.get().ceil(),
+                _ => n.get().abs(),
             }),
             _ => return Err(Bail),
         },
@@ -530,20 +532,22 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
             if first.is_undef() {
                 return Ok(Val::Undef);
             }
-            Val::Num(numbers(first)?.iter().sum())
+            Val::num(numbers(first)?.iter().sum())
         }
         ToMillis => match text(first)? {
             None => Val::Undef,
             Some(s) if is_plain_timestamp(s) => {
-                Val::Num(unigate_unified::time::parse_iso8601(s).ok_or(Bail)? as f64)
+                Val::num(unigate_unified::time::parse_iso8601(s).ok_or(Bail)? as f64)
             }
             Some(_) => return Err(Bail),
         },
         FromMillis => match first {
             Val::Undef => Val::Undef,
-            Val::Num(n) if n.fract() == 0.0 && (0.0..253_402_300_800_000.0).contains(n) => {
+            Val::Num(n)
+                if n.get().fract() == 0.0 && (0.0..253_402_300_800_000.0).contains(&n.get()) =>
+            {
                 // JavaScript's toISOString: milliseconds always written.
-                let text = unigate_unified::time::format_rfc3339(*n as i64);
+                let text = unigate_unified::time::format_rfc3339(n.get() as i64);
                 Val::text(match text.find('.') {
                     Some(_) => text,
                     None => format!("{}.000Z", &text[..text.len() - 1]),
@@ -558,7 +562,7 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
             let values = numbers(first)?;
             let pick = if builtin == Max { f64::max } else { f64::min };
             match values.into_iter().reduce(pick) {
-                Some(n) => Val::Num(n),
+                Some(n) => Val::num(n),
                 None => Val::Undef,
             }
         }
