@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::reads::ReadSet;
+use crate::reads::{Key, ReadSet};
 
 /// A symbol no field name has: the key of a field the read set does not name.
 pub(crate) const NO_SYMBOL: u32 = u32::MAX;
@@ -213,55 +213,11 @@ impl<'de> Visitor<'de> for Pruned<'_> {
     }
 }
 
-/// An object key, borrowed from the text when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object key")
-            }
-
-            fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(value)))
-            }
-
-            fn visit_str<E>(self, value: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(value.to_owned())))
-            }
-
-            fn visit_string<E>(self, value: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(value)))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reads::tests::set;
     use serde_json::json;
-
-    fn set(paths: &[&str]) -> ReadSet {
-        let mut set = ReadSet::default();
-        for path in paths {
-            let (path, all) = match path.strip_suffix(".*") {
-                Some(path) => (path, true),
-                None => (*path, false),
-            };
-            let path: Vec<Box<str>> = path.split('.').map(Into::into).collect();
-            let node = set.node(&path);
-            if all {
-                node.keep_all();
-            }
-        }
-        set
-    }
 
     #[test]
     fn keeps_read_fields_borrows_plain_strings_and_keeps_whole_values_as_trees() {

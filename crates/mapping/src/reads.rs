@@ -362,7 +362,7 @@ impl<'de> Visitor<'de> for Pruned<'_> {
 }
 
 /// An object key, borrowed from the body when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
+pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -391,11 +391,12 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn set(paths: &[&str]) -> ReadSet {
+    /// A set from `a.b` paths, `a.*` for a value read whole.
+    pub(crate) fn set(paths: &[&str]) -> ReadSet {
         let mut set = ReadSet::default();
         for path in paths {
             let (path, all) = match path.strip_suffix(".*") {
