@@ -259,10 +259,12 @@ impl<'de> Visitor<'de> for PageSeed<'_, 'de> {
             };
         };
         let mut out = Map::with_capacity(self.set.fields.len());
+        let mut seen = false;
         while let Some(Key(key)) = map.next_key()? {
             let value = match self.set.get(key.as_ref()) {
                 // A repeated key counts last, records too, as in the parsed body.
                 Some(set) if key == segment.as_str() => {
+                    seen = true;
                     *self.sink.borrow_mut() = None;
                     map.next_value_seed(PageSeed {
                         set,
@@ -277,6 +279,10 @@ impl<'de> Visitor<'de> for PageSeed<'_, 'de> {
                 }
             };
             out.insert(key.into_owned(), value);
+        }
+        if !seen {
+            // A missing field means no records (an empty page may leave it out).
+            *self.sink.borrow_mut() = Some(Vec::new());
         }
         Ok(Value::Object(out))
     }
@@ -486,6 +492,12 @@ pub(crate) mod tests {
         let (value, found) = parse_pruned_with_records(body, &reads, &path).unwrap();
         assert_eq!(value, json!({"data": {"users": [{"id": "a"}, "b", null]}}));
         assert_eq!(found.map(|raws| raws.len()), Some(3));
+        // A missing field, at either step: no records.
+        for body in [r#"{"data":{"next":"x"}}"#, r#"{"meta":1}"#] {
+            let (value, found) = parse_pruned_with_records(body, &reads, &path).unwrap();
+            assert_eq!(value, parse_pruned(body, &reads).unwrap(), "{body}");
+            assert_eq!(found.map(|raws| raws.len()), Some(0), "{body}");
+        }
         // No array there: no records taken, the value as `parse_pruned` reads it.
         for body in [
             r#"{"data":{"users":{"id":"a"}}}"#,
