@@ -503,6 +503,29 @@ mod tests {
             ),
             // A filter on a block binds in the frame around the block.
             (r#"($a := items; $a)[$k := 1]"#, json!(2)),
+            // Functions bound once at the top run in place of their calls (`Op::Inline`); one
+            // bound twice, or a name called before its binding, is looked up as it runs.
+            (
+                r#"($f := function($v) { $v & "!" }; $a := $f("x"); $f := function($v) { $v & "?" }; [$a, $f("y")])"#,
+                json!(["x!", "y?"]),
+            ),
+            (
+                r#"($a := $string(1); $string := function($v) { "mine" }; [$a, $string(2)])"#,
+                json!(["1", "mine"]),
+            ),
+            // `$` in the body is where the function was made, not where it is called.
+            (
+                r#"($f := function($v) { $count(items) & $v }; items.$f("-"))"#,
+                json!(["2-", "2-"]),
+            ),
+            (
+                r#"($s := function($v) { $v & "s" }; $t := function($v) { $s($v) & "t" }; $t($s("a")))"#,
+                json!("asst"),
+            ),
+            (
+                r#"($f := function($a, $b) { [$a, $b] }; $f(1))"#,
+                json!([1]),
+            ),
         ];
         for (source, expected) in answered {
             assert_both_paths_answer(source, &record, &scope, expected);

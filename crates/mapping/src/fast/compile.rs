@@ -20,6 +20,8 @@ pub(crate) fn compile(ast: &Ast) -> Result<Plan, String> {
     resolver.resolve(&mut root);
     resolver.frames.pop();
     debug_assert_eq!(root_frame.start, 0);
+    inline_known_calls(&mut root);
+    link(&mut root);
     if let Some(name) = resolver.unknown {
         // The caller's scope holds values, never functions, so a call of a name the expression
         // does not bind is a host function (`$firstNonEmpty`, …): the JSONata engine's.
@@ -174,6 +176,83 @@ fn collect_binds(node: &mut Node, names: &mut Vec<Box<str>>) {
     }
 }
 
+/// Calls of a function bound once, by a top-level `:=` of the root block, to a leaf function
+/// (one whose body calls only built-ins and makes no function) become [`Op::Inline`] in the
+/// expressions after that binding. There the name can only mean that function, its `$` is the
+/// input (the root block's context), and a leaf is never running when it is called, so its
+/// frame is free: the call needs no lookup, no function value and no recursion guard.
+fn inline_known_calls(root: &mut Node) {
+    let mut binds: Vec<u32> = Vec::new();
+    each_node(root, &mut |node| {
+        if let Op::Bind(var, _) = &node.op {
+            binds.extend(var.slots.first());
+        }
+    });
+    let Op::Block { exprs, .. } = &mut root.op else {
+        return;
+    };
+    let mut known: Vec<(u32, Lambda)> = Vec::new();
+    for expr in exprs {
+        if !known.is_empty() {
+            each_node(expr, &mut |node| {
+                let Op::Call { name, args, .. } = &mut node.op else {
+                    return;
+                };
+                let Some((_, lambda)) = known
+                    .iter()
+                    .find(|(slot, _)| name.slots.first() == Some(slot))
+                else {
+                    return;
+                };
+                node.op = Op::Inline(Box::new(lambda.clone()), std::mem::take(args));
+            });
+        }
+        if let Some((slot, lambda)) = leaf_binding(expr)
+            && binds.iter().filter(|bound| **bound == slot).count() == 1
+        {
+            known.push((slot, lambda.clone()));
+        }
+    }
+}
+
+/// `$name := function(…) {…}`, bare, with a leaf body: the slot and the function.
+fn leaf_binding(expr: &Node) -> Option<(u32, &Lambda)> {
+    let bare = |node: &Node| node.filters.is_empty() && node.stages.is_empty() && !node.keep_array;
+    let Op::Bind(var, value) = &expr.op else {
+        return None;
+    };
+    let Op::Lambda(lambda) = &value.op else {
+        return None;
+    };
+    if !bare(expr) || !bare(value) {
+        return None;
+    }
+    let mut leaf = true;
+    let mut body = lambda.body.clone();
+    each_node(&mut body, &mut |node| match &node.op {
+        Op::Lambda(_) => leaf = false,
+        Op::Call { name, builtin, .. } => leaf &= builtin.is_some() && name.slots.is_empty(),
+        _ => {}
+    });
+    Some((*var.slots.first()?, &**lambda)).filter(|_| leaf)
+}
+
+/// Visits `node` and every node below it, lambda bodies and filters included.
+fn each_node(node: &mut Node, visit: &mut impl FnMut(&mut Node)) {
+    visit(node);
+    for child in children(node) {
+        each_node(child, visit);
+    }
+}
+
+/// Chooses how each node runs, once its op is final.
+fn link(node: &mut Node) {
+    node.run = super::eval::runner(node);
+    for child in children(node) {
+        link(child);
+    }
+}
+
 /// The nodes directly below `node`: its operands, then its filters.
 fn children(node: &mut Node) -> Vec<&mut Node> {
     let mut out: Vec<&mut Node> = Vec::new();
@@ -182,6 +261,10 @@ fn children(node: &mut Node) -> Vec<&mut Node> {
         Op::Path { steps: nodes, .. }
         | Op::Block { exprs: nodes, .. }
         | Op::Call { args: nodes, .. } => out.extend(nodes.iter_mut()),
+        Op::Inline(lambda, args) => {
+            out.extend(args.iter_mut());
+            out.push(&mut lambda.body);
+        }
         Op::Array(items) => out.extend(items.iter_mut().map(|item| &mut item.node)),
         Op::Object { pairs, .. } => {
             for (key, value) in pairs {
@@ -442,6 +525,7 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
         keep_array: attrs.keep_array,
         cons_array: attrs.cons_array,
         finished,
+        run: super::eval::run_general,
     })
 }
 

@@ -20,7 +20,10 @@ pub(super) type Outcome<T> = Result<T, Bail>;
 /// grows its stack and has the limits and the error for runaway recursion; the fast path runs on
 /// the caller's stack (a Tokio worker's 2 MiB), about 10 KiB per nested call at most.
 const MAX_DEPTH: u32 = 24;
-/// Nodes one evaluation may visit before it is handed to the JSONata engine and its time limit.
+/// Steps one evaluation may take before it is handed to the JSONata engine and its time limit.
+/// A step is a function call, an item a path step or a filter visits, or a node of the kinds
+/// without a runner of their own: without recursion, the nodes between them are bounded by the
+/// size of the plan.
 const MAX_STEPS: u32 = 200_000;
 
 /// A JSONata value during a fast evaluation. Input and plan constants are borrowed.
@@ -540,6 +543,187 @@ fn run<'a>(plan: &'a Plan, input: Val<'a>, variables: &'a [(String, Value)]) -> 
     evaluator.eval(&plan.root, &input)
 }
 
+/// How a node is run: see [`Node::run`](super::Node).
+pub(super) type Run = for<'a> fn(&Evaluator<'a>, &'a Node, &Val<'a>) -> Outcome<Val<'a>>;
+
+/// The runner for `node`. Nodes with filters, and the kinds seldom met in a record's mapping,
+/// run through [`run_general`]; the others have a function of their own, small enough that
+/// entering it costs a few instructions.
+pub(super) fn runner(node: &Node) -> Run {
+    if !node.filters.is_empty() {
+        return run_general;
+    }
+    if !node.finished {
+        return match node.op {
+            Op::Context => run_context,
+            Op::Name(..) => run_name,
+            _ => run_general,
+        };
+    }
+    match &node.op {
+        Op::Variable(_) => run_variable,
+        Op::Constant(_) => run_constant,
+        Op::Path {
+            fields_only: true, ..
+        } => run_fields,
+        Op::Binary(..) => run_binary,
+        Op::TypeIs { .. } => run_type_is,
+        Op::And(..) => run_and,
+        Op::Or(..) => run_or,
+        Op::Condition(..) => run_condition,
+        Op::Call { .. } => run_call,
+        Op::Inline(..) => run_inline,
+        Op::Object { .. } => run_object,
+        Op::Array(_) => run_array,
+        _ => run_general,
+    }
+}
+
+/// Any node: its op, its filters, and JSONata's finish.
+pub(super) fn run_general<'a>(
+    ev: &Evaluator<'a>,
+    node: &'a Node,
+    input: &Val<'a>,
+) -> Outcome<Val<'a>> {
+    ev.count_step()?;
+    if node.finished {
+        return ev.eval_op(node, input);
+    }
+    let mut result = ev.eval_op(node, input)?;
+    for filter in &node.filters {
+        result = ev.filter(filter, result)?;
+    }
+    Ok(finish(result, node.keep_array))
+}
+
+fn run_context<'a>(_: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    Ok(finish(input.clone(), node.keep_array))
+}
+
+fn run_name<'a>(_: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::Name(name, symbol) = &node.op else {
+        return Err(Bail);
+    };
+    Ok(finish(input.field(name, *symbol), node.keep_array))
+}
+
+fn run_variable<'a>(ev: &Evaluator<'a>, node: &'a Node, _: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::Variable(var) = &node.op else {
+        return Err(Bail);
+    };
+    ev.variable(var)
+}
+
+fn run_constant<'a>(_: &Evaluator<'a>, node: &'a Node, _: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::Constant(value) = &node.op else {
+        return Err(Bail);
+    };
+    Ok(Val::from_json(value))
+}
+
+fn run_fields<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::Path { steps, .. } = &node.op else {
+        return Err(Bail);
+    };
+    ev.fields(steps, input)
+}
+
+fn run_binary<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::Binary(op, lhs, rhs) = &node.op else {
+        return Err(Bail);
+    };
+    // Operands are read where the callee wrote them (`let Ok(x) = &…`), not moved out.
+    let lhs = ev.eval(lhs, input);
+    let Ok(lhs) = &lhs else { return Err(Bail) };
+    let rhs = ev.eval(rhs, input);
+    let Ok(rhs) = &rhs else { return Err(Bail) };
+    binary(*op, lhs, rhs)
+}
+
+fn run_type_is<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::TypeIs {
+        arg,
+        type_name,
+        equal,
+    } = &node.op
+    else {
+        return Err(Bail);
+    };
+    if ev.type_shadowed {
+        return Err(Bail);
+    }
+    let value = ev.eval(arg, input);
+    let Ok(value) = &value else { return Err(Bail) };
+    Ok(match builtins::type_of(value) {
+        Some(actual) => Val::bool((actual == *type_name) == *equal),
+        None => Val::bool(false),
+    })
+}
+
+fn run_and<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::And(lhs, rhs) = &node.op else {
+        return Err(Bail);
+    };
+    Ok(Val::bool(ev.test(lhs, input)? && ev.test(rhs, input)?))
+}
+
+fn run_or<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::Or(lhs, rhs) = &node.op else {
+        return Err(Bail);
+    };
+    Ok(Val::bool(ev.test(lhs, input)? || ev.test(rhs, input)?))
+}
+
+fn run_condition<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::Condition(condition, then, otherwise) = &node.op else {
+        return Err(Bail);
+    };
+    if ev.test(condition, input)? {
+        return ev.eval(then, input);
+    }
+    match otherwise {
+        Some(otherwise) => ev.eval(otherwise, input),
+        None => Ok(Val::Undef),
+    }
+}
+
+fn run_call<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::Call {
+        name,
+        builtin,
+        args,
+    } = &node.op
+    else {
+        return Err(Bail);
+    };
+    ev.call_named(name, *builtin, args, input)
+}
+
+fn run_inline<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::Inline(lambda, args) = &node.op else {
+        return Err(Bail);
+    };
+    ev.inline(lambda, args, input)
+}
+
+fn run_object<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::Object {
+        pairs,
+        literal_keys,
+    } = &node.op
+    else {
+        return Err(Bail);
+    };
+    ev.object(pairs, *literal_keys, input)
+}
+
+fn run_array<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::Array(items) = &node.op else {
+        return Err(Bail);
+    };
+    ev.array(node, items, input)
+}
+
 pub(super) struct Evaluator<'a> {
     root: Val<'a>,
     variables: &'a [(String, Value)],
@@ -556,20 +740,20 @@ pub(super) struct Evaluator<'a> {
 }
 
 impl<'a> Evaluator<'a> {
+    #[inline(always)]
     fn eval(&self, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+        (node.run)(self, node, input)
+    }
+
+    /// Counts a step of the evaluation: past [`MAX_STEPS`], the JSONata engine answers.
+    #[inline(always)]
+    fn count_step(&self) -> Outcome<()> {
         let steps = self.steps.get() + 1;
         if steps > MAX_STEPS {
             return Err(Bail);
         }
         self.steps.set(steps);
-        if node.finished {
-            return self.eval_op(node, input);
-        }
-        let mut result = self.eval_op(node, input)?;
-        for filter in &node.filters {
-            result = self.filter(filter, result)?;
-        }
-        Ok(finish(result, node.keep_array))
+        Ok(())
     }
 
     fn eval_op(&self, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
@@ -668,6 +852,7 @@ impl<'a> Evaluator<'a> {
                 builtin,
                 args,
             } => return self.call_named(name, *builtin, args, input),
+            Op::Inline(lambda, args) => return self.inline(lambda, args, input),
         })
     }
 
@@ -841,28 +1026,54 @@ impl<'a> Evaluator<'a> {
         closure: &Closure<'a>,
         args: impl IntoIterator<Item = Val<'a>>,
     ) -> Outcome<Val<'a>> {
+        self.count_step()?;
         let lambda = closure.lambda;
         let depth = self.depth.get();
         let id = lambda.id as usize;
         if depth >= MAX_DEPTH || self.running[id].get() {
             return Err(Bail); // recursion: the frame's one activation is in use
         }
-        {
-            // The parameters get the arguments; the rest of the frame starts unbound.
-            let mut slots = self.slots.borrow_mut();
-            let (start, end) = (lambda.frame.start as usize, lambda.frame.end as usize);
-            let params = start + lambda.params.len();
-            let mut args = args.into_iter();
-            for slot in &mut slots[start..params] {
-                *slot = Some(args.next().unwrap_or(Val::Undef));
-            }
-            slots[params..end].fill(None);
-        }
+        self.enter(lambda, args);
         self.depth.set(depth + 1);
         self.running[id].set(true);
         let result = self.eval(&lambda.body, &closure.input);
         self.running[id].set(false);
         self.depth.set(depth);
+        if let Ok(value) = &result
+            && escapes(value)
+        {
+            return Err(Bail);
+        }
+        result
+    }
+
+    /// Starts an activation of `lambda`'s frame: the parameters get the arguments, the rest of
+    /// the frame starts unbound.
+    fn enter(&self, lambda: &Lambda, args: impl IntoIterator<Item = Val<'a>>) {
+        let mut slots = self.slots.borrow_mut();
+        let (start, end) = (lambda.frame.start as usize, lambda.frame.end as usize);
+        let params = start + lambda.params.len();
+        let mut args = args.into_iter();
+        for slot in &mut slots[start..params] {
+            *slot = Some(args.next().unwrap_or(Val::Undef));
+        }
+        slots[params..end].fill(None);
+    }
+
+    /// An [`Op::Inline`] call: the arguments, then the body over the input.
+    fn inline(&self, lambda: &'a Lambda, args: &'a [Node], input: &Val<'a>) -> Outcome<Val<'a>> {
+        self.count_step()?;
+        if let [arg] = args {
+            let value = self.eval(arg, input)?;
+            self.enter(lambda, [value]);
+        } else {
+            let mut values: SmallVec<[Val<'a>; 4]> = SmallVec::new();
+            for arg in args {
+                values.push(self.eval(arg, input)?);
+            }
+            self.enter(lambda, values);
+        }
+        let result = self.eval(&lambda.body, &self.root);
         if let Ok(value) = &result
             && escapes(value)
         {
@@ -962,6 +1173,7 @@ impl<'a> Evaluator<'a> {
     fn step(&self, step: &'a Node, sequence: &[Val<'a>], last: bool) -> Outcome<Val<'a>> {
         let mut results = Vec::with_capacity(sequence.len());
         for item in sequence {
+            self.count_step()?;
             let mut value = self.eval(step, item)?;
             for stage in &step.stages {
                 value = self.filter(stage, value)?;
@@ -998,6 +1210,7 @@ impl<'a> Evaluator<'a> {
             Filter::Expr(predicate) => {
                 let mut kept = Vec::new();
                 for (index, item) in items.iter().enumerate() {
+                    self.count_step()?;
                     let value = self.eval(predicate, item)?;
                     let keep = match &value {
                         Val::Num(n) => position(n.get(), items.len()) == Some(index),

@@ -48,7 +48,7 @@ pub(crate) struct Plan {
     lambdas: u32,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Node {
     op: Op,
     /// Filters (`[…]`) applied to the node's value (JSONata's `predicate`).
@@ -62,9 +62,14 @@ struct Node {
     /// The op's value needs no filter and no `finish` (see `eval`): it is returned as it is,
     /// which lets the value be written once into the caller's place instead of copied on the way.
     finished: bool,
+    /// How the evaluator runs this node, chosen once the plan is compiled ([`eval::runner`]):
+    /// a small function per kind of node, called through this pointer, instead of one `match`
+    /// over every kind in a function large enough that entering it cost more than most nodes'
+    /// own work.
+    run: eval::Run,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Filter {
     /// `[n]` with a number literal: the item at that position.
     Index(f64),
@@ -72,7 +77,7 @@ enum Filter {
     Expr(Node),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Op {
     /// `$`: the context.
     Context,
@@ -123,6 +128,10 @@ enum Op {
     /// `$name := value`, into the slot of the innermost frame.
     Bind(Var, Box<Node>),
     Lambda(Box<Lambda>),
+    /// A call of a function the plan binds once, before the call, to a leaf function (see
+    /// `compile::inline_known_calls`): the function's body, run with its arguments in the
+    /// parameters' slots, without looking the function up or making it a value.
+    Inline(Box<Lambda>, Vec<Node>),
     Call {
         /// The function's name, and the slots that may bind it to a function value.
         name: Var,
@@ -149,14 +158,14 @@ impl Var {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Item {
     node: Node,
     /// The item is itself an array constructor: kept as one nested array, not flattened in.
     nested_constructor: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Lambda {
     /// Numbers the functions of a plan, to see one entered while it runs.
     id: u32,

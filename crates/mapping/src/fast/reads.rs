@@ -137,6 +137,16 @@ fn visit_op(node: &Node, context: &At, set: &mut ReadSet) -> At {
             used(value, set);
             None
         }
+        // The body of a function bound at the top of the root block: its `$` is the input.
+        Op::Inline(lambda, args) => {
+            for arg in args {
+                let value = visit(arg, context, set);
+                used(value, set);
+            }
+            let value = visit(&lambda.body, &Some(Vec::new()), set);
+            used(value, set);
+            None
+        }
         Op::Call { args, .. } => {
             for arg in args {
                 let value = visit(arg, context, set);
