@@ -137,6 +137,20 @@ impl<'a> Val<'a> {
         matches!(self, Val::Undef)
     }
 
+    /// Drops the value; only the kinds that own something reach the drop glue, which the
+    /// compiler calls out of line (most values an evaluation drops are borrowed).
+    #[inline(always)]
+    pub fn discard(self) {
+        if matches!(
+            self,
+            Val::Text(_) | Val::Arr(_) | Val::Obj(_) | Val::Func(_)
+        ) {
+            drop(self);
+        } else {
+            std::mem::forget(self);
+        }
+    }
+
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Val::Str(s) => Some(s),
@@ -395,10 +409,7 @@ fn write_doc_str(text: &Cow<'_, str>, out: &mut Vec<u8>) {
 
 fn write_str(text: &str, out: &mut Vec<u8>) {
     // Most text needs no escape: checked in one pass and copied, as `serde_json` writes it.
-    if text
-        .bytes()
-        .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
-    {
+    if !needs_escape(text.as_bytes()) {
         out.reserve(text.len() + 2);
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
@@ -407,6 +418,27 @@ fn write_str(text: &str, out: &mut Vec<u8>) {
     }
     // Writing to a Vec cannot fail, and a string always serializes.
     let _ = serde_json::to_writer(&mut *out, text);
+}
+
+/// Whether JSON text of `bytes` needs an escape: a control character, `"` or `\\` in it.
+/// Eight bytes at a time (the bit tricks of "Bit Twiddling Hacks": a byte below 0x20, or one
+/// equal to a given byte, sets its high bit in the word), then the tail a byte at a time.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+        if below(word, 0x20) | below(word ^ (ONES * 0x22), 1) | below(word ^ (ONES * 0x5c), 1) != 0
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
 }
 
 fn write_number(n: f64, out: &mut Vec<u8>) {
@@ -632,12 +664,12 @@ fn run_binary<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcom
     let Op::Binary(op, lhs, rhs) = &node.op else {
         return Err(Bail);
     };
-    // Operands are read where the callee wrote them (`let Ok(x) = &…`), not moved out.
-    let lhs = ev.eval(lhs, input);
-    let Ok(lhs) = &lhs else { return Err(Bail) };
-    let rhs = ev.eval(rhs, input);
-    let Ok(rhs) = &rhs else { return Err(Bail) };
-    binary(*op, lhs, rhs)
+    let lhs = ev.eval(lhs, input)?;
+    let rhs = ev.eval(rhs, input)?;
+    let result = binary(*op, &lhs, &rhs);
+    lhs.discard();
+    rhs.discard();
+    result
 }
 
 fn run_type_is<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
@@ -652,12 +684,13 @@ fn run_type_is<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outco
     if ev.type_shadowed {
         return Err(Bail);
     }
-    let value = ev.eval(arg, input);
-    let Ok(value) = &value else { return Err(Bail) };
-    Ok(match builtins::type_of(value) {
+    let value = ev.eval(arg, input)?;
+    let answer = match builtins::type_of(&value) {
         Some(actual) => Val::bool((actual == *type_name) == *equal),
         None => Val::bool(false),
-    })
+    };
+    value.discard();
+    Ok(answer)
 }
 
 fn run_and<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
@@ -970,10 +1003,13 @@ impl<'a> Evaluator<'a> {
 
     /// The value of `node` as a Boolean.
     fn test(&self, node: &'a Node, input: &Val<'a>) -> Outcome<bool> {
-        match &self.eval(node, input) {
-            Ok(value) => Ok(value.truthy()),
-            Err(bail) => Err(*bail),
+        let value = self.eval(node, input)?;
+        if let Val::Bool(truth) = value {
+            return Ok(truth.get());
         }
+        let truth = value.truthy();
+        value.discard();
+        Ok(truth)
     }
 
     /// Starts an activation of a frame: none of its variables bound.
@@ -997,19 +1033,20 @@ impl<'a> Evaluator<'a> {
         Ok(None)
     }
 
-    /// The value of the innermost slot of `var` that is bound.
-    fn bound(&self, var: &Var) -> Option<Val<'a>> {
-        let slots = self.slots.borrow();
-        var.slots
-            .iter()
-            .find_map(|&slot| slots[slot as usize].clone())
-    }
-
-    /// A variable's value. A name bound nowhere may be a function of the JSONata engine's library
-    /// (`$string` as a value), which the fast path does not model.
+    /// A variable's value: the innermost of its slots that is bound, else the caller's. A name
+    /// bound nowhere may be a function of the JSONata engine's library (`$string` as a value),
+    /// which the fast path does not model.
     fn variable(&self, var: &Var) -> Outcome<Val<'a>> {
-        self.bound(var)
-            .or_else(|| self.variable_value(&var.text).map(Val::from_json))
+        {
+            let slots = self.slots.borrow();
+            for &slot in &var.slots {
+                if let Some(Some(value)) = slots.get(slot as usize) {
+                    return Ok(value.clone());
+                }
+            }
+        }
+        self.variable_value(&var.text)
+            .map(Val::from_json)
             .ok_or(Bail)
     }
 
@@ -1055,9 +1092,13 @@ impl<'a> Evaluator<'a> {
         let params = start + lambda.params.len();
         let mut args = args.into_iter();
         for slot in &mut slots[start..params] {
-            *slot = Some(args.next().unwrap_or(Val::Undef));
+            if let Some(old) = slot.replace(args.next().unwrap_or(Val::Undef)) {
+                old.discard();
+            }
         }
-        slots[params..end].fill(None);
+        if params < end {
+            slots[params..end].fill(None);
+        }
     }
 
     /// An [`Op::Inline`] call: the arguments, then the body over the input.
@@ -1085,6 +1126,32 @@ impl<'a> Evaluator<'a> {
     /// A path of field names over objects, read in place; the general path takes over when an
     /// array is met (or is the context), as it flattens. The value is finished.
     fn fields(&self, steps: &'a [Node], input: &Val<'a>) -> Outcome<Val<'a>> {
+        // A record's own path (`profile.login`) over its objects: symbols compared, nothing
+        // made until the end. An array or a value kept whole on the way takes the walk below.
+        if let (Op::Name(..), Val::Doc(doc)) = (&steps[0].op, input) {
+            let mut at: &'a Doc<'a> = doc;
+            let mut rest = steps.iter();
+            loop {
+                let Doc::Obj(fields) = at else {
+                    break;
+                };
+                let Some(step) = rest.next() else {
+                    return Ok(Val::Doc(at));
+                };
+                let Op::Name(name, symbol) = &step.op else {
+                    return Ok(Val::Undef); // not met: the compiler lets only names follow
+                };
+                match Doc::field(fields, name, *symbol) {
+                    Some(doc) => at = doc,
+                    None => return Ok(Val::Undef),
+                }
+            }
+            match at {
+                Doc::Arr(_) | Doc::Whole(_) if rest.len() > 0 => {}
+                _ if rest.len() > 0 => return Ok(Val::Undef),
+                _ => return Ok(Val::from_doc(at)),
+            }
+        }
         let mut names = steps;
         let at = match &steps[0].op {
             Op::Name(..) => input.clone(),
@@ -1438,5 +1505,34 @@ pub(super) fn object_pairs<'a>(value: &Val<'a>) -> Vec<(String, Val<'a>)> {
             .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.clone())))
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_escape;
+
+    #[test]
+    fn needs_escape_agrees_with_a_byte_by_byte_check() {
+        let plain = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+        };
+        // Every byte value at every position of texts of 0 to 17 bytes, among neighbours that
+        // sit just around the bytes that need an escape.
+        for len in 0..18 {
+            for at in 0..len {
+                for byte in 0..=255u8 {
+                    for filler in [b'a', 0x21, 0x23, 0x5b, 0x5d, 0x1f + 1, 0x7f, 0x80, 0xff] {
+                        let mut text = vec![filler; len];
+                        text[at] = byte;
+                        assert_eq!(needs_escape(&text), plain(&text), "{text:?}");
+                    }
+                }
+            }
+        }
+        assert!(!needs_escape("2013-06-24T16:39:18.000Z ünïcødé".as_bytes()));
+        assert!(needs_escape(b"0123456789abcdef\"x"));
     }
 }
