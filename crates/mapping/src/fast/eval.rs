@@ -1131,10 +1131,7 @@ impl<'a> Evaluator<'a> {
         if let (Op::Name(..), Val::Doc(doc)) = (&steps[0].op, input) {
             let mut at: &'a Doc<'a> = doc;
             let mut rest = steps.iter();
-            loop {
-                let Doc::Obj(fields) = at else {
-                    break;
-                };
+            while let Doc::Obj(fields) = at {
                 let Some(step) = rest.next() else {
                     return Ok(Val::Doc(at));
                 };
