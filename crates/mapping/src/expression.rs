@@ -526,6 +526,22 @@ mod tests {
                 r#"($f := function($a, $b) { [$a, $b] }; $f(1))"#,
                 json!([1]),
             ),
+            // A body that reads its input only through its one parameter runs over the
+            // argument (`Op::InlineOver`); one that reads `$`, a field or the parameter
+            // inside a filter does not.
+            (r#"($f := function($v) { $v[$ > 1] }; $f(items))"#, json!(2)),
+            (r#"($f := function($v) { $v.a }; $f({"a": 5}))"#, json!(5)),
+            (r#"($f := function($v) { items[$ = $v] }; $f(2))"#, json!(2)),
+            (
+                r#"($f := function($v) { $v & $string($count(items)) }; $f("n"))"#,
+                json!("n2"),
+            ),
+            (r#"($f := function($v) { $ }; $f(1).items)"#, json!([1, 2])),
+            (r#"($f := function($v) { items[$v] }; $f(-1))"#, json!(2)),
+            (
+                r#"($f := function($v) { $v[$v[1] = 2] }; $f(items))"#,
+                json!([1, 2]),
+            ),
         ];
         for (source, expected) in answered {
             assert_both_paths_answer(source, &record, &scope, expected);

@@ -191,28 +191,97 @@ fn inline_known_calls(root: &mut Node) {
     let Op::Block { exprs, .. } = &mut root.op else {
         return;
     };
-    let mut known: Vec<(u32, Lambda)> = Vec::new();
+    // Each function, and its body over its argument when it has one.
+    let mut known: Vec<(u32, Lambda, Option<Node>)> = Vec::new();
     for expr in exprs {
         if !known.is_empty() {
             each_node(expr, &mut |node| {
                 let Op::Call { name, args, .. } = &mut node.op else {
                     return;
                 };
-                let Some((_, lambda)) = known
+                let Some((_, lambda, over)) = known
                     .iter()
-                    .find(|(slot, _)| name.slots.first() == Some(slot))
+                    .find(|(slot, ..)| name.slots.first() == Some(slot))
                 else {
                     return;
                 };
-                node.op = Op::Inline(Box::new(lambda.clone()), std::mem::take(args));
+                node.op = match (over, args.len()) {
+                    (Some(body), 1) => Op::InlineOver {
+                        body: Box::new(body.clone()),
+                        arg: Box::new(args.remove(0)),
+                    },
+                    _ => Op::Inline(Box::new(lambda.clone()), std::mem::take(args)),
+                };
             });
         }
         if let Some((slot, lambda)) = leaf_binding(expr)
             && binds.iter().filter(|bound| **bound == slot).count() == 1
         {
-            known.push((slot, lambda.clone()));
+            known.push((slot, lambda.clone(), over_argument(lambda)));
         }
     }
+}
+
+/// The body of a leaf function of one parameter with `$` in the parameter's place, when that
+/// is the same function: the parameter is its only binding, and the body reads it only where
+/// `$` would be the function's context, and reads that context nowhere (no `$`, no field name
+/// or path starting from it). Run with the argument as its context, such a body needs no slot.
+fn over_argument(lambda: &Lambda) -> Option<Node> {
+    let param = lambda.frame.start;
+    if lambda.params.len() != 1 || lambda.frame.end != param + 1 {
+        return None;
+    }
+    if !context_free(&lambda.body, param, true) {
+        return None;
+    }
+    let mut body = lambda.body.clone();
+    each_node(&mut body, &mut |node| {
+        if matches!(&node.op, Op::Variable(var) if var.slots.first() == Some(&param)) {
+            node.op = Op::Context;
+            node.finished = false; // `Op::Context`'s value is finished where it is read
+        }
+    });
+    Some(body)
+}
+
+/// Whether `node`, evaluated with the function's context when `top`, reads that context only
+/// through the parameter in slot `param`, and the parameter only at the top.
+fn context_free(node: &Node, param: u32, top: bool) -> bool {
+    let filters_free = node
+        .filters
+        .iter()
+        .chain(&node.stages)
+        .all(|filter| match filter {
+            Filter::Index(_) => true,
+            Filter::Expr(predicate) => context_free(predicate, param, false),
+        });
+    let op_free = match &node.op {
+        Op::Context | Op::Name(..) => !top,
+        Op::Variable(var) | Op::Bind(var, _) if var.slots.contains(&param) => {
+            top && var.slots.len() == 1 && matches!(node.op, Op::Variable(_))
+        }
+        Op::Path { steps, .. } => {
+            let starts_with_value = matches!(
+                steps.first().map(|step| &step.op),
+                Some(Op::Variable(_) | Op::Root | Op::Context)
+            );
+            (starts_with_value || !top)
+                && steps
+                    .iter()
+                    .enumerate()
+                    .all(|(index, step)| context_free(step, param, top && index == 0))
+        }
+        Op::Lambda(_) | Op::Inline(..) => false,
+        _ => {
+            let mut copy = node.clone();
+            copy.filters.clear();
+            copy.stages.clear();
+            children(&mut copy)
+                .into_iter()
+                .all(|child| context_free(child, param, top))
+        }
+    };
+    filters_free && op_free
 }
 
 /// `$name := function(…) {…}`, bare, with a leaf body: the slot and the function.
@@ -264,6 +333,10 @@ fn children(node: &mut Node) -> Vec<&mut Node> {
         Op::Inline(lambda, args) => {
             out.extend(args.iter_mut());
             out.push(&mut lambda.body);
+        }
+        Op::InlineOver { body, arg } => {
+            out.push(arg);
+            out.push(body);
         }
         Op::Array(items) => out.extend(items.iter_mut().map(|item| &mut item.node)),
         Op::Object { pairs, .. } => {

@@ -676,6 +676,7 @@ pub(super) fn runner(node: &Node) -> Run {
         Op::Condition(..) => run_condition,
         Op::Call { .. } => run_call,
         Op::Inline(..) => run_inline,
+        Op::InlineOver { .. } => run_inline_over,
         Op::Object { .. } => run_object,
         Op::Array(_) => run_array,
         _ => run_general,
@@ -808,6 +809,13 @@ fn run_inline<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcom
         return Err(Bail);
     };
     ev.inline(lambda, args, input)
+}
+
+fn run_inline_over<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::InlineOver { body, arg } = &node.op else {
+        return Err(Bail);
+    };
+    ev.inline_over(body, arg, input)
 }
 
 fn run_object<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
@@ -969,6 +977,7 @@ impl<'a> Evaluator<'a> {
                 args,
             } => return self.call_named(name, *builtin, args, input),
             Op::Inline(lambda, args) => return self.inline(lambda, args, input),
+            Op::InlineOver { body, arg } => return self.inline_over(body, arg, input),
         })
     }
 
@@ -1198,6 +1207,20 @@ impl<'a> Evaluator<'a> {
             self.enter(lambda, values);
         }
         let result = self.eval(&lambda.body, &self.root);
+        if let Ok(value) = &result
+            && escapes(value)
+        {
+            return Err(Bail);
+        }
+        result
+    }
+
+    /// An [`Op::InlineOver`] call: the argument, then the body over it.
+    fn inline_over(&self, body: &'a Node, arg: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+        self.count_step()?;
+        let value = self.eval(arg, input)?;
+        let result = self.eval(body, &value);
+        value.discard();
         if let Ok(value) = &result
             && escapes(value)
         {

@@ -132,6 +132,13 @@ enum Op {
     /// `compile::inline_known_calls`): the function's body, run with its arguments in the
     /// parameters' slots, without looking the function up or making it a value.
     Inline(Box<Lambda>, Vec<Node>),
+    /// An [`Op::Inline`] call of a function of one parameter whose body reads its input only
+    /// through that parameter (see `compile::over_argument`): the body, with `$` in the
+    /// parameter's place, run with the argument as its context. Nothing is written to a slot.
+    InlineOver {
+        body: Box<Node>,
+        arg: Box<Node>,
+    },
     Call {
         /// The function's name, and the slots that may bind it to a function value.
         name: Var,

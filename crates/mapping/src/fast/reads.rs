@@ -147,6 +147,13 @@ fn visit_op(node: &Node, context: &At, set: &mut ReadSet) -> At {
             used(value, set);
             None
         }
+        // The body runs with the argument as its context.
+        Op::InlineOver { body, arg } => {
+            let at = visit(arg, context, set);
+            let value = visit(body, &at, set);
+            used(value, set);
+            None
+        }
         Op::Call { args, .. } => {
             for arg in args {
                 let value = visit(arg, context, set);
