@@ -851,6 +851,15 @@ pub(super) struct Evaluator<'a> {
     running: SmallVec<[Cell<bool>; 8]>,
 }
 
+impl Drop for Evaluator<'_> {
+    /// The slots' values, dropped without a call to the drop glue for each borrowed one.
+    fn drop(&mut self) {
+        for value in self.slots.get_mut().drain(..).flatten() {
+            value.discard();
+        }
+    }
+}
+
 impl<'a> Evaluator<'a> {
     fn new(plan: &Plan, input: &Val<'a>, variables: &'a [(String, Value)]) -> Evaluator<'a> {
         Evaluator {
@@ -1097,6 +1106,7 @@ impl<'a> Evaluator<'a> {
     fn test(&self, node: &'a Node, input: &Val<'a>) -> Outcome<bool> {
         let value = self.eval(node, input)?;
         if let Val::Bool(truth) = value {
+            std::mem::forget(value); // nothing to drop, and no call to the drop glue
             return Ok(truth.get());
         }
         let truth = value.truthy();
@@ -1439,8 +1449,16 @@ fn escapes(value: &Val<'_>) -> bool {
 
 /// JSONata's end of every evaluation: an empty sequence is *undefined*, a singleton sequence
 /// its item unless `[]` keeps it.
+#[inline(always)]
 fn finish(value: Val<'_>, keep_array: bool) -> Val<'_> {
     match value {
+        Val::Arr(arr) => finish_array(arr, keep_array),
+        other => other,
+    }
+}
+
+fn finish_array(arr: Rc<Arr<'_>>, keep_array: bool) -> Val<'_> {
+    match Val::Arr(arr) {
         Val::Arr(arr) if arr.sequence => {
             let keep = arr.keep || keep_array;
             match arr.items.len() {
