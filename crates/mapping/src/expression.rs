@@ -542,6 +542,11 @@ mod tests {
                 r#"($f := function($v) { $v[$v[1] = 2] }; $f(items))"#,
                 json!([1, 2]),
             ),
+            // A function also used as a value is still made.
+            (
+                r#"($f := function($v) { $v & "!" }; $g := $f; [$f("a"), $g("b")])"#,
+                json!(["a!", "b!"]),
+            ),
         ];
         for (source, expected) in answered {
             assert_both_paths_answer(source, &record, &scope, expected);

@@ -193,7 +193,10 @@ fn inline_known_calls(root: &mut Node) {
     };
     // Each function, and its body over its argument when it has one.
     let mut known: Vec<(u32, Lambda, Option<Node>)> = Vec::new();
-    for expr in exprs {
+    // Where each is bound: the slot and the expression.
+    let mut bound_at: Vec<(u32, usize)> = Vec::new();
+    let last = exprs.len().saturating_sub(1);
+    for (index, expr) in exprs.iter_mut().enumerate() {
         if !known.is_empty() {
             each_node(expr, &mut |node| {
                 let Op::Call { name, args, .. } = &mut node.op else {
@@ -218,6 +221,22 @@ fn inline_known_calls(root: &mut Node) {
             && binds.iter().filter(|bound| **bound == slot).count() == 1
         {
             known.push((slot, lambda.clone(), over_argument(lambda)));
+            bound_at.push((slot, index));
+        }
+    }
+    // A function every call of which now runs in place need not be made: its binding (never
+    // the block's value) becomes a constant, which saves making a function value per input.
+    let mut uses: Vec<u32> = Vec::new();
+    each_node(root, &mut |node| match &node.op {
+        Op::Variable(var) | Op::Call { name: var, .. } => uses.extend(var.slots.iter()),
+        _ => {}
+    });
+    let Op::Block { exprs, .. } = &mut root.op else {
+        return;
+    };
+    for (slot, index) in bound_at {
+        if index != last && !uses.contains(&slot) {
+            exprs[index].op = Op::Constant(Value::Null);
         }
     }
 }
@@ -461,9 +480,21 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
                         }
                         _ => false,
                     });
+                    let keys_text = match literal_keys {
+                        true => keys
+                            .iter()
+                            .map(|key| {
+                                let mut text = serde_json::to_vec(key).unwrap_or_default();
+                                text.push(b':');
+                                text.into_boxed_slice()
+                            })
+                            .collect(),
+                        false => Box::default(),
+                    };
                     Op::Object {
                         pairs,
                         literal_keys,
+                        keys_text,
                     }
                 }
             }

@@ -618,17 +618,17 @@ fn write_run<'a>(
             evaluator.eval(expr, &input)?.discard();
         }
     }
-    let Op::Object { pairs, .. } = &object.op else {
+    let Op::Object {
+        pairs, keys_text, ..
+    } = &object.op
+    else {
         return Err(Bail);
     };
     // What `Evaluator::object` makes, as `write_val` writes it; a function value among the
     // values bails there as the block's escape check would.
     out.push(b'{');
     let mut first = true;
-    for (key, value) in pairs {
-        let Op::Constant(Value::String(key)) = &key.op else {
-            return Err(Bail);
-        };
+    for ((_, value), key_text) in pairs.iter().zip(keys_text) {
         let value = evaluator.eval(value, &input)?;
         if value.is_undef() {
             continue;
@@ -637,8 +637,7 @@ fn write_run<'a>(
             out.push(b',');
         }
         first = false;
-        write_str(key, out);
-        out.push(b':');
+        out.extend_from_slice(key_text);
         write_val(&value, out)?;
         value.discard();
     }
@@ -822,6 +821,7 @@ fn run_object<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcom
     let Op::Object {
         pairs,
         literal_keys,
+        ..
     } = &node.op
     else {
         return Err(Bail);
@@ -911,6 +911,7 @@ impl<'a> Evaluator<'a> {
             Op::Object {
                 pairs,
                 literal_keys,
+                ..
             } => return self.object(pairs, *literal_keys, input),
             // Operands are read where the callee wrote them (`let Ok(x) = &…`), not moved out.
             Op::Binary(op, lhs, rhs) => {

@@ -101,6 +101,8 @@ enum Op {
         pairs: Vec<(Node, Node)>,
         /// Every key a string literal, each once: nothing to evaluate or check per input.
         literal_keys: bool,
+        /// With literal keys, each pair's `"key":` as JSON text, for writing the object.
+        keys_text: Box<[Box<[u8]>]>,
     },
     Binary(Binary, Box<Node>, Box<Node>),
     /// `$type(arg) = "name"` (or `!=`), the built-in `$type` not rebound: compares the type
