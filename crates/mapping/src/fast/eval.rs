@@ -728,7 +728,37 @@ fn run_fields<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcom
     let Op::Path { steps, .. } = &node.op else {
         return Err(Bail);
     };
+    if let Val::Doc(doc) = input
+        && let Some(value) = doc_fields(steps, doc)
+    {
+        return Ok(value);
+    }
     ev.fields(steps, input)
+}
+
+/// A record's own path (`profile.login`) over its objects parsed as a [`Doc`]: each field
+/// found by its symbol, nothing made until the end. `None` when an array or a value kept
+/// whole is met on the way, which the general walk takes.
+fn doc_fields<'a>(steps: &'a [Node], doc: &'a Doc<'a>) -> Option<Val<'a>> {
+    let mut at = doc;
+    let mut rest = steps.iter();
+    while let Doc::Obj(fields) = at {
+        let Some(step) = rest.next() else {
+            return Some(Val::Doc(at));
+        };
+        let Op::Name(name, symbol) = &step.op else {
+            return None;
+        };
+        at = match Doc::field(fields, name, *symbol) {
+            Some(doc) => doc,
+            None => return Some(Val::Undef),
+        };
+    }
+    match at {
+        Doc::Arr(_) | Doc::Whole(_) if rest.len() > 0 => None,
+        _ if rest.len() > 0 => Some(Val::Undef),
+        _ => Some(Val::from_doc(at)),
+    }
 }
 
 fn run_binary<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
@@ -1243,29 +1273,6 @@ impl<'a> Evaluator<'a> {
     /// A path of field names over objects, read in place; the general path takes over when an
     /// array is met (or is the context), as it flattens. The value is finished.
     fn fields(&self, steps: &'a [Node], input: &Val<'a>) -> Outcome<Val<'a>> {
-        // A record's own path (`profile.login`) over its objects: symbols compared, nothing
-        // made until the end. An array or a value kept whole on the way takes the walk below.
-        if let (Op::Name(..), Val::Doc(doc)) = (&steps[0].op, input) {
-            let mut at: &'a Doc<'a> = doc;
-            let mut rest = steps.iter();
-            while let Doc::Obj(fields) = at {
-                let Some(step) = rest.next() else {
-                    return Ok(Val::Doc(at));
-                };
-                let Op::Name(name, symbol) = &step.op else {
-                    return Ok(Val::Undef); // not met: the compiler lets only names follow
-                };
-                match Doc::field(fields, name, *symbol) {
-                    Some(doc) => at = doc,
-                    None => return Ok(Val::Undef),
-                }
-            }
-            match at {
-                Doc::Arr(_) | Doc::Whole(_) if rest.len() > 0 => {}
-                _ if rest.len() > 0 => return Ok(Val::Undef),
-                _ => return Ok(Val::from_doc(at)),
-            }
-        }
         let mut names = steps;
         let at = match &steps[0].op {
             Op::Name(..) => input.clone(),
