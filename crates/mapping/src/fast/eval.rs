@@ -672,6 +672,7 @@ pub(super) fn runner(node: &Node) -> Run {
         Op::TypeIs { .. } => run_type_is,
         Op::And(..) => run_and,
         Op::Or(..) => run_or,
+        Op::Condition(_, then, None) if is_bare_context(then) => run_guard,
         Op::Condition(..) => run_condition,
         Op::Call { .. } => run_call,
         Op::Inline(..) => run_inline,
@@ -819,6 +820,26 @@ fn run_condition<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Out
         Some(otherwise) => ev.eval(otherwise, input),
         None => Ok(Val::Undef),
     }
+}
+
+/// `condition ? $`: the context when the condition holds (the shape of a guard such as
+/// `function($v) { $type($v) = "string" ? $v }` run over its argument), read in place.
+fn run_guard<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::Condition(condition, ..) = &node.op else {
+        return Err(Bail);
+    };
+    if ev.test(condition, input)? {
+        return Ok(finish(input.clone(), false));
+    }
+    Ok(Val::Undef)
+}
+
+/// `$` with nothing applied to it.
+fn is_bare_context(node: &Node) -> bool {
+    matches!(node.op, Op::Context)
+        && node.filters.is_empty()
+        && node.stages.is_empty()
+        && !node.keep_array
 }
 
 fn run_call<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
