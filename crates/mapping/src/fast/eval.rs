@@ -1405,17 +1405,32 @@ impl<'a> Evaluator<'a> {
     }
 
     fn filter(&self, filter: &'a Filter, input: Val<'a>) -> Outcome<Val<'a>> {
+        if let Filter::Index(n) = filter {
+            // One item taken out: the others are not copied into a sequence first.
+            let picked = match &input {
+                Val::Arr(arr) => item_at(&arr.items, *n).cloned(),
+                Val::Json(Value::Array(items)) => {
+                    position(*n, items.len()).map(|at| Val::from_json(&items[at]))
+                }
+                Val::Doc(Doc::Arr(items)) => {
+                    position(*n, items.len()).map(|at| Val::from_doc(&items[at]))
+                }
+                Val::Undef => None,
+                _ => position(*n, 1).map(|_| input.clone()),
+            };
+            return Ok(match picked {
+                Some(item) if item.is_array() => item,
+                Some(item) => Val::sequence(vec![item]),
+                None => Val::sequence(Vec::new()),
+            });
+        }
         let items = match input.array_items() {
             Some(items) => items,
             None if input.is_undef() => Vec::new(),
             None => vec![input],
         };
         match filter {
-            Filter::Index(n) => Ok(match item_at(&items, *n) {
-                Some(item) if item.is_array() => item.clone(),
-                Some(item) => Val::sequence(vec![item.clone()]),
-                None => Val::sequence(Vec::new()),
-            }),
+            Filter::Index(_) => Err(Bail), // taken above
             Filter::Expr(predicate) => {
                 let mut kept = Vec::new();
                 for (index, item) in items.iter().enumerate() {
