@@ -6,9 +6,10 @@
 use std::hash::{BuildHasher, Hasher};
 
 use serde_json::Value;
-use serde_json::value::RawValue;
 use unigate_mapping::doc::{Doc, parse_doc};
-use unigate_mapping::reads::{ReadSet, parse_pruned, parse_pruned_with_records};
+use unigate_mapping::reads::{
+    ReadSet, parse_pruned, parse_pruned_with_docs, parse_pruned_with_records, reads_each_record,
+};
 use unigate_mapping::{
     Answer, BodyFormat, Integration, MapError, Scope, body_fault, map_doc_response_json,
     map_response, map_response_json, read_body, read_page, render_body, status_fault,
@@ -20,7 +21,7 @@ use crate::Engine;
 use crate::call::{ListCall, Target};
 use crate::follow::FollowedUp;
 use crate::normalize::normalize_record;
-use crate::record::{Record, RemoteData, append_remote_data, has_line_break, raw_records};
+use crate::record::{Record, RemoteData, append_remote_data, has_line_break, record_texts};
 
 /// One fetched page, mapped and filtered.
 pub(crate) struct Page {
@@ -96,34 +97,58 @@ impl Engine {
                 && resource.omit.is_empty()
         });
         let (digest, reading, raw, docs) = off_the_workers(large, || {
-            let read = |reads: Option<&ReadSet>, records_path| {
-                let (body, raw) = check_page_answer(
-                    &call.target,
-                    answer,
-                    text,
-                    &call.scope,
-                    reads,
-                    records_path,
-                )?;
-                let reading = read_page(resource, answer, body, &call.scope)
-                    .map_err(|error| mapping_error(integration, &error))?;
-                Ok::<_, ApiError>((reading, raw))
+            let read_records = |body| {
+                read_page(resource, answer, body, &call.scope)
+                    .map_err(|error| mapping_error(integration, &error))
             };
             let digest = page_digest(&response.body);
-            // One pass over the body reads what the page's expressions read and takes each
-            // record's bytes, which are then parsed with what the mapping reads.
+            if let (Some(reads), Some(path)) = (reads, records_path)
+                && !reads_each_record(&reads.page, path)
+            {
+                // One pass over the body reads what the page's expressions read and parses each
+                // record with what the mapping reads; a scan of the body's structure (no parse)
+                // then finds each record's bytes.
+                let (body, docs) =
+                    check_page_answer(&call.target, answer, text, &call.scope, true, || {
+                        parse_pruned_with_docs(text, &reads.page, &reads.record, path)
+                    })?;
+                let reading = read_records(body)?;
+                if let Some(docs) = docs.filter(|docs| docs.len() == reading.records.len())
+                    && let Some(raw) =
+                        record_texts(text, path).filter(|raw| raw.len() == docs.len())
+                {
+                    return Ok((digest, reading, Some(raw), Some(docs)));
+                }
+            }
             if let (Some(reads), Some(path)) = (reads, records_path) {
-                let (reading, raw) = read(Some(&reads.page), Some(path))?;
+                // The page reads something of each record: the pass takes each record's bytes,
+                // which are then parsed with what the mapping reads.
+                let (body, raw) =
+                    check_page_answer(&call.target, answer, text, &call.scope, true, || {
+                        parse_pruned_with_records(text, &reads.page, path).map(|(body, raw)| {
+                            (
+                                body,
+                                raw.map(|raw| {
+                                    raw.iter().map(|record| record.get()).collect::<Vec<_>>()
+                                }),
+                            )
+                        })
+                    })?;
+                let reading = read_records(body)?;
                 if let Some(raw) = raw.filter(|raw| raw.len() == reading.records.len()) {
                     let docs = parse_docs(&raw, &reads.record, answer)?;
                     return Ok((digest, reading, Some(raw), Some(docs)));
                 }
                 // Not an array of records there: read whole, as without reads.
             }
-            let (reading, _) = read(None, None)?;
+            let (body, _) =
+                check_page_answer(&call.target, answer, text, &call.scope, false, || {
+                    serde_json::from_str(text).map(|body| (body, None::<Vec<&str>>))
+                })?;
+            let reading = read_records(body)?;
             let raw = records_path
                 .filter(|_| !call.query.ignore_remote_data)
-                .and_then(|path| raw_records(text, path))
+                .and_then(|path| record_texts(text, path))
                 .filter(|raw| raw.len() == reading.records.len());
             Ok::<_, ApiError>((digest, reading, raw, None))
         })?;
@@ -191,14 +216,14 @@ fn off_the_workers<T>(large: bool, work: impl FnOnce() -> T) -> T {
 /// can read (a number out of range where the mapping reads one) fails the page as an unreadable
 /// body would.
 fn parse_docs<'b>(
-    raw: &[&'b RawValue],
+    raw: &[&'b str],
     reads: &ReadSet,
     answer: Answer<'_>,
 ) -> Result<Vec<Doc<'b>>, ApiError> {
     raw.iter()
         .enumerate()
         .map(|(index, record)| {
-            parse_doc(record.get(), reads).map_err(|error| {
+            parse_doc(record, reads).map_err(|error| {
                 ApiError::new(
                     ErrorKind::BadGateway,
                     format!("the provider's response is not valid JSON (record {index}: {error})"),
@@ -231,19 +256,23 @@ pub(crate) fn check_answer(
     scope: &Scope,
     reads: Option<&ReadSet>,
 ) -> Result<Value, ApiError> {
-    check_page_answer(target, answer, text, scope, reads, None).map(|(body, _)| body)
+    let parse = || match reads {
+        Some(reads) => parse_pruned(text, reads).map(|body| (body, None::<()>)),
+        None => serde_json::from_str(text).map(|body| (body, None)),
+    };
+    check_page_answer(target, answer, text, scope, reads.is_some(), parse).map(|(body, _)| body)
 }
 
-/// [`check_answer`], and with `reads` and a `records_path`, each record's bytes taken on the
-/// same pass (`parse_pruned_with_records`).
-fn check_page_answer<'t>(
+/// [`check_answer`] with the JSON parse the caller gives (`pruned`: it reads only some
+/// fields), which may take the records on the same pass.
+fn check_page_answer<R>(
     target: &Target,
     answer: Answer<'_>,
-    text: &'t str,
+    text: &str,
     scope: &Scope,
-    reads: Option<&ReadSet>,
-    records_path: Option<&[String]>,
-) -> Result<(Value, Option<Vec<&'t RawValue>>), ApiError> {
+    pruned: bool,
+    parse_json: impl FnOnce() -> serde_json::Result<(Value, Option<R>)>,
+) -> Result<(Value, Option<R>), ApiError> {
     if !answer.is_success() {
         let fault = status_fault(&target.integration, answer, scope);
         return Err(ApiError::remote(fault.status, fault.message, fault.body));
@@ -252,12 +281,7 @@ fn check_page_answer<'t>(
     // this way); whatever body came with it is not read.
     let parsed = match answer.format {
         _ if answer.status == 204 => Ok((Value::Null, None)),
-        BodyFormat::Json => match (reads, records_path) {
-            (Some(reads), Some(path)) => parse_pruned_with_records(text, reads, path),
-            (Some(reads), None) => parse_pruned(text, reads).map(|body| (body, None)),
-            (None, _) => serde_json::from_str(text).map(|body| (body, None)),
-        }
-        .map_err(|e| e.to_string()),
+        BodyFormat::Json => parse_json().map_err(|e| e.to_string()),
         format => read_body(format, answer.body).map(|body| (body, None)),
     };
     let (body, raw) = match parsed {
@@ -290,7 +314,7 @@ fn check_page_answer<'t>(
         Ok(None) => Ok((body, raw)),
         Ok(Some(mut fault)) => {
             // The caller gets the provider's whole body, not the fields the mapping reads.
-            if reads.is_some() {
+            if pruned {
                 fault.body = answer.raw_value();
             }
             Err(ApiError::remote(fault.status, fault.message, fault.body))
@@ -307,7 +331,7 @@ fn check_page_answer<'t>(
 fn map_records(
     call: &ListCall,
     records: Vec<Value>,
-    raw: Option<(Vec<&RawValue>, bool)>,
+    raw: Option<(Vec<&str>, bool)>,
     docs: Option<Vec<Doc<'_>>>,
     followed: Option<FollowedUp>,
     budget: std::time::Duration,
@@ -353,9 +377,7 @@ fn map_records(
             if let Some(error) = over_budget(index) {
                 return Err(error);
             }
-            let raw_text = raw
-                .as_ref()
-                .map(|(raw, compact)| (raw[index].get(), *compact));
+            let raw_text = raw.as_ref().map(|(raw, compact)| (raw[index], *compact));
             let mut text = Vec::with_capacity(raw_text.map_or(1024, |(raw, _)| raw.len() + 1024));
             let mapped = match (raw_text, &docs) {
                 (Some((whole, _)), Some(docs)) => {

@@ -6,9 +6,7 @@
 //! from its answer, and `remote_data` is the provider's own bytes for that record, copied rather
 //! than parsed and re-encoded. Does not map, filter or shape anything itself.
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 /// One unified record.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,88 +153,120 @@ pub(crate) fn has_line_break(body: &[u8]) -> bool {
 
 /// The provider's bytes of each record in the array at `path` (field names from the body's
 /// top), in order; `None` when the path meets anything but objects on the way or ends at
-/// something other than an array (or `null`: no records), or the body is not JSON.
-pub(crate) fn raw_records<'b>(body: &'b str, path: &[String]) -> Option<Vec<&'b RawValue>> {
-    let mut deserializer = serde_json::Deserializer::from_str(body);
-    let found = RecordsAt { path }.deserialize(&mut deserializer).ok()?;
-    deserializer.end().ok()?;
-    found
-}
-
-/// Seeks the array at `path`, skipping everything else without building it.
-struct RecordsAt<'p> {
-    path: &'p [String],
-}
-
-impl<'de> DeserializeSeed<'de> for RecordsAt<'_> {
-    type Value = Option<Vec<&'de RawValue>>;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RecordsAt<'_> {
-    type Value = Option<Vec<&'de RawValue>>;
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str("a JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let Some((segment, rest)) = self.path.split_first() else {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            return Ok(None); // one record, not an array
-        };
-        // A missing field means no records; a repeated one counts last, as in the parsed body.
-        let mut found = Some(Vec::new());
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == segment.as_str() {
-                found = map.next_value_seed(RecordsAt { path: rest })?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
+/// something other than an array (or `null`: no records). The body has been parsed as JSON
+/// already (so it is valid), and this finds them by its structure alone: strings are skipped
+/// to their closing quote (a SIMD search for `"` and `\\`), containers by their brackets, and
+/// nothing is built or checked. The answer is a parse's (the tests' `raw_records`) for every
+/// valid body; on an invalid one it is unspecified (`None` or some texts), never a panic.
+pub(crate) fn record_texts<'b>(body: &'b str, path: &[String]) -> Option<Vec<&'b str>> {
+    let bytes = body.as_bytes();
+    let mut at = skip_space(bytes, 0);
+    for segment in path {
+        if bytes.get(at) != Some(&b'{') {
+            // An array on the way (or a scalar) is not a records path.
+            return None;
+        }
+        // A missing field means no records; a repeated one counts last.
+        let mut found = None;
+        at = skip_space(bytes, at + 1);
+        while bytes.get(at) == Some(&b'"') {
+            let end = skip_string(bytes, at)?;
+            let key = &body[at..end];
+            let matches = match key.contains('\\') {
+                false => &key[1..key.len() - 1] == segment.as_str(),
+                true => serde_json::from_str::<String>(key).ok()? == *segment,
+            };
+            at = skip_space(bytes, end);
+            if bytes.get(at) != Some(&b':') {
+                return None;
+            }
+            let value = skip_space(bytes, at + 1);
+            if matches {
+                found = Some(value);
+            }
+            at = skip_space(bytes, skip_value(bytes, value)?);
+            if bytes.get(at) == Some(&b',') {
+                at = skip_space(bytes, at + 1);
             }
         }
-        Ok(found)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        if !self.path.is_empty() {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            return Ok(None); // an array on the way flattens: the engine's business
+        match found {
+            Some(value) => at = value,
+            None => return Some(Vec::new()),
         }
-        let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(16));
-        while let Some(record) = seq.next_element::<&'de RawValue>()? {
-            records.push(record);
+    }
+    match bytes.get(at) {
+        Some(b'[') => {}
+        Some(b'n') => return Some(Vec::new()), // null: no records
+        _ => return None,
+    }
+    let mut records = Vec::new();
+    at = skip_space(bytes, at + 1);
+    while bytes.get(at).is_some_and(|&byte| byte != b']') {
+        let end = skip_value(bytes, at)?;
+        records.push(body.get(at..end)?);
+        at = skip_space(bytes, end);
+        if bytes.get(at) == Some(&b',') {
+            at = skip_space(bytes, at + 1);
         }
-        Ok(Some(records))
     }
+    Some(records)
+}
 
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Some(Vec::new()))
+fn skip_space(bytes: &[u8], mut at: usize) -> usize {
+    while bytes
+        .get(at)
+        .is_some_and(|byte| matches!(byte, b' ' | b'\n' | b'\r' | b'\t'))
+    {
+        at += 1;
     }
+    at
+}
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
+/// The end (one past the closing quote) of the string opening at `at`.
+fn skip_string(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut at = at + 1;
+    loop {
+        at += memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
+        match bytes[at] {
+            b'"' => return Some(at + 1),
+            _ => at += 2, // an escape: the next byte is never the closing quote
+        }
     }
+}
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
+/// The end of the value starting at `at`.
+fn skip_value(bytes: &[u8], at: usize) -> Option<usize> {
+    match bytes.get(at)? {
+        b'"' => skip_string(bytes, at),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut at = at;
+            loop {
+                match bytes.get(at)? {
+                    b'"' => {
+                        at = skip_string(bytes, at)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(at + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                at += 1;
+            }
+        }
+        _ => {
+            // A number, `true`, `false` or `null`: up to the next delimiter.
+            let len = bytes[at..]
+                .iter()
+                .position(|byte| matches!(byte, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
+                .unwrap_or(bytes.len() - at);
+            Some(at + len)
+        }
     }
 }
 
@@ -245,9 +275,107 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    /// The provider's bytes of each record in the array at `path` (field names from the body's
+    /// top), in order; `None` when the path meets anything but objects on the way or ends at
+    /// something other than an array (or `null`: no records), or the body is not JSON.
+    fn raw_records<'b>(body: &'b str, path: &[String]) -> Option<Vec<&'b RawValue>> {
+        let mut deserializer = serde_json::Deserializer::from_str(body);
+        let found = RecordsAt { path }.deserialize(&mut deserializer).ok()?;
+        deserializer.end().ok()?;
+        found
+    }
+
+    /// Seeks the array at `path`, skipping everything else without building it.
+    struct RecordsAt<'p> {
+        path: &'p [String],
+    }
+
+    impl<'de> DeserializeSeed<'de> for RecordsAt<'_> {
+        type Value = Option<Vec<&'de RawValue>>;
+
+        fn deserialize<D: de::Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for RecordsAt<'_> {
+        type Value = Option<Vec<&'de RawValue>>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a JSON value")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let Some((segment, rest)) = self.path.split_first() else {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                return Ok(None); // one record, not an array
+            };
+            // A missing field means no records; a repeated one counts last, as in the parsed body.
+            let mut found = Some(Vec::new());
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == segment.as_str() {
+                    found = map.next_value_seed(RecordsAt { path: rest })?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            if !self.path.is_empty() {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                return Ok(None); // an array on the way flattens: the engine's business
+            }
+            let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(16));
+            while let Some(record) = seq.next_element::<&'de RawValue>()? {
+                records.push(record);
+            }
+            Ok(Some(records))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Some(Vec::new()))
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    /// The records' texts, which the scan over a parsed body finds as the parse does.
     fn texts(body: &str, path: &[&str]) -> Option<Vec<String>> {
         let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-        raw_records(body, &path).map(|records| records.iter().map(|r| r.get().to_owned()).collect())
+        let parsed = raw_records(body, &path)
+            .map(|records| records.iter().map(|r| r.get().to_owned()).collect());
+        if serde_json::from_str::<serde_json::Value>(body).is_ok() {
+            let scanned = record_texts(body, &path)
+                .map(|records| records.iter().map(|r| (*r).to_owned()).collect());
+            assert_eq!(scanned, parsed, "{body} at {path:?}");
+        }
+        parsed
     }
 
     #[test]
@@ -271,6 +399,53 @@ mod tests {
         assert_eq!(texts(r#"{"v": {"id": 1}}"#, &["v"]), None);
         assert_eq!(texts(r#"[{"v": []}]"#, &["v"]), None);
         assert_eq!(texts(r#"{"v": []} x"#, &["v"]), None);
+    }
+
+    #[test]
+    fn the_scan_finds_what_the_parse_finds_in_strings_keys_and_spacing() {
+        let cases: &[(&str, &[&str])] = &[
+            // Brackets, quotes and backslashes inside strings, an escaped key, a key that
+            // only matches once unescaped, and the last of a repeated key.
+            (
+                r#"{"d\u0061ta": [ {"a": "]}\"[{", "b": "\\"} , [1, "x\\\\"], "s" ,-1.5e3, true, null ]}"#,
+                &["data"],
+            ),
+            (r#"{"data": "x", "data": [1,2]}"#, &["data"]),
+            (
+                r#"{"a": {"b": [{"c": []}, {}]}, "a": {"b": null}}"#,
+                &["a", "b"],
+            ),
+            (r#"{"a": {"b": [{"c": []}, {}]}}"#, &["a", "b"]),
+            (" \r\n\t[ \r\n{ \"id\" : 1 }\r\n, { } ]\n", &[]),
+            (r#"{"a": [[1], [2]]}"#, &["a"]),
+            (r#"{"a": 1, "b": {"c": [true]}}"#, &["b", "c"]),
+            (r#"{"a": 1}"#, &["a"]),
+            (r#"{"a": "s"}"#, &["a"]),
+            (r#"{"a": [], "b": [1]}"#, &["b", "x"]),
+            (r#"[]"#, &[]),
+            (r#"{}"#, &[]),
+            (r#""text""#, &["a"]),
+        ];
+        for (body, path) in cases {
+            texts(body, path); // asserts that the two agree
+        }
+        assert_eq!(
+            texts(r#"{"d\u0061ta": [1, "]"]}"#, &["data"]),
+            Some(vec!["1".to_owned(), r#""]""#.to_owned()])
+        );
+        // Not JSON: no panic, whatever the answer.
+        for broken in [
+            r#"{"a": ["#,
+            r#"{"a" [1]}"#,
+            r#"{"a": ["\"]}"#,
+            "[1,",
+            "{",
+            "\"",
+            "",
+        ] {
+            let _ = record_texts(broken, &["a".to_owned()]);
+            let _ = record_texts(broken, &[]);
+        }
     }
 
     #[test]

@@ -115,6 +115,18 @@ pub fn parse_doc<'a>(text: &'a str, reads: &ReadSet) -> serde_json::Result<Doc<'
     Ok(doc)
 }
 
+/// Parses one value into a [`Doc`] with what the set reads, within a larger parse (a page's
+/// records: `crate::reads::parse_pruned_with_docs`).
+pub(crate) struct DocSeed<'s>(pub &'s ReadSet);
+
+impl<'de> DeserializeSeed<'de> for DocSeed<'_> {
+    type Value = Doc<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Doc<'de>, D::Error> {
+        Pruned(self.0).deserialize(deserializer)
+    }
+}
+
 struct Pruned<'s>(&'s ReadSet);
 
 impl<'de> DeserializeSeed<'de> for Pruned<'_> {

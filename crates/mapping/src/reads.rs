@@ -4,11 +4,12 @@
 //! fields and nothing else (objects keep only the read keys, arrays keep every item, scalars
 //! stay whole). Unread values are skipped by the parser without being built: no allocation, no
 //! key hashing, no string unescaping. Their syntax is still checked, so a body that is not JSON is
-//! refused as before. A list page is read with [`parse_pruned_with_records`], which also takes
-//! each record's bytes on the same pass; the records themselves are parsed from those bytes by
-//! [`crate::doc`]. This module owns the sets and the page parse; which calls use them is the
-//! engine's business (it keeps the provider's bytes for `remote_data` and for the JSONata engine,
-//! which always gets the whole record).
+//! refused as before. A list page is read with [`parse_pruned_with_docs`], which parses each
+//! record into a [`crate::doc::Doc`] on the same pass; when the page's own expressions read
+//! something of each record, with [`parse_pruned_with_records`], which takes each record's bytes
+//! instead, to be parsed by [`crate::doc`]. This module owns the sets and the page parse;
+//! which calls use them is the engine's business (it finds the provider's bytes of each record
+//! for `remote_data` and for the JSONata engine, which always gets the whole record).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -18,6 +19,8 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
+
+use crate::doc::{Doc, DocSeed};
 
 /// The field paths that may be read under one value. `all`: the value is read whole (copied,
 /// compared, passed on); otherwise only `fields` are looked at, each with what is read under it.
@@ -166,11 +169,74 @@ pub fn parse_pruned_with_records<'a>(
     reads: &ReadSet,
     records_path: &[String],
 ) -> serde_json::Result<(Value, Option<Vec<&'a RawValue>>)> {
+    let (value, records) = parse_page(text, reads, records_path, None)?;
+    Ok((
+        value,
+        records.map(|records| match records {
+            Records::Raw(raw) => raw,
+            Records::Docs(_) => Vec::new(), // not asked for
+        }),
+    ))
+}
+
+/// [`parse_pruned`], and each record of the array at `records_path` parsed on the same pass
+/// into a [`Doc`] with what `record_reads` reads (`None` when no array is there): the records
+/// are scanned once, not taken whole and then parsed. Only for a page whose `reads` read
+/// nothing of the records themselves ([`reads_each_record`] is false; each record is a null in
+/// the value, there to be counted); otherwise the records are `None`, and the caller takes them
+/// with [`parse_pruned_with_records`].
+pub fn parse_pruned_with_docs<'a>(
+    text: &'a str,
+    reads: &ReadSet,
+    record_reads: &ReadSet,
+    records_path: &[String],
+) -> serde_json::Result<(Value, Option<Vec<Doc<'a>>>)> {
+    if reads_each_record(reads, records_path) {
+        let value = parse_pruned(text, reads)?;
+        return Ok((value, None));
+    }
+    let (value, records) = parse_page(text, reads, records_path, Some(record_reads))?;
+    Ok((
+        value,
+        records.map(|records| match records {
+            Records::Docs(docs) => docs,
+            Records::Raw(_) => Vec::new(), // not asked for
+        }),
+    ))
+}
+
+/// Whether a page read with `reads` reads anything of its records at `records_path` (a keyset
+/// value over the last record, `$count` over them, …), or anything on the way to them whole:
+/// then [`parse_pruned_with_docs`] cannot hold each record as a null.
+pub fn reads_each_record(reads: &ReadSet, records_path: &[String]) -> bool {
+    let mut at = reads;
+    for segment in records_path {
+        match at.get(segment) {
+            Some(set) if !set.all => at = set,
+            _ => return true,
+        }
+    }
+    at.all || !at.fields.is_empty()
+}
+
+/// The records a page pass takes: each one's text, or each parsed into a [`Doc`].
+enum Records<'de> {
+    Raw(Vec<&'de RawValue>),
+    Docs(Vec<Doc<'de>>),
+}
+
+fn parse_page<'a>(
+    text: &'a str,
+    reads: &ReadSet,
+    records_path: &[String],
+    record_reads: Option<&ReadSet>,
+) -> serde_json::Result<(Value, Option<Records<'a>>)> {
     let sink = RefCell::new(None);
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let value = PageSeed {
         set: reads,
         path: records_path,
+        record_reads,
         sink: &sink,
     }
     .deserialize(&mut deserializer)?;
@@ -183,7 +249,18 @@ struct PageSeed<'s, 'de> {
     set: &'s ReadSet,
     /// What is left of the records path.
     path: &'s [String],
-    sink: &'s RefCell<Option<Vec<&'de RawValue>>>,
+    /// Parse each record into a [`Doc`] with this set, rather than take its text.
+    record_reads: Option<&'s ReadSet>,
+    sink: &'s RefCell<Option<Records<'de>>>,
+}
+
+impl PageSeed<'_, '_> {
+    fn no_records<'de>(&self) -> Records<'de> {
+        match self.record_reads {
+            Some(_) => Records::Docs(Vec::new()),
+            None => Records::Raw(Vec::new()),
+        }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for PageSeed<'_, 'de> {
@@ -235,6 +312,16 @@ impl<'de> Visitor<'de> for PageSeed<'_, 'de> {
         if !self.path.is_empty() {
             return Pruned(self.set).visit_seq(seq);
         }
+        if let Some(record_reads) = self.record_reads {
+            // The caller made sure the page reads nothing of a record: a null for each.
+            let mut docs = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(doc) = seq.next_element_seed(DocSeed(record_reads))? {
+                docs.push(doc);
+            }
+            let records = vec![Value::Null; docs.len()];
+            *self.sink.borrow_mut() = Some(Records::Docs(docs));
+            return Ok(Value::Array(records));
+        }
         let mut raws: Vec<&'de RawValue> = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         while let Some(raw) = seq.next_element()? {
             raws.push(raw);
@@ -246,7 +333,7 @@ impl<'de> Visitor<'de> for PageSeed<'_, 'de> {
                 false => Ok(Value::Null),
             })
             .collect::<Result<_, _>>()?;
-        *self.sink.borrow_mut() = Some(raws);
+        *self.sink.borrow_mut() = Some(Records::Raw(raws));
         Ok(Value::Array(records))
     }
 
@@ -269,6 +356,7 @@ impl<'de> Visitor<'de> for PageSeed<'_, 'de> {
                     map.next_value_seed(PageSeed {
                         set,
                         path: rest,
+                        record_reads: self.record_reads,
                         sink: self.sink,
                     })?
                 }
@@ -282,7 +370,7 @@ impl<'de> Visitor<'de> for PageSeed<'_, 'de> {
         }
         if !seen {
             // A missing field means no records (an empty page may leave it out).
-            *self.sink.borrow_mut() = Some(Vec::new());
+            *self.sink.borrow_mut() = Some(self.no_records());
         }
         Ok(Value::Object(out))
     }
@@ -535,6 +623,52 @@ pub(crate) mod tests {
                 "{broken}"
             );
         }
+    }
+
+    #[test]
+    fn parses_each_record_into_a_doc_on_the_same_pass() {
+        let path = ["data".to_owned(), "users".to_owned()];
+        let record_reads = set(&["id.*", "n.m.*"]);
+        let body = r#"{"data":{"users":[1],"next":"x"},"data":{"users":[{"id":"a","n":{"m":1},"z":[{}]}, "b" ,null],"next":"c","skip":[1]},"meta":2}"#;
+        let mut reads = set(&["data.next.*"]);
+        reads.merge_at(&path, &ReadSet::default());
+        assert!(!reads_each_record(&reads, &path));
+        let (value, docs) = parse_pruned_with_docs(body, &reads, &record_reads, &path).unwrap();
+        assert_eq!(
+            value,
+            json!({"data": {"users": [null, null, null], "next": "c"}})
+        );
+        // Each record as parsing its own text gives it.
+        let expected: Vec<Doc<'_>> = [r#"{"id":"a","n":{"m":1},"z":[{}]}"#, r#""b""#, "null"]
+            .iter()
+            .map(|text| crate::doc::parse_doc(text, &record_reads).unwrap())
+            .collect();
+        assert_eq!(docs.unwrap(), expected);
+        // A missing field: no records; no array there: none taken.
+        let (_, docs) =
+            parse_pruned_with_docs(r#"{"meta":1}"#, &reads, &record_reads, &path).unwrap();
+        assert_eq!(docs.map(|docs| docs.len()), Some(0));
+        let (value, docs) =
+            parse_pruned_with_docs(r#"{"data":null}"#, &reads, &record_reads, &path).unwrap();
+        assert_eq!(value, json!({"data": null}));
+        assert!(docs.is_none());
+        // A page that reads something of each record (a keyset value, `$count`) is not read so.
+        for page_reads in [
+            set(&["data.users.id.*"]),
+            set(&["data.users.*"]),
+            set(&["data.*"]),
+        ] {
+            let mut reads = page_reads;
+            reads.merge_at(&path, &ReadSet::default());
+            assert!(reads_each_record(&reads, &path), "{:?}", reads.paths());
+            let (value, docs) = parse_pruned_with_docs(body, &reads, &record_reads, &path).unwrap();
+            assert_eq!(value, parse_pruned(body, &reads).unwrap());
+            assert!(docs.is_none());
+        }
+        // A record the mapping cannot read (a number out of range where it reads one) fails the
+        // page, as parsing its own text would.
+        let out_of_range = r#"{"data":{"users":[{"id":1e400}]}}"#;
+        assert!(parse_pruned_with_docs(out_of_range, &reads, &record_reads, &path).is_err());
     }
 
     #[test]
