@@ -226,12 +226,36 @@ fn skip_space(bytes: &[u8], mut at: usize) -> usize {
 fn skip_string(bytes: &[u8], at: usize) -> Option<usize> {
     let mut at = at + 1;
     loop {
-        at += memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
+        at = next_quote_or_backslash(bytes, at)?;
         match bytes[at] {
             b'"' => return Some(at + 1),
             _ => at += 2, // an escape: the next byte is never the closing quote
         }
     }
+}
+
+/// The position of the first `"` or `\\` at or after `at`. Eight bytes at a time, in the
+/// register: most strings in a record are a few words long, too short to repay a call into a
+/// vectorized search for each.
+fn next_quote_or_backslash(bytes: &[u8], mut at: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    // A byte that is zero in `word` sets its high bit; the lowest set bit is the first such byte
+    // (higher ones may be false positives, only after a true one).
+    let zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().ok()?);
+        let found = zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')));
+        if found != 0 {
+            return Some(at + found.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    bytes
+        .get(at..)?
+        .iter()
+        .position(|&byte| byte == b'"' || byte == b'\\')
+        .map(|offset| at + offset)
 }
 
 /// The end of the value starting at `at`.
@@ -446,6 +470,37 @@ mod tests {
             let _ = record_texts(broken, &["a".to_owned()]);
             let _ = record_texts(broken, &[]);
         }
+    }
+
+    #[test]
+    fn finds_the_first_quote_or_backslash_as_a_byte_loop_does() {
+        let plain = |bytes: &[u8], at: usize| {
+            (at..bytes.len()).find(|&i| bytes[i] == b'"' || bytes[i] == b'\\')
+        };
+        for len in 0..20 {
+            for first in 0..len {
+                for second in first..len {
+                    for (a, b) in [
+                        (b'"', b'\\'),
+                        (b'\\', b'"'),
+                        (b'"', b'"'),
+                        (0x22 ^ 0x80, b'"'),
+                    ] {
+                        let mut text = vec![b'a'; len];
+                        text[second] = b;
+                        text[first] = a;
+                        for at in 0..=len {
+                            assert_eq!(
+                                super::next_quote_or_backslash(&text, at),
+                                plain(&text, at),
+                                "{text:?} from {at}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(super::next_quote_or_backslash(b"abc", 5), None);
     }
 
     #[test]
