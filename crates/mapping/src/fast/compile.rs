@@ -290,6 +290,8 @@ fn context_free(node: &Node, param: u32, top: bool) -> bool {
                     .enumerate()
                     .all(|(index, step)| context_free(step, param, top && index == 0))
         }
+        // Another known function's body over its argument reads only that argument.
+        Op::InlineOver { arg, .. } => context_free(arg, param, top),
         Op::Lambda(_) | Op::Inline(..) => false,
         _ => {
             let mut copy = node.clone();
@@ -336,6 +338,7 @@ fn each_node(node: &mut Node, visit: &mut impl FnMut(&mut Node)) {
 /// Chooses how each node runs, once its op is final.
 fn link(node: &mut Node) {
     node.run = super::eval::runner(node);
+    node.test = super::eval::tester(node);
     for child in children(node) {
         link(child);
     }
@@ -630,6 +633,7 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
         cons_array: attrs.cons_array,
         finished,
         run: super::eval::run_general,
+        test: super::eval::test_value,
     })
 }
 

@@ -683,6 +683,67 @@ pub(super) fn runner(node: &Node) -> Run {
     }
 }
 
+/// How a node is tested as a Boolean: see [`Node::test`](super::Node).
+pub(super) type Test = for<'a> fn(&Evaluator<'a>, &'a Node, &Val<'a>) -> Outcome<bool>;
+
+/// The tester for `node`: the Boolean-valued kinds answer directly, any other node is
+/// evaluated and its value tested ([`test_value`]).
+pub(super) fn tester(node: &Node) -> Test {
+    if !node.filters.is_empty() || !node.finished {
+        return test_value;
+    }
+    match &node.op {
+        Op::And(..) => test_and,
+        Op::Or(..) => test_or,
+        Op::TypeIs { .. } => test_type_is,
+        _ => test_value,
+    }
+}
+
+/// JSONata's `$boolean` of the node's value, *undefined* false.
+pub(super) fn test_value<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<bool> {
+    let value = ev.eval(node, input)?;
+    if let Val::Bool(truth) = value {
+        std::mem::forget(value); // nothing to drop, and no call to the drop glue
+        return Ok(truth.get());
+    }
+    let truth = value.truthy();
+    value.discard();
+    Ok(truth)
+}
+
+fn test_and<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<bool> {
+    let Op::And(lhs, rhs) = &node.op else {
+        return Err(Bail);
+    };
+    Ok(ev.test(lhs, input)? && ev.test(rhs, input)?)
+}
+
+fn test_or<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<bool> {
+    let Op::Or(lhs, rhs) = &node.op else {
+        return Err(Bail);
+    };
+    Ok(ev.test(lhs, input)? || ev.test(rhs, input)?)
+}
+
+fn test_type_is<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<bool> {
+    let Op::TypeIs {
+        arg,
+        type_name,
+        equal,
+    } = &node.op
+    else {
+        return Err(Bail);
+    };
+    if ev.type_shadowed {
+        return Err(Bail);
+    }
+    let value = ev.eval(arg, input)?;
+    let answer = builtins::type_of(&value).is_some_and(|actual| (actual == *type_name) == *equal);
+    value.discard();
+    Ok(answer)
+}
+
 /// Any node: its op, its filters, and JSONata's finish.
 pub(super) fn run_general<'a>(
     ev: &Evaluator<'a>,
@@ -1155,15 +1216,9 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The value of `node` as a Boolean.
+    #[inline(always)]
     fn test(&self, node: &'a Node, input: &Val<'a>) -> Outcome<bool> {
-        let value = self.eval(node, input)?;
-        if let Val::Bool(truth) = value {
-            std::mem::forget(value); // nothing to drop, and no call to the drop glue
-            return Ok(truth.get());
-        }
-        let truth = value.truthy();
-        value.discard();
-        Ok(truth)
+        (node.test)(self, node, input)
     }
 
     /// Starts an activation of a frame: none of its variables bound.

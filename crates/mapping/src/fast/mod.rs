@@ -67,6 +67,9 @@ struct Node {
     /// over every kind in a function large enough that entering it cost more than most nodes'
     /// own work.
     run: eval::Run,
+    /// How the evaluator tests this node as a Boolean ([`eval::tester`]): a condition, `and`,
+    /// `or` or a comparison answers without making a value to test.
+    test: eval::Test,
 }
 
 #[derive(Debug, Clone)]
