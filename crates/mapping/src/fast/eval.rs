@@ -696,8 +696,25 @@ pub(super) fn tester(node: &Node) -> Test {
         Op::And(..) => test_and,
         Op::Or(..) => test_or,
         Op::TypeIs { .. } => test_type_is,
+        Op::Binary(Binary::Eq | Binary::Ne, ..) => test_equal,
         _ => test_value,
     }
+}
+
+/// `=` / `!=` as a condition: text compared in place, anything else as [`binary`] does.
+fn test_equal<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<bool> {
+    let Op::Binary(op, lhs, rhs) = &node.op else {
+        return Err(Bail);
+    };
+    let lhs = ev.eval(lhs, input)?;
+    let rhs = ev.eval(rhs, input)?;
+    let answer = match (lhs.as_str(), rhs.as_str()) {
+        (Some(a), Some(b)) => (a == b) == (*op == Binary::Eq),
+        _ => binary(*op, &lhs, &rhs)?.truthy(),
+    };
+    lhs.discard();
+    rhs.discard();
+    Ok(answer)
 }
 
 /// JSONata's `$boolean` of the node's value, *undefined* false.
