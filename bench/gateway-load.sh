@@ -11,13 +11,18 @@
 # PROFILE=1 bench/gateway-load.sh profiles unigate under the throughput load with perf instead
 # (CALLGRAPH=1 as well records call graphs and prints who calls the allocator)
 # of measuring, and prints the top symbols and the split of its CPU into a few buckets (parsing,
-# the mapping evaluator, writing, allocation, HTTP and runtime, kernel).
+# the mapping evaluator, writing, allocation, HTTP and runtime, kernel). PERF_DATA=FILE keeps
+# the recording there for `perf report -i FILE`. CALLGRIND=1 instead counts the instructions
+# unigate executes per request under valgrind's callgrind (REQUESTS, default 100, one at a time
+# after a warm-up): the comparison to use when the machine's timings are too noisy.
 #
 # Settings (environment): DURATION (s, default 15) per measured run, after WARMUP (s, default 3)
 # of the same load that is not counted; THREADS (2) load-generator threads; CONNS (16) connections
 # for the throughput runs; LOW_CONNS (2) connections for the low-load latency runs; NICE (0): run
 # every process of the benchmark (servers and load generator) under `nice -n NICE`, e.g. NICE=-10
-# as root on a machine where other work (a build) is running, to keep it from skewing the numbers.
+# as root on a machine where other work (a build) is running, to keep it from skewing the numbers;
+# UNIGATE_BIN: measure that unigate binary instead of building this checkout (a before/after
+# pair on one machine: build the older commit in a worktree, then run once with each binary).
 #
 # The provider page is 100 users made deterministically from the Okta fixture records
 # (tests/fixtures/okta/two-pages/page*.json): new ids, names, emails and shifted timestamps,
@@ -87,9 +92,14 @@ if ! command -v python3 >/dev/null; then
   apt_install python3 || { say "cannot install python3; install it and run again"; exit 1; }
 fi
 
-say "building unigate (release)"
-cargo build --release -q -p unigate-gateway
-binary="$repo/target/release/unigate"
+if [ -n "${UNIGATE_BIN:-}" ]; then
+  binary="$UNIGATE_BIN"
+  say "measuring $binary (UNIGATE_BIN), not this checkout's build"
+else
+  say "building unigate (release)"
+  cargo build --release -q -p unigate-gateway
+  binary="$repo/target/release/unigate"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Processes and cleanup.
@@ -284,11 +294,19 @@ integrated_accounts:
     context: { subdomain: acme, api_token: x }
     base_url: "http://127.0.0.1:${static_port}/api/v1"
 EOF
-UNIGATE_LOG="${UNIGATE_LOG:-warn}" nice -n "$NICE" "$binary" serve --config "$tmp/unigate.yaml" --listen 127.0.0.1:0 \
+under=()
+start_polls=200
+if [ "${CALLGRIND:-0}" = 1 ]; then
+  command -v valgrind >/dev/null || { say "CALLGRIND=1 needs valgrind"; exit 1; }
+  # Counting starts zeroed, after the warm-up (callgrind_control -z below).
+  under=(valgrind --tool=callgrind -q --callgrind-out-file="$tmp/callgrind.out")
+  start_polls=6000 # loading the mappings takes a minute or more under valgrind
+fi
+UNIGATE_LOG="${UNIGATE_LOG:-warn}" nice -n "$NICE" "${under[@]}" "$binary" serve --config "$tmp/unigate.yaml" --listen 127.0.0.1:0 \
   >"$tmp/unigate.out" 2>"$tmp/unigate.err" &
 unigate_pid=$!
 pids+=("$unigate_pid")
-for _ in $(seq 200); do grep -q "listening" "$tmp/unigate.out" && break; sleep 0.05; done
+for _ in $(seq "$start_polls"); do grep -q "listening" "$tmp/unigate.out" && break; sleep 0.05; done
 unigate_port="$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/unigate.out" | head -1)"
 [ -n "$unigate_port" ] || { say "unigate did not start:"; cat "$tmp/unigate.err" >&2; exit 1; }
 unigate_url="http://127.0.0.1:${unigate_port}/unified/user-directory/users?integrated_account_id=bench&limit=100"
@@ -377,6 +395,38 @@ measure() { # key url conns pids-in-path... -- [header...]
   say "$key: $rps req/s, p50 $p50 ms, p99 $p99 ms"
 }
 
+if [ "${CALLGRIND:-0}" = 1 ]; then
+  # Instructions unigate executes per request, counted by callgrind over REQUESTS sequential
+  # requests on one keep-alive connection after a warm-up: a figure that the machine's speed,
+  # its other load and its clock do not move, for comparing two builds (UNIGATE_BIN) on a
+  # machine too noisy for timings.
+  requests="${REQUESTS:-100}"
+  load_sequentially() { # count
+    python3 - "$unigate_port" "$TOKEN" "$1" <<'PY'
+import http.client, sys
+port, token, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+for _ in range(count):
+    connection.request("GET", "/unified/user-directory/users?integrated_account_id=bench&limit=100",
+                       headers={"Authorization": "Bearer " + token})
+    response = connection.getresponse()
+    response.read()
+    if response.status != 200:
+        sys.exit(f"unigate answered {response.status}")
+PY
+  }
+  say "counting unigate's instructions over $requests requests (callgrind)"
+  load_sequentially 10
+  callgrind_control -z "$unigate_pid" >/dev/null 2>&1
+  load_sequentially "$requests"
+  callgrind_control -d "$unigate_pid" >/dev/null 2>&1
+  dump="$(ls -t "$tmp"/callgrind.out* | head -1)"
+  total="$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$dump" | head -1)"
+  [ -n "$total" ] || total="$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$dump" | head -1)"
+  echo "unigate: $(awk -v t="$total" -v n="$requests" 'BEGIN { printf "%.0f", t / n }') instructions per request ($requests requests, $binary)"
+  exit 0
+fi
+
 if [ "${PROFILE:-0}" = 1 ]; then
   # Where unigate's CPU goes under the throughput load, instead of the measurements.
   command -v perf >/dev/null || { say "PROFILE=1 needs perf"; exit 1; }
@@ -387,6 +437,7 @@ if [ "${PROFILE:-0}" = 1 ]; then
   perf_pid=$!
   run_load "$unigate_url" "$CONNS" "$DURATION" "Authorization: Bearer $TOKEN" >/dev/null
   wait "$perf_pid" || true
+  [ -n "${PERF_DATA:-}" ] && cp "$tmp/perf.data" "$PERF_DATA"
   perf report -q -i "$tmp/perf.data" -g none --no-children --sort dso,symbol --percent-limit ${PERCENT_LIMIT:-0.7} 2>/dev/null |
     awk '{ printf "%8s  %-18s %s\n", $1, $2, $4 }' | head -"${TOP:-40}"
   # The same samples in a few buckets (by symbol name; the first pattern that matches wins).

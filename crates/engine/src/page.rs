@@ -21,7 +21,9 @@ use crate::Engine;
 use crate::call::{ListCall, Target};
 use crate::follow::FollowedUp;
 use crate::normalize::normalize_record;
-use crate::record::{Record, RemoteData, append_remote_data, has_line_break, record_texts};
+use crate::record::{
+    Record, RemoteData, append_remote_data, has_line_break, record_texts, record_texts_from_keys,
+};
 
 /// One fetched page, mapped and filtered.
 pub(crate) struct Page {
@@ -106,18 +108,20 @@ impl Engine {
                 && !reads_each_record(&reads.page, path)
             {
                 // One pass over the body reads what the page's expressions read and parses each
-                // record with what the mapping reads; a scan of the body's structure (no parse)
-                // then finds each record's bytes.
-                let (body, docs) =
+                // record with what the mapping reads. Each record's bytes are then found from
+                // where that pass met its first key, or else by a scan of the body's structure
+                // (no parse).
+                let (body, page) =
                     check_page_answer(&call.target, answer, text, &call.scope, true, || {
                         parse_pruned_with_docs(text, &reads.page, &reads.record, path)
                     })?;
                 let reading = read_records(body)?;
-                if let Some(docs) = docs.filter(|docs| docs.len() == reading.records.len())
-                    && let Some(raw) =
-                        record_texts(text, path).filter(|raw| raw.len() == docs.len())
+                if let Some(page) = page.filter(|page| page.docs.len() == reading.records.len())
+                    && let Some(raw) = record_texts_from_keys(text, &page.first_keys)
+                        .or_else(|| record_texts(text, path))
+                        .filter(|raw| raw.len() == page.docs.len())
                 {
-                    return Ok((digest, reading, Some(raw), Some(docs)));
+                    return Ok((digest, reading, Some(raw), Some(page.docs)));
                 }
             }
             if let (Some(reads), Some(path)) = (reads, records_path) {

@@ -212,6 +212,58 @@ pub(crate) fn record_texts<'b>(body: &'b str, path: &[String]) -> Option<Vec<&'b
     Some(records)
 }
 
+/// [`record_texts`] without scanning the body: from where the page's parse found each record's
+/// first key (`first_keys`, slices of `body`; see `unigate_mapping::reads::PageDocs`). A record
+/// starts at the `{` before its first key and ends at the `}` before the `,` before the next
+/// record's start; only the last record is scanned to its end. `None` when a record has no
+/// first key in the body or the bytes around one are not as valid JSON has them (the caller
+/// then scans with [`record_texts`]).
+pub(crate) fn record_texts_from_keys<'b>(
+    body: &'b str,
+    first_keys: &[Option<&str>],
+) -> Option<Vec<&'b str>> {
+    let bytes = body.as_bytes();
+    let mut starts = Vec::with_capacity(first_keys.len());
+    for key in first_keys {
+        let key = (*key)?;
+        let quote = (key.as_ptr() as usize)
+            .checked_sub(bytes.as_ptr() as usize)?
+            .checked_sub(1)?;
+        let close = quote + 1 + key.len();
+        if bytes.get(quote) != Some(&b'"') || bytes.get(close) != Some(&b'"') {
+            return None;
+        }
+        let open = last_non_space(bytes, quote)?;
+        if bytes[open] != b'{' || starts.last().is_some_and(|&last| last >= open) {
+            return None;
+        }
+        starts.push(open);
+    }
+    let mut texts = Vec::with_capacity(starts.len());
+    for (index, &start) in starts.iter().enumerate() {
+        let end = match starts.get(index + 1) {
+            Some(&next) => {
+                let comma = last_non_space(bytes, next)?;
+                let close = last_non_space(bytes, comma)?;
+                if bytes[comma] != b',' || bytes[close] != b'}' || close <= start {
+                    return None;
+                }
+                close + 1
+            }
+            None => skip_value(bytes, start)?,
+        };
+        texts.push(body.get(start..end)?);
+    }
+    Some(texts)
+}
+
+/// The position of the last byte before `at` that is not JSON whitespace.
+fn last_non_space(bytes: &[u8], at: usize) -> Option<usize> {
+    bytes[..at]
+        .iter()
+        .rposition(|byte| !matches!(byte, b' ' | b'\n' | b'\r' | b'\t'))
+}
+
 fn skip_space(bytes: &[u8], mut at: usize) -> usize {
     while bytes
         .get(at)
@@ -298,6 +350,7 @@ fn skip_value(bytes: &[u8], at: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use unigate_mapping::reads::{ReadSet, parse_pruned_with_docs};
 
     use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use serde_json::value::RawValue;
@@ -398,8 +451,59 @@ mod tests {
             let scanned = record_texts(body, &path)
                 .map(|records| records.iter().map(|r| (*r).to_owned()).collect());
             assert_eq!(scanned, parsed, "{body} at {path:?}");
+            if let Some(keyed) = keyed(body, &path) {
+                assert_eq!(Some(keyed), parsed, "{body} at {path:?}");
+            }
         }
         parsed
+    }
+
+    /// The records' texts found from their first keys as the page's parse gives them; `None`
+    /// where that cannot tell (then the page scans).
+    fn keyed(body: &str, path: &[String]) -> Option<Vec<String>> {
+        let mut reads = ReadSet::default();
+        reads.merge_at(path, &ReadSet::default());
+        let (_, page) = parse_pruned_with_docs(body, &reads, &ReadSet::default(), path).ok()?;
+        let texts = record_texts_from_keys(body, &page?.first_keys)?;
+        Some(texts.into_iter().map(str::to_owned).collect())
+    }
+
+    #[test]
+    fn finds_the_records_bytes_from_their_first_keys_as_the_scan_does() {
+        let path = |path: &[&str]| path.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (body, records) in [
+            (
+                " [ {\"id\": 1} ,\r\n\t{ \"id\":\"2\" , \"x\": {\"y\": [\"}\"]} } ]",
+                &["{\"id\": 1}", "{ \"id\":\"2\" , \"x\": {\"y\": [\"}\"]} }"][..],
+            ),
+            ("[{\"a\":1}]", &["{\"a\":1}"][..]),
+            ("[]", &[][..]),
+        ] {
+            assert_eq!(texts(body, &[]), Some(path(records)));
+            assert_eq!(keyed(body, &[]), Some(path(records)), "{body}");
+        }
+        let body = r#"{"v": [{"a":1}], "data": {"users": [{"b": "]"}, {"c": [{"d": 1}]}]}}"#;
+        assert_eq!(
+            keyed(body, &path(&["data", "users"])),
+            Some(path(&[r#"{"b": "]"}"#, r#"{"c": [{"d": 1}]}"#]))
+        );
+        // A record without a first key in the text (not an object, empty, an escaped key):
+        // the page scans instead.
+        for body in [
+            r#"[{"a":1}, 2]"#,
+            r#"[{"a":1}, {}]"#,
+            r#"[{"\u0061":1}, {"b":2}]"#,
+        ] {
+            assert!(texts(body, &[]).is_some());
+            assert_eq!(keyed(body, &[]), None, "{body}");
+        }
+        // Keys from elsewhere than the body are not taken for places in it.
+        assert_eq!(record_texts_from_keys("[{\"a\":1}]", &[Some("a")]), None);
+        let body = r#"[{"a":1},{"b":2}]"#;
+        assert_eq!(
+            record_texts_from_keys(body, &[Some(&body[11..12]), Some(&body[3..4])]),
+            None
+        );
     }
 
     #[test]

@@ -115,15 +115,59 @@ pub fn parse_doc<'a>(text: &'a str, reads: &ReadSet) -> serde_json::Result<Doc<'
     Ok(doc)
 }
 
-/// Parses one value into a [`Doc`] with what the set reads, within a larger parse (a page's
-/// records: `crate::reads::parse_pruned_with_docs`).
-pub(crate) struct DocSeed<'s>(pub &'s ReadSet);
+/// Parses one record of a page into a [`Doc`] with what the set reads, within the page's parse
+/// (`crate::reads::parse_pruned_with_docs`), and gives the record's first key as the text holds
+/// it (see [`Pruned::object`]): where the record's bytes start, found without scanning the body
+/// again.
+pub(crate) struct RecordSeed<'s>(pub &'s ReadSet);
 
-impl<'de> DeserializeSeed<'de> for DocSeed<'_> {
-    type Value = Doc<'de>;
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    type Value = (Doc<'de>, Option<&'de str>);
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Doc<'de>, D::Error> {
-        Pruned(self.0).deserialize(deserializer)
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<(Doc<'de>, Option<&'de str>), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+macro_rules! as_record {
+    ($($name:ident($($type:ty)?)),*) => {$(
+        fn $name<E: de::Error>(self $(, value: $type)?) -> Result<Self::Value, E> {
+            Pruned(self.0).$name($(as_record!(@value $type, value))?).map(|doc| (doc, None))
+        }
+    )*};
+    (@value $type:ty, $value:ident) => { $value };
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = (Doc<'de>, Option<&'de str>);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    as_record!(
+        visit_bool(bool),
+        visit_i64(i64),
+        visit_u64(u64),
+        visit_f64(f64),
+        visit_borrowed_str(&'de str),
+        visit_str(&str),
+        visit_string(String),
+        visit_unit(),
+        visit_none()
+    );
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Pruned(self.0).visit_seq(seq).map(|doc| (doc, None))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let mut first_key = None;
+        let doc = Pruned(self.0).object(map, &mut first_key)?;
+        Ok((doc, first_key))
     }
 }
 
@@ -199,13 +243,32 @@ impl<'de> Visitor<'de> for Pruned<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Doc<'de>, A::Error> {
+        self.object(map, &mut None)
+    }
+}
+
+impl Pruned<'_> {
+    /// An object's fields; `first_key` gets its first key where the parser lends it from the
+    /// text (no escapes in it), and stays `None` for an object read whole.
+    fn object<'de, A: MapAccess<'de>>(
+        self,
+        map: A,
+        first_key: &mut Option<&'de str>,
+    ) -> Result<Doc<'de>, A::Error> {
         if self.0.reads_everything() {
             return Value::deserialize(de::value::MapAccessDeserializer::new(map))
                 .map(|value| Doc::Whole(Box::new(value)));
         }
         let mut map = map;
         let mut fields: Vec<Field<'de>> = Vec::with_capacity(self.0.field_count());
+        let mut first = true;
         while let Some(Key(key)) = map.next_key()? {
+            if first {
+                first = false;
+                if let Cow::Borrowed(key) = key {
+                    *first_key = Some(key);
+                }
+            }
             match self.0.field_set(key.as_ref()) {
                 Some((symbol, set)) => {
                     let value = map.next_value_seed(Pruned(set))?;

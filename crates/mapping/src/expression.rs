@@ -476,6 +476,48 @@ mod tests {
     }
 
     #[test]
+    fn an_item_of_an_array_constructor_is_picked_as_the_array_and_its_filter_pick_it() {
+        let record = json!({
+            "s": "x", "n": null, "a": [1, 2], "aa": [[1, 2], [3]], "o": {"k": 1}
+        });
+        let scope = Scope::new([]);
+        let cases = [
+            (r#"{"r": [missing, s][0]}"#, json!({"r": "x"})),
+            // An array's items are flattened in; an array constructor's are not.
+            (r#"{"r": [a, s][0]}"#, json!({"r": 1})),
+            (r#"{"r": [a, s][2]}"#, json!({"r": "x"})),
+            (r#"{"r": [a, s][3]}"#, json!({})),
+            (r#"{"r": [[1, 2], s][0]}"#, json!({"r": [1, 2]})),
+            (r#"{"r": [aa, s][0]}"#, json!({"r": [1, 2]})),
+            (r#"{"r": [s, a][1.7]}"#, json!({"r": 1})),
+            (r#"{"r": [s, a][2]}"#, json!({"r": 2})),
+            (r#"{"r": [missing, also.missing][0]}"#, json!({})),
+            (
+                r#"{"r": [n, s][0], "o": [o][0]}"#,
+                json!({"r": null, "o": {"k": 1}}),
+            ),
+        ];
+        for (source, expected) in cases {
+            assert_both_paths_answer(source, &record, &scope, expected);
+        }
+        // Starting a path, the filtered array is the JSONata engine's: it answers nothing for
+        // this (as jsonata-js does), where picking first would give 1.
+        let path = Expression::compile(r#"{"r": [o, s][0].k}"#).unwrap();
+        assert_eq!(
+            path.fast_path_gap(),
+            Some("a filtered array constructor starting a path")
+        );
+        assert_eq!(path.evaluate(&record, &scope).unwrap(), Some(json!({})));
+        // An item after the picked one is still evaluated: its error fails the expression.
+        let failing = Expression::compile(r#"[s, $substring(o, 1)][0]"#).unwrap();
+        assert!(failing.evaluate_on_jsonata_engine(&record, &scope).is_err());
+        assert!(!matches!(
+            failing.evaluate_fast(&record, &scope),
+            FastOutcome::Done(_)
+        ));
+    }
+
+    #[test]
     fn variables_resolve_lexically_and_functions_stay_in_their_frame() {
         let scope = Scope::new([]);
         let record = json!({"items": [1, 2]});

@@ -20,7 +20,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
-use crate::doc::{Doc, DocSeed};
+use crate::doc::{Doc, RecordSeed};
 
 /// The field paths that may be read under one value. `all`: the value is read whole (copied,
 /// compared, passed on); otherwise only `fields` are looked at, each with what is read under it.
@@ -190,7 +190,7 @@ pub fn parse_pruned_with_docs<'a>(
     reads: &ReadSet,
     record_reads: &ReadSet,
     records_path: &[String],
-) -> serde_json::Result<(Value, Option<Vec<Doc<'a>>>)> {
+) -> serde_json::Result<(Value, Option<PageDocs<'a>>)> {
     if reads_each_record(reads, records_path) {
         let value = parse_pruned(text, reads)?;
         return Ok((value, None));
@@ -200,7 +200,7 @@ pub fn parse_pruned_with_docs<'a>(
         value,
         records.map(|records| match records {
             Records::Docs(docs) => docs,
-            Records::Raw(_) => Vec::new(), // not asked for
+            Records::Raw(_) => PageDocs::default(), // not asked for
         }),
     ))
 }
@@ -222,7 +222,19 @@ pub fn reads_each_record(reads: &ReadSet, records_path: &[String]) -> bool {
 /// The records a page pass takes: each one's text, or each parsed into a [`Doc`].
 enum Records<'de> {
     Raw(Vec<&'de RawValue>),
-    Docs(Vec<Doc<'de>>),
+    Docs(PageDocs<'de>),
+}
+
+/// A page's records, each parsed into a [`Doc`] on the page's pass.
+#[derive(Debug, Default, PartialEq)]
+pub struct PageDocs<'a> {
+    /// Each record with what the mapping reads.
+    pub docs: Vec<Doc<'a>>,
+    /// Each record's first key as the page's text holds it (a slice of that text, between the
+    /// key's quotes), from which the caller finds the record's bytes without another scan of
+    /// the body. `None` for a record that is not an object, an empty one, one read whole, or
+    /// one whose first key has escapes (the parser does not lend those from the text).
+    pub first_keys: Vec<Option<&'a str>>,
 }
 
 fn parse_page<'a>(
@@ -257,7 +269,7 @@ struct PageSeed<'s, 'de> {
 impl PageSeed<'_, '_> {
     fn no_records<'de>(&self) -> Records<'de> {
         match self.record_reads {
-            Some(_) => Records::Docs(Vec::new()),
+            Some(_) => Records::Docs(PageDocs::default()),
             None => Records::Raw(Vec::new()),
         }
     }
@@ -314,12 +326,13 @@ impl<'de> Visitor<'de> for PageSeed<'_, 'de> {
         }
         if let Some(record_reads) = self.record_reads {
             // The caller made sure the page reads nothing of a record: a null for each.
-            let mut docs = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-            while let Some(doc) = seq.next_element_seed(DocSeed(record_reads))? {
-                docs.push(doc);
+            let mut page = PageDocs::default();
+            while let Some((doc, first_key)) = seq.next_element_seed(RecordSeed(record_reads))? {
+                page.docs.push(doc);
+                page.first_keys.push(first_key);
             }
-            let records = vec![Value::Null; docs.len()];
-            *self.sink.borrow_mut() = Some(Records::Docs(docs));
+            let records = vec![Value::Null; page.docs.len()];
+            *self.sink.borrow_mut() = Some(Records::Docs(page));
             return Ok(Value::Array(records));
         }
         let mut raws: Vec<&'de RawValue> = Vec::with_capacity(seq.size_hint().unwrap_or(0));
@@ -643,11 +656,31 @@ pub(crate) mod tests {
             .iter()
             .map(|text| crate::doc::parse_doc(text, &record_reads).unwrap())
             .collect();
-        assert_eq!(docs.unwrap(), expected);
+        let page = docs.unwrap();
+        assert_eq!(page.docs, expected);
+        // The first record's first key is lent from the text, at its place there; the others
+        // are not objects.
+        let first = page.first_keys[0].unwrap();
+        assert_eq!(first, "id");
+        assert_eq!(
+            first.as_ptr() as usize - body.as_ptr() as usize,
+            body.find(r#"[{"id""#).unwrap() + 3
+        );
+        assert_eq!(&page.first_keys[1..], [None, None]);
+        // A first key with an escape is not lent; an empty object has none.
+        let escaped = r#"{"data":{"users":[{"\u0069d":"a"},{},{"x":1,"id":"b"}]}}"#;
+        let (_, docs) = parse_pruned_with_docs(escaped, &reads, &record_reads, &path).unwrap();
+        let page = docs.unwrap();
+        assert_eq!(page.first_keys[..2], [None, None]);
+        assert_eq!(page.first_keys[2], Some("x"));
+        // Read whole, a record's keys are not looked at.
+        let (_, docs) =
+            parse_pruned_with_docs(body, &reads, &ReadSet::everything(), &path).unwrap();
+        assert_eq!(docs.unwrap().first_keys, [None, None, None]);
         // A missing field: no records; no array there: none taken.
         let (_, docs) =
             parse_pruned_with_docs(r#"{"meta":1}"#, &reads, &record_reads, &path).unwrap();
-        assert_eq!(docs.map(|docs| docs.len()), Some(0));
+        assert_eq!(docs.map(|page| page.docs.len()), Some(0));
         let (value, docs) =
             parse_pruned_with_docs(r#"{"data":null}"#, &reads, &record_reads, &path).unwrap();
         assert_eq!(value, json!({"data": null}));

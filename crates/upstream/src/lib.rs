@@ -224,12 +224,15 @@ impl Upstream {
             .map_err(|error| self.classify(&error))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        if let Some(length) = response.content_length()
+        let length = response.content_length();
+        if let Some(length) = length
             && length > self.config.max_body_bytes as u64
         {
             return Err(UpstreamError::BodyTooLarge(self.config.max_body_bytes));
         }
-        let mut body = Vec::new();
+        // Room for the body as announced, so a page arriving in many chunks is not copied on
+        // each doubling; bounded, since the announcement is the provider's word.
+        let mut body = Vec::with_capacity(length.map_or(0, |length| length.min(1 << 20) as usize));
         let mut response = response;
         while let Some(chunk) = response
             .chunk()

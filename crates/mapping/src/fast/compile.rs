@@ -423,6 +423,14 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
             keep_singleton_array,
         } => {
             let steps: Vec<Node> = steps.iter().map(node).collect::<Result<_, _>>()?;
+            if steps.first().is_some_and(|first| {
+                first.cons_array && !(first.filters.is_empty() && first.stages.is_empty())
+            }) {
+                // `[a, b][0].c`: JSONata does not pick from the array before the next step
+                // (jsonata-js and the engine answer nothing for `[o][0].k` where `o.k` is 1),
+                // and the rule it follows instead is not modelled.
+                return Err("a filtered array constructor starting a path".to_owned());
+            }
             let bare = |step: &Node| {
                 step.filters.is_empty()
                     && step.stages.is_empty()

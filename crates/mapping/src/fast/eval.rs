@@ -184,6 +184,17 @@ impl<'a> Val<'a> {
         }
     }
 
+    /// The item at `index` of an array (without copying the others, as
+    /// [`Val::array_items`] would).
+    fn array_item(&self, index: usize) -> Option<Val<'a>> {
+        match self {
+            Val::Arr(arr) => arr.items.get(index).cloned(),
+            Val::Json(Value::Array(items)) => items.get(index).map(Val::from_json),
+            Val::Doc(Doc::Arr(items)) => items.get(index).map(Val::from_doc),
+            _ => None,
+        }
+    }
+
     pub fn array_len(&self) -> Option<usize> {
         match self {
             Val::Arr(arr) => Some(arr.items.len()),
@@ -652,6 +663,11 @@ pub(super) type Run = for<'a> fn(&Evaluator<'a>, &'a Node, &Val<'a>) -> Outcome<
 /// run through [`run_general`]; the others have a function of their own, small enough that
 /// entering it costs a few instructions.
 pub(super) fn runner(node: &Node) -> Run {
+    if let (Op::Array(_), [Filter::Index(n)]) = (&node.op, node.filters.as_slice())
+        && *n >= 0.0
+    {
+        return run_array_pick;
+    }
     if !node.filters.is_empty() {
         return run_general;
     }
@@ -956,6 +972,45 @@ fn run_object<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcom
         return Err(Bail);
     };
     ev.object(pairs, *literal_keys, input)
+}
+
+/// `[a, b, …][n]` with `n` a number literal from 0 up (the "first of" idiom, `[…][0]`): every
+/// item is evaluated (an error in any still fails the node), but only the picked one is kept;
+/// neither the array nor the one-item sequence the filter makes is built. The answer is
+/// [`run_general`]'s: [`Evaluator::array`], then [`Evaluator::filter`], then [`finish`].
+fn run_array_pick<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let (Op::Array(items), [Filter::Index(n)]) = (&node.op, node.filters.as_slice()) else {
+        return Err(Bail);
+    };
+    ev.count_step()?;
+    // `position` of a number from 0 up: its floor, when the array is that long.
+    let wanted = n.floor() as usize;
+    let mut seen = 0usize;
+    let mut picked = None;
+    for item in items {
+        let value = ev.eval(&item.node, input)?;
+        if value.is_undef() {
+            continue;
+        }
+        // An array's items are flattened in, unless the item is an array constructor itself.
+        let flattened = value.array_len().filter(|_| !item.nested_constructor);
+        let count = flattened.unwrap_or(1);
+        if picked.is_none() && wanted < seen + count {
+            picked = match flattened {
+                Some(_) => value.array_item(wanted - seen),
+                None => Some(value),
+            };
+        } else {
+            value.discard();
+        }
+        seen += count;
+    }
+    Ok(match picked {
+        None => Val::Undef,
+        Some(item) if item.is_array() => finish(item, node.keep_array),
+        Some(item) if node.keep_array => finish(Val::sequence(vec![item]), true),
+        Some(item) => item,
+    })
 }
 
 fn run_array<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
