@@ -132,13 +132,13 @@ impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
     }
 }
 
+/// Scalars as [`Pruned`] reads them, with no first key.
 macro_rules! as_record {
-    ($($name:ident($($type:ty)?)),*) => {$(
-        fn $name<E: de::Error>(self $(, value: $type)?) -> Result<Self::Value, E> {
-            Pruned(self.0).$name($(as_record!(@value $type, value))?).map(|doc| (doc, None))
+    ($($name:ident($type:ty)),*) => {$(
+        fn $name<E: de::Error>(self, value: $type) -> Result<Self::Value, E> {
+            Pruned(self.0).$name(value).map(|doc| (doc, None))
         }
     )*};
-    (@value $type:ty, $value:ident) => { $value };
 }
 
 impl<'de> Visitor<'de> for RecordSeed<'_> {
@@ -155,10 +155,16 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
         visit_f64(f64),
         visit_borrowed_str(&'de str),
         visit_str(&str),
-        visit_string(String),
-        visit_unit(),
-        visit_none()
+        visit_string(String)
     );
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok((Doc::Null, None))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok((Doc::Null, None))
+    }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         Pruned(self.0).visit_seq(seq).map(|doc| (doc, None))

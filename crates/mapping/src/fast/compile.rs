@@ -427,7 +427,7 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
                 first.cons_array && !(first.filters.is_empty() && first.stages.is_empty())
             }) {
                 // `[a, b][0].c`: JSONata does not pick from the array before the next step
-                // (jsonata-js and the engine answer nothing for `[o][0].k` where `o.k` is 1),
+                // (jsonata-js and the engine answer nothing for `[o, s][0].k` where `o.k` is 1),
                 // and the rule it follows instead is not modelled.
                 return Err("a filtered array constructor starting a path".to_owned());
             }

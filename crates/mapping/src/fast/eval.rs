@@ -869,24 +869,7 @@ fn run_binary<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcom
 }
 
 fn run_type_is<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
-    let Op::TypeIs {
-        arg,
-        type_name,
-        equal,
-    } = &node.op
-    else {
-        return Err(Bail);
-    };
-    if ev.type_shadowed {
-        return Err(Bail);
-    }
-    let value = ev.eval(arg, input)?;
-    let answer = match builtins::type_of(&value) {
-        Some(actual) => Val::bool((actual == *type_name) == *equal),
-        None => Val::bool(false),
-    };
-    value.discard();
-    Ok(answer)
+    test_type_is(ev, node, input).map(Val::bool)
 }
 
 fn run_and<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
