@@ -1517,16 +1517,10 @@ impl<'a> Evaluator<'a> {
     fn filter(&self, filter: &'a Filter, input: Val<'a>) -> Outcome<Val<'a>> {
         if let Filter::Index(n) = filter {
             // One item taken out: the others are not copied into a sequence first.
-            let picked = match &input {
-                Val::Arr(arr) => item_at(&arr.items, *n).cloned(),
-                Val::Json(Value::Array(items)) => {
-                    position(*n, items.len()).map(|at| Val::from_json(&items[at]))
-                }
-                Val::Doc(Doc::Arr(items)) => {
-                    position(*n, items.len()).map(|at| Val::from_doc(&items[at]))
-                }
-                Val::Undef => None,
-                _ => position(*n, 1).map(|_| input.clone()),
+            let picked = match input.array_len() {
+                Some(len) => position(*n, len).and_then(|at| input.array_item(at)),
+                None if input.is_undef() => None,
+                None => position(*n, 1).map(|_| input.clone()),
             };
             return Ok(match picked {
                 Some(item) if item.is_array() => item,
@@ -1636,10 +1630,6 @@ fn position(n: f64, len: usize) -> Option<usize> {
         index += len as f64;
     }
     (index >= 0.0 && index < len as f64).then_some(index as usize)
-}
-
-fn item_at<'v, 'a>(items: &'v [Val<'a>], n: f64) -> Option<&'v Val<'a>> {
-    position(n, items.len()).map(|index| &items[index])
 }
 
 fn binary<'a>(op: Binary, lhs: &Val<'a>, rhs: &Val<'a>) -> Outcome<Val<'a>> {
