@@ -14,7 +14,8 @@
 # the mapping evaluator, writing, allocation, HTTP and runtime, kernel). PERF_DATA=FILE keeps
 # the recording there for `perf report -i FILE`. CALLGRIND=1 instead counts the instructions
 # unigate executes per request under valgrind's callgrind (REQUESTS, default 100, one at a time
-# after a warm-up): the comparison to use when the machine's timings are too noisy.
+# after a warm-up): the comparison to use when the machine's timings are too noisy;
+# CALLGRIND_OUT=FILE keeps the count there for `callgrind_annotate FILE`.
 #
 # Settings (environment): DURATION (s, default 15) per measured run, after WARMUP (s, default 3)
 # of the same load that is not counted; THREADS (2) load-generator threads; CONNS (16) connections
@@ -424,6 +425,7 @@ PY
   total="$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$dump" | head -1)"
   [ -n "$total" ] || total="$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$dump" | head -1)"
   echo "unigate: $(awk -v t="$total" -v n="$requests" 'BEGIN { printf "%.0f", t / n }') instructions per request ($requests requests, $binary)"
+  [ -n "${CALLGRIND_OUT:-}" ] && cp "$dump" "$CALLGRIND_OUT"
   exit 0
 fi
 

@@ -17,6 +17,7 @@ mod functions;
 pub mod integration;
 pub mod reads;
 pub mod render;
+mod scan;
 pub mod spec;
 pub mod template;
 pub mod xml;

@@ -5,7 +5,8 @@
 //! stay whole). Unread values are skipped by the parser without being built: no allocation, no
 //! key hashing, no string unescaping. Their syntax is still checked, so a body that is not JSON is
 //! refused as before. A list page is read with [`parse_pruned_with_docs`], which parses each
-//! record into a [`crate::doc::Doc`] on the same pass; when the page's own expressions read
+//! record into a [`crate::doc::Doc`] on the same pass (by `crate::scan`'s scanner where it
+//! takes the page, by `serde_json` where it does not: the answer is the same); when the page's own expressions read
 //! something of each record, with [`parse_pruned_with_records`], which takes each record's bytes
 //! instead, to be parsed by [`crate::doc`]. This module owns the sets and the page parse;
 //! which calls use them is the engine's business (it finds the provider's bytes of each record
@@ -28,10 +29,59 @@ use crate::doc::{Doc, RecordSeed};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadSet {
     all: bool,
-    /// Sorted by name. A record object has a few dozen keys and a set a handful: comparing
-    /// lengths and bytes finds a key sooner than a tree or a hash would.
-    /// Each name with its [`crate::doc::symbol`].
+    /// Sorted by name, each name with its [`crate::doc::symbol`].
     fields: Vec<(Box<str>, u32, ReadSet)>,
+    /// Each field's name as [`head`] gives it, and its length, at the field's index: a key is
+    /// compared by these two words, and its text beyond them only when they match.
+    heads: Vec<(u64, usize)>,
+    /// A key's field by [`slot`] of its head: 0 for none (most keys of a record are not read,
+    /// and are turned away by one load), the field's index + 1, or [`SHARED_SLOT`] when several
+    /// fields land there (then they are compared in turn).
+    slots: Slots,
+}
+
+const SLOTS: usize = 64;
+
+/// [`ReadSet::slots`]: a field index + 1 per slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Slots([u8; SLOTS]);
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots([0; SLOTS])
+    }
+}
+const SHARED_SLOT: u8 = u8::MAX;
+
+/// Where a name's head and length land in [`ReadSet::slots`] (Fibonacci hashing).
+fn slot((head, len): (u64, usize)) -> usize {
+    ((head ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize
+}
+
+/// A name's first eight bytes as one word (zero after a shorter name's end). A shorter name is
+/// read as two overlapping halves, each shifted to its place: where they overlap, both hold the
+/// same bytes at the same places, so or-ing them gives the name's bytes.
+fn head(name: &[u8]) -> u64 {
+    let len = name.len();
+    let at = |from: usize, to: usize| {
+        name[from..to]
+            .iter()
+            .rev()
+            .fold(0u64, |word, &byte| (word << 8) | u64::from(byte))
+    };
+    match len {
+        8.. => u64::from_le_bytes(name.first_chunk::<8>().copied().unwrap_or_default()),
+        4..8 => {
+            let low = u64::from(u32::from_le_bytes(
+                name.first_chunk::<4>().copied().unwrap_or_default(),
+            ));
+            let high = u64::from(u32::from_le_bytes(
+                name.last_chunk::<4>().copied().unwrap_or_default(),
+            ));
+            low | high << ((len - 4) * 8)
+        }
+        _ => at(0, len),
+    }
 }
 
 impl ReadSet {
@@ -40,6 +90,8 @@ impl ReadSet {
         ReadSet {
             all: true,
             fields: Vec::new(),
+            heads: Vec::new(),
+            slots: Slots::default(),
         }
     }
 
@@ -51,6 +103,8 @@ impl ReadSet {
     pub(crate) fn keep_all(&mut self) {
         self.all = true;
         self.fields.clear();
+        self.heads.clear();
+        self.slots = Slots::default();
     }
 
     /// The set under `path`, made (as "present") where it is missing.
@@ -75,6 +129,16 @@ impl ReadSet {
                 let symbol = crate::doc::symbol(name);
                 self.fields
                     .insert(index, (name.into(), symbol, ReadSet::default()));
+                self.heads
+                    .insert(index, (head(name.as_bytes()), name.len()));
+                self.slots = Slots::default();
+                for (index, &head) in self.heads.iter().enumerate() {
+                    let at = &mut self.slots.0[slot(head)];
+                    *at = match u8::try_from(index + 1) {
+                        Ok(taken) if *at == 0 && taken != SHARED_SLOT => taken,
+                        _ => SHARED_SLOT,
+                    };
+                }
                 index
             }
         };
@@ -87,10 +151,26 @@ impl ReadSet {
 
     /// The set under field `name` and the name's symbol, when the set reads that field.
     pub(crate) fn field_set(&self, name: &str) -> Option<(u32, &ReadSet)> {
-        self.fields
-            .iter()
-            .find(|(have, _, _)| have.len() == name.len() && **have == *name)
-            .map(|(_, symbol, set)| (*symbol, set))
+        let wanted = (head(name.as_bytes()), name.len());
+        let index = match self.slots.0[slot(wanted)] {
+            0 => return None,
+            SHARED_SLOT => self.heads.iter().position(|&have| have == wanted)?,
+            taken => usize::from(taken) - 1,
+        };
+        if self.heads[index] != wanted {
+            return None;
+        }
+        // Names sharing a head and a length differ after their eighth byte: the one wanted is
+        // this one or a later one (names are sorted).
+        let index = match wanted.1 > 8 {
+            true => (index..self.fields.len()).find(|&index| {
+                self.heads[index] == wanted
+                    && self.fields[index].0.as_bytes()[8..] == name.as_bytes()[8..]
+            })?,
+            false => index,
+        };
+        let (_, symbol, set) = &self.fields[index];
+        Some((*symbol, set))
     }
 
     /// How many fields the set names.
@@ -195,6 +275,24 @@ pub fn parse_pruned_with_docs<'a>(
         let value = parse_pruned(text, reads)?;
         return Ok((value, None));
     }
+    // Records read whole are `serde_json` trees: the scanner would only find each one's end
+    // for serde_json to read it again.
+    if !record_reads.reads_everything()
+        && let Some((value, docs)) =
+            crate::scan::scan_page_docs(text, reads, record_reads, records_path)
+    {
+        return Ok((value, Some(docs)));
+    }
+    parse_page_with_serde(text, reads, record_reads, records_path)
+}
+
+/// [`parse_pruned_with_docs`] by `serde_json` alone, for the pages the scanner leaves to it.
+pub(crate) fn parse_page_with_serde<'a>(
+    text: &'a str,
+    reads: &ReadSet,
+    record_reads: &ReadSet,
+    records_path: &[String],
+) -> serde_json::Result<(Value, Option<PageDocs<'a>>)> {
     let (value, records) = parse_page(text, reads, records_path, Some(record_reads))?;
     Ok((
         value,
@@ -702,6 +800,60 @@ pub(crate) mod tests {
         // page, as parsing its own text would.
         let out_of_range = r#"{"data":{"users":[{"id":1e400}]}}"#;
         assert!(parse_pruned_with_docs(out_of_range, &reads, &record_reads, &path).is_err());
+    }
+
+    #[test]
+    fn finds_a_field_by_its_whole_name_only() {
+        let names = [
+            "",
+            "a",
+            "ab",
+            "a\0",
+            "lastName",
+            "lastNames",
+            "lastNameX",
+            "lastNameXY",
+            "lastNameZ",
+            "lastUpdated",
+            "lastLogin",
+            "preferredLanguage",
+            "preferredLanguages",
+            "é",
+        ];
+        let reads = set(&names);
+        for name in names {
+            let (symbol, _) = reads.field_set(name).unwrap_or_else(|| panic!("{name:?}"));
+            assert_eq!(symbol, crate::doc::symbol(name), "{name:?}");
+        }
+        for name in [
+            "b",
+            "a\0\0",
+            "lastNam",
+            "lastNameY",
+            "preferredLanguagE",
+            "e",
+            "A",
+        ] {
+            assert!(reads.field_set(name).is_none(), "{name:?}");
+        }
+        // Enough names that slots are shared, and each still found by its own name.
+        let many: Vec<String> = (0..300).map(|n| format!("f{n}")).collect();
+        let many_reads = set(&many.iter().map(String::as_str).collect::<Vec<_>>());
+        for name in &many {
+            assert_eq!(
+                many_reads.field_set(name).map(|(symbol, _)| symbol),
+                Some(crate::doc::symbol(name))
+            );
+        }
+        assert!(many_reads.field_set("f300").is_none());
+        // A name's head is its first eight bytes, whatever its length.
+        for len in 0..=12u8 {
+            let name: Vec<u8> = (1..=len).collect();
+            let mut padded = [0u8; 8];
+            let kept = usize::from(len.min(8));
+            padded[..kept].copy_from_slice(&name[..kept]);
+            assert_eq!(head(&name), u64::from_le_bytes(padded), "{len}");
+        }
     }
 
     #[test]

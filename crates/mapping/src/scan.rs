@@ -1,0 +1,737 @@
+//! The page scanner: a list page read into [`Doc`]s by a hand-written JSON scanner, for the
+//! common shape only, with `serde_json` as the authority on everything else.
+//!
+//! [`crate::reads::parse_pruned_with_docs`] tries [`scan_page_docs`] first. It walks the body
+//! once: objects on the way to the records, then each record's object, keeping the fields the
+//! read sets name and checking the syntax of everything it skips (strings eight bytes at a time,
+//! numbers by the JSON grammar, literals, brackets). Plain strings and literals it keeps itself;
+//! any other kept value (a number, an array, a string with escapes, a value read whole) is
+//! found to its end and handed to the same `serde_json` visitors the page parse uses, so each
+//! is read exactly as before. The scanner never reports an error: on anything it does not
+//! take (a body that is not JSON, a key with escapes, a repeated key on the records path, no
+//! array there, nesting deeper than [`MAX_DEPTH`]) it answers `None` and the caller parses the
+//! page with `serde_json`, which gives the answer or the error as it always did. Whatever it
+//! answers is the serde parse's answer for that body (the tests hold it to that on fixtures and
+//! on mutated bodies). It owns no format: the read sets and [`Doc`] are `reads`' and `doc`'s.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+
+use crate::doc::{Doc, Field, parse_doc};
+use crate::reads::{PageDocs, ReadSet, parse_pruned};
+
+/// Containers open at once beyond which the page goes to `serde_json`. Well within its own
+/// limit (127), so a value handed to it whole never meets that limit where the page would not.
+const MAX_DEPTH: u32 = 64;
+
+/// The page's value (each record a null, as the serde page parse gives it) and its records,
+/// or `None` where the scanner leaves the page to `serde_json`. See the module note.
+pub(crate) fn scan_page_docs<'a>(
+    text: &'a str,
+    reads: &ReadSet,
+    record_reads: &ReadSet,
+    records_path: &[String],
+) -> Option<(Value, PageDocs<'a>)> {
+    let mut scanner = Scanner {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+        depth: 0,
+    };
+    let page = scanner.page(reads, records_path, record_reads)?;
+    scanner.space();
+    (scanner.at == scanner.bytes.len()).then_some(page)
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+    /// Containers open where the scanner is.
+    depth: u32,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    /// Whitespace as JSON (and `serde_json`) has it.
+    fn space(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// Takes `byte`, after whitespace.
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.space();
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    fn open(&mut self, bracket: u8) -> Option<()> {
+        self.expect(bracket)?;
+        self.depth += 1;
+        (self.depth <= MAX_DEPTH).then_some(())
+    }
+
+    /// After a member or an item: `true` for a comma (another follows), `false` for `close`.
+    fn next_or_close(&mut self, close: u8) -> Option<bool> {
+        self.space();
+        match self.peek()? {
+            b',' => {
+                self.at += 1;
+                Some(true)
+            }
+            byte if byte == close => {
+                self.at += 1;
+                self.depth -= 1;
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    /// Just after `{` or `[`: `true` when the container is empty (and then closed).
+    fn empty(&mut self, close: u8) -> bool {
+        self.space();
+        if self.peek() == Some(close) {
+            self.at += 1;
+            self.depth -= 1;
+            return true;
+        }
+        false
+    }
+
+    /// A string from its opening quote: the text between the quotes, and whether it has
+    /// escapes (then the text is as written, escapes and all).
+    #[inline(always)]
+    fn string(&mut self) -> Option<(&'a str, bool)> {
+        self.expect(b'"')?;
+        let start = self.at;
+        let mut escaped = false;
+        loop {
+            let at = find_special(self.bytes, self.at)?;
+            match self.bytes[at] {
+                b'"' => {
+                    self.at = at + 1;
+                    return Some((self.text.get(start..at)?, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.at = at + 1 + escape_len(self.bytes, at + 1)?;
+                }
+                _ => return None, // a control character
+            }
+        }
+    }
+
+    /// A key without escapes (the serde page parse lends only those), then its colon.
+    fn key(&mut self) -> Option<&'a str> {
+        let (key, escaped) = self.string()?;
+        self.expect(b':')?;
+        (!escaped).then_some(key)
+    }
+
+    /// Moves past one value, checking its syntax.
+    fn skip(&mut self) -> Option<()> {
+        self.space();
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' => {
+                self.open(b'{')?;
+                if self.empty(b'}') {
+                    return Some(());
+                }
+                loop {
+                    self.string()?;
+                    self.expect(b':')?;
+                    self.skip()?;
+                    if !self.next_or_close(b'}')? {
+                        return Some(());
+                    }
+                }
+            }
+            b'[' => {
+                self.open(b'[')?;
+                if self.empty(b']') {
+                    return Some(());
+                }
+                loop {
+                    self.skip()?;
+                    if !self.next_or_close(b']')? {
+                        return Some(());
+                    }
+                }
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number(),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.bytes[self.at..]
+            .starts_with(word)
+            .then(|| self.at += word.len())
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, its value not read.
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.peek()? {
+            b'0' => self.at += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            self.some_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            self.some_digits()?;
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let start = self.at;
+        self.digits();
+        (self.at > start).then_some(())
+    }
+
+    /// The text of the value that starts here, moved past.
+    fn value_text(&mut self) -> Option<&'a str> {
+        self.space();
+        let start = self.at;
+        self.skip()?;
+        self.text.get(start..self.at)
+    }
+
+    /// The page's value on the way to its records (`path`: what is left of the records path).
+    fn page(
+        &mut self,
+        set: &ReadSet,
+        path: &[String],
+        record_reads: &ReadSet,
+    ) -> Option<(Value, PageDocs<'a>)> {
+        let Some((segment, rest)) = path.split_first() else {
+            let docs = self.records(record_reads)?;
+            return Some((Value::Array(vec![Value::Null; docs.docs.len()]), docs));
+        };
+        self.open(b'{')?;
+        let mut out = Map::new();
+        let mut records = None;
+        if !self.empty(b'}') {
+            loop {
+                let key = self.key()?;
+                match set.field_set(key) {
+                    Some((_, below)) if key == segment.as_str() => {
+                        if records.is_some() {
+                            return None; // repeated: serde's parse says which counts
+                        }
+                        let (value, docs) = self.page(below, rest, record_reads)?;
+                        records = Some(docs);
+                        out.insert(key.to_owned(), value);
+                    }
+                    Some((_, below)) => {
+                        let value = parse_pruned(self.value_text()?, below).ok()?;
+                        out.insert(key.to_owned(), value);
+                    }
+                    None => self.skip()?,
+                }
+                if !self.next_or_close(b'}')? {
+                    break;
+                }
+            }
+        }
+        Some((Value::Object(out), records?))
+    }
+
+    /// The records array: each record parsed as the serde page parse's `RecordSeed` does.
+    fn records(&mut self, reads: &ReadSet) -> Option<PageDocs<'a>> {
+        self.open(b'[')?;
+        let mut page = PageDocs::default();
+        if self.empty(b']') {
+            return Some(page);
+        }
+        loop {
+            self.space();
+            let (doc, first_key) = match self.peek()? {
+                b'{' if !reads.reads_everything() => {
+                    let mut first_key = None;
+                    (self.object(reads, &mut first_key)?, first_key)
+                }
+                _ => (self.doc(reads)?, None),
+            };
+            page.docs.push(doc);
+            page.first_keys.push(first_key);
+            if !self.next_or_close(b']')? {
+                return Some(page);
+            }
+        }
+    }
+
+    /// One value with what `reads` reads of it, as `doc::Pruned` parses it.
+    fn doc(&mut self, reads: &ReadSet) -> Option<Doc<'a>> {
+        self.space();
+        match self.peek()? {
+            b'{' if !reads.reads_everything() => self.object(reads, &mut None),
+            b'"' => {
+                let start = self.at;
+                match self.string()? {
+                    (text, false) => Some(Doc::Str(Cow::Borrowed(text))),
+                    (_, true) => parse_doc(self.text.get(start..self.at)?, reads).ok(),
+                }
+            }
+            b't' => self.literal(b"true").map(|()| Doc::Bool(true)),
+            b'f' => self.literal(b"false").map(|()| Doc::Bool(false)),
+            b'n' => self.literal(b"null").map(|()| Doc::Null),
+            // Numbers, arrays and values read whole: as `serde_json` reads them.
+            _ => parse_doc(self.value_text()?, reads).ok(),
+        }
+    }
+
+    /// An object's fields that `reads` names; `first_key` gets its first key.
+    fn object(&mut self, reads: &ReadSet, first_key: &mut Option<&'a str>) -> Option<Doc<'a>> {
+        self.open(b'{')?;
+        let mut fields: Vec<Field<'a>> = Vec::with_capacity(reads.field_count());
+        if self.empty(b'}') {
+            return Some(Doc::Obj(fields));
+        }
+        *first_key = Some(self.key()?);
+        let mut key = first_key.unwrap_or_default();
+        loop {
+            match reads.field_set(key) {
+                Some((symbol, below)) => {
+                    let value = self.doc(below)?;
+                    // A repeated key: the last value counts, at the first one's place.
+                    match fields.iter_mut().find(|field| field.symbol == symbol) {
+                        Some(field) => field.value = value,
+                        None => fields.push(Field {
+                            symbol,
+                            key: Cow::Borrowed(key),
+                            value,
+                        }),
+                    }
+                }
+                None => self.skip()?,
+            }
+            if !self.next_or_close(b'}')? {
+                return Some(Doc::Obj(fields));
+            }
+            key = self.key()?;
+        }
+    }
+}
+
+/// The length of the escape after a backslash at `at` (`\n`, `\u00e9`, …), when it is one JSON
+/// has. Any four hex digits pass, as in a string `serde_json` skips; a kept string with escapes
+/// is parsed by `serde_json` itself, which refuses a lone surrogate.
+fn escape_len(bytes: &[u8], at: usize) -> Option<usize> {
+    match bytes.get(at)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(1),
+        b'u' => bytes
+            .get(at + 1..at + 5)?
+            .iter()
+            .all(u8::is_ascii_hexdigit)
+            .then_some(5),
+        _ => None,
+    }
+}
+
+/// Where the first `"`, `\\` or control character at or after `at` is. Eight bytes at a time:
+/// a byte below 0x20, or one equal to a given byte, sets its high bit in the word (the bit
+/// tricks of "Bit Twiddling Hacks"); the lowest byte flagged is always a true one (a borrow only
+/// runs upwards from a true one), and the words are read little-end first, so it is the first.
+#[inline(always)]
+fn find_special(bytes: &[u8], mut at: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let found =
+            below(word, 0x20) | below(word ^ (ONES * 0x22), 1) | below(word ^ (ONES * 0x5c), 1);
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    bytes
+        .get(at..)?
+        .iter()
+        .position(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+        .map(|offset| at + offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reads::tests::set;
+    use crate::reads::{parse_page_with_serde, parse_pruned_with_docs};
+    use proptest::prelude::*;
+
+    /// The serde page parse's answer, for comparing.
+    fn serde_answer<'a>(
+        text: &'a str,
+        reads: &ReadSet,
+        record_reads: &ReadSet,
+        path: &[String],
+    ) -> Option<(Value, PageDocs<'a>)> {
+        match parse_page_with_serde(text, reads, record_reads, path) {
+            Ok((value, Some(docs))) => Some((value, docs)),
+            _ => None,
+        }
+    }
+
+    /// Holds the scanner to the serde parse on `text`; whether the scanner took it.
+    fn check(text: &str, reads: &ReadSet, record_reads: &ReadSet, path: &[String]) -> bool {
+        let scanned = scan_page_docs(text, reads, record_reads, path);
+        if let Some(scanned) = &scanned {
+            assert_eq!(
+                Some(scanned),
+                serde_answer(text, reads, record_reads, path).as_ref(),
+                "{text}"
+            );
+        }
+        scanned.is_some()
+    }
+
+    fn path(segments: &[&str]) -> Vec<String> {
+        segments.iter().map(|&segment| segment.to_owned()).collect()
+    }
+
+    /// A page of records like a directory's, with a cursor, a total and a bit of everything.
+    const PAGE: &str = r#" {"meta":{"total":3,"next":"c\u00e9"},"data":{"users":[
+        {"id":"u1","name":{"given":"Ann","family":"L\u00f6w"},"n":12,"tags":["a",{"k":1}],
+         "on":true,"off":false,"gone":null,"_links":{"self":{"href":"https://x/y?z=1"}},
+         "deep":[[[{"a":[1,2.5e-3,-0.0,"\"q\""]}]]],"big":123456789012345678901234567890,"id":"u1b"},
+        "plain",
+        17,
+        {},
+        {"\u0069d":"escaped key skipped","id":"u3","name":{"given":"\ud83d\ude00"}}
+      ],"pages":2},"trail":[1]}  "#;
+
+    fn page_reads() -> (ReadSet, ReadSet, Vec<String>) {
+        let records = path(&["data", "users"]);
+        let mut reads = set(&["meta.next.*", "meta.total.*", "trail.*"]);
+        reads.merge_at(&records, &ReadSet::default());
+        let record_reads = set(&[
+            "id.*",
+            "name.given.*",
+            "name.family.*",
+            "n.*",
+            "tags.k.*",
+            "on.*",
+            "off.*",
+            "gone.*",
+            "missing.*",
+        ]);
+        (reads, record_reads, records)
+    }
+
+    #[test]
+    fn scans_a_page_as_the_serde_parse_reads_it() {
+        let (reads, record_reads, records) = page_reads();
+        let escaped_key = PAGE.replace(r#"{"\u0069d":"escaped key skipped","#, "{");
+        assert!(check(&escaped_key, &reads, &record_reads, &records));
+        let (value, page) = scan_page_docs(&escaped_key, &reads, &record_reads, &records).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"meta": {"total": 3, "next": "cé"}, "data": {"users": [null, null, null, null, null]}, "trail": [1]})
+        );
+        assert_eq!(page.first_keys, [Some("id"), None, None, None, Some("id")]);
+        // The first record: a repeated key counts last at its first place; a plain string is
+        // lent from the body; an escaped one is its own.
+        let Doc::Obj(fields) = &page.docs[0] else {
+            panic!("{:?}", page.docs[0])
+        };
+        assert_eq!(fields[0].value, Doc::Str(Cow::Borrowed("u1b")));
+        assert!(
+            matches!(&fields[1].value, Doc::Obj(name) if matches!(name[1].value, Doc::Str(Cow::Owned(_))))
+        );
+        // Records read whole, and records read for nothing.
+        assert!(check(
+            &escaped_key,
+            &reads,
+            &ReadSet::everything(),
+            &records
+        ));
+        assert!(check(&escaped_key, &reads, &ReadSet::default(), &records));
+        // A bare array of records.
+        assert!(check(
+            r#"[{"id":"a"},{"id":"b","x":[]}]"#,
+            &ReadSet::default(),
+            &record_reads,
+            &[]
+        ));
+    }
+
+    #[test]
+    fn leaves_to_serde_json_what_it_does_not_take() {
+        let (reads, record_reads, records) = page_reads();
+        for (text, why) in [
+            (PAGE, "a record key with escapes"),
+            (
+                r#"{"data":{"users":[]},"data":{"users":[]}}"#,
+                "the records path repeated",
+            ),
+            (r#"{"data":{"users":{"id":"a"}}}"#, "no array at the path"),
+            (r#"{"data":null}"#, "no object on the way"),
+            (r#"{"meta":1}"#, "no records path"),
+            (
+                r#"{"data":{"users":[{"id":1e400}]}}"#,
+                "a kept number out of range",
+            ),
+            (
+                r#"{"data":{"users":[{"id":"\ud800"}]}}"#,
+                "a kept lone surrogate",
+            ),
+        ] {
+            assert!(
+                scan_page_docs(text, &reads, &record_reads, &records).is_none(),
+                "{why}"
+            );
+        }
+        let deep = format!(
+            r#"{{"data":{{"users":[{{"x":{}{}}}]}}}}"#,
+            "[".repeat(70),
+            "]".repeat(70)
+        );
+        assert!(
+            scan_page_docs(&deep, &reads, &record_reads, &records).is_none(),
+            "nesting"
+        );
+        // And what it leaves, the page parse still reads (or refuses) as before.
+        let (value, docs) = parse_pruned_with_docs(PAGE, &reads, &record_reads, &records).unwrap();
+        assert_eq!(
+            Some((value, docs.unwrap())),
+            serde_answer(PAGE, &reads, &record_reads, &records)
+        );
+    }
+
+    #[test]
+    fn refuses_every_body_that_is_not_json() {
+        let (reads, record_reads, records) = page_reads();
+        let good = r#"{"data":{"users":[{"id":"a","x":[1,{"y":"z"}],"n":-1.5e+3}]}}"#;
+        assert!(check(good, &reads, &record_reads, &records));
+        for broken in [
+            r#"{"data":{"users":[{"id":"a","x":}]}}"#,
+            r#"{"data":{"users":[{"id":"a"}]}} x"#,
+            r#"{"data":{"users":[{"id":"a"},]}}"#,
+            r#"{"data":{"users":[{"id":"a","x":[1,]}]}}"#,
+            r#"{"data":{"users":[{"id":"a","x":01}]}}"#,
+            r#"{"data":{"users":[{"id":"a","x":1.}]}}"#,
+            r#"{"data":{"users":[{"id":"a","x":1e}]}}"#,
+            r#"{"data":{"users":[{"id":"a","x":-}]}}"#,
+            r#"{"data":{"users":[{"id":"a","x":tru}]}}"#,
+            r#"{"data":{"users":[{"id":"a","x":"\q"}]}}"#,
+            r#"{"data":{"users":[{"id":"a","x":"\u12g4"}]}}"#,
+            "{\"data\":{\"users\":[{\"id\":\"a\",\"x\":\"tab\there\"}]}}",
+            "{\"data\":{\"users\":[{\"id\":\"a\u{1}\"}]}}",
+            r#"{"data":{"users":[{"id":"a" "x":1}]}}"#,
+            r#"{"data":{"users":[{"id":"a"}]}"#,
+            r#"{"data":{"users":[{"id":"a"]}}"#,
+        ] {
+            assert!(
+                serde_answer(broken, &reads, &record_reads, &records).is_none(),
+                "{broken}"
+            );
+            assert!(!check(broken, &reads, &record_reads, &records), "{broken}");
+        }
+    }
+
+    #[test]
+    fn finds_the_first_special_byte_as_a_byte_loop_does() {
+        let special = |byte: u8| byte < 0x20 || byte == b'"' || byte == b'\\';
+        let bytes: Vec<u8> = (0..=255u8).chain(0..=255u8).rev().collect();
+        for start in 0..bytes.len() {
+            for end in start..(start + 40).min(bytes.len()) {
+                let slice = &bytes[..end];
+                let expected = slice[start..]
+                    .iter()
+                    .position(|&b| special(b))
+                    .map(|i| start + i);
+                assert_eq!(find_special(slice, start), expected, "{start}..{end}");
+            }
+        }
+    }
+
+    /// Pieces of JSON and of broken JSON, for mutating a page.
+    const PIECES: &[&str] = &[
+        "",
+        " ",
+        "\"",
+        "\\",
+        ",",
+        ":",
+        "{",
+        "}",
+        "[",
+        "]",
+        "0",
+        "-",
+        ".",
+        "e",
+        "1",
+        "\u{1}",
+        "\\u",
+        "\\n",
+        "null",
+        "tru",
+        "\"id\":",
+        "{\"id\":\"q\"}",
+        "1e400",
+        "\\ud800",
+        "é",
+        "\"id\":2,",
+    ];
+
+    #[test]
+    fn answers_as_the_serde_parse_with_any_one_piece_cut_or_put_in() {
+        let (reads, record_reads, records) = page_reads();
+        let text = PAGE.replace(r#"{"\u0069d":"escaped key skipped","#, "{");
+        let (mut tried, mut taken) = (0, 0);
+        for at in (0..=text.len()).filter(|&at| text.is_char_boundary(at)) {
+            let mut variants: Vec<String> = PIECES
+                .iter()
+                .map(|piece| format!("{}{piece}{}", &text[..at], &text[at..]))
+                .collect();
+            if let Some(next) = text[at..].chars().next() {
+                variants.push(format!("{}{}", &text[..at], &text[at + next.len_utf8()..]));
+            }
+            for variant in variants {
+                tried += 1;
+                taken += usize::from(check(&variant, &reads, &record_reads, &records));
+            }
+        }
+        // Most changes inside strings and between tokens leave JSON the scanner takes.
+        assert!(taken > tried / 4, "{taken} of {tried}");
+    }
+
+    /// A 100-record Okta page from the fixture (pretty-printed, as some providers answer) and
+    /// the read set of the Okta mapping's records.
+    fn okta_page() -> (String, ReadSet) {
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/okta/two-pages/page1.json"
+        );
+        let records: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+        let page: Vec<&Value> = records.iter().cycle().take(100).collect();
+        let text = serde_json::to_string_pretty(&page).unwrap();
+        let profile = [
+            "firstName",
+            "lastName",
+            "displayName",
+            "login",
+            "title",
+            "email",
+            "secondEmail",
+            "mobilePhone",
+            "primaryPhone",
+            "organization",
+            "timezone",
+            "preferredLanguage",
+            "profileUrl",
+            "userType",
+            "employeeNumber",
+        ];
+        let top = [
+            "id",
+            "status",
+            "created",
+            "activated",
+            "statusChanged",
+            "lastLogin",
+            "lastUpdated",
+        ];
+        let paths: Vec<String> = top
+            .iter()
+            .map(|name| format!("{name}.*"))
+            .chain(profile.iter().map(|name| format!("profile.{name}.*")))
+            .collect();
+        (
+            text,
+            set(&paths.iter().map(String::as_str).collect::<Vec<_>>()),
+        )
+    }
+
+    #[test]
+    fn scans_the_okta_page_as_the_serde_parse_reads_it() {
+        let (text, record_reads) = okta_page();
+        assert!(check(&text, &ReadSet::default(), &record_reads, &[]));
+        let compact: Value = serde_json::from_str(&text).unwrap();
+        assert!(check(
+            &compact.to_string(),
+            &ReadSet::default(),
+            &record_reads,
+            &[]
+        ));
+    }
+
+    /// The page read 100 times, by the scanner or (`SCAN_WITH_SERDE=1`) by serde_json alone:
+    /// for counting instructions, e.g. `valgrind --tool=callgrind <test binary> --ignored
+    /// --exact scan::tests::scan_the_okta_page_100_times` on a `cargo test --release` build.
+    #[test]
+    #[ignore = "a measurement, run by hand under callgrind"]
+    fn scan_the_okta_page_100_times() {
+        let (text, record_reads) = okta_page();
+        let text: String = serde_json::from_str::<Value>(&text).unwrap().to_string();
+        let serde = std::env::var("SCAN_WITH_SERDE").is_ok();
+        for _ in 0..100 {
+            let docs = match serde {
+                true => parse_page_with_serde(&text, &ReadSet::default(), &record_reads, &[])
+                    .unwrap()
+                    .1
+                    .unwrap(),
+                false => {
+                    scan_page_docs(&text, &ReadSet::default(), &record_reads, &[])
+                        .unwrap()
+                        .1
+                }
+            };
+            assert_eq!(docs.docs.len(), 100);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        /// Cut a piece of the page out, or put one in, anywhere: whatever the scanner answers
+        /// for the result is the serde parse's answer (and it answers nothing where that fails).
+        #[test]
+        fn answers_as_the_serde_parse_on_mutated_pages(
+            edits in proptest::collection::vec((0usize..2000, 0usize..4, 0usize..26), 1..4),
+        ) {
+            let (reads, record_reads, records) = page_reads();
+            let mut text = PAGE.replace(r#"{"\u0069d":"escaped key skipped","#, "{");
+            for (at, cut, piece) in edits {
+                let mut at = at % (text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let mut end = (at + cut).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end += 1;
+                }
+                text.replace_range(at..end, PIECES[piece]);
+            }
+            check(&text, &reads, &record_reads, &records);
+        }
+    }
+}
