@@ -53,7 +53,8 @@ pub enum Doc<'a> {
     Num(f64),
     Str(Cow<'a, str>),
     Arr(Vec<Doc<'a>>),
-    /// The fields the read set names, in the order the text gives them.
+    /// The fields the read set names: those it walks into at the front (each before the ones
+    /// met earlier), then the others in the order the text gives them ([`keep_field`]).
     Obj(Vec<Field<'a>>),
     /// An array or object read whole, as `serde_json` parses it (boxed: a `Value` is three
     /// times the size of the other variants).
@@ -113,6 +114,20 @@ pub fn parse_doc<'a>(text: &'a str, reads: &ReadSet) -> serde_json::Result<Doc<'
     let doc = Pruned(reads).deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(doc)
+}
+
+/// Adds a kept field to an object's `fields`. A field the mapping walks into (its read set
+/// names fields below it: Okta's `profile`, read for a dozen of its fields) goes to the front,
+/// since every path through it looks it up again; the others keep their text order. Order does not
+/// matter otherwise: an object kept in part is only ever read by field steps (anything else
+/// the plan does with it keeps it whole, [`Doc::Whole`]). A repeated key: the last value
+/// counts, at the first one's place, as in `serde_json`'s map.
+pub(crate) fn keep_field<'a>(fields: &mut Vec<Field<'a>>, field: Field<'a>, reads: &ReadSet) {
+    match fields.iter_mut().find(|kept| kept.symbol == field.symbol) {
+        Some(kept) => kept.value = field.value,
+        None if reads.walks_into() => fields.insert(0, field),
+        None => fields.push(field),
+    }
 }
 
 /// Parses one record of a page into a [`Doc`] with what the set reads, within the page's parse
@@ -278,12 +293,7 @@ impl Pruned<'_> {
             match self.0.field_set(key.as_ref()) {
                 Some((symbol, set)) => {
                     let value = map.next_value_seed(Pruned(set))?;
-                    // A repeated key: the last value counts, at the first one's place, as in
-                    // `serde_json`'s map.
-                    match fields.iter_mut().find(|field| field.symbol == symbol) {
-                        Some(field) => field.value = value,
-                        None => fields.push(Field { symbol, key, value }),
-                    }
+                    keep_field(&mut fields, Field { symbol, key, value }, set);
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -319,10 +329,13 @@ mod tests {
         let Doc::Obj(fields) = &doc else {
             panic!("{doc:?}")
         };
-        assert!(matches!(fields[0].value, Doc::Str(Cow::Borrowed("u1"))));
+        // The fields walked into first (the later one before), then the others in text order.
+        let keys: Vec<&str> = fields.iter().map(|field| field.key.as_ref()).collect();
+        assert_eq!(keys, ["tags", "profile", "id", "n", "m"]);
+        assert!(matches!(fields[2].value, Doc::Str(Cow::Borrowed("u1"))));
         assert!(
             matches!(fields[3].value, Doc::Num(13.0)),
-            "the last of a repeated key counts"
+            "the last of a repeated key counts, at the first one's place"
         );
         assert!(matches!(fields[4].value, Doc::Whole(_)));
         let Doc::Obj(profile) = &fields[1].value else {

@@ -173,6 +173,12 @@ impl ReadSet {
         Some((*symbol, set))
     }
 
+    /// Whether the set reads fields below its value (rather than all of it, or only that it is
+    /// there).
+    pub(crate) fn walks_into(&self) -> bool {
+        !self.all && !self.fields.is_empty()
+    }
+
     /// How many fields the set names.
     pub(crate) fn field_count(&self) -> usize {
         self.fields.len()

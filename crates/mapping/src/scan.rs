@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use crate::doc::{Doc, Field, parse_doc};
+use crate::doc::{Doc, Field, keep_field, parse_doc};
 use crate::reads::{PageDocs, ReadSet, parse_pruned};
 
 /// Containers open at once beyond which the page goes to `serde_json`. Well within its own
@@ -319,15 +319,8 @@ impl<'a> Scanner<'a> {
             match reads.field_set(key) {
                 Some((symbol, below)) => {
                     let value = self.doc(below)?;
-                    // A repeated key: the last value counts, at the first one's place.
-                    match fields.iter_mut().find(|field| field.symbol == symbol) {
-                        Some(field) => field.value = value,
-                        None => fields.push(Field {
-                            symbol,
-                            key: Cow::Borrowed(key),
-                            value,
-                        }),
-                    }
+                    let key = Cow::Borrowed(key);
+                    keep_field(&mut fields, Field { symbol, key, value }, below);
                 }
                 None => self.skip()?,
             }
@@ -461,9 +454,11 @@ mod tests {
         let Doc::Obj(fields) = &page.docs[0] else {
             panic!("{:?}", page.docs[0])
         };
-        assert_eq!(fields[0].value, Doc::Str(Cow::Borrowed("u1b")));
+        let id = fields.iter().find(|field| field.key == "id").unwrap();
+        assert_eq!(id.value, Doc::Str(Cow::Borrowed("u1b")));
+        let name = fields.iter().find(|field| field.key == "name").unwrap();
         assert!(
-            matches!(&fields[1].value, Doc::Obj(name) if matches!(name[1].value, Doc::Str(Cow::Owned(_))))
+            matches!(&name.value, Doc::Obj(name) if matches!(name[1].value, Doc::Str(Cow::Owned(_))))
         );
         // Records read whole, and records read for nothing.
         assert!(check(

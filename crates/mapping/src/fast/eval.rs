@@ -692,6 +692,7 @@ pub(super) fn runner(node: &Node) -> Run {
         Op::Condition(..) => run_condition,
         Op::Call { .. } => run_call,
         Op::Inline(..) => run_inline,
+        Op::InlineOver { body, .. } if is_text_guard(body) => run_text_guard,
         Op::InlineOver { .. } => run_inline_over,
         Op::Object { .. } => run_object,
         Op::Array(_) => run_array,
@@ -943,6 +944,59 @@ fn run_inline_over<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> O
         return Err(Bail);
     };
     ev.inline_over(body, arg, input)
+}
+
+/// Whether `body` is `$type($) = "string" and $ != "" ? $`: the body of the helper nearly
+/// every mapping binds (`$str := function($v) { $type($v) = "string" and $v != "" ? $v }`),
+/// run over its argument. Each node must be one [`runner`] and [`tester`] run as themselves
+/// (no filters, finished), so [`run_text_guard`]'s answer is theirs.
+fn is_text_guard(body: &Node) -> bool {
+    let plain = |node: &Node| {
+        node.filters.is_empty() && node.stages.is_empty() && node.finished && !node.keep_array
+    };
+    let Op::Condition(condition, then, None) = &body.op else {
+        return false;
+    };
+    let Op::And(is_text, not_empty) = &condition.op else {
+        return false;
+    };
+    let type_is_text = matches!(
+        &is_text.op,
+        Op::TypeIs { arg, type_name, equal: true }
+            if is_bare_context(arg) && Some(*type_name) == builtins::type_named("string")
+    );
+    let differs_from_empty = matches!(
+        &not_empty.op,
+        Op::Binary(Binary::Ne, lhs, rhs)
+            if is_bare_context(lhs)
+                && plain(rhs)
+                && matches!(&rhs.op, Op::Constant(Value::String(text)) if text.is_empty())
+    );
+    [body, condition, is_text, not_empty].into_iter().all(plain)
+        && is_bare_context(then)
+        && type_is_text
+        && differs_from_empty
+}
+
+/// An [`Op::InlineOver`] whose body [`is_text_guard`]: the argument when it is non-empty text,
+/// else *undefined*, without running the body's five nodes. As they would: the argument is
+/// finished first (a sequence of one string is that string), and a shadowed `$type` goes to
+/// the JSONata engine.
+fn run_text_guard<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
+    let Op::InlineOver { arg, .. } = &node.op else {
+        return Err(Bail);
+    };
+    ev.count_step()?;
+    let value = finish(ev.eval(arg, input)?, false);
+    if ev.type_shadowed {
+        value.discard();
+        return Err(Bail);
+    }
+    if value.as_str().is_some_and(|text| !text.is_empty()) {
+        return Ok(value);
+    }
+    value.discard();
+    Ok(Val::Undef)
 }
 
 fn run_object<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
