@@ -118,10 +118,10 @@ pub fn parse_doc<'a>(text: &'a str, reads: &ReadSet) -> serde_json::Result<Doc<'
 
 /// Adds a kept field to an object's `fields`. A field the mapping walks into (its read set
 /// names fields below it: Okta's `profile`, read for a dozen of its fields) goes to the front,
-/// since every path through it looks it up again; the others keep their text order. Order does not
-/// matter otherwise: an object kept in part is only ever read by field steps (anything else
-/// the plan does with it keeps it whole, [`Doc::Whole`]). A repeated key: the last value
-/// counts, at the first one's place, as in `serde_json`'s map.
+/// since every path through it looks it up again; the others keep their text order. Order
+/// does not matter otherwise: an object kept in part is only ever read by field steps
+/// (anything else the plan does with it keeps it whole, [`Doc::Whole`]). A repeated key: the
+/// last value counts, at the first one's place, as in `serde_json`'s map.
 pub(crate) fn keep_field<'a>(fields: &mut Vec<Field<'a>>, field: Field<'a>, reads: &ReadSet) {
     match fields.iter_mut().find(|kept| kept.symbol == field.symbol) {
         Some(kept) => kept.value = field.value,

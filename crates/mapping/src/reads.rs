@@ -6,9 +6,9 @@
 //! key hashing, no string unescaping. Their syntax is still checked, so a body that is not JSON is
 //! refused as before. A list page is read with [`parse_pruned_with_docs`], which parses each
 //! record into a [`crate::doc::Doc`] on the same pass (by `crate::scan`'s scanner where it
-//! takes the page, by `serde_json` where it does not: the answer is the same); when the page's own expressions read
-//! something of each record, with [`parse_pruned_with_records`], which takes each record's bytes
-//! instead, to be parsed by [`crate::doc`]. This module owns the sets and the page parse;
+//! takes the page, by `serde_json` where it does not: the answer is the same); when the page's
+//! own expressions read something of each record, with [`parse_pruned_with_records`], which
+//! takes each record's bytes instead, to be parsed by [`crate::doc`]. This module owns the sets and the page parse;
 //! which calls use them is the engine's business (it finds the provider's bytes of each record
 //! for `remote_data` and for the JSONata engine, which always gets the whole record).
 
@@ -41,6 +41,7 @@ pub struct ReadSet {
 }
 
 const SLOTS: usize = 64;
+const SHARED_SLOT: u8 = u8::MAX;
 
 /// [`ReadSet::slots`]: a field index + 1 per slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,36 +52,34 @@ impl Default for Slots {
         Slots([0; SLOTS])
     }
 }
-const SHARED_SLOT: u8 = u8::MAX;
 
 /// Where a name's head and length land in [`ReadSet::slots`] (Fibonacci hashing).
 fn slot((head, len): (u64, usize)) -> usize {
     ((head ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize
 }
 
-/// A name's first eight bytes as one word (zero after a shorter name's end). A shorter name is
-/// read as two overlapping halves, each shifted to its place: where they overlap, both hold the
-/// same bytes at the same places, so or-ing them gives the name's bytes.
+/// A name's first eight bytes as one word (zero after a shorter name's end). A name of four to
+/// seven bytes is read as two overlapping four-byte halves, each shifted to its place: where
+/// they overlap both hold the same bytes, so or-ing them gives the name's bytes.
 fn head(name: &[u8]) -> u64 {
     let len = name.len();
-    let at = |from: usize, to: usize| {
-        name[from..to]
+    let word = |bytes: &[u8]| {
+        bytes
             .iter()
             .rev()
             .fold(0u64, |word, &byte| (word << 8) | u64::from(byte))
     };
-    match len {
-        8.. => u64::from_le_bytes(name.first_chunk::<8>().copied().unwrap_or_default()),
-        4..8 => {
-            let low = u64::from(u32::from_le_bytes(
-                name.first_chunk::<4>().copied().unwrap_or_default(),
-            ));
-            let high = u64::from(u32::from_le_bytes(
-                name.last_chunk::<4>().copied().unwrap_or_default(),
-            ));
-            low | high << ((len - 4) * 8)
+    match (
+        name.first_chunk::<8>(),
+        name.first_chunk::<4>(),
+        name.last_chunk::<4>(),
+    ) {
+        (Some(first), _, _) => u64::from_le_bytes(*first),
+        (None, Some(low), Some(high)) => {
+            u64::from(u32::from_le_bytes(*low))
+                | u64::from(u32::from_le_bytes(*high)) << ((len - 4) * 8)
         }
-        _ => at(0, len),
+        _ => word(name),
     }
 }
 

@@ -948,8 +948,9 @@ fn run_inline_over<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> O
 
 /// Whether `body` is `$type($) = "string" and $ != "" ? $`: the body of the helper nearly
 /// every mapping binds (`$str := function($v) { $type($v) = "string" and $v != "" ? $v }`),
-/// run over its argument. Each node must be one [`runner`] and [`tester`] run as themselves
-/// (no filters, finished), so [`run_text_guard`]'s answer is theirs.
+/// run over its argument. Each of its nodes must be plain (no filters or stages, finished, not
+/// kept as an array): then [`runner`] and [`tester`] give them the functions whose answer
+/// [`run_text_guard`] gives in one step.
 fn is_text_guard(body: &Node) -> bool {
     let plain = |node: &Node| {
         node.filters.is_empty() && node.stages.is_empty() && node.finished && !node.keep_array
