@@ -352,7 +352,7 @@ fn escape_len(bytes: &[u8], at: usize) -> Option<usize> {
 /// tricks of "Bit Twiddling Hacks"); the lowest byte flagged is always a true one (a borrow only
 /// runs upwards from a true one), and the words are read little-end first, so it is the first.
 #[inline(always)]
-fn find_special(bytes: &[u8], mut at: usize) -> Option<usize> {
+pub(crate) fn find_special(bytes: &[u8], mut at: usize) -> Option<usize> {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;

@@ -431,25 +431,10 @@ fn write_str(text: &str, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
-/// Whether JSON text of `bytes` needs an escape: a control character, `"` or `\\` in it.
-/// Eight bytes at a time (the bit tricks of "Bit Twiddling Hacks": a byte below 0x20, or one
-/// equal to a given byte, sets its high bit in the word), then the tail a byte at a time.
+/// Whether JSON text of `bytes` needs an escape: a control character, `"` or `\\` in it
+/// (the page scanner's search for the end of a string, eight bytes at a time).
 fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let word = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
-        if below(word, 0x20) | below(word ^ (ONES * 0x22), 1) | below(word ^ (ONES * 0x5c), 1) != 0
-        {
-            return true;
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+    crate::scan::find_special(bytes, 0).is_some()
 }
 
 fn write_number(n: f64, out: &mut Vec<u8>) {
