@@ -50,7 +50,7 @@ pub(crate) struct ListCall {
     key: MethodKey,
     pub(crate) endpoint: Endpoint,
     pub(crate) query: ListQuery,
-    pub(crate) unified_resource: UnifiedResource,
+    pub(crate) unified_resource: Arc<UnifiedResource>,
     /// Filters the integration does not push down, applied here.
     pub(crate) gateway_filters: Vec<GatewayFilter>,
     /// A `sort_by` the integration does not push down, applied here once all pages are in.
@@ -90,7 +90,7 @@ impl Engine {
         &self,
         model: &str,
         resource: &str,
-    ) -> Result<&UnifiedResource, ApiError> {
+    ) -> Result<&Arc<UnifiedResource>, ApiError> {
         self.catalog
             .models
             .get(model)

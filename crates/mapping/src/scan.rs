@@ -110,13 +110,21 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<(&'a str, bool)> {
         self.expect(b'"')?;
         let start = self.at;
+        let escaped = self.string_rest()?;
+        Some((self.text.get(start..self.at - 1)?, escaped))
+    }
+
+    /// Moves past the rest of a string whose opening quote is taken, checking it; whether it
+    /// has escapes.
+    #[inline(always)]
+    fn string_rest(&mut self) -> Option<bool> {
         let mut escaped = false;
         loop {
             let at = find_special(self.bytes, self.at)?;
             match self.bytes[at] {
                 b'"' => {
                     self.at = at + 1;
-                    return Some((self.text.get(start..at)?, escaped));
+                    return Some(escaped);
                 }
                 b'\\' => {
                     escaped = true;
@@ -134,42 +142,63 @@ impl<'a> Scanner<'a> {
         (!escaped).then_some(key)
     }
 
-    /// Moves past one value, checking its syntax.
+    /// Moves past one value, checking its syntax. One loop over the value's tokens, with the
+    /// containers it is inside held as bits (set for an object): a call per nested value cost
+    /// more than most tokens' own checks.
     fn skip(&mut self) -> Option<()> {
-        self.space();
-        match self.peek()? {
-            b'"' => self.string().map(drop),
-            b'{' => {
-                self.open(b'{')?;
-                if self.empty(b'}') {
-                    return Some(());
+        let base = self.depth;
+        // Bit `n`: the container `n + 1` levels below where the value started is an object.
+        let mut objects = 0u64;
+        loop {
+            // A value starts here.
+            self.space();
+            match self.peek()? {
+                b'"' => {
+                    self.at += 1;
+                    self.string_rest()?;
                 }
-                loop {
-                    self.string()?;
-                    self.expect(b':')?;
-                    self.skip()?;
-                    if !self.next_or_close(b'}')? {
-                        return Some(());
+                bracket @ (b'{' | b'[') => {
+                    self.open(bracket)?;
+                    let object = bracket == b'{';
+                    if !self.empty(if object { b'}' } else { b']' }) {
+                        // `open` keeps the depth within MAX_DEPTH (64): the bit is in the word.
+                        let bit = 1u64 << (self.depth - base - 1);
+                        if object {
+                            objects |= bit;
+                            self.member_key()?;
+                        } else {
+                            objects &= !bit;
+                        }
+                        continue;
                     }
                 }
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                _ => self.number()?,
             }
-            b'[' => {
-                self.open(b'[')?;
-                if self.empty(b']') {
+            // A value ended: a comma and the next one (its key first, in an object), or the end
+            // of the container, which is a value that ended in turn.
+            loop {
+                if self.depth == base {
                     return Some(());
                 }
-                loop {
-                    self.skip()?;
-                    if !self.next_or_close(b']')? {
-                        return Some(());
+                let object = objects >> (self.depth - base - 1) & 1 == 1;
+                if self.next_or_close(if object { b'}' } else { b']' })? {
+                    if object {
+                        self.member_key()?;
                     }
+                    break;
                 }
             }
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            _ => self.number(),
         }
+    }
+
+    /// A member's key and its colon, checked and not read.
+    fn member_key(&mut self) -> Option<()> {
+        self.expect(b'"')?;
+        self.string_rest()?;
+        self.expect(b':')
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
@@ -518,6 +547,43 @@ mod tests {
             Some((value, docs.unwrap())),
             serde_answer(PAGE, &reads, &record_reads, &records)
         );
+    }
+
+    /// A skipped value nested to the scanner's limit, objects and arrays in turn (each level
+    /// closed by its own bracket, a wrong one refused), and one level more, left to serde_json.
+    #[test]
+    fn skips_nesting_to_the_limit_and_no_further() {
+        let record_reads = set(&["id.*"]);
+        // The records array and the record are two levels; `x` holds the rest.
+        let page = |levels: usize, swap_closers: bool| {
+            let (mut open, mut close) = (String::new(), String::new());
+            for level in 0..levels {
+                let object = level % 2 == 1;
+                open.push_str(if object { "{\"k\":" } else { "[0," });
+                let closer = match (object, swap_closers && level == levels - 1) {
+                    (true, false) | (false, true) => "}",
+                    _ => "]",
+                };
+                close.insert_str(0, closer);
+            }
+            format!(r#"[{{"x":{open}true{close},"id":"a"}}]"#)
+        };
+        let levels = MAX_DEPTH as usize - 2;
+        assert!(check(
+            &page(levels, false),
+            &ReadSet::default(),
+            &record_reads,
+            &[]
+        ));
+        assert!(!check(
+            &page(levels, true),
+            &ReadSet::default(),
+            &record_reads,
+            &[]
+        ));
+        let deeper = page(levels + 1, false);
+        assert!(scan_page_docs(&deeper, &ReadSet::default(), &record_reads, &[]).is_none());
+        assert!(serde_answer(&deeper, &ReadSet::default(), &record_reads, &[]).is_some());
     }
 
     #[test]

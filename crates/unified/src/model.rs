@@ -5,6 +5,7 @@
 //! mapping crate's job.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -93,7 +94,9 @@ pub enum FieldType {
 #[derive(Debug, Clone)]
 pub struct UnifiedModel {
     pub name: String,
-    pub resources: BTreeMap<String, UnifiedResource>,
+    /// Shared: each list call holds its resource for as long as the call (a stream) lives,
+    /// without copying its field and filter specs per request.
+    pub resources: BTreeMap<String, Arc<UnifiedResource>>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,11 +163,11 @@ impl UnifiedModel {
                 .map(|(name, resource)| {
                     (
                         name,
-                        UnifiedResource {
+                        Arc::new(UnifiedResource {
                             fields: resource.fields,
                             filters: resource.filters,
                             sorts: resource.sorts,
-                        },
+                        }),
                     )
                 })
                 .collect(),

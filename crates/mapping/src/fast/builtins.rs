@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::doc::Doc;
 
 use super::Bail;
-use super::eval::{Outcome, Val, deep_equal, object_pairs};
+use super::eval::{Outcome, Pairs, Val, deep_equal, object_pairs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Builtin {
@@ -412,8 +412,20 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
                 None => "",
                 Some(separator) => required_text(separator)?,
             };
-            let items = as_items(first);
-            let mut out = std::string::String::new();
+            // A constructed array's items are read where they are, not copied out first.
+            let copied;
+            let items: &[Val<'a>] = match first {
+                Val::Arr(arr) => &arr.items,
+                _ => {
+                    copied = as_items(first);
+                    &copied
+                }
+            };
+            let size = items
+                .iter()
+                .map(|item| item.as_str().map_or(0, str::len) + separator.len())
+                .sum();
+            let mut out = std::string::String::with_capacity(size);
             for (index, item) in items.iter().enumerate() {
                 if index > 0 {
                     out.push_str(separator);
@@ -505,7 +517,7 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
             if first.is_undef() {
                 return Ok(Val::Undef);
             }
-            let mut merged: Vec<(Val<'a>, Val<'a>)> = Vec::new();
+            let mut merged = Pairs::new();
             for object in as_items(first) {
                 if !object.is_object() {
                     return Err(Bail);

@@ -55,7 +55,7 @@ pub(super) enum Val<'a> {
     Doc(&'a Doc<'a>),
     Arr(Rc<Arr<'a>>),
     /// A constructed object, keys in insertion order.
-    Obj(Rc<Vec<(Val<'a>, Val<'a>)>>),
+    Obj(Rc<Pairs<'a>>),
     Func(Rc<Closure<'a>>),
 }
 
@@ -81,9 +81,17 @@ impl Truth {
     }
 }
 
+/// An array's items, the first two held in place: most arrays a mapping makes are one or two
+/// items (`[first, last]`, an `emails` list), which then cost one allocation (the `Rc`), not two.
+pub(super) type Items<'a> = SmallVec<[Val<'a>; 2]>;
+
+/// A constructed object's pairs, the first three held in place for the same reason (`{"email":
+/// …, "type": …, "is_primary": …}`).
+pub(super) type Pairs<'a> = SmallVec<[(Val<'a>, Val<'a>); 3]>;
+
 #[derive(Debug, Clone, Default)]
 pub(super) struct Arr<'a> {
-    pub items: Vec<Val<'a>>,
+    pub items: Items<'a>,
     /// A sequence (a path's or function's result) rather than an array value.
     pub sequence: bool,
     /// Built by a constructor that must not be flattened into a path.
@@ -177,7 +185,7 @@ impl<'a> Val<'a> {
     /// The items of an array value, `None` for anything else.
     pub fn array_items(&self) -> Option<Vec<Val<'a>>> {
         match self {
-            Val::Arr(arr) => Some(arr.items.clone()),
+            Val::Arr(arr) => Some(arr.items.to_vec()),
             Val::Json(Value::Array(items)) => Some(items.iter().map(Val::from_json).collect()),
             Val::Doc(Doc::Arr(items)) => Some(items.iter().map(Val::from_doc).collect()),
             _ => None,
@@ -214,7 +222,7 @@ impl<'a> Val<'a> {
 
     pub fn sequence(items: Vec<Val<'a>>) -> Val<'a> {
         Val::Arr(Rc::new(Arr {
-            items,
+            items: Items::from_vec(items),
             sequence: true,
             ..Arr::default()
         }))
@@ -222,7 +230,7 @@ impl<'a> Val<'a> {
 
     pub fn array(items: Vec<Val<'a>>) -> Val<'a> {
         Val::Arr(Rc::new(Arr {
-            items,
+            items: Items::from_vec(items),
             ..Arr::default()
         }))
     }
@@ -1199,7 +1207,7 @@ impl<'a> Evaluator<'a> {
     }
 
     fn array(&self, node: &'a Node, items: &'a [Item], input: &Val<'a>) -> Outcome<Val<'a>> {
-        let mut out = Vec::with_capacity(items.len());
+        let mut out = Items::with_capacity(items.len());
         for item in items {
             let value = self.eval(&item.node, input)?;
             if value.is_undef() {
@@ -1227,7 +1235,7 @@ impl<'a> Evaluator<'a> {
             // Over an array, an object constructor groups its items: not modelled.
             return Err(Bail);
         }
-        let mut out: Vec<(Val<'a>, Val<'a>)> = Vec::with_capacity(pairs.len());
+        let mut out = Pairs::with_capacity(pairs.len());
         if literal_keys {
             for (key, value) in pairs {
                 let value = self.eval(value, input)?;
@@ -1513,7 +1521,7 @@ impl<'a> Evaluator<'a> {
         if keep_singleton && let Val::Arr(arr) = &result {
             let arr = if arr.cons && !arr.sequence {
                 Arr {
-                    items: vec![result.clone()],
+                    items: smallvec::smallvec![result.clone()],
                     sequence: true,
                     keep: true,
                     cons: false,
