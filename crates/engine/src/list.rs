@@ -195,7 +195,7 @@ impl Engine {
 /// One NDJSON line (without its newline).
 fn stream_line(record: Record, call: &ListCall) -> Result<Vec<u8>, ApiError> {
     match record {
-        Record::Text(text) => Ok(text),
+        Record::Text(text) => Ok(text.as_bytes().to_vec()),
         Record::Tree(tree) => match shape_result(vec![tree], &call.query)? {
             Value::Array(mut one) => {
                 Ok(serde_json::to_vec(&one.pop().unwrap_or_default()).unwrap_or_default())

@@ -22,7 +22,8 @@ use crate::call::{ListCall, Target};
 use crate::follow::FollowedUp;
 use crate::normalize::normalize_record;
 use crate::record::{
-    Record, RemoteData, append_remote_data, has_line_break, record_texts, record_texts_from_keys,
+    Record, RecordText, RemoteData, append_remote_data, has_line_break, record_texts,
+    record_texts_from_keys,
 };
 
 /// One fetched page, mapped and filtered.
@@ -361,7 +362,6 @@ fn map_records(
         })
     };
     let method = call.method();
-    let mut out = Vec::with_capacity(records.len());
     // A record's scope holds the follow-up answers it reads.
     let scopes: Option<Vec<Scope>> = followed.map(|followed| {
         followed
@@ -377,12 +377,20 @@ fn map_records(
     });
     let scope_of = |index: usize| scopes.as_ref().map_or(&call.scope, |scopes| &scopes[index]);
     if call.text_records {
+        // Every record's text one after another in one buffer: room for the unified fields
+        // and the provider's record beside them.
+        let room = raw.as_ref().map_or(count * 1024, |(raw, _)| {
+            let raw: usize = raw.iter().map(|text| text.len()).sum();
+            raw + raw / 2 + count * 256
+        });
+        let mut text = Vec::with_capacity(room);
+        let mut ends = Vec::with_capacity(count);
         for (index, record) in records.iter().enumerate() {
             if let Some(error) = over_budget(index) {
                 return Err(error);
             }
             let raw_text = raw.as_ref().map(|(raw, compact)| (raw[index], *compact));
-            let mut text = Vec::with_capacity(raw_text.map_or(1024, |(raw, _)| raw.len() + 1024));
+            let start = text.len();
             let mapped = match (raw_text, &docs) {
                 (Some((whole, _)), Some(docs)) => {
                     map_doc_response_json(method, &docs[index], whole, scope_of(index), &mut text)
@@ -396,12 +404,16 @@ fn map_records(
                     None => RemoteData::Tree(record),
                 };
                 debug_assert!(docs.is_none() || raw_text.is_some());
-                append_remote_data(&mut text, remote);
+                append_remote_data(&mut text, start, remote);
             }
-            out.push(Record::Text(text));
+            ends.push(text.len());
         }
-        return Ok(out);
+        return Ok(RecordText::split(text, &ends)
+            .into_iter()
+            .map(Record::Text)
+            .collect());
     }
+    let mut out = Vec::with_capacity(records.len());
     for (index, record) in records.into_iter().enumerate() {
         if let Some(error) = over_budget(index) {
             return Err(error);

@@ -4,7 +4,11 @@
 //! `truto_exclude_fields`, `truto_key_by`, the normalized and raw formats). Otherwise it is
 //! written once as the JSON text it is sent as: the mapping writes the unified fields straight
 //! from its answer, and `remote_data` is the provider's own bytes for that record, copied rather
-//! than parsed and re-encoded. Does not map, filter or shape anything itself.
+//! than parsed and re-encoded. A page's records are written one after another into one buffer
+//! the records share ([`RecordText`]). Does not map, filter or shape anything itself.
+
+use std::ops::Range;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -13,7 +17,55 @@ use serde_json::Value;
 pub(crate) enum Record {
     Tree(Value),
     /// A JSON object, as it is sent.
-    Text(Vec<u8>),
+    Text(RecordText),
+}
+
+/// A record's JSON text: its bytes in the text of its page's records. One buffer per page
+/// rather than one per record: a buffer each was an allocation per record, sized for the
+/// largest record, and a working set twice the answer's size.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordText {
+    page: Arc<Vec<u8>>,
+    range: Range<usize>,
+}
+
+impl RecordText {
+    /// One record's text on its own.
+    #[cfg(test)]
+    pub(crate) fn single(text: Vec<u8>) -> RecordText {
+        let range = 0..text.len();
+        RecordText {
+            page: Arc::new(text),
+            range,
+        }
+    }
+
+    /// The records of a page, written one after another into `page`, each ending at its
+    /// entry of `ends`.
+    pub(crate) fn split(page: Vec<u8>, ends: &[usize]) -> Vec<RecordText> {
+        let page = Arc::new(page);
+        let mut start = 0;
+        ends.iter()
+            .map(|&end| {
+                let range = start..end;
+                start = end;
+                RecordText {
+                    page: page.clone(),
+                    range,
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.page[self.range.clone()]
+    }
+}
+
+impl PartialEq for RecordText {
+    fn eq(&self, other: &RecordText) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
 }
 
 impl Record {
@@ -21,7 +73,7 @@ impl Record {
         match self {
             // Writing a `Value` to a Vec cannot fail.
             Record::Tree(value) => drop(serde_json::to_writer(&mut *out, value)),
-            Record::Text(text) => out.extend_from_slice(text),
+            Record::Text(text) => out.extend_from_slice(text.as_bytes()),
         }
     }
 
@@ -47,7 +99,7 @@ impl Record {
         }
         match self {
             Record::Tree(value) => estimate(value),
-            Record::Text(text) => text.len(),
+            Record::Text(text) => text.as_bytes().len(),
         }
     }
 
@@ -55,7 +107,7 @@ impl Record {
     pub(crate) fn into_tree(self) -> Value {
         match self {
             Record::Tree(value) => value,
-            Record::Text(text) => serde_json::from_slice(&text).unwrap_or(Value::Null),
+            Record::Text(text) => serde_json::from_slice(text.as_bytes()).unwrap_or(Value::Null),
         }
     }
 }
@@ -70,7 +122,7 @@ pub(crate) fn write_envelope(
     let size: usize = result
         .iter()
         .map(|record| match record {
-            Record::Text(text) => text.len() + 1,
+            Record::Text(text) => text.as_bytes().len() + 1,
             Record::Tree(_) => 1024,
         })
         .sum();
@@ -97,11 +149,11 @@ pub(crate) fn write_envelope(
     out
 }
 
-/// Adds `"remote_data":…` as the last field of the one JSON object `out` holds.
-pub(crate) fn append_remote_data(out: &mut Vec<u8>, remote: RemoteData<'_>) {
+/// Adds `"remote_data":…` as the last field of the JSON object `out` holds from `start` on.
+pub(crate) fn append_remote_data(out: &mut Vec<u8>, start: usize, remote: RemoteData<'_>) {
     debug_assert_eq!(out.last(), Some(&b'}'));
     out.pop();
-    if out.len() > 1 {
+    if out.len() - start > 1 {
         out.push(b',');
     }
     out.extend_from_slice(b"\"remote_data\":");
@@ -627,6 +679,7 @@ mod tests {
         let mut out = b"{\"id\":1}".to_vec();
         append_remote_data(
             &mut out,
+            0,
             RemoteData::Raw {
                 text: pretty,
                 compact: !has_line_break(pretty.as_bytes()),
@@ -637,14 +690,18 @@ mod tests {
             r#"{"id":1,"remote_data":{"name":"Ada  Lovelace","q":"a \" b\\","n":[1,2]}}"#
         );
         let mut empty = b"{}".to_vec();
-        append_remote_data(&mut empty, RemoteData::Tree(&json!({"a": 1})));
+        append_remote_data(&mut empty, 0, RemoteData::Tree(&json!({"a": 1})));
         assert_eq!(empty, br#"{"remote_data":{"a":1}}"#);
+        // Within a page's text: the object is the one that starts at `start`.
+        let mut page = b"{\"id\":1}{}".to_vec();
+        append_remote_data(&mut page, 8, RemoteData::Tree(&json!(2)));
+        assert_eq!(page, br#"{"id":1}{"remote_data":2}"#);
     }
 
     #[test]
     fn writes_the_envelope_in_trutos_key_order() {
         let records = [
-            Record::Text(br#"{"id":"1"}"#.to_vec()),
+            Record::Text(RecordText::single(br#"{"id":"1"}"#.to_vec())),
             Record::Tree(json!({"id": "2"})),
         ];
         let text = write_envelope(&records, None, Some("c1"), 2);
