@@ -54,7 +54,7 @@ pub enum Doc<'a> {
     Str(Cow<'a, str>),
     Arr(Vec<Doc<'a>>),
     /// The fields the read set names: those it walks into at the front (each before the ones
-    /// met earlier), then the others in the order the text gives them ([`keep_field`]).
+    /// met earlier), then the others in the order the text gives them ([`Kept::keep`]).
     Obj(Vec<Field<'a>>),
     /// An array or object read whole, as `serde_json` parses it (boxed: a `Value` is three
     /// times the size of the other variants).
@@ -116,17 +116,51 @@ pub fn parse_doc<'a>(text: &'a str, reads: &ReadSet) -> serde_json::Result<Doc<'
     Ok(doc)
 }
 
-/// Adds a kept field to an object's `fields`. A field the mapping walks into (its read set
-/// names fields below it: Okta's `profile`, read for a dozen of its fields) goes to the front,
-/// since every path through it looks it up again; the others keep their text order. Order
-/// does not matter otherwise: an object kept in part is only ever read by field steps
-/// (anything else the plan does with it keeps it whole, [`Doc::Whole`]). A repeated key: the
-/// last value counts, at the first one's place, as in `serde_json`'s map.
-pub(crate) fn keep_field<'a>(fields: &mut Vec<Field<'a>>, field: Field<'a>, reads: &ReadSet) {
-    match fields.iter_mut().find(|kept| kept.symbol == field.symbol) {
-        Some(kept) => kept.value = field.value,
-        None if reads.walks_into() => fields.insert(0, field),
-        None => fields.push(field),
+/// The fields an object keeps, as its text gives them ([`Kept::keep`]).
+pub(crate) struct Kept<'a> {
+    fields: Vec<Field<'a>>,
+    /// Bit `n`: the read set's field `n` is kept already (for its first 64 fields; past those
+    /// a key is looked for among the kept ones).
+    seen: u64,
+}
+
+impl<'a> Kept<'a> {
+    pub(crate) fn for_set(reads: &ReadSet) -> Kept<'a> {
+        Kept {
+            fields: Vec::with_capacity(reads.field_count()),
+            seen: 0,
+        }
+    }
+
+    /// Keeps the read set's field `index`. A field the mapping walks into (its read set names
+    /// fields below it: Okta's `profile`, read for a dozen of its fields) goes to the front,
+    /// since every path through it looks it up again; the others keep their text order. Order
+    /// does not matter otherwise: an object kept in part is only ever read by field steps
+    /// (anything else the plan does with it keeps it whole, [`Doc::Whole`]). A repeated key:
+    /// the last value counts, at the first one's place, as in `serde_json`'s map.
+    pub(crate) fn keep(&mut self, index: usize, field: Field<'a>, reads: &ReadSet) {
+        let bit = u32::try_from(index)
+            .ok()
+            .and_then(|index| 1u64.checked_shl(index))
+            .unwrap_or(0);
+        if (bit == 0 || self.seen & bit != 0)
+            && let Some(kept) = self
+                .fields
+                .iter_mut()
+                .find(|kept| kept.symbol == field.symbol)
+        {
+            kept.value = field.value;
+            return;
+        }
+        self.seen |= bit;
+        match reads.walks_into() {
+            true => self.fields.insert(0, field),
+            false => self.fields.push(field),
+        }
+    }
+
+    pub(crate) fn into_doc(self) -> Doc<'a> {
+        Doc::Obj(self.fields)
     }
 }
 
@@ -281,7 +315,7 @@ impl Pruned<'_> {
                 .map(|value| Doc::Whole(Box::new(value)));
         }
         let mut map = map;
-        let mut fields: Vec<Field<'de>> = Vec::with_capacity(self.0.field_count());
+        let mut kept = Kept::for_set(self.0);
         let mut first = true;
         while let Some(Key(key)) = map.next_key()? {
             if first {
@@ -291,16 +325,17 @@ impl Pruned<'_> {
                 }
             }
             match self.0.field_set(key.as_ref()) {
-                Some((symbol, set)) => {
-                    let value = map.next_value_seed(Pruned(set))?;
-                    keep_field(&mut fields, Field { symbol, key, value }, set);
+                Some(read) => {
+                    let value = map.next_value_seed(Pruned(read.set))?;
+                    let symbol = read.symbol;
+                    kept.keep(read.index, Field { symbol, key, value }, read.set);
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Doc::Obj(fields))
+        Ok(kept.into_doc())
     }
 }
 
@@ -350,6 +385,29 @@ mod tests {
             Some(&Doc::Str(Cow::Borrowed("a@b")))
         );
         assert_eq!(Doc::field(profile, "bio", symbol("bio")), None);
+    }
+
+    /// Repeated keys among a set's first 64 fields (told by a bit) and past them (looked for):
+    /// the last value counts at the first one's place, by the scanner and by the serde parse.
+    #[test]
+    fn a_repeated_key_counts_last_wherever_it_is_in_a_large_set() {
+        let names: Vec<String> = (0..70).map(|n| format!("f{n:02}.*")).collect();
+        let reads = set(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        let body = r#"{"f03":1,"f67":2,"x":0,"f03":3,"f65":4,"f67":5,"f69":6,"f65":7}"#;
+        let keys = |doc: &Doc<'_>| match doc {
+            Doc::Obj(fields) => fields
+                .iter()
+                .map(|field| (field.key.to_string(), field.value.to_value()))
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        let expected = [("f03", 3.0), ("f67", 5.0), ("f65", 7.0), ("f69", 6.0)]
+            .map(|(key, value)| (key.to_owned(), json!(value)));
+        assert_eq!(keys(&parse_doc(body, &reads).unwrap()), expected);
+        let page = format!("[{body}]");
+        let (_, docs) =
+            crate::scan::scan_page_docs(&page, &ReadSet::default(), &reads, &[]).unwrap();
+        assert_eq!(keys(&docs.docs[0]), expected);
     }
 
     #[test]

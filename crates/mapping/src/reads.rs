@@ -40,6 +40,16 @@ pub struct ReadSet {
     slots: Slots,
 }
 
+/// A field a [`ReadSet`] reads ([`ReadSet::field_set`]).
+pub(crate) struct FieldRead<'s> {
+    /// Its place among the set's fields (sorted by name).
+    pub index: usize,
+    /// Its name's [`crate::doc::symbol`].
+    pub symbol: u32,
+    /// What is read below it.
+    pub set: &'s ReadSet,
+}
+
 const SLOTS: usize = 64;
 const SHARED_SLOT: u8 = u8::MAX;
 
@@ -145,11 +155,12 @@ impl ReadSet {
     }
 
     fn get(&self, name: &str) -> Option<&ReadSet> {
-        self.field_set(name).map(|(_, set)| set)
+        self.field_set(name).map(|read| read.set)
     }
 
-    /// The set under field `name` and the name's symbol, when the set reads that field.
-    pub(crate) fn field_set(&self, name: &str) -> Option<(u32, &ReadSet)> {
+    /// Field `name`'s place in the set, its symbol and the set under it, when the set reads
+    /// that field.
+    pub(crate) fn field_set(&self, name: &str) -> Option<FieldRead<'_>> {
         let wanted = (head(name.as_bytes()), name.len());
         let index = match self.slots.0[slot(wanted)] {
             0 => return None,
@@ -169,7 +180,11 @@ impl ReadSet {
             false => index,
         };
         let (_, symbol, set) = &self.fields[index];
-        Some((*symbol, set))
+        Some(FieldRead {
+            index,
+            symbol: *symbol,
+            set,
+        })
     }
 
     /// Whether the set reads fields below its value (rather than all of it, or only that it is
@@ -827,8 +842,8 @@ pub(crate) mod tests {
         ];
         let reads = set(&names);
         for name in names {
-            let (symbol, _) = reads.field_set(name).unwrap_or_else(|| panic!("{name:?}"));
-            assert_eq!(symbol, crate::doc::symbol(name), "{name:?}");
+            let read = reads.field_set(name).unwrap_or_else(|| panic!("{name:?}"));
+            assert_eq!(read.symbol, crate::doc::symbol(name), "{name:?}");
         }
         for name in [
             "b",
@@ -846,7 +861,7 @@ pub(crate) mod tests {
         let many_reads = set(&many.iter().map(String::as_str).collect::<Vec<_>>());
         for name in &many {
             assert_eq!(
-                many_reads.field_set(name).map(|(symbol, _)| symbol),
+                many_reads.field_set(name).map(|read| read.symbol),
                 Some(crate::doc::symbol(name))
             );
         }

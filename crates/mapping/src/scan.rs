@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use crate::doc::{Doc, Field, keep_field, parse_doc};
+use crate::doc::{Doc, Field, Kept, parse_doc};
 use crate::reads::{PageDocs, ReadSet, parse_pruned};
 
 /// Containers open at once beyond which the page goes to `serde_json`. Well within its own
@@ -268,8 +268,8 @@ impl<'a> Scanner<'a> {
         if !self.empty(b'}') {
             loop {
                 let key = self.key()?;
-                match set.field_set(key) {
-                    Some((_, below)) if key == segment.as_str() => {
+                match set.field_set(key).map(|read| read.set) {
+                    Some(below) if key == segment.as_str() => {
                         if records.is_some() {
                             return None; // repeated: serde's parse says which counts
                         }
@@ -277,7 +277,7 @@ impl<'a> Scanner<'a> {
                         records = Some(docs);
                         out.insert(key.to_owned(), value);
                     }
-                    Some((_, below)) => {
+                    Some(below) => {
                         let value = parse_pruned(self.value_text()?, below).ok()?;
                         out.insert(key.to_owned(), value);
                     }
@@ -338,23 +338,23 @@ impl<'a> Scanner<'a> {
     /// An object's fields that `reads` names; `first_key` gets its first key.
     fn object(&mut self, reads: &ReadSet, first_key: &mut Option<&'a str>) -> Option<Doc<'a>> {
         self.open(b'{')?;
-        let mut fields: Vec<Field<'a>> = Vec::with_capacity(reads.field_count());
+        let mut kept = Kept::for_set(reads);
         if self.empty(b'}') {
-            return Some(Doc::Obj(fields));
+            return Some(kept.into_doc());
         }
         *first_key = Some(self.key()?);
         let mut key = first_key.unwrap_or_default();
         loop {
             match reads.field_set(key) {
-                Some((symbol, below)) => {
-                    let value = self.doc(below)?;
-                    let key = Cow::Borrowed(key);
-                    keep_field(&mut fields, Field { symbol, key, value }, below);
+                Some(read) => {
+                    let value = self.doc(read.set)?;
+                    let (symbol, key) = (read.symbol, Cow::Borrowed(key));
+                    kept.keep(read.index, Field { symbol, key, value }, read.set);
                 }
                 None => self.skip()?,
             }
             if !self.next_or_close(b'}')? {
-                return Some(Doc::Obj(fields));
+                return Some(kept.into_doc());
             }
             key = self.key()?;
         }

@@ -337,6 +337,22 @@ fn each_node(node: &mut Node, visit: &mut impl FnMut(&mut Node)) {
 
 /// Chooses how each node runs, once its op is final.
 fn link(node: &mut Node) {
+    if let Op::Path {
+        steps,
+        fields_only: true,
+        symbols,
+        ..
+    } = &mut node.op
+    {
+        *symbols = steps
+            .iter()
+            .map(|step| match step.op {
+                Op::Name(_, symbol) if symbol != crate::doc::NO_SYMBOL => Some(symbol),
+                _ => None,
+            })
+            .collect::<Option<_>>()
+            .unwrap_or_default();
+    }
     node.run = super::eval::runner(node);
     node.test = super::eval::tester(node);
     for child in children(node) {
@@ -448,6 +464,7 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
                 steps,
                 keep_singleton: *keep_singleton_array,
                 fields_only,
+                symbols: Box::new([]),
             }
         }
         NodeKind::Binary { op, lhs, rhs } => {

@@ -814,32 +814,30 @@ fn run_constant<'a>(_: &Evaluator<'a>, node: &'a Node, _: &Val<'a>) -> Outcome<V
 }
 
 fn run_fields<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
-    let Op::Path { steps, .. } = &node.op else {
+    let Op::Path { steps, symbols, .. } = &node.op else {
         return Err(Bail);
     };
     if let Val::Doc(doc) = input
-        && let Some(value) = doc_fields(steps, doc)
+        && !symbols.is_empty()
+        && let Some(value) = doc_fields(symbols, doc)
     {
         return Ok(value);
     }
     ev.fields(steps, input)
 }
 
-/// A record's own path (`profile.login`) over its objects parsed as a [`Doc`]: each field
-/// found by its symbol, nothing made until the end. `None` when an array or a value kept
-/// whole is met on the way, which the general walk takes.
-fn doc_fields<'a>(steps: &'a [Node], doc: &'a Doc<'a>) -> Option<Val<'a>> {
+/// A record's own path (`profile.login`, by its steps' symbols) over its objects parsed as a
+/// [`Doc`]: each field found by its symbol, nothing made until the end. `None` when an array
+/// or a value kept whole is met on the way, which the general walk takes.
+fn doc_fields<'a>(symbols: &[u32], doc: &'a Doc<'a>) -> Option<Val<'a>> {
     let mut at = doc;
-    let mut rest = steps.iter();
+    let mut rest = symbols.iter();
     while let Doc::Obj(fields) = at {
-        let Some(step) = rest.next() else {
+        let Some(&symbol) = rest.next() else {
             return Some(Val::Doc(at));
         };
-        let Op::Name(name, symbol) = &step.op else {
-            return None;
-        };
-        at = match Doc::field(fields, name, *symbol) {
-            Some(doc) => doc,
+        at = match fields.iter().find(|field| field.symbol == symbol) {
+            Some(field) => &field.value,
             None => return Some(Val::Undef),
         };
     }
@@ -1116,6 +1114,7 @@ impl<'a> Evaluator<'a> {
                 steps,
                 keep_singleton,
                 fields_only,
+                ..
             } => {
                 if *fields_only {
                     return self.fields(steps, input);

@@ -98,6 +98,10 @@ enum Op {
         /// Every step a bare field name (the first may be a variable): walked without building
         /// sequences while no array is met.
         fields_only: bool,
+        /// With every step a bare field name, their symbols (set once the op is final, by
+        /// `compile::link`): a record parsed as a `Doc` is walked by these alone, without
+        /// reading the steps' nodes.
+        symbols: Box<[u32]>,
     },
     Array(Vec<Item>),
     Object {
