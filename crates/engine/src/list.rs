@@ -11,7 +11,7 @@ use unigate_unified::{ApiError, ResponseFormat};
 
 use crate::Engine;
 use crate::call::ListCall;
-use crate::record::{Record, write_envelope};
+use crate::record::{Record, envelope_chunks};
 use crate::shape::shape_result;
 use crate::sort::sort_records;
 use crate::walker::Walker;
@@ -29,7 +29,13 @@ pub struct ListOutput {
 impl ListOutput {
     /// The answer's body: `{"result", "next_cursor", "result_count", "prev_cursor"}` as JSON.
     pub fn to_json(&self) -> Vec<u8> {
-        write_envelope(
+        self.body_chunks().concat()
+    }
+
+    /// The answer's body as the chunks it is sent in, one after another: long runs of records
+    /// are their page's own bytes, not a copy of them.
+    pub fn body_chunks(&self) -> Vec<bytes::Bytes> {
+        envelope_chunks(
             &self.records,
             self.keyed.as_ref(),
             self.next_cursor.as_deref(),

@@ -384,12 +384,16 @@ fn map_records(
             raw + raw / 2 + count * 256
         });
         let mut text = Vec::with_capacity(room);
-        let mut ends = Vec::with_capacity(count);
+        let mut ranges = Vec::with_capacity(count);
         for (index, record) in records.iter().enumerate() {
             if let Some(error) = over_budget(index) {
                 return Err(error);
             }
             let raw_text = raw.as_ref().map(|(raw, compact)| (raw[index], *compact));
+            if index > 0 {
+                // The records one after another are the text of the answer's array.
+                text.push(b',');
+            }
             let start = text.len();
             let mapped = match (raw_text, &docs) {
                 (Some((whole, _)), Some(docs)) => {
@@ -406,9 +410,9 @@ fn map_records(
                 debug_assert!(docs.is_none() || raw_text.is_some());
                 append_remote_data(&mut text, start, remote);
             }
-            ends.push(text.len());
+            ranges.push(start..text.len());
         }
-        return Ok(RecordText::split(text, &ends)
+        return Ok(RecordText::split(text, ranges)
             .into_iter()
             .map(Record::Text)
             .collect());

@@ -73,7 +73,11 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 fn json_bytes_response(status: StatusCode, text: Vec<u8>) -> Response {
-    let mut response = (status, text).into_response();
+    json_body_response(status, Body::from(text))
+}
+
+fn json_body_response(status: StatusCode, body: Body) -> Response {
+    let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -277,7 +281,10 @@ async fn list(
         };
     }
     match state.engine().list(&model, &resource, params).await {
-        Ok(output) => json_bytes_response(StatusCode::OK, output.to_json()),
+        Ok(output) => json_body_response(
+            StatusCode::OK,
+            Body::new(serve::ChunksBody::new(output.body_chunks())),
+        ),
         Err(error) => ErrorResponse(error).into_response(),
     }
 }

@@ -132,6 +132,51 @@ impl HttpBody for PermitBody {
     }
 }
 
+/// A body sent as the chunks it is made of (a list answer's envelope and the page buffers its
+/// records are in), its length known so it goes with `Content-Length`. Each chunk is handed to
+/// hyper as it is, which writes them with one vectored write rather than copying them together.
+pub(crate) struct ChunksBody {
+    chunks: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl ChunksBody {
+    pub(crate) fn new(chunks: Vec<Bytes>) -> ChunksBody {
+        let remaining = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+        ChunksBody {
+            chunks: chunks
+                .into_iter()
+                .filter(|chunk| !chunk.is_empty())
+                .collect(),
+            remaining,
+        }
+    }
+}
+
+impl HttpBody for ChunksBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let chunk = self.chunks.pop_front();
+        if let Some(chunk) = &chunk {
+            self.remaining -= chunk.len() as u64;
+        }
+        Poll::Ready(chunk.map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
 /// Puts every error status the HTTP layer answers by itself (a body over the limit, a method a
 /// route does not take, an unreadable body) in the envelope, with the same status.
 pub(crate) async fn envelope_errors(request: Request, next: Next) -> Response {
