@@ -564,7 +564,8 @@ fn expression() -> impl Strategy<Value = String> {
 
 /// The `$str` helper (in nearly every mapping, and run by a runner of its own on the fast path)
 /// over every kind of value, written as the mappings write it and in near variants that must
-/// not take that runner, with `$type` shadowed too.
+/// not take that runner, with `$type` shadowed too; its answer used as a value and as a
+/// condition (which has a tester of its own).
 #[test]
 fn fast_path_equals_engine_on_the_text_guard_and_its_near_variants() {
     let record = json!({
@@ -612,9 +613,16 @@ fn fast_path_equals_engine_on_the_text_guard_and_its_near_variants() {
     for guard in guards {
         for arg in args {
             for prelude in ["", r#"$type := function($x) { "string" }; "#] {
-                let source = format!("({prelude}$str := {guard}; $str({arg}))");
-                let expression = Expression::compile(&source).expect(&source);
-                tally.compare("text guard", &expression, &record, &scope);
+                for body in [
+                    format!("$str({arg})"),
+                    format!(r#"$str({arg}) ? "yes" : "no""#),
+                    format!("$str({arg}) and true"),
+                    format!("false or $str({arg})"),
+                ] {
+                    let source = format!("({prelude}$str := {guard}; {body})");
+                    let expression = Expression::compile(&source).expect(&source);
+                    tally.compare("text guard", &expression, &record, &scope);
+                }
             }
         }
     }

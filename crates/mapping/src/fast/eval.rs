@@ -707,6 +707,7 @@ pub(super) fn tester(node: &Node) -> Test {
         Op::Or(..) => test_or,
         Op::TypeIs { .. } => test_type_is,
         Op::Binary(Binary::Eq | Binary::Ne, ..) => test_equal,
+        Op::InlineOver { body, .. } if is_text_guard(body) => test_text_guard,
         _ => test_value,
     }
 }
@@ -989,6 +990,23 @@ fn run_text_guard<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Ou
     }
     value.discard();
     Ok(Val::Undef)
+}
+
+/// [`run_text_guard`] as a condition (`$str(profile.email) ? {…}`): whether the argument is
+/// non-empty text, which is whether the guard's answer (that text, or *undefined*) is true,
+/// without making the answer to test it.
+fn test_text_guard<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<bool> {
+    let Op::InlineOver { arg, .. } = &node.op else {
+        return Err(Bail);
+    };
+    ev.count_step()?;
+    let value = finish(ev.eval(arg, input)?, false);
+    let truth = value.as_str().is_some_and(|text| !text.is_empty());
+    value.discard();
+    if ev.type_shadowed {
+        return Err(Bail);
+    }
+    Ok(truth)
 }
 
 fn run_object<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
