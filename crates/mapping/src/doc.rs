@@ -138,6 +138,7 @@ impl<'a> Kept<'a> {
     /// does not matter otherwise: an object kept in part is only ever read by field steps
     /// (anything else the plan does with it keeps it whole, [`Doc::Whole`]). A repeated key:
     /// the last value counts, at the first one's place, as in `serde_json`'s map.
+    #[inline(always)]
     pub(crate) fn keep(&mut self, index: usize, field: Field<'a>, reads: &ReadSet) {
         let bit = u32::try_from(index)
             .ok()

@@ -326,18 +326,33 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// One value with what `reads` reads of it, as `doc::Pruned` parses it.
+    /// One value with what `reads` reads of it, as `doc::Pruned` parses it. A string without
+    /// escapes, the value most kept fields hold, is taken where the call is; the rest in
+    /// [`Scanner::other_doc`].
+    #[inline(always)]
     fn doc(&mut self, reads: &ReadSet) -> Option<Doc<'a>> {
+        if self.peek() == Some(b'"') {
+            return self.string_doc(reads);
+        }
+        self.other_doc(reads)
+    }
+
+    /// A string value from its opening quote: lent from the text when it has no escapes, else
+    /// parsed by `serde_json`.
+    #[inline(always)]
+    fn string_doc(&mut self, reads: &ReadSet) -> Option<Doc<'a>> {
+        let start = self.at;
+        match self.string()? {
+            (text, false) => Some(Doc::Str(Cow::Borrowed(text))),
+            (_, true) => parse_doc(self.text.get(start..self.at)?, reads).ok(),
+        }
+    }
+
+    fn other_doc(&mut self, reads: &ReadSet) -> Option<Doc<'a>> {
         self.space();
         match self.peek()? {
             b'{' if !reads.reads_everything() => self.object(reads, &mut None),
-            b'"' => {
-                let start = self.at;
-                match self.string()? {
-                    (text, false) => Some(Doc::Str(Cow::Borrowed(text))),
-                    (_, true) => parse_doc(self.text.get(start..self.at)?, reads).ok(),
-                }
-            }
+            b'"' => self.string_doc(reads),
             b't' => self.literal(b"true").map(|()| Doc::Bool(true)),
             b'f' => self.literal(b"false").map(|()| Doc::Bool(false)),
             b'n' => self.literal(b"null").map(|()| Doc::Null),
