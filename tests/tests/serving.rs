@@ -1,8 +1,8 @@
 //! Serving bounds as a client meets them: every error status the router answers is in the
 //! envelope with the same `statusCode`; a full gateway answers 503 and counts a stream until it
 //! ends; a request past its deadline is cut with a 504, a stream with its error line; a client
-//! that never finishes its request head is disconnected; and a `truto_ignore_limit` answer stops
-//! at its byte budget with a cursor.
+//! that never finishes its request head is disconnected; a `truto_ignore_limit` answer stops
+//! at its byte budget with a cursor; and a list answer sent in chunks goes with its length.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -417,5 +417,54 @@ async fn a_large_page_is_answered_the_same_off_the_workers() {
     assert_eq!(
         large["result"].as_array().unwrap()[..5],
         small["result"].as_array().unwrap()[..5]
+    );
+}
+
+/// A list answer is sent from the pages' own buffers in several chunks (each page's run of
+/// records, the envelope between them), and still as one body of a stated length: a
+/// `Content-Length` that is the body's, no chunked encoding, every record once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_answer_of_several_pages_goes_with_its_length() {
+    let gateway = sandbox_gateway(250, ServeLimits::default(), EngineConfig::default()).await;
+    let address = gateway.origin.trim_start_matches("http://").to_owned();
+    let request = format!(
+        "GET /unified/user-directory/users?integrated_account_id=sandbox&limit=100&truto_ignore_limit=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    let text = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut text = Vec::new();
+        stream.read_to_end(&mut text).unwrap();
+        String::from_utf8(text).unwrap()
+    })
+    .await
+    .unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .expect("a content-length")
+        .parse()
+        .unwrap();
+    assert_eq!(length, body.len());
+    let answer: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(answer["result_count"], 250);
+    let ids: Vec<&str> = answer["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (1..=250).map(|n| format!("usr_{n:05}")).collect();
+    assert_eq!(ids, expected);
+    assert!(
+        answer["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|user| user["remote_data"]["uid"] == user["id"])
     );
 }

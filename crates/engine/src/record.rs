@@ -7,9 +7,10 @@
 //! than parsed and re-encoded. A page's records are written one after another into one buffer
 //! the records share ([`RecordText`]). Does not map, filter or shape anything itself.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 use serde_json::Value;
-use std::ops::Range;
 
 /// One unified record.
 #[derive(Debug, Clone, PartialEq)]
