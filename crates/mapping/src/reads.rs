@@ -158,16 +158,6 @@ impl ReadSet {
         self.field_set(name).map(|read| read.set)
     }
 
-    /// The set's field at `index` (a [`FieldRead::index`] it gave).
-    pub(crate) fn field_at(&self, index: usize) -> FieldRead<'_> {
-        let (_, symbol, set) = &self.fields[index];
-        FieldRead {
-            index,
-            symbol: *symbol,
-            set,
-        }
-    }
-
     /// Field `name`'s place in the set, its symbol and the set under it, when the set reads
     /// that field.
     pub(crate) fn field_set(&self, name: &str) -> Option<FieldRead<'_>> {

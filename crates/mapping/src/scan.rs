@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use crate::doc::{Doc, Field, Kept, parse_doc};
-use crate::reads::{FieldRead, PageDocs, ReadSet, parse_pruned};
+use crate::reads::{PageDocs, ReadSet, parse_pruned};
 
 /// Containers open at once beyond which the page goes to `serde_json`. Well within its own
 /// limit (127), so a value handed to it whole never meets that limit where the page would not.
@@ -38,7 +38,6 @@ pub(crate) fn scan_page_docs<'a>(
         bytes: text.as_bytes(),
         at: 0,
         depth: 0,
-        keys: Vec::new(),
     };
     let page = scanner.page(reads, records_path, record_reads)?;
     scanner.space();
@@ -51,16 +50,6 @@ struct Scanner<'a> {
     at: usize,
     /// Containers open where the scanner is.
     depth: u32,
-    /// Per read set met, the keys of the last object read with it ([`Scanner::key_read`]).
-    keys: Vec<KeyOrder<'a>>,
-}
-
-/// The keys of the last object read with one read set, in order, each with its place in the
-/// set when the set reads it.
-struct KeyOrder<'a> {
-    /// The set, told by its address (never read through).
-    set: *const ReadSet,
-    keys: Vec<(&'a str, Option<usize>)>,
 }
 
 impl<'a> Scanner<'a> {
@@ -379,12 +368,10 @@ impl<'a> Scanner<'a> {
         if self.empty(b'}') {
             return Some(kept.into_doc());
         }
-        let keys = self.keys_of(reads);
-        let mut place = 0;
-        let (mut key, mut read) = self.key_read(keys, place, reads)?;
-        *first_key = Some(key);
+        *first_key = Some(self.key()?);
+        let mut key = first_key.unwrap_or_default();
         loop {
-            match read {
+            match reads.field_set(key) {
                 Some(read) => {
                     let value = self.doc(read.set)?;
                     let (symbol, key) = (read.symbol, Cow::Borrowed(key));
@@ -395,66 +382,8 @@ impl<'a> Scanner<'a> {
             if !self.next_or_close(b'}')? {
                 return Some(kept.into_doc());
             }
-            place += 1;
-            (key, read) = self.key_read(keys, place, reads)?;
+            key = self.key()?;
         }
-    }
-
-    /// Where the keys of objects read with `reads` are remembered ([`Scanner::keys`]).
-    fn keys_of(&mut self, reads: &ReadSet) -> usize {
-        let address: *const ReadSet = reads;
-        match self
-            .keys
-            .iter()
-            .position(|order| std::ptr::eq(order.set, address))
-        {
-            Some(found) => found,
-            None => {
-                self.keys.push(KeyOrder {
-                    set: address,
-                    keys: Vec::new(),
-                });
-                self.keys.len() - 1
-            }
-        }
-    }
-
-    /// The key at `place` in an object read with `reads`, its colon taken, and the field the
-    /// set reads by that name. A page's records give their keys in one order, so the key the
-    /// last such object had at this place is tried first: the same bytes between quotes are
-    /// the same key (a remembered key has no escapes, so neither has one that equals it), and
-    /// what the set says of it is known, without searching for the key's end or looking it up.
-    /// Otherwise the key is read and looked up as it always was, and remembered.
-    #[inline(always)]
-    fn key_read<'r>(
-        &mut self,
-        keys: usize,
-        place: usize,
-        reads: &'r ReadSet,
-    ) -> Option<(&'a str, Option<FieldRead<'r>>)> {
-        if let Some(&(last, index)) = self.keys[keys].keys.get(place) {
-            let start = self.at + 1;
-            let end = start + last.len();
-            if self.bytes.get(self.at) == Some(&b'"')
-                && self.bytes.get(start..end) == Some(last.as_bytes())
-                && self.bytes.get(end) == Some(&b'"')
-            {
-                self.at = end + 1;
-                self.expect(b':')?;
-                let key = self.text.get(start..end)?;
-                return Some((key, index.map(|index| reads.field_at(index))));
-            }
-        }
-        let key = self.key()?;
-        let read = reads.field_set(key);
-        let remembered = &mut self.keys[keys].keys;
-        let entry = (key, read.as_ref().map(|read| read.index));
-        match place.cmp(&remembered.len()) {
-            std::cmp::Ordering::Less => remembered[place] = entry,
-            std::cmp::Ordering::Equal => remembered.push(entry),
-            std::cmp::Ordering::Greater => {}
-        }
-        Some((key, read))
     }
 }
 
@@ -623,52 +552,6 @@ mod tests {
             &record_reads,
             &[]
         ));
-    }
-
-    /// Keys are tried against the ones the last record had at the same place: a key that is
-    /// longer, shorter or another at that place, a record with fewer or more keys, an object
-    /// one level down, and whitespace before a key all read as serde_json reads them.
-    #[test]
-    fn tries_the_last_records_keys_and_reads_what_differs() {
-        let (reads, record_reads, records) = page_reads();
-        let page = r#"{"data":{"users":[
-            {"id":"a","name":{"given":"A","family":"B"},"n":1},
-            {"idx":"b","id":"c","name":{"family":"C","given":"D"}},
-            {"i":"x","id":"d","nam":{"given":"E"},"name":{"given":"F"}},
-            {"id":"e"},
-            {"id":"f","name":{"given":"G"},"n":2,"on":true,"off":false,"gone":null},
-            { "id" : "g" , "name":{ "given":"H"}},
-            {"id":"h","name":{"given":"I","family":"J"},"n":3},
-            {"id":"i","id":"j"}
-        ]}}"#;
-        assert!(check(page, &reads, &record_reads, &records));
-        let (_, docs) = scan_page_docs(page, &reads, &record_reads, &records).unwrap();
-        let ids: Vec<Option<Doc<'_>>> = docs
-            .docs
-            .iter()
-            .map(|doc| match doc {
-                Doc::Obj(fields) => Doc::field(fields, "id", crate::doc::NO_SYMBOL).cloned(),
-                _ => None,
-            })
-            .collect();
-        let id = |text: &'static str| Some(Doc::Str(Cow::Borrowed(text)));
-        assert_eq!(
-            ids,
-            [
-                id("a"),
-                id("c"),
-                id("d"),
-                id("e"),
-                id("f"),
-                id("g"),
-                id("h"),
-                id("j")
-            ]
-        );
-        assert_eq!(docs.first_keys[1], Some("idx"));
-        // A key with an escape where the last record had that key is still left to serde_json.
-        let escaped = page.replace(r#"{"id":"h""#, r#"{"\u0069d":"h""#);
-        assert!(scan_page_docs(&escaped, &reads, &record_reads, &records).is_none());
     }
 
     #[test]
