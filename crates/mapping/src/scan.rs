@@ -3,8 +3,8 @@
 //!
 //! [`crate::reads::parse_pruned_with_docs`] tries [`scan_page_docs`] first. It walks the body
 //! once: objects on the way to the records, then each record's object, keeping the fields the
-//! read sets name and checking the syntax of everything it skips (strings eight bytes at a time,
-//! numbers by the JSON grammar, literals, brackets). Plain strings and literals it keeps itself;
+//! read sets name and checking the syntax of everything it skips (strings sixteen bytes at a
+//! time, numbers by the JSON grammar, literals, brackets). Plain strings and literals it keeps itself;
 //! any other kept value (a number, an array, a string with escapes, a value read whole) is
 //! found to its end and handed to the same `serde_json` visitors the page parse uses, so each
 //! is read exactly as before. The scanner never reports an error: on anything it does not
@@ -404,7 +404,7 @@ fn escape_len(bytes: &[u8], at: usize) -> Option<usize> {
 
 /// Where the first `"`, `\\` or control character at or after `at` is. Sixteen bytes at a
 /// time while there are sixteen: a flag per byte over a fixed-size array is a loop the compiler
-/// turns into vector compares (SSE2 on x86_64, NEON on aarch64) without `unsafe`, and the flags
+/// turns into vector compares without `unsafe` (SSE2 on x86_64, as measured), and the flags
 /// read as one little-endian number put the first one lowest. Then eight bytes in a word and
 /// the rest one by one (see [`find_special_in_word`]).
 #[inline(always)]
