@@ -32,8 +32,13 @@ pub struct ReadSet {
     /// Sorted by name, each name with its [`crate::doc::symbol`].
     fields: Vec<(Box<str>, u32, ReadSet)>,
     /// Each field's name as [`head`] gives it, and its length, at the field's index: a key is
-    /// compared by these two words, and its text beyond them only when they match.
+    /// compared by these two words, then by [`ReadSet::seconds`], and its text beyond sixteen
+    /// bytes only when those match.
     heads: Vec<(u64, usize)>,
+    /// Each field's name's bytes eight to sixteen as [`head`] gives them (0 for a name of
+    /// eight bytes or fewer), at the field's index: most names longer than a word end within
+    /// two, and comparing a word is cheaper than calling `memcmp`.
+    seconds: Vec<u64>,
     /// A key's field by [`slot`] of its head: 0 for none (most keys of a record are not read,
     /// and are turned away by one load), the field's index + 1, or [`SHARED_SLOT`] when several
     /// fields land there (then they are compared in turn).
@@ -68,6 +73,11 @@ fn slot((head, len): (u64, usize)) -> usize {
     ((head ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize
 }
 
+/// A name's bytes eight to sixteen as one word, as [`head`] reads them (0 when there are none).
+fn second(name: &[u8]) -> u64 {
+    name.get(8..name.len().min(16)).map_or(0, head)
+}
+
 /// A name's first eight bytes as one word (zero after a shorter name's end). A name of four to
 /// seven bytes is read as two overlapping four-byte halves, each shifted to its place: where
 /// they overlap both hold the same bytes, so or-ing them gives the name's bytes.
@@ -100,6 +110,7 @@ impl ReadSet {
             all: true,
             fields: Vec::new(),
             heads: Vec::new(),
+            seconds: Vec::new(),
             slots: Slots::default(),
         }
     }
@@ -113,6 +124,7 @@ impl ReadSet {
         self.all = true;
         self.fields.clear();
         self.heads.clear();
+        self.seconds.clear();
         self.slots = Slots::default();
     }
 
@@ -140,6 +152,7 @@ impl ReadSet {
                     .insert(index, (name.into(), symbol, ReadSet::default()));
                 self.heads
                     .insert(index, (head(name.as_bytes()), name.len()));
+                self.seconds.insert(index, second(name.as_bytes()));
                 self.slots = Slots::default();
                 for (index, &head) in self.heads.iter().enumerate() {
                     let at = &mut self.slots.0[slot(head)];
@@ -173,10 +186,15 @@ impl ReadSet {
         // Names sharing a head and a length differ after their eighth byte: the one wanted is
         // this one or a later one (names are sorted).
         let index = match wanted.1 > 8 {
-            true => (index..self.fields.len()).find(|&index| {
-                self.heads[index] == wanted
-                    && self.fields[index].0.as_bytes()[8..] == name.as_bytes()[8..]
-            })?,
+            true => {
+                let wanted_second = second(name.as_bytes());
+                (index..self.fields.len()).find(|&index| {
+                    self.heads[index] == wanted
+                        && self.seconds[index] == wanted_second
+                        && (wanted.1 <= 16
+                            || self.fields[index].0.as_bytes()[16..] == name.as_bytes()[16..])
+                })?
+            }
             false => index,
         };
         let (_, symbol, set) = &self.fields[index];
@@ -196,6 +214,11 @@ impl ReadSet {
     /// How many fields the set names.
     pub(crate) fn field_count(&self) -> usize {
         self.fields.len()
+    }
+
+    /// The symbols of the fields the set names, by their index (see [`FieldRead::index`]).
+    pub(crate) fn symbols(&self) -> impl Iterator<Item = u32> + '_ {
+        self.fields.iter().map(|(_, symbol, _)| *symbol)
     }
 
     /// Adds what `other` reads.
@@ -838,6 +861,13 @@ pub(crate) mod tests {
             "lastLogin",
             "preferredLanguage",
             "preferredLanguages",
+            "preferredLanguagesX",
+            "preferredLocale",
+            "preferredLocalf",
+            "abcdefgh12345678",
+            "abcdefgh1234567",
+            "abcdefgh22345678",
+            "abcdefgh12345679",
             "é",
         ];
         let reads = set(&names);
@@ -851,6 +881,12 @@ pub(crate) mod tests {
             "lastNam",
             "lastNameY",
             "preferredLanguagE",
+            "preferredLanguagesY",
+            "preferredLocal",
+            "preferredLocalg",
+            "abcdefgh02345678",
+            "abcdefgh1234567X",
+            "abcdefgh123456780",
             "e",
             "A",
         ] {
@@ -867,12 +903,17 @@ pub(crate) mod tests {
         }
         assert!(many_reads.field_set("f300").is_none());
         // A name's head is its first eight bytes, whatever its length.
-        for len in 0..=12u8 {
+        for len in 0..=20u8 {
             let name: Vec<u8> = (1..=len).collect();
             let mut padded = [0u8; 8];
             let kept = usize::from(len.min(8));
             padded[..kept].copy_from_slice(&name[..kept]);
             assert_eq!(head(&name), u64::from_le_bytes(padded), "{len}");
+            // And its second word bytes eight to sixteen, zero when there are none.
+            let mut padded = [0u8; 8];
+            let beyond = usize::from(len.saturating_sub(8).min(8));
+            padded[..beyond].copy_from_slice(name.get(8..8 + beyond).unwrap_or_default());
+            assert_eq!(second(&name), u64::from_le_bytes(padded), "{len}");
         }
     }
 
