@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 use serde::Deserialize;
@@ -59,6 +60,9 @@ pub enum Doc<'a> {
     /// An array or object read whole, as `serde_json` parses it (boxed: a `Value` is three
     /// times the size of the other variants).
     Whole(Box<Value>),
+    /// The place of a field the read set names and the object does not have ([`Kept`]): a
+    /// lookup that lands on it answers *undefined* without searching further.
+    Absent,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,8 +74,9 @@ pub struct Field<'a> {
 }
 
 impl<'a> Doc<'a> {
-    /// The field named `name` (whose symbol is `symbol`) of an object's fields. Every field a
-    /// pruned object keeps is one its read set names, so it carries that name's symbol; a name
+    /// The field named `name` (whose symbol is `symbol`) of an object's fields ([`Doc::Absent`]
+    /// where the object keeps the place of a field it does not have). Every field a pruned
+    /// object keeps is one its read set names, so it carries that name's symbol; a name
     /// without one (a key computed at run time) is compared as text.
     pub(crate) fn field<'d>(
         fields: &'d [Field<'a>],
@@ -81,10 +86,38 @@ impl<'a> Doc<'a> {
         fields
             .iter()
             .find(|field| match symbol {
-                NO_SYMBOL => field.key == name,
+                NO_SYMBOL => field.key == name && !matches!(field.value, Doc::Absent),
                 _ => field.symbol == symbol,
             })
             .map(|field| &field.value)
+    }
+
+    /// The field whose symbol is `symbol` ([`Doc::Absent`] where the object keeps the place of
+    /// a field it does not have), looked for first where `hint` says it was last found. The
+    /// objects of one read set keep each of its fields at the same place ([`Kept`]), so once a
+    /// plan's step has met one of them, it finds the field (or its absence) at once in every
+    /// other; a wrong hint (an object of another set) costs the search it replaces.
+    #[inline(always)]
+    pub(crate) fn field_hinted<'d>(
+        fields: &'d [Field<'a>],
+        symbol: u32,
+        hint: &Hint,
+    ) -> Option<&'d Doc<'a>> {
+        if let Some(field) = fields.get(hint.get())
+            && field.symbol == symbol
+        {
+            return Some(&field.value);
+        }
+        let at = fields.iter().position(|field| field.symbol == symbol)?;
+        hint.set(at);
+        Some(&fields[at].value)
+    }
+
+    /// An object's fields it has (not the places of those it lacks).
+    pub(crate) fn present<'d>(fields: &'d [Field<'a>]) -> impl Iterator<Item = &'d Field<'a>> {
+        fields
+            .iter()
+            .filter(|field| !matches!(field.value, Doc::Absent))
     }
 
     /// The value as `serde_json` holds it (numbers as the doubles they were read as).
@@ -96,15 +129,44 @@ impl<'a> Doc<'a> {
             Doc::Str(s) => Value::String(s.as_ref().to_owned()),
             Doc::Arr(items) => Value::Array(items.iter().map(Doc::to_value).collect()),
             Doc::Obj(fields) => Value::Object(
-                fields
-                    .iter()
+                Doc::present(fields)
                     .map(|field| (field.key.as_ref().to_owned(), field.value.to_value()))
                     .collect(),
             ),
             Doc::Whole(value) => (**value).clone(),
+            // Only ever a field's place, which the object above leaves out.
+            Doc::Absent => Value::Null,
         }
     }
 }
+
+/// Where a plan's field step last found its field in an object's fields ([`Doc::field_hinted`]).
+/// Shared by every evaluation of the plan, on every thread: a relaxed atomic, since any value
+/// it holds is only a place to look first.
+#[derive(Debug, Default)]
+pub(crate) struct Hint(AtomicU32);
+
+impl Hint {
+    fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed) as usize
+    }
+
+    fn set(&self, at: usize) {
+        self.0
+            .store(u32::try_from(at).unwrap_or(u32::MAX), Ordering::Relaxed);
+    }
+}
+
+impl Clone for Hint {
+    fn clone(&self) -> Hint {
+        Hint(AtomicU32::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+/// Read sets of at most this many fields keep each field at its own place in every object
+/// ([`Kept`]); larger ones keep only the fields an object has (a record rarely has most of a
+/// large set, and making every place would cost more than it saves).
+const PLACED_FIELDS: usize = 64;
 
 /// `text` parsed as JSON into a [`Doc`] holding only what `reads` reads. Errors as
 /// `serde_json::from_str`'s for the same text (syntax, a number out of range where one is read,
@@ -116,30 +178,62 @@ pub fn parse_doc<'a>(text: &'a str, reads: &ReadSet) -> serde_json::Result<Doc<'
     Ok(doc)
 }
 
-/// The fields an object keeps, as its text gives them ([`Kept::keep`]).
+/// The fields an object keeps ([`Kept::keep`]).
 pub(crate) struct Kept<'a> {
     fields: Vec<Field<'a>>,
-    /// Bit `n`: the read set's field `n` is kept already (for its first 64 fields; past those
-    /// a key is looked for among the kept ones).
+    /// Each of the read set's fields has its place, at its index in the set, from the start
+    /// (a [`Doc::Absent`] until the object gives it a value).
+    placed: bool,
+    /// Without places, bit `n`: the read set's field `n` is kept already (for its first 64
+    /// fields; past those a key is looked for among the kept ones).
     seen: u64,
 }
 
 impl<'a> Kept<'a> {
     pub(crate) fn for_set(reads: &ReadSet) -> Kept<'a> {
+        let count = reads.field_count();
+        if count <= PLACED_FIELDS {
+            let fields = reads
+                .symbols()
+                .map(|symbol| Field {
+                    symbol,
+                    key: Cow::Borrowed(""),
+                    value: Doc::Absent,
+                })
+                .collect();
+            return Kept {
+                fields,
+                placed: true,
+                seen: 0,
+            };
+        }
         Kept {
-            fields: Vec::with_capacity(reads.field_count()),
+            fields: Vec::with_capacity(count),
+            placed: false,
             seen: 0,
         }
     }
 
-    /// Keeps the read set's field `index`. A field the mapping walks into (its read set names
-    /// fields below it: Okta's `profile`, read for a dozen of its fields) goes to the front,
-    /// since every path through it looks it up again; the others keep their text order. Order
-    /// does not matter otherwise: an object kept in part is only ever read by field steps
-    /// (anything else the plan does with it keeps it whole, [`Doc::Whole`]). A repeated key:
-    /// the last value counts, at the first one's place, as in `serde_json`'s map.
+    /// Keeps the read set's field `index`. In a set of at most [`PLACED_FIELDS`] fields each
+    /// goes to its own place, so a plan's step finds it, or its absence, where it found it in
+    /// the last object of the set ([`Doc::field_hinted`]). In a larger set a field the mapping
+    /// walks into (its read set names fields below it) goes to the front, since every path
+    /// through it looks it up again, and the others keep their text order. Order does not
+    /// matter otherwise: an object kept in part is only ever read by field steps (anything else
+    /// the plan does with it keeps it whole, [`Doc::Whole`]). A repeated key: the last value
+    /// counts, at the first one's place, as in `serde_json`'s map.
     #[inline(always)]
     pub(crate) fn keep(&mut self, index: usize, field: Field<'a>, reads: &ReadSet) {
+        if self.placed
+            && let Some(place) = self.fields.get_mut(index)
+        {
+            let old = std::mem::replace(place, field);
+            if let Doc::Absent = old.value {
+                // An empty place owns nothing (its key is borrowed): no call to the drop glue.
+                std::mem::forget(old);
+            }
+            return;
+        }
         let bit = u32::try_from(index)
             .ok()
             .and_then(|index| 1u64.checked_shl(index))
@@ -365,16 +459,16 @@ mod tests {
         let Doc::Obj(fields) = &doc else {
             panic!("{doc:?}")
         };
-        // The fields walked into first (the later one before), then the others in text order.
+        // Each field of the set at its place, in the set's order (by name).
         let keys: Vec<&str> = fields.iter().map(|field| field.key.as_ref()).collect();
-        assert_eq!(keys, ["tags", "profile", "id", "n", "m"]);
-        assert!(matches!(fields[2].value, Doc::Str(Cow::Borrowed("u1"))));
+        assert_eq!(keys, ["id", "m", "n", "profile", "tags"]);
+        assert!(matches!(fields[0].value, Doc::Str(Cow::Borrowed("u1"))));
         assert!(
-            matches!(fields[3].value, Doc::Num(13.0)),
-            "the last of a repeated key counts, at the first one's place"
+            matches!(fields[2].value, Doc::Num(13.0)),
+            "the last of a repeated key counts"
         );
-        assert!(matches!(fields[4].value, Doc::Whole(_)));
-        let Doc::Obj(profile) = &fields[1].value else {
+        assert!(matches!(fields[1].value, Doc::Whole(_)));
+        let Doc::Obj(profile) = &fields[3].value else {
             panic!()
         };
         assert!(
@@ -386,6 +480,38 @@ mod tests {
             Some(&Doc::Str(Cow::Borrowed("a@b")))
         );
         assert_eq!(Doc::field(profile, "bio", symbol("bio")), None);
+    }
+
+    /// A step's hint finds a field, or the place of an absent one, where it was found last; an
+    /// object of another set (other places) is searched, and the hint moves there.
+    #[test]
+    fn a_hint_finds_a_field_at_its_place_and_follows_an_object_of_another_set() {
+        let small = set(&["a.*", "b.*", "c.*"]);
+        let other = set(&["b.*", "c.*", "x.*", "y.*"]);
+        let (b, c, missing) = (symbol("b"), symbol("c"), symbol("zz-not-in-any-set"));
+        let fields = |doc: &Doc<'static>| match doc {
+            Doc::Obj(fields) => fields.clone(),
+            other => panic!("{other:?}"),
+        };
+        let one = fields(&parse_doc(r#"{"c":3,"a":1,"b":2}"#, &small).unwrap());
+        let two = fields(&parse_doc(r#"{"b":20}"#, &small).unwrap());
+        let three = fields(&parse_doc(r#"{"y":0,"c":300}"#, &other).unwrap());
+        let hint = Hint::default();
+        assert_eq!(Doc::field_hinted(&one, c, &hint), Some(&Doc::Num(3.0)));
+        assert_eq!(hint.get(), 2, "c's place in {{a, b, c}}");
+        assert_eq!(Doc::field_hinted(&two, c, &hint), Some(&Doc::Absent));
+        assert_eq!(Doc::field_hinted(&three, c, &hint), Some(&Doc::Num(300.0)));
+        assert_eq!(hint.get(), 1, "c's place in {{b, c, x, y}}");
+        assert_eq!(Doc::field_hinted(&two, b, &hint), Some(&Doc::Num(20.0)));
+        assert_eq!(Doc::field_hinted(&one, missing, &hint), None);
+        assert_eq!(hint.get(), 1, "a name no place holds leaves the hint");
+        // The places of absent fields are left out of the object's value and its fields.
+        assert_eq!(
+            parse_doc(r#"{"b":20}"#, &small).unwrap().to_value(),
+            json!({"b": 20.0})
+        );
+        assert_eq!(Doc::present(&two).count(), 1);
+        assert_eq!(Doc::field(&two, "", NO_SYMBOL), None, "a place has no key");
     }
 
     /// Repeated keys among a set's first 64 fields (told by a bit) and past them (looked for):

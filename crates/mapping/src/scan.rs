@@ -534,8 +534,27 @@ mod tests {
         let id = fields.iter().find(|field| field.key == "id").unwrap();
         assert_eq!(id.value, Doc::Str(Cow::Borrowed("u1b")));
         let name = fields.iter().find(|field| field.key == "name").unwrap();
+        // `name`'s places: `family` (escaped, so its own text), then `given`.
         assert!(
-            matches!(&name.value, Doc::Obj(name) if matches!(name[1].value, Doc::Str(Cow::Owned(_))))
+            matches!(&name.value, Doc::Obj(name) if matches!(name[0].value, Doc::Str(Cow::Owned(_))))
+        );
+        // Every field of the set has its place, in the set's order; `missing` is absent.
+        let places: Vec<(&str, bool)> = fields
+            .iter()
+            .map(|field| (field.key.as_ref(), matches!(field.value, Doc::Absent)))
+            .collect();
+        assert_eq!(
+            places,
+            [
+                ("gone", false),
+                ("id", false),
+                ("", true),
+                ("n", false),
+                ("name", false),
+                ("off", false),
+                ("on", false),
+                ("tags", false)
+            ]
         );
         // Records read whole, and records read for nothing.
         assert!(check(

@@ -341,6 +341,7 @@ fn link(node: &mut Node) {
         steps,
         fields_only: true,
         symbols,
+        hints,
         ..
     } = &mut node.op
     {
@@ -352,6 +353,7 @@ fn link(node: &mut Node) {
             })
             .collect::<Option<_>>()
             .unwrap_or_default();
+        *hints = symbols.iter().map(|_| Default::default()).collect();
     }
     node.run = super::eval::runner(node);
     node.test = super::eval::tester(node);
@@ -465,6 +467,7 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
                 keep_singleton: *keep_singleton_array,
                 fields_only,
                 symbols: Box::new([]),
+                hints: Box::new([]),
             }
         }
         NodeKind::Binary { op, lhs, rhs } => {

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
 
-use crate::doc::{Doc, Field};
+use crate::doc::{Doc, Field, Hint};
 
 use super::builtins::{self, Builtin};
 use super::{Bail, Binary, Filter, Item, Lambda, Node, Op, Plan, Var};
@@ -126,6 +126,7 @@ impl<'a> Val<'a> {
             Doc::Str(s) => Val::DocStr(s),
             Doc::Arr(_) | Doc::Obj(_) => Val::Doc(doc),
             Doc::Whole(json) => Val::from_json(json),
+            Doc::Absent => Val::Undef,
         }
     }
 
@@ -273,7 +274,7 @@ impl<'a> Val<'a> {
             Val::Text(s) => !s.is_empty(),
             Val::DocStr(s) => !s.is_empty(),
             Val::Json(Value::Object(map)) => !map.is_empty(),
-            Val::Doc(Doc::Obj(fields)) => !fields.is_empty(),
+            Val::Doc(Doc::Obj(fields)) => Doc::present(fields).next().is_some(),
             Val::Doc(Doc::Arr(items)) => match items.len() {
                 1 => Val::from_doc(&items[0]).truthy(),
                 _ => items.iter().any(|item| Val::from_doc(item).truthy()),
@@ -484,10 +485,11 @@ fn write_input(json: &Value, out: &mut Vec<u8>) {
 /// A [`Doc`] as [`write_input`] would write its tree.
 fn write_doc(doc: &Doc<'_>, out: &mut Vec<u8>) {
     match doc {
-        Doc::Null => out.extend_from_slice(b"null"),
         Doc::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Doc::Num(n) => write_number(*n, out),
         Doc::Str(s) => write_doc_str(s, out),
+        // Only ever a field's place, which the object around it leaves out.
+        Doc::Null | Doc::Absent => out.extend_from_slice(b"null"),
         Doc::Whole(json) => write_input(json, out),
         Doc::Arr(items) => {
             out.push(b'[');
@@ -501,7 +503,7 @@ fn write_doc(doc: &Doc<'_>, out: &mut Vec<u8>) {
         }
         Doc::Obj(fields) => {
             out.push(b'{');
-            for (index, Field { key, value, .. }) in fields.iter().enumerate() {
+            for (index, Field { key, value, .. }) in Doc::present(fields).enumerate() {
                 if index > 0 {
                     out.push(b',');
                 }
@@ -815,12 +817,18 @@ fn run_constant<'a>(_: &Evaluator<'a>, node: &'a Node, _: &Val<'a>) -> Outcome<V
 }
 
 fn run_fields<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
-    let Op::Path { steps, symbols, .. } = &node.op else {
+    let Op::Path {
+        steps,
+        symbols,
+        hints,
+        ..
+    } = &node.op
+    else {
         return Err(Bail);
     };
     if let Val::Doc(doc) = input
         && !symbols.is_empty()
-        && let Some(value) = doc_fields(symbols, doc)
+        && let Some(value) = doc_fields(symbols, hints, doc)
     {
         return Ok(value);
     }
@@ -828,17 +836,18 @@ fn run_fields<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcom
 }
 
 /// A record's own path (`profile.login`, by its steps' symbols) over its objects parsed as a
-/// [`Doc`]: each field found by its symbol, nothing made until the end. `None` when an array
-/// or a value kept whole is met on the way, which the general walk takes.
-fn doc_fields<'a>(symbols: &[u32], doc: &'a Doc<'a>) -> Option<Val<'a>> {
+/// [`Doc`]: each field found by its symbol, first where the step found it last time (its
+/// hint), nothing made until the end. `None` when an array or a value kept whole is met on
+/// the way, which the general walk takes.
+fn doc_fields<'a>(symbols: &[u32], hints: &[Hint], doc: &'a Doc<'a>) -> Option<Val<'a>> {
     let mut at = doc;
-    let mut rest = symbols.iter();
+    let mut rest = symbols.iter().zip(hints);
     while let Doc::Obj(fields) = at {
-        let Some(&symbol) = rest.next() else {
+        let Some((&symbol, hint)) = rest.next() else {
             return Some(Val::Doc(at));
         };
-        at = match fields.iter().find(|field| field.symbol == symbol) {
-            Some(field) => &field.value,
+        at = match Doc::field_hinted(fields, symbol, hint) {
+            Some(value) => value,
             None => return Some(Val::Undef),
         };
     }
@@ -1490,8 +1499,8 @@ impl<'a> Evaluator<'a> {
                 },
                 Walk::Doc(Doc::Obj(fields)) => match Doc::field(fields, name, *symbol) {
                     Some(Doc::Whole(value)) => Walk::Json(value),
+                    Some(Doc::Absent) | None => return Ok(Val::Undef),
                     Some(doc) => Walk::Doc(doc),
-                    None => return Ok(Val::Undef),
                 },
                 Walk::Json(Value::Array(_)) | Walk::Doc(Doc::Arr(_)) => {
                     return Ok(finish(self.path(steps, false, input)?, false));
@@ -1826,8 +1835,7 @@ pub(super) fn object_pairs<'a>(value: &Val<'a>) -> Vec<(String, Val<'a>)> {
             .iter()
             .map(|(k, v)| (k.clone(), Val::from_json(v)))
             .collect(),
-        Val::Doc(Doc::Obj(fields)) => fields
-            .iter()
+        Val::Doc(Doc::Obj(fields)) => Doc::present(fields)
             .map(|field| (field.key.as_ref().to_owned(), Val::from_doc(&field.value)))
             .collect(),
         Val::Obj(pairs) => pairs

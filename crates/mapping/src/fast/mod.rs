@@ -102,6 +102,8 @@ enum Op {
         /// `compile::link`): a record parsed as a `Doc` is walked by these alone, without
         /// reading the steps' nodes.
         symbols: Box<[u32]>,
+        /// Where each of those steps last found its field ([`crate::doc::Doc::field_hinted`]).
+        hints: Box<[crate::doc::Hint]>,
     },
     Array(Vec<Item>),
     Object {
