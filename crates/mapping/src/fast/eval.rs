@@ -488,7 +488,7 @@ fn write_doc(doc: &Doc<'_>, out: &mut Vec<u8>) {
         Doc::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Doc::Num(n) => write_number(*n, out),
         Doc::Str(s) => write_doc_str(s, out),
-        // Only ever a field's place, which the object around it leaves out.
+        // `Absent` is only ever a field's place, which the object around it leaves out.
         Doc::Null | Doc::Absent => out.extend_from_slice(b"null"),
         Doc::Whole(json) => write_input(json, out),
         Doc::Arr(items) => {
