@@ -635,6 +635,91 @@ fn fast_path_equals_engine_on_the_text_guard_and_its_near_variants() {
     );
 }
 
+/// What the gateway writes without making it (an object or array constructor, a condition
+/// choosing one, and the `$nonEmpty` helper: its argument, taken back when it writes `[]`),
+/// over arrays of every origin (constructed, the input's, empty, nested, flattened from a
+/// condition's branch), with the helper in near variants that must not take its writer,
+/// `$count` rebound, and a caller's variable named `count`.
+#[test]
+fn fast_path_equals_engine_on_written_constructors_and_the_non_empty_guard() {
+    let record = json!({
+        "s": "text", "e": "", "n": 0, "t": true, "z": null, "o": {"k": "v"}, "a1": ["one"],
+        "a2": ["x", "y"], "ae": [], "ao": [{"k": "deep"}], "aa": [["in"], []],
+        "objs": [{"k": "first"}, {"k": ""}, {"q": 1}]
+    });
+    let scopes = [
+        Scope::new([("context", json!({"subdomain": "acme"}))]),
+        Scope::new([("count", json!(1))]),
+    ];
+    let args = [
+        "[]",
+        "[[]]",
+        "[[], []]",
+        "[s]",
+        "[missing]",
+        "[z]",
+        "s",
+        "o",
+        "$",
+        "a1",
+        "a2",
+        "ae",
+        "aa",
+        "ao",
+        "[ao]",
+        "[a2, ae]",
+        "[ae, [ae]]",
+        "objs",
+        "objs.k",
+        "missing",
+        "[o, ao]",
+        r#"[s ? {"k": s, "n": n}, e ? {"k": e}]"#,
+        r#"[e ? {"k": e}]"#,
+        r#"[t ? a2 : s, t ? [a2] : s, t ? [] : s, e ? s : missing]"#,
+        r#"[{"k": [missing], "m": missing, "a": [a1, [a2]]}]"#,
+        r#"{"k": missing}"#,
+        r#"{"k": $nonEmpty(ae), "l": $nonEmpty(a1)}"#,
+        r#"$nonEmpty([ae])"#,
+        "[n ? 1 : 2, t ? 3]",
+        "[objs.{\"k\": k}]",
+    ];
+    let helpers = [
+        r#"function($items) { $count($items) > 0 ? $items }"#,
+        r#"function($items) { $count($items) > 1 ? $items }"#,
+        r#"function($items) { $count($items) >= 0 ? $items }"#,
+        r#"function($items) { $count($items) > 0 ? $items : "none" }"#,
+        r#"function($items) { $count($items) > 0 ? [$items] }"#,
+        r#"function($items) { $count($items) > 0 ? $items[0] }"#,
+    ];
+    let mut tally = Tally::default();
+    for scope in &scopes {
+        for helper in helpers {
+            for arg in args {
+                for prelude in ["", r#"$count := function($x) { 0 }; "#] {
+                    for body in [
+                        format!(r#"{{"x": $nonEmpty({arg}), "y": {arg}, "z": [{arg}]}}"#),
+                        format!("[$nonEmpty({arg}), {arg}]"),
+                        format!(r#"t ? {{"x": $nonEmpty({arg})}} : {arg}"#),
+                        format!("$nonEmpty({arg})"),
+                        arg.to_owned(),
+                    ] {
+                        let source = format!("({prelude}$nonEmpty := {helper}; {body})");
+                        let expression = Expression::compile(&source).expect(&source);
+                        tally.compare("written", &expression, &record, scope);
+                    }
+                }
+            }
+        }
+    }
+    tally.assert_no_mismatch();
+    assert!(
+        tally.answered > tally.bailed,
+        "{} answered, {} bailed",
+        tally.answered,
+        tally.bailed
+    );
+}
+
 #[test]
 fn fast_path_equals_engine_on_generated_expressions() {
     let record = json!({"a": 2, "b": {"c": "x"}, "d": [1, 2, 3]});

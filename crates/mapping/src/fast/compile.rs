@@ -357,6 +357,7 @@ fn link(node: &mut Node) {
     }
     node.run = super::eval::runner(node);
     node.test = super::eval::tester(node);
+    node.write = super::eval::writer(node);
     for child in children(node) {
         link(child);
     }
@@ -662,6 +663,7 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
         finished,
         run: super::eval::run_general,
         test: super::eval::test_value,
+        write: super::eval::Writer::Value,
     })
 }
 

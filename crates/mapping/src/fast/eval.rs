@@ -546,15 +546,6 @@ pub(crate) fn evaluate_doc(
     run(plan, Val::from_doc(input), variables)?.to_json()
 }
 
-fn write_answer(value: Val<'_>, out: &mut Vec<u8>) -> Result<bool, Bail> {
-    if value.is_undef() {
-        return Ok(false);
-    }
-    let start = out.len();
-    write_val(&value, out).inspect_err(|_| out.truncate(start))?;
-    Ok(true)
-}
-
 /// Evaluates `plan` over `input` with the caller's `variables`; `Ok(None)` is *undefined*.
 pub(crate) fn evaluate(
     plan: &Plan,
@@ -584,8 +575,9 @@ fn run_json<'a>(
 }
 
 /// A record's mapping most often ends in an object constructor with literal keys, alone or as
-/// the last expression of the root block: that object is written as its values come, without
-/// being made first (its pairs, its keys' checks and its drop were a tenth of the work).
+/// the last expression of the root block: that value is written as it comes
+/// ([`Evaluator::write`]), without being made first (its pairs, its keys' checks and its drop
+/// were a tenth of the work; its arrays and objects within, another tenth).
 fn write_run<'a>(
     plan: &'a Plan,
     input: Val<'a>,
@@ -597,58 +589,26 @@ fn write_run<'a>(
     }
     let evaluator = Evaluator::new(plan, &input, variables);
     let root = &plan.root;
-    let bare = |node: &Node| node.finished && node.filters.is_empty() && !node.keep_array;
-    let written = |node: &Node| {
-        bare(node)
-            && matches!(
-                node.op,
-                Op::Object {
-                    literal_keys: true,
-                    ..
-                }
-            )
-    };
-    let (prelude, object) = match &root.op {
-        Op::Block { exprs, frame, .. } if bare(root) => match exprs.split_last() {
-            Some((last, rest)) if written(last) => (Some((rest, frame)), last),
-            _ => return write_answer(evaluator.eval(root, &input)?, out),
-        },
-        Op::Object { .. } if written(root) => (None, root),
-        _ => return write_answer(evaluator.eval(root, &input)?, out),
-    };
-    if let Some((rest, frame)) = prelude {
-        // What running the block does before its last expression (`Evaluator::block`).
-        evaluator.count_step()?;
-        evaluator.open(frame.clone());
-        for expr in rest {
-            evaluator.eval(expr, &input)?.discard();
+    let last = match &root.op {
+        Op::Block { exprs, frame, .. }
+            if root.finished && root.filters.is_empty() && !root.keep_array =>
+        {
+            // What running the block does before its last expression (`Evaluator::block`);
+            // the last one's value is the block's (a function in it fails the writing, as it
+            // fails the block).
+            evaluator.count_step()?;
+            evaluator.open(frame.clone());
+            let Some((last, rest)) = exprs.split_last() else {
+                return Ok(false);
+            };
+            for expr in rest {
+                evaluator.eval(expr, &input)?.discard();
+            }
+            last
         }
-    }
-    let Op::Object {
-        pairs, keys_text, ..
-    } = &object.op
-    else {
-        return Err(Bail);
+        _ => root,
     };
-    // What `Evaluator::object` makes, as `write_val` writes it; a function value among the
-    // values bails there as the block's escape check would.
-    out.push(b'{');
-    let mut first = true;
-    for ((_, value), key_text) in pairs.iter().zip(keys_text) {
-        let value = evaluator.eval(value, &input)?;
-        if value.is_undef() {
-            continue;
-        }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        out.extend_from_slice(key_text);
-        write_val(&value, out)?;
-        value.discard();
-    }
-    out.push(b'}');
-    Ok(true)
+    evaluator.write(last, &input, out)
 }
 
 /// How a node is run: see [`Node::run`](super::Node).
@@ -711,6 +671,41 @@ pub(super) fn tester(node: &Node) -> Test {
         Op::Binary(Binary::Eq | Binary::Ne, ..) => test_equal,
         Op::InlineOver { body, .. } if is_text_guard(body) => test_text_guard,
         _ => test_value,
+    }
+}
+
+/// How a node's value is written as JSON text where it is written at once (the value of a
+/// pair of the record's object, or of an object or array being written): see
+/// [`Node::write`](super::Node) and [`Evaluator::write`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Writer {
+    /// Evaluated, then written ([`write_val`]).
+    Value,
+    /// An object constructor with literal keys: each pair written as its value comes.
+    Object,
+    /// An array constructor: each item written as it comes.
+    Array,
+    /// `condition ? then : else`: the branch chosen, written.
+    Condition,
+    /// A call of a function whose body [`is_non_empty_guard`], over its argument: the argument
+    /// written, and taken back when it is an empty array.
+    NonEmpty,
+}
+
+/// The writer for `node`. Only a plain node's value is the value of its op (no filter, no
+/// `[]`, nothing to finish); any other is evaluated and written.
+pub(super) fn writer(node: &Node) -> Writer {
+    if !(node.finished && node.filters.is_empty() && node.stages.is_empty() && !node.keep_array) {
+        return Writer::Value;
+    }
+    match &node.op {
+        Op::Object {
+            literal_keys: true, ..
+        } => Writer::Object,
+        Op::Array(_) => Writer::Array,
+        Op::Condition(..) => Writer::Condition,
+        Op::InlineOver { body, .. } if is_non_empty_guard(body) => Writer::NonEmpty,
+        _ => Writer::Value,
     }
 }
 
@@ -978,6 +973,33 @@ fn is_text_guard(body: &Node) -> bool {
         && is_bare_context(then)
         && type_is_text
         && differs_from_empty
+}
+
+/// Whether `body` is `$count($) > 0 ? $`: the body of the other helper many mappings bind
+/// (`$nonEmpty := function($items) { $count($items) > 0 ? $items }`), run over its argument,
+/// with `$count` the built-in (no frame of the plan binds the name). Its answer is the
+/// argument unless that is *undefined* or an empty array, the only values `$count` gives 0:
+/// [`Evaluator::write_non_empty`] writes the argument and takes it back when it wrote `[]`.
+fn is_non_empty_guard(body: &Node) -> bool {
+    let plain = |node: &Node| {
+        node.filters.is_empty() && node.stages.is_empty() && node.finished && !node.keep_array
+    };
+    let Op::Condition(condition, then, None) = &body.op else {
+        return false;
+    };
+    let Op::Binary(Binary::Gt, count, zero) = &condition.op else {
+        return false;
+    };
+    let counts_context = matches!(
+        &count.op,
+        Op::Call { name, builtin: Some(Builtin::Count), args }
+            if name.slots.is_empty() && matches!(args.as_slice(), [arg] if is_bare_context(arg))
+    );
+    let is_zero = matches!(&zero.op, Op::Constant(Value::Number(n)) if n.as_f64() == Some(0.0));
+    [body, condition, count, zero].into_iter().all(plain)
+        && is_bare_context(then)
+        && counts_context
+        && is_zero
 }
 
 /// An [`Op::InlineOver`] whose body [`is_text_guard`]: the argument when it is non-empty text,
@@ -1342,6 +1364,183 @@ impl<'a> Evaluator<'a> {
             (None, Some(builtin)) => Ok(finish(builtins::call(builtin, &values)?, false)),
             (None, None) => Err(Bail),
         }
+    }
+
+    /// Writes the value of `node` over `input` to `out`: the text [`write_val`] writes for
+    /// what [`Evaluator::eval`] answers, with the same errors, but an object or array constructor
+    /// (or a condition or `$nonEmpty` call around one) is written as its parts come, never
+    /// made. `Ok(false)` is *undefined*: nothing written. On `Bail`, what was written is the
+    /// caller's to drop.
+    fn write(&self, node: &'a Node, input: &Val<'a>, out: &mut Vec<u8>) -> Outcome<bool> {
+        match node.write {
+            Writer::Value => {
+                let value = self.eval(node, input)?;
+                if value.is_undef() {
+                    return Ok(false);
+                }
+                write_val(&value, out)?;
+                value.discard();
+                Ok(true)
+            }
+            Writer::Object => self.write_object(node, input, out).map(|()| true),
+            Writer::Array => self.write_array(node, input, out).map(|()| true),
+            Writer::Condition => {
+                let Op::Condition(condition, then, otherwise) = &node.op else {
+                    return Err(Bail);
+                };
+                if self.test(condition, input)? {
+                    return self.write(then, input, out);
+                }
+                match otherwise {
+                    Some(otherwise) => self.write(otherwise, input, out),
+                    None => Ok(false),
+                }
+            }
+            Writer::NonEmpty => self.write_non_empty(node, input, out),
+        }
+    }
+
+    /// An object constructor with literal keys, written: what [`Evaluator::object`] makes, as
+    /// [`write_val`] writes it (pairs whose value is *undefined* left out).
+    fn write_object(&self, node: &'a Node, input: &Val<'a>, out: &mut Vec<u8>) -> Outcome<()> {
+        let Op::Object {
+            pairs, keys_text, ..
+        } = &node.op
+        else {
+            return Err(Bail);
+        };
+        if input.is_array() {
+            // As `Evaluator::object`: grouping over an array is not modelled.
+            return Err(Bail);
+        }
+        out.push(b'{');
+        let mut first = true;
+        for ((_, value), key_text) in pairs.iter().zip(keys_text) {
+            let start = out.len();
+            if !first {
+                out.push(b',');
+            }
+            out.extend_from_slice(key_text);
+            if self.write(value, input, out)? {
+                first = false;
+            } else {
+                out.truncate(start);
+            }
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// An array constructor, written: what [`Evaluator::array`] makes (an item's array
+    /// flattened in unless the item is an array constructor), as [`write_val`] writes it.
+    fn write_array(&self, node: &'a Node, input: &Val<'a>, out: &mut Vec<u8>) -> Outcome<()> {
+        let Op::Array(items) = &node.op else {
+            return Err(Bail);
+        };
+        out.push(b'[');
+        let mut first = true;
+        for item in items {
+            self.write_item(&item.node, item.nested_constructor, input, out, &mut first)?;
+        }
+        out.push(b']');
+        Ok(())
+    }
+
+    /// One item of an array constructor, written after a comma unless it is the `first`: an
+    /// object (never flattened) or a condition's branch as it comes, any other value
+    /// evaluated, and its items written one by one when it is an array to flatten in.
+    fn write_item(
+        &self,
+        node: &'a Node,
+        nested_constructor: bool,
+        input: &Val<'a>,
+        out: &mut Vec<u8>,
+        first: &mut bool,
+    ) -> Outcome<()> {
+        let mut separate = |out: &mut Vec<u8>| {
+            if !std::mem::take(first) {
+                out.push(b',');
+            }
+        };
+        match node.write {
+            Writer::Object => {
+                separate(out);
+                return self.write_object(node, input, out);
+            }
+            Writer::Array if nested_constructor => {
+                separate(out);
+                return self.write_array(node, input, out);
+            }
+            Writer::Condition => {
+                let Op::Condition(condition, then, otherwise) = &node.op else {
+                    return Err(Bail);
+                };
+                let branch = match self.test(condition, input)? {
+                    true => then,
+                    false => match otherwise {
+                        Some(otherwise) => otherwise,
+                        None => return Ok(()),
+                    },
+                };
+                return self.write_item(branch, nested_constructor, input, out, first);
+            }
+            _ => {}
+        }
+        let value = self.eval(node, input)?;
+        match &value {
+            Val::Undef => {}
+            _ if nested_constructor => {
+                separate(out);
+                write_val(&value, out)?;
+            }
+            Val::Arr(arr) => {
+                for item in &arr.items {
+                    separate(out);
+                    write_val(item, out)?;
+                }
+            }
+            Val::Json(Value::Array(items)) => {
+                for item in items {
+                    separate(out);
+                    write_val(&Val::from_json(item), out)?;
+                }
+            }
+            Val::Doc(Doc::Arr(items)) => {
+                for item in items {
+                    separate(out);
+                    write_val(&Val::from_doc(item), out)?;
+                }
+            }
+            _ => {
+                separate(out);
+                write_val(&value, out)?;
+            }
+        }
+        value.discard();
+        Ok(())
+    }
+
+    /// A [`Writer::NonEmpty`] call, written: its argument, unless that is *undefined* or wrote
+    /// as `[]` (an empty array, the one value written so whose `$count` is 0), which is taken
+    /// back. A caller's variable named `count` goes to the JSONata engine, as
+    /// [`Evaluator::call_named`] sends it.
+    fn write_non_empty(&self, node: &'a Node, input: &Val<'a>, out: &mut Vec<u8>) -> Outcome<bool> {
+        let Op::InlineOver { arg, .. } = &node.op else {
+            return Err(Bail);
+        };
+        self.count_step()?;
+        if self.variable_value("count").is_some() {
+            return Err(Bail);
+        }
+        let start = out.len();
+        if !self.write(arg, input, out)? {
+            return Ok(false);
+        }
+        if out[start..] == *b"[]" {
+            out.truncate(start);
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// The value of `node` as a Boolean.

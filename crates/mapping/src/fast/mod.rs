@@ -70,6 +70,10 @@ struct Node {
     /// How the evaluator tests this node as a Boolean ([`eval::tester`]): a condition, `and`,
     /// `or` or a comparison answers without making a value to test.
     test: eval::Test,
+    /// How the evaluator writes this node's value as JSON text where it is written at once
+    /// ([`eval::writer`]): an object or array constructor, or a condition choosing one, is
+    /// written as its parts come instead of being made, written, then dropped.
+    write: eval::Writer,
 }
 
 #[derive(Debug, Clone)]
