@@ -20,6 +20,7 @@ pub(crate) fn compile(ast: &Ast) -> Result<Plan, String> {
     resolver.resolve(&mut root);
     resolver.frames.pop();
     debug_assert_eq!(root_frame.start, 0);
+    unwrap_blocks(&mut root, false);
     inline_known_calls(&mut root);
     link(&mut root);
     if let Some(name) = resolver.unknown {
@@ -332,6 +333,40 @@ fn each_node(node: &mut Node, visit: &mut impl FnMut(&mut Node)) {
     visit(node);
     for child in children(node) {
         each_node(child, visit);
+    }
+}
+
+/// Replaces each block of one expression that binds nothing (`(expr)`, parentheses around a
+/// part of an expression) by that expression: its value is the block's, and running the block
+/// cost a general node, a frame opened for nothing and a call per evaluation. A block with
+/// filters, `[]` or a constructor flag of its own stays, and so does a path's step (a step's
+/// kind decides how the path flattens what it gives).
+fn unwrap_blocks(node: &mut Node, is_step: bool) {
+    while !is_step
+        && node.filters.is_empty()
+        && node.stages.is_empty()
+        && !node.keep_array
+        && !node.cons_array
+        && let Op::Block {
+            exprs,
+            own_frame: false,
+            frame,
+        } = &mut node.op
+        && frame.start == frame.end
+        && exprs.len() == 1
+    {
+        let Some(inner) = exprs.pop() else {
+            break;
+        };
+        *node = inner;
+    }
+    let steps = matches!(node.op, Op::Path { .. });
+    let step_count = match &node.op {
+        Op::Path { steps, .. } => steps.len(),
+        _ => 0,
+    };
+    for (index, child) in children(node).into_iter().enumerate() {
+        unwrap_blocks(child, steps && index < step_count);
     }
 }
 
