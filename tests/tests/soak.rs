@@ -1,9 +1,9 @@
-//! A bounded soak on loopback, in two rounds: each makes 20,000 list calls over 200 concurrent
+//! A bounded soak on loopback, in three rounds: each makes 20,000 list calls over 200 concurrent
 //! connections while 2,000 more connections send half a request head and stall. Every
 //! well-formed call is answered (200, or the documented 503 when the gateway is full), every
-//! stalled connection is closed by the header timeout, and the second round leaves the process's
-//! resident memory within a bound of where the first left it. Its own test binary, so its memory
-//! is its own.
+//! stalled connection is closed by the header timeout, and a round after the first leaves the
+//! process's resident memory within a bound of where the round before left it. Its own test
+//! binary, so its memory is its own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,8 +23,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const CALLS: usize = 20_000;
 const CONCURRENCY: usize = 200;
 const STALLED: usize = 2_000;
-/// Growth of the resident set allowed over the second round, once its connections are gone
-/// (measured: under 1 MiB), and over both rounds from the warmed-up start (measured: 1 MiB).
+/// Growth of the resident set allowed over a round after the first, once its connections are
+/// gone (measured in eight runs: 0.6 to 7.5 MB; 13 MB once, and 19 MB once on a machine busy
+/// with a build), and over all rounds from the warmed-up start (measured: 2 to 9 MB). A leak grows
+/// the set every round by about as much; the allocator's pools grow in steps when one round's
+/// peak happens to be higher than the last's, which is seldom twice in a row: so the bound
+/// holds for the smallest growth of the rounds after the first.
 const ROUND_GROWTH_BOUND: u64 = 16 * 1024 * 1024;
 const TOTAL_GROWTH_BOUND: u64 = 32 * 1024 * 1024;
 
@@ -150,17 +154,18 @@ async fn soak_keeps_calls_answered_and_memory_flat() {
     for task in warm {
         task.await.unwrap();
     }
-    // Two rounds: the first grows the allocator's pools and the runtime to their working size;
-    // the second must not grow them further (a leak per call or per connection would).
+    // Three rounds: the first grows the allocator's pools and the runtime to their working
+    // size; the later ones must not grow them further (a leak per call or per connection
+    // would, in each of them).
     let mut resident = vec![resident_bytes()];
     let tally: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
     let mut closed = 0;
-    // SOAK_ROUNDS=n runs longer by hand; two is enough to see a leak.
+    // SOAK_ROUNDS=n runs longer by hand.
     let rounds: usize = std::env::var("SOAK_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
-        .max(2);
+        .unwrap_or(3)
+        .max(3);
     for _round in 0..rounds {
         closed += round(&address, &client, &url, &tally).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -176,14 +181,19 @@ async fn soak_keeps_calls_answered_and_memory_flat() {
     assert_eq!(other, 0, "calls answered neither 200 nor 503: {other}");
     assert_eq!(closed, rounds * STALLED, "stalled connections left open");
     let last = resident.len() - 1;
-    let growth = resident[last].saturating_sub(resident[last - 1]);
+    // After each round but the first: how much it grew the set.
+    let growth = resident[1..]
+        .windows(2)
+        .map(|pair| pair[1].saturating_sub(pair[0]))
+        .min()
+        .unwrap_or(0);
     let total = resident[last].saturating_sub(resident[0]);
     eprintln!(
         "soak: {ok} answered 200, {full} answered 503; {closed} stalled connections closed; resident bytes {resident:?}"
     );
     assert!(
         growth < ROUND_GROWTH_BOUND,
-        "resident memory grew by {growth} bytes in the last round: {resident:?}"
+        "resident memory grew by {growth} bytes or more in every round after the first: {resident:?}"
     );
     assert!(
         total < TOTAL_GROWTH_BOUND,
