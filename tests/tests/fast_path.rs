@@ -639,7 +639,8 @@ fn fast_path_equals_engine_on_the_text_guard_and_its_near_variants() {
 /// choosing one, and the `$nonEmpty` helper: its argument, taken back when it writes `[]`),
 /// over arrays of every origin (constructed, the input's, empty, nested, flattened from a
 /// condition's branch), with the helper in near variants that must not take its writer,
-/// `$count` rebound, and a caller's variable named `count`.
+/// `$count` rebound, and a caller's variable named `count`; and `$join` of a constructor,
+/// which joins its items without making the array.
 #[test]
 fn fast_path_equals_engine_on_written_constructors_and_the_non_empty_guard() {
     let record = json!({
@@ -702,6 +703,8 @@ fn fast_path_equals_engine_on_written_constructors_and_the_non_empty_guard() {
                         format!(r#"t ? {{"x": $nonEmpty({arg})}} : {arg}"#),
                         format!("$nonEmpty({arg})"),
                         arg.to_owned(),
+                        format!(r#"$join([{arg}], "-")"#),
+                        format!("$join([s, {arg}], t ? e : n)"),
                     ] {
                         let source = format!("({prelude}$nonEmpty := {helper}; {body})");
                         let expression = Expression::compile(&source).expect(&source);

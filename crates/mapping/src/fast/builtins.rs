@@ -141,6 +141,27 @@ pub(super) fn type_named(name: &str) -> Option<u8> {
         .map(|at| at as u8)
 }
 
+/// `$join` of an array's items (a defined first argument): text only, the separator text
+/// when given.
+pub(super) fn join<'a>(items: &[Val<'a>], separator: Option<&Val<'a>>) -> Outcome<Val<'a>> {
+    let separator = match separator {
+        None => "",
+        Some(separator) => required_text(separator)?,
+    };
+    let size = items
+        .iter()
+        .map(|item| item.as_str().map_or(0, str::len) + separator.len())
+        .sum();
+    let mut out = std::string::String::with_capacity(size);
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            out.push_str(separator);
+        }
+        out.push_str(required_text(item)?);
+    }
+    Ok(Val::text(out))
+}
+
 fn required_text<'v>(value: &'v Val<'_>) -> Outcome<&'v str> {
     value.as_str().ok_or(Bail)
 }
@@ -408,31 +429,11 @@ pub(super) fn call<'a>(builtin: Builtin, args: &[Val<'a>]) -> Outcome<Val<'a>> {
             if first.is_undef() {
                 return Ok(Val::Undef);
             }
-            let separator = match args.get(1) {
-                None => "",
-                Some(separator) => required_text(separator)?,
-            };
             // A constructed array's items are read where they are, not copied out first.
-            let copied;
-            let items: &[Val<'a>] = match first {
-                Val::Arr(arr) => &arr.items,
-                _ => {
-                    copied = as_items(first);
-                    &copied
-                }
+            return match first {
+                Val::Arr(arr) => join(&arr.items, args.get(1)),
+                _ => join(&as_items(first), args.get(1)),
             };
-            let size = items
-                .iter()
-                .map(|item| item.as_str().map_or(0, str::len) + separator.len())
-                .sum();
-            let mut out = std::string::String::with_capacity(size);
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push_str(separator);
-                }
-                out.push_str(required_text(item)?);
-            }
-            Val::text(out)
         }
         Replace => match text(first)? {
             None => Val::Undef,

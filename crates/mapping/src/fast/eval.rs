@@ -1255,6 +1255,16 @@ impl<'a> Evaluator<'a> {
     }
 
     fn array(&self, node: &'a Node, items: &'a [Item], input: &Val<'a>) -> Outcome<Val<'a>> {
+        Ok(Val::Arr(Rc::new(Arr {
+            items: self.array_items(items, input)?,
+            cons: node.cons_array,
+            ..Arr::default()
+        })))
+    }
+
+    /// The items of an array constructor: each item's value, an array's items flattened in
+    /// unless the item is an array constructor itself, *undefined* left out.
+    fn array_items(&self, items: &'a [Item], input: &Val<'a>) -> Outcome<Items<'a>> {
         let mut out = Items::with_capacity(items.len());
         for item in items {
             let value = self.eval(&item.node, input)?;
@@ -1266,11 +1276,29 @@ impl<'a> Evaluator<'a> {
                 _ => out.push(value),
             }
         }
-        Ok(Val::Arr(Rc::new(Arr {
-            items: out,
-            cons: node.cons_array,
-            ..Arr::default()
-        })))
+        Ok(out)
+    }
+
+    /// `$join([a, b, …], separator)`, the built-in: the constructor's items joined where they
+    /// are made, without making the array (in 133 of the mappings, mostly a name from its
+    /// parts). The same order and errors as the call: the items, then the separator.
+    fn join_constructed(
+        &self,
+        list: &'a Node,
+        separator: Option<&'a Node>,
+        input: &Val<'a>,
+    ) -> Outcome<Val<'a>> {
+        let Op::Array(items) = &list.op else {
+            return Err(Bail);
+        };
+        let items = self.array_items(items, input)?;
+        let separator = separator.map(|node| self.eval(node, input)).transpose()?;
+        let answer = builtins::join(&items, separator.as_ref());
+        items.into_iter().for_each(Val::discard);
+        if let Some(separator) = separator {
+            separator.discard();
+        }
+        answer
     }
 
     fn object(
@@ -1354,6 +1382,13 @@ impl<'a> Evaluator<'a> {
         if let (Some(closure), [arg]) = (&closure, args) {
             let value = self.eval(arg, input)?;
             return self.call(closure, [value]);
+        }
+        if closure.is_none()
+            && let (Some(Builtin::Join), [list, separator @ ..]) = (builtin, args)
+            && list.write == Writer::Array
+            && separator.len() <= 1
+        {
+            return self.join_constructed(list, separator.first(), input);
         }
         let mut values: SmallVec<[Val<'a>; 4]> = SmallVec::new();
         for arg in args {
