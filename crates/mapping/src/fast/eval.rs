@@ -1406,17 +1406,34 @@ impl<'a> Evaluator<'a> {
     /// (or a condition or `$nonEmpty` call around one) is written as its parts come, never
     /// made. `Ok(false)` is *undefined*: nothing written. On `Bail`, what was written is the
     /// caller's to drop.
+    #[inline(always)]
     fn write(&self, node: &'a Node, input: &Val<'a>, out: &mut Vec<u8>) -> Outcome<bool> {
+        // Most values are of the first kind: that case is inlined where a value is written, the
+        // others are a call (entering one function for all of them cost about 30 instructions
+        // a value, its registers saved and restored: 2.2% of the gateway's on the Okta page).
         match node.write {
-            Writer::Value => {
-                let value = self.eval(node, input)?;
-                if value.is_undef() {
-                    return Ok(false);
-                }
-                write_val(&value, out)?;
-                value.discard();
-                Ok(true)
-            }
+            Writer::Value => self.write_value(node, input, out),
+            _ => self.write_made(node, input, out),
+        }
+    }
+
+    /// [`Evaluator::write`] of a [`Writer::Value`]: evaluated, then written.
+    #[inline(always)]
+    fn write_value(&self, node: &'a Node, input: &Val<'a>, out: &mut Vec<u8>) -> Outcome<bool> {
+        let value = self.eval(node, input)?;
+        if value.is_undef() {
+            return Ok(false);
+        }
+        write_val(&value, out)?;
+        value.discard();
+        Ok(true)
+    }
+
+    /// [`Evaluator::write`] of the kinds that are written as their parts come.
+    #[inline(never)]
+    fn write_made(&self, node: &'a Node, input: &Val<'a>, out: &mut Vec<u8>) -> Outcome<bool> {
+        match node.write {
+            Writer::Value => self.write_value(node, input, out),
             Writer::Object => self.write_object(node, input, out).map(|()| true),
             Writer::Array => self.write_array(node, input, out).map(|()| true),
             Writer::Condition => {
