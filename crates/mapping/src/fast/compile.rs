@@ -360,13 +360,13 @@ fn unwrap_blocks(node: &mut Node, is_step: bool) {
         };
         *node = inner;
     }
-    let steps = matches!(node.op, Op::Path { .. });
+    // A path's steps come first among its children.
     let step_count = match &node.op {
         Op::Path { steps, .. } => steps.len(),
         _ => 0,
     };
     for (index, child) in children(node).into_iter().enumerate() {
-        unwrap_blocks(child, steps && index < step_count);
+        unwrap_blocks(child, index < step_count);
     }
 }
 
