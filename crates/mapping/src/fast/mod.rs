@@ -71,8 +71,8 @@ struct Node {
     /// `or` or a comparison answers without making a value to test.
     test: eval::Test,
     /// How the evaluator writes this node's value as JSON text where it is written at once
-    /// ([`eval::writer`]): an object or array constructor, or a condition choosing one, is
-    /// written as its parts come instead of being made, written, then dropped.
+    /// ([`eval::writer`]): an object or array constructor, a condition choosing one, or a
+    /// `$nonEmpty` call is written as its parts come instead of being made, written, dropped.
     write: eval::Writer,
 }
 
