@@ -695,7 +695,7 @@ pub(super) enum Writer {
 /// The writer for `node`. Only a plain node's value is the value of its op (no filter, no
 /// `[]`, nothing to finish); any other is evaluated and written.
 pub(super) fn writer(node: &Node) -> Writer {
-    if !(node.finished && node.filters.is_empty() && node.stages.is_empty() && !node.keep_array) {
+    if !is_plain(node) {
         return Writer::Value;
     }
     match &node.op {
@@ -908,6 +908,11 @@ fn run_guard<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome
     Ok(Val::Undef)
 }
 
+/// A node whose value is its op's: no filters or stages, nothing to finish, no `[]`.
+fn is_plain(node: &Node) -> bool {
+    node.filters.is_empty() && node.stages.is_empty() && node.finished && !node.keep_array
+}
+
 /// `$` with nothing applied to it.
 fn is_bare_context(node: &Node) -> bool {
     matches!(node.op, Op::Context)
@@ -948,9 +953,6 @@ fn run_inline_over<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> O
 /// kept as an array): then [`runner`] and [`tester`] give them the functions whose answer
 /// [`run_text_guard`] gives in one step.
 fn is_text_guard(body: &Node) -> bool {
-    let plain = |node: &Node| {
-        node.filters.is_empty() && node.stages.is_empty() && node.finished && !node.keep_array
-    };
     let Op::Condition(condition, then, None) = &body.op else {
         return false;
     };
@@ -966,10 +968,12 @@ fn is_text_guard(body: &Node) -> bool {
         &not_empty.op,
         Op::Binary(Binary::Ne, lhs, rhs)
             if is_bare_context(lhs)
-                && plain(rhs)
+                && is_plain(rhs)
                 && matches!(&rhs.op, Op::Constant(Value::String(text)) if text.is_empty())
     );
-    [body, condition, is_text, not_empty].into_iter().all(plain)
+    [body, condition, is_text, not_empty]
+        .into_iter()
+        .all(is_plain)
         && is_bare_context(then)
         && type_is_text
         && differs_from_empty
@@ -981,9 +985,6 @@ fn is_text_guard(body: &Node) -> bool {
 /// argument unless that is *undefined* or an empty array, the only values `$count` gives 0:
 /// [`Evaluator::write_non_empty`] writes the argument and takes it back when it wrote `[]`.
 fn is_non_empty_guard(body: &Node) -> bool {
-    let plain = |node: &Node| {
-        node.filters.is_empty() && node.stages.is_empty() && node.finished && !node.keep_array
-    };
     let Op::Condition(condition, then, None) = &body.op else {
         return false;
     };
@@ -996,7 +997,7 @@ fn is_non_empty_guard(body: &Node) -> bool {
             if name.slots.is_empty() && matches!(args.as_slice(), [arg] if is_bare_context(arg))
     );
     let is_zero = matches!(&zero.op, Op::Constant(Value::Number(n)) if n.as_f64() == Some(0.0));
-    [body, condition, count, zero].into_iter().all(plain)
+    [body, condition, count, zero].into_iter().all(is_plain)
         && is_bare_context(then)
         && counts_context
         && is_zero
@@ -1436,20 +1437,24 @@ impl<'a> Evaluator<'a> {
             Writer::Value => self.write_value(node, input, out),
             Writer::Object => self.write_object(node, input, out).map(|()| true),
             Writer::Array => self.write_array(node, input, out).map(|()| true),
-            Writer::Condition => {
-                let Op::Condition(condition, then, otherwise) = &node.op else {
-                    return Err(Bail);
-                };
-                if self.test(condition, input)? {
-                    return self.write(then, input, out);
-                }
-                match otherwise {
-                    Some(otherwise) => self.write(otherwise, input, out),
-                    None => Ok(false),
-                }
-            }
+            Writer::Condition => match self.branch(node, input)? {
+                Some(branch) => self.write(branch, input, out),
+                None => Ok(false),
+            },
             Writer::NonEmpty => self.write_non_empty(node, input, out),
         }
+    }
+
+    /// The branch a condition chooses over `input`; `None` when it has no else branch and the
+    /// condition does not hold (*undefined*).
+    fn branch(&self, node: &'a Node, input: &Val<'a>) -> Outcome<Option<&'a Node>> {
+        let Op::Condition(condition, then, otherwise) = &node.op else {
+            return Err(Bail);
+        };
+        Ok(match self.test(condition, input)? {
+            true => Some(then),
+            false => otherwise.as_deref(),
+        })
     }
 
     /// An object constructor with literal keys, written: what [`Evaluator::object`] makes, as
@@ -1524,17 +1529,10 @@ impl<'a> Evaluator<'a> {
                 return self.write_array(node, input, out);
             }
             Writer::Condition => {
-                let Op::Condition(condition, then, otherwise) = &node.op else {
-                    return Err(Bail);
+                return match self.branch(node, input)? {
+                    Some(branch) => self.write_item(branch, nested_constructor, input, out, first),
+                    None => Ok(()),
                 };
-                let branch = match self.test(condition, input)? {
-                    true => then,
-                    false => match otherwise {
-                        Some(otherwise) => otherwise,
-                        None => return Ok(()),
-                    },
-                };
-                return self.write_item(branch, nested_constructor, input, out, first);
             }
             _ => {}
         }
