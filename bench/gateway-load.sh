@@ -2,8 +2,9 @@
 # Throughput and latency of the gateway's unified list against two baselines, on one machine:
 #
 #   direct      wrk -> static provider (nginx serving one Okta users page from a file)
-#   nginx hop   wrk -> nginx proxy_pass (1 worker, upstream keep-alive) -> static provider
-#   unigate     wrk -> unigate GET /unified/user-directory/users?...&limit=100 -> static provider
+#   nginx hop   wrk -> nginx proxy_pass (WORKERS workers, upstream keep-alive) -> static provider
+#   unigate     wrk -> unigate GET /unified/user-directory/users?...&limit=100 (WORKERS workers)
+#                  -> static provider
 #
 #   bench/gateway-load.sh                    # run by hand, not in CI; takes about 2.5 minutes
 #   DURATION=30 CONNS=32 bench/gateway-load.sh
@@ -19,7 +20,10 @@
 #
 # Settings (environment): DURATION (s, default 15) per measured run, after WARMUP (s, default 3)
 # of the same load that is not counted; THREADS (2) load-generator threads; CONNS (16) connections
-# for the throughput runs; LOW_CONNS (2) connections for the low-load latency runs; NICE (0): run
+# for the throughput runs; LOW_CONNS (2) connections for the low-load latency runs; WORKERS (1):
+# the nginx hop's worker processes and unigate's `server.workers`, the same count for both, so
+# the ratio compares like with like (before 2026-12-05's last session unigate ran with tokio's
+# default, one worker per core, against the hop's one); NICE (0): run
 # every process of the benchmark (servers and load generator) under `nice -n NICE`, e.g. NICE=-10
 # as root on a machine where other work (a build) is running, to keep it from skewing the numbers;
 # UNIGATE_BIN: measure that unigate binary instead of building this checkout (a before/after
@@ -28,8 +32,8 @@
 # The provider page is 100 users made deterministically from the Okta fixture records
 # (tests/fixtures/okta/two-pages/page*.json): new ids, names, emails and shifted timestamps,
 # compact JSON like Okta's, about 86 KB. It is one page: no Link header, so unigate makes exactly
-# one provider call per request. The static provider and the proxy are nginx with
-# worker_processes 1 each, access logs off; unigate runs with UNIGATE_LOG=warn so its per-request
+# one provider call per request. The static provider is nginx with worker_processes 1 and the
+# proxy nginx with WORKERS, access logs off; unigate runs with UNIGATE_LOG=warn so its per-request
 # info logs stay out of the measurement. Everything listens on 127.0.0.1 only and shares the
 # machine's cores with the load generator (on a 2-core machine the numbers are relative, not
 # capacity figures). "server CPU/req" is the CPU time (user+sys, from /proc) of every server
@@ -47,6 +51,7 @@ WARMUP="${WARMUP:-3}"
 THREADS="${THREADS:-2}"
 CONNS="${CONNS:-16}"
 LOW_CONNS="${LOW_CONNS:-2}"
+WORKERS="${WORKERS:-1}"
 NICE="${NICE:-0}"
 TOKEN="bench-api-token-0123456789"
 
@@ -244,7 +249,7 @@ wait_http "$direct_url"
 # connections alive) and buffers that hold the whole page in memory (no temp file).
 proxy_port="$(free_port)"
 cat >"$tmp/proxy/nginx.conf" <<EOF
-worker_processes 1;
+worker_processes $WORKERS;
 pid $tmp/proxy/nginx.pid;
 error_log $tmp/proxy/error.log warn;
 events { worker_connections 1024; }
@@ -303,7 +308,9 @@ if [ "${CALLGRIND:-0}" = 1 ]; then
   under=(valgrind --tool=callgrind -q --callgrind-out-file="$tmp/callgrind.out")
   start_polls=6000 # loading the mappings takes a minute or more under valgrind
 fi
-UNIGATE_LOG="${UNIGATE_LOG:-warn}" nice -n "$NICE" "${under[@]}" "$binary" serve --config "$tmp/unigate.yaml" --listen 127.0.0.1:0 \
+# The worker count through tokio's variable rather than `server.workers` (the same setting), so
+# that UNIGATE_BIN builds from before that setting existed run with the same count.
+TOKIO_WORKER_THREADS="$WORKERS" UNIGATE_LOG="${UNIGATE_LOG:-warn}" nice -n "$NICE" "${under[@]}" "$binary" serve --config "$tmp/unigate.yaml" --listen 127.0.0.1:0 \
   >"$tmp/unigate.out" 2>"$tmp/unigate.err" &
 unigate_pid=$!
 pids+=("$unigate_pid")
@@ -520,4 +527,4 @@ awk -v u50="${P50[unigate/$LOW_CONNS]}" -v d50="${P50[direct/$LOW_CONNS]}" \
     printf "added latency of unigate vs direct at low load (%s conns): p99 %+.2f ms, p50 %+.2f ms (nginx hop: p99 %+.2f ms)\n", c, u99 - d99, u50 - d50, n99 - d99 }'
 echo "startup: unigate check mappings: $startup_ms; $check_summary"
 echo "1-min load average before the runs: $load_before, after: $load_after$(awk -v l="$load_before" 'BEGIN { if (l > 1.0) print " (other work was running: the numbers are noisy; compare CPU/req)" }')"
-echo "machine: $(nproc) cores, nice $NICE, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); load generator $loadgen_version; $("$NGINX" -v 2>&1 | sed 's/.*: //'); $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "machine: $(nproc) cores, nice $NICE, $WORKERS worker(s) for the nginx hop and unigate, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); load generator $loadgen_version; $("$NGINX" -v 2>&1 | sed 's/.*: //'); $(date -u '+%Y-%m-%d %H:%M UTC')"

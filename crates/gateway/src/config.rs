@@ -1,6 +1,7 @@
 //! The gateway config file (`config.example.yaml`): parsed with line-aware errors, then `${VAR}`
 //! references are replaced from the environment; an unset variable is an error naming it.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -141,6 +142,10 @@ pub struct ServerSettings {
     /// it, `/metrics` is on the main address behind an admin token.
     #[serde(default)]
     pub metrics_listen: Option<String>,
+    /// Threads running requests (the async runtime's workers). Without it, one per CPU the
+    /// process may use (`TOKIO_WORKER_THREADS` overrides that default). Read at start only.
+    #[serde(default, deserialize_with = "workers")]
+    pub workers: Option<NonZeroUsize>,
 }
 
 impl Default for ServerSettings {
@@ -152,6 +157,7 @@ impl Default for ServerSettings {
             max_concurrent_requests: default_max_concurrent(),
             drain_timeout_s: default_drain_timeout(),
             metrics_listen: None,
+            workers: None,
         }
     }
 }
@@ -165,6 +171,22 @@ impl ServerSettings {
             max_concurrent_requests: self.max_concurrent_requests,
             drain_timeout: std::time::Duration::from_secs(self.drain_timeout_s),
         }
+    }
+}
+
+/// More threads than this is a typo, not a machine: each worker is an OS thread made at start.
+const MAX_WORKERS: usize = 1024;
+
+/// `server.workers`: 1 to [`MAX_WORKERS`], refused where it is written (the error keeps its line).
+fn workers<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<NonZeroUsize>, D::Error> {
+    let workers = usize::deserialize(deserializer)?;
+    match NonZeroUsize::new(workers) {
+        Some(workers) if workers.get() <= MAX_WORKERS => Ok(Some(workers)),
+        _ => Err(serde::de::Error::custom(format!(
+            "server.workers: give 1 to {MAX_WORKERS} threads, not {workers}"
+        ))),
     }
 }
 

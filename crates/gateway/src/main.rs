@@ -1,5 +1,6 @@
 //! The `unigate` binary: `serve --config FILE`, `serve --sandbox`, `check DIR`.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 /// Provider pages are parsed, mapped and freed in large blocks on every request; glibc's malloc
@@ -195,7 +196,10 @@ fn main() -> ExitCode {
                 }
                 _ => None,
             };
-            let runtime = match tokio::runtime::Runtime::new() {
+            let workers = loaded
+                .as_ref()
+                .and_then(|(config, _)| config.server.workers);
+            let runtime = match serving_runtime(workers) {
                 Ok(runtime) => runtime,
                 Err(error) => {
                     eprintln!("unigate: cannot start the runtime: {error}");
@@ -229,6 +233,17 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The runtime requests run on: `server.workers` threads, else tokio's default (one per CPU
+/// the process may use, or `TOKIO_WORKER_THREADS`).
+fn serving_runtime(workers: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers.get());
+    }
+    builder.build()
 }
 
 async fn serve(
@@ -271,7 +286,8 @@ async fn serve(
         .await
         .map_err(|error| format!("cannot listen on {address}: {error}"))?;
     let bound = listener.local_addr().map_err(|error| error.to_string())?;
-    tracing::info!(%bound, sandbox, "unigate listening");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(%bound, sandbox, workers, "unigate listening");
     let shutdown = shutdown_signal();
     // Printed on stdout so scripts can read the port when `--listen 127.0.0.1:0` is used.
     println!("unigate listening on http://{bound}");

@@ -4,6 +4,7 @@
 //! bodies. It owns the subscriber setup and the exporter's HTTP client; which spans exist is
 //! the code's that opens them (`observe.rs`, the engine's provider-call policy).
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -66,8 +67,12 @@ pub fn install(
 ) -> Result<Option<SdkTracerProvider>, String> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("UNIGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let text = (format == LogFormat::Text)
-        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    // Colours only on a terminal: a log file or a collector reading a pipe gets plain text.
+    let text = (format == LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+    });
     let json = (format == LogFormat::Json).then(|| {
         tracing_subscriber::fmt::layer()
             .json()

@@ -234,6 +234,65 @@ fn serve_config_names_an_unset_variable() {
 }
 
 #[test]
+fn serve_runs_the_configured_number_of_workers_and_refuses_none() {
+    let dir = scratch("workers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config_with = |name: &str, workers: &str| {
+        let config = dir.join(name);
+        std::fs::write(
+            &config,
+            format!(
+                "api_tokens: [\"test-token-1234\"]\ncursor_secret: \"0123456789abcdef0123\"\nmappings_dir: {}\nserver:\n  workers: {workers}\n",
+                repo().join("mappings").display()
+            ),
+        )
+        .unwrap();
+        config
+    };
+
+    let mut child = unigate()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config_with("three.yaml", "3"))
+        .env("UNIGATE_LOG", "info")
+        // The setting wins over tokio's own default.
+        .env("TOKIO_WORKER_THREADS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let listening = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find(|line| line.contains("unigate listening"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let listening = listening.expect("a listening log line");
+    assert!(listening.contains("workers=3"), "{listening}");
+
+    for (name, workers, message) in [
+        (
+            "zero.yaml",
+            "0",
+            "zero.yaml:5: server.workers: give 1 to 1024 threads, not 0",
+        ),
+        (
+            "many.yaml",
+            "5000",
+            "many.yaml:5: server.workers: give 1 to 1024 threads, not 5000",
+        ),
+    ] {
+        let output = unigate()
+            .args(["serve", "--config"])
+            .arg(config_with(name, workers))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains(message), "{name}: {stderr}");
+    }
+}
+
+#[test]
 fn the_example_config_starts_once_its_variables_are_set() {
     // config.example.yaml must stay loadable: every account it lists is checked against the
     // mappings. A copy runs in a scratch folder so its store file lands there.
