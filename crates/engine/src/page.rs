@@ -243,9 +243,10 @@ fn parse_docs<'b>(
 /// become U+FFFD, as a browser shows them, instead of failing the whole page: every path
 /// (records, `remote_data`, the JSONata engine) then reads the same replaced text.
 pub(crate) fn body_text(body: &[u8]) -> std::borrow::Cow<'_, str> {
-    // `from_utf8` checks the common case (all valid) several times faster than the lossy
-    // decoder's chunk walk.
-    match std::str::from_utf8(body) {
+    // The common case (all valid) is checked by `simdutf8`, in a third of std's instructions
+    // on an 86 KB page and far fewer than the lossy decoder's chunk walk; it only says
+    // whether the text is valid, and the lossy decoder then finds where not.
+    match simdutf8::basic::from_utf8(body) {
         Ok(text) => std::borrow::Cow::Borrowed(text),
         Err(_) => String::from_utf8_lossy(body),
     }
