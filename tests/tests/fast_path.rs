@@ -235,7 +235,12 @@ fn fast_path_equals_engine_on_every_mapping_and_fixture() {
             for query in unified_queries() {
                 let scope = Scope::new([("context", context.clone()), ("query", query.clone())]);
                 if let Some(mapping) = &unified.query_mapping {
-                    tally.compare(&format!("{what} query_mapping"), mapping, &query, &scope);
+                    tally.compare(
+                        &format!("{what} query_mapping"),
+                        &mapping.expression,
+                        &query,
+                        &scope,
+                    );
                 }
             }
             let scope = Scope::new([

@@ -155,7 +155,7 @@ impl Default for Metrics {
         let mapped_by_path = Family::<PathLabels, Gauge>::default();
         registry.register(
             "expression_evaluations",
-            "Response-mapping evaluations since start, by the path that answered (fast path or JSONata engine)",
+            "Mapping evaluations since start, by the path that answered (fast path, JSONata engine, or a query mapping's remembered answer)",
             mapped_by_path.clone(),
         );
         let needs_reauth = Gauge::default();
@@ -257,7 +257,12 @@ impl Metrics {
     /// The Prometheus text exposition (OpenMetrics), with the point-in-time values set first.
     pub fn render(&self, needs_reauth: usize) -> String {
         let (fast, engine) = unigate_mapping::expression::evaluations_by_path();
-        for (path, count) in [("fast", fast), ("engine", engine)] {
+        let remembered = unigate_mapping::expression::remembered_evaluations();
+        for (path, count) in [
+            ("fast", fast),
+            ("engine", engine),
+            ("remembered", remembered),
+        ] {
             self.inner
                 .mapped_by_path
                 .get_or_create(&PathLabels {

@@ -8,8 +8,9 @@
 //! time; [`Expression::evaluate`] runs it first and falls back to the JSONata engine for an input the
 //! plan bails on, so callers see the JSONata engine's answer either way, sooner.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use jlens_core::{Bindings, Options};
@@ -314,7 +315,122 @@ impl Expression {
     }
 }
 
+/// Built-in functions whose answer is not the same for the same arguments: the clock, random
+/// numbers, and `$eval`, which runs code made at run time. `$toMillis` reads the clock only
+/// with a picture (a second argument), see [`reads_clock_or_chance`].
+const UNSTEADY_FUNCTIONS: [&str; 5] = ["now", "millis", "random", "shuffle", "eval"];
+
+/// Whether `expression` may answer differently for the same input and variables: it names one of
+/// [`UNSTEADY_FUNCTIONS`], or `$toMillis` other than as a call with one argument (a picture fills
+/// missing parts from the clock). Names only: a binding that shadows one counts as well.
+fn reads_clock_or_chance(expression: &jlens_core::Expression) -> bool {
+    let mut plain_to_millis: Vec<*const jlens_core::Node> = Vec::new();
+    let mut unsteady = false;
+    expression.ast().root.walk(&mut |node| match &node.kind {
+        jlens_core::NodeKind::Function { procedure, args } if args.len() == 1 => {
+            if matches!(&procedure.kind, jlens_core::NodeKind::Variable { name } if name == "toMillis")
+            {
+                plain_to_millis.push(&**procedure);
+            }
+        }
+        jlens_core::NodeKind::Variable { name } => {
+            unsteady |= UNSTEADY_FUNCTIONS.contains(&name.as_str())
+                || (name == "toMillis" && !plain_to_millis.contains(&std::ptr::from_ref(node)));
+        }
+        _ => {}
+    });
+    unsteady
+}
+
+/// How many inputs a [`Memoized`] expression remembers the answers of.
+const REMEMBERED_ANSWERS: usize = 8;
+
+/// An expression that remembers its last answers by input and variables, for one evaluated
+/// once per call with inputs that repeat (a list's `query_mapping`: the same filters, page after
+/// page and call after call). It remembers only where that pays and is sound: the JSONata engine
+/// runs the expression (a query mapping with helper functions costs tens of thousands of
+/// instructions; the fast path's answer costs about what looking it up would) and the answer
+/// depends on nothing but the input and the variables. Errors are not remembered. The
+/// variables include the account's context (credentials): they stay in memory as the account
+/// does, and `Debug` shows only how many answers are held.
+pub struct Memoized {
+    pub expression: Expression,
+    answers: Option<Mutex<VecDeque<RememberedAnswer>>>,
+}
+
+struct RememberedAnswer {
+    input: Value,
+    variables: Arc<Vec<(String, Value)>>,
+    answer: Option<Value>,
+}
+
+impl std::fmt::Debug for Memoized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self
+            .answers
+            .as_ref()
+            .map(|answers| answers.lock().map_or(0, |answers| answers.len()));
+        f.debug_struct("Memoized")
+            .field("expression", &self.expression)
+            .field("answers_held", &held)
+            .finish()
+    }
+}
+
+impl Memoized {
+    pub fn new(expression: Expression) -> Memoized {
+        let remembers = expression.fast.is_err() && !reads_clock_or_chance(&expression.inner);
+        Memoized {
+            answers: remembers.then(|| Mutex::new(VecDeque::with_capacity(REMEMBERED_ANSWERS))),
+            expression,
+        }
+    }
+
+    /// Whether answers are remembered (see the type's note).
+    pub fn remembers(&self) -> bool {
+        self.answers.is_some()
+    }
+
+    /// [`Expression::evaluate`], or the answer it gave last time for an equal input and equal
+    /// variables.
+    pub fn evaluate(&self, input: &Value, scope: &Scope) -> Result<Option<Value>, EvalError> {
+        let Some(answers) = &self.answers else {
+            return self.expression.evaluate(input, scope);
+        };
+        let same = |held: &RememberedAnswer| {
+            held.input == *input
+                && (Arc::ptr_eq(&held.variables, &scope.variables)
+                    || held.variables == scope.variables)
+        };
+        // A poisoned lock only means another evaluation panicked while holding it: the answers
+        // held are whole (each is pushed complete), so they are still good.
+        if let Some(held) = answers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|held| same(held))
+        {
+            REMEMBERED_EVALUATIONS.fetch_add(1, Ordering::Relaxed);
+            return Ok(held.answer.clone());
+        }
+        let answer = self.expression.evaluate(input, scope)?;
+        let mut answers = answers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !answers.iter().any(same) {
+            answers.truncate(REMEMBERED_ANSWERS - 1);
+            answers.push_front(RememberedAnswer {
+                input: input.clone(),
+                variables: scope.variables.clone(),
+                answer: answer.clone(),
+            });
+        }
+        Ok(answer)
+    }
+}
+
 static FAST_EVALUATIONS: AtomicU64 = AtomicU64::new(0);
+static REMEMBERED_EVALUATIONS: AtomicU64 = AtomicU64::new(0);
 static ENGINE_EVALUATIONS: AtomicU64 = AtomicU64::new(0);
 
 /// Evaluations answered by the fast path and by the JSONata engine since the process started
@@ -324,6 +440,12 @@ pub fn evaluations_by_path() -> (u64, u64) {
         FAST_EVALUATIONS.load(Ordering::Relaxed),
         ENGINE_EVALUATIONS.load(Ordering::Relaxed),
     )
+}
+
+/// Evaluations a [`Memoized`] expression answered from its remembered answers since the process
+/// started (for the gateway's metrics).
+pub fn remembered_evaluations() -> u64 {
+    REMEMBERED_EVALUATIONS.load(Ordering::Relaxed)
 }
 
 /// A node without step modifiers: no filters, `[]`, bindings, group-by or ancestor slot.
@@ -344,6 +466,97 @@ pub(crate) fn plain(node: &jlens_core::Node) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_query_mapping_remembers_answers_per_input_and_variables_only_when_steady() {
+        // A regular expression keeps it on the JSONata engine; `$context` is read.
+        let source = r#"(
+            $quote := function($v) { '"' & $replace($v, /"/, '\\"') & '"' };
+            {"search": "status eq " & $quote(status) & " in " & $context.subdomain}
+        )"#;
+        let mapping = Memoized::new(Expression::compile(source).unwrap());
+        assert!(mapping.expression.fast_path_gap().is_some());
+        assert!(mapping.remembers());
+        let acme = Scope::new([("context", json!({"subdomain": "acme"}))]);
+        let other = Scope::new([("context", json!({"subdomain": "other"}))]);
+        let before = remembered_evaluations();
+        let answers: Vec<_> = [
+            (json!({"status": "ACTIVE"}), &acme),
+            (json!({"status": "ACTIVE"}), &acme),
+            (json!({"status": "ACTIVE"}), &other),
+            (json!({"status": "STAGED"}), &acme),
+            (json!({"status": "ACTIVE"}), &other),
+        ]
+        .iter()
+        .map(|(input, scope)| mapping.evaluate(input, scope).unwrap())
+        .collect();
+        assert_eq!(
+            answers,
+            [
+                Some(json!({"search": "status eq \"ACTIVE\" in acme"})),
+                Some(json!({"search": "status eq \"ACTIVE\" in acme"})),
+                Some(json!({"search": "status eq \"ACTIVE\" in other"})),
+                Some(json!({"search": "status eq \"STAGED\" in acme"})),
+                Some(json!({"search": "status eq \"ACTIVE\" in other"})),
+            ]
+        );
+        // The second and the fifth (tests in one process only add to the count).
+        assert!(remembered_evaluations() - before >= 2);
+        // An error is not remembered: the same input fails again, as it did.
+        let failing = Memoized::new(
+            Expression::compile(r#"(function($v) { $error("no " & $v) })(status)"#).unwrap(),
+        );
+        for _ in 0..2 {
+            assert!(failing.evaluate(&json!({"status": "x"}), &acme).is_err());
+        }
+        // Past the remembered count the oldest answer gives way, and answers stay right.
+        for round in 0..2 {
+            for n in 0..(REMEMBERED_ANSWERS + 3) {
+                let status = format!("S{n}");
+                assert_eq!(
+                    mapping
+                        .evaluate(&json!({ "status": status }), &acme)
+                        .unwrap(),
+                    Some(json!({"search": format!("status eq \"{status}\" in acme")})),
+                    "round {round}"
+                );
+            }
+        }
+        assert!(
+            format!("{mapping:?}").contains(&format!("answers_held: Some({REMEMBERED_ANSWERS})"))
+        );
+        assert!(!format!("{mapping:?}").contains("acme"));
+    }
+
+    #[test]
+    fn only_expressions_that_read_no_clock_or_chance_are_remembered() {
+        // Each with a regular expression, which keeps it on the JSONata engine.
+        let remembers = |source: &str| {
+            let source = format!("($replace('a', /a/, 'b'); {source})");
+            Memoized::new(Expression::compile(&source).unwrap()).remembers()
+        };
+        for steady in [
+            "(function($v) { $v })(status)",
+            "(function($v) { $toMillis($v) })(created)",
+            "(function($v) { $fromMillis($v) })(1000)",
+        ] {
+            assert!(remembers(steady), "{steady}");
+        }
+        for unsteady in [
+            "(function($v) { $now() })(1)",
+            "(function($v) { $millis() })(1)",
+            "(function($v) { $random() })(1)",
+            "(function($v) { $shuffle($v) })([1, 2])",
+            "(function($v) { $eval($v) })('1')",
+            "(function($v) { $toMillis($v, '[Y0001]') })('2024')",
+            "($f := $toMillis; (function($v) { $f($v) })(created))",
+            "(function($v) { $v ~> $toMillis })(created)",
+        ] {
+            assert!(!remembers(unsteady), "{unsteady}");
+        }
+        // On the fast path: its answer costs about what looking it up would.
+        assert!(!Memoized::new(Expression::compile("status").unwrap()).remembers());
+    }
 
     #[test]
     fn compiles_once_and_evaluates_with_variables() {

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use unigate_unified::UnifiedModel;
 
 use crate::diagnostics::FileCompiler;
-use crate::expression::Expression;
+use crate::expression::{Expression, Memoized};
 use crate::reads::{PageReads, ReadSet};
 use crate::spec::{BodyFormat, IntegrationSpec};
 use crate::template::Template;
@@ -142,7 +142,8 @@ pub struct UnifiedMethod {
     pub partial: bool,
     pub native_filters: BTreeSet<String>,
     pub native_sorts: BTreeSet<String>,
-    pub query_mapping: Option<Expression>,
+    /// Remembers its answers for repeated filters where that is sound ([`Memoized`]).
+    pub query_mapping: Option<Memoized>,
     pub response_mapping: Expression,
     /// The unified fields the response mapping can produce, when its shape is visible at load
     /// (a top-level object constructor); `None` when computed.

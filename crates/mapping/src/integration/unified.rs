@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use unigate_unified::UnifiedModel;
 
 use crate::diagnostics::FileCompiler;
-use crate::expression::Expression;
+use crate::expression::{Expression, Memoized};
 use crate::spec::{FollowUpPer, IntegrationSpec, NotFound, Text, UnifiedMethodSpec};
 
 use super::{FollowUp, Method, MethodKey, Resource, UnifiedMethod};
@@ -240,7 +240,7 @@ fn compile_method(
         mapped_fields: response_mapping
             .object_keys()
             .map(|fields| fields.into_iter().collect()),
-        query_mapping,
+        query_mapping: query_mapping.map(Memoized::new),
         response_mapping,
         page_reads: Err("not compiled yet".to_owned()),
     })
