@@ -462,3 +462,106 @@ async fn a_slow_trickle_past_the_total_timeout_is_a_504() {
     assert_eq!(world.provider.calls.load(Ordering::SeqCst), 1);
     still_serves(&world).await;
 }
+
+/// A provider that answers every request with the same page, one that says another follows:
+/// by a cursor (`next`), or full at its page size by offset (the walk prefetches those).
+const REPEATING: &str = r#"name: Repeating
+docs: https://example.test/docs
+base_url: "https://api.example.test"
+auth: { kind: bearer, token: "{{context.token}}" }
+pagination:
+  style: STYLE
+  page_size_param: limit
+resources:
+  users:
+    list: { path: /users, records: users }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{ "id": id }'
+"#;
+
+async fn repeating_world(style: &str, page: &str) -> World {
+    let same = || Act::Answer {
+        status: 200,
+        headers: vec![],
+        body: page.as_bytes().to_vec(),
+    };
+    let provider = provider((0..16).map(|_| same()).collect()).await;
+    let catalog = catalog_with("repeating", &REPEATING.replace("STYLE", style));
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "repeating".into(),
+        context: json!({"token": "super-secret-token"}),
+        base_url: Some(provider.origin.clone()),
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_with(
+        catalog,
+        vec![account],
+        UpstreamConfig::default(),
+        EngineConfig::default(),
+    )
+    .await;
+    World {
+        provider,
+        gateway,
+        clock: Arc::new(RecordingClock::default()),
+    }
+}
+
+#[tokio::test]
+async fn a_provider_repeating_a_page_is_a_502_on_a_walk_on_a_cursor_and_on_prefetched_pages() {
+    let looping = json!({"statusCode": 502, "error": "Bad Gateway",
+        "message": "the provider returned the same page twice; stopping instead of looping",
+        "truto_is_remote_error": true});
+    let url = |world: &World, query: &str| {
+        format!(
+            "{}/unified/user-directory/users?integrated_account_id=acc&limit=1{query}",
+            world.gateway.origin
+        )
+    };
+    // The identical-page guard runs before the repeated-cursor one, so a cursor page says it too.
+    for (style, page) in [
+        (
+            "cursor\n  cursor_param: after\n  next_cursor: next",
+            r#"{"users":[{"id":"u1"}],"next":"c2"}"#,
+        ),
+        (
+            "offset\n  offset_param: offset",
+            r#"{"users":[{"id":"u1"}]}"#,
+        ),
+    ] {
+        let world = repeating_world(style, page).await;
+        // One page: nothing to compare it with, so it is answered with a cursor.
+        let (status, first) = get_json(&url(&world, ""), Some(TEST_TOKEN)).await;
+        assert_eq!(status, 200, "{style}: {first}");
+        assert_eq!(
+            first["result"],
+            json!([{"id": "u1", "remote_data": {"id": "u1"}}])
+        );
+        let cursor = first["next_cursor"]
+            .as_str()
+            .expect("a next cursor")
+            .to_owned();
+        // Its next page, the same bytes again, through the cursor.
+        let (status, body) = get_json(
+            &url(&world, &format!("&next_cursor={cursor}")),
+            Some(TEST_TOKEN),
+        )
+        .await;
+        assert_eq!(
+            (status, body),
+            (502, looping.clone()),
+            "{style}: through the cursor"
+        );
+        // The whole walk, in one call (offset pages are prefetched four at a time).
+        let (status, body) =
+            get_json(&url(&world, "&truto_ignore_limit=true"), Some(TEST_TOKEN)).await;
+        assert_eq!((status, body), (502, looping.clone()), "{style}: the walk");
+    }
+}

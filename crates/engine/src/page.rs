@@ -30,9 +30,19 @@ use crate::record::{
 pub(crate) struct Page {
     pub(crate) records: Vec<Record>,
     pub(crate) next: Option<Position>,
-    pub(crate) digest: String,
     /// Total records (offset) or pages (page) when the provider says, for prefetching.
     pub(crate) total: Option<u64>,
+    /// The provider's body as received, for [`Page::digest`].
+    body: bytes::Bytes,
+}
+
+impl Page {
+    /// The identical-page guard's digest of the page ([`page_digest`]). Made only where a
+    /// page is compared with the one before it or another follows (the walk's cursor carries
+    /// it): a single-page answer never hashes its body.
+    pub(crate) fn digest(&self) -> String {
+        page_digest(&self.body)
+    }
 }
 
 pub(crate) fn mapping_error(integration: &Integration, error: &MapError) -> ApiError {
@@ -99,12 +109,11 @@ impl Engine {
                 && integration.body_format == BodyFormat::Json
                 && resource.omit.is_empty()
         });
-        let (digest, reading, raw, docs) = off_the_workers(large, || {
+        let (reading, raw, docs) = off_the_workers(large, || {
             let read_records = |body| {
                 read_page(resource, answer, body, &call.scope)
                     .map_err(|error| mapping_error(integration, &error))
             };
-            let digest = page_digest(&response.body);
             if let (Some(reads), Some(path)) = (reads, records_path)
                 && !reads_each_record(&reads.page, path)
             {
@@ -122,7 +131,7 @@ impl Engine {
                         .or_else(|| record_texts(text, path))
                         .filter(|raw| raw.len() == page.docs.len())
                 {
-                    return Ok((digest, reading, Some(raw), Some(page.docs)));
+                    return Ok((reading, Some(raw), Some(page.docs)));
                 }
             }
             if let (Some(reads), Some(path)) = (reads, records_path) {
@@ -142,7 +151,7 @@ impl Engine {
                 let reading = read_records(body)?;
                 if let Some(raw) = raw.filter(|raw| raw.len() == reading.records.len()) {
                     let docs = parse_docs(&raw, &reads.record, answer)?;
-                    return Ok((digest, reading, Some(raw), Some(docs)));
+                    return Ok((reading, Some(raw), Some(docs)));
                 }
                 // Not an array of records there: read whole, as without reads.
             }
@@ -155,7 +164,7 @@ impl Engine {
                 .filter(|_| !call.query.ignore_remote_data)
                 .and_then(|path| record_texts(text, path))
                 .filter(|raw| raw.len() == reading.records.len());
-            Ok::<_, ApiError>((digest, reading, raw, None))
+            Ok::<_, ApiError>((reading, raw, None))
         })?;
         let strategy = &resource.pagination.strategy;
         let next = match (&strategy.style, reading.next) {
@@ -169,7 +178,10 @@ impl Engine {
             record_count: reading.records.len(),
             has_more: reading.has_more,
             total: reading.total,
-            digest: digest.clone(),
+            digest: state
+                .last_digest
+                .as_ref()
+                .map(|_| page_digest(&response.body)),
         };
         let next = strategy
             .next_position(
@@ -196,7 +208,7 @@ impl Engine {
             records,
             next,
             total: reading.total,
-            digest,
+            body: response.body.clone(),
         })
     }
 }

@@ -55,7 +55,8 @@ impl Walker {
             Some((position, page)) if position == self.state.position => {
                 let page = page?;
                 if !page.records.is_empty()
-                    && self.state.last_digest.as_deref() == Some(page.digest.as_str())
+                    && let Some(last_digest) = &self.state.last_digest
+                    && *last_digest == page.digest()
                 {
                     return Err(ApiError::new(
                         ErrorKind::BadGateway,
@@ -80,7 +81,8 @@ impl Walker {
         }
         self.state = CursorState {
             position: page.next.clone().unwrap_or(Position::First),
-            last_digest: Some(page.digest.clone()),
+            // Read only where another page follows (the next fetch's guard, the cursor).
+            last_digest: page.next.is_some().then(|| page.digest()),
             pages: self.state.pages + 1,
         };
         Ok(page)

@@ -95,8 +95,9 @@ pub struct PageFacts {
     pub has_more: Option<bool>,
     /// Total record count (offset, SCIM) or total page count (page), when known.
     pub total: Option<u64>,
-    /// A digest of the page's records, to catch a provider that repeats a page.
-    pub digest: String,
+    /// A digest of the page as received, to catch a provider that repeats a page; `None` when
+    /// no page came before this one (there is nothing to compare it with).
+    pub digest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -208,7 +209,10 @@ impl Pagination {
         previous_digest: Option<&str>,
         pages: u32,
     ) -> Result<Option<Position>, PaginationError> {
-        if facts.record_count > 0 && previous_digest == Some(facts.digest.as_str()) {
+        if facts.record_count > 0
+            && previous_digest.is_some()
+            && previous_digest == facts.digest.as_deref()
+        {
             return Err(PaginationError::IdenticalPage);
         }
         let next = self.advance(current, page_size, facts)?;
@@ -382,7 +386,7 @@ mod tests {
         PageFacts {
             next: next.map(str::to_owned),
             record_count,
-            digest: digest.to_owned(),
+            digest: Some(digest.to_owned()),
             ..PageFacts::default()
         }
     }
