@@ -60,7 +60,8 @@ pub(crate) struct ListCall {
     pub(crate) unified_query: Value,
     /// `$context` and `$query`.
     pub(crate) scope: Scope,
-    pub(crate) fingerprint: String,
+    /// See [`ListCall::fingerprint`].
+    fingerprint: std::sync::OnceLock<String>,
     /// Offset and page positions are known before the pages arrive, so a walk that fetches
     /// every page (stream, `truto_ignore_limit`) fetches a window of them at once — unless the
     /// provider's budget is paced: a window guessed past the last page spends calls of it.
@@ -70,6 +71,13 @@ pub(crate) struct ListCall {
 }
 
 impl ListCall {
+    /// What the call's cursors are bound to ([`fingerprint`]), made when a cursor is read or
+    /// written: an answer of one page has none.
+    pub(crate) fn fingerprint(&self) -> &str {
+        self.fingerprint
+            .get_or_init(|| fingerprint(&self.key, &self.target.integration.id, &self.query))
+    }
+
     pub(crate) fn method(&self) -> &UnifiedMethod {
         self.target
             .method(&self.key)
@@ -181,7 +189,6 @@ impl Engine {
         let mapped = map_query(method, &unified_query, &scope)
             .map_err(|error| mapping_error(&target.integration, &error))?;
         endpoint.add_params(mapped, remote_params);
-        let fingerprint = fingerprint(&key, &target.integration.id, &query);
         let text_records = writes_text(&query, method, &gateway_filters, gateway_sort.as_ref());
         Ok(ListCall {
             target,
@@ -194,7 +201,7 @@ impl Engine {
             page_size,
             unified_query,
             scope,
-            fingerprint,
+            fingerprint: std::sync::OnceLock::new(),
             prefetch,
             text_records,
         })

@@ -89,7 +89,7 @@ impl Engine {
             }
             let next_cursor = (!is_last).then(|| {
                 self.codec
-                    .encode(&call.target.account.id, &call.fingerprint, walker.state())
+                    .encode(&call.target.account.id, call.fingerprint(), walker.state())
             });
             let result_count = records.len();
             if call.text_records {
@@ -192,7 +192,7 @@ impl Engine {
             }),
             Some(cursor) => self
                 .codec
-                .decode(cursor, &call.target.account.id, &call.fingerprint)
+                .decode(cursor, &call.target.account.id, call.fingerprint())
                 .map_err(|error| ApiError::bad_request(error.to_string())),
         }
     }
