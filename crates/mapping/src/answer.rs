@@ -9,7 +9,7 @@ use unigate_unified::Secret;
 use unigate_unified::error::extract_remote_message;
 
 use crate::expression::{Expression, Scope};
-use crate::integration::{Exchange, Integration, RateLimit, Resource};
+use crate::integration::{Exchange, Integration, ProbeReads, RateLimit, Resource};
 use crate::render::MapError;
 use crate::spec::BodyFormat;
 
@@ -213,14 +213,15 @@ pub fn rate_limited(
     scope: &Scope,
     now: i64,
 ) -> Option<RateLimitReading> {
-    // Parsing a large page for a status check would cost more than the check.
-    let probe = rate_limit_input(answer, rate_limit.is_limited_reads_body);
+    // Parsing a large page (or gathering every header) for a status check would cost more
+    // than the check.
+    let probe = rate_limit_input(answer, rate_limit.is_limited_reads);
     let limited =
         rate_limit.is_limited.evaluate(&probe, scope).ok().flatten() == Some(Value::Bool(true));
     if !limited {
         return None;
     }
-    let input = rate_limit_input(answer, true);
+    let input = rate_limit_input(answer, ProbeReads::ALL);
     let number = |expression: &Option<Expression>| {
         expression
             .as_ref()
@@ -256,7 +257,7 @@ pub fn token_rejected(token: &crate::TokenAuth, answer: Answer<'_>, scope: &Scop
         None => answer.status == 401,
         Some(rejected) => {
             rejected
-                .evaluate(&rate_limit_input(answer, true), scope)
+                .evaluate(&rate_limit_input(answer, ProbeReads::ALL), scope)
                 .ok()
                 .flatten()
                 == Some(Value::Bool(true))
@@ -264,13 +265,18 @@ pub fn token_rejected(token: &crate::TokenAuth, answer: Answer<'_>, scope: &Scop
     }
 }
 
-fn rate_limit_input(answer: Answer<'_>, with_body: bool) -> Value {
-    let body = if with_body {
-        answer.parsed_body().unwrap_or(Value::Null)
-    } else {
-        Value::Null
+/// `{status, headers, body}` of an answer, with what `reads` leaves out as null (an expression
+/// that does not read a part gives the same answer without it).
+fn rate_limit_input(answer: Answer<'_>, reads: ProbeReads) -> Value {
+    let body = match reads.body {
+        true => answer.parsed_body().unwrap_or(Value::Null),
+        false => Value::Null,
     };
-    json!({"status": answer.status, "headers": answer.headers_value(), "body": body})
+    let headers = match reads.headers {
+        true => answer.headers_value(),
+        false => Value::Null,
+    };
+    json!({"status": answer.status, "headers": headers, "body": body})
 }
 
 /// A finite, non-negative number of seconds (or count), from a number or a numeric string.
@@ -646,6 +652,62 @@ fn as_count(value: &Value) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_limited_gets_the_parts_of_an_answer_it_may_read() {
+        let reads = |source: &str| ProbeReads::of(&Expression::compile(source).unwrap());
+        let parts = |headers, body| ProbeReads { headers, body };
+        assert_eq!(reads("status = 429"), parts(false, false));
+        assert_eq!(reads("headers.`x-limited` = '1'"), parts(true, false));
+        assert_eq!(
+            reads("status = 403 and body.error.code = 'rate'"),
+            parts(false, true)
+        );
+        // Read whole, without naming a part; a regular expression keeps it off the fast path.
+        assert_eq!(reads("$contains($string($), 'quota')"), ProbeReads::ALL);
+        assert_eq!(reads("$contains(body.message, /quota/)"), ProbeReads::ALL);
+
+        let limit = |is_limited: &str| RateLimit {
+            is_limited: Expression::compile(is_limited).unwrap(),
+            is_limited_reads: reads(is_limited),
+            retry_after: None,
+            reset_epoch: None,
+            limit: Some(Expression::compile("$number(headers.`x-limit`)").unwrap()),
+            remaining: None,
+            pace: None,
+        };
+        let headers = [("x-limit".to_owned(), "100".to_owned())];
+        let answer = |status, body: &'static [u8]| Answer {
+            status,
+            headers: &headers,
+            body,
+            format: BodyFormat::Json,
+        };
+        let scope = Scope::new([]);
+        let limited = |is_limited: &str, answer| {
+            rate_limited(&limit(is_limited), answer, &scope, 0).map(|reading| reading.limit)
+        };
+        let quota = answer(200, br#"{"message":"quota exceeded"}"#);
+        assert_eq!(limited("status = 429", quota), None);
+        assert_eq!(
+            limited("status = 429", answer(429, b"{}")),
+            Some(Some(100.0))
+        );
+        // A body read as a whole is parsed for the check.
+        assert_eq!(
+            limited("$contains($string($), 'quota')", quota),
+            Some(Some(100.0))
+        );
+        assert_eq!(
+            limited("body.message = 'quota exceeded'", quota),
+            Some(Some(100.0))
+        );
+        assert_eq!(
+            limited("headers.`x-limit` = '100'", quota),
+            Some(Some(100.0))
+        );
+        assert_eq!(limited("body.message = 'other'", quota), None);
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates_and_ignores_the_rest() {

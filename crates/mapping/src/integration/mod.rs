@@ -101,13 +101,39 @@ pub struct Variant {
     pub integration: std::sync::Arc<Integration>,
 }
 
+/// Which parts of `{status, headers, body}` an expression may read, by its fast-path plan's
+/// read set ([`Expression::reads`]); both when it has no plan or reads its input whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeReads {
+    pub headers: bool,
+    pub body: bool,
+}
+
+impl ProbeReads {
+    pub fn of(expression: &Expression) -> ProbeReads {
+        match expression.reads() {
+            Some(set) if !set.reads_everything() => ProbeReads {
+                headers: set.field_set("headers").is_some(),
+                body: set.field_set("body").is_some(),
+            },
+            _ => ProbeReads::ALL,
+        }
+    }
+
+    pub const ALL: ProbeReads = ProbeReads {
+        headers: true,
+        body: true,
+    };
+}
+
 /// Rate-limit detection; every expression reads `{status, headers, body}`.
 #[derive(Debug)]
 pub struct RateLimit {
     pub is_limited: Expression,
-    /// Whether `is_limited` reads the body; when it does not, a body is parsed for it only once
-    /// the answer is known to be limited (the default, `status = 429`, never reads it).
-    pub is_limited_reads_body: bool,
+    /// What `is_limited`, run on every answer, may read: the headers are gathered and the body
+    /// parsed for it only when it may (the default, `status = 429`, reads neither); the other
+    /// expressions run only on a limited answer, and get everything.
+    pub is_limited_reads: ProbeReads,
     pub retry_after: Option<Expression>,
     pub reset_epoch: Option<Expression>,
     pub limit: Option<Expression>,
@@ -387,8 +413,8 @@ fn compile_rate_limit(
     let Some(spec) = spec else {
         return Some(RateLimit {
             pace: None,
+            is_limited_reads: ProbeReads::of(&default()),
             is_limited: default(),
-            is_limited_reads_body: false,
             retry_after: None,
             reset_epoch: None,
             limit: None,
@@ -424,13 +450,11 @@ fn compile_rate_limit(
             })
         }
     };
+    let is_limited = is_limited.ok()?.unwrap_or_else(default);
     Some(RateLimit {
         pace,
-        is_limited_reads_body: spec
-            .is_limited
-            .as_ref()
-            .is_some_and(|text| text.value.contains("body")),
-        is_limited: is_limited.ok()?.unwrap_or_else(default),
+        is_limited_reads: ProbeReads::of(&is_limited),
+        is_limited,
         retry_after: retry_after.ok()?,
         reset_epoch: reset_epoch.ok()?,
         limit: limit.ok()?,
