@@ -725,6 +725,71 @@ fn fast_path_equals_engine_on_written_constructors_and_the_non_empty_guard() {
 }
 
 #[test]
+fn fast_path_equals_engine_on_written_picks_of_text_guards_and_joins() {
+    let records = [
+        json!({"d": "Dee", "f": "Ann", "l": "Löw"}),
+        json!({"f": "Ann", "l": "Löw"}),
+        json!({"d": "", "f": "A \"q\" \\ \n", "l": null}),
+        json!({"f": "", "l": ""}),
+        json!({"f": ["Ann", "Bo"], "l": "Löw"}),
+        json!({"f": 7, "l": "Löw"}),
+        json!({"f": ["x", ["y"]], "l": {"k": "v"}}),
+        json!({}),
+    ];
+    let scopes = [
+        Scope::new([("context", json!({"subdomain": "acme"}))]),
+        Scope::new([("join", json!("mine"))]),
+    ];
+    let picks = [
+        r#"[$str(d), $str($join([$str(f), $str(l)], " "))][0]"#,
+        r#"[$str(d), $str($join([f, l], " "))][0]"#,
+        r#"[$str($join([f, l], ", ")), $str(d)][0]"#,
+        r#"[$str($join([f, l]))][0]"#,
+        r#"[$str($join([f, l], s))][0]"#,
+        r#"[$str($join([f, l], 1))][0]"#,
+        r#"[$str($join([$str(f), "x"], ""))][0.5]"#,
+        r#"[$str(d), $str(f)][1]"#,
+        r#"[$str(d), $str(f), $str($join([l, 1], "-"))][0]"#,
+        r#"[$str(d), [$str(f)]][0]"#,
+        r#"$str($join([f, l], " "))"#,
+        r#"$str($join([f, [l]], "\u0000"))"#,
+        r#"{"name": [$str(d), $str($join([$str(f), $str(l)], " "))][0], "f": $str(f)}"#,
+        r#"[[$str(d), $str($join([f], " "))][0], $str($join([l], "/"))]"#,
+    ];
+    let preludes = [
+        "",
+        r#"$join := function($a, $s) { "shadowed" }; "#,
+        r#"$type := function($v) { "string" }; "#,
+        r#"$join := "not a function"; "#,
+    ];
+    // The plain cases, mostly answered; then those handed to the engine by design (`$join` or
+    // `$type` shadowed, a caller's `join`), which must agree all the same.
+    let (mut plain, mut shadowed) = (Tally::default(), Tally::default());
+    for record in &records {
+        for (index, scope) in scopes.iter().enumerate() {
+            for (prelude_index, prelude) in preludes.iter().enumerate() {
+                let tally = match index == 0 && prelude_index == 0 {
+                    true => &mut plain,
+                    false => &mut shadowed,
+                };
+                for pick in picks {
+                    let source = format!(
+                        r#"({prelude}$str := function($v) {{ $type($v) = "string" and $v != "" ? $v }}; {pick})"#
+                    );
+                    let expression = Expression::compile(&source).expect(&source);
+                    tally.compare("picked", &expression, record, scope);
+                }
+            }
+        }
+    }
+    plain.assert_no_mismatch();
+    plain.assert_mostly_answered();
+    shadowed.assert_no_mismatch();
+    // The shadowing `$join` is a function of the plan's: those are answered.
+    assert!(shadowed.answered > 0);
+}
+
+#[test]
 fn fast_path_equals_engine_on_generated_expressions() {
     let record = json!({"a": 2, "b": {"c": "x"}, "d": [1, 2, 3]});
     let scope = Scope::new([("context", json!({"subdomain": "acme"}))]);

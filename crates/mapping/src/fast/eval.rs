@@ -427,6 +427,47 @@ fn write_doc_str(text: &Cow<'_, str>, out: &mut Vec<u8>) {
     }
 }
 
+/// `$join(items, separator)` written as a JSON string, as [`builtins::join`] makes it and
+/// [`write_str`] writes it; `Ok(false)` (nothing written) when the joined text is empty, which a
+/// text guard answers as *undefined*.
+fn write_joined(
+    items: &[Val<'_>],
+    separator: Option<&Val<'_>>,
+    out: &mut Vec<u8>,
+) -> Outcome<bool> {
+    let separator = match separator {
+        None => "",
+        Some(separator) => separator.as_str().ok_or(Bail)?,
+    };
+    let start = out.len();
+    out.push(b'"');
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            write_str_contents(separator, out);
+        }
+        write_str_contents(item.as_str().ok_or(Bail)?, out);
+    }
+    if out.len() == start + 1 {
+        out.truncate(start);
+        return Ok(false);
+    }
+    out.push(b'"');
+    Ok(true)
+}
+
+/// [`write_str`] without the quotes: JSON escapes are per character, so the parts of a string
+/// written one after another are the whole string written.
+fn write_str_contents(text: &str, out: &mut Vec<u8>) {
+    if !needs_escape(text.as_bytes()) {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
+    let start = out.len();
+    write_str(text, out);
+    out.pop();
+    out.remove(start);
+}
+
 fn write_str(text: &str, out: &mut Vec<u8>) {
     // Most text needs no escape: checked in one pass and copied, as `serde_json` writes it.
     if !needs_escape(text.as_bytes()) {
@@ -690,15 +731,33 @@ pub(super) enum Writer {
     /// A call of a function whose body [`is_non_empty_guard`], over its argument: the argument
     /// written, and taken back when it is an empty array.
     NonEmpty,
+    /// A `$str` text guard ([`is_text_guard`]) over a call of `$join`: the joined text written
+    /// as its parts come ([`Evaluator::write_text_guard`]).
+    TextGuard,
+    /// `[g, h, …][0]` of text guards: the first guard's text written, the rest still run
+    /// ([`Evaluator::write_pick`]).
+    Pick,
 }
 
 /// The writer for `node`. Only a plain node's value is the value of its op (no filter, no
 /// `[]`, nothing to finish); any other is evaluated and written.
 pub(super) fn writer(node: &Node) -> Writer {
+    // `[…][0]` as `run_array_pick` takes it: an index from 0 below 1 picks the first item.
+    if let (Op::Array(items), [Filter::Index(n)]) = (&node.op, node.filters.as_slice())
+        && (0.0..1.0).contains(n)
+        && node.stages.is_empty()
+        && !node.keep_array
+        && items.iter().all(|item| is_text_guard_node(&item.node))
+    {
+        return Writer::Pick;
+    }
     if !is_plain(node) {
         return Writer::Value;
     }
     match &node.op {
+        Op::InlineOver { arg, .. } if is_text_guard_node(node) && is_join_call(arg) => {
+            Writer::TextGuard
+        }
         Op::Object {
             literal_keys: true, ..
         } => Writer::Object,
@@ -977,6 +1036,23 @@ fn is_text_guard(body: &Node) -> bool {
         && is_bare_context(then)
         && type_is_text
         && differs_from_empty
+}
+
+/// A plain call of a helper whose body [`is_text_guard`] over its argument: the node
+/// [`runner`] runs with [`run_text_guard`], whose answer is non-empty text or *undefined*.
+fn is_text_guard_node(node: &Node) -> bool {
+    is_plain(node) && matches!(&node.op, Op::InlineOver { body, .. } if is_text_guard(body))
+}
+
+/// A plain call of `$join` over an array constructor, with at most a separator besides: the
+/// call [`Evaluator::call_named`] answers with [`Evaluator::join_constructed`] unless a
+/// binding shadows `$join`. (By the constructor's shape, not its writer: `compile::link`
+/// chooses a node's writer before its children's.)
+fn is_join_call(node: &Node) -> bool {
+    is_plain(node)
+        && matches!(&node.op, Op::Call { builtin: Some(Builtin::Join), args, .. }
+            if matches!(args.as_slice(), [list, rest @ ..]
+                if is_plain(list) && matches!(list.op, Op::Array(_)) && rest.len() <= 1))
 }
 
 /// Whether `body` is `$count($) > 0 ? $`: the body of the other helper many mappings bind
@@ -1442,7 +1518,71 @@ impl<'a> Evaluator<'a> {
                 None => Ok(false),
             },
             Writer::NonEmpty => self.write_non_empty(node, input, out),
+            Writer::TextGuard => self.write_text_guard(node, input, out),
+            Writer::Pick => self.write_pick(node, input, out),
         }
+    }
+
+    /// `[g, h, …][0]` of text guards, written: what [`run_array_pick`] picks (each guard's
+    /// answer is non-empty text or *undefined*, never an array to flatten), every later item
+    /// still run for its errors, in order.
+    fn write_pick(&self, node: &'a Node, input: &Val<'a>, out: &mut Vec<u8>) -> Outcome<bool> {
+        let Op::Array(items) = &node.op else {
+            return Err(Bail);
+        };
+        self.count_step()?;
+        let mut written = false;
+        for item in items {
+            match written {
+                false => written = self.write(&item.node, input, out)?,
+                true => self.eval(&item.node, input)?.discard(),
+            }
+        }
+        Ok(written)
+    }
+
+    /// `$str($join([a, b, …], separator))` written: the text [`run_text_guard`] answers over
+    /// [`Evaluator::join_constructed`], joined into `out` instead of a string made for it (two
+    /// allocations a record in most mappings' name). Where a binding shadows `$join`, as
+    /// [`Evaluator::call_named`] would go elsewhere, the guard is evaluated and written.
+    fn write_text_guard(
+        &self,
+        node: &'a Node,
+        input: &Val<'a>,
+        out: &mut Vec<u8>,
+    ) -> Outcome<bool> {
+        let Op::InlineOver { arg, .. } = &node.op else {
+            return Err(Bail);
+        };
+        let Op::Call { name, args, .. } = &arg.op else {
+            return Err(Bail);
+        };
+        let [list, separator @ ..] = args.as_slice() else {
+            return Err(Bail);
+        };
+        let Op::Array(items) = &list.op else {
+            return Err(Bail);
+        };
+        if self.function(name)?.is_some() || self.variable_value(&name.text).is_some() {
+            return self.write_value(node, input, out);
+        }
+        // As `run_text_guard` over `join_constructed`: a step, the items, the separator, the
+        // join's checks (the separator's, then each item's), then the shadowed `$type`.
+        self.count_step()?;
+        let items = self.array_items(items, input)?;
+        let separator = separator
+            .first()
+            .map(|node| self.eval(node, input))
+            .transpose()?;
+        let written = write_joined(&items, separator.as_ref(), out);
+        items.into_iter().for_each(Val::discard);
+        if let Some(separator) = separator {
+            separator.discard();
+        }
+        if self.type_shadowed {
+            return Err(Bail);
+        }
+        written
     }
 
     /// The branch a condition chooses over `input`; `None` when it has no else branch and the
