@@ -725,7 +725,7 @@ fn fast_path_equals_engine_on_written_constructors_and_the_non_empty_guard() {
 }
 
 #[test]
-fn fast_path_equals_engine_on_written_picks_of_text_guards_and_joins() {
+fn fast_path_equals_engine_on_written_picks_joins_and_in() {
     let records = [
         json!({"d": "Dee", "f": "Ann", "l": "Löw"}),
         json!({"f": "Ann", "l": "Löw"}),
@@ -755,6 +755,9 @@ fn fast_path_equals_engine_on_written_picks_of_text_guards_and_joins() {
         r#"$str($join([f, [l]], "\u0000"))"#,
         r#"{"name": [$str(d), $str($join([$str(f), $str(l)], " "))][0], "f": $str(f)}"#,
         r#"[[$str(d), $str($join([f], " "))][0], $str($join([l], "/"))]"#,
+        // `in`, item by item over arrays of every origin.
+        r#"[$str(f) in ["Ann", "x"], f in ["Ann"], l in "Löw", f in [["Ann"]], 7 in [7, "7"]]"#,
+        r#"[f in [$str(f), l], l in [f, l], "Bo" in f, d in [], missing in [missing]]"#,
     ];
     let preludes = [
         "",

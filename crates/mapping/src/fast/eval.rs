@@ -2164,8 +2164,15 @@ fn binary<'a>(op: Binary, lhs: &Val<'a>, rhs: &Val<'a>) -> Outcome<Val<'a>> {
             if lhs.is_array() || lhs.is_object() || matches!(lhs, Val::Func(_)) {
                 return Err(Bail); // compared by identity in the JSONata engine
             }
-            let found = match rhs.array_items() {
-                Some(items) => items.iter().any(|item| scalar_equal(lhs, item)),
+            // Item by item: no copy of the array (`$x in ["a", "b"]` is in many mappings).
+            let found = match rhs.array_len() {
+                Some(len) => (0..len).any(|index| {
+                    rhs.array_item(index).is_some_and(|item| {
+                        let equal = scalar_equal(lhs, &item);
+                        item.discard();
+                        equal
+                    })
+                }),
                 None => scalar_equal(lhs, rhs),
             };
             Val::bool(found)
