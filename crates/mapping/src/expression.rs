@@ -346,8 +346,8 @@ fn reads_clock_or_chance(expression: &jlens_core::Expression) -> bool {
 const REMEMBERED_ANSWERS: usize = 8;
 
 /// An expression that remembers its last answers by input and variables, for one evaluated
-/// once per call with inputs that repeat (a list's `query_mapping`: the same filters, page after
-/// page and call after call). It remembers only where that pays and is sound: the JSONata engine
+/// once per call with inputs that repeat (a list's `query_mapping`: the same filters for each
+/// page a client fetches with a cursor, and for each run of a sync). It remembers only where that pays and is sound: the JSONata engine
 /// runs the expression (a query mapping with helper functions costs tens of thousands of
 /// instructions; the fast path's answer costs about what looking it up would) and the answer
 /// depends on nothing but the input and the variables. Errors are not remembered. The
