@@ -153,18 +153,24 @@ struct World {
     clock: Arc<RecordingClock>,
 }
 
-async fn world(script: Vec<Act>) -> World {
-    let provider = provider(script).await;
-    let catalog = catalog_with("faulty", MAPPING);
-    let account = IntegratedAccount {
+/// Account `acc` of `integration` at the provider's `origin`, its token a secret the answers
+/// must never show.
+fn account(integration: &str, origin: &str) -> IntegratedAccount {
+    IntegratedAccount {
         id: "acc".into(),
-        integration: "faulty".into(),
+        integration: integration.into(),
         context: json!({"token": "super-secret-token"}),
-        base_url: Some(provider.origin.clone()),
+        base_url: Some(origin.to_owned()),
         status: Default::default(),
         last_error: None,
         mapping: None,
-    };
+    }
+}
+
+async fn world(script: Vec<Act>) -> World {
+    let provider = provider(script).await;
+    let catalog = catalog_with("faulty", MAPPING);
+    let account = account("faulty", &provider.origin);
     let clock = Arc::new(RecordingClock {
         now: 1_700_000_000,
         ..RecordingClock::default()
@@ -491,15 +497,7 @@ async fn repeating_world(style: &str, page: &str) -> World {
     };
     let provider = provider((0..16).map(|_| same()).collect()).await;
     let catalog = catalog_with("repeating", &REPEATING.replace("STYLE", style));
-    let account = IntegratedAccount {
-        id: "acc".into(),
-        integration: "repeating".into(),
-        context: json!({"token": "super-secret-token"}),
-        base_url: Some(provider.origin.clone()),
-        status: Default::default(),
-        last_error: None,
-        mapping: None,
-    };
+    let account = account("repeating", &provider.origin);
     let gateway = serve_with(
         catalog,
         vec![account],
