@@ -575,8 +575,9 @@ fn expression() -> impl Strategy<Value = String> {
 
 /// The `$str` helper (in nearly every mapping, and run by a runner of its own on the fast path)
 /// over every kind of value, written as the mappings write it and in near variants that must
-/// not take that runner, with `$type` shadowed too; its answer used as a value and as a
-/// condition (which has a tester of its own).
+/// not take that runner, with `$type` shadowed too (by the plan and by a caller's variable);
+/// its answer used as a value, as a condition (which has a tester of its own) and written in
+/// an object and an array (an object's value has a writer of its own).
 #[test]
 fn fast_path_equals_engine_on_the_text_guard_and_its_near_variants() {
     let record = json!({
@@ -584,7 +585,11 @@ fn fast_path_equals_engine_on_the_text_guard_and_its_near_variants() {
         "a2": ["x", "y"], "ae": [""], "ao": [{"k": "deep"}], "aa": [["in"]], "es": "café",
         "objs": [{"k": "first"}, {"k": ""}, {"q": 1}]
     });
-    let scope = Scope::new([("context", json!({"subdomain": "acme"}))]);
+    // A caller's variable named `type` means `$type` is not the built-in the guard checks.
+    let scopes = [
+        Scope::new([("context", json!({"subdomain": "acme"}))]),
+        Scope::new([("type", json!("caller's"))]),
+    ];
     let args = [
         "s",
         "e",
@@ -620,25 +625,33 @@ fn fast_path_equals_engine_on_the_text_guard_and_its_near_variants() {
         r#"function($v) { $type($v) = "string" and $v != "" ? $v : "none" }"#,
         r#"function($v) { $type($v) = "string" and $v != "" ? [$v] }"#,
     ];
-    let mut tally = Tally::default();
-    for guard in guards {
-        for arg in args {
-            for prelude in ["", r#"$type := function($x) { "string" }; "#] {
-                for body in [
-                    format!("$str({arg})"),
-                    format!(r#"$str({arg}) ? "yes" : "no""#),
-                    format!("$str({arg}) and true"),
-                    format!("false or $str({arg})"),
-                ] {
-                    let source = format!("({prelude}$str := {guard}; {body})");
-                    let expression = Expression::compile(&source).expect(&source);
-                    tally.compare("text guard", &expression, &record, &scope);
+    let (mut plain, mut shadowed) = (Tally::default(), Tally::default());
+    for (index, scope) in scopes.iter().enumerate() {
+        let tally = match index {
+            0 => &mut plain,
+            _ => &mut shadowed,
+        };
+        for guard in guards {
+            for arg in args {
+                for prelude in ["", r#"$type := function($x) { "string" }; "#] {
+                    for body in [
+                        format!("$str({arg})"),
+                        format!(r#"$str({arg}) ? "yes" : "no""#),
+                        format!("$str({arg}) and true"),
+                        format!("false or $str({arg})"),
+                        format!(r#"{{"k": $str({arg}), "l": [$str({arg})]}}"#),
+                    ] {
+                        let source = format!("({prelude}$str := {guard}; {body})");
+                        let expression = Expression::compile(&source).expect(&source);
+                        tally.compare("text guard", &expression, &record, scope);
+                    }
                 }
             }
         }
     }
-    tally.assert_no_mismatch();
-    tally.assert_mostly_answered();
+    plain.assert_no_mismatch();
+    plain.assert_mostly_answered();
+    shadowed.assert_no_mismatch();
 }
 
 /// What the gateway writes without making it (an object or array constructor, a condition
