@@ -235,15 +235,33 @@ fn main() -> ExitCode {
     }
 }
 
-/// The runtime requests run on: `server.workers` threads, else tokio's default (one per CPU
-/// the process may use, or `TOKIO_WORKER_THREADS`).
-fn serving_runtime(workers: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+/// The runtime requests run on: `server.workers` threads, else `TOKIO_WORKER_THREADS`, else
+/// tokio's default (one per CPU the process may use).
+fn serving_runtime(workers: Option<NonZeroUsize>) -> Result<tokio::runtime::Runtime, String> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
-    if let Some(workers) = workers {
+    // Read here rather than by tokio, which panics on a value it cannot use.
+    if let Some(workers) = workers.map_or_else(workers_from_env, |workers| Ok(Some(workers)))? {
         builder.worker_threads(workers.get());
     }
-    builder.build()
+    builder.build().map_err(|error| error.to_string())
+}
+
+/// `TOKIO_WORKER_THREADS`, tokio's own variable for its worker count, when it is set.
+fn workers_from_env() -> Result<Option<NonZeroUsize>, String> {
+    const VARIABLE: &str = "TOKIO_WORKER_THREADS";
+    let Some(value) = std::env::var_os(VARIABLE) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .and_then(|text| text.parse::<NonZeroUsize>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "{VARIABLE}: give a number of threads from 1 (or set server.workers), not {value:?}"
+            )
+        })
 }
 
 async fn serve(

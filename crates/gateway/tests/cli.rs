@@ -290,6 +290,57 @@ fn serve_runs_the_configured_number_of_workers_and_refuses_none() {
         assert!(!output.status.success(), "{name}: {stderr}");
         assert!(stderr.contains(message), "{name}: {stderr}");
     }
+
+    // Without the setting, tokio's own variable counts; one it cannot use is refused in words
+    // (tokio itself would panic), and the setting, when given, is used instead.
+    let without = dir.join("without.yaml");
+    std::fs::write(
+        &without,
+        format!(
+            "api_tokens: [\"test-token-1234\"]\ncursor_secret: \"0123456789abcdef0123\"\nmappings_dir: {}\n",
+            repo().join("mappings").display()
+        ),
+    )
+    .unwrap();
+    for value in ["0", "two", ""] {
+        let output = unigate()
+            .args(["serve", "--config"])
+            .arg(&without)
+            .env("TOKIO_WORKER_THREADS", value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{value:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "unigate: cannot start the runtime: TOKIO_WORKER_THREADS: give a number of threads from 1 (or set server.workers), not {value:?}"
+            )),
+            "{value:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{value:?}: {stderr}");
+    }
+    for (config, workers) in [
+        (&without, "workers=2"),
+        (&config_with("one.yaml", "1"), "workers=1"),
+    ] {
+        let mut child = unigate()
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .env("UNIGATE_LOG", "info")
+            .env("TOKIO_WORKER_THREADS", "2")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let listening = BufReader::new(child.stderr.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.contains("unigate listening"));
+        let _ = child.kill();
+        let _ = child.wait();
+        let listening = listening.expect("a listening log line");
+        assert!(listening.contains(workers), "{listening}");
+    }
 }
 
 #[test]
