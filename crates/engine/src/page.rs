@@ -109,7 +109,7 @@ impl Engine {
                 && integration.body_format == BodyFormat::Json
                 && resource.omit.is_empty()
         });
-        let (reading, raw, docs) = off_the_workers(large, || {
+        let (reading, raw, docs, line_break) = off_the_workers(large, || {
             let read_records = |body| {
                 read_page(resource, answer, body, &call.scope)
                     .map_err(|error| mapping_error(integration, &error))
@@ -131,7 +131,7 @@ impl Engine {
                         .or_else(|| record_texts(text, path))
                         .filter(|raw| raw.len() == page.docs.len())
                 {
-                    return Ok((reading, Some(raw), Some(page.docs)));
+                    return Ok((reading, Some(raw), Some(page.docs), page.line_break));
                 }
             }
             if let (Some(reads), Some(path)) = (reads, records_path) {
@@ -151,7 +151,7 @@ impl Engine {
                 let reading = read_records(body)?;
                 if let Some(raw) = raw.filter(|raw| raw.len() == reading.records.len()) {
                     let docs = parse_docs(&raw, &reads.record, answer)?;
-                    return Ok((reading, Some(raw), Some(docs)));
+                    return Ok((reading, Some(raw), Some(docs), None));
                 }
                 // Not an array of records there: read whole, as without reads.
             }
@@ -164,7 +164,7 @@ impl Engine {
                 .filter(|_| !call.query.ignore_remote_data)
                 .and_then(|path| record_texts(text, path))
                 .filter(|raw| raw.len() == reading.records.len());
-            Ok::<_, ApiError>((reading, raw, None))
+            Ok::<_, ApiError>((reading, raw, None, None))
         })?;
         let strategy = &resource.pagination.strategy;
         let next = match (&strategy.style, reading.next) {
@@ -192,7 +192,10 @@ impl Engine {
                 state.pages + 1,
             )
             .map_err(|error| ApiError::new(ErrorKind::BadGateway, error.to_string()))?;
-        let raw = raw.map(|raw| (raw, !has_line_break(&response.body)));
+        // Whether the records can be copied as they are: told by the page's scan where it
+        // could, else found by a look at the body.
+        let compact = || !line_break.unwrap_or_else(|| has_line_break(&response.body));
+        let raw = raw.map(|raw| (raw, compact()));
         let followed = match call.method().follow_ups.is_empty() || !call.wants_mapping() {
             true => None,
             false => Some(self.follow_up(call, &reading.records).await?),

@@ -376,6 +376,11 @@ pub struct PageDocs<'a> {
     /// the body. `None` for a record that is not an object, an empty one, one read whole, or
     /// one whose first key has escapes (the parser does not lend those from the text).
     pub first_keys: Vec<Option<&'a str>>,
+    /// Whether the page's text holds a line break (`\n` or `\r`), where the pass could tell
+    /// without looking again: the scanner walks every byte, and in a body it reads whole a line
+    /// break can only be whitespace between tokens, which it walks itself. `None` from the
+    /// `serde_json` pass.
+    pub line_break: Option<bool>,
 }
 
 fn parse_page<'a>(
