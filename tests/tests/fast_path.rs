@@ -805,6 +805,65 @@ fn fast_path_equals_engine_on_written_picks_joins_and_in() {
     assert!(shadowed.answered > 0);
 }
 
+/// Built-ins called with one and two arguments (held in place, not in a list), each argument
+/// plain or one the fast path hands to the JSONata engine (`a in [a]`: an array compared by
+/// identity there), and with arguments the built-in refuses.
+#[test]
+fn fast_path_equals_engine_on_builtin_calls_of_one_and_two_arguments() {
+    let record = json!({"s": "text", "o": {"k": "v"}, "n": 3, "a": ["x", "y"], "e": ""});
+    let scope = Scope::new([("context", json!({"subdomain": "acme"}))]);
+    let plain = [
+        r#"$lookup(o, "k")"#,
+        "$lookup(o, s)",
+        "$lookup(missing, s)",
+        "$exists(s)",
+        "$exists(missing)",
+        "$string(n)",
+        "$uppercase(s)",
+        "$length(s)",
+        r#"$contains(s, "ex")"#,
+        r#"$substringBefore(s, "x")"#,
+        "$count(a)",
+        r#"$join(a, "-")"#,
+        "$join(a)",
+        r#"{"k": $lookup(o, "k"), "l": [$exists(e), $string(n)]}"#,
+    ];
+    // Each refused by the JSONata engine (a key or text that is not a string).
+    // (`$lookup(o, missing)` and `$string(o)` are not modelled: handed over too.)
+    let refused = [
+        "$lookup(o, n)",
+        "$contains(s, n)",
+        "$uppercase(o)",
+        "$lookup(o, missing)",
+        "$string(o)",
+    ];
+    let bailing = [
+        "$lookup(o, a in [a])",
+        r#"$lookup(a in [a], "k")"#,
+        "$exists(a in [a])",
+        "$string(a in [a])",
+        "$contains(s, a in [a])",
+        "$join(a, a in [a])",
+        "$lookup(o, n) and $exists(a in [a])",
+    ];
+    let mut tally = Tally::default();
+    for source in plain {
+        let expression = Expression::compile(source).expect(source);
+        assert!(
+            tally.compare("built-in", &expression, &record, &scope),
+            "not answered: {source}"
+        );
+    }
+    for source in refused.iter().chain(&bailing) {
+        let expression = Expression::compile(source).expect(source);
+        assert!(
+            !tally.compare("built-in", &expression, &record, &scope),
+            "answered: {source}"
+        );
+    }
+    tally.assert_no_mismatch();
+}
+
 #[test]
 fn fast_path_equals_engine_on_generated_expressions() {
     let record = json!({"a": 2, "b": {"c": "x"}, "d": [1, 2, 3]});
