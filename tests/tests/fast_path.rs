@@ -864,6 +864,48 @@ fn fast_path_equals_engine_on_builtin_calls_of_one_and_two_arguments() {
     tally.assert_no_mismatch();
 }
 
+/// Literals written where they stand (an object's values, written as text made once when the
+/// plan is linked): numbers in every form (`1.0`, `1e21`, `-0`, tiny and huge ones), strings
+/// that need escapes, arrays and objects of them, alone, chosen by a condition, in an array and
+/// in a nested object.
+#[test]
+fn fast_path_equals_engine_on_written_literals() {
+    let record = json!({"s": "text", "n": 0});
+    let scope = Scope::new([("context", json!({"subdomain": "acme"}))]);
+    let literals = [
+        "1.0",
+        "1e21",
+        "1.5e300",
+        "0.000001",
+        "1e-7",
+        "-0",
+        "0.1",
+        "123456789012345678901234",
+        r#""é \"q\" \\ \n \u0001 \ud83d\ude00""#,
+        r#""""#,
+        "true",
+        "false",
+        "null",
+        "[1.0, 2.50, [], {}]",
+        r#"{"x": 1.0, "y": [null, "z"]}"#,
+        "[]",
+    ];
+    let mut tally = Tally::default();
+    for literal in literals {
+        for body in [
+            format!(r#"{{"k": {literal}, "s": s}}"#),
+            format!(r#"{{"k": s ? {literal} : n, "l": [{literal}], "m": {{"k": {literal}}}}}"#),
+        ] {
+            let expression = Expression::compile(&body).expect(&body);
+            assert!(
+                tally.compare("literal", &expression, &record, &scope),
+                "not answered: {body}"
+            );
+        }
+    }
+    tally.assert_no_mismatch();
+}
+
 #[test]
 fn fast_path_equals_engine_on_generated_expressions() {
     let record = json!({"a": 2, "b": {"c": "x"}, "d": [1, 2, 3]});

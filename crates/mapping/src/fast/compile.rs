@@ -393,6 +393,11 @@ fn link(node: &mut Node) {
     node.run = super::eval::runner(node);
     node.test = super::eval::tester(node);
     node.write = super::eval::writer(node);
+    if node.write == super::eval::Writer::Constant
+        && let Op::Constant(value) = &node.op
+    {
+        node.text = super::eval::constant_text(value);
+    }
     for child in children(node) {
         link(child);
     }
@@ -699,6 +704,7 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
         run: super::eval::run_general,
         test: super::eval::test_value,
         write: super::eval::Writer::Value,
+        text: Box::default(),
     })
 }
 

@@ -737,6 +737,20 @@ pub(super) enum Writer {
     /// `[g, h, …][0]` of text guards: the first guard's text written, the rest still run
     /// ([`Evaluator::write_pick`]).
     Pick,
+    /// A plain literal (`"type": "work"`): its text, written at link ([`constant_text`]),
+    /// copied.
+    Constant,
+}
+
+/// A literal's JSON text, as [`write_val`] writes its value: made once, when the plan is
+/// linked, instead of each time a record writes it.
+pub(super) fn constant_text(value: &Value) -> Box<[u8]> {
+    let mut text = Vec::new();
+    match write_val(&Val::from_json(value), &mut text) {
+        Ok(()) => text.into(),
+        // Never for a JSON value; an empty text would be written as nothing, so refuse it.
+        Err(Bail) => Box::default(),
+    }
 }
 
 /// The writer for `node`. Only a plain node's value is the value of its op (no filter, no
@@ -764,6 +778,7 @@ pub(super) fn writer(node: &Node) -> Writer {
         Op::Array(_) => Writer::Array,
         Op::Condition(..) => Writer::Condition,
         Op::InlineOver { body, .. } if is_non_empty_guard(body) => Writer::NonEmpty,
+        Op::Constant(_) => Writer::Constant,
         _ => Writer::Value,
     }
 }
@@ -1557,6 +1572,11 @@ impl<'a> Evaluator<'a> {
             Writer::NonEmpty => self.write_non_empty(node, input, out),
             Writer::TextGuard => self.write_text_guard(node, input, out),
             Writer::Pick => self.write_pick(node, input, out),
+            Writer::Constant if !node.text.is_empty() => {
+                out.extend_from_slice(&node.text);
+                Ok(true)
+            }
+            Writer::Constant => self.write_value(node, input, out),
         }
     }
 

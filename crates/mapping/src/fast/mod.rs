@@ -74,6 +74,9 @@ struct Node {
     /// ([`eval::writer`]): an object or array constructor, a condition choosing one, or a
     /// `$nonEmpty` call is written as its parts come instead of being made, written, dropped.
     write: eval::Writer,
+    /// A plain literal's JSON text, as [`eval::Writer::Constant`] writes it (written once, at
+    /// link, by the function that would write it per record); empty for any other node.
+    text: Box<[u8]>,
 }
 
 #[derive(Debug, Clone)]
