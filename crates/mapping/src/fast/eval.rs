@@ -748,7 +748,7 @@ pub(super) fn constant_text(value: &Value) -> Box<[u8]> {
     let mut text = Vec::new();
     match write_val(&Val::from_json(value), &mut text) {
         Ok(()) => text.into(),
-        // Never for a JSON value; an empty text would be written as nothing, so refuse it.
+        // Never for a JSON value; an empty text leaves the node to the general writer.
         Err(Bail) => Box::default(),
     }
 }
