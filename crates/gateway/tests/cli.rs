@@ -237,37 +237,52 @@ fn serve_config_names_an_unset_variable() {
 fn serve_runs_the_configured_number_of_workers_and_refuses_none() {
     let dir = scratch("workers");
     std::fs::create_dir_all(&dir).unwrap();
-    let config_with = |name: &str, workers: &str| {
+    // A config with `server.workers` set to `workers`, or without it.
+    let config_with = |name: &str, workers: Option<&str>| {
         let config = dir.join(name);
+        let server = workers.map_or(String::new(), |workers| {
+            format!("server:\n  workers: {workers}\n")
+        });
         std::fs::write(
             &config,
             format!(
-                "api_tokens: [\"test-token-1234\"]\ncursor_secret: \"0123456789abcdef0123\"\nmappings_dir: {}\nserver:\n  workers: {workers}\n",
+                "api_tokens: [\"test-token-1234\"]\ncursor_secret: \"0123456789abcdef0123\"\nmappings_dir: {}\n{server}",
                 repo().join("mappings").display()
             ),
         )
         .unwrap();
         config
     };
+    // The log line a server started on `config`, with tokio's own variable set, says it listens.
+    let listening_line = |config: &std::path::Path, tokio_workers: &str| {
+        let mut child = unigate()
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .env("UNIGATE_LOG", "info")
+            .env("TOKIO_WORKER_THREADS", tokio_workers)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let listening = BufReader::new(child.stderr.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.contains("unigate listening"));
+        let _ = child.kill();
+        let _ = child.wait();
+        listening.expect("a listening log line")
+    };
 
-    let mut child = unigate()
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config_with("three.yaml", "3"))
-        .env("UNIGATE_LOG", "info")
-        // The setting wins over tokio's own default.
-        .env("TOKIO_WORKER_THREADS", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let listening = BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .find(|line| line.contains("unigate listening"));
-    let _ = child.kill();
-    let _ = child.wait();
-    let listening = listening.expect("a listening log line");
-    assert!(listening.contains("workers=3"), "{listening}");
+    // The setting wins over tokio's own variable; without the setting, the variable counts.
+    let without = config_with("without.yaml", None);
+    for (config, tokio_workers, workers) in [
+        (config_with("three.yaml", Some("3")), "1", "workers=3"),
+        (config_with("one.yaml", Some("1")), "2", "workers=1"),
+        (without.clone(), "2", "workers=2"),
+    ] {
+        let listening = listening_line(&config, tokio_workers);
+        assert!(listening.contains(workers), "{listening}");
+    }
 
     for (name, workers, message) in [
         (
@@ -283,7 +298,7 @@ fn serve_runs_the_configured_number_of_workers_and_refuses_none() {
     ] {
         let output = unigate()
             .args(["serve", "--config"])
-            .arg(config_with(name, workers))
+            .arg(config_with(name, Some(workers)))
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -291,17 +306,7 @@ fn serve_runs_the_configured_number_of_workers_and_refuses_none() {
         assert!(stderr.contains(message), "{name}: {stderr}");
     }
 
-    // Without the setting, tokio's own variable counts; one it cannot use is refused in words
-    // (tokio itself would panic), and the setting, when given, is used instead.
-    let without = dir.join("without.yaml");
-    std::fs::write(
-        &without,
-        format!(
-            "api_tokens: [\"test-token-1234\"]\ncursor_secret: \"0123456789abcdef0123\"\nmappings_dir: {}\n",
-            repo().join("mappings").display()
-        ),
-    )
-    .unwrap();
+    // A value of tokio's variable it cannot use is refused in words (tokio itself would panic).
     for value in ["0", "two", ""] {
         let output = unigate()
             .args(["serve", "--config"])
@@ -318,28 +323,6 @@ fn serve_runs_the_configured_number_of_workers_and_refuses_none() {
             "{value:?}: {stderr}"
         );
         assert!(!stderr.contains("panicked"), "{value:?}: {stderr}");
-    }
-    for (config, workers) in [
-        (&without, "workers=2"),
-        (&config_with("one.yaml", "1"), "workers=1"),
-    ] {
-        let mut child = unigate()
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(config)
-            .env("UNIGATE_LOG", "info")
-            .env("TOKIO_WORKER_THREADS", "2")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let listening = BufReader::new(child.stderr.take().unwrap())
-            .lines()
-            .map_while(Result::ok)
-            .find(|line| line.contains("unigate listening"));
-        let _ = child.kill();
-        let _ = child.wait();
-        let listening = listening.expect("a listening log line");
-        assert!(listening.contains(workers), "{listening}");
     }
 }
 
