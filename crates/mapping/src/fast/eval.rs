@@ -1197,7 +1197,7 @@ pub(super) struct Evaluator<'a> {
     steps: Cell<u32>,
     /// The variables, by slot (see [`Plan`]); `None` is not bound (yet) in this activation.
     /// Inline for the few variables a mapping has: an evaluation per record allocates nothing
-    /// for them. Twelve: 99% of the evaluations of every mapping over its fixtures use at
+    /// for them. Twelve: 99% of all the mappings' evaluations over their fixtures use at
     /// most that many; at sixteen the array was copied into place by three `memcpy` calls a
     /// record (a tenth of the smallest mapping's instructions), at twelve by moves in line.
     slots: RefCell<SmallVec<[Option<Val<'a>>; 12]>>,
