@@ -1513,20 +1513,25 @@ impl<'a> Evaluator<'a> {
     ) -> Outcome<Val<'a>> {
         let first = self.eval(first, input)?;
         let answer = match second {
-            None => builtins::call(builtin, std::slice::from_ref(&first)),
-            Some(second) => match self.eval(second, input) {
-                Ok(second) => {
-                    let values = [first, second];
-                    let answer = builtins::call(builtin, &values);
-                    let [first, second] = values;
-                    second.discard();
-                    first.discard();
-                    return Ok(finish(answer?, false));
-                }
-                Err(bail) => Err(bail),
-            },
+            None => {
+                let answer = builtins::call(builtin, std::slice::from_ref(&first));
+                first.discard();
+                answer
+            }
+            Some(second) => {
+                let second = match self.eval(second, input) {
+                    Ok(second) => second,
+                    Err(bail) => {
+                        first.discard();
+                        return Err(bail);
+                    }
+                };
+                let values = [first, second];
+                let answer = builtins::call(builtin, &values);
+                values.into_iter().for_each(Val::discard);
+                answer
+            }
         };
-        first.discard();
         Ok(finish(answer?, false))
     }
 
