@@ -864,6 +864,72 @@ fn fast_path_equals_engine_on_builtin_calls_of_one_and_two_arguments() {
     tally.assert_no_mismatch();
 }
 
+/// `$exists(E) ? E : F`, which the fast path reads as `E ?? F` (one evaluation of `E`), over
+/// every kind of value `E` can give: missing, null, false, empty text, an empty array, an array
+/// of one, a sequence, an object, a built-in's answer, and a mapping's own table; and the forms
+/// it leaves as they are (another value in the branch, `$exists` rebound).
+#[test]
+fn fast_path_equals_engine_on_exists_then_the_same_value() {
+    let record = json!({
+        "s": "STAGED", "z": null, "f": false, "e": "", "none": [], "one": ["x"],
+        "o": {"k": "v"}, "rows": [{"v": 1}, {"v": 2}, {}]
+    });
+    let scope = Scope::new([("context", json!({"subdomain": "acme"}))]);
+    let mut tally = Tally::default();
+    for field in [
+        "s",
+        "z",
+        "f",
+        "e",
+        "none",
+        "one",
+        "o",
+        "rows.v",
+        "rows[0].v",
+        "missing",
+        "o.k",
+    ] {
+        for source in [
+            format!(r#"$exists({field}) ? {field} : "other""#),
+            format!(r#"{{"x": $exists({field}) ? {field} : "other", "y": 1}}"#),
+            format!("[$exists({field}) ? {field} : 0]"),
+            format!(r#"$exists({field}) ? {field}.k : "other""#),
+            format!(
+                r#"($exists := function($v) {{ false }}; $exists({field}) ? {field} : "other")"#
+            ),
+        ] {
+            let expression = Expression::compile(&source).expect(&source);
+            assert!(
+                tally.compare("exists", &expression, &record, &scope),
+                "not answered: {source}"
+            );
+        }
+    }
+    // `$string` of an array or object is the JSONata engine's (not modelled).
+    for field in ["s", "z", "f", "e", "missing", "o.k", "rows[0].v"] {
+        let source = format!(r#"$exists($string({field})) ? $string({field}) : "none""#);
+        let expression = Expression::compile(&source).expect(&source);
+        assert!(
+            tally.compare("exists", &expression, &record, &scope),
+            "not answered: {source}"
+        );
+    }
+    let table = r#"(
+        $statusMap := {"STAGED": "invited", "ACTIVE": "active"};
+        $status := s;
+        $status ? ($exists($lookup($statusMap, $status)) ? $lookup($statusMap, $status) : $status)
+    )"#;
+    for s in ["STAGED", "ACTIVE", "SUSPENDED"] {
+        let expression = Expression::compile(table).expect(table);
+        let record = json!({ "s": s });
+        assert!(
+            tally.compare("exists", &expression, &record, &scope),
+            "not answered: {s}"
+        );
+    }
+    tally.assert_no_mismatch();
+}
+
 /// Literals written where they stand (an object's values, written as text made once when the
 /// plan is linked): numbers in every form (`1.0`, `1e21`, `-0`, tiny and huge ones), strings
 /// that need escapes, arrays and objects of them, alone, chosen by a condition, in an array and

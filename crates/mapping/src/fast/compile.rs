@@ -111,6 +111,7 @@ impl Resolver {
         if let Some(type_is) = type_test(node) {
             node.op = type_is;
         }
+        exists_test(node);
     }
 
     fn resolve_filters(&mut self, node: &mut Node) {
@@ -151,6 +152,39 @@ fn type_test(node: &mut Node) -> Option<Op> {
         }),
         _ => None,
     }
+}
+
+/// `$exists(E) ? E : F` as `E ?? F` (JSONata's own reading of `??`), when `$exists` is the
+/// built-in and the call is bare: `E` is evaluated once instead of twice. The two `E`s must be
+/// the same tree in the same scope; they are compared by their `Debug` text, which shows every
+/// field (before `link`, every node's `run`, `test` and `write` are the same defaults, and two
+/// functions are never the same tree: each has its own number). Evaluating `E` once is exact
+/// because nothing in the subset answers differently when evaluated again (no `$random`,
+/// `$now`, or host function: those go to the JSONata engine).
+fn exists_test(node: &mut Node) {
+    let Op::Condition(condition, then, Some(_)) = &node.op else {
+        return;
+    };
+    let bare = condition.filters.is_empty() && condition.stages.is_empty() && !condition.keep_array;
+    let Op::Call {
+        name,
+        builtin: Some(Builtin::Exists),
+        args,
+    } = &condition.op
+    else {
+        return;
+    };
+    if !bare
+        || !name.slots.is_empty()
+        || args.len() != 1
+        || format!("{:?}", args[0]) != format!("{then:?}")
+    {
+        return;
+    }
+    node.op = match std::mem::replace(&mut node.op, Op::Context) {
+        Op::Condition(_, then, Some(otherwise)) => Op::Coalesce(then, otherwise),
+        op => op,
+    };
 }
 
 /// The names a frame's own `:=` bind below `node`: not those of the blocks with a frame of their
@@ -771,4 +805,46 @@ fn constant_object(pairs: &[(Node, Node)]) -> Option<Value> {
         }
     }
     Some(Value::Object(object))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Op, compile};
+
+    /// Whether the plan of `source` has a `??` anywhere, and a condition anywhere.
+    fn coalesce_and_condition(source: &str) -> (bool, bool) {
+        let inner = jlens_core::Expression::compile(source).expect(source);
+        let mut plan = compile(inner.ast()).expect(source);
+        let (mut coalesce, mut condition) = (false, false);
+        super::each_node(&mut plan.root, &mut |node| match node.op {
+            Op::Coalesce(..) => coalesce = true,
+            Op::Condition(..) => condition = true,
+            _ => {}
+        });
+        (coalesce, condition)
+    }
+
+    #[test]
+    fn reads_exists_then_the_same_value_as_a_coalesce() {
+        for source in [
+            "$exists(a) ? a : b",
+            "$exists(a.b[0]) ? a.b[0] : 1",
+            r#"($m := {"x": 1}; $exists($lookup($m, s)) ? $lookup($m, s) : s)"#,
+            r#"{"n": $exists($string(n)) ? $string(n) : "none"}"#,
+        ] {
+            assert_eq!(coalesce_and_condition(source), (true, false), "{source}");
+        }
+        for source in [
+            // Not the same value, or no other branch, or not the built-in `$exists`, or the
+            // call filtered, or two functions (each made anew).
+            "$exists(a) ? b : c",
+            "$exists(a) ? a.b : c",
+            "$exists(a) ? a",
+            "($exists := function($v) { true }; $exists(a) ? a : b)",
+            "$exists(a)[0] ? a : b",
+            "$exists(function($v) { $v }) ? function($v) { $v } : b",
+        ] {
+            assert_eq!(coalesce_and_condition(source), (false, true), "{source}");
+        }
+    }
 }
