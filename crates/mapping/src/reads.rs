@@ -46,6 +46,7 @@ pub struct ReadSet {
 }
 
 /// A field a [`ReadSet`] reads ([`ReadSet::field_set`]).
+#[derive(Clone, Copy)]
 pub(crate) struct FieldRead<'s> {
     /// Its place among the set's fields (sorted by name).
     pub index: usize,

@@ -10,9 +10,11 @@
 //! is read exactly as before. The scanner never reports an error: on anything it does not
 //! take (a body that is not JSON, a key with escapes, a repeated key on the records path, no
 //! array there, nesting deeper than [`MAX_DEPTH`]) it answers `None` and the caller parses the
-//! page with `serde_json`, which gives the answer or the error as it always did. Whatever it
-//! answers is the serde parse's answer for that body (the tests hold it to that on fixtures and
-//! on mutated bodies). Having walked every byte, it also tells whether the body holds a line
+//! page with `serde_json`, which gives the answer or the error as it always did. A record's
+//! keys are guessed from the records before it ([`Layout`]) and checked byte for byte, so a
+//! page whose records share their keys' order pays a comparison for each key, not a read and
+//! a lookup. Whatever it answers is the serde parse's answer for that body (the tests hold it
+//! to that on fixtures and on mutated bodies). Having walked every byte, it also tells whether the body holds a line
 //! break ([`PageDocs::line_break`]: whether the records' bytes can be copied as they are), so
 //! the caller does not look through the body again. It owns no format: the read sets and
 //! [`Doc`] are `reads`' and `doc`'s.
@@ -22,7 +24,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use crate::doc::{Doc, Field, Kept, parse_doc};
-use crate::reads::{PageDocs, ReadSet, parse_pruned};
+use crate::reads::{FieldRead, PageDocs, ReadSet, parse_pruned};
 
 /// Containers open at once beyond which the page goes to `serde_json`. Well within its own
 /// limit (127), so a value handed to it whole never meets that limit where the page would not.
@@ -30,10 +32,10 @@ const MAX_DEPTH: u32 = 64;
 
 /// The page's value (each record a null, as the serde page parse gives it) and its records,
 /// or `None` where the scanner leaves the page to `serde_json`. See the module note.
-pub(crate) fn scan_page_docs<'a>(
+pub(crate) fn scan_page_docs<'a, 'r>(
     text: &'a str,
-    reads: &ReadSet,
-    record_reads: &ReadSet,
+    reads: &'r ReadSet,
+    record_reads: &'r ReadSet,
     records_path: &[String],
 ) -> Option<(Value, PageDocs<'a>)> {
     let mut scanner = Scanner {
@@ -42,6 +44,7 @@ pub(crate) fn scan_page_docs<'a>(
         at: 0,
         depth: 0,
         line_break: false,
+        layouts: Vec::new(),
     };
     let (value, mut docs) = scanner.page(reads, records_path, record_reads)?;
     scanner.space();
@@ -49,7 +52,7 @@ pub(crate) fn scan_page_docs<'a>(
     (scanner.at == scanner.bytes.len()).then_some((value, docs))
 }
 
-struct Scanner<'a> {
+struct Scanner<'a, 'r> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
@@ -58,9 +61,99 @@ struct Scanner<'a> {
     /// A line break was met. Only [`Scanner::space`] can meet one: every other byte the scanner
     /// takes is in a token, and a string holding a raw control character is refused.
     line_break: bool,
+    /// The keys met in the objects of each read set so far ([`Layout`]), for the first
+    /// [`MAX_LAYOUTS`] sets met.
+    layouts: Vec<Layout<'a, 'r>>,
 }
 
-impl<'a> Scanner<'a> {
+/// Read sets whose objects' keys are remembered ([`Layout`]): a record's own and those of the
+/// objects inside it that the mapping walks into, which are few.
+const MAX_LAYOUTS: usize = 8;
+
+/// Keys remembered for one read set's objects: past that many, a key is read as it comes.
+const MAX_KNOWN_KEYS: usize = 64;
+
+/// The keys the objects of one read set have had, each with the key that followed it the last
+/// time it was met, and the key that opened the last such object. The records of a page mostly
+/// share their keys and their order, so the scanner guesses each key from the one before it
+/// and checks the guess byte for byte: when the bytes are the key's and a closing quote follows,
+/// the string is exactly that key (a remembered key has no quote, backslash or control
+/// character), and the field it names in the set is the one remembered. That costs a
+/// comparison instead of a search for the string's end and a lookup in the set. A wrong guess
+/// costs the comparison, then the key is read and looked up as it always was.
+struct Layout<'a, 'r> {
+    set: &'r ReadSet,
+    keys: Vec<KnownKey<'a, 'r>>,
+    /// The key that opened the last object, as an index in `keys`.
+    first: Option<u32>,
+    /// By a field's index in the set, its key's index in `keys`.
+    by_read: Vec<Option<u32>>,
+}
+
+#[derive(Clone, Copy)]
+struct KnownKey<'a, 'r> {
+    text: &'a str,
+    /// What `set.field_set(text)` answers.
+    read: Option<FieldRead<'r>>,
+    /// The key that followed this one the last time, as an index in `keys`.
+    next: Option<u32>,
+    /// For a key of fifteen bytes or fewer: the key and its closing quote as two
+    /// little-endian words, and the bits of them that count, compared with two loads instead
+    /// of a call to `memcmp`.
+    words: Option<([u64; 2], [u64; 2])>,
+}
+
+impl<'a, 'r> KnownKey<'a, 'r> {
+    fn new(text: &'a str, read: Option<FieldRead<'r>>) -> Self {
+        let quoted = [text.as_bytes(), b"\""].concat();
+        let words = (quoted.len() <= 16).then(|| {
+            let (mut bytes, mut mask) = ([0u8; 16], [0u8; 16]);
+            bytes[..quoted.len()].copy_from_slice(&quoted);
+            mask[..quoted.len()].fill(0xff);
+            let word = |bytes: &[u8; 16], half: usize| {
+                u64::from_le_bytes(bytes[half * 8..half * 8 + 8].try_into().unwrap_or([0; 8]))
+            };
+            (
+                [word(&bytes, 0), word(&bytes, 1)],
+                [word(&mask, 0), word(&mask, 1)],
+            )
+        });
+        KnownKey {
+            text,
+            read,
+            next: None,
+            words,
+        }
+    }
+
+    /// Whether `bytes` at `at` are this key and its closing quote.
+    #[inline(always)]
+    fn is_at(&self, bytes: &[u8], at: usize) -> bool {
+        if let Some((words, masks)) = &self.words
+            && let Some(chunk) = bytes.get(at..at + 16)
+        {
+            let word = |half: usize| {
+                u64::from_le_bytes(chunk[half * 8..half * 8 + 8].try_into().unwrap_or([0; 8]))
+            };
+            return word(0) & masks[0] == words[0] && word(1) & masks[1] == words[1];
+        }
+        let end = at + self.text.len();
+        bytes.get(at..end) == Some(self.text.as_bytes()) && bytes.get(end) == Some(&b'"')
+    }
+}
+
+/// Where a key stands among the keys of its object's [`Layout`].
+#[derive(Clone, Copy)]
+enum KeyPlace {
+    /// The object's first key: guessed from the layout's `first`.
+    First,
+    /// After the remembered key at this index: guessed from its `next`.
+    After(u32),
+    /// After a key not remembered (or no layout): not guessed.
+    Unknown,
+}
+
+impl<'a, 'r> Scanner<'a, 'r> {
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
@@ -274,9 +367,9 @@ impl<'a> Scanner<'a> {
     /// The page's value on the way to its records (`path`: what is left of the records path).
     fn page(
         &mut self,
-        set: &ReadSet,
+        set: &'r ReadSet,
         path: &[String],
-        record_reads: &ReadSet,
+        record_reads: &'r ReadSet,
     ) -> Option<(Value, PageDocs<'a>)> {
         let Some((segment, rest)) = path.split_first() else {
             let docs = self.records(record_reads)?;
@@ -312,7 +405,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// The records array: each record parsed as the serde page parse's `RecordSeed` does.
-    fn records(&mut self, reads: &ReadSet) -> Option<PageDocs<'a>> {
+    fn records(&mut self, reads: &'r ReadSet) -> Option<PageDocs<'a>> {
         self.open(b'[')?;
         let mut page = PageDocs::default();
         if self.empty(b']') {
@@ -339,7 +432,7 @@ impl<'a> Scanner<'a> {
     /// escapes, the value most kept fields hold, is taken where the call is; the rest in
     /// [`Scanner::other_doc`].
     #[inline(always)]
-    fn doc(&mut self, reads: &ReadSet) -> Option<Doc<'a>> {
+    fn doc(&mut self, reads: &'r ReadSet) -> Option<Doc<'a>> {
         if self.peek() == Some(b'"') {
             return self.string_doc(reads);
         }
@@ -349,7 +442,7 @@ impl<'a> Scanner<'a> {
     /// A string value from its opening quote: lent from the text when it has no escapes, else
     /// parsed by `serde_json`.
     #[inline(always)]
-    fn string_doc(&mut self, reads: &ReadSet) -> Option<Doc<'a>> {
+    fn string_doc(&mut self, reads: &'r ReadSet) -> Option<Doc<'a>> {
         let start = self.at;
         match self.string()? {
             (text, false) => Some(Doc::Str(Cow::Borrowed(text))),
@@ -357,7 +450,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn other_doc(&mut self, reads: &ReadSet) -> Option<Doc<'a>> {
+    fn other_doc(&mut self, reads: &'r ReadSet) -> Option<Doc<'a>> {
         self.space();
         match self.peek()? {
             b'{' if !reads.reads_everything() => self.object(reads, &mut None),
@@ -371,16 +464,18 @@ impl<'a> Scanner<'a> {
     }
 
     /// An object's fields that `reads` names; `first_key` gets its first key.
-    fn object(&mut self, reads: &ReadSet, first_key: &mut Option<&'a str>) -> Option<Doc<'a>> {
+    fn object(&mut self, reads: &'r ReadSet, first_key: &mut Option<&'a str>) -> Option<Doc<'a>> {
         self.open(b'{')?;
         let mut kept = Kept::for_set(reads);
         if self.empty(b'}') {
             return Some(kept.into_doc());
         }
-        *first_key = Some(self.key()?);
-        let mut key = first_key.unwrap_or_default();
+        let layout = self.layout(reads);
+        let (key, mut read, mut place) = self.member(reads, layout, KeyPlace::First)?;
+        *first_key = Some(key);
+        let mut key = key;
         loop {
-            match reads.field_set(key) {
+            match read {
                 Some(read) => {
                     let value = self.doc(read.set)?;
                     let (symbol, key) = (read.symbol, Cow::Borrowed(key));
@@ -391,7 +486,135 @@ impl<'a> Scanner<'a> {
             if !self.next_or_close(b'}')? {
                 return Some(kept.into_doc());
             }
-            key = self.key()?;
+            (key, read, place) = self.member(reads, layout, place)?;
+        }
+    }
+
+    /// The index in `layouts` of the [`Layout`] of `reads`' objects, made on first use.
+    fn layout(&mut self, reads: &'r ReadSet) -> Option<usize> {
+        if let Some(at) = self
+            .layouts
+            .iter()
+            .position(|layout| std::ptr::eq(layout.set, reads))
+        {
+            return Some(at);
+        }
+        (self.layouts.len() < MAX_LAYOUTS).then(|| {
+            self.layouts.push(Layout {
+                set: reads,
+                keys: Vec::new(),
+                first: None,
+                by_read: Vec::new(),
+            });
+            self.layouts.len() - 1
+        })
+    }
+
+    /// A member's key (without escapes, as [`Scanner::key`]) and its colon: the key, what
+    /// `reads` reads of it, and its place for guessing the next key. Guessed first from the
+    /// object's layout (see [`Layout`]); read and looked up when the guess is wrong, and then
+    /// remembered.
+    #[inline(always)]
+    fn member(
+        &mut self,
+        reads: &'r ReadSet,
+        layout: Option<usize>,
+        place: KeyPlace,
+    ) -> Option<(&'a str, Option<FieldRead<'r>>, KeyPlace)> {
+        self.expect(b'"')?;
+        let start = self.at;
+        if let Some(layout) = layout.and_then(|at| self.layouts.get(at)) {
+            let guess = match place {
+                KeyPlace::First => layout.first,
+                KeyPlace::After(at) => layout.keys.get(at as usize).and_then(|known| known.next),
+                KeyPlace::Unknown => None,
+            };
+            if let Some(guess) = guess
+                && let Some(known) = layout.keys.get(guess as usize)
+                && known.is_at(self.bytes, start)
+            {
+                let (text, read) = (known.text, known.read);
+                let end = start + text.len();
+                self.at = end + 1;
+                self.expect(b':')?;
+                // The first key is a slice of this record (its place tells where the record's
+                // bytes are); any other can be the remembered one, which has the same text.
+                let key = match place {
+                    KeyPlace::First => self.text.get(start..end)?,
+                    _ => text,
+                };
+                return Some((key, read, KeyPlace::After(guess)));
+            }
+        }
+        if self.string_rest()? {
+            return None; // escaped: as `key`
+        }
+        let key = self.text.get(start..self.at - 1)?;
+        self.expect(b':')?;
+        let read = reads.field_set(key);
+        let place = match layout {
+            Some(layout) => self.remember(layout, place, key, read),
+            None => KeyPlace::Unknown,
+        };
+        Some((key, read, place))
+    }
+
+    /// Remembers in layout `at` that `key` came at `place`.
+    fn remember(
+        &mut self,
+        at: usize,
+        place: KeyPlace,
+        key: &'a str,
+        read: Option<FieldRead<'r>>,
+    ) -> KeyPlace {
+        let Some(layout) = self.layouts.get_mut(at) else {
+            return KeyPlace::Unknown;
+        };
+        // A key the set reads is found by its place in the set; any other by its text, while
+        // there is room for more (past that, objects of many keys would pay the search on
+        // every key not remembered).
+        let full = layout.keys.len() >= MAX_KNOWN_KEYS;
+        let found = match read {
+            Some(read) => layout.by_read.get(read.index).copied().flatten(),
+            None if full => return KeyPlace::Unknown,
+            None => layout
+                .keys
+                .iter()
+                .position(|known| known.read.is_none() && known.text == key)
+                .map(|index| index as u32), // below MAX_KNOWN_KEYS
+        };
+        let index = match found {
+            Some(index) => index,
+            None if !full => {
+                let index = layout.keys.len() as u32;
+                layout.keys.push(KnownKey::new(key, read));
+                if let Some(read) = read {
+                    if layout.by_read.len() <= read.index {
+                        layout.by_read.resize(read.index + 1, None);
+                    }
+                    layout.by_read[read.index] = Some(index);
+                }
+                index
+            }
+            None => return KeyPlace::Unknown,
+        };
+        self.link(at, place, index);
+        KeyPlace::After(index)
+    }
+
+    /// Remembers in layout `at` that the key at `index` came at `place`.
+    fn link(&mut self, at: usize, place: KeyPlace, index: u32) {
+        let Some(layout) = self.layouts.get_mut(at) else {
+            return;
+        };
+        match place {
+            KeyPlace::First => layout.first = Some(index),
+            KeyPlace::After(before) => {
+                if let Some(known) = layout.keys.get_mut(before as usize) {
+                    known.next = Some(index);
+                }
+            }
+            KeyPlace::Unknown => {}
         }
     }
 }
@@ -624,6 +847,64 @@ mod tests {
             Some((value, docs.unwrap())),
             serde_answer(PAGE, &reads, &record_reads, &records)
         );
+    }
+
+    /// Records that share their keys' order, then leave it: each key the scanner guesses from
+    /// the record before ([`Layout`]) and finds different (longer, shorter, escaped, moved,
+    /// missing, repeated, after whitespace) is read as it is, so the page reads as serde reads it.
+    #[test]
+    fn reads_keys_that_differ_from_the_last_records_as_they_are() {
+        let (reads, record_reads, records) = page_reads();
+        let same = r#"{"id":"a","name":{"given":"A","family":"B"},"n":1,"on":true}"#;
+        for (record, why) in [
+            (same, "the same keys"),
+            (
+                r#"{"id":"b","names":{"given":"X"},"n":2,"on":true}"#,
+                "a longer key",
+            ),
+            (
+                r#"{"id":"b","nam":{"given":"X"},"n":2,"on":true}"#,
+                "a shorter key",
+            ),
+            (
+                r#"{"id":"b","n":2,"name":{"given":"X"},"on":true}"#,
+                "keys moved",
+            ),
+            (r#"{"id":"b","on":false}"#, "keys missing"),
+            (
+                r#"{"name":{"family":"F","given":"G"},"id":"b"}"#,
+                "another first key",
+            ),
+            (r#"{"id":"b","id":"c","n":3,"n":4}"#, "keys repeated"),
+            (
+                r#"{ "id" : "b" ,  "name": {"given" :"X"}, "n":2 }"#,
+                "whitespace",
+            ),
+            (r#"{"id":"b","nX":2,"n":3,"on":true}"#, "a key between"),
+            (r#"{}"#, "no keys"),
+        ] {
+            let text =
+                format!(r#"{{"data":{{"users":[{same},{same},{record},{same},{record}]}}}}"#);
+            assert!(
+                check(&text, &reads, &record_reads, &records),
+                "{why}: {text}"
+            );
+        }
+        // Objects of more keys than a layout remembers, read and not read, in two orders.
+        let many: Vec<String> = (0..80).map(|n| format!(r#""k{n}":{n}"#)).collect();
+        let forth = format!(r#"{{{},"id":"x","n":1}}"#, many.join(","));
+        let back = format!(
+            r#"{{"n":2,{},"id":"y"}}"#,
+            many.iter().rev().cloned().collect::<Vec<_>>().join(",")
+        );
+        let text = format!(r#"{{"data":{{"users":[{forth},{back},{forth},{back},{same}]}}}}"#);
+        assert!(check(&text, &reads, &record_reads, &records), "{text}");
+        // A key written with an escape, even one that reads as the key guessed, is left to
+        // serde_json as any escaped record key is.
+        let text = format!(r#"{{"data":{{"users":[{same},{{"i\u0064":"b"}}]}}}}"#);
+        assert!(!check(&text, &reads, &record_reads, &records), "{text}");
+        let text = format!(r#"{{"data":{{"users":[{same},{{"id":"b","n\u0061me":{{}}}}]}}}}"#);
+        assert!(!check(&text, &reads, &record_reads, &records), "{text}");
     }
 
     /// A skipped value nested to the scanner's limit, objects and arrays in turn (each level
