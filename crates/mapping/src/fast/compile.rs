@@ -590,7 +590,8 @@ fn node(source: &jlens_core::Node) -> Result<Node, String> {
                         true => keys
                             .iter()
                             .map(|key| {
-                                let mut text = serde_json::to_vec(key).unwrap_or_default();
+                                let mut text = vec![b','];
+                                text.extend(serde_json::to_vec(key).unwrap_or_default());
                                 text.push(b':');
                                 text.into_boxed_slice()
                             })

@@ -1676,10 +1676,7 @@ impl<'a> Evaluator<'a> {
         let mut first = true;
         for ((_, value), key_text) in pairs.iter().zip(keys_text) {
             let start = out.len();
-            if !first {
-                out.push(b',');
-            }
-            out.extend_from_slice(key_text);
+            out.extend_from_slice(&key_text[usize::from(first)..]);
             if self.write(value, input, out)? {
                 first = false;
             } else {

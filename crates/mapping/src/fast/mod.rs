@@ -117,7 +117,8 @@ enum Op {
         pairs: Vec<(Node, Node)>,
         /// Every key a string literal, each once: nothing to evaluate or check per input.
         literal_keys: bool,
-        /// With literal keys, each pair's `"key":` as JSON text, for writing the object.
+        /// With literal keys, each pair's `,"key":` as JSON text, for writing the object (the
+        /// comma left out before the first pair written).
         keys_text: Box<[Box<[u8]>]>,
     },
     Binary(Binary, Box<Node>, Box<Node>),
