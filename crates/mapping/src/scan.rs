@@ -105,11 +105,12 @@ struct KnownKey<'a, 'r> {
 
 impl<'a, 'r> KnownKey<'a, 'r> {
     fn new(text: &'a str, read: Option<FieldRead<'r>>) -> Self {
-        let quoted = [text.as_bytes(), b"\""].concat();
-        let words = (quoted.len() <= 16).then(|| {
+        let len = text.len();
+        let words = (len < 16).then(|| {
             let (mut bytes, mut mask) = ([0u8; 16], [0u8; 16]);
-            bytes[..quoted.len()].copy_from_slice(&quoted);
-            mask[..quoted.len()].fill(0xff);
+            bytes[..len].copy_from_slice(text.as_bytes());
+            bytes[len] = b'"';
+            mask[..=len].fill(0xff);
             let word = |bytes: &[u8; 16], half: usize| {
                 u64::from_le_bytes(bytes[half * 8..half * 8 + 8].try_into().unwrap_or([0; 8]))
             };
@@ -500,11 +501,15 @@ impl<'a, 'r> Scanner<'a, 'r> {
             return Some(at);
         }
         (self.layouts.len() < MAX_LAYOUTS).then(|| {
+            // Room made once a page for every layout, and for a typical object's keys.
+            if self.layouts.is_empty() {
+                self.layouts.reserve_exact(MAX_LAYOUTS);
+            }
             self.layouts.push(Layout {
                 set: reads,
-                keys: Vec::new(),
+                keys: Vec::with_capacity(MAX_KNOWN_KEYS / 2),
                 first: None,
-                by_read: Vec::new(),
+                by_read: vec![None; reads.field_count()],
             });
             self.layouts.len() - 1
         })
@@ -588,11 +593,8 @@ impl<'a, 'r> Scanner<'a, 'r> {
             None if !full => {
                 let index = layout.keys.len() as u32;
                 layout.keys.push(KnownKey::new(key, read));
-                if let Some(read) = read {
-                    if layout.by_read.len() <= read.index {
-                        layout.by_read.resize(read.index + 1, None);
-                    }
-                    layout.by_read[read.index] = Some(index);
+                if let Some(place) = read.and_then(|read| layout.by_read.get_mut(read.index)) {
+                    *place = Some(index);
                 }
                 index
             }
@@ -890,6 +892,20 @@ mod tests {
                 "{why}: {text}"
             );
         }
+        // Keys of sixteen bytes and more (compared as slices), and one at the body's end.
+        let long_reads = set(&["id.*", "aVeryLongKeyNameIndeed.*"]);
+        let long = r#"{"id":"a","aVeryLongKeyNameIndeed":1}"#;
+        for record in [
+            r#"{"id":"b","aVeryLongKeyNameIndeedX":2}"#,
+            r#"{"id":"b","aVeryLongKeyNameIndeeX":2}"#,
+            r#"{"id":"b","aVeryLongKeyNameIndee":2}"#,
+            long,
+        ] {
+            let text = format!(r#"{{"data":{{"users":[{long},{record},{long},{record}]}}}}"#);
+            assert!(check(&text, &reads, &long_reads, &records), "{text}");
+        }
+        let text = format!(r#"{{"data":{{"users":[{same},{{"id":"b"}}]}}}}"#);
+        assert!(check(&text, &reads, &record_reads, &records), "{text}");
         // Objects of more keys than a layout remembers, read and not read, in two orders.
         let many: Vec<String> = (0..80).map(|n| format!(r#""k{n}":{n}"#)).collect();
         let forth = format!(r#"{{{},"id":"x","n":1}}"#, many.join(","));
