@@ -876,6 +876,13 @@ fn fast_path_equals_engine_on_exists_then_the_same_value() {
     });
     let scope = Scope::new([("context", json!({"subdomain": "acme"}))]);
     let mut tally = Tally::default();
+    let mut answers = |source: &str, record: &Value| {
+        let expression = Expression::compile(source).expect(source);
+        assert!(
+            tally.compare("exists", &expression, record, &scope),
+            "not answered: {source} over {record}"
+        );
+    };
     for field in [
         "s",
         "z",
@@ -898,20 +905,14 @@ fn fast_path_equals_engine_on_exists_then_the_same_value() {
                 r#"($exists := function($v) {{ false }}; $exists({field}) ? {field} : "other")"#
             ),
         ] {
-            let expression = Expression::compile(&source).expect(&source);
-            assert!(
-                tally.compare("exists", &expression, &record, &scope),
-                "not answered: {source}"
-            );
+            answers(&source, &record);
         }
     }
     // `$string` of an array or object is the JSONata engine's (not modelled).
     for field in ["s", "z", "f", "e", "missing", "o.k", "rows[0].v"] {
-        let source = format!(r#"$exists($string({field})) ? $string({field}) : "none""#);
-        let expression = Expression::compile(&source).expect(&source);
-        assert!(
-            tally.compare("exists", &expression, &record, &scope),
-            "not answered: {source}"
+        answers(
+            &format!(r#"$exists($string({field})) ? $string({field}) : "none""#),
+            &record,
         );
     }
     let table = r#"(
@@ -920,12 +921,7 @@ fn fast_path_equals_engine_on_exists_then_the_same_value() {
         $status ? ($exists($lookup($statusMap, $status)) ? $lookup($statusMap, $status) : $status)
     )"#;
     for s in ["STAGED", "ACTIVE", "SUSPENDED"] {
-        let expression = Expression::compile(table).expect(table);
-        let record = json!({ "s": s });
-        assert!(
-            tally.compare("exists", &expression, &record, &scope),
-            "not answered: {s}"
-        );
+        answers(table, &json!({ "s": s }));
     }
     tally.assert_no_mismatch();
 }
