@@ -14,10 +14,10 @@
 //! keys are guessed from the records before it ([`Layout`]) and checked byte for byte, so a
 //! page whose records share their keys' order pays a comparison for each key, not a read and
 //! a lookup. Whatever it answers is the serde parse's answer for that body (the tests hold it
-//! to that on fixtures and on mutated bodies). Having walked every byte, it also tells whether the body holds a line
-//! break ([`PageDocs::line_break`]: whether the records' bytes can be copied as they are), so
-//! the caller does not look through the body again. It owns no format: the read sets and
-//! [`Doc`] are `reads`' and `doc`'s.
+//! to that on fixtures and on mutated bodies). Having walked every byte, it also tells whether
+//! the body holds a line break ([`PageDocs::line_break`]: whether the records' bytes can be
+//! copied as they are), so the caller does not look through the body again. It owns no
+//! format: the read sets and [`Doc`] are `reads`' and `doc`'s.
 
 use std::borrow::Cow;
 
@@ -250,9 +250,19 @@ impl<'a, 'r> Scanner<'a, 'r> {
     /// where it is used, like [`Scanner::member_key`]: a call's own cost was a tenth of a key's.
     #[inline(always)]
     fn key(&mut self) -> Option<&'a str> {
-        let (key, escaped) = self.string()?;
+        self.expect(b'"')?;
+        self.key_rest(self.at)
+    }
+
+    /// [`Scanner::key`] from `start`, just after its opening quote.
+    #[inline(always)]
+    fn key_rest(&mut self, start: usize) -> Option<&'a str> {
+        if self.string_rest()? {
+            return None; // escaped
+        }
+        let key = self.text.get(start..self.at - 1)?;
         self.expect(b':')?;
-        (!escaped).then_some(key)
+        Some(key)
     }
 
     /// Moves past one value, checking its syntax. One loop over the value's tokens, with the
@@ -551,11 +561,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
                 return Some((key, read, KeyPlace::After(guess)));
             }
         }
-        if self.string_rest()? {
-            return None; // escaped: as `key`
-        }
-        let key = self.text.get(start..self.at - 1)?;
-        self.expect(b':')?;
+        let key = self.key_rest(start)?;
         let read = reads.field_set(key);
         let place = match layout {
             Some(layout) => self.remember(layout, place, key, read),
