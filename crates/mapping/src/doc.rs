@@ -257,6 +257,34 @@ impl<'a> Kept<'a> {
         }
     }
 
+    /// [`Kept::keep`] of a string without escapes, the value most kept fields hold. In a
+    /// placed set the string is stored straight into its place: a whole [`Field`] put together
+    /// first and then copied in cost a stalled load (wider than the stores that had just
+    /// written its parts) on every field.
+    #[inline(always)]
+    pub(crate) fn keep_text(
+        &mut self,
+        index: usize,
+        symbol: u32,
+        key: &'a str,
+        text: &'a str,
+        reads: &ReadSet,
+    ) {
+        if self.placed
+            && let Some(place) = self.fields.get_mut(index)
+        {
+            let old_key = std::mem::replace(&mut place.key, Cow::Borrowed(key));
+            let old_value = std::mem::replace(&mut place.value, Doc::Str(Cow::Borrowed(text)));
+            if let Doc::Absent = old_value {
+                // As in `keep`: an empty place owns nothing.
+                std::mem::forget((old_key, old_value));
+            }
+            return;
+        }
+        let (key, value) = (Cow::Borrowed(key), Doc::Str(Cow::Borrowed(text)));
+        self.keep(index, Field { symbol, key, value }, reads);
+    }
+
     pub(crate) fn into_doc(self) -> Doc<'a> {
         Doc::Obj(self.fields)
     }

@@ -488,9 +488,23 @@ impl<'a, 'r> Scanner<'a, 'r> {
         loop {
             match read {
                 Some(read) => {
-                    let value = self.doc(read.set)?;
-                    let (symbol, key) = (read.symbol, Cow::Borrowed(key));
-                    kept.keep(read.index, Field { symbol, key, value }, read.set);
+                    let start = self.at;
+                    let value = match self.peek() {
+                        Some(b'"') => match self.string()? {
+                            (text, false) => {
+                                kept.keep_text(read.index, read.symbol, key, text, read.set);
+                                None
+                            }
+                            (_, true) => {
+                                Some(parse_doc(self.text.get(start..self.at)?, read.set).ok()?)
+                            }
+                        },
+                        _ => Some(self.other_doc(read.set)?),
+                    };
+                    if let Some(value) = value {
+                        let (symbol, key) = (read.symbol, Cow::Borrowed(key));
+                        kept.keep(read.index, Field { symbol, key, value }, read.set);
+                    }
                 }
                 None => self.skip()?,
             }
