@@ -27,7 +27,16 @@
 # every process of the benchmark (servers and load generator) under `nice -n NICE`, e.g. NICE=-10
 # as root on a machine where other work (a build) is running, to keep it from skewing the numbers;
 # UNIGATE_BIN: measure that unigate binary instead of building this checkout (a before/after
-# pair on one machine: build the older commit in a worktree, then run once with each binary).
+# pair on one machine: build the older commit in a worktree, then run once with each binary);
+# USERS (100, at most 200, Okta's largest page): users on the provider page, e.g. USERS=1 to see
+# the cost of a request apart from its records.
+#
+# COMPARE_BIN=OTHER_BINARY compares two builds by time instead: unigate (UNIGATE_BIN or this
+# checkout's build) and OTHER_BINARY run side by side on the same provider, measured in turn
+# ROUNDS (8) times each at CONNS connections for DURATION seconds (after WARMUP), and it prints
+# each round and the median, lowest and highest of OTHER_BINARY's rate and CPU a request over
+# the first's. One run on this kind of machine moves by 5-10% from the next, so a change of a
+# few percent shows only in the median of alternating rounds, never in two runs.
 #
 # The provider page is 100 users made deterministically from the Okta fixture records
 # (tests/fixtures/okta/two-pages/page*.json): new ids, names, emails and shifted timestamps,
@@ -52,10 +61,20 @@ THREADS="${THREADS:-2}"
 CONNS="${CONNS:-16}"
 LOW_CONNS="${LOW_CONNS:-2}"
 WORKERS="${WORKERS:-1}"
+USERS="${USERS:-100}"
+ROUNDS="${ROUNDS:-8}"
 NICE="${NICE:-0}"
 TOKEN="bench-api-token-0123456789"
 
 say() { echo "gateway-load: $*" >&2; }
+if ! [[ "$USERS" =~ ^[0-9]+$ ]] || [ "$USERS" -lt 1 ] || [ "$USERS" -gt 200 ]; then
+  say "USERS must be a number of users from 1 to 200 (Okta's largest page), not '$USERS'"
+  exit 2
+fi
+if [ -n "${COMPARE_BIN:-}" ] && [ ! -x "$COMPARE_BIN" ]; then
+  say "COMPARE_BIN: no executable at '$COMPARE_BIN'"
+  exit 2
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 1. Tools.
@@ -155,7 +174,7 @@ CLK_TCK="$(getconf CLK_TCK)"
 # ---------------------------------------------------------------------------------------------
 # 2. The static provider: one page of 100 Okta users.
 page="$tmp/users.json"
-python3 - "$repo/tests/fixtures/okta/two-pages" "$page" 100 <<'PY'
+python3 - "$repo/tests/fixtures/okta/two-pages" "$page" "$USERS" <<'PY'
 import datetime, hashlib, json, re, sys
 
 fixtures, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -241,7 +260,7 @@ EOF
 nice -n "$NICE" "$NGINX" -p "$tmp/static" -c "$tmp/static/nginx.conf" -e "$tmp/static/error.log" -g 'daemon off;' &
 static_pid=$!
 pids+=("$static_pid")
-direct_url="http://127.0.0.1:${static_port}/api/v1/users?limit=100"
+direct_url="http://127.0.0.1:${static_port}/api/v1/users?limit=$USERS"
 wait_http "$direct_url"
 
 # ---------------------------------------------------------------------------------------------
@@ -284,7 +303,7 @@ EOF
 nice -n "$NICE" "$NGINX" -p "$tmp/proxy" -c "$tmp/proxy/nginx.conf" -e "$tmp/proxy/error.log" -g 'daemon off;' &
 proxy_pid=$!
 pids+=("$proxy_pid")
-proxy_url="http://127.0.0.1:${proxy_port}/api/v1/users?limit=100"
+proxy_url="http://127.0.0.1:${proxy_port}/api/v1/users?limit=$USERS"
 wait_http "$proxy_url"
 
 # ---------------------------------------------------------------------------------------------
@@ -317,7 +336,7 @@ pids+=("$unigate_pid")
 for _ in $(seq "$start_polls"); do grep -q "listening" "$tmp/unigate.out" && break; sleep 0.05; done
 unigate_port="$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/unigate.out" | head -1)"
 [ -n "$unigate_port" ] || { say "unigate did not start:"; cat "$tmp/unigate.err" >&2; exit 1; }
-unigate_url="http://127.0.0.1:${unigate_port}/unified/user-directory/users?integrated_account_id=bench&limit=100"
+unigate_url="http://127.0.0.1:${unigate_port}/unified/user-directory/users?integrated_account_id=bench&limit=$USERS"
 auth=(-H "Authorization: Bearer $TOKEN")
 wait_http "$unigate_url" "${auth[@]}"
 
@@ -327,7 +346,7 @@ read -r direct_status direct_bytes direct_type < <(probe "$direct_url")
 read -r proxy_status proxy_bytes _ < <(probe "$proxy_url")
 read -r unigate_status unigate_bytes _ < <(probe "${auth[@]}" "$unigate_url")
 count="$(python3 -c 'import json,sys; d = json.load(open(sys.argv[1])); print(d["result_count"], d["next_cursor"])' "$tmp/probe")"
-if [ "$direct_status $proxy_status $unigate_status" != "200 200 200" ] || [ "$count" != "100 None" ]; then
+if [ "$direct_status $proxy_status $unigate_status" != "200 200 200" ] || [ "$count" != "$USERS None" ]; then
   say "unexpected answers: direct $direct_status, nginx hop $proxy_status, unigate $unigate_status ($count)"
   exit 1
 fi
@@ -410,12 +429,12 @@ if [ "${CALLGRIND:-0}" = 1 ]; then
   # machine too noisy for timings.
   requests="${REQUESTS:-100}"
   load_sequentially() { # count
-    python3 - "$unigate_port" "$TOKEN" "$1" <<'PY'
+    python3 - "$unigate_port" "$TOKEN" "$1" "$USERS" <<'PY'
 import http.client, sys
-port, token, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+port, token, count, users = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
 for _ in range(count):
-    connection.request("GET", "/unified/user-directory/users?integrated_account_id=bench&limit=100",
+    connection.request("GET", f"/unified/user-directory/users?integrated_account_id=bench&limit={users}",
                        headers={"Authorization": "Bearer " + token})
     response = connection.getresponse()
     response.read()
@@ -433,6 +452,64 @@ PY
   [ -n "$total" ] || total="$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$dump" | head -1)"
   echo "unigate: $(awk -v t="$total" -v n="$requests" 'BEGIN { printf "%.0f", t / n }') instructions per request ($requests requests, $binary)"
   [ -n "${CALLGRIND_OUT:-}" ] && cp "$dump" "$CALLGRIND_OUT"
+  exit 0
+fi
+
+if [ -n "${COMPARE_BIN:-}" ]; then
+  # start_build BINARY NAME: a fresh unigate of that build on the same provider and configuration;
+  # sets build_pid and build_url.
+  start_build() {
+    TOKIO_WORKER_THREADS="$WORKERS" UNIGATE_LOG="${UNIGATE_LOG:-warn}" nice -n "$NICE" "$1" serve --config "$tmp/unigate.yaml" --listen 127.0.0.1:0 \
+      >"$tmp/$2.out" 2>"$tmp/$2.err" &
+    build_pid=$!
+    pids+=("$build_pid")
+    for _ in $(seq 200); do grep -q "listening" "$tmp/$2.out" && break; sleep 0.05; done
+    local port
+    port="$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/$2.out" | head -1)"
+    [ -n "$port" ] || { say "$1 did not start:"; cat "$tmp/$2.err" >&2; exit 1; }
+    build_url="${unigate_url/:${unigate_port}\//:${port}/}"
+    wait_http "$build_url" "${auth[@]}"
+  }
+  stop_build() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+  start_build "$COMPARE_BIN" other
+  read -r other_status other_bytes _ < <(probe "${auth[@]}" "$build_url")
+  stop_build "$build_pid"
+  stop_build "$unigate_pid"
+  if [ "$other_status" != 200 ] || [ "$other_bytes" != "$unigate_bytes" ]; then
+    say "the two builds answer differently: $unigate_status ($unigate_bytes bytes) and $other_status ($other_bytes bytes)"
+    exit 1
+  fi
+  say "comparing $binary (first) with $COMPARE_BIN (other): $ROUNDS rounds of ${DURATION}s each, $CONNS connections, $USERS users a page"
+  printf '%-6s %12s %12s %10s %12s %12s %10s\n' round "first req/s" "other req/s" "rate" "first CPU" "other CPU" "CPU"
+  ratios=()
+  for round in $(seq "$ROUNDS"); do
+    # Fresh processes each round: two processes of one build differ by a few percent that stay
+    # with the process (where its code and heap happen to lie), so only new ones average it out.
+    # Which build goes first alternates, so a drift of the machine weighs on both.
+    start_build "$binary" first
+    first_pid="$build_pid" first_url="$build_url"
+    start_build "$COMPARE_BIN" other
+    other_pid="$build_pid" other_url="$build_url"
+    if [ $((round % 2)) = 1 ]; then order=(first other); else order=(other first); fi
+    for which in "${order[@]}"; do
+      if [ "$which" = first ]; then url="$first_url" pid="$first_pid"; else url="$other_url" pid="$other_pid"; fi
+      measure "$which/$round" "$url" "$CONNS" "$pid" -- "Authorization: Bearer $TOKEN"
+    done
+    stop_build "$first_pid"
+    stop_build "$other_pid"
+    rate="$(echo "${RPS[other/$round]} / ${RPS[first/$round]}" | bc -l)"
+    cpu="$(echo "${CPU[other/$round]} / ${CPU[first/$round]}" | bc -l)"
+    ratios+=("$rate $cpu")
+    printf '%-6s %12.0f %12.0f %9.3fx %9s us %9s us %9.3fx\n' "$round" "${RPS[first/$round]}" "${RPS[other/$round]}" \
+      "$rate" "${CPU[first/$round]}" "${CPU[other/$round]}" "$cpu"
+  done
+  printf '%s\n' "${ratios[@]}" | python3 -c '
+import statistics, sys
+rows = [tuple(map(float, line.split())) for line in sys.stdin if line.strip()]
+for index, what in ((0, "req/s"), (1, "CPU a request")):
+    values = [row[index] for row in rows]
+    print(f"other / first, {what}: median {statistics.median(values):.3f}x (lowest {min(values):.3f}x, highest {max(values):.3f}x, {len(values)} rounds)")
+'
   exit 0
 fi
 
@@ -506,8 +583,8 @@ startup_ms="$(printf '%s\n' "${startup[@]}" | sort -n | awk '{ v[NR] = $1 } END 
 if [ "$LOADGEN" = wrk ]; then loadgen_version="$( (wrk -v 2>&1 || true) | head -1 | awk '{print $1, $2}')"
 else loadgen_version="$( (oha --version 2>&1 || true) | head -1)"; fi
 echo
-printf 'provider page: %s users, %s bytes (%s); nginx hop answer %s bytes; unigate answer %s bytes\n' \
-  100 "$direct_bytes" "$direct_type" "$proxy_bytes" "$unigate_bytes"
+printf 'provider page: %s user(s), %s bytes (%s); nginx hop answer %s bytes; unigate answer %s bytes\n' \
+  "$USERS" "$direct_bytes" "$direct_type" "$proxy_bytes" "$unigate_bytes"
 printf '%-24s %6s %10s %9s %9s %13s %15s\n' "case" "conns" "req/s" "p50 ms" "p99 ms" "vs nginx hop" "server CPU/req"
 for conns in "$CONNS" "$LOW_CONNS"; do
   for case in direct nginx unigate; do
