@@ -75,6 +75,10 @@ if [ -n "${COMPARE_BIN:-}" ] && [ ! -x "$COMPARE_BIN" ]; then
   say "COMPARE_BIN: no executable at '$COMPARE_BIN'"
   exit 2
 fi
+if [ -n "${COMPARE_BIN:-}" ] && { [ "${PROFILE:-0}" = 1 ] || [ "${CALLGRIND:-0}" = 1 ]; }; then
+  say "COMPARE_BIN compares two builds by time; run PROFILE=1 or CALLGRIND=1 once for each build (UNIGATE_BIN) instead"
+  exit 2
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 1. Tools.
