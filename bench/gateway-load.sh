@@ -35,13 +35,14 @@
 # checkout's build) and OTHER_BINARY run side by side on the same provider, measured in turn
 # ROUNDS (8) times each at CONNS connections for DURATION seconds (after WARMUP), and it prints
 # each round and the median, lowest and highest of OTHER_BINARY's rate and CPU a request over
-# the first's. One run on this kind of machine moves by 5-10% from the next, so a change of a
-# few percent shows only in the median of alternating rounds, never in two runs.
+# the first's. Both must answer the page alike (status and size) or it stops. One run on this
+# kind of machine moves by 5-10% from the next, so a change of a few percent shows only in the
+# median of alternating rounds, never in two runs.
 #
-# The provider page is 100 users made deterministically from the Okta fixture records
+# The provider page is USERS (100) users made deterministically from the Okta fixture records
 # (tests/fixtures/okta/two-pages/page*.json): new ids, names, emails and shifted timestamps,
-# compact JSON like Okta's, about 86 KB. It is one page: no Link header, so unigate makes exactly
-# one provider call per request. The static provider is nginx with worker_processes 1 and the
+# compact JSON like Okta's, about 86 KB for 100. It is one page: no Link header, so unigate
+# makes exactly one provider call per request. The static provider is nginx with worker_processes 1 and the
 # proxy nginx with WORKERS, access logs off; unigate runs with UNIGATE_LOG=warn so its per-request
 # info logs stay out of the measurement. Everything listens on 127.0.0.1 only and shares the
 # machine's cores with the load generator (on a 2-core machine the numbers are relative, not
@@ -69,6 +70,10 @@ TOKEN="bench-api-token-0123456789"
 say() { echo "gateway-load: $*" >&2; }
 if ! [[ "$USERS" =~ ^[0-9]+$ ]] || [ "$USERS" -lt 1 ] || [ "$USERS" -gt 200 ]; then
   say "USERS must be a number of users from 1 to 200 (Okta's largest page), not '$USERS'"
+  exit 2
+fi
+if [ -n "${COMPARE_BIN:-}" ] && ! [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]]; then
+  say "ROUNDS must be a number of rounds (1 or more), not '$ROUNDS'"
   exit 2
 fi
 if [ -n "${COMPARE_BIN:-}" ] && [ ! -x "$COMPARE_BIN" ]; then
