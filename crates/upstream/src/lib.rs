@@ -69,13 +69,13 @@ impl ProviderResponse {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
 
-    /// Every header as (lower-case name, value); values that are not visible ASCII are left out.
-    pub fn header_pairs(&self) -> Vec<(String, String)> {
+    /// Every header as (lower-case name, value), lent from the response (a page's answer is
+    /// read two or three times, and owned copies cost two allocations a header each time);
+    /// values that are not visible ASCII are left out.
+    pub fn header_pairs(&self) -> Vec<(&str, &str)> {
         self.headers
             .iter()
-            .filter_map(|(name, value)| {
-                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-            })
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
             .collect()
     }
 }

@@ -261,7 +261,12 @@ impl Integration {
         resource: &str,
         method: Method,
     ) -> Option<&UnifiedMethod> {
-        self.unified.get(&MethodKey::new(model, resource, method))
+        // Looked for without an owned key: an integration maps a handful of methods, and a
+        // request looks its method up several times (two allocations each for a key).
+        self.unified
+            .iter()
+            .find(|(key, _)| key.method == method && key.resource == resource && key.model == model)
+            .map(|(_, unified)| unified)
     }
 
     /// The methods this integration maps for a unified resource, in [`Method::ALL`] order.
