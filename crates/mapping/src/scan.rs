@@ -488,6 +488,8 @@ impl<'a, 'r> Scanner<'a, 'r> {
         loop {
             match read {
                 Some(read) => {
+                    // A string without escapes goes straight into its place
+                    // (`Kept::keep_text`); any other value is made, then kept.
                     let start = self.at;
                     let value = match self.peek() {
                         Some(b'"') => match self.string()? {
