@@ -710,6 +710,9 @@ pub(super) fn tester(node: &Node) -> Test {
         Op::Or(..) => test_or,
         Op::TypeIs { .. } => test_type_is,
         Op::Binary(Binary::Eq | Binary::Ne, ..) => test_equal,
+        Op::InlineOver { body, arg } if is_text_guard(body) && is_fields_path(arg) => {
+            test_text_field
+        }
         Op::InlineOver { body, .. } if is_text_guard(body) => test_text_guard,
         _ => test_value,
     }
@@ -734,6 +737,10 @@ pub(super) enum Writer {
     /// A `$str` text guard ([`is_text_guard`]) over a call of `$join`: the joined text written
     /// as its parts come ([`Evaluator::write_text_guard`]).
     TextGuard,
+    /// A `$str` text guard over a record's own field path (`$str(profile.login)`): the field
+    /// looked up in the record's [`Doc`] and its text written as it stands, no value made
+    /// ([`Evaluator::write_text_field`]).
+    TextField,
     /// `[g, h, …][0]` of text guards: the first guard's text written, the rest still run
     /// ([`Evaluator::write_pick`]).
     Pick,
@@ -771,6 +778,9 @@ pub(super) fn writer(node: &Node) -> Writer {
     match &node.op {
         Op::InlineOver { arg, .. } if is_text_guard_node(node) && is_join_call(arg) => {
             Writer::TextGuard
+        }
+        Op::InlineOver { arg, .. } if is_text_guard_node(node) && is_fields_path(arg) => {
+            Writer::TextField
         }
         Op::Object {
             literal_keys: true, ..
@@ -905,26 +915,45 @@ fn run_fields<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcom
 }
 
 /// A record's own path (`profile.login`, by its steps' symbols) over its objects parsed as a
-/// [`Doc`]: each field found by its symbol, first where the step found it last time (its
-/// hint), nothing made until the end. `None` when an array or a value kept whole is met on
-/// the way, which the general walk takes.
+/// [`Doc`], as a value ([`doc_path`]); `None` where the general walk takes it.
 fn doc_fields<'a>(symbols: &[u32], hints: &[Hint], doc: &'a Doc<'a>) -> Option<Val<'a>> {
+    match doc_path(symbols, hints, doc) {
+        DocPath::Found(at) => Some(Val::from_doc(at)),
+        DocPath::Undefined => Some(Val::Undef),
+        DocPath::General => None,
+    }
+}
+
+/// What a record's own path finds over its objects parsed as a [`Doc`].
+enum DocPath<'a> {
+    /// The value at the path's end.
+    Found(&'a Doc<'a>),
+    /// A step found no field, or met a value that is not an object: *undefined*.
+    Undefined,
+    /// An array or a value kept whole met on the way, which the general walk takes.
+    General,
+}
+
+/// A record's own path over its objects parsed as a [`Doc`]: each field found by its symbol,
+/// first where the step found it last time (its hint), nothing made.
+#[inline(always)]
+fn doc_path<'a>(symbols: &[u32], hints: &[Hint], doc: &'a Doc<'a>) -> DocPath<'a> {
     // A plain loop over the steps (asking the zipped iterator afterwards how many steps were
     // left cost about five instructions a lookup).
     let mut at = doc;
     for (&symbol, hint) in symbols.iter().zip(hints) {
         let Doc::Obj(fields) = at else {
             return match at {
-                Doc::Arr(_) | Doc::Whole(_) => None,
-                _ => Some(Val::Undef),
+                Doc::Arr(_) | Doc::Whole(_) => DocPath::General,
+                _ => DocPath::Undefined,
             };
         };
         at = match Doc::field_hinted(fields, symbol, hint) {
             Some(value) => value,
-            None => return Some(Val::Undef),
+            None => return DocPath::Undefined,
         };
     }
-    Some(Val::from_doc(at))
+    DocPath::Found(at)
 }
 
 fn run_binary<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
@@ -1059,6 +1088,18 @@ fn is_text_guard_node(node: &Node) -> bool {
     is_plain(node) && matches!(&node.op, Op::InlineOver { body, .. } if is_text_guard(body))
 }
 
+/// A plain path of bare field names: the node [`runner`] runs with [`run_fields`].
+fn is_fields_path(node: &Node) -> bool {
+    is_plain(node)
+        && matches!(
+            node.op,
+            Op::Path {
+                fields_only: true,
+                ..
+            }
+        )
+}
+
 /// A plain call of `$join` over an array constructor, with at most a separator besides: the
 /// call [`Evaluator::call_named`] answers with [`Evaluator::join_constructed`] unless a
 /// binding shadows `$join`. (By the constructor's shape, not its writer: `compile::link`
@@ -1130,6 +1171,54 @@ fn test_text_guard<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> O
         return Err(Bail);
     }
     Ok(truth)
+}
+
+/// [`test_text_guard`] over a record's own field path ([`Writer::TextField`]'s kind): the
+/// field looked up in the record's [`Doc`], no value made.
+fn test_text_field<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<bool> {
+    let truth = match text_field(node, input) {
+        FieldText::Text(_) => true,
+        FieldText::Not => false,
+        FieldText::General => return test_text_guard(ev, node, input),
+    };
+    ev.count_step()?;
+    if ev.type_shadowed {
+        return Err(Bail);
+    }
+    Ok(truth)
+}
+
+/// What a `$str` text guard over a record's own field path answers, read from the record's
+/// [`Doc`] without making a value.
+enum FieldText<'a> {
+    /// Non-empty text, the guard's answer.
+    Text(&'a Cow<'a, str>),
+    /// No field, or a value that is not non-empty text: *undefined*.
+    Not,
+    /// An array or a value kept whole met on the way, or an input that is not a `Doc`: for
+    /// the general walk.
+    General,
+}
+
+/// The text a text guard whose argument is a plain path of field names ([`is_fields_path`])
+/// finds in `input` (see [`FieldText`]).
+#[inline(always)]
+fn text_field<'a>(node: &'a Node, input: &Val<'a>) -> FieldText<'a> {
+    let (Val::Doc(doc), Op::InlineOver { arg, .. }) = (input, &node.op) else {
+        return FieldText::General;
+    };
+    let Op::Path { symbols, hints, .. } = &arg.op else {
+        return FieldText::General;
+    };
+    if symbols.is_empty() {
+        return FieldText::General;
+    }
+    match doc_path(symbols, hints, doc) {
+        DocPath::Found(Doc::Str(text)) if !text.is_empty() => FieldText::Text(text),
+        // An array found at the end is not text either: the guard's `$type` says "array".
+        DocPath::Found(_) | DocPath::Undefined => FieldText::Not,
+        DocPath::General => FieldText::General,
+    }
 }
 
 fn run_object<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<Val<'a>> {
@@ -1547,8 +1636,53 @@ impl<'a> Evaluator<'a> {
         // a value, its registers saved and restored: 2.2% of the gateway's on the Okta page).
         match node.write {
             Writer::Value => self.write_value(node, input, out),
+            Writer::TextField => self.write_text_field(node, input, out),
             _ => self.write_made(node, input, out),
         }
+    }
+
+    /// [`Evaluator::write`] of a [`Writer::TextField`]: what [`run_text_guard`] answers over
+    /// [`run_fields`], written. Over a record's [`Doc`], non-empty text found at the path's end
+    /// is written as it stands and anything else is *undefined*; where the walk meets an array
+    /// or a value kept whole on the way, or the input is not a `Doc`, the guard is evaluated
+    /// and written as any value.
+    #[inline(never)]
+    fn write_text_field(
+        &self,
+        node: &'a Node,
+        input: &Val<'a>,
+        out: &mut Vec<u8>,
+    ) -> Outcome<bool> {
+        let text = match text_field(node, input) {
+            FieldText::Text(text) => Some(text),
+            FieldText::Not => None,
+            FieldText::General => return self.write_value_apart(node, input, out),
+        };
+        // As `run_text_guard`: a step, and a shadowed `$type` to the JSONata engine.
+        self.count_step()?;
+        if self.type_shadowed {
+            return Err(Bail);
+        }
+        Ok(match text {
+            Some(text) => {
+                write_doc_str(text, out);
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// [`Evaluator::write_value`] as a call of its own, for the rare cases of a writer that
+    /// would otherwise carry its registers on every value.
+    #[inline(never)]
+    #[cold]
+    fn write_value_apart(
+        &self,
+        node: &'a Node,
+        input: &Val<'a>,
+        out: &mut Vec<u8>,
+    ) -> Outcome<bool> {
+        self.write_value(node, input, out)
     }
 
     /// [`Evaluator::write`] of a [`Writer::Value`]: evaluated, then written.
@@ -1576,6 +1710,7 @@ impl<'a> Evaluator<'a> {
             },
             Writer::NonEmpty => self.write_non_empty(node, input, out),
             Writer::TextGuard => self.write_text_guard(node, input, out),
+            Writer::TextField => self.write_text_field(node, input, out),
             Writer::Pick => self.write_pick(node, input, out),
             Writer::Constant if !node.text.is_empty() => {
                 out.extend_from_slice(&node.text);
