@@ -667,17 +667,27 @@ fn escape_len(bytes: &[u8], at: usize) -> Option<usize> {
 pub(crate) fn find_special(bytes: &[u8], mut at: usize) -> Option<usize> {
     while let Some(chunk) = bytes.get(at..at + 16) {
         let chunk: [u8; 16] = chunk.try_into().unwrap_or([0; 16]);
-        let flags = chunk.map(|byte| {
-            (u8::from(byte < 0x20) | u8::from(byte == b'"') | u8::from(byte == b'\\'))
-                .wrapping_neg()
-        });
-        let found = u128::from_le_bytes(flags);
+        let found = special_flags(&chunk);
         if found != 0 {
             return Some(at + (found.trailing_zeros() / 8) as usize);
         }
         at += 16;
     }
     find_special_in_word(bytes, at)
+}
+
+/// A byte of 0xff for each `"`, `\\` or control character of `chunk`, 0 for any other, read as
+/// one little-endian number. A loop over the sixteen bytes into an array, which the compiler turns
+/// into vector compares in place; `[u8; 16]::map` did the same, but out of line, called for
+/// every sixteen bytes of every string, its answer passed back through memory.
+#[inline(always)]
+fn special_flags(chunk: &[u8; 16]) -> u128 {
+    let mut flags = [0u8; 16];
+    for (flag, &byte) in flags.iter_mut().zip(chunk) {
+        *flag = (u8::from(byte < 0x20) | u8::from(byte == b'"') | u8::from(byte == b'\\'))
+            .wrapping_neg();
+    }
+    u128::from_le_bytes(flags)
 }
 
 /// [`find_special`] for the last fifteen bytes at most: eight at a time in a word, where a byte
