@@ -3,7 +3,7 @@
 //!
 //! [`crate::reads::parse_pruned_with_docs`] tries [`scan_page_docs`] first. It walks the body
 //! once: objects on the way to the records, then each record's object, keeping the fields the
-//! read sets name and checking the syntax of everything it skips (strings sixteen bytes at a
+//! read sets name and checking the syntax of everything it skips (strings eight bytes at a
 //! time, numbers by the JSON grammar, literals, brackets). Plain strings and literals it keeps itself;
 //! any other kept value (a number, an array, a string with escapes, a value read whole) is
 //! found to its end and handed to the same `serde_json` visitors the page parse uses, so each
@@ -658,48 +658,19 @@ fn escape_len(bytes: &[u8], at: usize) -> Option<usize> {
     }
 }
 
-/// Where the first `"`, `\\` or control character at or after `at` is. Sixteen bytes at a
-/// time while there are sixteen: a flag per byte over a fixed-size array is a loop the compiler
-/// turns into vector compares without `unsafe` (SSE2 on x86_64, as measured), and the flags
-/// read as one little-endian number put the first one lowest. Then eight bytes in a word and
-/// the rest one by one (see [`find_special_in_word`]).
+/// Where the first `"`, `\\` or control character at or after `at` is. Eight bytes at a time
+/// in a word while there are eight, where a byte below 0x20, or one equal to a given byte, sets
+/// its high bit (the bit tricks of "Bit Twiddling Hacks"); the lowest byte flagged is always a
+/// true one (a borrow only runs upwards from a true one), and the word is read little-end
+/// first, so it is the first. Then the rest one by one. All in general registers: sixteen
+/// bytes compared as a vector (SSE2, which safe code reaches only through the compiler) came
+/// back to them through the stack, the slowest step of a short string's search.
 #[inline(always)]
 pub(crate) fn find_special(bytes: &[u8], mut at: usize) -> Option<usize> {
-    while let Some(chunk) = bytes.get(at..at + 16) {
-        let chunk: [u8; 16] = chunk.try_into().unwrap_or([0; 16]);
-        let found = special_flags(&chunk);
-        if found != 0 {
-            return Some(at + (found.trailing_zeros() / 8) as usize);
-        }
-        at += 16;
-    }
-    find_special_in_word(bytes, at)
-}
-
-/// A byte of 0xff for each `"`, `\\` or control character of `chunk`, 0 for any other, read as
-/// one little-endian number. A loop over the sixteen bytes into an array, which the compiler turns
-/// into vector compares in place; `[u8; 16]::map` did the same, but out of line, called for
-/// every sixteen bytes of every string, its answer passed back through memory.
-#[inline(always)]
-fn special_flags(chunk: &[u8; 16]) -> u128 {
-    let mut flags = [0u8; 16];
-    for (flag, &byte) in flags.iter_mut().zip(chunk) {
-        *flag = (u8::from(byte < 0x20) | u8::from(byte == b'"') | u8::from(byte == b'\\'))
-            .wrapping_neg();
-    }
-    u128::from_le_bytes(flags)
-}
-
-/// [`find_special`] for the last fifteen bytes at most: eight at a time in a word, where a byte
-/// below 0x20, or one equal to a given byte, sets its high bit (the bit tricks of "Bit Twiddling
-/// Hacks"); the lowest byte flagged is always a true one (a borrow only runs upwards from a true
-/// one), and the word is read little-end first, so it is the first.
-#[inline(always)]
-fn find_special_in_word(bytes: &[u8], mut at: usize) -> Option<usize> {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
-    if let Some(chunk) = bytes.get(at..at + 8) {
+    while let Some(chunk) = bytes.get(at..at + 8) {
         let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
         let found =
             below(word, 0x20) | below(word ^ (ONES * 0x22), 1) | below(word ^ (ONES * 0x5c), 1);

@@ -482,7 +482,7 @@ fn write_str(text: &str, out: &mut Vec<u8>) {
 }
 
 /// Whether JSON text of `bytes` needs an escape: a control character, `"` or `\\` in it
-/// (the page scanner's search for the end of a string, sixteen bytes at a time).
+/// (the page scanner's search for the end of a string, eight bytes at a time).
 fn needs_escape(bytes: &[u8]) -> bool {
     crate::scan::find_special(bytes, 0).is_some()
 }
