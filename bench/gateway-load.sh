@@ -6,7 +6,7 @@
 #   unigate     wrk -> unigate GET /unified/user-directory/users?...&limit=100 (WORKERS workers)
 #                  -> static provider
 #
-#   bench/gateway-load.sh                    # run by hand, not in CI; takes about 2.5 minutes
+#   bench/gateway-load.sh                    # run by hand, not in CI; takes about 3.5 minutes
 #   DURATION=30 CONNS=32 bench/gateway-load.sh
 #
 # PROFILE=1 bench/gateway-load.sh profiles unigate under the throughput load with perf instead
@@ -29,7 +29,11 @@
 # UNIGATE_BIN: measure that unigate binary instead of building this checkout (a before/after
 # pair on one machine: build the older commit in a worktree, then run once with each binary);
 # USERS (100, at most 200, Okta's largest page): users on the provider page, e.g. USERS=1 to see
-# the cost of a request apart from its records.
+# the cost of a request apart from its records; RATIO_ROUNDS (6) and RATIO_SECONDS (3): after the
+# table's runs, that many pairs of runs of that length (each after 1 s of warm-up), the nginx hop
+# and unigate back to back at CONNS connections, the first of the two alternating, summed up as
+# the median of the pairs' ratios (0 pairs: none). The table's ratio divides two runs made 20-30 s
+# apart; on a machine whose speed drifts that much, the interleaved median is the one to quote.
 #
 # COMPARE_BIN=OTHER_BINARY compares two builds by time instead: unigate (UNIGATE_BIN or this
 # checkout's build) and OTHER_BINARY run side by side on the same provider, measured in turn
@@ -65,11 +69,17 @@ WORKERS="${WORKERS:-1}"
 USERS="${USERS:-100}"
 ROUNDS="${ROUNDS:-8}"
 NICE="${NICE:-0}"
+RATIO_ROUNDS="${RATIO_ROUNDS:-6}"
+RATIO_SECONDS="${RATIO_SECONDS:-3}"
 TOKEN="bench-api-token-0123456789"
 
 say() { echo "gateway-load: $*" >&2; }
 if ! [[ "$USERS" =~ ^[0-9]+$ ]] || [ "$USERS" -lt 1 ] || [ "$USERS" -gt 200 ]; then
   say "USERS must be a number of users from 1 to 200 (Okta's largest page), not '$USERS'"
+  exit 2
+fi
+if ! [[ "$RATIO_ROUNDS" =~ ^[0-9]+$ ]] || ! [[ "$RATIO_SECONDS" =~ ^[1-9][0-9]*$ ]]; then
+  say "RATIO_ROUNDS must be a number of pairs (0 for none) and RATIO_SECONDS a number of seconds (1 or more), not '$RATIO_ROUNDS' and '$RATIO_SECONDS'"
   exit 2
 fi
 if [ -n "${COMPARE_BIN:-}" ] && ! [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]]; then
@@ -573,6 +583,27 @@ for conns in "$CONNS" "$LOW_CONNS"; do
   measure "unigate/$conns" "$unigate_url" "$conns" "$unigate_pid" "$static_pid" -- "Authorization: Bearer $TOKEN"
 done
 
+# The ratio again, from alternating pairs of short runs: on a machine whose speed drifts (a VM
+# whose neighbours come and go: one seen here ran the same build at 1,760 and at 3,190 req/s a
+# few minutes apart), the hop measured at one moment and unigate at another can differ by the
+# drift as much as by the code. Each pair runs both back to back, the first of the two
+# alternating, and the median of the pairs' ratios is what the drift moves least.
+ratio_pairs=()
+if [ "$RATIO_ROUNDS" -gt 0 ]; then
+  say "interleaved: $RATIO_ROUNDS pairs of ${RATIO_SECONDS}s runs (nginx hop, unigate) at $CONNS connections"
+  for round in $(seq "$RATIO_ROUNDS"); do
+    if [ $((round % 2)) = 1 ]; then order=(nginx unigate); else order=(unigate nginx); fi
+    for which in "${order[@]}"; do
+      if [ "$which" = nginx ]; then
+        DURATION="$RATIO_SECONDS" WARMUP=1 measure "pair-nginx/$round" "$proxy_url" "$CONNS" "$proxy_pid" "$static_pid" --
+      else
+        DURATION="$RATIO_SECONDS" WARMUP=1 measure "pair-unigate/$round" "$unigate_url" "$CONNS" "$unigate_pid" "$static_pid" -- "Authorization: Bearer $TOKEN"
+      fi
+    done
+    ratio_pairs+=("${RPS[pair-unigate/$round]} ${RPS[pair-nginx/$round]} ${CPU[pair-unigate/$round]}")
+  done
+fi
+
 load_after="$(cut -d' ' -f1 /proc/loadavg)"
 
 # ---------------------------------------------------------------------------------------------
@@ -606,6 +637,19 @@ for conns in "$CONNS" "$LOW_CONNS"; do
       "${P50[$key]}" "${P99[$key]}" "$(echo "${RPS[$key]} / ${RPS[nginx/$conns]}" | bc -l)" "${CPU[$key]}"
   done
 done
+if [ "${#ratio_pairs[@]}" -gt 0 ]; then
+  printf '%s\n' "${ratio_pairs[@]}" | python3 -c '
+import statistics, sys
+pairs = [tuple(map(float, line.split())) for line in sys.stdin if line.strip()]
+ratios = sorted(u / n for u, n, _ in pairs)
+cpu = sorted(c for _, _, c in pairs)
+print(f"interleaved, {sys.argv[1]} conns: unigate / nginx hop median {statistics.median(ratios):.2f}x "
+      f"(lowest {ratios[0]:.2f}x, highest {ratios[-1]:.2f}x; {len(pairs)} pairs of {sys.argv[2]}s runs; "
+      f"unigate {min(p[0] for p in pairs):.0f}-{max(p[0] for p in pairs):.0f} req/s, "
+      f"hop {min(p[1] for p in pairs):.0f}-{max(p[1] for p in pairs):.0f}); "
+      f"server CPU/req on the unigate path (provider included) median {statistics.median(cpu):.0f} us ({cpu[0]:.0f}-{cpu[-1]:.0f})")
+' "$CONNS" "$RATIO_SECONDS"
+fi
 echo
 awk -v u50="${P50[unigate/$LOW_CONNS]}" -v d50="${P50[direct/$LOW_CONNS]}" \
   -v u99="${P99[unigate/$LOW_CONNS]}" -v d99="${P99[direct/$LOW_CONNS]}" \
