@@ -32,7 +32,7 @@
 # the cost of a request apart from its records; RATIO_ROUNDS (6) and RATIO_SECONDS (3): after the
 # table's runs, that many pairs of runs of that length (each after 1 s of warm-up), the nginx hop
 # and unigate back to back at CONNS connections, the first of the two alternating, summed up as
-# the median of the pairs' ratios (0 pairs: none). The table's ratio divides two runs made 20-30 s
+# the median of the pairs' ratios (0 pairs: none). The table's ratio divides two runs made 13-18 s
 # apart; on a machine whose speed drifts that much, the interleaved median is the one to quote.
 #
 # COMPARE_BIN=OTHER_BINARY compares two builds by time instead: unigate (UNIGATE_BIN or this
@@ -584,8 +584,8 @@ for conns in "$CONNS" "$LOW_CONNS"; do
 done
 
 # The ratio again, from alternating pairs of short runs: on a machine whose speed drifts (a VM
-# whose neighbours come and go: one seen here ran the same build at 1,760 and at 3,190 req/s a
-# few minutes apart), the hop measured at one moment and unigate at another can differ by the
+# whose neighbours come and go: one seen here ran one unigate process at 1,770 and at 3,100 req/s
+# within one run), the hop measured at one moment and unigate at another can differ by the
 # drift as much as by the code. Each pair runs both back to back, the first of the two
 # alternating, and the median of the pairs' ratios is what the drift moves least.
 ratio_pairs=()
