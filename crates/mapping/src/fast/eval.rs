@@ -1653,16 +1653,9 @@ impl<'a> Evaluator<'a> {
         input: &Val<'a>,
         out: &mut Vec<u8>,
     ) -> Outcome<bool> {
-        let text = match text_field(node, input) {
-            FieldText::Text(text) => Some(text),
-            FieldText::Not => None,
-            FieldText::General => return self.write_value_apart(node, input, out),
+        let Some(text) = self.text_field_answer(node, input)? else {
+            return self.write_value_apart(node, input, out);
         };
-        // As `run_text_guard`: a step, and a shadowed `$type` to the JSONata engine.
-        self.count_step()?;
-        if self.type_shadowed {
-            return Err(Bail);
-        }
         Ok(match text {
             Some(text) => {
                 write_doc_str(text, out);
@@ -1670,6 +1663,28 @@ impl<'a> Evaluator<'a> {
             }
             None => false,
         })
+    }
+
+    /// What a [`Writer::TextField`] node answers over `input`: `Some(Some(text))` to write,
+    /// `Some(None)` for *undefined*, `None` where it is evaluated the general way
+    /// ([`FieldText::General`]). As `run_text_guard`: a step, and a shadowed `$type` to the
+    /// JSONata engine.
+    #[inline(always)]
+    fn text_field_answer(
+        &self,
+        node: &'a Node,
+        input: &Val<'a>,
+    ) -> Outcome<Option<Option<&'a Cow<'a, str>>>> {
+        let text = match text_field(node, input) {
+            FieldText::Text(text) => Some(text),
+            FieldText::Not => None,
+            FieldText::General => return Ok(None),
+        };
+        self.count_step()?;
+        if self.type_shadowed {
+            return Err(Bail);
+        }
+        Ok(Some(text))
     }
 
     /// [`Evaluator::write_value`] as a call of its own, for the rare cases of a writer that
@@ -1794,6 +1809,20 @@ impl<'a> Evaluator<'a> {
         })
     }
 
+    /// `node`, or where it is a condition (written as [`Writer::Condition`]), the branch it
+    /// takes, through any conditions in turn; `None` where one takes no branch.
+    #[inline(always)]
+    fn chosen(&self, node: &'a Node, input: &Val<'a>) -> Outcome<Option<&'a Node>> {
+        let mut node = node;
+        while node.write == Writer::Condition {
+            match self.branch(node, input)? {
+                Some(branch) => node = branch,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(node))
+    }
+
     /// An object constructor with literal keys, written: what [`Evaluator::object`] makes, as
     /// [`write_val`] writes it (pairs whose value is *undefined* left out).
     fn write_object(&self, node: &'a Node, input: &Val<'a>, out: &mut Vec<u8>) -> Outcome<()> {
@@ -1810,6 +1839,23 @@ impl<'a> Evaluator<'a> {
         out.push(b'{');
         let mut first = true;
         for ((_, value), key_text) in pairs.iter().zip(keys_text) {
+            // A condition's branch is chosen, and a text field (`"title": $str(profile.title)`,
+            // most of a record's pairs) answered, before the pair's key is written: a condition
+            // without a branch or an absent field costs no key written and cut again, and a
+            // present field no call to the general writer.
+            let Some(value) = self.chosen(value, input)? else {
+                continue; // a condition without a branch: the pair is left out
+            };
+            if value.write == Writer::TextField
+                && let Some(text) = self.text_field_answer(value, input)?
+            {
+                if let Some(text) = text {
+                    out.extend_from_slice(&key_text[usize::from(first)..]);
+                    write_doc_str(text, out);
+                    first = false;
+                }
+                continue;
+            }
             let start = out.len();
             out.extend_from_slice(&key_text[usize::from(first)..]);
             if self.write(value, input, out)? {
