@@ -415,6 +415,7 @@ fn write_val(value: &Val<'_>, out: &mut Vec<u8>) -> Outcome<()> {
     clippy::ptr_arg,
     reason = "whether the text is borrowed is what decides"
 )]
+#[inline(always)]
 fn write_doc_str(text: &Cow<'_, str>, out: &mut Vec<u8>) {
     match text {
         Cow::Borrowed(text) => {
