@@ -1177,16 +1177,10 @@ fn test_text_guard<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> O
 /// [`test_text_guard`] over a record's own field path ([`Writer::TextField`]'s kind): the
 /// field looked up in the record's [`Doc`], no value made.
 fn test_text_field<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome<bool> {
-    let truth = match text_field(node, input) {
-        FieldText::Text(_) => true,
-        FieldText::Not => false,
-        FieldText::General => return test_text_guard(ev, node, input),
-    };
-    ev.count_step()?;
-    if ev.type_shadowed {
-        return Err(Bail);
+    match ev.text_field_answer(node, input)? {
+        Some(text) => Ok(text.is_some()),
+        None => test_text_guard(ev, node, input),
     }
-    Ok(truth)
 }
 
 /// What a `$str` text guard over a record's own field path answers, read from the record's
