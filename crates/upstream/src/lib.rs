@@ -230,24 +230,40 @@ impl Upstream {
         {
             return Err(UpstreamError::BodyTooLarge(self.config.max_body_bytes));
         }
-        // Room for the body as announced, so a page arriving in many chunks is not copied on
-        // each doubling; bounded, since the announcement is the provider's word.
-        let mut body = Vec::with_capacity(length.map_or(0, |length| length.min(1 << 20) as usize));
+        // A body that arrives as one chunk (a page read whole, as most are) is kept as the
+        // client handed it, a slice of its read buffer: copying it would be its only copy. A
+        // second chunk starts a joined copy, with room for the body as announced so that a
+        // page in many chunks is not copied on each doubling; bounded, since the announcement
+        // is the provider's word.
+        let mut first = Bytes::new();
+        let mut joined: Option<Vec<u8>> = None;
+        let mut received = 0usize;
         let mut response = response;
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|error| self.classify(&error))?
         {
-            if body.len() + chunk.len() > self.config.max_body_bytes {
+            received += chunk.len();
+            if received > self.config.max_body_bytes {
                 return Err(UpstreamError::BodyTooLarge(self.config.max_body_bytes));
             }
-            body.extend_from_slice(&chunk);
+            match &mut joined {
+                Some(joined) => joined.extend_from_slice(&chunk),
+                None if first.is_empty() => first = chunk,
+                None => {
+                    let room = length.map_or(0, |length| length.min(1 << 20) as usize);
+                    let mut body = Vec::with_capacity(room.max(received));
+                    body.extend_from_slice(&first);
+                    body.extend_from_slice(&chunk);
+                    joined = Some(body);
+                }
+            }
         }
         Ok(ProviderResponse {
             status,
             headers,
-            body: Bytes::from(body),
+            body: joined.map_or(first, Bytes::from),
         })
     }
 
@@ -306,5 +322,107 @@ mod tests {
         let error = upstream.send(&request).await.unwrap_err();
         assert!(matches!(error, UpstreamError::Connect(_)), "{error:?}");
         assert!(!format!("{error} {error:?}").contains("TOPSECRET"));
+    }
+
+    /// A provider on loopback that answers one request with `head` and then each of `parts`
+    /// written apart (a pause between them), so that the client receives them as separate
+    /// chunks; the URL to call.
+    async fn provider(head: &'static str, parts: Vec<Vec<u8>>) -> Url {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                let read = socket.read(&mut buffer).await.unwrap();
+                request.extend_from_slice(&buffer[..read]);
+            }
+            socket.write_all(head.as_bytes()).await.unwrap();
+            for part in parts {
+                socket.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                socket.write_all(&part).await.unwrap();
+            }
+            socket.flush().await.unwrap();
+        });
+        Url::parse(&format!("http://127.0.0.1:{port}/users")).unwrap()
+    }
+
+    fn get(url: Url) -> ProviderRequest {
+        ProviderRequest {
+            method: Method::Get,
+            url,
+            headers: vec![],
+            secret_headers: vec![],
+            secret_query: vec![],
+            body: None,
+        }
+    }
+
+    /// One chunk of HTTP/1.1 chunked transfer coding.
+    fn chunk(data: &[u8]) -> Vec<u8> {
+        let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    const CHUNKED: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                           transfer-encoding: chunked\r\n\r\n";
+
+    #[tokio::test]
+    async fn a_body_in_chunks_arrives_whole_and_in_order() {
+        let url = provider(
+            CHUNKED,
+            vec![
+                chunk(br#"[{"id":"u1"},"#),
+                chunk(br#"{"id":"u2"},"#),
+                [chunk(br#"{"id":"u3"}]"#), b"0\r\n\r\n".to_vec()].concat(),
+            ],
+        )
+        .await;
+        let upstream = Upstream::new(UpstreamConfig::default()).unwrap();
+        let response = upstream.send(&get(url)).await.unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            &response.body[..],
+            br#"[{"id":"u1"},{"id":"u2"},{"id":"u3"}]"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_in_one_read_arrives_as_sent() {
+        let body = br#"[{"id":"u1"},{"id":"u2"}]"#;
+        let head =
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 25\r\n\r\n";
+        let url = provider(head, vec![body.to_vec()]).await;
+        let upstream = Upstream::new(UpstreamConfig::default()).unwrap();
+        let response = upstream.send(&get(url)).await.unwrap();
+        assert_eq!(&response.body[..], body);
+    }
+
+    #[tokio::test]
+    async fn chunks_past_the_body_limit_are_refused_without_a_length() {
+        let url = provider(
+            CHUNKED,
+            vec![
+                chunk(&[b'x'; 600]),
+                chunk(&[b'y'; 600]),
+                b"0\r\n\r\n".to_vec(),
+            ],
+        )
+        .await;
+        let config = UpstreamConfig {
+            max_body_bytes: 1000,
+            ..UpstreamConfig::default()
+        };
+        let upstream = Upstream::new(config).unwrap();
+        let error = upstream.send(&get(url)).await.unwrap_err();
+        assert!(
+            matches!(error, UpstreamError::BodyTooLarge(1000)),
+            "{error:?}"
+        );
     }
 }
