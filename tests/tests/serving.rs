@@ -149,6 +149,51 @@ async fn every_status_the_router_answers_is_in_the_envelope() {
     }
 }
 
+/// The bound on a request head is its bytes, answered in the envelope; the number of its header
+/// fields is not one short of 1,024 (hyper's own default of 100 answered a bare 431, no body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_of_many_fields_is_served_and_one_too_large_is_refused_in_the_envelope() {
+    let gateway = sandbox_gateway(1, ServeLimits::default(), EngineConfig::default()).await;
+    let address = gateway.origin.trim_start_matches("http://").to_owned();
+    let head = |fields: usize, value_len: usize| {
+        let mut head = format!(
+            "GET /unified/user-directory/users?integrated_account_id=sandbox&limit=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_TOKEN}\r\nConnection: close\r\n"
+        );
+        for field in 0..fields {
+            head.push_str(&format!(
+                "X-Field-{field:04}: {}\r\n",
+                "v".repeat(value_len)
+            ));
+        }
+        head + "\r\n"
+    };
+    // 150 fields, 2.4 KB: served.
+    let (status, body) = {
+        let (address, request) = (address.clone(), head(150, 2));
+        tokio::task::spawn_blocking(move || raw(&address, request.as_bytes()))
+            .await
+            .unwrap()
+    };
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["result"].as_array().map(Vec::len), Some(1), "{body}");
+    // 1,000 fields of 50 bytes, 50 KB: past the 32 KiB bound, refused in the envelope.
+    let (status, body) = {
+        let request = head(1000, 34);
+        tokio::task::spawn_blocking(move || raw(&address, request.as_bytes()))
+            .await
+            .unwrap()
+    };
+    assert_eq!(status, 431, "{body}");
+    let envelope: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(envelope["statusCode"], 431);
+    assert_eq!(envelope["error"], "Request Header Fields Too Large");
+    assert_eq!(
+        envelope["message"],
+        "the request headers are larger than 32768 bytes"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_gateway_answers_503_and_counts_a_stream_until_it_ends() {
     let limits = ServeLimits {

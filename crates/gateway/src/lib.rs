@@ -230,7 +230,7 @@ const MAX_HEADER_BYTES: usize = 32 * 1024;
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 async fn limit_request_size(request: Request, next: Next) -> Response {
-    let uri = request.uri().to_string().len();
+    let uri = displayed_len(request.uri());
     let headers: usize = request
         .headers()
         .iter()
@@ -251,6 +251,20 @@ async fn limit_request_size(request: Request, next: Next) -> Response {
         .into_response();
     }
     next.run(request).await
+}
+
+/// The length of `value` as displayed, counted without writing it anywhere.
+fn displayed_len(value: &impl std::fmt::Display) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, text: &str) -> std::fmt::Result {
+            self.0 += text.len();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = std::fmt::write(&mut count, format_args!("{value}"));
+    count.0
 }
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {

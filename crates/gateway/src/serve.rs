@@ -214,6 +214,15 @@ pub(crate) async fn envelope_errors(request: Request, next: Next) -> Response {
     enveloped
 }
 
+/// Header fields hyper parses in a request head. Past it, hyper answers 431 itself, before any
+/// layer of ours runs, so without a body (our envelope cannot be put on it); hyper's default of
+/// 100 let a request with 101 short headers get that bare answer, while the gateway's own bound
+/// is bytes (`MAX_HEADER_BYTES`, 32 KiB, answered in the envelope). At 1,024 fields a head
+/// reaches 32 KiB as soon as its lines average 32 bytes, so hyper's bare 431 is left to heads
+/// of more than 1,024 very short lines. The cost is hyper taking its field slots from the heap
+/// (two 32 KiB blocks a request head, never touched past the fields it has) instead of the stack.
+const MAX_HEADER_FIELDS: usize = 1024;
+
 /// Serves `router` on `listener` until `shutdown` resolves, then drains.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
@@ -225,6 +234,7 @@ pub(crate) async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_headers(MAX_HEADER_FIELDS)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     let service = TowerToHyperService::new(router);

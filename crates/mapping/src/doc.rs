@@ -6,7 +6,7 @@
 //! (both taken from one table at load), so a lookup compares two integers: no hashing, no
 //! string comparison, no allocation for keys or for strings without escapes. An object of a
 //! small read set keeps each of the set's fields at the same place in every record (absent
-//! ones as [`Doc::Absent`]), so a step that remembers where it found its field ([`Hint`])
+//! ones as [`Doc::Absent`]), so a step that remembers where it found its field (`Hint`)
 //! compares one. A value the plan reads whole that is an array or an object stays a
 //! `serde_json` tree ([`Doc::Whole`]), which the evaluator already walks and copies. It does not
 //! evaluate anything (`fast` does) and never sees the JSONata engine, which always gets the
@@ -56,14 +56,14 @@ pub enum Doc<'a> {
     Num(f64),
     Str(Cow<'a, str>),
     Arr(Vec<Doc<'a>>),
-    /// The fields the read set names: in a set of at most [`PLACED_FIELDS`], every one of them
+    /// The fields the read set names: in a set of at most `PLACED_FIELDS`, every one of them
     /// at its index in the set, [`Doc::Absent`] where the object lacks it; in a larger set only
-    /// those the object has, those it walks into at the front ([`Kept::keep`]).
+    /// those the object has, those it walks into at the front (`Kept::keep`).
     Obj(Vec<Field<'a>>),
     /// An array or object read whole, as `serde_json` parses it (boxed: a `Value` is three
     /// times the size of the other variants).
     Whole(Box<Value>),
-    /// The place of a field the read set names and the object does not have ([`Kept`]): a
+    /// The place of a field the read set names and the object does not have (`Kept`): a
     /// lookup that lands on it answers *undefined* without searching further.
     Absent,
 }

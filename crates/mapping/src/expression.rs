@@ -4,7 +4,7 @@
 //! with limits (time, depth, result size), so a hostile or broken expression or provider response
 //! fails that request, never the process. The Truto-style function library is bound here.
 //!
-//! An expression in the common subset also gets a fast-path plan ([`crate::fast`]) at compile
+//! An expression in the common subset also gets a fast-path plan (`crate::fast`) at compile
 //! time; [`Expression::evaluate`] runs it first and falls back to the JSONata engine for an input the
 //! plan bails on, so callers see the JSONata engine's answer either way, sooner.
 

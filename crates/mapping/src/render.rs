@@ -106,7 +106,7 @@ const UNRESERVED: &AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// `key=value` pairs escaped as [`UNRESERVED`], sorted by key then value, joined with `&`.
+/// `key=value` pairs escaped as `UNRESERVED`, sorted by key then value, joined with `&`.
 pub fn canonical_query(query: &[(&str, &str)]) -> String {
     let mut pairs: Vec<(String, String)> = query
         .iter()
