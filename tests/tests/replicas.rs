@@ -5,7 +5,8 @@
 //!
 //! An account created on one replica is served by the other within a second; an expired OAuth
 //! token refreshed by 200 calls split across both costs one token request, and the rotated
-//! refresh token is stored; two replicas walking a provider with a 5-per-second budget stay within
+//! refresh token is stored; a token lease in flight leaves the store's other work its
+//! connections; two replicas walking a provider with a 5-per-second budget stay within
 //! it together; migrations run once however many replicas start at once; a database outage
 //! leaves loaded accounts serving and admin writes refused with 503 until it returns; a replica
 //! that dies mid-walk loses nothing on the other.
@@ -44,6 +45,7 @@ async fn replica(url: &str, catalog: Arc<Catalog>) -> Replica {
     let settings = PostgresSettings {
         url: url.to_owned(),
         pool_size: 8,
+        token_leases: 4,
         reload_every: Duration::from_secs(30),
         tls: None,
     };
@@ -375,6 +377,7 @@ async fn migrations_run_once_when_replicas_start_together() {
                 migrate(&PostgresSettings {
                     url,
                     pool_size: 1,
+                    token_leases: 1,
                     reload_every: Duration::from_secs(30),
                     tls: None,
                 })
@@ -519,6 +522,56 @@ async fn an_outage_keeps_loaded_accounts_serving_and_refuses_admin_writes() {
     }
 }
 
+/// A token lease holds its connection (and the account's row lock) while the provider's token
+/// endpoint answers. On the store's one shared pool, a write waited behind it until the wait
+/// timed out (503 after 3 s, with `pool_size: 1`; a few slow token calls did the same to the
+/// default 8, and to the heartbeat and the reloads); leases now have connections of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_lease_in_flight_leaves_the_store_its_connections() {
+    let Some(postgres) = Postgres::start(&repo_root(), "leases") else {
+        return;
+    };
+    let settings = PostgresSettings {
+        url: postgres.create_database("leases"),
+        pool_size: 1,
+        token_leases: 1,
+        reload_every: Duration::from_secs(30),
+        tls: None,
+    };
+    let store = Arc::new(
+        PostgresStore::connect(&settings, StoreKey::parse(KEY).unwrap())
+            .await
+            .unwrap_or_else(|error| panic!("{error}")),
+    );
+    let account = |id: &str, token: &str| -> unigate_store::IntegratedAccount {
+        serde_json::from_value(
+            json!({"id": id, "integration": "static", "context": {"token": token}}),
+        )
+        .unwrap()
+    };
+    let write = |account: unigate_store::IntegratedAccount| {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.create(account))
+    };
+    write(account("held", "t0")).await.unwrap().unwrap();
+
+    let lease = store
+        .lease_tokens("held")
+        .await
+        .unwrap()
+        .expect("the postgres store leases tokens");
+    assert_eq!(lease.account().context["token"], "t0");
+    // While the token request is in flight, a write still gets a connection (on the shared pool
+    // it waited out the pool's 3 s and failed: "the account store is unreachable").
+    write(account("other", "t")).await.unwrap().unwrap();
+    // The lease commits the new token and gives its connection back for the next one.
+    let committed = lease.commit(account("held", "t1")).await.unwrap();
+    assert_eq!(committed.context["token"], "t1");
+    assert_eq!(store.get("held").unwrap().context["token"], "t1");
+    let next = store.lease_tokens("other").await.unwrap().unwrap();
+    assert_eq!(next.account().context["token"], "t");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_that_dies_mid_walk_loses_nothing_on_the_other() {
     let Some(postgres) = Postgres::start(&repo_root(), "failover") else {
@@ -588,6 +641,7 @@ async fn tls_connections_verify_the_servers_certificate() {
     let settings = |tls: Option<unigate_store::postgres::PostgresTls>| PostgresSettings {
         url: url.clone(),
         pool_size: 2,
+        token_leases: 1,
         reload_every: Duration::from_secs(30),
         tls,
     };

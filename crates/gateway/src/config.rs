@@ -82,6 +82,9 @@ pub enum StoreSettings {
         /// Connections per replica.
         #[serde(default = "default_pool_size")]
         pool_size: usize,
+        /// Connections per replica for token requests in flight, apart from `pool_size`'s.
+        #[serde(default = "default_token_leases")]
+        token_leases: usize,
         /// Seconds between full reloads (the safety net behind change notifications).
         #[serde(default = "default_reload")]
         reload_s: u64,
@@ -111,6 +114,9 @@ impl PostgresTlsSettings {
 
 fn default_pool_size() -> usize {
     8
+}
+fn default_token_leases() -> usize {
+    4
 }
 fn default_reload() -> u64 {
     30

@@ -538,6 +538,7 @@ impl Gateway {
                 url,
                 key,
                 pool_size,
+                token_leases,
                 reload_s,
                 tls,
             } => {
@@ -545,6 +546,7 @@ impl Gateway {
                 let settings = PostgresSettings {
                     url: url.clone(),
                     pool_size: *pool_size,
+                    token_leases: *token_leases,
                     reload_every: Duration::from_secs(*reload_s),
                     tls: tls.as_ref().map(|tls| tls.to_store()),
                 };

@@ -498,6 +498,7 @@ async fn migrate(path: &std::path::Path) -> Result<String, String> {
             let settings = unigate_store::postgres::PostgresSettings {
                 url: url.clone(),
                 pool_size: 1,
+                token_leases: 1,
                 reload_every: std::time::Duration::from_secs(30),
                 tls: tls.as_ref().map(|tls| tls.to_store()),
             };

@@ -2,7 +2,8 @@
 //! sealed as in SQLite) in `unigate_accounts`, migrations numbered and applied under an advisory
 //! lock, a per-replica copy of every account kept fresh by `LISTEN/NOTIFY` (a trigger notifies
 //! each change; a full reload on every reconnect and on a timer covers a missed notification),
-//! token requests serialized across replicas by a row lock ([`TokenLease`]), and a heartbeat table
+//! token requests serialized across replicas by a row lock ([`TokenLease`]) held on connections
+//! of their own (a slow token endpoint never keeps the store's other work waiting), and a heartbeat table
 //! that tells each replica how many share the store (each paces at its share of a provider's
 //! budget). Reads never touch the database: during an outage the accounts already loaded keep
 //! serving, and writes fail with [`StoreError::Unavailable`]. It does no provider HTTP.
@@ -64,6 +65,10 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const ALIVE_FOR_S: i64 = 4;
 /// The longest a store operation waits for a connection (then the database is unreachable).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest a token request waits for one of the token-lease connections while every one is
+/// held by a token request in flight: long enough for a slow token endpoint to answer the ones
+/// ahead of it (the request's own deadline usually ends the wait first).
+const LEASE_WAIT: Duration = Duration::from_secs(30);
 
 const SELECT: &str =
     "SELECT id, integration, base_url, context, status, last_error, sealing FROM unigate_accounts";
@@ -74,6 +79,12 @@ pub struct PostgresSettings {
     /// `postgres://user:password@host:port/database` (or the key=value form).
     pub url: String,
     pub pool_size: usize,
+    /// Connections for token requests in flight, apart from `pool_size`'s: a token lease holds
+    /// its connection (and the account's row lock) while the provider's token endpoint answers,
+    /// so on the shared pool a few slow token calls would keep the heartbeat, the reloads that
+    /// notifications ask for, and admin writes waiting, then failing. This many accounts get a
+    /// token at once per replica; more wait their turn.
+    pub token_leases: usize,
     /// The full reload that backs up `LISTEN/NOTIFY`.
     pub reload_every: Duration,
     /// TLS to the server, required and verified; `None`: plain unless the URL asks otherwise.
@@ -154,6 +165,24 @@ impl Target {
     > {
         self.config.connect(self.tls.clone()).await.map_err(db)
     }
+
+    /// A pool of at most `size` connections (at least one) whose callers wait `wait` for one.
+    fn pool(&self, size: usize, wait: Duration) -> Result<Pool, StoreError> {
+        let manager = Manager::from_config(
+            self.config.clone(),
+            self.tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(wait))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|error| StoreError::Database(error.to_string()))
+    }
 }
 
 #[derive(Debug)]
@@ -165,6 +194,8 @@ pub struct PostgresStore {
 #[derive(Debug)]
 struct Shared {
     pool: Pool,
+    /// Token leases' own connections (`PostgresSettings::token_leases`).
+    lease_pool: Pool,
     cipher: CipherBox,
     accounts: MemoryStore,
     replica: String,
@@ -244,6 +275,20 @@ impl Shared {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// A connection for a token lease, from the leases' own pool.
+    async fn lease_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.lease_pool.get().await.map_err(|error| match error {
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+                StoreError::Unavailable(format!(
+                    "all {} token-lease connections (store.token_leases) are held by token requests still in flight; waited {} s",
+                    self.lease_pool.status().max_size,
+                    LEASE_WAIT.as_secs()
+                ))
+            }
+            other => pool_error(other),
+        })
     }
 
     /// Every account, replacing the copy. A row that does not open (edited on disk, another key)
@@ -464,25 +509,14 @@ impl PostgresStore {
     ) -> Result<PostgresStore, StoreError> {
         migrate(settings).await?;
         let target = Target::new(settings)?;
-        let manager = Manager::from_config(
-            target.config.clone(),
-            target.tls.clone(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(settings.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(CONNECT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|error| StoreError::Database(error.to_string()))?;
+        let pool = target.pool(settings.pool_size, CONNECT_TIMEOUT)?;
+        let lease_pool = target.pool(settings.token_leases, LEASE_WAIT)?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.subsec_nanos());
         let shared = Arc::new(Shared {
             pool,
+            lease_pool,
             cipher: key.cipher(),
             accounts: MemoryStore::default(),
             replica: format!("pid{}-{nanos:08x}", std::process::id()),
@@ -652,7 +686,7 @@ impl AccountStore for PostgresStore {
         id: &'a str,
     ) -> StoreFuture<'a, Result<Option<Box<dyn TokenLease>>, StoreError>> {
         Box::pin(async move {
-            let client = self.shared.client().await?;
+            let client = self.shared.lease_client().await?;
             client.batch_execute("BEGIN").await.map_err(db)?;
             let mut lease = RowLease {
                 shared: self.shared.clone(),
