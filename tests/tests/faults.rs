@@ -24,11 +24,15 @@ rate_limit:
 resources:
   users:
     list: { path: /users, records: users }
+    get: { path: "/users/{{id}}", records: "$" }
 unified:
   user-directory:
     users:
       list:
         resource: users.list
+        response_mapping: '{ "id": id }'
+      get:
+        resource: users.get
         response_mapping: '{ "id": id }'
 "#;
 
@@ -562,4 +566,66 @@ async fn a_provider_repeating_a_page_is_a_502_on_a_walk_on_a_cursor_and_on_prefe
             get_json(&url(&world, "&truto_ignore_limit=true"), Some(TEST_TOKEN)).await;
         assert_eq!((status, body), (502, looping.clone()), "{style}: the walk");
     }
+}
+
+/// A provider that quotes the credential it was sent (an "invalid token …" message, a debug
+/// echo of the request's headers, even a key) has it replaced in what the caller gets: the
+/// message, and the body passed on as `raw_response`, JSON or text.
+#[tokio::test]
+async fn a_provider_error_quoting_the_credential_reaches_the_caller_without_it() {
+    let quoting = r#"{"message":"token super-secret-token is not valid","request":{"headers":{"authorization":"Bearer super-secret-token"}},"super-secret-token":true}"#;
+    let quoted = world(vec![status(401, quoting)]).await;
+    let (code, body, _) = call(&quoted).await;
+    assert_eq!(
+        (code, body),
+        (
+            401,
+            json!({
+                "statusCode": 401,
+                "error": "Unauthorized",
+                "message": "token [redacted] is not valid",
+                "truto_is_remote_error": true,
+                "raw_response": {
+                    "message": "token [redacted] is not valid",
+                    "request": {"headers": {"authorization": "[redacted]"}},
+                    "[redacted]": true
+                }
+            })
+        )
+    );
+    still_serves(&quoted).await;
+
+    // Text past the retries: a 502 whose body is the text, cleaned.
+    let text = "upstream failed for Authorization: Bearer super-secret-token";
+    let quoted = world(vec![
+        status(500, text),
+        status(500, text),
+        status(500, text),
+    ])
+    .await;
+    let (code, body, _) = call(&quoted).await;
+    assert_eq!(code, 502, "{body}");
+    assert_eq!(
+        body["raw_response"],
+        json!("upstream failed for Authorization: [redacted]")
+    );
+    assert_eq!(quoted.provider.calls.load(Ordering::SeqCst), 3);
+
+    // One record (`GET …/users/{id}`) likewise.
+    let quoted = world(vec![status(403, quoting)]).await;
+    let (code, body) = get_json(
+        &format!(
+            "{}/unified/user-directory/users/u1?integrated_account_id=acc",
+            quoted.gateway.origin
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(!body.to_string().contains("super-secret-token"), "{body}");
+    assert_eq!(body["message"], "token [redacted] is not valid");
+    assert_eq!(
+        body["raw_response"]["request"],
+        json!({"headers": {"authorization": "[redacted]"}})
+    );
 }

@@ -1,6 +1,7 @@
 //! OAuth 2.0 provider auth end to end, against a token endpoint and an API on 127.0.0.1:
 //! single-flight refresh under 100 concurrent calls, refresh-token rotation written back,
-//! a refused cached token retried once with a fresh one, and `needs_reauth` after a refused
+//! a refused cached token retried once with a fresh one, a token endpoint or an API quoting
+//! the credential it refuses answered without it, and `needs_reauth` after a refused
 //! refresh or a refused fresh token — with no secret in any answer.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,12 +48,16 @@ struct Provider {
     valid_token: Mutex<String>,
     /// Token endpoint answers: (status, expires_in, rotated refresh token).
     refuse_refresh: Mutex<bool>,
+    /// Refuse it quoting the refresh token it was sent, as some token endpoints do.
+    quote_refused: Mutex<bool>,
     rotate_to: Mutex<Option<String>>,
     /// Refuse a wrong token as Zoho Meeting does: 400 with an INVALID_OAUTHTOKEN body.
     refuse_with_400: Mutex<bool>,
     expires_in: Mutex<i64>,
     /// Issue tokens the API refuses.
     issue_bad_tokens: Mutex<bool>,
+    /// The API quotes the token it refuses.
+    quote_token: Mutex<bool>,
 }
 
 async fn token(State(p): State<Arc<Provider>>, body: String) -> Response {
@@ -75,6 +80,14 @@ async fn token(State(p): State<Arc<Provider>>, body: String) -> Response {
         .push(field("refresh_token"));
     // Slow enough that concurrent callers pile up behind the first refresh.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    if *p.quote_refused.lock().unwrap() {
+        let quoted = format!("Refresh token {} has been revoked.", field("refresh_token"));
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "invalid_grant", "error_description": quoted})),
+        )
+            .into_response();
+    }
     if *p.refuse_refresh.lock().unwrap() {
         return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}))).into_response();
     }
@@ -99,9 +112,20 @@ async fn users(State(p): State<Arc<Provider>>, headers: HeaderMap) -> Response {
             )
                 .into_response();
         }
+        let message = match *p.quote_token.lock().unwrap() {
+            true => format!(
+                "invalid token {}",
+                headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .trim_start_matches("Bearer ")
+            ),
+            false => "invalid token".to_owned(),
+        };
         return (
             StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"message": "invalid token"})),
+            axum::Json(json!({"message": message})),
         )
             .into_response();
     }
@@ -258,6 +282,57 @@ async fn a_refused_refresh_marks_the_account_and_says_so() {
     );
     assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
     assert!(!body.to_string().contains("csecret") && !body.to_string().contains("r1"));
+}
+
+/// A token endpoint that quotes the refresh token it refuses: the caller's answer, and the
+/// reason kept with the account, have it replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_quoting_the_refresh_token_reaches_the_caller_without_it() {
+    let world = world(json!({"refresh_token": "rt-0123456789abcdef"})).await;
+    *world.provider.quote_refused.lock().unwrap() = true;
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body),
+        (
+            401,
+            json!({"statusCode": 401, "error": "Unauthorized", "truto_is_remote_error": true,
+            "message": "the provider refused to issue an access token (Refresh token [redacted] has been revoked.); reconnect the integrated account",
+            "raw_response": {"error": "invalid_grant", "error_description": "Refresh token [redacted] has been revoked."}})
+        )
+    );
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body["message"],
+        "integrated account `acc` needs to be reconnected: token refresh refused: Refresh token [redacted] has been revoked."
+    );
+    assert_eq!(
+        *world.provider.refresh_tokens_seen.lock().unwrap(),
+        vec!["rt-0123456789abcdef"]
+    );
+}
+
+/// An API that quotes the access token it refuses: the token the gateway obtained is replaced
+/// in the caller's answer too, though the account's context never held it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_quoting_the_access_token_reaches_the_caller_without_it() {
+    let world = world(json!({})).await;
+    *world.provider.issue_bad_tokens.lock().unwrap() = true;
+    *world.provider.quote_token.lock().unwrap() = true;
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (
+            status,
+            body["message"].clone(),
+            body["raw_response"].clone()
+        ),
+        (
+            401,
+            json!("invalid token [redacted]"),
+            json!({"message": "invalid token [redacted]"})
+        )
+    );
+    assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -389,8 +389,11 @@ impl Engine {
         match error {
             TokenError::Rejected { status, body } => {
                 let raw = unigate_mapping::raw_body(body.as_bytes());
-                let detail =
-                    extract_remote_message(&raw).unwrap_or_else(|| format!("HTTP {status}"));
+                // The reason is kept with the account (the admin API shows it): without the
+                // credentials a token endpoint may quote back.
+                let detail = self.secrets_of(target).text(
+                    &extract_remote_message(&raw).unwrap_or_else(|| format!("HTTP {status}")),
+                );
                 self.mark_needs_reauth(
                     &target.account.id,
                     format!("token refresh refused: {detail}"),

@@ -31,69 +31,74 @@ impl Engine {
             return Err(ApiError::bad_request("the record id is empty"));
         }
         let target = self.target(&query.integrated_account_id)?;
-        let method = target.method(&MethodKey::new(model, resource, Method::Get))?;
-        let integration = &target.integration;
-        let mut endpoint = Endpoint::render(&target, &method.resource, Some(id))?;
-        let remote_params = flatten_query(&query.remote_query);
-        endpoint.check_remote_params(&remote_params)?;
-        endpoint.add_params(Vec::new(), remote_params);
-        let scope = target.scope.with("query", Value::Object(Map::new()));
-        let body = render_body(
-            endpoint.resource(),
-            &Position::First,
-            1,
-            &Value::Object(Map::new()),
-            Some(id),
-            &scope,
-        )
-        .map_err(|error| mapping_error(integration, &error))?;
-        let request = endpoint.request(body)?;
-        let response = self.call_provider(&target, &request).await?;
-        tracing::info!(
-            account = %target.account.id,
-            integration = %integration.id,
-            status = response.status,
-            bytes = response.body.len(),
-            "provider record"
-        );
-        let headers = response.header_pairs();
-        let answer = Answer {
-            status: response.status,
-            headers: &headers,
-            body: &response.body,
-            format: target.integration.body_format,
-        };
-        let text = body_text(&response.body);
-        let body = check_answer(&target, answer, &text, &scope, None)?;
-        let record = extract_records(endpoint.resource(), body, &scope)
-            .map_err(|error| mapping_error(integration, &error))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorKind::NotFound,
-                    format!(
-                        "integration `{}` answered without a record for `{id}`",
-                        integration.id
-                    ),
-                )
-            })?;
-        let mut answer = match query.response_format {
-            ResponseFormat::Raw => record,
-            format => {
-                let mut mapped = map_response(method, &record, &scope)
-                    .map_err(|error| mapping_error(integration, &error))?;
-                if format == ResponseFormat::Normalized {
-                    Value::Object(normalize_record(&mapped, &unified_resource.fields))
-                } else {
-                    if !query.ignore_remote_data {
-                        mapped.insert("remote_data".to_owned(), record);
+        // Every error from here on may carry the provider's words: cleaned of credentials.
+        let answer = async {
+            let method = target.method(&MethodKey::new(model, resource, Method::Get))?;
+            let integration = &target.integration;
+            let mut endpoint = Endpoint::render(&target, &method.resource, Some(id))?;
+            let remote_params = flatten_query(&query.remote_query);
+            endpoint.check_remote_params(&remote_params)?;
+            endpoint.add_params(Vec::new(), remote_params);
+            let scope = target.scope.with("query", Value::Object(Map::new()));
+            let body = render_body(
+                endpoint.resource(),
+                &Position::First,
+                1,
+                &Value::Object(Map::new()),
+                Some(id),
+                &scope,
+            )
+            .map_err(|error| mapping_error(integration, &error))?;
+            let request = endpoint.request(body)?;
+            let response = self.call_provider(&target, &request).await?;
+            tracing::info!(
+                account = %target.account.id,
+                integration = %integration.id,
+                status = response.status,
+                bytes = response.body.len(),
+                "provider record"
+            );
+            let headers = response.header_pairs();
+            let answer = Answer {
+                status: response.status,
+                headers: &headers,
+                body: &response.body,
+                format: target.integration.body_format,
+            };
+            let text = body_text(&response.body);
+            let body = check_answer(&target, answer, &text, &scope, None)?;
+            let record = extract_records(endpoint.resource(), body, &scope)
+                .map_err(|error| mapping_error(integration, &error))?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "integration `{}` answered without a record for `{id}`",
+                            integration.id
+                        ),
+                    )
+                })?;
+            let mut answer = match query.response_format {
+                ResponseFormat::Raw => record,
+                format => {
+                    let mut mapped = map_response(method, &record, &scope)
+                        .map_err(|error| mapping_error(integration, &error))?;
+                    if format == ResponseFormat::Normalized {
+                        Value::Object(normalize_record(&mapped, &unified_resource.fields))
+                    } else {
+                        if !query.ignore_remote_data {
+                            mapped.insert("remote_data".to_owned(), record);
+                        }
+                        Value::Object(mapped)
                     }
-                    Value::Object(mapped)
                 }
-            }
-        };
-        exclude_fields(&mut answer, &query.exclude_fields);
-        Ok(answer)
+            };
+            exclude_fields(&mut answer, &query.exclude_fields);
+            Ok::<Value, ApiError>(answer)
+        }
+        .await;
+        answer.map_err(|error| self.redact(&target, error))
     }
 }

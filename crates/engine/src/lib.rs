@@ -28,6 +28,7 @@ mod pace;
 mod page;
 mod policy;
 mod record;
+mod redact;
 mod request;
 mod shape;
 mod sort;

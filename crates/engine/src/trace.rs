@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use unigate_upstream::{ProviderRequest, ProviderResponse, UpstreamError};
 
+use crate::redact::{REDACTED, Secrets};
+
 /// One provider call as `unigate try` shows it.
 #[derive(Debug, Clone)]
 pub struct TracedCall {
@@ -31,62 +33,19 @@ tokio::task_local! {
     pub static TRACE: Trace;
 }
 
-const REDACTED: &str = "[redacted]";
-
-/// Context values this long or longer are treated as credentials in a trace; shorter ones (a
-/// region, a subdomain) stay readable.
-const SECRET_LENGTH: usize = 8;
-
-fn context_secrets(context: &serde_json::Value, out: &mut Vec<String>) {
-    match context {
-        // A URL (a base URL, an instance URL) is where calls go, not a credential.
-        serde_json::Value::String(text)
-            if text.len() >= SECRET_LENGTH
-                && !text.starts_with("https://")
-                && !text.starts_with("http://") =>
-        {
-            // As a body carries it too: escaped inside a JSON string or an XML attribute.
-            let json = serde_json::Value::String(text.clone()).to_string();
-            let json = json[1..json.len() - 1].to_owned();
-            let xml = unigate_mapping::xml::escape(text);
-            for form in [json, xml] {
-                if form != *text && !out.contains(&form) {
-                    out.push(form);
-                }
-            }
-            out.push(text.clone())
-        }
-        serde_json::Value::Object(object) => {
-            for value in object.values() {
-                context_secrets(value, out);
-            }
-        }
-        serde_json::Value::Array(items) => {
-            for value in items {
-                context_secrets(value, out);
-            }
-        }
-        _ => {}
-    }
+/// The account's context values that may be credentials (every string of
+/// [`SECRET_LENGTH`](crate::redact::SECRET_LENGTH) or more that is not a URL): a trace shows the whole exchange, so it hides more than an error
+/// answer does.
+fn context_secrets(context: &serde_json::Value) -> Secrets {
+    let mut secrets = Secrets::default();
+    secrets.add_value(context);
+    secrets
 }
 
 /// `text` with every value of `context` long enough to be a credential replaced by
 /// `[redacted]`: for what `unigate try` prints besides the provider calls (the unified answer).
 pub fn redact_context_values(text: &str, context: &serde_json::Value) -> String {
-    let mut secrets = Vec::new();
-    context_secrets(context, &mut secrets);
-    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
-    redact(text, &secrets)
-}
-
-fn redact(text: &str, secrets: &[String]) -> String {
-    let mut text = text.to_owned();
-    for secret in secrets {
-        if text.contains(secret.as_str()) {
-            text = text.replace(secret.as_str(), REDACTED);
-        }
-    }
-    text
+    context_secrets(context).text(text)
 }
 
 pub(crate) fn record(
@@ -95,10 +54,7 @@ pub(crate) fn record(
     context: &serde_json::Value,
 ) {
     let _ = TRACE.try_with(|trace| {
-        let mut secrets = Vec::new();
-        context_secrets(context, &mut secrets);
-        // The longest first, so a secret that contains another is redacted whole.
-        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        let secrets = context_secrets(context);
         let mut url = request.url.clone();
         if !request.secret_query.is_empty() {
             let mut pairs = url.query_pairs_mut();
@@ -109,7 +65,7 @@ pub(crate) fn record(
         let mut headers: Vec<(String, String)> = request
             .headers
             .iter()
-            .map(|(name, value)| (name.clone(), redact(value, &secrets)))
+            .map(|(name, value)| (name.clone(), secrets.text(value)))
             .collect();
         headers.extend(
             request
@@ -120,7 +76,7 @@ pub(crate) fn record(
         let (answer, response_body) = match result {
             Ok(response) => (
                 Ok(response.status),
-                redact(&String::from_utf8_lossy(&response.body), &secrets),
+                secrets.text(&String::from_utf8_lossy(&response.body)),
             ),
             Err(error) => (Err(error.to_string()), String::new()),
         };
@@ -129,12 +85,12 @@ pub(crate) fn record(
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .push(TracedCall {
                 method: format!("{:?}", request.method).to_uppercase(),
-                url: redact(url.as_str(), &secrets),
+                url: secrets.text(url.as_str()),
                 headers,
                 body: request
                     .body
                     .as_ref()
-                    .map(|body| redact(&String::from_utf8_lossy(body), &secrets)),
+                    .map(|body| secrets.text(&String::from_utf8_lossy(body))),
                 answer,
                 response_body,
             });

@@ -46,8 +46,15 @@ impl Walker {
         &self.state
     }
 
-    /// The next page in order. Call only while the previous page had a next one.
+    /// The next page in order, or the error it ended with, cleaned of the account's
+    /// credentials ([`Engine::redact`]). Call only while the previous page had a next one.
     pub(crate) async fn next_page(&mut self) -> Result<Page, ApiError> {
+        self.fetch_next_page()
+            .await
+            .map_err(|error| self.engine.redact(&self.call.target, error))
+    }
+
+    async fn fetch_next_page(&mut self) -> Result<Page, ApiError> {
         if self.ahead.is_empty() && self.call.prefetch && self.state.pages > 0 {
             self.fetch_window().await;
         }

@@ -155,6 +155,15 @@ impl Template {
         })
     }
 
+    /// Every context path the template reads, optional ones too (`["oauth", "secret"]` for
+    /// `{{context.oauth.secret?}}`).
+    pub fn context_paths(&self) -> impl Iterator<Item = &[String]> + '_ {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Context { path, .. } => Some(path.as_slice()),
+            _ => None,
+        })
+    }
+
     /// Whether the template reads any context key (its value may then be a credential).
     pub fn reads_context(&self) -> bool {
         self.parts

@@ -340,3 +340,53 @@ fn omitted_fields_must_be_dotted_paths() {
         "{errors}"
     );
 }
+
+/// The context values an error answer is cleaned of: what the auth's credential templates read
+/// (not its token URL or client id), and of headers and query parameters those named as
+/// credentials (a tenant or an organization id stays readable in a provider's message).
+#[test]
+fn credential_context_paths_are_the_auth_secrets_and_the_named_ones() {
+    let text = r#"name: Example
+docs: https://example.test/docs
+base_url: "https://{{context.subdomain}}.example.test/api"
+headers:
+  xero-tenant-id: "{{context.tenant_id}}"
+  X-Api-Password: "{{context.pw}}"
+  X-Customer: "{{context.customer.secret_key}}"
+auth:
+  kind: oauth2_refresh_token
+  token_url: "https://{{context.subdomain}}.example.test/token"
+  client_id: "{{context.client_id}}"
+  client_secret: "{{context.client_secret}}"
+  refresh_token: "{{context.refresh_token}}"
+resources:
+  users:
+    list:
+      path: /users
+      records: data
+      query: { organization: "{{context.org}}", app_key: "{{context.app}}" }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{ "id": id }'
+"#;
+    let catalog = Catalog::from_sources(&[model()], &[integration("example", text)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let paths: Vec<String> = catalog.integrations["example"]
+        .credential_context_paths()
+        .into_iter()
+        .map(|path| path.join("."))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "app",
+            "client_secret",
+            "customer.secret_key",
+            "pw",
+            "refresh_token"
+        ]
+    );
+}

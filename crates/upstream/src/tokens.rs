@@ -97,6 +97,15 @@ impl TokenManager {
         })
     }
 
+    /// The token cached for `account`, unless a token request for it holds the slot right now
+    /// (then the token is being replaced and is not waited for): for cleaning an error answer
+    /// that may echo it.
+    pub fn cached(&self, account: &str) -> Option<Secret> {
+        let slot = self.slots.get(account)?;
+        let state = slot.try_lock().ok()?;
+        state.token.as_ref().map(|token| token.token.clone())
+    }
+
     /// Forgets what is cached for `account` (its credentials changed, or it was deleted): the
     /// next call obtains a token with the account as it is now.
     pub fn forget(&self, account: &str) {

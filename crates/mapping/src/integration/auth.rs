@@ -280,6 +280,49 @@ impl Auth {
         }
     }
 
+    /// The templates whose text is a credential: what a provider must never echo back to the
+    /// caller ([`Auth::templates`] less URLs, grant types, scopes, client ids and claims).
+    pub fn credential_templates(&self) -> Vec<&Template> {
+        match self {
+            Auth::Token(token) => {
+                let mut templates = vec![&token.value];
+                match &token.source {
+                    TokenSource::OAuth2(oauth) => {
+                        templates.extend(oauth.client_secret.iter());
+                        templates.extend(oauth.refresh_token.iter());
+                        templates.extend(oauth.token_params.iter().map(|(_, template)| template));
+                        if let Some(assertion) = &oauth.assertion {
+                            templates.push(&assertion.private_key);
+                        }
+                    }
+                    TokenSource::Exchange(exchange) => {
+                        templates.extend(exchange.headers.iter().map(|(_, template)| template));
+                        match &exchange.body {
+                            ExchangeBody::Json(json) => templates.extend(json.templates()),
+                            ExchangeBody::Form(fields) => {
+                                templates.extend(fields.iter().map(|(_, template)| template));
+                            }
+                            ExchangeBody::None => {}
+                        }
+                        if let Some((username, password)) = &exchange.basic {
+                            templates.extend([username, password]);
+                        }
+                    }
+                }
+                templates
+            }
+            Auth::Signed(signed) => {
+                let mut templates = vec![&signed.secret];
+                match &signed.output {
+                    SignatureOutput::Basic { username } => templates.push(username),
+                    SignatureOutput::Header { value, .. } => templates.push(value),
+                }
+                templates
+            }
+            other => other.templates(),
+        }
+    }
+
     /// The kind's name in a mapping file.
     pub fn kind_name(&self) -> &'static str {
         match self {

@@ -255,6 +255,39 @@ impl Integration {
             .collect()
     }
 
+    /// The context paths whose values travel as credentials, which an error answer is cleaned
+    /// of (the engine's `redact`): every one the auth's credential templates read
+    /// ([`Auth::credential_templates`]), and of the headers and query parameters rendered from
+    /// the context (mostly ids: a tenant, an organization, a workspace, which an error message
+    /// naming them should keep) those whose name or context key names a credential
+    /// (`x-api-key`, `app_key`, `{{context.secret_key}}`: `names_a_credential`).
+    pub fn credential_context_paths(&self) -> BTreeSet<Vec<String>> {
+        let mut paths: BTreeSet<Vec<String>> = self
+            .auth
+            .credential_templates()
+            .into_iter()
+            .flat_map(Template::context_paths)
+            .map(<[String]>::to_vec)
+            .collect();
+        let named = self.headers.iter().chain(
+            self.resources
+                .values()
+                .flat_map(|resource| resource.query.iter()),
+        );
+        for (name, template) in named {
+            paths.extend(
+                template
+                    .context_paths()
+                    .filter(|path| {
+                        names_a_credential(name)
+                            || path.last().is_some_and(|key| names_a_credential(key))
+                    })
+                    .map(<[String]>::to_vec),
+            );
+        }
+        paths
+    }
+
     pub fn unified_method(
         &self,
         model: &str,
@@ -280,6 +313,23 @@ impl Integration {
     pub fn resource_of(&self, method: &UnifiedMethod) -> &Resource {
         &self.resources[&method.resource]
     }
+}
+
+/// Whether a header, parameter or context key's name says it holds a credential.
+fn names_a_credential(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "key",
+        "secret",
+        "token",
+        "password",
+        "passwd",
+        "auth",
+        "signature",
+        "credential",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
 }
 
 pub(crate) fn compile_integration(
