@@ -34,8 +34,8 @@ tokio::task_local! {
 }
 
 /// The account's context values that may be credentials (every string of
-/// [`SECRET_LENGTH`](crate::redact::SECRET_LENGTH) or more that is not a URL): a trace shows the whole exchange, so it hides more than an error
-/// answer does.
+/// [`SECRET_LENGTH`](crate::redact::SECRET_LENGTH) or more that is not a URL): a trace shows
+/// the whole exchange, so it hides more than an error answer does.
 fn context_secrets(context: &serde_json::Value) -> Secrets {
     let mut secrets = Secrets::default();
     secrets.add_value(context);
