@@ -1,8 +1,9 @@
 //! OAuth 2.0 provider auth end to end, against a token endpoint and an API on 127.0.0.1:
 //! single-flight refresh under 100 concurrent calls, refresh-token rotation written back,
 //! a refused cached token retried once with a fresh one, a token endpoint or an API quoting
-//! the credential it refuses answered without it, and `needs_reauth` after a refused
-//! refresh or a refused fresh token — with no secret in any answer.
+//! the credential it refuses answered without it, a token request that gets no lease answered
+//! 503 to retry, and `needs_reauth` after a refused refresh or a refused fresh token — with no
+//! secret in any answer.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -359,4 +360,95 @@ async fn a_refused_fresh_token_marks_the_account() {
         "integrated account `acc` needs to be reconnected: the provider refused a freshly issued access token (HTTP 401)"
     );
     assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
+}
+
+/// A store whose token leases are all taken (PostgreSQL's `store.token_leases` busy with slow
+/// token calls): everything else as `MemoryStore`.
+#[derive(Debug)]
+struct BusyLeases(unigate_store::MemoryStore);
+
+impl unigate_store::AccountStore for BusyLeases {
+    fn get(&self, id: &str) -> Option<Arc<IntegratedAccount>> {
+        self.0.get(id)
+    }
+    fn list(&self) -> Vec<Arc<IntegratedAccount>> {
+        self.0.list()
+    }
+    fn modify(
+        &self,
+        id: &str,
+        change: &mut unigate_store::Change<'_>,
+    ) -> Result<Arc<IntegratedAccount>, unigate_store::StoreError> {
+        self.0.modify(id, change)
+    }
+    fn create(&self, account: IntegratedAccount) -> Result<(), unigate_store::StoreError> {
+        self.0.create(account)
+    }
+    fn delete(&self, id: &str) -> Result<(), unigate_store::StoreError> {
+        self.0.delete(id)
+    }
+    fn lease_tokens<'a>(
+        &'a self,
+        _id: &'a str,
+    ) -> unigate_store::StoreFuture<
+        'a,
+        Result<Option<Box<dyn unigate_store::TokenLease>>, unigate_store::StoreError>,
+    > {
+        Box::pin(async {
+            Err(unigate_store::StoreError::Busy(
+                "all 4 token-lease connections are held".to_owned(),
+            ))
+        })
+    }
+}
+
+/// No lease to be had is the gateway being busy, not the provider failing nor the account
+/// needing a reconnect: a 503 to retry, the account left as it was, the token endpoint not
+/// called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_request_without_a_lease_is_a_503_to_retry() {
+    let world = world(json!({})).await;
+    let origin = world._server.origin.clone();
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "oauth-example".into(),
+        context: json!({"token_url": format!("{origin}/token"), "client_id": "cid", "client_secret": "csecret", "refresh_token": "r1"}),
+        base_url: Some(origin),
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let store = Arc::new(BusyLeases(
+        unigate_store::MemoryStore::new(vec![account]).unwrap(),
+    ));
+    let gateway = unigate_gateway::Gateway::assemble_with_store(
+        catalog_with("oauth-example", MAPPING),
+        store.clone(),
+        unigate_upstream::UpstreamConfig::default(),
+        unigate_engine::EngineConfig::default(),
+        b"test-cursor-secret-0123456789",
+        &[TEST_TOKEN.to_owned()],
+        &[],
+    )
+    .unwrap();
+    let running = unigate_tests::serve(gateway).await;
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/unified/user-directory/users?integrated_account_id=acc",
+            running.origin
+        ))
+        .bearer_auth(TEST_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        "could not obtain an access token now: all 4 token-lease connections are held; retry shortly"
+    );
+    assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 0);
+    let account = unigate_store::AccountStore::get(&*store, "acc").unwrap();
+    assert_eq!(account.status, unigate_store::AccountStatus::Active);
 }

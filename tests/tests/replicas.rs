@@ -46,6 +46,7 @@ async fn replica(url: &str, catalog: Arc<Catalog>) -> Replica {
         url: url.to_owned(),
         pool_size: 8,
         token_leases: 4,
+        token_lease_wait: unigate_store::postgres::TOKEN_LEASE_WAIT,
         reload_every: Duration::from_secs(30),
         tls: None,
     };
@@ -378,6 +379,7 @@ async fn migrations_run_once_when_replicas_start_together() {
                     url,
                     pool_size: 1,
                     token_leases: 1,
+                    token_lease_wait: unigate_store::postgres::TOKEN_LEASE_WAIT,
                     reload_every: Duration::from_secs(30),
                     tls: None,
                 })
@@ -535,6 +537,7 @@ async fn a_token_lease_in_flight_leaves_the_store_its_connections() {
         url: postgres.create_database("leases"),
         pool_size: 1,
         token_leases: 1,
+        token_lease_wait: Duration::from_millis(200),
         reload_every: Duration::from_secs(30),
         tls: None,
     };
@@ -564,6 +567,12 @@ async fn a_token_lease_in_flight_leaves_the_store_its_connections() {
     // While the token request is in flight, a write still gets a connection (on the shared pool
     // it waited out the pool's 3 s and failed: "the account store is unreachable").
     write(account("other", "t")).await.unwrap().unwrap();
+    // Another account's token request waits for the one lease connection, then says why.
+    let waited = store.lease_tokens("other").await.err();
+    assert_eq!(
+        waited.map(|error| error.to_string()),
+        Some("all 1 token-lease connections (store.token_leases) are held by token requests still in flight; waited 0.2 s".to_owned())
+    );
     // The lease commits the new token and gives its connection back for the next one.
     let committed = lease.commit(account("held", "t1")).await.unwrap();
     assert_eq!(committed.context["token"], "t1");
@@ -642,6 +651,7 @@ async fn tls_connections_verify_the_servers_certificate() {
         url: url.clone(),
         pool_size: 2,
         token_leases: 1,
+        token_lease_wait: unigate_store::postgres::TOKEN_LEASE_WAIT,
         reload_every: Duration::from_secs(30),
         tls,
     };

@@ -232,6 +232,7 @@ impl Engine {
             .await
             .map_err(|error| match error {
                 unigate_store::StoreError::NotFound(_) => gone(),
+                unigate_store::StoreError::Busy(reason) => TokenError::Busy(reason),
                 other => TokenError::Unavailable(other.to_string()),
             })?;
         let account = match &lease {
@@ -411,6 +412,17 @@ impl Engine {
                 ErrorKind::BadGateway,
                 format!("could not obtain an access token: {reason}"),
             ),
+            TokenError::Busy(reason) => {
+                // As long as a failed token request is answered from memory (5 s).
+                let mut error = ApiError::new(
+                    ErrorKind::Overloaded,
+                    format!("could not obtain an access token now: {reason}; retry shortly"),
+                );
+                error
+                    .headers
+                    .push(("retry-after".to_owned(), "5".to_owned()));
+                error
+            }
         }
     }
 }

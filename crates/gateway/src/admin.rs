@@ -50,6 +50,13 @@ fn store_error(error: StoreError) -> ApiError {
         StoreError::Exists(_) => ApiError::new(ErrorKind::Conflict, error.to_string()),
         StoreError::NotFound(_) => ApiError::not_found(error.to_string()),
         StoreError::Refused(message) => ApiError::bad_request(message),
+        StoreError::Busy(_) => {
+            let mut error = ApiError::new(ErrorKind::Overloaded, error.to_string());
+            error
+                .headers
+                .push(("retry-after".to_owned(), "5".to_owned()));
+            error
+        }
         StoreError::Unavailable(_) => {
             let mut error = ApiError::new(
                 ErrorKind::Overloaded,

@@ -547,6 +547,7 @@ impl Gateway {
                     url: url.clone(),
                     pool_size: *pool_size,
                     token_leases: *token_leases,
+                    token_lease_wait: unigate_store::postgres::TOKEN_LEASE_WAIT,
                     reload_every: Duration::from_secs(*reload_s),
                     tls: tls.as_ref().map(|tls| tls.to_store()),
                 };

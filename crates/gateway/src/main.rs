@@ -499,6 +499,7 @@ async fn migrate(path: &std::path::Path) -> Result<String, String> {
                 url: url.clone(),
                 pool_size: 1,
                 token_leases: 1,
+                token_lease_wait: unigate_store::postgres::TOKEN_LEASE_WAIT,
                 reload_every: std::time::Duration::from_secs(30),
                 tls: tls.as_ref().map(|tls| tls.to_store()),
             };

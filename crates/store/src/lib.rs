@@ -106,6 +106,10 @@ pub enum StoreError {
     /// The store's database cannot be reached now; the accounts already loaded still serve.
     #[error("the account store is unreachable: {0}")]
     Unavailable(String),
+    /// The store answers, but every connection kept for this work is held (token leases while
+    /// slow token calls run): worth retrying shortly.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// A boxed future of the store's asynchronous operations.

@@ -66,9 +66,10 @@ const ALIVE_FOR_S: i64 = 4;
 /// The longest a store operation waits for a connection (then the database is unreachable).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest a token request waits for one of the token-lease connections while every one is
-/// held by a token request in flight: long enough for a slow token endpoint to answer the ones
-/// ahead of it (the request's own deadline usually ends the wait first).
-const LEASE_WAIT: Duration = Duration::from_secs(30);
+/// held by a token request in flight (`PostgresSettings::token_lease_wait`): long enough for a
+/// slow token endpoint to answer the ones ahead of it (the request's own deadline usually ends
+/// the wait first).
+pub const TOKEN_LEASE_WAIT: Duration = Duration::from_secs(30);
 
 const SELECT: &str =
     "SELECT id, integration, base_url, context, status, last_error, sealing FROM unigate_accounts";
@@ -85,6 +86,9 @@ pub struct PostgresSettings {
     /// notifications ask for, and admin writes waiting, then failing. This many accounts get a
     /// token at once per replica; more wait their turn.
     pub token_leases: usize,
+    /// How long a token request waits for one of them ([`TOKEN_LEASE_WAIT`]), then fails with
+    /// [`StoreError::Busy`].
+    pub token_lease_wait: Duration,
     /// The full reload that backs up `LISTEN/NOTIFY`.
     pub reload_every: Duration,
     /// TLS to the server, required and verified; `None`: plain unless the URL asks otherwise.
@@ -196,6 +200,7 @@ struct Shared {
     pool: Pool,
     /// Token leases' own connections (`PostgresSettings::token_leases`).
     lease_pool: Pool,
+    lease_wait: Duration,
     cipher: CipherBox,
     accounts: MemoryStore,
     replica: String,
@@ -281,10 +286,10 @@ impl Shared {
     async fn lease_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.lease_pool.get().await.map_err(|error| match error {
             deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
-                StoreError::Unavailable(format!(
+                StoreError::Busy(format!(
                     "all {} token-lease connections (store.token_leases) are held by token requests still in flight; waited {} s",
                     self.lease_pool.status().max_size,
-                    LEASE_WAIT.as_secs()
+                    self.lease_wait.as_secs_f64()
                 ))
             }
             other => pool_error(other),
@@ -510,13 +515,14 @@ impl PostgresStore {
         migrate(settings).await?;
         let target = Target::new(settings)?;
         let pool = target.pool(settings.pool_size, CONNECT_TIMEOUT)?;
-        let lease_pool = target.pool(settings.token_leases, LEASE_WAIT)?;
+        let lease_pool = target.pool(settings.token_leases, settings.token_lease_wait)?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.subsec_nanos());
         let shared = Arc::new(Shared {
             pool,
             lease_pool,
+            lease_wait: settings.token_lease_wait,
             cipher: key.cipher(),
             accounts: MemoryStore::default(),
             replica: format!("pid{}-{nanos:08x}", std::process::id()),

@@ -46,6 +46,10 @@ pub enum TokenError {
     Rejected { status: u16, body: String },
     #[error("the token endpoint could not be used: {0}")]
     Unavailable(String),
+    /// The request could not start now (every connection for token leases is held by token
+    /// requests in flight): nothing is wrong with the account, retry shortly.
+    #[error("{0}")]
+    Busy(String),
 }
 
 pub fn now_epoch() -> i64 {
