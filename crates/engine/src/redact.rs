@@ -7,12 +7,13 @@
 //! leaves the engine through [`Engine::redact`], which replaces each of the account's credential
 //! values wherever it stands: the values of the context paths its integration renders into
 //! credentials ([`Integration::credential_context_paths`]), the credential it sends as a whole
-//! (`SSWS …`, `Basic …`), and the access token it holds. A value shorter than
+//! (`SSWS …`, `Basic …`), and the access tokens it last held ([`TokenManager::recent`]). A value shorter than
 //! [`SECRET_LENGTH`], or a URL, is left readable: a region or a host is not a credential, and
 //! replacing it would garble every message that names it. This room owns the secret forms and
 //! the replacing; what is an error, and which context a trace shows, are the callers'.
 //!
 //! [`Integration::credential_context_paths`]: unigate_mapping::Integration::credential_context_paths
+//! [`TokenManager::recent`]: unigate_upstream::tokens::TokenManager::recent
 
 use serde_json::Value;
 use unigate_mapping::Credential;
@@ -130,7 +131,7 @@ impl Engine {
         {
             secrets.add(value.expose());
         }
-        if let Some(token) = self.tokens.cached(&target.account.id) {
+        for token in self.tokens.recent(&target.account.id) {
             secrets.add(token.expose());
         }
         secrets

@@ -70,11 +70,34 @@ struct SlotState {
     failed: Option<(Instant, TokenError)>,
 }
 
+/// One account's tokens: the state its callers queue for, and the tokens it last held, readable
+/// without queueing ([`TokenManager::recent`]).
+#[derive(Debug, Default)]
+struct Slot {
+    state: tokio::sync::Mutex<SlotState>,
+    /// The current token and the one before it: an error answer a provider gives may quote
+    /// either (a refused token is replaced while the answer that refused it is still on its
+    /// way to the caller). Only ever locked for a copy, never across an await.
+    recent: std::sync::Mutex<[Option<Secret>; 2]>,
+}
+
+impl Slot {
+    fn remember(&self, token: &Secret) {
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if recent[0].as_ref() != Some(token) {
+            recent[1] = recent[0].replace(token.clone());
+        }
+    }
+}
+
 /// Tokens per account.
 #[derive(Debug, Clone)]
 pub struct TokenManager {
     margin: Duration,
-    slots: Cache<String, Arc<tokio::sync::Mutex<SlotState>>>,
+    slots: Cache<String, Arc<Slot>>,
 }
 
 impl TokenManager {
@@ -95,19 +118,22 @@ impl TokenManager {
         })
     }
 
-    fn slot(&self, account: &str) -> Arc<tokio::sync::Mutex<SlotState>> {
-        self.slots.get_with(account.to_owned(), || {
-            Arc::new(tokio::sync::Mutex::new(SlotState::default()))
-        })
+    fn slot(&self, account: &str) -> Arc<Slot> {
+        self.slots
+            .get_with(account.to_owned(), || Arc::new(Slot::default()))
     }
 
-    /// The token cached for `account`, unless a token request for it holds the slot right now
-    /// (then the token is being replaced and is not waited for): for cleaning an error answer
-    /// that may echo it.
-    pub fn cached(&self, account: &str) -> Option<Secret> {
-        let slot = self.slots.get(account)?;
-        let state = slot.try_lock().ok()?;
-        state.token.as_ref().map(|token| token.token.clone())
+    /// The tokens `account` last held (the current one and the one before), for cleaning an
+    /// error answer that may quote them. Never waits for a token request in flight.
+    pub fn recent(&self, account: &str) -> Vec<Secret> {
+        let Some(slot) = self.slots.get(account) else {
+            return Vec::new();
+        };
+        let recent = slot
+            .recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        recent.iter().flatten().cloned().collect()
     }
 
     /// Forgets what is cached for `account` (its credentials changed, or it was deleted): the
@@ -130,15 +156,18 @@ impl TokenManager {
         F: Future<Output = Result<Issued, TokenError>> + Send + 'static,
     {
         let slot = self.slot(account);
-        let mut state = tokio::time::timeout(WAIT_DEADLINE, slot.lock())
+        let mut state = tokio::time::timeout(WAIT_DEADLINE, slot.state.lock())
             .await
             .map_err(|_| {
                 TokenError::Unavailable(
                     "another request for this account's token is taking too long".to_owned(),
                 )
             })?;
-        if state.token.is_none() {
-            state.token = seeded;
+        if state.token.is_none()
+            && let Some(seeded) = seeded
+        {
+            slot.remember(&seeded.token);
+            state.token = Some(seeded);
         }
         if let Some(token) = state.token.as_ref()
             && self.is_fresh(token)
@@ -162,6 +191,7 @@ impl TokenManager {
         });
         match &result {
             Ok(issued) => {
+                slot.remember(&issued.token.token);
                 state.token = Some(issued.token.clone());
                 state.failed = None;
             }
@@ -384,4 +414,51 @@ pub async fn send_token_request(
             body: String::from_utf8_lossy(&response.body).into_owned(),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issued(token: &str) -> Result<Issued, TokenError> {
+        Ok(Issued {
+            token: AccessToken {
+                token: Secret::new(token.to_owned()),
+                expires_at: Some(0), // expired at once: every call asks again
+            },
+            rotated_refresh_token: None,
+            fresh: true,
+        })
+    }
+
+    #[tokio::test]
+    async fn the_current_and_the_previous_token_are_known_without_queueing() {
+        let tokens = TokenManager::new(Duration::from_secs(60));
+        assert!(tokens.recent("acc").is_empty());
+        let seeded = AccessToken {
+            token: Secret::new("seeded-token".to_owned()),
+            expires_at: Some(0),
+        };
+        tokens
+            .access_token("acc", Some(seeded), None, async { issued("first-token") })
+            .await
+            .unwrap();
+        let recent = |tokens: &TokenManager| -> Vec<String> {
+            tokens
+                .recent("acc")
+                .iter()
+                .map(|token| token.expose().to_owned())
+                .collect()
+        };
+        assert_eq!(recent(&tokens), ["first-token", "seeded-token"]);
+        tokens
+            .access_token("acc", None, None, async { issued("second-token") })
+            .await
+            .unwrap();
+        assert_eq!(recent(&tokens), ["second-token", "first-token"]);
+        // While a token request holds the account's queue, the tokens are still known.
+        let slot = tokens.slot("acc");
+        let _queue = slot.state.lock().await;
+        assert_eq!(recent(&tokens), ["second-token", "first-token"]);
+    }
 }
