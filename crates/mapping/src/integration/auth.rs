@@ -229,6 +229,35 @@ const DEFAULT_EXCHANGE_LIFETIME_S: u64 = 300;
 /// A JWT bearer assertion's lifetime unless the mapping says (Google's maximum is an hour).
 const DEFAULT_ASSERTION_LIFETIME_S: u64 = 3600;
 
+impl Exchange {
+    /// Its templates that carry credentials: headers, body and Basic credentials (not its URL).
+    fn credential_templates(&self) -> Vec<&Template> {
+        let mut templates: Vec<&Template> =
+            self.headers.iter().map(|(_, template)| template).collect();
+        match &self.body {
+            ExchangeBody::Json(json) => templates.extend(json.templates()),
+            ExchangeBody::Form(fields) => {
+                templates.extend(fields.iter().map(|(_, template)| template));
+            }
+            ExchangeBody::None => {}
+        }
+        if let Some((username, password)) = &self.basic {
+            templates.extend([username, password]);
+        }
+        templates
+    }
+}
+
+impl SignatureOutput {
+    /// The template rendered around the signature (a username, a header value).
+    fn template(&self) -> &Template {
+        match self {
+            SignatureOutput::Basic { username } => username,
+            SignatureOutput::Header { value, .. } => value,
+        }
+    }
+}
+
 impl Auth {
     /// Every template the auth renders from the account context.
     pub fn templates(&self) -> Vec<&Template> {
@@ -254,28 +283,17 @@ impl Auth {
                     }
                     TokenSource::Exchange(exchange) => {
                         templates.push(&exchange.url);
-                        templates.extend(exchange.headers.iter().map(|(_, template)| template));
-                        match &exchange.body {
-                            ExchangeBody::Json(json) => templates.extend(json.templates()),
-                            ExchangeBody::Form(fields) => {
-                                templates.extend(fields.iter().map(|(_, template)| template));
-                            }
-                            ExchangeBody::None => {}
-                        }
-                        if let Some((username, password)) = &exchange.basic {
-                            templates.extend([username, password]);
-                        }
+                        templates.extend(exchange.credential_templates());
                     }
                 }
                 templates
             }
             Auth::Signed(signed) => {
-                let mut templates = vec![&signed.secret, &signed.string_to_sign];
-                match &signed.output {
-                    SignatureOutput::Basic { username } => templates.push(username),
-                    SignatureOutput::Header { value, .. } => templates.push(value),
-                }
-                templates
+                vec![
+                    &signed.secret,
+                    &signed.string_to_sign,
+                    signed.output.template(),
+                ]
             }
         }
     }
@@ -296,28 +314,13 @@ impl Auth {
                         }
                     }
                     TokenSource::Exchange(exchange) => {
-                        templates.extend(exchange.headers.iter().map(|(_, template)| template));
-                        match &exchange.body {
-                            ExchangeBody::Json(json) => templates.extend(json.templates()),
-                            ExchangeBody::Form(fields) => {
-                                templates.extend(fields.iter().map(|(_, template)| template));
-                            }
-                            ExchangeBody::None => {}
-                        }
-                        if let Some((username, password)) = &exchange.basic {
-                            templates.extend([username, password]);
-                        }
+                        templates.extend(exchange.credential_templates());
                     }
                 }
                 templates
             }
             Auth::Signed(signed) => {
-                let mut templates = vec![&signed.secret];
-                match &signed.output {
-                    SignatureOutput::Basic { username } => templates.push(username),
-                    SignatureOutput::Header { value, .. } => templates.push(value),
-                }
-                templates
+                vec![&signed.secret, signed.output.template()]
             }
             other => other.templates(),
         }
