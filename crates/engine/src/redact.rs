@@ -7,9 +7,9 @@
 //! leaves the engine through [`Engine::redact`], which replaces each of the account's credential
 //! values wherever it stands: the values of the context paths its integration renders into
 //! credentials ([`Integration::credential_context_paths`]), the credential it sends as a whole
-//! (`SSWS …`, `Basic …`), and the access tokens it last held ([`TokenManager::recent`]). A value shorter than
-//! [`SECRET_LENGTH`], or a URL, is left readable: a region or a host is not a credential, and
-//! replacing it would garble every message that names it. This room owns the secret forms and
+//! (`SSWS …`, `Basic …`), and the access tokens it last held ([`TokenManager::recent`]). A
+//! value shorter than [`SECRET_LENGTH`], or a URL, is left readable: a region or a host is not
+//! a credential, and replacing it would garble every message that names it. This room owns the secret forms and
 //! the replacing; what is an error, and which context a trace shows, are the callers'.
 //!
 //! [`Integration::credential_context_paths`]: unigate_mapping::Integration::credential_context_paths

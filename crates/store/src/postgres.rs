@@ -3,10 +3,11 @@
 //! lock, a per-replica copy of every account kept fresh by `LISTEN/NOTIFY` (a trigger notifies
 //! each change; a full reload on every reconnect and on a timer covers a missed notification),
 //! token requests serialized across replicas by a row lock ([`TokenLease`]) held on connections
-//! of their own (a slow token endpoint never keeps the store's other work waiting), and a heartbeat table
-//! that tells each replica how many share the store (each paces at its share of a provider's
-//! budget). Reads never touch the database: during an outage the accounts already loaded keep
-//! serving, and writes fail with [`StoreError::Unavailable`]. It does no provider HTTP.
+//! of their own (a slow token endpoint never keeps the store's other work waiting), and a
+//! heartbeat table that tells each replica how many share the store (each paces at its share of
+//! a provider's budget). Reads never touch the database: during an outage the accounts already
+//! loaded keep serving, and writes fail with [`StoreError::Unavailable`]. It does no provider
+//! HTTP.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
