@@ -1,23 +1,28 @@
 //! Pacing: calls to one account (or, when the mapping says so, to one integration) are spaced so
 //! that no window of the provider's documented length holds more calls than its budget
 //! (`rate_limit.pace`). One budget is shared by every request, stream, walk and follow-up of the
-//! process; each call reserves its send time before it is sent, so concurrent callers queue
-//! instead of racing. A sliding window is the strictest reading of "N per T": a provider that
-//! counts fixed windows or refills a bucket is never exceeded either.
+//! process. A call is admitted only while fewer than N calls of the budget are in flight or were
+//! answered within the last window: the provider counts a call when it arrives, which is some
+//! time between its send and its answer, so a window counted from the answer is the only one
+//! that late wake-ups, slow sockets and network jitter cannot shrink. Callers are admitted in
+//! the order they asked (tokio's mutex is fair), so a stream's prefetched pages keep their order.
+//! A sliding window is the strictest reading of "N per T": a provider that counts fixed windows
+//! or refills a bucket is never exceeded either. Waits run on tokio's clock, not the engine's
+//! `Clock`: admission depends on answers arriving in real time.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moka::sync::Cache;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use unigate_mapping::Pace;
 
-/// Send times reserved per budget, at most `requests` of them (the older ones no longer
-/// constrain anything).
+/// The budgets of the process, by key.
 #[derive(Debug, Clone)]
 pub(crate) struct Pacer {
-    budgets: Cache<String, Arc<Mutex<VecDeque<Instant>>>>,
+    budgets: Cache<String, Arc<Budget>>,
 }
 
 impl Default for Pacer {
@@ -31,8 +36,49 @@ impl Default for Pacer {
     }
 }
 
-/// Kept between a window's last call and the next window's first, so that the provider, which
-/// sees calls a little later and less evenly than they were sent, still counts them apart.
+#[derive(Debug, Default)]
+struct Budget {
+    /// The caller whose turn it is holds this; the others queue behind it in order.
+    turn: tokio::sync::Mutex<()>,
+    ledger: Mutex<Ledger>,
+    /// Signalled when a call is answered, for a caller that waits with every slot in flight.
+    answered: Notify,
+}
+
+/// What occupies the budget's slots: calls in flight, and when the latest calls were answered
+/// (in order, never more than the budget's size: an answer older than the window no longer
+/// constrains anything).
+#[derive(Debug, Default)]
+struct Ledger {
+    in_flight: usize,
+    answered: VecDeque<Instant>,
+}
+
+/// A call's place in its budget, held while the call is in flight; dropping it records the
+/// answer (or the failure: a call that never reached the provider is counted all the same).
+#[derive(Debug)]
+pub(crate) struct Slot {
+    budget: Arc<Budget>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut ledger = lock(&self.budget.ledger);
+        ledger.in_flight -= 1;
+        ledger.answered.push_back(Instant::now());
+        drop(ledger);
+        self.budget.answered.notify_one();
+    }
+}
+
+fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+    ledger
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Kept after a window on top of it, so that a provider whose clock ticks a little differently
+/// still counts the calls apart.
 fn margin(window: Duration) -> Duration {
     (window / 50).max(Duration::from_millis(10))
 }
@@ -62,29 +108,40 @@ pub(crate) fn share(pace: &Pace, replicas: usize) -> Pace {
 }
 
 impl Pacer {
-    /// Reserves the next send time of the budget `key` and returns how long to wait for it.
-    pub(crate) fn reserve(&self, key: &str, pace: &Pace) -> Duration {
+    /// Waits for the budget `key` to admit one more call and returns its slot, to be held until
+    /// the call is answered, with how long the caller waited.
+    pub(crate) async fn admit(&self, key: &str, pace: &Pace) -> (Slot, Duration) {
         let budget = self
             .budgets
-            .get_with(key.to_owned(), || Arc::new(Mutex::new(VecDeque::new())));
-        let mut sent = budget
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = Instant::now();
-        let requests = pace.requests as usize;
-        let mut at = now;
-        if sent.len() >= requests {
-            // The call `requests` back must have left the window before this one goes.
-            at = at.max(sent[sent.len() - requests] + pace.window + margin(pace.window));
+            .get_with(key.to_owned(), || Arc::new(Budget::default()));
+        let asked = Instant::now();
+        let _turn = budget.turn.lock().await;
+        let requests = (pace.requests as usize).max(1);
+        let hold = pace.window + margin(pace.window);
+        loop {
+            // Made before the ledger is read, so an answer in between is not missed.
+            let answered = budget.answered.notified();
+            let freed_at = {
+                let mut ledger = lock(&budget.ledger);
+                let now = Instant::now();
+                while ledger.answered.front().is_some_and(|at| *at + hold <= now) {
+                    ledger.answered.pop_front();
+                }
+                if ledger.in_flight + ledger.answered.len() < requests {
+                    ledger.in_flight += 1;
+                    let slot = Slot {
+                        budget: budget.clone(),
+                    };
+                    return (slot, asked.elapsed());
+                }
+                ledger.answered.front().map(|at| *at + hold)
+            };
+            match freed_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                // Every slot is in flight: the first answer starts the next wait.
+                None => answered.await,
+            }
         }
-        if let Some(last) = sent.back() {
-            at = at.max(*last);
-        }
-        sent.push_back(at);
-        while sent.len() > requests {
-            sent.pop_front();
-        }
-        at - now
     }
 }
 
@@ -92,37 +149,75 @@ impl Pacer {
 mod tests {
     use super::*;
 
-    #[test]
-    fn no_window_holds_more_than_the_budget() {
-        let pacer = Pacer::default();
-        let pace = Pace {
-            requests: 5,
-            window: Duration::from_secs(1),
+    fn pace(requests: u32, seconds: u64) -> Pace {
+        Pace {
+            requests,
+            window: Duration::from_secs(seconds),
             per_integration: false,
-        };
-        let waits: Vec<Duration> = (0..12).map(|_| pacer.reserve("a", &pace)).collect();
-        // Five at once, then each one a window (plus the margin) after the fifth before it.
-        assert!(
-            waits[..5]
-                .iter()
-                .all(|wait| *wait < Duration::from_millis(5))
-        );
-        for wait in &waits[5..10] {
-            assert!(*wait >= Duration::from_millis(1_010), "{wait:?}");
-            assert!(*wait < Duration::from_millis(1_040), "{wait:?}");
         }
-        assert!(waits[10] >= Duration::from_millis(2_030));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_counts_from_each_answer() {
+        let pacer = Pacer::default();
+        let pace = pace(2, 1);
+        let start = Instant::now();
+        let (first, waited) = pacer.admit("a", &pace).await;
+        assert_eq!(waited, Duration::ZERO);
+        let (_second, waited) = pacer.admit("a", &pace).await;
+        assert_eq!(waited, Duration::ZERO);
+        // Both slots in flight: the third call waits for an answer, then a window after it.
+        let third = tokio::spawn({
+            let pacer = pacer.clone();
+            async move {
+                let (_slot, waited) = pacer.admit("a", &pace).await;
+                (Instant::now(), waited)
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(first);
+        let (admitted, waited) = third.await.unwrap();
+        let expected = Duration::from_millis(300 + 1_000 + 20);
+        assert!(admitted - start >= expected, "{:?}", admitted - start);
+        assert!(admitted - start < expected + Duration::from_millis(5));
+        assert_eq!(waited, admitted - start);
         // Another budget is not affected.
-        assert!(pacer.reserve("b", &pace) < Duration::from_millis(5));
+        assert_eq!(pacer.admit("b", &pace).await.1, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn callers_are_admitted_in_the_order_they_asked() {
+        let pacer = Pacer::default();
+        let pace = pace(1, 1);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut callers = Vec::new();
+        for caller in 0..4 {
+            let (pacer, order) = (pacer.clone(), order.clone());
+            callers.push(tokio::spawn(async move {
+                let slot = pacer.admit("a", &pace).await;
+                order.lock().unwrap().push((caller, Instant::now()));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                drop(slot);
+            }));
+            // Each asks after the one before it is queued.
+            tokio::task::yield_now().await;
+        }
+        for caller in callers {
+            caller.await.unwrap();
+        }
+        let order = order.lock().unwrap();
+        assert_eq!(
+            order.iter().map(|(caller, _)| *caller).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
+        // Each one a window and its margin after the one before it was answered.
+        for pair in order.windows(2) {
+            assert!(pair[1].1 - pair[0].1 >= Duration::from_millis(100 + 1_000 + 20));
+        }
     }
 
     #[test]
     fn replicas_split_a_budget_without_exceeding_it() {
-        let pace = |requests, seconds| Pace {
-            requests,
-            window: Duration::from_secs(seconds),
-            per_integration: false,
-        };
         let split = |p: &Pace, n| {
             let s = share(p, n);
             (s.requests, s.window.as_secs())

@@ -88,13 +88,14 @@ impl Engine {
         });
         let mut attempt = 0;
         loop {
+            let mut slot = None;
             if let (Some(pace), Some(budget)) = (pace, &budget) {
                 let pace = crate::pace::share(pace, self.accounts.replicas());
-                let wait = self.pacer.reserve(budget, &pace);
-                if !wait.is_zero() {
-                    self.metrics.wait(&target.integration.id, "pace", wait);
-                    self.config.clock.sleep(wait).await;
+                let (admitted, waited) = self.pacer.admit(budget, &pace).await;
+                if !waited.is_zero() {
+                    self.metrics.wait(&target.integration.id, "pace", waited);
                 }
+                slot = Some(admitted);
             }
             let sent = std::time::Instant::now();
             // The span (exported with OpenTelemetry when configured) names the integration and
@@ -109,6 +110,8 @@ impl Engine {
             );
             let result =
                 tracing::Instrument::instrument(self.upstream.send(request), span.clone()).await;
+            // Answered: the call's window in its budget starts now.
+            drop(slot);
             if let Ok(response) = &result {
                 span.record("status", response.status);
             }
