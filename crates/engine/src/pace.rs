@@ -115,7 +115,16 @@ impl Pacer {
             .budgets
             .get_with(key.to_owned(), || Arc::new(Budget::default()));
         let asked = Instant::now();
-        let _turn = budget.turn.lock().await;
+        // Whether the caller waited at all: a call admitted at once reports no wait, not the
+        // nanoseconds its admission took.
+        let mut waited = false;
+        let _turn = match budget.turn.try_lock() {
+            Ok(turn) => turn,
+            Err(_) => {
+                waited = true;
+                budget.turn.lock().await
+            }
+        };
         let requests = (pace.requests as usize).max(1);
         let hold = pace.window + margin(pace.window);
         loop {
@@ -132,10 +141,16 @@ impl Pacer {
                     let slot = Slot {
                         budget: budget.clone(),
                     };
-                    return (slot, asked.elapsed());
+                    let wait = if waited {
+                        asked.elapsed()
+                    } else {
+                        Duration::ZERO
+                    };
+                    return (slot, wait);
                 }
                 ledger.answered.front().map(|at| *at + hold)
             };
+            waited = true;
             match freed_at {
                 Some(at) => tokio::time::sleep_until(at).await,
                 // Every slot is in flight: the first answer starts the next wait.
