@@ -8,8 +8,10 @@ fn remove_path(value: &mut Value, path: &[&str]) {
     match value {
         Value::Object(object) => match path {
             [] => {}
+            // `shift_remove`: the record keeps its keys' order (`remove` would move the
+            // last key into the removed one's place).
             [last] => {
-                object.remove(*last);
+                object.shift_remove(*last);
             }
             [first, rest @ ..] => {
                 if let Some(inner) = object.get_mut(*first) {
@@ -87,6 +89,16 @@ mod tests {
         assert_eq!(
             shape_result(records, &query(&["name", "emails.type"], None)).unwrap(),
             json!([{"id": "1", "emails": [{"email": "x"}]}])
+        );
+    }
+
+    #[test]
+    fn excluding_a_field_keeps_the_order_of_the_others() {
+        let records = vec![json!({"id": "1", "name": "a", "title": "b", "created_at": "c"})];
+        let shaped = shape_result(records, &query(&["id"], None)).unwrap();
+        assert_eq!(
+            shaped.to_string(),
+            r#"[{"name":"a","title":"b","created_at":"c"}]"#
         );
     }
 

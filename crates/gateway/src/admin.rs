@@ -245,7 +245,7 @@ fn apply(patch: Patch, account: &mut IntegratedAccount) -> Result<(), StoreError
             .ok_or_else(|| StoreError::Database("stored context is not an object".to_owned()))?;
         for (key, value) in context {
             if value.is_null() {
-                object.remove(&key);
+                object.shift_remove(&key);
             } else {
                 object.insert(key, value);
             }
