@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use unigate_mapping::{Method, MethodKey};
-use unigate_pagination::{CursorState, Position};
+use unigate_pagination::CursorState;
 use unigate_unified::{ApiError, ResponseFormat};
 
 use crate::Engine;
@@ -185,15 +185,20 @@ impl Engine {
 
     fn start_state(&self, call: &ListCall) -> Result<CursorState, ApiError> {
         match &call.query.next_cursor {
-            None => Ok(CursorState {
-                position: Position::First,
-                last_digest: None,
-                pages: 0,
-            }),
-            Some(cursor) => self
-                .codec
-                .decode(cursor, &call.target.account.id, call.fingerprint())
-                .map_err(|error| ApiError::bad_request(error.to_string())),
+            None => Ok(CursorState::start()),
+            Some(cursor) => {
+                let state = self
+                    .codec
+                    .decode(cursor, &call.target.account.id, call.fingerprint())
+                    .map_err(|error| ApiError::bad_request(error.to_string()))?;
+                // A cursor signed before a reload that took passes out of the mapping.
+                if state.pass >= call.endpoint.pass_count() {
+                    return Err(ApiError::bad_request(
+                        "`next_cursor` was issued for a walk in parts that integration's mapping no longer makes; start again without a cursor",
+                    ));
+                }
+                Ok(state)
+            }
         }
     }
 }

@@ -71,9 +71,9 @@ impl Engine {
             &call.scope,
         )
         .map_err(|error| mapping_error(integration, &error))?;
-        let request = call
-            .endpoint
-            .page_request(&state.position, call.page_size, body)?;
+        let request =
+            call.endpoint
+                .page_request(&state.position, state.pass, call.page_size, body)?;
         let response = self.call_provider(&call.target, &request).await?;
         tracing::info!(
             account = %call.target.account.id,

@@ -38,6 +38,9 @@ pub(crate) struct Endpoint {
     account_params: Vec<String>,
     /// A credential sent as a query parameter.
     credential_param: Option<String>,
+    /// The parameters of each pass of a list served in parts, added over `params`; empty when
+    /// the list is walked once (no `passes`, or the call chose its part itself).
+    passes: Vec<Vec<(String, String)>>,
 }
 
 impl Endpoint {
@@ -102,6 +105,7 @@ impl Endpoint {
                 .collect(),
             secret_query: rendered.secret_query,
             remote_params: Vec::new(),
+            passes: found.passes.clone(),
         })
     }
 
@@ -133,8 +137,24 @@ impl Endpoint {
     ) {
         self.secret_query
             .retain(|(name, _)| !mapped.iter().any(|(set, _)| set == name));
+        // A filter pushed down (Zoom's `status=inactive`) or a `remote_query` that sets a
+        // parameter the passes set has chosen the part of the list: it is walked once, as asked.
+        let chosen = self.passes.iter().flatten().any(|(name, _)| {
+            mapped
+                .iter()
+                .chain(remote.iter())
+                .any(|(set, _)| set == name)
+        });
+        if chosen {
+            self.passes.clear();
+        }
         merge_query(&mut self.params, mapped);
         self.remote_params = remote;
+    }
+
+    /// How many walks of the list a call makes, one after another (1 without passes).
+    pub(crate) fn pass_count(&self) -> u32 {
+        self.passes.len().max(1) as u32
     }
 
     /// Whether a next URL's query parameter is one the account adds at send time.
@@ -145,13 +165,14 @@ impl Endpoint {
 
     /// The one request of a call that fetches a single answer (a get): no pagination.
     pub(crate) fn request(&self, body: Option<RequestBody>) -> Result<ProviderRequest, ApiError> {
-        self.build(&Position::First, PageRequest::default(), body)
+        self.build(&Position::First, &[], PageRequest::default(), body)
     }
 
-    /// The request for the page at `position`.
+    /// The request for the page at `position` of pass `pass` (0 without passes).
     pub(crate) fn page_request(
         &self,
         position: &Position,
+        pass: u32,
         page_size: u32,
         body: Option<RequestBody>,
     ) -> Result<ProviderRequest, ApiError> {
@@ -161,12 +182,14 @@ impl Endpoint {
             // The body built from the position carries it.
             page.params.clear();
         }
-        self.build(position, page, body)
+        let pass = self.passes.get(pass as usize).map(Vec::as_slice);
+        self.build(position, pass.unwrap_or_default(), page, body)
     }
 
     fn build(
         &self,
         position: &Position,
+        pass: &[(String, String)],
         page: PageRequest,
         body: Option<RequestBody>,
     ) -> Result<ProviderRequest, ApiError> {
@@ -181,6 +204,9 @@ impl Endpoint {
             }
             None => {
                 let mut params = self.params.clone();
+                // A pass's names are set by nothing else (the loader refuses them in `query`,
+                // and a call that sets one is walked once).
+                params.extend_from_slice(pass);
                 merge_query(&mut params, page.params);
                 // remote_query goes last and wins: the caller asked for exactly these
                 // parameters. It only ever adds query parameters: host, path and headers do not

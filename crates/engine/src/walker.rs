@@ -2,7 +2,9 @@
 //! the next pages are known before they arrive, so a walk that takes every page (stream,
 //! `truto_ignore_limit`) fetches a window of them concurrently and hands them on in order; a page
 //! that ends the list early or does not advance as predicted discards the rest of the window.
-//! Every other walk fetches one page at a time.
+//! Every other walk fetches one page at a time. A list served in parts (`passes`) is walked
+//! once per pass: a pass's last page leads to the first page of the next, with fresh
+//! pagination state.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -58,7 +60,7 @@ impl Walker {
         if self.ahead.is_empty() && self.call.prefetch && self.state.pages > 0 {
             self.fetch_window().await;
         }
-        let page = match self.ahead.pop_front() {
+        let mut page = match self.ahead.pop_front() {
             Some((position, page)) if position == self.state.position => {
                 let page = page?;
                 if !page.records.is_empty()
@@ -86,11 +88,27 @@ impl Walker {
         if page.total.is_some() {
             self.total = page.total;
         }
+        let pass = self.state.pass;
+        if page.next.is_none() && pass + 1 < self.call.endpoint.pass_count() {
+            // The end of one pass of a list served in parts: the walk goes on at the first page
+            // of the next one, which shares nothing with this pass's pages.
+            self.ahead.clear();
+            self.total = None;
+            self.state = CursorState {
+                position: Position::First,
+                last_digest: None,
+                pages: self.state.pages + 1,
+                pass: pass + 1,
+            };
+            page.next = Some(Position::First);
+            return Ok(page);
+        }
         self.state = CursorState {
             position: page.next.clone().unwrap_or(Position::First),
             // Read only where another page follows (the next fetch's guard, the cursor).
             last_digest: page.next.is_some().then(|| page.digest()),
             pages: self.state.pages + 1,
+            pass,
         };
         Ok(page)
     }
@@ -122,6 +140,7 @@ impl Walker {
                 position: position.clone(),
                 last_digest: None,
                 pages: base + k as u32,
+                pass: self.state.pass,
             };
             let engine = self.engine.clone();
             let call = self.call.clone();

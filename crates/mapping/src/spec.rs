@@ -475,6 +475,18 @@ pub struct ResourceSpec {
     /// `remote_data`, raw answers. For providers whose records carry secrets (a user's API key).
     #[serde(default)]
     pub omit: Vec<Text>,
+    /// A list the provider serves one part of per walk (Zoom: one `status` a call): the walk
+    /// runs once per pass, in order, each pass's parameters added to the query.
+    #[serde(default)]
+    pub passes: Option<Spanned<Vec<Spanned<PassSpec>>>>,
+}
+
+/// One walk of a list served in parts: the query parameters that select its part.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassSpec {
+    #[serde(default)]
+    pub query: BTreeMap<String, Text>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

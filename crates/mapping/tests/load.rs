@@ -102,7 +102,7 @@ fn every_error_is_reported_with_file_line_and_path() {
         lines,
         vec![
             "mappings/a.yaml:15: unified.user-directory.users.list.response_mapping: JSONata does not compile: Expected \"}\" before end of expression (S0203)",
-            "mappings/b.yaml:8: resources.users.list: unknown field `colour`, expected one of method, path, query, records, body, pagination, omit",
+            "mappings/b.yaml:8: resources.users.list: unknown field `colour`, expected one of method, path, query, records, body, pagination, omit, passes",
             "mappings/c.yaml:3: base_url: bad template: `{{secrets.subdomain}}`: templates can only read `context.<key>`",
             "mappings/d.yaml:15: unified.user-directory.users.list.response_mapping: produces `shoe_size`, which is not a field of the unified model",
             "mappings/e.yaml:14: unified.user-directory.users.list.native_filters[0]: `colour` is not a filter of the unified model",
@@ -389,4 +389,55 @@ unified:
             "refresh_token"
         ]
     );
+}
+
+#[test]
+fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
+    let with = |passes: &str| {
+        GOOD.replacen(
+            "    list: { path: /users, records: data }\n",
+            &format!(
+                "    list:\n      path: /users\n      records: data\n      query: {{ type: person }}\n      passes:\n{passes}"
+            ),
+            1,
+        )
+    };
+    let good = with("        - query: { status: active }\n        - query: {}\n");
+    let catalog = Catalog::from_sources(&[model()], &[integration("parts", &good)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(
+        catalog.integrations["parts"].resources["users.list"].passes,
+        vec![vec![("status".to_owned(), "active".to_owned())], vec![]]
+    );
+    let cases = [
+        (
+            "        - query: { status: active }\n",
+            "mappings/parts.yaml:13: resources.users.list.passes: needs two passes or more (the parameters of a single pass belong in `query`)",
+        ),
+        (
+            "        - query: { status: active }\n        - query: { status: \"{{context.status}}\" }\n",
+            "mappings/parts.yaml:14: resources.users.list.passes[1].query.status: a pass's parameters are plain values, not templates",
+        ),
+        (
+            "        - query: { type: robot }\n        - query: {}\n",
+            "mappings/parts.yaml:13: resources.users.list.passes[0].query.type: is also set in the resource's `query`; a parameter is either the same for every pass or a pass's own",
+        ),
+        (
+            "        - query: { status: active }\n        - query: { status: active }\n",
+            "mappings/parts.yaml:14: resources.users.list.passes[1]: repeats an earlier pass: the same users would be listed twice",
+        ),
+        (
+            "        - query: { status: active }\n        - status: inactive\n",
+            "unknown field `status`",
+        ),
+    ];
+    for (passes, expected) in cases {
+        let errors = Catalog::from_sources(&[model()], &[integration("parts", &with(passes))])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errors.contains(expected),
+            "missing `{expected}` in:\n{errors}"
+        );
+    }
 }

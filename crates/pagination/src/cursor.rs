@@ -25,9 +25,29 @@ pub struct CursorState {
     /// Digest of the page that produced this cursor (identical-page guard).
     #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
     pub last_digest: Option<String>,
-    /// Pages walked so far (endless-walk guard).
+    /// Pages walked so far (endless-walk guard), over every pass.
     #[serde(rename = "n")]
     pub pages: u32,
+    /// Which pass of a list served in parts the position is in (0 for a list walked once;
+    /// absent from cursors issued before passes existed, and then 0).
+    #[serde(rename = "s", default, skip_serializing_if = "is_zero")]
+    pub pass: u32,
+}
+
+fn is_zero(pass: &u32) -> bool {
+    *pass == 0
+}
+
+impl CursorState {
+    /// Where every walk starts: the first page of its first pass.
+    pub fn start() -> Self {
+        CursorState {
+            position: Position::First,
+            last_digest: None,
+            pages: 0,
+            pass: 0,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -144,6 +164,7 @@ mod tests {
             position: Position::Url("https://acme.okta.com/api/v1/users?after=00u2".into()),
             last_digest: Some("abc".into()),
             pages: 3,
+            pass: 1,
         }
     }
 

@@ -38,11 +38,13 @@ fn state() -> impl Strategy<Value = CursorState> {
         position(),
         prop::option::of(prop_oneof!["[0-9a-f]{64}", text()]),
         any::<u32>(),
+        prop_oneof![Just(0u32), any::<u32>()],
     )
-        .prop_map(|(position, last_digest, pages)| CursorState {
+        .prop_map(|(position, last_digest, pages, pass)| CursorState {
             position,
             last_digest,
             pages,
+            pass,
         })
 }
 

@@ -27,6 +27,9 @@ pub struct Resource {
     pub pagination: CompiledPagination,
     /// Dotted paths removed from every record as it is extracted (`omit`).
     pub omit: Vec<Vec<String>>,
+    /// The query parameters of each pass of a list served in parts (`passes`), in order; empty
+    /// for a list walked once.
+    pub passes: Vec<Vec<(String, String)>>,
 }
 
 impl Resource {
@@ -130,8 +133,10 @@ pub(super) fn compile_resource(
     if omit.len() != resource.omit.len() {
         return None;
     }
+    let passes = compile_passes(resource, path, c)?;
     Some(Resource {
         omit,
+        passes,
         method: resource.method,
         path: template?,
         query,
@@ -141,6 +146,60 @@ pub(super) fn compile_resource(
         body_format,
         pagination: pagination?,
     })
+}
+
+/// A pass's parameters are plain values (no templates: a pass selects a part of the list, it
+/// does not carry account data), at least two passes, each one different.
+fn compile_passes(
+    resource: &ResourceSpec,
+    path: &str,
+    c: &mut FileCompiler<'_>,
+) -> Option<Vec<Vec<(String, String)>>> {
+    let Some(spec) = &resource.passes else {
+        return Some(Vec::new());
+    };
+    let mut passes: Vec<Vec<(String, String)>> = Vec::new();
+    let mut valid = true;
+    if spec.value.len() < 2 {
+        c.error_at(
+            spec,
+            &format!("{path}.passes"),
+            "needs two passes or more (the parameters of a single pass belong in `query`)",
+        );
+        valid = false;
+    }
+    for (index, pass) in spec.value.iter().enumerate() {
+        let mut params = Vec::new();
+        for (name, value) in &pass.value.query {
+            let field = format!("{path}.passes[{index}].query.{name}");
+            if value.value.contains("{{") {
+                c.error_at(
+                    value,
+                    &field,
+                    "a pass's parameters are plain values, not templates",
+                );
+                valid = false;
+            } else if resource.query.contains_key(name) {
+                c.error_at(
+                    value,
+                    &field,
+                    "is also set in the resource's `query`; a parameter is either the same for every pass or a pass's own",
+                );
+                valid = false;
+            }
+            params.push((name.clone(), value.value.clone()));
+        }
+        if passes.contains(&params) {
+            c.error_at(
+                pass,
+                &format!("{path}.passes[{index}]"),
+                "repeats an earlier pass: the same users would be listed twice",
+            );
+            valid = false;
+        }
+        passes.push(params);
+    }
+    valid.then_some(passes)
 }
 
 fn compile_pagination(

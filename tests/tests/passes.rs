@@ -1,0 +1,301 @@
+//! Lists served in parts (`passes`): a provider that lists one `state` per walk, walked once per
+//! state, in order, through every way a caller takes the list (cursor by cursor, every page in
+//! one answer with the prefetch window, the NDJSON stream), each user once; a call that chooses
+//! its part is walked once; a cursor whose pass the mapping no longer has is refused.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use unigate_engine::{EngineConfig, RetryPolicy};
+use unigate_store::IntegratedAccount;
+use unigate_tests::{
+    LocalProvider, RunningGateway, TEST_TOKEN, catalog_with, get_json, serve_with, spawn_provider,
+};
+use unigate_upstream::UpstreamConfig;
+
+const MAPPING: &str = r#"name: Parts provider
+docs: https://example.test/docs
+base_url: "https://api.example.test"
+auth: { kind: none }
+pagination: { style: offset, offset_param: offset, page_size_param: limit, max_page_size: 100, total: total }
+resources:
+  users:
+    list:
+      path: /users
+      records: users
+      query: { fields: all }
+      passes:
+        - query: { state: active }
+        - query: { state: suspended }
+        - query: { state: invited }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        native_filters: [status]
+        query_mapping: '{ "state": status = "inactive" ? "suspended" }'
+        response_mapping: '{ "id": id, "status": state = "active" ? "active" : "inactive" }'
+"#;
+
+/// Five active users, three suspended, none invited: the invited pass is an empty page.
+fn users_in(state: &str) -> u64 {
+    match state {
+        "active" => 5,
+        "suspended" => 3,
+        _ => 0,
+    }
+}
+
+#[derive(Default)]
+struct Provider {
+    /// `(state, offset)` of every request, in the order they arrived.
+    requests: Mutex<Vec<(String, u64)>>,
+}
+
+#[derive(Deserialize)]
+struct Params {
+    state: Option<String>,
+    offset: u64,
+    limit: u64,
+    fields: String,
+}
+
+async fn users(State(p): State<Arc<Provider>>, Query(q): Query<Params>) -> axum::Json<Value> {
+    assert_eq!(
+        q.fields, "all",
+        "the resource's own query goes with every pass"
+    );
+    // Like Zoom and SonarQube: without the parameter, the default part only.
+    let state = q.state.unwrap_or_else(|| "active".to_owned());
+    p.requests.lock().unwrap().push((state.clone(), q.offset));
+    let total = users_in(&state);
+    let end = (q.offset + q.limit).min(total);
+    let users: Vec<Value> = (q.offset..end)
+        .map(|i| json!({"id": format!("{state}-{i}"), "state": state}))
+        .collect();
+    axum::Json(json!({"users": users, "total": total}))
+}
+
+struct Setup {
+    provider: Arc<Provider>,
+    gateway: RunningGateway,
+    _server: LocalProvider,
+}
+
+async fn setup(mapping: &str, prefetch_window: usize) -> Setup {
+    let provider = Arc::new(Provider::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/users", get(users))
+            .with_state(provider.clone()),
+    )
+    .await;
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "parts".into(),
+        context: json!({}),
+        base_url: Some(server.origin.clone()),
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let config = EngineConfig {
+        retry: RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        },
+        prefetch_window,
+        ..EngineConfig::default()
+    };
+    let gateway = serve_with(
+        catalog_with("parts", mapping),
+        vec![account],
+        UpstreamConfig::default(),
+        config,
+    )
+    .await;
+    Setup {
+        provider,
+        gateway,
+        _server: server,
+    }
+}
+
+fn url(gateway: &RunningGateway, query: &str) -> String {
+    format!(
+        "{}/unified/user-directory/users?integrated_account_id=acc&{query}",
+        gateway.origin
+    )
+}
+
+fn ids(body: &Value) -> Vec<String> {
+    body["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no result: {body}"))
+        .iter()
+        .map(|user| user["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn every_user() -> Vec<String> {
+    ["active", "suspended"]
+        .iter()
+        .flat_map(|state| (0..users_in(state)).map(move |i| format!("{state}-{i}")))
+        .collect()
+}
+
+fn requests(setup: &Setup) -> Vec<(String, u64)> {
+    setup.provider.requests.lock().unwrap().clone()
+}
+
+fn asked(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+    pairs
+        .iter()
+        .map(|(state, offset)| (state.to_string(), *offset))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_by_cursor_the_walk_goes_through_every_pass_in_order() {
+    let setup = setup(MAPPING, 4).await;
+    let mut cursor: Option<String> = None;
+    let mut seen = Vec::new();
+    let mut answers = 0;
+    loop {
+        let query = match &cursor {
+            None => "limit=2".to_owned(),
+            Some(cursor) => format!("limit=2&next_cursor={cursor}"),
+        };
+        let (status, body) = get_json(&url(&setup.gateway, &query), Some(TEST_TOKEN)).await;
+        assert_eq!(status, 200, "{body}");
+        answers += 1;
+        seen.extend(ids(&body));
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, every_user());
+    // One provider page an answer: 3 pages of active users, 2 of suspended ones, and the
+    // invited pass's empty page, which ends the walk.
+    assert_eq!(answers, 6);
+    assert_eq!(
+        requests(&setup),
+        asked(&[
+            ("active", 0),
+            ("active", 2),
+            ("active", 4),
+            ("suspended", 0),
+            ("suspended", 2),
+            ("invited", 0),
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_at_once_and_the_stream_list_each_user_once() {
+    // With a prefetch window: each pass's pages after its first are fetched ahead, and the
+    // provider's total for one pass does not bound the next.
+    let setup = setup(MAPPING, 4).await;
+    let (status, body) = get_json(
+        &url(&setup.gateway, "limit=2&truto_ignore_limit=true"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), every_user());
+    assert_eq!(body["next_cursor"], Value::Null);
+    let mut made = requests(&setup);
+    made.sort();
+    assert_eq!(
+        made,
+        asked(&[
+            ("active", 0),
+            ("active", 2),
+            ("active", 4),
+            ("invited", 0),
+            ("suspended", 0),
+            ("suspended", 2),
+        ])
+    );
+
+    let stream = reqwest::Client::new()
+        .get(url(&setup.gateway, "limit=2&truto_response_format=stream"))
+        .bearer_auth(TEST_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let streamed: Vec<String> = stream
+        .lines()
+        .map(|line| {
+            let user: Value = serde_json::from_str(line).unwrap();
+            user["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(streamed, every_user());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_chooses_its_part_is_walked_once() {
+    // A filter the query mapping pushes down into a pass's parameter.
+    let setup = setup(MAPPING, 1).await;
+    let (status, body) = get_json(
+        &url(&setup.gateway, "status=inactive&truto_ignore_limit=true"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), ["suspended-0", "suspended-1", "suspended-2"]);
+    assert_eq!(requests(&setup), asked(&[("suspended", 0)]));
+
+    // The caller's remote_query.
+    let setup = self::setup(MAPPING, 1).await;
+    let (status, body) = get_json(
+        &url(&setup.gateway, "remote_query[state]=invited&limit=2"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), Vec::<String>::new());
+    assert_eq!(body["next_cursor"], Value::Null);
+    assert_eq!(requests(&setup), asked(&[("invited", 0)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_into_a_pass_the_mapping_no_longer_has_is_refused() {
+    // The same account, integration and query on a gateway whose mapping lost its passes (a
+    // reload): the cursor is genuine, its pass is gone.
+    let with_passes = setup(MAPPING, 1).await;
+    let (_, body) = get_json(&url(&with_passes.gateway, "limit=5"), Some(TEST_TOKEN)).await;
+    let into_second_pass = body["next_cursor"].as_str().unwrap().to_owned();
+    assert_eq!(ids(&body).len(), 5, "the active pass ends on this page");
+
+    let without: String = MAPPING
+        .lines()
+        .filter(|line| !line.contains("passes:") && !line.contains("- query: { state:"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let plain = setup(&without, 1).await;
+    let (status, body) = get_json(
+        &url(
+            &plain.gateway,
+            &format!("limit=5&next_cursor={into_second_pass}"),
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        "`next_cursor` was issued for a walk in parts that integration's mapping no longer makes; start again without a cursor"
+    );
+    assert_eq!(requests(&plain), Vec::<(String, u64)>::new());
+}
