@@ -296,7 +296,52 @@ async fn rate_limit_beyond_the_cap_goes_back_to_the_caller_with_normalized_heade
     assert_eq!(header(&headers, "ratelimit-reset").as_deref(), Some("120"));
     assert_eq!(world.provider.calls.load(Ordering::SeqCst), 1);
     assert!(world.clock.slept().is_empty());
-    still_serves(&world).await;
+
+    // The account's next call, within those two minutes, is not sent: the provider already said
+    // when it would take one again.
+    let (status, body, headers) = call(&world).await;
+    assert_eq!(
+        (status, body),
+        (
+            429,
+            json!({"statusCode": 429, "error": "Too Many Requests",
+                   "message": "the provider rate-limited this account on an earlier call and asked to wait 120 s more; the call was not sent",
+                   "truto_is_remote_error": true})
+        )
+    );
+    assert_eq!(header(&headers, "retry-after").as_deref(), Some("120"));
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_call_made_while_the_provider_asked_to_wait_waits_first() {
+    let world = world(vec![
+        Act::Answer {
+            status: 429,
+            headers: vec![("retry-after", "8".into())],
+            body: br#"{"message":"slow down"}"#.to_vec(),
+        },
+        ok(),
+        ok(),
+    ])
+    .await;
+    let (status, _, _) = call(&world).await;
+    assert_eq!(status, 200);
+    // The recording clock does not sleep, so the second call comes while the 8 s still run, as
+    // a concurrent call would: it waits out what is left before it is sent, where it used to be
+    // sent at once and collect its own 429.
+    let (status, _, _) = call(&world).await;
+    assert_eq!(status, 200);
+    let slept = world.clock.slept();
+    assert_eq!(slept.len(), 2, "{slept:?}");
+    assert_eq!(slept[0], Duration::from_secs(8));
+    // What is left of the 8 s: the calls in between take milliseconds (3 s of slack for a busy
+    // machine).
+    assert!(
+        slept[1] > Duration::from_secs(5) && slept[1] < Duration::from_secs(8),
+        "{slept:?}"
+    );
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]

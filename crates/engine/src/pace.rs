@@ -9,6 +9,10 @@
 //! A sliding window is the strictest reading of "N per T": a provider that counts fixed windows
 //! or refills a bucket is never exceeded either. Waits run on tokio's clock, not the engine's
 //! `Clock`: admission depends on answers arriving in real time.
+//!
+//! It also keeps the provider's own "wait until" (a rate-limited answer's `Retry-After` or
+//! reset) for the account, paced or not ([`Pacer::hold`]): one call's 429 holds every call of
+//! the account until then, instead of each concurrent call collecting its own.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -19,10 +23,11 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use unigate_mapping::Pace;
 
-/// The budgets of the process, by key.
+/// The budgets of the process, by key, and the waits providers asked of them.
 #[derive(Debug, Clone)]
 pub(crate) struct Pacer {
     budgets: Cache<String, Arc<Budget>>,
+    holds: Cache<String, Hold>,
 }
 
 impl Default for Pacer {
@@ -32,8 +37,20 @@ impl Default for Pacer {
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
+            // A hint is capped at a day (`policy`); an entry past its time is ignored anyway.
+            holds: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(86_400 + 60))
+                .build(),
         }
     }
+}
+
+/// Until when a provider asked a budget's calls to wait, and the status it said so with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hold {
+    pub(crate) until: Instant,
+    pub(crate) status: u16,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +125,26 @@ pub(crate) fn share(pace: &Pace, replicas: usize) -> Pace {
 }
 
 impl Pacer {
+    /// Records that the provider asked the calls of `key` to wait until `hold.until`; a later
+    /// hold never shortens an earlier one.
+    pub(crate) fn hold(&self, key: &str, hold: Hold) {
+        use moka::ops::compute::Op;
+        self.holds
+            .entry(key.to_owned())
+            .and_compute_with(|held| match held {
+                Some(held) if held.value().until >= hold.until => Op::Nop,
+                _ => Op::Put(hold),
+            });
+    }
+
+    /// How long the calls of `key` must still wait for the provider, and the status of the
+    /// answer that asked; `None` when nothing holds them.
+    pub(crate) fn held(&self, key: &str) -> Option<(Duration, u16)> {
+        let hold = self.holds.get(key)?;
+        let left = hold.until.checked_duration_since(Instant::now())?;
+        (!left.is_zero()).then_some((left, hold.status))
+    }
+
     /// Waits for the budget `key` to admit one more call and returns its slot, to be held until
     /// the call is answered, with how long the caller waited.
     pub(crate) async fn admit(&self, key: &str, pace: &Pace) -> (Slot, Duration) {
@@ -229,6 +266,31 @@ mod tests {
         for pair in order.windows(2) {
             assert!(pair[1].1 - pair[0].1 >= Duration::from_millis(100 + 1_000 + 20));
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_lasts_until_its_time_and_is_never_shortened() {
+        let pacer = Pacer::default();
+        assert_eq!(pacer.held("a"), None);
+        let at = |secs| Hold {
+            until: Instant::now() + Duration::from_secs(secs),
+            status: 429,
+        };
+        pacer.hold("a", at(30));
+        pacer.hold("a", at(5));
+        assert_eq!(pacer.held("a"), Some((Duration::from_secs(30), 429)));
+        assert_eq!(pacer.held("b"), None);
+        tokio::time::advance(Duration::from_secs(20)).await;
+        pacer.hold(
+            "a",
+            Hold {
+                status: 403,
+                ..at(40)
+            },
+        );
+        assert_eq!(pacer.held("a"), Some((Duration::from_secs(40), 403)));
+        tokio::time::advance(Duration::from_secs(40)).await;
+        assert_eq!(pacer.held("a"), None);
     }
 
     #[test]

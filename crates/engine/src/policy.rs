@@ -2,7 +2,9 @@
 //! full jitter for connect errors and 502/503/504 (unified calls only read, so they are safe to
 //! repeat), and rate limits (what counts as one is the mapping's: `answer::rate_limited`)
 //! honoured by waiting up to a cap, else answered as a 429 with `Retry-After` and normalized
-//! `ratelimit-*` headers.
+//! `ratelimit-*` headers. A rate limit with a hint holds every call of the account (of the
+//! integration, for a budget shared `per: integration`) until the hint's time: each waits it out
+//! within the same cap, or is answered the 429 without being sent.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use unigate_upstream::{ProviderRequest, ProviderResponse, UpstreamError};
 
 use crate::Engine;
 use crate::call::Target;
+use crate::pace::Hold;
 
 /// Knobs of the policy.
 #[derive(Debug, Clone)]
@@ -63,6 +66,25 @@ fn caller_headers(
 /// The longest wait a hint may ask for (a day); a hint beyond it is sent back as it is capped.
 const LONGEST_WAIT_S: f64 = 86_400.0;
 
+/// The answer to a call not sent because the provider asked, on an earlier call, to wait longer
+/// than the gateway sits out: the 429 that call got, with the wait that is left.
+fn held_error(status: u16, left: Duration) -> ApiError {
+    let seconds = left.as_secs_f64().ceil().max(1.0);
+    let mut error = ApiError::new(
+        ErrorKind::RateLimited {
+            provider_status: status,
+        },
+        format!(
+            "the provider rate-limited this account on an earlier call and asked to wait {seconds} s more; the call was not sent"
+        ),
+    );
+    error.headers = vec![
+        ("retry-after".to_owned(), seconds.to_string()),
+        ("ratelimit-reset".to_owned(), seconds.to_string()),
+    ];
+    error
+}
+
 /// Full jitter: a random duration in [0, base·2^attempt], capped.
 fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
     let ceiling = policy
@@ -82,12 +104,26 @@ impl Engine {
     ) -> Result<ProviderResponse, ApiError> {
         let policy = &self.config.retry;
         let pace = target.integration.rate_limit.pace.as_ref();
-        let budget = pace.map(|pace| match pace.per_integration {
+        let per_integration = pace.is_some_and(|pace| pace.per_integration);
+        let key = match per_integration {
             true => target.integration.id.clone(),
             false => format!("{}\u{0}{}", target.integration.id, target.account.id),
-        });
+        };
+        let budget = pace.map(|_| &key);
         let mut attempt = 0;
+        // Set right after this call sat out its own rate limit: the hold it set is that wait.
+        let mut waited_out = false;
         loop {
+            if !std::mem::take(&mut waited_out)
+                && let Some((left, status)) = self.pacer.held(&key)
+            {
+                if left > policy.max_rate_limit_wait {
+                    return Err(held_error(status, left));
+                }
+                self.metrics
+                    .wait(&target.integration.id, "rate_limit", left);
+                self.config.clock.sleep(left).await;
+            }
             let mut slot = None;
             if let (Some(pace), Some(budget)) = (pace, &budget) {
                 let pace = crate::pace::share(pace, self.accounts.replicas());
@@ -143,11 +179,19 @@ impl Engine {
                 {
                     let hinted = limited
                         .wait
-                        .map(|secs| Duration::from_secs_f64(secs.min(LONGEST_WAIT_S)));
+                        .map(|secs| Duration::from_secs_f64(secs.clamp(0.0, LONGEST_WAIT_S)));
+                    if let Some(hinted) = hinted {
+                        let hold = Hold {
+                            until: tokio::time::Instant::now() + hinted,
+                            status: response.status,
+                        };
+                        self.pacer.hold(&key, hold);
+                    }
                     // No hint from the provider: back off as for an overloaded provider.
                     let wait = hinted.unwrap_or_else(|| backoff(policy, attempt));
                     if wait <= policy.max_rate_limit_wait && attempt < policy.max_retries {
                         attempt += 1;
+                        waited_out = true;
                         self.metrics.retry(&target.integration.id);
                         self.metrics
                             .wait(&target.integration.id, "rate_limit", wait);
