@@ -383,6 +383,15 @@ pub async fn list_text_of_one_page(
 /// Every answer carries `x-request-id`; an error envelope carries the same id as
 /// `request_id`, checked here and then removed, so that tests compare the rest exactly.
 pub async fn get_json(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let (status, body, _) = get_json_and_headers(url, token).await;
+    (status, body)
+}
+
+/// [`get_json`], with the answer's headers.
+pub async fn get_json_and_headers(
+    url: &str,
+    token: Option<&str>,
+) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
     let client = reqwest::Client::new();
     let mut request = client.get(url);
     if let Some(token) = token {
@@ -390,6 +399,7 @@ pub async fn get_json(url: &str, token: Option<&str>) -> (u16, serde_json::Value
     }
     let response = request.send().await.expect("gateway answers");
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let request_id = response
         .headers()
         .get("x-request-id")
@@ -409,7 +419,7 @@ pub async fn get_json(url: &str, token: Option<&str>) -> (u16, serde_json::Value
             "the error envelope's request_id is the answer's x-request-id: {text}"
         );
     }
-    (status, body)
+    (status, body, headers)
 }
 
 /// The Python of the project's virtualenv (`scripts/python-env`), or why there is none.

@@ -15,8 +15,8 @@ use serde_json::{Map, Value};
 use unigate_mapping::{Catalog, Method, MethodKey};
 use unigate_store::IntegratedAccount;
 use unigate_tests::{
-    Scripted, Stub, TEST_TOKEN, catalog_of, fixture_filter, get_json, repo_catalog, repo_root,
-    serve_accounts,
+    Scripted, Stub, TEST_TOKEN, catalog_of, fixture_filter, get_json_and_headers, repo_catalog,
+    repo_root, serve_accounts,
 };
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +145,10 @@ struct ScriptedResponse {
 struct Expectation {
     status: u16,
     body: String,
+    /// Headers the answer must carry with these values (names in lower case): the normalized
+    /// rate-limit headers of a 429, say.
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
 }
 
 fn cases() -> Vec<PathBuf> {
@@ -268,7 +272,7 @@ async fn run_case(dir: &Path, catalog: Arc<Catalog>) -> Vec<String> {
                 .collect::<Vec<_>>()
                 .join("&")
         );
-        let (status, mut body) = get_json(&url, Some(TEST_TOKEN)).await;
+        let (status, mut body, headers) = get_json_and_headers(&url, Some(TEST_TOKEN)).await;
         let at = format!("{name} call {}", index + 1);
         // The provider requests.
         let received = stub.received();
@@ -315,6 +319,14 @@ async fn run_case(dir: &Path, catalog: Arc<Catalog>) -> Vec<String> {
                 "{at}: status {status} != {} (body {body})",
                 call.expect.status
             ));
+        }
+        for (name, value) in &call.expect.headers {
+            let got = headers.get(name).and_then(|got| got.to_str().ok());
+            if got != Some(value.as_str()) {
+                problems.push(format!(
+                    "{at}: answer header `{name}` is {got:?}, expected {value:?}"
+                ));
+            }
         }
         cursor = body
             .get("next_cursor")
