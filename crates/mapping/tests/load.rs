@@ -441,3 +441,40 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
         );
     }
 }
+
+/// Which way each kind of Microsoft 365 account gets its token: the variant its context selects
+/// (the files built on microsoft-365 inherit the same choice).
+#[test]
+fn a_microsoft_365_account_names_its_app_to_get_renewable_tokens() {
+    use unigate_mapping::{Auth, Grant, TokenSource};
+    let catalog = Catalog::load_dir(&repo_mappings()).unwrap_or_else(|errors| panic!("{errors}"));
+    let grant = |integration: &str, context: serde_json::Value| match &catalog.integrations
+        [integration]
+        .for_context(&context)
+        .auth
+    {
+        Auth::Token(token) => match &token.source {
+            TokenSource::OAuth2(oauth) => Some(oauth.grant),
+            TokenSource::Exchange(_) => None,
+        },
+        _ => None,
+    };
+    let app = serde_json::json!({"tenant_id": "contoso", "client_id": "app", "client_secret": "s"});
+    let mut delegated = app.clone();
+    delegated["refresh_token"] = "r".into();
+    for integration in ["microsoft-365", "microsoft-teams"] {
+        assert_eq!(
+            grant(integration, app.clone()),
+            Some(Grant::ClientCredentials)
+        );
+        assert_eq!(
+            grant(integration, delegated.clone()),
+            Some(Grant::RefreshToken)
+        );
+    }
+    // A pasted token is sent as it is (and cannot be renewed).
+    assert_eq!(
+        grant("microsoft-365", serde_json::json!({"access_token": "t"})),
+        None
+    );
+}
