@@ -478,3 +478,27 @@ fn a_microsoft_365_account_names_its_app_to_get_renewable_tokens() {
         None
     );
 }
+
+/// A Box server app (Client Credentials Grant) names its enterprise; a user's OAuth app keeps its
+/// refresh token.
+#[test]
+fn a_box_account_with_an_enterprise_id_uses_the_client_credentials_grant() {
+    use unigate_mapping::{Auth, Grant, TokenSource};
+    let catalog = Catalog::load_dir(&repo_mappings()).unwrap_or_else(|errors| panic!("{errors}"));
+    let grant = |context: serde_json::Value| match &catalog.integrations["box"]
+        .for_context(&context)
+        .auth
+    {
+        Auth::Token(token) => match &token.source {
+            TokenSource::OAuth2(oauth) => Some((oauth.grant, oauth.token_params.len())),
+            TokenSource::Exchange(_) => None,
+        },
+        _ => None,
+    };
+    let server_app =
+        serde_json::json!({"client_id": "c", "client_secret": "s", "enterprise_id": "123"});
+    assert_eq!(grant(server_app), Some((Grant::ClientCredentials, 2)));
+    let user_app =
+        serde_json::json!({"client_id": "c", "client_secret": "s", "refresh_token": "r"});
+    assert_eq!(grant(user_app), Some((Grant::RefreshToken, 0)));
+}
