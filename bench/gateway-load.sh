@@ -198,7 +198,9 @@ import datetime, hashlib, json, re, sys
 
 fixtures, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 templates = []
-for k in range(1, 6):
+# The DEPROVISIONED user (page 6, the second pass) in the place it had on page 4 before the
+# fixture walked passes, so that the page is byte for byte the one earlier runs measured.
+for k in (1, 2, 3, 4, 6, 5):
     templates += json.load(open(f"{fixtures}/page{k}.json"))
 FIRST = ["Ada", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kofi",
          "Lena", "Mateo", "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera",

@@ -59,7 +59,8 @@ const CASES: [Case; 3] = [
     Case {
         integration: "okta",
         records_at: "",
-        pages: 5,
+        // Five pages of the plain list and the DEPROVISIONED pass's one.
+        pages: 6,
         context: || json!({"subdomain": "acme", "api_token": "00a-test-token"}),
     },
     Case {
