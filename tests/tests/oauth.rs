@@ -54,6 +54,8 @@ struct Provider {
     rotate_to: Mutex<Option<String>>,
     /// Refuse a wrong token as Zoho Meeting does: 400 with an INVALID_OAUTHTOKEN body.
     refuse_with_400: Mutex<bool>,
+    /// Answer the refresh as Slack's token endpoint does: HTTP 200 {ok: false, error}.
+    token_error_with_200: Mutex<Option<&'static str>>,
     expires_in: Mutex<i64>,
     /// Issue tokens the API refuses.
     issue_bad_tokens: Mutex<bool>,
@@ -88,6 +90,9 @@ async fn token(State(p): State<Arc<Provider>>, body: String) -> Response {
             axum::Json(json!({"error": "invalid_grant", "error_description": quoted})),
         )
             .into_response();
+    }
+    if let Some(error) = *p.token_error_with_200.lock().unwrap() {
+        return axum::Json(json!({"ok": false, "error": error})).into_response();
     }
     if *p.refuse_refresh.lock().unwrap() {
         return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}))).into_response();
@@ -283,6 +288,44 @@ async fn a_refused_refresh_marks_the_account_and_says_so() {
     );
     assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
     assert!(!body.to_string().contains("csecret") && !body.to_string().contains("r1"));
+}
+
+/// A token endpoint that refuses with HTTP 200 and an `error` (Slack's): a refusal like a 400's,
+/// the account marked; the same endpoint saying it is rate-limited is not one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_answered_with_200_marks_the_account_and_a_transient_error_does_not() {
+    let world = world(json!({})).await;
+    *world.provider.token_error_with_200.lock().unwrap() = Some("ratelimited");
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            502,
+            json!(
+                "could not obtain an access token: the token endpoint answered HTTP 200 with error `ratelimited`"
+            )
+        )
+    );
+    // (A failed token request is answered from memory for a few seconds: a new account.)
+    let world = self::world(json!({})).await;
+    *world.provider.token_error_with_200.lock().unwrap() = Some("invalid_refresh_token");
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body.clone()),
+        (
+            401,
+            json!({"statusCode": 401, "error": "Unauthorized", "truto_is_remote_error": true,
+            "message": "the provider refused to issue an access token (invalid_refresh_token); reconnect the integrated account",
+            "raw_response": {"ok": false, "error": "invalid_refresh_token"}})
+        )
+    );
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body["message"],
+        "integrated account `acc` needs to be reconnected: token refresh refused: invalid_refresh_token"
+    );
+    assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
 }
 
 /// A token endpoint that quotes the refresh token it refuses: the caller's answer, and the

@@ -365,9 +365,7 @@ pub async fn request_oauth_token(
         },
     )
     .await?;
-    let parsed: TokenResponse = serde_json::from_slice(&response.body).map_err(|_| {
-        TokenError::Unavailable("the token endpoint's answer has no access_token".to_owned())
-    })?;
+    let parsed = read_token_answer(response.status, &response.body)?;
     let lifetime = parsed.expires_in.as_ref().and_then(|value| match value {
         serde_json::Value::Number(number) => number.as_i64(),
         serde_json::Value::String(text) => text.trim().parse().ok(),
@@ -390,6 +388,44 @@ pub async fn request_oauth_token(
             })
             .map(Secret::new),
         fresh: true,
+    })
+}
+
+/// Error codes a token endpoint's 2xx answer may carry that say "not now" rather than "no":
+/// RFC 6749's transient ones and Slack's (whose token endpoint answers HTTP 200 {ok: false}).
+const TRANSIENT_TOKEN_ERRORS: &[&str] = &[
+    "temporarily_unavailable",
+    "server_error",
+    "ratelimited",
+    "rate_limited",
+    "service_unavailable",
+    "internal_error",
+    "fatal_error",
+    "request_timeout",
+];
+
+/// A 2xx token answer: the token, or what its body says instead. A body without an access token
+/// that names an `error` (RFC 6749's field; Slack's token endpoint answers every refusal with HTTP
+/// 200 and {"ok": false, "error": "invalid_refresh_token"}) is a refusal, unless the error is a
+/// transient one; any other body without a token is the endpoint being unusable.
+fn read_token_answer(status: u16, body: &[u8]) -> Result<TokenResponse, TokenError> {
+    if let Ok(parsed) = serde_json::from_slice::<TokenResponse>(body) {
+        return Ok(parsed);
+    }
+    let error = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| value.get("error")?.as_str().map(str::to_owned));
+    Err(match error {
+        Some(error) if !TRANSIENT_TOKEN_ERRORS.contains(&error.as_str()) => TokenError::Rejected {
+            status,
+            body: String::from_utf8_lossy(body).into_owned(),
+        },
+        Some(error) => TokenError::Unavailable(format!(
+            "the token endpoint answered HTTP {status} with error `{error}`"
+        )),
+        None => {
+            TokenError::Unavailable("the token endpoint's answer has no access_token".to_owned())
+        }
     })
 }
 
@@ -419,6 +455,38 @@ pub async fn send_token_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_2xx_token_answer_naming_an_error_is_a_refusal_unless_it_is_transient() {
+        let read = |body: &str| read_token_answer(200, body.as_bytes());
+        assert!(read(r#"{"access_token": "t", "expires_in": 3600}"#).is_ok());
+        assert_eq!(
+            read(r#"{"ok": false, "error": "invalid_refresh_token"}"#).err(),
+            Some(TokenError::Rejected {
+                status: 200,
+                body: r#"{"ok": false, "error": "invalid_refresh_token"}"#.to_owned()
+            })
+        );
+        assert_eq!(
+            read(r#"{"ok": false, "error": "ratelimited"}"#).err(),
+            Some(TokenError::Unavailable(
+                "the token endpoint answered HTTP 200 with error `ratelimited`".to_owned()
+            ))
+        );
+        for unusable in [
+            r#"{"ok": true}"#,
+            "<html>maintenance</html>",
+            r#"{"error": 3}"#,
+        ] {
+            assert_eq!(
+                read(unusable).err(),
+                Some(TokenError::Unavailable(
+                    "the token endpoint's answer has no access_token".to_owned()
+                )),
+                "{unusable}"
+            );
+        }
+    }
 
     fn issued(token: &str) -> Result<Issued, TokenError> {
         Ok(Issued {
