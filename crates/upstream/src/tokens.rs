@@ -392,8 +392,12 @@ pub async fn request_oauth_token(
 }
 
 /// Error codes a token endpoint's 2xx answer may carry that say "not now" rather than "no":
-/// RFC 6749's transient ones and Slack's (whose token endpoint answers HTTP 200 {ok: false}).
+/// RFC 6749's transient ones, Slack's (whose token endpoint answers HTTP 200 {ok: false}), and
+/// Zoho's throttle of refreshes ("maximum of 10 access tokens from a refresh token in a span of
+/// 10 minutes": the status "remains 200. However, the message… says 'Access Denied'", Zoho's
+/// Kaizen #43), where its refusals are other codes (`invalid_code`).
 const TRANSIENT_TOKEN_ERRORS: &[&str] = &[
+    "Access Denied",
     "temporarily_unavailable",
     "server_error",
     "ratelimited",
@@ -467,6 +471,14 @@ mod tests {
                 body: r#"{"ok": false, "error": "invalid_refresh_token"}"#.to_owned()
             })
         );
+        assert!(matches!(
+            read(r#"{"error": "Access Denied", "error_description": "You have made too many requests continuously. Please try again after some time.", "status": "failure"}"#).err(),
+            Some(TokenError::Unavailable(_))
+        ));
+        assert!(matches!(
+            read(r#"{"error": "invalid_code"}"#).err(),
+            Some(TokenError::Rejected { status: 200, .. })
+        ));
         assert_eq!(
             read(r#"{"ok": false, "error": "ratelimited"}"#).err(),
             Some(TokenError::Unavailable(
