@@ -279,8 +279,10 @@ impl Engine {
 
     /// Drops every token cached for `account` (the admin API changed or removed it), so the next
     /// call authenticates with the account as stored now — never with a token issued for its old
-    /// credentials or for an earlier account of the same id.
+    /// credentials or for an earlier account of the same id — and any wait a provider asked of
+    /// its calls (a new credential may bring a budget of its own).
     pub fn forget_tokens(&self, account: &str) {
         self.tokens.forget(account);
+        self.pacer.release_account(account);
     }
 }

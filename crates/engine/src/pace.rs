@@ -124,7 +124,22 @@ pub(crate) fn share(pace: &Pace, replicas: usize) -> Pace {
     }
 }
 
+/// Whose calls a provider's wait holds: the account's (by its id alone, so that the admin API can
+/// release it), or the integration's for a budget shared `per: integration`.
+pub(crate) fn hold_key(target: &crate::call::Target, per_integration: bool) -> String {
+    match per_integration {
+        true => format!("integration\u{0}{}", target.integration.id),
+        false => format!("account\u{0}{}", target.account.id),
+    }
+}
+
 impl Pacer {
+    /// Forgets what a provider asked of `account`'s calls: the admin API changed or removed the
+    /// account, and a new credential may come with a budget of its own (GitHub's is a token's).
+    pub(crate) fn release_account(&self, account: &str) {
+        self.holds.invalidate(&format!("account\u{0}{account}"));
+    }
+
     /// Records that the provider asked the calls of `key` to wait until `hold.until`; a later
     /// hold never shortens an earlier one.
     pub(crate) fn hold(&self, key: &str, hold: Hold) {
@@ -291,6 +306,16 @@ mod tests {
         assert_eq!(pacer.held("a"), Some((Duration::from_secs(40), 403)));
         tokio::time::advance(Duration::from_secs(40)).await;
         assert_eq!(pacer.held("a"), None);
+
+        // The admin API releases an account's hold, not an integration's.
+        pacer.hold("account\u{0}acc", at(30));
+        pacer.hold("integration\u{0}acc", at(30));
+        pacer.release_account("acc");
+        assert_eq!(pacer.held("account\u{0}acc"), None);
+        assert_eq!(
+            pacer.held("integration\u{0}acc"),
+            Some((Duration::from_secs(30), 429))
+        );
     }
 
     #[test]

@@ -110,12 +110,13 @@ impl Engine {
             false => format!("{}\u{0}{}", target.integration.id, target.account.id),
         };
         let budget = pace.map(|_| &key);
+        let hold_key = crate::pace::hold_key(target, per_integration);
         let mut attempt = 0;
         // Set right after this call sat out its own rate limit: the hold it set is that wait.
         let mut waited_out = false;
         loop {
             if !std::mem::take(&mut waited_out)
-                && let Some((left, status)) = self.pacer.held(&key)
+                && let Some((left, status)) = self.pacer.held(&hold_key)
             {
                 if left > policy.max_rate_limit_wait {
                     return Err(held_error(status, left));
@@ -185,7 +186,7 @@ impl Engine {
                             until: tokio::time::Instant::now() + hinted,
                             status: response.status,
                         };
-                        self.pacer.hold(&key, hold);
+                        self.pacer.hold(&hold_key, hold);
                     }
                     // No hint from the provider: back off as for an overloaded provider.
                     let wait = hinted.unwrap_or_else(|| backoff(policy, attempt));
