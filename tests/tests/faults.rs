@@ -391,6 +391,22 @@ async fn a_500_beyond_the_retry_budget_reaches_the_caller_as_a_remote_502() {
 }
 
 #[tokio::test]
+async fn a_529_overloaded_then_200_is_retried() {
+    let world = world(vec![
+        status(
+            529,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        ),
+        ok(),
+    ])
+    .await;
+    let (status, _, _) = call(&world).await;
+    assert_eq!(status, 200);
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(world.clock.slept().len(), 1);
+}
+
+#[tokio::test]
 async fn a_503_then_200_is_retried() {
     let world = world(vec![status(503, "{}"), ok()]).await;
     let (status, _, _) = call(&world).await;

@@ -1,5 +1,5 @@
 //! The upstream policy around every provider call: bounded retries with exponential backoff and
-//! full jitter for connect errors and 502/503/504 (unified calls only read, so they are safe to
+//! full jitter for connect errors and 500/502/503/504/529 (unified calls only read, so they are safe to
 //! repeat), and rate limits (what counts as one is the mapping's: `answer::rate_limited`)
 //! honoured by waiting up to a cap, else answered as a 429 with `Retry-After` and normalized
 //! `ratelimit-*` headers. A rate limit with a hint holds every call of the account (of the
@@ -163,7 +163,9 @@ impl Engine {
                 .provider_call(&target.integration.id, answer_label, sent.elapsed());
             let retryable = match &result {
                 Err(UpstreamError::Connect(_)) => true,
-                Ok(response) => matches!(response.status, 500 | 502..=504),
+                // 529 is "overloaded" where a provider has its own word for a 503 (Anthropic's
+                // overloaded_error, Notion's service_overload).
+                Ok(response) => matches!(response.status, 500 | 502..=504 | 529),
                 Err(_) => false,
             };
             if let Ok(response) = &result {
