@@ -502,3 +502,35 @@ fn a_box_account_with_an_enterprise_id_uses_the_client_credentials_grant() {
         serde_json::json!({"client_id": "c", "client_secret": "s", "refresh_token": "r"});
     assert_eq!(grant(user_app), Some((Grant::RefreshToken, 0)));
 }
+
+/// A follow-up may look records up in batches by POST: a resource whose body reads the `id` it is
+/// given reads `{{id}}`; one whose body does not is refused at its line.
+#[test]
+fn a_post_body_that_reads_the_id_makes_a_batch_follow_up() {
+    let with_body = |body: &str| {
+        GOOD.replacen(
+            "    list: { path: /users, records: data }\n",
+            &format!(
+                "    list: {{ path: /users, records: data }}\n  details:\n    get:\n      method: POST\n      path: /users/lookup\n      body: '{body}'\n      records: data\n"
+            ),
+            1,
+        )
+        .replacen(
+            "        resource: users.list\n",
+            "        resource: users.list\n        follow_up:\n          detail: { resource: details.get, per: page, id: \"$join(id, ',')\", key: id, matches: id }\n",
+            1,
+        )
+    };
+    let good = with_body(r#"{"ids": $split(id, ",")}"#);
+    let catalog = Catalog::from_sources(&[model()], &[integration("batch", &good)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(catalog.integrations["batch"].resources["details.get"].reads_id());
+    let blind = with_body(r#"{"ids": []}"#);
+    let errors = Catalog::from_sources(&[model()], &[integration("batch", &blind)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("`details.get` never reads `{{id}}`, so the follow-up could not say which record it is for"),
+        "{errors}"
+    );
+}

@@ -33,9 +33,17 @@ pub struct Resource {
 }
 
 impl Resource {
-    /// Whether the resource fetches one record by `{{id}}`.
+    /// Whether the resource fetches one record (or a batch) by `{{id}}`: its path or query
+    /// reads it, or its body reads the `id` it is given (a batch lookup by POST, CrowdStrike's
+    /// `{"ids": $split(id, ",")}`); a body whose reads are unknown does not count.
     pub fn reads_id(&self) -> bool {
-        self.path.reads_id() || self.query.iter().any(|(_, template)| template.reads_id())
+        self.path.reads_id()
+            || self.query.iter().any(|(_, template)| template.reads_id())
+            || self
+                .body
+                .as_ref()
+                .and_then(Expression::reads)
+                .is_some_and(|reads| !reads.reads_everything() && reads.field_set("id").is_some())
     }
 }
 

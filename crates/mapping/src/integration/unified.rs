@@ -261,7 +261,7 @@ fn check_record_id(
             named,
             &format!("{path}.resource"),
             &format!(
-                "`{}` never reads `{{{{id}}}}` (in its path or query), so a get could not say which record it wants",
+                "`{}` never reads `{{{{id}}}}` (in its path, query or body), so a get could not say which record it wants",
                 named.value
             ),
         ),
