@@ -123,7 +123,7 @@ async fn every_duo_request_carries_the_signature_of_that_request() {
             request.path,
             duo_query(&request.query)
         );
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SECRET.as_bytes()).unwrap();
+        let mut mac = Hmac::<sha2::Sha512>::new_from_slice(SECRET.as_bytes()).unwrap();
         mac.update(canonical.as_bytes());
         let signature: String = mac
             .finalize()
