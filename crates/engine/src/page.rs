@@ -168,6 +168,9 @@ impl Engine {
         })?;
         let strategy = &resource.pagination.strategy;
         let next = match (&strategy.style, reading.next) {
+            // An empty link is "no next page" (Confluent answers `"next": ""` on its last page);
+            // resolved, it would name the page just read.
+            (Style::LinkHeader | Style::NextUrl, Some(link)) if link.trim().is_empty() => None,
             (Style::LinkHeader | Style::NextUrl, Some(link)) => {
                 Some(call.endpoint.checked_next_url(&request.url, &link)?)
             }
