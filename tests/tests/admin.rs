@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 use unigate_gateway::Gateway;
 use unigate_gateway::config::Config;
-use unigate_tests::{RunningGateway, repo_root, serve};
+use unigate_tests::{RunningGateway, Scripted, Stub, get_json, repo_root, serve};
 
 const ADMIN: &str = "admin-token-0123456789";
 const API: &str = "api-token-0123";
@@ -245,5 +245,117 @@ async fn accounts_are_managed_over_http_and_survive_a_restart() {
         .0,
         404
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A provider that refuses an account's API key (a 401) marks the account `needs_reauth`: later
+/// calls answer 401 without reaching the provider, the admin API shows why, and new credentials
+/// with `status: active` bring it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_api_key_holds_the_account_until_it_is_reconnected() {
+    let dir = std::env::temp_dir().join(format!("unigate-admin-refused-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let gateway = start(&config_file(&dir)).await;
+    let stub = Stub::start().await;
+    let scripted = |status: u16, body: &str| Scripted {
+        status,
+        headers: vec![],
+        body: body.as_bytes().to_vec(),
+        for_request: None,
+    };
+    stub.script(vec![
+        scripted(
+            401,
+            r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"detail":"token revoked-SECRET was revoked","status":"401"}"#,
+        ),
+        scripted(
+            200,
+            r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:ListResponse"],"totalResults":1,"startIndex":1,"itemsPerPage":1,"Resources":[{"id":"u1","userName":"ada@example.com","active":true}]}"#,
+        ),
+    ]);
+    let (status, _) = admin(
+        &gateway,
+        "POST",
+        "/admin/integrated-accounts",
+        ADMIN,
+        Some(json!({"id": "acme-scim", "integration": "scim",
+            "context": {"base_url": format!("{}/v2", stub.origin()), "token": "revoked-SECRET"}})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let list = || async {
+        let (status, body) = get_json(
+            &format!(
+                "{}/unified/user-directory/users?integrated_account_id=acme-scim",
+                gateway.origin
+            ),
+            Some(API),
+        )
+        .await;
+        assert!(!body.to_string().contains("SECRET"), "{body}");
+        (status, body)
+    };
+
+    let (status, body) = list().await;
+    assert_eq!(
+        (
+            status,
+            body["message"].clone(),
+            body["truto_is_remote_error"].clone()
+        ),
+        (401, json!("token [redacted] was revoked"), json!(true)),
+        "{body}"
+    );
+    let reason =
+        "the provider refused the account's credentials (HTTP 401: token [redacted] was revoked)";
+    let (status, body) = list().await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            401,
+            json!(format!(
+                "integrated account `acme-scim` needs to be reconnected: {reason}"
+            ))
+        ),
+        "{body}"
+    );
+    assert_eq!(stub.received().len(), 1, "a refused key is not sent again");
+    let (_, body) = admin(
+        &gateway,
+        "GET",
+        "/admin/integrated-accounts/acme-scim",
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (body["status"].clone(), body["last_error"].clone()),
+        (json!("needs_reauth"), json!(reason))
+    );
+
+    let (status, body) = admin(
+        &gateway,
+        "PATCH",
+        "/admin/integrated-accounts/acme-scim",
+        ADMIN,
+        Some(json!({"context": {"token": "fresh-SECRET"}, "status": "active"})),
+    )
+    .await;
+    assert_eq!((status, body["status"].clone()), (200, json!("active")));
+    let (status, body) = list().await;
+    assert_eq!(
+        (status, body["result"][0]["id"].clone()),
+        (200, json!("u1"))
+    );
+    let received = stub.received();
+    assert_eq!(received.len(), 2);
+    assert!(
+        received[1]
+            .headers
+            .contains(&("authorization".to_owned(), "Bearer fresh-SECRET".to_owned())),
+        "{:?}",
+        received[1].headers
+    );
+    drop(gateway);
     let _ = std::fs::remove_dir_all(&dir);
 }

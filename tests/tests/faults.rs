@@ -654,7 +654,22 @@ async fn a_provider_error_quoting_the_credential_reaches_the_caller_without_it()
             })
         )
     );
-    still_serves(&quoted).await;
+    // The refused key marks the account (what the admin API shows is cleaned too), and the
+    // provider is not asked again.
+    let (code, body, _) = call(&quoted).await;
+    assert_eq!(
+        (code, body),
+        (
+            401,
+            json!({
+                "statusCode": 401,
+                "error": "Unauthorized",
+                "message": "integrated account `acc` needs to be reconnected: the provider refused the account's credentials (HTTP 401: token [redacted] is not valid)",
+                "truto_is_remote_error": true
+            })
+        )
+    );
+    assert_eq!(quoted.provider.calls.load(Ordering::SeqCst), 1);
 
     // Text past the retries: a 502 whose body is the text, cleaned.
     let text = "upstream failed for Authorization: Bearer super-secret-token";
@@ -689,4 +704,6 @@ async fn a_provider_error_quoting_the_credential_reaches_the_caller_without_it()
         body["raw_response"]["request"],
         json!({"headers": {"authorization": "[redacted]"}})
     );
+    // A 403 is a permission, not a refused key: the account is not marked.
+    still_serves(&quoted).await;
 }

@@ -2,8 +2,8 @@
 //! and later a proxied call): the account's credential attached — a rendered header or query
 //! parameter, or a token (OAuth 2.0 grant or login call) from the token manager — then the
 //! pacing, retry and rate-limit policy (`policy`). A provider 401 on a cached token is retried
-//! once with a new token; a 401 on a new token, or a refused token request, marks the account
-//! `needs_reauth`.
+//! once with a new token; a 401 on a new token, a refused token request, or a refused static
+//! credential (an API key, a password) marks the account `needs_reauth`.
 //!
 //! A token request runs apart from the caller (it completes even if the caller goes away), reads
 //! the account as the store holds it then (so a refresh token rotated by an earlier request is
@@ -149,7 +149,27 @@ impl Engine {
             Credential::Token(token) => Some(token),
         };
         let Some(token) = token else {
-            return self.send_with_policy(&request, target).await;
+            let response = self.send_with_policy(&request, target).await?;
+            if !matches!(target.credential, Credential::None)
+                && self.credential_refused(target, &response)
+            {
+                // The same credential would be refused on every later call: stopping here
+                // spares the provider (Discord bans an address after 10,000 refused requests
+                // in 10 minutes) and tells the admin, as Truto does.
+                let detail = self.secrets_of(target).text(
+                    &extract_remote_message(&unigate_mapping::raw_body(&response.body))
+                        .unwrap_or_else(|| format!("HTTP {}", response.status)),
+                );
+                self.mark_needs_reauth(
+                    &target.account.id,
+                    format!(
+                        "the provider refused the account's credentials (HTTP {}: {detail})",
+                        response.status
+                    ),
+                )
+                .await;
+            }
+            return Ok(response);
         };
         let mut rejected: Option<Secret> = None;
         loop {
@@ -160,7 +180,7 @@ impl Engine {
                 token.header_value(&issued.token.token),
             ));
             let response = self.send_with_policy(&attempt, target).await?;
-            if self.token_refused(target, &response) {
+            if self.credential_refused(target, &response) {
                 if !issued.fresh && rejected.is_none() {
                     rejected = Some(issued.token.token.clone());
                     continue;
@@ -178,11 +198,9 @@ impl Engine {
         }
     }
 
-    /// Whether the answer says the token was refused (the mapping's `auth.rejected`, else a 401).
-    fn token_refused(&self, target: &Target, response: &ProviderResponse) -> bool {
-        let unigate_mapping::Auth::Token(auth) = &target.integration.auth else {
-            return response.status == 401;
-        };
+    /// Whether the answer says the account's credential was refused: the mapping's
+    /// `auth.rejected`, else a 401 (not for a signed request, whose 401 may be the clock).
+    fn credential_refused(&self, target: &Target, response: &ProviderResponse) -> bool {
         let headers = response.header_pairs();
         let answer = unigate_mapping::Answer {
             status: response.status,
@@ -190,7 +208,12 @@ impl Engine {
             body: &response.body,
             format: target.integration.body_format,
         };
-        unigate_mapping::token_rejected(auth, answer, &target.scope)
+        unigate_mapping::credential_rejected(
+            target.integration.auth_rejected.as_ref(),
+            !matches!(target.credential, Credential::Signed(_)),
+            answer,
+            &target.scope,
+        )
     }
 
     /// A valid token for the target's account, from the cache, the account's context, or a new

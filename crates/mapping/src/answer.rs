@@ -247,14 +247,21 @@ pub fn rate_limited(
     })
 }
 
-/// Whether the provider refused the token in this answer: the auth's `rejected` (default: a
-/// 401). Only answers that are not 2xx are looked at, so a page is never parsed for it.
-pub fn token_rejected(token: &crate::TokenAuth, answer: Answer<'_>, scope: &Scope) -> bool {
+/// Whether the provider refused the account's credential in this answer: the mapping's
+/// `auth.rejected`, else a 401 when `default_401` (not for signed requests, whose 401 may be a
+/// clock out of step). Only answers that are not 2xx are looked at, so a page is never parsed
+/// for it.
+pub fn credential_rejected(
+    rejected: Option<&Expression>,
+    default_401: bool,
+    answer: Answer<'_>,
+    scope: &Scope,
+) -> bool {
     if answer.is_success() {
         return false;
     }
-    match &token.rejected {
-        None => answer.status == 401,
+    match rejected {
+        None => default_401 && answer.status == 401,
         Some(rejected) => {
             rejected
                 .evaluate(&rate_limit_input(answer, ProbeReads::ALL), scope)
@@ -659,6 +666,39 @@ fn as_count(value: &Value) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_credential_is_refused_by_a_401_or_by_what_the_mapping_names() {
+        let scope = Scope::new([]);
+        let answer = |status, body: &'static [u8]| Answer {
+            status,
+            headers: &[],
+            body,
+            format: BodyFormat::Json,
+        };
+        let zoho = Expression::compile(
+            "status = 401 or (status = 400 and body.error.message = 'INVALID_OAUTHTOKEN')",
+        )
+        .unwrap();
+        let refused = |rejected: Option<&Expression>, default_401, status, body| {
+            credential_rejected(rejected, default_401, answer(status, body), &scope)
+        };
+        assert!(refused(None, true, 401, b"{}"));
+        assert!(!refused(None, true, 403, b"{}"));
+        // A signed request's 401 may be the clock: only its `rejected` marks it.
+        assert!(!refused(None, false, 401, b"{}"));
+        let invalid = br#"{"error":{"message":"INVALID_OAUTHTOKEN"}}"#;
+        assert!(refused(Some(&zoho), false, 400, invalid));
+        assert!(!refused(
+            Some(&zoho),
+            true,
+            400,
+            br#"{"error":{"message":"other"}}"#
+        ));
+        // A 2xx is never a refusal, whatever the expression says.
+        let always = Expression::compile("true").unwrap();
+        assert!(!refused(Some(&always), true, 200, b"{}"));
+    }
 
     #[test]
     fn is_limited_gets_the_parts_of_an_answer_it_may_read() {

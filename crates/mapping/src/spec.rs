@@ -280,8 +280,9 @@ pub struct AuthSpec {
     /// JWT with `exp`).
     #[serde(default)]
     pub default_lifetime_s: Option<Spanned<u64>>,
-    /// Token kinds: JSONata over `{status, headers, body}` of an answer that is not 2xx, true
-    /// when the provider refused the token (default `status = 401`; Zoho Meeting answers 400).
+    /// JSONata over `{status, headers, body}` of an answer that is not 2xx, true when the
+    /// provider refused the credential (default `status = 401`, none for `hmac_signature`; Zoho
+    /// Meeting answers 400). Every kind but `none`.
     #[serde(default)]
     pub rejected: Option<Text>,
     /// hmac_signature: the key (a template over the context).

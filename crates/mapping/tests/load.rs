@@ -534,3 +534,26 @@ fn a_post_body_that_reads_the_id_makes_a_batch_follow_up() {
         "{errors}"
     );
 }
+
+#[test]
+fn rejected_is_read_for_static_credentials_and_refused_without_one() {
+    let named = GOOD.replace(
+        r#"auth: { kind: bearer, token: "{{context.token}}" }"#,
+        "auth:\n  kind: header\n  header: X-Api-Key\n  value: \"{{context.key}}\"\n  rejected: \"status = 403 and body.code = 'invalid_key'\"",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("keyed", &named)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(catalog.integrations["keyed"].auth_rejected.is_some());
+
+    let broken = GOOD.replace(
+        r#"auth: { kind: bearer, token: "{{context.token}}" }"#,
+        "auth:\n  kind: none\n  rejected: \"status = 401\"",
+    );
+    let errors = Catalog::from_sources(&[model()], &[integration("open", &broken)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("mappings/open.yaml:6: auth.rejected: is not used by auth kind `none`"),
+        "{errors}"
+    );
+}

@@ -78,8 +78,6 @@ pub struct TokenAuth {
     /// The header the token travels in, and its value (reads `{{token}}` once).
     pub header: String,
     pub value: Template,
-    /// When an answer that is not 2xx means the token was refused (`None`: a 401).
-    pub rejected: Option<Expression>,
 }
 
 #[derive(Debug)]
@@ -373,10 +371,10 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
         "header",
     ];
     match kind {
-        AuthKind::Header => (&["header", "value"], &[]),
-        AuthKind::Query => (&["param", "value"], &[]),
-        AuthKind::Basic => (&["username", "password"], &[]),
-        AuthKind::Bearer => (&["token"], &[]),
+        AuthKind::Header => (&["header", "value"], &["rejected"]),
+        AuthKind::Query => (&["param", "value"], &["rejected"]),
+        AuthKind::Basic => (&["username", "password"], &["rejected"]),
+        AuthKind::Bearer => (&["token"], &["rejected"]),
         AuthKind::Oauth2RefreshToken => (
             &["token_url", "client_id", "client_secret", "refresh_token"],
             &[
@@ -442,6 +440,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 "username",
                 "header",
                 "value",
+                "rejected",
             ],
         ),
         AuthKind::None => (&[], &[]),
@@ -527,7 +526,11 @@ fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
     set
 }
 
-pub(super) fn compile_auth(spec: &AuthSpec, c: &mut FileCompiler<'_>) -> Option<Auth> {
+/// The auth block, and its `rejected` (when an answer means the credential was refused).
+pub(super) fn compile_auth(
+    spec: &AuthSpec,
+    c: &mut FileCompiler<'_>,
+) -> Option<(Auth, Option<Expression>)> {
     let kind = spec.kind.value;
     let label = kind_label(kind);
     let (required, optional) = fields_of(kind);
@@ -556,12 +559,16 @@ pub(super) fn compile_auth(spec: &AuthSpec, c: &mut FileCompiler<'_>) -> Option<
     if !ok {
         return None;
     }
+    let rejected = match &spec.rejected {
+        Some(text) => Some(c.expression(text, "auth.rejected")?),
+        None => None,
+    };
     let mut template = |field: &Option<Text>, name: &str| {
         field
             .as_ref()
             .and_then(|text| c.template(text, &format!("auth.{name}")))
     };
-    Some(match kind {
+    let auth = match kind {
         AuthKind::None => Auth::None,
         AuthKind::Header => {
             let value = template(&spec.value, "value")?;
@@ -601,7 +608,8 @@ pub(super) fn compile_auth(spec: &AuthSpec, c: &mut FileCompiler<'_>) -> Option<
             Auth::Token(Box::new(token_auth(spec, source, c)?))
         }
         AuthKind::HmacSignature => Auth::Signed(Box::new(compile_signed(spec, c)?)),
-    })
+    };
+    Some((auth, rejected))
 }
 
 /// `text` with each `{{name}}` of `names` replaced by its stand-in, compiled as a template;
@@ -728,15 +736,10 @@ fn token_auth(spec: &AuthSpec, source: TokenSource, c: &mut FileCompiler<'_>) ->
         }
         None => Template::compile("Bearer {{token}}").expect("a constant template compiles"),
     };
-    let rejected = match &spec.rejected {
-        Some(text) => Some(c.expression(text, "auth.rejected")?),
-        None => None,
-    };
     Some(TokenAuth {
         source,
         header,
         value,
-        rejected,
     })
 }
 

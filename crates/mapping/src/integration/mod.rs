@@ -83,6 +83,9 @@ pub struct Integration {
     /// What request bodies and answers are written in (`body_format`).
     pub body_format: BodyFormat,
     pub auth: Auth,
+    /// When an answer that is not 2xx means the account's credential was refused (`auth.rejected`;
+    /// `None`: a 401, except for signed requests, whose 401 may be the clock).
+    pub auth_rejected: Option<Expression>,
     pub errors: Option<ProviderErrors>,
     pub rate_limit: RateLimit,
     /// `resource.method` → resource, e.g. `users.list`.
@@ -444,6 +447,7 @@ pub(crate) fn compile_integration(
             };
         }
     }
+    let (auth, auth_rejected) = auth?;
     Some(Integration {
         id: id.to_owned(),
         name,
@@ -451,7 +455,8 @@ pub(crate) fn compile_integration(
         base_url: base_url?,
         headers,
         body_format,
-        auth: auth?,
+        auth,
+        auth_rejected,
         errors: errors.ok()?,
         rate_limit: rate_limit?,
         resources,
