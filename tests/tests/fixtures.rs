@@ -77,7 +77,9 @@ fn unified_path(catalog: &Catalog, integration: &str, case: &Case) -> Result<Str
 }
 
 /// One unified call: the provider request it makes (`request`/`response`), or several in order
-/// (`exchanges`: a token request first, follow-up requests after the page), and its answer.
+/// (`exchanges`: a token request first, follow-up requests after the page; `exchanges: []`: the
+/// gateway answers without calling the provider, as for an account marked `needs_reauth`), and
+/// its answer.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Call {
@@ -86,7 +88,7 @@ struct Call {
     #[serde(default)]
     response: Option<ScriptedResponse>,
     #[serde(default)]
-    exchanges: Vec<Exchange>,
+    exchanges: Option<Vec<Exchange>>,
     expect: Expectation,
 }
 
@@ -103,7 +105,12 @@ impl Call {
         let single = self.request.as_ref().zip(self.response.as_ref());
         single
             .into_iter()
-            .chain(self.exchanges.iter().map(|e| (&e.request, &e.response)))
+            .chain(
+                self.exchanges
+                    .iter()
+                    .flatten()
+                    .map(|e| (&e.request, &e.response)),
+            )
             .collect()
     }
 }
@@ -207,9 +214,13 @@ async fn run_case(dir: &Path, catalog: Arc<Catalog>) -> Vec<String> {
     let stub = Stub::start().await;
     let origin = stub.origin();
     for call in &case.calls {
-        if call.exchanges().is_empty() || (call.request.is_some() != call.response.is_some()) {
+        let unsent = call.exchanges.as_ref().is_some_and(Vec::is_empty);
+        if (call.exchanges().is_empty() && !unsent)
+            || (unsent && call.request.is_some())
+            || (call.request.is_some() != call.response.is_some())
+        {
             return vec![format!(
-                "{name}: every call needs `request` and `response`, or `exchanges`"
+                "{name}: every call needs `request` and `response`, or `exchanges` (`[]`: none)"
             )];
         }
     }

@@ -156,10 +156,22 @@ impl Engine {
                 // The same credential would be refused on every later call: stopping here
                 // spares the provider (Discord bans an address after 10,000 refused requests
                 // in 10 minutes) and tells the admin, as Truto does.
-                let detail = self.secrets_of(target).text(
-                    &extract_remote_message(&unigate_mapping::raw_body(&response.body))
-                        .unwrap_or_else(|| format!("HTTP {}", response.status)),
+                let headers = response.header_pairs();
+                let answer = unigate_mapping::Answer {
+                    status: response.status,
+                    headers: &headers,
+                    body: &response.body,
+                    format: target.integration.body_format,
+                };
+                let message = unigate_mapping::fault_message(
+                    &target.integration,
+                    answer,
+                    &answer.raw_value(),
+                    &target.scope,
                 );
+                let detail = self
+                    .secrets_of(target)
+                    .text(&message.unwrap_or_else(|| "no message".to_owned()));
                 self.mark_needs_reauth(
                     &target.account.id,
                     format!(
@@ -201,6 +213,11 @@ impl Engine {
     /// Whether the answer says the account's credential was refused: the mapping's
     /// `auth.rejected`, else a 401 (not for a signed request, whose 401 may be the clock).
     fn credential_refused(&self, target: &Target, response: &ProviderResponse) -> bool {
+        let default_401 = !matches!(target.credential, Credential::Signed(_));
+        if target.integration.auth_rejected.is_none() {
+            // Every page passes here: no header list is gathered for the default.
+            return default_401 && response.status == 401;
+        }
         let headers = response.header_pairs();
         let answer = unigate_mapping::Answer {
             status: response.status,
@@ -210,7 +227,7 @@ impl Engine {
         };
         unigate_mapping::credential_rejected(
             target.integration.auth_rejected.as_ref(),
-            !matches!(target.credential, Credential::Signed(_)),
+            default_401,
             answer,
             &target.scope,
         )

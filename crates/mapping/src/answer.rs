@@ -9,7 +9,9 @@ use unigate_unified::Secret;
 use unigate_unified::error::extract_remote_message;
 
 use crate::expression::{Expression, Scope};
-use crate::integration::{Exchange, Integration, ProbeReads, RateLimit, Resource};
+use crate::integration::{
+    CredentialRefusal, Exchange, Integration, ProbeReads, RateLimit, Resource,
+};
 use crate::render::MapError;
 use crate::spec::BodyFormat;
 
@@ -248,23 +250,21 @@ pub fn rate_limited(
 }
 
 /// Whether the provider refused the account's credential in this answer: the mapping's
-/// `auth.rejected`, else a 401 when `default_401` (not for signed requests, whose 401 may be a
-/// clock out of step). Only answers that are not 2xx are looked at, so a page is never parsed
-/// for it.
+/// `auth.rejected`, over any answer (a 2xx too: Veeva Vault and Slack refuse with HTTP 200; the
+/// body is parsed for it only when the expression reads it), else a 401 when `default_401` (not
+/// for signed requests, whose 401 may be a clock out of step).
 pub fn credential_rejected(
-    rejected: Option<&Expression>,
+    rejected: Option<&CredentialRefusal>,
     default_401: bool,
     answer: Answer<'_>,
     scope: &Scope,
 ) -> bool {
-    if answer.is_success() {
-        return false;
-    }
     match rejected {
         None => default_401 && answer.status == 401,
         Some(rejected) => {
             rejected
-                .evaluate(&rate_limit_input(answer, ProbeReads::ALL), scope)
+                .when
+                .evaluate(&rate_limit_input(answer, rejected.reads), scope)
                 .ok()
                 .flatten()
                 == Some(Value::Bool(true))
@@ -676,11 +676,17 @@ mod tests {
             body,
             format: BodyFormat::Json,
         };
-        let zoho = Expression::compile(
-            "status = 401 or (status = 400 and body.error.message = 'INVALID_OAUTHTOKEN')",
-        )
-        .unwrap();
-        let refused = |rejected: Option<&Expression>, default_401, status, body| {
+        let refusal = |source: &str| {
+            let when = Expression::compile(source).unwrap();
+            CredentialRefusal {
+                reads: ProbeReads::of(&when),
+                when,
+            }
+        };
+        let zoho =
+            refusal("status = 401 or (status = 400 and body.error.message = 'INVALID_OAUTHTOKEN')");
+        let veeva = refusal("body.errors[0].type = 'INVALID_SESSION_ID'");
+        let refused = |rejected: Option<&CredentialRefusal>, default_401, status, body| {
             credential_rejected(rejected, default_401, answer(status, body), &scope)
         };
         assert!(refused(None, true, 401, b"{}"));
@@ -695,9 +701,16 @@ mod tests {
             400,
             br#"{"error":{"message":"other"}}"#
         ));
-        // A 2xx is never a refusal, whatever the expression says.
-        let always = Expression::compile("true").unwrap();
-        assert!(!refused(Some(&always), true, 200, b"{}"));
+        // A refusal answered with HTTP 200 is one; a page is not.
+        let session = br#"{"responseStatus":"FAILURE","errors":[{"type":"INVALID_SESSION_ID"}]}"#;
+        assert!(refused(Some(&veeva), true, 200, session));
+        assert!(!refused(
+            Some(&veeva),
+            true,
+            200,
+            br#"{"responseStatus":"SUCCESS"}"#
+        ));
+        assert!(!refused(None, true, 200, session));
     }
 
     #[test]

@@ -31,8 +31,9 @@ pub use catalog::{Catalog, Source};
 pub use diagnostics::{LoadError, LoadErrors};
 pub use expression::{EvalError, Expression, FastOutcome, Scope};
 pub use integration::{
-    Auth, CompiledPagination, Exchange, FollowUp, Grant, Integration, Method, MethodKey, OAuth2,
-    Pace, ProviderErrors, RateLimit, Resource, TokenAuth, TokenSource, UnifiedMethod, Variant,
+    Auth, CompiledPagination, CredentialRefusal, Exchange, FollowUp, Grant, Integration, Method,
+    MethodKey, OAuth2, Pace, ProviderErrors, RateLimit, Resource, TokenAuth, TokenSource,
+    UnifiedMethod, Variant,
 };
 pub use render::{
     Credential, MapError, RenderedAssertion, RenderedExchange, RenderedOAuth2, RenderedRequest,

@@ -280,7 +280,7 @@ pub struct AuthSpec {
     /// JWT with `exp`).
     #[serde(default)]
     pub default_lifetime_s: Option<Spanned<u64>>,
-    /// JSONata over `{status, headers, body}` of an answer that is not 2xx, true when the
+    /// JSONata over `{status, headers, body}` of any answer (a 2xx too), true when the
     /// provider refused the credential (default `status = 401`, none for `hmac_signature`; Zoho
     /// Meeting answers 400). Every kind but `none`.
     #[serde(default)]

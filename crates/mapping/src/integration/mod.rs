@@ -83,9 +83,9 @@ pub struct Integration {
     /// What request bodies and answers are written in (`body_format`).
     pub body_format: BodyFormat,
     pub auth: Auth,
-    /// When an answer that is not 2xx means the account's credential was refused (`auth.rejected`;
-    /// `None`: a 401, except for signed requests, whose 401 may be the clock).
-    pub auth_rejected: Option<Expression>,
+    /// When an answer means the account's credential was refused (`auth.rejected`; `None`: a
+    /// 401, except for signed requests, whose 401 may be the clock).
+    pub auth_rejected: Option<CredentialRefusal>,
     pub errors: Option<ProviderErrors>,
     pub rate_limit: RateLimit,
     /// `resource.method` → resource, e.g. `users.list`.
@@ -127,6 +127,14 @@ impl ProbeReads {
         headers: true,
         body: true,
     };
+}
+
+/// `auth.rejected`: JSONata over `{status, headers, body}` of any answer, 2xx included (Veeva
+/// Vault and Slack refuse a credential with HTTP 200), and the parts it may read.
+#[derive(Debug)]
+pub struct CredentialRefusal {
+    pub when: Expression,
+    pub reads: ProbeReads,
 }
 
 /// Rate-limit detection; every expression reads `{status, headers, body}`.
@@ -448,6 +456,10 @@ pub(crate) fn compile_integration(
         }
     }
     let (auth, auth_rejected) = auth?;
+    let auth_rejected = auth_rejected.map(|when| CredentialRefusal {
+        reads: ProbeReads::of(&when),
+        when,
+    });
     Some(Integration {
         id: id.to_owned(),
         name,
