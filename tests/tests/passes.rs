@@ -299,3 +299,128 @@ async fn a_cursor_into_a_pass_the_mapping_no_longer_has_is_refused() {
     );
     assert_eq!(requests(&plain), Vec::<(String, u64)>::new());
 }
+
+/// Members at `/users`, pending invitations at `/invites`: the second pass has its own path,
+/// and the response mapping tells its records apart by `$pass`.
+const WITH_INVITATIONS: &str = r#"name: Parts provider
+docs: https://example.test/docs
+base_url: "https://api.example.test"
+auth: { kind: none }
+pagination: { style: offset, offset_param: offset, page_size_param: limit, max_page_size: 100, total: total }
+resources:
+  users:
+    list:
+      path: /users
+      records: users
+      query: { fields: all }
+      passes:
+        - name: members
+        - name: invitations
+          path: /invites
+          query: { state: invited }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: |
+          {
+            "id": $pass = "invitations" ? "invitation-" & id : id,
+            "status": $pass = "invitations" ? "invited" : "active"
+          }
+"#;
+
+async fn invitations(State(p): State<Arc<Provider>>, Query(q): Query<Params>) -> axum::Json<Value> {
+    assert_eq!(q.fields, "all");
+    let state = q.state.unwrap_or_default();
+    p.requests
+        .lock()
+        .unwrap()
+        .push((format!("/invites {state}"), q.offset));
+    let end = (q.offset + q.limit).min(3);
+    let users: Vec<Value> = (q.offset..end)
+        .map(|i| json!({"id": i.to_string()}))
+        .collect();
+    axum::Json(json!({"users": users, "total": 3}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_with_its_own_path_lists_what_the_resource_path_does_not() {
+    let provider = Arc::new(Provider::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/users", get(users))
+            .route("/invites", get(invitations))
+            .with_state(provider.clone()),
+    )
+    .await;
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "parts".into(),
+        context: json!({}),
+        base_url: Some(server.origin.clone()),
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_with(
+        catalog_with("parts", WITH_INVITATIONS),
+        vec![account],
+        UpstreamConfig::default(),
+        EngineConfig::default(),
+    )
+    .await;
+    let mut cursor: Option<String> = None;
+    let mut seen = Vec::new();
+    loop {
+        let query = match &cursor {
+            None => "limit=2".to_owned(),
+            Some(cursor) => format!("limit=2&next_cursor={cursor}"),
+        };
+        let (status, body) = get_json(&url(&gateway, &query), Some(TEST_TOKEN)).await;
+        assert_eq!(status, 200, "{body}");
+        seen.extend(body["result"].as_array().unwrap().iter().map(|user| {
+            format!(
+                "{} {}",
+                user["id"].as_str().unwrap(),
+                user["status"].as_str().unwrap()
+            )
+        }));
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "active-0 active",
+            "active-1 active",
+            "active-2 active",
+            "active-3 active",
+            "active-4 active",
+            "invitation-0 invited",
+            "invitation-1 invited",
+            "invitation-2 invited",
+        ]
+    );
+    assert_eq!(
+        provider.requests.lock().unwrap().clone(),
+        asked(&[
+            ("active", 0),
+            ("active", 2),
+            ("active", 4),
+            ("/invites invited", 0),
+            ("/invites invited", 2),
+        ])
+    );
+
+    // The gateway's `status` filter keeps the invitations; every page is still read.
+    let (status, body) = get_json(
+        &url(&gateway, "status=invited&truto_ignore_limit=true"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), ["invitation-0", "invitation-1", "invitation-2"]);
+}

@@ -205,8 +205,14 @@ impl Engine {
         };
         let budget = self.config.page_mapping_budget;
         let mapping = std::time::Instant::now();
+        // A named pass's records see its name as `$pass` (invitations beside the members).
+        let pass_scope = call
+            .endpoint
+            .pass_name(state.pass)
+            .map(|name| call.scope.with("pass", Value::String(name.to_owned())));
+        let scope = pass_scope.as_ref().unwrap_or(&call.scope);
         let records = off_the_workers(large, || {
-            map_records(call, reading.records, raw, docs, followed, budget)
+            map_records(call, scope, reading.records, raw, docs, followed, budget)
         })?;
         self.metrics
             .page(&integration.id, records.len(), mapping.elapsed());
@@ -347,13 +353,15 @@ fn check_page_answer<R>(
     }
 }
 
-/// Provider records → what the caller gets: mapped (with `remote_data` unless dropped),
-/// filtered in the gateway, normalized or raw as asked. `raw`: the provider's bytes of each
+/// Provider records → what the caller gets: mapped (with `remote_data` unless dropped) in
+/// `scope` (the call's, with the pass's name), filtered in the gateway, normalized or raw as
+/// asked. `raw`: the provider's bytes of each
 /// record, and whether the body was free of line breaks. `docs`: each record parsed with only
 /// what the mapping reads (then `raw` is there, to re-read one whole for the JSONata engine, and
 /// `records` hold only what the page's expressions read).
 fn map_records(
     call: &ListCall,
+    scope: &Scope,
     records: Vec<Value>,
     raw: Option<(Vec<&str>, bool)>,
     docs: Option<Vec<Doc<'_>>>,
@@ -388,13 +396,13 @@ fn map_records(
             .map(|variables| {
                 variables
                     .into_iter()
-                    .fold(call.scope.clone(), |scope, (name, value)| {
+                    .fold(scope.clone(), |scope, (name, value)| {
                         scope.with(&name, value)
                     })
             })
             .collect()
     });
-    let scope_of = |index: usize| scopes.as_ref().map_or(&call.scope, |scopes| &scopes[index]);
+    let scope_of = |index: usize| scopes.as_ref().map_or(scope, |scopes| &scopes[index]);
     if call.text_records {
         // Every record's text one after another in one buffer: room for the unified fields
         // and the provider's record beside them.

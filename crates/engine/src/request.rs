@@ -38,9 +38,18 @@ pub(crate) struct Endpoint {
     account_params: Vec<String>,
     /// A credential sent as a query parameter.
     credential_param: Option<String>,
-    /// The parameters of each pass of a list served in parts, added over `params`; empty when
-    /// the list is walked once (no `passes`, or the call chose its part itself).
-    passes: Vec<Vec<(String, String)>>,
+    /// The passes of a list served in parts; empty when the list is walked once (no `passes`,
+    /// or the call chose its part itself).
+    passes: Vec<EndpointPass>,
+}
+
+/// One pass of a list served in parts, rendered for the account.
+struct EndpointPass {
+    name: Option<String>,
+    /// Its own path's URL, in place of the resource's.
+    url: Option<Url>,
+    /// Added over `params` on every page of the pass.
+    params: Vec<(String, String)>,
 }
 
 impl Endpoint {
@@ -78,6 +87,18 @@ impl Endpoint {
                 ))
             })
         };
+        let passes = found
+            .passes
+            .iter()
+            .zip(&rendered.pass_urls)
+            .map(|(pass, url)| {
+                Ok(EndpointPass {
+                    name: pass.name.clone(),
+                    url: url.as_deref().map(absolute).transpose()?,
+                    params: pass.query.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
         Ok(Endpoint {
             integration: integration.clone(),
             resource: resource.to_owned(),
@@ -105,7 +126,7 @@ impl Endpoint {
                 .collect(),
             secret_query: rendered.secret_query,
             remote_params: Vec::new(),
-            passes: found.passes.clone(),
+            passes,
         })
     }
 
@@ -139,12 +160,16 @@ impl Endpoint {
             .retain(|(name, _)| !mapped.iter().any(|(set, _)| set == name));
         // A filter pushed down (Zoom's `status=inactive`) or a `remote_query` that sets a
         // parameter the passes set has chosen the part of the list: it is walked once, as asked.
-        let chosen = self.passes.iter().flatten().any(|(name, _)| {
-            mapped
-                .iter()
-                .chain(remote.iter())
-                .any(|(set, _)| set == name)
-        });
+        let chosen = self
+            .passes
+            .iter()
+            .flat_map(|pass| &pass.params)
+            .any(|(name, _)| {
+                mapped
+                    .iter()
+                    .chain(remote.iter())
+                    .any(|(set, _)| set == name)
+            });
         if chosen {
             self.passes.clear();
         }
@@ -157,6 +182,11 @@ impl Endpoint {
         self.passes.len().max(1) as u32
     }
 
+    /// The name of pass `pass` (`$pass` for its records), if it has one.
+    pub(crate) fn pass_name(&self, pass: u32) -> Option<&str> {
+        self.passes.get(pass as usize)?.name.as_deref()
+    }
+
     /// Whether a next URL's query parameter is one the account adds at send time.
     fn added_at_send(&self, name: &str) -> bool {
         self.credential_param.as_deref() == Some(name)
@@ -165,7 +195,7 @@ impl Endpoint {
 
     /// The one request of a call that fetches a single answer (a get): no pagination.
     pub(crate) fn request(&self, body: Option<RequestBody>) -> Result<ProviderRequest, ApiError> {
-        self.build(&Position::First, &[], PageRequest::default(), body)
+        self.build(&Position::First, None, PageRequest::default(), body)
     }
 
     /// The request for the page at `position` of pass `pass` (0 without passes).
@@ -182,14 +212,13 @@ impl Endpoint {
             // The body built from the position carries it.
             page.params.clear();
         }
-        let pass = self.passes.get(pass as usize).map(Vec::as_slice);
-        self.build(position, pass.unwrap_or_default(), page, body)
+        self.build(position, self.passes.get(pass as usize), page, body)
     }
 
     fn build(
         &self,
         position: &Position,
-        pass: &[(String, String)],
+        pass: Option<&EndpointPass>,
         page: PageRequest,
         body: Option<RequestBody>,
     ) -> Result<ProviderRequest, ApiError> {
@@ -206,16 +235,21 @@ impl Endpoint {
                 let mut params = self.params.clone();
                 // A pass's names are set by nothing else (the loader refuses them in `query`,
                 // and a call that sets one is walked once).
-                params.extend_from_slice(pass);
+                if let Some(pass) = pass {
+                    params.extend_from_slice(&pass.params);
+                }
                 merge_query(&mut params, page.params);
                 // remote_query goes last and wins: the caller asked for exactly these
                 // parameters. It only ever adds query parameters: host, path and headers do not
                 // come from the query, and a credential parameter is dropped here and added
                 // from the account at send time.
                 merge_query(&mut params, self.remote_params.clone());
+                // The loader refuses a continue path beside passes with their own paths.
                 let mut url = match (position, &self.continue_url) {
                     (Position::Token(_), Some(continue_url)) => continue_url.clone(),
-                    _ => self.url.clone(),
+                    _ => pass
+                        .and_then(|pass| pass.url.clone())
+                        .unwrap_or_else(|| self.url.clone()),
                 };
                 if !params.is_empty() {
                     url.query_pairs_mut().extend_pairs(params);

@@ -261,6 +261,8 @@ pub struct RenderedRequest {
     pub secret_headers: Vec<(String, Secret)>,
     /// Where pages after the first go, for a provider with a "continue" endpoint.
     pub continue_url: Option<String>,
+    /// Base URL + each pass's own path (`None`: the resource's), in the resource's pass order.
+    pub pass_urls: Vec<Option<String>>,
 }
 
 /// Rendered name/value pairs: the plain ones, and the ones read from the context (secrets).
@@ -320,6 +322,16 @@ pub fn render_request(
             Ok::<_, RenderError>(format!("{base}{}", path.render_with(vars, escape_segment)?))
         })
         .transpose()?;
+    let pass_urls = resource
+        .passes
+        .iter()
+        .map(|pass| {
+            pass.path
+                .as_ref()
+                .map(|path| Ok(format!("{base}{}", path.render_with(vars, escape_segment)?)))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, RenderError>>()?;
     let (query, secret_query) = render_pairs(&resource.query, vars)?;
     let (headers, secret_headers) = render_pairs(
         &integration.headers,
@@ -337,6 +349,7 @@ pub fn render_request(
         headers,
         secret_headers,
         continue_url,
+        pass_urls,
     })
 }
 

@@ -482,10 +482,17 @@ pub struct ResourceSpec {
     pub passes: Option<Spanned<Vec<Spanned<PassSpec>>>>,
 }
 
-/// One walk of a list served in parts: the query parameters that select its part.
+/// One walk of a list served in parts: the query parameters that select its part, or a path
+/// of its own (pending invitations beside the members), and the name the response mapping
+/// reads as `$pass`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PassSpec {
+    #[serde(default)]
+    pub name: Option<Text>,
+    /// A path in place of the resource's (a template over the context, like it).
+    #[serde(default)]
+    pub path: Option<Text>,
     #[serde(default)]
     pub query: BTreeMap<String, Text>,
 }

@@ -405,9 +405,31 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
     let good = with("        - query: { status: active }\n        - query: {}\n");
     let catalog = Catalog::from_sources(&[model()], &[integration("parts", &good)])
         .unwrap_or_else(|errors| panic!("{errors}"));
+    let passes = &catalog.integrations["parts"].resources["users.list"].passes;
     assert_eq!(
-        catalog.integrations["parts"].resources["users.list"].passes,
+        passes
+            .iter()
+            .map(|pass| pass.query.clone())
+            .collect::<Vec<_>>(),
         vec![vec![("status".to_owned(), "active".to_owned())], vec![]]
+    );
+    assert!(
+        passes
+            .iter()
+            .all(|pass| pass.name.is_none() && pass.path.is_none())
+    );
+    let named = with(
+        "        - name: members\n        - name: invitations\n          path: \"/orgs/{{context.org}}/invites\"\n          query: { state: pending }\n",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("parts", &named)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let passes = &catalog.integrations["parts"].resources["users.list"].passes;
+    assert_eq!(
+        passes
+            .iter()
+            .map(|pass| (pass.name.as_deref(), pass.path.is_some()))
+            .collect::<Vec<_>>(),
+        vec![(Some("members"), false), (Some("invitations"), true)]
     );
     let cases = [
         (
@@ -429,6 +451,26 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
         (
             "        - query: { status: active }\n        - status: inactive\n",
             "unknown field `status`",
+        ),
+        (
+            "        - name: members\n        - name: members\n          path: /invites\n",
+            "mappings/parts.yaml:14: resources.users.list.passes[1].name: is an earlier pass's name; `$pass` could not tell them apart",
+        ),
+        (
+            "        - {}\n        - path: /users\n",
+            "mappings/parts.yaml:14: resources.users.list.passes[1]: repeats an earlier pass: the same users would be listed twice",
+        ),
+        (
+            "        - {}\n        - path: invites\n",
+            "mappings/parts.yaml:14: resources.users.list.passes[1].path: must start with `/`",
+        ),
+        (
+            "        - {}\n        - path: \"/invites/{{id}}\"\n",
+            "mappings/parts.yaml:14: resources.users.list.passes[1].path: a list's pass cannot read `{{id}}`",
+        ),
+        (
+            "        - {}\n        - path: \"/invites/{{secret}}\"\n",
+            "mappings/parts.yaml:14: resources.users.list.passes[1].path: bad template",
         ),
     ];
     for (passes, expected) in cases {

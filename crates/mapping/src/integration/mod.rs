@@ -9,7 +9,7 @@ pub use auth::{
     SIGNING_DATE, SIGNING_HOST, SIGNING_METHOD, SIGNING_PATH, SIGNING_QUERY, SignatureOutput,
     SignedAuth, TokenAuth, TokenSource,
 };
-pub use resource::{CompiledPagination, DEFAULT_MAX_PAGES, Resource};
+pub use resource::{CompiledPagination, DEFAULT_MAX_PAGES, Pass, Resource};
 
 use std::collections::{BTreeMap, BTreeSet};
 

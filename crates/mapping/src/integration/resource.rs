@@ -27,9 +27,19 @@ pub struct Resource {
     pub pagination: CompiledPagination,
     /// Dotted paths removed from every record as it is extracted (`omit`).
     pub omit: Vec<Vec<String>>,
-    /// The query parameters of each pass of a list served in parts (`passes`), in order; empty
-    /// for a list walked once.
-    pub passes: Vec<Vec<(String, String)>>,
+    /// The passes of a list served in parts (`passes`), in order; empty for a list walked once.
+    pub passes: Vec<Pass>,
+}
+
+/// One walk of a list served in parts.
+#[derive(Debug)]
+pub struct Pass {
+    /// What the response mapping reads as `$pass` on this pass's records.
+    pub name: Option<String>,
+    /// A path in place of the resource's.
+    pub path: Option<Template>,
+    /// Parameters added to the query of every page of the pass.
+    pub query: Vec<(String, String)>,
 }
 
 impl Resource {
@@ -107,6 +117,7 @@ pub(super) fn compile_resource(
             "`send_in: body` needs the resource's `body` expression to place the page (it reads `page`, `offset`, `cursor`, `page_size`)",
         );
     }
+    let pagination_spec = pagination;
     let pagination = match pagination {
         Some(spec) => compile_pagination(spec, &format!("{path}.pagination"), c),
         None => Some(CompiledPagination {
@@ -141,7 +152,7 @@ pub(super) fn compile_resource(
     if omit.len() != resource.omit.len() {
         return None;
     }
-    let passes = compile_passes(resource, path, c)?;
+    let passes = compile_passes(resource, pagination_spec, path, c)?;
     Some(Resource {
         omit,
         passes,
@@ -157,16 +168,20 @@ pub(super) fn compile_resource(
 }
 
 /// A pass's parameters are plain values (no templates: a pass selects a part of the list, it
-/// does not carry account data), at least two passes, each one different.
+/// does not carry account data); its path is a template like the resource's. At least two
+/// passes, each one different, their names distinct.
 fn compile_passes(
     resource: &ResourceSpec,
+    pagination: Option<&PaginationSpec>,
     path: &str,
     c: &mut FileCompiler<'_>,
-) -> Option<Vec<Vec<(String, String)>>> {
+) -> Option<Vec<Pass>> {
     let Some(spec) = &resource.passes else {
         return Some(Vec::new());
     };
-    let mut passes: Vec<Vec<(String, String)>> = Vec::new();
+    let mut passes: Vec<Pass> = Vec::new();
+    // What makes a pass another part of the list: its path and parameters.
+    let mut parts: Vec<(Option<&str>, Vec<(String, String)>)> = Vec::new();
     let mut valid = true;
     if spec.value.len() < 2 {
         c.error_at(
@@ -176,10 +191,21 @@ fn compile_passes(
         );
         valid = false;
     }
+    if let Some(continue_path) = pagination.and_then(|p| p.continue_path.as_ref())
+        && spec.value.iter().any(|pass| pass.value.path.is_some())
+    {
+        c.error_at(
+            continue_path,
+            &format!("{path}.pagination.continue_path"),
+            "a list whose passes have their own paths cannot continue at one path",
+        );
+        valid = false;
+    }
     for (index, pass) in spec.value.iter().enumerate() {
+        let at = format!("{path}.passes[{index}]");
         let mut params = Vec::new();
         for (name, value) in &pass.value.query {
-            let field = format!("{path}.passes[{index}].query.{name}");
+            let field = format!("{at}.query.{name}");
             if value.value.contains("{{") {
                 c.error_at(
                     value,
@@ -197,15 +223,60 @@ fn compile_passes(
             }
             params.push((name.clone(), value.value.clone()));
         }
-        if passes.contains(&params) {
+        let pass_path = match &pass.value.path {
+            None => None,
+            Some(text) if !text.value.starts_with('/') => {
+                c.error_at(text, &format!("{at}.path"), "must start with `/`");
+                valid = false;
+                None
+            }
+            Some(text) => {
+                let template = c.template(text, &format!("{at}.path"));
+                if template.as_ref().is_some_and(Template::reads_id) {
+                    c.error_at(
+                        text,
+                        &format!("{at}.path"),
+                        "a list's pass cannot read `{{id}}`",
+                    );
+                    valid = false;
+                }
+                valid &= template.is_some();
+                template
+            }
+        };
+        // The same path as the resource's is no path of its own.
+        let own_path = pass
+            .value
+            .path
+            .as_ref()
+            .map(|text| text.value.as_str())
+            .filter(|text| *text != resource.path.value);
+        let part = (own_path, params.clone());
+        if parts.contains(&part) {
             c.error_at(
                 pass,
-                &format!("{path}.passes[{index}]"),
+                &at,
                 "repeats an earlier pass: the same users would be listed twice",
             );
             valid = false;
         }
-        passes.push(params);
+        parts.push(part);
+        let name = pass.value.name.as_ref().map(|name| name.value.clone());
+        if let Some(text) = &pass.value.name
+            && passes.iter().any(|earlier| earlier.name == name)
+        {
+            c.error_at(
+                text,
+                &format!("{at}.name"),
+                "is an earlier pass's name; `$pass` could not tell them apart",
+            );
+            valid = false;
+        }
+        passes.push(Pass {
+            name,
+            path: pass_path,
+            query: params,
+        });
     }
     valid.then_some(passes)
 }

@@ -302,12 +302,12 @@ fn compile_follow_ups(
         }
         if name.is_empty()
             || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            || ["context", "query", "headers", "status"].contains(&name.as_str())
+            || ["context", "query", "headers", "status", "pass"].contains(&name.as_str())
         {
             c.error_at(
                 &follow_up.resource,
                 &at,
-                "a follow-up's name is the variable the response mapping reads (`$detail`): letters, digits and `_`, not context, query, headers or status",
+                "a follow-up's name is the variable the response mapping reads (`$detail`): letters, digits and `_`, not context, query, headers, status or pass",
             );
             ok = false;
         }
