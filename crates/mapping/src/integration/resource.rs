@@ -181,7 +181,8 @@ fn compile_passes(
     };
     let mut passes: Vec<Pass> = Vec::new();
     // What makes a pass another part of the list: its path and parameters.
-    let mut parts: Vec<(Option<&str>, Vec<(String, String)>)> = Vec::new();
+    type Part<'a> = (Option<&'a str>, Vec<(String, String)>);
+    let mut parts: Vec<Part<'_>> = Vec::new();
     let mut valid = true;
     if spec.value.len() < 2 {
         c.error_at(
