@@ -300,8 +300,8 @@ async fn a_cursor_into_a_pass_the_mapping_no_longer_has_is_refused() {
     assert_eq!(requests(&plain), Vec::<(String, u64)>::new());
 }
 
-/// Members at `/users`, pending invitations at `/invites`: the second pass has its own path,
-/// and the response mapping tells its records apart by `$pass`.
+/// Members at `/users`, pending invitations at `/invites` under another key: the second pass
+/// has its own path and `records`, and the response mapping tells its records apart by `$pass`.
 const WITH_INVITATIONS: &str = r#"name: Parts provider
 docs: https://example.test/docs
 base_url: "https://api.example.test"
@@ -318,6 +318,7 @@ resources:
         - name: invitations
           path: /invites
           query: { state: invited }
+          records: invites
 unified:
   user-directory:
     users:
@@ -341,7 +342,7 @@ async fn invitations(State(p): State<Arc<Provider>>, Query(q): Query<Params>) ->
     let users: Vec<Value> = (q.offset..end)
         .map(|i| json!({"id": i.to_string()}))
         .collect();
-    axum::Json(json!({"users": users, "total": 3}))
+    axum::Json(json!({"invites": users, "total": 3}))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,6 +93,7 @@ impl Engine {
         let text = text.as_ref();
         let large = response.body.len() >= LARGE_PAGE_BYTES;
         let resource = call.resource();
+        let pass = call.endpoint.pass_index(state.pass);
         // Records written as text from the fast path need only what the page's expressions
         // read; each record is parsed from its own bytes with what its mapping reads, and the
         // JSONata engine gets a record re-read whole from them.
@@ -104,14 +105,14 @@ impl Engine {
             .filter(|_| call.text_records && integration.body_format == BodyFormat::Json);
         // The provider's bytes of each record, for `remote_data` written as they came. With
         // fields to omit, `remote_data` is written from the records as extracted.
-        let records_path = resource.records_path.as_deref().filter(|_| {
+        let records_path = resource.records_of(pass).1.filter(|_| {
             call.text_records
                 && integration.body_format == BodyFormat::Json
                 && resource.omit.is_empty()
         });
         let (reading, raw, docs, line_break) = off_the_workers(large, || {
             let read_records = |body| {
-                read_page(resource, answer, body, &call.scope)
+                read_page(resource, pass, answer, body, &call.scope)
                     .map_err(|error| mapping_error(integration, &error))
             };
             if let (Some(reads), Some(path)) = (reads, records_path)

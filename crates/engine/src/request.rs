@@ -182,6 +182,12 @@ impl Endpoint {
         self.passes.len().max(1) as u32
     }
 
+    /// Which of the resource's passes pass `pass` of the walk is (`None`: the list is walked
+    /// once, its records where the resource says).
+    pub(crate) fn pass_index(&self, pass: u32) -> Option<usize> {
+        (!self.passes.is_empty()).then_some(pass as usize)
+    }
+
     /// The name of pass `pass` (`$pass` for its records), if it has one.
     pub(crate) fn pass_name(&self, pass: u32) -> Option<&str> {
         self.passes.get(pass as usize)?.name.as_deref()

@@ -373,9 +373,11 @@ pub struct PageReading {
 }
 
 /// Reads a page: the pagination expressions over the body (with `$headers`), the `Link` header,
-/// the records, and for keyset pagination the value the next page starts after.
+/// the records (where pass `pass` has them), and for keyset pagination the value the next page
+/// starts after.
 pub fn read_page(
     resource: &Resource,
+    pass: Option<usize>,
     answer: Answer<'_>,
     body: Value,
     scope: &Scope,
@@ -404,7 +406,7 @@ pub fn read_page(
     };
     let total = evaluate(&pagination.total, "pagination.total")?.and_then(|v| as_count(&v));
     let has_more = evaluate(&pagination.has_more, "pagination.has_more")?.and_then(|v| truthy(&v));
-    let records = extract_records(resource, body, scope)?;
+    let records = extract_records_of(resource, pass, body, scope)?;
     let next = match (&pagination.strategy.style, &pagination.after_value) {
         (Style::Keyset { .. }, Some(after)) => match records.last() {
             Some(last) => after
@@ -432,9 +434,19 @@ pub fn extract_records(
     body: Value,
     scope: &Scope,
 ) -> Result<Vec<Value>, MapError> {
+    extract_records_of(resource, None, body, scope)
+}
+
+/// [`extract_records`] for pass `pass` of a list served in parts (its own `records`, if any).
+pub fn extract_records_of(
+    resource: &Resource,
+    pass: Option<usize>,
+    body: Value,
+    scope: &Scope,
+) -> Result<Vec<Value>, MapError> {
+    let (records, path) = resource.records_of(pass);
     // A plain path over objects (the common case: `$`, `members`, `data.users`) moves the
     // records out of the body instead of evaluating and copying them.
-    let path = resource.records_path.as_ref();
     let walkable = path.is_some_and(|path| {
         let mut at = &body;
         for segment in path {
@@ -461,8 +473,7 @@ pub fn extract_records(
             }
             Some(value)
         }
-        _ => resource
-            .records
+        _ => records
             .evaluate(&body, scope)
             .map_err(|error| MapError::Eval {
                 what: "records",

@@ -493,6 +493,9 @@ pub struct PassSpec {
     /// A path in place of the resource's (a template over the context, like it).
     #[serde(default)]
     pub path: Option<Text>,
+    /// Where this pass's records are, in place of the resource's `records`.
+    #[serde(default)]
+    pub records: Option<Text>,
     #[serde(default)]
     pub query: BTreeMap<String, Text>,
 }

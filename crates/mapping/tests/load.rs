@@ -419,7 +419,7 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
             .all(|pass| pass.name.is_none() && pass.path.is_none())
     );
     let named = with(
-        "        - name: members\n        - name: invitations\n          path: \"/orgs/{{context.org}}/invites\"\n          query: { state: pending }\n",
+        "        - name: members\n        - name: invitations\n          path: \"/orgs/{{context.org}}/invites\"\n          query: { state: pending }\n          records: invites\n",
     );
     let catalog = Catalog::from_sources(&[model()], &[integration("parts", &named)])
         .unwrap_or_else(|errors| panic!("{errors}"));
@@ -431,6 +431,8 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
             .collect::<Vec<_>>(),
         vec![(Some("members"), false), (Some("invitations"), true)]
     );
+    let invites = passes[1].records.as_ref().map(|(_, path)| path.clone());
+    assert_eq!(invites, Some(Some(vec!["invites".to_owned()])));
     let cases = [
         (
             "        - query: { status: active }\n",
@@ -467,6 +469,10 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
         (
             "        - {}\n        - path: \"/invites/{{id}}\"\n",
             "mappings/parts.yaml:14: resources.users.list.passes[1].path: a list's pass cannot read `{{id}}`",
+        ),
+        (
+            "        - {}\n        - path: /invites\n          records: \"invites[\"\n",
+            "mappings/parts.yaml:15: resources.users.list.passes[1].records:",
         ),
         (
             "        - {}\n        - path: \"/invites/{{secret}}\"\n",

@@ -563,6 +563,9 @@ fn page_reads(
     let Some(records_path) = resource.records_path.as_ref() else {
         return whole("its `records` is not a plain field path");
     };
+    if resource.passes.iter().any(|pass| pass.records.is_some()) {
+        return whole("a pass has its own `records`");
+    }
     if !method.follow_ups.is_empty() {
         return whole("follow-ups read its records too");
     }

@@ -40,9 +40,23 @@ pub struct Pass {
     pub path: Option<Template>,
     /// Parameters added to the query of every page of the pass.
     pub query: Vec<(String, String)>,
+    /// Where its records are, when not where the resource's are, and that as plain field names.
+    pub records: Option<(Expression, Option<Vec<String>>)>,
 }
 
 impl Resource {
+    /// Where the records of pass `pass` (an index of `passes`; `None`: a list walked once) are:
+    /// the `records` expression, and its plain field path if it is one.
+    pub fn records_of(&self, pass: Option<usize>) -> (&Expression, Option<&[String]>) {
+        match pass
+            .and_then(|pass| self.passes.get(pass))
+            .and_then(|pass| pass.records.as_ref())
+        {
+            Some((records, path)) => (records, path.as_deref()),
+            None => (&self.records, self.records_path.as_deref()),
+        }
+    }
+
     /// Whether the resource fetches one record (or a batch) by `{{id}}`: its path or query
     /// reads it, or its body reads the `id` it is given (a batch lookup by POST, CrowdStrike's
     /// `{"ids": $split(id, ",")}`); a body whose reads are unknown does not count.
@@ -262,6 +276,17 @@ fn compile_passes(
             valid = false;
         }
         parts.push(part);
+        let records = match &pass.value.records {
+            None => None,
+            Some(text) => {
+                let records = c.expression(text, &format!("{at}.records"));
+                valid &= records.is_some();
+                records.map(|records| {
+                    let path = records.simple_path();
+                    (records, path)
+                })
+            }
+        };
         let name = pass.value.name.as_ref().map(|name| name.value.clone());
         if let Some(text) = &pass.value.name
             && passes.iter().any(|earlier| earlier.name == name)
@@ -277,6 +302,7 @@ fn compile_passes(
             name,
             path: pass_path,
             query: params,
+            records,
         });
     }
     valid.then_some(passes)
