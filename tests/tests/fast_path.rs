@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use unigate_mapping::doc::parse_doc;
 use unigate_mapping::reads::parse_pruned;
-use unigate_mapping::{Expression, FastOutcome, Scope, extract_records};
+use unigate_mapping::{Expression, FastOutcome, Scope, extract_records, extract_records_of};
 use unigate_tests::{repo_catalog, repo_root};
 
 /// The reference integrations: their response mappings are entirely in the subset, and the fast
@@ -261,17 +261,40 @@ fn fast_path_equals_engine_on_every_mapping_and_fixture() {
                 } else {
                     records.push(body.clone());
                 }
-                for record in &records {
-                    let bailed_before = tally.bailed;
-                    if tally.compare(
-                        &format!("{what} response_mapping {file}"),
-                        &unified.response_mapping,
-                        record,
-                        &scope,
-                    ) {
-                        answered_here += 1;
+                // Each pass's own records, and every record as each named pass's (`$pass`).
+                for (index, pass) in list.passes.iter().enumerate() {
+                    if let Some((expression, _)) = &pass.records {
+                        tally.compare(
+                            &format!("{what} passes[{index}].records {file}"),
+                            expression,
+                            body,
+                            &scope,
+                        );
+                        records.extend(
+                            extract_records_of(list, Some(index), body.clone(), &scope)
+                                .unwrap_or_default(),
+                        );
                     }
-                    bailed_here += tally.bailed - bailed_before;
+                }
+                let scopes: Vec<Scope> = std::iter::once(scope.clone())
+                    .chain(list.passes.iter().filter_map(|pass| {
+                        let name = pass.name.as_ref()?;
+                        Some(scope.with("pass", Value::String(name.clone())))
+                    }))
+                    .collect();
+                for record in &records {
+                    for scope in &scopes {
+                        let bailed_before = tally.bailed;
+                        if tally.compare(
+                            &format!("{what} response_mapping {file}"),
+                            &unified.response_mapping,
+                            record,
+                            scope,
+                        ) {
+                            answered_here += 1;
+                        }
+                        bailed_here += tally.bailed - bailed_before;
+                    }
                 }
             }
             coverage.push((
