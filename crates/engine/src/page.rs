@@ -356,10 +356,10 @@ fn check_page_answer<R>(
 
 /// Provider records → what the caller gets: mapped (with `remote_data` unless dropped) in
 /// `scope` (the call's, with the pass's name), filtered in the gateway, normalized or raw as
-/// asked. `raw`: the provider's bytes of each
-/// record, and whether the body was free of line breaks. `docs`: each record parsed with only
-/// what the mapping reads (then `raw` is there, to re-read one whole for the JSONata engine, and
-/// `records` hold only what the page's expressions read).
+/// asked. `raw`: the provider's bytes of each record, and whether the body was free of line
+/// breaks. `docs`: each record parsed with only what the mapping reads (then `raw` is there, to
+/// re-read one whole for the JSONata engine, and `records` hold only what the page's expressions
+/// read).
 fn map_records(
     call: &ListCall,
     scope: &Scope,
