@@ -344,20 +344,9 @@ pub fn read_exchange_token(
         });
     let expires_at = lifetime
         .or(expiry)
-        .or_else(|| jwt_expiry(&token))
+        .or_else(|| unigate_unified::time::jwt_expiry(&token))
         .or_else(|| now.checked_add(exchange.default_lifetime_s as i64));
     Ok((Secret::new(token), expires_at))
-}
-
-/// The `exp` claim of a JWT (read, not verified: the provider that issued it checks it).
-fn jwt_expiry(token: &str) -> Option<i64> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("exp")?.as_i64()
 }
 
 /// One provider page, read: its records and where the walk goes next.
@@ -793,19 +782,6 @@ mod tests {
         for bad in ["nan", "NaN", "inf", "-inf", "-5", "soon", "", "1e400"] {
             assert_eq!(retry_after(bad, now), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn reads_a_jwt_expiry_without_verifying_it() {
-        use base64::Engine as _;
-        let encode = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        let token = format!(
-            "{}.{}.sig",
-            encode(r#"{"alg":"HS256"}"#),
-            encode(r#"{"sub":"admin","exp":1893456000}"#)
-        );
-        assert_eq!(jwt_expiry(&token), Some(1_893_456_000));
-        assert_eq!(jwt_expiry("opaque-token"), None);
     }
 
     proptest::proptest! {

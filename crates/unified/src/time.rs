@@ -86,6 +86,18 @@ pub fn parse_iso8601(text: &str) -> Option<EpochMillis> {
     (MIN_MILLIS..=MAX_MILLIS).contains(&utc).then_some(utc)
 }
 
+/// The `exp` claim of a JWT, epoch seconds (read, not verified: the provider that issued the
+/// token checks it); `None` for a token that is not a JWT.
+pub fn jwt_expiry(token: &str) -> Option<i64> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("exp")?.as_i64()
+}
+
 /// Reads a timestamp from a JSON value: an ISO string as [`parse_iso8601`] reads it, or a number
 /// of epoch seconds (magnitude below 1e11) or epoch milliseconds (otherwise). Milliseconds that
 /// close to the epoch (October 1966 to March 1973) are therefore read as seconds.
@@ -297,6 +309,19 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_jwt_expiry_without_verifying_it() {
+        use base64::Engine as _;
+        let encode = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let token = format!(
+            "{}.{}.sig",
+            encode(r#"{"alg":"HS256"}"#),
+            encode(r#"{"sub":"admin","exp":1893456000}"#)
+        );
+        assert_eq!(jwt_expiry(&token), Some(1_893_456_000));
+        assert_eq!(jwt_expiry("opaque-token"), None);
+    }
     use serde_json::json;
 
     #[test]

@@ -240,8 +240,38 @@ struct TokenResponse {
     access_token: String,
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
+    /// Not RFC 6749's, but some token endpoints say when instead of how long (Greenhouse).
+    #[serde(default)]
+    expires_at: Option<serde_json::Value>,
     #[serde(default)]
     refresh_token: Option<String>,
+}
+
+impl TokenResponse {
+    /// When the token expires, epoch seconds: `expires_in` (RFC 6749), else an `expires_at`
+    /// time (RFC 3339 or epoch), else the access token's own `exp` when it is a JWT. `None`
+    /// (no word of it, or a time already past): the token is used until the provider refuses
+    /// it, then renewed once.
+    fn expires_at(&self, now: i64) -> Option<i64> {
+        let lifetime = self.expires_in.as_ref().and_then(|value| match value {
+            serde_json::Value::Number(number) => number.as_i64(),
+            serde_json::Value::String(text) => text.trim().parse().ok(),
+            _ => None,
+        });
+        lifetime
+            .filter(|seconds| *seconds > 0)
+            .and_then(|seconds| now.checked_add(seconds))
+            .or_else(|| {
+                self.expires_at
+                    .as_ref()
+                    .and_then(unigate_unified::time::parse_json_timestamp)
+                    .map(|millis| millis / 1000)
+            })
+            .or_else(|| unigate_unified::time::jwt_expiry(&self.access_token))
+            // A time already past is a clock or an answer not to trust: renewing on every
+            // call would follow from it.
+            .filter(|at| *at > now)
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -366,17 +396,10 @@ pub async fn request_oauth_token(
     )
     .await?;
     let parsed = read_token_answer(response.status, &response.body)?;
-    let lifetime = parsed.expires_in.as_ref().and_then(|value| match value {
-        serde_json::Value::Number(number) => number.as_i64(),
-        serde_json::Value::String(text) => text.trim().parse().ok(),
-        _ => None,
-    });
     Ok(Issued {
         token: AccessToken {
+            expires_at: parsed.expires_at(now_epoch()),
             token: Secret::new(parsed.access_token),
-            expires_at: lifetime
-                .filter(|seconds| *seconds > 0)
-                .and_then(|seconds| now_epoch().checked_add(seconds)),
         },
         rotated_refresh_token: parsed
             .refresh_token
@@ -459,6 +482,57 @@ pub async fn send_token_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_lasts_what_its_answer_says_in_seconds_a_time_or_its_own_claims() {
+        use base64::Engine as _;
+        let now = 1_800_000_000;
+        let expiry = |body: &str| {
+            read_token_answer(200, body.as_bytes())
+                .unwrap()
+                .expires_at(now)
+        };
+        assert_eq!(
+            expiry(r#"{"access_token": "t", "expires_in": 3600}"#),
+            Some(now + 3600)
+        );
+        assert_eq!(
+            expiry(r#"{"access_token": "t", "expires_in": "7200"}"#),
+            Some(now + 7200)
+        );
+        // Greenhouse says when, not how long.
+        assert_eq!(
+            expiry(r#"{"access_token": "t", "expires_at": "2027-01-15T09:20:00Z"}"#),
+            Some(now + 4_800)
+        );
+        assert_eq!(
+            expiry(r#"{"access_token": "t", "expires_at": 1800003600}"#),
+            Some(1_800_003_600)
+        );
+        // A JWT access token and no word of its lifetime: its `exp`.
+        let encode = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let jwt = format!(
+            "{}.{}.sig",
+            encode(r#"{"alg":"RS256"}"#),
+            encode(r#"{"exp":1800001800}"#)
+        );
+        assert_eq!(
+            expiry(&format!(r#"{{"access_token": "{jwt}"}}"#)),
+            Some(1_800_001_800)
+        );
+        // expires_in wins over the rest; nothing at all: unknown.
+        assert_eq!(
+            expiry(&format!(
+                r#"{{"access_token": "{jwt}", "expires_in": 60, "expires_at": 1800003600}}"#
+            )),
+            Some(now + 60)
+        );
+        assert_eq!(expiry(r#"{"access_token": "opaque"}"#), None);
+        assert_eq!(
+            expiry(r#"{"access_token": "t", "expires_at": "2020-01-01T00:00:00Z"}"#),
+            None
+        );
+    }
 
     #[test]
     fn a_2xx_token_answer_naming_an_error_is_a_refusal_unless_it_is_transient() {
