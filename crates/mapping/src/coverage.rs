@@ -214,10 +214,31 @@ pub fn integrations_table(catalog: &Catalog, list: &ProviderList) -> String {
             );
             let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
             for (integration, methods, main) in rows {
-                let pagination = integration
-                    .resources
-                    .get(&main.resource)
-                    .map_or("none", |resource| resource.pagination.strategy.style.name());
+                let pagination = integration.resources.get(&main.resource).map_or_else(
+                    || "none".to_owned(),
+                    |resource| {
+                        let style = resource.pagination.strategy.style.name();
+                        if resource.passes.is_empty() {
+                            return style.to_owned();
+                        }
+                        // A list walked in parts says which: `invitations` beside the members.
+                        let parts: Vec<String> = resource
+                            .passes
+                            .iter()
+                            .map(|pass| match &pass.name {
+                                Some(name) => name.clone(),
+                                None if pass.query.is_empty() => "as listed".to_owned(),
+                                None => pass
+                                    .query
+                                    .iter()
+                                    .map(|(name, value)| format!("{name}={value}"))
+                                    .collect::<Vec<_>>()
+                                    .join("&"),
+                            })
+                            .collect();
+                        format!("{style}; in parts: {}", parts.join(", "))
+                    },
+                );
                 let fields = main
                     .response_mapping
                     .object_keys()
