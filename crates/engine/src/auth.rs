@@ -156,30 +156,13 @@ impl Engine {
                 // The same credential would be refused on every later call: stopping here
                 // spares the provider (Discord bans an address after 10,000 refused requests
                 // in 10 minutes) and tells the admin, as Truto does.
-                let headers = response.header_pairs();
-                let answer = unigate_mapping::Answer {
-                    status: response.status,
-                    headers: &headers,
-                    body: &response.body,
-                    format: target.integration.body_format,
-                };
-                let message = unigate_mapping::fault_message(
-                    &target.integration,
-                    answer,
-                    &answer.raw_value(),
-                    &target.scope,
-                );
-                let detail = self
-                    .secrets_of(target)
-                    .text(&message.unwrap_or_else(|| "no message".to_owned()));
+                let detail = self.refusal_detail(target, &response);
                 self.mark_needs_reauth(
                     &target.account.id,
-                    format!(
-                        "the provider refused the account's credentials (HTTP {}: {detail})",
-                        response.status
-                    ),
+                    format!("the provider refused the account's credentials ({detail})"),
                 )
                 .await;
+                return self.refused(target, response, &detail);
             }
             return Ok(response);
         };
@@ -205,8 +188,69 @@ impl Engine {
                     ),
                 )
                 .await;
+                let detail = self.refusal_detail(target, &response);
+                return self.refused(target, response, &detail);
             }
             return Ok(response);
+        }
+    }
+
+    /// The answer a refused credential gives the caller: an error status, or a 2xx the mapping's
+    /// `errors.when` reads as an error (Slack's `ok: false`), goes on to be reported as the
+    /// provider's error; any other 2xx (Jira's anonymous 200) is not a page to read but a remote
+    /// 401.
+    fn refused(
+        &self,
+        target: &Target,
+        response: ProviderResponse,
+        detail: &str,
+    ) -> Result<ProviderResponse, ApiError> {
+        if !(200..300).contains(&response.status) {
+            return Ok(response);
+        }
+        let headers = response.header_pairs();
+        let answer = unigate_mapping::Answer {
+            status: response.status,
+            headers: &headers,
+            body: &response.body,
+            format: target.integration.body_format,
+        };
+        let body = answer.raw_value();
+        if let Ok(Some(_)) =
+            unigate_mapping::body_fault(&target.integration, answer, &body, &target.scope)
+        {
+            return Ok(response);
+        }
+        Err(ApiError::remote(
+            401,
+            format!("the provider refused the account's credentials ({detail})"),
+            body,
+        ))
+    }
+
+    /// The status and what the provider said when it refused the credential (the mapping's
+    /// error message), cleaned of the account's credentials: `HTTP 403: Forbidden`.
+    fn refusal_detail(&self, target: &Target, response: &ProviderResponse) -> String {
+        let headers = response.header_pairs();
+        let answer = unigate_mapping::Answer {
+            status: response.status,
+            headers: &headers,
+            body: &response.body,
+            format: target.integration.body_format,
+        };
+        let message = unigate_mapping::fault_message(
+            &target.integration,
+            answer,
+            &answer.raw_value(),
+            &target.scope,
+        );
+        match message {
+            Some(message) => format!(
+                "HTTP {}: {}",
+                response.status,
+                self.secrets_of(target).text(&message)
+            ),
+            None => format!("HTTP {}", response.status),
         }
     }
 
