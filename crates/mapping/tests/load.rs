@@ -605,3 +605,30 @@ fn rejected_is_read_for_static_credentials_and_refused_without_one() {
         "{errors}"
     );
 }
+
+/// A DocuSign developer account (base URI https://demo.docusign.net) gets its tokens from the
+/// developer environment's account server; a production one from account.docusign.com.
+#[test]
+fn a_docusign_demo_account_renews_its_token_in_the_developer_environment() {
+    use unigate_mapping::{Auth, TokenSource};
+    let catalog = Catalog::load_dir(&repo_mappings()).unwrap_or_else(|errors| panic!("{errors}"));
+    let token_url = |base_uri: &str| {
+        let context = serde_json::json!({"base_uri": base_uri, "account_id": "a",
+            "client_id": "c", "client_secret": "s", "refresh_token": "r"});
+        match &catalog.integrations["docusign"].for_context(&context).auth {
+            Auth::Token(token) => match &token.source {
+                TokenSource::OAuth2(oauth) => oauth.token_url.render(&context).ok(),
+                TokenSource::Exchange(_) => None,
+            },
+            _ => None,
+        }
+    };
+    assert_eq!(
+        token_url("https://demo.docusign.net").as_deref(),
+        Some("https://account-d.docusign.com/oauth/token")
+    );
+    assert_eq!(
+        token_url("https://na3.docusign.net").as_deref(),
+        Some("https://account.docusign.com/oauth/token")
+    );
+}
