@@ -92,6 +92,21 @@ fn apply_token(account: &mut IntegratedAccount, auth: &Auth, issued: &Issued) {
     write_token(account, refresh_key(auth, issued).as_deref(), issued);
 }
 
+/// `f` over the provider's answer as the mapping reads it (status, headers, body, format).
+fn with_answer<T>(
+    target: &Target,
+    response: &ProviderResponse,
+    f: impl FnOnce(unigate_mapping::Answer<'_>) -> T,
+) -> T {
+    let headers = response.header_pairs();
+    f(unigate_mapping::Answer {
+        status: response.status,
+        headers: &headers,
+        body: &response.body,
+        format: target.integration.body_format,
+    })
+}
+
 impl Engine {
     /// Sends `request` for the target's account with its credential, through the policy.
     /// Returns the provider's final answer, which may still be an error status.
@@ -208,17 +223,13 @@ impl Engine {
         if !(200..300).contains(&response.status) {
             return Ok(response);
         }
-        let headers = response.header_pairs();
-        let answer = unigate_mapping::Answer {
-            status: response.status,
-            headers: &headers,
-            body: &response.body,
-            format: target.integration.body_format,
-        };
-        let body = answer.raw_value();
-        if let Ok(Some(_)) =
-            unigate_mapping::body_fault(&target.integration, answer, &body, &target.scope)
-        {
+        let (read_as_error, body) = with_answer(target, &response, |answer| {
+            let body = answer.raw_value();
+            let fault =
+                unigate_mapping::body_fault(&target.integration, answer, &body, &target.scope);
+            (matches!(fault, Ok(Some(_))), body)
+        });
+        if read_as_error {
             return Ok(response);
         }
         Err(ApiError::remote(
@@ -231,19 +242,14 @@ impl Engine {
     /// The status and what the provider said when it refused the credential (the mapping's
     /// error message), cleaned of the account's credentials: `HTTP 403: Forbidden`.
     fn refusal_detail(&self, target: &Target, response: &ProviderResponse) -> String {
-        let headers = response.header_pairs();
-        let answer = unigate_mapping::Answer {
-            status: response.status,
-            headers: &headers,
-            body: &response.body,
-            format: target.integration.body_format,
-        };
-        let message = unigate_mapping::fault_message(
-            &target.integration,
-            answer,
-            &answer.raw_value(),
-            &target.scope,
-        );
+        let message = with_answer(target, response, |answer| {
+            unigate_mapping::fault_message(
+                &target.integration,
+                answer,
+                &answer.raw_value(),
+                &target.scope,
+            )
+        });
         match message {
             Some(message) => format!(
                 "HTTP {}: {}",
@@ -262,19 +268,14 @@ impl Engine {
             // Every page passes here: no header list is gathered for the default.
             return default_401 && response.status == 401;
         }
-        let headers = response.header_pairs();
-        let answer = unigate_mapping::Answer {
-            status: response.status,
-            headers: &headers,
-            body: &response.body,
-            format: target.integration.body_format,
-        };
-        unigate_mapping::credential_rejected(
-            target.integration.auth_rejected.as_ref(),
-            default_401,
-            answer,
-            &target.scope,
-        )
+        with_answer(target, response, |answer| {
+            unigate_mapping::credential_rejected(
+                target.integration.auth_rejected.as_ref(),
+                default_401,
+                answer,
+                &target.scope,
+            )
+        })
     }
 
     /// A valid token for the target's account, from the cache, the account's context, or a new
