@@ -92,6 +92,7 @@ async fn setup(mapping: &str, prefetch_window: usize) -> Setup {
     let server = spawn_provider(
         Router::new()
             .route("/users", get(users))
+            .route("/invites", get(invitations))
             .with_state(provider.clone()),
     )
     .await;
@@ -347,30 +348,8 @@ async fn invitations(State(p): State<Arc<Provider>>, Query(q): Query<Params>) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_with_its_own_path_lists_what_the_resource_path_does_not() {
-    let provider = Arc::new(Provider::default());
-    let server = spawn_provider(
-        Router::new()
-            .route("/users", get(users))
-            .route("/invites", get(invitations))
-            .with_state(provider.clone()),
-    )
-    .await;
-    let account = IntegratedAccount {
-        id: "acc".into(),
-        integration: "parts".into(),
-        context: json!({}),
-        base_url: Some(server.origin.clone()),
-        status: Default::default(),
-        last_error: None,
-        mapping: None,
-    };
-    let gateway = serve_with(
-        catalog_with("parts", WITH_INVITATIONS),
-        vec![account],
-        UpstreamConfig::default(),
-        EngineConfig::default(),
-    )
-    .await;
+    let setup = setup(WITH_INVITATIONS, 4).await;
+    let (provider, gateway) = (&setup.provider, &setup.gateway);
     let mut cursor: Option<String> = None;
     let mut seen = Vec::new();
     loop {
@@ -378,7 +357,7 @@ async fn a_pass_with_its_own_path_lists_what_the_resource_path_does_not() {
             None => "limit=2".to_owned(),
             Some(cursor) => format!("limit=2&next_cursor={cursor}"),
         };
-        let (status, body) = get_json(&url(&gateway, &query), Some(TEST_TOKEN)).await;
+        let (status, body) = get_json(&url(gateway, &query), Some(TEST_TOKEN)).await;
         assert_eq!(status, 200, "{body}");
         seen.extend(body["result"].as_array().unwrap().iter().map(|user| {
             format!(
@@ -418,7 +397,7 @@ async fn a_pass_with_its_own_path_lists_what_the_resource_path_does_not() {
 
     // The gateway's `status` filter keeps the invitations; every page is still read.
     let (status, body) = get_json(
-        &url(&gateway, "status=invited&truto_ignore_limit=true"),
+        &url(gateway, "status=invited&truto_ignore_limit=true"),
         Some(TEST_TOKEN),
     )
     .await;
