@@ -172,8 +172,12 @@ fn account(integration: &str, origin: &str) -> IntegratedAccount {
 }
 
 async fn world(script: Vec<Act>) -> World {
+    world_of(MAPPING, script).await
+}
+
+async fn world_of(mapping: &str, script: Vec<Act>) -> World {
     let provider = provider(script).await;
-    let catalog = catalog_with("faulty", MAPPING);
+    let catalog = catalog_with("faulty", mapping);
     let account = account("faulty", &provider.origin);
     let clock = Arc::new(RecordingClock {
         now: 1_700_000_000,
@@ -706,4 +710,66 @@ async fn a_provider_error_quoting_the_credential_reaches_the_caller_without_it()
     );
     // A 403 is a permission, not a refused key: the account is not marked.
     still_serves(&quoted).await;
+}
+
+/// Credentials that travel in the request body (auth kind `body`, LastPass's provhash) are
+/// credentials all the same: a refusal the mapping names marks the account, and a provider that
+/// quotes the value has it replaced in what the caller gets.
+#[tokio::test]
+async fn a_refused_body_credential_marks_the_account_and_is_never_quoted() {
+    let mapping = MAPPING
+        .replace(
+            r#"auth: { kind: bearer, token: "{{context.token}}" }"#,
+            "auth:\n  kind: body\n  credentials: [\"{{context.token}}\"]\n  rejected: \"$type(body) = 'string' and $contains(body, 'Authorization Error')\"",
+        )
+        .replace(
+            "list: { path: /users, records: users }",
+            "list: { method: POST, path: /users, records: users, body: '{\"key\": $context.token}' }",
+        );
+    let world = world_of(
+        &mapping,
+        vec![
+            ok(),
+            status(200, "Authorization Error: super-secret-token is not a key"),
+        ],
+    )
+    .await;
+    // A page is a page: the expression never matches parsed JSON.
+    let (code, body, _) = call(&world).await;
+    assert_eq!(
+        (code, body),
+        (
+            200,
+            json!({"result": [{"id": "u1", "remote_data": {"id": "u1"}}], "next_cursor": null,
+                "prev_cursor": null, "result_count": 1})
+        )
+    );
+    let (code, body, _) = call(&world).await;
+    assert_eq!(
+        (code, body),
+        (
+            401,
+            json!({
+                "statusCode": 401,
+                "error": "Unauthorized",
+                "message": "the provider refused the account's credentials (HTTP 200: Authorization Error: [redacted] is not a key)",
+                "truto_is_remote_error": true,
+                "raw_response": "Authorization Error: [redacted] is not a key"
+            })
+        )
+    );
+    let (code, body, _) = call(&world).await;
+    assert_eq!(
+        (code, body),
+        (
+            401,
+            json!({
+                "statusCode": 401,
+                "error": "Unauthorized",
+                "message": "integrated account `acc` needs to be reconnected: the provider refused the account's credentials (HTTP 200: Authorization Error: [redacted] is not a key)",
+                "truto_is_remote_error": true
+            })
+        )
+    );
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 2);
 }

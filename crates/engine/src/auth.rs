@@ -117,7 +117,7 @@ impl Engine {
     ) -> Result<ProviderResponse, ApiError> {
         let mut request = request.clone();
         let token = match &target.credential {
-            Credential::None => None,
+            Credential::None | Credential::Body => None,
             Credential::Header { name, value } => {
                 request.secret_headers.push((name.clone(), value.clone()));
                 None

@@ -273,10 +273,11 @@ pub fn credential_rejected(
 }
 
 /// `{status, headers, body}` of an answer, with what `reads` leaves out as null (an expression
-/// that does not read a part gives the same answer without it).
+/// that does not read a part gives the same answer without it). A body that does not parse is
+/// its (cut) text: LastPass refuses a key in plain text.
 fn rate_limit_input(answer: Answer<'_>, reads: ProbeReads) -> Value {
     let body = match reads.body {
-        true => answer.parsed_body().unwrap_or(Value::Null),
+        true => answer.raw_value(),
         false => Value::Null,
     };
     let headers = match reads.headers {

@@ -53,6 +53,8 @@ fn escape_segment(value: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     None,
+    /// Credentials the request body carries (auth kind `body`): nothing to add to a request.
+    Body,
     Header {
         name: String,
         value: Secret,
@@ -362,6 +364,7 @@ pub fn render_credential(
 ) -> Result<Credential, RenderError> {
     Ok(match &integration.auth {
         Auth::None => Credential::None,
+        Auth::Body { .. } => Credential::Body,
         Auth::Header { name, value } => Credential::Header {
             name: name.clone(),
             value: Secret::new(value.render(context)?),

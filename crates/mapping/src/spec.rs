@@ -128,6 +128,9 @@ pub enum AuthKind {
     TokenExchange,
     /// Every request signed with an HMAC over a string built from the request (Duo).
     HmacSignature,
+    /// Credentials the resource's `body` writes into every request (LastPass, Adaptive): nothing
+    /// to send beside it, but a refusal still marks the account, and the values are secrets.
+    Body,
     None,
 }
 
@@ -285,6 +288,10 @@ pub struct AuthSpec {
     /// Meeting answers 400). Every kind but `none`.
     #[serde(default)]
     pub rejected: Option<Text>,
+    /// body: the context values the request body carries as credentials (templates such as
+    /// `{{context.provhash}}`), kept out of errors and traces.
+    #[serde(default)]
+    pub credentials: Option<Spanned<Vec<Text>>>,
     /// hmac_signature: the key (a template over the context).
     #[serde(default)]
     pub secret: Option<Text>,

@@ -606,6 +606,73 @@ fn rejected_is_read_for_static_credentials_and_refused_without_one() {
     );
 }
 
+/// `body`: the credentials the request body writes are named as secrets (kept out of errors),
+/// not as keys every account must hold (Adaptive takes a token, or a login and password); a
+/// list naming nothing, or a fixed text, is refused at its line.
+#[test]
+fn body_credentials_are_secrets_not_required_keys() {
+    let with = |auth: &str| {
+        GOOD.replace(r#"auth: { kind: bearer, token: "{{context.token}}" }"#, auth)
+            .replace(
+                "list: { path: /users, records: data }",
+                "list: { method: POST, path: /users, records: data, body: '{\"t\": $context.api_token, \"p\": $context.password}' }",
+            )
+    };
+    let good = with(
+        "auth:\n  kind: body\n  credentials: [\"{{context.api_token}}\", \"{{context.password}}\"]\n  rejected: \"body.error = 'bad-key'\"",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("inbody", &good)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let inbody = &catalog.integrations["inbody"];
+    assert_eq!(inbody.auth.kind_name(), "body");
+    assert!(inbody.auth_rejected.is_some());
+    assert_eq!(
+        inbody
+            .credential_context_paths()
+            .into_iter()
+            .map(|path| path.join("."))
+            .collect::<Vec<_>>(),
+        ["api_token", "password"]
+    );
+    assert_eq!(
+        inbody.context_keys().into_iter().collect::<Vec<_>>(),
+        ["subdomain"]
+    );
+
+    let errors_of = |auth: &str| {
+        Catalog::from_sources(&[model()], &[integration("inbody", &with(auth))])
+            .unwrap_err()
+            .to_string()
+    };
+    let errors = errors_of("auth:\n  kind: body\n  credentials: []");
+    assert!(
+        errors.contains("mappings/inbody.yaml:6: auth.credentials: names no credential"),
+        "{errors}"
+    );
+    let errors =
+        errors_of("auth:\n  kind: body\n  credentials: [\"{{context.api_token}}\", fixed]");
+    assert!(
+        errors.contains(
+            "mappings/inbody.yaml:6: auth.credentials[1]: must read the account's context"
+        ),
+        "{errors}"
+    );
+    let errors = errors_of("auth:\n  kind: body");
+    assert!(
+        errors.contains("auth kind `body` needs `credentials`"),
+        "{errors}"
+    );
+    let errors = errors_of(
+        "auth:\n  kind: bearer\n  token: \"{{context.token}}\"\n  credentials: [\"{{context.api_token}}\"]",
+    );
+    assert!(
+        errors.contains(
+            "mappings/inbody.yaml:7: auth.credentials: is not used by auth kind `bearer`"
+        ),
+        "{errors}"
+    );
+}
+
 /// A DocuSign developer account (base URI https://demo.docusign.net) gets its tokens from the
 /// developer environment's account server; a production one from account.docusign.com.
 #[test]

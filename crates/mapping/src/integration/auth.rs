@@ -4,9 +4,13 @@
 //! short-lived token and how to send it (`header: value`, the value reading `{{token}}`);
 //! `hmac_signature` signs every request (the string to sign reads the request's date, method,
 //! host, path and canonical query), so its credential is finished only when a request is sent.
+//! `body` sends nothing itself: the resource's body expression writes the credentials, and the
+//! kind names them, so that a refusal marks the account and the values stay out of errors.
 
 use crate::diagnostics::FileCompiler;
 use crate::expression::Expression;
+use serde_saphyr::Spanned;
+
 use crate::spec::{
     AuthKind, AuthSpec, ClientAuth, HmacAlgorithm, HttpMethod, SignatureEncoding,
     SigningDateFormat, Text, TokenBody,
@@ -37,6 +41,10 @@ pub enum Auth {
     Token(Box<TokenAuth>),
     /// An HMAC over each request.
     Signed(Box<SignedAuth>),
+    /// Credentials the resource's `body` writes; these templates name them.
+    Body {
+        credentials: Vec<Template>,
+    },
 }
 
 /// Stand-ins for the request's parts in a compiled `string_to_sign` (and for the signature in
@@ -264,6 +272,7 @@ impl Auth {
             Auth::Header { value, .. } | Auth::Query { value, .. } => vec![value],
             Auth::Basic { username, password } => vec![username, password],
             Auth::Bearer { token } => vec![token],
+            Auth::Body { credentials } => credentials.iter().collect(),
             Auth::Token(token) => {
                 let mut templates = vec![&token.value];
                 match &token.source {
@@ -341,6 +350,7 @@ impl Auth {
                 TokenSource::Exchange(_) => "token_exchange",
             },
             Auth::Signed(_) => "hmac_signature",
+            Auth::Body { .. } => "body",
         }
     }
 }
@@ -356,6 +366,7 @@ fn kind_label(kind: AuthKind) -> &'static str {
         AuthKind::Oauth2JwtBearer => "oauth2_jwt_bearer",
         AuthKind::TokenExchange => "token_exchange",
         AuthKind::HmacSignature => "hmac_signature",
+        AuthKind::Body => "body",
         AuthKind::None => "none",
     }
 }
@@ -443,6 +454,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 "rejected",
             ],
         ),
+        AuthKind::Body => (&["credentials"], &["rejected"]),
         AuthKind::None => (&[], &[]),
     }
 }
@@ -522,6 +534,11 @@ fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
             .values()
             .next()
             .map(|t| ("token_params", t.referenced.line())),
+    );
+    set.extend(
+        spec.credentials
+            .as_ref()
+            .map(|list| ("credentials", list.referenced.line())),
     );
     set
 }
@@ -608,8 +625,45 @@ pub(super) fn compile_auth(
             Auth::Token(Box::new(token_auth(spec, source, c)?))
         }
         AuthKind::HmacSignature => Auth::Signed(Box::new(compile_signed(spec, c)?)),
+        AuthKind::Body => Auth::Body {
+            credentials: compile_body_credentials(spec.credentials.as_ref()?, c)?,
+        },
     };
     Some((auth, rejected))
+}
+
+/// `body`'s credentials: one template or more, each reading the context (a fixed text is no
+/// account's secret).
+fn compile_body_credentials(
+    list: &Spanned<Vec<Text>>,
+    c: &mut FileCompiler<'_>,
+) -> Option<Vec<Template>> {
+    if list.value.is_empty() {
+        c.error_at(
+            list,
+            "auth.credentials",
+            "names no credential: list the context values the body carries (`{{context.api_key}}`)",
+        );
+        return None;
+    }
+    let mut templates = Vec::new();
+    let mut ok = true;
+    for (index, text) in list.value.iter().enumerate() {
+        let field = format!("auth.credentials[{index}]");
+        match c.template(text, &field) {
+            Some(template) if template.context_paths().next().is_none() => {
+                c.error_at(
+                    text,
+                    &field,
+                    "must read the account's context (`{{context.api_key}}`)",
+                );
+                ok = false;
+            }
+            Some(template) => templates.push(template),
+            None => ok = false,
+        }
+    }
+    ok.then_some(templates)
 }
 
 /// `text` with each `{{name}}` of `names` replaced by its stand-in, compiled as a template;

@@ -254,7 +254,11 @@ impl Integration {
     pub fn context_keys(&self) -> BTreeSet<String> {
         let mut templates: Vec<&Template> = vec![&self.base_url];
         templates.extend(self.headers.iter().map(|(_, template)| template));
-        templates.extend(self.auth.templates());
+        // A body's credentials may be alternatives (Adaptive: a token, or a login and password):
+        // the body expression says which it needs, so they name secrets, not required keys.
+        if !matches!(self.auth, Auth::Body { .. }) {
+            templates.extend(self.auth.templates());
+        }
         for resource in self.resources.values() {
             templates.push(&resource.path);
             templates.extend(resource.query.iter().map(|(_, template)| template));
