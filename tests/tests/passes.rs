@@ -93,6 +93,7 @@ async fn setup(mapping: &str, prefetch_window: usize) -> Setup {
         Router::new()
             .route("/users", get(users))
             .route("/invites", get(invitations))
+            .route("/pending", get(pending))
             .with_state(provider.clone()),
     )
     .await;
@@ -403,4 +404,132 @@ async fn a_pass_with_its_own_path_lists_what_the_resource_path_does_not() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(ids(&body), ["invitation-0", "invitation-1", "invitation-2"]);
+}
+
+/// Invitations that come in one answer beside paged members (SendGrid's pending teammates,
+/// Dropbox Sign's team invites): the pass walks its pages its own way (`style: none`), so its
+/// one request carries none of the members' paging parameters and is not asked again.
+const WITH_PENDING: &str = r#"name: Parts provider
+docs: https://example.test/docs
+base_url: "https://api.example.test"
+auth: { kind: none }
+pagination: { style: offset, offset_param: offset, page_size_param: limit, max_page_size: 100, total: total }
+resources:
+  users:
+    list:
+      path: /users
+      records: users
+      query: { fields: all }
+      passes:
+        - name: members
+        - name: invitations
+          path: /pending
+          records: result
+          pagination: { style: none }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: |
+          {
+            "id": $pass = "invitations" ? "invitation:" & email : id,
+            "status": $pass = "invitations" ? "invited" : "active"
+          }
+"#;
+
+async fn pending(
+    State(p): State<Arc<Provider>>,
+    Query(q): Query<std::collections::BTreeMap<String, String>>,
+) -> axum::Json<Value> {
+    let asked: Vec<String> = q
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    p.requests
+        .lock()
+        .unwrap()
+        .push((format!("/pending {}", asked.join("&")), 0));
+    axum::Json(json!({"result": [
+        {"email": "a@example.test", "token": "t1"},
+        {"email": "b@example.test", "token": "t2"},
+        {"email": "c@example.test", "token": "t3"}
+    ]}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_paged_its_own_way_is_asked_once_without_the_members_paging() {
+    let setup = setup(WITH_PENDING, 4).await;
+    let (provider, gateway) = (&setup.provider, &setup.gateway);
+    let mut cursor: Option<String> = None;
+    let mut pages = Vec::new();
+    loop {
+        let query = match &cursor {
+            None => "limit=2".to_owned(),
+            Some(cursor) => format!("limit=2&next_cursor={cursor}"),
+        };
+        let (status, body) = get_json(&url(gateway, &query), Some(TEST_TOKEN)).await;
+        assert_eq!(status, 200, "{body}");
+        pages.push(ids(&body));
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        pages,
+        [
+            vec!["active-0", "active-1"],
+            vec!["active-2", "active-3"],
+            vec!["active-4"],
+            vec![
+                "invitation:a@example.test",
+                "invitation:b@example.test",
+                "invitation:c@example.test"
+            ],
+        ]
+    );
+    assert_eq!(
+        provider.requests.lock().unwrap().clone(),
+        asked(&[
+            ("active", 0),
+            ("active", 2),
+            ("active", 4),
+            ("/pending fields=all", 0),
+        ])
+    );
+
+    // Every page in one answer: the members' pages are fetched a window at a time, the
+    // invitations once.
+    provider.requests.lock().unwrap().clear();
+    let (status, body) = get_json(
+        &url(gateway, "limit=2&truto_ignore_limit=true"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        ids(&body),
+        [
+            "active-0",
+            "active-1",
+            "active-2",
+            "active-3",
+            "active-4",
+            "invitation:a@example.test",
+            "invitation:b@example.test",
+            "invitation:c@example.test"
+        ]
+    );
+    let mut asked_now = provider.requests.lock().unwrap().clone();
+    asked_now.sort();
+    assert_eq!(
+        asked_now,
+        asked(&[
+            ("/pending fields=all", 0),
+            ("active", 0),
+            ("active", 2),
+            ("active", 4),
+        ])
+    );
 }

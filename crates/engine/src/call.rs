@@ -56,6 +56,8 @@ pub(crate) struct ListCall {
     /// A `sort_by` the integration does not push down, applied here once all pages are in.
     pub(crate) gateway_sort: Option<String>,
     pub(crate) page_size: u32,
+    /// The page size of each pass that walks its pages its own way (`None`: `page_size`).
+    pass_page_sizes: Vec<Option<u32>>,
     /// The input of `query_mapping` and of request bodies.
     pub(crate) unified_query: Value,
     /// `$context` and `$query`.
@@ -86,6 +88,14 @@ impl ListCall {
 
     pub(crate) fn resource(&self) -> &Resource {
         self.endpoint.resource()
+    }
+
+    /// The page size pass `pass` of the walk asks for.
+    pub(crate) fn page_size_of(&self, pass: u32) -> u32 {
+        self.endpoint
+            .pass_index(pass)
+            .and_then(|index| self.pass_page_sizes.get(index).copied().flatten())
+            .unwrap_or(self.page_size)
     }
 
     pub(crate) fn wants_mapping(&self) -> bool {
@@ -180,6 +190,18 @@ impl Engine {
         });
         let page_size = forced_page_size
             .unwrap_or_else(|| pagination.page_size(query.limit, self.config.default_limit));
+        let pass_page_sizes = endpoint
+            .resource()
+            .passes
+            .iter()
+            .map(|pass| {
+                let own = pass.pagination.as_ref()?;
+                Some(forced_page_size.unwrap_or_else(|| {
+                    own.strategy
+                        .page_size(query.limit, self.config.default_limit)
+                }))
+            })
+            .collect();
         let prefetch = matches!(pagination.style, Style::Offset { .. } | Style::Page { .. })
             && (query.ignore_limit || query.response_format == ResponseFormat::Stream)
             && self.config.prefetch_window > 1
@@ -199,6 +221,7 @@ impl Engine {
             gateway_filters,
             gateway_sort,
             page_size,
+            pass_page_sizes,
             unified_query,
             scope,
             fingerprint: std::sync::OnceLock::new(),

@@ -182,6 +182,7 @@ impl Engine {
         let endpoint = Endpoint::render(target, &follow_up.resource, Some(id))?;
         let body = render_body(
             endpoint.resource(),
+            None,
             &Position::First,
             call.page_size,
             &call.unified_query,

@@ -42,6 +42,7 @@ impl Engine {
             let scope = target.scope.with("query", Value::Object(Map::new()));
             let body = render_body(
                 endpoint.resource(),
+                None,
                 &Position::First,
                 1,
                 &Value::Object(Map::new()),

@@ -62,18 +62,21 @@ impl Engine {
         state: &CursorState,
     ) -> Result<Page, ApiError> {
         let integration = &call.target.integration;
+        let pass = call.endpoint.pass_index(state.pass);
+        let page_size = call.page_size_of(state.pass);
         let body = render_body(
             call.resource(),
+            pass,
             &state.position,
-            call.page_size,
+            page_size,
             &call.unified_query,
             None,
             &call.scope,
         )
         .map_err(|error| mapping_error(integration, &error))?;
-        let request =
-            call.endpoint
-                .page_request(&state.position, state.pass, call.page_size, body)?;
+        let request = call
+            .endpoint
+            .page_request(&state.position, state.pass, page_size, body)?;
         let response = self.call_provider(&call.target, &request).await?;
         tracing::info!(
             account = %call.target.account.id,
@@ -93,7 +96,6 @@ impl Engine {
         let text = text.as_ref();
         let large = response.body.len() >= LARGE_PAGE_BYTES;
         let resource = call.resource();
-        let pass = call.endpoint.pass_index(state.pass);
         // Records written as text from the fast path need only what the page's expressions
         // read; each record is parsed from its own bytes with what its mapping reads, and the
         // JSONata engine gets a record re-read whole from them.
@@ -167,7 +169,7 @@ impl Engine {
                 .filter(|raw| raw.len() == reading.records.len());
             Ok::<_, ApiError>((reading, raw, None, None))
         })?;
-        let strategy = &resource.pagination.strategy;
+        let strategy = &resource.pagination_of(pass).strategy;
         let next = match (&strategy.style, reading.next) {
             // An empty link is "no next page" (Confluent answers `"next": ""` on its last page);
             // resolved, it would name the page just read.
@@ -190,7 +192,7 @@ impl Engine {
         let next = strategy
             .next_position(
                 &state.position,
-                call.page_size,
+                page_size,
                 &facts,
                 state.last_digest.as_deref(),
                 state.pages + 1,

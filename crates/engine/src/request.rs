@@ -212,7 +212,7 @@ impl Endpoint {
         page_size: u32,
         body: Option<RequestBody>,
     ) -> Result<ProviderRequest, ApiError> {
-        let pagination = &self.resource().pagination;
+        let pagination = self.resource().pagination_of(self.pass_index(pass));
         let mut page = pagination.strategy.request_for(position, page_size);
         if pagination.send_in_body {
             // The body built from the position carries it.

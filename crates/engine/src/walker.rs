@@ -115,8 +115,9 @@ impl Walker {
 
     /// Fetches up to `prefetch_window` pages from the current position at once.
     async fn fetch_window(&mut self) {
-        let pagination = &self.call.resource().pagination.strategy;
-        let size = u64::from(self.call.page_size);
+        let pass = self.call.endpoint.pass_index(self.state.pass);
+        let pagination = &self.call.resource().pagination_of(pass).strategy;
+        let size = u64::from(self.call.page_size_of(self.state.pass));
         let window = self.engine.config.prefetch_window as u64;
         let positions: Vec<Position> = match (&pagination.style, &self.state.position) {
             (Style::Offset { .. }, Position::Offset(offset)) => (0..window)

@@ -372,7 +372,7 @@ pub fn read_page(
     body: Value,
     scope: &Scope,
 ) -> Result<PageReading, MapError> {
-    let pagination = &resource.pagination;
+    let pagination = resource.pagination_of(pass);
     // Made only for an expression to evaluate: the headers as a value and the scope's copy cost
     // about 16,000 instructions and 70 allocations a page, and most pages (a `Link` header, no
     // total) evaluate none.
@@ -573,10 +573,11 @@ fn omit_path(value: &mut Value, path: &[String]) {
 }
 
 /// The JSON body of a POST call (GraphQL, search APIs): the resource's `body` over
-/// `{cursor, offset, page, page_size, query, id}` (`id` for a get). `None` when the resource
-/// sends no body.
+/// `{cursor, offset, page, page_size, query, id}` (`id` for a get), the page placed as pass `pass`
+/// walks it. `None` when the resource sends no body.
 pub fn render_body(
     resource: &Resource,
+    pass: Option<usize>,
     position: &Position,
     page_size: u32,
     unified_query: &Value,
@@ -586,7 +587,7 @@ pub fn render_body(
     let Some(expression) = &resource.body else {
         return Ok(None);
     };
-    let first_page = match resource.pagination.strategy.style {
+    let first_page = match resource.pagination_of(pass).strategy.style {
         Style::Page { first_page, .. } => first_page,
         _ => 1,
     };

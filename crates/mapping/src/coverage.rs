@@ -225,15 +225,24 @@ pub fn integrations_table(catalog: &Catalog, list: &ProviderList) -> String {
                         let parts: Vec<String> = resource
                             .passes
                             .iter()
-                            .map(|pass| match &pass.name {
-                                Some(name) => name.clone(),
-                                None if pass.query.is_empty() => "as listed".to_owned(),
-                                None => pass
-                                    .query
-                                    .iter()
-                                    .map(|(name, value)| format!("{name}={value}"))
-                                    .collect::<Vec<_>>()
-                                    .join("&"),
+                            .map(|pass| {
+                                let part = match &pass.name {
+                                    Some(name) => name.clone(),
+                                    None if pass.query.is_empty() => "as listed".to_owned(),
+                                    None => pass
+                                        .query
+                                        .iter()
+                                        .map(|(name, value)| format!("{name}={value}"))
+                                        .collect::<Vec<_>>()
+                                        .join("&"),
+                                };
+                                // A part paged its own way says how.
+                                match &pass.pagination {
+                                    Some(own) => {
+                                        format!("{part} ({})", own.strategy.style.name())
+                                    }
+                                    None => part,
+                                }
                             })
                             .collect();
                         format!("{style}; in parts: {}", parts.join(", "))

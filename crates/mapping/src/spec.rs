@@ -505,6 +505,10 @@ pub struct PassSpec {
     pub records: Option<Text>,
     #[serde(default)]
     pub query: BTreeMap<String, Text>,
+    /// How this pass's pages are walked, in place of the resource's (an invitations list that
+    /// comes in one answer beside a paged members list: `style: none`).
+    #[serde(default)]
+    pub pagination: Option<PaginationSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

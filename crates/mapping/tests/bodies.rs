@@ -52,7 +52,7 @@ unified:
 fn render(catalog: &Catalog, name: &str, position: &Position) -> RequestBody {
     let resource = &catalog.integrations[name].resources["users.list"];
     let scope = Scope::new([("context", json!({"login": "a&b", "code": null}))]);
-    render_body(resource, position, 50, &json!({}), None, &scope)
+    render_body(resource, None, position, 50, &json!({}), None, &scope)
         .unwrap()
         .unwrap()
 }
@@ -107,6 +107,7 @@ fn a_body_without_an_xml_form_is_a_mapping_error() {
     let resource = &catalog.integrations["broken"].resources["users.list"];
     let error = render_body(
         resource,
+        None,
         &Position::First,
         50,
         &json!({}),

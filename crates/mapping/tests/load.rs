@@ -433,6 +433,17 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
     );
     let invites = passes[1].records.as_ref().map(|(_, path)| path.clone());
     assert_eq!(invites, Some(Some(vec!["invites".to_owned()])));
+    // A pass paged its own way: the members keep the file's cursor, the invitations none.
+    let paged = with(
+        "        - name: members\n        - name: invitations\n          path: /invites\n          pagination: { style: none }\n",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("parts", &paged)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let resource = &catalog.integrations["parts"].resources["users.list"];
+    assert_eq!(
+        [None, Some(0), Some(1)].map(|pass| resource.pagination_of(pass).strategy.style.name()),
+        ["cursor", "cursor", "none"]
+    );
     let cases = [
         (
             "        - query: { status: active }\n",
@@ -477,6 +488,18 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
         (
             "        - {}\n        - path: \"/invites/{{secret}}\"\n",
             "mappings/parts.yaml:14: resources.users.list.passes[1].path: bad template",
+        ),
+        (
+            "        - {}\n        - path: /invites\n          pagination: { style: cursor, cursor_param: c, next_cursor: n, continue_path: /more }\n",
+            "mappings/parts.yaml:15: resources.users.list.passes[1].pagination.continue_path: a pass's pages are walked at its own path; `continue_path` is the resource's",
+        ),
+        (
+            "        - {}\n        - path: /invites\n          pagination: { style: page }\n",
+            "mappings/parts.yaml:15: resources.users.list.passes[1].pagination: pagination style `page` needs `page_param`",
+        ),
+        (
+            "        - {}\n        - path: /invites\n          pagination: { style: none, send_in: body }\n",
+            "mappings/parts.yaml:15: resources.users.list.passes[1].pagination.send_in: `send_in: body` needs the resource's `body` expression",
         ),
     ];
     for (passes, expected) in cases {

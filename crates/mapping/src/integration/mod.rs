@@ -570,6 +570,9 @@ fn page_reads(
     if resource.passes.iter().any(|pass| pass.records.is_some()) {
         return whole("a pass has its own `records`");
     }
+    if resource.passes.iter().any(|pass| pass.pagination.is_some()) {
+        return whole("a pass has its own `pagination`");
+    }
     if !method.follow_ups.is_empty() {
         return whole("follow-ups read its records too");
     }

@@ -42,6 +42,8 @@ pub struct Pass {
     pub query: Vec<(String, String)>,
     /// Where its records are, when not where the resource's are, and that as plain field names.
     pub records: Option<(Expression, Option<Vec<String>>)>,
+    /// How its pages are walked, when not as the resource's are.
+    pub pagination: Option<CompiledPagination>,
 }
 
 impl Resource {
@@ -55,6 +57,14 @@ impl Resource {
             Some((records, path)) => (records, path.as_deref()),
             None => (&self.records, self.records_path.as_deref()),
         }
+    }
+
+    /// How the pages of pass `pass` (an index of `passes`; `None`: a list walked once) are
+    /// walked: the pass's own pagination, else the resource's.
+    pub fn pagination_of(&self, pass: Option<usize>) -> &CompiledPagination {
+        pass.and_then(|pass| self.passes.get(pass))
+            .and_then(|pass| pass.pagination.as_ref())
+            .unwrap_or(&self.pagination)
     }
 
     /// Whether the resource fetches one record (or a batch) by `{{id}}`: its path or query
@@ -287,6 +297,34 @@ fn compile_passes(
                 })
             }
         };
+        let pass_pagination = match &pass.value.pagination {
+            None => None,
+            Some(spec) => {
+                let at = format!("{at}.pagination");
+                if let Some(continue_path) = &spec.continue_path {
+                    c.error_at(
+                        continue_path,
+                        &format!("{at}.continue_path"),
+                        "a pass's pages are walked at its own path; `continue_path` is the resource's",
+                    );
+                    valid = false;
+                }
+                if let Some(send_in) = &spec.send_in
+                    && send_in.value == crate::spec::SendIn::Body
+                    && resource.body.is_none()
+                {
+                    c.error_at(
+                        send_in,
+                        &format!("{at}.send_in"),
+                        "`send_in: body` needs the resource's `body` expression to place the page (it reads `page`, `offset`, `cursor`, `page_size`)",
+                    );
+                    valid = false;
+                }
+                let compiled = compile_pagination(spec, &at, c);
+                valid &= compiled.is_some();
+                compiled
+            }
+        };
         let name = pass.value.name.as_ref().map(|name| name.value.clone());
         if let Some(text) = &pass.value.name
             && passes.iter().any(|earlier| earlier.name == name)
@@ -303,6 +341,7 @@ fn compile_passes(
             path: pass_path,
             query: params,
             records,
+            pagination: pass_pagination,
         });
     }
     valid.then_some(passes)
