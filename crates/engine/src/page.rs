@@ -169,13 +169,18 @@ impl Engine {
                 .filter(|raw| raw.len() == reading.records.len());
             Ok::<_, ApiError>((reading, raw, None, None))
         })?;
-        let strategy = &resource.pagination_of(pass).strategy;
+        let pagination = resource.pagination_of(pass);
+        let strategy = &pagination.strategy;
         let next = match (&strategy.style, reading.next) {
             // An empty link is "no next page" (Confluent answers `"next": ""` on its last page);
             // resolved, it would name the page just read.
             (Style::LinkHeader | Style::NextUrl, Some(link)) if link.trim().is_empty() => None,
             (Style::LinkHeader | Style::NextUrl, Some(link)) => {
-                Some(call.endpoint.checked_next_url(&request.url, &link)?)
+                Some(call.endpoint.checked_next_url(
+                    &request.url,
+                    &link,
+                    pagination.next_url_keeps_query,
+                )?)
             }
             (_, next) => next,
         };

@@ -287,14 +287,31 @@ impl Endpoint {
     }
 
     /// Resolves a next link against the URL it came with, refuses other origins, and drops a
-    /// credential query parameter so it never travels inside a cursor.
-    pub(crate) fn checked_next_url(&self, current: &Url, link: &str) -> Result<String, ApiError> {
+    /// credential query parameter so it never travels inside a cursor. With `keeps_query`
+    /// (`next_url_keeps_query`), a relative link that names no query keeps the current one:
+    /// resolved as RFC 3986 says, Adobe's next page (the bare path index `1`) would lose the
+    /// caller's `remote_query` and list the whole organization from page 1 on, where page 0
+    /// listed one domain. Not the default: Salesforce's relative `nextRecordsUrl` is a query
+    /// locator that must go without the SOQL `q` of the first page.
+    pub(crate) fn checked_next_url(
+        &self,
+        current: &Url,
+        link: &str,
+        keeps_query: bool,
+    ) -> Result<String, ApiError> {
         let mut url = current.join(link).map_err(|_| {
             ApiError::new(
                 ErrorKind::BadGateway,
                 "the provider's next-page link is not a URL",
             )
         })?;
+        let relative = matches!(
+            Url::parse(link),
+            Err(unigate_upstream::UrlParseError::RelativeUrlWithoutBase)
+        );
+        if keeps_query && relative && !link.contains('?') && url.query().is_none() {
+            url.set_query(current.query());
+        }
         if !same_origin(&url, &self.url) {
             return Err(foreign_origin());
         }

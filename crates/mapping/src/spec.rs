@@ -357,6 +357,11 @@ pub struct PaginationSpec {
     pub next_token: Option<Text>,
     #[serde(default)]
     pub next_url: Option<Text>,
+    /// next_url: a relative next URL that names no query keeps the current request's (Adobe's
+    /// bare page index); RFC 3986 resolution would drop it, and with it the caller's
+    /// `remote_query`.
+    #[serde(default)]
+    pub next_url_keeps_query: Option<bool>,
     #[serde(default)]
     pub offset_param: Option<String>,
     #[serde(default)]

@@ -696,6 +696,34 @@ fn body_credentials_are_secrets_not_required_keys() {
     );
 }
 
+/// `next_url_keeps_query` belongs to `next_url` (a relative link without a query keeps the
+/// current one); on another style it is a mistake named at the style's line.
+#[test]
+fn next_url_keeps_query_is_a_next_url_option() {
+    let next_url = GOOD.replace(
+        "pagination: { style: cursor, cursor_param: cursor, next_cursor: meta.next, page_size_param: limit }",
+        "pagination: { style: next_url, next_url: meta.next, next_url_keeps_query: true }",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("relative", &next_url)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        catalog.integrations["relative"].resources["users.list"]
+            .pagination
+            .next_url_keeps_query
+    );
+    let cursor = GOOD.replace(
+        "page_size_param: limit }",
+        "page_size_param: limit, next_url_keeps_query: true }",
+    );
+    let errors = Catalog::from_sources(&[model()], &[integration("relative", &cursor)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("mappings/relative.yaml:5: resources.users.list.pagination.next_url_keeps_query: is not used by pagination style `cursor`"),
+        "{errors}"
+    );
+}
+
 /// A DocuSign developer account (base URI https://demo.docusign.net) gets its tokens from the
 /// developer environment's account server; a production one from account.docusign.com.
 #[test]

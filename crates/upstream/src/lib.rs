@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use unigate_unified::Secret;
-pub use url::Url;
+pub use url::{ParseError as UrlParseError, Url};
 
 /// Limits for provider calls.
 #[derive(Debug, Clone)]

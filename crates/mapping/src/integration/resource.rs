@@ -94,6 +94,8 @@ pub struct CompiledPagination {
     /// The page position and size travel in the body the resource's `body` builds, not in the
     /// query (`send_in: body`).
     pub send_in_body: bool,
+    /// `next_url_keeps_query`: a relative next URL without a query keeps the current one.
+    pub next_url_keeps_query: bool,
     pub has_more: Option<Expression>,
     /// Total records (offset, SCIM) or total pages (page).
     pub total: Option<Expression>,
@@ -156,6 +158,7 @@ pub(super) fn compile_resource(
             after_value: None,
             continue_path: None,
             send_in_body: false,
+            next_url_keeps_query: false,
             has_more: None,
             total: None,
         }),
@@ -362,7 +365,7 @@ fn compile_pagination(
             "continue_path",
         ],
         StyleName::PageToken => &["token_param", "next_token"],
-        StyleName::NextUrl => &["next_url"],
+        StyleName::NextUrl => &["next_url", "next_url_keeps_query"],
         StyleName::LinkHeader | StyleName::None => &[],
         StyleName::Offset => &["offset_param", "has_more", "total"],
         StyleName::Page => &["page_param", "first_page", "has_more", "total_pages"],
@@ -370,8 +373,9 @@ fn compile_pagination(
         StyleName::Keyset => &["after_param", "after_value"],
         StyleName::Graphql => &["next_cursor", "has_more"],
     };
-    let set: [(&str, bool); 16] = [
+    let set: [(&str, bool); 17] = [
         ("continue_path", spec.continue_path.is_some()),
+        ("next_url_keeps_query", spec.next_url_keeps_query.is_some()),
         ("cursor_header", spec.cursor_header.is_some()),
         ("after_param", spec.after_param.is_some()),
         ("after_value", spec.after_value.is_some()),
@@ -515,6 +519,7 @@ fn compile_pagination(
             .send_in
             .as_ref()
             .is_some_and(|send_in| send_in.value == crate::spec::SendIn::Body),
+        next_url_keeps_query: spec.next_url_keeps_query == Some(true),
         after_value: after_value.ok()?,
         has_more: has_more.ok()?,
         total: total.ok()?,
