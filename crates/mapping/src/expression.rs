@@ -143,20 +143,7 @@ impl Expression {
     /// it: a top-level object constructor (possibly the last expression of a block) whose keys
     /// are all string literals. `None` when any key is computed.
     pub fn object_keys(&self) -> Option<Vec<String>> {
-        let mut node = &self.inner.ast().root;
-        while let jlens_core::NodeKind::Block { exprs, .. } = &node.kind {
-            node = exprs.last()?;
-        }
-        match &node.kind {
-            jlens_core::NodeKind::Object { pairs } if plain(node) => pairs
-                .iter()
-                .map(|(key, _)| match &key.kind {
-                    jlens_core::NodeKind::String { value } if plain(key) => Some(value.clone()),
-                    _ => None,
-                })
-                .collect(),
-            _ => None,
-        }
+        object_keys_of(&self.inner.ast().root)
     }
 
     /// The field names of a plain path (`$` → empty, `members`, `data.users`), when the expression
@@ -565,6 +552,18 @@ mod tests {
             expression.object_keys(),
             Some(vec!["id".to_owned(), "sub".to_owned()])
         );
+        let choice = Expression::compile(
+            r#"$pass = "invitations" ? {"id": id, "status": "invited"} : {"id": id, "name": name, "status": "active"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            choice.object_keys(),
+            Some(vec![
+                "id".to_owned(),
+                "name".to_owned(),
+                "status".to_owned()
+            ])
+        );
         let scope = Scope::new([("context", json!({"subdomain": "acme"}))]);
         assert_eq!(
             expression.evaluate(&json!({"id": 1}), &scope).unwrap(),
@@ -855,5 +854,42 @@ mod tests {
             .unwrap()
             .join();
         assert!(result.is_ok(), "the evaluation must not abort the thread");
+    }
+}
+
+/// The literal keys of the object `node` ends in; of a choice between two such objects (a list
+/// in parts mapping its invitations apart: `$pass = "invitations" ? {…} : {…}`), both branches'
+/// keys, in the order of the one with more.
+fn object_keys_of(node: &jlens_core::Node) -> Option<Vec<String>> {
+    let mut node = node;
+    while let jlens_core::NodeKind::Block { exprs, .. } = &node.kind {
+        node = exprs.last()?;
+    }
+    match &node.kind {
+        jlens_core::NodeKind::Object { pairs } if plain(node) => pairs
+            .iter()
+            .map(|(key, _)| match &key.kind {
+                jlens_core::NodeKind::String { value } if plain(key) => Some(value.clone()),
+                _ => None,
+            })
+            .collect(),
+        jlens_core::NodeKind::Condition {
+            then,
+            otherwise: Some(otherwise),
+            ..
+        } if plain(node) => {
+            let (then, otherwise) = (object_keys_of(then)?, object_keys_of(otherwise)?);
+            let (mut keys, rest) = match then.len() >= otherwise.len() {
+                true => (then, otherwise),
+                false => (otherwise, then),
+            };
+            for key in rest {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            Some(keys)
+        }
+        _ => None,
     }
 }
