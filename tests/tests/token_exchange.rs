@@ -322,3 +322,148 @@ async fn no_credential_or_token_reaches_a_log_line() {
         assert!(!text.contains(secret), "`{secret}` in the log:\n{text}");
     }
 }
+
+/// A GitHub App's installation: the login call carries a JWT the gateway signs with the app's
+/// key (`exchange.jwt`: RS256 over `{iss, iat, exp}`, issued 30 s back, ten minutes long) as
+/// its bearer credential, and the answer's `expires_at` says when the token ends.
+const APP_MAPPING: &str = r#"name: App provider
+docs: https://example.test/docs
+base_url: "{{context.url}}/api"
+auth:
+  kind: token_exchange
+  exchange:
+    url: "/app/installations/{{context.installation_id}}/access_tokens"
+    headers: { Accept: application/vnd.github+json }
+    jwt: { issuer: "{{context.app_id}}", private_key: "{{context.private_key}}" }
+  token: token
+  expires_at: expires_at
+resources:
+  users:
+    list: { path: /users, records: users }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: |
+          { "id": id }
+"#;
+
+#[derive(Default)]
+struct AppProvider {
+    /// The claims of every JWT the login call carried, checked against the app's public key.
+    claims: Mutex<Vec<Value>>,
+    /// The Accept header of the login calls.
+    accepts: Mutex<Vec<String>>,
+}
+
+fn test_key(name: &str) -> String {
+    std::fs::read_to_string(unigate_tests::repo_root().join("tests/keys").join(name)).unwrap()
+}
+
+async fn installation_token(
+    State(provider): State<Arc<AppProvider>>,
+    headers: HeaderMap,
+) -> Response {
+    let jwt = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.required_spec_claims = ["exp", "iat", "iss"].map(str::to_owned).into();
+    let decoded = jsonwebtoken::decode::<Value>(
+        &jwt,
+        &jsonwebtoken::DecodingKey::from_rsa_pem(test_key("test-service-account.pub").as_bytes())
+            .unwrap(),
+        &validation,
+    );
+    let Ok(decoded) = decoded else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "A JSON web token could not be decoded"})),
+        )
+            .into_response();
+    };
+    provider.claims.lock().unwrap().push(decoded.claims);
+    provider.accepts.lock().unwrap().push(
+        headers
+            .get("accept")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+    );
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"token": "ghs_installation1", "expires_at": "2099-01-01T00:00:00Z"})),
+    )
+        .into_response()
+}
+
+async fn app_users(headers: HeaderMap) -> Response {
+    match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        Some("Bearer ghs_installation1") => {
+            axum::Json(json!({"users": [{"id": "octocat"}]})).into_response()
+        }
+        _ => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_call_carries_a_jwt_signed_with_the_accounts_key() {
+    let provider = Arc::new(AppProvider::default());
+    let server = spawn_provider(
+        Router::new()
+            .route(
+                "/app/installations/42/access_tokens",
+                post(installation_token),
+            )
+            .route("/api/users", get(app_users))
+            .with_state(provider.clone()),
+    )
+    .await;
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "app".into(),
+        context: json!({"url": server.origin, "app_id": "123456", "installation_id": "42",
+                        "private_key": test_key("test-service-account.key")}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_accounts(catalog_with("app", APP_MAPPING), vec![account]).await;
+    let url = format!(
+        "{}/unified/user-directory/users?integrated_account_id=acc",
+        gateway.origin
+    );
+    for _ in 0..2 {
+        let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+        assert_eq!(
+            (status, body["result"][0]["id"].clone()),
+            (200, json!("octocat")),
+            "{body}"
+        );
+    }
+    // One login for both calls: the token holds until its expires_at.
+    let claims = provider.claims.lock().unwrap().clone();
+    assert_eq!(claims.len(), 1, "{claims:?}");
+    let claims = &claims[0];
+    assert_eq!(claims["iss"], "123456");
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
+    assert_eq!(exp - iat, 600);
+    let now = unigate_upstream::tokens::now_epoch();
+    assert!((now - 40..=now - 25).contains(&iat), "iat {iat}, now {now}");
+    assert_eq!(
+        claims.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["iss", "iat", "exp"]
+    );
+    assert_eq!(
+        *provider.accepts.lock().unwrap(),
+        ["application/vnd.github+json"]
+    );
+}

@@ -22,7 +22,7 @@ use unigate_unified::error::extract_remote_message;
 use unigate_unified::{ApiError, ErrorKind, Secret};
 use unigate_upstream::tokens::{
     AccessToken, Assertion, Issued, OAuthRequest, TokenError, now_epoch, request_oauth_token,
-    send_token_request,
+    send_token_request, sign_login_jwt,
 };
 use unigate_upstream::{Method, ProviderRequest, ProviderResponse, Url};
 
@@ -364,8 +364,11 @@ impl Engine {
                     let TokenSource::Exchange(definition) = &token.source else {
                         return Err(gone());
                     };
-                    let response =
-                        send_token_request(&self.upstream, exchange_request(exchange)?).await?;
+                    let response = send_token_request(
+                        &self.upstream,
+                        exchange_request(exchange, now_epoch())?,
+                    )
+                    .await?;
                     let headers = response.header_pairs();
                     let answer = Answer {
                         status: response.status,
@@ -539,10 +542,18 @@ fn oauth_request(oauth: &RenderedOAuth2) -> Result<OAuthRequest, TokenError> {
     })
 }
 
-fn exchange_request(exchange: &RenderedExchange) -> Result<ProviderRequest, TokenError> {
+fn exchange_request(exchange: &RenderedExchange, now: i64) -> Result<ProviderRequest, TokenError> {
     let mut headers = vec![("Accept".to_owned(), "application/json".to_owned())];
     if let Some((content_type, _)) = &exchange.body {
         headers.push(("Content-Type".to_owned(), (*content_type).to_owned()));
+    }
+    let mut secret_headers = exchange.headers.clone();
+    if let Some(jwt) = &exchange.jwt {
+        let signed = sign_login_jwt(&jwt.issuer, &jwt.private_key, jwt.lifetime_s, now)?;
+        secret_headers.push((
+            "Authorization".to_owned(),
+            Secret::new(format!("Bearer {}", signed.expose())),
+        ));
     }
     Ok(ProviderRequest {
         method: match exchange.method {
@@ -551,7 +562,7 @@ fn exchange_request(exchange: &RenderedExchange) -> Result<ProviderRequest, Toke
         },
         url: absolute(&exchange.url, "login URL")?,
         headers,
-        secret_headers: exchange.headers.clone(),
+        secret_headers,
         secret_query: Vec::new(),
         body: exchange
             .body

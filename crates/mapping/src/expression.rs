@@ -449,6 +449,43 @@ pub(crate) fn plain(node: &jlens_core::Node) -> bool {
         && a.ancestor.is_none()
 }
 
+/// The literal keys of the object `node` ends in; of a choice between two such objects (a list
+/// in parts mapping its invitations apart: `$pass = "invitations" ? {…} : {…}`), both branches'
+/// keys, in the order of the one with more.
+fn object_keys_of(node: &jlens_core::Node) -> Option<Vec<String>> {
+    let mut node = node;
+    while let jlens_core::NodeKind::Block { exprs, .. } = &node.kind {
+        node = exprs.last()?;
+    }
+    match &node.kind {
+        jlens_core::NodeKind::Object { pairs } if plain(node) => pairs
+            .iter()
+            .map(|(key, _)| match &key.kind {
+                jlens_core::NodeKind::String { value } if plain(key) => Some(value.clone()),
+                _ => None,
+            })
+            .collect(),
+        jlens_core::NodeKind::Condition {
+            then,
+            otherwise: Some(otherwise),
+            ..
+        } if plain(node) => {
+            let (then, otherwise) = (object_keys_of(then)?, object_keys_of(otherwise)?);
+            let (mut keys, rest) = match then.len() >= otherwise.len() {
+                true => (then, otherwise),
+                false => (otherwise, then),
+            };
+            for key in rest {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            Some(keys)
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -854,42 +891,5 @@ mod tests {
             .unwrap()
             .join();
         assert!(result.is_ok(), "the evaluation must not abort the thread");
-    }
-}
-
-/// The literal keys of the object `node` ends in; of a choice between two such objects (a list
-/// in parts mapping its invitations apart: `$pass = "invitations" ? {…} : {…}`), both branches'
-/// keys, in the order of the one with more.
-fn object_keys_of(node: &jlens_core::Node) -> Option<Vec<String>> {
-    let mut node = node;
-    while let jlens_core::NodeKind::Block { exprs, .. } = &node.kind {
-        node = exprs.last()?;
-    }
-    match &node.kind {
-        jlens_core::NodeKind::Object { pairs } if plain(node) => pairs
-            .iter()
-            .map(|(key, _)| match &key.kind {
-                jlens_core::NodeKind::String { value } if plain(key) => Some(value.clone()),
-                _ => None,
-            })
-            .collect(),
-        jlens_core::NodeKind::Condition {
-            then,
-            otherwise: Some(otherwise),
-            ..
-        } if plain(node) => {
-            let (then, otherwise) = (object_keys_of(then)?, object_keys_of(otherwise)?);
-            let (mut keys, rest) = match then.len() >= otherwise.len() {
-                true => (then, otherwise),
-                false => (otherwise, then),
-            };
-            for key in rest {
-                if !keys.contains(&key) {
-                    keys.push(key);
-                }
-            }
-            Some(keys)
-        }
-        _ => None,
     }
 }

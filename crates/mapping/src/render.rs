@@ -247,6 +247,16 @@ pub struct RenderedExchange {
     pub headers: Vec<(String, Secret)>,
     /// Content type and body.
     pub body: Option<(&'static str, Secret)>,
+    /// The JWT to sign for the call (`exchange.jwt`), sent as its bearer credential.
+    pub jwt: Option<RenderedExchangeJwt>,
+}
+
+/// `exchange.jwt` with the account's values: signed when the call is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedExchangeJwt {
+    pub issuer: String,
+    pub private_key: Secret,
+    pub lifetime_s: u64,
 }
 
 /// A provider request before the HTTP client sees it (the credential travels apart, see
@@ -514,11 +524,20 @@ fn render_exchange(
             Secret::new(form_urlencoded(&fields(form)?)),
         )),
     };
+    let jwt = match &exchange.jwt {
+        None => None,
+        Some(jwt) => Some(RenderedExchangeJwt {
+            issuer: jwt.issuer.render(context)?,
+            private_key: Secret::new(jwt.private_key.render(context)?),
+            lifetime_s: jwt.lifetime_s,
+        }),
+    };
     Ok(RenderedExchange {
         method: exchange.method,
         url,
         headers,
         body,
+        jwt,
     })
 }
 

@@ -199,6 +199,24 @@ pub struct ExchangeSpec {
     /// HTTP Basic credentials.
     #[serde(default)]
     pub basic: Option<BasicSpec>,
+    /// A JWT signed with the account's key, sent as `Authorization: Bearer <jwt>` (a GitHub
+    /// App asks for its installation token so).
+    #[serde(default)]
+    pub jwt: Option<ExchangeJwtSpec>,
+}
+
+/// The JWT of a login call: RS256 over `{iss, iat, exp}`, `iat` 30 s in the past (clocks drift:
+/// GitHub refuses a JWT issued "in the future").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeJwtSpec {
+    /// `iss` (a template: GitHub's app id or client id).
+    pub issuer: Text,
+    /// A PEM RSA private key (a template).
+    pub private_key: Text,
+    /// Seconds from `iat` to `exp` (default 600, GitHub's most).
+    #[serde(default)]
+    pub lifetime_s: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

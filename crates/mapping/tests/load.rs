@@ -724,6 +724,48 @@ fn next_url_keeps_query_is_a_next_url_option() {
     );
 }
 
+/// `exchange.jwt`: the login call's signed bearer credential; its key is a secret (kept out of
+/// errors), its issuer a key every account needs; beside `basic` it is refused at its line.
+#[test]
+fn a_login_call_may_carry_a_signed_jwt() {
+    let with = |exchange: &str| {
+        GOOD.replace(
+            r#"auth: { kind: bearer, token: "{{context.token}}" }"#,
+            &format!("auth:\n  kind: token_exchange\n  exchange:\n    url: /app/installations/{{{{context.installation}}}}/access_tokens\n{exchange}  token: token\n  expires_at: expires_at"),
+        )
+    };
+    let good = with(
+        "    jwt: { issuer: \"{{context.app_id}}\", private_key: \"{{context.private_key}}\" }\n",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("app", &good)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let app = &catalog.integrations["app"];
+    assert_eq!(
+        app.context_keys().into_iter().collect::<Vec<_>>(),
+        ["app_id", "installation", "private_key", "subdomain"]
+    );
+    assert_eq!(
+        app.credential_context_paths()
+            .into_iter()
+            .map(|path| path.join("."))
+            .collect::<Vec<_>>(),
+        ["private_key"]
+    );
+    let errors = Catalog::from_sources(
+        &[model()],
+        &[integration(
+            "app",
+            &with("    basic: { username: u, password: \"{{context.secret}}\" }\n    jwt: { issuer: \"{{context.app_id}}\", private_key: \"{{context.private_key}}\" }\n"),
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errors.contains("mappings/app.yaml:9: auth.exchange.jwt: is sent as the Authorization header, which `basic` or `headers` already sets"),
+        "{errors}"
+    );
+}
+
 /// A DocuSign developer account (base URI https://demo.docusign.net) gets its tokens from the
 /// developer environment's account server; a production one from account.docusign.com.
 #[test]

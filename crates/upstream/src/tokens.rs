@@ -286,6 +286,44 @@ struct Claims<'a> {
     exp: i64,
 }
 
+#[derive(serde::Serialize)]
+struct LoginClaims<'a> {
+    iss: &'a str,
+    iat: i64,
+    exp: i64,
+}
+
+/// Signs the JWT a login call carries as its bearer credential (a GitHub App's): RS256 over
+/// `{iss, iat, exp}`, issued 30 s in the past as GitHub's own client does (a JWT issued "in
+/// the future" by a clock ahead of GitHub's is refused), valid `lifetime_s` from then.
+pub fn sign_login_jwt(
+    issuer: &str,
+    private_key: &Secret,
+    lifetime_s: u64,
+    now: i64,
+) -> Result<Secret, TokenError> {
+    let key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(private_key.expose().as_bytes()).map_err(|_| {
+            TokenError::Rejected {
+                status: 400,
+                body: "the account's private key is not a PEM RSA private key".to_owned(),
+            }
+        })?;
+    let iat = now.saturating_sub(30);
+    let claims = LoginClaims {
+        iss: issuer,
+        iat,
+        exp: iat.saturating_add(i64::try_from(lifetime_s).unwrap_or(i64::MAX)),
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &key,
+    )
+    .map(Secret::new)
+    .map_err(|error| TokenError::Unavailable(format!("could not sign the login JWT: {error}")))
+}
+
 /// Signs a JWT bearer assertion with the account's RSA key.
 pub fn sign_assertion(assertion: &Assertion, now: i64) -> Result<Secret, TokenError> {
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(assertion.private_key.expose().as_bytes())

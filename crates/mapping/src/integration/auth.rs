@@ -150,12 +150,25 @@ pub struct Exchange {
     pub headers: Vec<(String, Template)>,
     pub body: ExchangeBody,
     pub basic: Option<(Template, Template)>,
+    /// A JWT signed with the account's key, sent as the login call's bearer credential.
+    pub jwt: Option<ExchangeJwt>,
     /// JSONata over the answer body: the token, and its lifetime or expiry.
     pub token: Expression,
     pub expires_in: Option<Expression>,
     pub expires_at: Option<Expression>,
     pub default_lifetime_s: u64,
 }
+
+/// `exchange.jwt`: who signs, with what key, for how long.
+#[derive(Debug)]
+pub struct ExchangeJwt {
+    pub issuer: Template,
+    pub private_key: Template,
+    pub lifetime_s: u64,
+}
+
+/// GitHub's longest: "no more than 10 minutes into the future".
+pub const DEFAULT_EXCHANGE_JWT_LIFETIME_S: u64 = 600;
 
 #[derive(Debug)]
 pub enum ExchangeBody {
@@ -250,6 +263,9 @@ impl Exchange {
         if let Some((username, password)) = &self.basic {
             templates.extend([username, password]);
         }
+        if let Some(jwt) = &self.jwt {
+            templates.push(&jwt.private_key);
+        }
         templates
     }
 }
@@ -291,6 +307,7 @@ impl Auth {
                     TokenSource::Exchange(exchange) => {
                         templates.push(&exchange.url);
                         templates.extend(exchange.credential_templates());
+                        templates.extend(exchange.jwt.as_ref().map(|jwt| &jwt.issuer));
                     }
                 }
                 templates
@@ -926,6 +943,41 @@ fn compile_exchange(spec: &AuthSpec, c: &mut FileCompiler<'_>) -> Option<Exchang
             c.template(&basic.password, "auth.exchange.basic.password")?,
         )),
     };
+    let jwt = match &exchange.jwt {
+        None => None,
+        Some(jwt) => {
+            if exchange.basic.is_some()
+                || exchange
+                    .headers
+                    .keys()
+                    .any(|name| name.eq_ignore_ascii_case("authorization"))
+            {
+                c.error_at(
+                    &jwt.issuer,
+                    "auth.exchange.jwt",
+                    "is sent as the Authorization header, which `basic` or `headers` already sets",
+                );
+                return None;
+            }
+            let lifetime_s = jwt
+                .lifetime_s
+                .as_ref()
+                .map_or(DEFAULT_EXCHANGE_JWT_LIFETIME_S, |l| l.value);
+            if lifetime_s == 0 {
+                c.error_at(
+                    &jwt.issuer,
+                    "auth.exchange.jwt.lifetime_s",
+                    "must be at least one second",
+                );
+                return None;
+            }
+            Some(ExchangeJwt {
+                issuer: c.template(&jwt.issuer, "auth.exchange.jwt.issuer")?,
+                private_key: c.template(&jwt.private_key, "auth.exchange.jwt.private_key")?,
+                lifetime_s,
+            })
+        }
+    };
     let token = c.expression(spec.token.as_ref()?, "auth.token");
     let expires_in = c.optional_expression(spec.expires_in.as_ref(), "auth.expires_in");
     let expires_at = c.optional_expression(spec.expires_at.as_ref(), "auth.expires_at");
@@ -935,6 +987,7 @@ fn compile_exchange(spec: &AuthSpec, c: &mut FileCompiler<'_>) -> Option<Exchang
         headers,
         body,
         basic,
+        jwt,
         token: token?,
         expires_in: expires_in.ok()?,
         expires_at: expires_at.ok()?,
