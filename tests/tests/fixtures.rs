@@ -16,7 +16,7 @@ use unigate_mapping::{Catalog, Method, MethodKey};
 use unigate_store::IntegratedAccount;
 use unigate_tests::{
     Scripted, Stub, TEST_TOKEN, catalog_of, fixture_filter, get_json_and_headers, repo_catalog,
-    repo_root, serve_accounts,
+    repo_root, serve_with,
 };
 
 #[derive(Debug, Deserialize)]
@@ -260,7 +260,20 @@ async fn run_case(dir: &Path, catalog: Arc<Catalog>) -> Vec<String> {
         Ok(path) => path,
         Err(problem) => return vec![format!("{name}: {problem}")],
     };
-    let gateway = serve_accounts(catalog, vec![account]).await;
+    // Every request reaches the stub, a token endpoint or regional host a mapping fixes too
+    // (its `Host` header says which host it was for).
+    let upstream = unigate_upstream::UpstreamConfig {
+        replay_origin: Some(unigate_upstream::Url::parse(&origin).unwrap()),
+        ..unigate_upstream::UpstreamConfig::default()
+    };
+    let config = unigate_engine::EngineConfig {
+        retry: unigate_engine::RetryPolicy {
+            max_retries: 0,
+            ..unigate_engine::RetryPolicy::default()
+        },
+        ..unigate_engine::EngineConfig::default()
+    };
+    let gateway = serve_with(catalog, vec![account], upstream, config).await;
     let mut problems = Vec::new();
     let mut cursor: Option<String> = None;
     let mut sent = 0;

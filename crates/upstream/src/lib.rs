@@ -22,6 +22,10 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// Largest provider body accepted.
     pub max_body_bytes: usize,
+    /// Replay only (the fixtures harness; never read from the config file): every request goes
+    /// to this origin instead, its `Host` header naming the host it was for, so that URLs a
+    /// mapping fixes (a token endpoint, a regional host) reach the stub provider too.
+    pub replay_origin: Option<Url>,
 }
 
 impl Default for UpstreamConfig {
@@ -30,6 +34,7 @@ impl Default for UpstreamConfig {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
             max_body_bytes: 32 * 1024 * 1024,
+            replay_origin: None,
         }
     }
 }
@@ -200,6 +205,23 @@ impl Upstream {
                 HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| UpstreamError::Request(format!("bad header name `{name}`")))?,
                 value,
+            );
+        }
+        if let Some(origin) = &self.config.replay_origin
+            && !same_origin(&url, origin)
+        {
+            let host = match url.port() {
+                Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+                None => url.host_str().unwrap_or_default().to_owned(),
+            };
+            let mut replayed = origin.clone();
+            replayed.set_path(url.path());
+            replayed.set_query(url.query());
+            url = replayed;
+            headers.insert(
+                reqwest::header::HOST,
+                HeaderValue::from_str(&host)
+                    .map_err(|_| UpstreamError::Request("bad host".to_owned()))?,
             );
         }
         let method = match request.method {
