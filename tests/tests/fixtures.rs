@@ -263,6 +263,8 @@ async fn run_case(dir: &Path, catalog: Arc<Catalog>) -> Vec<String> {
     // Every request reaches the stub, a token endpoint or regional host a mapping fixes too
     // (its `Host` header says which host it was for).
     let upstream = unigate_upstream::UpstreamConfig {
+        // As an operator sets `upstream.user_agent`: a case may check that it goes.
+        user_agent: Some("unigate-fixtures (ops@unigate.example)".to_owned()),
         replay_origin: Some(unigate_upstream::Url::parse(&origin).unwrap()),
         ..unigate_upstream::UpstreamConfig::default()
     };

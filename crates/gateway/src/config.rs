@@ -232,6 +232,11 @@ pub struct UpstreamSettings {
     /// The longest rate-limit wait sat out before answering 429.
     #[serde(default = "default_rate_limit_wait")]
     pub max_rate_limit_wait_ms: u64,
+    /// The User-Agent of provider calls a mapping does not set itself: some providers ask for
+    /// the application's name and a contact (Harvest: "A link to your application or email
+    /// address"). Default `unigate/<version>`.
+    #[serde(default)]
+    pub user_agent: Option<String>,
 }
 
 fn default_retries() -> u32 {
@@ -253,6 +258,7 @@ impl Default for UpstreamSettings {
             max_retries: default_retries(),
             retry_backoff_ms: default_backoff(),
             max_rate_limit_wait_ms: default_rate_limit_wait(),
+            user_agent: None,
         }
     }
 }
@@ -412,6 +418,14 @@ impl Config {
         if config.cursor_secret.len() < 16 {
             errors.push("cursor_secret: must be at least 16 characters".to_owned());
         }
+        if let Some(agent) = &config.upstream.user_agent
+            && (agent.trim().is_empty() || agent.chars().any(|c| c.is_control() || !c.is_ascii()))
+        {
+            errors.push(
+                "upstream.user_agent: must be printable ASCII text on one line (e.g. `acme-sync/1.0 (ops@acme.example)`)"
+                    .to_owned(),
+            );
+        }
         if config.mappings_dir.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
             config.mappings_dir = base.join(&config.mappings_dir);
@@ -490,6 +504,18 @@ mod tests {
         );
         assert!(
             error.contains("cursor_secret: must be at least 16 characters"),
+            "{error}"
+        );
+
+        let agent = dir.join("agent.yaml");
+        std::fs::write(
+            &agent,
+            "api_tokens: [\"0123456789\"]\ncursor_secret: 0123456789abcdef0123\nupstream: { user_agent: \"two\\nlines\" }\n",
+        )
+        .unwrap();
+        let error = Config::load(&agent, &env).unwrap_err();
+        assert!(
+            error.contains("upstream.user_agent: must be printable ASCII text on one line"),
             "{error}"
         );
 

@@ -510,6 +510,7 @@ impl Gateway {
             connect_timeout: Duration::from_millis(config.upstream.connect_timeout_ms),
             timeout: Duration::from_millis(config.upstream.timeout_ms),
             max_body_bytes: config.upstream.max_body_bytes,
+            user_agent: config.upstream.user_agent.clone(),
             replay_origin: None,
         };
         let engine_config = EngineConfig {

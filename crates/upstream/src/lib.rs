@@ -22,6 +22,8 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// Largest provider body accepted.
     pub max_body_bytes: usize,
+    /// The User-Agent of calls whose mapping sets none (default `unigate/<version>`).
+    pub user_agent: Option<String>,
     /// Replay only (the fixtures harness; never read from the config file): every request goes
     /// to this origin instead, its `Host` header naming the host it was for, so that URLs a
     /// mapping fixes (a token endpoint, a regional host) reach the stub provider too.
@@ -34,6 +36,7 @@ impl Default for UpstreamConfig {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
             max_body_bytes: 32 * 1024 * 1024,
+            user_agent: None,
             replay_origin: None,
         }
     }
@@ -151,7 +154,12 @@ impl Upstream {
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("unigate/", env!("CARGO_PKG_VERSION")))
+            .user_agent(
+                config
+                    .user_agent
+                    .clone()
+                    .unwrap_or_else(|| concat!("unigate/", env!("CARGO_PKG_VERSION")).to_owned()),
+            )
             // A redirect may only stay on the origin it started from, at most 5 times.
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
                 let stays = attempt
@@ -344,6 +352,103 @@ mod tests {
         let error = upstream.send(&request).await.unwrap_err();
         assert!(matches!(error, UpstreamError::Connect(_)), "{error:?}");
         assert!(!format!("{error} {error:?}").contains("TOPSECRET"));
+    }
+
+    /// A provider on loopback that answers each request with the request's own head (lower
+    /// case), so a test reads what was sent; the origin to call.
+    async fn echoing_provider() -> Url {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                        let read = socket.read(&mut buffer).await.unwrap();
+                        if read == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buffer[..read]);
+                    }
+                    let head = String::from_utf8_lossy(&request).to_lowercase();
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{head}",
+                        head.len()
+                    );
+                    socket.write_all(answer.as_bytes()).await.unwrap();
+                });
+            }
+        });
+        Url::parse(&format!("http://127.0.0.1:{port}")).unwrap()
+    }
+
+    /// The configured User-Agent goes with calls whose mapping sets none; a mapping's own wins.
+    #[tokio::test]
+    async fn the_configured_user_agent_goes_where_the_mapping_sets_none() {
+        let origin = echoing_provider().await;
+        let upstream = Upstream::new(UpstreamConfig {
+            user_agent: Some("acme-sync/1.0 (ops@acme.example)".to_owned()),
+            ..UpstreamConfig::default()
+        })
+        .unwrap();
+        let sent = |response: ProviderResponse| String::from_utf8(response.body.to_vec()).unwrap();
+        let head = sent(
+            upstream
+                .send(&get(origin.join("/users").unwrap()))
+                .await
+                .unwrap(),
+        );
+        assert!(
+            head.contains("\r\nuser-agent: acme-sync/1.0 (ops@acme.example)\r\n"),
+            "{head}"
+        );
+        let mut own = get(origin.join("/users").unwrap());
+        own.headers
+            .push(("User-Agent".to_owned(), "DiscordBot (x, 1.0)".to_owned()));
+        let head = sent(upstream.send(&own).await.unwrap());
+        assert!(
+            head.contains("\r\nuser-agent: discordbot (x, 1.0)\r\n"),
+            "{head}"
+        );
+        assert!(!head.contains("acme-sync"), "{head}");
+    }
+
+    /// Replay: a call for another host reaches the replay origin, its Host header naming the
+    /// host it was for; a call for the replay origin itself is left alone.
+    #[tokio::test]
+    async fn replay_sends_every_call_to_the_stub_with_its_host() {
+        let origin = echoing_provider().await;
+        let upstream = Upstream::new(UpstreamConfig {
+            replay_origin: Some(origin.clone()),
+            ..UpstreamConfig::default()
+        })
+        .unwrap();
+        let sent = |response: ProviderResponse| String::from_utf8(response.body.to_vec()).unwrap();
+        let head = sent(
+            upstream
+                .send(&get(Url::parse(
+                    "https://login.example.test/oauth/token?a=1",
+                )
+                .unwrap()))
+                .await
+                .unwrap(),
+        );
+        assert!(
+            head.starts_with("get /oauth/token?a=1 http/1.1\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nhost: login.example.test\r\n"), "{head}");
+        let head = sent(
+            upstream
+                .send(&get(origin.join("/users").unwrap()))
+                .await
+                .unwrap(),
+        );
+        let own_host = format!("\r\nhost: 127.0.0.1:{}\r\n", origin.port().unwrap());
+        assert!(head.contains(&own_host), "{head}");
     }
 
     /// A provider on loopback that answers one request with `head` and then each of `parts`
