@@ -226,3 +226,84 @@ async fn a_service_accounts_jwt_bearer_grant() {
 fn seen_token_url(requests: &[TokenRequest]) -> String {
     format!("http://{}/oauth/token", header(&requests[0].0, "host"))
 }
+
+/// `auth.keep`: a value of the token answer is written to the account's context with the token
+/// (SAP Concur: "store the geolocation and the refresh token as they may have changed"), so the
+/// account's next call goes where the answer said, with the token it holds.
+#[tokio::test]
+async fn a_kept_value_of_the_token_answer_moves_the_next_call() {
+    #[derive(Default)]
+    struct Host {
+        pages: Mutex<Vec<String>>,
+        moved_to: Mutex<String>,
+    }
+    async fn moving_token(State(host): State<Arc<Host>>) -> Response {
+        let moved_to = host.moved_to.lock().unwrap().clone();
+        axum::Json(json!({"access_token": "tok-1", "expires_in": 3600,
+                          "refresh_token": "refresh-2", "geolocation": moved_to}))
+        .into_response()
+    }
+    async fn page(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        host.pages.lock().unwrap().push(auth);
+        axum::Json(json!({"users": [{"id": "u1"}]})).into_response()
+    }
+    let (old, new) = (Arc::new(Host::default()), Arc::new(Host::default()));
+    let serve = |host: Arc<Host>| {
+        spawn_provider(
+            Router::new()
+                .route("/oauth/token", post(moving_token))
+                .route("/users", get(page))
+                .with_state(host),
+        )
+    };
+    let (old_server, new_server) = (serve(old.clone()).await, serve(new.clone()).await);
+    *old.moved_to.lock().unwrap() = new_server.origin.clone();
+    let mapping = r#"name: Moving provider
+docs: https://example.test/docs
+base_url: "{{context.geolocation}}"
+auth:
+  kind: oauth2_refresh_token
+  token_url: "{{context.geolocation}}/oauth/token"
+  client_id: "{{context.client_id}}"
+  client_secret: "{{context.client_secret}}"
+  refresh_token: "{{context.refresh_token}}"
+  keep: { geolocation: geolocation }
+resources:
+  users:
+    list: { path: /users, records: users }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{ "id": id }'
+"#;
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "moving".into(),
+        context: json!({"geolocation": old_server.origin, "client_id": "c",
+                        "client_secret": "s", "refresh_token": "refresh-1"}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_accounts(catalog_with("moving", mapping), vec![account]).await;
+    let url = format!(
+        "{}/unified/user-directory/users?integrated_account_id=acc",
+        gateway.origin
+    );
+    for _ in 0..2 {
+        let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // The first call was rendered for the old host; the token's answer moved the account, and
+    // the second call went to the new one with the same token, asking none there.
+    assert_eq!(*old.pages.lock().unwrap(), ["Bearer tok-1"]);
+    assert_eq!(*new.pages.lock().unwrap(), ["Bearer tok-1"]);
+}

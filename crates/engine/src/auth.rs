@@ -86,6 +86,36 @@ fn write_token(account: &mut IntegratedAccount, refresh_key: Option<&str>, issue
             Value::String(rotated.expose().to_owned()),
         );
     }
+    for (key, value) in &issued.kept {
+        set_dotted(&mut account.context, key, Value::String(value.clone()));
+    }
+}
+
+/// What the mapping's `auth.keep` reads in a token answer: each key whose expression gives a
+/// text or a number (anything else, or an answer that is not JSON, keeps the value it had).
+fn kept_from_answer(auth: &Auth, answer: &[u8]) -> Vec<(String, String)> {
+    let Auth::Token(token) = auth else {
+        return Vec::new();
+    };
+    if token.keep.is_empty() {
+        return Vec::new();
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(answer) else {
+        return Vec::new();
+    };
+    let scope = unigate_mapping::Scope::new([]);
+    token
+        .keep
+        .iter()
+        .filter_map(|(key, expression)| {
+            let value = match expression.evaluate(&body, &scope).ok().flatten()? {
+                Value::String(text) if !text.is_empty() => text,
+                Value::Number(number) => number.to_string(),
+                _ => return None,
+            };
+            Some((key.clone(), value))
+        })
+        .collect()
 }
 
 fn apply_token(account: &mut IntegratedAccount, auth: &Auth, issued: &Issued) {
@@ -333,6 +363,7 @@ impl Engine {
                 token,
                 rotated_refresh_token: None,
                 fresh: false,
+                kept: Vec::new(),
             });
         }
         let integration = self
@@ -353,7 +384,7 @@ impl Engine {
             RenderedSource::Exchange(_) => "exchange",
         };
         let issued = async {
-            Ok::<Issued, TokenError>(match &source {
+            let (mut issued, answer) = match &source {
                 RenderedSource::OAuth2(oauth) => {
                     request_oauth_token(&self.upstream, &oauth_request(oauth)?).await?
                 }
@@ -379,13 +410,17 @@ impl Engine {
                     };
                     let (token, expires_at) = read_exchange_token(definition, answer, now_epoch())
                         .map_err(TokenError::Unavailable)?;
-                    Issued {
+                    let issued = Issued {
                         token: AccessToken { token, expires_at },
                         rotated_refresh_token: None,
                         fresh: true,
-                    }
+                        kept: Vec::new(),
+                    };
+                    (issued, response.body)
                 }
-            })
+            };
+            issued.kept = kept_from_answer(&integration.auth, &answer);
+            Ok::<Issued, TokenError>(issued)
         }
         .await;
         self.metrics.token(&integration.id, kind, issued.is_ok());

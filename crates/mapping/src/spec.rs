@@ -270,6 +270,10 @@ pub struct AuthSpec {
     /// Extra form fields of the token request (templates), e.g. Auth0's `audience`.
     #[serde(default)]
     pub token_params: BTreeMap<String, Text>,
+    /// Token kinds: context keys written from each token answer (JSONata over its body), with
+    /// the token: SAP Concur's `geolocation`, "store the geolocation … as they may have changed".
+    #[serde(default)]
+    pub keep: BTreeMap<String, Text>,
     /// OAuth kinds: how the token request is encoded (default form).
     #[serde(default)]
     pub token_body: Option<Spanned<TokenBody>>,

@@ -766,6 +766,54 @@ fn a_login_call_may_carry_a_signed_jwt() {
     );
 }
 
+/// `auth.keep` is a token kind's: plain context keys other than the token's own, each a JSONata
+/// expression; on a static credential it is a mistake named at its line.
+#[test]
+fn keep_writes_plain_context_keys_from_a_token_answer() {
+    let with = |auth: &str| {
+        GOOD.replace(
+            r#"auth: { kind: bearer, token: "{{context.token}}" }"#,
+            auth,
+        )
+    };
+    let oauth = "auth:\n  kind: oauth2_refresh_token\n  token_url: https://id.example.test/token\n  client_id: \"{{context.id}}\"\n  client_secret: \"{{context.secret}}\"\n  refresh_token: \"{{context.refresh}}\"\n";
+    let good = with(&format!("{oauth}  keep: {{ geolocation: geolocation }}"));
+    let catalog = Catalog::from_sources(&[model()], &[integration("kept", &good)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    match &catalog.integrations["kept"].auth {
+        unigate_mapping::Auth::Token(token) => assert_eq!(
+            token
+                .keep
+                .iter()
+                .map(|(key, _)| key.as_str())
+                .collect::<Vec<_>>(),
+            ["geolocation"]
+        ),
+        other => panic!("{other:?}"),
+    }
+    let errors_of = |text: &str| {
+        Catalog::from_sources(&[model()], &[integration("kept", &with(text))])
+            .unwrap_err()
+            .to_string()
+    };
+    let errors = errors_of(&format!("{oauth}  keep: {{ access_token: token }}"));
+    assert!(
+        errors.contains("mappings/kept.yaml:10: auth.keep.access_token: must name a plain context key other than the token's own"),
+        "{errors}"
+    );
+    let errors = errors_of(&format!(
+        "{oauth}  keep: {{ geolocation: \"geolocation[\" }}"
+    ));
+    assert!(errors.contains("auth.keep.geolocation:"), "{errors}");
+    let errors = errors_of(
+        "auth:\n  kind: bearer\n  token: \"{{context.token}}\"\n  keep: { geolocation: geolocation }",
+    );
+    assert!(
+        errors.contains("mappings/kept.yaml:7: auth.keep: is not used by auth kind `bearer`"),
+        "{errors}"
+    );
+}
+
 /// A DocuSign developer account (base URI https://demo.docusign.net) gets its tokens from the
 /// developer environment's account server; a production one from account.docusign.com.
 #[test]

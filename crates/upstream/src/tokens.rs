@@ -37,6 +37,8 @@ pub struct Issued {
     pub rotated_refresh_token: Option<Secret>,
     /// Whether this call obtained the token (rather than finding it cached).
     pub fresh: bool,
+    /// Context values the mapping keeps from the token answer (`auth.keep`), written with it.
+    pub kept: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -177,6 +179,7 @@ impl TokenManager {
                 token: token.clone(),
                 rotated_refresh_token: None,
                 fresh: false,
+                kept: Vec::new(),
             });
         }
         if let Some((at, error)) = &state.failed
@@ -349,10 +352,11 @@ pub fn sign_assertion(assertion: &Assertion, now: i64) -> Result<Secret, TokenEr
 }
 
 /// Calls an OAuth 2.0 token endpoint.
+/// Returns the token and its answer's body (for the mapping's `auth.keep`).
 pub async fn request_oauth_token(
     upstream: &Upstream,
     request: &OAuthRequest,
-) -> Result<Issued, TokenError> {
+) -> Result<(Issued, bytes::Bytes), TokenError> {
     let mut params: Vec<(String, Secret)> = vec![(
         "grant_type".to_owned(),
         Secret::new(request.grant_type.clone()),
@@ -434,7 +438,7 @@ pub async fn request_oauth_token(
     )
     .await?;
     let parsed = read_token_answer(response.status, &response.body)?;
-    Ok(Issued {
+    let issued = Issued {
         token: AccessToken {
             expires_at: parsed.expires_at(now_epoch()),
             token: Secret::new(parsed.access_token),
@@ -449,7 +453,9 @@ pub async fn request_oauth_token(
             })
             .map(Secret::new),
         fresh: true,
-    })
+        kept: Vec::new(),
+    };
+    Ok((issued, response.body))
 }
 
 /// Error codes a token endpoint's 2xx answer may carry that say "not now" rather than "no":
@@ -620,6 +626,7 @@ mod tests {
             },
             rotated_refresh_token: None,
             fresh: true,
+            kept: Vec::new(),
         })
     }
 

@@ -86,7 +86,12 @@ pub struct TokenAuth {
     /// The header the token travels in, and its value (reads `{{token}}` once).
     pub header: String,
     pub value: Template,
+    /// Context keys written from each token answer (`keep`), and what gives them.
+    pub keep: Vec<(String, Expression)>,
 }
+
+/// Context keys `keep` may not write: the token's own, which the gateway writes.
+const KEPT_BY_THE_GATEWAY: [&str; 2] = ["access_token", "access_token_expires_at"];
 
 #[derive(Debug)]
 pub enum TokenSource {
@@ -414,6 +419,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 OAUTH_EXTRAS[5],
                 "value",
                 "rejected",
+                "keep",
             ],
         ),
         AuthKind::Oauth2ClientCredentials => (
@@ -427,6 +433,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 OAUTH_EXTRAS[5],
                 "value",
                 "rejected",
+                "keep",
             ],
         ),
         AuthKind::Oauth2JwtBearer => (
@@ -445,6 +452,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 "header",
                 "value",
                 "rejected",
+                "keep",
             ],
         ),
         AuthKind::TokenExchange => (
@@ -456,6 +464,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 "header",
                 "value",
                 "rejected",
+                "keep",
             ],
         ),
         AuthKind::HmacSignature => (
@@ -551,6 +560,12 @@ fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
             .values()
             .next()
             .map(|t| ("token_params", t.referenced.line())),
+    );
+    set.extend(
+        spec.keep
+            .values()
+            .next()
+            .map(|t| ("keep", t.referenced.line())),
     );
     set.extend(
         spec.credentials
@@ -807,10 +822,36 @@ fn token_auth(spec: &AuthSpec, source: TokenSource, c: &mut FileCompiler<'_>) ->
         }
         None => Template::compile("Bearer {{token}}").expect("a constant template compiles"),
     };
+    let mut keep = Vec::new();
+    let mut ok = true;
+    for (key, text) in &spec.keep {
+        let field = format!("auth.keep.{key}");
+        let plain = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !plain || KEPT_BY_THE_GATEWAY.contains(&key.as_str()) {
+            c.error_at(
+                text,
+                &field,
+                "must name a plain context key other than the token's own (access_token, access_token_expires_at)",
+            );
+            ok = false;
+            continue;
+        }
+        match c.expression(text, &field) {
+            Some(expression) => keep.push((key.clone(), expression)),
+            None => ok = false,
+        }
+    }
+    if !ok {
+        return None;
+    }
     Some(TokenAuth {
         source,
         header,
         value,
+        keep,
     })
 }
 
