@@ -305,35 +305,17 @@ pub fn sign_login_jwt(
     lifetime_s: u64,
     now: i64,
 ) -> Result<Secret, TokenError> {
-    let key =
-        jsonwebtoken::EncodingKey::from_rsa_pem(private_key.expose().as_bytes()).map_err(|_| {
-            TokenError::Rejected {
-                status: 400,
-                body: "the account's private key is not a PEM RSA private key".to_owned(),
-            }
-        })?;
     let iat = now.saturating_sub(30);
     let claims = LoginClaims {
         iss: issuer,
         iat,
         exp: iat.saturating_add(i64::try_from(lifetime_s).unwrap_or(i64::MAX)),
     };
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-        &claims,
-        &key,
-    )
-    .map(Secret::new)
-    .map_err(|error| TokenError::Unavailable(format!("could not sign the login JWT: {error}")))
+    sign_rs256(&claims, private_key, "the login JWT")
 }
 
 /// Signs a JWT bearer assertion with the account's RSA key.
 pub fn sign_assertion(assertion: &Assertion, now: i64) -> Result<Secret, TokenError> {
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(assertion.private_key.expose().as_bytes())
-        .map_err(|_| TokenError::Rejected {
-            status: 400,
-            body: "the account's private key is not a PEM RSA private key".to_owned(),
-        })?;
     let claims = Claims {
         iss: &assertion.issuer,
         sub: assertion.subject.as_deref(),
@@ -342,17 +324,34 @@ pub fn sign_assertion(assertion: &Assertion, now: i64) -> Result<Secret, TokenEr
         iat: now,
         exp: now.saturating_add(assertion.lifetime_s as i64),
     };
+    sign_rs256(&claims, &assertion.private_key, "the assertion")
+}
+
+/// `claims` as a JWT signed RS256 with the account's PEM key. A key that is not one is the
+/// account's to fix: a refusal, which marks it `needs_reauth`.
+fn sign_rs256(
+    claims: &impl serde::Serialize,
+    private_key: &Secret,
+    what: &str,
+) -> Result<Secret, TokenError> {
+    let key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(private_key.expose().as_bytes()).map_err(|_| {
+            TokenError::Rejected {
+                status: 400,
+                body: "the account's private key is not a PEM RSA private key".to_owned(),
+            }
+        })?;
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-        &claims,
+        claims,
         &key,
     )
     .map(Secret::new)
-    .map_err(|error| TokenError::Unavailable(format!("could not sign the assertion: {error}")))
+    .map_err(|error| TokenError::Unavailable(format!("could not sign {what}: {error}")))
 }
 
-/// Calls an OAuth 2.0 token endpoint.
-/// Returns the token and its answer's body (for the mapping's `auth.keep`).
+/// Calls an OAuth 2.0 token endpoint; the token and its answer's body (for the mapping's
+/// `auth.keep`).
 pub async fn request_oauth_token(
     upstream: &Upstream,
     request: &OAuthRequest,

@@ -133,15 +133,8 @@ pub(super) fn compile_resource(
             "a request body needs `method: POST`",
         );
     }
-    if let Some(send_in) = pagination.and_then(|p| p.send_in.as_ref())
-        && send_in.value == crate::spec::SendIn::Body
-        && resource.body.is_none()
-    {
-        c.error_at(
-            send_in,
-            &format!("{path}.pagination.send_in"),
-            "`send_in: body` needs the resource's `body` expression to place the page (it reads `page`, `offset`, `cursor`, `page_size`)",
-        );
+    if let Some(spec) = pagination {
+        check_send_in(spec, resource, &format!("{path}.pagination"), c);
     }
     let pagination_spec = pagination;
     let pagination = match pagination {
@@ -312,17 +305,7 @@ fn compile_passes(
                     );
                     valid = false;
                 }
-                if let Some(send_in) = &spec.send_in
-                    && send_in.value == crate::spec::SendIn::Body
-                    && resource.body.is_none()
-                {
-                    c.error_at(
-                        send_in,
-                        &format!("{at}.send_in"),
-                        "`send_in: body` needs the resource's `body` expression to place the page (it reads `page`, `offset`, `cursor`, `page_size`)",
-                    );
-                    valid = false;
-                }
+                valid &= check_send_in(spec, resource, &at, c);
                 let compiled = compile_pagination(spec, &at, c);
                 valid &= compiled.is_some();
                 compiled
@@ -348,6 +331,27 @@ fn compile_passes(
         });
     }
     valid.then_some(passes)
+}
+
+/// `send_in: body` places the page in the body the resource's `body` expression writes, so it
+/// needs one; false (after an error at `at.send_in`) without it.
+fn check_send_in(
+    spec: &PaginationSpec,
+    resource: &ResourceSpec,
+    at: &str,
+    c: &mut FileCompiler<'_>,
+) -> bool {
+    match &spec.send_in {
+        Some(send_in) if send_in.value == crate::spec::SendIn::Body && resource.body.is_none() => {
+            c.error_at(
+                send_in,
+                &format!("{at}.send_in"),
+                "`send_in: body` needs the resource's `body` expression to place the page (it reads `page`, `offset`, `cursor`, `page_size`)",
+            );
+            false
+        }
+        _ => true,
+    }
 }
 
 fn compile_pagination(
