@@ -7,10 +7,10 @@
 //! `body` sends nothing itself: the resource's body expression writes the credentials, and the
 //! kind names them, so that a refusal marks the account and the values stay out of errors.
 
-use crate::diagnostics::FileCompiler;
-use crate::expression::Expression;
 use serde_saphyr::Spanned;
 
+use crate::diagnostics::FileCompiler;
+use crate::expression::Expression;
 use crate::spec::{
     AuthKind, AuthSpec, ClientAuth, HmacAlgorithm, HttpMethod, SignatureEncoding,
     SigningDateFormat, Text, TokenBody,
