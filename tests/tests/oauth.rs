@@ -59,6 +59,9 @@ struct Provider {
     expires_in: Mutex<i64>,
     /// Issue tokens the API refuses.
     issue_bad_tokens: Mutex<bool>,
+    /// Send the client to another host, as CrowdStrike's token endpoint does for a client of
+    /// another cloud (308 with a Location).
+    redirect_to: Mutex<Option<&'static str>>,
     /// The API quotes the token it refuses.
     quote_token: Mutex<bool>,
 }
@@ -81,6 +84,13 @@ async fn token(State(p): State<Arc<Provider>>, body: String) -> Response {
         .lock()
         .unwrap()
         .push(field("refresh_token"));
+    if let Some(location) = *p.redirect_to.lock().unwrap() {
+        return (
+            StatusCode::PERMANENT_REDIRECT,
+            [("location", location), ("x-cs-region", "us-2")],
+        )
+            .into_response();
+    }
     // Slow enough that concurrent callers pile up behind the first refresh.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     if *p.quote_refused.lock().unwrap() {
@@ -377,6 +387,25 @@ async fn a_refusal_quoting_the_access_token_reaches_the_caller_without_it() {
         )
     );
     assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
+}
+
+/// A token endpoint that redirects elsewhere has not refused the credential: the account's host
+/// is wrong. The caller is told where it pointed (its origin only), the account is not marked,
+/// and the next call asks the endpoint again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirecting_token_endpoint_is_reported_and_does_not_mark_the_account() {
+    let world = world(json!({})).await;
+    *world.provider.redirect_to.lock().unwrap() =
+        Some("https://api.us-2.example.test/oauth2/token?hint=us-2");
+    let expected = json!({"statusCode": 502, "error": "Bad Gateway",
+        "message": "could not obtain an access token: the token endpoint answered HTTP 308 redirecting to https://api.us-2.example.test, which is not followed: the account's host or region is likely not the one the provider serves it from", "truto_is_remote_error": true});
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!((status, body), (502, expected.clone()));
+    // After the failure memory (5 s) the endpoint is asked again: nothing was marked.
+    tokio::time::sleep(std::time::Duration::from_millis(5100)).await;
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!((status, body), (502, expected));
+    assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -512,6 +512,12 @@ pub async fn send_token_request(
     if (200..300).contains(&response.status) {
         return Ok(response);
     }
+    if (300..400).contains(&response.status) {
+        // Not a refusal: the endpoint sends the client elsewhere (CrowdStrike answers a client of
+        // another cloud with a 308 to that cloud's host). Marking the account would ask for a
+        // reconnect that fails the same way; the fix is the account's host.
+        return Err(TokenError::Unavailable(redirect_reason(&request, &response)));
+    }
     Err(if response.status >= 500 || response.status == 429 {
         TokenError::Unavailable(format!("HTTP {}", response.status))
     } else {
@@ -520,6 +526,26 @@ pub async fn send_token_request(
             body: String::from_utf8_lossy(&response.body).into_owned(),
         }
     })
+}
+
+/// What a redirecting token endpoint said: where it points, as an origin only (a `Location`
+/// may carry a query, and the gateway does not follow it anyway).
+fn redirect_reason(request: &ProviderRequest, response: &crate::ProviderResponse) -> String {
+    let target = response
+        .header("location")
+        .and_then(|location| request.url.join(location).ok())
+        .filter(|url| url.has_host())
+        .map(|url| url.origin().ascii_serialization());
+    match target {
+        Some(origin) => format!(
+            "the token endpoint answered HTTP {} redirecting to {origin}, which is not followed: the account's host or region is likely not the one the provider serves it from",
+            response.status
+        ),
+        None => format!(
+            "the token endpoint answered HTTP {} (a redirect, not followed)",
+            response.status
+        ),
+    }
 }
 
 #[cfg(test)]
