@@ -120,8 +120,29 @@ pub fn status_fault(integration: &Integration, answer: Answer<'_>, scope: &Scope
         });
     Fault {
         status: if not_found { 404 } else { answer.status },
-        message: message.unwrap_or_else(|| format!("the provider answered HTTP {}", answer.status)),
+        message: message.unwrap_or_else(|| unexplained_status(answer)),
         body,
+    }
+}
+
+/// The message of a non-2xx answer whose body says nothing. A redirect that reaches the mapping
+/// is one the client did not follow (it leaves the integration's origin: Sumo Logic's US1 host
+/// sends another deployment's key to that deployment with a 301), so it names where it pointed,
+/// as an origin only (a `Location` may carry a query).
+fn unexplained_status(answer: Answer<'_>) -> String {
+    let redirected_to = (300..400)
+        .contains(&answer.status)
+        .then(|| answer.headers.iter().find(|(name, _)| *name == "location"))
+        .flatten()
+        .and_then(|(_, location)| url::Url::parse(location).ok())
+        .filter(|url| url.has_host())
+        .map(|url| url.origin().ascii_serialization());
+    match redirected_to {
+        Some(origin) => format!(
+            "the provider answered HTTP {} redirecting to {origin}, which is not followed (a redirect may not leave the integration's origin): the account's base URL or region is likely not the one the provider serves it from",
+            answer.status
+        ),
+        None => format!("the provider answered HTTP {}", answer.status),
     }
 }
 
