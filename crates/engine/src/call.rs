@@ -147,6 +147,16 @@ impl Engine {
                 ))
             })?
             .for_context(&account.context);
+        if let Some(retired) = &integration.retired {
+            // Asking would end in a DNS or connect error that says nothing of why.
+            return Err(ApiError::new(
+                ErrorKind::Http { status: 410 },
+                format!(
+                    "{} was shut down on {}: {} Integrated account `{}` can no longer be served.",
+                    integration.name, retired.since, retired.reason, account.id
+                ),
+            ));
+        }
         let credential =
             render_credential(&integration, &account.context, account.base_url.as_deref())
                 .map_err(|error| {

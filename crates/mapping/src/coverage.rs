@@ -185,6 +185,21 @@ pub fn integrations_table(catalog: &Catalog, list: &ProviderList) -> String {
     for (status, count) in &by_status {
         let _ = writeln!(out, "- {}: {count}", status.name());
     }
+    let retired: Vec<String> = catalog
+        .integrations
+        .values()
+        .filter_map(|integration| {
+            let retired = integration.retired.as_ref()?;
+            Some(format!("{} (since {})", integration.id, retired.since))
+        })
+        .collect();
+    if !retired.is_empty() {
+        let _ = writeln!(
+            out,
+            "- mapped, but the provider shut the service down (calls are answered 410 without asking it): {}",
+            retired.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "\nThe link of each id is the provider documentation its mapping was written from.\n"
@@ -257,7 +272,14 @@ pub fn integrations_table(catalog: &Catalog, list: &ProviderList) -> String {
                     "| [{}]({}) | {} | {} | {} | {} | {} | {} | {} | {} |",
                     integration.id,
                     integration.docs,
-                    integration.name.replace('|', "\\|"),
+                    match &integration.retired {
+                        Some(retired) => format!(
+                            "{} (retired {})",
+                            integration.name.replace('|', "\\|"),
+                            retired.since
+                        ),
+                        None => integration.name.replace('|', "\\|"),
+                    },
                     methods
                         .iter()
                         .map(|m| m.name())

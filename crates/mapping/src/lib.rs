@@ -32,7 +32,7 @@ pub use diagnostics::{LoadError, LoadErrors};
 pub use expression::{EvalError, Expression, FastOutcome, Scope};
 pub use integration::{
     Auth, CompiledPagination, CredentialRefusal, Exchange, FollowUp, Grant, Integration, Method,
-    MethodKey, OAuth2, Pace, ProviderErrors, RateLimit, Resource, TokenAuth, TokenSource,
+    MethodKey, OAuth2, Pace, ProviderErrors, RateLimit, Resource, Retired, TokenAuth, TokenSource,
     UnifiedMethod, Variant,
 };
 pub use render::{

@@ -50,6 +50,19 @@ pub struct IntegrationSpec {
     /// Versions of this file chosen per account (Airflow 2 or 3, a GitLab group or the instance).
     #[serde(default)]
     pub variants: Vec<VariantSpec>,
+    /// The provider shut its service down: calls are answered without asking it.
+    #[serde(default)]
+    pub retired: Option<RetiredSpec>,
+}
+
+/// `retired:` — when the provider's service stopped, and what a caller is told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredSpec {
+    /// The day the service stopped answering, `YYYY-MM-DD`.
+    pub since: Text,
+    /// One sentence for callers: who shut it down, what replaces it if anything.
+    pub reason: Text,
 }
 
 /// A version of a mapping file for the accounts whose context `when` holds for: its `with` keys
@@ -107,6 +120,7 @@ impl IntegrationSpec {
             } else {
                 self.variants
             },
+            retired: self.retired.or_else(|| base.retired.clone()),
         }
     }
 }

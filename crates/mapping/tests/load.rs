@@ -840,3 +840,41 @@ fn a_docusign_demo_account_renews_its_token_in_the_developer_environment() {
         Some("https://account.docusign.com/oauth/token")
     );
 }
+
+#[test]
+fn a_retired_service_names_its_day_and_reason() {
+    let retired = GOOD.replace(
+        "docs: https://example.test/docs\n",
+        "docs: https://example.test/docs\nretired: { since: \"2025-04-30\", reason: \" Example shut its API down. \" }\n",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("ok", &retired)]).unwrap();
+    assert_eq!(
+        catalog.integrations["ok"].retired,
+        Some(unigate_mapping::Retired {
+            since: "2025-04-30".to_owned(),
+            reason: "Example shut its API down.".to_owned(),
+        })
+    );
+    let bad_day = retired.replace("2025-04-30", "2025-13-01");
+    let no_reason = retired.replace(" Example shut its API down. ", " ");
+    let unknown_key = retired.replace("reason:", "colour: red, reason:");
+    let errors = Catalog::from_sources(
+        &[model()],
+        &[
+            integration("a", &bad_day),
+            integration("b", &no_reason),
+            integration("c", &unknown_key),
+        ],
+    )
+    .unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "mappings/a.yaml:3: retired.since: must be a date, YYYY-MM-DD",
+            "mappings/b.yaml:3: retired.reason: must say, for callers, why the service is gone",
+            "mappings/c.yaml:3: retired: unknown field `colour`, expected one of since, reason",
+        ],
+        "{errors}"
+    );
+}

@@ -93,6 +93,16 @@ pub struct Integration {
     pub unified: BTreeMap<MethodKey, UnifiedMethod>,
     /// Versions of this integration for the accounts whose context selects them, in order.
     pub variants: Vec<Variant>,
+    /// Set when the provider shut its service down (`retired:`): no call reaches it.
+    pub retired: Option<Retired>,
+}
+
+/// A provider's service that no longer answers (`retired:` in the file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retired {
+    /// `YYYY-MM-DD`.
+    pub since: String,
+    pub reason: String,
 }
 
 /// A version of an integration for some accounts (`variants:` in the file).
@@ -459,6 +469,26 @@ pub(crate) fn compile_integration(
             };
         }
     }
+    let retired = spec.retired.as_ref().map(|retired| {
+        if !is_calendar_date(&retired.since.value) {
+            c.error_at(
+                &retired.since,
+                "retired.since",
+                "must be a date, YYYY-MM-DD",
+            );
+        }
+        if retired.reason.value.trim().is_empty() {
+            c.error_at(
+                &retired.reason,
+                "retired.reason",
+                "must say, for callers, why the service is gone",
+            );
+        }
+        Retired {
+            since: retired.since.value.clone(),
+            reason: retired.reason.value.trim().to_owned(),
+        }
+    });
     let (auth, auth_rejected) = auth?;
     let auth_rejected = auth_rejected.map(|when| CredentialRefusal {
         reads: ProbeReads::of(&when),
@@ -478,7 +508,23 @@ pub(crate) fn compile_integration(
         resources,
         unified,
         variants: Vec::new(),
+        retired,
     })
+}
+
+/// `YYYY-MM-DD` with a month 01–12 and a day 01–31.
+fn is_calendar_date(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| bytes[range].iter().all(u8::is_ascii_digit);
+    let number = |range: std::ops::Range<usize>| text[range].parse::<u32>().unwrap_or(0);
+    bytes.len() == 10
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && digits(0..4)
+        && digits(5..7)
+        && digits(8..10)
+        && (1..=12).contains(&number(5..7))
+        && (1..=31).contains(&number(8..10))
 }
 
 fn compile_rate_limit(
