@@ -516,7 +516,9 @@ pub async fn send_token_request(
         // Not a refusal: the endpoint sends the client elsewhere (CrowdStrike answers a client of
         // another cloud with a 308 to that cloud's host). Marking the account would ask for a
         // reconnect that fails the same way; the fix is the account's host.
-        return Err(TokenError::Unavailable(redirect_reason(&request, &response)));
+        return Err(TokenError::Unavailable(redirect_reason(
+            &request, &response,
+        )));
     }
     Err(if response.status >= 500 || response.status == 429 {
         TokenError::Unavailable(format!("HTTP {}", response.status))
