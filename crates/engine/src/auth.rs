@@ -20,9 +20,10 @@ use unigate_mapping::{
 use unigate_store::{AccountStatus, IntegratedAccount, StoreError, set_dotted};
 use unigate_unified::error::extract_remote_message;
 use unigate_unified::{ApiError, ErrorKind, Secret};
+use unigate_upstream::dpop::{DpopKey, Proof};
 use unigate_upstream::tokens::{
-    AccessToken, Assertion, Issued, OAuthRequest, TokenError, now_epoch, request_oauth_token,
-    send_token_request, sign_login_jwt,
+    AccessToken, Assertion, ClientAssertion, Issued, OAuthRequest, TokenError, now_epoch,
+    request_oauth_token, send_token_request, sign_login_jwt,
 };
 use unigate_upstream::{Method, ProviderRequest, ProviderResponse, Url};
 
@@ -33,19 +34,26 @@ use crate::call::Target;
 /// replica) reuses it while it is valid.
 const TOKEN_KEY: &str = "access_token";
 const TOKEN_EXPIRY_KEY: &str = "access_token_expires_at";
+/// The key a DPoP-bound token is bound to: stored with it, since any replica calling with the
+/// token must prove possession of that key.
+const TOKEN_DPOP_KEY: &str = "access_token_dpop_key";
 
-/// The token the account's context holds, if any.
+/// The token the account's context holds, if any. A DPoP-bound token whose key cannot be read
+/// is no token at all: no call could be made with it.
 fn stored_token(context: &Value) -> Option<AccessToken> {
-    context
-        .get(TOKEN_KEY)
-        .and_then(Value::as_str)
-        .map(|token| AccessToken {
-            token: Secret::new(token),
-            expires_at: context
-                .get(TOKEN_EXPIRY_KEY)
-                .and_then(unigate_unified::time::parse_json_timestamp)
-                .map(|millis| millis / 1000),
-        })
+    let token = context.get(TOKEN_KEY).and_then(Value::as_str)?;
+    let dpop_key = match context.get(TOKEN_DPOP_KEY).and_then(Value::as_str) {
+        Some(stored) => Some(Arc::new(DpopKey::from_stored(&Secret::new(stored)).ok()?)),
+        None => None,
+    };
+    Some(AccessToken {
+        token: Secret::new(token),
+        expires_at: context
+            .get(TOKEN_EXPIRY_KEY)
+            .and_then(unigate_unified::time::parse_json_timestamp)
+            .map(|millis| millis / 1000),
+        dpop_key,
+    })
 }
 
 /// The context key a rotated refresh token is written back to: the one the mapping's
@@ -79,6 +87,18 @@ fn write_token(account: &mut IntegratedAccount, refresh_key: Option<&str>, issue
             ))
         }),
     );
+    match &issued.token.dpop_key {
+        Some(key) => set_dotted(
+            &mut account.context,
+            TOKEN_DPOP_KEY,
+            Value::String(key.stored().expose().to_owned()),
+        ),
+        None => {
+            if let Some(context) = account.context.as_object_mut() {
+                context.remove(TOKEN_DPOP_KEY);
+            }
+        }
+    }
     if let (Some(key), Some(rotated)) = (refresh_key, &issued.rotated_refresh_token) {
         set_dotted(
             &mut account.context,
@@ -120,6 +140,17 @@ fn kept_from_answer(auth: &Auth, answer: &[u8]) -> Vec<(String, String)> {
 
 fn apply_token(account: &mut IntegratedAccount, auth: &Auth, issued: &Issued) {
     write_token(account, refresh_key(auth, issued).as_deref(), issued);
+}
+
+/// The nonce a resource server's 401 asks the next DPoP proof to carry: `WWW-Authenticate: DPoP
+/// error="use_dpop_nonce"` and the nonce in `DPoP-Nonce` (RFC 9449 §9).
+fn resource_nonce(response: &ProviderResponse) -> Option<String> {
+    let challenge = response.header("www-authenticate")?;
+    (response.status == 401 && challenge.contains("use_dpop_nonce"))
+        .then(|| response.header("dpop-nonce"))
+        .flatten()
+        .filter(|nonce| !nonce.is_empty())
+        .map(str::to_owned)
 }
 
 /// `f` over the provider's answer as the mapping reads it (status, headers, body, format).
@@ -219,7 +250,18 @@ impl Engine {
                 token.header.clone(),
                 token.header_value(&issued.token.token),
             ));
-            let response = self.send_with_policy(&attempt, target).await?;
+            attempt.proof = issued.token.dpop_key.as_ref().map(|key| Proof {
+                key: key.clone(),
+                access_token: Some(issued.token.token.clone()),
+                nonce: None,
+            });
+            let mut response = self.send_with_policy(&attempt, target).await?;
+            // RFC 9449 §9: a resource server that wants a nonce in the proof answers 401
+            // `use_dpop_nonce` with one in `DPoP-Nonce`; that is no refusal of the token.
+            if let (Some(proof), Some(nonce)) = (&mut attempt.proof, resource_nonce(&response)) {
+                proof.nonce = Some(nonce);
+                response = self.send_with_policy(&attempt, target).await?;
+            }
             if self.credential_refused(target, &response) {
                 if !issued.fresh && rejected.is_none() {
                     rejected = Some(issued.token.token.clone());
@@ -411,7 +453,11 @@ impl Engine {
                     let (token, expires_at) = read_exchange_token(definition, answer, now_epoch())
                         .map_err(TokenError::Unavailable)?;
                     let issued = Issued {
-                        token: AccessToken { token, expires_at },
+                        token: AccessToken {
+                            token,
+                            expires_at,
+                            dpop_key: None,
+                        },
                         rotated_refresh_token: None,
                         fresh: true,
                         kept: Vec::new(),
@@ -574,6 +620,14 @@ fn oauth_request(oauth: &RenderedOAuth2) -> Result<OAuthRequest, TokenError> {
             private_key: assertion.private_key.clone(),
             lifetime_s: assertion.lifetime_s,
         }),
+        client_assertion: oauth
+            .client_key
+            .as_ref()
+            .map(|(private_key, key_id)| ClientAssertion {
+                private_key: private_key.clone(),
+                key_id: key_id.clone(),
+            }),
+        dpop: oauth.dpop,
     })
 }
 
@@ -603,5 +657,6 @@ fn exchange_request(exchange: &RenderedExchange, now: i64) -> Result<ProviderReq
             .body
             .as_ref()
             .map(|(_, body)| body.expose().as_bytes().to_vec()),
+        proof: None,
     })
 }

@@ -283,6 +283,7 @@ impl Endpoint {
             secret_headers: self.secret_headers.clone(),
             secret_query: self.secret_query.clone(),
             body: body.map(|body| body.bytes),
+            proof: None,
         })
     }
 

@@ -274,8 +274,11 @@ impl Catalog {
                     .insert(id.clone(), Arc::new(integration));
             }
         }
-        // By file, then line: the order a reader fixes them in. The sort is stable.
+        // By file, then line: the order a reader fixes them in. The sort is stable. A mistake
+        // in a part the file's variants share is found once per variant: said once.
         errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        let mut said = std::collections::HashSet::new();
+        errors.retain(|error| said.insert(error.clone()));
         if errors.is_empty() {
             Ok(catalog)
         } else {

@@ -8,7 +8,7 @@ use serde_saphyr::Spanned;
 use crate::expression::Expression;
 use crate::template::Template;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LoadError {
     pub file: PathBuf,
     /// 1-based; 0 when the problem has no line (e.g. an unreadable file).

@@ -227,6 +227,10 @@ pub struct RenderedOAuth2 {
     pub body: TokenBody,
     pub token_params: Vec<(String, Secret)>,
     pub assertion: Option<RenderedAssertion>,
+    /// `client_auth: private_key_jwt`: the key signing the client assertion, and its `kid`
+    /// (none when the account names none).
+    pub client_key: Option<(Secret, Option<String>)>,
+    pub dpop: bool,
 }
 
 /// A JWT bearer assertion's claims and key, rendered.
@@ -479,6 +483,19 @@ fn render_oauth(oauth: &OAuth2, context: &Value) -> Result<RenderedOAuth2, Rende
                 })
             })
             .transpose()?,
+        client_key: oauth
+            .client_key
+            .as_ref()
+            .map(|(private_key, key_id)| {
+                // `{{context.key_id?}}`: an account whose client has one key names none.
+                let key_id = match key_id.as_ref().map(|kid| kid.render(context)) {
+                    Some(Err(error)) if error.optional_absent => None,
+                    other => other.transpose()?.filter(|kid| !kid.is_empty()),
+                };
+                Ok::<_, RenderError>((Secret::new(private_key.render(context)?), key_id))
+            })
+            .transpose()?,
+        dpop: oauth.dpop,
         token_url,
     })
 }

@@ -249,6 +249,9 @@ pub enum ClientAuth {
     Body,
     /// HTTP Basic with `client_id:client_secret`.
     Basic,
+    /// A JWT signed with the account's `private_key` (RFC 7523 §2.2), no secret: Okta's API
+    /// service apps.
+    PrivateKeyJwt,
 }
 
 /// Flat on purpose: one struct keeps YAML locations, and `compile` checks which fields each
@@ -304,6 +307,14 @@ pub struct AuthSpec {
     pub audience: Option<Text>,
     #[serde(default)]
     pub private_key: Option<Text>,
+    /// `client_auth: private_key_jwt`: the `kid` of the account's key, when its client has
+    /// several.
+    #[serde(default)]
+    pub key_id: Option<Text>,
+    /// OAuth kinds: ask for a DPoP-bound token (RFC 9449) and prove possession of its key on
+    /// every call made with it.
+    #[serde(default)]
+    pub dpop: Option<Spanned<bool>>,
     #[serde(default)]
     pub lifetime_s: Option<Spanned<u64>>,
     /// token_exchange: the login call.

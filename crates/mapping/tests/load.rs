@@ -878,3 +878,89 @@ fn a_retired_service_names_its_day_and_reason() {
         "{errors}"
     );
 }
+
+#[test]
+fn a_private_key_jwt_client_has_a_key_where_others_have_a_secret() {
+    let client = |auth: &str| {
+        GOOD.replace(
+            r#"auth: { kind: bearer, token: "{{context.token}}" }"#,
+            &format!("auth:\n{auth}"),
+        )
+    };
+    let good = client(
+        r#"  kind: oauth2_client_credentials
+  token_url: "https://{{context.subdomain}}.example.test/oauth2/v1/token"
+  client_id: "{{context.client_id}}"
+  client_auth: private_key_jwt
+  private_key: "{{context.private_key}}"
+  key_id: "{{context.key_id?}}"
+  dpop: true"#,
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("ok", &good)]).unwrap();
+    let context = serde_json::json!({"subdomain": "acme", "client_id": "c", "private_key": "k"});
+    let unigate_mapping::Credential::Token(token) =
+        unigate_mapping::render_credential(&catalog.integrations["ok"], &context, None).unwrap()
+    else {
+        panic!("a token credential");
+    };
+    let unigate_mapping::RenderedSource::OAuth2(oauth) = &token.source else {
+        panic!("an OAuth source");
+    };
+    assert!(oauth.dpop);
+    assert_eq!(
+        oauth
+            .client_key
+            .as_ref()
+            .map(|(key, kid)| (key.expose(), kid.clone())),
+        Some(("k", None)),
+        "an account that names no kid sends none"
+    );
+    assert_eq!(
+        token
+            .header_value(&unigate_unified::Secret::new("t"))
+            .expose(),
+        "DPoP t",
+        "a DPoP-bound token goes with its scheme"
+    );
+    let with_secret = good.replace(
+        "  client_auth: private_key_jwt\n",
+        "  client_auth: private_key_jwt\n  client_secret: \"{{context.client_secret}}\"\n",
+    );
+    let no_key = good
+        .replace("  private_key: \"{{context.private_key}}\"\n", "")
+        .replace("  key_id: \"{{context.key_id?}}\"\n", "");
+    let key_id_with_a_secret = good
+        .replace(
+            "  client_auth: private_key_jwt\n",
+            "  client_secret: \"{{context.s}}\"\n",
+        )
+        .replace("  private_key: \"{{context.private_key}}\"\n", "");
+    let jwt_bearer = client(
+        r#"  kind: oauth2_jwt_bearer
+  token_url: "https://{{context.subdomain}}.example.test/token"
+  issuer: "{{context.client_email}}"
+  private_key: "{{context.private_key}}"
+  client_auth: private_key_jwt"#,
+    );
+    let errors = Catalog::from_sources(
+        &[model()],
+        &[
+            integration("a", &with_secret),
+            integration("b", &no_key),
+            integration("c", &key_id_with_a_secret),
+            integration("d", &jwt_bearer),
+        ],
+    )
+    .unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "mappings/a.yaml:9: auth.client_secret: is not used by auth kind `oauth2_client_credentials`",
+            "mappings/b.yaml:5: auth: auth kind `oauth2_client_credentials` needs `private_key`",
+            "mappings/c.yaml:9: auth.key_id: is not used by auth kind `oauth2_client_credentials`",
+            "mappings/d.yaml:9: auth.client_auth: `private_key_jwt` is for oauth2_client_credentials and oauth2_refresh_token (the jwt-bearer grant's `private_key` signs its assertion)",
+        ],
+        "{errors}"
+    );
+}

@@ -5,6 +5,7 @@
 //! credentials travel only as [`Secret`]s, which log and error paths cannot print. It does not
 //! know about mappings, pagination or the unified model.
 
+pub mod dpop;
 pub mod tokens;
 
 use std::time::Duration;
@@ -63,6 +64,8 @@ pub struct ProviderRequest {
     pub secret_query: Vec<(String, Secret)>,
     /// A request body (sent with the headers given; JSON bodies add their content type).
     pub body: Option<Vec<u8>>,
+    /// A DPoP proof to sign at each send (a sender-constrained token, or its token request).
+    pub proof: Option<dpop::Proof>,
 }
 
 #[derive(Debug, Clone)]
@@ -215,6 +218,27 @@ impl Upstream {
                 value,
             );
         }
+        if let Some(proof) = &request.proof {
+            let method = match request.method {
+                Method::Get => "GET",
+                Method::Post => "POST",
+            };
+            // Signed here, per send: a retried request carries a proof of its own (`jti`).
+            let signed = proof
+                .key
+                .proof(
+                    method,
+                    &request.url,
+                    proof.access_token.as_ref(),
+                    proof.nonce.as_deref(),
+                    tokens::now_epoch(),
+                )
+                .map_err(UpstreamError::Request)?;
+            let mut value = HeaderValue::from_str(signed.expose())
+                .map_err(|_| UpstreamError::Request("bad DPoP proof".to_owned()))?;
+            value.set_sensitive(true);
+            headers.insert(HeaderName::from_static("dpop"), value);
+        }
         if let Some(origin) = &self.config.replay_origin
             && !same_origin(&url, origin)
         {
@@ -348,6 +372,7 @@ mod tests {
             secret_headers: vec![],
             secret_query: vec![("api_key".into(), Secret::new("TOPSECRET"))],
             body: None,
+            proof: None,
         };
         let error = upstream.send(&request).await.unwrap_err();
         assert!(matches!(error, UpstreamError::Connect(_)), "{error:?}");
@@ -485,6 +510,7 @@ mod tests {
             secret_headers: vec![],
             secret_query: vec![],
             body: None,
+            proof: None,
         }
     }
 

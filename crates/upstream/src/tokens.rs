@@ -27,6 +27,9 @@ use crate::{Method, ProviderRequest, Upstream, UpstreamError};
 pub struct AccessToken {
     pub token: Secret,
     pub expires_at: Option<i64>,
+    /// The key a DPoP-bound token is bound to: every call made with it carries a proof signed
+    /// with this key (`None`: a bearer token).
+    pub dpop_key: Option<std::sync::Arc<crate::dpop::DpopKey>>,
 }
 
 /// A token as a request for one returned it.
@@ -225,6 +228,63 @@ pub struct OAuthRequest {
     pub extra_params: Vec<(String, Secret)>,
     /// A JWT bearer assertion to sign and send (RFC 7523).
     pub assertion: Option<Assertion>,
+    /// Client authentication by a signed JWT (`private_key_jwt`, RFC 7523 §2.2) in place of a
+    /// secret.
+    pub client_assertion: Option<ClientAssertion>,
+    /// Ask for a DPoP-bound token (RFC 9449): the request carries a proof, and the token
+    /// comes with the key it is bound to.
+    pub dpop: bool,
+}
+
+/// The key that signs a `private_key_jwt` client assertion, and its `kid`.
+#[derive(Debug, Clone)]
+pub struct ClientAssertion {
+    pub private_key: Secret,
+    pub key_id: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct ClientAssertionClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: i64,
+    exp: i64,
+    jti: String,
+}
+
+/// How long a client assertion is valid: five minutes is what it takes to be used once (Okta
+/// refuses one valid for more than an hour).
+const CLIENT_ASSERTION_LIFETIME_S: i64 = 300;
+
+/// The `client_assertion` of a `private_key_jwt` token request: `iss` and `sub` the client id,
+/// `aud` the token endpoint, a fresh `jti` (RFC 7523 §3), signed RS256 with the account's key
+/// (with its `kid` when the account names one, for a client that has several).
+fn sign_client_assertion(
+    assertion: &ClientAssertion,
+    client_id: &str,
+    token_url: &Url,
+    now: i64,
+) -> Result<Secret, TokenError> {
+    let mut audience = token_url.clone();
+    audience.set_query(None);
+    audience.set_fragment(None);
+    let claims = ClientAssertionClaims {
+        iss: client_id,
+        sub: client_id,
+        aud: audience.as_str(),
+        iat: now,
+        exp: now.saturating_add(CLIENT_ASSERTION_LIFETIME_S),
+        jti: crate::dpop::random_id().map_err(TokenError::Unavailable)?,
+    };
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = assertion.key_id.clone();
+    sign_rs256_with(
+        &header,
+        &claims,
+        &assertion.private_key,
+        "the client assertion",
+    )
 }
 
 /// The claims and key of a JWT bearer assertion (RS256).
@@ -334,6 +394,20 @@ fn sign_rs256(
     private_key: &Secret,
     what: &str,
 ) -> Result<Secret, TokenError> {
+    sign_rs256_with(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        claims,
+        private_key,
+        what,
+    )
+}
+
+fn sign_rs256_with(
+    header: &jsonwebtoken::Header,
+    claims: &impl serde::Serialize,
+    private_key: &Secret,
+    what: &str,
+) -> Result<Secret, TokenError> {
     let key =
         jsonwebtoken::EncodingKey::from_rsa_pem(private_key.expose().as_bytes()).map_err(|_| {
             TokenError::Rejected {
@@ -341,13 +415,9 @@ fn sign_rs256(
                 body: "the account's private key is not a PEM RSA private key".to_owned(),
             }
         })?;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-        claims,
-        &key,
-    )
-    .map(Secret::new)
-    .map_err(|error| TokenError::Unavailable(format!("could not sign {what}: {error}")))
+    jsonwebtoken::encode(header, claims, &key)
+        .map(Secret::new)
+        .map_err(|error| TokenError::Unavailable(format!("could not sign {what}: {error}")))
 }
 
 /// Calls an OAuth 2.0 token endpoint; the token and its answer's body (for the mapping's
@@ -379,6 +449,20 @@ pub async fn request_oauth_token(
     params.extend(request.extra_params.iter().cloned());
     let mut secret_headers = Vec::new();
     match (&request.client_id, &request.client_secret) {
+        (Some(id), _) if request.client_assertion.is_some() => {
+            let assertion = request
+                .client_assertion
+                .as_ref()
+                .expect("checked just above");
+            params.push((
+                "client_assertion_type".to_owned(),
+                Secret::new("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ));
+            params.push((
+                "client_assertion".to_owned(),
+                sign_client_assertion(assertion, id, &request.token_url, now_epoch())?,
+            ));
+        }
         (Some(id), Some(secret)) if request.basic_client_auth => {
             use base64::Engine as _;
             let pair = format!("{id}:{}", secret.expose());
@@ -421,26 +505,43 @@ pub async fn request_oauth_token(
                 .finish(),
         )
     };
-    let response = send_token_request(
-        upstream,
-        ProviderRequest {
-            method: Method::Post,
-            url: request.token_url.clone(),
-            headers: vec![
-                ("Content-Type".to_owned(), content_type.to_owned()),
-                ("Accept".to_owned(), "application/json".to_owned()),
-            ],
-            secret_headers,
-            secret_query: Vec::new(),
-            body: Some(body.into_bytes()),
-        },
-    )
-    .await?;
+    let dpop_key = match request.dpop {
+        true => Some(std::sync::Arc::new(
+            crate::dpop::DpopKey::generate().map_err(TokenError::Unavailable)?,
+        )),
+        false => None,
+    };
+    let mut token_request = ProviderRequest {
+        method: Method::Post,
+        url: request.token_url.clone(),
+        headers: vec![
+            ("Content-Type".to_owned(), content_type.to_owned()),
+            ("Accept".to_owned(), "application/json".to_owned()),
+        ],
+        secret_headers,
+        secret_query: Vec::new(),
+        body: Some(body.into_bytes()),
+        proof: dpop_key.as_ref().map(|key| crate::dpop::Proof {
+            key: key.clone(),
+            access_token: None,
+            nonce: None,
+        }),
+    };
+    let mut response = send_raw(upstream, &token_request).await?;
+    // RFC 9449 §8: a server that wants a nonce in the proof refuses the first one with
+    // `use_dpop_nonce` and gives it in `DPoP-Nonce` (Okta always does); the request is made
+    // again, once, with a proof carrying it.
+    if let (Some(proof), Some(nonce)) = (&mut token_request.proof, asked_nonce(&response)) {
+        proof.nonce = Some(nonce);
+        response = send_raw(upstream, &token_request).await?;
+    }
+    let response = judge_token_response(&token_request, response)?;
     let parsed = read_token_answer(response.status, &response.body)?;
     let issued = Issued {
         token: AccessToken {
             expires_at: parsed.expires_at(now_epoch()),
             token: Secret::new(parsed.access_token),
+            dpop_key,
         },
         rotated_refresh_token: parsed
             .refresh_token
@@ -505,10 +606,39 @@ pub async fn send_token_request(
     upstream: &Upstream,
     request: ProviderRequest,
 ) -> Result<crate::ProviderResponse, TokenError> {
-    let response = upstream
-        .send(&request)
+    let response = send_raw(upstream, &request).await?;
+    judge_token_response(&request, response)
+}
+
+/// A token endpoint's answer, whatever its status.
+async fn send_raw(
+    upstream: &Upstream,
+    request: &ProviderRequest,
+) -> Result<crate::ProviderResponse, TokenError> {
+    upstream
+        .send(request)
         .await
-        .map_err(|error: UpstreamError| TokenError::Unavailable(error.to_string()))?;
+        .map_err(|error: UpstreamError| TokenError::Unavailable(error.to_string()))
+}
+
+/// The nonce a 400 `use_dpop_nonce` answer asks the next proof to carry (RFC 9449 §8).
+fn asked_nonce(response: &crate::ProviderResponse) -> Option<String> {
+    if response.status != 400 {
+        return None;
+    }
+    let error = serde_json::from_slice::<serde_json::Value>(&response.body).ok()?;
+    (error.get("error")?.as_str()? == "use_dpop_nonce")
+        .then(|| response.header("dpop-nonce"))
+        .flatten()
+        .filter(|nonce| !nonce.is_empty())
+        .map(str::to_owned)
+}
+
+/// A 2xx token answer, or the error its status stands for.
+fn judge_token_response(
+    request: &ProviderRequest,
+    response: crate::ProviderResponse,
+) -> Result<crate::ProviderResponse, TokenError> {
     if (200..300).contains(&response.status) {
         return Ok(response);
     }
@@ -516,9 +646,7 @@ pub async fn send_token_request(
         // Not a refusal: the endpoint sends the client elsewhere (CrowdStrike answers a client of
         // another cloud with a 308 to that cloud's host). Marking the account would ask for a
         // reconnect that fails the same way; the fix is the account's host.
-        return Err(TokenError::Unavailable(redirect_reason(
-            &request, &response,
-        )));
+        return Err(TokenError::Unavailable(redirect_reason(request, &response)));
     }
     Err(if response.status >= 500 || response.status == 429 {
         TokenError::Unavailable(format!("HTTP {}", response.status))
@@ -650,6 +778,7 @@ mod tests {
             token: AccessToken {
                 token: Secret::new(token.to_owned()),
                 expires_at: Some(0), // expired at once: every call asks again
+                dpop_key: None,
             },
             rotated_refresh_token: None,
             fresh: true,
@@ -664,6 +793,7 @@ mod tests {
         let seeded = AccessToken {
             token: Secret::new("seeded-token".to_owned()),
             expires_at: Some(0),
+            dpop_key: None,
         };
         tokens
             .access_token("acc", Some(seeded), None, async { issued("first-token") })

@@ -91,7 +91,11 @@ pub struct TokenAuth {
 }
 
 /// Context keys `keep` may not write: the token's own, which the gateway writes.
-const KEPT_BY_THE_GATEWAY: [&str; 2] = ["access_token", "access_token_expires_at"];
+const KEPT_BY_THE_GATEWAY: [&str; 3] = [
+    "access_token",
+    "access_token_expires_at",
+    "access_token_dpop_key",
+];
 
 #[derive(Debug)]
 pub enum TokenSource {
@@ -132,6 +136,10 @@ pub struct OAuth2 {
     pub body: TokenBody,
     pub token_params: Vec<(String, Template)>,
     pub assertion: Option<JwtAssertion>,
+    /// `client_auth: private_key_jwt`: the key signing the client assertion, and its `kid`.
+    pub client_key: Option<(Template, Option<Template>)>,
+    /// Ask for a DPoP-bound token and prove possession on every call (`dpop: true`).
+    pub dpop: bool,
 }
 
 /// The claims and key of a JWT bearer assertion.
@@ -308,6 +316,10 @@ impl Auth {
                             templates.extend(assertion.subject.iter());
                             templates.extend(assertion.audience.iter());
                         }
+                        if let Some((private_key, key_id)) = &oauth.client_key {
+                            templates.push(private_key);
+                            templates.extend(key_id.iter());
+                        }
                     }
                     TokenSource::Exchange(exchange) => {
                         templates.push(&exchange.url);
@@ -340,6 +352,9 @@ impl Auth {
                         templates.extend(oauth.token_params.iter().map(|(_, template)| template));
                         if let Some(assertion) = &oauth.assertion {
                             templates.push(&assertion.private_key);
+                        }
+                        if let Some((private_key, _)) = &oauth.client_key {
+                            templates.push(private_key);
                         }
                     }
                     TokenSource::Exchange(exchange) => {
@@ -485,6 +500,37 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
     }
 }
 
+/// The fields `client_auth: private_key_jwt` and `dpop` change: a client proving itself with a
+/// signed JWT has a `private_key` (and maybe a `key_id`) where others have a `client_secret`;
+/// every OAuth kind may ask for a DPoP-bound token.
+fn with_client_auth(
+    kind: AuthKind,
+    spec: &AuthSpec,
+    required: &'static [&'static str],
+    optional: &'static [&'static str],
+) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut required = required.to_vec();
+    let mut optional = optional.to_vec();
+    let oauth = matches!(
+        kind,
+        AuthKind::Oauth2RefreshToken | AuthKind::Oauth2ClientCredentials
+    );
+    if oauth
+        && spec
+            .client_auth
+            .as_ref()
+            .is_some_and(|c| c.value == ClientAuth::PrivateKeyJwt)
+    {
+        required.retain(|name| *name != "client_secret");
+        required.push("private_key");
+        optional.push("key_id");
+    }
+    if oauth || kind == AuthKind::Oauth2JwtBearer {
+        optional.push("dpop");
+    }
+    (required, optional)
+}
+
 /// The line of every field set in the block.
 fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
     let text = |name: &'static str, field: &Option<Text>| {
@@ -507,6 +553,7 @@ fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
         text("subject", &spec.subject),
         text("audience", &spec.audience),
         text("private_key", &spec.private_key),
+        text("key_id", &spec.key_id),
         text("expires_in", &spec.expires_in),
         text("expires_at", &spec.expires_at),
         text("exchange", &spec.exchange.as_ref().map(|e| e.url.clone())),
@@ -533,6 +580,7 @@ fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
                 "lifetime_s",
                 spec.lifetime_s.as_ref().map(|c| line(&c.referenced)),
             ),
+            ("dpop", spec.dpop.as_ref().map(|c| line(&c.referenced))),
             (
                 "default_lifetime_s",
                 spec.default_lifetime_s
@@ -583,6 +631,7 @@ pub(super) fn compile_auth(
     let kind = spec.kind.value;
     let label = kind_label(kind);
     let (required, optional) = fields_of(kind);
+    let (required, optional) = with_client_auth(kind, spec, required, optional);
     let set = set_fields(spec);
     let mut ok = true;
     for (name, line) in &set {
@@ -596,7 +645,7 @@ pub(super) fn compile_auth(
         }
     }
     for name in required {
-        if !set.iter().any(|(found, _)| found == name) {
+        if !set.iter().any(|(found, _)| *found == name) {
             c.error_at(
                 &spec.kind,
                 "auth",
@@ -820,6 +869,10 @@ fn token_auth(spec: &AuthSpec, source: TokenSource, c: &mut FileCompiler<'_>) ->
             }
             value
         }
+        // A DPoP-bound token goes with its scheme (RFC 9449 §7.1).
+        None if spec.dpop.as_ref().is_some_and(|d| d.value) => {
+            Template::compile("DPoP {{token}}").expect("a constant template compiles")
+        }
         None => Template::compile("Bearer {{token}}").expect("a constant template compiles"),
     };
     let mut keep = Vec::new();
@@ -834,7 +887,7 @@ fn token_auth(spec: &AuthSpec, source: TokenSource, c: &mut FileCompiler<'_>) ->
             c.error_at(
                 text,
                 &field,
-                "must name a plain context key other than the token's own (access_token, access_token_expires_at)",
+                "must name a plain context key other than the token's own (access_token, access_token_expires_at, access_token_dpop_key)",
             );
             ok = false;
             continue;
@@ -880,6 +933,7 @@ fn compile_oauth(spec: &AuthSpec, kind: AuthKind, c: &mut FileCompiler<'_>) -> O
     let subject = optional(&spec.subject, "subject");
     let audience = optional(&spec.audience, "audience");
     let private_key = optional(&spec.private_key, "private_key");
+    let key_id = optional(&spec.key_id, "key_id");
     let token_params: Vec<(String, Template)> = spec
         .token_params
         .iter()
@@ -891,6 +945,28 @@ fn compile_oauth(spec: &AuthSpec, kind: AuthKind, c: &mut FileCompiler<'_>) -> O
     if token_params.len() != spec.token_params.len() {
         return None;
     }
+    let client_auth = spec
+        .client_auth
+        .as_ref()
+        .map(|c| c.value)
+        .unwrap_or_default();
+    if grant == Grant::JwtBearer
+        && let Some(at) = spec
+            .client_auth
+            .as_ref()
+            .filter(|c| c.value == ClientAuth::PrivateKeyJwt)
+    {
+        c.error_at(
+            at,
+            "auth.client_auth",
+            "`private_key_jwt` is for oauth2_client_credentials and oauth2_refresh_token (the jwt-bearer grant's `private_key` signs its assertion)",
+        );
+        return None;
+    }
+    let client_key = match client_auth {
+        ClientAuth::PrivateKeyJwt => Some((private_key.clone().ok()??, key_id.ok()?)),
+        _ => None,
+    };
     let assertion = match grant {
         Grant::JwtBearer => Some(JwtAssertion {
             issuer: issuer.ok()??,
@@ -914,11 +990,7 @@ fn compile_oauth(spec: &AuthSpec, kind: AuthKind, c: &mut FileCompiler<'_>) -> O
         client_secret: client_secret.ok()?,
         refresh_token: refresh_token.ok()?,
         scope: scope.ok()?,
-        client_auth: spec
-            .client_auth
-            .as_ref()
-            .map(|c| c.value)
-            .unwrap_or_default(),
+        client_auth,
         body: spec
             .token_body
             .as_ref()
@@ -926,6 +998,8 @@ fn compile_oauth(spec: &AuthSpec, kind: AuthKind, c: &mut FileCompiler<'_>) -> O
             .unwrap_or_default(),
         token_params,
         assertion,
+        client_key,
+        dpop: spec.dpop.as_ref().is_some_and(|d| d.value),
     })
 }
 

@@ -1,0 +1,296 @@
+//! Sender-constrained tokens end to end, against an authorization server and an API on 127.0.0.1
+//! that behave as Okta's do for an API service app: the client authenticates with a
+//! `private_key_jwt` assertion (RS256, checked here with the public key), the token endpoint
+//! asks for a DPoP nonce first (400 `use_dpop_nonce`), issues a `DPoP` token bound to the proof's
+//! key, and the API takes it only with a proof by that key naming the request (`htm`, `htu`,
+//! `ath`); an API that asks for a nonce (401 `use_dpop_nonce`) gets the call again with it, and a
+//! token stored with its key (another replica, a restart) is used with that key.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use unigate_store::IntegratedAccount;
+use unigate_tests::{
+    LocalProvider, TEST_TOKEN, catalog_with, get_json, repo_root, serve_accounts, spawn_provider,
+    url_pairs,
+};
+use unigate_unified::Secret;
+use unigate_upstream::dpop::DpopKey;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+const MAPPING: &str = r#"name: DPoP example
+docs: https://example.test/docs
+base_url: "{{context.url}}/api/v1"
+auth:
+  kind: oauth2_client_credentials
+  token_url: "{{context.url}}/oauth2/v1/token"
+  client_id: "{{context.client_id}}"
+  client_auth: private_key_jwt
+  private_key: "{{context.private_key}}"
+  key_id: "{{context.key_id?}}"
+  scope: okta.users.read
+  dpop: true
+resources:
+  users:
+    list: { path: /users, records: "$", query: { limit: "200" } }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{ "id": id }'
+"#;
+
+/// A DPoP proof as the servers read it: header, claims, and whether its signature verifies
+/// with the key its header carries.
+struct ReadProof {
+    jwk: Value,
+    claims: Value,
+}
+
+fn read_proof(proof: &str) -> ReadProof {
+    let parts: Vec<&str> = proof.split('.').collect();
+    assert_eq!(parts.len(), 3, "a compact JWS");
+    let header: Value = serde_json::from_slice(&B64.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(
+        (&header["typ"], &header["alg"]),
+        (&json!("dpop+jwt"), &json!("ES256"))
+    );
+    let jwk = header["jwk"].clone();
+    assert!(jwk.get("d").is_none(), "a public key only");
+    let key = jsonwebtoken::DecodingKey::from_ec_components(
+        jwk["x"].as_str().unwrap(),
+        jwk["y"].as_str().unwrap(),
+    )
+    .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    let claims = jsonwebtoken::decode::<Value>(proof, &key, &validation)
+        .expect("the proof verifies with the key in its header")
+        .claims;
+    ReadProof { jwk, claims }
+}
+
+#[derive(Default)]
+struct Server {
+    origin: Mutex<String>,
+    /// Token requests answered (not counting the nonce refusals).
+    tokens_issued: Mutex<u32>,
+    token_nonce_refusals: Mutex<u32>,
+    /// The key the issued token is bound to.
+    bound_jwk: Mutex<Option<Value>>,
+    /// Ask API calls for a nonce once.
+    api_wants_nonce: Mutex<bool>,
+    api_calls: Mutex<Vec<Value>>,
+    client_assertions: Mutex<Vec<(Value, Value)>>,
+}
+
+async fn token(State(server): State<Arc<Server>>, headers: HeaderMap, body: String) -> Response {
+    let origin = server.origin.lock().unwrap().clone();
+    let proof = read_proof(headers.get("dpop").unwrap().to_str().unwrap());
+    assert_eq!(proof.claims["htm"], "POST");
+    assert_eq!(proof.claims["htu"], format!("{origin}/oauth2/v1/token"));
+    assert!(proof.claims.get("ath").is_none(), "no token yet");
+    if proof.claims.get("nonce").is_none() {
+        *server.token_nonce_refusals.lock().unwrap() += 1;
+        return (
+            StatusCode::BAD_REQUEST,
+            [("dpop-nonce", "token-nonce-1")],
+            axum::Json(json!({"error": "use_dpop_nonce",
+                "error_description": "Authorization server requires nonce in DPoP proof."})),
+        )
+            .into_response();
+    }
+    assert_eq!(proof.claims["nonce"], "token-nonce-1");
+    let form = url_pairs(&body);
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert_eq!(field("grant_type").as_deref(), Some("client_credentials"));
+    assert_eq!(field("scope").as_deref(), Some("okta.users.read"));
+    assert_eq!(
+        field("client_assertion_type").as_deref(),
+        Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    );
+    assert_eq!(field("client_secret"), None);
+    assert_eq!(headers.get("authorization"), None, "no Basic credentials");
+    let assertion = field("client_assertion").expect("a client assertion");
+    let public_key =
+        std::fs::read_to_string(repo_root().join("tests/keys/test-service-account.pub")).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[format!("{origin}/oauth2/v1/token")]);
+    let decoded = jsonwebtoken::decode::<Value>(
+        &assertion,
+        &jsonwebtoken::DecodingKey::from_rsa_pem(public_key.as_bytes()).unwrap(),
+        &validation,
+    )
+    .expect("signed RS256 with the account's key, for the token URL, not expired");
+    server
+        .client_assertions
+        .lock()
+        .unwrap()
+        .push((json!(decoded.header.kid), decoded.claims));
+    *server.tokens_issued.lock().unwrap() += 1;
+    *server.bound_jwk.lock().unwrap() = Some(proof.jwk);
+    axum::Json(json!({"token_type": "DPoP", "expires_in": 3600,
+        "access_token": "dpop-token-1", "scope": "okta.users.read"}))
+    .into_response()
+}
+
+async fn users(State(server): State<Arc<Server>>, headers: HeaderMap, uri: Uri) -> Response {
+    let origin = server.origin.lock().unwrap().clone();
+    assert_eq!(
+        headers.get("authorization").unwrap().to_str().unwrap(),
+        "DPoP dpop-token-1"
+    );
+    let proof = read_proof(headers.get("dpop").unwrap().to_str().unwrap());
+    assert_eq!(
+        Some(&proof.jwk),
+        server.bound_jwk.lock().unwrap().as_ref(),
+        "signed with the key the token is bound to"
+    );
+    assert_eq!(proof.claims["htm"], "GET");
+    assert_eq!(proof.claims["htu"], format!("{origin}/api/v1/users"));
+    assert!(
+        uri.query().is_some(),
+        "the query is left out of htu, not the request"
+    );
+    let ath = B64.encode(ring_sha256(b"dpop-token-1"));
+    assert_eq!(proof.claims["ath"], ath);
+    server.api_calls.lock().unwrap().push(proof.claims.clone());
+    if std::mem::take(&mut *server.api_wants_nonce.lock().unwrap()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [
+                (
+                    "www-authenticate",
+                    r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#,
+                ),
+                ("dpop-nonce", "api-nonce-1"),
+            ],
+        )
+            .into_response();
+    }
+    axum::Json(json!([{"id": "u1"}])).into_response()
+}
+
+fn ring_sha256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).to_vec()
+}
+
+/// The gateway (first) and the provider it calls, with the account's list URL.
+async fn world(
+    context_extra: Value,
+    server: Arc<Server>,
+) -> ((unigate_tests::RunningGateway, LocalProvider), String) {
+    let provider = spawn_provider(
+        Router::new()
+            .route("/oauth2/v1/token", post(token))
+            .route("/api/v1/users", get(users))
+            .with_state(server.clone()),
+    )
+    .await;
+    *server.origin.lock().unwrap() = provider.origin.clone();
+    let private_key =
+        std::fs::read_to_string(repo_root().join("tests/keys/test-service-account.key")).unwrap();
+    let mut context = json!({"url": provider.origin, "client_id": "0oa-service-app",
+        "private_key": private_key});
+    if let (Some(context), Value::Object(extra)) = (context.as_object_mut(), context_extra) {
+        context.extend(extra);
+    }
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "dpop-example".into(),
+        context,
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_accounts(catalog_with("dpop-example", MAPPING), vec![account]).await;
+    let url = format!(
+        "{}/unified/user-directory/users?integrated_account_id=acc&limit=5",
+        gateway.origin
+    );
+    ((gateway, provider), url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_okta_service_app_gets_a_dpop_token_with_a_signed_client_assertion() {
+    let server = Arc::new(Server::default());
+    let (_servers, url) = world(json!({"key_id": "kid-1"}), server.clone()).await;
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, &body["result"][0]["id"]),
+        (200, &json!("u1")),
+        "{body}"
+    );
+    // The nonce refusal, then the token; the assertion names the client and its key.
+    assert_eq!(*server.token_nonce_refusals.lock().unwrap(), 1);
+    assert_eq!(*server.tokens_issued.lock().unwrap(), 1);
+    {
+        let assertions = server.client_assertions.lock().unwrap();
+        let (kid, claims) = &assertions[0];
+        assert_eq!(kid, &json!("kid-1"));
+        assert_eq!(
+            (&claims["iss"], &claims["sub"]),
+            (&json!("0oa-service-app"), &json!("0oa-service-app"))
+        );
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            300
+        );
+        assert!(claims["jti"].as_str().is_some_and(|jti| jti.len() >= 20));
+    }
+    // The API asks for a nonce: the call is made again with it, under a new jti, and the
+    // token is not renewed for it (a nonce request is no refusal).
+    *server.api_wants_nonce.lock().unwrap() = true;
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let calls = server.api_calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[1].get("nonce"), None);
+    assert_eq!(calls[2]["nonce"], "api-nonce-1");
+    assert_ne!(calls[1]["jti"], calls[2]["jti"]);
+    assert_eq!(*server.tokens_issued.lock().unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_dpop_token_is_used_with_the_key_stored_beside_it() {
+    let key = DpopKey::generate().unwrap();
+    let server = Arc::new(Server::default());
+    *server.bound_jwk.lock().unwrap() = Some(key.public_jwk());
+    let (_servers, url) = world(
+        json!({"access_token": "dpop-token-1", "access_token_expires_at": "2099-01-01T00:00:00Z",
+               "access_token_dpop_key": key.stored().expose()}),
+        server.clone(),
+    )
+    .await;
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(*server.tokens_issued.lock().unwrap(), 0);
+    assert_eq!(server.api_calls.lock().unwrap().len(), 1);
+}
+
+/// A stored token whose key cannot be read (cut, or from another format) is no token: a new
+/// one is asked for, bound to a new key, instead of calls the API would refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_dpop_token_without_a_readable_key_is_replaced() {
+    let server = Arc::new(Server::default());
+    let (_servers, url) = world(
+        json!({"access_token": "stale", "access_token_expires_at": "2099-01-01T00:00:00Z",
+               "access_token_dpop_key": Secret::new("not-a-key").expose()}),
+        server.clone(),
+    )
+    .await;
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(*server.tokens_issued.lock().unwrap(), 1);
+}
