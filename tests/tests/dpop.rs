@@ -87,8 +87,12 @@ struct Server {
     token_nonce_refusals: Mutex<u32>,
     /// The key the issued token is bound to.
     bound_jwk: Mutex<Option<Value>>,
-    /// Ask API calls for a nonce once.
-    api_wants_nonce: Mutex<bool>,
+    /// Ask API calls for a nonce this many times.
+    api_wants_nonce: Mutex<u32>,
+    /// Issue Bearer tokens (an app that does not require DPoP).
+    issue_bearer: Mutex<bool>,
+    /// Every client assertion `jti` seen: Okta spends one on any request, a refused one too.
+    assertion_ids: Mutex<Vec<String>>,
     api_calls: Mutex<Vec<Value>>,
     client_assertions: Mutex<Vec<(Value, Value)>>,
 }
@@ -99,27 +103,8 @@ async fn token(State(server): State<Arc<Server>>, headers: HeaderMap, body: Stri
     assert_eq!(proof.claims["htm"], "POST");
     assert_eq!(proof.claims["htu"], format!("{origin}/oauth2/v1/token"));
     assert!(proof.claims.get("ath").is_none(), "no token yet");
-    if proof.claims.get("nonce").is_none() {
-        *server.token_nonce_refusals.lock().unwrap() += 1;
-        return (
-            StatusCode::BAD_REQUEST,
-            [("dpop-nonce", "token-nonce-1")],
-            axum::Json(json!({"error": "use_dpop_nonce",
-                "error_description": "Authorization server requires nonce in DPoP proof."})),
-        )
-            .into_response();
-    }
-    assert_eq!(proof.claims["nonce"], "token-nonce-1");
     let form = url_pairs(&body);
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    assert_eq!(field("grant_type").as_deref(), Some("client_credentials"));
-    assert_eq!(field("scope").as_deref(), Some("okta.users.read"));
-    assert_eq!(
-        field("client_assertion_type").as_deref(),
-        Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
-    );
-    assert_eq!(field("client_secret"), None);
-    assert_eq!(headers.get("authorization"), None, "no Basic credentials");
     let assertion = field("client_assertion").expect("a client assertion");
     let public_key =
         std::fs::read_to_string(repo_root().join("tests/keys/test-service-account.pub")).unwrap();
@@ -131,12 +116,49 @@ async fn token(State(server): State<Arc<Server>>, headers: HeaderMap, body: Stri
         &validation,
     )
     .expect("signed RS256 with the account's key, for the token URL, not expired");
+    let jti = decoded.claims["jti"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if server.assertion_ids.lock().unwrap().contains(&jti) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "invalid_client",
+                "error_description": "The client_assertion token has already been used."})),
+        )
+            .into_response();
+    }
+    server.assertion_ids.lock().unwrap().push(jti);
+    if proof.claims.get("nonce").is_none() {
+        *server.token_nonce_refusals.lock().unwrap() += 1;
+        return (
+            StatusCode::BAD_REQUEST,
+            [("dpop-nonce", "token-nonce-1")],
+            axum::Json(json!({"error": "use_dpop_nonce",
+                "error_description": "Authorization server requires nonce in DPoP proof."})),
+        )
+            .into_response();
+    }
+    assert_eq!(proof.claims["nonce"], "token-nonce-1");
+    assert_eq!(field("grant_type").as_deref(), Some("client_credentials"));
+    assert_eq!(field("scope").as_deref(), Some("okta.users.read"));
+    assert_eq!(
+        field("client_assertion_type").as_deref(),
+        Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    );
+    assert_eq!(field("client_secret"), None);
+    assert_eq!(headers.get("authorization"), None, "no Basic credentials");
     server
         .client_assertions
         .lock()
         .unwrap()
         .push((json!(decoded.header.kid), decoded.claims));
     *server.tokens_issued.lock().unwrap() += 1;
+    if *server.issue_bearer.lock().unwrap() {
+        return axum::Json(json!({"token_type": "Bearer", "expires_in": 3600,
+            "access_token": "bearer-token-1", "scope": "okta.users.read"}))
+        .into_response();
+    }
     *server.bound_jwk.lock().unwrap() = Some(proof.jwk);
     axum::Json(json!({"token_type": "DPoP", "expires_in": 3600,
         "access_token": "dpop-token-1", "scope": "okta.users.read"}))
@@ -145,6 +167,14 @@ async fn token(State(server): State<Arc<Server>>, headers: HeaderMap, body: Stri
 
 async fn users(State(server): State<Arc<Server>>, headers: HeaderMap, uri: Uri) -> Response {
     let origin = server.origin.lock().unwrap().clone();
+    if *server.issue_bearer.lock().unwrap() {
+        assert_eq!(
+            headers.get("authorization").unwrap().to_str().unwrap(),
+            "Bearer bearer-token-1"
+        );
+        assert_eq!(headers.get("dpop"), None, "a Bearer token carries no proof");
+        return axum::Json(json!([{"id": "u1"}])).into_response();
+    }
     assert_eq!(
         headers.get("authorization").unwrap().to_str().unwrap(),
         "DPoP dpop-token-1"
@@ -164,7 +194,13 @@ async fn users(State(server): State<Arc<Server>>, headers: HeaderMap, uri: Uri) 
     let ath = B64.encode(ring_sha256(b"dpop-token-1"));
     assert_eq!(proof.claims["ath"], ath);
     server.api_calls.lock().unwrap().push(proof.claims.clone());
-    if std::mem::take(&mut *server.api_wants_nonce.lock().unwrap()) {
+    let wants_nonce = {
+        let mut left = server.api_wants_nonce.lock().unwrap();
+        let wants = *left > 0;
+        *left = left.saturating_sub(1);
+        wants
+    };
+    if wants_nonce {
         return (
             StatusCode::UNAUTHORIZED,
             [
@@ -251,7 +287,7 @@ async fn an_okta_service_app_gets_a_dpop_token_with_a_signed_client_assertion() 
     }
     // The API asks for a nonce: the call is made again with it, under a new jti, and the
     // token is not renewed for it (a nonce request is no refusal).
-    *server.api_wants_nonce.lock().unwrap() = true;
+    *server.api_wants_nonce.lock().unwrap() = 1;
     let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
     assert_eq!(status, 200, "{body}");
     let calls = server.api_calls.lock().unwrap().clone();
@@ -259,6 +295,36 @@ async fn an_okta_service_app_gets_a_dpop_token_with_a_signed_client_assertion() 
     assert_eq!(calls[1].get("nonce"), None);
     assert_eq!(calls[2]["nonce"], "api-nonce-1");
     assert_ne!(calls[1]["jti"], calls[2]["jti"]);
+    assert_eq!(*server.tokens_issued.lock().unwrap(), 1);
+}
+
+/// An app that does not require DPoP answers the DPoP token request with a Bearer token
+/// (RFC 9449 §5): it is used as one, without proofs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bearer_token_issued_for_a_dpop_request_is_used_as_bearer() {
+    let server = Arc::new(Server::default());
+    *server.issue_bearer.lock().unwrap() = true;
+    let (_servers, url) = world(json!({}), server.clone()).await;
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(*server.tokens_issued.lock().unwrap(), 1);
+}
+
+/// An API that asks for a nonce again after getting one is not refusing the token: the caller
+/// gets its 401, and the account is not marked (the next call goes to the provider again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_that_keeps_asking_for_a_nonce_does_not_mark_the_account() {
+    let server = Arc::new(Server::default());
+    let (_servers, url) = world(json!({}), server.clone()).await;
+    *server.api_wants_nonce.lock().unwrap() = 2;
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body["truto_is_remote_error"].clone()),
+        (401, json!(true)),
+        "{body}"
+    );
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(*server.tokens_issued.lock().unwrap(), 1);
 }
 

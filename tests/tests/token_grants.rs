@@ -222,6 +222,70 @@ async fn a_service_accounts_jwt_bearer_grant() {
     assert_eq!(*seen.api_auth.lock().unwrap(), vec!["Bearer issued-1"]);
 }
 
+/// A Box JWT app (developer.box.com guides/authentication/jwt/without-sdk): the assertion
+/// carries Box's own `box_sub_type`, a fresh `jti` and the key's `kid`, lives at most a minute,
+/// and the client id and secret travel in the form beside it.
+#[tokio::test]
+async fn a_box_jwt_apps_assertion_has_its_own_claims_a_jti_and_a_kid() {
+    let private_key =
+        std::fs::read_to_string(repo_root().join("tests/keys/test-service-account.key")).unwrap();
+    let public_key =
+        std::fs::read_to_string(repo_root().join("tests/keys/test-service-account.pub")).unwrap();
+    let seen = list_with(
+        r#"  kind: oauth2_jwt_bearer
+  token_url: "{{context.token_url}}"
+  issuer: "{{context.client_id}}"
+  subject: "{{context.enterprise_id}}"
+  private_key: "{{context.private_key}}"
+  key_id: "{{context.public_key_id}}"
+  claims: { box_sub_type: enterprise }
+  jti: true
+  lifetime_s: 45
+  client_id: "{{context.client_id}}"
+  client_secret: "{{context.client_secret}}""#,
+        json!({"client_id": "box-client", "client_secret": "box-secret",
+               "enterprise_id": "123456", "public_key_id": "kid-box-1",
+               "private_key": private_key}),
+    )
+    .await;
+    let requests = seen.token_requests.lock().unwrap();
+    let (_, body) = &requests[0];
+    let form = url_pairs(body);
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert_eq!(
+        (
+            field("grant_type").as_deref(),
+            field("client_id").as_deref(),
+            field("client_secret").as_deref()
+        ),
+        (
+            Some("urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            Some("box-client"),
+            Some("box-secret")
+        )
+    );
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[seen_token_url(&requests)]);
+    let decoded = jsonwebtoken::decode::<Value>(
+        &field("assertion").expect("an assertion"),
+        &jsonwebtoken::DecodingKey::from_rsa_pem(public_key.as_bytes()).unwrap(),
+        &validation,
+    )
+    .expect("signed with the account's key, RS256, for the token URL, not expired");
+    assert_eq!(decoded.header.kid.as_deref(), Some("kid-box-1"));
+    let claims = decoded.claims;
+    assert_eq!(
+        (&claims["iss"], &claims["sub"], &claims["box_sub_type"]),
+        (&json!("box-client"), &json!("123456"), &json!("enterprise"))
+    );
+    assert!(claims["jti"].as_str().is_some_and(|jti| jti.len() >= 16));
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        45
+    );
+    assert_eq!(*seen.api_auth.lock().unwrap(), vec!["Bearer issued-1"]);
+}
+
 /// The token URL the assertion is for: the endpoint that received it.
 fn seen_token_url(requests: &[TokenRequest]) -> String {
     format!("http://{}/oauth/token", header(&requests[0].0, "host"))

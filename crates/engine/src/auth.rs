@@ -248,7 +248,7 @@ impl Engine {
             let mut attempt = request.clone();
             attempt.secret_headers.push((
                 token.header.clone(),
-                token.header_value(&issued.token.token),
+                token.header_value_for(&issued.token.token, issued.token.dpop_key.is_some()),
             ));
             attempt.proof = issued.token.dpop_key.as_ref().map(|key| Proof {
                 key: key.clone(),
@@ -261,6 +261,10 @@ impl Engine {
             if let (Some(proof), Some(nonce)) = (&mut attempt.proof, resource_nonce(&response)) {
                 proof.nonce = Some(nonce);
                 response = self.send_with_policy(&attempt, target).await?;
+                if resource_nonce(&response).is_some() {
+                    // Still asking: not a refusal of the token, the provider's 401 as it is.
+                    return Ok(response);
+                }
             }
             if self.credential_refused(target, &response) {
                 if !issued.fresh && rejected.is_none() {
@@ -539,6 +543,7 @@ impl Engine {
         if let (true, Some(context)) = (obtains_tokens, account.context.as_object_mut()) {
             context.remove(TOKEN_KEY);
             context.remove(TOKEN_EXPIRY_KEY);
+            context.remove(TOKEN_DPOP_KEY);
         }
     }
 
@@ -619,6 +624,9 @@ fn oauth_request(oauth: &RenderedOAuth2) -> Result<OAuthRequest, TokenError> {
             scope: oauth.scope.clone(),
             private_key: assertion.private_key.clone(),
             lifetime_s: assertion.lifetime_s,
+            key_id: assertion.key_id.clone(),
+            claims: assertion.claims.clone(),
+            jti: assertion.jti,
         }),
         client_assertion: oauth
             .client_key

@@ -198,12 +198,23 @@ pub struct RenderedToken {
     /// The header value's text before and after the token.
     prefix: String,
     suffix: String,
+    /// The file names no `value`: the scheme follows the token (`Bearer`, or `DPoP`).
+    default_value: bool,
 }
 
 impl RenderedToken {
     /// The header value that carries `token`.
     pub fn header_value(&self, token: &Secret) -> Secret {
         Secret::new(format!("{}{}{}", self.prefix, token.expose(), self.suffix))
+    }
+
+    /// The header value for `token`, `bound` when the server bound it to a DPoP key: then it
+    /// goes as `DPoP <token>` unless the file says otherwise (RFC 9449 §7.1).
+    pub fn header_value_for(&self, token: &Secret, bound: bool) -> Secret {
+        match bound && self.default_value {
+            true => Secret::new(format!("DPoP {}", token.expose())),
+            false => self.header_value(token),
+        }
     }
 }
 
@@ -226,7 +237,7 @@ pub struct RenderedOAuth2 {
     pub client_auth: ClientAuth,
     pub body: TokenBody,
     pub token_params: Vec<(String, Secret)>,
-    pub assertion: Option<RenderedAssertion>,
+    pub assertion: Option<Box<RenderedAssertion>>,
     /// `client_auth: private_key_jwt`: the key signing the client assertion, and its `kid`
     /// (none when the account names none).
     pub client_key: Option<(Secret, Option<String>)>,
@@ -241,6 +252,9 @@ pub struct RenderedAssertion {
     pub audience: String,
     pub private_key: Secret,
     pub lifetime_s: u64,
+    pub key_id: Option<String>,
+    pub claims: Vec<(String, String)>,
+    pub jti: bool,
 }
 
 /// A login call, rendered: everything in it is treated as a credential.
@@ -419,6 +433,7 @@ pub fn render_credential(
                 header: token.header.clone(),
                 prefix: prefix.to_owned(),
                 suffix: suffix.to_owned(),
+                default_value: token.default_value,
             }))
         }
         Auth::Signed(signed) => Credential::Signed(Box::new(RenderedSigning {
@@ -474,13 +489,20 @@ fn render_oauth(oauth: &OAuth2, context: &Value) -> Result<RenderedOAuth2, Rende
             .assertion
             .as_ref()
             .map(|assertion| {
-                Ok::<_, RenderError>(RenderedAssertion {
+                Ok::<_, RenderError>(Box::new(RenderedAssertion {
                     issuer: assertion.issuer.render(context)?,
                     subject: optional(&assertion.subject)?,
                     audience: optional(&assertion.audience)?.unwrap_or_else(|| token_url.clone()),
                     private_key: Secret::new(assertion.private_key.render(context)?),
                     lifetime_s: assertion.lifetime_s,
-                })
+                    key_id: optional(&assertion.key_id)?.filter(|kid| !kid.is_empty()),
+                    claims: assertion
+                        .claims
+                        .iter()
+                        .map(|(name, value)| Ok((name.clone(), value.render(context)?)))
+                        .collect::<Result<_, RenderError>>()?,
+                    jti: assertion.jti,
+                }))
             })
             .transpose()?,
         client_key: oauth

@@ -307,10 +307,17 @@ pub struct AuthSpec {
     pub audience: Option<Text>,
     #[serde(default)]
     pub private_key: Option<Text>,
-    /// `client_auth: private_key_jwt`: the `kid` of the account's key, when its client has
-    /// several.
+    /// `client_auth: private_key_jwt`, and the jwt-bearer grant: the `kid` of the account's key,
+    /// when its client has several (Box names the key of every JWT app).
     #[serde(default)]
     pub key_id: Option<Text>,
+    /// JWT bearer: claims of the provider's own beside the standard ones (templates), e.g. Box's
+    /// `box_sub_type: enterprise`.
+    #[serde(default)]
+    pub claims: BTreeMap<String, Text>,
+    /// JWT bearer: a fresh `jti` in every assertion (Box refuses an assertion without one).
+    #[serde(default)]
+    pub jti: Option<Spanned<bool>>,
     /// OAuth kinds: ask for a DPoP-bound token (RFC 9449) and prove possession of its key on
     /// every call made with it.
     #[serde(default)]

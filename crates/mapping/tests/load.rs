@@ -915,12 +915,14 @@ fn a_private_key_jwt_client_has_a_key_where_others_have_a_secret() {
         Some(("k", None)),
         "an account that names no kid sends none"
     );
+    let t = unigate_unified::Secret::new("t");
     assert_eq!(
-        token
-            .header_value(&unigate_unified::Secret::new("t"))
-            .expose(),
-        "DPoP t",
-        "a DPoP-bound token goes with its scheme"
+        (
+            token.header_value_for(&t, true).expose(),
+            token.header_value_for(&t, false).expose()
+        ),
+        ("DPoP t", "Bearer t"),
+        "the scheme follows the token the server issued: DPoP-bound, or Bearer"
     );
     let with_secret = good.replace(
         "  client_auth: private_key_jwt\n",
@@ -942,6 +944,14 @@ fn a_private_key_jwt_client_has_a_key_where_others_have_a_secret() {
   private_key: "{{context.private_key}}"
   client_auth: private_key_jwt"#,
     );
+    let dpop_refresh = client(
+        r#"  kind: oauth2_refresh_token
+  token_url: "https://{{context.subdomain}}.example.test/token"
+  client_id: "{{context.client_id}}"
+  client_secret: "{{context.client_secret}}"
+  refresh_token: "{{context.refresh_token}}"
+  dpop: true"#,
+    );
     let errors = Catalog::from_sources(
         &[model()],
         &[
@@ -949,6 +959,14 @@ fn a_private_key_jwt_client_has_a_key_where_others_have_a_secret() {
             integration("b", &no_key),
             integration("c", &key_id_with_a_secret),
             integration("d", &jwt_bearer),
+            integration("e", &dpop_refresh),
+            integration(
+                "f",
+                &jwt_bearer.replace(
+                    "  client_auth: private_key_jwt",
+                    "  claims: { box_sub_type: enterprise, jti: fixed }",
+                ),
+            ),
         ],
     )
     .unwrap_err();
@@ -960,6 +978,8 @@ fn a_private_key_jwt_client_has_a_key_where_others_have_a_secret() {
             "mappings/b.yaml:5: auth: auth kind `oauth2_client_credentials` needs `private_key`",
             "mappings/c.yaml:9: auth.key_id: is not used by auth kind `oauth2_client_credentials`",
             "mappings/d.yaml:9: auth.client_auth: `private_key_jwt` is for oauth2_client_credentials and oauth2_refresh_token (the jwt-bearer grant's `private_key` signs its assertion)",
+            "mappings/e.yaml:10: auth.dpop: is not used by auth kind `oauth2_refresh_token`",
+            "mappings/f.yaml:9: auth.claims.jti: is a claim the gateway writes (issuer, subject, audience, scope, iat, exp, jti)",
         ],
         "{errors}"
     );

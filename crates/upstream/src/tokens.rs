@@ -269,12 +269,15 @@ fn sign_client_assertion(
     let mut audience = token_url.clone();
     audience.set_query(None);
     audience.set_fragment(None);
+    // Issued 30 s in the past: Okta refuses an assertion issued "in the future" by a clock
+    // ahead of its own, and that refusal would mark the account.
+    let iat = now.saturating_sub(30);
     let claims = ClientAssertionClaims {
         iss: client_id,
         sub: client_id,
         aud: audience.as_str(),
-        iat: now,
-        exp: now.saturating_add(CLIENT_ASSERTION_LIFETIME_S),
+        iat,
+        exp: iat.saturating_add(CLIENT_ASSERTION_LIFETIME_S),
         jti: crate::dpop::random_id().map_err(TokenError::Unavailable)?,
     };
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
@@ -296,11 +299,21 @@ pub struct Assertion {
     pub scope: Option<String>,
     pub private_key: Secret,
     pub lifetime_s: u64,
+    /// The `kid` header.
+    pub key_id: Option<String>,
+    /// The provider's own claims (Box's `box_sub_type`), beside the standard ones.
+    pub claims: Vec<(String, String)>,
+    /// A fresh `jti` in every assertion.
+    pub jti: bool,
 }
 
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
+    /// `DPoP` for a token bound to the proof's key (RFC 9449 §5); `Bearer` otherwise. Any JSON
+    /// value: an odd one must not turn a good answer into an unreadable one.
+    #[serde(default)]
+    token_type: Option<serde_json::Value>,
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
     /// Not RFC 6749's, but some token endpoints say when instead of how long (Greenhouse).
@@ -338,18 +351,6 @@ impl TokenResponse {
 }
 
 #[derive(serde::Serialize)]
-struct Claims<'a> {
-    iss: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sub: Option<&'a str>,
-    aud: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    scope: Option<&'a str>,
-    iat: i64,
-    exp: i64,
-}
-
-#[derive(serde::Serialize)]
 struct LoginClaims<'a> {
     iss: &'a str,
     iat: i64,
@@ -376,15 +377,33 @@ pub fn sign_login_jwt(
 
 /// Signs a JWT bearer assertion with the account's RSA key.
 pub fn sign_assertion(assertion: &Assertion, now: i64) -> Result<Secret, TokenError> {
-    let claims = Claims {
-        iss: &assertion.issuer,
-        sub: assertion.subject.as_deref(),
-        aud: &assertion.audience,
-        scope: assertion.scope.as_deref(),
-        iat: now,
-        exp: now.saturating_add(assertion.lifetime_s as i64),
-    };
-    sign_rs256(&claims, &assertion.private_key, "the assertion")
+    use serde_json::Value;
+    let mut claims = serde_json::Map::new();
+    claims.insert("iss".to_owned(), Value::from(assertion.issuer.as_str()));
+    if let Some(subject) = &assertion.subject {
+        claims.insert("sub".to_owned(), Value::from(subject.as_str()));
+    }
+    claims.insert("aud".to_owned(), Value::from(assertion.audience.as_str()));
+    if let Some(scope) = &assertion.scope {
+        claims.insert("scope".to_owned(), Value::from(scope.as_str()));
+    }
+    claims.insert("iat".to_owned(), Value::from(now));
+    claims.insert(
+        "exp".to_owned(),
+        Value::from(now.saturating_add(assertion.lifetime_s as i64)),
+    );
+    for (name, value) in &assertion.claims {
+        claims.insert(name.clone(), serde_json::Value::String(value.clone()));
+    }
+    if assertion.jti {
+        claims.insert(
+            "jti".to_owned(),
+            serde_json::Value::String(crate::dpop::random_id().map_err(TokenError::Unavailable)?),
+        );
+    }
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = assertion.key_id.clone();
+    sign_rs256_with(&header, &claims, &assertion.private_key, "the assertion")
 }
 
 /// `claims` as a JWT signed RS256 with the account's PEM key. A key that is not one is the
@@ -426,44 +445,114 @@ pub async fn request_oauth_token(
     upstream: &Upstream,
     request: &OAuthRequest,
 ) -> Result<(Issued, bytes::Bytes), TokenError> {
+    if request.refresh_token.is_none() && request.grant_type == "refresh_token" {
+        return Err(TokenError::Rejected {
+            status: 401,
+            body: "the account has no refresh token".to_owned(),
+        });
+    }
+    let dpop_key = match request.dpop {
+        true => Some(std::sync::Arc::new(
+            crate::dpop::DpopKey::generate().map_err(TokenError::Unavailable)?,
+        )),
+        false => None,
+    };
+    let mut token_request = oauth_token_request(request, now_epoch())?;
+    token_request.proof = dpop_key.as_ref().map(|key| crate::dpop::Proof {
+        key: key.clone(),
+        access_token: None,
+        nonce: None,
+    });
+    let mut response = send_raw(upstream, &token_request).await?;
+    // RFC 9449 §8: a server that wants a nonce in the proof refuses the first one with
+    // `use_dpop_nonce` and gives it in `DPoP-Nonce` (Okta always does); the request is made
+    // again with a proof carrying it, and with new assertions: Okta spends a client
+    // assertion's `jti` on the refused request too ("The client_assertion token has already
+    // been used"). Once more when the server changes its nonce meanwhile, as Okta's SDK allows.
+    for _ in 0..2 {
+        let (Some(proof), Some(nonce)) = (&token_request.proof, asked_nonce(&response)) else {
+            break;
+        };
+        let mut proof = proof.clone();
+        proof.nonce = Some(nonce);
+        token_request = oauth_token_request(request, now_epoch())?;
+        token_request.proof = Some(proof);
+        response = send_raw(upstream, &token_request).await?;
+    }
+    if token_request.proof.is_some() && asked_nonce(&response).is_some() {
+        // A server that keeps asking is not refusing the credentials.
+        return Err(TokenError::Unavailable(
+            "the token endpoint kept asking for a new DPoP nonce".to_owned(),
+        ));
+    }
+    let response = judge_token_response(&token_request, response)?;
+    let parsed = read_token_answer(response.status, &response.body)?;
+    // RFC 9449 §5: a server that answers a DPoP token request with a Bearer token (an Okta app
+    // that does not require DPoP) issued a token to use as Bearer, with no key bound to it.
+    let token_type = parsed
+        .token_type
+        .as_ref()
+        .and_then(serde_json::Value::as_str);
+    let bound = token_type.is_some_and(|kind| kind.eq_ignore_ascii_case("DPoP"));
+    if dpop_key.is_some() && !bound {
+        tracing::warn!(
+            token_type = token_type.unwrap_or("none"),
+            "a DPoP token was asked for and another kind issued: it is used as a Bearer token"
+        );
+    }
+    let issued = Issued {
+        token: AccessToken {
+            expires_at: parsed.expires_at(now_epoch()),
+            token: Secret::new(parsed.access_token),
+            dpop_key: dpop_key.filter(|_| bound),
+        },
+        rotated_refresh_token: parsed
+            .refresh_token
+            .filter(|rotated| {
+                request
+                    .refresh_token
+                    .as_ref()
+                    .is_none_or(|old| old.expose() != rotated)
+            })
+            .map(Secret::new),
+        fresh: true,
+        kept: Vec::new(),
+    };
+    Ok((issued, response.body))
+}
+
+/// The token request, its assertions signed at `now` (each one is good for one request).
+fn oauth_token_request(request: &OAuthRequest, now: i64) -> Result<ProviderRequest, TokenError> {
     let mut params: Vec<(String, Secret)> = vec![(
         "grant_type".to_owned(),
         Secret::new(request.grant_type.clone()),
     )];
     if let Some(refresh) = &request.refresh_token {
         params.push(("refresh_token".to_owned(), refresh.clone()));
-    } else if request.grant_type == "refresh_token" {
-        return Err(TokenError::Rejected {
-            status: 401,
-            body: "the account has no refresh token".to_owned(),
-        });
     }
     if let Some(assertion) = &request.assertion {
-        params.push((
-            "assertion".to_owned(),
-            sign_assertion(assertion, now_epoch())?,
-        ));
+        params.push(("assertion".to_owned(), sign_assertion(assertion, now)?));
     } else if let Some(scope) = &request.scope {
         params.push(("scope".to_owned(), Secret::new(scope.clone())));
     }
     params.extend(request.extra_params.iter().cloned());
     let mut secret_headers = Vec::new();
-    match (&request.client_id, &request.client_secret) {
-        (Some(id), _) if request.client_assertion.is_some() => {
-            let assertion = request
-                .client_assertion
-                .as_ref()
-                .expect("checked just above");
+    match (
+        &request.client_id,
+        &request.client_secret,
+        &request.client_assertion,
+    ) {
+        (Some(id), _, Some(assertion)) => {
             params.push((
                 "client_assertion_type".to_owned(),
                 Secret::new("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
             ));
             params.push((
                 "client_assertion".to_owned(),
-                sign_client_assertion(assertion, id, &request.token_url, now_epoch())?,
+                sign_client_assertion(assertion, id, &request.token_url, now)?,
             ));
         }
-        (Some(id), Some(secret)) if request.basic_client_auth => {
+        (Some(id), Some(secret), _) if request.basic_client_auth => {
             use base64::Engine as _;
             let pair = format!("{id}:{}", secret.expose());
             secret_headers.push((
@@ -474,7 +563,7 @@ pub async fn request_oauth_token(
                 )),
             ));
         }
-        (id, secret) => {
+        (id, secret, _) => {
             if let Some(id) = id {
                 params.push(("client_id".to_owned(), Secret::new(id.clone())));
             }
@@ -505,13 +594,7 @@ pub async fn request_oauth_token(
                 .finish(),
         )
     };
-    let dpop_key = match request.dpop {
-        true => Some(std::sync::Arc::new(
-            crate::dpop::DpopKey::generate().map_err(TokenError::Unavailable)?,
-        )),
-        false => None,
-    };
-    let mut token_request = ProviderRequest {
+    Ok(ProviderRequest {
         method: Method::Post,
         url: request.token_url.clone(),
         headers: vec![
@@ -521,41 +604,8 @@ pub async fn request_oauth_token(
         secret_headers,
         secret_query: Vec::new(),
         body: Some(body.into_bytes()),
-        proof: dpop_key.as_ref().map(|key| crate::dpop::Proof {
-            key: key.clone(),
-            access_token: None,
-            nonce: None,
-        }),
-    };
-    let mut response = send_raw(upstream, &token_request).await?;
-    // RFC 9449 §8: a server that wants a nonce in the proof refuses the first one with
-    // `use_dpop_nonce` and gives it in `DPoP-Nonce` (Okta always does); the request is made
-    // again, once, with a proof carrying it.
-    if let (Some(proof), Some(nonce)) = (&mut token_request.proof, asked_nonce(&response)) {
-        proof.nonce = Some(nonce);
-        response = send_raw(upstream, &token_request).await?;
-    }
-    let response = judge_token_response(&token_request, response)?;
-    let parsed = read_token_answer(response.status, &response.body)?;
-    let issued = Issued {
-        token: AccessToken {
-            expires_at: parsed.expires_at(now_epoch()),
-            token: Secret::new(parsed.access_token),
-            dpop_key,
-        },
-        rotated_refresh_token: parsed
-            .refresh_token
-            .filter(|rotated| {
-                request
-                    .refresh_token
-                    .as_ref()
-                    .is_none_or(|old| old.expose() != rotated)
-            })
-            .map(Secret::new),
-        fresh: true,
-        kept: Vec::new(),
-    };
-    Ok((issued, response.body))
+        proof: None,
+    })
 }
 
 /// Error codes a token endpoint's 2xx answer may carry that say "not now" rather than "no":

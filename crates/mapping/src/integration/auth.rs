@@ -86,6 +86,9 @@ pub struct TokenAuth {
     /// The header the token travels in, and its value (reads `{{token}}` once).
     pub header: String,
     pub value: Template,
+    /// No `value` in the file: the token goes as `Bearer <token>`, or `DPoP <token>` when the
+    /// server bound it to a DPoP key (RFC 9449 §7.1).
+    pub default_value: bool,
     /// Context keys written from each token answer (`keep`), and what gives them.
     pub keep: Vec<(String, Expression)>,
 }
@@ -152,6 +155,12 @@ pub struct JwtAssertion {
     /// A PEM RSA private key (RS256).
     pub private_key: Template,
     pub lifetime_s: u64,
+    /// The `kid` header, when the account names its key.
+    pub key_id: Option<Template>,
+    /// The provider's own claims (Box's `box_sub_type`).
+    pub claims: Vec<(String, Template)>,
+    /// A fresh `jti` in every assertion.
+    pub jti: bool,
 }
 
 /// The login call of `token_exchange`, and how to read its answer.
@@ -315,6 +324,8 @@ impl Auth {
                             templates.extend([&assertion.issuer, &assertion.private_key]);
                             templates.extend(assertion.subject.iter());
                             templates.extend(assertion.audience.iter());
+                            templates.extend(assertion.key_id.iter());
+                            templates.extend(assertion.claims.iter().map(|(_, claim)| claim));
                         }
                         if let Some((private_key, key_id)) = &oauth.client_key {
                             templates.push(private_key);
@@ -457,6 +468,9 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 "subject",
                 "audience",
                 "lifetime_s",
+                "key_id",
+                "claims",
+                "jti",
                 "scope",
                 "token_params",
                 "token_body",
@@ -525,7 +539,12 @@ fn with_client_auth(
         required.push("private_key");
         optional.push("key_id");
     }
-    if oauth || kind == AuthKind::Oauth2JwtBearer {
+    // Not the refresh grant: a refresh token Okta binds to a DPoP key must be refreshed with
+    // that key, and every token request here makes a new one.
+    if matches!(
+        kind,
+        AuthKind::Oauth2ClientCredentials | AuthKind::Oauth2JwtBearer
+    ) {
         optional.push("dpop");
     }
     (required, optional)
@@ -581,6 +600,7 @@ fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
                 spec.lifetime_s.as_ref().map(|c| line(&c.referenced)),
             ),
             ("dpop", spec.dpop.as_ref().map(|c| line(&c.referenced))),
+            ("jti", spec.jti.as_ref().map(|c| line(&c.referenced))),
             (
                 "default_lifetime_s",
                 spec.default_lifetime_s
@@ -614,6 +634,12 @@ fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
             .values()
             .next()
             .map(|t| ("keep", t.referenced.line())),
+    );
+    set.extend(
+        spec.claims
+            .values()
+            .next()
+            .map(|t| ("claims", t.referenced.line())),
     );
     set.extend(
         spec.credentials
@@ -869,10 +895,6 @@ fn token_auth(spec: &AuthSpec, source: TokenSource, c: &mut FileCompiler<'_>) ->
             }
             value
         }
-        // A DPoP-bound token goes with its scheme (RFC 9449 §7.1).
-        None if spec.dpop.as_ref().is_some_and(|d| d.value) => {
-            Template::compile("DPoP {{token}}").expect("a constant template compiles")
-        }
         None => Template::compile("Bearer {{token}}").expect("a constant template compiles"),
     };
     let mut keep = Vec::new();
@@ -903,6 +925,7 @@ fn token_auth(spec: &AuthSpec, source: TokenSource, c: &mut FileCompiler<'_>) ->
     Some(TokenAuth {
         source,
         header,
+        default_value: spec.value.is_none(),
         value,
         keep,
     })
@@ -945,6 +968,19 @@ fn compile_oauth(spec: &AuthSpec, kind: AuthKind, c: &mut FileCompiler<'_>) -> O
     if token_params.len() != spec.token_params.len() {
         return None;
     }
+    let mut claims = Vec::new();
+    for (name, value) in &spec.claims {
+        let field = format!("auth.claims.{name}");
+        if ["iss", "sub", "aud", "iat", "exp", "jti", "scope"].contains(&name.as_str()) {
+            c.error_at(
+                value,
+                &field,
+                "is a claim the gateway writes (issuer, subject, audience, scope, iat, exp, jti)",
+            );
+            return None;
+        }
+        claims.push((name.clone(), c.template(value, &field)?));
+    }
     let client_auth = spec
         .client_auth
         .as_ref()
@@ -964,7 +1000,7 @@ fn compile_oauth(spec: &AuthSpec, kind: AuthKind, c: &mut FileCompiler<'_>) -> O
         return None;
     }
     let client_key = match client_auth {
-        ClientAuth::PrivateKeyJwt => Some((private_key.clone().ok()??, key_id.ok()?)),
+        ClientAuth::PrivateKeyJwt => Some((private_key.clone().ok()??, key_id.clone().ok()?)),
         _ => None,
     };
     let assertion = match grant {
@@ -977,6 +1013,9 @@ fn compile_oauth(spec: &AuthSpec, kind: AuthKind, c: &mut FileCompiler<'_>) -> O
                 .lifetime_s
                 .as_ref()
                 .map_or(DEFAULT_ASSERTION_LIFETIME_S, |l| l.value),
+            key_id: key_id.ok()?,
+            claims,
+            jti: spec.jti.as_ref().is_some_and(|j| j.value),
         }),
         _ => None,
     };
