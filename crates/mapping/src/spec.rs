@@ -416,6 +416,10 @@ pub struct PaginationSpec {
     /// `remote_query`.
     #[serde(default)]
     pub next_url_keeps_query: Option<bool>,
+    /// offset, page, scim, keyset: `false` when the provider may cap a page below the size asked
+    /// (a short page then does not end the walk; an empty one does).
+    #[serde(default)]
+    pub short_page_ends: Option<bool>,
     #[serde(default)]
     pub offset_param: Option<String>,
     #[serde(default)]

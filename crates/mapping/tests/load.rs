@@ -984,3 +984,30 @@ fn a_private_key_jwt_client_has_a_key_where_others_have_a_secret() {
         "{errors}"
     );
 }
+
+#[test]
+fn short_page_ends_is_for_styles_that_end_on_a_short_page() {
+    let offset = GOOD.replace(
+        "pagination: { style: cursor, cursor_param: cursor, next_cursor: meta.next, page_size_param: limit }",
+        "pagination: { style: offset, offset_param: offset, page_size_param: limit, short_page_ends: false }",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("ok", &offset)]).unwrap();
+    assert!(
+        !catalog.integrations["ok"].resources["users.list"]
+            .pagination
+            .strategy
+            .short_page_ends
+    );
+    let cursor = GOOD.replace(
+        "page_size_param: limit }",
+        "page_size_param: limit, short_page_ends: false }",
+    );
+    let errors = Catalog::from_sources(&[model()], &[integration("a", &cursor)]).unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "mappings/a.yaml:5: resources.users.list.pagination.short_page_ends: is not used by pagination style `cursor`"
+        ]
+    );
+}

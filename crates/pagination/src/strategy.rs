@@ -59,6 +59,10 @@ pub struct Pagination {
     pub default_page_size: Option<u32>,
     /// Most pages one walk may take before it is called endless.
     pub max_pages: u32,
+    /// Whether a page shorter than asked ends a walk that has no other end signal (offset, page,
+    /// scim without a total, keyset). `false` for a provider whose cap may be below the size
+    /// asked: only an empty page ends it (one more request per walk, no records left behind).
+    pub short_page_ends: bool,
 }
 
 /// Where a walk stands: what the next request must carry.
@@ -229,7 +233,7 @@ impl Pagination {
         facts: &PageFacts,
     ) -> Result<Option<Position>, PaginationError> {
         let received = facts.record_count as u64;
-        let short_page = received == 0 || received < u64::from(page_size);
+        let short_page = received == 0 || (self.short_page_ends && received < u64::from(page_size));
         Ok(match &self.style {
             Style::Cursor { .. } | Style::PageToken { .. } => {
                 match facts.next.as_deref().filter(|token| !token.is_empty()) {
@@ -379,6 +383,7 @@ mod tests {
             max_page_size: Some(200),
             default_page_size: None,
             max_pages: 5,
+            short_page_ends: true,
         }
     }
 
@@ -389,6 +394,43 @@ mod tests {
             digest: Some(digest.to_owned()),
             ..PageFacts::default()
         }
+    }
+
+    /// A provider that caps pages below the size asked answers a short page with more to come:
+    /// with `short_page_ends: false` only an empty page ends the walk.
+    #[test]
+    fn a_short_page_ends_the_walk_unless_the_mapping_says_it_may_be_a_cap() {
+        let offset = |short_page_ends| Pagination {
+            short_page_ends,
+            ..pagination(Style::Offset {
+                offset_param: "offset".into(),
+            })
+        };
+        let short = facts(None, 50, "a");
+        assert_eq!(
+            offset(true).next_position(&Position::First, 100, &short, None, 1),
+            Ok(None)
+        );
+        assert_eq!(
+            offset(false).next_position(&Position::First, 100, &short, None, 1),
+            Ok(Some(Position::Offset(50)))
+        );
+        let empty = facts(None, 0, "b");
+        assert_eq!(
+            offset(false).next_position(&Position::Offset(50), 100, &empty, Some("a"), 2),
+            Ok(None)
+        );
+        let page = Pagination {
+            short_page_ends: false,
+            ..pagination(Style::Page {
+                page_param: "page".into(),
+                first_page: 1,
+            })
+        };
+        assert_eq!(
+            page.next_position(&Position::Page(1), 100, &short, None, 1),
+            Ok(Some(Position::Page(2)))
+        );
     }
 
     #[test]
