@@ -30,7 +30,7 @@ docs: https://example.test/docs
 base_url: "{{context.url}}/api/v1"
 auth:
   kind: oauth2_client_credentials
-  token_url: "{{context.url}}/oauth2/v1/token"
+  token_url: /oauth2/v1/token
   client_id: "{{context.client_id}}"
   client_auth: private_key_jwt
   private_key: "{{context.private_key}}"

@@ -418,14 +418,28 @@ pub fn render_credential(
             };
             let value = token.value.render_with(vars, str::to_owned)?;
             let (prefix, suffix) = value.split_once(MARK).unwrap_or((&value, ""));
+            let base = || match base_url_override {
+                Some(base) => Ok(base.to_owned()),
+                None => integration.base_url.render_url(context),
+            };
             let source = match &token.source {
-                TokenSource::OAuth2(oauth) => RenderedSource::OAuth2(render_oauth(oauth, context)?),
+                TokenSource::OAuth2(oauth) => {
+                    let mut rendered = render_oauth(oauth, context)?;
+                    // A path: the token endpoint is on the account's own host (an Okta preview
+                    // org or custom domain set as the account's base URL).
+                    if rendered.token_url.starts_with('/') {
+                        let base = base()?;
+                        rendered.token_url = format!("{}{}", origin_of(&base), rendered.token_url);
+                        if let Some(assertion) = rendered.assertion.as_mut()
+                            && assertion.audience.starts_with('/')
+                        {
+                            assertion.audience = rendered.token_url.clone();
+                        }
+                    }
+                    RenderedSource::OAuth2(rendered)
+                }
                 TokenSource::Exchange(exchange) => {
-                    let base = match base_url_override {
-                        Some(base) => base.to_owned(),
-                        None => integration.base_url.render_url(context)?,
-                    };
-                    RenderedSource::Exchange(render_exchange(exchange, context, &base)?)
+                    RenderedSource::Exchange(render_exchange(exchange, context, &base()?)?)
                 }
             };
             Credential::Token(Box::new(RenderedToken {
