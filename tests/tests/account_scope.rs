@@ -157,3 +157,66 @@ async fn a_context_value_cannot_move_a_url_off_the_mappings_host() {
     let (status, body) = create(json!({"id": "acc", "integration": "okta", "context": good})).await;
     assert_eq!(status, 201, "{body}");
 }
+
+/// A mapping whose token URL is a path asks for tokens at the account's base URL host (Okta's
+/// OAuth service apps, for preview orgs and custom domains): a base URL there must be https,
+/// or the signed client assertion and the token would travel in clear text.
+#[tokio::test]
+async fn a_base_url_that_receives_token_requests_must_be_https() {
+    let context = json!({"subdomain": "acme", "client_id": "0oa-app", "private_key": "k"});
+    let with_base = |base_url: &str| IntegratedAccount {
+        base_url: Some(base_url.to_owned()),
+        ..account("acc", "okta", context.clone())
+    };
+    let problems = Gateway::assemble(
+        repo_catalog(),
+        vec![with_base("http://acme.oktapreview.com/api/v1")],
+        UpstreamConfig::default(),
+        EngineConfig::default(),
+        b"test-cursor-secret-0123456789",
+        &[TEST_TOKEN.to_owned()],
+    )
+    .unwrap_err();
+    assert_eq!(
+        problems,
+        "integrated account `acc`: `base_url` must be https: the `okta` mapping asks for tokens at the base URL's host"
+    );
+    for fine in [
+        "https://acme.oktapreview.com/api/v1",
+        "http://127.0.0.1:8080/api/v1",
+    ] {
+        assert!(
+            Gateway::assemble(
+                repo_catalog(),
+                vec![with_base(fine)],
+                UpstreamConfig::default(),
+                EngineConfig::default(),
+                b"test-cursor-secret-0123456789",
+                &[TEST_TOKEN.to_owned()],
+            )
+            .is_ok(),
+            "{fine}"
+        );
+    }
+    // The SSWS-token form of the same integration sends no token request there: http is the
+    // account's choice, as before.
+    let ssws = IntegratedAccount {
+        base_url: Some("http://acme.oktapreview.com/api/v1".to_owned()),
+        ..account(
+            "acc",
+            "okta",
+            json!({"subdomain": "acme", "api_token": "t"}),
+        )
+    };
+    assert!(
+        Gateway::assemble(
+            repo_catalog(),
+            vec![ssws],
+            UpstreamConfig::default(),
+            EngineConfig::default(),
+            b"test-cursor-secret-0123456789",
+            &[TEST_TOKEN.to_owned()],
+        )
+        .is_ok()
+    );
+}

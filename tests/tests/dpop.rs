@@ -91,6 +91,8 @@ struct Server {
     api_wants_nonce: Mutex<u32>,
     /// Issue Bearer tokens (an app that does not require DPoP).
     issue_bearer: Mutex<bool>,
+    /// Ask every token request for a new nonce.
+    nonce_forever: Mutex<bool>,
     /// Every client assertion `jti` seen: Okta spends one on any request, a refused one too.
     assertion_ids: Mutex<Vec<String>>,
     api_calls: Mutex<Vec<Value>>,
@@ -129,7 +131,7 @@ async fn token(State(server): State<Arc<Server>>, headers: HeaderMap, body: Stri
             .into_response();
     }
     server.assertion_ids.lock().unwrap().push(jti);
-    if proof.claims.get("nonce").is_none() {
+    if proof.claims.get("nonce").is_none() || *server.nonce_forever.lock().unwrap() {
         *server.token_nonce_refusals.lock().unwrap() += 1;
         return (
             StatusCode::BAD_REQUEST,
@@ -226,6 +228,16 @@ async fn world(
     context_extra: Value,
     server: Arc<Server>,
 ) -> ((unigate_tests::RunningGateway, LocalProvider), String) {
+    world_with(context_extra, server, false).await
+}
+
+/// `own_base_url`: the mapping names another host, and the account's base URL (a preview org
+/// or a custom domain) is the provider's: the token request goes there too.
+async fn world_with(
+    context_extra: Value,
+    server: Arc<Server>,
+    own_base_url: bool,
+) -> ((unigate_tests::RunningGateway, LocalProvider), String) {
     let provider = spawn_provider(
         Router::new()
             .route("/oauth2/v1/token", post(token))
@@ -241,11 +253,15 @@ async fn world(
     if let (Some(context), Value::Object(extra)) = (context.as_object_mut(), context_extra) {
         context.extend(extra);
     }
+    let base_url = own_base_url.then(|| format!("{}/api/v1", provider.origin));
+    if own_base_url {
+        context["url"] = json!("https://acme.okta.invalid");
+    }
     let account = IntegratedAccount {
         id: "acc".into(),
         integration: "dpop-example".into(),
         context,
-        base_url: None,
+        base_url,
         status: Default::default(),
         last_error: None,
         mapping: None,
@@ -310,6 +326,32 @@ async fn a_bearer_token_issued_for_a_dpop_request_is_used_as_bearer() {
     assert_eq!(*server.tokens_issued.lock().unwrap(), 1);
 }
 
+/// A token endpoint that keeps asking for a new nonce is not refusing the credentials: the call
+/// is a 502 after three tries (the first and two retries, each with a new client assertion), and
+/// the account is not marked (the next call asks again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_that_keeps_asking_for_a_nonce_does_not_mark_the_account() {
+    let server = Arc::new(Server::default());
+    *server.nonce_forever.lock().unwrap() = true;
+    let (_servers, url) = world(json!({}), server.clone()).await;
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            502,
+            json!(
+                "could not obtain an access token: the token endpoint kept asking for a new DPoP nonce"
+            )
+        )
+    );
+    assert_eq!(*server.token_nonce_refusals.lock().unwrap(), 3);
+    // After the failure memory (5 s) the endpoint is asked again: nothing was marked.
+    tokio::time::sleep(std::time::Duration::from_millis(5100)).await;
+    *server.nonce_forever.lock().unwrap() = false;
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// An API that asks for a nonce again after getting one is not refusing the token: the caller
 /// gets its 401, and the account is not marked (the next call goes to the provider again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,6 +365,18 @@ async fn an_api_that_keeps_asking_for_a_nonce_does_not_mark_the_account() {
         (401, json!(true)),
         "{body}"
     );
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(*server.tokens_issued.lock().unwrap(), 1);
+}
+
+/// The token URL is a path: with the account's own base URL (an Okta preview org or custom
+/// domain) the token request, its client assertion's `aud` and its proof's `htu` name that host,
+/// not the one the mapping's base URL would give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_url_path_is_asked_on_the_accounts_own_host() {
+    let server = Arc::new(Server::default());
+    let (_servers, url) = world_with(json!({}), server.clone(), true).await;
     let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(*server.tokens_issued.lock().unwrap(), 1);

@@ -36,7 +36,7 @@ const TOKEN_KEY: &str = "access_token";
 const TOKEN_EXPIRY_KEY: &str = "access_token_expires_at";
 /// The key a DPoP-bound token is bound to: stored with it, since any replica calling with the
 /// token must prove possession of that key.
-const TOKEN_DPOP_KEY: &str = "access_token_dpop_key";
+pub(crate) const TOKEN_DPOP_KEY: &str = "access_token_dpop_key";
 
 /// The token the account's context holds, if any. A DPoP-bound token whose key cannot be read
 /// is no token at all: no call could be made with it.

@@ -261,15 +261,36 @@ impl Engine {
         for problem in integration.url_problems(&account.context, account.base_url.is_some()) {
             problems.push(format!("integrated account `{}`: {problem}", account.id));
         }
-        if let Some(base_url) = &account.base_url
-            && unigate_upstream::Url::parse(base_url).is_err()
-        {
-            problems.push(format!(
-                "integrated account `{}`: `base_url` is not an absolute URL",
-                account.id
-            ));
+        if let Some(base_url) = &account.base_url {
+            match unigate_upstream::Url::parse(base_url) {
+                Err(_) => problems.push(format!(
+                    "integrated account `{}`: `base_url` is not an absolute URL",
+                    account.id
+                )),
+                // Its token requests go to that host: the credentials must not travel in clear
+                // text (a local test server excepted).
+                Ok(url)
+                    if url.scheme() != "https"
+                        && integration.token_url_on_base()
+                        && !is_loopback(&url) =>
+                {
+                    problems.push(format!(
+                        "integrated account `{}`: `base_url` must be https: the `{}` mapping asks for tokens at the base URL's host",
+                        account.id, account.integration
+                    ))
+                }
+                Ok(_) => {}
+            }
         }
         problems
+    }
+
+    /// Removes a stored token's DPoP key when the admin gives the account a token of its own
+    /// without one: that token is not bound to the old key.
+    pub fn drop_token_binding(&self, account: &mut IntegratedAccount) {
+        if let Some(context) = account.context.as_object_mut() {
+            context.remove(crate::auth::TOKEN_DPOP_KEY);
+        }
     }
 
     /// The account store, for the admin API.
@@ -285,4 +306,14 @@ impl Engine {
         self.tokens.forget(account);
         self.pacer.release_account(account);
     }
+}
+
+/// A URL on this machine (a test or local provider), where clear text leaves nothing exposed.
+fn is_loopback(url: &unigate_upstream::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -214,9 +214,16 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Byt
                             .context
                             .as_ref()
                             .is_some_and(|context| !context.contains_key("access_token"));
+                    // A token the patch brings without its DPoP key is not bound to the old one.
+                    let unbound_token = patch.context.as_ref().is_some_and(|context| {
+                        context.contains_key("access_token")
+                            && !context.contains_key("access_token_dpop_key")
+                    });
                     apply(patch, account)?;
                     if credentials_change {
                         state.engine().drop_issued_token(account);
+                    } else if unbound_token {
+                        state.engine().drop_token_binding(account);
                     }
                     let problems = state.engine().check_account(account);
                     if problems.is_empty() {

@@ -317,6 +317,15 @@ fn render_pairs(templates: &[(String, Template)], vars: Vars<'_>) -> Result<Pair
 }
 
 /// The origin (`scheme://host[:port]`) of an absolute URL.
+/// `path` on the origin (scheme, host, port; no user info) of the absolute URL `base`; as text
+/// when `base` does not parse, for the caller's absolute-URL check to refuse.
+fn on_origin_of(base: &str, path: &str) -> String {
+    match url::Url::parse(base) {
+        Ok(base) if base.has_host() => format!("{}{path}", base.origin().ascii_serialization()),
+        _ => format!("{}{path}", origin_of(base)),
+    }
+}
+
 fn origin_of(url: &str) -> &str {
     match url.find("://") {
         Some(scheme_end) => {
@@ -429,11 +438,11 @@ pub fn render_credential(
                     // org or custom domain set as the account's base URL).
                     if rendered.token_url.starts_with('/') {
                         let base = base()?;
-                        rendered.token_url = format!("{}{}", origin_of(&base), rendered.token_url);
+                        rendered.token_url = on_origin_of(&base, &rendered.token_url);
                         if let Some(assertion) = rendered.assertion.as_mut()
                             && assertion.audience.starts_with('/')
                         {
-                            assertion.audience = rendered.token_url.clone();
+                            assertion.audience = on_origin_of(&base, &assertion.audience);
                         }
                     }
                     RenderedSource::OAuth2(rendered)
@@ -509,7 +518,11 @@ fn render_oauth(oauth: &OAuth2, context: &Value) -> Result<RenderedOAuth2, Rende
                     audience: optional(&assertion.audience)?.unwrap_or_else(|| token_url.clone()),
                     private_key: Secret::new(assertion.private_key.render(context)?),
                     lifetime_s: assertion.lifetime_s,
-                    key_id: optional(&assertion.key_id)?.filter(|kid| !kid.is_empty()),
+                    // `{{context.key_id?}}`: an account that names no key sends no `kid`.
+                    key_id: match assertion.key_id.as_ref().map(|kid| kid.render(context)) {
+                        Some(Err(error)) if error.optional_absent => None,
+                        other => other.transpose()?.filter(|kid| !kid.is_empty()),
+                    },
                     claims: assertion
                         .claims
                         .iter()

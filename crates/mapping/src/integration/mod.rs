@@ -260,6 +260,22 @@ impl Integration {
             .collect()
     }
 
+    /// Whether the token request (an OAuth token URL or a login call written as a path) goes to
+    /// the origin of the account's base URL, which then carries credentials.
+    pub fn token_url_on_base(&self) -> bool {
+        let Auth::Token(token) = &self.auth else {
+            return false;
+        };
+        let template = match &token.source {
+            TokenSource::OAuth2(oauth) => &oauth.token_url,
+            TokenSource::Exchange(exchange) => &exchange.url,
+        };
+        template.is_literal()
+            && template
+                .render(&serde_json::Value::Null)
+                .is_ok_and(|url| url.starts_with('/'))
+    }
+
     /// Every `context.…` key the integration's templates read, for checking accounts at startup.
     pub fn context_keys(&self) -> BTreeSet<String> {
         let mut templates: Vec<&Template> = vec![&self.base_url];
