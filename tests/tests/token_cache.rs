@@ -171,3 +171,42 @@ async fn admin_writes_drop_the_cached_token() {
         ]
     );
 }
+
+/// A token the admin pastes over a DPoP-bound one comes without the old token's key: the key is
+/// dropped with it (else the pasted token would go out as DPoP, signed with an unrelated key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pasted_token_drops_the_dpop_key_of_the_token_it_replaces() {
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "grant".into(),
+        context: json!({"url": "https://api.example.test", "client_id": "cid",
+            "client_secret": "s", "access_token": "bound", "access_token_dpop_key": "k"}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = Gateway::assemble_with_store(
+        catalog_with("grant", MAPPING),
+        Arc::new(MemoryStore::new(vec![account]).unwrap()),
+        UpstreamConfig::default(),
+        EngineConfig::default(),
+        b"test-cursor-secret-0123456789",
+        &[TEST_TOKEN.to_owned()],
+        &[ADMIN.to_owned()],
+    )
+    .unwrap();
+    let gateway = serve(gateway).await;
+    let response = reqwest::Client::new()
+        .patch(format!("{}/admin/integrated-accounts/acc", gateway.origin))
+        .bearer_auth(ADMIN)
+        .json(&json!({"context": {"access_token": "pasted"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let view: Value = response.json().await.unwrap();
+    let keys = view["context_keys"].as_array().expect("the context's keys");
+    assert!(keys.contains(&json!("access_token")), "{view}");
+    assert!(!keys.contains(&json!("access_token_dpop_key")), "{view}");
+}
