@@ -516,7 +516,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
 
 /// The fields `client_auth: private_key_jwt` and `dpop` change: a client proving itself with a
 /// signed JWT has a `private_key` (and maybe a `key_id`) where others have a `client_secret`;
-/// every OAuth kind may ask for a DPoP-bound token.
+/// the client credentials and jwt-bearer kinds may ask for a DPoP-bound token.
 fn with_client_auth(
     kind: AuthKind,
     spec: &AuthSpec,
