@@ -518,11 +518,7 @@ fn render_oauth(oauth: &OAuth2, context: &Value) -> Result<RenderedOAuth2, Rende
                     audience: optional(&assertion.audience)?.unwrap_or_else(|| token_url.clone()),
                     private_key: Secret::new(assertion.private_key.render(context)?),
                     lifetime_s: assertion.lifetime_s,
-                    // `{{context.key_id?}}`: an account that names no key sends no `kid`.
-                    key_id: match assertion.key_id.as_ref().map(|kid| kid.render(context)) {
-                        Some(Err(error)) if error.optional_absent => None,
-                        other => other.transpose()?.filter(|kid| !kid.is_empty()),
-                    },
+                    key_id: render_key_id(assertion.key_id.as_ref(), context)?,
                     claims: assertion
                         .claims
                         .iter()
@@ -536,17 +532,27 @@ fn render_oauth(oauth: &OAuth2, context: &Value) -> Result<RenderedOAuth2, Rende
             .client_key
             .as_ref()
             .map(|(private_key, key_id)| {
-                // `{{context.key_id?}}`: an account whose client has one key names none.
-                let key_id = match key_id.as_ref().map(|kid| kid.render(context)) {
-                    Some(Err(error)) if error.optional_absent => None,
-                    other => other.transpose()?.filter(|kid| !kid.is_empty()),
-                };
-                Ok::<_, RenderError>((Secret::new(private_key.render(context)?), key_id))
+                Ok::<_, RenderError>((
+                    Secret::new(private_key.render(context)?),
+                    render_key_id(key_id.as_ref(), context)?,
+                ))
             })
             .transpose()?,
         dpop: oauth.dpop,
         token_url,
     })
+}
+
+/// A JWT's `kid`: `{{context.key_id?}}` names none for an account whose key is the only one
+/// (an absent or empty value sends no `kid`).
+fn render_key_id(
+    key_id: Option<&Template>,
+    context: &Value,
+) -> Result<Option<String>, RenderError> {
+    match key_id.map(|kid| kid.render(context)) {
+        Some(Err(error)) if error.optional_absent => Ok(None),
+        other => Ok(other.transpose()?.filter(|kid| !kid.is_empty())),
+    }
 }
 
 fn render_exchange(
@@ -556,7 +562,7 @@ fn render_exchange(
 ) -> Result<RenderedExchange, RenderError> {
     let url = exchange.url.render_url(context)?;
     let url = if url.starts_with('/') {
-        format!("{}{url}", origin_of(base_url))
+        on_origin_of(base_url, &url)
     } else {
         url
     };
