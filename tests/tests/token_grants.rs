@@ -366,8 +366,123 @@ unified:
         let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
         assert_eq!(status, 200, "{body}");
     }
-    // The first call was rendered for the old host; the token's answer moved the account, and
-    // the second call went to the new one with the same token, asking none there.
-    assert_eq!(*old.pages.lock().unwrap(), ["Bearer tok-1"]);
-    assert_eq!(*new.pages.lock().unwrap(), ["Bearer tok-1"]);
+    // The first call was rendered for the old host, whose token answer moved the account: that
+    // call and the next went to the new host with the same token, asking none there.
+    assert!(old.pages.lock().unwrap().is_empty());
+    assert_eq!(*new.pages.lock().unwrap(), ["Bearer tok-1", "Bearer tok-1"]);
+}
+
+/// A call whose token is refused is retried after the refresh, and the refresh's kept value
+/// moved the account: the retry goes to the new host, not back to the one that refused the old
+/// token (there the new token would be refused too and the account marked), and so does the
+/// rest of the walk, whose pages were rendered for the old host.
+#[tokio::test]
+async fn a_refresh_that_moves_the_account_moves_the_retry_and_the_rest_of_the_walk() {
+    #[derive(Default)]
+    struct Host {
+        pages: Mutex<Vec<String>>,
+        moved_to: Mutex<String>,
+        token_requests: Mutex<u32>,
+    }
+    async fn moving_token(State(host): State<Arc<Host>>) -> Response {
+        *host.token_requests.lock().unwrap() += 1;
+        let moved_to = host.moved_to.lock().unwrap().clone();
+        axum::Json(json!({"access_token": "tok-1", "expires_in": 3600, "geolocation": moved_to}))
+            .into_response()
+    }
+    async fn page(
+        State(host): State<Arc<Host>>,
+        headers: HeaderMap,
+        axum::extract::RawQuery(query): axum::extract::RawQuery,
+    ) -> Response {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        host.pages
+            .lock()
+            .unwrap()
+            .push(format!("{auth} ?{}", query.clone().unwrap_or_default()));
+        if auth != "Bearer tok-1" {
+            return (
+                axum::http::StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": "invalid_token"})),
+            )
+                .into_response();
+        }
+        match query.as_deref() {
+            Some("cursor=c2") => axum::Json(json!({"users": [{"id": "u2"}]})).into_response(),
+            _ => axum::Json(json!({"users": [{"id": "u1"}], "next": "c2"})).into_response(),
+        }
+    }
+    let (old, new) = (Arc::new(Host::default()), Arc::new(Host::default()));
+    let serve = |host: Arc<Host>| {
+        spawn_provider(
+            Router::new()
+                .route("/oauth/token", post(moving_token))
+                .route("/users", get(page))
+                .with_state(host),
+        )
+    };
+    let (old_server, new_server) = (serve(old.clone()).await, serve(new.clone()).await);
+    *old.moved_to.lock().unwrap() = new_server.origin.clone();
+    // Only the old host's refresh moves the account: a second refresh would stay where it is.
+    *new.moved_to.lock().unwrap() = new_server.origin.clone();
+    let mapping = r#"name: Moving provider
+docs: https://example.test/docs
+base_url: "{{context.geolocation}}"
+auth:
+  kind: oauth2_refresh_token
+  token_url: "{{context.geolocation}}/oauth/token"
+  client_id: "{{context.client_id}}"
+  client_secret: "{{context.client_secret}}"
+  refresh_token: "{{context.refresh_token}}"
+  keep: { geolocation: geolocation }
+pagination:
+  style: cursor
+  cursor_param: cursor
+  next_cursor: next
+resources:
+  users:
+    list: { path: /users, records: users }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{ "id": id }'
+"#;
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "moving".into(),
+        context: json!({"geolocation": old_server.origin, "client_id": "c",
+                        "client_secret": "s", "refresh_token": "refresh-1",
+                        "access_token": "tok-0"}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_accounts(catalog_with("moving", mapping), vec![account]).await;
+    let url = format!(
+        "{}/unified/user-directory/users?integrated_account_id=acc&truto_ignore_limit=true",
+        gateway.origin
+    );
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["u1", "u2"], "{body}");
+    assert_eq!(*old.pages.lock().unwrap(), ["Bearer tok-0 ?"]);
+    assert_eq!(*old.token_requests.lock().unwrap(), 1);
+    assert_eq!(
+        *new.pages.lock().unwrap(),
+        ["Bearer tok-1 ?", "Bearer tok-1 ?cursor=c2"]
+    );
+    assert_eq!(*new.token_requests.lock().unwrap(), 0);
 }

@@ -246,6 +246,7 @@ impl Engine {
         loop {
             let issued = self.obtain_token(target, rejected.as_ref()).await?;
             let mut attempt = request.clone();
+            self.rebase_on_kept(target, &mut attempt);
             attempt.secret_headers.push((
                 token.header.clone(),
                 token.header_value_for(&issued.token.token, issued.token.dpop_key.is_some()),
@@ -283,6 +284,55 @@ impl Engine {
                 return self.refused(target, response, &detail);
             }
             return Ok(response);
+        }
+    }
+
+    /// Moves `request`, rendered for the account as the call found it, to the base URL the
+    /// account has now. A value kept from a token answer (`auth.keep`: Salesforce's
+    /// `instance_url` after a My Domain rename, SAP Concur's `geolocation`) may have moved the
+    /// account's host since: on this call's own refresh (its retry must not go back to the host
+    /// that refused the old token), or on another call's while this walk was under way. An
+    /// account with its own `base_url` is never moved.
+    fn rebase_on_kept(&self, target: &Target, request: &mut ProviderRequest) {
+        let Auth::Token(token) = &target.integration.auth else {
+            return;
+        };
+        if token.keep.is_empty() || target.account.base_url.is_some() {
+            return;
+        }
+        let Some(current) = self.accounts.get(&target.account.id) else {
+            return;
+        };
+        if Arc::ptr_eq(&current, &target.account) {
+            return;
+        }
+        let base_of = |context: &Value| {
+            let rendered = target.integration.base_url.render_url(context).ok()?;
+            let url = Url::parse(&rendered).ok()?;
+            Some(url.as_str().trim_end_matches('/').to_owned())
+        };
+        let (Some(rendered), Some(now)) =
+            (base_of(&target.account.context), base_of(&current.context))
+        else {
+            return;
+        };
+        if rendered == now {
+            return;
+        }
+        let moved = request
+            .url
+            .as_str()
+            .strip_prefix(&rendered)
+            .filter(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+            .and_then(|rest| Url::parse(&format!("{now}{rest}")).ok());
+        if let Some(moved) = moved {
+            tracing::debug!(
+                account = %target.account.id,
+                integration = %target.integration.id,
+                to = %moved.origin().ascii_serialization(),
+                "the account's base URL moved (a value kept from a token answer): calling there"
+            );
+            request.url = moved;
         }
     }
 
