@@ -411,14 +411,14 @@ impl Engine {
         target: &Target,
         rejected: Option<&Secret>,
     ) -> Result<Issued, ApiError> {
-        let seeded = stored_token(&target.account.context);
+        let seed = || stored_token(&target.account.context);
         let engine = self.clone();
         let account = target.account.id.clone();
         let refused = rejected.cloned();
         let request = async move { engine.request_token(&account, refused).await };
         match self
             .tokens
-            .access_token(&target.account.id, seeded, rejected, request)
+            .access_token(&target.account.id, seed, rejected, request)
             .await
         {
             Ok(issued) => Ok(issued),

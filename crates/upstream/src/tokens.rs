@@ -147,13 +147,14 @@ impl TokenManager {
         self.slots.invalidate(account);
     }
 
-    /// A valid token for `account`: the cached one (or `seeded`, one the account already holds)
-    /// while it is fresh and not `reject` (a token the provider just refused), else the result
-    /// of `request`, which runs to completion even if this caller goes away.
+    /// A valid token for `account`: the cached one (or the one `seed` reads, the account's own,
+    /// when nothing is cached: read only then, since a DPoP-bound token's key is parsed) while it
+    /// is fresh and not `reject` (a token the provider just refused), else the result of
+    /// `request`, which runs to completion even if this caller goes away.
     pub async fn access_token<F>(
         &self,
         account: &str,
-        seeded: Option<AccessToken>,
+        seed: impl FnOnce() -> Option<AccessToken>,
         reject: Option<&Secret>,
         request: F,
     ) -> Result<Issued, TokenError>
@@ -169,7 +170,7 @@ impl TokenManager {
                 )
             })?;
         if state.token.is_none()
-            && let Some(seeded) = seeded
+            && let Some(seeded) = seed()
         {
             slot.remember(&seeded.token);
             state.token = Some(seeded);
@@ -846,7 +847,9 @@ mod tests {
             dpop_key: None,
         };
         tokens
-            .access_token("acc", Some(seeded), None, async { issued("first-token") })
+            .access_token("acc", || Some(seeded), None, async {
+                issued("first-token")
+            })
             .await
             .unwrap();
         let recent = |tokens: &TokenManager| -> Vec<String> {
@@ -858,7 +861,7 @@ mod tests {
         };
         assert_eq!(recent(&tokens), ["first-token", "seeded-token"]);
         tokens
-            .access_token("acc", None, None, async { issued("second-token") })
+            .access_token("acc", || None, None, async { issued("second-token") })
             .await
             .unwrap();
         assert_eq!(recent(&tokens), ["second-token", "first-token"]);
