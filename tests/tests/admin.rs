@@ -359,3 +359,50 @@ async fn a_refused_api_key_holds_the_account_until_it_is_reconnected() {
     drop(gateway);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A context the mapping's `account_checks` refuse (a Microsoft `cloud` it does not know, which
+/// would otherwise get the global hosts and a token request refused there) is a 400 naming what
+/// is wanted, on create and on update; a known value is accepted.
+#[tokio::test]
+async fn an_account_the_mapping_does_not_serve_is_refused_with_what_it_needs() {
+    let dir = std::env::temp_dir().join(format!("unigate-admin-checks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let gateway = start(&config_file(&dir)).await;
+    let wanted = "`cloud` names no Microsoft cloud: leave it out for the global service (or say global or gcc), or say usgov (GCC High), usgov-dod (DoD) or china (21Vianet)";
+    let context = |cloud: &str| json!({"tenant_id": "t", "client_id": "c", "client_secret": "s", "cloud": cloud});
+    let (status, body) = admin(
+        &gateway,
+        "POST",
+        "/admin/integrated-accounts",
+        ADMIN,
+        Some(json!({"id": "gov", "integration": "azure-active-directory", "context": context("germany")})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (400, json!(format!("integrated account `gov`: {wanted}")))
+    );
+    let (status, body) = admin(
+        &gateway,
+        "POST",
+        "/admin/integrated-accounts",
+        ADMIN,
+        Some(json!({"id": "gov", "integration": "azure-active-directory", "context": context("USGov")})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = admin(
+        &gateway,
+        "PATCH",
+        "/admin/integrated-accounts/gov",
+        ADMIN,
+        Some(json!({"context": {"cloud": "usgovt"}})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (400, json!(format!("integrated account `gov`: {wanted}")))
+    );
+    drop(gateway);
+    let _ = std::fs::remove_dir_all(&dir);
+}

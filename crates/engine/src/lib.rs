@@ -258,6 +258,9 @@ impl Engine {
                 ));
             }
         }
+        for problem in integration.account_problems(&account.context) {
+            problems.push(format!("integrated account `{}`: {problem}", account.id));
+        }
         for problem in integration.url_problems(&account.context, account.base_url.is_some()) {
             problems.push(format!("integrated account `{}`: {problem}", account.id));
         }

@@ -307,6 +307,15 @@ fn compile_with_variants(
             );
             continue;
         }
+        if !variant.with.account_checks.is_empty() {
+            // Checks hold for every account of the file: they say which variants can exist.
+            compiler.error_at(
+                &variant.name,
+                &format!("{path}.with.account_checks"),
+                "`account_checks` belong to the file, not to a variant",
+            );
+            continue;
+        }
         let when = compiler.expression(&variant.when, &format!("{path}.when"));
         let merged = (*variant.with).clone().extend(&spec);
         let integration = compile_integration(id, merged, models, compiler);

@@ -122,8 +122,14 @@ pub(crate) fn path_at_line(text: &str, line: u64) -> String {
     else {
         return String::new();
     };
+    let indent_of = |raw: &str| raw.len() - raw.trim_start().len();
+    let is_item = |raw: &str| {
+        let trimmed = raw.trim_start();
+        trimmed.starts_with("- ") || trimmed == "-"
+    };
+    // The key a line names, and the column it starts at (past a sequence item's dash).
     let key_of = |raw: &str| -> Option<(usize, String)> {
-        let indent = raw.len() - raw.trim_start().len();
+        let indent = indent_of(raw) + if is_item(raw) { 2 } else { 0 };
         let trimmed = raw.trim_start().trim_start_matches("- ");
         if trimmed.starts_with('#') {
             return None;
@@ -132,10 +138,12 @@ pub(crate) fn path_at_line(text: &str, line: u64) -> String {
         let key = key.trim().trim_matches('"').trim_matches('\'');
         (!key.is_empty() && !key.contains(' ')).then(|| (indent, key.to_owned()))
     };
+    let meaningful = |raw: &str| !raw.trim().is_empty() && !raw.trim_start().starts_with('#');
     let mut segments = Vec::new();
     let mut limit = usize::MAX;
-    for raw in lines[..=start].iter().rev() {
-        if raw.trim().is_empty() {
+    for at in (0..=start).rev() {
+        let raw = lines[at];
+        if !meaningful(raw) {
             continue;
         }
         if let Some((indent, key)) = key_of(raw)
@@ -143,13 +151,33 @@ pub(crate) fn path_at_line(text: &str, line: u64) -> String {
         {
             segments.push(key);
             limit = indent;
-            if indent == 0 {
-                break;
-            }
+        }
+        let indent = indent_of(raw);
+        if is_item(raw) && indent < limit {
+            // Its index: the items before it at its column, up to the key that holds them.
+            let index = lines[..at]
+                .iter()
+                .rev()
+                .filter(|raw| meaningful(raw))
+                .take_while(|raw| indent_of(raw) >= indent)
+                .filter(|raw| indent_of(raw) == indent && is_item(raw))
+                .count();
+            segments.push(format!("[{index}]"));
+            limit = indent;
+        }
+        if limit == 0 {
+            break;
         }
     }
     segments.reverse();
-    segments.join(".")
+    let mut path = String::new();
+    for segment in segments {
+        if !path.is_empty() && !segment.starts_with('[') {
+            path.push('.');
+        }
+        path.push_str(&segment);
+    }
+    path
 }
 
 #[cfg(test)]
@@ -163,5 +191,9 @@ mod tests {
         assert_eq!(path_at_line(text, 8), "auth.kind");
         assert_eq!(path_at_line(text, 1), "name");
         assert_eq!(path_at_line(text, 99), "");
+        let items = "variants:\n  - name: a\n    when: x\n  # one more\n  - name: b\n    with:\n      bogus: 1\n";
+        assert_eq!(path_at_line(items, 2), "variants[0].name");
+        assert_eq!(path_at_line(items, 3), "variants[0].when");
+        assert_eq!(path_at_line(items, 7), "variants[1].with.bogus");
     }
 }

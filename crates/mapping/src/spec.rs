@@ -53,6 +53,19 @@ pub struct IntegrationSpec {
     /// The provider shut its service down: calls are answered without asking it.
     #[serde(default)]
     pub retired: Option<RetiredSpec>,
+    /// What an account's context must hold beyond the keys the templates read (a `cloud` the
+    /// file knows): an account that fails one is refused where accounts are checked.
+    #[serde(default)]
+    pub account_checks: Vec<AccountCheckSpec>,
+}
+
+/// One of `account_checks:`: JSONata over the account context that must give `true`, and what
+/// the admin is told when it does not.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountCheckSpec {
+    pub require: Text,
+    pub message: Text,
 }
 
 /// `retired:` — when the provider's service stopped, and what a caller is told.
@@ -121,6 +134,11 @@ impl IntegrationSpec {
                 self.variants
             },
             retired: self.retired.or_else(|| base.retired.clone()),
+            account_checks: if self.account_checks.is_empty() {
+                base.account_checks.clone()
+            } else {
+                self.account_checks
+            },
         }
     }
 }

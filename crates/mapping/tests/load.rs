@@ -1011,3 +1011,55 @@ fn short_page_ends_is_for_styles_that_end_on_a_short_page() {
         ]
     );
 }
+
+#[test]
+fn account_checks_tell_which_contexts_the_file_serves() {
+    let checked = GOOD.replace(
+        "docs: https://example.test/docs\n",
+        "docs: https://example.test/docs\naccount_checks:\n  - require: \"$not($exists(region)) or region in ['us', 'eu']\"\n    message: \" `region` must be us or eu \"\n",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("ok", &checked)]).unwrap();
+    let example = &catalog.integrations["ok"];
+    let problems = |context| example.account_problems(&context);
+    assert!(problems(serde_json::json!({"token": "t"})).is_empty());
+    assert!(problems(serde_json::json!({"region": "eu"})).is_empty());
+    assert_eq!(
+        problems(serde_json::json!({"region": "apac"})),
+        ["`region` must be us or eu"]
+    );
+    // Anything but `true` fails: a number, or an expression with no answer.
+    assert_eq!(problems(serde_json::json!({"region": 5})).len(), 1);
+
+    let broken = checked.replace("region in ['us', 'eu']\"", "region in \"");
+    let no_message = checked.replace(" `region` must be us or eu ", " ");
+    let unknown_key = checked.replace("    message:", "    colour: red\n    message:");
+    let in_variant = format!(
+        "{GOOD}variants:\n  - name: eu\n    when: \"region = 'eu'\"\n    with:\n      account_checks: [{{ require: \"true\", message: m }}]\n"
+    );
+    let errors = Catalog::from_sources(
+        &[model()],
+        &[
+            integration("a", &broken),
+            integration("b", &no_message),
+            integration("c", &unknown_key),
+            integration("d", &in_variant),
+        ],
+    )
+    .unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 4, "{errors}");
+    assert!(
+        lines[0]
+            .starts_with("mappings/a.yaml:4: account_checks[0].require: JSONata does not compile"),
+        "{errors}"
+    );
+    assert_eq!(
+        lines[1..],
+        [
+            "mappings/b.yaml:5: account_checks[0].message: must tell the admin what the account's context needs",
+            "mappings/c.yaml:5: account_checks[0].colour: unknown field `colour`, expected one of require, message",
+            "mappings/d.yaml:17: variants[0].with.account_checks: `account_checks` belong to the file, not to a variant",
+        ],
+        "{errors}"
+    );
+}

@@ -95,6 +95,16 @@ pub struct Integration {
     pub variants: Vec<Variant>,
     /// Set when the provider shut its service down (`retired:`): no call reaches it.
     pub retired: Option<Retired>,
+    /// What an account's context must hold (`account_checks:`).
+    pub account_checks: Vec<AccountCheck>,
+}
+
+/// A rule an account's context must pass (`account_checks:` in the file).
+#[derive(Debug)]
+pub struct AccountCheck {
+    /// JSONata over the account context; anything but `true` fails.
+    pub require: Expression,
+    pub message: String,
 }
 
 /// A provider's service that no longer answers (`retired:` in the file).
@@ -237,6 +247,19 @@ impl Integration {
                     == Some(serde_json::Value::Bool(true))
             })
             .map_or_else(|| self.clone(), |variant| variant.integration.clone())
+    }
+
+    /// The messages of the `account_checks` an account's context fails.
+    pub fn account_problems(&self, context: &serde_json::Value) -> Vec<String> {
+        let scope = crate::expression::Scope::new([]);
+        self.account_checks
+            .iter()
+            .filter(|check| {
+                check.require.evaluate(context, &scope).ok().flatten()
+                    != Some(serde_json::Value::Bool(true))
+            })
+            .map(|check| check.message.clone())
+            .collect()
     }
 
     /// What is wrong with the URLs an account's context renders (its base URL unless the account
@@ -505,6 +528,25 @@ pub(crate) fn compile_integration(
             reason: retired.reason.value.trim().to_owned(),
         }
     });
+    let account_checks = spec
+        .account_checks
+        .iter()
+        .enumerate()
+        .filter_map(|(index, check)| {
+            let path = format!("account_checks[{index}]");
+            if check.message.value.trim().is_empty() {
+                c.error_at(
+                    &check.message,
+                    &format!("{path}.message"),
+                    "must tell the admin what the account's context needs",
+                );
+            }
+            Some(AccountCheck {
+                require: c.expression(&check.require, &format!("{path}.require"))?,
+                message: check.message.value.trim().to_owned(),
+            })
+        })
+        .collect();
     let (auth, auth_rejected) = auth?;
     let auth_rejected = auth_rejected.map(|when| CredentialRefusal {
         reads: ProbeReads::of(&when),
@@ -525,6 +567,7 @@ pub(crate) fn compile_integration(
         unified,
         variants: Vec::new(),
         retired,
+        account_checks,
     })
 }
 
