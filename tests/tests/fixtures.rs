@@ -37,6 +37,11 @@ struct Case {
     id: Option<String>,
     #[serde(default)]
     query: Map<String, Value>,
+    /// The account is refused where accounts are checked (its mapping's `account_checks`): the
+    /// exact problems the gateway names at startup, one a line. Such a case has no calls.
+    #[serde(default)]
+    refused: Option<String>,
+    #[serde(default)]
     calls: Vec<Call>,
 }
 
@@ -195,6 +200,45 @@ fn sorted_pairs(pairs: Vec<(String, String)>) -> Vec<(String, String)> {
 }
 
 /// Runs one case; returns every mismatch found.
+/// A `refused` case: the gateway will not start with the account (as it is configured, with no
+/// base URL of its own), and says exactly `expected`.
+fn refused_account(
+    name: &str,
+    integration: &str,
+    case: &Case,
+    expected: &str,
+    catalog: Arc<Catalog>,
+) -> Vec<String> {
+    if !case.calls.is_empty() {
+        return vec![format!("{name}: a `refused` case makes no calls")];
+    }
+    let account = IntegratedAccount {
+        id: format!("acc-{integration}"),
+        integration: integration.to_owned(),
+        context: case.context.clone(),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let assembled = unigate_gateway::Gateway::assemble(
+        catalog,
+        vec![account],
+        unigate_upstream::UpstreamConfig::default(),
+        unigate_engine::EngineConfig::default(),
+        b"test-cursor-secret-0123456789",
+        &[TEST_TOKEN.to_owned()],
+    );
+    match assembled {
+        Ok(_) => vec![format!("{name}: the account was accepted")],
+        Err(problems) if problems.trim() == expected.trim() => Vec::new(),
+        Err(problems) => vec![format!(
+            "{name}: refused differently\ngot:\n{problems}\nexpected:\n{}",
+            expected.trim()
+        )],
+    }
+}
+
 async fn run_case(dir: &Path, catalog: Arc<Catalog>) -> Vec<String> {
     let integration = dir
         .parent()
@@ -211,6 +255,12 @@ async fn run_case(dir: &Path, catalog: Arc<Catalog>) -> Vec<String> {
         serde_saphyr::from_str(&std::fs::read_to_string(dir.join("case.yaml")).unwrap())
             .unwrap_or_else(|error| panic!("{name}/case.yaml: {error}"));
     assert!(!case.description.is_empty());
+    if let Some(expected) = &case.refused {
+        return refused_account(&name, &integration, &case, expected, catalog);
+    }
+    if case.calls.is_empty() {
+        return vec![format!("{name}: a case needs `calls` (or `refused`)")];
+    }
     let stub = Stub::start().await;
     let origin = stub.origin();
     for call in &case.calls {
