@@ -253,3 +253,99 @@ async fn the_truto_sdk_to_array_returns_every_user_within_the_budget() {
     // One provider page per SDK page: 40 pages of 5.
     assert_eq!(world.calls(), USERS / 5);
 }
+
+/// Trello counts 300 calls in 10 s per API key, whatever the token: one app's key serves every
+/// account. A budget `per: context.api_key` is shared by the accounts holding the same key and
+/// no others, beside each account's own budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_per_api_key_is_shared_by_the_accounts_holding_it() {
+    const KEY_BUDGET: usize = 3;
+    #[derive(Default)]
+    struct ByKey {
+        arrivals: Mutex<Vec<(String, Instant, bool)>>,
+    }
+    async fn members(
+        State(provider): State<Arc<ByKey>>,
+        Query(query): Query<std::collections::HashMap<String, String>>,
+    ) -> Response {
+        let key = query.get("key").cloned().unwrap_or_default();
+        let now = Instant::now();
+        let mut arrivals = provider.arrivals.lock().unwrap();
+        let recent = arrivals
+            .iter()
+            .filter(|(of, at, _)| *of == key && now.duration_since(*at) < WINDOW)
+            .count();
+        let limited = recent >= KEY_BUDGET;
+        arrivals.push((key, now, limited));
+        if limited {
+            return (StatusCode::TOO_MANY_REQUESTS, "").into_response();
+        }
+        axum::Json(json!({"users": [{"id": "u1", "name": "User 1"}]})).into_response()
+    }
+    let provider = Arc::new(ByKey::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/users", get(members))
+            .with_state(provider.clone()),
+    )
+    .await;
+    let mapping = r#"name: Keyed provider
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth: { kind: query, param: key, value: "{{context.api_key}}" }
+rate_limit:
+  pace:
+    - { requests: 5, seconds: 1 }
+    - { requests: 3, seconds: 1, per: context.api_key }
+resources:
+  users:
+    list: { path: /users, records: users }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{ "id": id }'
+"#;
+    let account = |id: &str, key: &str| IntegratedAccount {
+        id: id.into(),
+        integration: "keyed".into(),
+        context: json!({"url": server.origin, "api_key": key}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_with(
+        catalog_with("keyed", mapping),
+        vec![account("a", "k1"), account("b", "k1"), account("c", "k2")],
+        UpstreamConfig::default(),
+        EngineConfig::default(),
+    )
+    .await;
+    let started = Instant::now();
+    let calls: Vec<_> = ["a", "b", "a", "b", "a", "b", "c", "c", "c"]
+        .into_iter()
+        .map(|account| {
+            let url = format!(
+                "{}/unified/user-directory/users?integrated_account_id={account}",
+                gateway.origin
+            );
+            tokio::spawn(async move { get_json(&url, Some(TEST_TOKEN)).await.0 })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    let arrivals = provider.arrivals.lock().unwrap();
+    assert_eq!(arrivals.len(), 9, "each call asked once, none refused");
+    assert!(arrivals.iter().all(|(_, _, limited)| !limited));
+    // k1's six calls took two windows; k2's three went at once.
+    let k2: Vec<Instant> = arrivals
+        .iter()
+        .filter(|(key, _, _)| key == "k2")
+        .map(|(_, at, _)| *at)
+        .collect();
+    assert!(k2.iter().all(|at| at.duration_since(started) < WINDOW));
+    assert!(started.elapsed() >= WINDOW);
+}

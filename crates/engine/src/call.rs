@@ -215,7 +215,7 @@ impl Engine {
         let prefetch = matches!(pagination.style, Style::Offset { .. } | Style::Page { .. })
             && (query.ignore_limit || query.response_format == ResponseFormat::Stream)
             && self.config.prefetch_window > 1
-            && target.integration.rate_limit.pace.is_none();
+            && target.integration.rate_limit.paces.is_empty();
         let unified_query = unified_query_value(&query, page_size);
         let scope = target.scope.with("query", unified_query.clone());
         let mapped = map_query(method, &unified_query, &scope)

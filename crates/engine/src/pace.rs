@@ -21,7 +21,7 @@ use std::time::Duration;
 use moka::sync::Cache;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use unigate_mapping::Pace;
+use unigate_mapping::{Pace, PaceScope};
 
 /// The budgets of the process, by key, and the waits providers asked of them.
 #[derive(Debug, Clone)]
@@ -108,18 +108,47 @@ fn margin(window: Duration) -> Duration {
 pub(crate) fn share(pace: &Pace, replicas: usize) -> Pace {
     let replicas = replicas.max(1) as u32;
     if replicas == 1 {
-        return *pace;
+        return pace.clone();
     }
     if pace.requests >= replicas {
         Pace {
             requests: pace.requests / replicas,
-            ..*pace
+            ..pace.clone()
         }
     } else {
         Pace {
             requests: 1,
             window: pace.window * replicas.div_ceil(pace.requests),
-            ..*pace
+            ..pace.clone()
+        }
+    }
+}
+
+/// The budget the call counts in for the mapping's `index`th pace: the account's, the
+/// integration's, or that of every account holding the same context value (`per:
+/// context.api_key`), known by a hash of the value (it may be a credential).
+pub(crate) fn budget_key(target: &crate::call::Target, index: usize, pace: &Pace) -> String {
+    let integration = &target.integration.id;
+    match &pace.per {
+        PaceScope::Account => format!("{index}\u{0}{integration}\u{0}{}", target.account.id),
+        PaceScope::Integration => format!("{index}\u{0}{integration}"),
+        PaceScope::Context(key) => {
+            use std::hash::{Hash, Hasher};
+            let value = key
+                .split('.')
+                .try_fold(&target.account.context, |value, segment| value.get(segment));
+            let mut hasher = std::hash::DefaultHasher::new();
+            match value {
+                Some(serde_json::Value::String(text)) => text.hash(&mut hasher),
+                Some(other) => other.to_string().hash(&mut hasher),
+                // Required by the mapping (`context_keys`): an account without it is refused at
+                // load, so this is an account changed under the call; it counts on its own.
+                None => target.account.id.hash(&mut hasher),
+            }
+            format!(
+                "{index}\u{0}{integration}\u{0}context\u{0}{key}\u{0}{:016x}",
+                hasher.finish()
+            )
         }
     }
 }
@@ -220,7 +249,7 @@ mod tests {
         Pace {
             requests,
             window: Duration::from_secs(seconds),
-            per_integration: false,
+            per: PaceScope::Account,
         }
     }
 
@@ -235,7 +264,7 @@ mod tests {
         assert_eq!(waited, Duration::ZERO);
         // Both slots in flight: the third call waits for an answer, then a window after it.
         let third = tokio::spawn({
-            let pacer = pacer.clone();
+            let (pacer, pace) = (pacer.clone(), pace.clone());
             async move {
                 let (_slot, waited) = pacer.admit("a", &pace).await;
                 (Instant::now(), waited)
@@ -259,7 +288,7 @@ mod tests {
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut callers = Vec::new();
         for caller in 0..4 {
-            let (pacer, order) = (pacer.clone(), order.clone());
+            let (pacer, order, pace) = (pacer.clone(), order.clone(), pace.clone());
             callers.push(tokio::spawn(async move {
                 let slot = pacer.admit("a", &pace).await;
                 order.lock().unwrap().push((caller, Instant::now()));

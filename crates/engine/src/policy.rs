@@ -103,13 +103,15 @@ impl Engine {
         target: &Target,
     ) -> Result<ProviderResponse, ApiError> {
         let policy = &self.config.retry;
-        let pace = target.integration.rate_limit.pace.as_ref();
-        let per_integration = pace.is_some_and(|pace| pace.per_integration);
-        let key = match per_integration {
-            true => target.integration.id.clone(),
-            false => format!("{}\u{0}{}", target.integration.id, target.account.id),
-        };
-        let budget = pace.map(|_| &key);
+        let paces = &target.integration.rate_limit.paces;
+        let per_integration = paces
+            .first()
+            .is_some_and(|pace| pace.per == unigate_mapping::PaceScope::Integration);
+        let budgets: Vec<String> = paces
+            .iter()
+            .enumerate()
+            .map(|(index, pace)| crate::pace::budget_key(target, index, pace))
+            .collect();
         let hold_key = crate::pace::hold_key(target, per_integration);
         let mut attempt = 0;
         // Set right after this call sat out its own rate limit: the hold it set is that wait.
@@ -125,14 +127,16 @@ impl Engine {
                     .wait(&target.integration.id, "rate_limit", left);
                 self.config.clock.sleep(left).await;
             }
-            let mut slot = None;
-            if let (Some(pace), Some(budget)) = (pace, &budget) {
+            // Admitted by every budget in the mapping's order (the same for every caller, so two
+            // callers never each hold what the other waits for).
+            let mut slots = Vec::with_capacity(budgets.len());
+            for (pace, budget) in paces.iter().zip(&budgets) {
                 let pace = crate::pace::share(pace, self.accounts.replicas());
                 let (admitted, waited) = self.pacer.admit(budget, &pace).await;
                 if !waited.is_zero() {
                     self.metrics.wait(&target.integration.id, "pace", waited);
                 }
-                slot = Some(admitted);
+                slots.push(admitted);
             }
             let sent = std::time::Instant::now();
             // The span (exported with OpenTelemetry when configured) names the integration and
@@ -147,8 +151,8 @@ impl Engine {
             );
             let result =
                 tracing::Instrument::instrument(self.upstream.send(request), span.clone()).await;
-            // Answered: the call's window in its budget starts now.
-            drop(slot);
+            // Answered: the call's window in its budgets starts now.
+            drop(slots);
             if let Ok(response) = &result {
                 span.record("status", response.status);
             }

@@ -757,7 +757,7 @@ mod tests {
             reset_epoch: None,
             limit: Some(Expression::compile("$number(headers.`x-limit`)").unwrap()),
             remaining: None,
-            pace: None,
+            paces: Vec::new(),
         };
         let headers = [("x-limit", "100")];
         let answer = |status, body: &'static [u8]| Answer {

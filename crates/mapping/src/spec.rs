@@ -513,27 +513,67 @@ pub struct RateLimitSpec {
     /// Requests left in the window, for the `ratelimit-remaining` header.
     #[serde(default)]
     pub remaining: Option<Text>,
-    /// The provider's documented request budget: the gateway spaces its calls to stay inside it.
+    /// The provider's documented request budgets: the gateway spaces its calls to stay inside
+    /// them. One budget, or a list when the provider counts several (a token's and its API
+    /// key's).
     #[serde(default)]
-    pub pace: Option<PaceSpec>,
+    pub pace: Option<PaceSpecs>,
 }
 
-/// At most `requests` calls in any `seconds`, per account (default) or for the integration.
+/// `pace:` — one budget or several.
+#[derive(Debug, Clone)]
+pub enum PaceSpecs {
+    One(PaceSpec),
+    Many(Vec<PaceSpec>),
+}
+
+/// A map or a list, read as it comes (an untagged enum would buffer it and lose the lines
+/// errors name).
+impl<'de> Deserialize<'de> for PaceSpecs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = PaceSpecs;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a budget `{requests, seconds, per}` or a list of them")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<PaceSpecs, A::Error> {
+                PaceSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(PaceSpecs::One)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<PaceSpecs, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(PaceSpecs::Many)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl PaceSpecs {
+    pub fn as_slice(&self) -> &[PaceSpec] {
+        match self {
+            PaceSpecs::One(pace) => std::slice::from_ref(pace),
+            PaceSpecs::Many(paces) => paces,
+        }
+    }
+}
+
+/// At most `requests` calls in any `seconds`, per account (default), for the integration, or
+/// per value of a context key (`per: context.api_key`: every account holding that key).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaceSpec {
     pub requests: Spanned<u32>,
     pub seconds: Spanned<f64>,
     #[serde(default)]
-    pub per: Option<Spanned<PaceScope>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum PaceScope {
-    #[default]
-    Account,
-    Integration,
+    pub per: Option<Text>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

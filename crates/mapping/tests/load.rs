@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use unigate_mapping::{Catalog, Source};
+use unigate_mapping::{Catalog, PaceScope, Source};
 
 fn repo_mappings() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings")
@@ -1059,6 +1059,49 @@ fn account_checks_tell_which_contexts_the_file_serves() {
             "mappings/b.yaml:5: account_checks[0].message: must tell the admin what the account's context needs",
             "mappings/c.yaml:5: account_checks[0].colour: unknown field `colour`, expected one of require, message",
             "mappings/d.yaml:17: variants[0].with.account_checks: `account_checks` belong to the file, not to a variant",
+        ],
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_provider_counting_several_budgets_has_several_paces() {
+    let paced = GOOD.replace(
+        "pagination:",
+        "rate_limit:\n  pace:\n    - { requests: 100, seconds: 10 }\n    - { requests: 300, seconds: 10, per: context.app.key }\n    - { requests: 1000, seconds: 60, per: integration }\npagination:",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("ok", &paced)]).unwrap();
+    let example = &catalog.integrations["ok"];
+    let scopes: Vec<_> = example
+        .rate_limit
+        .paces
+        .iter()
+        .map(|pace| (pace.requests, pace.window.as_secs(), pace.per.clone()))
+        .collect();
+    assert_eq!(
+        scopes,
+        [
+            (100, 10, PaceScope::Account),
+            (300, 10, PaceScope::Context("app.key".to_owned())),
+            (1000, 60, PaceScope::Integration),
+        ]
+    );
+    // The key a budget is counted by is required like a template's.
+    assert!(example.context_keys().contains("app.key"));
+
+    let bad_per = paced.replace("per: context.app.key", "per: api_key");
+    let bad_second = paced.replace("requests: 300", "requests: 0");
+    let errors = Catalog::from_sources(
+        &[model()],
+        &[integration("a", &bad_per), integration("b", &bad_second)],
+    )
+    .unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "mappings/a.yaml:8: rate_limit.pace[1].per: must be `account`, `integration` or `context.<key>`",
+            "mappings/b.yaml:8: rate_limit.pace[1]: needs `requests` of at least 1 in `seconds` between 0 and 86400",
         ],
         "{errors}"
     );

@@ -169,16 +169,27 @@ pub struct RateLimit {
     pub reset_epoch: Option<Expression>,
     pub limit: Option<Expression>,
     pub remaining: Option<Expression>,
-    /// The provider's documented request budget.
-    pub pace: Option<Pace>,
+    /// The provider's documented request budgets, each call counted in every one; the first
+    /// says whose calls a provider's "wait" holds (the account's, or the integration's).
+    pub paces: Vec<Pace>,
 }
 
-/// At most `requests` calls in any window of `window`, per account or for the integration.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// At most `requests` calls in any window of `window`, counted for [`PaceScope`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pace {
     pub requests: u32,
     pub window: std::time::Duration,
-    pub per_integration: bool,
+    pub per: PaceScope,
+}
+
+/// Whose calls one budget counts (`pace.per`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaceScope {
+    Account,
+    Integration,
+    /// Every account whose context holds the same value at this key (Trello's API key, shared
+    /// by every token of an app).
+    Context(String),
 }
 
 /// How a provider reports errors: `when` marks a 2xx body as an error; `status` and `message`
@@ -313,10 +324,17 @@ impl Integration {
             templates.extend(resource.query.iter().map(|(_, template)| template));
             templates.extend(&resource.pagination.continue_path);
         }
-        templates
+        let mut keys: BTreeSet<String> = templates
             .into_iter()
             .flat_map(Template::context_keys)
-            .collect()
+            .collect();
+        // A budget counted per context value needs the value.
+        for pace in &self.rate_limit.paces {
+            if let PaceScope::Context(key) = &pace.per {
+                keys.insert(key.clone());
+            }
+        }
+        keys
     }
 
     /// The context paths whose values travel as credentials, which an error answer is cleaned
@@ -593,7 +611,7 @@ fn compile_rate_limit(
     let default = || Expression::compile("status = 429").expect("a constant expression compiles");
     let Some(spec) = spec else {
         return Some(RateLimit {
-            pace: None,
+            paces: Vec::new(),
             is_limited_reads: ProbeReads::of(&default()),
             is_limited: default(),
             retry_after: None,
@@ -607,33 +625,61 @@ fn compile_rate_limit(
     let reset_epoch = c.optional_expression(spec.reset_epoch.as_ref(), "rate_limit.reset_epoch");
     let limit = c.optional_expression(spec.limit.as_ref(), "rate_limit.limit");
     let remaining = c.optional_expression(spec.remaining.as_ref(), "rate_limit.remaining");
-    let pace = match &spec.pace {
-        None => None,
-        Some(pace) => {
-            let seconds = pace.seconds.value;
-            if pace.requests.value == 0
-                || !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0)
-            {
-                c.error_at(
-                    &pace.requests,
-                    "rate_limit.pace",
-                    "needs `requests` of at least 1 in `seconds` between 0 and 86400",
-                );
-                return None;
-            }
-            Some(Pace {
-                requests: pace.requests.value,
-                window: std::time::Duration::from_secs_f64(seconds),
-                per_integration: pace
-                    .per
-                    .as_ref()
-                    .is_some_and(|per| per.value == crate::spec::PaceScope::Integration),
-            })
+    let mut paces = Vec::new();
+    let specs = spec
+        .pace
+        .as_ref()
+        .map_or(&[][..], crate::spec::PaceSpecs::as_slice);
+    for (index, pace) in specs.iter().enumerate() {
+        let path = match &spec.pace {
+            Some(crate::spec::PaceSpecs::Many(_)) => format!("rate_limit.pace[{index}]"),
+            _ => "rate_limit.pace".to_owned(),
+        };
+        let seconds = pace.seconds.value;
+        if pace.requests.value == 0
+            || !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0)
+        {
+            c.error_at(
+                &pace.requests,
+                &path,
+                "needs `requests` of at least 1 in `seconds` between 0 and 86400",
+            );
+            return None;
         }
-    };
+        let per = match pace.per.as_ref().map(|per| (per, per.value.as_str())) {
+            None | Some((_, "account")) => PaceScope::Account,
+            Some((_, "integration")) => PaceScope::Integration,
+            Some((per, text)) => match text.strip_prefix("context.") {
+                Some(key)
+                    if !key.is_empty()
+                        && key.split('.').all(|segment| {
+                            !segment.is_empty()
+                                && segment
+                                    .chars()
+                                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+                        }) =>
+                {
+                    PaceScope::Context(key.to_owned())
+                }
+                _ => {
+                    c.error_at(
+                        per,
+                        &format!("{path}.per"),
+                        "must be `account`, `integration` or `context.<key>`",
+                    );
+                    return None;
+                }
+            },
+        };
+        paces.push(Pace {
+            requests: pace.requests.value,
+            window: std::time::Duration::from_secs_f64(seconds),
+            per,
+        });
+    }
     let is_limited = is_limited.ok()?.unwrap_or_else(default);
     Some(RateLimit {
-        pace,
+        paces,
         is_limited_reads: ProbeReads::of(&is_limited),
         is_limited,
         retry_after: retry_after.ok()?,
