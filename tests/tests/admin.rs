@@ -403,6 +403,39 @@ async fn an_account_the_mapping_does_not_serve_is_refused_with_what_it_needs() {
         (status, body["message"].clone()),
         (400, json!(format!("integrated account `gov`: {wanted}")))
     );
+    // A key only the file's base URL reads (Make's `zone`) is not needed by an account with its
+    // own base URL (a private Make instance); without one it is.
+    let make = |id: &str, base_url: Option<&str>| {
+        json!({"id": id, "integration": "make", "context": {"api_token": "t"},
+               "base_url": base_url})
+    };
+    let (status, body) = admin(
+        &gateway,
+        "POST",
+        "/admin/integrated-accounts",
+        ADMIN,
+        Some(make(
+            "private-make",
+            Some("https://make.acme.example/api/v2"),
+        )),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = admin(
+        &gateway,
+        "POST",
+        "/admin/integrated-accounts",
+        ADMIN,
+        Some(make("cloud-make", None)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            400,
+            json!("integrated account `cloud-make`: the `make` mapping needs `context.zone`")
+        )
+    );
     drop(gateway);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -247,7 +247,7 @@ impl Engine {
                 account.id
             ));
         }
-        for key in integration.context_keys() {
+        for key in integration.context_keys_for(account.base_url.is_some()) {
             let found = key
                 .split('.')
                 .try_fold(&account.context, |value, segment| value.get(segment));

@@ -312,7 +312,17 @@ impl Integration {
 
     /// Every `context.…` key the integration's templates read, for checking accounts at startup.
     pub fn context_keys(&self) -> BTreeSet<String> {
-        let mut templates: Vec<&Template> = vec![&self.base_url];
+        self.context_keys_for(false)
+    }
+
+    /// [`Integration::context_keys`] for an account that gives its own base URL or not: with its
+    /// own, the file's base URL is never rendered, so the keys only it reads (Make's `zone`, for
+    /// a private instance) are not needed.
+    pub fn context_keys_for(&self, own_base_url: bool) -> BTreeSet<String> {
+        let mut templates: Vec<&Template> = Vec::new();
+        if !own_base_url {
+            templates.push(&self.base_url);
+        }
         templates.extend(self.headers.iter().map(|(_, template)| template));
         // A body's credentials may be alternatives (Adaptive: a token, or a login and password):
         // the body expression says which it needs, so they name secrets, not required keys.
