@@ -7,7 +7,8 @@
 //! token refreshed by 200 calls split across both costs one token request, and the rotated
 //! refresh token is stored; a token lease in flight leaves the store's other work its
 //! connections; two replicas walking a provider with a 5-per-second budget stay within
-//! it together; migrations run once however many replicas start at once; a database outage
+//! it together; a provider's wait one replica gets holds the account on the other (and an admin
+//! change releases it on both); migrations run once however many replicas start at once; a database outage
 //! leaves loaded accounts serving and admin writes refused with 503 until it returns; a replica
 //! that dies mid-walk loses nothing on the other.
 
@@ -359,6 +360,130 @@ async fn two_replicas_keep_a_providers_budget_together() {
             .take_while(|later| later.duration_since(*first) < Duration::from_secs(1))
             .count();
         assert!(in_window <= 5, "{in_window} calls within one second");
+    }
+}
+
+/// A provider's "wait" reaches every replica: replica A's call is answered 429 with
+/// `Retry-After: 120`; replica B, which never asked, answers its own call for the account with
+/// the same 429 and the time left, without sending it (each replica collecting its own 429 is
+/// what providers count against the account). An admin change of the account on B releases it
+/// on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_providers_wait_holds_the_account_on_every_replica() {
+    let Some(postgres) = Postgres::start(&repo_root(), "holds") else {
+        return;
+    };
+    let url = postgres.create_database("holds");
+    let calls = Arc::new(AtomicUsize::new(0));
+    async fn limited_once(State(calls): State<Arc<AtomicUsize>>) -> Response {
+        if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            return (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "120")],
+                "slow down",
+            )
+                .into_response();
+        }
+        axum::Json(json!({"users": [{"id": "u1"}]})).into_response()
+    }
+    let provider = spawn_provider(
+        Router::new()
+            .route("/users", get(limited_once))
+            .with_state(calls.clone()),
+    )
+    .await;
+    let mapping = r#"name: Limited example
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth: { kind: none }
+resources:
+  users:
+    list: { path: /users, records: users }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{ "id": id }'
+"#;
+    let catalog = Arc::new(catalog_with("limited", mapping));
+    let a = replica(&url, catalog.clone()).await;
+    let b = replica(&url, catalog).await;
+    let (status, body) = admin(
+        &a.gateway.origin,
+        reqwest::Method::POST,
+        "/admin/integrated-accounts",
+        Some(json!({"id": "acc", "integration": "limited", "context": {"url": provider.origin}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let started = Instant::now();
+    while b.store.get("acc").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "b never saw the account"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What B hears of providers' waits, after its own engine (subscribed first) took it.
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let heard_by_b = heard.clone();
+    b.store.subscribe_holds(Arc::new(move |key, until, status| {
+        heard_by_b
+            .lock()
+            .unwrap()
+            .push((key.replace('\u{0}', "/"), until, status));
+    }));
+    let (status, _) = get_json(&list_url(&a.gateway.origin, "acc"), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 429);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // B hears of the wait within moments (a notification, not a poll).
+    let started = Instant::now();
+    while heard.lock().unwrap().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "b never heard of the wait"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    {
+        let heard = heard.lock().unwrap();
+        let (key, until, status) = &heard[0];
+        assert_eq!((key.as_str(), *status), ("account/acc", 429));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let left = until - now;
+        assert!((100_000..=120_000).contains(&left), "{left} ms left");
+    }
+    let (status, body) = get_json(&list_url(&b.gateway.origin, "acc"), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "b's call must not be sent");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("asked to wait"), "{body}");
+    // An admin change on B (new credentials may bring a budget of their own) releases both.
+    let (status, body) = admin(
+        &b.gateway.origin,
+        reqwest::Method::PATCH,
+        "/admin/integrated-accounts/acc",
+        Some(json!({"context": {"url": provider.origin, "note": "reconnected"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get_json(&list_url(&b.gateway.origin, "acc"), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let started = Instant::now();
+    loop {
+        let (status, body) = get_json(&list_url(&a.gateway.origin, "acc"), Some(TEST_TOKEN)).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a still holds the account: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -124,12 +124,17 @@ impl Engine {
         config: EngineConfig,
     ) -> Self {
         let tokens = TokenManager::new(config.token_refresh_margin);
+        let pacer = pace::Pacer::default();
+        let shared = pacer.clone();
+        accounts.subscribe_holds(Arc::new(move |key, until, status| {
+            shared.hold_shared(key, until, status)
+        }));
         Engine {
             catalog,
             accounts,
             upstream,
             tokens,
-            pacer: pace::Pacer::default(),
+            pacer,
             follow_up_limits: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(std::time::Duration::from_secs(3600))
@@ -308,6 +313,9 @@ impl Engine {
     pub fn forget_tokens(&self, account: &str) {
         self.tokens.forget(account);
         self.pacer.release_account(account);
+        // Other replicas release it too (the key is the account's, as `pace::hold_key` makes).
+        self.accounts
+            .share_hold(&pace::account_hold_key(account), 0, 0);
     }
 }
 

@@ -158,15 +158,42 @@ pub(crate) fn budget_key(target: &crate::call::Target, index: usize, pace: &Pace
 pub(crate) fn hold_key(target: &crate::call::Target, per_integration: bool) -> String {
     match per_integration {
         true => format!("integration\u{0}{}", target.integration.id),
-        false => format!("account\u{0}{}", target.account.id),
+        false => account_hold_key(&target.account.id),
     }
+}
+
+/// The hold key of an account's own calls.
+pub(crate) fn account_hold_key(account: &str) -> String {
+    format!("account\u{0}{account}")
+}
+
+/// The wall clock in epoch milliseconds: waits shared with other replicas are instants every
+/// one of them reads alike (their clocks kept by NTP), where a tokio `Instant` is this process's.
+pub(crate) fn epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 impl Pacer {
     /// Forgets what a provider asked of `account`'s calls: the admin API changed or removed the
     /// account, and a new credential may come with a budget of its own (GitHub's is a token's).
     pub(crate) fn release_account(&self, account: &str) {
-        self.holds.invalidate(&format!("account\u{0}{account}"));
+        self.holds.invalidate(&account_hold_key(account));
+    }
+
+    /// Takes a wait a replica sharing the store announced (`AccountStore::share_hold`): until
+    /// `until_epoch_ms`, or released when it is 0.
+    pub(crate) fn hold_shared(&self, key: &str, until_epoch_ms: i64, status: u16) {
+        if until_epoch_ms == 0 {
+            self.holds.invalidate(key);
+            return;
+        }
+        let left = until_epoch_ms.saturating_sub(epoch_ms());
+        if left > 0 {
+            let until = Instant::now() + Duration::from_millis(left as u64);
+            self.hold(key, Hold { until, status });
+        }
     }
 
     /// Records that the provider asked the calls of `key` to wait until `hold.until`; a later

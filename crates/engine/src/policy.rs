@@ -193,6 +193,13 @@ impl Engine {
                             status: response.status,
                         };
                         self.pacer.hold(&hold_key, hold);
+                        // Every replica holds it too: each collecting its own 429 is what
+                        // providers count against the account.
+                        self.accounts.share_hold(
+                            &hold_key,
+                            crate::pace::epoch_ms().saturating_add(hinted.as_millis() as i64),
+                            response.status,
+                        );
                     }
                     // No hint from the provider: back off as for an overloaded provider.
                     let wait = hinted.unwrap_or_else(|| backoff(policy, attempt));

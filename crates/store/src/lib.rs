@@ -128,6 +128,10 @@ pub trait TokenLease: Send {
     ) -> StoreFuture<'static, Result<Arc<IntegratedAccount>, StoreError>>;
 }
 
+/// What a process does with a provider's wait another one shared: `(key, until_epoch_ms,
+/// status)`, `until_epoch_ms` 0 for a release.
+pub type OnHold = Arc<dyn Fn(&str, i64, u16) + Send + Sync>;
+
 /// A change to one account; an `Err` leaves the account as it was.
 pub type Change<'a> = dyn FnMut(&mut IntegratedAccount) -> Result<(), StoreError> + 'a;
 
@@ -192,6 +196,15 @@ pub trait AccountStore: Send + Sync + fmt::Debug {
     fn is_reachable(&self) -> bool {
         true
     }
+
+    /// Tells the processes sharing the store that a provider asked the calls of `key` (an
+    /// account's, or an integration's) to wait until `until_epoch_ms`; `0` releases it (the
+    /// account was changed). Best effort: a process that misses it learns from its own 429.
+    fn share_hold(&self, _key: &str, _until_epoch_ms: i64, _status: u16) {}
+
+    /// Adds `on_hold(key, until_epoch_ms, status)` to what is called for every wait shared by a
+    /// process sharing the store (this one's included; `until_epoch_ms` 0: released).
+    fn subscribe_holds(&self, _on_hold: OnHold) {}
 
     /// Takes the config file's accounts again (a reload): the store gains the ones it lacks and
     /// keeps the others as they are — a token rotated since start, or an admin change, would be

@@ -5,7 +5,8 @@
 //! token requests serialized across replicas by a row lock ([`TokenLease`]) held on connections
 //! of their own (a slow token endpoint never keeps the store's other work waiting), and a
 //! heartbeat table that tells each replica how many share the store (each paces at its share of
-//! a provider's budget). Reads never touch the database: during an outage the accounts already
+//! a provider's budget), and providers' waits announced to every replica (`unigate_holds`
+//! notifications: one replica's 429 holds the account on all). Reads never touch the database: during an outage the accounts already
 //! loaded keep serving, and writes fail with [`StoreError::Unavailable`]. It does no provider
 //! HTTP.
 
@@ -61,6 +62,10 @@ const MIGRATIONS: &[&str] = &[
 const MIGRATION_LOCK: i64 = 0x0075_6e69_6761_7465;
 /// The notification channel of account changes.
 const CHANNEL: &str = "unigate_accounts";
+/// The notification channel of providers' waits (`AccountStore::share_hold`): JSON
+/// `{"key", "until", "status"}`, `until` in epoch milliseconds, `0` to release.
+const HOLDS_CHANNEL: &str = "unigate_holds";
+
 /// How often a replica says it is alive, and how long a silent one still counts.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const ALIVE_FOR_S: i64 = 4;
@@ -207,6 +212,8 @@ struct Shared {
     replica: String,
     replicas: AtomicUsize,
     reachable: AtomicBool,
+    /// Who hears of providers' waits announced on [`HOLDS_CHANNEL`] (the engine's pacer).
+    on_hold: HoldSubscriber,
 }
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
@@ -529,6 +536,7 @@ impl PostgresStore {
             replica: format!("pid{}-{nanos:08x}", std::process::id()),
             replicas: AtomicUsize::new(1),
             reachable: AtomicBool::new(true),
+            on_hold: Default::default(),
         });
         // A row that does not open at startup is a wrong key: refuse, as SQLite does.
         {
@@ -592,11 +600,17 @@ async fn listen(shared: Arc<Shared>, target: Target) {
         let connected = async {
             let (client, mut connection) = target.connect().await?;
             let (sender, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+            let holds = shared.clone();
             let driver = tokio::spawn(async move {
                 let mut messages =
                     futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 while let Some(message) = messages.next().await {
                     match message {
+                        Ok(AsyncMessage::Notification(notification))
+                            if notification.channel() == HOLDS_CHANNEL =>
+                        {
+                            note_hold(&holds, notification.payload());
+                        }
                         Ok(AsyncMessage::Notification(notification)) => {
                             let _ = sender.send(notification.payload().to_owned());
                         }
@@ -606,7 +620,7 @@ async fn listen(shared: Arc<Shared>, target: Target) {
                 }
             });
             client
-                .batch_execute(&format!("LISTEN {CHANNEL}"))
+                .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {HOLDS_CHANNEL}"))
                 .await
                 .map_err(db)?;
             let count = shared.reload_all().await?;
@@ -649,6 +663,38 @@ async fn reload_periodically(shared: Arc<Shared>, every: Duration) {
         if let Err(error) = shared.reload_all().await {
             tracing::debug!(%error, "periodic reload of the account store failed");
         }
+    }
+}
+
+/// The subscribers to providers' waits.
+#[derive(Default)]
+struct HoldSubscriber(std::sync::RwLock<Vec<crate::OnHold>>);
+
+impl std::fmt::Debug for HoldSubscriber {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("HoldSubscriber")
+    }
+}
+
+/// Hands a wait a replica announced (this one's included) to whoever subscribed.
+fn note_hold(shared: &Shared, payload: &str) {
+    #[derive(serde::Deserialize)]
+    struct Announced {
+        key: String,
+        until: i64,
+        status: u16,
+    }
+    let Ok(announced) = serde_json::from_str::<Announced>(payload) else {
+        return;
+    };
+    let subscribers = shared
+        .on_hold
+        .0
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
+    for on_hold in subscribers {
+        on_hold(&announced.key, announced.until, announced.status);
     }
 }
 
@@ -709,6 +755,38 @@ impl AccountStore for PostgresStore {
             lease.account = Some(self.shared.open_row(&row)?);
             Ok(Some(Box::new(lease) as Box<dyn TokenLease>))
         })
+    }
+
+    fn share_hold(&self, key: &str, until_epoch_ms: i64, status: u16) {
+        let payload =
+            serde_json::json!({"key": key, "until": until_epoch_ms, "status": status}).to_string();
+        let shared = self.shared.clone();
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // Off the caller's path: a call answered 429 is not kept waiting for the database.
+        handle.spawn(async move {
+            let sent = async {
+                let client = shared.client().await?;
+                client
+                    .execute("SELECT pg_notify($1, $2)", &[&HOLDS_CHANNEL, &payload])
+                    .await
+                    .map_err(db)
+            }
+            .await;
+            if let Err(error) = sent {
+                tracing::debug!(%error, "could not tell the other replicas of a provider's wait");
+            }
+        });
+    }
+
+    fn subscribe_holds(&self, on_hold: crate::OnHold) {
+        self.shared
+            .on_hold
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(on_hold);
     }
 
     fn replicas(&self) -> usize {
