@@ -1104,3 +1104,35 @@ fn fast_path_equals_engine_on_the_jsonata_suite() {
         tally.answered
     );
 }
+
+/// A filter whose predicate is positions keeps an item once per position naming it (JSONata:
+/// `[0, 0.5]` names item 0 twice), none for positions past the end, and over an object (a
+/// sequence of one) the same: found by the generated-records test on Google Workspace's
+/// `organizations[name]` with a `name` of numbers.
+#[test]
+fn fast_path_equals_engine_on_positions_as_predicates() {
+    let records = [
+        json!({"a": [10, 20, 30], "n": [0, 0.5, 2], "o": {"name": [3330, 0.5, 0.5]}}),
+        json!({"a": [10, 20, 30], "n": [-1, -1], "o": {"name": [7]}}),
+        json!({"a": [{"k": [1, 1]}, {"k": [0]}, {"k": []}], "n": [], "o": {"name": []}}),
+    ];
+    let expressions = [
+        "a[$$.n]",
+        "a[[0, 0]]",
+        "a[[0.5, 0, 5]]",
+        "a[k]",
+        "o[name]",
+        r#"o[name].{"name": name}[]"#,
+        "$count(a[[1, 1, 1]])",
+    ];
+    let scope = Scope::new([]);
+    let mut tally = Tally::default();
+    for record in &records {
+        for source in expressions {
+            let expression = Expression::compile(source).expect(source);
+            tally.compare("positions", &expression, record, &scope);
+        }
+    }
+    tally.assert_no_mismatch();
+    assert!(tally.answered >= 15, "answered {} of 21", tally.answered);
+}

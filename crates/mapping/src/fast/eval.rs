@@ -2317,24 +2317,31 @@ impl<'a> Evaluator<'a> {
                 for (index, item) in items.iter().enumerate() {
                     self.count_step()?;
                     let value = self.eval(predicate, item)?;
-                    let keep = match &value {
-                        Val::Num(n) => position(n.get(), items.len()) == Some(index),
+                    // How many times the item is kept: an array of positions keeps it once per
+                    // position naming it (`[0, 0.5]` twice), as JSONata does.
+                    let times = match &value {
+                        Val::Num(n) => usize::from(position(n.get(), items.len()) == Some(index)),
                         Val::Func(_) => return Err(Bail),
                         _ => match value.array_items() {
                             Some(values)
                                 if !values.is_empty()
                                     && values.iter().all(|v| matches!(v, Val::Num(_))) =>
                             {
-                                values.iter().any(|v| match v {
-                                    Val::Num(n) => position(n.get(), items.len()) == Some(index),
-                                    _ => false,
-                                })
+                                values
+                                    .iter()
+                                    .filter(|v| match v {
+                                        Val::Num(n) => {
+                                            position(n.get(), items.len()) == Some(index)
+                                        }
+                                        _ => false,
+                                    })
+                                    .count()
                             }
-                            Some(values) if values.is_empty() => false,
-                            _ => value.truthy(),
+                            Some(values) if values.is_empty() => 0,
+                            _ => usize::from(value.truthy()),
                         },
                     };
-                    if keep {
+                    for _ in 0..times {
                         kept.push(item.clone());
                     }
                 }
