@@ -43,12 +43,10 @@ async fn token(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: String) 
 }
 
 async fn users(State(seen): State<Arc<Seen>>, headers: HeaderMap) -> Response {
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    seen.api_auth.lock().unwrap().push(auth);
+    seen.api_auth
+        .lock()
+        .unwrap()
+        .push(header_of(&headers, "authorization"));
     axum::Json(json!({"users": [{"id": "u1"}]})).into_response()
 }
 
@@ -291,73 +289,132 @@ fn seen_token_url(requests: &[TokenRequest]) -> String {
     format!("http://{}/oauth/token", header(&requests[0].0, "host"))
 }
 
-/// `auth.keep`: a value of the token answer is written to the account's context with the token
-/// (SAP Concur: "store the geolocation and the refresh token as they may have changed"), so the
-/// account's next call goes where the answer said, with the token it holds.
-#[tokio::test]
-async fn a_kept_value_of_the_token_answer_moves_the_next_call() {
-    #[derive(Default)]
-    struct Host {
-        pages: Mutex<Vec<String>>,
-        moved_to: Mutex<String>,
+/// A provider whose token answer moves the account (`auth.keep: {geolocation}`): each host
+/// records the calls it got (their Authorization and query), answers a token naming where the
+/// account lives (`moved_to`), and serves two pages of users to `tok-1` only (a 401 to any other
+/// token).
+#[derive(Default)]
+struct MovingHost {
+    pages: Mutex<Vec<String>>,
+    moved_to: Mutex<String>,
+    token_requests: Mutex<u32>,
+}
+
+async fn moving_token(State(host): State<Arc<MovingHost>>) -> Response {
+    *host.token_requests.lock().unwrap() += 1;
+    let moved_to = host.moved_to.lock().unwrap().clone();
+    axum::Json(json!({"access_token": "tok-1", "expires_in": 3600,
+                      "refresh_token": "refresh-2", "geolocation": moved_to}))
+    .into_response()
+}
+
+async fn moving_page(
+    State(host): State<Arc<MovingHost>>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let auth = header_of(&headers, "authorization");
+    let query = query.unwrap_or_default();
+    host.pages.lock().unwrap().push(format!("{auth} ?{query}"));
+    if auth != "Bearer tok-1" {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "invalid_token"})),
+        )
+            .into_response();
     }
-    async fn moving_token(State(host): State<Arc<Host>>) -> Response {
-        let moved_to = host.moved_to.lock().unwrap().clone();
-        axum::Json(json!({"access_token": "tok-1", "expires_in": 3600,
-                          "refresh_token": "refresh-2", "geolocation": moved_to}))
-        .into_response()
+    match query.as_str() {
+        "cursor=c2" => axum::Json(json!({"users": [{"id": "u2"}]})).into_response(),
+        _ => axum::Json(json!({"users": [{"id": "u1"}], "next": "c2"})).into_response(),
     }
-    async fn page(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {
-        let auth = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        host.pages.lock().unwrap().push(auth);
-        axum::Json(json!({"users": [{"id": "u1"}]})).into_response()
-    }
-    let (old, new) = (Arc::new(Host::default()), Arc::new(Host::default()));
-    let serve = |host: Arc<Host>| {
+}
+
+fn header_of(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Two moving hosts, the old one's token answers pointing at the new one (the new one's at
+/// itself), and a gateway serving account `acc` on the old one with `context` added; `paged`
+/// walks the users' cursor.
+async fn moving_world(
+    context: Value,
+    paged: bool,
+) -> (
+    Arc<MovingHost>,
+    Arc<MovingHost>,
+    unigate_tests::RunningGateway,
+    [unigate_tests::LocalProvider; 2],
+) {
+    let (old, new) = (
+        Arc::new(MovingHost::default()),
+        Arc::new(MovingHost::default()),
+    );
+    let serve = |host: Arc<MovingHost>| {
         spawn_provider(
             Router::new()
                 .route("/oauth/token", post(moving_token))
-                .route("/users", get(page))
+                .route("/users", get(moving_page))
                 .with_state(host),
         )
     };
     let (old_server, new_server) = (serve(old.clone()).await, serve(new.clone()).await);
     *old.moved_to.lock().unwrap() = new_server.origin.clone();
-    let mapping = r#"name: Moving provider
+    *new.moved_to.lock().unwrap() = new_server.origin.clone();
+    let pagination = match paged {
+        true => "pagination: { style: cursor, cursor_param: cursor, next_cursor: next }\n",
+        false => "",
+    };
+    let mapping = format!(
+        r#"name: Moving provider
 docs: https://example.test/docs
-base_url: "{{context.geolocation}}"
+base_url: "{{{{context.geolocation}}}}"
 auth:
   kind: oauth2_refresh_token
-  token_url: "{{context.geolocation}}/oauth/token"
-  client_id: "{{context.client_id}}"
-  client_secret: "{{context.client_secret}}"
-  refresh_token: "{{context.refresh_token}}"
-  keep: { geolocation: geolocation }
-resources:
+  token_url: "{{{{context.geolocation}}}}/oauth/token"
+  client_id: "{{{{context.client_id}}}}"
+  client_secret: "{{{{context.client_secret}}}}"
+  refresh_token: "{{{{context.refresh_token}}}}"
+  keep: {{ geolocation: geolocation }}
+{pagination}resources:
   users:
-    list: { path: /users, records: users }
+    list: {{ path: /users, records: users }}
 unified:
   user-directory:
     users:
       list:
         resource: users.list
-        response_mapping: '{ "id": id }'
-"#;
+        response_mapping: '{{ "id": id }}'
+"#
+    );
+    let mut account_context = json!({"geolocation": old_server.origin, "client_id": "c",
+                                     "client_secret": "s", "refresh_token": "refresh-1"});
+    for (key, value) in context.as_object().unwrap() {
+        account_context[key] = value.clone();
+    }
     let account = IntegratedAccount {
         id: "acc".into(),
         integration: "moving".into(),
-        context: json!({"geolocation": old_server.origin, "client_id": "c",
-                        "client_secret": "s", "refresh_token": "refresh-1"}),
+        context: account_context,
         base_url: None,
         status: Default::default(),
         last_error: None,
         mapping: None,
     };
-    let gateway = serve_accounts(catalog_with("moving", mapping), vec![account]).await;
+    let gateway = serve_accounts(catalog_with("moving", &mapping), vec![account]).await;
+    (old, new, gateway, [old_server, new_server])
+}
+
+/// `auth.keep`: a value of the token answer is written to the account's context with the token
+/// (SAP Concur: "store the geolocation and the refresh token as they may have changed"), so the
+/// account's calls go where the answer said, with the token it holds: the first call too, which
+/// was rendered for the old host before it asked for the token.
+#[tokio::test]
+async fn a_kept_value_of_the_token_answer_moves_the_next_call() {
+    let (old, new, gateway, _servers) = moving_world(json!({}), false).await;
     let url = format!(
         "{}/unified/user-directory/users?integrated_account_id=acc",
         gateway.origin
@@ -366,10 +423,13 @@ unified:
         let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
         assert_eq!(status, 200, "{body}");
     }
-    // The first call was rendered for the old host, whose token answer moved the account: that
-    // call and the next went to the new host with the same token, asking none there.
     assert!(old.pages.lock().unwrap().is_empty());
-    assert_eq!(*new.pages.lock().unwrap(), ["Bearer tok-1", "Bearer tok-1"]);
+    assert_eq!(*old.token_requests.lock().unwrap(), 1);
+    assert_eq!(
+        *new.pages.lock().unwrap(),
+        ["Bearer tok-1 ?", "Bearer tok-1 ?"]
+    );
+    assert_eq!(*new.token_requests.lock().unwrap(), 0);
 }
 
 /// A call whose token is refused is retried after the refresh, and the refresh's kept value
@@ -378,93 +438,7 @@ unified:
 /// rest of the walk, whose pages were rendered for the old host.
 #[tokio::test]
 async fn a_refresh_that_moves_the_account_moves_the_retry_and_the_rest_of_the_walk() {
-    #[derive(Default)]
-    struct Host {
-        pages: Mutex<Vec<String>>,
-        moved_to: Mutex<String>,
-        token_requests: Mutex<u32>,
-    }
-    async fn moving_token(State(host): State<Arc<Host>>) -> Response {
-        *host.token_requests.lock().unwrap() += 1;
-        let moved_to = host.moved_to.lock().unwrap().clone();
-        axum::Json(json!({"access_token": "tok-1", "expires_in": 3600, "geolocation": moved_to}))
-            .into_response()
-    }
-    async fn page(
-        State(host): State<Arc<Host>>,
-        headers: HeaderMap,
-        axum::extract::RawQuery(query): axum::extract::RawQuery,
-    ) -> Response {
-        let auth = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        host.pages
-            .lock()
-            .unwrap()
-            .push(format!("{auth} ?{}", query.clone().unwrap_or_default()));
-        if auth != "Bearer tok-1" {
-            return (
-                axum::http::StatusCode::UNAUTHORIZED,
-                axum::Json(json!({"error": "invalid_token"})),
-            )
-                .into_response();
-        }
-        match query.as_deref() {
-            Some("cursor=c2") => axum::Json(json!({"users": [{"id": "u2"}]})).into_response(),
-            _ => axum::Json(json!({"users": [{"id": "u1"}], "next": "c2"})).into_response(),
-        }
-    }
-    let (old, new) = (Arc::new(Host::default()), Arc::new(Host::default()));
-    let serve = |host: Arc<Host>| {
-        spawn_provider(
-            Router::new()
-                .route("/oauth/token", post(moving_token))
-                .route("/users", get(page))
-                .with_state(host),
-        )
-    };
-    let (old_server, new_server) = (serve(old.clone()).await, serve(new.clone()).await);
-    *old.moved_to.lock().unwrap() = new_server.origin.clone();
-    // Only the old host's refresh moves the account: a second refresh would stay where it is.
-    *new.moved_to.lock().unwrap() = new_server.origin.clone();
-    let mapping = r#"name: Moving provider
-docs: https://example.test/docs
-base_url: "{{context.geolocation}}"
-auth:
-  kind: oauth2_refresh_token
-  token_url: "{{context.geolocation}}/oauth/token"
-  client_id: "{{context.client_id}}"
-  client_secret: "{{context.client_secret}}"
-  refresh_token: "{{context.refresh_token}}"
-  keep: { geolocation: geolocation }
-pagination:
-  style: cursor
-  cursor_param: cursor
-  next_cursor: next
-resources:
-  users:
-    list: { path: /users, records: users }
-unified:
-  user-directory:
-    users:
-      list:
-        resource: users.list
-        response_mapping: '{ "id": id }'
-"#;
-    let account = IntegratedAccount {
-        id: "acc".into(),
-        integration: "moving".into(),
-        context: json!({"geolocation": old_server.origin, "client_id": "c",
-                        "client_secret": "s", "refresh_token": "refresh-1",
-                        "access_token": "tok-0"}),
-        base_url: None,
-        status: Default::default(),
-        last_error: None,
-        mapping: None,
-    };
-    let gateway = serve_accounts(catalog_with("moving", mapping), vec![account]).await;
+    let (old, new, gateway, _servers) = moving_world(json!({"access_token": "tok-0"}), true).await;
     let url = format!(
         "{}/unified/user-directory/users?integrated_account_id=acc&truto_ignore_limit=true",
         gateway.origin
