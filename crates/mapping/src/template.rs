@@ -65,12 +65,13 @@ pub struct RenderError {
 }
 
 const MOVES_HOST: &str = "would change the host the mapping names: only letters, digits, `-` and `.` of a host name may stand there";
+const REPEATS_HOST: &str = "already holds the host text the mapping puts around it (a whole host name where only its own part goes): give only the part that stands there";
 
 impl RenderError {
-    /// The value would have sent a URL to another host than the mapping's (see
-    /// [`Template::render_url`]).
+    /// The value would have sent a URL to another host than the mapping's, or to a host that
+    /// repeats the mapping's own text (see [`Template::render_url`]).
     pub fn moves_host(&self) -> bool {
-        self.problem == MOVES_HOST
+        self.problem == MOVES_HOST || self.problem == REPEATS_HOST
     }
 }
 
@@ -303,15 +304,31 @@ impl Template {
                 && host.starts_with(&fixed.prefix)
                 && host.ends_with(&fixed.suffix)
         });
-        if kept {
-            Ok(rendered)
-        } else {
-            Err(RenderError {
+        if !kept {
+            return Err(RenderError {
                 key: fixed.key,
                 problem: MOVES_HOST,
                 optional_absent: false,
-            })
+            });
         }
+        // A whole host pasted where its first label goes (`acme.okta.com` for
+        // `{{context.subdomain}}.okta.com`, `api.datadoghq.com` for `api.{{context.site}}`)
+        // renders a host that repeats the fixed text, which no provider serves: refused at
+        // load with what to give instead of a DNS error on every call.
+        let repeated = url::Url::parse(&rendered).ok().is_some_and(|url| {
+            let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+            let inner = &host[fixed.prefix.len()..host.len() - fixed.suffix.len()];
+            (fixed.suffix.starts_with('.') && inner.ends_with(&fixed.suffix))
+                || (fixed.prefix.ends_with('.') && inner.starts_with(&fixed.prefix))
+        });
+        if repeated {
+            return Err(RenderError {
+                key: fixed.key,
+                problem: REPEATS_HOST,
+                optional_absent: false,
+            });
+        }
+        Ok(rendered)
     }
 
     /// The fixed scheme and host text around the values that stand in a URL template's host,
@@ -506,6 +523,27 @@ mod tests {
                 "{open}"
             );
         }
+    }
+
+    #[test]
+    fn a_whole_host_where_its_first_label_goes_is_refused() {
+        let repeats = "already holds the host text the mapping puts around it (a whole host name where only its own part goes): give only the part that stands there";
+        let okta = Template::compile("https://{{context.subdomain}}.okta.com/api/v1").unwrap();
+        for pasted in ["acme.okta.com", "ACME.OKTA.COM", "acme.eu.okta.com"] {
+            let error = okta.render_url(&json!({"subdomain": pasted})).unwrap_err();
+            assert!(error.moves_host());
+            assert_eq!(error.to_string(), format!("`context.subdomain` {repeats}"));
+        }
+        // `okta` alone, or a label that merely contains the suffix's words, is a subdomain.
+        for own in ["okta", "acme-okta-com", "okta.acme"] {
+            assert!(okta.render_url(&json!({"subdomain": own})).is_ok(), "{own}");
+        }
+        let datadog = Template::compile("https://api.{{context.site}}").unwrap();
+        assert!(datadog.render_url(&json!({"site": "datadoghq.eu"})).is_ok());
+        let error = datadog
+            .render_url(&json!({"site": "api.datadoghq.eu"}))
+            .unwrap_err();
+        assert_eq!(error.to_string(), format!("`context.site` {repeats}"));
     }
 
     #[test]
