@@ -95,7 +95,7 @@ async fn accounts_are_managed_over_http_and_survive_a_restart() {
         (
             200,
             json!({"result": [{"id": "seeded", "integration": "scim", "base_url": null, "status": "active",
-                                  "last_error": null, "mapping": null, "context_keys": ["base_url", "token"]}]})
+                                  "last_error": null, "mapping": null, "context_keys": ["base_url", "token"], "rate_limited": null}]})
         )
     );
 
@@ -113,7 +113,7 @@ async fn accounts_are_managed_over_http_and_survive_a_restart() {
         (
             201,
             json!({"id": "acme-okta", "integration": "okta", "base_url": null, "status": "active",
-                     "last_error": null, "mapping": null, "context_keys": ["subdomain", "api_token"]})
+                     "last_error": null, "mapping": null, "context_keys": ["subdomain", "api_token"], "rate_limited": null})
         )
     );
     assert_eq!(
@@ -436,6 +436,78 @@ async fn an_account_the_mapping_does_not_serve_is_refused_with_what_it_needs() {
             json!("integrated account `cloud-make`: the `make` mapping needs `context.zone`")
         )
     );
+    drop(gateway);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A provider's wait shows on the account (`rate_limited`: the seconds left and the status), so
+/// an operator sees why calls are answered 429 unsent; an admin change releases it.
+#[tokio::test]
+async fn a_providers_wait_shows_on_the_account_until_it_is_changed() {
+    let dir = std::env::temp_dir().join(format!("unigate-admin-held-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let gateway = start(&config_file(&dir)).await;
+    let stub = Stub::start().await;
+    stub.script(vec![Scripted {
+        status: 429,
+        headers: vec![("retry-after".to_owned(), "120".to_owned())],
+        body: br#"{"detail":"slow down","status":"429"}"#.to_vec(),
+        for_request: None,
+    }]);
+    let (status, body) = admin(
+        &gateway,
+        "POST",
+        "/admin/integrated-accounts",
+        ADMIN,
+        Some(json!({"id": "busy", "integration": "scim",
+            "context": {"base_url": format!("{}/v2", stub.origin()), "token": "t"}})),
+    )
+    .await;
+    assert_eq!((status, body["rate_limited"].clone()), (201, Value::Null));
+    let (status, _) = get_json(
+        &format!(
+            "{}/unified/user-directory/users?integrated_account_id=busy",
+            gateway.origin
+        ),
+        Some(API),
+    )
+    .await;
+    assert_eq!(status, 429);
+    let shown = || async {
+        admin(
+            &gateway,
+            "GET",
+            "/admin/integrated-accounts/busy",
+            ADMIN,
+            None,
+        )
+        .await
+        .1["rate_limited"]
+            .clone()
+    };
+    let held = shown().await;
+    assert_eq!(held["provider_status"], json!(429), "{held}");
+    let left = held["seconds_left"].as_u64().unwrap();
+    assert!((110..=120).contains(&left), "{held}");
+    let (_, listed) = admin(&gateway, "GET", "/admin/integrated-accounts", ADMIN, None).await;
+    let listed = listed["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|account| account["id"] == "busy")
+        .unwrap()["rate_limited"]
+        .clone();
+    assert_eq!(listed["provider_status"], json!(429));
+    let (status, _) = admin(
+        &gateway,
+        "PATCH",
+        "/admin/integrated-accounts/busy",
+        ADMIN,
+        Some(json!({"context": {"token": "t2"}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(shown().await, Value::Null);
     drop(gateway);
     let _ = std::fs::remove_dir_all(&dir);
 }

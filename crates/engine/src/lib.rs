@@ -306,6 +306,26 @@ impl Engine {
         &self.accounts
     }
 
+    /// How long a provider asked the account's calls to wait (a rate limit with a hint, this
+    /// replica's own or one another announced), and the status it asked with; `None` when
+    /// nothing holds them.
+    pub fn rate_limit_hold(
+        &self,
+        account: &IntegratedAccount,
+    ) -> Option<(std::time::Duration, u16)> {
+        let per_integration = self
+            .catalog
+            .integrations
+            .get(&account.integration)
+            .and_then(|integration| integration.rate_limit.paces.first())
+            .is_some_and(|pace| pace.per == unigate_mapping::PaceScope::Integration);
+        let key = match per_integration {
+            true => pace::integration_hold_key(&account.integration),
+            false => pace::account_hold_key(&account.id),
+        };
+        self.pacer.held(&key)
+    }
+
     /// Drops every token cached for `account` (the admin API changed or removed it), so the next
     /// call authenticates with the account as stored now — never with a token issued for its old
     /// credentials or for an earlier account of the same id — and any wait a provider asked of

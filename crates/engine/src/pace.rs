@@ -157,9 +157,14 @@ pub(crate) fn budget_key(target: &crate::call::Target, index: usize, pace: &Pace
 /// release it), or the integration's for a budget shared `per: integration`.
 pub(crate) fn hold_key(target: &crate::call::Target, per_integration: bool) -> String {
     match per_integration {
-        true => format!("integration\u{0}{}", target.integration.id),
+        true => integration_hold_key(&target.integration.id),
         false => account_hold_key(&target.account.id),
     }
+}
+
+/// The hold key of an integration's calls (a budget shared `per: integration`).
+pub(crate) fn integration_hold_key(integration: &str) -> String {
+    format!("integration\u{0}{integration}")
 }
 
 /// The hold key of an account's own calls.

@@ -15,6 +15,20 @@ use unigate_unified::{ApiError, ErrorKind};
 
 use crate::{AppState, ErrorResponse, json_response};
 
+/// An account as the admin API shows it, with the wait a provider asked of its calls, if any
+/// (`rate_limited`: the seconds left and the status that asked; calls meanwhile are answered
+/// 429 without being sent, once the wait is longer than the gateway sits out).
+fn view_with_hold(state: &AppState, account: &IntegratedAccount) -> Value {
+    let mut shown = view(account);
+    if let Some((left, status)) = state.engine().rate_limit_hold(account) {
+        shown["rate_limited"] = json!({
+            "seconds_left": left.as_secs_f64().ceil() as u64,
+            "provider_status": status,
+        });
+    }
+    shown
+}
+
 fn view(account: &IntegratedAccount) -> Value {
     let mut keys = Vec::new();
     fn walk(prefix: &str, value: &Value, keys: &mut Vec<String>) {
@@ -42,6 +56,7 @@ fn view(account: &IntegratedAccount) -> Value {
         "last_error": account.last_error,
         "mapping": account.mapping,
         "context_keys": keys,
+        "rate_limited": null,
     })
 }
 
@@ -151,7 +166,7 @@ async fn list(State(state): State<AppState>) -> Response {
         .accounts()
         .list()
         .iter()
-        .map(|a| view(a))
+        .map(|account| view_with_hold(&state, account))
         .collect();
     json_response(StatusCode::OK, &json!({"result": accounts}))
 }
@@ -182,7 +197,7 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response
             .engine()
             .accounts()
             .get(&id)
-            .map(|account| (StatusCode::OK, view(&account)))
+            .map(|account| (StatusCode::OK, view_with_hold(&state, &account)))
             .ok_or_else(|| ApiError::not_found(format!("integrated account `{id}` not found"))),
     )
 }

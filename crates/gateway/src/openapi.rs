@@ -116,6 +116,14 @@ fn account_schema() -> Value {
             "last_error": {"type": ["string", "null"]},
             "mapping": {"type": ["string", "null"], "description": "The account's mapping override (YAML or JSON text)."},
             "context_keys": {"type": "array", "items": {"type": "string"}, "description": "The context's keys; values (credentials) never come back out."},
+            "rate_limited": {
+                "type": ["object", "null"],
+                "description": "The wait a provider asked of the account's calls (a rate limit with Retry-After or a reset), if any: calls meanwhile wait it out or are answered 429 unsent. An admin change of the account releases it.",
+                "properties": {
+                    "seconds_left": {"type": "integer"},
+                    "provider_status": {"type": "integer", "description": "The status of the answer that asked (429, or a provider's own: 403, 503)."},
+                },
+            },
         },
     })
 }
