@@ -16,8 +16,8 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use unigate_store::IntegratedAccount;
 use unigate_tests::{
-    LocalProvider, RunningGateway, TEST_TOKEN, catalog_with, get_json, serve_accounts,
-    spawn_provider, url_pairs,
+    LocalProvider, RunningGateway, TEST_TOKEN, catalog_with, get_json, get_json_and_headers,
+    serve_accounts, spawn_provider, url_pairs,
 };
 
 const MAPPING: &str = r#"name: OAuth example
@@ -64,6 +64,8 @@ struct Provider {
     redirect_to: Mutex<Option<&'static str>>,
     /// The API quotes the token it refuses.
     quote_token: Mutex<bool>,
+    /// The token endpoint answers this status, body and Retry-After instead.
+    token_answer: Mutex<Option<(StatusCode, &'static str, Option<&'static str>)>>,
 }
 
 async fn token(State(p): State<Arc<Provider>>, body: String) -> Response {
@@ -84,6 +86,15 @@ async fn token(State(p): State<Arc<Provider>>, body: String) -> Response {
         .lock()
         .unwrap()
         .push(field("refresh_token"));
+    if let Some((status, body, retry_after)) = *p.token_answer.lock().unwrap() {
+        let mut response = (status, body).into_response();
+        if let Some(retry_after) = retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", retry_after.parse().unwrap());
+        }
+        return response;
+    }
     if let Some(location) = *p.redirect_to.lock().unwrap() {
         return (
             StatusCode::PERMANENT_REDIRECT,
@@ -406,6 +417,70 @@ async fn a_redirecting_token_endpoint_is_reported_and_does_not_mark_the_account(
     let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
     assert_eq!((status, body), (502, expected));
     assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 2);
+}
+
+/// A token endpoint's 429 is a rate limit, not a refusal: the caller gets a 429 with the
+/// endpoint's `Retry-After`, calls meanwhile are answered from memory without asking again, and
+/// the account is not marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_token_endpoint_is_a_429_and_does_not_mark_the_account() {
+    let world = world(json!({})).await;
+    *world.provider.token_answer.lock().unwrap() = Some((
+        StatusCode::TOO_MANY_REQUESTS,
+        r#"{"error":"too_many_requests"}"#,
+        Some("30"),
+    ));
+    for _ in 0..2 {
+        let (status, body, headers) = get_json_and_headers(&url(&world), Some(TEST_TOKEN)).await;
+        assert_eq!(status, 429, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(
+                "the provider's token endpoint is rate-limiting token requests; it asked to wait"
+            ),
+            "{body}"
+        );
+        let retry_after: i64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((28..=30).contains(&retry_after), "{retry_after}");
+    }
+    assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
+}
+
+/// An OAuth token endpoint refuses credentials with a 400 or 401, or another 4xx naming an OAuth
+/// error; a firewall's 403 page says nothing of them (a 502, the account not marked), where a 403
+/// `unauthorized_client` refuses them (the account marked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_oauth_error_marks_the_account_on_a_4xx_other_than_400_and_401() {
+    let world = world(json!({})).await;
+    *world.provider.token_answer.lock().unwrap() = Some((
+        StatusCode::FORBIDDEN,
+        "<html><body>Access denied by the web application firewall</body></html>",
+        None,
+    ));
+    let expected = json!({"statusCode": 502, "error": "Bad Gateway", "truto_is_remote_error": true,
+        "message": "could not obtain an access token: the token endpoint answered HTTP 403 without an OAuth error, which is no refusal of the credentials (a firewall, an IP allowlist or a wrong token URL?)"});
+    for _ in 0..2 {
+        let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+        assert_eq!((status, body), (502, expected.clone()));
+    }
+    let world = self::world(json!({})).await;
+    *world.provider.token_answer.lock().unwrap() = Some((
+        StatusCode::FORBIDDEN,
+        r#"{"error":"unauthorized_client","error_description":"The client is not allowed this grant."}"#,
+        None,
+    ));
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            401,
+            json!(
+                "integrated account `acc` needs to be reconnected: token refresh refused: The client is not allowed this grant."
+            )
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

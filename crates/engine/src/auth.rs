@@ -636,6 +636,28 @@ impl Engine {
                 ErrorKind::BadGateway,
                 format!("could not obtain an access token: {reason}"),
             ),
+            TokenError::RateLimited { until_epoch } => {
+                // The caller retries when the endpoint said; the account is not marked.
+                let left = until_epoch.map(|until| (until - now_epoch()).max(1));
+                let mut error = ApiError::new(
+                    ErrorKind::RateLimited {
+                        provider_status: 429,
+                    },
+                    match left {
+                        Some(left) => format!(
+                            "the provider's token endpoint is rate-limiting token requests; it asked to wait {left} s"
+                        ),
+                        None => "the provider's token endpoint is rate-limiting token requests"
+                            .to_owned(),
+                    },
+                );
+                if let Some(left) = left {
+                    error
+                        .headers
+                        .push(("retry-after".to_owned(), left.to_string()));
+                }
+                error
+            }
             TokenError::Busy(reason) => {
                 // As long as a failed token request is answered from memory (5 s).
                 let mut error = ApiError::new(

@@ -51,6 +51,10 @@ pub enum TokenError {
     Rejected { status: u16, body: String },
     #[error("the token endpoint could not be used: {0}")]
     Unavailable(String),
+    /// The endpoint is rate-limiting token requests (HTTP 429): not a refusal. `until_epoch`:
+    /// when it said to ask again (its `Retry-After`), if it did.
+    #[error("the token endpoint is rate-limiting requests (HTTP 429)")]
+    RateLimited { until_epoch: Option<i64> },
     /// The request could not start now (every connection for token leases is held by token
     /// requests in flight): nothing is wrong with the account, retry shortly.
     #[error("{0}")]
@@ -72,7 +76,28 @@ const WAIT_DEADLINE: Duration = Duration::from_secs(45);
 #[derive(Debug, Default)]
 struct SlotState {
     token: Option<AccessToken>,
-    failed: Option<(Instant, TokenError)>,
+    /// The last failure, when it happened and how long it is answered from memory.
+    failed: Option<(Instant, Duration, TokenError)>,
+}
+
+/// The longest a token endpoint's rate limit is answered from memory (its `Retry-After` within
+/// this, else [`FAILURE_MEMORY`]).
+const RATE_LIMIT_MEMORY: Duration = Duration::from_secs(300);
+
+/// How long a failed token request is answered from memory: a rate limit until the endpoint's
+/// `Retry-After` (within [`RATE_LIMIT_MEMORY`]), anything else [`FAILURE_MEMORY`].
+fn failure_memory(error: &TokenError) -> Duration {
+    match error {
+        TokenError::RateLimited {
+            until_epoch: Some(until),
+        } => {
+            let left = until.saturating_sub(now_epoch()).max(0) as u64;
+            Duration::from_secs(left)
+                .min(RATE_LIMIT_MEMORY)
+                .max(FAILURE_MEMORY)
+        }
+        _ => FAILURE_MEMORY,
+    }
 }
 
 /// One account's tokens: the state its callers queue for, and the tokens it last held, readable
@@ -186,8 +211,8 @@ impl TokenManager {
                 kept: Vec::new(),
             });
         }
-        if let Some((at, error)) = &state.failed
-            && at.elapsed() < FAILURE_MEMORY
+        if let Some((at, memory, error)) = &state.failed
+            && at.elapsed() < *memory
         {
             return Err(error.clone());
         }
@@ -204,7 +229,7 @@ impl TokenManager {
             }
             Err(error) => {
                 state.token = None;
-                state.failed = Some((Instant::now(), error.clone()));
+                state.failed = Some((Instant::now(), failure_memory(error), error.clone()));
             }
         }
         // `fresh` as the request says: a token another process obtained meanwhile is not.
@@ -486,7 +511,7 @@ pub async fn request_oauth_token(
             "the token endpoint kept asking for a new DPoP nonce".to_owned(),
         ));
     }
-    let response = judge_token_response(&token_request, response)?;
+    let response = judge_token_response(&token_request, response, true)?;
     let parsed = read_token_answer(response.status, &response.body)?;
     // RFC 9449 §5: a server that answers a DPoP token request with a Bearer token (an Okta app
     // that does not require DPoP) issued a token to use as Bearer, with no key bound to it.
@@ -658,7 +683,7 @@ pub async fn send_token_request(
     request: ProviderRequest,
 ) -> Result<crate::ProviderResponse, TokenError> {
     let response = send_raw(upstream, &request).await?;
-    judge_token_response(&request, response)
+    judge_token_response(&request, response, false)
 }
 
 /// A token endpoint's answer, whatever its status.
@@ -685,28 +710,64 @@ fn asked_nonce(response: &crate::ProviderResponse) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A 2xx token answer, or the error its status stands for.
+/// A 2xx token answer, or the error its status stands for. An OAuth token endpoint (`oauth`)
+/// refuses credentials with a 400 or a 401 (RFC 6749 §5.2), or another 4xx naming an OAuth
+/// `error`; its other 4xx (a firewall's 403 page, an IP allowlist, a 404 for a wrong token URL)
+/// say nothing of the credentials, and marking the account would ask for a reconnect that
+/// fails the same way. A login call (`token_exchange`) is no OAuth endpoint: its 4xx refuse.
 fn judge_token_response(
     request: &ProviderRequest,
     response: crate::ProviderResponse,
+    oauth: bool,
 ) -> Result<crate::ProviderResponse, TokenError> {
-    if (200..300).contains(&response.status) {
+    let status = response.status;
+    if (200..300).contains(&status) {
         return Ok(response);
     }
-    if (300..400).contains(&response.status) {
+    if (300..400).contains(&status) {
         // Not a refusal: the endpoint sends the client elsewhere (CrowdStrike answers a client of
         // another cloud with a 308 to that cloud's host). Marking the account would ask for a
         // reconnect that fails the same way; the fix is the account's host.
         return Err(TokenError::Unavailable(redirect_reason(request, &response)));
     }
-    Err(if response.status >= 500 || response.status == 429 {
-        TokenError::Unavailable(format!("HTTP {}", response.status))
-    } else {
-        TokenError::Rejected {
-            status: response.status,
-            body: String::from_utf8_lossy(&response.body).into_owned(),
-        }
+    if status == 429 {
+        return Err(TokenError::RateLimited {
+            until_epoch: response
+                .header("retry-after")
+                .and_then(retry_after_seconds)
+                .map(|seconds| now_epoch().saturating_add(seconds)),
+        });
+    }
+    if status >= 500 {
+        return Err(TokenError::Unavailable(format!("HTTP {status}")));
+    }
+    if oauth && !matches!(status, 400 | 401) && !names_an_oauth_error(&response.body) {
+        return Err(TokenError::Unavailable(format!(
+            "the token endpoint answered HTTP {status} without an OAuth error, which is no refusal of the credentials (a firewall, an IP allowlist or a wrong token URL?)"
+        )));
+    }
+    Err(TokenError::Rejected {
+        status,
+        body: String::from_utf8_lossy(&response.body).into_owned(),
     })
+}
+
+/// Whether a body is a JSON object with an `error` code, as an OAuth error response is.
+fn names_an_oauth_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .is_some_and(|value| value.get("error").is_some_and(serde_json::Value::is_string))
+}
+
+/// A `Retry-After` in whole seconds: a number of seconds, or an HTTP date.
+fn retry_after_seconds(value: &str) -> Option<i64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| seconds.ceil() as i64);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let at = at.duration_since(UNIX_EPOCH).ok()?.as_secs() as i64;
+    Some(at.saturating_sub(now_epoch()).max(0))
 }
 
 /// What a redirecting token endpoint said: where it points, as an origin only (a `Location`
