@@ -446,11 +446,11 @@ async fn a_rate_limited_token_endpoint_is_a_429_and_does_not_mark_the_account() 
     assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
 }
 
-/// An OAuth token endpoint refuses credentials with a 400 or 401, or another 4xx naming an OAuth
-/// error; a firewall's 403 page says nothing of them (a 502, the account not marked), where a 403
-/// `unauthorized_client` refuses them (the account marked).
+/// An OAuth token endpoint refuses credentials with a 400 or 401, or another 4xx in its own JSON;
+/// a firewall's 403 page says nothing of them (a 502, the account not marked), where a JSON 403
+/// (`unauthorized_client`) refuses them (the account marked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_an_oauth_error_marks_the_account_on_a_4xx_other_than_400_and_401() {
+async fn only_a_json_answer_marks_the_account_on_a_4xx_other_than_400_and_401() {
     let world = world(json!({})).await;
     *world.provider.token_answer.lock().unwrap() = Some((
         StatusCode::FORBIDDEN,
@@ -458,7 +458,7 @@ async fn only_an_oauth_error_marks_the_account_on_a_4xx_other_than_400_and_401()
         None,
     ));
     let expected = json!({"statusCode": 502, "error": "Bad Gateway", "truto_is_remote_error": true,
-        "message": "could not obtain an access token: the token endpoint answered HTTP 403 without an OAuth error, which is no refusal of the credentials (a firewall, an IP allowlist or a wrong token URL?)"});
+        "message": "could not obtain an access token: the token endpoint answered HTTP 403 with no error of its own (not JSON), which is no refusal of the credentials (a firewall, an IP allowlist or a wrong token URL?)"});
     for _ in 0..2 {
         let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
         assert_eq!((status, body), (502, expected.clone()));

@@ -711,9 +711,10 @@ fn asked_nonce(response: &crate::ProviderResponse) -> Option<String> {
 }
 
 /// A 2xx token answer, or the error its status stands for. An OAuth token endpoint (`oauth`)
-/// refuses credentials with a 400 or a 401 (RFC 6749 §5.2), or another 4xx naming an OAuth
-/// `error`; its other 4xx (a firewall's 403 page, an IP allowlist, a 404 for a wrong token URL)
-/// say nothing of the credentials, and marking the account would ask for a reconnect that
+/// refuses credentials with a 400 or a 401 (RFC 6749 §5.2), or with another 4xx answered in its
+/// own JSON (CrowdStrike's 403 `{"errors": [{"message": "access denied, invalid client"}]}`);
+/// another 4xx that is not JSON (a firewall's or proxy's 403 page, a 404 page for a wrong token
+/// URL) says nothing of the credentials, and marking the account would ask for a reconnect that
 /// fails the same way. A login call (`token_exchange`) is no OAuth endpoint: its 4xx refuse.
 fn judge_token_response(
     request: &ProviderRequest,
@@ -741,9 +742,9 @@ fn judge_token_response(
     if status >= 500 {
         return Err(TokenError::Unavailable(format!("HTTP {status}")));
     }
-    if oauth && !matches!(status, 400 | 401) && !names_an_oauth_error(&response.body) {
+    if oauth && !matches!(status, 400 | 401) && !is_json_object(&response.body) {
         return Err(TokenError::Unavailable(format!(
-            "the token endpoint answered HTTP {status} without an OAuth error, which is no refusal of the credentials (a firewall, an IP allowlist or a wrong token URL?)"
+            "the token endpoint answered HTTP {status} with no error of its own (not JSON), which is no refusal of the credentials (a firewall, an IP allowlist or a wrong token URL?)"
         )));
     }
     Err(TokenError::Rejected {
@@ -752,11 +753,10 @@ fn judge_token_response(
     })
 }
 
-/// Whether a body is a JSON object with an `error` code, as an OAuth error response is.
-fn names_an_oauth_error(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .is_some_and(|value| value.get("error").is_some_and(serde_json::Value::is_string))
+/// Whether a body is a JSON object: an endpoint's own error answer, where a proxy's or a
+/// firewall's is a page of HTML or text.
+fn is_json_object(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|value| value.is_object())
 }
 
 /// A `Retry-After` in whole seconds: a number of seconds, or an HTTP date.
