@@ -241,3 +241,119 @@ async fn a_failing_follow_up_fails_the_call_naming_the_integration() {
         )
     );
 }
+
+/// A per-page follow-up without `key`/`matches` gives every record its whole answer (one call a
+/// page: the organization they share); one with `batch` sends the page's ids, each once, in
+/// calls of at most `size`, as repeated parameters (Airtable's `id[]=…&id[]=…`), and pairs the
+/// answers of all of them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_wide_answer_and_ids_sent_in_batches() {
+    #[derive(Default)]
+    struct Seen {
+        org_calls: AtomicUsize,
+        profile_calls: Mutex<Vec<String>>,
+    }
+    async fn org(State(seen): State<Arc<Seen>>) -> Response {
+        seen.org_calls.fetch_add(1, Ordering::SeqCst);
+        axum::Json(json!({"id": "o1", "name": "Acme"})).into_response()
+    }
+    async fn profiles(
+        State(seen): State<Arc<Seen>>,
+        axum::extract::RawQuery(query): axum::extract::RawQuery,
+    ) -> Response {
+        let query = query.unwrap_or_default();
+        seen.profile_calls.lock().unwrap().push(query.clone());
+        let logins: Vec<String> = unigate_tests::url_pairs(&query)
+            .into_iter()
+            .filter(|(name, _)| name == "login[]")
+            .map(|(_, login)| login)
+            .collect();
+        let found: Vec<Value> = logins
+            .iter()
+            .filter(|login| *login != "gone")
+            .map(|login| json!({"login": login, "title": format!("{login}'s title")}))
+            .collect();
+        axum::Json(json!({ "profiles": found })).into_response()
+    }
+    let seen = Arc::new(Seen::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/org", get(org))
+            .route("/profiles", get(profiles))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let mapping = r#"name: Members provider
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth: { kind: bearer, token: "{{context.token}}" }
+pagination: { style: offset, offset_param: offset, page_size_param: limit }
+resources:
+  members:
+    list: { path: /members, records: members }
+  org:
+    get: { path: /org, query: { for: "{{id}}" }, records: "$" }
+  profiles:
+    list: { path: /profiles, query: { fields: title }, records: profiles }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          org: { resource: org.get, per: page, id: "'members'" }
+          profile:
+            resource: profiles.list
+            per: page
+            id: login
+            batch: { size: 3, param: "login[]" }
+            key: login
+            matches: login
+        response_mapping: |
+          {
+            "id": login,
+            "title": $profile.title,
+            "organizations": [{ "id": $org.id, "name": $org.name }]
+          }
+"#;
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "members".into(),
+        context: json!({"url": server.origin, "token": "t"}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_accounts(catalog_with("members", mapping), vec![account]).await;
+    let (status, body) = get_json(
+        &format!(
+            "{}/unified/user-directory/users?integrated_account_id=acc&truto_ignore_remote_data=true&limit=7",
+            gateway.origin
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let org = json!([{"id": "o1", "name": "Acme"}]);
+    let expected: Vec<Value> = LOGINS
+        .iter()
+        .map(|login| match *login {
+            "gone" => json!({"id": login, "organizations": org}),
+            _ => json!({"id": login, "title": format!("{login}'s title"), "organizations": org}),
+        })
+        .collect();
+    assert_eq!(body["result"], json!(expected));
+    assert_eq!(seen.org_calls.load(Ordering::SeqCst), 1);
+    let mut calls = seen.profile_calls.lock().unwrap().clone();
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            "fields=title&login%5B%5D=ada&login%5B%5D=grace&login%5B%5D=alan",
+            "fields=title&login%5B%5D=donald",
+            "fields=title&login%5B%5D=edsger&login%5B%5D=barbara&login%5B%5D=gone",
+        ]
+    );
+}

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use futures_util::future::try_join_all;
 use serde_json::Value;
-use unigate_mapping::{Answer, FollowUp, extract_records, render_body};
+use unigate_mapping::{Answer, FollowUp, FollowUpBatch, extract_records, render_body};
 use unigate_pagination::Position;
 use unigate_unified::ApiError;
 
@@ -21,8 +21,14 @@ use crate::call::ListCall;
 use crate::page::{body_text, check_answer, mapping_error};
 use crate::request::Endpoint;
 
-/// The variables each record's response mapping gets from the follow-ups, in page order.
-pub(crate) type FollowedUp = Vec<Vec<(String, Value)>>;
+/// What the follow-ups give the page's response mappings: variables every record reads alike
+/// (a per-page follow-up without `key`/`matches`: its whole answer, bound once for the page),
+/// and each record's own, in page order.
+#[derive(Debug, Default)]
+pub(crate) struct FollowedUp {
+    pub(crate) page: Vec<(String, Value)>,
+    pub(crate) records: Vec<Vec<(String, Value)>>,
+}
 
 /// A value read off a record as an id: text as it is, a number as its digits.
 fn as_id(value: Option<Value>) -> Option<String> {
@@ -40,7 +46,10 @@ impl Engine {
         call: &ListCall,
         records: &[Value],
     ) -> Result<FollowedUp, ApiError> {
-        let mut variables: FollowedUp = vec![Vec::new(); records.len()];
+        let mut variables = FollowedUp {
+            page: Vec::new(),
+            records: vec![Vec::new(); records.len()],
+        };
         for follow_up in &call.method().follow_ups {
             if follow_up.per_page {
                 self.follow_page(call, follow_up, records, &mut variables)
@@ -88,11 +97,11 @@ impl Engine {
                     .acquire()
                     .await
                     .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
-                self.follow_one(call, follow_up, id).await
+                self.follow_one(call, follow_up, id, None).await
             }
         }))
         .await?;
-        for (slot, answer) in variables.iter_mut().zip(answers) {
+        for (slot, answer) in variables.records.iter_mut().zip(answers) {
             if let Some(found) = answer.and_then(one_or_many) {
                 slot.push((follow_up.name.clone(), found));
             }
@@ -120,23 +129,59 @@ impl Engine {
             }
         };
         let page = Value::Array(records.to_vec());
-        let Some(id) = as_id(
-            follow_up
-                .id
-                .evaluate(&page, &call.scope)
-                .map_err(eval_error("follow_up.id"))?,
-        ) else {
-            return Ok(());
-        };
+        let id = follow_up
+            .id
+            .evaluate(&page, &call.scope)
+            .map_err(eval_error("follow_up.id"))?;
         let limit = self.follow_up_limit(call, follow_up);
-        let _permit = limit
-            .acquire()
-            .await
-            .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
-        let Some(answered) = self.follow_one(call, follow_up, &id).await? else {
-            return Ok(());
+        let answered = match &follow_up.batch {
+            None => {
+                let Some(id) = as_id(id) else {
+                    return Ok(());
+                };
+                let _permit = limit
+                    .acquire()
+                    .await
+                    .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
+                let Some(answered) = self.follow_one(call, follow_up, &id, None).await? else {
+                    return Ok(());
+                };
+                answered
+            }
+            Some(batch) => {
+                // The page's ids, each once, in calls of at most `size`.
+                let mut ids: Vec<String> = match id {
+                    Some(Value::Array(items)) => {
+                        items.into_iter().filter_map(|id| as_id(Some(id))).collect()
+                    }
+                    other => as_id(other).into_iter().collect(),
+                };
+                let mut seen = std::collections::HashSet::new();
+                ids.retain(|id| seen.insert(id.clone()));
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let answers = try_join_all(ids.chunks(batch.size).map(|chunk| {
+                    let limit = limit.clone();
+                    async move {
+                        let _permit = limit
+                            .acquire()
+                            .await
+                            .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
+                        let joined = chunk.join(",");
+                        self.follow_one(call, follow_up, &joined, Some((batch, chunk)))
+                            .await
+                    }
+                }))
+                .await?;
+                answers.into_iter().flatten().flatten().collect()
+            }
         };
         let (Some(key), Some(matches)) = (&follow_up.key, &follow_up.matches) else {
+            // Nothing pairs the answer with records: it is the whole page's.
+            if let Some(found) = one_or_many(answered) {
+                variables.page.push((follow_up.name.clone(), found));
+            }
             return Ok(());
         };
         let answer_keys = answered
@@ -144,7 +189,7 @@ impl Engine {
             .map(|item| matches.evaluate(item, &call.scope).map(as_id))
             .collect::<Result<Vec<_>, _>>()
             .map_err(eval_error("follow_up.matches"))?;
-        for (record, slot) in records.iter().zip(variables.iter_mut()) {
+        for (record, slot) in records.iter().zip(variables.records.iter_mut()) {
             let Some(wanted) = as_id(
                 key.evaluate(record, &call.scope)
                     .map_err(eval_error("follow_up.key"))?,
@@ -163,12 +208,13 @@ impl Engine {
     }
 
     /// One follow-up call: the records its answer holds, or `None` for a 404 declared as "no
-    /// detail".
+    /// detail". `id` fills `{{id}}`; a batch's ids also go as its repeated parameter.
     async fn follow_one(
         &self,
         call: &ListCall,
         follow_up: &FollowUp,
         id: &str,
+        batch: Option<(&FollowUpBatch, &[String])>,
     ) -> Result<Option<Vec<Value>>, ApiError> {
         let target = &call.target;
         let failed = |error: ApiError| {
@@ -190,7 +236,19 @@ impl Engine {
             &call.scope,
         )
         .map_err(|error| mapping_error(&target.integration, &error))?;
-        let request = endpoint.request(body)?;
+        let mut request = endpoint.request(body)?;
+        if let Some((
+            FollowUpBatch {
+                param: Some(param), ..
+            },
+            ids,
+        )) = batch
+        {
+            let mut query = request.url.query_pairs_mut();
+            for id in ids {
+                query.append_pair(param, id);
+            }
+        }
         let response = self.call_provider(target, &request).await.map_err(failed)?;
         if response.status == 404 && follow_up.skip_not_found {
             return Ok(None);

@@ -397,20 +397,40 @@ fn map_records(
         })
     };
     let method = call.method();
-    // A record's scope holds the follow-up answers it reads.
-    let scopes: Option<Vec<Scope>> = followed.map(|followed| {
-        followed
-            .into_iter()
-            .map(|variables| {
-                variables
-                    .into_iter()
+    // A record's scope holds the follow-up answers it reads: the page's, bound once (a record
+    // with none of its own reads that scope, not a copy), then its own.
+    let (page_scope, scopes): (Option<Scope>, Option<Vec<Option<Scope>>>) = match followed {
+        None => (None, None),
+        Some(FollowedUp { page, records }) => {
+            let page_scope = (!page.is_empty()).then(|| {
+                page.into_iter()
                     .fold(scope.clone(), |scope, (name, value)| {
                         scope.with(&name, value)
                     })
-            })
-            .collect()
-    });
-    let scope_of = |index: usize| scopes.as_ref().map_or(scope, |scopes| &scopes[index]);
+            });
+            let base = page_scope.as_ref().unwrap_or(scope);
+            let scopes = records
+                .into_iter()
+                .map(|variables| {
+                    (!variables.is_empty()).then(|| {
+                        variables
+                            .into_iter()
+                            .fold(base.clone(), |scope, (name, value)| {
+                                scope.with(&name, value)
+                            })
+                    })
+                })
+                .collect();
+            (page_scope, Some(scopes))
+        }
+    };
+    let base = page_scope.as_ref().unwrap_or(scope);
+    let scope_of = |index: usize| {
+        scopes
+            .as_ref()
+            .and_then(|scopes| scopes[index].as_ref())
+            .unwrap_or(base)
+    };
     if call.text_records {
         // Every record's text one after another in one buffer: room for the unified fields
         // and the provider's record beside them.

@@ -31,9 +31,9 @@ pub use catalog::{Catalog, Source};
 pub use diagnostics::{LoadError, LoadErrors};
 pub use expression::{EvalError, Expression, FastOutcome, Scope};
 pub use integration::{
-    Auth, CompiledPagination, CredentialRefusal, Exchange, FollowUp, Grant, Integration, Method,
-    MethodKey, OAuth2, Pace, PaceScope, ProviderErrors, RateLimit, Resource, Retired, TokenAuth,
-    TokenSource, UnifiedMethod, Variant,
+    Auth, CompiledPagination, CredentialRefusal, Exchange, FollowUp, FollowUpBatch, Grant,
+    Integration, Method, MethodKey, OAuth2, Pace, PaceScope, ProviderErrors, RateLimit, Resource,
+    Retired, TokenAuth, TokenSource, UnifiedMethod, Variant,
 };
 pub use render::{
     Credential, MapError, RenderedAssertion, RenderedExchange, RenderedExchangeJwt, RenderedOAuth2,

@@ -675,6 +675,19 @@ pub struct FollowUpSpec {
     /// `skip`: a 404 means the record has no detail (`$<name>` undefined); default `fail`.
     #[serde(default)]
     pub not_found: Option<Spanned<NotFound>>,
+    /// `per: page`: the page's ids (`id` gives a list) sent in calls of at most `size`, each as
+    /// repeated `param` query parameters and as `{{id}}` joined by commas.
+    #[serde(default)]
+    pub batch: Option<BatchSpec>,
+}
+
+/// `batch:` of a per-page follow-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSpec {
+    pub size: Spanned<u32>,
+    #[serde(default)]
+    pub param: Option<Text>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -1106,3 +1106,88 @@ fn a_provider_counting_several_budgets_has_several_paces() {
         "{errors}"
     );
 }
+
+/// `batch` sends a page's ids in calls of at most `size`, as a repeated parameter (then the
+/// resource need not read `{{id}}`); only per page, sized 1 to 10000. A per-page follow-up
+/// without `key` and `matches` is the whole page's; one of them alone is refused.
+#[test]
+fn a_batched_or_page_wide_follow_up_is_checked_at_load() {
+    let with = |follow_up: &str| {
+        GOOD.replacen(
+            "    list: { path: /users, records: data }\n",
+            "    list: { path: /users, records: data }\n  lookup:\n    list: { path: /users/lookup, records: data }\n",
+            1,
+        )
+        .replacen(
+            "        resource: users.list\n",
+            &format!("        resource: users.list\n        follow_up:\n          detail: {follow_up}\n"),
+            1,
+        )
+    };
+    let good = [
+        with(
+            "{ resource: lookup.list, per: page, id: id, batch: { size: 100, param: 'id[]' }, key: id, matches: id }",
+        ),
+        with("{ resource: lookup.list, per: page, id: id, batch: { size: 100, param: 'id[]' } }"),
+    ];
+    for text in &good {
+        let catalog = Catalog::from_sources(&[model()], &[integration("ok", text)])
+            .unwrap_or_else(|errors| panic!("{errors}"));
+        let follow_up = &catalog.integrations["ok"]
+            .unified
+            .values()
+            .next()
+            .unwrap()
+            .follow_ups[0];
+        assert_eq!(
+            follow_up.batch,
+            Some(unigate_mapping::FollowUpBatch {
+                size: 100,
+                param: Some("id[]".to_owned())
+            })
+        );
+    }
+    // A per-page call that needs no id (the account's groups, paired back by key): `id` only
+    // says whether to call.
+    let no_id =
+        with("{ resource: lookup.list, per: page, id: \"$count($) > 0\", key: id, matches: user }");
+    Catalog::from_sources(&[model()], &[integration("ok", &no_id)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let bad = [
+        (
+            "a",
+            with("{ resource: lookup.list, id: id, batch: { size: 100, param: 'id[]' } }"),
+        ),
+        (
+            "b",
+            with("{ resource: lookup.list, per: page, id: id, batch: { size: 0, param: 'id[]' } }"),
+        ),
+        (
+            "c",
+            with("{ resource: lookup.list, per: page, id: id, batch: { size: 10 } }"),
+        ),
+        (
+            "d",
+            with(
+                "{ resource: lookup.list, per: page, id: id, batch: { size: 100, param: 'id[]' }, key: id }",
+            ),
+        ),
+    ];
+    let sources: Vec<_> = bad
+        .iter()
+        .map(|(name, text)| integration(name, text))
+        .collect();
+    let errors = Catalog::from_sources(&[model()], &sources).unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "mappings/a.yaml:17: unified.user-directory.users.list.follow_up.detail.resource: `lookup.list` never reads `{{id}}`, so the follow-up could not say which record it is for",
+            "mappings/a.yaml:17: unified.user-directory.users.list.follow_up.detail.batch: only a `per: page` follow-up sends its page's ids in batches",
+            "mappings/b.yaml:17: unified.user-directory.users.list.follow_up.detail.batch.size: must be from 1 to 10000",
+            "mappings/c.yaml:17: unified.user-directory.users.list.follow_up.detail.resource: `lookup.list` never reads `{{id}}`, so the follow-up could not say which record it is for",
+            "mappings/d.yaml:17: unified.user-directory.users.list.follow_up.detail: `per: page` pairs answer records with page records through `key` and `matches` (both, or neither: the whole answer is every record's); `per: record` takes neither",
+        ],
+        "{errors}"
+    );
+}

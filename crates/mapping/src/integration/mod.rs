@@ -235,12 +235,24 @@ pub struct FollowUp {
     /// Over a record (per record) or over the page's records (per page): the `{{id}}`.
     pub id: Expression,
     pub per_page: bool,
-    /// Per page: which answer records belong to which page record.
+    /// Per page: which answer records belong to which page record. Neither: the whole answer
+    /// is every record's.
     pub key: Option<Expression>,
     pub matches: Option<Expression>,
     pub concurrency: u32,
     /// A 404 means the record has no detail, rather than a failed call.
     pub skip_not_found: bool,
+    /// Per page: the page's ids split into calls of at most this many.
+    pub batch: Option<FollowUpBatch>,
+}
+
+/// How a per-page follow-up sends a page's ids (`batch:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUpBatch {
+    pub size: usize,
+    /// The query parameter repeated once per id (Airtable's `id[]`), if any; `{{id}}` is the
+    /// batch's ids joined by commas either way.
+    pub param: Option<String>,
 }
 
 impl Integration {

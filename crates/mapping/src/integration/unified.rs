@@ -9,7 +9,7 @@ use crate::diagnostics::FileCompiler;
 use crate::expression::{Expression, Memoized};
 use crate::spec::{FollowUpPer, IntegrationSpec, NotFound, Text, UnifiedMethodSpec};
 
-use super::{FollowUp, Method, MethodKey, Resource, UnifiedMethod};
+use super::{FollowUp, FollowUpBatch, Method, MethodKey, Resource, UnifiedMethod};
 
 /// Follow-up calls in flight at once for one account unless the mapping says.
 const DEFAULT_FOLLOW_UP_CONCURRENCY: u32 = 4;
@@ -277,6 +277,13 @@ fn check_record_id(
     }
 }
 
+fn per_page_spec(follow_up: &crate::spec::FollowUpSpec) -> bool {
+    follow_up
+        .per
+        .as_ref()
+        .is_some_and(|per| per.value == FollowUpPer::Page)
+}
+
 fn compile_follow_ups(
     spec: &UnifiedMethodSpec,
     key: &MethodKey,
@@ -323,7 +330,19 @@ fn compile_follow_ups(
                 );
                 ok = false;
             }
-            Some(resource) if !resource.reads_id() => {
+            // A per-page GET may need no id (the account's groups, which `key`/`matches` pair
+            // back): its `id` then only says whether to call. A per-record call must say which
+            // record it is for, a batch without a parameter has nowhere else to put its ids,
+            // and a POST lookup whose body ignores them is a mistake.
+            Some(resource)
+                if !resource.reads_id()
+                    && (!per_page_spec(follow_up)
+                        || resource.method != crate::spec::HttpMethod::Get
+                        || follow_up
+                            .batch
+                            .as_ref()
+                            .is_some_and(|batch| batch.param.is_none())) =>
+            {
                 c.error_at(
                     &follow_up.resource,
                     &format!("{at}.resource"),
@@ -336,18 +355,52 @@ fn compile_follow_ups(
             }
             Some(_) => {}
         }
-        let per_page = follow_up
-            .per
-            .as_ref()
-            .is_some_and(|per| per.value == FollowUpPer::Page);
-        if per_page != (follow_up.key.is_some() && follow_up.matches.is_some()) {
+        let per_page = per_page_spec(follow_up);
+        let paired = follow_up.key.is_some() || follow_up.matches.is_some();
+        if paired && !(per_page && follow_up.key.is_some() && follow_up.matches.is_some()) {
             c.error_at(
                 &follow_up.id,
                 &at,
-                "`per: page` pairs answer records with page records through `key` and `matches` (both); `per: record` takes neither",
+                "`per: page` pairs answer records with page records through `key` and `matches` (both, or neither: the whole answer is every record's); `per: record` takes neither",
             );
             ok = false;
         }
+        let batch = match &follow_up.batch {
+            None => None,
+            Some(batch) if !per_page => {
+                c.error_at(
+                    &batch.size,
+                    &format!("{at}.batch"),
+                    "only a `per: page` follow-up sends its page's ids in batches",
+                );
+                ok = false;
+                None
+            }
+            Some(batch) if !(1..=10_000).contains(&batch.size.value) => {
+                c.error_at(
+                    &batch.size,
+                    &format!("{at}.batch.size"),
+                    "must be from 1 to 10000",
+                );
+                ok = false;
+                None
+            }
+            Some(batch) => {
+                let param = batch.param.as_ref().map(|param| param.value.clone());
+                if let Some(empty) = batch.param.as_ref().filter(|param| param.value.is_empty()) {
+                    c.error_at(
+                        empty,
+                        &format!("{at}.batch.param"),
+                        "must name a query parameter",
+                    );
+                    ok = false;
+                }
+                Some(FollowUpBatch {
+                    size: batch.size.value as usize,
+                    param,
+                })
+            }
+        };
         let concurrency = follow_up
             .concurrency
             .as_ref()
@@ -381,6 +434,7 @@ fn compile_follow_ups(
                 .not_found
                 .as_ref()
                 .is_some_and(|not_found| not_found.value == NotFound::Skip),
+            batch,
         });
     }
     ok.then_some(compiled)
