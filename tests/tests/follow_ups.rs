@@ -357,3 +357,95 @@ unified:
         ]
     );
 }
+
+/// `walk: true` reads every page of a follow-up's answer by its resource's pagination (the
+/// account's groups, two pages of them, paired back to the members), where a single call would
+/// have left the second page's groups out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walking_follow_up_reads_every_page_of_its_answer() {
+    #[derive(Default)]
+    struct Seen {
+        group_calls: Mutex<Vec<String>>,
+    }
+    async fn groups(
+        State(seen): State<Arc<Seen>>,
+        axum::extract::RawQuery(query): axum::extract::RawQuery,
+    ) -> Response {
+        let query = query.unwrap_or_default();
+        seen.group_calls.lock().unwrap().push(query.clone());
+        match query.as_str() {
+            "per_page=2" => axum::Json(json!({
+                "groups": [{"member": "ada", "name": "admins"}, {"member": "grace", "name": "ops"}],
+                "next": "g2"
+            }))
+            .into_response(),
+            "per_page=2&after=g2" => axum::Json(json!({
+                "groups": [{"member": "ada", "name": "ops"}],
+                "next": null
+            }))
+            .into_response(),
+            other => (StatusCode::BAD_REQUEST, format!("unexpected {other}")).into_response(),
+        }
+    }
+    let seen = Arc::new(Seen::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/groups", get(groups))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let mapping = r#"name: Members provider
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth: { kind: bearer, token: "{{context.token}}" }
+pagination: { style: offset, offset_param: offset, page_size_param: limit }
+resources:
+  members:
+    list: { path: /members, records: members }
+  groups:
+    list:
+      path: /groups
+      records: groups
+      pagination: { style: cursor, cursor_param: after, next_cursor: next, page_size_param: per_page, max_page_size: 2 }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          groups: { resource: groups.list, per: page, id: "'all'", walk: true, key: login, matches: member }
+        response_mapping: '{ "id": login, "groups": $groups.{ "name": name }[] }'
+"#;
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "members".into(),
+        context: json!({"url": server.origin, "token": "t"}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_accounts(catalog_with("members", mapping), vec![account]).await;
+    let (status, body) = get_json(
+        &format!(
+            "{}/unified/user-directory/users?integrated_account_id=acc&truto_ignore_remote_data=true&limit=3",
+            gateway.origin
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([
+            {"id": "ada", "groups": [{"name": "admins"}, {"name": "ops"}]},
+            {"id": "grace", "groups": [{"name": "ops"}]},
+            {"id": "alan"}
+        ])
+    );
+    assert_eq!(
+        *seen.group_calls.lock().unwrap(),
+        ["per_page=2", "per_page=2&after=g2"]
+    );
+}

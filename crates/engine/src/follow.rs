@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use futures_util::future::try_join_all;
 use serde_json::Value;
-use unigate_mapping::{Answer, FollowUp, FollowUpBatch, extract_records, render_body};
-use unigate_pagination::Position;
-use unigate_unified::ApiError;
+use unigate_mapping::{Answer, FollowUp, FollowUpBatch, extract_records, read_page, render_body};
+use unigate_pagination::{PageFacts, Position, Style};
+use unigate_unified::{ApiError, ErrorKind};
 
 use crate::Engine;
 use crate::call::ListCall;
@@ -207,8 +207,9 @@ impl Engine {
         Ok(())
     }
 
-    /// One follow-up call: the records its answer holds, or `None` for a 404 declared as "no
-    /// detail". `id` fills `{{id}}`; a batch's ids also go as its repeated parameter.
+    /// One follow-up call: the records its answer holds (every page's, with `walk`), or `None`
+    /// for a 404 declared as "no detail". `id` fills `{{id}}`; a batch's ids also go as its
+    /// repeated parameter.
     async fn follow_one(
         &self,
         call: &ListCall,
@@ -226,45 +227,98 @@ impl Engine {
             error
         };
         let endpoint = Endpoint::render(target, &follow_up.resource, Some(id))?;
-        let body = render_body(
-            endpoint.resource(),
-            None,
-            &Position::First,
-            call.page_size,
-            &call.unified_query,
-            Some(id),
-            &call.scope,
-        )
-        .map_err(|error| mapping_error(&target.integration, &error))?;
-        let mut request = endpoint.request(body)?;
-        if let Some((
-            FollowUpBatch {
-                param: Some(param), ..
-            },
-            ids,
-        )) = batch
-        {
-            let mut query = request.url.query_pairs_mut();
-            for id in ids {
-                query.append_pair(param, id);
+        let resource = endpoint.resource();
+        let strategy = &resource.pagination_of(None).strategy;
+        // A walk asks the most a page may hold; a single call asks what the list call does.
+        let page_size = match follow_up.walk {
+            true => strategy.page_size(None, call.page_size.max(100)),
+            false => call.page_size,
+        };
+        let mut position = Position::First;
+        let mut records = Vec::new();
+        let mut pages = 0;
+        let mut last_digest: Option<String> = None;
+        loop {
+            let body = render_body(
+                resource,
+                None,
+                &position,
+                page_size,
+                &call.unified_query,
+                Some(id),
+                &call.scope,
+            )
+            .map_err(|error| mapping_error(&target.integration, &error))?;
+            let mut request = match follow_up.walk {
+                true => endpoint.page_request(&position, 0, page_size, body)?,
+                false => endpoint.request(body)?,
+            };
+            if let Some((
+                FollowUpBatch {
+                    param: Some(param), ..
+                },
+                ids,
+            )) = batch
+            {
+                let mut query = request.url.query_pairs_mut();
+                for id in ids {
+                    query.append_pair(param, id);
+                }
+            }
+            let response = self.call_provider(target, &request).await.map_err(failed)?;
+            if response.status == 404 && follow_up.skip_not_found && pages == 0 {
+                return Ok(None);
+            }
+            let headers = response.header_pairs();
+            let answer = Answer {
+                status: response.status,
+                headers: &headers,
+                body: &response.body,
+                format: target.integration.body_format,
+            };
+            let text = body_text(&response.body);
+            let body = check_answer(target, answer, &text, &call.scope, None).map_err(failed)?;
+            if !follow_up.walk {
+                return extract_records(resource, body, &call.scope)
+                    .map(Some)
+                    .map_err(|error| failed(mapping_error(&target.integration, &error)));
+            }
+            let reading = read_page(resource, None, answer, body, &call.scope)
+                .map_err(|error| failed(mapping_error(&target.integration, &error)))?;
+            pages += 1;
+            let next = match (&strategy.style, reading.next) {
+                (Style::LinkHeader | Style::NextUrl, Some(link)) if link.trim().is_empty() => None,
+                (Style::LinkHeader | Style::NextUrl, Some(link)) => Some(
+                    endpoint
+                        .checked_next_url(
+                            &request.url,
+                            &link,
+                            resource.pagination_of(None).next_url_keeps_query,
+                        )
+                        .map_err(failed)?,
+                ),
+                (_, next) => next,
+            };
+            let digest = crate::page::page_digest(&response.body);
+            let facts = PageFacts {
+                next,
+                record_count: reading.records.len(),
+                has_more: reading.has_more,
+                total: reading.total,
+                digest: Some(digest.clone()),
+            };
+            let next = strategy
+                .next_position(&position, page_size, &facts, last_digest.as_deref(), pages)
+                .map_err(|error| failed(ApiError::new(ErrorKind::BadGateway, error.to_string())))?;
+            records.extend(reading.records);
+            match next {
+                Some(next) => {
+                    position = next;
+                    last_digest = Some(digest);
+                }
+                None => return Ok(Some(records)),
             }
         }
-        let response = self.call_provider(target, &request).await.map_err(failed)?;
-        if response.status == 404 && follow_up.skip_not_found {
-            return Ok(None);
-        }
-        let headers = response.header_pairs();
-        let answer = Answer {
-            status: response.status,
-            headers: &headers,
-            body: &response.body,
-            format: target.integration.body_format,
-        };
-        let text = body_text(&response.body);
-        let body = check_answer(target, answer, &text, &call.scope, None).map_err(failed)?;
-        extract_records(endpoint.resource(), body, &call.scope)
-            .map(Some)
-            .map_err(|error| failed(mapping_error(&target.integration, &error)))
     }
 
     /// The follow-up's bound on calls in flight for the call's account, shared by every call.

@@ -679,6 +679,10 @@ pub struct FollowUpSpec {
     /// repeated `param` query parameters and as `{{id}}` joined by commas.
     #[serde(default)]
     pub batch: Option<BatchSpec>,
+    /// Read every page of the follow-up's answer (its resource's `pagination`), not only the
+    /// first.
+    #[serde(default)]
+    pub walk: Option<Spanned<bool>>,
 }
 
 /// `batch:` of a per-page follow-up.

@@ -244,6 +244,8 @@ pub struct FollowUp {
     pub skip_not_found: bool,
     /// Per page: the page's ids split into calls of at most this many.
     pub batch: Option<FollowUpBatch>,
+    /// Every page of each call's answer is read (`walk: true`), by its resource's pagination.
+    pub walk: bool,
 }
 
 /// How a per-page follow-up sends a page's ids (`batch:`).

@@ -435,6 +435,7 @@ fn compile_follow_ups(
                 .as_ref()
                 .is_some_and(|not_found| not_found.value == NotFound::Skip),
             batch,
+            walk: follow_up.walk.as_ref().is_some_and(|walk| walk.value),
         });
     }
     ok.then_some(compiled)
