@@ -184,11 +184,19 @@ impl Engine {
             }
             return Ok(());
         };
-        let answer_keys = answered
-            .iter()
-            .map(|item| matches.evaluate(item, &call.scope).map(as_id))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(eval_error("follow_up.matches"))?;
+        // The answer's records by the key they match, in answer order: a page of thousands of
+        // records (Airtable's whole enterprise in one) is paired in one pass, not one per record.
+        let mut by_key: std::collections::HashMap<String, Vec<usize>> =
+            std::collections::HashMap::new();
+        for (index, item) in answered.iter().enumerate() {
+            let matched = matches
+                .evaluate(item, &call.scope)
+                .map(as_id)
+                .map_err(eval_error("follow_up.matches"))?;
+            if let Some(matched) = matched {
+                by_key.entry(matched).or_default().push(index);
+            }
+        }
         for (record, slot) in records.iter().zip(variables.records.iter_mut()) {
             let Some(wanted) = as_id(
                 key.evaluate(record, &call.scope)
@@ -196,12 +204,10 @@ impl Engine {
             ) else {
                 continue;
             };
-            let found: Vec<Value> = answered
-                .iter()
-                .zip(&answer_keys)
-                .filter(|(_, key)| key.as_deref() == Some(wanted.as_str()))
-                .map(|(item, _)| item.clone())
-                .collect();
+            let found: Vec<Value> = by_key
+                .get(&wanted)
+                .map(|indexes| indexes.iter().map(|&at| answered[at].clone()).collect())
+                .unwrap_or_default();
             slot.push((follow_up.name.clone(), Value::Array(found)));
         }
         Ok(())
