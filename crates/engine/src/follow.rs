@@ -236,9 +236,10 @@ impl Engine {
         let resource = endpoint.resource();
         let strategy = &resource.pagination_of(None).strategy;
         // A walk asks the most a page may hold; a single call asks what the list call does.
-        let page_size = match follow_up.walk {
-            true => strategy.page_size(None, call.page_size.max(100)),
-            false => call.page_size,
+        let page_size = match (follow_up.walk, strategy.max_page_size) {
+            (true, Some(max)) => max,
+            (true, None) => strategy.page_size(None, call.page_size.max(100)),
+            (false, _) => call.page_size,
         };
         let mut position = Position::First;
         let mut records = Vec::new();
