@@ -57,8 +57,9 @@ struct Provider {
     most_in_flight: AtomicUsize,
     detail_calls: AtomicUsize,
     role_calls: Mutex<Vec<String>>,
-    /// A login whose details answer 403.
+    /// A login whose details answer 403 (or `refuse_with`).
     refuse: Mutex<Option<String>>,
+    refuse_with: Mutex<Option<StatusCode>>,
 }
 
 #[derive(Deserialize)]
@@ -85,7 +86,11 @@ async fn user(State(provider): State<Arc<Provider>>, Path(login): Path<String>) 
     provider.in_flight.fetch_sub(1, Ordering::SeqCst);
     if provider.refuse.lock().unwrap().as_deref() == Some(login.as_str()) {
         return (
-            StatusCode::FORBIDDEN,
+            provider
+                .refuse_with
+                .lock()
+                .unwrap()
+                .unwrap_or(StatusCode::FORBIDDEN),
             axum::Json(json!({"message": "Resource not accessible by integration"})),
         )
             .into_response();
@@ -240,6 +245,25 @@ async fn a_failing_follow_up_fails_the_call_naming_the_integration() {
                    "raw_response": {"message": "Resource not accessible by integration"}})
         )
     );
+}
+
+/// A follow-up's 401 comes after its page was answered with the same credential: it refuses
+/// that one endpoint (a scope the token lacks), not the credential, so the call fails with it
+/// and the account is not marked: the next call is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_ups_401_fails_the_call_without_marking_the_account() {
+    let world = world().await;
+    *world.provider.refuse.lock().unwrap() = Some("alan".into());
+    *world.provider.refuse_with.lock().unwrap() = Some(StatusCode::UNAUTHORIZED);
+    let (status, body) = world.list("&limit=7").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["message"],
+        "the `detail` follow-up request of integration `members` failed: Resource not accessible by integration"
+    );
+    *world.provider.refuse.lock().unwrap() = None;
+    let (status, body) = world.list("&limit=7").await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// A per-page follow-up without `key`/`matches` gives every record its whole answer (one call a

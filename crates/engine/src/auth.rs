@@ -142,6 +142,15 @@ fn apply_token(account: &mut IntegratedAccount, auth: &Auth, issued: &Issued) {
     write_token(account, refresh_key(auth, issued).as_deref(), issued);
 }
 
+/// What a refusal of the credential on a call means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The credential is refused: the account is marked `needs_reauth`.
+    MarksAccount,
+    /// Only this call is refused (a follow-up after its page succeeded): its error, no mark.
+    OfThisCall,
+}
+
 /// The nonce a resource server's 401 asks the next DPoP proof to carry: `WWW-Authenticate: DPoP
 /// error="use_dpop_nonce"` and the nonce in `DPoP-Nonce` (RFC 9449 §9).
 fn resource_nonce(response: &ProviderResponse) -> Option<String> {
@@ -175,6 +184,29 @@ impl Engine {
         &self,
         target: &Target,
         request: &ProviderRequest,
+    ) -> Result<ProviderResponse, ApiError> {
+        self.call_provider_as(target, request, Refusal::MarksAccount)
+            .await
+    }
+
+    /// A follow-up's call: made after the page's call was answered with the same credential,
+    /// so a refusal here is of this one endpoint (a scope the credential lacks: Brex and Retool
+    /// answer one so), not of the credential: it is the caller's error, and the account is not
+    /// marked. A token refused here is still renewed once, as it may have just expired.
+    pub(crate) async fn call_provider_for_follow_up(
+        &self,
+        target: &Target,
+        request: &ProviderRequest,
+    ) -> Result<ProviderResponse, ApiError> {
+        self.call_provider_as(target, request, Refusal::OfThisCall)
+            .await
+    }
+
+    async fn call_provider_as(
+        &self,
+        target: &Target,
+        request: &ProviderRequest,
+        refusal: Refusal,
     ) -> Result<ProviderResponse, ApiError> {
         let mut request = request.clone();
         let token = match &target.credential {
@@ -227,6 +259,7 @@ impl Engine {
         let Some(token) = token else {
             let response = self.send_with_policy(&request, target).await?;
             if !matches!(target.credential, Credential::None)
+                && refusal == Refusal::MarksAccount
                 && self.credential_refused(target, &response)
             {
                 // The same credential would be refused on every later call: stopping here
@@ -271,6 +304,9 @@ impl Engine {
                 if !issued.fresh && rejected.is_none() {
                     rejected = Some(issued.token.token.clone());
                     continue;
+                }
+                if refusal == Refusal::OfThisCall {
+                    return Ok(response);
                 }
                 self.mark_needs_reauth(
                     &target.account.id,

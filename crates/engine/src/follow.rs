@@ -272,7 +272,10 @@ impl Engine {
                     query.append_pair(param, id);
                 }
             }
-            let response = self.call_provider(target, &request).await.map_err(failed)?;
+            let response = self
+                .call_provider_for_follow_up(target, &request)
+                .await
+                .map_err(failed)?;
             if response.status == 404 && follow_up.skip_not_found && pages == 0 {
                 return Ok(None);
             }
