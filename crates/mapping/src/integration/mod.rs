@@ -748,9 +748,6 @@ fn page_reads(
     if resource.passes.iter().any(|pass| pass.pagination.is_some()) {
         return whole("a pass has its own `pagination`");
     }
-    if !method.follow_ups.is_empty() {
-        return whole("follow-ups read its records too");
-    }
     if !resource.omit.is_empty() {
         return whole("its resource omits fields");
     }
@@ -760,6 +757,16 @@ fn page_reads(
             .ok_or_else(|| format!("`{what}` runs on the JSONata engine"))
     };
     let mut record = reads_of(&method.response_mapping, "response_mapping")?;
+    // A follow-up reads the page's records too, before they are mapped: its `id` (over a record,
+    // or over the page's records, where a path reads each record alike) and its `key`.
+    let mut followed = ReadSet::default();
+    for follow_up in &method.follow_ups {
+        followed.merge(&reads_of(&follow_up.id, "follow_up.id")?);
+        if let Some(key) = &follow_up.key {
+            followed.merge(&reads_of(key, "follow_up.key")?);
+        }
+    }
+    record.merge(&followed);
     let pagination = &resource.pagination;
     if let Some(after) = &pagination.after_value {
         record.merge(&reads_of(after, "pagination.after_value")?);
@@ -768,7 +775,8 @@ fn page_reads(
         return whole("its records are read whole (`$`, `$keys($)`, `$merge([$, …])`, …)");
     }
     let mut page = ReadSet::default();
-    page.merge_at(records_path, &ReadSet::default());
+    // The records the page's reading gives (what follow-ups are handed) hold what they read.
+    page.merge_at(records_path, &followed);
     if let Some(after) = &pagination.after_value {
         page.merge_at(records_path, &reads_of(after, "pagination.after_value")?);
     }
