@@ -341,24 +341,7 @@ unified:
             "organizations": [{ "id": $org.id, "name": $org.name }]
           }
 "#;
-    let account = IntegratedAccount {
-        id: "acc".into(),
-        integration: "members".into(),
-        context: json!({"url": server.origin, "token": "t"}),
-        base_url: None,
-        status: Default::default(),
-        last_error: None,
-        mapping: None,
-    };
-    let gateway = serve_accounts(catalog_with("members", mapping), vec![account]).await;
-    let (status, body) = get_json(
-        &format!(
-            "{}/unified/user-directory/users?integrated_account_id=acc&truto_ignore_remote_data=true&limit=7",
-            gateway.origin
-        ),
-        Some(TEST_TOKEN),
-    )
-    .await;
+    let (status, body) = list_once(mapping, &server.origin, 7).await;
     assert_eq!(status, 200, "{body}");
     let org = json!([{"id": "o1", "name": "Acme"}]);
     let expected: Vec<Value> = LOGINS
@@ -441,24 +424,7 @@ unified:
           groups: { resource: groups.list, per: page, id: "'all'", walk: true, key: login, matches: member }
         response_mapping: '{ "id": login, "groups": $groups.{ "name": name }[] }'
 "#;
-    let account = IntegratedAccount {
-        id: "acc".into(),
-        integration: "members".into(),
-        context: json!({"url": server.origin, "token": "t"}),
-        base_url: None,
-        status: Default::default(),
-        last_error: None,
-        mapping: None,
-    };
-    let gateway = serve_accounts(catalog_with("members", mapping), vec![account]).await;
-    let (status, body) = get_json(
-        &format!(
-            "{}/unified/user-directory/users?integrated_account_id=acc&truto_ignore_remote_data=true&limit=3",
-            gateway.origin
-        ),
-        Some(TEST_TOKEN),
-    )
-    .await;
+    let (status, body) = list_once(mapping, &server.origin, 3).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["result"],
@@ -472,4 +438,27 @@ unified:
         *seen.group_calls.lock().unwrap(),
         ["per_page=2", "per_page=2&after=g2"]
     );
+}
+
+/// The first unified page (`limit` records) of one account of `mapping`, whose provider is at
+/// `origin`.
+async fn list_once(mapping: &str, origin: &str, limit: u32) -> (u16, Value) {
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "members".into(),
+        context: json!({"url": origin, "token": "t"}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_accounts(catalog_with("members", mapping), vec![account]).await;
+    get_json(
+        &format!(
+            "{}/unified/user-directory/users?integrated_account_id=acc&truto_ignore_remote_data=true&limit={limit}",
+            gateway.origin
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await
 }
