@@ -341,7 +341,7 @@ unified:
             "organizations": [{ "id": $org.id, "name": $org.name }]
           }
 "#;
-    let (status, body) = list_once(mapping, &server.origin, 7).await;
+    let (status, body) = list_once(mapping, &server.origin, "7").await;
     assert_eq!(status, 200, "{body}");
     let org = json!([{"id": "o1", "name": "Acme"}]);
     let expected: Vec<Value> = LOGINS
@@ -363,6 +363,11 @@ unified:
             "fields=title&login%5B%5D=edsger&login%5B%5D=barbara&login%5B%5D=gone",
         ]
     );
+    // A walk of three pages asks the shared answer once: the later pages ask the same `{{id}}`.
+    let (status, body) = list_once(mapping, &server.origin, "3&truto_ignore_limit=true").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!(expected));
+    assert_eq!(seen.org_calls.load(Ordering::SeqCst), 2);
 }
 
 /// `walk: true` reads every page of a follow-up's answer by its resource's pagination (the
@@ -424,7 +429,7 @@ unified:
           groups: { resource: groups.list, per: page, id: "'all'", walk: true, key: login, matches: member }
         response_mapping: '{ "id": login, "groups": $groups.{ "name": name }[] }'
 "#;
-    let (status, body) = list_once(mapping, &server.origin, 3).await;
+    let (status, body) = list_once(mapping, &server.origin, "3").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["result"],
@@ -440,9 +445,9 @@ unified:
     );
 }
 
-/// The first unified page (`limit` records) of one account of `mapping`, whose provider is at
-/// `origin`.
-async fn list_once(mapping: &str, origin: &str, limit: u32) -> (u16, Value) {
+/// The first unified page (`limit` records, and any parameters after it) of one account of
+/// `mapping`, whose provider is at `origin`.
+async fn list_once(mapping: &str, origin: &str, limit: &str) -> (u16, Value) {
     let account = IntegratedAccount {
         id: "acc".into(),
         integration: "members".into(),

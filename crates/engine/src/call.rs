@@ -70,6 +70,10 @@ pub(crate) struct ListCall {
     pub(crate) prefetch: bool,
     /// Records are written as JSON text as soon as they are mapped (see [`writes_text`]).
     pub(crate) text_records: bool,
+    /// Answers of per-page follow-ups already made in this walk, by follow-up and `{{id}}`: a
+    /// page asking what an earlier page asked (the account's roles, its groups) reuses the
+    /// answer instead of calling again.
+    pub(crate) follow_up_answers: crate::follow::FollowUpAnswers,
 }
 
 impl ListCall {
@@ -237,6 +241,7 @@ impl Engine {
             fingerprint: std::sync::OnceLock::new(),
             prefetch,
             text_records,
+            follow_up_answers: Default::default(),
         })
     }
 }

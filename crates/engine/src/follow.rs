@@ -30,6 +30,12 @@ pub(crate) struct FollowedUp {
     pub(crate) records: Vec<Vec<(String, Value)>>,
 }
 
+/// The last answer of each per-page follow-up in one walk (`ListCall`), by follow-up name: the
+/// `{{id}}` it was asked with and what it answered. One a follow-up, so a long stream whose
+/// pages ask different ids holds no more than one answer each.
+pub(crate) type FollowUpAnswers =
+    std::sync::Mutex<std::collections::HashMap<String, (String, Option<Arc<Vec<Value>>>)>>;
+
 /// A value read off a record as an id: text as it is, a number as its digits.
 fn as_id(value: Option<Value>) -> Option<String> {
     match value? {
@@ -134,49 +140,64 @@ impl Engine {
             .evaluate(&page, &call.scope)
             .map_err(eval_error("follow_up.id"))?;
         let limit = self.follow_up_limit(call, follow_up);
-        let answered = match &follow_up.batch {
-            None => {
-                let Some(id) = as_id(id) else {
-                    return Ok(());
-                };
-                let _permit = limit
-                    .acquire()
-                    .await
-                    .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
-                let Some(answered) = self.follow_one(call, follow_up, &id, None).await? else {
-                    return Ok(());
-                };
-                answered
-            }
-            Some(batch) => {
-                // The page's ids, each once, in calls of at most `size`.
-                let mut ids: Vec<String> = match id {
-                    Some(Value::Array(items)) => {
-                        items.into_iter().filter_map(|id| as_id(Some(id))).collect()
-                    }
-                    other => as_id(other).into_iter().collect(),
-                };
-                let mut seen = std::collections::HashSet::new();
-                ids.retain(|id| seen.insert(id.clone()));
-                if ids.is_empty() {
-                    return Ok(());
+        let answered =
+            match &follow_up.batch {
+                None => {
+                    let Some(id) = as_id(id) else {
+                        return Ok(());
+                    };
+                    let known = lock(&call.follow_up_answers)
+                        .get(&follow_up.name)
+                        .filter(|(asked, _)| *asked == id)
+                        .map(|(_, answer)| answer.clone());
+                    let answer = match known {
+                        Some(answer) => answer,
+                        None => {
+                            let _permit = limit.acquire().await.map_err(|_| {
+                                ApiError::internal("the follow-up limiter was closed")
+                            })?;
+                            let answer = self
+                                .follow_one(call, follow_up, &id, None)
+                                .await?
+                                .map(Arc::new);
+                            lock(&call.follow_up_answers)
+                                .insert(follow_up.name.clone(), (id, answer.clone()));
+                            answer
+                        }
+                    };
+                    let Some(answered) = answer else {
+                        return Ok(());
+                    };
+                    Arc::unwrap_or_clone(answered)
                 }
-                let answers = try_join_all(ids.chunks(batch.size).map(|chunk| {
-                    let limit = limit.clone();
-                    async move {
-                        let _permit = limit
-                            .acquire()
-                            .await
-                            .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
-                        let joined = chunk.join(",");
-                        self.follow_one(call, follow_up, &joined, Some((batch, chunk)))
-                            .await
+                Some(batch) => {
+                    // The page's ids, each once, in calls of at most `size`.
+                    let mut ids: Vec<String> = match id {
+                        Some(Value::Array(items)) => {
+                            items.into_iter().filter_map(|id| as_id(Some(id))).collect()
+                        }
+                        other => as_id(other).into_iter().collect(),
+                    };
+                    let mut seen = std::collections::HashSet::new();
+                    ids.retain(|id| seen.insert(id.clone()));
+                    if ids.is_empty() {
+                        return Ok(());
                     }
-                }))
-                .await?;
-                answers.into_iter().flatten().flatten().collect()
-            }
-        };
+                    let answers = try_join_all(ids.chunks(batch.size).map(|chunk| {
+                        let limit = limit.clone();
+                        async move {
+                            let _permit = limit.acquire().await.map_err(|_| {
+                                ApiError::internal("the follow-up limiter was closed")
+                            })?;
+                            let joined = chunk.join(",");
+                            self.follow_one(call, follow_up, &joined, Some((batch, chunk)))
+                                .await
+                        }
+                    }))
+                    .await?;
+                    answers.into_iter().flatten().flatten().collect()
+                }
+            };
         let (Some(key), Some(matches)) = (&follow_up.key, &follow_up.matches) else {
             // Nothing pairs the answer with records: it is the whole page's.
             if let Some(found) = one_or_many(answered) {
@@ -354,4 +375,10 @@ fn one_or_many(mut records: Vec<Value>) -> Option<Value> {
         1 => records.pop(),
         _ => Some(Value::Array(records)),
     }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
