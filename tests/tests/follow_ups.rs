@@ -445,6 +445,129 @@ unified:
     );
 }
 
+/// A follow-up chained `over` a catalog (the account's groups): one members call per group,
+/// each walked, a deleted group's 404 skipped; every member gets the groups whose answers hold
+/// them, in catalog order, and a walk of three unified pages calls each group once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chained_follow_up_gives_each_record_the_groups_holding_it() {
+    #[derive(Default)]
+    struct Seen {
+        calls: Mutex<Vec<String>>,
+    }
+    async fn groups(State(seen): State<Arc<Seen>>) -> Response {
+        seen.calls.lock().unwrap().push("groups".into());
+        axum::Json(json!({"groups": [
+            {"id": 1, "name": "admins"},
+            {"id": 2, "name": "ops"},
+            {"id": 3, "name": "deleted meanwhile"},
+            {"name": "no id"},
+            {"id": 4, "name": "empty"}
+        ]}))
+        .into_response()
+    }
+    async fn group_members(
+        State(seen): State<Arc<Seen>>,
+        Path(id): Path<String>,
+        axum::extract::RawQuery(query): axum::extract::RawQuery,
+    ) -> Response {
+        let query = query.unwrap_or_default();
+        seen.calls.lock().unwrap().push(format!("{id}?{query}"));
+        let (members, next): (Vec<&str>, Option<&str>) = match (id.as_str(), query.as_str()) {
+            ("1", "per_page=2") => (vec!["grace", "ada"], Some("p2")),
+            ("1", "per_page=2&after=p2") => (vec!["ada", "donald"], None),
+            ("2", "per_page=2") => (vec!["ada"], None),
+            ("3", _) => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    axum::Json(json!({"message": "gone"})),
+                )
+                    .into_response();
+            }
+            ("4", "per_page=2") => (vec![], None),
+            other => {
+                return (StatusCode::BAD_REQUEST, format!("unexpected {other:?}")).into_response();
+            }
+        };
+        let members: Vec<Value> = members
+            .iter()
+            .map(|login| json!({"user": {"login": login}}))
+            .collect();
+        axum::Json(json!({"members": members, "next": next})).into_response()
+    }
+    let seen = Arc::new(Seen::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/groups", get(groups))
+            .route("/groups/{id}/members", get(group_members))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let mapping = r#"name: Members provider
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth: { kind: bearer, token: "{{context.token}}" }
+pagination: { style: offset, offset_param: offset, page_size_param: limit }
+resources:
+  members:
+    list: { path: /members, records: members }
+  groups:
+    list: { path: /groups, records: groups }
+  group_members:
+    list:
+      path: "/groups/{{id}}/members"
+      records: members
+      pagination: { style: cursor, cursor_param: after, next_cursor: next, page_size_param: per_page, max_page_size: 2 }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          catalog: { resource: groups.list, per: page, id: "'all'" }
+          groups:
+            resource: group_members.list
+            over: catalog
+            id: id
+            walk: true
+            not_found: skip
+            key: login
+            matches: user.login
+        response_mapping: '{ "id": login, "groups": $groups.{ "id": $string(id), "name": name }[] }'
+"#;
+    let expected = json!([
+        {"id": "ada", "groups": [{"id": "1", "name": "admins"}, {"id": "2", "name": "ops"}]},
+        {"id": "grace", "groups": [{"id": "1", "name": "admins"}]},
+        {"id": "alan"},
+        {"id": "edsger"},
+        {"id": "barbara"},
+        {"id": "gone"},
+        {"id": "donald", "groups": [{"id": "1", "name": "admins"}]}
+    ]);
+    let (status, body) = list_once(mapping, &server.origin, "7").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], expected);
+    let mut calls = std::mem::take(&mut *seen.calls.lock().unwrap());
+    calls.sort();
+    let once = [
+        "1?per_page=2",
+        "1?per_page=2&after=p2",
+        "2?per_page=2",
+        "3?per_page=2",
+        "4?per_page=2",
+        "groups",
+    ];
+    assert_eq!(calls, once);
+    // Three unified pages of one walk: the catalog is the same answer, so no group is asked
+    // again.
+    let (status, body) = list_once(mapping, &server.origin, "3&truto_ignore_limit=true").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], expected);
+    let mut calls = std::mem::take(&mut *seen.calls.lock().unwrap());
+    calls.sort();
+    assert_eq!(calls, once);
+}
+
 /// The first unified page (`limit` records, and any parameters after it) of one account of
 /// `mapping`, whose provider is at `origin`.
 async fn list_once(mapping: &str, origin: &str, limit: &str) -> (u16, Value) {

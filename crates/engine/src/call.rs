@@ -74,6 +74,9 @@ pub(crate) struct ListCall {
     /// page asking what an earlier page asked (the account's roles, its groups) reuses the
     /// answer instead of calling again.
     pub(crate) follow_up_answers: crate::follow::FollowUpAnswers,
+    /// What each chained follow-up (`over:`) found in this walk, for the catalog answer it was
+    /// called over: made once while the catalog answer stays the same.
+    pub(crate) chained_answers: crate::follow::ChainedAnswers,
 }
 
 impl ListCall {
@@ -242,6 +245,7 @@ impl Engine {
             prefetch,
             text_records,
             follow_up_answers: Default::default(),
+            chained_answers: Default::default(),
         })
     }
 }

@@ -6,7 +6,9 @@
 //! (auth, pacing, retries); calls in flight for one account are bounded by the follow-up's
 //! `concurrency`. A call that fails fails the list call as a remote error naming the integration
 //! and the follow-up, never a record silently missing its fields; a 404 may be declared as "no
-//! detail" (`not_found: skip`).
+//! detail" (`not_found: skip`). A follow-up may be chained `over` a per-page one whose answer is
+//! a catalog (the account's groups): one call per catalog record (its members), made once a
+//! walk, each page record then given the catalog records whose answers hold it.
 
 use std::sync::Arc;
 
@@ -36,6 +38,13 @@ pub(crate) struct FollowedUp {
 pub(crate) type FollowUpAnswers =
     std::sync::Mutex<std::collections::HashMap<String, (String, Option<Arc<Vec<Value>>>)>>;
 
+/// What a chained follow-up found over one catalog answer: that answer, and for each value its
+/// `matches` gave, the positions in the catalog of the records whose calls answered it.
+pub(crate) type ChainedAnswers =
+    std::sync::Mutex<std::collections::HashMap<String, (Arc<Vec<Value>>, Arc<MembersIndex>)>>;
+
+type MembersIndex = std::collections::HashMap<String, Vec<usize>>;
+
 /// A value read off a record as an id: text as it is, a number as its digits.
 fn as_id(value: Option<Value>) -> Option<String> {
     match value? {
@@ -56,16 +65,160 @@ impl Engine {
             page: Vec::new(),
             records: vec![Vec::new(); records.len()],
         };
+        // The per-page answers of this page, for the follow-ups chained over them.
+        let mut catalogs: Vec<(&str, Arc<Vec<Value>>)> = Vec::new();
         for follow_up in &call.method().follow_ups {
-            if follow_up.per_page {
-                self.follow_page(call, follow_up, records, &mut variables)
-                    .await?;
+            if let Some(over) = &follow_up.over {
+                let catalog = catalogs
+                    .iter()
+                    .find(|(name, _)| name == over)
+                    .map(|(_, answer)| answer.clone());
+                if let Some(catalog) = catalog {
+                    self.follow_over(call, follow_up, catalog, records, &mut variables)
+                        .await?;
+                }
+            } else if follow_up.per_page {
+                if let Some(answer) = self
+                    .follow_page(call, follow_up, records, &mut variables)
+                    .await?
+                {
+                    catalogs.push((&follow_up.name, answer));
+                }
             } else {
                 self.follow_records(call, follow_up, records, &mut variables)
                     .await?;
             }
         }
         Ok(variables)
+    }
+
+    /// A follow-up chained over a catalog (`over:`): one call per catalog record, once for the
+    /// walk while the catalog answer is the same; each page record gets the catalog records
+    /// whose answers hold a record matching it (none: an empty list).
+    async fn follow_over(
+        &self,
+        call: &ListCall,
+        follow_up: &FollowUp,
+        catalog: Arc<Vec<Value>>,
+        records: &[Value],
+        variables: &mut FollowedUp,
+    ) -> Result<(), ApiError> {
+        let integration = &call.target.integration;
+        let eval_error = |what: &'static str| {
+            move |error| {
+                mapping_error(
+                    integration,
+                    &unigate_mapping::MapError::Eval { what, error },
+                )
+            }
+        };
+        let known = lock(&call.chained_answers)
+            .get(&follow_up.name)
+            .filter(|(over, _)| Arc::ptr_eq(over, &catalog))
+            .map(|(_, index)| index.clone());
+        let index = match known {
+            Some(index) => index,
+            None => {
+                let index = Arc::new(self.index_members(call, follow_up, &catalog).await?);
+                lock(&call.chained_answers)
+                    .insert(follow_up.name.clone(), (catalog.clone(), index.clone()));
+                index
+            }
+        };
+        let Some(key) = &follow_up.key else {
+            return Ok(());
+        };
+        for (record, slot) in records.iter().zip(variables.records.iter_mut()) {
+            let Some(wanted) = as_id(
+                key.evaluate(record, &call.scope)
+                    .map_err(eval_error("follow_up.key"))?,
+            ) else {
+                continue;
+            };
+            let found: Vec<Value> = index
+                .get(&wanted)
+                .map(|positions| positions.iter().map(|&at| catalog[at].clone()).collect())
+                .unwrap_or_default();
+            slot.push((follow_up.name.clone(), Value::Array(found)));
+        }
+        Ok(())
+    }
+
+    /// Calls the chained follow-up once per catalog record with an id (each id once) and indexes
+    /// what the answers hold: the value `matches` gives → the catalog records answering it.
+    async fn index_members(
+        &self,
+        call: &ListCall,
+        follow_up: &FollowUp,
+        catalog: &[Value],
+    ) -> Result<MembersIndex, ApiError> {
+        let integration = &call.target.integration;
+        let eval_error = |what: &'static str| {
+            move |error| {
+                mapping_error(
+                    integration,
+                    &unigate_mapping::MapError::Eval { what, error },
+                )
+            }
+        };
+        let mut asked: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut position_of: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::new();
+        for (at, item) in catalog.iter().enumerate() {
+            let Some(id) = as_id(
+                follow_up
+                    .id
+                    .evaluate(item, &call.scope)
+                    .map_err(eval_error("follow_up.id"))?,
+            ) else {
+                continue;
+            };
+            match position_of.get(&id) {
+                Some(&slot) => asked[slot].1.push(at),
+                None => {
+                    position_of.insert(id.clone(), asked.len());
+                    asked.push((id, vec![at]));
+                }
+            }
+        }
+        let limit = self.follow_up_limit(call, follow_up);
+        let answers = try_join_all(asked.iter().map(|(id, _)| {
+            let limit = limit.clone();
+            async move {
+                let _permit = limit
+                    .acquire()
+                    .await
+                    .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
+                self.follow_one(call, follow_up, id, None).await
+            }
+        }))
+        .await?;
+        let Some(matches) = &follow_up.matches else {
+            return Ok(MembersIndex::new());
+        };
+        let mut index = MembersIndex::new();
+        for ((_, positions), answer) in asked.iter().zip(answers) {
+            for member in answer.iter().flatten() {
+                let Some(matched) = as_id(
+                    matches
+                        .evaluate(member, &call.scope)
+                        .map_err(eval_error("follow_up.matches"))?,
+                ) else {
+                    continue;
+                };
+                let found = index.entry(matched).or_default();
+                for &at in positions {
+                    // A member listed twice in one answer (or across its pages) counts once.
+                    if !found.contains(&at) {
+                        found.push(at);
+                    }
+                }
+            }
+        }
+        for found in index.values_mut() {
+            found.sort_unstable();
+        }
+        Ok(index)
     }
 
     async fn follow_records(
@@ -115,15 +268,16 @@ impl Engine {
         Ok(())
     }
 
+    /// A per-page follow-up; gives its answer when it was asked (for follow-ups chained over it).
     async fn follow_page(
         &self,
         call: &ListCall,
         follow_up: &FollowUp,
         records: &[Value],
         variables: &mut FollowedUp,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<Arc<Vec<Value>>>, ApiError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let integration = &call.target.integration;
         let eval_error = |what: &'static str| {
@@ -144,7 +298,7 @@ impl Engine {
             match &follow_up.batch {
                 None => {
                     let Some(id) = as_id(id) else {
-                        return Ok(());
+                        return Ok(None);
                     };
                     let known = lock(&call.follow_up_answers)
                         .get(&follow_up.name)
@@ -166,9 +320,9 @@ impl Engine {
                         }
                     };
                     let Some(answered) = answer else {
-                        return Ok(());
+                        return Ok(None);
                     };
-                    Arc::unwrap_or_clone(answered)
+                    answered
                 }
                 Some(batch) => {
                     // The page's ids, each once, in calls of at most `size`.
@@ -181,7 +335,7 @@ impl Engine {
                     let mut seen = std::collections::HashSet::new();
                     ids.retain(|id| seen.insert(id.clone()));
                     if ids.is_empty() {
-                        return Ok(());
+                        return Ok(None);
                     }
                     let answers = try_join_all(ids.chunks(batch.size).map(|chunk| {
                         let limit = limit.clone();
@@ -195,15 +349,15 @@ impl Engine {
                         }
                     }))
                     .await?;
-                    answers.into_iter().flatten().flatten().collect()
+                    Arc::new(answers.into_iter().flatten().flatten().collect())
                 }
             };
         let (Some(key), Some(matches)) = (&follow_up.key, &follow_up.matches) else {
             // Nothing pairs the answer with records: it is the whole page's.
-            if let Some(found) = one_or_many(answered) {
+            if let Some(found) = one_or_many(answered.as_ref().clone()) {
                 variables.page.push((follow_up.name.clone(), found));
             }
-            return Ok(());
+            return Ok(Some(answered));
         };
         // The answer's records by the key they match, in answer order: a page of thousands of
         // records (Airtable's whole enterprise in one) is paired in one pass, not one per record.
@@ -231,7 +385,7 @@ impl Engine {
                 .unwrap_or_default();
             slot.push((follow_up.name.clone(), Value::Array(found)));
         }
-        Ok(())
+        Ok(Some(answered))
     }
 
     /// One follow-up call: the records its answer holds (every page's, with `walk`), or `None`

@@ -683,6 +683,12 @@ pub struct FollowUpSpec {
     /// first.
     #[serde(default)]
     pub walk: Option<Spanned<bool>>,
+    /// Another follow-up of the list (`per: page`, its whole answer a catalog such as the
+    /// account's groups): one call per record of its answer, `id` read off that record, and
+    /// `$<name>` for a page record is the catalog's records whose answers hold it (`key` over
+    /// the page record, `matches` over a record of the answer). Groups → members, once a walk.
+    #[serde(default)]
+    pub over: Option<Text>,
 }
 
 /// `batch:` of a per-page follow-up.

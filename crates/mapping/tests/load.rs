@@ -1191,3 +1191,77 @@ fn a_batched_or_page_wide_follow_up_is_checked_at_load() {
         "{errors}"
     );
 }
+
+/// A follow-up chained `over` another needs that one to be a catalog (per page, its whole
+/// answer the page's), takes no `per` or `batch`, and pairs through both `key` and `matches`;
+/// it runs after its catalog whatever their names.
+#[test]
+fn a_chained_follow_up_is_checked_at_load() {
+    let with = |follow_ups: &str| {
+        GOOD.replacen(
+            "    list: { path: /users, records: data }\n",
+            "    list: { path: /users, records: data }\n  groups:\n    list: { path: /groups, records: data }\n  members:\n    list: { path: \"/groups/{{id}}/members\", records: data }\n",
+            1,
+        )
+        .replacen(
+            "        resource: users.list\n",
+            &format!("        resource: users.list\n        follow_up:\n{follow_ups}"),
+            1,
+        )
+    };
+    let good = with(
+        "          a_groups: { resource: members.list, over: z_catalog, id: id, key: id, matches: user_id }\n          z_catalog: { resource: groups.list, per: page, id: \"'all'\" }\n",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("ok", &good)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let order: Vec<(&str, Option<&str>)> = catalog.integrations["ok"]
+        .unified
+        .values()
+        .next()
+        .unwrap()
+        .follow_ups
+        .iter()
+        .map(|follow_up| (follow_up.name.as_str(), follow_up.over.as_deref()))
+        .collect();
+    assert_eq!(
+        order,
+        [("z_catalog", None), ("a_groups", Some("z_catalog"))]
+    );
+    let bad = [
+        (
+            "a",
+            with(
+                "          detail: { resource: members.list, id: id }\n          groups: { resource: members.list, over: detail, per: page, id: id, key: id, matches: user_id }\n",
+            ),
+        ),
+        (
+            "b",
+            with(
+                "          catalog: { resource: groups.list, per: page, id: \"'all'\" }\n          groups: { resource: members.list, over: catalog, id: id, key: id, batch: { size: 10 } }\n",
+            ),
+        ),
+        (
+            "c",
+            with(
+                "          groups: { resource: members.list, over: groups, id: id, key: id, matches: user_id }\n",
+            ),
+        ),
+    ];
+    let sources: Vec<_> = bad
+        .iter()
+        .map(|(name, text)| integration(name, text))
+        .collect();
+    let errors = Catalog::from_sources(&[model()], &sources).unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "mappings/a.yaml:20: unified.user-directory.users.list.follow_up.groups.over: names `detail`, which is not another follow-up of this list with `per: page`, no `key`/`matches`, no `batch` and no `over` (a catalog whose whole answer is the page's)",
+            "mappings/a.yaml:20: unified.user-directory.users.list.follow_up.groups.per: a follow-up `over` another is called once per record of that one's answer: it takes no `per`",
+            "mappings/b.yaml:20: unified.user-directory.users.list.follow_up.groups: a follow-up `over` another pairs its answers with page records through `key` (over a page record) and `matches` (over a record of an answer): both are needed",
+            "mappings/b.yaml:20: unified.user-directory.users.list.follow_up.groups.batch: a follow-up `over` another makes one call per record of its answer: it takes no `batch`",
+            "mappings/c.yaml:19: unified.user-directory.users.list.follow_up.groups.over: names `groups`, which is not another follow-up of this list with `per: page`, no `key`/`matches`, no `batch` and no `over` (a catalog whose whole answer is the page's)",
+        ],
+        "{errors}"
+    );
+}

@@ -246,6 +246,10 @@ pub struct FollowUp {
     pub batch: Option<FollowUpBatch>,
     /// Every page of each call's answer is read (`walk: true`), by its resource's pagination.
     pub walk: bool,
+    /// The per-page follow-up whose answer's records this one is called for, one call each
+    /// (`over:`); `key` then reads a page record and `matches` a record of a call's answer, and
+    /// the variable is the records of that answer whose calls matched.
+    pub over: Option<String>,
 }
 
 /// How a per-page follow-up sends a page's ids (`batch:`).
@@ -761,7 +765,10 @@ fn page_reads(
     // or over the page's records, where a path reads each record alike) and its `key`.
     let mut followed = ReadSet::default();
     for follow_up in &method.follow_ups {
-        followed.merge(&reads_of(&follow_up.id, "follow_up.id")?);
+        // A chained follow-up's `id` reads a record of another follow-up's answer.
+        if follow_up.over.is_none() {
+            followed.merge(&reads_of(&follow_up.id, "follow_up.id")?);
+        }
         if let Some(key) = &follow_up.key {
             followed.merge(&reads_of(key, "follow_up.key")?);
         }

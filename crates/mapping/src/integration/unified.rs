@@ -357,7 +357,36 @@ fn compile_follow_ups(
         }
         let per_page = per_page_spec(follow_up);
         let paired = follow_up.key.is_some() || follow_up.matches.is_some();
-        if paired && !(per_page && follow_up.key.is_some() && follow_up.matches.is_some()) {
+        let both = follow_up.key.is_some() && follow_up.matches.is_some();
+        if let Some(over) = &follow_up.over {
+            if !over_names_a_catalog(&over.value, name, follow_ups) {
+                c.error_at(
+                    over,
+                    &format!("{at}.over"),
+                    &format!(
+                        "names `{}`, which is not another follow-up of this list with `per: page`, no `key`/`matches`, no `batch` and no `over` (a catalog whose whole answer is the page's)",
+                        over.value
+                    ),
+                );
+                ok = false;
+            }
+            if let Some(per) = &follow_up.per {
+                c.error_at(
+                    per,
+                    &format!("{at}.per"),
+                    "a follow-up `over` another is called once per record of that one's answer: it takes no `per`",
+                );
+                ok = false;
+            }
+            if !both {
+                c.error_at(
+                    &follow_up.id,
+                    &at,
+                    "a follow-up `over` another pairs its answers with page records through `key` (over a page record) and `matches` (over a record of an answer): both are needed",
+                );
+                ok = false;
+            }
+        } else if paired && !(per_page && both) {
             c.error_at(
                 &follow_up.id,
                 &at,
@@ -367,6 +396,15 @@ fn compile_follow_ups(
         }
         let batch = match &follow_up.batch {
             None => None,
+            Some(batch) if follow_up.over.is_some() => {
+                c.error_at(
+                    &batch.size,
+                    &format!("{at}.batch"),
+                    "a follow-up `over` another makes one call per record of its answer: it takes no `batch`",
+                );
+                ok = false;
+                None
+            }
             Some(batch) if !per_page => {
                 c.error_at(
                     &batch.size,
@@ -436,7 +474,27 @@ fn compile_follow_ups(
                 .is_some_and(|not_found| not_found.value == NotFound::Skip),
             batch,
             walk: follow_up.walk.as_ref().is_some_and(|walk| walk.value),
+            over: follow_up.over.as_ref().map(|over| over.value.clone()),
         });
     }
+    // A chained follow-up runs after the catalog it reads.
+    compiled.sort_by_key(|follow_up| follow_up.over.is_some());
     ok.then_some(compiled)
+}
+
+/// Whether `over` names a follow-up of the same list whose whole answer is the page's (a
+/// catalog a chained follow-up can be called over): per page, unpaired, unbatched, unchained.
+fn over_names_a_catalog(
+    over: &str,
+    name: &str,
+    follow_ups: &BTreeMap<String, crate::spec::FollowUpSpec>,
+) -> bool {
+    over != name
+        && follow_ups.get(over).is_some_and(|catalog| {
+            per_page_spec(catalog)
+                && catalog.key.is_none()
+                && catalog.matches.is_none()
+                && catalog.batch.is_none()
+                && catalog.over.is_none()
+        })
 }
