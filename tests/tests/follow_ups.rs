@@ -443,6 +443,14 @@ unified:
         *seen.group_calls.lock().unwrap(),
         ["per_page=2", "per_page=2&after=g2"]
     );
+    // An answer longer than the walk is sized for fails the call naming the bound to raise.
+    let capped = mapping.replace("max_page_size: 2 }", "max_page_size: 2, max_pages: 1 }");
+    let (status, body) = list_once(&capped, &server.origin, "3").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(
+        body["message"],
+        "the `groups` follow-up request of integration `members` failed: its answer has more than 1 pages, the `pagination.max_pages` of resource `groups.list`; the list is not answered without it"
+    );
 }
 
 /// A follow-up chained `over` a catalog (the account's groups): one members call per group,

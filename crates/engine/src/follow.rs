@@ -15,7 +15,7 @@ use std::sync::Arc;
 use futures_util::future::try_join_all;
 use serde_json::Value;
 use unigate_mapping::{Answer, FollowUp, FollowUpBatch, extract_records, read_page, render_body};
-use unigate_pagination::{PageFacts, Position, Style};
+use unigate_pagination::{PageFacts, PaginationError, Position, Style};
 use unigate_unified::{ApiError, ErrorKind};
 
 use crate::Engine;
@@ -494,7 +494,18 @@ impl Engine {
             };
             let next = strategy
                 .next_position(&position, page_size, &facts, last_digest.as_deref(), pages)
-                .map_err(|error| failed(ApiError::new(ErrorKind::BadGateway, error.to_string())))?;
+                .map_err(|error| {
+                    let message = match error {
+                        // Not a loop but an answer larger than the walk is sized for: say which
+                        // bound, so the operator can raise it (or turn the follow-up off).
+                        PaginationError::Endless(pages) => format!(
+                            "its answer has more than {pages} pages, the `pagination.max_pages` of resource `{}`; the list is not answered without it",
+                            follow_up.resource
+                        ),
+                        other => other.to_string(),
+                    };
+                    failed(ApiError::new(ErrorKind::BadGateway, message))
+                })?;
             records.extend(reading.records);
             match next {
                 Some(next) => {
