@@ -574,11 +574,32 @@ unified:
     let mut calls = std::mem::take(&mut *seen.calls.lock().unwrap());
     calls.sort();
     assert_eq!(calls, once);
+    // The same walk paged by its cursor, three calls: the catalog and its members are asked by
+    // the first only.
+    let gateway = members_gateway(mapping, &server.origin).await;
+    let mut results = Vec::new();
+    let mut query = "&limit=3".to_owned();
+    loop {
+        let (status, body) = gateway.list(&query).await;
+        assert_eq!(status, 200, "{body}");
+        results.extend(body["result"].as_array().unwrap().iter().cloned());
+        match body["next_cursor"].as_str() {
+            Some(cursor) => query = format!("&limit=3&next_cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(json!(results), expected);
+    let mut calls = std::mem::take(&mut *seen.calls.lock().unwrap());
+    calls.sort();
+    assert_eq!(calls, once);
+    // A new walk (no cursor) asks again.
+    let (status, _) = gateway.list("&limit=3").await;
+    assert_eq!(status, 200);
+    assert_eq!(seen.calls.lock().unwrap().len(), once.len());
 }
 
-/// The first unified page (`limit` records, and any parameters after it) of one account of
-/// `mapping`, whose provider is at `origin`.
-async fn list_once(mapping: &str, origin: &str, limit: &str) -> (u16, Value) {
+/// A gateway serving one account of `mapping`, whose provider is at `origin`.
+async fn members_gateway(mapping: &str, origin: &str) -> MembersGateway {
     let account = IntegratedAccount {
         id: "acc".into(),
         integration: "members".into(),
@@ -588,13 +609,29 @@ async fn list_once(mapping: &str, origin: &str, limit: &str) -> (u16, Value) {
         last_error: None,
         mapping: None,
     };
-    let gateway = serve_accounts(catalog_with("members", mapping), vec![account]).await;
-    get_json(
-        &format!(
-            "{}/unified/user-directory/users?integrated_account_id=acc&truto_ignore_remote_data=true&limit={limit}",
-            gateway.origin
-        ),
-        Some(TEST_TOKEN),
-    )
-    .await
+    MembersGateway(serve_accounts(catalog_with("members", mapping), vec![account]).await)
+}
+
+struct MembersGateway(unigate_tests::RunningGateway);
+
+impl MembersGateway {
+    async fn list(&self, query: &str) -> (u16, Value) {
+        get_json(
+            &format!(
+                "{}/unified/user-directory/users?integrated_account_id=acc&truto_ignore_remote_data=true{query}",
+                self.0.origin
+            ),
+            Some(TEST_TOKEN),
+        )
+        .await
+    }
+}
+
+/// The first unified page (`limit` records, and any parameters after it) of one account of
+/// `mapping`, whose provider is at `origin`.
+async fn list_once(mapping: &str, origin: &str, limit: &str) -> (u16, Value) {
+    members_gateway(mapping, origin)
+        .await
+        .list(&format!("&limit={limit}"))
+        .await
 }

@@ -72,11 +72,10 @@ pub(crate) struct ListCall {
     pub(crate) text_records: bool,
     /// Answers of per-page follow-ups already made in this walk, by follow-up and `{{id}}`: a
     /// page asking what an earlier page asked (the account's roles, its groups) reuses the
-    /// answer instead of calling again.
-    pub(crate) follow_up_answers: crate::follow::FollowUpAnswers,
-    /// What each chained follow-up (`over:`) found in this walk, for the catalog answer it was
-    /// called over: made once while the catalog answer stays the same.
-    pub(crate) chained_answers: crate::follow::ChainedAnswers,
+    /// answer instead of calling again; and what each chained follow-up (`over:`) found, made
+    /// once while its catalog answer stays the same. Taken over from the walk's earlier call
+    /// when this one continues it by its cursor.
+    pub(crate) walk_answers: Arc<crate::follow::WalkAnswers>,
 }
 
 impl ListCall {
@@ -244,8 +243,7 @@ impl Engine {
             fingerprint: std::sync::OnceLock::new(),
             prefetch,
             text_records,
-            follow_up_answers: Default::default(),
-            chained_answers: Default::default(),
+            walk_answers: Default::default(),
         })
     }
 }

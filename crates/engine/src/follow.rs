@@ -38,6 +38,45 @@ pub(crate) struct FollowedUp {
 pub(crate) type FollowUpAnswers =
     std::sync::Mutex<std::collections::HashMap<String, (String, Option<Arc<Vec<Value>>>)>>;
 
+/// The follow-up answers one walk reuses: per-page answers by follow-up, and what chained ones
+/// found. Kept past the call when it answers a `next_cursor` ([`Engine::keep_walk_answers`]), so
+/// a walk paged by its cursor reuses them as a stream does.
+#[derive(Debug, Default)]
+pub(crate) struct WalkAnswers {
+    pub(crate) per_page: FollowUpAnswers,
+    pub(crate) chained: ChainedAnswers,
+}
+
+impl WalkAnswers {
+    /// About how many values it holds: the weight of its place among kept walks.
+    fn weight(&self) -> u32 {
+        let per_page: usize = lock(&self.per_page)
+            .values()
+            .map(|(_, answer)| answer.as_ref().map_or(0, |records| records.len()))
+            .sum();
+        let chained: usize = lock(&self.chained)
+            .values()
+            .map(|(catalog, index)| catalog.len() + index.len())
+            .sum();
+        u32::try_from(1 + per_page + chained).unwrap_or(u32::MAX)
+    }
+}
+
+/// How long a walk paged by its cursor reuses its follow-up answers: a catalog (roles, groups,
+/// members) at most this old, and a walk longer than this asks it again once.
+const KEPT_WALK_ANSWERS_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Values (records, index entries) all kept walks may hold together.
+pub(crate) const KEPT_WALK_ANSWERS_WEIGHT: u64 = 2_000_000;
+
+pub(crate) fn kept_walk_answers() -> moka::sync::Cache<String, Arc<WalkAnswers>> {
+    moka::sync::Cache::builder()
+        .max_capacity(KEPT_WALK_ANSWERS_WEIGHT)
+        .weigher(|_, answers: &Arc<WalkAnswers>| answers.weight())
+        .time_to_live(KEPT_WALK_ANSWERS_FOR)
+        .build()
+}
+
 /// What a chained follow-up found over one catalog answer: that answer, and for each value its
 /// `matches` gave, the positions in the catalog of the records whose calls answered it.
 pub(crate) type ChainedAnswers =
@@ -55,6 +94,29 @@ fn as_id(value: Option<Value>) -> Option<String> {
 }
 
 impl Engine {
+    fn walk_answers_key(call: &ListCall) -> String {
+        format!("{}\u{0}{}", call.target.account.id, call.fingerprint())
+    }
+
+    /// A call continuing a walk by its cursor takes the answers the walk's earlier calls kept.
+    pub(crate) fn resume_walk_answers(&self, call: &mut ListCall) {
+        if call.query.next_cursor.is_none() || call.method().follow_ups.is_empty() {
+            return;
+        }
+        if let Some(kept) = self.kept_walk_answers.get(&Self::walk_answers_key(call)) {
+            call.walk_answers = kept;
+        }
+    }
+
+    /// Keeps the call's follow-up answers for the walk's next call (it answered a cursor).
+    pub(crate) fn keep_walk_answers(&self, call: &ListCall) {
+        if call.method().follow_ups.is_empty() {
+            return;
+        }
+        self.kept_walk_answers
+            .insert(Self::walk_answers_key(call), call.walk_answers.clone());
+    }
+
     /// Runs every follow-up of the call's method for `records`.
     pub(crate) async fn follow_up(
         &self,
@@ -112,7 +174,7 @@ impl Engine {
                 )
             }
         };
-        let known = lock(&call.chained_answers)
+        let known = lock(&call.walk_answers.chained)
             .get(&follow_up.name)
             .filter(|(over, _)| Arc::ptr_eq(over, &catalog))
             .map(|(_, index)| index.clone());
@@ -120,7 +182,7 @@ impl Engine {
             Some(index) => index,
             None => {
                 let index = Arc::new(self.index_members(call, follow_up, &catalog).await?);
-                lock(&call.chained_answers)
+                lock(&call.walk_answers.chained)
                     .insert(follow_up.name.clone(), (catalog.clone(), index.clone()));
                 index
             }
@@ -300,7 +362,7 @@ impl Engine {
                     let Some(id) = as_id(id) else {
                         return Ok(None);
                     };
-                    let known = lock(&call.follow_up_answers)
+                    let known = lock(&call.walk_answers.per_page)
                         .get(&follow_up.name)
                         .filter(|(asked, _)| *asked == id)
                         .map(|(_, answer)| answer.clone());
@@ -314,7 +376,7 @@ impl Engine {
                                 .follow_one(call, follow_up, &id, None)
                                 .await?
                                 .map(Arc::new);
-                            lock(&call.follow_up_answers)
+                            lock(&call.walk_answers.per_page)
                                 .insert(follow_up.name.clone(), (id, answer.clone()));
                             answer
                         }

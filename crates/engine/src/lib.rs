@@ -108,6 +108,8 @@ pub struct Engine {
     pacer: pace::Pacer,
     /// Follow-up calls in flight, bounded per account and follow-up.
     follow_up_limits: moka::sync::Cache<String, Arc<tokio::sync::Semaphore>>,
+    /// Follow-up answers of walks that answered a `next_cursor`, by account and fingerprint.
+    kept_walk_answers: moka::sync::Cache<String, Arc<follow::WalkAnswers>>,
     codec: CursorCodec,
     config: EngineConfig,
     metrics: metrics::Metrics,
@@ -139,6 +141,7 @@ impl Engine {
                 .max_capacity(100_000)
                 .time_to_idle(std::time::Duration::from_secs(3600))
                 .build(),
+            kept_walk_answers: follow::kept_walk_answers(),
             codec: CursorCodec::new(cursor_secret),
             config,
             metrics: metrics::Metrics::default(),

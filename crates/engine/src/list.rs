@@ -55,11 +55,12 @@ impl Engine {
         resource: &str,
         params: Map<String, Value>,
     ) -> Result<ListOutput, ApiError> {
-        let call = self.prepare_list(MethodKey::new(model, resource, Method::List), params)?;
+        let mut call = self.prepare_list(MethodKey::new(model, resource, Method::List), params)?;
         if call.query.response_format == ResponseFormat::Stream {
             return Err(ApiError::internal("a stream is answered by `list_stream`"));
         }
         let state = self.start_state(&call)?;
+        self.resume_walk_answers(&mut call);
         let call = Arc::new(call);
         let mut walker = Walker::new(self.clone(), call.clone(), state);
         let mut records = Vec::new();
@@ -88,6 +89,7 @@ impl Engine {
                 )));
             }
             let next_cursor = (!is_last).then(|| {
+                self.keep_walk_answers(&call);
                 self.codec
                     .encode(&call.target.account.id, call.fingerprint(), walker.state())
             });
@@ -127,7 +129,7 @@ impl Engine {
         params: Map<String, Value>,
         window: usize,
     ) -> Result<tokio::sync::mpsc::Receiver<Vec<u8>>, ApiError> {
-        let call = self.prepare_list(MethodKey::new(model, resource, Method::List), params)?;
+        let mut call = self.prepare_list(MethodKey::new(model, resource, Method::List), params)?;
         if let Some(sort) = &call.gateway_sort {
             return Err(ApiError::bad_request(format!(
                 "`sort_by={sort}` is not native to integration `{}`, and a stream is never buffered to sort it; use `truto_ignore_limit=true` instead",
@@ -140,6 +142,7 @@ impl Engine {
             ));
         }
         let state = self.start_state(&call)?;
+        self.resume_walk_answers(&mut call);
         let mut walker = Walker::new(self.clone(), Arc::new(call), state);
         // The first page is fetched before answering, so a bad account or a provider refusal is
         // a plain error status rather than a stream that fails at once.
