@@ -453,6 +453,57 @@ unified:
     );
 }
 
+/// `matches` may give a list: a group answering its members' ids pairs with each of them (once,
+/// however often the list names a member).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_record_pairs_with_every_id_its_matches_lists() {
+    async fn groups() -> Response {
+        axum::Json(json!({"groups": [
+            {"name": "admins", "members": ["ada", "grace"]},
+            {"name": "ops", "members": ["ada", "ada", 7]},
+            {"name": "nobody", "members": []},
+            {"name": "one", "members": "alan"}
+        ]}))
+        .into_response()
+    }
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/groups", get(groups)),
+    )
+    .await;
+    let mapping = r#"name: Members provider
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth: { kind: bearer, token: "{{context.token}}" }
+pagination: { style: offset, offset_param: offset, page_size_param: limit }
+resources:
+  members:
+    list: { path: /members, records: members }
+  groups:
+    list: { path: /groups, records: groups }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          groups: { resource: groups.list, per: page, id: "'all'", key: login, matches: members }
+        response_mapping: '{ "id": login, "groups": $groups.{ "name": name }[] }'
+"#;
+    let (status, body) = list_once(mapping, &server.origin, "4").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([
+            {"id": "ada", "groups": [{"name": "admins"}, {"name": "ops"}]},
+            {"id": "grace", "groups": [{"name": "admins"}]},
+            {"id": "alan", "groups": [{"name": "one"}]},
+            {"id": "edsger"}
+        ])
+    );
+}
+
 /// A follow-up chained `over` a catalog (the account's groups): one members call per group,
 /// each walked, a deleted group's 404 skipped; every member gets the groups whose answers hold
 /// them, in catalog order, and a walk of three unified pages calls each group once.

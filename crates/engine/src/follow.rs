@@ -84,6 +84,20 @@ pub(crate) type ChainedAnswers =
 
 type MembersIndex = std::collections::HashMap<String, Vec<usize>>;
 
+/// The ids a `matches` gives for an answer record: one, or each of a list (a group answering
+/// its members' ids pairs with every one of them).
+fn ids_of(value: Option<Value>) -> Vec<String> {
+    match value {
+        Some(Value::Array(items)) => {
+            let mut ids: Vec<String> = items.into_iter().filter_map(|id| as_id(Some(id))).collect();
+            let mut seen = std::collections::HashSet::new();
+            ids.retain(|id| seen.insert(id.clone()));
+            ids
+        }
+        other => as_id(other).into_iter().collect(),
+    }
+}
+
 /// A value read off a record as an id: text as it is, a number as its digits.
 fn as_id(value: Option<Value>) -> Option<String> {
     match value? {
@@ -261,18 +275,18 @@ impl Engine {
         let mut index = MembersIndex::new();
         for ((_, positions), answer) in asked.iter().zip(answers) {
             for member in answer.iter().flatten() {
-                let Some(matched) = as_id(
+                let matched = ids_of(
                     matches
                         .evaluate(member, &call.scope)
                         .map_err(eval_error("follow_up.matches"))?,
-                ) else {
-                    continue;
-                };
-                let found = index.entry(matched).or_default();
-                for &at in positions {
-                    // A member listed twice in one answer (or across its pages) counts once.
-                    if !found.contains(&at) {
-                        found.push(at);
+                );
+                for matched in matched {
+                    let found = index.entry(matched).or_default();
+                    for &at in positions {
+                        // A member listed twice in one answer (or across its pages) counts once.
+                        if !found.contains(&at) {
+                            found.push(at);
+                        }
                     }
                 }
             }
@@ -428,9 +442,9 @@ impl Engine {
         for (index, item) in answered.iter().enumerate() {
             let matched = matches
                 .evaluate(item, &call.scope)
-                .map(as_id)
+                .map(ids_of)
                 .map_err(eval_error("follow_up.matches"))?;
-            if let Some(matched) = matched {
+            for matched in matched {
                 by_key.entry(matched).or_default().push(index);
             }
         }
