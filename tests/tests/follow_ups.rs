@@ -686,3 +686,99 @@ async fn list_once(mapping: &str, origin: &str, limit: &str) -> (u16, Value) {
         .list(&format!("&limit={limit}"))
         .await
 }
+
+/// An admin write to the account drops the follow-up answers kept for its walks: the walk
+/// continued by its cursor asks the catalog again (the account may be another tenant's now).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_write_drops_the_answers_kept_for_the_accounts_walks() {
+    const ADMIN: &str = "admin-token-0123456789";
+    async fn org(State(calls): State<Arc<AtomicUsize>>) -> Response {
+        calls.fetch_add(1, Ordering::SeqCst);
+        axum::Json(json!({"org": {"name": "Acme"}})).into_response()
+    }
+    let calls = Arc::new(AtomicUsize::new(0));
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/org", get(org))
+            .with_state(calls.clone()),
+    )
+    .await;
+    let mapping = r#"name: Members provider
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth: { kind: bearer, token: "{{context.token}}" }
+pagination: { style: offset, offset_param: offset, page_size_param: limit }
+resources:
+  members:
+    list: { path: /members, records: members }
+  org:
+    get: { path: /org, records: org }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          org: { resource: org.get, per: page, id: "'mine'" }
+        response_mapping: '{ "id": login, "organizations": [{ "name": $org.name }] }'
+"#;
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "members".into(),
+        context: json!({"url": server.origin, "token": "t"}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = unigate_gateway::Gateway::assemble_with_store(
+        catalog_with("members", mapping),
+        Arc::new(unigate_store::MemoryStore::new(vec![account]).unwrap()),
+        unigate_upstream::UpstreamConfig::default(),
+        unigate_engine::EngineConfig::default(),
+        b"test-cursor-secret-0123456789",
+        &[TEST_TOKEN.to_owned()],
+        &[ADMIN.to_owned()],
+    )
+    .unwrap();
+    let gateway = MembersGateway(unigate_tests::serve(gateway).await);
+    let (status, body) = gateway.list("&limit=2").await;
+    assert_eq!(status, 200, "{body}");
+    let cursor = body["next_cursor"].as_str().unwrap().to_owned();
+    let (status, body) = gateway
+        .list(&format!("&limit=2&next_cursor={cursor}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the walk's next call reuses the answer"
+    );
+    let cursor = body["next_cursor"].as_str().unwrap().to_owned();
+    let status = reqwest::Client::new()
+        .patch(format!(
+            "{}/admin/integrated-accounts/acc",
+            gateway.0.origin
+        ))
+        .bearer_auth(ADMIN)
+        .json(&json!({"context": {"token": "t2"}}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let (status, body) = gateway
+        .list(&format!("&limit=2&next_cursor={cursor}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"][0]["organizations"],
+        json!([{"name": "Acme"}])
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "asked again after the admin write"
+    );
+}

@@ -74,6 +74,7 @@ pub(crate) fn kept_walk_answers() -> moka::sync::Cache<String, Arc<WalkAnswers>>
         .max_capacity(KEPT_WALK_ANSWERS_WEIGHT)
         .weigher(|_, answers: &Arc<WalkAnswers>| answers.weight())
         .time_to_live(KEPT_WALK_ANSWERS_FOR)
+        .support_invalidation_closures()
         .build()
 }
 
@@ -129,6 +130,15 @@ impl Engine {
         }
         self.kept_walk_answers
             .insert(Self::walk_answers_key(call), call.walk_answers.clone());
+    }
+
+    /// Drops the answers kept for the walks of `account` (the admin API changed or removed it).
+    pub(crate) fn forget_walk_answers(&self, account: &str) {
+        let prefix = format!("{account}\u{0}");
+        // Fails only when the cache was built without invalidation closures, which it is not.
+        let _ = self
+            .kept_walk_answers
+            .invalidate_entries_if(move |key, _| key.starts_with(&prefix));
     }
 
     /// Runs every follow-up of the call's method for `records`.

@@ -332,9 +332,11 @@ impl Engine {
     /// Drops every token cached for `account` (the admin API changed or removed it), so the next
     /// call authenticates with the account as stored now — never with a token issued for its old
     /// credentials or for an earlier account of the same id — and any wait a provider asked of
-    /// its calls (a new credential may bring a budget of its own).
+    /// its calls (a new credential may bring a budget of its own), and the follow-up answers
+    /// kept for its walks (they may be another tenant's now).
     pub fn forget_tokens(&self, account: &str) {
         self.tokens.forget(account);
+        self.forget_walk_answers(account);
         self.pacer.release_account(account);
         // Other replicas release it too (the key is the account's, as `pace::hold_key` makes).
         self.accounts
