@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use futures_util::future::try_join_all;
 use serde_json::Value;
-use unigate_mapping::{Answer, FollowUp, FollowUpBatch, extract_records, read_page, render_body};
+use unigate_mapping::{
+    Answer, Expression, FollowUp, FollowUpBatch, extract_records, read_page, render_body,
+};
 use unigate_pagination::{PageFacts, PaginationError, Position, Style};
 use unigate_unified::{ApiError, ErrorKind};
 
@@ -81,9 +83,10 @@ pub(crate) fn kept_walk_answers() -> moka::sync::Cache<String, Arc<WalkAnswers>>
 /// What a chained follow-up found over one catalog answer: that answer, and for each value its
 /// `matches` gave, the positions in the catalog of the records whose calls answered it.
 pub(crate) type ChainedAnswers =
-    std::sync::Mutex<std::collections::HashMap<String, (Arc<Vec<Value>>, Arc<MembersIndex>)>>;
+    std::sync::Mutex<std::collections::HashMap<String, (Arc<Vec<Value>>, Arc<PairIndex>)>>;
 
-type MembersIndex = std::collections::HashMap<String, Vec<usize>>;
+/// Answer records by the key they pair with: key → their positions in the answer (or catalog).
+type PairIndex = std::collections::HashMap<String, Vec<usize>>;
 
 /// The ids a `matches` gives for an answer record: one, or each of a list (a group answering
 /// its members' ids pairs with every one of them).
@@ -189,15 +192,6 @@ impl Engine {
         records: &[Value],
         variables: &mut FollowedUp,
     ) -> Result<(), ApiError> {
-        let integration = &call.target.integration;
-        let eval_error = |what: &'static str| {
-            move |error| {
-                mapping_error(
-                    integration,
-                    &unigate_mapping::MapError::Eval { what, error },
-                )
-            }
-        };
         let known = lock(&call.walk_answers.chained)
             .get(&follow_up.name)
             .filter(|(over, _)| Arc::ptr_eq(over, &catalog))
@@ -211,23 +205,7 @@ impl Engine {
                 index
             }
         };
-        let Some(key) = &follow_up.key else {
-            return Ok(());
-        };
-        for (record, slot) in records.iter().zip(variables.records.iter_mut()) {
-            let Some(wanted) = as_id(
-                key.evaluate(record, &call.scope)
-                    .map_err(eval_error("follow_up.key"))?,
-            ) else {
-                continue;
-            };
-            let found: Vec<Value> = index
-                .get(&wanted)
-                .map(|positions| positions.iter().map(|&at| catalog[at].clone()).collect())
-                .unwrap_or_default();
-            slot.push((follow_up.name.clone(), Value::Array(found)));
-        }
-        Ok(())
+        bind_paired(call, follow_up, records, &index, &catalog, variables)
     }
 
     /// Calls the chained follow-up once per catalog record with an id (each id once) and indexes
@@ -237,26 +215,12 @@ impl Engine {
         call: &ListCall,
         follow_up: &FollowUp,
         catalog: &[Value],
-    ) -> Result<MembersIndex, ApiError> {
-        let integration = &call.target.integration;
-        let eval_error = |what: &'static str| {
-            move |error| {
-                mapping_error(
-                    integration,
-                    &unigate_mapping::MapError::Eval { what, error },
-                )
-            }
-        };
+    ) -> Result<PairIndex, ApiError> {
         let mut asked: Vec<(String, Vec<usize>)> = Vec::new();
         let mut position_of: std::collections::HashMap<String, usize> =
             std::collections::HashMap::new();
         for (at, item) in catalog.iter().enumerate() {
-            let Some(id) = as_id(
-                follow_up
-                    .id
-                    .evaluate(item, &call.scope)
-                    .map_err(eval_error("follow_up.id"))?,
-            ) else {
+            let Some(id) = as_id(evaluate(call, &follow_up.id, item, "follow_up.id")?) else {
                 continue;
             };
             match position_of.get(&id) {
@@ -280,17 +244,12 @@ impl Engine {
         }))
         .await?;
         let Some(matches) = &follow_up.matches else {
-            return Ok(MembersIndex::new());
+            return Ok(PairIndex::new());
         };
-        let mut index = MembersIndex::new();
+        let mut index = PairIndex::new();
         for ((_, positions), answer) in asked.iter().zip(answers) {
             for member in answer.iter().flatten() {
-                let matched = ids_of(
-                    matches
-                        .evaluate(member, &call.scope)
-                        .map_err(eval_error("follow_up.matches"))?,
-                );
-                for matched in matched {
+                for matched in ids_of(evaluate(call, matches, member, "follow_up.matches")?) {
                     let found = index.entry(matched).or_default();
                     for &at in positions {
                         // A member listed twice in one answer (or across its pages) counts once.
@@ -314,24 +273,9 @@ impl Engine {
         records: &[Value],
         variables: &mut FollowedUp,
     ) -> Result<(), ApiError> {
-        let integration = &call.target.integration;
         let ids = records
             .iter()
-            .map(|record| {
-                follow_up
-                    .id
-                    .evaluate(record, &call.scope)
-                    .map(as_id)
-                    .map_err(|error| {
-                        mapping_error(
-                            integration,
-                            &unigate_mapping::MapError::Eval {
-                                what: "follow_up.id",
-                                error,
-                            },
-                        )
-                    })
-            })
+            .map(|record| evaluate(call, &follow_up.id, record, "follow_up.id").map(as_id))
             .collect::<Result<Vec<Option<String>>, ApiError>>()?;
         let limit = self.follow_up_limit(call, follow_up);
         let answers = try_join_all(ids.iter().map(|id| {
@@ -365,20 +309,8 @@ impl Engine {
         if records.is_empty() {
             return Ok(None);
         }
-        let integration = &call.target.integration;
-        let eval_error = |what: &'static str| {
-            move |error| {
-                mapping_error(
-                    integration,
-                    &unigate_mapping::MapError::Eval { what, error },
-                )
-            }
-        };
         let page = Value::Array(records.to_vec());
-        let id = follow_up
-            .id
-            .evaluate(&page, &call.scope)
-            .map_err(eval_error("follow_up.id"))?;
+        let id = evaluate(call, &follow_up.id, &page, "follow_up.id")?;
         let limit = self.follow_up_limit(call, follow_up);
         let answered =
             match &follow_up.batch {
@@ -438,7 +370,7 @@ impl Engine {
                     Arc::new(answers.into_iter().flatten().flatten().collect())
                 }
             };
-        let (Some(key), Some(matches)) = (&follow_up.key, &follow_up.matches) else {
+        let Some(matches) = &follow_up.matches else {
             // Nothing pairs the answer with records: it is the whole page's.
             if let Some(found) = one_or_many(answered.as_ref().clone()) {
                 variables.page.push((follow_up.name.clone(), found));
@@ -447,30 +379,13 @@ impl Engine {
         };
         // The answer's records by the key they match, in answer order: a page of thousands of
         // records (Airtable's whole enterprise in one) is paired in one pass, not one per record.
-        let mut by_key: std::collections::HashMap<String, Vec<usize>> =
-            std::collections::HashMap::new();
+        let mut by_key = PairIndex::new();
         for (index, item) in answered.iter().enumerate() {
-            let matched = matches
-                .evaluate(item, &call.scope)
-                .map(ids_of)
-                .map_err(eval_error("follow_up.matches"))?;
-            for matched in matched {
+            for matched in ids_of(evaluate(call, matches, item, "follow_up.matches")?) {
                 by_key.entry(matched).or_default().push(index);
             }
         }
-        for (record, slot) in records.iter().zip(variables.records.iter_mut()) {
-            let Some(wanted) = as_id(
-                key.evaluate(record, &call.scope)
-                    .map_err(eval_error("follow_up.key"))?,
-            ) else {
-                continue;
-            };
-            let found: Vec<Value> = by_key
-                .get(&wanted)
-                .map(|indexes| indexes.iter().map(|&at| answered[at].clone()).collect())
-                .unwrap_or_default();
-            slot.push((follow_up.name.clone(), Value::Array(found)));
-        }
+        bind_paired(call, follow_up, records, &by_key, &answered, variables)?;
         Ok(Some(answered))
     }
 
@@ -617,6 +532,47 @@ impl Engine {
             Arc::new(tokio::sync::Semaphore::new(follow_up.concurrency as usize))
         })
     }
+}
+
+/// A follow-up expression over `input`; an error names the integration and the field.
+fn evaluate(
+    call: &ListCall,
+    expression: &Expression,
+    input: &Value,
+    what: &'static str,
+) -> Result<Option<Value>, ApiError> {
+    expression.evaluate(input, &call.scope).map_err(|error| {
+        mapping_error(
+            &call.target.integration,
+            &unigate_mapping::MapError::Eval { what, error },
+        )
+    })
+}
+
+/// Gives each page record (by its `key`) the answer records `by_key` pairs with it, in answer
+/// order; none is an empty list, a record without a key gets nothing.
+fn bind_paired(
+    call: &ListCall,
+    follow_up: &FollowUp,
+    records: &[Value],
+    by_key: &PairIndex,
+    answered: &[Value],
+    variables: &mut FollowedUp,
+) -> Result<(), ApiError> {
+    let Some(key) = &follow_up.key else {
+        return Ok(());
+    };
+    for (record, slot) in records.iter().zip(variables.records.iter_mut()) {
+        let Some(wanted) = as_id(evaluate(call, key, record, "follow_up.key")?) else {
+            continue;
+        };
+        let found: Vec<Value> = by_key
+            .get(&wanted)
+            .map(|positions| positions.iter().map(|&at| answered[at].clone()).collect())
+            .unwrap_or_default();
+        slot.push((follow_up.name.clone(), Value::Array(found)));
+    }
+    Ok(())
 }
 
 /// A follow-up's answer as the variable: its one record, or all of them.
