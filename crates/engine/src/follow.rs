@@ -50,17 +50,39 @@ pub(crate) struct WalkAnswers {
 }
 
 impl WalkAnswers {
-    /// About how many values it holds: the weight of its place among kept walks.
+    /// About how many KiB it holds in memory: the weight of its place among kept walks. Made
+    /// each time the walk's call answers a cursor, a pass over what the walk already read.
     fn weight(&self) -> u32 {
         let per_page: usize = lock(&self.per_page)
             .values()
-            .map(|(_, answer)| answer.as_ref().map_or(0, |records| records.len()))
+            .filter_map(|(_, answer)| answer.as_ref())
+            .flat_map(|records| records.iter())
+            .map(held_bytes)
             .sum();
+        // A chained index holds its catalog (counted where the catalog is a per-page answer)
+        // and, per key, the key and a position or two.
         let chained: usize = lock(&self.chained)
             .values()
-            .map(|(catalog, index)| catalog.len() + index.len())
+            .flat_map(|(_, index)| index.iter())
+            .map(|(key, positions)| 48 + key.len() + 8 * positions.len())
             .sum();
-        u32::try_from(1 + per_page + chained).unwrap_or(u32::MAX)
+        u32::try_from(1 + (per_page + chained) / 1024).unwrap_or(u32::MAX)
+    }
+}
+
+/// About the bytes a parsed JSON value holds: its text and a node's overhead for each value.
+fn held_bytes(value: &Value) -> usize {
+    const NODE: usize = 32;
+    match value {
+        Value::String(text) => NODE + text.len(),
+        Value::Array(items) => NODE + items.iter().map(held_bytes).sum::<usize>(),
+        Value::Object(fields) => {
+            NODE + fields
+                .iter()
+                .map(|(key, value)| NODE + key.len() + held_bytes(value))
+                .sum::<usize>()
+        }
+        _ => NODE,
     }
 }
 
@@ -68,12 +90,12 @@ impl WalkAnswers {
 /// members) at most this old, and a walk longer than this asks it again once.
 const KEPT_WALK_ANSWERS_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Values (records, index entries) all kept walks may hold together.
-pub(crate) const KEPT_WALK_ANSWERS_WEIGHT: u64 = 2_000_000;
+/// KiB all kept walks may hold together (256 MiB); the least used go first past it.
+const KEPT_WALK_ANSWERS_KIB: u64 = 256 * 1024;
 
 pub(crate) fn kept_walk_answers() -> moka::sync::Cache<String, Arc<WalkAnswers>> {
     moka::sync::Cache::builder()
-        .max_capacity(KEPT_WALK_ANSWERS_WEIGHT)
+        .max_capacity(KEPT_WALK_ANSWERS_KIB)
         .weigher(|_, answers: &Arc<WalkAnswers>| answers.weight())
         .time_to_live(KEPT_WALK_ANSWERS_FOR)
         .support_invalidation_closures()
