@@ -611,3 +611,23 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_walk_weighs_what_its_answers_hold() {
+        let answers = WalkAnswers::default();
+        assert_eq!(answers.weight(), 1, "an empty walk still takes a place");
+        // 100 groups of about 2 KiB each: 100 x (32 + (32 + 2 + 32 + 1) + (32 + 4 + 32 + 2000))
+        // bytes = 211 KiB, plus the walk's own place.
+        let group = serde_json::json!({"id": "g", "name": "x".repeat(2000)});
+        lock(&answers.per_page).insert(
+            "catalog".into(),
+            ("all".into(), Some(Arc::new(vec![group; 100]))),
+        );
+        assert_eq!(answers.weight(), 212);
+        assert_eq!(held_bytes(&serde_json::json!({"ab": "cd"})), 32 + 32 + 2 + 32 + 2);
+    }
+}
