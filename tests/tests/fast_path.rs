@@ -243,10 +243,24 @@ fn fast_path_equals_engine_on_every_mapping_and_fixture() {
                     );
                 }
             }
+            // As the gateway maps a list's records: its follow-ups' names may be unbound (a
+            // record whose follow-up gave nothing), then undefined on both paths.
             let scope = Scope::new([
                 ("context", context.clone()),
                 ("query", json!({"limit": 100})),
-            ]);
+            ])
+            .with_possibly_unbound(
+                integration
+                    .unified
+                    .get(&unigate_mapping::MethodKey::new(
+                        &key.model,
+                        &key.resource,
+                        unigate_mapping::Method::List,
+                    ))
+                    .into_iter()
+                    .flat_map(|list| list.follow_ups.iter())
+                    .map(|follow_up| follow_up.name.as_str()),
+            );
             for (file, body) in &bodies {
                 tally.compare(
                     &format!("{what} records {file}"),
@@ -594,6 +608,49 @@ fn expression() -> impl Strategy<Value = String> {
             inner.prop_map(|a| format!("($type({a}) = \"string\")")),
         ]
     })
+}
+
+/// A name the caller declares possibly unbound (a follow-up's answer a record lacks) is
+/// undefined on the fast path as on the engine, in every position a mapping reads it; bound, it
+/// is its value; any other unbound name still goes to the engine (it may name a library
+/// function).
+#[test]
+fn fast_path_equals_engine_on_a_name_declared_possibly_unbound() {
+    let record = json!({"id": "u1", "groups": ["g1"]});
+    let unbound = Scope::new([("context", json!({}))]).with_possibly_unbound(["groups", "detail"]);
+    let bound = Scope::new([("context", json!({}))])
+        .with_possibly_unbound(["groups", "detail"])
+        .with(
+            "groups",
+            json!([{"id": "g1", "name": "Admins"}, {"id": "g2", "name": ""}]),
+        );
+    let bodies = [
+        "$groups",
+        "$groups.name",
+        r#"$groups.{ "id": id, "name": name }[]"#,
+        "$count($groups)",
+        "$exists($groups)",
+        r#"$groups ? "some" : "none""#,
+        r#"$count($groups) > 0 ? [$groups.{ "id": id }]"#,
+        r#"{ "id": id, "groups": $groups[name != ""].name, "detail": $detail.title }"#,
+        r#"($g := $groups; $g[0].id)"#,
+        "$groups[id = $$.groups[0]].name",
+        r#"$string($detail)"#,
+    ];
+    let mut tally = Tally::default();
+    for scope in [&unbound, &bound] {
+        for body in bodies {
+            let expression = Expression::compile(body).expect(body);
+            tally.compare("possibly unbound", &expression, &record, scope);
+        }
+    }
+    tally.assert_no_mismatch();
+    assert_eq!(tally.bailed, 0, "a declared name never needs the engine");
+    let expression = Expression::compile("$teams").unwrap();
+    assert!(matches!(
+        expression.evaluate_fast(&record, &unbound),
+        FastOutcome::Bailed
+    ));
 }
 
 /// The `$str` helper (in nearly every mapping, and run by a runner of its own on the fast path)

@@ -227,6 +227,17 @@ impl Engine {
         let mapped = map_query(method, &unified_query, &scope)
             .map_err(|error| mapping_error(&target.integration, &error))?;
         endpoint.add_params(mapped, remote_params);
+        // A record whose follow-up gave nothing (its flag unset, a 404 skipped) reads the name
+        // as undefined, on the fast path.
+        let scope = match method.follow_ups.is_empty() {
+            true => scope,
+            false => scope.with_possibly_unbound(
+                method
+                    .follow_ups
+                    .iter()
+                    .map(|follow_up| follow_up.name.as_str()),
+            ),
+        };
         let text_records = writes_text(&query, method, &gateway_filters, gateway_sort.as_ref());
         Ok(ListCall {
             target,

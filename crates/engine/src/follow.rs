@@ -628,6 +628,9 @@ mod tests {
             ("all".into(), Some(Arc::new(vec![group; 100]))),
         );
         assert_eq!(answers.weight(), 212);
-        assert_eq!(held_bytes(&serde_json::json!({"ab": "cd"})), 32 + 32 + 2 + 32 + 2);
+        assert_eq!(
+            held_bytes(&serde_json::json!({"ab": "cd"})),
+            32 + 32 + 2 + 32 + 2
+        );
     }
 }

@@ -39,7 +39,19 @@ impl Engine {
             let remote_params = flatten_query(&query.remote_query);
             endpoint.check_remote_params(&remote_params)?;
             endpoint.add_params(Vec::new(), remote_params);
-            let scope = target.scope.with("query", Value::Object(Map::new()));
+            // A get makes no follow-up, but its mapping may be the list's, which reads their
+            // names: undefined here, on the fast path.
+            let list = target
+                .method(&MethodKey::new(model, resource, Method::List))
+                .ok();
+            let scope = target
+                .scope
+                .with("query", Value::Object(Map::new()))
+                .with_possibly_unbound(
+                    list.iter()
+                        .flat_map(|list| list.follow_ups.iter())
+                        .map(|follow_up| follow_up.name.as_str()),
+                );
             let body = render_body(
                 endpoint.resource(),
                 None,

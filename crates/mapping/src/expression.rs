@@ -77,8 +77,8 @@ impl std::fmt::Display for EvalError {
 #[derive(Clone)]
 pub struct Scope {
     bindings: Bindings,
-    /// The same variables for the fast path.
-    variables: Arc<Vec<(String, Value)>>,
+    /// The same variables for the fast path, with the names declared possibly unbound.
+    variables: Arc<fast::Variables>,
 }
 
 impl std::fmt::Debug for Scope {
@@ -88,6 +88,7 @@ impl std::fmt::Debug for Scope {
                 "variables",
                 &self
                     .variables
+                    .bound
                     .iter()
                     .map(|(name, _)| name)
                     .collect::<Vec<_>>(),
@@ -106,16 +107,33 @@ impl Scope {
         }
         Scope {
             bindings,
-            variables: Arc::new(plain),
+            variables: Arc::new(fast::Variables {
+                bound: plain,
+                absent: Vec::new(),
+            }),
         }
     }
 
     /// This scope plus one more variable (e.g. `$headers` for pagination expressions).
     pub fn with(&self, name: &str, value: Value) -> Scope {
         let mut variables = (*self.variables).clone();
-        variables.push((name.to_owned(), value.clone()));
+        variables.bound.push((name.to_owned(), value.clone()));
         Scope {
             bindings: self.bindings.clone().var(name, value),
+            variables: Arc::new(variables),
+        }
+    }
+
+    /// This scope where `names` may be unbound (a follow-up's answer a record lacks): undefined
+    /// then, as the JSONata engine has any unbound name, and still on the fast path, which
+    /// otherwise hands an unbound name to the engine (it might name a library function).
+    pub fn with_possibly_unbound<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Scope {
+        let mut variables = (*self.variables).clone();
+        variables
+            .absent
+            .extend(names.into_iter().map(str::to_owned));
+        Scope {
+            bindings: self.bindings.clone(),
             variables: Arc::new(variables),
         }
     }
@@ -347,7 +365,7 @@ pub struct Memoized {
 
 struct RememberedAnswer {
     input: Value,
-    variables: Arc<Vec<(String, Value)>>,
+    variables: Arc<fast::Variables>,
     answer: Option<Value>,
 }
 

@@ -570,12 +570,21 @@ fn write_doc(doc: &Doc<'_>, out: &mut Vec<u8>) {
     }
 }
 
+/// The variables an evaluation is given: those bound, and names the caller declares may be
+/// unbound (undefined when they are), where any other unbound name hands the evaluation to the
+/// JSONata engine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Variables {
+    pub(crate) bound: Vec<(String, Value)>,
+    pub(crate) absent: Vec<String>,
+}
+
 /// Evaluates `plan` over `input` and writes the answer to `out` as JSON text (see
 /// [`write_val`]); `Ok(false)` is *undefined*, nothing written. On `Bail`, `out` is as it was.
 pub(crate) fn evaluate_json(
     plan: &Plan,
     input: &Value,
-    variables: &[(String, Value)],
+    variables: &Variables,
     out: &mut Vec<u8>,
 ) -> Result<bool, Bail> {
     run_json(plan, Val::from_json(input), variables, out)
@@ -585,7 +594,7 @@ pub(crate) fn evaluate_json(
 pub(crate) fn evaluate_doc_json(
     plan: &Plan,
     input: &Doc<'_>,
-    variables: &[(String, Value)],
+    variables: &Variables,
     out: &mut Vec<u8>,
 ) -> Result<bool, Bail> {
     run_json(plan, Val::from_doc(input), variables, out)
@@ -595,7 +604,7 @@ pub(crate) fn evaluate_doc_json(
 pub(crate) fn evaluate_doc(
     plan: &Plan,
     input: &Doc<'_>,
-    variables: &[(String, Value)],
+    variables: &Variables,
 ) -> Result<Option<Value>, Bail> {
     run(plan, Val::from_doc(input), variables)?.to_json()
 }
@@ -604,12 +613,12 @@ pub(crate) fn evaluate_doc(
 pub(crate) fn evaluate(
     plan: &Plan,
     input: &Value,
-    variables: &[(String, Value)],
+    variables: &Variables,
 ) -> Result<Option<Value>, Bail> {
     run(plan, Val::from_json(input), variables)?.to_json()
 }
 
-fn run<'a>(plan: &'a Plan, input: Val<'a>, variables: &'a [(String, Value)]) -> Outcome<Val<'a>> {
+fn run<'a>(plan: &'a Plan, input: Val<'a>, variables: &'a Variables) -> Outcome<Val<'a>> {
     if input.is_array() {
         // The JSONata engine wraps an array input so it counts as one context value; not modelled.
         return Err(Bail);
@@ -621,7 +630,7 @@ fn run<'a>(plan: &'a Plan, input: Val<'a>, variables: &'a [(String, Value)]) -> 
 fn run_json<'a>(
     plan: &'a Plan,
     input: Val<'a>,
-    variables: &'a [(String, Value)],
+    variables: &'a Variables,
     out: &mut Vec<u8>,
 ) -> Result<bool, Bail> {
     let start = out.len();
@@ -635,7 +644,7 @@ fn run_json<'a>(
 fn write_run<'a>(
     plan: &'a Plan,
     input: Val<'a>,
-    variables: &'a [(String, Value)],
+    variables: &'a Variables,
     out: &mut Vec<u8>,
 ) -> Outcome<bool> {
     if input.is_array() {
@@ -1288,7 +1297,7 @@ fn run_array<'a>(ev: &Evaluator<'a>, node: &'a Node, input: &Val<'a>) -> Outcome
 
 pub(super) struct Evaluator<'a> {
     root: Val<'a>,
-    variables: &'a [(String, Value)],
+    variables: &'a Variables,
     depth: Cell<u32>,
     steps: Cell<u32>,
     /// The variables, by slot (see [`Plan`]); `None` is not bound (yet) in this activation.
@@ -1314,7 +1323,7 @@ impl Drop for Evaluator<'_> {
 
 impl<'a> Evaluator<'a> {
     #[inline(always)]
-    fn new(plan: &Plan, input: &Val<'a>, variables: &'a [(String, Value)]) -> Evaluator<'a> {
+    fn new(plan: &Plan, input: &Val<'a>, variables: &'a Variables) -> Evaluator<'a> {
         Evaluator {
             root: input.clone(),
             variables,
@@ -1322,7 +1331,7 @@ impl<'a> Evaluator<'a> {
             steps: Cell::new(0),
             slots: RefCell::new(smallvec::smallvec![None; plan.slots as usize]),
             running: (0..plan.lambdas).map(|_| Cell::new(false)).collect(),
-            type_shadowed: variables.iter().any(|(name, _)| name == "type"),
+            type_shadowed: variables.bound.iter().any(|(name, _)| name == "type"),
         }
     }
 
@@ -2086,13 +2095,19 @@ impl<'a> Evaluator<'a> {
                 }
             }
         }
-        self.variable_value(&var.text)
-            .map(Val::from_json)
-            .ok_or(Bail)
+        match self.variable_value(&var.text) {
+            Some(value) => Ok(Val::from_json(value)),
+            // Declared by the caller as possibly unbound (a follow-up's answer this record
+            // lacks): undefined, as the JSONata engine has it.
+            None if self.variables.absent.iter().any(|name| **name == *var.text) => Ok(Val::Undef),
+            // Another name may be a function of the engine's library used as a value.
+            None => Err(Bail),
+        }
     }
 
     fn variable_value(&self, name: &str) -> Option<&'a Value> {
         self.variables
+            .bound
             .iter()
             .rev()
             .find(|(n, _)| n == name)

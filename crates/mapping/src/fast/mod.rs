@@ -18,7 +18,7 @@ mod eval;
 mod reads;
 
 pub(crate) use compile::compile;
-pub(crate) use eval::{evaluate, evaluate_doc, evaluate_doc_json, evaluate_json};
+pub(crate) use eval::{Variables, evaluate, evaluate_doc, evaluate_doc_json, evaluate_json};
 pub(crate) use reads::reads;
 
 use std::ops::Range;
