@@ -782,3 +782,85 @@ unified:
         "asked again after the admin write"
     );
 }
+
+/// A chained follow-up stopped part-way (a group's members call failing: an outage, or a rate
+/// limit longer than the gateway waits, after which the account is held) fails the call, and
+/// the account's next call asks only the groups not answered yet: a large account's retries
+/// make progress instead of starting over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chained_follow_up_stopped_part_way_resumes_on_the_next_call() {
+    #[derive(Default)]
+    struct Seen {
+        calls: Mutex<Vec<String>>,
+        limited_once: std::sync::atomic::AtomicBool,
+    }
+    async fn groups() -> Response {
+        axum::Json(json!({"groups": [{"id": 1, "name": "admins"}, {"id": 2, "name": "ops"}]}))
+            .into_response()
+    }
+    async fn group_members(State(seen): State<Arc<Seen>>, Path(id): Path<String>) -> Response {
+        seen.calls.lock().unwrap().push(id.clone());
+        if id == "2" && !seen.limited_once.swap(true, Ordering::SeqCst) {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"message": "try again"})),
+            )
+                .into_response();
+        }
+        let members = match id.as_str() {
+            "1" => json!([{"login": "ada"}]),
+            _ => json!([{"login": "ada"}, {"login": "grace"}]),
+        };
+        axum::Json(json!({ "members": members })).into_response()
+    }
+    let seen = Arc::new(Seen::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/groups", get(groups))
+            .route("/groups/{id}/members", get(group_members))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let mapping = r#"name: Members provider
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth: { kind: bearer, token: "{{context.token}}" }
+pagination: { style: offset, offset_param: offset, page_size_param: limit }
+resources:
+  members:
+    list: { path: /members, records: members }
+  groups:
+    list: { path: /groups, records: groups }
+  group_members:
+    list: { path: "/groups/{{id}}/members", records: members }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          catalog: { resource: groups.list, per: page, id: "'all'" }
+          groups: { resource: group_members.list, over: catalog, id: id, key: login, matches: login, concurrency: 1 }
+        response_mapping: '{ "id": login, "groups": $groups.name[] }'
+"#;
+    let gateway = members_gateway(mapping, &server.origin).await;
+    let (status, body) = gateway.list("&limit=2").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(*seen.calls.lock().unwrap(), ["1", "2"]);
+    let (status, body) = gateway.list("&limit=2").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([{"id": "ada", "groups": ["admins", "ops"]}, {"id": "grace", "groups": ["ops"]}])
+    );
+    assert_eq!(
+        *seen.calls.lock().unwrap(),
+        ["1", "2", "2"],
+        "group 1 was not asked again"
+    );
+    // Done: the next call is a fresh walk, asking every group.
+    let (status, _) = gateway.list("&limit=2").await;
+    assert_eq!(status, 200);
+    assert_eq!(seen.calls.lock().unwrap().len(), 5);
+}

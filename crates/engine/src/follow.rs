@@ -102,6 +102,25 @@ pub(crate) fn kept_walk_answers() -> moka::sync::Cache<String, Arc<WalkAnswers>>
         .build()
 }
 
+/// What the calls of a chained follow-up matched, by the id each was asked, left by a call that
+/// failed part-way (a rate limit, a timeout) for the account's next call.
+pub(crate) type UnfinishedMembers = Arc<std::collections::HashMap<String, Arc<Vec<String>>>>;
+
+/// Matched ids all unfinished chained follow-ups may hold together.
+const UNFINISHED_MEMBERS_IDS: u64 = 2_000_000;
+
+pub(crate) fn unfinished_members() -> moka::sync::Cache<String, UnfinishedMembers> {
+    moka::sync::Cache::builder()
+        .max_capacity(UNFINISHED_MEMBERS_IDS)
+        .weigher(|_, done: &UnfinishedMembers| {
+            let ids: usize = done.values().map(|matched| 1 + matched.len()).sum();
+            u32::try_from(ids).unwrap_or(u32::MAX)
+        })
+        .time_to_live(KEPT_WALK_ANSWERS_FOR)
+        .support_invalidation_closures()
+        .build()
+}
+
 /// What a chained follow-up found over one catalog answer: that answer, and for each value its
 /// `matches` gave, the positions in the catalog of the records whose calls answered it.
 pub(crate) type ChainedAnswers =
@@ -157,12 +176,17 @@ impl Engine {
             .insert(Self::walk_answers_key(call), call.walk_answers.clone());
     }
 
-    /// Drops the answers kept for the walks of `account` (the admin API changed or removed it).
+    /// Drops the answers kept for the walks of `account`, and what its unfinished chained
+    /// follow-ups matched (the admin API changed or removed it).
     pub(crate) fn forget_walk_answers(&self, account: &str) {
         let prefix = format!("{account}\u{0}");
-        // Fails only when the cache was built without invalidation closures, which it is not.
+        // Fails only when a cache was built without invalidation closures, which they are not.
+        let _ = self.kept_walk_answers.invalidate_entries_if({
+            let prefix = prefix.clone();
+            move |key, _| key.starts_with(&prefix)
+        });
         let _ = self
-            .kept_walk_answers
+            .unfinished_members
             .invalidate_entries_if(move |key, _| key.starts_with(&prefix));
     }
 
@@ -253,31 +277,64 @@ impl Engine {
                 }
             }
         }
+        let Some(matches) = &follow_up.matches else {
+            return Ok(PairIndex::new());
+        };
+        // What each call matched, by the id it was asked: taken over from a call of the account
+        // that failed part-way, and handed on if this one does.
+        let resume_key = format!("{}\u{0}{}", call.target.account.id, follow_up.name);
+        let done: std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<String>>>> =
+            std::sync::Mutex::new(
+                self.unfinished_members
+                    .remove(&resume_key)
+                    .map(|left| (*left).clone())
+                    .unwrap_or_default(),
+            );
         let limit = self.follow_up_limit(call, follow_up);
-        let answers = try_join_all(asked.iter().map(|(id, _)| {
+        let asked_all = try_join_all(asked.iter().map(|(id, _)| {
             let limit = limit.clone();
+            let done = &done;
             async move {
+                if lock(done).contains_key(id) {
+                    return Ok(());
+                }
                 let _permit = limit
                     .acquire()
                     .await
                     .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
-                self.follow_one(call, follow_up, id, None).await
+                let answer = self.follow_one(call, follow_up, id, None).await?;
+                let mut matched = Vec::new();
+                for member in answer.iter().flatten() {
+                    matched.extend(ids_of(evaluate(
+                        call,
+                        matches,
+                        member,
+                        "follow_up.matches",
+                    )?));
+                }
+                lock(done).insert(id.clone(), Arc::new(matched));
+                Ok::<_, ApiError>(())
             }
         }))
-        .await?;
-        let Some(matches) = &follow_up.matches else {
-            return Ok(PairIndex::new());
-        };
+        .await;
+        let done = done
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(error) = asked_all {
+            // A rate limit or a timeout part-way: the next call does not ask these again.
+            if !done.is_empty() {
+                self.unfinished_members.insert(resume_key, Arc::new(done));
+            }
+            return Err(error);
+        }
         let mut index = PairIndex::new();
-        for ((_, positions), answer) in asked.iter().zip(answers) {
-            for member in answer.iter().flatten() {
-                for matched in ids_of(evaluate(call, matches, member, "follow_up.matches")?) {
-                    let found = index.entry(matched).or_default();
-                    for &at in positions {
-                        // A member listed twice in one answer (or across its pages) counts once.
-                        if !found.contains(&at) {
-                            found.push(at);
-                        }
+        for (id, positions) in &asked {
+            for matched in done.get(id).into_iter().flat_map(|matched| matched.iter()) {
+                let found = index.entry(matched.clone()).or_default();
+                for &at in positions {
+                    // A member listed twice in one answer (or across its pages) counts once.
+                    if !found.contains(&at) {
+                        found.push(at);
                     }
                 }
             }

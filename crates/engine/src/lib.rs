@@ -110,6 +110,8 @@ pub struct Engine {
     follow_up_limits: moka::sync::Cache<String, Arc<tokio::sync::Semaphore>>,
     /// Follow-up answers of walks that answered a `next_cursor`, by account and fingerprint.
     kept_walk_answers: moka::sync::Cache<String, Arc<follow::WalkAnswers>>,
+    /// What chained follow-ups of a call that failed part-way matched, by account and name.
+    unfinished_members: moka::sync::Cache<String, follow::UnfinishedMembers>,
     codec: CursorCodec,
     config: EngineConfig,
     metrics: metrics::Metrics,
@@ -142,6 +144,7 @@ impl Engine {
                 .time_to_idle(std::time::Duration::from_secs(3600))
                 .build(),
             kept_walk_answers: follow::kept_walk_answers(),
+            unfinished_members: follow::unfinished_members(),
             codec: CursorCodec::new(cursor_secret),
             config,
             metrics: metrics::Metrics::default(),
