@@ -121,6 +121,32 @@ pub(crate) fn unfinished_members() -> moka::sync::Cache<String, UnfinishedMember
         .build()
 }
 
+/// A chained follow-up's calls in progress: what finished calls matched, handed to the
+/// account's next call if these do not all finish (an error, or the call dropped on a timeout).
+struct Unfinished<'e> {
+    done: std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<String>>>>,
+    cache: &'e moka::sync::Cache<String, UnfinishedMembers>,
+    key: String,
+    finished: bool,
+}
+
+impl Unfinished<'_> {
+    fn finish(mut self) -> std::collections::HashMap<String, Arc<Vec<String>>> {
+        self.finished = true;
+        std::mem::take(&mut *lock(&self.done))
+    }
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        let done = std::mem::take(&mut *lock(&self.done));
+        if !self.finished && !done.is_empty() {
+            self.cache
+                .insert(std::mem::take(&mut self.key), Arc::new(done));
+        }
+    }
+}
+
 /// What a chained follow-up found over one catalog answer: that answer, and for each value its
 /// `matches` gave, the positions in the catalog of the records whose calls answered it.
 pub(crate) type ChainedAnswers =
@@ -281,19 +307,23 @@ impl Engine {
             return Ok(PairIndex::new());
         };
         // What each call matched, by the id it was asked: taken over from a call of the account
-        // that failed part-way, and handed on if this one does.
-        let resume_key = format!("{}\u{0}{}", call.target.account.id, follow_up.name);
-        let done: std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<String>>>> =
-            std::sync::Mutex::new(
+        // that failed part-way, and handed on if this one fails or is dropped (a timeout).
+        let key = format!("{}\u{0}{}", call.target.account.id, follow_up.name);
+        let unfinished = Unfinished {
+            done: std::sync::Mutex::new(
                 self.unfinished_members
-                    .remove(&resume_key)
+                    .remove(&key)
                     .map(|left| (*left).clone())
                     .unwrap_or_default(),
-            );
+            ),
+            cache: &self.unfinished_members,
+            key,
+            finished: false,
+        };
         let limit = self.follow_up_limit(call, follow_up);
-        let asked_all = try_join_all(asked.iter().map(|(id, _)| {
+        try_join_all(asked.iter().map(|(id, _)| {
             let limit = limit.clone();
-            let done = &done;
+            let done = &unfinished.done;
             async move {
                 if lock(done).contains_key(id) {
                     return Ok(());
@@ -316,17 +346,8 @@ impl Engine {
                 Ok::<_, ApiError>(())
             }
         }))
-        .await;
-        let done = done
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Err(error) = asked_all {
-            // A rate limit or a timeout part-way: the next call does not ask these again.
-            if !done.is_empty() {
-                self.unfinished_members.insert(resume_key, Arc::new(done));
-            }
-            return Err(error);
-        }
+        .await?;
+        let done = unfinished.finish();
         let mut index = PairIndex::new();
         for (id, positions) in &asked {
             for matched in done.get(id).into_iter().flat_map(|matched| matched.iter()) {
