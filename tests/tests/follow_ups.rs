@@ -864,3 +864,85 @@ unified:
     assert_eq!(status, 200);
     assert_eq!(seen.calls.lock().unwrap().len(), 5);
 }
+
+/// A walked follow-up stopped part-way (its second page failing) fails the call, and the
+/// account's next call takes the walk up where it stood: the first page is not asked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walked_follow_up_stopped_part_way_resumes_on_the_next_call() {
+    #[derive(Default)]
+    struct Seen {
+        calls: Mutex<Vec<String>>,
+        failed_once: std::sync::atomic::AtomicBool,
+    }
+    async fn groups(
+        State(seen): State<Arc<Seen>>,
+        axum::extract::RawQuery(query): axum::extract::RawQuery,
+    ) -> Response {
+        let query = query.unwrap_or_default();
+        seen.calls.lock().unwrap().push(query.clone());
+        match query.as_str() {
+            "per_page=2" => axum::Json(json!({
+                "groups": [{"member": "ada", "name": "admins"}, {"member": "grace", "name": "ops"}],
+                "next": "g2"
+            }))
+            .into_response(),
+            "per_page=2&after=g2" if !seen.failed_once.swap(true, Ordering::SeqCst) => {
+                (StatusCode::BAD_GATEWAY, "upstream hiccup").into_response()
+            }
+            "per_page=2&after=g2" => axum::Json(json!({
+                "groups": [{"member": "ada", "name": "ops"}],
+                "next": null
+            }))
+            .into_response(),
+            other => (StatusCode::BAD_REQUEST, format!("unexpected {other}")).into_response(),
+        }
+    }
+    let seen = Arc::new(Seen::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/groups", get(groups))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let mapping = r#"name: Members provider
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth: { kind: bearer, token: "{{context.token}}" }
+pagination: { style: offset, offset_param: offset, page_size_param: limit }
+resources:
+  members:
+    list: { path: /members, records: members }
+  groups:
+    list:
+      path: /groups
+      records: groups
+      pagination: { style: cursor, cursor_param: after, next_cursor: next, page_size_param: per_page, max_page_size: 2 }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          groups: { resource: groups.list, per: page, id: "'all'", walk: true, key: login, matches: member }
+        response_mapping: '{ "id": login, "groups": $groups.{ "name": name }[] }'
+"#;
+    let gateway = members_gateway(mapping, &server.origin).await;
+    let (status, body) = gateway.list("&limit=3").await;
+    assert_eq!(status, 502, "{body}");
+    let (status, body) = gateway.list("&limit=3").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([
+            {"id": "ada", "groups": [{"name": "admins"}, {"name": "ops"}]},
+            {"id": "grace", "groups": [{"name": "ops"}]},
+            {"id": "alan"}
+        ])
+    );
+    assert_eq!(
+        *seen.calls.lock().unwrap(),
+        ["per_page=2", "per_page=2&after=g2", "per_page=2&after=g2"],
+        "the first page was not asked again"
+    );
+}

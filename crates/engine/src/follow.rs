@@ -147,6 +147,83 @@ impl Drop for Unfinished<'_> {
     }
 }
 
+/// Where a walked follow-up's call stood when it stopped part-way: the next request's position,
+/// the records of the pages read, and the walk's guards.
+#[derive(Debug, Clone)]
+pub(crate) struct WalkProgress {
+    position: Position,
+    records: Vec<Value>,
+    pages: u32,
+    last_digest: Option<String>,
+}
+
+/// KiB all unfinished walks may hold together (64 MiB).
+const UNFINISHED_WALKS_KIB: u64 = 64 * 1024;
+
+pub(crate) fn unfinished_walks() -> moka::sync::Cache<String, Arc<WalkProgress>> {
+    moka::sync::Cache::builder()
+        .max_capacity(UNFINISHED_WALKS_KIB)
+        .weigher(|_, progress: &Arc<WalkProgress>| {
+            let bytes: usize = progress.records.iter().map(held_bytes).sum();
+            u32::try_from(1 + bytes / 1024).unwrap_or(u32::MAX)
+        })
+        .time_to_live(KEPT_WALK_ANSWERS_FOR)
+        .support_invalidation_closures()
+        .build()
+}
+
+/// A walked follow-up's call in progress, started where an unfinished one of the account stood
+/// and handed on if it does not finish (an error, or the call dropped on a timeout). Without a
+/// cache (a single call, not a walk) it only holds the one answer's place.
+struct ResumableWalk<'e> {
+    cache: Option<&'e moka::sync::Cache<String, Arc<WalkProgress>>>,
+    key: String,
+    progress: WalkProgress,
+    finished: bool,
+}
+
+impl<'e> ResumableWalk<'e> {
+    fn start(cache: Option<&'e moka::sync::Cache<String, Arc<WalkProgress>>>, key: String) -> Self {
+        let progress = cache
+            .and_then(|cache| cache.remove(&key))
+            .map(Arc::unwrap_or_clone)
+            .unwrap_or(WalkProgress {
+                position: Position::First,
+                records: Vec::new(),
+                pages: 0,
+                last_digest: None,
+            });
+        ResumableWalk {
+            cache,
+            key,
+            progress,
+            finished: false,
+        }
+    }
+
+    fn finish(mut self) -> Vec<Value> {
+        self.finished = true;
+        std::mem::take(&mut self.progress.records)
+    }
+}
+
+impl Drop for ResumableWalk<'_> {
+    fn drop(&mut self) {
+        if let Some(cache) = self.cache
+            && !self.finished
+            && self.progress.pages > 0
+        {
+            let progress = WalkProgress {
+                position: self.progress.position.clone(),
+                records: std::mem::take(&mut self.progress.records),
+                pages: self.progress.pages,
+                last_digest: self.progress.last_digest.take(),
+            };
+            cache.insert(std::mem::take(&mut self.key), Arc::new(progress));
+        }
+    }
+}
+
 /// What a chained follow-up found over one catalog answer: that answer, and for each value its
 /// `matches` gave, the positions in the catalog of the records whose calls answered it.
 pub(crate) type ChainedAnswers =
@@ -202,8 +279,8 @@ impl Engine {
             .insert(Self::walk_answers_key(call), call.walk_answers.clone());
     }
 
-    /// Drops the answers kept for the walks of `account`, and what its unfinished chained
-    /// follow-ups matched (the admin API changed or removed it).
+    /// Drops the answers kept for the walks of `account`, and what its unfinished chained and
+    /// walked follow-ups got (the admin API changed or removed it).
     pub(crate) fn forget_walk_answers(&self, account: &str) {
         let prefix = format!("{account}\u{0}");
         // Fails only when a cache was built without invalidation closures, which they are not.
@@ -211,8 +288,12 @@ impl Engine {
             let prefix = prefix.clone();
             move |key, _| key.starts_with(&prefix)
         });
+        let _ = self.unfinished_members.invalidate_entries_if({
+            let prefix = prefix.clone();
+            move |key, _| key.starts_with(&prefix)
+        });
         let _ = self
-            .unfinished_members
+            .unfinished_walks
             .invalidate_entries_if(move |key, _| key.starts_with(&prefix));
     }
 
@@ -517,15 +598,26 @@ impl Engine {
             (true, None) => strategy.page_size(None, call.page_size.max(100)),
             (false, _) => call.page_size,
         };
-        let mut position = Position::First;
-        let mut records = Vec::new();
-        let mut pages = 0;
-        let mut last_digest: Option<String> = None;
+        // A walk that stops part-way (an outage, a rate limit longer than the gateway waits,
+        // the request deadline) is taken up where it stood by the account's next call.
+        let mut walk = ResumableWalk::start(
+            follow_up.walk.then_some(&self.unfinished_walks),
+            format!(
+                "{}\u{0}{}\u{0}{page_size}\u{0}{id}",
+                target.account.id, follow_up.name
+            ),
+        );
         loop {
+            let WalkProgress {
+                position,
+                records,
+                pages,
+                last_digest,
+            } = &mut walk.progress;
             let body = render_body(
                 resource,
                 None,
-                &position,
+                position,
                 page_size,
                 &call.unified_query,
                 Some(id),
@@ -533,7 +625,7 @@ impl Engine {
             )
             .map_err(|error| mapping_error(&target.integration, &error))?;
             let mut request = match follow_up.walk {
-                true => endpoint.page_request(&position, 0, page_size, body)?,
+                true => endpoint.page_request(position, 0, page_size, body)?,
                 false => endpoint.request(body)?,
             };
             if let Some((
@@ -552,7 +644,7 @@ impl Engine {
                 .call_provider_for_follow_up(target, &request)
                 .await
                 .map_err(failed)?;
-            if response.status == 404 && follow_up.skip_not_found && pages == 0 {
+            if response.status == 404 && follow_up.skip_not_found && *pages == 0 {
                 return Ok(None);
             }
             let headers = response.header_pairs();
@@ -571,7 +663,7 @@ impl Engine {
             }
             let reading = read_page(resource, None, answer, body, &call.scope)
                 .map_err(|error| failed(mapping_error(&target.integration, &error)))?;
-            pages += 1;
+            *pages += 1;
             let next = match (&strategy.style, reading.next) {
                 (Style::LinkHeader | Style::NextUrl, Some(link)) if link.trim().is_empty() => None,
                 (Style::LinkHeader | Style::NextUrl, Some(link)) => Some(
@@ -594,7 +686,7 @@ impl Engine {
                 digest: Some(digest.clone()),
             };
             let next = strategy
-                .next_position(&position, page_size, &facts, last_digest.as_deref(), pages)
+                .next_position(position, page_size, &facts, last_digest.as_deref(), *pages)
                 .map_err(|error| {
                     let message = match error {
                         // Not a loop but an answer larger than the walk is sized for: say which
@@ -610,10 +702,10 @@ impl Engine {
             records.extend(reading.records);
             match next {
                 Some(next) => {
-                    position = next;
-                    last_digest = Some(digest);
+                    *position = next;
+                    *last_digest = Some(digest);
                 }
-                None => return Ok(Some(records)),
+                None => return Ok(Some(walk.finish())),
             }
         }
     }

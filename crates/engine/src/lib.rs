@@ -112,6 +112,8 @@ pub struct Engine {
     kept_walk_answers: moka::sync::Cache<String, Arc<follow::WalkAnswers>>,
     /// What chained follow-ups of a call that failed part-way matched, by account and name.
     unfinished_members: moka::sync::Cache<String, follow::UnfinishedMembers>,
+    /// Where walked follow-ups of a call that failed part-way stood, by account, name and id.
+    unfinished_walks: moka::sync::Cache<String, Arc<follow::WalkProgress>>,
     codec: CursorCodec,
     config: EngineConfig,
     metrics: metrics::Metrics,
@@ -145,6 +147,7 @@ impl Engine {
                 .build(),
             kept_walk_answers: follow::kept_walk_answers(),
             unfinished_members: follow::unfinished_members(),
+            unfinished_walks: follow::unfinished_walks(),
             codec: CursorCodec::new(cursor_secret),
             config,
             metrics: metrics::Metrics::default(),
