@@ -370,44 +370,49 @@ unified:
     assert_eq!(seen.org_calls.load(Ordering::SeqCst), 2);
 }
 
-/// `walk: true` reads every page of a follow-up's answer by its resource's pagination (the
-/// account's groups, two pages of them, paired back to the members), where a single call would
-/// have left the second page's groups out.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_walking_follow_up_reads_every_page_of_its_answer() {
-    #[derive(Default)]
-    struct Seen {
-        group_calls: Mutex<Vec<String>>,
-    }
-    async fn groups(
-        State(seen): State<Arc<Seen>>,
-        axum::extract::RawQuery(query): axum::extract::RawQuery,
-    ) -> Response {
-        let query = query.unwrap_or_default();
-        seen.group_calls.lock().unwrap().push(query.clone());
-        match query.as_str() {
-            "per_page=2" => axum::Json(json!({
-                "groups": [{"member": "ada", "name": "admins"}, {"member": "grace", "name": "ops"}],
-                "next": "g2"
-            }))
-            .into_response(),
-            "per_page=2&after=g2" => axum::Json(json!({
-                "groups": [{"member": "ada", "name": "ops"}],
-                "next": null
-            }))
-            .into_response(),
-            other => (StatusCode::BAD_REQUEST, format!("unexpected {other}")).into_response(),
+/// The account's groups over two pages (`after=g2`), its second page failing once when
+/// `fail_once` is set, and the mapping walking them as a follow-up paired by `member`.
+#[derive(Default)]
+struct WalkedGroups {
+    calls: Mutex<Vec<String>>,
+    fail_once: std::sync::atomic::AtomicBool,
+}
+
+async fn walked_groups(
+    State(seen): State<Arc<WalkedGroups>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    seen.calls.lock().unwrap().push(query.clone());
+    match query.as_str() {
+        "per_page=2" => axum::Json(json!({
+            "groups": [{"member": "ada", "name": "admins"}, {"member": "grace", "name": "ops"}],
+            "next": "g2"
+        }))
+        .into_response(),
+        "per_page=2&after=g2" if seen.fail_once.swap(false, Ordering::SeqCst) => {
+            (StatusCode::BAD_GATEWAY, "upstream hiccup").into_response()
         }
+        "per_page=2&after=g2" => axum::Json(json!({
+            "groups": [{"member": "ada", "name": "ops"}],
+            "next": null
+        }))
+        .into_response(),
+        other => (StatusCode::BAD_REQUEST, format!("unexpected {other}")).into_response(),
     }
-    let seen = Arc::new(Seen::default());
-    let server = spawn_provider(
+}
+
+async fn walked_groups_provider(seen: &Arc<WalkedGroups>) -> unigate_tests::LocalProvider {
+    spawn_provider(
         Router::new()
             .route("/members", get(members))
-            .route("/groups", get(groups))
+            .route("/groups", get(walked_groups))
             .with_state(seen.clone()),
     )
-    .await;
-    let mapping = r#"name: Members provider
+    .await
+}
+
+const WALKED_GROUPS_MAPPING: &str = r#"name: Members provider
 docs: https://example.test/docs
 base_url: "{{context.url}}"
 auth: { kind: bearer, token: "{{context.token}}" }
@@ -429,18 +434,28 @@ unified:
           groups: { resource: groups.list, per: page, id: "'all'", walk: true, key: login, matches: member }
         response_mapping: '{ "id": login, "groups": $groups.{ "name": name }[] }'
 "#;
+
+fn walked_groups_result() -> Value {
+    json!([
+        {"id": "ada", "groups": [{"name": "admins"}, {"name": "ops"}]},
+        {"id": "grace", "groups": [{"name": "ops"}]},
+        {"id": "alan"}
+    ])
+}
+
+/// `walk: true` reads every page of a follow-up's answer by its resource's pagination (the
+/// account's groups, two pages of them, paired back to the members), where a single call would
+/// have left the second page's groups out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walking_follow_up_reads_every_page_of_its_answer() {
+    let seen = Arc::new(WalkedGroups::default());
+    let server = walked_groups_provider(&seen).await;
+    let mapping = WALKED_GROUPS_MAPPING;
     let (status, body) = list_once(mapping, &server.origin, "3").await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], walked_groups_result());
     assert_eq!(
-        body["result"],
-        json!([
-            {"id": "ada", "groups": [{"name": "admins"}, {"name": "ops"}]},
-            {"id": "grace", "groups": [{"name": "ops"}]},
-            {"id": "alan"}
-        ])
-    );
-    assert_eq!(
-        *seen.group_calls.lock().unwrap(),
+        *seen.calls.lock().unwrap(),
         ["per_page=2", "per_page=2&after=g2"]
     );
     // An answer longer than the walk is sized for fails the call naming the bound to raise.
@@ -869,77 +884,15 @@ unified:
 /// account's next call takes the walk up where it stood: the first page is not asked again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_walked_follow_up_stopped_part_way_resumes_on_the_next_call() {
-    #[derive(Default)]
-    struct Seen {
-        calls: Mutex<Vec<String>>,
-        failed_once: std::sync::atomic::AtomicBool,
-    }
-    async fn groups(
-        State(seen): State<Arc<Seen>>,
-        axum::extract::RawQuery(query): axum::extract::RawQuery,
-    ) -> Response {
-        let query = query.unwrap_or_default();
-        seen.calls.lock().unwrap().push(query.clone());
-        match query.as_str() {
-            "per_page=2" => axum::Json(json!({
-                "groups": [{"member": "ada", "name": "admins"}, {"member": "grace", "name": "ops"}],
-                "next": "g2"
-            }))
-            .into_response(),
-            "per_page=2&after=g2" if !seen.failed_once.swap(true, Ordering::SeqCst) => {
-                (StatusCode::BAD_GATEWAY, "upstream hiccup").into_response()
-            }
-            "per_page=2&after=g2" => axum::Json(json!({
-                "groups": [{"member": "ada", "name": "ops"}],
-                "next": null
-            }))
-            .into_response(),
-            other => (StatusCode::BAD_REQUEST, format!("unexpected {other}")).into_response(),
-        }
-    }
-    let seen = Arc::new(Seen::default());
-    let server = spawn_provider(
-        Router::new()
-            .route("/members", get(members))
-            .route("/groups", get(groups))
-            .with_state(seen.clone()),
-    )
-    .await;
-    let mapping = r#"name: Members provider
-docs: https://example.test/docs
-base_url: "{{context.url}}"
-auth: { kind: bearer, token: "{{context.token}}" }
-pagination: { style: offset, offset_param: offset, page_size_param: limit }
-resources:
-  members:
-    list: { path: /members, records: members }
-  groups:
-    list:
-      path: /groups
-      records: groups
-      pagination: { style: cursor, cursor_param: after, next_cursor: next, page_size_param: per_page, max_page_size: 2 }
-unified:
-  user-directory:
-    users:
-      list:
-        resource: members.list
-        follow_up:
-          groups: { resource: groups.list, per: page, id: "'all'", walk: true, key: login, matches: member }
-        response_mapping: '{ "id": login, "groups": $groups.{ "name": name }[] }'
-"#;
-    let gateway = members_gateway(mapping, &server.origin).await;
+    let seen = Arc::new(WalkedGroups::default());
+    seen.fail_once.store(true, Ordering::SeqCst);
+    let server = walked_groups_provider(&seen).await;
+    let gateway = members_gateway(WALKED_GROUPS_MAPPING, &server.origin).await;
     let (status, body) = gateway.list("&limit=3").await;
     assert_eq!(status, 502, "{body}");
     let (status, body) = gateway.list("&limit=3").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body["result"],
-        json!([
-            {"id": "ada", "groups": [{"name": "admins"}, {"name": "ops"}]},
-            {"id": "grace", "groups": [{"name": "ops"}]},
-            {"id": "alan"}
-        ])
-    );
+    assert_eq!(body["result"], walked_groups_result());
     assert_eq!(
         *seen.calls.lock().unwrap(),
         ["per_page=2", "per_page=2&after=g2", "per_page=2&after=g2"],
