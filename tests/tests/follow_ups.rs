@@ -899,3 +899,67 @@ async fn a_walked_follow_up_stopped_part_way_resumes_on_the_next_call() {
         "the first page was not asked again"
     );
 }
+
+/// A per-record follow-up stopped part-way (one user's detail call failing) fails the call, and
+/// the account's next call asks only the users not answered yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_record_follow_up_stopped_part_way_resumes_on_the_next_call() {
+    #[derive(Default)]
+    struct Seen {
+        calls: Mutex<Vec<String>>,
+        failed_once: std::sync::atomic::AtomicBool,
+    }
+    async fn detail(State(seen): State<Arc<Seen>>, Path(login): Path<String>) -> Response {
+        seen.calls.lock().unwrap().push(login.clone());
+        if login == "alan" && !seen.failed_once.swap(true, Ordering::SeqCst) {
+            return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
+        }
+        axum::Json(json!({"login": login, "name": format!("{login} (name)")})).into_response()
+    }
+    let seen = Arc::new(Seen::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/users/{login}", get(detail))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let mapping = r#"name: Members provider
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth: { kind: bearer, token: "{{context.token}}" }
+pagination: { style: offset, offset_param: offset, page_size_param: limit }
+resources:
+  members:
+    list: { path: /members, records: members }
+  users:
+    get: { path: "/users/{{id}}", records: "$" }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          detail: { resource: users.get, id: login, concurrency: 1 }
+        response_mapping: '{ "id": login, "name": $detail.name }'
+"#;
+    let gateway = members_gateway(mapping, &server.origin).await;
+    let (status, body) = gateway.list("&limit=3").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(*seen.calls.lock().unwrap(), ["ada", "grace", "alan"]);
+    let (status, body) = gateway.list("&limit=3").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([
+            {"id": "ada", "name": "ada (name)"},
+            {"id": "grace", "name": "grace (name)"},
+            {"id": "alan", "name": "alan (name)"}
+        ])
+    );
+    assert_eq!(
+        *seen.calls.lock().unwrap(),
+        ["ada", "grace", "alan", "alan"],
+        "ada and grace were not asked again"
+    );
+}

@@ -102,9 +102,15 @@ pub(crate) fn kept_walk_answers() -> moka::sync::Cache<String, Arc<WalkAnswers>>
         .build()
 }
 
-/// What the calls of a chained follow-up matched, by the id each was asked, left by a call that
+/// What a follow-up's finished calls gave, by the `{{id}}` each was asked, left by a call that
 /// failed part-way (a rate limit, a timeout) for the account's next call.
-pub(crate) type UnfinishedMembers = Arc<std::collections::HashMap<String, Arc<Vec<String>>>>;
+type Done<T> = std::collections::HashMap<String, T>;
+
+/// A chained follow-up's: the ids each call's answer matched.
+pub(crate) type UnfinishedMembers = Arc<Done<Arc<Vec<String>>>>;
+
+/// A per-record follow-up's: each call's records (`None`: a 404 declared as no detail).
+pub(crate) type UnfinishedDetails = Arc<Done<Option<Arc<Vec<Value>>>>>;
 
 /// Matched ids all unfinished chained follow-ups may hold together.
 const UNFINISHED_MEMBERS_IDS: u64 = 2_000_000;
@@ -121,23 +127,58 @@ pub(crate) fn unfinished_members() -> moka::sync::Cache<String, UnfinishedMember
         .build()
 }
 
-/// A chained follow-up's calls in progress: what finished calls matched, handed to the
-/// account's next call if these do not all finish (an error, or the call dropped on a timeout).
-struct Unfinished<'e> {
-    done: std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<String>>>>,
-    cache: &'e moka::sync::Cache<String, UnfinishedMembers>,
+/// KiB all unfinished per-record follow-ups may hold together (64 MiB).
+const UNFINISHED_DETAILS_KIB: u64 = 64 * 1024;
+
+pub(crate) fn unfinished_details() -> moka::sync::Cache<String, UnfinishedDetails> {
+    moka::sync::Cache::builder()
+        .max_capacity(UNFINISHED_DETAILS_KIB)
+        .weigher(|_, done: &UnfinishedDetails| {
+            let bytes: usize = done
+                .values()
+                .flatten()
+                .flat_map(|records| records.iter())
+                .map(held_bytes)
+                .sum();
+            u32::try_from(1 + bytes / 1024).unwrap_or(u32::MAX)
+        })
+        .time_to_live(KEPT_WALK_ANSWERS_FOR)
+        .support_invalidation_closures()
+        .build()
+}
+
+/// A follow-up's calls in progress: what finished calls gave, taken over from a call of the
+/// account that failed part-way, and handed to its next call if these do not all finish (an
+/// error, or the call dropped on a timeout).
+struct Unfinished<'e, T: Clone + Send + Sync + 'static> {
+    done: std::sync::Mutex<Done<T>>,
+    cache: &'e moka::sync::Cache<String, Arc<Done<T>>>,
     key: String,
     finished: bool,
 }
 
-impl Unfinished<'_> {
-    fn finish(mut self) -> std::collections::HashMap<String, Arc<Vec<String>>> {
+impl<'e, T: Clone + Send + Sync + 'static> Unfinished<'e, T> {
+    fn start(cache: &'e moka::sync::Cache<String, Arc<Done<T>>>, key: String) -> Self {
+        Unfinished {
+            done: std::sync::Mutex::new(
+                cache
+                    .remove(&key)
+                    .map(Arc::unwrap_or_clone)
+                    .unwrap_or_default(),
+            ),
+            cache,
+            key,
+            finished: false,
+        }
+    }
+
+    fn finish(mut self) -> Done<T> {
         self.finished = true;
         std::mem::take(&mut *lock(&self.done))
     }
 }
 
-impl Drop for Unfinished<'_> {
+impl<T: Clone + Send + Sync + 'static> Drop for Unfinished<'_, T> {
     fn drop(&mut self) {
         let done = std::mem::take(&mut *lock(&self.done));
         if !self.finished && !done.is_empty() {
@@ -279,8 +320,8 @@ impl Engine {
             .insert(Self::walk_answers_key(call), call.walk_answers.clone());
     }
 
-    /// Drops the answers kept for the walks of `account`, and what its unfinished chained and
-    /// walked follow-ups got (the admin API changed or removed it).
+    /// Drops the answers kept for the walks of `account`, and what its unfinished follow-ups
+    /// got (the admin API changed or removed it).
     pub(crate) fn forget_walk_answers(&self, account: &str) {
         let prefix = format!("{account}\u{0}");
         // Fails only when a cache was built without invalidation closures, which they are not.
@@ -292,8 +333,12 @@ impl Engine {
             let prefix = prefix.clone();
             move |key, _| key.starts_with(&prefix)
         });
+        let _ = self.unfinished_walks.invalidate_entries_if({
+            let prefix = prefix.clone();
+            move |key, _| key.starts_with(&prefix)
+        });
         let _ = self
-            .unfinished_walks
+            .unfinished_details
             .invalidate_entries_if(move |key, _| key.starts_with(&prefix));
     }
 
@@ -389,18 +434,10 @@ impl Engine {
         };
         // What each call matched, by the id it was asked: taken over from a call of the account
         // that failed part-way, and handed on if this one fails or is dropped (a timeout).
-        let key = format!("{}\u{0}{}", call.target.account.id, follow_up.name);
-        let unfinished = Unfinished {
-            done: std::sync::Mutex::new(
-                self.unfinished_members
-                    .remove(&key)
-                    .map(|left| (*left).clone())
-                    .unwrap_or_default(),
-            ),
-            cache: &self.unfinished_members,
-            key,
-            finished: false,
-        };
+        let unfinished = Unfinished::start(
+            &self.unfinished_members,
+            format!("{}\u{0}{}", call.target.account.id, follow_up.name),
+        );
         let limit = self.follow_up_limit(call, follow_up);
         try_join_all(asked.iter().map(|(id, _)| {
             let limit = limit.clone();
@@ -458,21 +495,34 @@ impl Engine {
             .iter()
             .map(|record| evaluate(call, &follow_up.id, record, "follow_up.id").map(as_id))
             .collect::<Result<Vec<Option<String>>, ApiError>>()?;
+        // Answers of finished calls, by id: taken over from a call of the account that failed
+        // part-way (a page of slow per-user calls past the deadline), handed on if this one does.
+        let unfinished = Unfinished::start(
+            &self.unfinished_details,
+            format!("{}\u{0}{}", call.target.account.id, follow_up.name),
+        );
         let limit = self.follow_up_limit(call, follow_up);
-        let answers = try_join_all(ids.iter().map(|id| {
+        try_join_all(ids.iter().flatten().map(|id| {
             let limit = limit.clone();
+            let done = &unfinished.done;
             async move {
-                let Some(id) = id else { return Ok(None) };
+                if lock(done).contains_key(id) {
+                    return Ok(());
+                }
                 let _permit = limit
                     .acquire()
                     .await
                     .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
-                self.follow_one(call, follow_up, id, None).await
+                let answer = self.follow_one(call, follow_up, id, None).await?;
+                lock(done).insert(id.clone(), answer.map(Arc::new));
+                Ok::<_, ApiError>(())
             }
         }))
         .await?;
-        for (slot, answer) in variables.records.iter_mut().zip(answers) {
-            if let Some(found) = answer.and_then(one_or_many) {
+        let done = unfinished.finish();
+        for (slot, id) in variables.records.iter_mut().zip(&ids) {
+            let answer = id.as_ref().and_then(|id| done.get(id)).cloned().flatten();
+            if let Some(found) = answer.map(Arc::unwrap_or_clone).and_then(one_or_many) {
                 slot.push((follow_up.name.clone(), found));
             }
         }

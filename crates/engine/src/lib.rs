@@ -114,6 +114,8 @@ pub struct Engine {
     unfinished_members: moka::sync::Cache<String, follow::UnfinishedMembers>,
     /// Where walked follow-ups of a call that failed part-way stood, by account, name and id.
     unfinished_walks: moka::sync::Cache<String, Arc<follow::WalkProgress>>,
+    /// What per-record follow-ups of a call that failed part-way got, by account and name.
+    unfinished_details: moka::sync::Cache<String, follow::UnfinishedDetails>,
     codec: CursorCodec,
     config: EngineConfig,
     metrics: metrics::Metrics,
@@ -148,6 +150,7 @@ impl Engine {
             kept_walk_answers: follow::kept_walk_answers(),
             unfinished_members: follow::unfinished_members(),
             unfinished_walks: follow::unfinished_walks(),
+            unfinished_details: follow::unfinished_details(),
             codec: CursorCodec::new(cursor_secret),
             config,
             metrics: metrics::Metrics::default(),
