@@ -308,15 +308,8 @@ async fn a_page_wide_answer_and_ids_sent_in_batches() {
             .with_state(seen.clone()),
     )
     .await;
-    let mapping = r#"name: Members provider
-docs: https://example.test/docs
-base_url: "{{context.url}}"
-auth: { kind: bearer, token: "{{context.token}}" }
-pagination: { style: offset, offset_param: offset, page_size_param: limit }
-resources:
-  members:
-    list: { path: /members, records: members }
-  org:
+    let mapping = &members_mapping(
+        r#"  org:
     get: { path: /org, query: { for: "{{id}}" }, records: "$" }
   profiles:
     list: { path: /profiles, query: { fields: title }, records: profiles }
@@ -340,7 +333,8 @@ unified:
             "title": $profile.title,
             "organizations": [{ "id": $org.id, "name": $org.name }]
           }
-"#;
+"#,
+    );
     let (status, body) = list_once(mapping, &server.origin, "7").await;
     assert_eq!(status, 200, "{body}");
     let org = json!([{"id": "o1", "name": "Acme"}]);
@@ -487,15 +481,8 @@ async fn an_answer_record_pairs_with_every_id_its_matches_lists() {
             .route("/groups", get(groups)),
     )
     .await;
-    let mapping = r#"name: Members provider
-docs: https://example.test/docs
-base_url: "{{context.url}}"
-auth: { kind: bearer, token: "{{context.token}}" }
-pagination: { style: offset, offset_param: offset, page_size_param: limit }
-resources:
-  members:
-    list: { path: /members, records: members }
-  groups:
+    let mapping = &members_mapping(
+        r#"  groups:
     list: { path: /groups, records: groups }
 unified:
   user-directory:
@@ -505,7 +492,8 @@ unified:
         follow_up:
           groups: { resource: groups.list, per: page, id: "'all'", key: login, matches: members }
         response_mapping: '{ "id": login, "groups": $groups.{ "name": name }[] }'
-"#;
+"#,
+    );
     let (status, body) = list_once(mapping, &server.origin, "4").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -577,15 +565,8 @@ async fn a_chained_follow_up_gives_each_record_the_groups_holding_it() {
             .with_state(seen.clone()),
     )
     .await;
-    let mapping = r#"name: Members provider
-docs: https://example.test/docs
-base_url: "{{context.url}}"
-auth: { kind: bearer, token: "{{context.token}}" }
-pagination: { style: offset, offset_param: offset, page_size_param: limit }
-resources:
-  members:
-    list: { path: /members, records: members }
-  groups:
+    let mapping = &members_mapping(
+        r#"  groups:
     list: { path: /groups, records: groups }
   group_members:
     list:
@@ -608,7 +589,8 @@ unified:
             key: login
             matches: user.login
         response_mapping: '{ "id": login, "groups": $groups.{ "id": $string(id), "name": name }[] }'
-"#;
+"#,
+    );
     let expected = json!([
         {"id": "ada", "groups": [{"id": "1", "name": "admins"}, {"id": "2", "name": "ops"}]},
         {"id": "grace", "groups": [{"id": "1", "name": "admins"}]},
@@ -693,6 +675,22 @@ impl MembersGateway {
     }
 }
 
+/// A mapping of the members provider: its file-level lines and the members list, then `rest`
+/// (more resources, then `unified`).
+fn members_mapping(rest: &str) -> String {
+    format!(
+        r#"name: Members provider
+docs: https://example.test/docs
+base_url: "{{{{context.url}}}}"
+auth: {{ kind: bearer, token: "{{{{context.token}}}}" }}
+pagination: {{ style: offset, offset_param: offset, page_size_param: limit }}
+resources:
+  members:
+    list: {{ path: /members, records: members }}
+{rest}"#
+    )
+}
+
 /// The first unified page (`limit` records, and any parameters after it) of one account of
 /// `mapping`, whose provider is at `origin`.
 async fn list_once(mapping: &str, origin: &str, limit: &str) -> (u16, Value) {
@@ -719,15 +717,8 @@ async fn an_admin_write_drops_the_answers_kept_for_the_accounts_walks() {
             .with_state(calls.clone()),
     )
     .await;
-    let mapping = r#"name: Members provider
-docs: https://example.test/docs
-base_url: "{{context.url}}"
-auth: { kind: bearer, token: "{{context.token}}" }
-pagination: { style: offset, offset_param: offset, page_size_param: limit }
-resources:
-  members:
-    list: { path: /members, records: members }
-  org:
+    let mapping = &members_mapping(
+        r#"  org:
     get: { path: /org, records: org }
 unified:
   user-directory:
@@ -737,7 +728,8 @@ unified:
         follow_up:
           org: { resource: org.get, per: page, id: "'mine'" }
         response_mapping: '{ "id": login, "organizations": [{ "name": $org.name }] }'
-"#;
+"#,
+    );
     let account = IntegratedAccount {
         id: "acc".into(),
         integration: "members".into(),
@@ -837,15 +829,8 @@ async fn a_chained_follow_up_stopped_part_way_resumes_on_the_next_call() {
             .with_state(seen.clone()),
     )
     .await;
-    let mapping = r#"name: Members provider
-docs: https://example.test/docs
-base_url: "{{context.url}}"
-auth: { kind: bearer, token: "{{context.token}}" }
-pagination: { style: offset, offset_param: offset, page_size_param: limit }
-resources:
-  members:
-    list: { path: /members, records: members }
-  groups:
+    let mapping = &members_mapping(
+        r#"  groups:
     list: { path: /groups, records: groups }
   group_members:
     list: { path: "/groups/{{id}}/members", records: members }
@@ -858,7 +843,8 @@ unified:
           catalog: { resource: groups.list, per: page, id: "'all'" }
           groups: { resource: group_members.list, over: catalog, id: id, key: login, matches: login, concurrency: 1 }
         response_mapping: '{ "id": login, "groups": $groups.name[] }'
-"#;
+"#,
+    );
     let gateway = members_gateway(mapping, &server.origin).await;
     let (status, body) = gateway.list("&limit=2").await;
     assert_eq!(status, 502, "{body}");
@@ -924,15 +910,8 @@ async fn a_per_record_follow_up_stopped_part_way_resumes_on_the_next_call() {
             .with_state(seen.clone()),
     )
     .await;
-    let mapping = r#"name: Members provider
-docs: https://example.test/docs
-base_url: "{{context.url}}"
-auth: { kind: bearer, token: "{{context.token}}" }
-pagination: { style: offset, offset_param: offset, page_size_param: limit }
-resources:
-  members:
-    list: { path: /members, records: members }
-  users:
+    let mapping = &members_mapping(
+        r#"  users:
     get: { path: "/users/{{id}}", records: "$" }
 unified:
   user-directory:
@@ -942,7 +921,8 @@ unified:
         follow_up:
           detail: { resource: users.get, id: login, concurrency: 1 }
         response_mapping: '{ "id": login, "name": $detail.name }'
-"#;
+"#,
+    );
     let gateway = members_gateway(mapping, &server.origin).await;
     let (status, body) = gateway.list("&limit=3").await;
     assert_eq!(status, 502, "{body}");
