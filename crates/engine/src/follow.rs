@@ -224,7 +224,12 @@ struct ResumableWalk<'e> {
 }
 
 impl<'e> ResumableWalk<'e> {
-    fn start(cache: Option<&'e moka::sync::Cache<String, Arc<WalkProgress>>>, key: String) -> Self {
+    /// `key` is made only for a walk (a single call keeps nothing).
+    fn start(
+        cache: Option<&'e moka::sync::Cache<String, Arc<WalkProgress>>>,
+        key: impl FnOnce() -> String,
+    ) -> Self {
+        let key = cache.map(|_| key()).unwrap_or_default();
         let progress = cache
             .and_then(|cache| cache.remove(&key))
             .map(Arc::unwrap_or_clone)
@@ -650,13 +655,13 @@ impl Engine {
         };
         // A walk that stops part-way (an outage, a rate limit longer than the gateway waits,
         // the request deadline) is taken up where it stood by the account's next call.
-        let mut walk = ResumableWalk::start(
-            follow_up.walk.then_some(&self.unfinished_walks),
-            format!(
-                "{}\u{0}{}\u{0}{page_size}\u{0}{id}",
-                target.account.id, follow_up.name
-            ),
-        );
+        let mut walk =
+            ResumableWalk::start(follow_up.walk.then_some(&self.unfinished_walks), || {
+                format!(
+                    "{}\u{0}{}\u{0}{page_size}\u{0}{id}",
+                    target.account.id, follow_up.name
+                )
+            });
         loop {
             let WalkProgress {
                 position,
