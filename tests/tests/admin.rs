@@ -249,8 +249,9 @@ async fn accounts_are_managed_over_http_and_survive_a_restart() {
 }
 
 /// A provider that refuses an account's API key (a 401) marks the account `needs_reauth`: later
-/// calls answer 401 without reaching the provider, the admin API shows why, and new credentials
-/// with `status: active` bring it back.
+/// calls answer 401 without reaching the provider, the admin API shows why, a write that changes
+/// nothing the account sends leaves the mark, and new credentials bring it back (a reconnect, no
+/// `status: active` needed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_api_key_holds_the_account_until_it_is_reconnected() {
     let dir = std::env::temp_dir().join(format!("unigate-admin-refused-{}", std::process::id()));
@@ -338,10 +339,26 @@ async fn a_refused_api_key_holds_the_account_until_it_is_reconnected() {
         "PATCH",
         "/admin/integrated-accounts/acme-scim",
         ADMIN,
-        Some(json!({"context": {"token": "fresh-SECRET"}, "status": "active"})),
+        Some(json!({"context": {"token": "revoked-SECRET"}})),
     )
     .await;
-    assert_eq!((status, body["status"].clone()), (200, json!("active")));
+    assert_eq!(
+        (status, body["status"].clone(), body["last_error"].clone()),
+        (200, json!("needs_reauth"), json!(reason)),
+        "the same key again is no reconnect"
+    );
+    let (status, body) = admin(
+        &gateway,
+        "PATCH",
+        "/admin/integrated-accounts/acme-scim",
+        ADMIN,
+        Some(json!({"context": {"token": "fresh-SECRET"}})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].clone(), body["last_error"].clone()),
+        (200, json!("active"), Value::Null)
+    );
     let (status, body) = list().await;
     assert_eq!(
         (status, body["result"][0]["id"].clone()),

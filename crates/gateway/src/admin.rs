@@ -234,7 +234,27 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Byt
                         context.contains_key("access_token")
                             && !context.contains_key("access_token_dpop_key")
                     });
+                    // A change to what a marked account sends is a reconnect: what was refused
+                    // (a key, a token request asking a scope not granted) is tried again.
+                    let marked = (account.status == AccountStatus::NeedsReauth).then(|| {
+                        (
+                            account.integration.clone(),
+                            account.context.clone(),
+                            account.base_url.clone(),
+                            account.mapping.clone(),
+                        )
+                    });
                     apply(patch, account)?;
+                    if let Some((integration, context, base_url, mapping)) = marked {
+                        if integration != account.integration
+                            || context != account.context
+                            || base_url != account.base_url
+                            || mapping != account.mapping
+                        {
+                            account.status = AccountStatus::Active;
+                            account.last_error = None;
+                        }
+                    }
                     if credentials_change {
                         state.engine().drop_issued_token(account);
                     } else if unbound_token {

@@ -564,7 +564,7 @@ fn admin_paths(paths: &mut Map<String, Value>) {
             "integration": {"type": "string"},
             "context": {"type": "object", "description": "Merged key by key; `null` removes a key."},
             "base_url": {"type": ["string", "null"]},
-            "status": {"type": "string", "enum": ["active"], "description": "Clears `needs_reauth` after a reconnect."},
+            "status": {"type": "string", "enum": ["active"], "description": "Clears `needs_reauth` (a reconnect). A patch that changes the context, integration, base URL or mapping of a marked account clears it too."},
             "mapping": mapping,
         },
     });
