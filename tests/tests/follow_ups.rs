@@ -646,6 +646,87 @@ unified:
     assert_eq!(seen.calls.lock().unwrap().len(), once.len());
 }
 
+/// A follow-up may be chained over a catalog that pairs records itself: groups listing their
+/// first members inline pair with those, and only the groups whose inline list falls short of
+/// their size are asked for their members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chained_follow_up_may_complete_a_catalog_that_pairs_its_own_records() {
+    #[derive(Default)]
+    struct Seen {
+        calls: Mutex<Vec<String>>,
+    }
+    async fn groups(State(seen): State<Arc<Seen>>) -> Response {
+        seen.calls.lock().unwrap().push("groups".into());
+        axum::Json(json!({"groups": [
+            {"id": 1, "name": "admins", "members": ["ada", "grace"], "size": 2},
+            {"id": 2, "name": "ops", "members": ["ada"], "size": 3},
+            {"id": 3, "name": "big", "members": [], "size": 5}
+        ]}))
+        .into_response()
+    }
+    async fn group_members(State(seen): State<Arc<Seen>>, Path(id): Path<String>) -> Response {
+        seen.calls.lock().unwrap().push(id.clone());
+        let members: &[&str] = match id.as_str() {
+            "2" => &["ada", "alan", "donald"],
+            "3" => &["edsger"],
+            _ => return (StatusCode::BAD_REQUEST, "unexpected").into_response(),
+        };
+        let members: Vec<Value> = members
+            .iter()
+            .map(|login| json!({"login": login}))
+            .collect();
+        axum::Json(json!({ "members": members })).into_response()
+    }
+    let seen = Arc::new(Seen::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/groups", get(groups))
+            .route("/groups/{id}/members", get(group_members))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let mapping = &members_mapping(
+        r#"  groups:
+    list: { path: /groups, records: groups }
+  group_members:
+    list: { path: "/groups/{{id}}/members", records: members }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          inline: { resource: groups.list, per: page, id: "'all'", key: login, matches: members }
+          groups:
+            resource: group_members.list
+            over: inline
+            id: '$count(members) < size ? $string(id)'
+            key: login
+            matches: login
+        # groups: the inline pairs; roles (standing in for a second list): the chained calls'.
+        response_mapping: '{ "id": login, "groups": $inline.{ "name": name }[], "roles": $groups.{ "name": name }[] }'
+"#,
+    );
+    let (status, body) = list_once(mapping, &server.origin, "7").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([
+            {"id": "ada", "groups": [{"name": "admins"}, {"name": "ops"}], "roles": [{"name": "ops"}]},
+            {"id": "grace", "groups": [{"name": "admins"}]},
+            {"id": "alan", "roles": [{"name": "ops"}]},
+            {"id": "edsger", "roles": [{"name": "big"}]},
+            {"id": "barbara"},
+            {"id": "gone"},
+            {"id": "donald", "roles": [{"name": "ops"}]}
+        ])
+    );
+    let mut calls = std::mem::take(&mut *seen.calls.lock().unwrap());
+    calls.sort();
+    assert_eq!(calls, ["2", "3", "groups"]);
+}
+
 /// A gateway serving one account of `mapping`, whose provider is at `origin`.
 async fn members_gateway(mapping: &str, origin: &str) -> MembersGateway {
     let account = IntegratedAccount {

@@ -1256,11 +1256,11 @@ fn a_chained_follow_up_is_checked_at_load() {
     assert_eq!(
         lines,
         [
-            "mappings/a.yaml:20: unified.user-directory.users.list.follow_up.groups.over: names `detail`, which is not another follow-up of this list with `per: page`, no `key`/`matches`, no `batch` and no `over` (a catalog whose whole answer is the page's)",
+            "mappings/a.yaml:20: unified.user-directory.users.list.follow_up.groups.over: names `detail`, which is not another follow-up of this list with `per: page`, no `batch` and no `over` (a catalog: one answer for the page, read whole)",
             "mappings/a.yaml:20: unified.user-directory.users.list.follow_up.groups.per: a follow-up `over` another is called once per record of that one's answer: it takes no `per`",
             "mappings/b.yaml:20: unified.user-directory.users.list.follow_up.groups: a follow-up `over` another pairs its answers with page records through `key` (over a page record) and `matches` (over a record of an answer): both are needed",
             "mappings/b.yaml:20: unified.user-directory.users.list.follow_up.groups.batch: a follow-up `over` another makes one call per record of its answer: it takes no `batch`",
-            "mappings/c.yaml:19: unified.user-directory.users.list.follow_up.groups.over: names `groups`, which is not another follow-up of this list with `per: page`, no `key`/`matches`, no `batch` and no `over` (a catalog whose whole answer is the page's)",
+            "mappings/c.yaml:19: unified.user-directory.users.list.follow_up.groups.over: names `groups`, which is not another follow-up of this list with `per: page`, no `batch` and no `over` (a catalog: one answer for the page, read whole)",
         ],
         "{errors}"
     );

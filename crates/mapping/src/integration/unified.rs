@@ -364,7 +364,7 @@ fn compile_follow_ups(
                     over,
                     &format!("{at}.over"),
                     &format!(
-                        "names `{}`, which is not another follow-up of this list with `per: page`, no `key`/`matches`, no `batch` and no `over` (a catalog whose whole answer is the page's)",
+                        "names `{}`, which is not another follow-up of this list with `per: page`, no `batch` and no `over` (a catalog: one answer for the page, read whole)",
                         over.value
                     ),
                 );
@@ -482,8 +482,10 @@ fn compile_follow_ups(
     ok.then_some(compiled)
 }
 
-/// Whether `over` names a follow-up of the same list whose whole answer is the page's (a
-/// catalog a chained follow-up can be called over): per page, unpaired, unbatched, unchained.
+/// Whether `over` names a follow-up of the same list whose answer is one for the page (a catalog
+/// a chained follow-up can be called over): per page, unbatched, unchained. It may pair its own
+/// records too (a group listing some of its members inline): the chained one reads the whole
+/// answer all the same.
 fn over_names_a_catalog(
     over: &str,
     name: &str,
@@ -491,10 +493,6 @@ fn over_names_a_catalog(
 ) -> bool {
     over != name
         && follow_ups.get(over).is_some_and(|catalog| {
-            per_page_spec(catalog)
-                && catalog.key.is_none()
-                && catalog.matches.is_none()
-                && catalog.batch.is_none()
-                && catalog.over.is_none()
+            per_page_spec(catalog) && catalog.batch.is_none() && catalog.over.is_none()
         })
 }
