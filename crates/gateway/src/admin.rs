@@ -245,15 +245,14 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Byt
                         )
                     });
                     apply(patch, account)?;
-                    if let Some((integration, context, base_url, mapping)) = marked {
-                        if integration != account.integration
+                    if let Some((integration, context, base_url, mapping)) = marked
+                        && (integration != account.integration
                             || context != account.context
                             || base_url != account.base_url
-                            || mapping != account.mapping
-                        {
-                            account.status = AccountStatus::Active;
-                            account.last_error = None;
-                        }
+                            || mapping != account.mapping)
+                    {
+                        account.status = AccountStatus::Active;
+                        account.last_error = None;
                     }
                     if credentials_change {
                         state.engine().drop_issued_token(account);
