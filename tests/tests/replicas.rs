@@ -253,6 +253,33 @@ async fn accounts_and_one_token_refresh_are_shared_across_replicas() {
         assert_eq!(account.context["refresh_token"], "rt-1");
         assert_eq!(account.context["access_token"], "tok-1");
     }
+
+    // New credentials through A: B, which holds tok-1 (valid for an hour), must not send it for
+    // them; it asks for a token with the new refresh token.
+    let (status, body) = admin(
+        &a.gateway.origin,
+        reqwest::Method::PATCH,
+        "/admin/integrated-accounts/acc",
+        Some(json!({"context": {"client_secret": "secret-2", "refresh_token": "rt-new"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let patched_at = Instant::now();
+    while b.store.get("acc").unwrap().context["refresh_token"] != "rt-new" {
+        assert!(
+            patched_at.elapsed() < Duration::from_secs(1),
+            "replica B did not see the change within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, body) = get_json(&list_url(&b.gateway.origin, "acc"), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(seen.token_requests.load(Ordering::SeqCst), 2);
+    assert_eq!(*seen.refresh_tokens.lock().unwrap(), vec!["rt-0", "rt-new"]);
+    assert_eq!(
+        seen.api_auth.lock().unwrap().last().map(String::as_str),
+        Some("Bearer tok-2")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

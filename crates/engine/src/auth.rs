@@ -42,7 +42,7 @@ pub(crate) const TOKEN_DPOP_KEY: &str = "access_token_dpop_key";
 
 /// The token the account's context holds, if any. A DPoP-bound token whose key cannot be read
 /// is no token at all: no call could be made with it.
-fn stored_token(context: &Value) -> Option<AccessToken> {
+pub(crate) fn stored_token(context: &Value) -> Option<AccessToken> {
     let token = context.get(TOKEN_KEY).and_then(Value::as_str)?;
     let dpop_key = match context.get(TOKEN_DPOP_KEY).and_then(Value::as_str) {
         Some(stored) => Some(Arc::new(DpopKey::from_stored(&Secret::new(stored)).ok()?)),
@@ -56,6 +56,26 @@ fn stored_token(context: &Value) -> Option<AccessToken> {
             .map(|millis| millis / 1000),
         dpop_key,
     })
+}
+
+/// Whether two copies of an account differ at most in what the engine writes when it obtains a
+/// token (the token, its expiry and DPoP key, a rotated `refresh_token`): another replica's
+/// token write leaves a walk's kept answers as they are, a change of credentials does not. (A
+/// refresh token rotated under another key reads as a change: the answers are asked again.)
+pub(crate) fn same_but_tokens(one: &IntegratedAccount, other: &IntegratedAccount) -> bool {
+    let without_tokens = |context: &Value| -> Value {
+        let mut context = context.clone();
+        if let Some(object) = context.as_object_mut() {
+            for key in [TOKEN_KEY, TOKEN_EXPIRY_KEY, TOKEN_DPOP_KEY, "refresh_token"] {
+                object.shift_remove(key);
+            }
+        }
+        context
+    };
+    one.integration == other.integration
+        && one.base_url == other.base_url
+        && one.mapping == other.mapping
+        && without_tokens(&one.context) == without_tokens(&other.context)
 }
 
 /// The context key a rotated refresh token is written back to: the one the mapping's
@@ -777,4 +797,44 @@ fn exchange_request(exchange: &RenderedExchange, now: i64) -> Result<ProviderReq
             .map(|(_, body)| body.expose().as_bytes().to_vec()),
         proof: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn account(context: Value) -> IntegratedAccount {
+        IntegratedAccount {
+            id: "acc".into(),
+            integration: "okta".into(),
+            context,
+            base_url: None,
+            status: AccountStatus::Active,
+            last_error: None,
+            mapping: None,
+        }
+    }
+
+    /// Another replica's token write keeps a walk's answers; new credentials, another host or
+    /// another integration do not.
+    #[test]
+    fn only_a_token_write_leaves_an_account_the_same() {
+        let before = account(json!({"client_secret": "s", "refresh_token": "rt-1",
+            "access_token": "t1", "access_token_expires_at": "2099-01-01T00:00:00Z"}));
+        let rotated = account(json!({"client_secret": "s", "refresh_token": "rt-2",
+            "access_token": "t2", "access_token_expires_at": "2099-01-01T01:00:00Z"}));
+        assert!(same_but_tokens(&before, &rotated));
+        let dropped = account(json!({"client_secret": "s", "refresh_token": "rt-1"}));
+        assert!(same_but_tokens(&before, &dropped));
+        let new_secret = account(json!({"client_secret": "s2", "refresh_token": "rt-1"}));
+        assert!(!same_but_tokens(&before, &new_secret));
+        let mut elsewhere = before.clone();
+        elsewhere.base_url = Some("https://other.example".into());
+        assert!(!same_but_tokens(&before, &elsewhere));
+        let mut other = before.clone();
+        other.integration = "auth0".into();
+        assert!(!same_but_tokens(&before, &other));
+    }
 }

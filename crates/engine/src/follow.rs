@@ -86,6 +86,33 @@ fn held_bytes(value: &Value) -> usize {
     }
 }
 
+/// Drops what the engine keeps for `account`'s walks: the answers of walks paged by their
+/// cursor and what unfinished follow-ups got. A free function so that a store's change
+/// subscriber (which cannot hold the engine) can call it with the caches.
+pub(crate) fn forget_walk_answers(
+    account: &str,
+    kept: &moka::sync::Cache<String, Arc<WalkAnswers>>,
+    members: &moka::sync::Cache<String, UnfinishedMembers>,
+    walks: &moka::sync::Cache<String, Arc<WalkProgress>>,
+    details: &moka::sync::Cache<String, UnfinishedDetails>,
+) {
+    let prefix = format!("{account}\u{0}");
+    // Fails only when a cache was built without invalidation closures, which they are not.
+    let _ = kept.invalidate_entries_if({
+        let prefix = prefix.clone();
+        move |key, _| key.starts_with(&prefix)
+    });
+    let _ = members.invalidate_entries_if({
+        let prefix = prefix.clone();
+        move |key, _| key.starts_with(&prefix)
+    });
+    let _ = walks.invalidate_entries_if({
+        let prefix = prefix.clone();
+        move |key, _| key.starts_with(&prefix)
+    });
+    let _ = details.invalidate_entries_if(move |key, _| key.starts_with(&prefix));
+}
+
 /// How long a walk paged by its cursor reuses its follow-up answers: a catalog (roles, groups,
 /// members) at most this old, and a walk longer than this asks it again once.
 const KEPT_WALK_ANSWERS_FOR: std::time::Duration = std::time::Duration::from_secs(600);
@@ -328,23 +355,13 @@ impl Engine {
     /// Drops the answers kept for the walks of `account`, and what its unfinished follow-ups
     /// got (the admin API changed or removed it).
     pub(crate) fn forget_walk_answers(&self, account: &str) {
-        let prefix = format!("{account}\u{0}");
-        // Fails only when a cache was built without invalidation closures, which they are not.
-        let _ = self.kept_walk_answers.invalidate_entries_if({
-            let prefix = prefix.clone();
-            move |key, _| key.starts_with(&prefix)
-        });
-        let _ = self.unfinished_members.invalidate_entries_if({
-            let prefix = prefix.clone();
-            move |key, _| key.starts_with(&prefix)
-        });
-        let _ = self.unfinished_walks.invalidate_entries_if({
-            let prefix = prefix.clone();
-            move |key, _| key.starts_with(&prefix)
-        });
-        let _ = self
-            .unfinished_details
-            .invalidate_entries_if(move |key, _| key.starts_with(&prefix));
+        forget_walk_answers(
+            account,
+            &self.kept_walk_answers,
+            &self.unfinished_members,
+            &self.unfinished_walks,
+            &self.unfinished_details,
+        );
     }
 
     /// Runs every follow-up of the call's method for `records`.

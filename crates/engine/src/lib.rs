@@ -137,6 +137,31 @@ impl Engine {
         accounts.subscribe_holds(Arc::new(move |key, until, status| {
             shared.hold_shared(key, until, status)
         }));
+        let kept_walk_answers = follow::kept_walk_answers();
+        let unfinished_members = follow::unfinished_members();
+        let unfinished_walks = follow::unfinished_walks();
+        let unfinished_details = follow::unfinished_details();
+        // An admin write another replica made: this one's token and walk answers follow it.
+        accounts.subscribe_changes(Arc::new({
+            let tokens = tokens.clone();
+            let (kept, members, walks, details) = (
+                kept_walk_answers.clone(),
+                unfinished_members.clone(),
+                unfinished_walks.clone(),
+                unfinished_details.clone(),
+            );
+            move |before, after| {
+                let Some(after) = after else {
+                    tokens.forget(&before.id);
+                    follow::forget_walk_answers(&before.id, &kept, &members, &walks, &details);
+                    return;
+                };
+                tokens.adopt(&after.id, || auth::stored_token(&after.context));
+                if !auth::same_but_tokens(before, after) {
+                    follow::forget_walk_answers(&after.id, &kept, &members, &walks, &details);
+                }
+            }
+        }));
         Engine {
             catalog,
             accounts,
@@ -147,10 +172,10 @@ impl Engine {
                 .max_capacity(100_000)
                 .time_to_idle(std::time::Duration::from_secs(3600))
                 .build(),
-            kept_walk_answers: follow::kept_walk_answers(),
-            unfinished_members: follow::unfinished_members(),
-            unfinished_walks: follow::unfinished_walks(),
-            unfinished_details: follow::unfinished_details(),
+            kept_walk_answers,
+            unfinished_members,
+            unfinished_walks,
+            unfinished_details,
             codec: CursorCodec::new(cursor_secret),
             config,
             metrics: metrics::Metrics::default(),

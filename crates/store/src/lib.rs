@@ -132,6 +132,10 @@ pub trait TokenLease: Send {
 /// status)`, `until_epoch_ms` 0 for a release.
 pub type OnHold = Arc<dyn Fn(&str, i64, u16) + Send + Sync>;
 
+/// What a process does when its copy of an account takes a change another process made: the
+/// account before, and after (`None`: deleted).
+pub type OnChange = Arc<dyn Fn(&IntegratedAccount, Option<&IntegratedAccount>) + Send + Sync>;
+
 /// A change to one account; an `Err` leaves the account as it was.
 pub type Change<'a> = dyn FnMut(&mut IntegratedAccount) -> Result<(), StoreError> + 'a;
 
@@ -205,6 +209,13 @@ pub trait AccountStore: Send + Sync + fmt::Debug {
     /// Adds `on_hold(key, until_epoch_ms, status)` to what is called for every wait shared by a
     /// process sharing the store (this one's included; `until_epoch_ms` 0: released).
     fn subscribe_holds(&self, _on_hold: OnHold) {}
+
+    /// Adds `on_change(before, after)` to what is called when this process's copy of an account
+    /// is read back changed from a store other processes write too (a notification, a full
+    /// reload; `after` `None`: deleted), so what the process keeps for it (a token, a walk's
+    /// answers) follows an admin write made on another. A store only this process writes never
+    /// calls it.
+    fn subscribe_changes(&self, _on_change: OnChange) {}
 
     /// Takes the config file's accounts again (a reload): the store gains the ones it lacks and
     /// keeps the others as they are — a token rotated since start, or an admin change, would be

@@ -214,6 +214,8 @@ struct Shared {
     reachable: AtomicBool,
     /// Who hears of providers' waits announced on [`HOLDS_CHANNEL`] (the engine's pacer).
     on_hold: HoldSubscriber,
+    /// Who hears of accounts read back changed (the engine's token cache and walk answers).
+    on_change: ChangeSubscriber,
 }
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
@@ -320,8 +322,29 @@ impl Shared {
             }
         }
         let count = accounts.len();
+        let before = self.accounts.list();
         self.accounts.replace_all(accounts);
+        for account in before {
+            let after = self.accounts.get(&account.id);
+            self.changed(&account, after.as_deref());
+        }
         Ok(count)
+    }
+
+    /// Tells the subscribers that `before` now reads `after` (unless nothing changed).
+    fn changed(&self, before: &IntegratedAccount, after: Option<&IntegratedAccount>) {
+        if after.is_some_and(|after| same_account(before, after)) {
+            return;
+        }
+        let subscribers = self
+            .on_change
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for on_change in subscribers {
+            on_change(before, after);
+        }
     }
 
     /// One account as the database holds it now (after a notification).
@@ -331,9 +354,20 @@ impl Shared {
             .query_opt(&format!("{SELECT} WHERE id = $1"), &[&id])
             .await
             .map_err(db)?;
-        match row {
-            Some(row) => self.accounts.put(self.open_row(&row)?),
-            None => self.accounts.forget(id),
+        let before = self.accounts.get(id);
+        let after = match row {
+            Some(row) => {
+                let account = self.open_row(&row)?;
+                self.accounts.put(account.clone());
+                Some(account)
+            }
+            None => {
+                self.accounts.forget(id);
+                None
+            }
+        };
+        if let Some(before) = before {
+            self.changed(&before, after.as_ref());
         }
         Ok(())
     }
@@ -537,6 +571,7 @@ impl PostgresStore {
             replicas: AtomicUsize::new(1),
             reachable: AtomicBool::new(true),
             on_hold: Default::default(),
+            on_change: Default::default(),
         });
         // A row that does not open at startup is a wrong key: refuse, as SQLite does.
         {
@@ -666,6 +701,25 @@ async fn reload_periodically(shared: Arc<Shared>, every: Duration) {
     }
 }
 
+/// Whether two copies of an account say the same (its status aside, which only this process's
+/// engine and the admin API set, and which nothing is kept for).
+fn same_account(one: &IntegratedAccount, other: &IntegratedAccount) -> bool {
+    one.integration == other.integration
+        && one.base_url == other.base_url
+        && one.mapping == other.mapping
+        && one.context == other.context
+}
+
+/// The subscribers to accounts read back changed.
+#[derive(Default)]
+struct ChangeSubscriber(std::sync::RwLock<Vec<crate::OnChange>>);
+
+impl std::fmt::Debug for ChangeSubscriber {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("ChangeSubscriber")
+    }
+}
+
 /// The subscribers to providers' waits.
 #[derive(Default)]
 struct HoldSubscriber(std::sync::RwLock<Vec<crate::OnHold>>);
@@ -778,6 +832,15 @@ impl AccountStore for PostgresStore {
                 tracing::debug!(%error, "could not tell the other replicas of a provider's wait");
             }
         });
+    }
+
+    fn subscribe_changes(&self, on_change: crate::OnChange) {
+        self.shared
+            .on_change
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(on_change);
     }
 
     fn subscribe_holds(&self, on_hold: crate::OnHold) {

@@ -172,6 +172,28 @@ impl TokenManager {
         self.slots.invalidate(account);
     }
 
+    /// Takes the token the account holds as the store has it now (`stored`: none when an admin
+    /// write dropped it with the credentials it was issued for), after another process changed
+    /// the account. The cached token stays among the recent ones (an answer on its way may quote
+    /// it), and a remembered failure is forgotten. Nothing is cached for an account no call asked
+    /// a token for; while a caller holds the account's slot (a token request in flight), the
+    /// slot is dropped instead, so later callers start from the store's copy.
+    pub fn adopt(&self, account: &str, stored: impl FnOnce() -> Option<AccessToken>) {
+        let Some(slot) = self.slots.get(account) else {
+            return;
+        };
+        let Ok(mut state) = slot.state.try_lock() else {
+            self.slots.invalidate(account);
+            return;
+        };
+        let stored = stored();
+        if let Some(token) = &stored {
+            slot.remember(&token.token);
+        }
+        state.token = stored;
+        state.failed = None;
+    }
+
     /// A valid token for `account`: the cached one (or the one `seed` reads, the account's own,
     /// when nothing is cached: read only then, since a DPoP-bound token's key is parsed) while it
     /// is fresh and not `reject` (a token the provider just refused), else the result of
