@@ -727,6 +727,75 @@ unified:
     assert_eq!(calls, ["2", "3", "groups"]);
 }
 
+/// `not_found: skip` also skips what the mapping's `errors.not_found` calls "no such record" (a
+/// 400 naming an id deleted meanwhile, as Zoho answers), and only that: another 400 still fails
+/// the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_skips_what_the_mapping_calls_not_found() {
+    async fn detail(Path(login): Path<String>) -> Response {
+        let refused = |code: &str| {
+            (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"code": code, "message": format!("{code} for {login}")})),
+            )
+                .into_response()
+        };
+        match login.as_str() {
+            "gone" => refused("INVALID_DATA"),
+            "alan" => refused("LIMIT_EXCEEDED"),
+            _ => axum::Json(json!({"name": format!("{login} (name)")})).into_response(),
+        }
+    }
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/users/{login}", get(detail)),
+    )
+    .await;
+    let mapping = |asked: &str| {
+        members_mapping(&format!(
+            r#"  users:
+    get: {{ path: "/users/{{{{id}}}}", records: "$" }}
+errors:
+  not_found: "$status = 400 and code = 'INVALID_DATA'"
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          detail: {{ resource: users.get, id: "{asked}", not_found: skip }}
+        response_mapping: '{{ "id": login, "name": $detail.name }}'
+"#
+        ))
+    };
+    let (status, body) = list_once(
+        &mapping("login = 'alan' ? undefined : login"),
+        &server.origin,
+        "7",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([
+            {"id": "ada", "name": "ada (name)"},
+            {"id": "grace", "name": "grace (name)"},
+            {"id": "alan"},
+            {"id": "edsger", "name": "edsger (name)"},
+            {"id": "barbara", "name": "barbara (name)"},
+            {"id": "gone"},
+            {"id": "donald", "name": "donald (name)"}
+        ])
+    );
+    let (status, body) = list_once(&mapping("login"), &server.origin, "7").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        "the `detail` follow-up request of integration `members` failed: LIMIT_EXCEEDED for alan"
+    );
+}
+
 /// A gateway serving one account of `mapping`, whose provider is at `origin`.
 async fn members_gateway(mapping: &str, origin: &str) -> MembersGateway {
     let account = IntegratedAccount {

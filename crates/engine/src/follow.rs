@@ -16,6 +16,7 @@ use futures_util::future::try_join_all;
 use serde_json::Value;
 use unigate_mapping::{
     Answer, Expression, FollowUp, FollowUpBatch, extract_records, read_page, render_body,
+    status_fault,
 };
 use unigate_pagination::{PageFacts, PaginationError, Position, Style};
 use unigate_unified::{ApiError, ErrorKind};
@@ -726,6 +727,15 @@ impl Engine {
                 body: &response.body,
                 format: target.integration.body_format,
             };
+            // A provider that says "no such record" another way (Zoho's 400 INVALID_DATA for a
+            // deleted group) says so through the mapping's `errors.not_found`.
+            if follow_up.skip_not_found
+                && *pages == 0
+                && !(200..300).contains(&response.status)
+                && status_fault(&target.integration, answer, &call.scope).status == 404
+            {
+                return Ok(None);
+            }
             let text = body_text(&response.body);
             let body = check_answer(target, answer, &text, &call.scope, None).map_err(failed)?;
             if !follow_up.walk {
