@@ -117,6 +117,85 @@ async fn a_scrape_counts_exactly_the_calls_made() {
     assert!(!after.contains("integrated_account_id") && !after.contains("nope"));
 }
 
+/// Follow-up calls are counted by follow-up, apart from the page's: what an opt-in costs.
+#[tokio::test]
+async fn follow_up_calls_are_counted_by_follow_up() {
+    const DETAILED: &str = r#"name: Detailed example
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth: { kind: none }
+resources:
+  users:
+    list: { path: /users, records: users }
+    get: { path: "/users/{{id}}", records: "$" }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        follow_up:
+          detail: { resource: users.get, id: id }
+        response_mapping: '{ "id": id, "name": $detail.name }'
+"#;
+    let stub = Stub::start().await;
+    let answer = |body: &str| Scripted {
+        status: 200,
+        headers: Vec::new(),
+        body: body.as_bytes().to_vec(),
+        for_request: None,
+    };
+    stub.script(vec![
+        answer(r#"{"users":[{"id":"u1"},{"id":"u2"}]}"#),
+        answer(r#"{"name":"Ada"}"#),
+        answer(r#"{"name":"Ada"}"#),
+    ]);
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "detailed".into(),
+        context: json!({"url": stub.origin()}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = Gateway::assemble_with_store(
+        catalog_with("detailed", DETAILED),
+        Arc::new(MemoryStore::new(vec![account]).unwrap()),
+        UpstreamConfig::default(),
+        EngineConfig::default(),
+        b"test-cursor-secret-0123456789",
+        &[TEST_TOKEN.to_owned()],
+        &[ADMIN.to_owned()],
+    )
+    .unwrap();
+    let gateway = serve(gateway).await;
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/unified/user-directory/users?integrated_account_id=acc",
+            gateway.origin
+        ))
+        .bearer_auth(TEST_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let after = scrape(&gateway.origin).await;
+    assert_eq!(
+        series(
+            &after,
+            r#"unigate_follow_up_calls_total{integration="detailed",follow_up="detail"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        series(
+            &after,
+            r#"unigate_provider_calls_total{integration="detailed",status="200"}"#
+        ),
+        3.0
+    );
+}
+
 /// Log lines captured from the gateway's tracing.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

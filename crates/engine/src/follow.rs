@@ -713,6 +713,8 @@ impl Engine {
                     query.append_pair(param, id);
                 }
             }
+            self.metrics
+                .follow_up_call(&target.integration.id, &follow_up.name);
             let response = self
                 .call_provider_for_follow_up(target, &request)
                 .await

@@ -36,6 +36,13 @@ pub struct ProviderCallLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FollowUpLabels {
+    pub integration: String,
+    /// The follow-up's name in the mapping (`groups`, `detail`): bounded by the mapping set.
+    pub follow_up: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WaitLabels {
     pub integration: String,
     /// `rate_limit` (the provider said wait) or `pace` (the mapping's budget).
@@ -76,6 +83,7 @@ struct Inner {
     request_seconds: Family<RequestLabels, Histogram, fn() -> Histogram>,
     provider_calls: Family<ProviderCallLabels, Counter>,
     provider_seconds: Family<IntegrationLabels, Histogram, fn() -> Histogram>,
+    follow_up_calls: Family<FollowUpLabels, Counter>,
     retries: Family<IntegrationLabels, Counter>,
     waits: Family<WaitLabels, Counter>,
     wait_seconds: Family<WaitLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
@@ -115,6 +123,12 @@ impl Default for Metrics {
             "provider_call_seconds",
             "Provider call latency, whole body read",
             provider_seconds.clone(),
+        );
+        let follow_up_calls = Family::<FollowUpLabels, Counter>::default();
+        registry.register(
+            "follow_up_calls",
+            "Provider calls made by follow-ups (each page of a walked one), by follow-up: what an opt-in such as read_groups costs",
+            follow_up_calls.clone(),
         );
         let retries = Family::<IntegrationLabels, Counter>::default();
         registry.register(
@@ -171,6 +185,7 @@ impl Default for Metrics {
                 request_seconds,
                 provider_calls,
                 provider_seconds,
+                follow_up_calls,
                 retries,
                 waits,
                 wait_seconds,
@@ -198,6 +213,17 @@ impl Metrics {
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
         self.inner.requests.get_or_create(&labels).inc();
+    }
+
+    /// One provider call of a follow-up (its retries are in `provider_calls`).
+    pub(crate) fn follow_up_call(&self, id: &str, follow_up: &str) {
+        self.inner
+            .follow_up_calls
+            .get_or_create(&FollowUpLabels {
+                integration: id.to_owned(),
+                follow_up: follow_up.to_owned(),
+            })
+            .inc();
     }
 
     pub(crate) fn provider_call(&self, id: &str, status: String, elapsed: Duration) {
