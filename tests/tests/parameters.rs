@@ -536,12 +536,13 @@ async fn capabilities_come_from_the_mapping_files() {
             "model": "user-directory", "resource": "users", "method": "list", "methods": ["list", "get"], "partial": false,
             "pagination": "cursor",
             "fields": ["id", "first_name", "last_name", "name", "username", "title", "emails", "phones",
-                       "status", "user_type", "roles", "created_at", "updated_at", "last_login_at"],
+                       "status", "user_type", "roles", "created_at", "updated_at", "last_login_at", "groups"],
+            "fields_from_follow_ups": {"groups": ["groups"]},
             "filters": {
                 "native": ["email", "status"],
-                "gateway": ["created_at", "emails", "first_name", "last_name", "name", "role_id", "roles",
-                            "title", "updated_at", "user_type", "username"],
-                "unsupported": ["customer_id", "group_id", "groups", "include_inherited", "include_last_login_at",
+                "gateway": ["created_at", "emails", "first_name", "group_id", "groups", "last_name", "name",
+                            "role_id", "roles", "title", "updated_at", "user_type", "username"],
+                "unsupported": ["customer_id", "include_inherited", "include_last_login_at",
                                 "org_id", "org_unit_path", "organization_id", "product", "workspace_id"]
             },
             "sorts": {

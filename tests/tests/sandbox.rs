@@ -85,9 +85,16 @@ async fn bad_requests_get_the_error_envelope() {
             "`sort_by=name` is not supported natively by integration `sandbox` (native sorts: none); add `truto_ignore_limit=true` to sort every record in the gateway",
         ),
         (
-            "integrated_account_id=sandbox&group_id=g1",
+            "integrated_account_id=sandbox&workspace_id=w1",
             400,
-            "filter `group_id` cannot match anything: integration `sandbox` does not provide `groups.id`",
+            "filter `workspace_id` cannot match anything: integration `sandbox` does not provide `workspaces.id`",
+        ),
+        // `groups` comes from follow-ups the plain account does not make (no `read_groups`):
+        // said, not answered with an empty list.
+        (
+            "integrated_account_id=sandbox&group_id=grp_eng",
+            400,
+            "filter `group_id` cannot match anything for integrated account `sandbox`: integration `sandbox` builds `groups` from its follow-ups (`groups`), which are not made for this account (an opt-in context flag such as `read_groups` unset?)",
         ),
         (
             "integrated_account_id=sandbox&next_cursor=garbage",
@@ -182,6 +189,89 @@ async fn a_mapped_sandbox_user_is_exactly_its_unified_form() {
                 "last_login": "2024-02-10T01:00:00Z"
             }
         })
+    );
+}
+
+/// The `sandbox-groups` account (`read_groups` set) gives each user the groups holding it, read
+/// by a catalog and one members walk per group; a walk by `next_cursor` gives every user its
+/// groups, and the plain account makes no group call (no `groups`).
+#[tokio::test]
+async fn the_groups_account_gives_each_user_its_groups() {
+    let gateway = sandbox().await;
+    let (status, body) = get_json(
+        &users_url(
+            &gateway,
+            "integrated_account_id=sandbox-groups&limit=3&truto_ignore_remote_data=true",
+        ),
+        Some("sandbox"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let groups: Vec<(Value, Value)> = body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| (user["id"].clone(), user["groups"].clone()))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            (
+                json!("usr_00001"),
+                json!([{"id": "grp_eng", "name": "Engineering"}, {"id": "grp_admins", "name": "Admins"}])
+            ),
+            (
+                json!("usr_00002"),
+                json!([{"id": "grp_design", "name": "Design"}])
+            ),
+            (
+                json!("usr_00003"),
+                json!([{"id": "grp_product", "name": "Product"}])
+            ),
+        ]
+    );
+    let pages = walk(
+        &gateway,
+        "integrated_account_id=sandbox-groups&limit=100&truto_ignore_remote_data=true",
+    )
+    .await;
+    let users: Vec<&Value> = pages.iter().flatten().collect();
+    assert_eq!(users.len(), 250);
+    let admins = users
+        .iter()
+        .filter(|user| {
+            user["groups"]
+                .as_array()
+                .is_some_and(|groups| groups.iter().any(|group| group["id"] == "grp_admins"))
+        })
+        .count();
+    assert_eq!(admins, 10, "one admin in 25");
+    assert!(
+        users.iter().all(|user| user["groups"]
+            .as_array()
+            .is_some_and(|groups| !groups.is_empty())),
+        "every user is in its title's group"
+    );
+    // Filtered by group: the gateway applies it to the mapped groups.
+    let pages = walk(
+        &gateway,
+        "integrated_account_id=sandbox-groups&limit=100&group_id=grp_admins&truto_ignore_remote_data=true",
+    )
+    .await;
+    let ids: Vec<&Value> = pages.iter().flatten().map(|user| &user["id"]).collect();
+    assert_eq!(ids.len(), 10);
+    assert_eq!(ids[..2], [&json!("usr_00001"), &json!("usr_00026")]);
+    let (_, plain) = get_json(
+        &users_url(&gateway, "integrated_account_id=sandbox&limit=3"),
+        Some("sandbox"),
+    )
+    .await;
+    assert!(
+        plain["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|user| user.get("groups").is_none())
     );
 }
 

@@ -53,6 +53,8 @@ pub(crate) struct ListCall {
     pub(crate) unified_resource: Arc<UnifiedResource>,
     /// Filters the integration does not push down, applied here.
     pub(crate) gateway_filters: Vec<GatewayFilter>,
+    /// Those of `gateway_filters` on a field the mapping builds from follow-up answers.
+    pub(crate) follow_up_filters: Vec<FollowUpFilter>,
     /// A `sort_by` the integration does not push down, applied here once all pages are in.
     pub(crate) gateway_sort: Option<String>,
     pub(crate) page_size: u32,
@@ -192,6 +194,7 @@ impl Engine {
         let method = target.method(&key)?;
         let gateway_filters =
             gateway_filters(&query, &target.integration, method, &unified_resource)?;
+        let follow_up_filters = follow_up_filters(&query, method, &unified_resource);
         let gateway_sort = gateway_sort(&query, &target.integration, method)?;
         let mut endpoint = Endpoint::render(&target, &method.resource, None)?;
         let pagination = &endpoint.resource().pagination.strategy;
@@ -246,6 +249,7 @@ impl Engine {
             query,
             unified_resource,
             gateway_filters,
+            follow_up_filters,
             gateway_sort,
             page_size,
             pass_page_sizes,
@@ -316,6 +320,39 @@ fn gateway_filters(
         filters.push(GatewayFilter::new(spec, value));
     }
     Ok(filters)
+}
+
+/// A gateway filter on a field the mapping builds from follow-up answers (`group_id` on
+/// `groups`, read from `group_catalog` and `groups`). A page whose follow-ups were not made for
+/// the account (an opt-in flag unset) gives no record that field, so the filter could only
+/// answer an empty list: the call says why instead (checked where the page is mapped).
+pub(crate) struct FollowUpFilter {
+    pub(crate) name: String,
+    /// The record's top-level field the filter looks at.
+    pub(crate) field: String,
+    pub(crate) follow_ups: Vec<String>,
+}
+
+fn follow_up_filters(
+    query: &ListQuery,
+    method: &UnifiedMethod,
+    resource: &UnifiedResource,
+) -> Vec<FollowUpFilter> {
+    query
+        .filters
+        .keys()
+        .filter(|name| !method.native_filters.contains(*name))
+        .filter_map(|name| {
+            let path = resource.filters.get(name)?.fields.first()?;
+            let field = path.split('.').next().unwrap_or(path);
+            let follow_ups = method.field_follow_ups.get(field)?;
+            Some(FollowUpFilter {
+                name: name.clone(),
+                field: field.to_owned(),
+                follow_ups: follow_ups.clone(),
+            })
+        })
+        .collect()
 }
 
 /// `Some(field)` when the gateway must sort; an error when it cannot.

@@ -35,6 +35,18 @@ pub(crate) struct FollowedUp {
     pub(crate) records: Vec<Vec<(String, Value)>>,
 }
 
+impl FollowedUp {
+    /// Whether the follow-up `name` gave this page anything (its own answer, or one of its
+    /// records').
+    pub(crate) fn binds(&self, name: &str) -> bool {
+        self.page.iter().any(|(bound, _)| bound == name)
+            || self
+                .records
+                .iter()
+                .any(|record| record.iter().any(|(bound, _)| bound == name))
+    }
+}
+
 /// The last answer of each per-page follow-up in one walk (`ListCall`), by follow-up name: the
 /// `{{id}}` it was asked with and what it answered. One a follow-up, so a long stream whose
 /// pages ask different ids holds no more than one answer each.

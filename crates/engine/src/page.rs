@@ -384,6 +384,17 @@ fn map_records(
     // few records: reading the clock per record would cost more than a fast-path mapping.
     let started = std::time::Instant::now();
     let count = records.len();
+    // Filters on fields built from follow-ups that gave this page nothing: if no record has
+    // the field either, the account does not make those follow-ups (see `FollowUpFilter`).
+    let unanswered: Vec<&crate::call::FollowUpFilter> = match &followed {
+        Some(followed) if count > 0 => call
+            .follow_up_filters
+            .iter()
+            .filter(|filter| !filter.follow_ups.iter().any(|name| followed.binds(name)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut present = vec![false; unanswered.len()];
     let over_budget = |index: usize| {
         (index.is_multiple_of(32) && started.elapsed() >= budget).then(|| {
             ApiError::new(
@@ -479,6 +490,9 @@ fn map_records(
         }
         let mut mapped = map_response(method, &record, scope_of(index))
             .map_err(|error| mapping_error(integration, &error))?;
+        for (filter, present) in unanswered.iter().zip(present.iter_mut()) {
+            *present |= mapped.contains_key(&filter.field);
+        }
         if !call
             .gateway_filters
             .iter()
@@ -498,6 +512,25 @@ fn map_records(
                 Value::Object(mapped)
             }
         }));
+    }
+    if let Some(filter) = unanswered
+        .iter()
+        .zip(&present)
+        .find_map(|(filter, present)| (!present).then_some(filter))
+    {
+        return Err(ApiError::bad_request(format!(
+            "filter `{}` cannot match anything for integrated account `{}`: integration `{}` builds `{}` from its follow-ups ({}), which are not made for this account (an opt-in context flag such as `read_groups` unset?)",
+            filter.name,
+            call.target.account.id,
+            integration.id,
+            filter.field,
+            filter
+                .follow_ups
+                .iter()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     }
     Ok(out)
 }

@@ -60,7 +60,7 @@ enum Command {
         /// The gateway config file (its store holds the account).
         #[arg(long, conflicts_with = "sandbox", required_unless_present = "sandbox")]
         config: Option<PathBuf>,
-        /// Try against the built-in sandbox instead (accounts `sandbox`, `sandbox-cursor`).
+        /// Try against the built-in sandbox instead (accounts `sandbox`, `sandbox-cursor`, `sandbox-groups`).
         #[arg(long)]
         sandbox: bool,
         /// The integrated account to call.

@@ -1,7 +1,10 @@
 //! The built-in sandbox: a small provider served in-process on a loopback port, with
-//! deterministic users and two pagination styles, so `unigate serve --sandbox` shows real
-//! unified output with no credentials. The gateway reaches it over HTTP like any provider,
-//! through the `sandbox` and `sandbox-cursor` mappings (`mappings/sandbox*.yaml`).
+//! deterministic users, two pagination styles and groups that list their members, so `unigate
+//! serve --sandbox` shows real unified output with no credentials. The gateway reaches it over
+//! HTTP like any provider, through the `sandbox` and `sandbox-cursor` mappings
+//! (`mappings/sandbox*.yaml`); the `sandbox-groups` account sets `read_groups`, so its users come
+//! with their groups, read by the follow-ups a real provider's groups take (a catalog, then each
+//! group's members).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +54,8 @@ pub fn integration_sources() -> Vec<Source> {
 /// The accounts `serve --sandbox` serves, pointed at a running sandbox provider.
 pub fn accounts(provider: SocketAddr) -> Vec<IntegratedAccount> {
     let context = json!({"sandbox_url": format!("http://{provider}"), "api_key": SANDBOX_KEY});
+    let mut with_groups = context.clone();
+    with_groups["read_groups"] = json!(true);
     vec![
         IntegratedAccount {
             id: "sandbox".into(),
@@ -70,7 +75,38 @@ pub fn accounts(provider: SocketAddr) -> Vec<IntegratedAccount> {
             last_error: None,
             mapping: None,
         },
+        IntegratedAccount {
+            id: "sandbox-groups".into(),
+            integration: "sandbox".into(),
+            context: with_groups,
+            base_url: None,
+            status: Default::default(),
+            last_error: None,
+            mapping: None,
+        },
     ]
+}
+
+/// The sandbox's groups, `(gid, name)`: one per job title (in [`TITLES`]' order), then the
+/// admins.
+const GROUPS: [(&str, &str); 7] = [
+    ("grp_eng", "Engineering"),
+    ("grp_design", "Design"),
+    ("grp_product", "Product"),
+    ("grp_analytics", "Analytics"),
+    ("grp_support", "Support"),
+    ("grp_recruiting", "Recruiting"),
+    ("grp_admins", "Admins"),
+];
+
+/// Whether sandbox user `index` is a member of group `gid`: the group of its title, and the
+/// admins' group for an admin.
+fn is_member(index: usize, gid: &str) -> bool {
+    match GROUPS.iter().position(|(id, _)| *id == gid) {
+        Some(6) => user(index)["role"] == "admin",
+        Some(title) => index % TITLES.len() == title,
+        None => false,
+    }
 }
 
 const FIRST_NAMES: [&str; 20] = [
@@ -308,6 +344,49 @@ async fn get_user(
     }
 }
 
+/// The groups, offset-paged (`offset`, `limit`) with a total.
+async fn list_groups(headers: HeaderMap, Query(params): Query<ListParams>) -> Response {
+    if !authorised(&headers) {
+        return refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Sandbox-Key");
+    }
+    let offset = params.offset.unwrap_or(0);
+    let limit = params.limit.unwrap_or(50).clamp(1, 500);
+    let data: Vec<Value> = GROUPS
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(gid, name)| json!({"gid": gid, "name": name}))
+        .collect();
+    Json(json!({"data": data, "total": GROUPS.len()})).into_response()
+}
+
+/// One group's members (`{uid}` each), offset-paged with a total; a 404 for an unknown group.
+async fn list_group_members(
+    State(provider): State<Arc<Provider>>,
+    headers: HeaderMap,
+    axum::extract::Path(gid): axum::extract::Path<String>,
+    Query(params): Query<ListParams>,
+) -> Response {
+    if !authorised(&headers) {
+        return refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Sandbox-Key");
+    }
+    if !GROUPS.iter().any(|(id, _)| *id == gid) {
+        return refuse(StatusCode::NOT_FOUND, "no such group");
+    }
+    let members: Vec<usize> = (0..provider.users)
+        .filter(|index| is_member(*index, &gid))
+        .collect();
+    let offset = params.offset.unwrap_or(0);
+    let limit = params.limit.unwrap_or(50).clamp(1, 500);
+    let data: Vec<Value> = members
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|index| json!({"uid": format!("usr_{:05}", index + 1)}))
+        .collect();
+    Json(json!({"data": data, "total": members.len()})).into_response()
+}
+
 /// Starts the sandbox provider on an ephemeral loopback port; it lives as long as the runtime.
 pub async fn start_provider(users: usize) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -316,6 +395,8 @@ pub async fn start_provider(users: usize) -> std::io::Result<SocketAddr> {
         .route("/users", get(list_offset))
         .route("/users/{uid}", get(get_user))
         .route("/v2/users", get(list_cursor))
+        .route("/groups", get(list_groups))
+        .route("/groups/{gid}/members", get(list_group_members))
         .with_state(Arc::new(Provider { users }));
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {

@@ -164,6 +164,17 @@ impl Expression {
         object_keys_of(&self.inner.ast().root)
     }
 
+    /// For each key of the object the expression builds (where [`Expression::object_keys`]
+    /// finds them), the variables its value reads, followed through the bindings of the blocks
+    /// around it (`$in := [$teams[…]]; {"groups": $in}`: `groups` reads `teams`). `None` when
+    /// the shape is not visible at load.
+    pub fn object_entry_variables(
+        &self,
+    ) -> Option<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>> {
+        let ast = self.inner.ast();
+        entry_variables(&ast.root, &ast.source, &Default::default())
+    }
+
     /// The field names of a plain path (`$` → empty, `members`, `data.users`), when the expression
     /// is nothing more; callers can then walk the input directly.
     pub fn simple_path(&self) -> Option<Vec<String>> {
@@ -470,6 +481,72 @@ pub(crate) fn plain(node: &jlens_core::Node) -> bool {
 /// The literal keys of the object `node` ends in; of a choice between two such objects (a list
 /// in parts mapping its invitations apart: `$pass = "invitations" ? {…} : {…}`), both branches'
 /// keys, in the order of the one with more.
+type VariableSets = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
+
+/// The variables `node` reads, a variable bound in `bound` standing for what its value reads.
+/// Read by compiling the node's own text: the engine's analysis of what an expression reads.
+fn variables_of(
+    node: &jlens_core::Node,
+    source: &str,
+    bound: &VariableSets,
+) -> Option<std::collections::BTreeSet<String>> {
+    let text = source.get(node.span.start..node.span.end)?;
+    let reads = jlens_core::Expression::compile(text).ok()?.reads();
+    let mut variables = std::collections::BTreeSet::new();
+    for name in reads.bindings().keys() {
+        match bound.get(name) {
+            Some(through) => variables.extend(through.iter().cloned()),
+            None => {
+                variables.insert(name.clone());
+            }
+        }
+    }
+    Some(variables)
+}
+
+fn entry_variables(
+    node: &jlens_core::Node,
+    source: &str,
+    bound: &VariableSets,
+) -> Option<VariableSets> {
+    match &node.kind {
+        jlens_core::NodeKind::Block { exprs, .. } => {
+            let (last, rest) = exprs.split_last()?;
+            let mut bound = bound.clone();
+            for expr in rest {
+                if let jlens_core::NodeKind::Bind { lhs, rhs } = &expr.kind
+                    && let jlens_core::NodeKind::Variable { name } = &lhs.kind
+                {
+                    let read = variables_of(rhs, source, &bound)?;
+                    bound.insert(name.clone(), read);
+                }
+            }
+            entry_variables(last, source, &bound)
+        }
+        jlens_core::NodeKind::Object { pairs } => pairs
+            .iter()
+            .map(|(key, value)| match &key.kind {
+                jlens_core::NodeKind::String { value: key } => {
+                    Some((key.clone(), variables_of(value, source, bound)?))
+                }
+                _ => None,
+            })
+            .collect(),
+        jlens_core::NodeKind::Condition {
+            then,
+            otherwise: Some(otherwise),
+            ..
+        } => {
+            let mut entries = entry_variables(then, source, bound)?;
+            for (key, read) in entry_variables(otherwise, source, bound)? {
+                entries.entry(key).or_default().extend(read);
+            }
+            Some(entries)
+        }
+        _ => None,
+    }
+}
+
 fn object_keys_of(node: &jlens_core::Node) -> Option<Vec<String>> {
     let mut node = node;
     while let jlens_core::NodeKind::Block { exprs, .. } = &node.kind {
@@ -508,6 +585,36 @@ fn object_keys_of(node: &jlens_core::Node) -> Option<Vec<String>> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Each built key with the variables its value reads, through the block's own bindings.
+    #[test]
+    fn an_object_key_reads_the_variables_its_value_names() {
+        let expression = Expression::compile(
+            r#"(
+              $str := function($v) { $type($v) = "string" ? $v };
+              $inTeams := [$teams[$not(anonymous = true)].{"id": $str(id)}];
+              {
+                "id": $str(id),
+                "groups": $count($inTeams) > 0 ? $inTeams,
+                "roles": $context.admin ? [{"id": "admin"}],
+                "title": "a $teams in text"
+              }
+            )"#,
+        )
+        .unwrap();
+        let entries = expression.object_entry_variables().unwrap();
+        let names = |key: &str| entries[key].iter().cloned().collect::<Vec<_>>();
+        assert_eq!(names("groups"), ["teams"]);
+        assert!(names("id").is_empty());
+        assert_eq!(names("roles"), ["context"]);
+        assert!(names("title").is_empty());
+        assert!(
+            Expression::compile("$merge([{}, {}])")
+                .unwrap()
+                .object_entry_variables()
+                .is_none()
+        );
+    }
 
     #[test]
     fn a_query_mapping_remembers_answers_per_input_and_variables_only_when_steady() {

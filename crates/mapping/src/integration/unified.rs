@@ -231,7 +231,26 @@ fn compile_method(
     else {
         return None;
     };
+    // Which follow-ups each built field reads: a field read only through follow-ups an account
+    // does not make (an opt-in flag unset) is absent from its every record.
+    let field_follow_ups = match follow_ups.is_empty() {
+        true => BTreeMap::new(),
+        false => response_mapping
+            .object_entry_variables()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(field, read)| {
+                let names: Vec<String> = follow_ups
+                    .iter()
+                    .filter(|follow_up| read.contains(&follow_up.name))
+                    .map(|follow_up| follow_up.name.clone())
+                    .collect();
+                (!names.is_empty()).then_some((field, names))
+            })
+            .collect(),
+    };
     Some(UnifiedMethod {
+        field_follow_ups,
         follow_ups,
         resource: method_resource.value.clone(),
         partial: spec.partial.unwrap_or(false),
