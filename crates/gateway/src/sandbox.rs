@@ -349,15 +349,19 @@ async fn list_groups(headers: HeaderMap, Query(params): Query<ListParams>) -> Re
     if !authorised(&headers) {
         return refuse(StatusCode::UNAUTHORIZED, "missing or wrong X-Sandbox-Key");
     }
+    let groups = GROUPS
+        .iter()
+        .map(|(gid, name)| json!({"gid": gid, "name": name}));
+    offset_page(&params, groups, GROUPS.len())
+}
+
+/// `items` paged by the request's `offset` and `limit` (default 50, at most 500), with their
+/// total.
+fn offset_page(params: &ListParams, items: impl Iterator<Item = Value>, total: usize) -> Response {
     let offset = params.offset.unwrap_or(0);
     let limit = params.limit.unwrap_or(50).clamp(1, 500);
-    let data: Vec<Value> = GROUPS
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|(gid, name)| json!({"gid": gid, "name": name}))
-        .collect();
-    Json(json!({"data": data, "total": GROUPS.len()})).into_response()
+    let data: Vec<Value> = items.skip(offset).take(limit).collect();
+    Json(json!({"data": data, "total": total})).into_response()
 }
 
 /// One group's members (`{uid}` each), offset-paged with a total; a 404 for an unknown group.
@@ -376,15 +380,10 @@ async fn list_group_members(
     let members: Vec<usize> = (0..provider.users)
         .filter(|index| is_member(*index, &gid))
         .collect();
-    let offset = params.offset.unwrap_or(0);
-    let limit = params.limit.unwrap_or(50).clamp(1, 500);
-    let data: Vec<Value> = members
+    let uids = members
         .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|index| json!({"uid": format!("usr_{:05}", index + 1)}))
-        .collect();
-    Json(json!({"data": data, "total": members.len()})).into_response()
+        .map(|index| json!({"uid": format!("usr_{:05}", index + 1)}));
+    offset_page(&params, uids, members.len())
 }
 
 /// Starts the sandbox provider on an ephemeral loopback port; it lives as long as the runtime.
