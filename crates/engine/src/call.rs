@@ -325,7 +325,9 @@ fn gateway_filters(
 /// A gateway filter on a field the mapping builds from follow-up answers (`group_id` on
 /// `groups`, read from `group_catalog` and `groups`). A page whose follow-ups were not made for
 /// the account (an opt-in flag unset) gives no record that field, so the filter could only
-/// answer an empty list: the call says why instead (checked where the page is mapped).
+/// answer an empty list: the call says why instead (checked where the page is mapped). Only
+/// page-level follow-ups (per page, or chained over one) count: whether they are made is the
+/// account's and the page's, where a per-record one may be asked for some records only.
 pub(crate) struct FollowUpFilter {
     pub(crate) name: String,
     /// The record's top-level field the filter looks at.
@@ -346,6 +348,14 @@ fn follow_up_filters(
             let path = resource.filters.get(name)?.fields.first()?;
             let field = path.split('.').next().unwrap_or(path);
             let follow_ups = method.field_follow_ups.get(field)?;
+            let page_level = follow_ups.iter().all(|name| {
+                method.follow_ups.iter().any(|follow_up| {
+                    follow_up.name == *name && (follow_up.per_page || follow_up.over.is_some())
+                })
+            });
+            if !page_level {
+                return None;
+            }
             Some(FollowUpFilter {
                 name: name.clone(),
                 field: field.to_owned(),

@@ -219,6 +219,19 @@ impl Engine {
             .pass_name(state.pass)
             .map(|name| call.scope.with("pass", Value::String(name.to_owned())));
         let scope = pass_scope.as_ref().unwrap_or(&call.scope);
+        // Filters on fields built from follow-ups that gave the walk's first page nothing (see
+        // `FollowUpFilter`): asked of the first page only, so a stream never fails past its head.
+        let followed = followed.map(|followed| {
+            let unanswered = match state.pages == 0 && !reading.records.is_empty() {
+                true => call
+                    .follow_up_filters
+                    .iter()
+                    .filter(|filter| !filter.follow_ups.iter().any(|name| followed.binds(name)))
+                    .collect(),
+                false => Vec::new(),
+            };
+            (followed, unanswered)
+        });
         let records = off_the_workers(large, || {
             map_records(call, scope, reading.records, raw, docs, followed, budget)
         })?;
@@ -373,7 +386,7 @@ fn map_records(
     records: Vec<Value>,
     raw: Option<(Vec<&str>, bool)>,
     docs: Option<Vec<Doc<'_>>>,
-    followed: Option<FollowedUp>,
+    followed: Option<(FollowedUp, Vec<&crate::call::FollowUpFilter>)>,
     budget: std::time::Duration,
 ) -> Result<Vec<Record>, ApiError> {
     if !call.wants_mapping() {
@@ -384,15 +397,11 @@ fn map_records(
     // few records: reading the clock per record would cost more than a fast-path mapping.
     let started = std::time::Instant::now();
     let count = records.len();
-    // Filters on fields built from follow-ups that gave this page nothing: if no record has
-    // the field either, the account does not make those follow-ups (see `FollowUpFilter`).
-    let unanswered: Vec<&crate::call::FollowUpFilter> = match &followed {
-        Some(followed) if count > 0 => call
-            .follow_up_filters
-            .iter()
-            .filter(|filter| !filter.follow_ups.iter().any(|name| followed.binds(name)))
-            .collect(),
-        _ => Vec::new(),
+    // The filters whose follow-ups gave this page nothing: if no record has the field either,
+    // the account does not make them.
+    let (followed, unanswered) = match followed {
+        Some((followed, unanswered)) => (Some(followed), unanswered),
+        None => (None, Vec::new()),
     };
     let mut present = vec![false; unanswered.len()];
     let over_budget = |index: usize| {
