@@ -796,6 +796,91 @@ unified:
     );
 }
 
+/// A filter on a field built from a page-level follow-up the account does not make (its flag
+/// unset) is a 400 naming it; with the flag it filters. A field from a per-record follow-up is
+/// filtered as any other, since such a follow-up may be asked for some records only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_on_a_field_from_follow_ups_the_account_does_not_make_says_so() {
+    async fn groups() -> Response {
+        axum::Json(json!({"groups": [{"id": "g1", "name": "admins", "members": ["ada", "grace"]}]}))
+            .into_response()
+    }
+    async fn detail(Path(login): Path<String>) -> Response {
+        axum::Json(json!({"title": format!("{login}'s title")})).into_response()
+    }
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/groups", get(groups))
+            .route("/users/{login}", get(detail)),
+    )
+    .await;
+    let mapping = members_mapping(
+        r#"  groups:
+    list: { path: /groups, records: groups }
+  users:
+    get: { path: "/users/{{id}}", records: "$" }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          groups:
+            resource: groups.list
+            per: page
+            id: "$context.read_groups = true ? 'all'"
+            key: login
+            matches: members
+          detail: { resource: users.get, id: "$context.read_titles = true ? login" }
+        response_mapping: '{ "id": login, "title": $detail.title, "groups": $groups.{ "id": id, "name": name }[] }'
+"#,
+    );
+    let gateway = |context: Value| {
+        let account = IntegratedAccount {
+            id: "acc".into(),
+            integration: "members".into(),
+            context,
+            base_url: None,
+            status: Default::default(),
+            last_error: None,
+            mapping: None,
+        };
+        serve_accounts(catalog_with("members", &mapping), vec![account])
+    };
+    let list = |gateway: &unigate_tests::RunningGateway, query: &str| {
+        let url = format!(
+            "{}/unified/user-directory/users?integrated_account_id=acc&truto_ignore_remote_data=true{query}",
+            gateway.origin
+        );
+        async move { get_json(&url, Some(TEST_TOKEN)).await }
+    };
+    let off = gateway(json!({"url": server.origin, "token": "t"})).await;
+    let (status, body) = list(&off, "&group_id=g1").await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            400,
+            json!(
+                "filter `group_id` cannot match anything for integrated account `acc`: integration `members` builds `groups` from its follow-ups (`groups`), which are not made for this account (an opt-in context flag such as `read_groups` unset?)"
+            )
+        ),
+        "{body}"
+    );
+    let (status, body) = list(&off, "&title=ada%27s%20title").await;
+    assert_eq!((status, body["result"].clone()), (200, json!([])), "{body}");
+    let on = gateway(json!({"url": server.origin, "token": "t", "read_groups": true})).await;
+    let (status, body) = list(&on, "&group_id=g1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([
+            {"id": "ada", "groups": [{"id": "g1", "name": "admins"}]},
+            {"id": "grace", "groups": [{"id": "g1", "name": "admins"}]}
+        ])
+    );
+}
+
 /// A gateway serving one account of `mapping`, whose provider is at `origin`.
 async fn members_gateway(mapping: &str, origin: &str) -> MembersGateway {
     let account = IntegratedAccount {
