@@ -323,8 +323,8 @@ fn gateway_filters(
 }
 
 /// A gateway filter on a field the mapping builds from follow-up answers (`group_id` on
-/// `groups`, read from `group_catalog` and `groups`). A page whose follow-ups were not made for
-/// the account (an opt-in flag unset) gives no record that field, so the filter could only
+/// `groups`, read from the `groups` follow-up's answers). A page whose follow-ups were not made
+/// for the account (an opt-in flag unset) gives no record that field, so the filter could only
 /// answer an empty list: the call says why instead (checked where the page is mapped). Only
 /// page-level follow-ups (per page, or chained over one) count: whether they are made is the
 /// account's and the page's, where a per-record one may be asked for some records only.

@@ -102,7 +102,7 @@ impl Engine {
             "partial": mapped.partial,
             "pagination": pagination_style(integration, &mapped.resource),
             "fields": fields,
-            // Fields built from follow-up answers (`groups` from `group_catalog`…): absent for an
+            // Fields built from follow-up answers (Okta's `groups` from `user_groups` and `groups`): absent for an
             // account that does not make those follow-ups (an opt-in flag unset).
             "fields_from_follow_ups": mapped.field_follow_ups,
             "filters": {

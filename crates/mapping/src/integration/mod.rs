@@ -219,7 +219,7 @@ pub struct UnifiedMethod {
     /// Calls made for the records of each page, read by the response mapping as `$<name>`.
     pub follow_ups: Vec<FollowUp>,
     /// Each built field whose value reads follow-up answers, with those follow-ups' names (in
-    /// `follow_ups` order): Okta's `groups` reads `group_catalog`'s and `groups`' answers. Found
+    /// `follow_ups` order): Okta's `groups` reads `user_groups`' and `groups`' answers. Found
     /// at load from the response mapping; empty when its shape is not visible then.
     pub field_follow_ups: BTreeMap<String, Vec<String>>,
     /// What the page's expressions and this method's mapping can read of a page of the
