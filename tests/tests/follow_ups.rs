@@ -836,27 +836,8 @@ unified:
         response_mapping: '{ "id": login, "title": $detail.title, "groups": $groups.{ "id": id, "name": name }[] }'
 "#,
     );
-    let gateway = |context: Value| {
-        let account = IntegratedAccount {
-            id: "acc".into(),
-            integration: "members".into(),
-            context,
-            base_url: None,
-            status: Default::default(),
-            last_error: None,
-            mapping: None,
-        };
-        serve_accounts(catalog_with("members", &mapping), vec![account])
-    };
-    let list = |gateway: &unigate_tests::RunningGateway, query: &str| {
-        let url = format!(
-            "{}/unified/user-directory/users?integrated_account_id=acc&truto_ignore_remote_data=true{query}",
-            gateway.origin
-        );
-        async move { get_json(&url, Some(TEST_TOKEN)).await }
-    };
-    let off = gateway(json!({"url": server.origin, "token": "t"})).await;
-    let (status, body) = list(&off, "&group_id=g1").await;
+    let off = members_gateway(&mapping, &server.origin).await;
+    let (status, body) = off.list("&group_id=g1").await;
     assert_eq!(
         (status, body["message"].clone()),
         (
@@ -867,10 +848,14 @@ unified:
         ),
         "{body}"
     );
-    let (status, body) = list(&off, "&title=ada%27s%20title").await;
+    let (status, body) = off.list("&title=ada%27s%20title").await;
     assert_eq!((status, body["result"].clone()), (200, json!([])), "{body}");
-    let on = gateway(json!({"url": server.origin, "token": "t", "read_groups": true})).await;
-    let (status, body) = list(&on, "&group_id=g1").await;
+    let on = members_gateway_with(
+        &mapping,
+        json!({"url": server.origin, "token": "t", "read_groups": true}),
+    )
+    .await;
+    let (status, body) = on.list("&group_id=g1").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["result"],
@@ -883,10 +868,15 @@ unified:
 
 /// A gateway serving one account of `mapping`, whose provider is at `origin`.
 async fn members_gateway(mapping: &str, origin: &str) -> MembersGateway {
+    members_gateway_with(mapping, json!({"url": origin, "token": "t"})).await
+}
+
+/// A gateway serving one account of `mapping` with `context` (the provider's `url` in it).
+async fn members_gateway_with(mapping: &str, context: Value) -> MembersGateway {
     let account = IntegratedAccount {
         id: "acc".into(),
         integration: "members".into(),
-        context: json!({"url": origin, "token": "t"}),
+        context,
         base_url: None,
         status: Default::default(),
         last_error: None,
