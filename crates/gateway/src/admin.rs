@@ -236,21 +236,10 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Byt
                     });
                     // A change to what a marked account sends is a reconnect: what was refused
                     // (a key, a token request asking a scope not granted) is tried again.
-                    let marked = (account.status == AccountStatus::NeedsReauth).then(|| {
-                        (
-                            account.integration.clone(),
-                            account.context.clone(),
-                            account.base_url.clone(),
-                            account.mapping.clone(),
-                        )
-                    });
+                    let marked =
+                        (account.status == AccountStatus::NeedsReauth).then(|| account.clone());
                     apply(patch, account)?;
-                    if let Some((integration, context, base_url, mapping)) = marked
-                        && (integration != account.integration
-                            || context != account.context
-                            || base_url != account.base_url
-                            || mapping != account.mapping)
-                    {
+                    if marked.is_some_and(|before| !before.sends_as(account)) {
                         account.status = AccountStatus::Active;
                         account.last_error = None;
                     }

@@ -46,6 +46,17 @@ pub struct IntegratedAccount {
     pub mapping: Option<String>,
 }
 
+impl IntegratedAccount {
+    /// Whether `other` sends what this account sends: the same integration, base URL, mapping
+    /// override and context (its status aside, which only says whether it may send).
+    pub fn sends_as(&self, other: &IntegratedAccount) -> bool {
+        self.integration == other.integration
+            && self.base_url == other.base_url
+            && self.mapping == other.mapping
+            && self.context == other.context
+    }
+}
+
 /// A mapping override as text: a string as it is, any other value as pretty JSON (which is
 /// YAML too, so errors name its lines).
 fn mapping_text<'de, D: serde::Deserializer<'de>>(

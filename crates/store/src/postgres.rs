@@ -333,7 +333,8 @@ impl Shared {
 
     /// Tells the subscribers that `before` now reads `after` (unless nothing changed).
     fn changed(&self, before: &IntegratedAccount, after: Option<&IntegratedAccount>) {
-        if after.is_some_and(|after| same_account(before, after)) {
+        // A status change alone keeps nothing of the process's stale (nothing is kept for it).
+        if after.is_some_and(|after| before.sends_as(after)) {
             return;
         }
         let subscribers = self
@@ -699,15 +700,6 @@ async fn reload_periodically(shared: Arc<Shared>, every: Duration) {
             tracing::debug!(%error, "periodic reload of the account store failed");
         }
     }
-}
-
-/// Whether two copies of an account say the same (its status aside, which only this process's
-/// engine and the admin API set, and which nothing is kept for).
-fn same_account(one: &IntegratedAccount, other: &IntegratedAccount) -> bool {
-    one.integration == other.integration
-        && one.base_url == other.base_url
-        && one.mapping == other.mapping
-        && one.context == other.context
 }
 
 /// The subscribers to accounts read back changed.
