@@ -132,8 +132,9 @@ struct ExpectedRequest {
     path: String,
     #[serde(default)]
     query: BTreeMap<String, QueryValue>,
+    /// Headers the request must carry with these values; `null`: a header it must not carry.
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    headers: BTreeMap<String, Option<String>>,
     /// A file holding the exact body expected (POST requests): JSON, a form (`.txt`), or text
     /// compared as it is (`.xml`, `.raw`).
     #[serde(default)]
@@ -559,7 +560,7 @@ fn check_request(
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(header))
             .map(|(_, v)| v);
-        if got != Some(value) {
+        if got != value.as_ref() {
             problems.push(format!("{at}: header {header}: {got:?} != {value:?}"));
         }
     }

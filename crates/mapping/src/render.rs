@@ -372,14 +372,20 @@ pub fn render_request(
         })
         .collect::<Result<Vec<_>, RenderError>>()?;
     let (query, secret_query) = render_pairs(&resource.query, vars)?;
-    let (headers, secret_headers) = render_pairs(
-        &integration.headers,
-        Vars {
-            id: None,
-            token: None,
-            ..vars
-        },
-    )?;
+    let header_vars = Vars {
+        id: None,
+        token: None,
+        ..vars
+    };
+    let (mut headers, mut secret_headers) = render_pairs(&integration.headers, header_vars)?;
+    let (own, own_secret) = render_pairs(&resource.headers, header_vars)?;
+    let own_names = own.iter().map(|(name, _)| name);
+    for name in own_names.chain(own_secret.iter().map(|(name, _)| name)) {
+        headers.retain(|(have, _)| !have.eq_ignore_ascii_case(name));
+        secret_headers.retain(|(have, _)| !have.eq_ignore_ascii_case(name));
+    }
+    headers.extend(own);
+    secret_headers.extend(own_secret);
     Ok(RenderedRequest {
         method: resource.method,
         url,

@@ -593,6 +593,11 @@ pub struct ResourceSpec {
     pub path: Text,
     #[serde(default)]
     pub query: BTreeMap<String, Text>,
+    /// Headers of this resource's calls only, on top of the file's `headers` (one of the same
+    /// name, in any case, replaces the file's): a scope or API version one endpoint needs and
+    /// the others must not send (DevRev's `X-Devrev-Scope: beta` for its groups).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Text>,
     pub records: Text,
     /// A request body (POST): JSONata over `{cursor, page_size, offset, page, query}`; a string
     /// is sent as that text, anything else as JSON (or XML under `body_format: xml`).

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use unigate_mapping::{Catalog, PaceScope, Source};
+use unigate_mapping::{Catalog, PaceScope, Source, Vars, render_request};
 
 fn repo_mappings() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings")
@@ -102,7 +102,7 @@ fn every_error_is_reported_with_file_line_and_path() {
         lines,
         vec![
             "mappings/a.yaml:15: unified.user-directory.users.list.response_mapping: JSONata does not compile: Expected \"}\" before end of expression (S0203)",
-            "mappings/b.yaml:8: resources.users.list: unknown field `colour`, expected one of method, path, query, records, body, pagination, omit, passes",
+            "mappings/b.yaml:8: resources.users.list: unknown field `colour`, expected one of method, path, query, headers, records, body, pagination, omit, passes",
             "mappings/c.yaml:3: base_url: bad template: `{{secrets.subdomain}}`: templates can only read `context.<key>`",
             "mappings/d.yaml:15: unified.user-directory.users.list.response_mapping: produces `shoe_size`, which is not a field of the unified model",
             "mappings/e.yaml:14: unified.user-directory.users.list.native_filters[0]: `colour` is not a filter of the unified model",
@@ -387,6 +387,92 @@ unified:
             "customer.secret_key",
             "pw",
             "refresh_token"
+        ]
+    );
+}
+
+#[test]
+fn a_resource_sends_its_own_headers_over_the_files() {
+    let text = r#"name: Example
+docs: https://example.test/docs
+base_url: "https://example.test/api"
+headers:
+  Accept: application/json
+  x-scope: public
+auth: { kind: bearer, token: "{{context.token}}" }
+resources:
+  users:
+    list: { path: /users, records: data }
+  groups:
+    list:
+      path: /groups
+      records: data
+      headers: { X-Scope: beta, X-Tenant: "{{context.tenant}}", X-Api-Key: "{{context.group_key}}" }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{ "id": id }'
+"#;
+    let catalog = Catalog::from_sources(&[model()], &[integration("example", text)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let example = &catalog.integrations["example"];
+    let context = serde_json::json!({"token": "t", "tenant": "acme", "group_key": "k"});
+    let headers_of = |resource: &str| {
+        let request = render_request(
+            example,
+            &example.resources[resource],
+            Vars::context(&context),
+            None,
+        )
+        .unwrap();
+        let mut headers: Vec<String> = request
+            .headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}"))
+            .chain(
+                request
+                    .secret_headers
+                    .iter()
+                    .map(|(name, value)| format!("{name}: {} (secret)", value.expose())),
+            )
+            .collect();
+        headers.sort();
+        headers
+    };
+    assert_eq!(
+        headers_of("users.list"),
+        ["Accept: application/json", "x-scope: public"]
+    );
+    // The same name in another case replaces the file's header; the others are added.
+    assert_eq!(
+        headers_of("groups.list"),
+        [
+            "Accept: application/json",
+            "X-Api-Key: k (secret)",
+            "X-Scope: beta",
+            "X-Tenant: acme (secret)"
+        ]
+    );
+    assert_eq!(
+        example.context_keys().into_iter().collect::<Vec<_>>(),
+        ["group_key", "tenant", "token"]
+    );
+    let credentials: Vec<String> = example
+        .credential_context_paths()
+        .into_iter()
+        .map(|path| path.join("."))
+        .collect();
+    assert_eq!(credentials, ["group_key", "token"]);
+
+    let bad_name = text.replace("X-Scope: beta", "\"X Scope\": beta");
+    let errors = Catalog::from_sources(&[model()], &[integration("bad", &bad_name)]).unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "mappings/bad.yaml:15: resources.groups.list.headers.X Scope: is not a valid HTTP header name"
         ]
     );
 }

@@ -354,6 +354,7 @@ impl Integration {
         for resource in self.resources.values() {
             templates.push(&resource.path);
             templates.extend(resource.query.iter().map(|(_, template)| template));
+            templates.extend(resource.headers.iter().map(|(_, template)| template));
             templates.extend(&resource.pagination.continue_path);
         }
         let mut keys: BTreeSet<String> = templates
@@ -386,7 +387,7 @@ impl Integration {
         let named = self.headers.iter().chain(
             self.resources
                 .values()
-                .flat_map(|resource| resource.query.iter()),
+                .flat_map(|resource| resource.query.iter().chain(&resource.headers)),
         );
         for (name, template) in named {
             paths.extend(

@@ -16,6 +16,8 @@ pub struct Resource {
     pub method: HttpMethod,
     pub path: Template,
     pub query: Vec<(String, Template)>,
+    /// Headers of this resource's calls, on top of (and replacing by name) the integration's.
+    pub headers: Vec<(String, Template)>,
     pub records: Expression,
     /// `records` as plain field names when it is only a path (`$`, `members`, `data.users`),
     /// found at load so each page can move its records out of the body.
@@ -124,6 +126,18 @@ pub(super) fn compile_resource(
                 .map(|template| (name.clone(), template))
         })
         .collect();
+    let headers: Vec<(String, Template)> = resource
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let field = format!("{path}.headers.{name}");
+            if !super::is_token(name) {
+                c.error_at(value, &field, "is not a valid HTTP header name");
+            }
+            c.template(value, &field)
+                .map(|template| (name.clone(), template))
+        })
+        .collect();
     let records = c.expression(&resource.records, &format!("{path}.records"));
     let body = c.optional_expression(resource.body.as_ref(), &format!("{path}.body"));
     if resource.body.is_some() && resource.method != HttpMethod::Post {
@@ -180,6 +194,7 @@ pub(super) fn compile_resource(
         method: resource.method,
         path: template?,
         query,
+        headers,
         records_path: records.as_ref().and_then(Expression::simple_path),
         records: records?,
         body: body.ok()?,
