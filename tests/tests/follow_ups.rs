@@ -364,6 +364,85 @@ unified:
     assert_eq!(seen.org_calls.load(Ordering::SeqCst), 2);
 }
 
+/// A kept batch (`batch.keep`) asks each id once a walk: a later page whose records name an id
+/// an earlier page asked pairs with the kept answer (Slack Enterprise: a page's users name the
+/// workspaces the previous page's did, and each workspace's groups are asked once). The same
+/// batch without `keep` asks a page's ids on every page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_batch_asks_each_id_once_a_walk() {
+    async fn groups(
+        State(calls): State<Arc<Mutex<Vec<String>>>>,
+        Query(query): Query<std::collections::HashMap<String, String>>,
+    ) -> Response {
+        let team = query.get("team").cloned().unwrap_or_default();
+        calls.lock().unwrap().push(team.clone());
+        let members: Vec<&str> = LOGINS
+            .iter()
+            .copied()
+            .filter(|login| login.starts_with(team.as_str()))
+            .collect();
+        axum::Json(json!({"groups": [{"id": format!("grp-{team}"), "members": members}]}))
+            .into_response()
+    }
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/groups", get(groups))
+            .with_state(calls.clone()),
+    )
+    .await;
+    let mapping = |keep: &str| {
+        members_mapping(&format!(
+            r#"  groups:
+    list: {{ path: /groups, records: groups }}
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          groups:
+            resource: groups.list
+            per: page
+            # Each login's team is its first letter.
+            id: "login.$substring($, 0, 1)"
+            batch: {{ size: 1, param: team{keep} }}
+            key: login
+            matches: members
+        response_mapping: |
+          {{ "id": login, "groups": [$groups.{{ "id": id }}] }}
+"#
+        ))
+    };
+    let expected: Vec<Value> = LOGINS
+        .iter()
+        .map(|login| json!({"id": login, "groups": [{"id": format!("grp-{}", &login[..1])}]}))
+        .collect();
+    // Pages of three: [ada grace alan] [edsger barbara gone] [donald]; `gone` names team g,
+    // which the first page asked.
+    let (status, body) = list_once(
+        &mapping(", keep: true"),
+        &server.origin,
+        "3&truto_ignore_limit=true",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!(expected));
+    // Pages may ask at once (offset pages are fetched ahead): the order of calls is not fixed.
+    let sorted = |calls: &Mutex<Vec<String>>| {
+        let mut calls = calls.lock().unwrap().clone();
+        calls.sort();
+        calls
+    };
+    assert_eq!(sorted(&calls), ["a", "b", "d", "e", "g"]);
+    calls.lock().unwrap().clear();
+    let (status, body) = list_once(&mapping(""), &server.origin, "3&truto_ignore_limit=true").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!(expected));
+    assert_eq!(sorted(&calls), ["a", "b", "d", "e", "g", "g"]);
+}
+
 /// The account's groups over two pages (`after=g2`), its second page failing once when
 /// `fail_once` is set, and the mapping walking them as a follow-up paired by `member`.
 #[derive(Default)]

@@ -60,6 +60,23 @@ pub(crate) type FollowUpAnswers =
 pub(crate) struct WalkAnswers {
     pub(crate) per_page: FollowUpAnswers,
     pub(crate) chained: ChainedAnswers,
+    pub(crate) batched: BatchedAnswers,
+}
+
+/// The calls of each kept batch (`batch.keep`) in one walk, by follow-up name, each id asked
+/// by the walk mapped to the call that asks it.
+pub(crate) type BatchedAnswers = std::sync::Mutex<
+    std::collections::HashMap<String, std::collections::HashMap<String, Arc<KeptCall>>>,
+>;
+
+/// One call of a kept batch: the ids it asks and, once asked, its answer. Pages of one walk may
+/// run their follow-ups at once (offset pages fetched ahead): the first to need an id makes the
+/// call, the others wait for its answer; a failed call leaves it to be made by the next page
+/// that needs it.
+#[derive(Debug)]
+pub(crate) struct KeptCall {
+    ids: Vec<String>,
+    answer: tokio::sync::OnceCell<Arc<Vec<Value>>>,
 }
 
 impl WalkAnswers {
@@ -72,6 +89,18 @@ impl WalkAnswers {
             .flat_map(|records| records.iter())
             .map(held_bytes)
             .sum();
+        let batched: usize = lock(&self.batched)
+            .values()
+            .flat_map(|calls| calls.iter())
+            .map(|(id, call)| {
+                // A call is counted once, with the first of its ids.
+                let answer = (call.ids.first() == Some(id))
+                    .then(|| call.answer.get())
+                    .flatten()
+                    .map_or(0, |records| records.iter().map(held_bytes).sum());
+                48 + id.len() + answer
+            })
+            .sum();
         // A chained index holds its catalog (counted where the catalog is a per-page answer)
         // and, per key, the key and a position or two.
         let chained: usize = lock(&self.chained)
@@ -79,7 +108,7 @@ impl WalkAnswers {
             .flat_map(|(_, index)| index.iter())
             .map(|(key, positions)| 48 + key.len() + 8 * positions.len())
             .sum();
-        u32::try_from(1 + (per_page + chained) / 1024).unwrap_or(u32::MAX)
+        u32::try_from(1 + (per_page + chained + batched) / 1024).unwrap_or(u32::MAX)
     }
 }
 
@@ -578,49 +607,53 @@ impl Engine {
         let page = Value::Array(records.to_vec());
         let id = evaluate(call, &follow_up.id, &page, "follow_up.id")?;
         let limit = self.follow_up_limit(call, follow_up);
-        let answered =
-            match &follow_up.batch {
-                None => {
-                    let Some(id) = as_id(id) else {
-                        return Ok(None);
-                    };
-                    let known = lock(&call.walk_answers.per_page)
-                        .get(&follow_up.name)
-                        .filter(|(asked, _)| *asked == id)
-                        .map(|(_, answer)| answer.clone());
-                    let answer = match known {
-                        Some(answer) => answer,
-                        None => {
-                            let _permit = limit.acquire().await.map_err(|_| {
-                                ApiError::internal("the follow-up limiter was closed")
-                            })?;
-                            let answer = self
-                                .follow_one(call, follow_up, &id, None)
-                                .await?
-                                .map(Arc::new);
-                            lock(&call.walk_answers.per_page)
-                                .insert(follow_up.name.clone(), (id, answer.clone()));
-                            answer
-                        }
-                    };
-                    let Some(answered) = answer else {
-                        return Ok(None);
-                    };
-                    answered
-                }
-                Some(batch) => {
-                    // The page's ids, each once, in calls of at most `size`.
-                    let mut ids: Vec<String> = match id {
-                        Some(Value::Array(items)) => {
-                            items.into_iter().filter_map(|id| as_id(Some(id))).collect()
-                        }
-                        other => as_id(other).into_iter().collect(),
-                    };
-                    let mut seen = std::collections::HashSet::new();
-                    ids.retain(|id| seen.insert(id.clone()));
-                    if ids.is_empty() {
-                        return Ok(None);
+        let answered = match &follow_up.batch {
+            None => {
+                let Some(id) = as_id(id) else {
+                    return Ok(None);
+                };
+                let known = lock(&call.walk_answers.per_page)
+                    .get(&follow_up.name)
+                    .filter(|(asked, _)| *asked == id)
+                    .map(|(_, answer)| answer.clone());
+                let answer = match known {
+                    Some(answer) => answer,
+                    None => {
+                        let _permit = limit
+                            .acquire()
+                            .await
+                            .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
+                        let answer = self
+                            .follow_one(call, follow_up, &id, None)
+                            .await?
+                            .map(Arc::new);
+                        lock(&call.walk_answers.per_page)
+                            .insert(follow_up.name.clone(), (id, answer.clone()));
+                        answer
                     }
+                };
+                let Some(answered) = answer else {
+                    return Ok(None);
+                };
+                answered
+            }
+            Some(batch) => {
+                // The page's ids, each once, in calls of at most `size`.
+                let mut ids: Vec<String> = match id {
+                    Some(Value::Array(items)) => {
+                        items.into_iter().filter_map(|id| as_id(Some(id))).collect()
+                    }
+                    other => as_id(other).into_iter().collect(),
+                };
+                let mut seen = std::collections::HashSet::new();
+                ids.retain(|id| seen.insert(id.clone()));
+                if ids.is_empty() {
+                    return Ok(None);
+                }
+                if batch.keep {
+                    self.follow_kept_batch(call, follow_up, batch, &ids, &limit)
+                        .await?
+                } else {
                     let answers = try_join_all(ids.chunks(batch.size).map(|chunk| {
                         let limit = limit.clone();
                         async move {
@@ -635,7 +668,8 @@ impl Engine {
                     .await?;
                     Arc::new(answers.into_iter().flatten().flatten().collect())
                 }
-            };
+            }
+        };
         let Some(matches) = &follow_up.matches else {
             // Nothing pairs the answer with records: it is the whole page's.
             if let Some(found) = one_or_many(answered.as_ref().clone()) {
@@ -653,6 +687,69 @@ impl Engine {
         }
         bind_paired(call, follow_up, records, &by_key, &answered, variables)?;
         Ok(Some(answered))
+    }
+
+    /// A kept batch's answers for a page's `ids`: the calls the walk made for them, and new
+    /// calls (of at most `size` ids) for the ids no page of the walk asked yet; each call's
+    /// records once, in the order of the page's ids.
+    async fn follow_kept_batch(
+        &self,
+        call: &ListCall,
+        follow_up: &FollowUp,
+        batch: &FollowUpBatch,
+        ids: &[String],
+        limit: &Arc<tokio::sync::Semaphore>,
+    ) -> Result<Arc<Vec<Value>>, ApiError> {
+        let calls: Vec<Arc<KeptCall>> = {
+            let mut batched = lock(&call.walk_answers.batched);
+            let kept = batched.entry(follow_up.name.clone()).or_default();
+            let new: Vec<String> = ids
+                .iter()
+                .filter(|id| !kept.contains_key(*id))
+                .cloned()
+                .collect();
+            for chunk in new.chunks(batch.size) {
+                let made = Arc::new(KeptCall {
+                    ids: chunk.to_vec(),
+                    answer: tokio::sync::OnceCell::new(),
+                });
+                for id in chunk {
+                    kept.insert(id.clone(), made.clone());
+                }
+            }
+            let mut calls: Vec<Arc<KeptCall>> = Vec::new();
+            for id in ids {
+                if let Some(made) = kept.get(id)
+                    && !calls.iter().any(|taken| Arc::ptr_eq(taken, made))
+                {
+                    calls.push(made.clone());
+                }
+            }
+            calls
+        };
+        let answers = try_join_all(calls.iter().map(|kept| async move {
+            kept.answer
+                .get_or_try_init(|| async {
+                    let _permit = limit
+                        .acquire()
+                        .await
+                        .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
+                    let joined = kept.ids.join(",");
+                    let answer = self
+                        .follow_one(call, follow_up, &joined, Some((batch, &kept.ids)))
+                        .await?;
+                    Ok::<_, ApiError>(Arc::new(answer.unwrap_or_default()))
+                })
+                .await
+                .cloned()
+        }))
+        .await?;
+        Ok(Arc::new(
+            answers
+                .iter()
+                .flat_map(|records| records.iter().cloned())
+                .collect(),
+        ))
     }
 
     /// One follow-up call: the records its answer holds (every page's, with `walk`), or `None`

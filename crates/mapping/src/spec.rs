@@ -703,6 +703,10 @@ pub struct BatchSpec {
     pub size: Spanned<u32>,
     #[serde(default)]
     pub param: Option<Text>,
+    /// Answers kept for the walk by the ids asked: a later page asks only the ids no earlier
+    /// page of the walk asked (a page's users name workspaces the previous page's did).
+    #[serde(default)]
+    pub keep: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -1229,7 +1229,8 @@ fn a_batched_or_page_wide_follow_up_is_checked_at_load() {
             follow_up.batch,
             Some(unigate_mapping::FollowUpBatch {
                 size: 100,
-                param: Some("id[]".to_owned())
+                param: Some("id[]".to_owned()),
+                keep: false,
             })
         );
     }
@@ -1258,6 +1259,12 @@ fn a_batched_or_page_wide_follow_up_is_checked_at_load() {
                 "{ resource: lookup.list, per: page, id: id, batch: { size: 100, param: 'id[]' }, key: id }",
             ),
         ),
+        (
+            "e",
+            with(
+                "{ resource: lookup.list, per: page, id: id, batch: { size: 1, param: id, keep: true } }",
+            ),
+        ),
     ];
     let sources: Vec<_> = bad
         .iter()
@@ -1273,6 +1280,7 @@ fn a_batched_or_page_wide_follow_up_is_checked_at_load() {
             "mappings/b.yaml:17: unified.user-directory.users.list.follow_up.detail.batch.size: must be from 1 to 10000",
             "mappings/c.yaml:17: unified.user-directory.users.list.follow_up.detail.resource: `lookup.list` never reads `{{id}}`, so the follow-up could not say which record it is for",
             "mappings/d.yaml:17: unified.user-directory.users.list.follow_up.detail: `per: page` pairs answer records with page records through `key` and `matches` (both, or neither: the whole answer is every record's); `per: record` takes neither",
+            "mappings/e.yaml:17: unified.user-directory.users.list.follow_up.detail.batch.keep: a kept batch pairs its answers with `key` and `matches`: a page given the whole answer would get the records earlier pages asked for",
         ],
         "{errors}"
     );

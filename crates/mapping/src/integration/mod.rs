@@ -263,6 +263,9 @@ pub struct FollowUpBatch {
     /// The query parameter repeated once per id (Airtable's `id[]`), if any; `{{id}}` is the
     /// batch's ids joined by commas either way.
     pub param: Option<String>,
+    /// The answers are kept for the walk by the ids asked (`keep: true`): each id is asked
+    /// once a walk, and a page pairs its records with the kept answers of its ids.
+    pub keep: bool,
 }
 
 impl Integration {

@@ -452,9 +452,21 @@ fn compile_follow_ups(
                     );
                     ok = false;
                 }
+                let keep = batch.keep.as_ref().is_some_and(|keep| keep.value);
+                if let Some(keep) = batch.keep.as_ref().filter(|keep| keep.value)
+                    && (follow_up.key.is_none() || follow_up.matches.is_none())
+                {
+                    c.error_at(
+                        keep,
+                        &format!("{at}.batch.keep"),
+                        "a kept batch pairs its answers with `key` and `matches`: a page given the whole answer would get the records earlier pages asked for",
+                    );
+                    ok = false;
+                }
                 Some(FollowUpBatch {
                     size: batch.size.value as usize,
                     param,
+                    keep,
                 })
             }
         };
