@@ -311,6 +311,33 @@ async fn a_refused_refresh_marks_the_account_and_says_so() {
     assert!(!body.to_string().contains("csecret") && !body.to_string().contains("r1"));
 }
 
+/// A token request refused `invalid_scope` (a scope the app was not granted, such as the group
+/// scope an opt-in flag adds) is a 403 naming the scope problem, and does not mark the account:
+/// once the scope is granted the next call gets its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_scope_is_a_403_and_does_not_mark_the_account() {
+    let world = world(json!({})).await;
+    *world.provider.token_answer.lock().unwrap() = Some((
+        StatusCode::BAD_REQUEST,
+        r#"{"error": "invalid_scope", "error_description": "The following scopes are not allowed: okta.groups.read"}"#,
+        None,
+    ));
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body.clone()),
+        (
+            403,
+            json!({"statusCode": 403, "error": "Forbidden", "truto_is_remote_error": true,
+            "message": "the provider refused a scope the account's token request asks for (The following scopes are not allowed: okta.groups.read); grant it to the app, or unset the account flag that asks for it (the credentials were not refused; the account is not marked)",
+            "raw_response": {"error": "invalid_scope", "error_description": "The following scopes are not allowed: okta.groups.read"}})
+        )
+    );
+    // Not marked: the next call is the same 403 (a marked account would answer 401 "needs to
+    // be reconnected" without asking), so granting the scope is all it takes.
+    let (status, again) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!((status, again), (403, body));
+}
+
 /// A token endpoint that refuses with HTTP 200 and an `error` (Slack's): a refusal like a 400's,
 /// the account marked; the same endpoint saying it is rate-limited is not one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -677,6 +677,19 @@ impl Engine {
                 let detail = self.secrets_of(target).text(
                     &extract_remote_message(&raw).unwrap_or_else(|| format!("HTTP {status}")),
                 );
+                if raw.get("error").and_then(Value::as_str) == Some("invalid_scope") {
+                    // RFC 6749 §5.2: a scope the app was not granted, not a refused credential.
+                    // An opt-in flag asking for one more scope (groups) must not cut the account
+                    // off until an admin reconnects it: granting the scope, or unsetting the
+                    // flag, is enough.
+                    return ApiError::remote(
+                        403,
+                        format!(
+                            "the provider refused a scope the account's token request asks for ({detail}); grant it to the app, or unset the account flag that asks for it (the credentials were not refused; the account is not marked)"
+                        ),
+                        raw,
+                    );
+                }
                 self.mark_needs_reauth(
                     &target.account.id,
                     format!("token refresh refused: {detail}"),
