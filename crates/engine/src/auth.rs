@@ -2,9 +2,10 @@
 //! and later a proxied call): the account's credential attached — a rendered header or query
 //! parameter, or a token (OAuth 2.0 grant or login call) from the token manager — then the
 //! pacing, retry and rate-limit policy (`policy`). A provider 401 on a cached token is retried
-//! once with a new token; a 401 on a new token, a refused token request, or a refused static
-//! credential (an API key, a password) marks the account `needs_reauth` — except on a
-//! follow-up's call, whose page was just answered with the same credential. A request rendered
+//! once with a new token; a 401 on a new token, a refused token request (but for a refused
+//! scope, `invalid_scope`: a 403), or a refused static credential (an API key, a password) marks
+//! the account `needs_reauth` — except on a follow-up's call, whose page was just answered with
+//! the same credential. A request rendered
 //! before a kept token value moved the account's base URL is sent to the new one.
 //!
 //! A token request runs apart from the caller (it completes even if the caller goes away), reads
