@@ -201,3 +201,114 @@ async fn lists_exactly_the_250_users_of_a_real_scim_server() {
         assert_eq!(mapped, expected, "user {index}");
     }
 }
+
+/// With `read_groups`, the users of a real SCIM server get the Groups whose `members` list them
+/// (scim2-server, like many providers, leaves the User's own `groups` attribute empty): 1,003
+/// groups, so /Groups is read over two pages (its cap is 1000 a page), once per walk; a Group
+/// member is not expanded. Without the flag the same users have no `groups`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_groups_gives_the_users_of_a_real_scim_server_their_groups() {
+    const USERS: usize = 30;
+    const GROUPS: usize = 1003;
+    let Some(python) = python_or_skip("the real SCIM server groups test") else {
+        return;
+    };
+    let server = start_scim_server(&python);
+    let client = reqwest::Client::new();
+    let post = |path: &'static str, body: Value| {
+        let request = client
+            .post(format!("{}/scim/v2/{path}", server.origin))
+            .bearer_auth(SCIM_TOKEN)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string());
+        async move {
+            let response = request.send().await.expect("seed request");
+            assert_eq!(response.status().as_u16(), 201);
+            let body: Value = response.json().await.expect("seed body");
+            body["id"].as_str().expect("id").to_owned()
+        }
+    };
+    let mut users = Vec::new();
+    for index in 0..USERS {
+        users.push(post("Users", seeded_user(index)).await);
+    }
+    // Group g holds users g % 30 and (7 g) % 30; the last one also holds group 0 as a member.
+    let mut groups: Vec<(String, String, Vec<usize>)> = Vec::new();
+    for g in 0..GROUPS {
+        let held = std::collections::BTreeSet::from([g % USERS, (7 * g) % USERS]);
+        let mut members: Vec<Value> = held
+            .iter()
+            .map(|&u| json!({"value": users[u], "type": "User"}))
+            .collect();
+        if g == GROUPS - 1 {
+            members.push(json!({"value": groups[0].0, "type": "Group"}));
+        }
+        let name = format!("Group {g:04}");
+        let id = post(
+            "Groups",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name, "members": members}),
+        )
+        .await;
+        groups.push((id, name, held.into_iter().collect()));
+    }
+    // The server lists resources by id: the catalog's order, which each user's groups follow.
+    let mut catalog = groups.clone();
+    catalog.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let account = |id: &str, read_groups: bool| IntegratedAccount {
+        id: id.into(),
+        integration: "scim".into(),
+        context: json!({"base_url": format!("{}/scim/v2", server.origin), "token": SCIM_TOKEN, "read_groups": read_groups}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_accounts(
+        repo_catalog(),
+        vec![account("with-groups", true), account("without", false)],
+    )
+    .await;
+    let walk = |account: &'static str| {
+        let origin = gateway.origin.clone();
+        async move {
+            let mut users = Vec::new();
+            let mut cursor = String::new();
+            for _ in 0..10 {
+                let url = format!(
+                    "{origin}/unified/user-directory/users?integrated_account_id={account}&limit=10&truto_ignore_remote_data=true&next_cursor={cursor}"
+                );
+                let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+                assert_eq!(status, 200, "{body}");
+                users.extend(body["result"].as_array().expect("array").clone());
+                match body["next_cursor"].as_str() {
+                    Some(next) => cursor = next.to_owned(),
+                    None => return users,
+                }
+            }
+            panic!("the walk does not end");
+        }
+    };
+    let listed = walk("with-groups").await;
+    assert_eq!(listed.len(), USERS);
+    for user in &listed {
+        let index = users
+            .iter()
+            .position(|id| user["id"] == json!(id))
+            .expect("a seeded user");
+        let expected: Vec<Value> = catalog
+            .iter()
+            .filter(|(_, _, held)| held.contains(&index))
+            .map(|(id, name, _)| json!({"id": id, "name": name}))
+            .collect();
+        assert!(
+            expected.len() >= 33,
+            "user {index} is in {}",
+            expected.len()
+        );
+        assert_eq!(user["groups"], json!(expected), "user {index}");
+    }
+    for user in walk("without").await {
+        assert!(user.get("groups").is_none(), "{user}");
+    }
+}

@@ -175,6 +175,12 @@ impl Expression {
         entry_variables(&ast.root, &ast.source, &Default::default())
     }
 
+    /// The variables the expression reads that it does not bind itself (`$groups`, `$context`),
+    /// by the JSONata engine's own reads analysis.
+    pub fn variables_read(&self) -> std::collections::BTreeSet<String> {
+        self.inner.reads().bindings().keys().cloned().collect()
+    }
+
     /// The field names of a plain path (`$` → empty, `members`, `data.users`), when the expression
     /// is nothing more; callers can then walk the input directly.
     pub fn simple_path(&self) -> Option<Vec<String>> {

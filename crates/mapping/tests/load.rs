@@ -677,6 +677,7 @@ fn a_post_body_that_reads_the_id_makes_a_batch_follow_up() {
             "        resource: users.list\n        follow_up:\n          detail: { resource: details.get, per: page, id: \"$join(id, ',')\", key: id, matches: id }\n",
             1,
         )
+        .replace(r#"{ "id": id }"#, r#"{ "id": id, "name": $detail.name }"#)
     };
     let good = with_body(r#"{"ids": $split(id, ",")}"#);
     let catalog = Catalog::from_sources(&[model()], &[integration("batch", &good)])
@@ -1209,6 +1210,7 @@ fn a_batched_or_page_wide_follow_up_is_checked_at_load() {
             &format!("        resource: users.list\n        follow_up:\n          detail: {follow_up}\n"),
             1,
         )
+        .replace(r#"{ "id": id }"#, r#"{ "id": id, "name": $detail.name }"#)
     };
     let good = [
         with(
@@ -1265,6 +1267,11 @@ fn a_batched_or_page_wide_follow_up_is_checked_at_load() {
                 "{ resource: lookup.list, per: page, id: id, batch: { size: 1, param: id, keep: true } }",
             ),
         ),
+        (
+            "f",
+            with("{ resource: lookup.list, per: page, id: id, key: id, matches: id }")
+                .replace("$detail", "$details"),
+        ),
     ];
     let sources: Vec<_> = bad
         .iter()
@@ -1281,6 +1288,7 @@ fn a_batched_or_page_wide_follow_up_is_checked_at_load() {
             "mappings/c.yaml:17: unified.user-directory.users.list.follow_up.detail.resource: `lookup.list` never reads `{{id}}`, so the follow-up could not say which record it is for",
             "mappings/d.yaml:17: unified.user-directory.users.list.follow_up.detail: `per: page` pairs answer records with page records through `key` and `matches` (both, or neither: the whole answer is every record's); `per: record` takes neither",
             "mappings/e.yaml:17: unified.user-directory.users.list.follow_up.detail.batch.keep: a kept batch pairs its answers with `key` and `matches`: a page given the whole answer would get the records earlier pages asked for",
+            "mappings/f.yaml:19: unified.user-directory.users.list.follow_up: the follow-up `detail` is made but nothing reads `$detail` (not the response mapping, nor a follow-up chained `over` it); a file whose own response mapping ignores an inherited follow-up sets `follow_up: {}`",
         ],
         "{errors}"
     );
@@ -1302,6 +1310,7 @@ fn a_chained_follow_up_is_checked_at_load() {
             &format!("        resource: users.list\n        follow_up:\n{follow_ups}"),
             1,
         )
+        .replace(r#"{ "id": id }"#, r#"{ "id": id, "groups": [$a_groups.{ "id": id }] }"#)
     };
     let good = with(
         "          a_groups: { resource: members.list, over: z_catalog, id: id, key: id, matches: user_id }\n          z_catalog: { resource: groups.list, per: page, id: \"'all'\" }\n",

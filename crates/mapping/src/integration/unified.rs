@@ -231,6 +231,24 @@ fn compile_method(
     else {
         return None;
     };
+    // A follow-up nothing reads is calls made for nothing: a file whose own response mapping
+    // ignores a follow-up it inherits (`follow_up: {}` drops them), or a misspelt variable.
+    let read = response_mapping.variables_read();
+    for follow_up in &follow_ups {
+        let chained_over = follow_ups
+            .iter()
+            .any(|other| other.over.as_deref() == Some(follow_up.name.as_str()));
+        if !read.contains(&follow_up.name) && !chained_over {
+            let message = format!(
+                "the follow-up `{}` is made but nothing reads `${}` (not the response mapping, nor a follow-up chained `over` it); a file whose own response mapping ignores an inherited follow-up sets `follow_up: {{}}`",
+                follow_up.name, follow_up.name
+            );
+            match response_mapping_text {
+                Some(text) => c.error_at(text, &format!("{path}.follow_up"), &message),
+                None => c.error_line(first_line(spec), &format!("{path}.follow_up"), &message),
+            }
+        }
+    }
     // Which follow-ups each built field reads: a field read only through follow-ups an account
     // does not make (an opt-in flag unset) is absent from its every record.
     let field_follow_ups = match follow_ups.is_empty() {
