@@ -1247,3 +1247,78 @@ unified:
         "ada and grace were not asked again"
     );
 }
+
+/// A kept batch stopped part-way (one team's call failing) fails the call, and the account's
+/// next call, a walk of its own, asks only the ids not answered yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_batch_stopped_part_way_resumes_on_the_next_call() {
+    #[derive(Default)]
+    struct Seen {
+        calls: Mutex<Vec<String>>,
+        failed_once: std::sync::atomic::AtomicBool,
+    }
+    async fn groups(
+        State(seen): State<Arc<Seen>>,
+        Query(query): Query<std::collections::HashMap<String, String>>,
+    ) -> Response {
+        let team = query.get("team").cloned().unwrap_or_default();
+        seen.calls.lock().unwrap().push(team.clone());
+        if team == "g" && !seen.failed_once.swap(true, Ordering::SeqCst) {
+            return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
+        }
+        let members: Vec<&str> = LOGINS
+            .iter()
+            .copied()
+            .filter(|login| login.starts_with(team.as_str()))
+            .collect();
+        axum::Json(json!({"groups": [{"id": format!("grp-{team}"), "members": members}]}))
+            .into_response()
+    }
+    let seen = Arc::new(Seen::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/groups", get(groups))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let mapping = &members_mapping(
+        r#"  groups:
+    list: { path: /groups, records: groups }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          groups:
+            resource: groups.list
+            per: page
+            id: "login.$substring($, 0, 1)"
+            batch: { size: 1, param: team, keep: true }
+            key: login
+            matches: members
+            concurrency: 1
+        response_mapping: '{ "id": login, "groups": [$groups.{ "id": id }] }'
+"#,
+    );
+    let gateway = members_gateway(mapping, &server.origin).await;
+    let (status, body) = gateway.list("&limit=3").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(*seen.calls.lock().unwrap(), ["a", "g"]);
+    let (status, body) = gateway.list("&limit=3").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([
+            {"id": "ada", "groups": [{"id": "grp-a"}]},
+            {"id": "grace", "groups": [{"id": "grp-g"}]},
+            {"id": "alan", "groups": [{"id": "grp-a"}]}
+        ])
+    );
+    assert_eq!(
+        *seen.calls.lock().unwrap(),
+        ["a", "g", "g"],
+        "team a was not asked again"
+    );
+}

@@ -700,6 +700,13 @@ impl Engine {
         ids: &[String],
         limit: &Arc<tokio::sync::Semaphore>,
     ) -> Result<Arc<Vec<Value>>, ApiError> {
+        // Answers of calls a failed call of the account finished (a first page whose calls ran
+        // past the deadline or a long rate limit), by their joined ids: the next call, a walk
+        // of its own, starts from them; handed on again if it fails too.
+        let unfinished = Unfinished::start(
+            &self.unfinished_details,
+            format!("{}\u{0}{}", call.target.account.id, follow_up.name),
+        );
         let calls: Vec<Arc<KeptCall>> = {
             let mut batched = lock(&call.walk_answers.batched);
             let kept = batched.entry(follow_up.name.clone()).or_default();
@@ -708,10 +715,17 @@ impl Engine {
                 .filter(|id| !kept.contains_key(*id))
                 .cloned()
                 .collect();
+            let done = lock(&unfinished.done);
             for chunk in new.chunks(batch.size) {
+                let answer = match done.get(&chunk.join(",")) {
+                    Some(answer) => {
+                        tokio::sync::OnceCell::new_with(Some(answer.clone().unwrap_or_default()))
+                    }
+                    None => tokio::sync::OnceCell::new(),
+                };
                 let made = Arc::new(KeptCall {
                     ids: chunk.to_vec(),
-                    answer: tokio::sync::OnceCell::new(),
+                    answer,
                 });
                 for id in chunk {
                     kept.insert(id.clone(), made.clone());
@@ -727,6 +741,7 @@ impl Engine {
             }
             calls
         };
+        let done = &unfinished.done;
         let answers = try_join_all(calls.iter().map(|kept| async move {
             kept.answer
                 .get_or_try_init(|| async {
@@ -738,12 +753,15 @@ impl Engine {
                     let answer = self
                         .follow_one(call, follow_up, &joined, Some((batch, &kept.ids)))
                         .await?;
-                    Ok::<_, ApiError>(Arc::new(answer.unwrap_or_default()))
+                    let answer = Arc::new(answer.unwrap_or_default());
+                    lock(done).insert(joined, Some(answer.clone()));
+                    Ok::<_, ApiError>(answer)
                 })
                 .await
                 .cloned()
         }))
         .await?;
+        unfinished.finish();
         Ok(Arc::new(
             answers
                 .iter()
