@@ -807,8 +807,8 @@ unified:
 }
 
 /// `not_found: skip` also skips what the mapping's `errors.not_found` calls "no such record" (a
-/// 400 naming an id deleted meanwhile, as Zoho answers), and only that: another 400 still fails
-/// the call.
+/// 400 naming an id deleted meanwhile, as Zoho answers; or a 2xx body `errors.when` marks, as
+/// Slack answers), and only that: another 400 still fails the call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follow_up_skips_what_the_mapping_calls_not_found() {
     async fn detail(Path(login): Path<String>) -> Response {
@@ -822,6 +822,8 @@ async fn a_follow_up_skips_what_the_mapping_calls_not_found() {
         match login.as_str() {
             "gone" => refused("INVALID_DATA"),
             "alan" => refused("LIMIT_EXCEEDED"),
+            // Said in a 2xx body, as Slack says everything (`{ok: false, error}`).
+            "barbara" => axum::Json(json!({"ok": false, "code": "INVALID_DATA"})).into_response(),
             _ => axum::Json(json!({"name": format!("{login} (name)")})).into_response(),
         }
     }
@@ -836,7 +838,8 @@ async fn a_follow_up_skips_what_the_mapping_calls_not_found() {
             r#"  users:
     get: {{ path: "/users/{{{{id}}}}", records: "$" }}
 errors:
-  not_found: "$status = 400 and code = 'INVALID_DATA'"
+  when: "ok = false"
+  not_found: "code = 'INVALID_DATA'"
 unified:
   user-directory:
     users:
@@ -862,7 +865,7 @@ unified:
             {"id": "grace", "name": "grace (name)"},
             {"id": "alan"},
             {"id": "edsger", "name": "edsger (name)"},
-            {"id": "barbara", "name": "barbara (name)"},
+            {"id": "barbara"},
             {"id": "gone"},
             {"id": "donald", "name": "donald (name)"}
         ])
@@ -887,10 +890,15 @@ async fn a_filter_on_a_field_from_follow_ups_the_account_does_not_make_says_so()
     async fn detail(Path(login): Path<String>) -> Response {
         axum::Json(json!({"title": format!("{login}'s title")})).into_response()
     }
+    async fn last_page_groups() -> Response {
+        axum::Json(json!({"groups": [{"id": "g2", "name": "night", "members": ["donald"]}]}))
+            .into_response()
+    }
     let server = spawn_provider(
         Router::new()
             .route("/members", get(members))
             .route("/groups", get(groups))
+            .route("/last-page-groups", get(last_page_groups))
             .route("/users/{login}", get(detail)),
     )
     .await;
@@ -942,6 +950,24 @@ unified:
             {"id": "ada", "groups": [{"id": "g1", "name": "admins"}]},
             {"id": "grace", "groups": [{"id": "g1", "name": "admins"}]}
         ])
+    );
+    // With the flag, a first page whose users are in no group was still asked for groups: the
+    // filter walks on to the page that has its member (pages of 3), not a 400.
+    let on = members_gateway_with(
+        &mapping
+            .replace("path: /groups,", "path: /last-page-groups,")
+            .replace(
+                "page_size_param: limit }",
+                "page_size_param: limit, max_page_size: 3 }",
+            ),
+        json!({"url": server.origin, "token": "t", "read_groups": true}),
+    )
+    .await;
+    let (status, body) = on.list("&group_id=g2&limit=3").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([{"id": "donald", "groups": [{"id": "g2", "name": "night"}]}])
     );
 }
 

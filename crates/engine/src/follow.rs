@@ -16,7 +16,6 @@ use futures_util::future::try_join_all;
 use serde_json::Value;
 use unigate_mapping::{
     Answer, Expression, FollowUp, FollowUpBatch, extract_records, read_page, render_body,
-    status_fault,
 };
 use unigate_pagination::{PageFacts, PaginationError, Position, Style};
 use unigate_unified::{ApiError, ErrorKind};
@@ -33,17 +32,17 @@ use crate::request::Endpoint;
 pub(crate) struct FollowedUp {
     pub(crate) page: Vec<(String, Value)>,
     pub(crate) records: Vec<Vec<(String, Value)>>,
+    /// The follow-ups asked for this page (called, or answered from the walk's kept answers),
+    /// whether or not their answers paired with any record.
+    pub(crate) asked: Vec<String>,
 }
 
 impl FollowedUp {
-    /// Whether the follow-up `name` gave this page anything (its own answer, or one of its
-    /// records').
-    pub(crate) fn binds(&self, name: &str) -> bool {
-        self.page.iter().any(|(bound, _)| bound == name)
-            || self
-                .records
-                .iter()
-                .any(|record| record.iter().any(|(bound, _)| bound == name))
+    /// Whether the follow-up `name` was asked for this page: a page whose users are in no group
+    /// was still asked for groups, where a follow-up the account does not make (its opt-in flag
+    /// unset) was not.
+    pub(crate) fn asked(&self, name: &str) -> bool {
+        self.asked.iter().any(|asked| asked == name)
     }
 }
 
@@ -415,6 +414,7 @@ impl Engine {
         let mut variables = FollowedUp {
             page: Vec::new(),
             records: vec![Vec::new(); records.len()],
+            asked: Vec::new(),
         };
         // The per-page answers of this page, for the follow-ups chained over them.
         let mut catalogs: Vec<(&str, Arc<Vec<Value>>)> = Vec::new();
@@ -454,6 +454,7 @@ impl Engine {
         records: &[Value],
         variables: &mut FollowedUp,
     ) -> Result<(), ApiError> {
+        variables.asked.push(follow_up.name.clone());
         let known = lock(&call.walk_answers.chained)
             .get(&follow_up.name)
             .filter(|(over, _)| Arc::ptr_eq(over, &catalog))
@@ -612,6 +613,7 @@ impl Engine {
                 let Some(id) = as_id(id) else {
                     return Ok(None);
                 };
+                variables.asked.push(follow_up.name.clone());
                 let known = lock(&call.walk_answers.per_page)
                     .get(&follow_up.name)
                     .filter(|(asked, _)| *asked == id)
@@ -650,6 +652,7 @@ impl Engine {
                 if ids.is_empty() {
                     return Ok(None);
                 }
+                variables.asked.push(follow_up.name.clone());
                 if batch.keep {
                     self.follow_kept_batch(call, follow_up, batch, &ids, &limit)
                         .await?
@@ -856,17 +859,16 @@ impl Engine {
                 body: &response.body,
                 format: target.integration.body_format,
             };
-            // A provider that says "no such record" another way (Zoho's 400 INVALID_DATA for a
-            // deleted group) says so through the mapping's `errors.not_found`.
-            if follow_up.skip_not_found
-                && *pages == 0
-                && !(200..300).contains(&response.status)
-                && status_fault(&target.integration, answer, &call.scope).status == 404
-            {
-                return Ok(None);
-            }
             let text = body_text(&response.body);
-            let body = check_answer(target, answer, &text, &call.scope, None).map_err(failed)?;
+            let body = match check_answer(target, answer, &text, &call.scope, None) {
+                // A provider that says "no such record" another way (Zoho's 400 INVALID_DATA for
+                // a deleted group, Slack's HTTP 200 `invalid_team`) says so through the
+                // mapping's `errors.not_found`.
+                Err(error) if follow_up.skip_not_found && *pages == 0 && error.status() == 404 => {
+                    return Ok(None);
+                }
+                checked => checked.map_err(failed)?,
+            };
             if !follow_up.walk {
                 return extract_records(resource, body, &call.scope)
                     .map(Some)

@@ -226,7 +226,7 @@ impl Engine {
                 true => call
                     .follow_up_filters
                     .iter()
-                    .filter(|filter| !filter.follow_ups.iter().any(|name| followed.binds(name)))
+                    .filter(|filter| !filter.follow_ups.iter().any(|name| followed.asked(name)))
                     .collect(),
                 false => Vec::new(),
             };
@@ -421,7 +421,7 @@ fn map_records(
     // with none of its own reads that scope, not a copy), then its own.
     let (page_scope, scopes): (Option<Scope>, Option<Vec<Option<Scope>>>) = match followed {
         None => (None, None),
-        Some(FollowedUp { page, records }) => {
+        Some(FollowedUp { page, records, .. }) => {
             let page_scope = (!page.is_empty()).then(|| {
                 page.into_iter()
                     .fold(scope.clone(), |scope, (name, value)| {

@@ -147,7 +147,7 @@ fn unexplained_status(answer: Answer<'_>) -> String {
 }
 
 /// A 2xx body the mapping's `errors.when` marks as an error (Slack's `ok: false`), with its
-/// status (default 502) and message.
+/// status (404 when `errors.not_found` says so, else `errors.status`, default 502) and message.
 pub fn body_fault(
     integration: &Integration,
     answer: Answer<'_>,
@@ -169,8 +169,17 @@ pub fn body_fault(
         return Ok(None);
     }
     let (status, message) = read_fault(integration, answer, body, 502, &scope);
+    // "No such record" said in a 2xx error body (Slack's HTTP 200 `invalid_team`) is a 404 as
+    // it is in a non-2xx one.
+    let not_found = integration
+        .errors
+        .as_ref()
+        .and_then(|errors| errors.not_found.as_ref())
+        .is_some_and(|not_found| {
+            not_found.evaluate(body, &scope).ok().flatten() == Some(Value::Bool(true))
+        });
     Ok(Some(Fault {
-        status,
+        status: if not_found { 404 } else { status },
         message: message.unwrap_or_else(|| "the provider reported an error".to_owned()),
         body: body.clone(),
     }))
