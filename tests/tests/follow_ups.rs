@@ -364,6 +364,18 @@ unified:
     assert_eq!(seen.org_calls.load(Ordering::SeqCst), 2);
 }
 
+/// The groups of a team in the kept-batch tests: each login's team is its first letter, and the
+/// team has one group holding its logins.
+fn team_groups(team: &str) -> Response {
+    let members: Vec<&str> = LOGINS
+        .iter()
+        .copied()
+        .filter(|login| login.starts_with(team))
+        .collect();
+    axum::Json(json!({"groups": [{"id": format!("grp-{team}"), "members": members}]}))
+        .into_response()
+}
+
 /// A kept batch (`batch.keep`) asks each id once a walk: a later page whose records name an id
 /// an earlier page asked pairs with the kept answer (Slack Enterprise: a page's users name the
 /// workspaces the previous page's did, and each workspace's groups are asked once). The same
@@ -376,13 +388,7 @@ async fn a_kept_batch_asks_each_id_once_a_walk() {
     ) -> Response {
         let team = query.get("team").cloned().unwrap_or_default();
         calls.lock().unwrap().push(team.clone());
-        let members: Vec<&str> = LOGINS
-            .iter()
-            .copied()
-            .filter(|login| login.starts_with(team.as_str()))
-            .collect();
-        axum::Json(json!({"groups": [{"id": format!("grp-{team}"), "members": members}]}))
-            .into_response()
+        team_groups(&team)
     }
     let calls = Arc::new(Mutex::new(Vec::new()));
     let server = spawn_provider(
@@ -1292,13 +1298,7 @@ async fn a_kept_batch_stopped_part_way_resumes_on_the_next_call() {
         if team == "g" && !seen.failed_once.swap(true, Ordering::SeqCst) {
             return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
         }
-        let members: Vec<&str> = LOGINS
-            .iter()
-            .copied()
-            .filter(|login| login.starts_with(team.as_str()))
-            .collect();
-        axum::Json(json!({"groups": [{"id": format!("grp-{team}"), "members": members}]}))
-            .into_response()
+        team_groups(&team)
     }
     let seen = Arc::new(Seen::default());
     let server = spawn_provider(
