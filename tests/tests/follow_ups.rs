@@ -1348,3 +1348,86 @@ unified:
         "team a was not asked again"
     );
 }
+
+/// A follow-up chained over a catalog may give each page record the matching records of its
+/// calls' answers (`gives: answers`) rather than the catalog records whose calls matched: the
+/// workspaces are the catalog, each workspace's answer lists its groups with their members, and a
+/// user gets the groups (with a membership record's own fields), in catalog order. Asked once a
+/// walk, as any chained follow-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chained_follow_up_may_give_the_records_of_its_answers() {
+    async fn workspaces(State(calls): State<Arc<Mutex<Vec<String>>>>) -> Response {
+        calls.lock().unwrap().push("workspaces".to_owned());
+        axum::Json(
+            json!({"workspaces": [{"id": "w1", "name": "Sales"}, {"id": "w2", "name": "Ops"}]}),
+        )
+        .into_response()
+    }
+    async fn groups(
+        State(calls): State<Arc<Mutex<Vec<String>>>>,
+        Path(workspace): Path<String>,
+    ) -> Response {
+        calls.lock().unwrap().push(workspace.clone());
+        let groups = match workspace.as_str() {
+            "w1" => json!([
+                {"id": "g1", "name": "closers", "members": ["ada", "edsger"]},
+                {"id": "g2", "name": "empty", "members": []}
+            ]),
+            _ => json!([{"id": "g3", "name": "night", "members": ["ada", "donald"]}]),
+        };
+        axum::Json(json!({ "groups": groups })).into_response()
+    }
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/workspaces", get(workspaces))
+            .route("/workspaces/{id}/groups", get(groups))
+            .with_state(calls.clone()),
+    )
+    .await;
+    let mapping = members_mapping(
+        r#"  workspaces:
+    list: { path: /workspaces, records: workspaces }
+  workspace_groups:
+    list: { path: "/workspaces/{{id}}/groups", records: groups }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          workspaces: { resource: workspaces.list, per: page, id: "'all'" }
+          groups:
+            resource: workspace_groups.list
+            over: workspaces
+            id: id
+            key: login
+            matches: members
+            gives: answers
+        response_mapping: '{ "id": login, "groups": $count($groups) > 0 ? [$groups.{ "id": id, "name": name }] }'
+"#,
+    );
+    let gateway = members_gateway(&mapping, &server.origin).await;
+    let (status, body) = gateway.list("&limit=7").await;
+    assert_eq!(status, 200, "{body}");
+    let groups = |login: &str| {
+        body["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|user| user["id"] == json!(login))
+            .map(|user| user["groups"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(
+        groups("ada"),
+        json!([{"id": "g1", "name": "closers"}, {"id": "g3", "name": "night"}])
+    );
+    assert_eq!(groups("edsger"), json!([{"id": "g1", "name": "closers"}]));
+    assert_eq!(groups("donald"), json!([{"id": "g3", "name": "night"}]));
+    assert_eq!(groups("grace"), Value::Null);
+    let mut asked = calls.lock().unwrap().clone();
+    asked.sort();
+    assert_eq!(asked, ["w1", "w2", "workspaces"]);
+}

@@ -104,8 +104,15 @@ impl WalkAnswers {
         // and, per key, the key and a position or two.
         let chained: usize = lock(&self.chained)
             .values()
-            .flat_map(|(_, index)| index.iter())
-            .map(|(key, positions)| 48 + key.len() + 8 * positions.len())
+            .map(|(_, index)| {
+                let keys: usize = index
+                    .by_key
+                    .iter()
+                    .map(|(key, positions)| 48 + key.len() + 8 * positions.len())
+                    .sum();
+                let answers: usize = index.answers.iter().flatten().map(held_bytes).sum();
+                keys + answers
+            })
             .sum();
         u32::try_from(1 + (per_page + chained + batched) / 1024).unwrap_or(u32::MAX)
     }
@@ -338,10 +345,18 @@ impl Drop for ResumableWalk<'_> {
     }
 }
 
-/// What a chained follow-up found over one catalog answer: that answer, and for each value its
-/// `matches` gave, the positions in the catalog of the records whose calls answered it.
+/// What a chained follow-up found over one catalog answer: that answer, and its index.
 pub(crate) type ChainedAnswers =
-    std::sync::Mutex<std::collections::HashMap<String, (Arc<Vec<Value>>, Arc<PairIndex>)>>;
+    std::sync::Mutex<std::collections::HashMap<String, (Arc<Vec<Value>>, Arc<ChainedIndex>)>>;
+
+/// For each value a chained follow-up's `matches` gave, the positions of the records it gives a
+/// page record matching it: in the catalog (the records whose calls answered the value), or, for
+/// `gives: answers`, in `answers` (the calls' records, in catalog order, that gave it).
+#[derive(Debug, Default)]
+pub(crate) struct ChainedIndex {
+    by_key: PairIndex,
+    answers: Option<Vec<Value>>,
+}
 
 /// Answer records by the key they pair with: key → their positions in the answer (or catalog).
 type PairIndex = std::collections::HashMap<String, Vec<usize>>;
@@ -462,13 +477,88 @@ impl Engine {
         let index = match known {
             Some(index) => index,
             None => {
-                let index = Arc::new(self.index_members(call, follow_up, &catalog).await?);
+                let index = Arc::new(match follow_up.gives_answers {
+                    true => self.index_answers(call, follow_up, &catalog).await?,
+                    false => ChainedIndex {
+                        by_key: self.index_members(call, follow_up, &catalog).await?,
+                        answers: None,
+                    },
+                });
                 lock(&call.walk_answers.chained)
                     .insert(follow_up.name.clone(), (catalog.clone(), index.clone()));
                 index
             }
         };
-        bind_paired(call, follow_up, records, &index, &catalog, variables)
+        let given = index.answers.as_deref().unwrap_or(&catalog);
+        bind_paired(call, follow_up, records, &index.by_key, given, variables)
+    }
+
+    /// `gives: answers`: calls the chained follow-up once per catalog record with an id (each id
+    /// once), keeps the answers' records in catalog order, and indexes them by the values their
+    /// `matches` gives.
+    async fn index_answers(
+        &self,
+        call: &ListCall,
+        follow_up: &FollowUp,
+        catalog: &[Value],
+    ) -> Result<ChainedIndex, ApiError> {
+        let mut asked: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for item in catalog {
+            if let Some(id) = as_id(evaluate(call, &follow_up.id, item, "follow_up.id")?)
+                && seen.insert(id.clone())
+            {
+                asked.push(id);
+            }
+        }
+        let Some(matches) = &follow_up.matches else {
+            return Ok(ChainedIndex::default());
+        };
+        // Each call's records, by the id it was asked: taken over from a call of the account
+        // that failed part-way, and handed on if this one fails or is dropped (a timeout).
+        let unfinished = Unfinished::start(
+            &self.unfinished_details,
+            format!("{}\u{0}{}", call.target.account.id, follow_up.name),
+        );
+        let limit = self.follow_up_limit(call, follow_up);
+        try_join_all(asked.iter().map(|id| {
+            let limit = limit.clone();
+            let done = &unfinished.done;
+            async move {
+                if lock(done).contains_key(id) {
+                    return Ok(());
+                }
+                let _permit = limit
+                    .acquire()
+                    .await
+                    .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
+                let answer = self.follow_one(call, follow_up, id, None).await?;
+                lock(done).insert(id.clone(), answer.map(Arc::new));
+                Ok::<_, ApiError>(())
+            }
+        }))
+        .await?;
+        let done = unfinished.finish();
+        let mut index = ChainedIndex {
+            by_key: PairIndex::new(),
+            answers: Some(Vec::new()),
+        };
+        let answers = index.answers.get_or_insert_with(Vec::new);
+        for id in &asked {
+            for record in done
+                .get(id)
+                .into_iter()
+                .flatten()
+                .flat_map(|records| records.iter())
+            {
+                let at = answers.len();
+                for matched in ids_of(evaluate(call, matches, record, "follow_up.matches")?) {
+                    index.by_key.entry(matched).or_default().push(at);
+                }
+                answers.push(record.clone());
+            }
+        }
+        Ok(index)
     }
 
     /// Calls the chained follow-up once per catalog record with an id (each id once) and indexes

@@ -694,6 +694,20 @@ pub struct FollowUpSpec {
     /// the page record, `matches` over a record of the answer). Groups → members, once a walk.
     #[serde(default)]
     pub over: Option<Text>,
+    /// `over:` only: what `$<name>` holds for a page record: the catalog records whose answers
+    /// hold a record matching it (`catalog`, the default: the groups a user is in), or those
+    /// matching answer records themselves (`answers`: the groups a workspace's answer lists
+    /// with their members, or a membership record with the user's role in the group).
+    #[serde(default)]
+    pub gives: Option<Spanned<ChainedGives>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainedGives {
+    #[default]
+    Catalog,
+    Answers,
 }
 
 /// `batch:` of a per-page follow-up.

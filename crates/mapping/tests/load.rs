@@ -1349,6 +1349,12 @@ fn a_chained_follow_up_is_checked_at_load() {
                 "          groups: { resource: members.list, over: groups, id: id, key: id, matches: user_id }\n",
             ),
         ),
+        (
+            "d",
+            with(
+                "          a_groups: { resource: groups.list, per: page, id: \"'all'\", gives: answers }\n",
+            ),
+        ),
     ];
     let sources: Vec<_> = bad
         .iter()
@@ -1364,6 +1370,7 @@ fn a_chained_follow_up_is_checked_at_load() {
             "mappings/b.yaml:20: unified.user-directory.users.list.follow_up.groups: a follow-up `over` another pairs its answers with page records through `key` (over a page record) and `matches` (over a record of an answer): both are needed",
             "mappings/b.yaml:20: unified.user-directory.users.list.follow_up.groups.batch: a follow-up `over` another makes one call per record of its answer: it takes no `batch`",
             "mappings/c.yaml:19: unified.user-directory.users.list.follow_up.groups.over: names `groups`, which is not another follow-up of this list with `per: page`, no `batch` and no `over` (a catalog: one answer for the page, read whole)",
+            "mappings/d.yaml:19: unified.user-directory.users.list.follow_up.a_groups.gives: only a follow-up chained `over` a catalog chooses what it gives (the catalog records or its answers' records)",
         ],
         "{errors}"
     );

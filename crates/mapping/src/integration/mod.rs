@@ -254,6 +254,9 @@ pub struct FollowUp {
     /// (`over:`); `key` then reads a page record and `matches` a record of a call's answer, and
     /// the variable is the records of that answer whose calls matched.
     pub over: Option<String>,
+    /// Chained only: the variable holds the matching records of the calls' answers instead of
+    /// the catalog records whose calls matched (`gives: answers`).
+    pub gives_answers: bool,
 }
 
 /// How a per-page follow-up sends a page's ids (`batch:`).

@@ -7,7 +7,7 @@ use unigate_unified::UnifiedModel;
 
 use crate::diagnostics::FileCompiler;
 use crate::expression::{Expression, Memoized};
-use crate::spec::{FollowUpPer, IntegrationSpec, NotFound, Text, UnifiedMethodSpec};
+use crate::spec::{ChainedGives, FollowUpPer, IntegrationSpec, NotFound, Text, UnifiedMethodSpec};
 
 use super::{FollowUp, FollowUpBatch, Method, MethodKey, Resource, UnifiedMethod};
 
@@ -423,6 +423,13 @@ fn compile_follow_ups(
                 );
                 ok = false;
             }
+        } else if let Some(gives) = &follow_up.gives {
+            c.error_at(
+                gives,
+                &format!("{at}.gives"),
+                "only a follow-up chained `over` a catalog chooses what it gives (the catalog records or its answers' records)",
+            );
+            ok = false;
         } else if paired && !(per_page && both) {
             c.error_at(
                 &follow_up.id,
@@ -524,6 +531,10 @@ fn compile_follow_ups(
             batch,
             walk: follow_up.walk.as_ref().is_some_and(|walk| walk.value),
             over: follow_up.over.as_ref().map(|over| over.value.clone()),
+            gives_answers: follow_up
+                .gives
+                .as_ref()
+                .is_some_and(|gives| gives.value == ChainedGives::Answers),
         });
     }
     // A chained follow-up runs after the catalog it reads.
