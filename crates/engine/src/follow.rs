@@ -514,36 +514,9 @@ impl Engine {
         let Some(matches) = &follow_up.matches else {
             return Ok(ChainedIndex::default());
         };
-        // Each call's records, by the id it was asked: taken over from a call of the account
-        // that failed part-way, and handed on if this one fails or is dropped (a timeout).
-        let unfinished = Unfinished::start(
-            &self.unfinished_details,
-            format!("{}\u{0}{}", call.target.account.id, follow_up.name),
-        );
-        let limit = self.follow_up_limit(call, follow_up);
-        try_join_all(asked.iter().map(|id| {
-            let limit = limit.clone();
-            let done = &unfinished.done;
-            async move {
-                if lock(done).contains_key(id) {
-                    return Ok(());
-                }
-                let _permit = limit
-                    .acquire()
-                    .await
-                    .map_err(|_| ApiError::internal("the follow-up limiter was closed"))?;
-                let answer = self.follow_one(call, follow_up, id, None).await?;
-                lock(done).insert(id.clone(), answer.map(Arc::new));
-                Ok::<_, ApiError>(())
-            }
-        }))
-        .await?;
-        let done = unfinished.finish();
-        let mut index = ChainedIndex {
-            by_key: PairIndex::new(),
-            answers: Some(Vec::new()),
-        };
-        let answers = index.answers.get_or_insert_with(Vec::new);
+        let done = self.answer_each(call, follow_up, &asked).await?;
+        let mut by_key = PairIndex::new();
+        let mut answers = Vec::new();
         for id in &asked {
             for record in done
                 .get(id)
@@ -553,12 +526,15 @@ impl Engine {
             {
                 let at = answers.len();
                 for matched in ids_of(evaluate(call, matches, record, "follow_up.matches")?) {
-                    index.by_key.entry(matched).or_default().push(at);
+                    by_key.entry(matched).or_default().push(at);
                 }
                 answers.push(record.clone());
             }
         }
-        Ok(index)
+        Ok(ChainedIndex {
+            by_key,
+            answers: Some(answers),
+        })
     }
 
     /// Calls the chained follow-up once per catalog record with an id (each id once) and indexes
@@ -639,25 +615,22 @@ impl Engine {
         Ok(index)
     }
 
-    async fn follow_records(
+    /// Calls the follow-up once for each of `ids`, at most its concurrency at once, and gives
+    /// each call's records by the id it was asked (`None`: a 404 declared as no detail). The
+    /// answers of finished calls are taken over from a call of the account that failed part-way
+    /// (slow per-user calls past the deadline), and handed on if this one fails or is dropped.
+    async fn answer_each(
         &self,
         call: &ListCall,
         follow_up: &FollowUp,
-        records: &[Value],
-        variables: &mut FollowedUp,
-    ) -> Result<(), ApiError> {
-        let ids = records
-            .iter()
-            .map(|record| evaluate(call, &follow_up.id, record, "follow_up.id").map(as_id))
-            .collect::<Result<Vec<Option<String>>, ApiError>>()?;
-        // Answers of finished calls, by id: taken over from a call of the account that failed
-        // part-way (a page of slow per-user calls past the deadline), handed on if this one does.
+        ids: &[String],
+    ) -> Result<Done<Option<Arc<Vec<Value>>>>, ApiError> {
         let unfinished = Unfinished::start(
             &self.unfinished_details,
             format!("{}\u{0}{}", call.target.account.id, follow_up.name),
         );
         let limit = self.follow_up_limit(call, follow_up);
-        try_join_all(ids.iter().flatten().map(|id| {
+        try_join_all(ids.iter().map(|id| {
             let limit = limit.clone();
             let done = &unfinished.done;
             async move {
@@ -674,7 +647,22 @@ impl Engine {
             }
         }))
         .await?;
-        let done = unfinished.finish();
+        Ok(unfinished.finish())
+    }
+
+    async fn follow_records(
+        &self,
+        call: &ListCall,
+        follow_up: &FollowUp,
+        records: &[Value],
+        variables: &mut FollowedUp,
+    ) -> Result<(), ApiError> {
+        let ids = records
+            .iter()
+            .map(|record| evaluate(call, &follow_up.id, record, "follow_up.id").map(as_id))
+            .collect::<Result<Vec<Option<String>>, ApiError>>()?;
+        let wanted: Vec<String> = ids.iter().flatten().cloned().collect();
+        let done = self.answer_each(call, follow_up, &wanted).await?;
         for (slot, id) in variables.records.iter_mut().zip(&ids) {
             let answer = id.as_ref().and_then(|id| done.get(id)).cloned().flatten();
             if let Some(found) = answer.map(Arc::unwrap_or_clone).and_then(one_or_many) {
