@@ -1431,3 +1431,63 @@ unified:
     asked.sort();
     assert_eq!(asked, ["w1", "w2", "workspaces"]);
 }
+
+/// A field the list itself gives only with an opt-in flag (`opt_in_fields`: an `$expand` or a
+/// GraphQL field the query mapping adds with it) answers a filter on it with a 400 naming the
+/// flag for an account without it, before any provider call; with the flag it filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_on_an_opt_in_field_of_an_account_without_its_flag_says_so() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    async fn counted(State(calls): State<Arc<AtomicUsize>>, query: Query<Page>) -> Response {
+        calls.fetch_add(1, Ordering::SeqCst);
+        members(query).await
+    }
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(counted))
+            .with_state(calls.clone()),
+    )
+    .await;
+    let mapping = members_mapping(
+        r#"unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        opt_in_fields: { groups: read_groups }
+        response_mapping: |
+          {
+            "id": login,
+            "groups": ($context.read_groups = true or $context.read_groups = "true")
+              ? [{ "id": "team-" & $substring(login, 0, 1) }]
+          }
+"#,
+    );
+    let off = members_gateway(&mapping, &server.origin).await;
+    let (status, body) = off.list("&group_id=team-a").await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            400,
+            json!(
+                "filter `group_id` cannot match anything for integrated account `acc`: integration `members` builds `groups` only for an account whose context sets `read_groups`, which this one does not"
+            )
+        ),
+        "{body}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no provider call");
+    let on = members_gateway_with(
+        &mapping,
+        json!({"url": server.origin, "token": "t", "read_groups": "true"}),
+    )
+    .await;
+    let (status, body) = on.list("&group_id=team-a").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([
+            {"id": "ada", "groups": [{"id": "team-a"}]},
+            {"id": "alan", "groups": [{"id": "team-a"}]}
+        ])
+    );
+}

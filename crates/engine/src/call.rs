@@ -192,8 +192,7 @@ impl Engine {
         let query = ListQuery::parse(params, &unified_resource)?;
         let target = self.target(&query.integrated_account_id)?;
         let method = target.method(&key)?;
-        let gateway_filters =
-            gateway_filters(&query, &target.integration, method, &unified_resource)?;
+        let gateway_filters = gateway_filters(&query, &target, method, &unified_resource)?;
         let follow_up_filters = follow_up_filters(&query, method, &unified_resource);
         let gateway_sort = gateway_sort(&query, &target.integration, method)?;
         let mut endpoint = Endpoint::render(&target, &method.resource, None)?;
@@ -287,16 +286,32 @@ fn writes_text(
 /// hint (a filter with no record paths in the model) that is not native cannot be honoured.
 fn gateway_filters(
     query: &ListQuery,
-    integration: &Integration,
+    target: &Target,
     method: &UnifiedMethod,
     resource: &UnifiedResource,
 ) -> Result<Vec<GatewayFilter>, ApiError> {
+    let integration = &target.integration;
     let mut filters = Vec::new();
     for (name, value) in &query.filters {
         if method.native_filters.contains(name) {
             continue;
         }
         let spec = &resource.filters[name];
+        // A field the list gives only with an opt-in flag (`opt_in_fields`): without it, no record
+        // has the field, and an empty list would read as "none matches".
+        let unset_flag = spec.fields.iter().find_map(|path| {
+            let field = path.split('.').next().unwrap_or(path);
+            let flag = method.opt_in_fields.get(field)?;
+            let set = matches!(target.account.context.get(flag), Some(Value::Bool(true)))
+                || target.account.context.get(flag).and_then(Value::as_str) == Some("true");
+            (!set).then_some((field, flag))
+        });
+        if let Some((field, flag)) = unset_flag {
+            return Err(ApiError::bad_request(format!(
+                "filter `{name}` cannot match anything for integrated account `{}`: integration `{}` builds `{field}` only for an account whose context sets `{flag}`, which this one does not",
+                target.account.id, integration.id
+            )));
+        }
         if let Some(mapped) = &method.mapped_fields
             && spec.is_gateway_applicable()
             && !spec

@@ -105,6 +105,8 @@ impl Engine {
             // Fields built from follow-up answers (Okta's `groups` from `user_groups` and `groups`): absent for an
             // account that does not make those follow-ups (an opt-in flag unset).
             "fields_from_follow_ups": mapped.field_follow_ups,
+            // Fields the list gives only with an account-context flag (field → flag).
+            "opt_in_fields": mapped.opt_in_fields,
             "filters": {
                 "native": native_filters,
                 "gateway": gateway_filters,

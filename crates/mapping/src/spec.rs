@@ -656,6 +656,12 @@ pub struct UnifiedMethodSpec {
     /// `$<name>`.
     #[serde(default)]
     pub follow_up: Option<BTreeMap<String, FollowUpSpec>>,
+    /// Unified fields built only for an account whose context sets a flag (true or "true"):
+    /// `{groups: read_groups}` where the list itself gives them with the flag (an `$expand`,
+    /// a GraphQL field the query mapping adds). A gateway filter on such a field for an account
+    /// without the flag is a 400 naming it, not an empty list.
+    #[serde(default)]
+    pub opt_in_fields: Option<BTreeMap<String, Text>>,
 }
 
 /// A second native call for the records of a page.
@@ -743,6 +749,7 @@ impl UnifiedMethodSpec {
     fn extend(self, base: UnifiedMethodSpec) -> UnifiedMethodSpec {
         UnifiedMethodSpec {
             follow_up: self.follow_up.or(base.follow_up),
+            opt_in_fields: self.opt_in_fields.or(base.opt_in_fields),
             resource: self.resource.or(base.resource),
             partial: self.partial.or(base.partial),
             native_filters: self.native_filters.or(base.native_filters),

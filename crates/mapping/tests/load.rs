@@ -477,6 +477,52 @@ unified:
     );
 }
 
+/// `opt_in_fields` names fields the response mapping builds, each with an account-context key.
+#[test]
+fn opt_in_fields_name_built_fields_and_context_keys() {
+    let with = |fields: &str| {
+        GOOD.replacen(
+            "        resource: users.list\n",
+            &format!("        resource: users.list\n        opt_in_fields: {fields}\n"),
+            1,
+        )
+        .replace(
+            r#"{ "id": id }"#,
+            r#"{ "id": id, "groups": $context.read_groups ? groups }"#,
+        )
+    };
+    let catalog = Catalog::from_sources(
+        &[model()],
+        &[integration("ok", &with("{ groups: read_groups }"))],
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(
+        catalog.integrations["ok"]
+            .unified
+            .values()
+            .next()
+            .unwrap()
+            .opt_in_fields,
+        [("groups".to_owned(), "read_groups".to_owned())].into()
+    );
+    let errors = Catalog::from_sources(
+        &[model()],
+        &[
+            integration("a", &with("{ title: read_titles }")),
+            integration("b", &with("{ groups: \"read groups\" }")),
+        ],
+    )
+    .unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "mappings/a.yaml:14: unified.user-directory.users.list.opt_in_fields.title: `title` is not a field the response mapping builds",
+            "mappings/b.yaml:14: unified.user-directory.users.list.opt_in_fields.groups: must name an account-context key, such as `read_groups`",
+        ]
+    );
+}
+
 #[test]
 fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
     let with = |passes: &str| {

@@ -222,6 +222,9 @@ pub struct UnifiedMethod {
     /// `follow_ups` order): Okta's `groups` reads `user_groups`' and `groups`' answers. Found
     /// at load from the response mapping; empty when its shape is not visible then.
     pub field_follow_ups: BTreeMap<String, Vec<String>>,
+    /// Unified fields built only for an account whose context sets a flag (`opt_in_fields`):
+    /// field → flag.
+    pub opt_in_fields: BTreeMap<String, String>,
     /// What the page's expressions and this method's mapping can read of a page of the
     /// method's resource (a list), when that is known and less than everything: such a page can
     /// be parsed with only those fields ([`crate::reads`]). Otherwise why its pages are parsed

@@ -267,16 +267,45 @@ fn compile_method(
             })
             .collect(),
     };
+    let mapped_fields: Option<std::collections::BTreeSet<String>> = response_mapping
+        .object_keys()
+        .map(|fields| fields.into_iter().collect());
+    let mut opt_in_fields = BTreeMap::new();
+    for (field, flag) in spec.opt_in_fields.iter().flatten() {
+        let at = format!("{path}.opt_in_fields.{field}");
+        if mapped_fields
+            .as_ref()
+            .is_some_and(|mapped| !mapped.contains(field))
+        {
+            c.error_at(
+                flag,
+                &at,
+                &format!("`{field}` is not a field the response mapping builds"),
+            );
+        } else if flag.value.is_empty()
+            || !flag
+                .value
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        {
+            c.error_at(
+                flag,
+                &at,
+                "must name an account-context key, such as `read_groups`",
+            );
+        } else {
+            opt_in_fields.insert(field.clone(), flag.value.clone());
+        }
+    }
     Some(UnifiedMethod {
         field_follow_ups,
+        opt_in_fields,
         follow_ups,
         resource: method_resource.value.clone(),
         partial: spec.partial.unwrap_or(false),
         native_filters: native_filters.iter().map(|f| f.value.clone()).collect(),
         native_sorts: native_sorts.iter().map(|s| s.value.clone()).collect(),
-        mapped_fields: response_mapping
-            .object_keys()
-            .map(|fields| fields.into_iter().collect()),
+        mapped_fields,
         query_mapping: query_mapping.map(Memoized::new),
         response_mapping,
         page_reads: Err("not compiled yet".to_owned()),
