@@ -538,6 +538,7 @@ async fn capabilities_come_from_the_mapping_files() {
             "fields": ["id", "first_name", "last_name", "name", "username", "title", "emails", "phones",
                        "status", "user_type", "roles", "created_at", "updated_at", "last_login_at", "groups"],
             "fields_from_follow_ups": {"groups": ["groups"]},
+            "opt_in_fields": {},
             "filters": {
                 "native": ["email", "status"],
                 "gateway": ["created_at", "emails", "first_name", "group_id", "groups", "last_name", "name",
