@@ -339,17 +339,19 @@ fn origin_of(url: &str) -> &str {
     }
 }
 
-/// The parts of a resource's request that do not change from page to page: URL (the account's
-/// base URL, else the integration's), static query and headers. `vars.id` fills `{{id}}`.
+/// The parts of a resource's request that do not change from page to page: URL (the resource's
+/// own base URL, else the account's, else the integration's), static query and headers.
+/// `vars.id` fills `{{id}}`.
 pub fn render_request(
     integration: &Integration,
     resource: &Resource,
     vars: Vars<'_>,
     base_url_override: Option<&str>,
 ) -> Result<RenderedRequest, RenderError> {
-    let base = match base_url_override {
-        Some(base) => base.to_owned(),
-        None => integration.base_url.render_url(vars.context)?,
+    let base = match (&resource.base_url, base_url_override) {
+        (Some(own), _) => own.render_url(vars.context)?,
+        (None, Some(base)) => base.to_owned(),
+        (None, None) => integration.base_url.render_url(vars.context)?,
     };
     let base = base.trim_end_matches('/');
     let url = format!("{base}{}", resource.path.render_with(vars, escape_segment)?);

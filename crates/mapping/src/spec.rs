@@ -591,6 +591,12 @@ pub struct ResourceSpec {
     #[serde(default)]
     pub method: HttpMethod,
     pub path: Text,
+    /// An absolute URL in place of the base URL for this resource's calls (an API version on
+    /// another host: Showpad's v3 exports beside its v4 users). Its host is fixed text, a part
+    /// of which may read the context; the account's own base URL does not change it. The calls
+    /// carry the file's credential.
+    #[serde(default)]
+    pub base_url: Option<Text>,
     #[serde(default)]
     pub query: BTreeMap<String, Text>,
     /// Headers of this resource's calls only, on top of the file's `headers` (one of the same

@@ -331,6 +331,12 @@ impl Template {
         Ok(rendered)
     }
 
+    /// Whether a URL template names (part of) its host in fixed text, so that
+    /// [`Template::render_url`] can refuse an account's values that would move it elsewhere.
+    pub fn fixes_host(&self) -> bool {
+        self.is_literal() || self.fixed_host().is_some()
+    }
+
     /// The fixed scheme and host text around the values that stand in a URL template's host,
     /// when there is any fixed host text to keep.
     fn fixed_host(&self) -> Option<FixedHost> {

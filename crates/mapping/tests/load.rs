@@ -102,7 +102,7 @@ fn every_error_is_reported_with_file_line_and_path() {
         lines,
         vec![
             "mappings/a.yaml:15: unified.user-directory.users.list.response_mapping: JSONata does not compile: Expected \"}\" before end of expression (S0203)",
-            "mappings/b.yaml:8: resources.users.list: unknown field `colour`, expected one of method, path, query, headers, records, body, pagination, omit, passes",
+            "mappings/b.yaml:8: resources.users.list: unknown field `colour`, expected one of method, path, base_url, query, headers, records, body, pagination, omit, passes",
             "mappings/c.yaml:3: base_url: bad template: `{{secrets.subdomain}}`: templates can only read `context.<key>`",
             "mappings/d.yaml:15: unified.user-directory.users.list.response_mapping: produces `shoe_size`, which is not a field of the unified model",
             "mappings/e.yaml:14: unified.user-directory.users.list.native_filters[0]: `colour` is not a filter of the unified model",
@@ -473,6 +473,95 @@ unified:
         lines,
         [
             "mappings/bad.yaml:15: resources.groups.list.headers.X Scope: is not a valid HTTP header name"
+        ]
+    );
+}
+
+/// A resource may call another host (`base_url`): its URL is the resource's own, whatever the
+/// account's base URL, an account value may not move its host, and its host must be fixed text.
+#[test]
+fn a_resource_may_have_a_base_url_of_its_own() {
+    let text = r#"name: Example
+docs: https://example.test/docs
+base_url: "https://{{context.subdomain}}.api.example.test/v4"
+auth: { kind: bearer, token: "{{context.token}}" }
+resources:
+  users:
+    list: { path: /users, records: data }
+  exports:
+    list:
+      base_url: "https://{{context.subdomain}}.example.biz/api/v3"
+      path: /exports/groups.json
+      records: data
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{ "id": id }'
+"#;
+    let catalog = Catalog::from_sources(&[model()], &[integration("example", text)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let example = &catalog.integrations["example"];
+    let context = serde_json::json!({"subdomain": "acme", "token": "t"});
+    let url_of = |resource: &str, own_base: Option<&str>| {
+        render_request(
+            example,
+            &example.resources[resource],
+            Vars::context(&context),
+            own_base,
+        )
+        .unwrap()
+        .url
+    };
+    assert_eq!(
+        url_of("users.list", None),
+        "https://acme.api.example.test/v4/users"
+    );
+    assert_eq!(
+        url_of("exports.list", None),
+        "https://acme.example.biz/api/v3/exports/groups.json"
+    );
+    // An account's own base URL replaces the file's, not a resource's own.
+    assert_eq!(
+        url_of("users.list", Some("https://eu.example.test/v4")),
+        "https://eu.example.test/v4/users"
+    );
+    assert_eq!(
+        url_of("exports.list", Some("https://eu.example.test/v4")),
+        "https://acme.example.biz/api/v3/exports/groups.json"
+    );
+    assert_eq!(
+        example.url_problems(&serde_json::json!({"subdomain": "evil.test/", "token": "t"}), true),
+        ["`context.subdomain` would change the host the mapping names: only letters, digits, `-` and `.` of a host name may stand there".to_owned()]
+    );
+    let errors = Catalog::from_sources(
+        &[model()],
+        &[
+            integration(
+                "a",
+                &text.replace(
+                    "https://{{context.subdomain}}.example.biz/api/v3",
+                    "{{context.v3_url}}",
+                ),
+            ),
+            integration(
+                "b",
+                &text.replace(
+                    "https://{{context.subdomain}}.example.biz/api/v3",
+                    "/api/v3",
+                ),
+            ),
+        ],
+    )
+    .unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    let refused = "must be an absolute http(s) URL whose host is fixed text (a part of it may read the context, as `https://{{context.subdomain}}.example.com/api`)";
+    assert_eq!(
+        lines,
+        [
+            format!("mappings/a.yaml:10: resources.exports.list.base_url: {refused}"),
+            format!("mappings/b.yaml:10: resources.exports.list.base_url: {refused}"),
         ]
     );
 }

@@ -318,6 +318,11 @@ impl Integration {
                 TokenSource::Exchange(exchange) => &exchange.url,
             });
         }
+        urls.extend(
+            self.resources
+                .values()
+                .filter_map(|resource| resource.base_url.as_ref()),
+        );
         urls.into_iter()
             .filter_map(|template| template.render_url(context).err())
             .filter(|error| error.moves_host())
@@ -362,6 +367,7 @@ impl Integration {
         }
         for resource in self.resources.values() {
             templates.push(&resource.path);
+            templates.extend(&resource.base_url);
             templates.extend(resource.query.iter().map(|(_, template)| template));
             templates.extend(resource.headers.iter().map(|(_, template)| template));
             templates.extend(&resource.pagination.continue_path);
@@ -731,7 +737,7 @@ fn compile_rate_limit(
     })
 }
 
-fn url_origin_is_invalid(url: &str) -> bool {
+pub(super) fn url_origin_is_invalid(url: &str) -> bool {
     !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10
 }
 

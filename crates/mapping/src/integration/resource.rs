@@ -15,6 +15,8 @@ pub const DEFAULT_MAX_PAGES: u32 = 100_000;
 pub struct Resource {
     pub method: HttpMethod,
     pub path: Template,
+    /// An absolute URL in place of the integration's (or the account's) base URL.
+    pub base_url: Option<Template>,
     pub query: Vec<(String, Template)>,
     /// Headers of this resource's calls, on top of (and replacing by name) the integration's.
     pub headers: Vec<(String, Template)>,
@@ -118,6 +120,24 @@ pub(super) fn compile_resource(
         );
     }
     let template = c.template(&resource.path, &format!("{path}.path"));
+    let base_url = match &resource.base_url {
+        None => Ok(None),
+        Some(text) => {
+            let field = format!("{path}.base_url");
+            match c.template(text, &field) {
+                Some(base) if super::url_origin_is_invalid(&text.value) || !base.fixes_host() => {
+                    c.error_at(
+                        text,
+                        &field,
+                        "must be an absolute http(s) URL whose host is fixed text (a part of it may read the context, as `https://{{context.subdomain}}.example.com/api`)",
+                    );
+                    Err(())
+                }
+                Some(base) => Ok(Some(base)),
+                None => Err(()),
+            }
+        }
+    };
     let query: Vec<(String, Template)> = resource
         .query
         .iter()
@@ -193,6 +213,7 @@ pub(super) fn compile_resource(
         passes,
         method: resource.method,
         path: template?,
+        base_url: base_url.ok()?,
         query,
         headers,
         records_path: records.as_ref().and_then(Expression::simple_path),
