@@ -1491,3 +1491,91 @@ async fn a_filter_on_an_opt_in_field_of_an_account_without_its_flag_says_so() {
         ])
     );
 }
+
+/// A provider that answers a page past the end with its last page again (`last_page_repeats`):
+/// a page identical to the one before ends the walk, its records not given twice, where it
+/// would otherwise fail the call as a loop; for the list and for a walked follow-up alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_last_page_ends_the_walk_where_the_provider_says_it_repeats() {
+    #[derive(Deserialize)]
+    struct Numbered {
+        page: Option<usize>,
+    }
+    /// Pages of 3 numbered from 1; a page past the end is the last page again.
+    fn clamped<T: Clone>(items: &[T], page: Option<usize>) -> Vec<T> {
+        let pages = items.len().div_ceil(3);
+        let page = page.unwrap_or(1).clamp(1, pages);
+        items[(page - 1) * 3..(page * 3).min(items.len())].to_vec()
+    }
+    async fn users(Query(query): Query<Numbered>) -> Response {
+        let users: Vec<Value> = clamped(&LOGINS, query.page)
+            .into_iter()
+            .map(|login| json!({"login": login}))
+            .collect();
+        axum::Json(json!({ "members": users })).into_response()
+    }
+    async fn groups(Query(query): Query<Numbered>) -> Response {
+        let groups: Vec<Value> = clamped(&LOGINS, query.page)
+            .into_iter()
+            .map(|login| json!({"id": format!("own-{login}"), "members": [login]}))
+            .collect();
+        axum::Json(json!({ "groups": groups })).into_response()
+    }
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(users))
+            .route("/groups", get(groups)),
+    )
+    .await;
+    let mapping = |repeats: &str| {
+        format!(
+            r#"name: Members provider
+docs: https://example.test/docs
+base_url: "{{{{context.url}}}}"
+auth: {{ kind: bearer, token: "{{{{context.token}}}}" }}
+pagination: {{ style: page, page_param: page, page_size_param: per_page, max_page_size: 3{repeats} }}
+resources:
+  members:
+    list: {{ path: /members, records: members }}
+  groups:
+    list: {{ path: /groups, records: groups }}
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          groups: {{ resource: groups.list, per: page, id: "'all'", walk: true, key: login, matches: members }}
+        response_mapping: '{{ "id": login, "groups": $count($groups) > 0 ? [$groups.id] }}'
+"#
+        )
+    };
+    // 7 logins: pages of 3, 3 and 1; a short last page ends these walks as it is.
+    let gateway = members_gateway(&mapping(", last_page_repeats: true"), &server.origin).await;
+    let (status, body) = gateway.list("&limit=3&truto_ignore_limit=true").await;
+    assert_eq!(status, 200, "{body}");
+    let expected: Vec<Value> = LOGINS
+        .iter()
+        .map(|login| json!({"id": login, "groups": [format!("own-{login}")]}))
+        .collect();
+    assert_eq!(body["result"], json!(expected));
+    // With short pages not ending the walk (`short_page_ends: false`), only the repeated page
+    // can: it does with `last_page_repeats`, and fails the call as a loop without it.
+    let exact = mapping(", last_page_repeats: true, short_page_ends: false");
+    let gateway = members_gateway(&exact, &server.origin).await;
+    let (status, body) = gateway.list("&limit=3&truto_ignore_limit=true").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!(expected));
+    let gateway = members_gateway(&mapping(", short_page_ends: false"), &server.origin).await;
+    let (status, body) = gateway.list("&limit=3&truto_ignore_limit=true").await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            502,
+            json!(
+                "the `groups` follow-up request of integration `members` failed: the provider returned the same page twice; stopping instead of looping"
+            )
+        ),
+        "{body}"
+    );
+}

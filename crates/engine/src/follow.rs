@@ -976,9 +976,21 @@ impl Engine {
                 total: reading.total,
                 digest: Some(digest.clone()),
             };
-            let next = strategy
-                .next_position(position, page_size, &facts, last_digest.as_deref(), *pages)
-                .map_err(|error| {
+            let next = match strategy.next_position(
+                position,
+                page_size,
+                &facts,
+                last_digest.as_deref(),
+                *pages,
+            ) {
+                // The last page again for a page past the end: the walk is over, and this page's
+                // records were read with the page before.
+                Err(PaginationError::IdenticalPage) if strategy.last_page_repeats => {
+                    return Ok(Some(walk.finish()));
+                }
+                next => next,
+            }
+            .map_err(|error| {
                     let message = match error {
                         // Not a loop but an answer larger than the walk is sized for: say which
                         // bound, so the operator can raise it (or turn the follow-up off).

@@ -14,7 +14,7 @@ use unigate_mapping::{
     Answer, BodyFormat, Integration, MapError, Scope, body_fault, map_doc_response_json,
     map_response, map_response_json, read_body, read_page, render_body, status_fault,
 };
-use unigate_pagination::{CursorState, PageFacts, Position, Style};
+use unigate_pagination::{CursorState, PageFacts, PaginationError, Position, Style};
 use unigate_unified::{ApiError, ErrorKind, ResponseFormat};
 
 use crate::Engine;
@@ -194,15 +194,27 @@ impl Engine {
                 .as_ref()
                 .map(|_| page_digest(&response.body)),
         };
-        let next = strategy
-            .next_position(
-                &state.position,
-                page_size,
-                &facts,
-                state.last_digest.as_deref(),
-                state.pages + 1,
-            )
-            .map_err(|error| ApiError::new(ErrorKind::BadGateway, error.to_string()))?;
+        let next = match strategy.next_position(
+            &state.position,
+            page_size,
+            &facts,
+            state.last_digest.as_deref(),
+            state.pages + 1,
+        ) {
+            // The last page again for a page past the end (`last_page_repeats`): the walk is
+            // over, and this page's records were given with the page before.
+            Err(PaginationError::IdenticalPage) if strategy.last_page_repeats => {
+                return Ok(Page {
+                    records: Vec::new(),
+                    next: None,
+                    total: reading.total,
+                    body: response.body.clone(),
+                });
+            }
+            next => {
+                next.map_err(|error| ApiError::new(ErrorKind::BadGateway, error.to_string()))?
+            }
+        };
         // Whether the records can be copied as they are: told by the page's scan where it
         // could, else found by a look at the body.
         let compact = || !line_break.unwrap_or_else(|| has_line_break(&response.body));

@@ -62,15 +62,28 @@ impl Walker {
         }
         let mut page = match self.ahead.pop_front() {
             Some((position, page)) if position == self.state.position => {
-                let page = page?;
+                let mut page = page?;
                 if !page.records.is_empty()
                     && let Some(last_digest) = &self.state.last_digest
                     && *last_digest == page.digest()
                 {
-                    return Err(ApiError::new(
-                        ErrorKind::BadGateway,
-                        PaginationError::IdenticalPage.to_string(),
-                    ));
+                    let pass = self.call.endpoint.pass_index(self.state.pass);
+                    if !self
+                        .call
+                        .resource()
+                        .pagination_of(pass)
+                        .strategy
+                        .last_page_repeats
+                    {
+                        return Err(ApiError::new(
+                            ErrorKind::BadGateway,
+                            PaginationError::IdenticalPage.to_string(),
+                        ));
+                    }
+                    // The last page again for a page past the end: the walk is over, and these
+                    // records were given with the page before (as `Engine::fetch_page` does).
+                    page.records.clear();
+                    page.next = None;
                 }
                 // The window guessed the following positions; a page that does not lead to the
                 // next guess (a short page, the end) makes the rest of the window void.

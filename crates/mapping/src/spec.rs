@@ -438,6 +438,10 @@ pub struct PaginationSpec {
     /// (a short page then does not end the walk; an empty one does).
     #[serde(default)]
     pub short_page_ends: Option<bool>,
+    /// offset, page: the provider answers a page past the end with its last page again (instead
+    /// of an empty one): a page identical to the one before ends the walk, not a loop error.
+    #[serde(default)]
+    pub last_page_repeats: Option<bool>,
     #[serde(default)]
     pub offset_param: Option<String>,
     #[serde(default)]

@@ -1224,12 +1224,30 @@ fn short_page_ends_is_for_styles_that_end_on_a_short_page() {
         "page_size_param: limit }",
         "page_size_param: limit, short_page_ends: false }",
     );
-    let errors = Catalog::from_sources(&[model()], &[integration("a", &cursor)]).unwrap_err();
+    // A provider that repeats its last page past the end: offset and page styles only.
+    let repeats = offset.replace("short_page_ends: false }", "last_page_repeats: true }");
+    let catalog = Catalog::from_sources(&[model()], &[integration("ok", &repeats)]).unwrap();
+    assert!(
+        catalog.integrations["ok"].resources["users.list"]
+            .pagination
+            .strategy
+            .last_page_repeats
+    );
+    let cursor_repeats = GOOD.replace(
+        "page_size_param: limit }",
+        "page_size_param: limit, last_page_repeats: true }",
+    );
+    let errors = Catalog::from_sources(
+        &[model()],
+        &[integration("a", &cursor), integration("b", &cursor_repeats)],
+    )
+    .unwrap_err();
     let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
     assert_eq!(
         lines,
         vec![
-            "mappings/a.yaml:5: resources.users.list.pagination.short_page_ends: is not used by pagination style `cursor`"
+            "mappings/a.yaml:5: resources.users.list.pagination.short_page_ends: is not used by pagination style `cursor`",
+            "mappings/b.yaml:5: resources.users.list.pagination.last_page_repeats: is not used by pagination style `cursor`",
         ]
     );
 }

@@ -63,6 +63,10 @@ pub struct Pagination {
     /// scim without a total, keyset). `false` for a provider whose cap may be below the size
     /// asked: only an empty page ends it (one more request per walk, no records left behind).
     pub short_page_ends: bool,
+    /// Whether the provider answers a page past the end with its last page again (LearnWorlds:
+    /// "the results of last page will be returned"): a page identical to the one before then
+    /// ends the walk, its records already read, instead of failing it as a loop.
+    pub last_page_repeats: bool,
 }
 
 /// Where a walk stands: what the next request must carry.
@@ -384,6 +388,7 @@ mod tests {
             default_page_size: None,
             max_pages: 5,
             short_page_ends: true,
+            last_page_repeats: false,
         }
     }
 
@@ -402,6 +407,7 @@ mod tests {
     fn a_short_page_ends_the_walk_unless_the_mapping_says_it_may_be_a_cap() {
         let offset = |short_page_ends| Pagination {
             short_page_ends,
+            last_page_repeats: false,
             ..pagination(Style::Offset {
                 offset_param: "offset".into(),
             })
@@ -422,6 +428,7 @@ mod tests {
         );
         let page = Pagination {
             short_page_ends: false,
+            last_page_repeats: false,
             ..pagination(Style::Page {
                 page_param: "page".into(),
                 first_page: 1,
