@@ -302,8 +302,12 @@ fn gateway_filters(
         let unset_flag = spec.fields.iter().find_map(|path| {
             let field = path.split('.').next().unwrap_or(path);
             let flag = method.opt_in_fields.get(field)?;
-            let set = matches!(target.account.context.get(flag), Some(Value::Bool(true)))
-                || target.account.context.get(flag).and_then(Value::as_str) == Some("true");
+            // As the mappings read their flags: `true` or "true".
+            let set = match target.account.context.get(flag) {
+                Some(Value::Bool(set)) => *set,
+                Some(Value::String(text)) => text == "true",
+                _ => false,
+            };
             (!set).then_some((field, flag))
         });
         if let Some((field, flag)) = unset_flag {
