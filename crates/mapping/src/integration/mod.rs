@@ -515,18 +515,7 @@ pub(crate) fn compile_integration(
             "must be an absolute http(s) URL",
         );
     }
-    let headers = spec
-        .headers
-        .iter()
-        .filter_map(|(name, value)| {
-            let path = format!("headers.{name}");
-            if !is_token(name) {
-                c.error_at(value, &path, "is not a valid HTTP header name");
-            }
-            c.template(value, &path)
-                .map(|template| (name.clone(), template))
-        })
-        .collect();
+    let headers = compile_headers(&spec.headers, "headers", c);
     let auth = compile_auth(&auth_spec, c);
     // `Err(())` = present but broken (already reported).
     let errors: Result<Option<ProviderErrors>, ()> = match &spec.errors {
@@ -739,6 +728,25 @@ fn compile_rate_limit(
 
 pub(super) fn url_origin_is_invalid(url: &str) -> bool {
     !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10
+}
+
+/// Header templates (the file's, or a resource's at `path`), each name a valid HTTP token.
+pub(super) fn compile_headers(
+    headers: &BTreeMap<String, crate::spec::Text>,
+    path: &str,
+    c: &mut FileCompiler<'_>,
+) -> Vec<(String, Template)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let field = format!("{path}.{name}");
+            if !is_token(name) {
+                c.error_at(value, &field, "is not a valid HTTP header name");
+            }
+            c.template(value, &field)
+                .map(|template| (name.clone(), template))
+        })
+        .collect()
 }
 
 pub(super) fn is_token(name: &str) -> bool {

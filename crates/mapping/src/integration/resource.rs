@@ -146,18 +146,7 @@ pub(super) fn compile_resource(
                 .map(|template| (name.clone(), template))
         })
         .collect();
-    let headers: Vec<(String, Template)> = resource
-        .headers
-        .iter()
-        .filter_map(|(name, value)| {
-            let field = format!("{path}.headers.{name}");
-            if !super::is_token(name) {
-                c.error_at(value, &field, "is not a valid HTTP header name");
-            }
-            c.template(value, &field)
-                .map(|template| (name.clone(), template))
-        })
-        .collect();
+    let headers = super::compile_headers(&resource.headers, &format!("{path}.headers"), c);
     let records = c.expression(&resource.records, &format!("{path}.records"));
     let body = c.optional_expression(resource.body.as_ref(), &format!("{path}.body"));
     if resource.body.is_some() && resource.method != HttpMethod::Post {

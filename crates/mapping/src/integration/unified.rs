@@ -506,8 +506,8 @@ fn compile_follow_ups(
                     );
                     ok = false;
                 }
-                let keep = batch.keep.as_ref().is_some_and(|keep| keep.value);
-                if let Some(keep) = batch.keep.as_ref().filter(|keep| keep.value)
+                let keep = batch.keep.as_ref().filter(|keep| keep.value);
+                if let Some(keep) = keep
                     && (follow_up.key.is_none() || follow_up.matches.is_none())
                 {
                     c.error_at(
@@ -520,7 +520,7 @@ fn compile_follow_ups(
                 Some(FollowUpBatch {
                     size: batch.size.value as usize,
                     param,
-                    keep,
+                    keep: keep.is_some(),
                 })
             }
         };
