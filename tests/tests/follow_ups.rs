@@ -1579,3 +1579,75 @@ unified:
         "{body}"
     );
 }
+
+/// A get makes the list's per-record follow-ups its mapping reads (a user's details), as the
+/// list does for each record, and not its page-level ones (the account's groups catalog): those
+/// would walk the whole catalog for one record, so the fields built from them are absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_makes_the_per_record_follow_ups_only() {
+    async fn member(Path(login): Path<String>) -> Response {
+        axum::Json(json!({"login": login})).into_response()
+    }
+    async fn detail(Path(login): Path<String>) -> Response {
+        axum::Json(json!({"name": format!("{login} (name)")})).into_response()
+    }
+    async fn groups(State(calls): State<Arc<AtomicUsize>>) -> Response {
+        calls.fetch_add(1, Ordering::SeqCst);
+        axum::Json(json!({"groups": [{"id": "g1", "members": ["ada"]}]})).into_response()
+    }
+    let group_calls = Arc::new(AtomicUsize::new(0));
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/members/{login}", get(member))
+            .route("/users/{login}", get(detail))
+            .route("/groups", get(groups))
+            .with_state(group_calls.clone()),
+    )
+    .await;
+    let mapping = members_mapping(
+        r#"    get: { path: "/members/{{id}}", records: "$" }
+  users:
+    get: { path: "/users/{{id}}", records: "$" }
+  groups:
+    list: { path: /groups, records: groups }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          detail: { resource: users.get, id: login }
+          groups: { resource: groups.list, per: page, id: "'all'", key: login, matches: members }
+        response_mapping: |
+          {
+            "id": login,
+            "name": $detail.name,
+            "groups": $count($groups) > 0 ? [$groups.{ "id": id }]
+          }
+      get:
+        resource: members.get
+"#,
+    );
+    let gateway = members_gateway(&mapping, &server.origin).await;
+    let (status, body) = get_json(
+        &format!(
+            "{}/unified/user-directory/users/ada?integrated_account_id=acc&truto_ignore_remote_data=true",
+            gateway.0.origin
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"id": "ada", "name": "ada (name)"}))
+    );
+    assert_eq!(group_calls.load(Ordering::SeqCst), 0, "no groups catalog");
+    // The list gives both.
+    let (status, body) = gateway.list("&limit=1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([{"id": "ada", "name": "ada (name)", "groups": [{"id": "g1"}]}])
+    );
+}

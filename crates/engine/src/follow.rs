@@ -15,7 +15,7 @@ use std::sync::Arc;
 use futures_util::future::try_join_all;
 use serde_json::Value;
 use unigate_mapping::{
-    Answer, Expression, FollowUp, FollowUpBatch, extract_records, read_page, render_body,
+    Answer, Expression, FollowUp, FollowUpBatch, MethodKey, extract_records, read_page, render_body,
 };
 use unigate_pagination::{PageFacts, PaginationError, Position, Style};
 use unigate_unified::{ApiError, ErrorKind};
@@ -648,6 +648,44 @@ impl Engine {
         }))
         .await?;
         Ok(unfinished.finish())
+    }
+
+    /// For a get: the answers of the list's per-record follow-ups that `read` names (a user's
+    /// details, read by the list's mapping the get shares), asked for `record` as the list asks
+    /// them for each of its records. Page-level follow-ups (catalogs of groups and their
+    /// members) are not made: they would walk the account's whole catalog for one record.
+    pub(crate) async fn follow_get_record(
+        &self,
+        list: MethodKey,
+        account_id: &str,
+        record: &Value,
+        read: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<(String, Value)>, ApiError> {
+        let mut params = serde_json::Map::new();
+        params.insert(
+            "integrated_account_id".to_owned(),
+            Value::String(account_id.to_owned()),
+        );
+        let Ok(call) = self.prepare_list(list, params) else {
+            return Ok(Vec::new());
+        };
+        let mut variables = FollowedUp {
+            page: Vec::new(),
+            records: vec![Vec::new()],
+            asked: Vec::new(),
+        };
+        for follow_up in &call.method().follow_ups {
+            if !follow_up.per_page && follow_up.over.is_none() && read.contains(&follow_up.name) {
+                self.follow_records(
+                    &call,
+                    follow_up,
+                    std::slice::from_ref(record),
+                    &mut variables,
+                )
+                .await?;
+            }
+        }
+        Ok(variables.records.pop().unwrap_or_default())
     }
 
     async fn follow_records(

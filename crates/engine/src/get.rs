@@ -1,6 +1,7 @@
 //! Get: `GET /unified/{model}/{resource}/{id}` — one record, fetched with the resource the
 //! integration's `get` method names (its `{{id}}` filled, percent-encoded as one path segment),
-//! through the same provider-call path as every list page, and mapped as the list maps it.
+//! through the same provider-call path as every list page, and mapped as the list maps it, with
+//! the list's per-record follow-ups (a user's details; not its page-level catalogs of groups).
 //! The answer is the record itself (Truto's get has no envelope).
 
 use serde_json::{Map, Value};
@@ -39,8 +40,9 @@ impl Engine {
             let remote_params = flatten_query(&query.remote_query);
             endpoint.check_remote_params(&remote_params)?;
             endpoint.add_params(Vec::new(), remote_params);
-            // A get makes no follow-up, but its mapping may be the list's, which reads their
-            // names: undefined here, on the fast path.
+            // A get makes only the list's per-record follow-ups its mapping reads, but its
+            // mapping may be the list's, which reads the others' names: undefined here, on the
+            // fast path.
             let list = target
                 .method(&MethodKey::new(model, resource, Method::List))
                 .ok();
@@ -96,6 +98,18 @@ impl Engine {
             let mut answer = match query.response_format {
                 ResponseFormat::Raw => record,
                 format => {
+                    // The list's per-record follow-ups the mapping reads (a user's details).
+                    let followed = self
+                        .follow_get_record(
+                            MethodKey::new(model, resource, Method::List),
+                            &target.account.id,
+                            &record,
+                            &method.response_mapping.variables_read(),
+                        )
+                        .await?;
+                    let scope = followed
+                        .into_iter()
+                        .fold(scope, |scope, (name, value)| scope.with(&name, value));
                     let mut mapped = map_response(method, &record, &scope)
                         .map_err(|error| mapping_error(integration, &error))?;
                     if format == ResponseFormat::Normalized {
