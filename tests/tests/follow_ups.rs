@@ -1651,3 +1651,106 @@ unified:
         json!([{"id": "ada", "name": "ada (name)", "groups": [{"id": "g1"}]}])
     );
 }
+
+/// A follow-up whose resource has its own `auth` (a SCIM token beside the REST one) sends that
+/// credential and only that one; the list sends the file's. A refusal of the resource's
+/// credential fails the call naming the follow-up, cleaned of the credential it echoes, and does
+/// not mark the account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_ups_resource_sends_its_own_credential() {
+    const SCIM_TOKEN: &str = "scim-secret-0123456789";
+    type Seen = Arc<Mutex<Vec<String>>>;
+    async fn listed(State(seen): State<Seen>, headers: axum::http::HeaderMap) -> Response {
+        let sent: Vec<&str> = headers
+            .get_all("authorization")
+            .iter()
+            .map(|value| value.to_str().unwrap())
+            .collect();
+        seen.lock()
+            .unwrap()
+            .push(format!("members: {}", sent.join(" | ")));
+        axum::Json(json!({"members": [{"login": "ada"}, {"login": "grace"}]})).into_response()
+    }
+    async fn scim_groups(State(seen): State<Seen>, headers: axum::http::HeaderMap) -> Response {
+        let sent: Vec<&str> = headers
+            .get_all("authorization")
+            .iter()
+            .map(|value| value.to_str().unwrap())
+            .collect();
+        seen.lock()
+            .unwrap()
+            .push(format!("groups: {}", sent.join(" | ")));
+        if sent != [format!("Bearer {SCIM_TOKEN}")] {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"detail": format!("invalid credential {}", sent.join(", "))})),
+            )
+                .into_response();
+        }
+        axum::Json(json!({"Resources": [
+            {"id": "g1", "displayName": "Ops", "members": [{"value": "ada"}]}
+        ]}))
+        .into_response()
+    }
+    let seen: Seen = Arc::default();
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(listed))
+            .route("/scim/Groups", get(scim_groups))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let mapping = members_mapping(
+        r#"  groups:
+    list:
+      path: /scim/Groups
+      records: Resources
+      auth: { kind: bearer, token: "{{context.scim_token}}" }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          groups: { resource: groups.list, per: page, id: "'all'" }
+        response_mapping: |
+          (
+            $login := login;
+            $in := $groups[$login in members.value];
+            { "id": login, "groups": $count($in) > 0 ? [$in.{ "id": id, "name": displayName }] }
+          )
+"#,
+    );
+    let context = |scim_token: &str| json!({"url": server.origin, "token": "rest-token-0123456789", "scim_token": scim_token});
+    let gateway = members_gateway_with(&mapping, context(SCIM_TOKEN)).await;
+    let (status, body) = gateway.list("&limit=2").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([{"id": "ada", "groups": [{"id": "g1", "name": "Ops"}]}, {"id": "grace"}])
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "members: Bearer rest-token-0123456789",
+            "groups: Bearer scim-secret-0123456789"
+        ]
+    );
+
+    seen.lock().unwrap().clear();
+    let refused = members_gateway_with(&mapping, context("stale-scim-0123456789")).await;
+    for _ in 0..2 {
+        let (status, body) = refused.list("&limit=2").await;
+        assert_eq!(
+            (status, body),
+            (
+                401,
+                json!({"statusCode": 401, "error": "Unauthorized", "truto_is_remote_error": true,
+                       "message": "the `groups` follow-up request of integration `members` failed: invalid credential [redacted]",
+                       "raw_response": {"detail": "invalid credential [redacted]"}})
+            )
+        );
+    }
+    // Not marked: the second call asked the provider again.
+    assert_eq!(seen.lock().unwrap().len(), 4);
+}

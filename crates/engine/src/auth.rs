@@ -203,12 +203,15 @@ fn with_answer<T>(
 impl Engine {
     /// Sends `request` for the target's account with its credential, through the policy.
     /// Returns the provider's final answer, which may still be an error status.
+    /// `credential` is the one the request's resource sends
+    /// ([`crate::request::Endpoint::credential`]).
     pub(crate) async fn call_provider(
         &self,
         target: &Target,
+        credential: &Credential,
         request: &ProviderRequest,
     ) -> Result<ProviderResponse, ApiError> {
-        self.call_provider_as(target, request, Refusal::MarksAccount)
+        self.call_provider_as(target, credential, request, Refusal::MarksAccount)
             .await
     }
 
@@ -219,20 +222,22 @@ impl Engine {
     pub(crate) async fn call_provider_for_follow_up(
         &self,
         target: &Target,
+        credential: &Credential,
         request: &ProviderRequest,
     ) -> Result<ProviderResponse, ApiError> {
-        self.call_provider_as(target, request, Refusal::OfThisCall)
+        self.call_provider_as(target, credential, request, Refusal::OfThisCall)
             .await
     }
 
     async fn call_provider_as(
         &self,
         target: &Target,
+        credential: &Credential,
         request: &ProviderRequest,
         refusal: Refusal,
     ) -> Result<ProviderResponse, ApiError> {
         let mut request = request.clone();
-        let token = match &target.credential {
+        let token = match credential {
             Credential::None | Credential::Body => None,
             Credential::Header { name, value } => {
                 request.secret_headers.push((name.clone(), value.clone()));
@@ -281,9 +286,9 @@ impl Engine {
         };
         let Some(token) = token else {
             let response = self.send_with_policy(&request, target).await?;
-            if !matches!(target.credential, Credential::None)
+            if !matches!(credential, Credential::None)
                 && refusal == Refusal::MarksAccount
-                && self.credential_refused(target, &response)
+                && self.credential_refused(target, credential, &response)
             {
                 // The same credential would be refused on every later call: stopping here
                 // spares the provider (Discord bans an address after 10,000 refused requests
@@ -323,7 +328,7 @@ impl Engine {
                     return Ok(response);
                 }
             }
-            if self.credential_refused(target, &response) {
+            if self.credential_refused(target, credential, &response) {
                 if !issued.fresh && rejected.is_none() {
                     rejected = Some(issued.token.token.clone());
                     continue;
@@ -447,8 +452,13 @@ impl Engine {
 
     /// Whether the answer says the account's credential was refused: the mapping's
     /// `auth.rejected`, else a 401 (not for a signed request, whose 401 may be the clock).
-    fn credential_refused(&self, target: &Target, response: &ProviderResponse) -> bool {
-        let default_401 = !matches!(target.credential, Credential::Signed(_));
+    fn credential_refused(
+        &self,
+        target: &Target,
+        credential: &Credential,
+        response: &ProviderResponse,
+    ) -> bool {
+        let default_401 = !matches!(credential, Credential::Signed(_));
         if target.integration.auth_rejected.is_none() {
             // Every page passes here: no header list is gathered for the default.
             return default_401 && response.status == 401;

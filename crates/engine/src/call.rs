@@ -230,15 +230,10 @@ impl Engine {
             .map_err(|error| mapping_error(&target.integration, &error))?;
         endpoint.add_params(mapped, remote_params);
         // A record whose follow-up gave nothing (its flag unset, a 404 skipped) reads the name
-        // as undefined, on the fast path.
-        let scope = match method.follow_ups.is_empty() {
-            true => scope,
-            false => scope.with_possibly_unbound(
-                method
-                    .follow_ups
-                    .iter()
-                    .map(|follow_up| follow_up.name.as_str()),
-            ),
+        // as undefined, on the fast path; so does one reading a name nothing binds.
+        let scope = match method.possibly_unbound().next() {
+            None => scope,
+            Some(_) => scope.with_possibly_unbound(method.possibly_unbound()),
         };
         let text_records = writes_text(&query, method, &gateway_filters, gateway_sort.as_ref());
         Ok(ListCall {

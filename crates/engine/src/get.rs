@@ -52,7 +52,8 @@ impl Engine {
                 .with_possibly_unbound(
                     list.iter()
                         .flat_map(|list| list.follow_ups.iter())
-                        .map(|follow_up| follow_up.name.as_str()),
+                        .map(|follow_up| follow_up.name.as_str())
+                        .chain(method.unbound_reads.iter().map(String::as_str)),
                 );
             let body = render_body(
                 endpoint.resource(),
@@ -65,7 +66,9 @@ impl Engine {
             )
             .map_err(|error| mapping_error(integration, &error))?;
             let request = endpoint.request(body)?;
-            let response = self.call_provider(&target, &request).await?;
+            let response = self
+                .call_provider(&target, endpoint.credential(&target), &request)
+                .await?;
             tracing::info!(
                 account = %target.account.id,
                 integration = %integration.id,

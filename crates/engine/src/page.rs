@@ -77,7 +77,13 @@ impl Engine {
         let request = call
             .endpoint
             .page_request(&state.position, state.pass, page_size, body)?;
-        let response = self.call_provider(&call.target, &request).await?;
+        let response = self
+            .call_provider(
+                &call.target,
+                call.endpoint.credential(&call.target),
+                &request,
+            )
+            .await?;
         tracing::info!(
             account = %call.target.account.id,
             integration = %integration.id,

@@ -6,17 +6,18 @@
 //! as `message`, and that message to its log. So every error a call for an account ends with
 //! leaves the engine through [`Engine::redact`], which replaces each of the account's credential
 //! values wherever it stands: the values of the context paths its integration renders into
-//! credentials ([`Integration::credential_context_paths`]), the credential it sends as a whole
-//! (`SSWS …`, `Basic …`), and the access tokens it last held ([`TokenManager::recent`]). A
-//! value shorter than [`SECRET_LENGTH`], or a URL, is left readable: a region or a host is not
-//! a credential, and replacing it would garble every message that names it. This room owns the secret forms and
-//! the replacing; what is an error, and which context a trace shows, are the callers'.
+//! credentials ([`Integration::credential_context_paths`]), the credentials it sends as a whole
+//! (`SSWS …`, `Basic …`, a resource's own as well as the file's), and the access tokens it last
+//! held ([`TokenManager::recent`]). A value shorter than [`SECRET_LENGTH`], or a URL, is left
+//! readable: a region or a host is not a credential, and replacing it would garble every message
+//! that names it. This room owns the secret forms and the replacing; what is an error, and which
+//! context a trace shows, are the callers'.
 //!
 //! [`Integration::credential_context_paths`]: unigate_mapping::Integration::credential_context_paths
 //! [`TokenManager::recent`]: unigate_upstream::tokens::TokenManager::recent
 
 use serde_json::Value;
-use unigate_mapping::Credential;
+use unigate_mapping::{Credential, render_resource_credential};
 use unigate_unified::ApiError;
 
 use crate::Engine;
@@ -126,10 +127,21 @@ impl Engine {
                 secrets.add_value(value);
             }
         }
-        if let Credential::Header { value, .. } | Credential::Query { value, .. } =
-            &target.credential
-        {
-            secrets.add(value.expose());
+        // The account's credential, and each resource's own (a Basic value is in no context).
+        let own = target
+            .integration
+            .resources
+            .values()
+            .filter_map(|resource| {
+                render_resource_credential(resource, &target.account.context)
+                    .ok()
+                    .flatten()
+            });
+        for credential in std::iter::once(target.credential.clone()).chain(own) {
+            if let Credential::Header { value, .. } | Credential::Query { value, .. } = &credential
+            {
+                secrets.add(value.expose());
+            }
         }
         for token in self.tokens.recent(&target.account.id) {
             secrets.add(token.expose());

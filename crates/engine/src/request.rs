@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use unigate_mapping::{
     Credential, HttpMethod, Integration, RequestBody, Resource, Vars, merge_query, render_request,
+    render_resource_credential,
 };
 use unigate_pagination::{PageRequest, Position};
 use unigate_unified::{ApiError, ErrorKind, Secret};
@@ -38,6 +39,8 @@ pub(crate) struct Endpoint {
     account_params: Vec<String>,
     /// A credential sent as a query parameter.
     credential_param: Option<String>,
+    /// The resource's own credential (`auth` on the resource), sent in place of the account's.
+    own_credential: Option<Credential>,
     /// The passes of a list served in parts; empty when the list is walked once (no `passes`,
     /// or the call chose its part itself).
     passes: Vec<EndpointPass>,
@@ -79,6 +82,18 @@ impl Endpoint {
                     account.id, integration.id
                 ))
             })?;
+        let own_credential =
+            render_resource_credential(found, &account.context).map_err(|error| {
+                ApiError::internal(format!(
+                    "integrated account `{}` cannot call `{}`: {error}",
+                    account.id, integration.id
+                ))
+            })?;
+        let credential = own_credential.as_ref().unwrap_or(&target.credential);
+        let credential_param = match credential {
+            Credential::Query { param, .. } => Some(param.clone()),
+            _ => None,
+        };
         let absolute = |url: &str| {
             Url::parse(url).map_err(|_| {
                 ApiError::internal(format!(
@@ -111,19 +126,14 @@ impl Endpoint {
             headers: rendered.headers,
             secret_headers: rendered.secret_headers,
             params: rendered.query,
-            credential_param: match &target.credential {
-                Credential::Query { param, .. } => Some(param.clone()),
-                _ => None,
-            },
             account_params: rendered
                 .secret_query
                 .iter()
                 .map(|(name, _)| name.clone())
-                .chain(match &target.credential {
-                    Credential::Query { param, .. } => Some(param.clone()),
-                    _ => None,
-                })
+                .chain(credential_param.clone())
                 .collect(),
+            credential_param,
+            own_credential,
             secret_query: rendered.secret_query,
             remote_params: Vec::new(),
             passes,
@@ -180,6 +190,12 @@ impl Endpoint {
     /// How many walks of the list a call makes, one after another (1 without passes).
     pub(crate) fn pass_count(&self) -> u32 {
         self.passes.len().max(1) as u32
+    }
+
+    /// The credential this resource's calls carry: its own (`auth` on the resource), else the
+    /// account's.
+    pub(crate) fn credential<'a>(&'a self, target: &'a Target) -> &'a Credential {
+        self.own_credential.as_ref().unwrap_or(&target.credential)
     }
 
     /// Which of the resource's passes pass `pass` of the walk is (`None`: the list is walked

@@ -181,6 +181,27 @@ impl Expression {
         self.inner.reads().bindings().keys().cloned().collect()
     }
 
+    /// The variables the expression reads that nothing gives: not one of `bound`, not a function
+    /// of the JSONata engine's library nor of unigate's. They are undefined whenever it runs (a
+    /// name a mapping inherited from a file reads, whose follow-up this file dropped); told so,
+    /// the fast path answers them as the engine does instead of handing every record over.
+    pub fn names_bound_nowhere<'a>(&self, bound: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let bound: std::collections::BTreeSet<&str> = bound.into_iter().collect();
+        let engine_library: std::collections::BTreeSet<&str> = jlens_core::function_catalog()
+            .into_iter()
+            .map(|function| function.name)
+            .collect();
+        self.variables_read()
+            .into_iter()
+            .filter(|name| {
+                !bound.contains(name.as_str())
+                    && !engine_library.contains(name.as_str())
+                    && LIBRARY.get_function(name).is_none()
+                    && LIBRARY.get(name).is_none()
+            })
+            .collect()
+    }
+
     /// The field names of a plain path (`$` → empty, `members`, `data.users`), when the expression
     /// is nothing more; callers can then walk the input directly.
     pub fn simple_path(&self) -> Option<Vec<String>> {

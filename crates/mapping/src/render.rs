@@ -400,16 +400,27 @@ pub fn render_request(
     })
 }
 
-/// The account's credential as its integration's `auth` says to send it. `base_url` (the
-/// account's, else the integration's) anchors a login call given as a path.
-pub fn render_credential(
-    integration: &Integration,
+/// The credential a resource's own `auth` (a static kind) sends for the account, in place of
+/// the integration's; `None` when the resource has none.
+pub fn render_resource_credential(
+    resource: &Resource,
     context: &Value,
-    base_url_override: Option<&str>,
-) -> Result<Credential, RenderError> {
-    Ok(match &integration.auth {
+) -> Result<Option<Credential>, RenderError> {
+    match &resource.auth {
+        Some(auth) => Ok(Some(
+            render_static_credential(auth, context)?.unwrap_or(Credential::None),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// A static kind's credential, rendered from the context; `None` for the other kinds.
+fn render_static_credential(
+    auth: &Auth,
+    context: &Value,
+) -> Result<Option<Credential>, RenderError> {
+    Ok(Some(match auth {
         Auth::None => Credential::None,
-        Auth::Body { .. } => Credential::Body,
         Auth::Header { name, value } => Credential::Header {
             name: name.clone(),
             value: Secret::new(value.render(context)?),
@@ -426,6 +437,28 @@ pub fn render_credential(
             name: "Authorization".to_owned(),
             value: Secret::new(format!("Bearer {}", token.render(context)?)),
         },
+        Auth::Token(_) | Auth::Signed(_) | Auth::Body { .. } => return Ok(None),
+    }))
+}
+
+/// The account's credential as its integration's `auth` says to send it. `base_url` (the
+/// account's, else the integration's) anchors a login call given as a path.
+pub fn render_credential(
+    integration: &Integration,
+    context: &Value,
+    base_url_override: Option<&str>,
+) -> Result<Credential, RenderError> {
+    if let Some(credential) = render_static_credential(&integration.auth, context)? {
+        return Ok(credential);
+    }
+    Ok(match &integration.auth {
+        // Rendered above.
+        Auth::None
+        | Auth::Header { .. }
+        | Auth::Query { .. }
+        | Auth::Basic { .. }
+        | Auth::Bearer { .. } => Credential::None,
+        Auth::Body { .. } => Credential::Body,
         Auth::Token(token) => {
             // The value reads {{token}} once (checked at load): what surrounds it is fixed.
             const MARK: &str = "\u{0}token\u{0}";

@@ -598,7 +598,7 @@ pub struct ResourceSpec {
     /// An absolute URL in place of the base URL for this resource's calls (an API version on
     /// another host: Showpad's v3 exports beside its v4 users). Its host is fixed text, a part
     /// of which may read the context; the account's own base URL does not change it. The calls
-    /// carry the file's credential.
+    /// carry the file's credential, or the resource's own `auth`.
     #[serde(default)]
     pub base_url: Option<Text>,
     #[serde(default)]
@@ -608,6 +608,10 @@ pub struct ResourceSpec {
     /// the others must not send (DevRev's `X-Devrev-Scope: beta` for its groups).
     #[serde(default)]
     pub headers: BTreeMap<String, Text>,
+    /// A credential of this resource's calls in place of the file's (a static kind): the
+    /// provider's SCIM API wanting its own token, or the same token under another scheme.
+    #[serde(default)]
+    pub auth: Option<AuthSpec>,
     pub records: Text,
     /// A request body (POST): JSONata over `{cursor, page_size, offset, page, query}`; a string
     /// is sent as that text, anything else as JSON (or XML under `body_format: xml`).

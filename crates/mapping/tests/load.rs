@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use unigate_mapping::{Catalog, PaceScope, Source, Vars, render_request};
+use unigate_mapping::{
+    Catalog, Credential, PaceScope, Source, Vars, render_request, render_resource_credential,
+};
 
 fn repo_mappings() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings")
@@ -102,7 +104,7 @@ fn every_error_is_reported_with_file_line_and_path() {
         lines,
         vec![
             "mappings/a.yaml:15: unified.user-directory.users.list.response_mapping: JSONata does not compile: Expected \"}\" before end of expression (S0203)",
-            "mappings/b.yaml:8: resources.users.list: unknown field `colour`, expected one of method, path, base_url, query, headers, records, body, pagination, omit, passes",
+            "mappings/b.yaml:8: resources.users.list: unknown field `colour`, expected one of method, path, base_url, query, headers, auth, records, body, pagination, omit, passes",
             "mappings/c.yaml:3: base_url: bad template: `{{secrets.subdomain}}`: templates can only read `context.<key>`",
             "mappings/d.yaml:15: unified.user-directory.users.list.response_mapping: produces `shoe_size`, which is not a field of the unified model",
             "mappings/e.yaml:14: unified.user-directory.users.list.native_filters[0]: `colour` is not a filter of the unified model",
@@ -474,6 +476,108 @@ unified:
         [
             "mappings/bad.yaml:15: resources.groups.list.headers.X Scope: is not a valid HTTP header name"
         ]
+    );
+}
+
+/// A resource may send a static credential of its own (`auth`) in place of the file's: its
+/// calls carry it, the others the file's; its values are the account's secrets; a token kind,
+/// a signature or `rejected` there is an error naming the field.
+#[test]
+fn a_resource_may_send_a_credential_of_its_own() {
+    let text = r#"name: Example
+docs: https://example.test/docs
+base_url: "https://{{context.realm}}.example.test/v1"
+auth: { kind: header, header: Authorization, value: "QB-USER-TOKEN {{context.user_token}}" }
+resources:
+  users:
+    list: { path: /users, records: data }
+  groups:
+    list:
+      base_url: "https://{{context.realm}}.example.test/scim/v2"
+      path: /Groups
+      records: Resources
+      auth: { kind: bearer, token: "{{context.scim_token?}}" }
+  teams:
+    list:
+      path: /teams
+      records: data
+      auth: { kind: basic, username: "{{context.login}}", password: "{{context.password}}" }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{ "id": id }'
+"#;
+    let catalog = Catalog::from_sources(&[model()], &[integration("example", text)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let example = &catalog.integrations["example"];
+    let context = serde_json::json!({
+        "realm": "acme", "user_token": "u-token", "scim_token": "s-token",
+        "login": "ann", "password": "pw"
+    });
+    let sent =
+        |resource: &str| match render_resource_credential(&example.resources[resource], &context)
+            .unwrap()
+        {
+            None => "the file's".to_owned(),
+            Some(Credential::Header { name, value }) => format!("{name}: {}", value.expose()),
+            Some(other) => format!("{other:?}"),
+        };
+    assert_eq!(sent("users.list"), "the file's");
+    assert_eq!(sent("groups.list"), "Authorization: Bearer s-token");
+    assert_eq!(sent("teams.list"), "Authorization: Basic YW5uOnB3");
+    // `?`: an account without the SCIM token still loads and lists; only the groups call
+    // would need it.
+    assert_eq!(
+        example.context_keys().into_iter().collect::<Vec<_>>(),
+        ["login", "password", "realm", "user_token"]
+    );
+    let credentials: Vec<String> = example
+        .credential_context_paths()
+        .into_iter()
+        .map(|path| path.join("."))
+        .collect();
+    assert_eq!(
+        credentials,
+        ["login", "password", "scim_token", "user_token"]
+    );
+
+    let errors_of = |text: &str| -> Vec<String> {
+        Catalog::from_sources(&[model()], &[integration("bad", text)])
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    let token_kind = text.replace(
+        r#"auth: { kind: bearer, token: "{{context.scim_token?}}" }"#,
+        r#"auth: { kind: oauth2_client_credentials, token_url: "https://example.test/token", client_id: a, client_secret: "{{context.s}}" }"#,
+    );
+    assert_eq!(
+        errors_of(&token_kind),
+        [
+            "mappings/bad.yaml:13: resources.groups.list.auth: a resource's own auth is `header`, `query`, `basic`, `bearer` or `none`, not `oauth2_client_credentials`: tokens, signatures and body credentials are the file's `auth`"
+        ]
+    );
+    let rejected = text.replace(
+        r#"token: "{{context.scim_token?}}" }"#,
+        r#"token: "{{context.scim_token?}}", rejected: "$status = 403" }"#,
+    );
+    assert_eq!(
+        errors_of(&rejected),
+        [
+            "mappings/bad.yaml:13: resources.groups.list.auth.rejected: is the file's: `auth.rejected` says for every call when an answer refuses a credential"
+        ]
+    );
+    let stray = text.replace(
+        r#"username: "{{context.login}}""#,
+        r#"username: "{{context.login}}", token: "{{context.t}}""#,
+    );
+    assert_eq!(
+        errors_of(&stray),
+        ["mappings/bad.yaml:18: resources.teams.list.auth.token: is not used by auth kind `basic`"]
     );
 }
 
@@ -1527,4 +1631,61 @@ fn a_chained_follow_up_is_checked_at_load() {
         ],
         "{errors}"
     );
+}
+
+/// A file that extends another and drops its follow-ups (`follow_up: {}`) keeps the inherited
+/// mapping, which still reads their names: those are names nothing binds, undefined on every
+/// record, and the method says so (for the fast path). Functions, of the engine's library or
+/// unigate's, and the engine's own bindings are not among them.
+#[test]
+fn names_an_inherited_mapping_reads_that_nothing_binds_are_known() {
+    let base = r#"name: Base
+docs: https://example.test/docs
+base_url: https://example.test
+auth: { kind: none }
+resources:
+  users:
+    list: { path: /users, records: data }
+  groups:
+    list: { path: /groups, records: data }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        follow_up:
+          groups: { resource: groups.list, per: page, id: "'all'" }
+        response_mapping: |
+          {
+            "id": $string(id),
+            "name": $pick($, ["name"]).name,
+            "title": $context.title ? $query.title,
+            "groups": $groups[members = $$.id].{ "id": id }
+          }
+"#;
+    let child = "name: Child\nextends: base\nunified:\n  user-directory:\n    users:\n      list:\n        follow_up: {}\n";
+    let catalog = Catalog::from_sources(
+        &[model()],
+        &[integration("base", base), integration("child", child)],
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let list = |id: &str| {
+        catalog.integrations[id]
+            .unified
+            .values()
+            .next()
+            .unwrap()
+            .possibly_unbound()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(list("base"), ["groups"]);
+    let child = catalog.integrations["child"]
+        .unified
+        .values()
+        .next()
+        .unwrap();
+    assert!(child.follow_ups.is_empty());
+    assert_eq!(child.unbound_reads, ["groups"]);
+    assert_eq!(list("child"), ["groups"]);
 }

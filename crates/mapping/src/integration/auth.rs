@@ -655,6 +655,80 @@ pub(super) fn compile_auth(
     c: &mut FileCompiler<'_>,
 ) -> Option<(Auth, Option<Expression>)> {
     let kind = spec.kind.value;
+    if !fields_fit_kind(spec, "auth", c) {
+        return None;
+    }
+    let rejected = match &spec.rejected {
+        Some(text) => Some(c.expression(text, "auth.rejected")?),
+        None => None,
+    };
+    let auth = match kind {
+        AuthKind::None
+        | AuthKind::Header
+        | AuthKind::Query
+        | AuthKind::Basic
+        | AuthKind::Bearer => compile_static(spec, "auth", c)?,
+        AuthKind::Oauth2RefreshToken
+        | AuthKind::Oauth2ClientCredentials
+        | AuthKind::Oauth2JwtBearer => {
+            let source = TokenSource::OAuth2(compile_oauth(spec, kind, c)?);
+            Auth::Token(Box::new(token_auth(spec, source, c)?))
+        }
+        AuthKind::TokenExchange => {
+            let source = TokenSource::Exchange(compile_exchange(spec, c)?);
+            Auth::Token(Box::new(token_auth(spec, source, c)?))
+        }
+        AuthKind::HmacSignature => Auth::Signed(Box::new(compile_signed(spec, c)?)),
+        AuthKind::Body => Auth::Body {
+            credentials: compile_body_credentials(spec.credentials.as_ref()?, c)?,
+        },
+    };
+    Some((auth, rejected))
+}
+
+/// A resource's own `auth` (`at`: `resources.<r>.<m>.auth`): a static credential its calls
+/// carry instead of the file's (a SCIM token beside the REST one, the same token under another
+/// scheme). Only the static kinds: a token's lifecycle (obtained, cached, renewed, written
+/// back) and a signature are the file's, and `rejected` reads the provider's answers, which the
+/// file's `auth.rejected` already says for every call.
+pub(super) fn compile_resource_auth(
+    spec: &AuthSpec,
+    at: &str,
+    c: &mut FileCompiler<'_>,
+) -> Option<Auth> {
+    let kind = spec.kind.value;
+    if !matches!(
+        kind,
+        AuthKind::None | AuthKind::Header | AuthKind::Query | AuthKind::Basic | AuthKind::Bearer
+    ) {
+        c.error_at(
+            &spec.kind,
+            at,
+            &format!(
+                "a resource's own auth is `header`, `query`, `basic`, `bearer` or `none`, not `{}`: tokens, signatures and body credentials are the file's `auth`",
+                kind_label(kind)
+            ),
+        );
+        return None;
+    }
+    if let Some(rejected) = &spec.rejected {
+        c.error_at(
+            rejected,
+            &format!("{at}.rejected"),
+            "is the file's: `auth.rejected` says for every call when an answer refuses a credential",
+        );
+        return None;
+    }
+    if !fields_fit_kind(spec, at, c) {
+        return None;
+    }
+    compile_static(spec, at, c)
+}
+
+/// Whether every field set is one the kind uses and every field it needs is set (each problem
+/// reported, under `at`).
+fn fields_fit_kind(spec: &AuthSpec, at: &str, c: &mut FileCompiler<'_>) -> bool {
+    let kind = spec.kind.value;
     let label = kind_label(kind);
     let (required, optional) = fields_of(kind);
     let (required, optional) = with_client_auth(kind, spec, required, optional);
@@ -664,7 +738,7 @@ pub(super) fn compile_auth(
         if !required.contains(name) && !optional.contains(name) {
             c.error_line(
                 *line,
-                &format!("auth.{name}"),
+                &format!("{at}.{name}"),
                 &format!("is not used by auth kind `{label}`"),
             );
             ok = false;
@@ -674,31 +748,32 @@ pub(super) fn compile_auth(
         if !set.iter().any(|(found, _)| *found == name) {
             c.error_at(
                 &spec.kind,
-                "auth",
+                at,
                 &format!("auth kind `{label}` needs `{name}`"),
             );
             ok = false;
         }
     }
-    if !ok {
-        return None;
-    }
-    let rejected = match &spec.rejected {
-        Some(text) => Some(c.expression(text, "auth.rejected")?),
-        None => None,
-    };
+    ok
+}
+
+/// The static kinds: a credential rendered from the account context.
+fn compile_static(spec: &AuthSpec, at: &str, c: &mut FileCompiler<'_>) -> Option<Auth> {
     let mut template = |field: &Option<Text>, name: &str| {
         field
             .as_ref()
-            .and_then(|text| c.template(text, &format!("auth.{name}")))
+            .and_then(|text| c.template(text, &format!("{at}.{name}")))
     };
-    let auth = match kind {
-        AuthKind::None => Auth::None,
+    Some(match spec.kind.value {
         AuthKind::Header => {
             let value = template(&spec.value, "value")?;
             let header = spec.header.as_ref()?;
             if !is_token(&header.value) {
-                c.error_at(header, "auth.header", "is not a valid HTTP header name");
+                c.error_at(
+                    header,
+                    &format!("{at}.header"),
+                    "is not a valid HTTP header name",
+                );
                 return None;
             }
             Auth::Header {
@@ -721,22 +796,9 @@ pub(super) fn compile_auth(
         AuthKind::Bearer => Auth::Bearer {
             token: template(&spec.token, "token")?,
         },
-        AuthKind::Oauth2RefreshToken
-        | AuthKind::Oauth2ClientCredentials
-        | AuthKind::Oauth2JwtBearer => {
-            let source = TokenSource::OAuth2(compile_oauth(spec, kind, c)?);
-            Auth::Token(Box::new(token_auth(spec, source, c)?))
-        }
-        AuthKind::TokenExchange => {
-            let source = TokenSource::Exchange(compile_exchange(spec, c)?);
-            Auth::Token(Box::new(token_auth(spec, source, c)?))
-        }
-        AuthKind::HmacSignature => Auth::Signed(Box::new(compile_signed(spec, c)?)),
-        AuthKind::Body => Auth::Body {
-            credentials: compile_body_credentials(spec.credentials.as_ref()?, c)?,
-        },
-    };
-    Some((auth, rejected))
+        AuthKind::None => Auth::None,
+        _ => return None,
+    })
 }
 
 /// `body`'s credentials: one template or more, each reading the context (a fixed text is no

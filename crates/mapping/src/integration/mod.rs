@@ -218,6 +218,9 @@ pub struct UnifiedMethod {
     pub mapped_fields: Option<BTreeSet<String>>,
     /// Calls made for the records of each page, read by the response mapping as `$<name>`.
     pub follow_ups: Vec<FollowUp>,
+    /// Names the response mapping reads that nothing binds (one its base file's follow-up gave,
+    /// dropped here with `follow_up: {}`): undefined on every record.
+    pub unbound_reads: Vec<String>,
     /// Each built field whose value reads follow-up answers, with those follow-ups' names (in
     /// `follow_ups` order): Okta's `groups` reads `user_groups`' and `groups`' answers. Found
     /// at load from the response mapping; empty when its shape is not visible then.
@@ -230,6 +233,18 @@ pub struct UnifiedMethod {
     /// be parsed with only those fields ([`crate::reads`]). Otherwise why its pages are parsed
     /// whole (`unigate check` says it).
     pub page_reads: Result<PageReads, String>,
+}
+
+impl UnifiedMethod {
+    /// The names the response mapping may read unbound, undefined then on both paths: its
+    /// follow-ups' (a record whose follow-up gave nothing, an account that does not make it)
+    /// and those nothing binds.
+    pub fn possibly_unbound(&self) -> impl Iterator<Item = &str> {
+        self.follow_ups
+            .iter()
+            .map(|follow_up| follow_up.name.as_str())
+            .chain(self.unbound_reads.iter().map(String::as_str))
+    }
 }
 
 /// A second native call for the records of a page (`follow_up:`).
@@ -370,6 +385,7 @@ impl Integration {
             templates.extend(&resource.base_url);
             templates.extend(resource.query.iter().map(|(_, template)| template));
             templates.extend(resource.headers.iter().map(|(_, template)| template));
+            templates.extend(resource.auth.iter().flat_map(Auth::templates));
             templates.extend(&resource.pagination.continue_path);
         }
         let mut keys: BTreeSet<String> = templates
@@ -387,15 +403,18 @@ impl Integration {
 
     /// The context paths whose values travel as credentials, which an error answer is cleaned
     /// of (the engine's `redact`): every one the auth's credential templates read
-    /// ([`Auth::credential_templates`]), and of the headers and query parameters rendered from
+    /// ([`Auth::credential_templates`]), a resource's own `auth` too, and of the headers and query parameters rendered from
     /// the context (mostly ids: a tenant, an organization, a workspace, which an error message
     /// naming them should keep) those whose name or context key names a credential
     /// (`x-api-key`, `app_key`, `{{context.secret_key}}`: `names_a_credential`).
     pub fn credential_context_paths(&self) -> BTreeSet<Vec<String>> {
-        let mut paths: BTreeSet<Vec<String>> = self
-            .auth
-            .credential_templates()
-            .into_iter()
+        let own = self
+            .resources
+            .values()
+            .filter_map(|resource| resource.auth.as_ref());
+        let mut paths: BTreeSet<Vec<String>> = std::iter::once(&self.auth)
+            .chain(own)
+            .flat_map(Auth::credential_templates)
             .flat_map(Template::context_paths)
             .map(<[String]>::to_vec)
             .collect();

@@ -1,8 +1,9 @@
-//! Native resources: the provider call a resource names (method, path, query, body, where its
-//! records are) and its pagination, compiled once.
+//! Native resources: the provider call a resource names (method, path, query, headers, its
+//! own static credential, body, where its records are) and its pagination, compiled once.
 
 use unigate_pagination::{Pagination, Style};
 
+use super::auth::Auth;
 use crate::diagnostics::FileCompiler;
 use crate::expression::Expression;
 use crate::spec::{BodyFormat, HttpMethod, PaginationSpec, ResourceSpec, StyleName, Text};
@@ -20,6 +21,8 @@ pub struct Resource {
     pub query: Vec<(String, Template)>,
     /// Headers of this resource's calls, on top of (and replacing by name) the integration's.
     pub headers: Vec<(String, Template)>,
+    /// A static credential its calls carry in place of the integration's (`auth`).
+    pub auth: Option<Auth>,
     pub records: Expression,
     /// `records` as plain field names when it is only a path (`$`, `members`, `data.users`),
     /// found at load so each page can move its records out of the body.
@@ -147,6 +150,12 @@ pub(super) fn compile_resource(
         })
         .collect();
     let headers = super::compile_headers(&resource.headers, &format!("{path}.headers"), c);
+    let auth = match &resource.auth {
+        None => Ok(None),
+        Some(spec) => super::auth::compile_resource_auth(spec, &format!("{path}.auth"), c)
+            .map(Some)
+            .ok_or(()),
+    };
     let records = c.expression(&resource.records, &format!("{path}.records"));
     let body = c.optional_expression(resource.body.as_ref(), &format!("{path}.body"));
     if resource.body.is_some() && resource.method != HttpMethod::Post {
@@ -206,6 +215,7 @@ pub(super) fn compile_resource(
         base_url: base_url.ok()?,
         query,
         headers,
+        auth: auth.ok()?,
         records_path: records.as_ref().and_then(Expression::simple_path),
         records: records?,
         body: body.ok()?,

@@ -297,7 +297,14 @@ fn compile_method(
             opt_in_fields.insert(field.clone(), flag.value.clone());
         }
     }
+    // `$pass` is bound for a named pass's records only; the engine's other bindings always.
+    let unbound_reads = response_mapping.names_bound_nowhere(
+        ["context", "query", "pass"]
+            .into_iter()
+            .chain(follow_ups.iter().map(|follow_up| follow_up.name.as_str())),
+    );
     Some(UnifiedMethod {
+        unbound_reads,
         field_follow_ups,
         opt_in_fields,
         follow_ups,
