@@ -219,7 +219,8 @@ pub struct UnifiedMethod {
     /// Calls made for the records of each page, read by the response mapping as `$<name>`.
     pub follow_ups: Vec<FollowUp>,
     /// Names the response mapping reads that nothing binds (one its base file's follow-up gave,
-    /// dropped here with `follow_up: {}`): undefined on every record.
+    /// dropped here with `follow_up: {}`), or only some pages do (`$pass`, bound for a named
+    /// pass's records): undefined where unbound.
     pub unbound_reads: Vec<String>,
     /// Each built field whose value reads follow-up answers, with those follow-ups' names (in
     /// `follow_ups` order): Okta's `groups` reads `user_groups`' and `groups`' answers. Found

@@ -297,9 +297,10 @@ fn compile_method(
             opt_in_fields.insert(field.clone(), flag.value.clone());
         }
     }
-    // `$pass` is bound for a named pass's records only; the engine's other bindings always.
+    // The engine always binds `$context` and `$query`; `$pass` only for a named pass's records,
+    // so it is among these: unbound on the others' (a binding wins over "possibly unbound").
     let unbound_reads = response_mapping.names_bound_nowhere(
-        ["context", "query", "pass"]
+        ["context", "query"]
             .into_iter()
             .chain(follow_ups.iter().map(|follow_up| follow_up.name.as_str())),
     );
