@@ -1754,3 +1754,100 @@ unified:
     // Not marked: the second call asked the provider again.
     assert_eq!(seen.lock().unwrap().len(), 4);
 }
+
+/// A chain of two levels: a catalog (workspaces), a follow-up chained over it that gives its
+/// answers (each workspace's permission profiles, which name no user), and one chained over
+/// those (each profile's users): each page record gets the profiles whose users list it, every
+/// call made once a walk, the second page reusing them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_may_be_chained_over_the_answers_of_a_chained_one() {
+    type Calls = Arc<Mutex<Vec<String>>>;
+    async fn workspaces(State(calls): State<Calls>) -> Response {
+        calls.lock().unwrap().push("workspaces".to_owned());
+        axum::Json(json!({"workspaces": [{"id": "w1"}, {"id": "w2"}]})).into_response()
+    }
+    async fn profiles(State(calls): State<Calls>, Path(workspace): Path<String>) -> Response {
+        calls.lock().unwrap().push(format!("profiles {workspace}"));
+        let profiles = match workspace.as_str() {
+            "w1" => json!([{"id": "p1", "name": "Sales rep"}, {"id": "p2", "name": "Manager"}]),
+            _ => json!([{"id": "p3", "name": "Ops viewer"}]),
+        };
+        axum::Json(json!({ "profiles": profiles })).into_response()
+    }
+    async fn profile_users(State(calls): State<Calls>, Path(profile): Path<String>) -> Response {
+        calls.lock().unwrap().push(format!("users {profile}"));
+        let users = match profile.as_str() {
+            "p1" => json!([{"login": "ada"}, {"login": "grace"}]),
+            "p2" => json!([{"login": "alan"}]),
+            _ => json!([{"login": "ada"}, {"login": "donald"}]),
+        };
+        axum::Json(json!({ "users": users })).into_response()
+    }
+    let calls: Calls = Arc::default();
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/workspaces", get(workspaces))
+            .route("/workspaces/{id}/profiles", get(profiles))
+            .route("/profiles/{id}/users", get(profile_users))
+            .with_state(calls.clone()),
+    )
+    .await;
+    let mapping = members_mapping(
+        r#"  workspaces:
+    list: { path: /workspaces, records: workspaces }
+  profiles:
+    list: { path: "/workspaces/{{id}}/profiles", records: profiles }
+  profile_users:
+    list: { path: "/profiles/{{id}}/users", records: users }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          profile_users: { resource: profile_users.list, over: profiles, id: id, key: login, matches: login }
+          profiles: { resource: profiles.list, over: workspaces, id: id, gives: answers }
+          workspaces: { resource: workspaces.list, per: page, id: "'all'" }
+        response_mapping: '{ "id": login, "roles": $count($profile_users) > 0 ? [$profile_users.{ "id": id, "name": name }] }'
+"#,
+    );
+    let gateway = members_gateway(&mapping, &server.origin).await;
+    let (status, body) = gateway.list("&limit=4").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([
+            {"id": "ada", "roles": [{"id": "p1", "name": "Sales rep"}, {"id": "p3", "name": "Ops viewer"}]},
+            {"id": "grace", "roles": [{"id": "p1", "name": "Sales rep"}]},
+            {"id": "alan", "roles": [{"id": "p2", "name": "Manager"}]},
+            {"id": "edsger"}
+        ])
+    );
+    let cursor = body["next_cursor"].as_str().unwrap().to_owned();
+    let (status, body) = gateway
+        .list(&format!("&limit=4&next_cursor={cursor}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([
+            {"id": "barbara"},
+            {"id": "gone"},
+            {"id": "donald", "roles": [{"id": "p3", "name": "Ops viewer"}]}
+        ])
+    );
+    let mut asked = calls.lock().unwrap().clone();
+    asked.sort();
+    assert_eq!(
+        asked,
+        [
+            "profiles w1",
+            "profiles w2",
+            "users p1",
+            "users p2",
+            "users p3",
+            "workspaces"
+        ]
+    );
+}

@@ -110,7 +110,12 @@ impl WalkAnswers {
                     .iter()
                     .map(|(key, positions)| 48 + key.len() + 8 * positions.len())
                     .sum();
-                let answers: usize = index.answers.iter().flatten().map(held_bytes).sum();
+                let answers: usize = index
+                    .answers
+                    .iter()
+                    .flat_map(|answers| answers.iter())
+                    .map(held_bytes)
+                    .sum();
                 keys + answers
             })
             .sum();
@@ -355,7 +360,8 @@ pub(crate) type ChainedAnswers =
 #[derive(Debug, Default)]
 pub(crate) struct ChainedIndex {
     by_key: PairIndex,
-    answers: Option<Vec<Value>>,
+    /// Shared: a follow-up chained over this one calls once per record of it.
+    answers: Option<Arc<Vec<Value>>>,
 }
 
 /// Answer records by the key they pair with: key → their positions in the answer (or catalog).
@@ -440,8 +446,13 @@ impl Engine {
                     .find(|(name, _)| name == over)
                     .map(|(_, answer)| answer.clone());
                 if let Some(catalog) = catalog {
-                    self.follow_over(call, follow_up, catalog, records, &mut variables)
+                    let answers = self
+                        .follow_over(call, follow_up, catalog, records, &mut variables)
                         .await?;
+                    // `gives: answers`: a catalog in turn, for a follow-up chained over it.
+                    if let Some(answers) = answers {
+                        catalogs.push((&follow_up.name, answers));
+                    }
                 }
             } else if follow_up.per_page {
                 if let Some(answer) = self
@@ -460,7 +471,8 @@ impl Engine {
 
     /// A follow-up chained over a catalog (`over:`): one call per catalog record, once for the
     /// walk while the catalog answer is the same; each page record gets the catalog records
-    /// whose answers hold a record matching it (none: an empty list).
+    /// whose answers hold a record matching it (none: an empty list). Gives its answers'
+    /// records when it `gives: answers`.
     async fn follow_over(
         &self,
         call: &ListCall,
@@ -468,7 +480,7 @@ impl Engine {
         catalog: Arc<Vec<Value>>,
         records: &[Value],
         variables: &mut FollowedUp,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<Arc<Vec<Value>>>, ApiError> {
         variables.asked.push(follow_up.name.clone());
         let known = lock(&call.walk_answers.chained)
             .get(&follow_up.name)
@@ -489,13 +501,17 @@ impl Engine {
                 index
             }
         };
-        let given = index.answers.as_deref().unwrap_or(&catalog);
-        bind_paired(call, follow_up, records, &index.by_key, given, variables)
+        let given = index
+            .answers
+            .as_deref()
+            .map_or(&catalog[..], |answers| &answers[..]);
+        bind_paired(call, follow_up, records, &index.by_key, given, variables)?;
+        Ok(index.answers.clone())
     }
 
     /// `gives: answers`: calls the chained follow-up once per catalog record with an id (each id
     /// once), keeps the answers' records in catalog order, and indexes them by the values their
-    /// `matches` gives.
+    /// `matches` gives (none without `matches`: a level another follow-up is chained over).
     async fn index_answers(
         &self,
         call: &ListCall,
@@ -511,9 +527,6 @@ impl Engine {
                 asked.push(id);
             }
         }
-        let Some(matches) = &follow_up.matches else {
-            return Ok(ChainedIndex::default());
-        };
         let done = self.answer_each(call, follow_up, &asked).await?;
         let mut by_key = PairIndex::new();
         let mut answers = Vec::new();
@@ -525,15 +538,17 @@ impl Engine {
                 .flat_map(|records| records.iter())
             {
                 let at = answers.len();
-                for matched in ids_of(evaluate(call, matches, record, "follow_up.matches")?) {
-                    by_key.entry(matched).or_default().push(at);
+                if let Some(matches) = &follow_up.matches {
+                    for matched in ids_of(evaluate(call, matches, record, "follow_up.matches")?) {
+                        by_key.entry(matched).or_default().push(at);
+                    }
                 }
                 answers.push(record.clone());
             }
         }
         Ok(ChainedIndex {
             by_key,
-            answers: Some(answers),
+            answers: Some(Arc::new(answers)),
         })
     }
 

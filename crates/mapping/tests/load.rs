@@ -1612,6 +1612,19 @@ fn a_chained_follow_up_is_checked_at_load() {
                 "          a_groups: { resource: groups.list, per: page, id: \"'all'\", gives: answers }\n",
             ),
         ),
+        // Three levels; and a level without `gives: answers` that pairs nothing.
+        (
+            "e",
+            with(
+                "          z_catalog: { resource: groups.list, per: page, id: \"'all'\" }\n          y_level: { resource: members.list, over: z_catalog, id: id, gives: answers }\n          x_level: { resource: members.list, over: y_level, id: id, gives: answers }\n          a_groups: { resource: members.list, over: x_level, id: id, key: id, matches: user_id }\n",
+            ),
+        ),
+        (
+            "f",
+            with(
+                "          z_catalog: { resource: groups.list, per: page, id: \"'all'\" }\n          y_level: { resource: members.list, over: z_catalog, id: id }\n          a_groups: { resource: members.list, over: y_level, id: id, key: id, matches: user_id }\n",
+            ),
+        ),
     ];
     let sources: Vec<_> = bad
         .iter()
@@ -1622,12 +1635,15 @@ fn a_chained_follow_up_is_checked_at_load() {
     assert_eq!(
         lines,
         [
-            "mappings/a.yaml:20: unified.user-directory.users.list.follow_up.groups.over: names `detail`, which is not another follow-up of this list with `per: page`, no `batch` and no `over` (a catalog: one answer for the page, read whole)",
+            "mappings/a.yaml:20: unified.user-directory.users.list.follow_up.groups.over: names `detail`, which is not another follow-up of this list with `per: page`, no `batch` and no `over` (a catalog: one answer for the page, read whole), nor one chained over such a catalog that `gives: answers`",
             "mappings/a.yaml:20: unified.user-directory.users.list.follow_up.groups.per: a follow-up `over` another is called once per record of that one's answer: it takes no `per`",
-            "mappings/b.yaml:20: unified.user-directory.users.list.follow_up.groups: a follow-up `over` another pairs its answers with page records through `key` (over a page record) and `matches` (over a record of an answer): both are needed",
+            "mappings/b.yaml:20: unified.user-directory.users.list.follow_up.groups: a follow-up `over` another pairs its answers with page records through `key` (over a page record) and `matches` (over a record of an answer): both are needed (or neither, for one that `gives: answers` to a follow-up chained over it)",
             "mappings/b.yaml:20: unified.user-directory.users.list.follow_up.groups.batch: a follow-up `over` another makes one call per record of its answer: it takes no `batch`",
-            "mappings/c.yaml:19: unified.user-directory.users.list.follow_up.groups.over: names `groups`, which is not another follow-up of this list with `per: page`, no `batch` and no `over` (a catalog: one answer for the page, read whole)",
+            "mappings/c.yaml:19: unified.user-directory.users.list.follow_up.groups.over: names `groups`, which is not another follow-up of this list with `per: page`, no `batch` and no `over` (a catalog: one answer for the page, read whole), nor one chained over such a catalog that `gives: answers`",
             "mappings/d.yaml:19: unified.user-directory.users.list.follow_up.a_groups.gives: only a follow-up chained `over` a catalog chooses what it gives (the catalog records or its answers' records)",
+            "mappings/e.yaml:22: unified.user-directory.users.list.follow_up.a_groups.over: names `x_level`, which is not another follow-up of this list with `per: page`, no `batch` and no `over` (a catalog: one answer for the page, read whole), nor one chained over such a catalog that `gives: answers`",
+            "mappings/f.yaml:20: unified.user-directory.users.list.follow_up.y_level: a follow-up `over` another pairs its answers with page records through `key` (over a page record) and `matches` (over a record of an answer): both are needed (or neither, for one that `gives: answers` to a follow-up chained over it)",
+            "mappings/f.yaml:21: unified.user-directory.users.list.follow_up.a_groups.over: names `y_level`, which is not another follow-up of this list with `per: page`, no `batch` and no `over` (a catalog: one answer for the page, read whole), nor one chained over such a catalog that `gives: answers`",
         ],
         "{errors}"
     );

@@ -433,12 +433,14 @@ fn compile_follow_ups(
         let paired = follow_up.key.is_some() || follow_up.matches.is_some();
         let both = follow_up.key.is_some() && follow_up.matches.is_some();
         if let Some(over) = &follow_up.over {
-            if !over_names_a_catalog(&over.value, name, follow_ups) {
+            if !over_names_a_catalog(&over.value, name, follow_ups)
+                && !over_names_a_level(&over.value, name, follow_ups)
+            {
                 c.error_at(
                     over,
                     &format!("{at}.over"),
                     &format!(
-                        "names `{}`, which is not another follow-up of this list with `per: page`, no `batch` and no `over` (a catalog: one answer for the page, read whole)",
+                        "names `{}`, which is not another follow-up of this list with `per: page`, no `batch` and no `over` (a catalog: one answer for the page, read whole), nor one chained over such a catalog that `gives: answers`",
                         over.value
                     ),
                 );
@@ -452,11 +454,20 @@ fn compile_follow_ups(
                 );
                 ok = false;
             }
-            if !both {
+            // A level a further follow-up is chained over (`gives: answers`) pairs nothing
+            // itself when its records name no page record (a workspace's profiles).
+            let a_level = follow_up.gives.as_ref().is_some_and(|gives| {
+                gives.value == ChainedGives::Answers
+                    && follow_ups
+                        .values()
+                        .any(|other| other.over.as_ref().is_some_and(|o| o.value == *name))
+            });
+            // Both, or (for a middle level) neither.
+            if !both && (paired || !a_level) {
                 c.error_at(
                     &follow_up.id,
                     &at,
-                    "a follow-up `over` another pairs its answers with page records through `key` (over a page record) and `matches` (over a record of an answer): both are needed",
+                    "a follow-up `over` another pairs its answers with page records through `key` (over a page record) and `matches` (over a record of an answer): both are needed (or neither, for one that `gives: answers` to a follow-up chained over it)",
                 );
                 ok = false;
             }
@@ -574,9 +585,37 @@ fn compile_follow_ups(
                 .is_some_and(|gives| gives.value == ChainedGives::Answers),
         });
     }
-    // A chained follow-up runs after the catalog it reads.
-    compiled.sort_by_key(|follow_up| follow_up.over.is_some());
+    // A chained follow-up runs after what it is chained over (two levels at most).
+    let depth = |follow_up: &FollowUp| match &follow_up.over {
+        None => 0,
+        Some(over) => match follow_ups.get(over).and_then(|spec| spec.over.as_ref()) {
+            None => 1,
+            Some(_) => 2,
+        },
+    };
+    compiled.sort_by_key(depth);
     ok.then_some(compiled)
+}
+
+/// Whether `over` names a follow-up chained over a catalog that gives its answers' records (a
+/// workspace's permission profiles, each then asked for its users): the second level of a
+/// chain, and the last (it is itself chained over a catalog, not over another level).
+fn over_names_a_level(
+    over: &str,
+    name: &str,
+    follow_ups: &BTreeMap<String, crate::spec::FollowUpSpec>,
+) -> bool {
+    over != name
+        && follow_ups.get(over).is_some_and(|level| {
+            level
+                .gives
+                .as_ref()
+                .is_some_and(|gives| gives.value == ChainedGives::Answers)
+                && level
+                    .over
+                    .as_ref()
+                    .is_some_and(|catalog| over_names_a_catalog(&catalog.value, over, follow_ups))
+        })
 }
 
 /// Whether `over` names a follow-up of the same list whose answer is one for the page (a catalog
