@@ -404,10 +404,11 @@ impl Integration {
 
     /// The context paths whose values travel as credentials, which an error answer is cleaned
     /// of (the engine's `redact`): every one the auth's credential templates read
-    /// ([`Auth::credential_templates`]), a resource's own `auth` too, and of the headers and query parameters rendered from
-    /// the context (mostly ids: a tenant, an organization, a workspace, which an error message
-    /// naming them should keep) those whose name or context key names a credential
-    /// (`x-api-key`, `app_key`, `{{context.secret_key}}`: `names_a_credential`).
+    /// ([`Auth::credential_templates`]), a resource's own `auth` too, and of the headers and
+    /// query parameters rendered from the context (mostly ids: a tenant, an organization, a
+    /// workspace, which an error message naming them should keep) those whose name or context
+    /// key names a credential (`x-api-key`, `app_key`, `{{context.secret_key}}`:
+    /// `names_a_credential`).
     pub fn credential_context_paths(&self) -> BTreeSet<Vec<String>> {
         let own = self
             .resources
