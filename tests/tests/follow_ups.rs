@@ -1758,7 +1758,8 @@ unified:
 /// A chain of two levels: a catalog (workspaces), a follow-up chained over it that gives its
 /// answers (each workspace's permission profiles, which name no user), and one chained over
 /// those (each profile's users): each page record gets the profiles whose users list it, every
-/// call made once a walk, the second page reusing them all.
+/// call made once a walk, the second page reusing them all. The profiles carry the workspace
+/// they were asked for (`$id` in their `records`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follow_up_may_be_chained_over_the_answers_of_a_chained_one() {
     type Calls = Arc<Mutex<Vec<String>>>;
@@ -1797,7 +1798,7 @@ async fn a_follow_up_may_be_chained_over_the_answers_of_a_chained_one() {
         r#"  workspaces:
     list: { path: /workspaces, records: workspaces }
   profiles:
-    list: { path: "/workspaces/{{id}}/profiles", records: profiles }
+    list: { path: "/workspaces/{{id}}/profiles", records: 'profiles.$merge([$, {"workspace": $id}])' }
   profile_users:
     list: { path: "/profiles/{{id}}/users", records: users }
 unified:
@@ -1809,7 +1810,12 @@ unified:
           profile_users: { resource: profile_users.list, over: profiles, id: id, key: login, matches: login }
           profiles: { resource: profiles.list, over: workspaces, id: id, gives: answers }
           workspaces: { resource: workspaces.list, per: page, id: "'all'" }
-        response_mapping: '{ "id": login, "roles": $count($profile_users) > 0 ? [$profile_users.{ "id": id, "name": name }] }'
+        response_mapping: |
+          {
+            "id": login,
+            "roles": $count($profile_users) > 0 ? [$profile_users.{ "id": id, "name": name }],
+            "workspaces": $count($profile_users) > 0 ? [$distinct($profile_users.workspace).{ "id": $ }]
+          }
 "#,
     );
     let gateway = members_gateway(&mapping, &server.origin).await;
@@ -1818,9 +1824,10 @@ unified:
     assert_eq!(
         body["result"],
         json!([
-            {"id": "ada", "roles": [{"id": "p1", "name": "Sales rep"}, {"id": "p3", "name": "Ops viewer"}]},
-            {"id": "grace", "roles": [{"id": "p1", "name": "Sales rep"}]},
-            {"id": "alan", "roles": [{"id": "p2", "name": "Manager"}]},
+            {"id": "ada", "roles": [{"id": "p1", "name": "Sales rep"}, {"id": "p3", "name": "Ops viewer"}],
+             "workspaces": [{"id": "w1"}, {"id": "w2"}]},
+            {"id": "grace", "roles": [{"id": "p1", "name": "Sales rep"}], "workspaces": [{"id": "w1"}]},
+            {"id": "alan", "roles": [{"id": "p2", "name": "Manager"}], "workspaces": [{"id": "w1"}]},
             {"id": "edsger"}
         ])
     );
@@ -1834,7 +1841,7 @@ unified:
         json!([
             {"id": "barbara"},
             {"id": "gone"},
-            {"id": "donald", "roles": [{"id": "p3", "name": "Ops viewer"}]}
+            {"id": "donald", "roles": [{"id": "p3", "name": "Ops viewer"}], "workspaces": [{"id": "w2"}]}
         ])
     );
     let mut asked = calls.lock().unwrap().clone();

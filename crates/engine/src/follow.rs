@@ -925,6 +925,15 @@ impl Engine {
         };
         let endpoint = Endpoint::render(target, &follow_up.resource, Some(id))?;
         let resource = endpoint.resource();
+        // Records that carry what they were asked for (`$id` in `records`).
+        let with_id;
+        let scope = match resource.records_read_id {
+            true => {
+                with_id = call.scope.with("id", Value::String(id.to_owned()));
+                &with_id
+            }
+            false => &call.scope,
+        };
         let strategy = &resource.pagination_of(None).strategy;
         // A walk asks the most a page may hold; a single call asks what the list call does.
         let page_size = match (follow_up.walk, strategy.max_page_size) {
@@ -1001,11 +1010,11 @@ impl Engine {
                 checked => checked.map_err(failed)?,
             };
             if !follow_up.walk {
-                return extract_records(resource, body, &call.scope)
+                return extract_records(resource, body, scope)
                     .map(Some)
                     .map_err(|error| failed(mapping_error(&target.integration, &error)));
             }
-            let reading = read_page(resource, None, answer, body, &call.scope)
+            let reading = read_page(resource, None, answer, body, scope)
                 .map_err(|error| failed(mapping_error(&target.integration, &error)))?;
             *pages += 1;
             let next = match (&strategy.style, reading.next) {

@@ -27,6 +27,9 @@ pub struct Resource {
     /// `records` as plain field names when it is only a path (`$`, `members`, `data.users`),
     /// found at load so each page can move its records out of the body.
     pub records_path: Option<Vec<String>>,
+    /// Whether `records` reads `$id`: a follow-up's call binds the id it was asked for, so that
+    /// its records may carry it (a workspace's profiles, which name no workspace).
+    pub records_read_id: bool,
     /// Request body over `{cursor, page_size, offset, page, query}` (GraphQL, search APIs).
     pub body: Option<Expression>,
     /// The integration's `body_format`, which a body that is not a string is written in.
@@ -217,6 +220,9 @@ pub(super) fn compile_resource(
         headers,
         auth: auth.ok()?,
         records_path: records.as_ref().and_then(Expression::simple_path),
+        records_read_id: records
+            .as_ref()
+            .is_some_and(|records| records.variables_read().contains("id")),
         records: records?,
         body: body.ok()?,
         body_format,
