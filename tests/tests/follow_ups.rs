@@ -1660,23 +1660,23 @@ unified:
 async fn a_follow_ups_resource_sends_its_own_credential() {
     const SCIM_TOKEN: &str = "scim-secret-0123456789";
     type Seen = Arc<Mutex<Vec<String>>>;
-    async fn listed(State(seen): State<Seen>, headers: axum::http::HeaderMap) -> Response {
-        let sent: Vec<&str> = headers
+    /// Every Authorization header a request carried.
+    fn authorizations(headers: &axum::http::HeaderMap) -> Vec<&str> {
+        headers
             .get_all("authorization")
             .iter()
             .map(|value| value.to_str().unwrap())
-            .collect();
+            .collect()
+    }
+    async fn listed(State(seen): State<Seen>, headers: axum::http::HeaderMap) -> Response {
+        let sent = authorizations(&headers);
         seen.lock()
             .unwrap()
             .push(format!("members: {}", sent.join(" | ")));
         axum::Json(json!({"members": [{"login": "ada"}, {"login": "grace"}]})).into_response()
     }
     async fn scim_groups(State(seen): State<Seen>, headers: axum::http::HeaderMap) -> Response {
-        let sent: Vec<&str> = headers
-            .get_all("authorization")
-            .iter()
-            .map(|value| value.to_str().unwrap())
-            .collect();
+        let sent = authorizations(&headers);
         seen.lock()
             .unwrap()
             .push(format!("groups: {}", sent.join(" | ")));
