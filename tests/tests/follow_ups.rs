@@ -1858,3 +1858,98 @@ unified:
         ]
     );
 }
+
+/// A path that names a record and its parent (a workspace's group's members): the middle level's
+/// records carry the workspace they were asked for (`$id` in `records`), the last level's `id`
+/// gives both as a list, read as `{{id.0}}` and `{{id.1}}`, each escaped as one path segment; a
+/// group id that two workspaces share is asked once per workspace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_id_may_give_the_parts_of_a_path() {
+    type Calls = Arc<Mutex<Vec<String>>>;
+    async fn workspaces(State(calls): State<Calls>) -> Response {
+        calls.lock().unwrap().push("workspaces".to_owned());
+        axum::Json(json!({"workspaces": [{"id": "w 1"}, {"id": "w2"}]})).into_response()
+    }
+    async fn groups(State(calls): State<Calls>, Path(workspace): Path<String>) -> Response {
+        calls.lock().unwrap().push(format!("groups {workspace}"));
+        let groups = match workspace.as_str() {
+            "w 1" => json!([{"id": "g1", "name": "Sales"}]),
+            _ => json!([{"id": "g1", "name": "Night shift"}]),
+        };
+        axum::Json(json!({ "groups": groups })).into_response()
+    }
+    async fn members(
+        State(calls): State<Calls>,
+        Path((workspace, group)): Path<(String, String)>,
+    ) -> Response {
+        calls
+            .lock()
+            .unwrap()
+            .push(format!("members {workspace} {group}"));
+        let members = match workspace.as_str() {
+            "w 1" => json!([{"login": "ada"}, {"login": "grace"}]),
+            _ => json!([{"login": "ada"}]),
+        };
+        axum::Json(json!({ "members": members })).into_response()
+    }
+    let calls: Calls = Arc::default();
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(self::members))
+            .route("/workspaces", get(workspaces))
+            .route("/workspaces/{id}/groups", get(groups))
+            .route(
+                "/workspaces/{workspace}/groups/{group}/members",
+                get(members),
+            )
+            .with_state(calls.clone()),
+    )
+    .await;
+    let mapping = members_mapping(
+        r#"  workspaces:
+    list: { path: /workspaces, records: workspaces }
+  groups:
+    list: { path: "/workspaces/{{id}}/groups", records: 'groups.$merge([$, {"workspace": $id}])' }
+  group_members:
+    list: { path: "/workspaces/{{id.0}}/groups/{{id.1}}/members", records: members }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          workspaces: { resource: workspaces.list, per: page, id: "'all'" }
+          groups: { resource: groups.list, over: workspaces, id: id, gives: answers }
+          group_members: { resource: group_members.list, over: groups, id: "[workspace, id]", key: login, matches: login }
+        response_mapping: |
+          {
+            "id": login,
+            "groups": $count($group_members) > 0
+              ? [$group_members.{ "id": workspace & "/" & id, "name": name }]
+          }
+"#,
+    );
+    let gateway = members_gateway(&mapping, &server.origin).await;
+    let (status, body) = gateway.list("&limit=3").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([
+            {"id": "ada", "groups": [{"id": "w 1/g1", "name": "Sales"}, {"id": "w2/g1", "name": "Night shift"}]},
+            {"id": "grace", "groups": [{"id": "w 1/g1", "name": "Sales"}]},
+            {"id": "alan"}
+        ])
+    );
+    let mut asked = calls.lock().unwrap().clone();
+    asked.sort();
+    assert_eq!(
+        asked,
+        [
+            "groups w 1",
+            "groups w2",
+            "members w 1 g1",
+            "members w2 g1",
+            "workspaces"
+        ]
+    );
+}

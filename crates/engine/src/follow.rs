@@ -15,7 +15,8 @@ use std::sync::Arc;
 use futures_util::future::try_join_all;
 use serde_json::Value;
 use unigate_mapping::{
-    Answer, Expression, FollowUp, FollowUpBatch, MethodKey, extract_records, read_page, render_body,
+    Answer, Expression, FollowUp, FollowUpBatch, ID_PART_SEPARATOR, MethodKey, extract_records,
+    read_page, render_body,
 };
 use unigate_pagination::{PageFacts, PaginationError, Position, Style};
 use unigate_unified::{ApiError, ErrorKind};
@@ -390,6 +391,20 @@ fn as_id(value: Option<Value>) -> Option<String> {
     }
 }
 
+/// What a follow-up's `id` gave, as the id its call is asked with: for a resource that reads the
+/// id's parts (`{{id.0}}`, `{{id.1}}`: a group's workspace and its own id), a list of texts or
+/// numbers, none empty, each part kept apart; otherwise one text or number.
+fn follow_up_id(follow_up: &FollowUp, value: Option<Value>) -> Option<String> {
+    match value {
+        Some(Value::Array(parts)) if follow_up.id_parts => {
+            let parts: Option<Vec<String>> =
+                parts.into_iter().map(|part| as_id(Some(part))).collect();
+            Some(parts?.join(&ID_PART_SEPARATOR.to_string()))
+        }
+        other => as_id(other),
+    }
+}
+
 impl Engine {
     fn walk_answers_key(call: &ListCall) -> String {
         format!("{}\u{0}{}", call.target.account.id, call.fingerprint())
@@ -521,8 +536,10 @@ impl Engine {
         let mut asked: Vec<String> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for item in catalog {
-            if let Some(id) = as_id(evaluate(call, &follow_up.id, item, "follow_up.id")?)
-                && seen.insert(id.clone())
+            if let Some(id) = follow_up_id(
+                follow_up,
+                evaluate(call, &follow_up.id, item, "follow_up.id")?,
+            ) && seen.insert(id.clone())
             {
                 asked.push(id);
             }
@@ -564,7 +581,10 @@ impl Engine {
         let mut position_of: std::collections::HashMap<String, usize> =
             std::collections::HashMap::new();
         for (at, item) in catalog.iter().enumerate() {
-            let Some(id) = as_id(evaluate(call, &follow_up.id, item, "follow_up.id")?) else {
+            let Some(id) = follow_up_id(
+                follow_up,
+                evaluate(call, &follow_up.id, item, "follow_up.id")?,
+            ) else {
                 continue;
             };
             match position_of.get(&id) {
@@ -712,7 +732,10 @@ impl Engine {
     ) -> Result<(), ApiError> {
         let ids = records
             .iter()
-            .map(|record| evaluate(call, &follow_up.id, record, "follow_up.id").map(as_id))
+            .map(|record| {
+                evaluate(call, &follow_up.id, record, "follow_up.id")
+                    .map(|id| follow_up_id(follow_up, id))
+            })
             .collect::<Result<Vec<Option<String>>, ApiError>>()?;
         let wanted: Vec<String> = ids.iter().flatten().cloned().collect();
         let done = self.answer_each(call, follow_up, &wanted).await?;
@@ -741,7 +764,7 @@ impl Engine {
         let limit = self.follow_up_limit(call, follow_up);
         let answered = match &follow_up.batch {
             None => {
-                let Some(id) = as_id(id) else {
+                let Some(id) = follow_up_id(follow_up, id) else {
                     return Ok(None);
                 };
                 variables.asked.push(follow_up.name.clone());

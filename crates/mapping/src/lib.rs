@@ -42,4 +42,4 @@ pub use render::{
     render_credential, render_request, render_resource_credential, sign_request,
 };
 pub use spec::{BodyFormat, ClientAuth, HttpMethod, TokenBody};
-pub use template::{RenderError, Template, Vars};
+pub use template::{ID_PART_SEPARATOR, RenderError, Template, Vars};

@@ -1,5 +1,6 @@
 //! `{{context.key}}` templates: parsed once at load, rendered per call from an account context.
-//! Besides `context.…` a template may read `{{id}}` (the record a `get` fetches), `{{token}}`
+//! Besides `context.…` a template may read `{{id}}` (the record a `get` fetches; `{{id.0}}`,
+//! `{{id.1}}`, … the parts of one a follow-up gives as a list), `{{token}}`
 //! (the token a token-based auth obtained, in the value it is sent as) and `{{request_id}}` (the
 //! gateway request's id, for a provider that takes a correlation header; a header or parameter
 //! reading it is left out when there is none). A key written
@@ -19,11 +20,18 @@ enum Part {
     },
     /// `{{id}}`: the id of the one record a resource fetches.
     Id,
+    /// `{{id.N}}`: part N (from 0) of an id given as several parts (a group's id and its
+    /// workspace's, for a path that names both).
+    IdSegment(usize),
     /// `{{token}}`: the token a token-based auth obtained.
     Token,
     /// `{{request_id}}`: the id of the gateway request the call serves.
     RequestId,
 }
+
+/// Between the parts of an id given as several (a follow-up's `id` giving a list of texts,
+/// read as `{{id.0}}`, `{{id.1}}`): a control character no provider id holds.
+pub const ID_PART_SEPARATOR: char = '\u{1f}';
 
 /// What a template is rendered from.
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +87,8 @@ impl std::fmt::Display for RenderError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.key.as_str() {
             "id" | "token" | "request_id" => write!(f, "`{{{{{}}}}}` {}", self.key, self.problem),
+            // A part of the id, named as the template writes it (`{{id.1}}`).
+            key if key.starts_with("{{") => write!(f, "`{key}` {}", self.problem),
             key => write!(f, "`context.{key}` {}", self.problem),
         }
     }
@@ -104,6 +114,13 @@ impl Template {
             match inner {
                 "id" => {
                     parts.push(Part::Id);
+                    continue;
+                }
+                _ if inner.starts_with("id.") => {
+                    let part = inner["id.".len()..].parse::<usize>().map_err(|_| {
+                        format!("`{{{{{inner}}}}}`: a part of the id is `{{{{id.0}}}}`, `{{{{id.1}}}}`, …")
+                    })?;
+                    parts.push(Part::IdSegment(part));
                     continue;
                 }
                 "token" => {
@@ -179,9 +196,18 @@ impl Template {
             .any(|part| matches!(part, Part::Context { optional: true, .. }))
     }
 
-    /// Whether the template reads `{{id}}`.
+    /// Whether the template reads `{{id}}` (or a part of it).
     pub fn reads_id(&self) -> bool {
-        self.parts.iter().any(|part| matches!(part, Part::Id))
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::Id | Part::IdSegment(_)))
+    }
+
+    /// Whether the template reads a part of the id (`{{id.0}}`).
+    pub fn reads_id_parts(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::IdSegment(_)))
     }
 
     /// How many times the template reads `{{token}}`.
@@ -228,7 +254,26 @@ impl Template {
                         problem: "is only known when one record is fetched",
                         optional_absent: false,
                     })?;
+                    if id.contains(ID_PART_SEPARATOR) {
+                        return Err(RenderError {
+                            key: "id".to_owned(),
+                            problem: "has several parts here: read them as `{{id.0}}`, `{{id.1}}`, …",
+                            optional_absent: false,
+                        });
+                    }
                     out.push_str(&escape(id));
+                }
+                Part::IdSegment(at) => {
+                    let part = vars
+                        .id
+                        .and_then(|id| id.split(ID_PART_SEPARATOR).nth(*at))
+                        .filter(|part| !part.is_empty())
+                        .ok_or_else(|| RenderError {
+                            key: format!("{{{{id.{at}}}}}"),
+                            problem: "is not a part of the id the follow-up gives (a list of that many texts)",
+                            optional_absent: false,
+                        })?;
+                    out.push_str(&escape(part));
                 }
                 Part::Token => {
                     let token = vars.token.ok_or_else(|| RenderError {
@@ -375,7 +420,7 @@ impl Template {
                     key.get_or_insert_with(|| path.join("."));
                     suffix.clear();
                 }
-                Part::Id | Part::Token | Part::RequestId => {
+                Part::Id | Part::IdSegment(_) | Part::Token | Part::RequestId => {
                     key.get_or_insert_with(|| "id".to_owned());
                     suffix.clear();
                 }
@@ -438,6 +483,39 @@ mod tests {
             "`context.subdomain` is missing from the account context"
         );
         assert!(Template::compile("plain").unwrap().is_literal());
+    }
+
+    #[test]
+    fn renders_the_parts_of_an_id_each_escaped() {
+        let template = Template::compile("/workspaces/{{id.0}}/groups/{{id.1}}/members").unwrap();
+        assert!(template.reads_id() && template.reads_id_parts());
+        let id = format!("w/1{ID_PART_SEPARATOR}g 7");
+        let vars = Vars {
+            context: &json!({}),
+            id: Some(&id),
+            token: None,
+            request_id: None,
+        };
+        let escape = |v: &str| v.replace('/', "%2F").replace(' ', "%20");
+        assert_eq!(
+            template.render_with(vars, escape).unwrap(),
+            "/workspaces/w%2F1/groups/g%207/members"
+        );
+        // `{{id}}` of an id in parts, or a part it does not have, is an error, never a guess.
+        let whole = Template::compile("/groups/{{id}}").unwrap();
+        assert_eq!(
+            whole.render_with(vars, escape).unwrap_err().to_string(),
+            "`{{id}}` has several parts here: read them as `{{id.0}}`, `{{id.1}}`, …"
+        );
+        let third = Template::compile("/groups/{{id.2}}").unwrap();
+        assert_eq!(
+            third.render_with(vars, escape).unwrap_err().to_string(),
+            "`{{id.2}}` is not a part of the id the follow-up gives (a list of that many texts)"
+        );
+        assert_eq!(
+            Template::compile("/groups/{{id.first}}").unwrap_err(),
+            "`{{id.first}}`: a part of the id is `{{id.0}}`, `{{id.1}}`, …"
+        );
     }
 
     #[test]

@@ -1705,3 +1705,29 @@ unified:
     assert_eq!(child.unbound_reads, ["groups"]);
     assert_eq!(list("child"), ["groups"]);
 }
+
+/// A resource that reads parts of its id (`{{id.0}}`) is for a follow-up whose `id` gives them
+/// (a list, one call each); a batch sends each id whole, so the pair is refused at load.
+#[test]
+fn a_batch_cannot_give_the_parts_of_an_id() {
+    let text = GOOD
+        .replacen(
+            "    list: { path: /users, records: data }\n",
+            "    list: { path: /users, records: data }\n  members:\n    list: { path: \"/workspaces/{{id.0}}/groups/{{id.1}}\", records: data }\n",
+            1,
+        )
+        .replacen(
+            "        resource: users.list\n",
+            "        resource: users.list\n        follow_up:\n          groups: { resource: members.list, per: page, id: \"[[team, id]]\", batch: { size: 10, param: ids } }\n",
+            1,
+        )
+        .replace(r#"{ "id": id }"#, r#"{ "id": id, "groups": [$groups.{ "id": id }] }"#);
+    let errors = Catalog::from_sources(&[model()], &[integration("bad", &text)]).unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "mappings/bad.yaml:17: unified.user-directory.users.list.follow_up.groups.resource: `members.list` reads parts of its id (`{{id.0}}`), which a batch cannot give: a batch sends each id whole"
+        ]
+    );
+}

@@ -276,6 +276,8 @@ pub struct FollowUp {
     /// Chained only: the variable holds the matching records of the calls' answers instead of
     /// the catalog records whose calls matched (`gives: answers`).
     pub gives_answers: bool,
+    /// Its resource reads the id's parts (`{{id.0}}`, `{{id.1}}`): `id` gives them as a list.
+    pub id_parts: bool,
 }
 
 /// How a per-page follow-up sends a page's ids (`batch:`).

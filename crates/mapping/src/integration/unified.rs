@@ -427,6 +427,17 @@ fn compile_follow_ups(
                 );
                 ok = false;
             }
+            Some(resource) if resource.reads_id_parts() && follow_up.batch.is_some() => {
+                c.error_at(
+                    &follow_up.resource,
+                    &format!("{at}.resource"),
+                    &format!(
+                        "`{}` reads parts of its id (`{{{{id.0}}}}`), which a batch cannot give: a batch sends each id whole",
+                        follow_up.resource.value
+                    ),
+                );
+                ok = false;
+            }
             Some(_) => {}
         }
         let per_page = per_page_spec(follow_up);
@@ -557,6 +568,9 @@ fn compile_follow_ups(
             );
             ok = false;
         }
+        let id_parts = resources
+            .get(&follow_up.resource.value)
+            .is_some_and(Resource::reads_id_parts);
         let id = c.expression(&follow_up.id, &format!("{at}.id"));
         let key = c.optional_expression(follow_up.key.as_ref(), &format!("{at}.key"));
         let matches = c.optional_expression(follow_up.matches.as_ref(), &format!("{at}.matches"));
@@ -583,6 +597,7 @@ fn compile_follow_ups(
                 .gives
                 .as_ref()
                 .is_some_and(|gives| gives.value == ChainedGives::Answers),
+            id_parts,
         });
     }
     // A chained follow-up runs after what it is chained over (two levels at most).
