@@ -1731,3 +1731,39 @@ fn a_batch_cannot_give_the_parts_of_an_id() {
         ]
     );
 }
+
+/// A get's resource says which record it wants with `{{id}}` (one id: not its parts, which only
+/// a follow-up gives); a list's resource has no id to read.
+#[test]
+fn a_get_reads_one_id_and_a_list_none() {
+    let with = |get_path: &str, list_path: &str| {
+        GOOD.replace(
+            "    list: { path: /users, records: data }\n",
+            &format!("    list: {{ path: \"{list_path}\", records: data }}\n    get: {{ path: \"{get_path}\", records: \"$\" }}\n"),
+        )
+        .replace(
+            "          { \"id\": id }\n",
+            "          { \"id\": id }\n      get:\n        resource: users.get\n",
+        )
+    };
+    Catalog::from_sources(
+        &[model()],
+        &[integration("ok", &with("/users/{{id}}", "/users"))],
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let sources = [
+        integration("a", &with("/users", "/users")),
+        integration("b", &with("/users/{{id.0}}/x/{{id.1}}", "/users")),
+        integration("c", &with("/users/{{id}}", "/users/{{id}}")),
+    ];
+    let errors = Catalog::from_sources(&[model()], &sources).unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "mappings/a.yaml:18: unified.user-directory.users.get.resource: `users.get` never reads `{{id}}` (in its path, query or body), so a get could not say which record it wants",
+            "mappings/b.yaml:18: unified.user-directory.users.get.resource: `users.get` reads parts of an id (`{{id.0}}`), which only a follow-up gives: a get's id is one",
+            "mappings/c.yaml:14: unified.user-directory.users.list.resource: `users.list` reads `{{id}}`, which only a get has",
+        ]
+    );
+}

@@ -77,9 +77,6 @@ impl Resource {
             .unwrap_or(&self.pagination)
     }
 
-    /// Whether the resource fetches one record (or a batch) by `{{id}}`: its path or query
-    /// reads it, or its body reads the `id` it is given (a batch lookup by POST, CrowdStrike's
-    /// `{"ids": $split(id, ",")}`); a body whose reads are unknown does not count.
     /// Whether the resource reads parts of its id (`{{id.0}}`, `{{id.1}}`) in its path, query or
     /// headers: its follow-up's `id` then gives them as a list.
     pub fn reads_id_parts(&self) -> bool {
@@ -91,6 +88,9 @@ impl Resource {
                 .any(|(_, template)| template.reads_id_parts())
     }
 
+    /// Whether the resource fetches one record (or a batch) by `{{id}}`: its path or query
+    /// reads it, or its body reads the `id` it is given (a batch lookup by POST, CrowdStrike's
+    /// `{"ids": $split(id, ",")}`); a body whose reads are unknown does not count.
     pub fn reads_id(&self) -> bool {
         self.path.reads_id()
             || self.query.iter().any(|(_, template)| template.reads_id())

@@ -339,6 +339,14 @@ fn check_record_id(
                 named.value
             ),
         ),
+        Method::Get if resource.reads_id_parts() => c.error_at(
+            named,
+            &format!("{path}.resource"),
+            &format!(
+                "`{}` reads parts of an id (`{{{{id.0}}}}`), which only a follow-up gives: a get's id is one",
+                named.value
+            ),
+        ),
         Method::List if reads_id => c.error_at(
             named,
             &format!("{path}.resource"),
