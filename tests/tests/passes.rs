@@ -88,6 +88,11 @@ struct Setup {
 }
 
 async fn setup(mapping: &str, prefetch_window: usize) -> Setup {
+    setup_with(mapping, prefetch_window, json!({})).await
+}
+
+/// `setup` for an account whose context is `context`.
+async fn setup_with(mapping: &str, prefetch_window: usize, context: Value) -> Setup {
     let provider = Arc::new(Provider::default());
     let server = spawn_provider(
         Router::new()
@@ -100,7 +105,7 @@ async fn setup(mapping: &str, prefetch_window: usize) -> Setup {
     let account = IntegratedAccount {
         id: "acc".into(),
         integration: "parts".into(),
-        context: json!({}),
+        context,
         base_url: Some(server.origin.clone()),
         status: Default::default(),
         last_error: None,
@@ -297,7 +302,7 @@ async fn a_cursor_into_a_pass_the_mapping_no_longer_has_is_refused() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["message"],
-        "`next_cursor` was issued for a walk in parts that integration's mapping no longer makes; start again without a cursor"
+        "`next_cursor` was issued for a walk in parts that integration's mapping no longer makes for this account; start again without a cursor"
     );
     assert_eq!(requests(&plain), Vec::<(String, u64)>::new());
 }
@@ -531,5 +536,54 @@ async fn a_pass_paged_its_own_way_is_asked_once_without_the_members_paging() {
             ("active", 2),
             ("active", 4),
         ])
+    );
+}
+
+/// A pass made only for an account whose context sets a flag (`only_with`: pending invitations
+/// that need a scope the members list does not): without it the walk ends with the members and
+/// the invitations list is never asked; with it ("true" as text too) the walk goes on into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_only_with_a_flag_is_made_for_the_accounts_that_set_it() {
+    let mapping = WITH_INVITATIONS.replace(
+        "        - name: invitations\n",
+        "        - name: invitations\n          only_with: read_invitations\n",
+    );
+    assert_ne!(mapping, WITH_INVITATIONS);
+    let without = setup_with(&mapping, 4, json!({"read_invitations": false})).await;
+    let (status, body) = get_json(
+        &url(&without.gateway, "truto_ignore_limit=true"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        ids(&body),
+        ["active-0", "active-1", "active-2", "active-3", "active-4"]
+    );
+    assert_eq!(requests(&without), asked(&[("active", 0)]));
+
+    let with = setup_with(&mapping, 4, json!({"read_invitations": "true"})).await;
+    let (status, body) = get_json(
+        &url(&with.gateway, "truto_ignore_limit=true"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        ids(&body),
+        [
+            "active-0",
+            "active-1",
+            "active-2",
+            "active-3",
+            "active-4",
+            "invitation-0",
+            "invitation-1",
+            "invitation-2"
+        ]
+    );
+    assert_eq!(
+        requests(&with),
+        asked(&[("active", 0), ("/invites invited", 0)])
     );
 }

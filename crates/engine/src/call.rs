@@ -297,13 +297,7 @@ fn gateway_filters(
         let unset_flag = spec.fields.iter().find_map(|path| {
             let field = path.split('.').next().unwrap_or(path);
             let flag = method.opt_in_fields.get(field)?;
-            // As the mappings read their flags: `true` or "true".
-            let set = match target.account.context.get(flag) {
-                Some(Value::Bool(set)) => *set,
-                Some(Value::String(text)) => text == "true",
-                _ => false,
-            };
-            (!set).then_some((field, flag))
+            (!flag_set(&target.account.context, flag)).then_some((field, flag))
         });
         if let Some((field, flag)) = unset_flag {
             return Err(ApiError::bad_request(format!(
@@ -437,4 +431,14 @@ fn fingerprint(key: &MethodKey, integration: &str, query: &ListQuery) -> String 
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
         &digest[..12],
     )
+}
+
+/// Whether the account's context sets `flag`, as the mappings read their flags: `true` or
+/// "true".
+pub(crate) fn flag_set(context: &Value, flag: &str) -> bool {
+    match context.get(flag) {
+        Some(Value::Bool(set)) => *set,
+        Some(Value::String(text)) => text == "true",
+        _ => false,
+    }
 }

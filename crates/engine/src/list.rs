@@ -194,10 +194,11 @@ impl Engine {
                     .codec
                     .decode(cursor, &call.target.account.id, call.fingerprint())
                     .map_err(|error| ApiError::bad_request(error.to_string()))?;
-                // A cursor signed before a reload that took passes out of the mapping.
-                if state.pass >= call.endpoint.pass_count() {
+                // A cursor signed before a reload that took passes out of the mapping, or before
+                // the account's flag for its pass was unset.
+                if !call.endpoint.makes_pass(state.pass) {
                     return Err(ApiError::bad_request(
-                        "`next_cursor` was issued for a walk in parts that integration's mapping no longer makes; start again without a cursor",
+                        "`next_cursor` was issued for a walk in parts that integration's mapping no longer makes for this account; start again without a cursor",
                     ));
                 }
                 Ok(state)

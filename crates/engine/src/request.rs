@@ -14,7 +14,7 @@ use unigate_pagination::{PageRequest, Position};
 use unigate_unified::{ApiError, ErrorKind, Secret};
 use unigate_upstream::{Method, ProviderRequest, Url, same_origin};
 
-use crate::call::Target;
+use crate::call::{Target, flag_set};
 
 /// A native resource of an account's integration, rendered: everything its requests share.
 pub(crate) struct Endpoint {
@@ -48,6 +48,8 @@ pub(crate) struct Endpoint {
 
 /// One pass of a list served in parts, rendered for the account.
 struct EndpointPass {
+    /// Whether the account makes it (its `only_with` flag set, or none).
+    made: bool,
     name: Option<String>,
     /// Its own path's URL, in place of the resource's.
     url: Option<Url>,
@@ -108,6 +110,10 @@ impl Endpoint {
             .zip(&rendered.pass_urls)
             .map(|(pass, url)| {
                 Ok(EndpointPass {
+                    made: pass
+                        .only_with
+                        .as_ref()
+                        .is_none_or(|flag| flag_set(&account.context, flag)),
                     name: pass.name.clone(),
                     url: url.as_deref().map(absolute).transpose()?,
                     params: pass.query.clone(),
@@ -196,6 +202,22 @@ impl Endpoint {
     /// account's.
     pub(crate) fn credential<'a>(&'a self, target: &'a Target) -> &'a Credential {
         self.own_credential.as_ref().unwrap_or(&target.credential)
+    }
+
+    /// Whether the account makes pass `pass` (a walk without passes makes its one).
+    pub(crate) fn makes_pass(&self, pass: u32) -> bool {
+        self.passes.get(pass as usize).is_none_or(|made| made.made) && pass < self.pass_count()
+    }
+
+    /// The pass that follows pass `pass` for this account (its passes' `only_with` flags): none
+    /// after the last.
+    pub(crate) fn next_pass(&self, pass: u32) -> Option<u32> {
+        self.passes
+            .iter()
+            .enumerate()
+            .skip(pass as usize + 1)
+            .find(|(_, next)| next.made)
+            .map(|(at, _)| at as u32)
     }
 
     /// Which of the resource's passes pass `pass` of the walk is (`None`: the list is walked

@@ -102,7 +102,7 @@ impl Walker {
             self.total = page.total;
         }
         let pass = self.state.pass;
-        if page.next.is_none() && pass + 1 < self.call.endpoint.pass_count() {
+        if let (None, Some(next_pass)) = (&page.next, self.call.endpoint.next_pass(pass)) {
             // The end of one pass of a list served in parts: the walk goes on at the first page
             // of the next one, which shares nothing with this pass's pages.
             self.ahead.clear();
@@ -111,7 +111,7 @@ impl Walker {
                 position: Position::First,
                 last_digest: None,
                 pages: self.state.pages + 1,
-                pass: pass + 1,
+                pass: next_pass,
             };
             page.next = Some(Position::First);
             return Ok(page);

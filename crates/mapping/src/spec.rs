@@ -649,6 +649,10 @@ pub struct PassSpec {
     /// comes in one answer beside a paged members list: `style: none`).
     #[serde(default)]
     pub pagination: Option<PaginationSpec>,
+    /// An account-context flag (true or "true") without which the pass is skipped: a part of
+    /// the list that needs a scope the rest does not (Buildkite's pending invitations).
+    #[serde(default)]
+    pub only_with: Option<Text>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

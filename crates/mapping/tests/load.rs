@@ -826,6 +826,14 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
             "        - {}\n        - path: /invites\n          pagination: { style: none, send_in: body }\n",
             "mappings/parts.yaml:15: resources.users.list.passes[1].pagination.send_in: `send_in: body` needs the resource's `body` expression",
         ),
+        (
+            "        - only_with: read_members\n        - path: /invites\n",
+            "mappings/parts.yaml:13: resources.users.list.passes[0].only_with: the first pass is every account's: a pass made only for some accounts comes after it",
+        ),
+        (
+            "        - {}\n        - path: /invites\n          only_with: \"read invitations\"\n",
+            "mappings/parts.yaml:15: resources.users.list.passes[1].only_with: must name an account-context key, such as `read_invitations`",
+        ),
     ];
     for (passes, expected) in cases {
         let errors = Catalog::from_sources(&[model()], &[integration("parts", &with(passes))])

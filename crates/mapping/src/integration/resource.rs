@@ -54,6 +54,8 @@ pub struct Pass {
     pub records: Option<(Expression, Option<Vec<String>>)>,
     /// How its pages are walked, when not as the resource's are.
     pub pagination: Option<CompiledPagination>,
+    /// The account-context flag without which the pass is skipped (`only_with`).
+    pub only_with: Option<String>,
 }
 
 impl Resource {
@@ -376,12 +378,42 @@ fn compile_passes(
             );
             valid = false;
         }
+        let only_with = match &pass.value.only_with {
+            None => None,
+            // The walk starts at the first pass, whatever the account.
+            Some(flag) if index == 0 => {
+                c.error_at(
+                    flag,
+                    &format!("{at}.only_with"),
+                    "the first pass is every account's: a pass made only for some accounts comes after it",
+                );
+                valid = false;
+                None
+            }
+            Some(flag)
+                if flag.value.is_empty()
+                    || !flag
+                        .value
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_') =>
+            {
+                c.error_at(
+                    flag,
+                    &format!("{at}.only_with"),
+                    "must name an account-context key, such as `read_invitations`",
+                );
+                valid = false;
+                None
+            }
+            Some(flag) => Some(flag.value.clone()),
+        };
         passes.push(Pass {
             name,
             path: pass_path,
             query: params,
             records,
             pagination: pass_pagination,
+            only_with,
         });
     }
     valid.then_some(passes)
