@@ -549,28 +549,27 @@ async fn a_pass_only_with_a_flag_is_made_for_the_accounts_that_set_it() {
         "        - name: invitations\n          only_with: read_invitations\n",
     );
     assert_ne!(mapping, WITH_INVITATIONS);
-    let without = setup_with(&mapping, 4, json!({"read_invitations": false})).await;
-    let (status, body) = get_json(
-        &url(&without.gateway, "truto_ignore_limit=true"),
-        Some(TEST_TOKEN),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    // Every user of an account with `context`, and the provider requests the walk made.
+    let list_all = async |context: Value| {
+        let setup = setup_with(&mapping, 4, context).await;
+        let (status, body) = get_json(
+            &url(&setup.gateway, "truto_ignore_limit=true"),
+            Some(TEST_TOKEN),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        (ids(&body), requests(&setup))
+    };
+    let (without, asked_without) = list_all(json!({"read_invitations": false})).await;
     assert_eq!(
-        ids(&body),
+        without,
         ["active-0", "active-1", "active-2", "active-3", "active-4"]
     );
-    assert_eq!(requests(&without), asked(&[("active", 0)]));
+    assert_eq!(asked_without, asked(&[("active", 0)]));
 
-    let with = setup_with(&mapping, 4, json!({"read_invitations": "true"})).await;
-    let (status, body) = get_json(
-        &url(&with.gateway, "truto_ignore_limit=true"),
-        Some(TEST_TOKEN),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let (with, asked_with) = list_all(json!({"read_invitations": "true"})).await;
     assert_eq!(
-        ids(&body),
+        with,
         [
             "active-0",
             "active-1",
@@ -582,8 +581,5 @@ async fn a_pass_only_with_a_flag_is_made_for_the_accounts_that_set_it() {
             "invitation-2"
         ]
     );
-    assert_eq!(
-        requests(&with),
-        asked(&[("active", 0), ("/invites invited", 0)])
-    );
+    assert_eq!(asked_with, asked(&[("active", 0), ("/invites invited", 0)]));
 }

@@ -26,6 +26,16 @@ fn integration(name: &str, text: &str) -> Source {
     }
 }
 
+/// The load errors of `sources` (which must not load), one line each.
+fn load_errors(sources: &[Source]) -> Vec<String> {
+    Catalog::from_sources(&[model()], sources)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
 const GOOD: &str = r#"name: Example
 docs: https://example.test/docs
 base_url: "https://{{context.subdomain}}.example.test/api"
@@ -543,14 +553,7 @@ unified:
         ["login", "password", "scim_token", "user_token"]
     );
 
-    let errors_of = |text: &str| -> Vec<String> {
-        Catalog::from_sources(&[model()], &[integration("bad", text)])
-            .unwrap_err()
-            .0
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    };
+    let errors_of = |text: &str| load_errors(&[integration("bad", text)]);
     let token_kind = text.replace(
         r#"auth: { kind: bearer, token: "{{context.scim_token?}}" }"#,
         r#"auth: { kind: oauth2_client_credentials, token_url: "https://example.test/token", client_id: a, client_secret: "{{context.s}}" }"#,
@@ -1730,10 +1733,8 @@ fn a_batch_cannot_give_the_parts_of_an_id() {
             1,
         )
         .replace(r#"{ "id": id }"#, r#"{ "id": id, "groups": [$groups.{ "id": id }] }"#);
-    let errors = Catalog::from_sources(&[model()], &[integration("bad", &text)]).unwrap_err();
-    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
     assert_eq!(
-        lines,
+        load_errors(&[integration("bad", &text)]),
         [
             "mappings/bad.yaml:17: unified.user-directory.users.list.follow_up.groups.resource: `members.list` reads parts of its id (`{{id.0}}`), which a batch cannot give: a batch sends each id whole"
         ]
@@ -1764,10 +1765,8 @@ fn a_get_reads_one_id_and_a_list_none() {
         integration("b", &with("/users/{{id.0}}/x/{{id.1}}", "/users")),
         integration("c", &with("/users/{{id}}", "/users/{{id}}")),
     ];
-    let errors = Catalog::from_sources(&[model()], &sources).unwrap_err();
-    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
     assert_eq!(
-        lines,
+        load_errors(&sources),
         [
             "mappings/a.yaml:18: unified.user-directory.users.get.resource: `users.get` never reads `{{id}}` (in its path, query or body), so a get could not say which record it wants",
             "mappings/b.yaml:18: unified.user-directory.users.get.resource: `users.get` reads parts of an id (`{{id.0}}`), which only a follow-up gives: a get's id is one",
