@@ -199,6 +199,8 @@ impl Target {
 pub struct PostgresStore {
     shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
+    /// Providers' waits (and their releases) to announce, in the order this replica made them.
+    holds: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 #[derive(Debug)]
@@ -584,12 +586,18 @@ impl PostgresStore {
         shared.reload_all().await?;
         let replicas = shared.heartbeat().await?;
         shared.replicas.store(replicas, Ordering::Relaxed);
+        let (holds, announced) = tokio::sync::mpsc::unbounded_channel();
         let tasks = vec![
             tokio::spawn(listen(shared.clone(), target)),
             tokio::spawn(reload_periodically(shared.clone(), settings.reload_every)),
             tokio::spawn(beat(shared.clone())),
+            tokio::spawn(announce_holds(shared.clone(), announced)),
         ];
-        Ok(PostgresStore { shared, tasks })
+        Ok(PostgresStore {
+            shared,
+            tasks,
+            holds,
+        })
     }
 
     /// Runs a store operation to completion from synchronous code: the trait's writes are called
@@ -744,6 +752,27 @@ fn note_hold(shared: &Shared, payload: &str) {
     }
 }
 
+/// Announces this replica's providers' waits and releases to the others, one after another in
+/// the order they were made (each its own `pg_notify`; PostgreSQL delivers them in that order).
+async fn announce_holds(
+    shared: Arc<Shared>,
+    mut announced: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(payload) = announced.recv().await {
+        let sent = async {
+            let client = shared.client().await?;
+            client
+                .execute("SELECT pg_notify($1, $2)", &[&HOLDS_CHANNEL, &payload])
+                .await
+                .map_err(db)
+        }
+        .await;
+        if let Err(error) = sent {
+            tracing::debug!(%error, "could not tell the other replicas of a provider's wait");
+        }
+    }
+}
+
 async fn beat(shared: Arc<Shared>) {
     let mut timer = tokio::time::interval(HEARTBEAT);
     loop {
@@ -806,24 +835,10 @@ impl AccountStore for PostgresStore {
     fn share_hold(&self, key: &str, until_epoch_ms: i64, status: u16) {
         let payload =
             serde_json::json!({"key": key, "until": until_epoch_ms, "status": status}).to_string();
-        let shared = self.shared.clone();
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        // Off the caller's path: a call answered 429 is not kept waiting for the database.
-        handle.spawn(async move {
-            let sent = async {
-                let client = shared.client().await?;
-                client
-                    .execute("SELECT pg_notify($1, $2)", &[&HOLDS_CHANNEL, &payload])
-                    .await
-                    .map_err(db)
-            }
-            .await;
-            if let Err(error) = sent {
-                tracing::debug!(%error, "could not tell the other replicas of a provider's wait");
-            }
-        });
+        // Off the caller's path (a call answered 429 is not kept waiting for the database), and
+        // in order: a release an admin write made must not reach the other replicas after a
+        // wait a provider asked for later.
+        let _ = self.holds.send(payload);
     }
 
     fn subscribe_changes(&self, on_change: crate::OnChange) {
