@@ -134,11 +134,14 @@ impl IntegrationSpec {
                 self.variants
             },
             retired: self.retired.or_else(|| base.retired.clone()),
-            account_checks: if self.account_checks.is_empty() {
-                base.account_checks.clone()
-            } else {
-                self.account_checks
-            },
+            // Checks only narrow what an account may hold, so a child's add to its base's
+            // (its own first, so their paths keep the child's numbering): a product of a family
+            // with a check of its own still refuses a data-center domain the family does not serve.
+            account_checks: self
+                .account_checks
+                .into_iter()
+                .chain(base.account_checks.iter().cloned())
+                .collect(),
         }
     }
 }

@@ -1419,6 +1419,33 @@ fn account_checks_tell_which_contexts_the_file_serves() {
     );
 }
 
+/// A family's check still holds for a product that has checks of its own: a child adds to its
+/// base's rather than replacing them.
+#[test]
+fn a_child_file_keeps_its_base_files_account_checks() {
+    let base = GOOD.replace(
+        "docs: https://example.test/docs\n",
+        "docs: https://example.test/docs\naccount_checks:\n  - require: \"region in ['us', 'eu']\"\n    message: \"`region` must be us or eu\"\n",
+    );
+    let child = "extends: family\nname: Product\naccount_checks:\n  - require: \"$not($exists(team)) or $type(team) = 'string'\"\n    message: \"`team` must be text\"\n";
+    let catalog = Catalog::from_sources(
+        &[model()],
+        &[integration("family", &base), integration("product", child)],
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let product = &catalog.integrations["product"];
+    let problems = |context| product.account_problems(&context);
+    assert!(problems(serde_json::json!({"region": "us"})).is_empty());
+    assert_eq!(
+        problems(serde_json::json!({"region": "apac", "team": 7})),
+        ["`team` must be text", "`region` must be us or eu"]
+    );
+    assert_eq!(
+        problems(serde_json::json!({"region": "apac"})),
+        ["`region` must be us or eu"]
+    );
+}
+
 #[test]
 fn a_provider_counting_several_budgets_has_several_paces() {
     let paced = GOOD.replace(
