@@ -2,7 +2,8 @@
 //! Zoom's Server-to-Server grant (`grant_type: account_credentials` plus `account_id`, client
 //! credentials as HTTP Basic), Notion's JSON token body, a token sent in another header form
 //! (Podio's `OAuth2 <token>`), and the JWT bearer grant of a Google service account (RFC 7523: an
-//! RS256 assertion with `iss`, `sub`, `scope`, `aud`, checked here with the public key).
+//! RS256 assertion with `iss`, `sub`, `scope`, `aud`, checked here with the public key), and
+//! NetSuite's client credentials (a PS256 client assertion carrying its own `scope`).
 
 use std::sync::{Arc, Mutex};
 
@@ -280,6 +281,51 @@ async fn a_box_jwt_apps_assertion_has_its_own_claims_a_jti_and_a_kid() {
     assert_eq!(
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
         45
+    );
+    assert_eq!(*seen.api_auth.lock().unwrap(), vec!["Bearer issued-1"]);
+}
+
+/// NetSuite's machine-to-machine grant: client credentials with a client assertion signed PS256
+/// (NetSuite refuses RS256), the certificate id as `kid` and `scope` inside the assertion; the
+/// form holds only the grant and the assertion.
+#[tokio::test]
+async fn a_netsuite_client_assertion_is_signed_ps256_with_its_scope_claim() {
+    let private_key =
+        std::fs::read_to_string(repo_root().join("tests/keys/test-service-account.key")).unwrap();
+    let public_key =
+        std::fs::read_to_string(repo_root().join("tests/keys/test-service-account.pub")).unwrap();
+    let seen = list_with(
+        r#"  kind: oauth2_client_credentials
+  token_url: "{{context.token_url}}"
+  client_id: "{{context.client_id}}"
+  client_auth: private_key_jwt
+  private_key: "{{context.private_key}}"
+  key_id: "{{context.certificate_id}}"
+  jwt_algorithm: PS256
+  claims: { scope: rest_webservices }"#,
+        json!({"client_id": "ns-client", "certificate_id": "cert-7",
+               "private_key": private_key}),
+    )
+    .await;
+    let requests = seen.token_requests.lock().unwrap();
+    let form = url_pairs(&requests[0].1);
+    let names: Vec<&str> = form.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        ["grant_type", "client_assertion_type", "client_assertion"]
+    );
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::PS256);
+    validation.set_audience(&[seen_token_url(&requests)]);
+    let decoded = jsonwebtoken::decode::<Value>(
+        &form[2].1,
+        &jsonwebtoken::DecodingKey::from_rsa_pem(public_key.as_bytes()).unwrap(),
+        &validation,
+    )
+    .expect("signed PS256 with the account's key, for the token URL, not expired");
+    assert_eq!(decoded.header.kid.as_deref(), Some("cert-7"));
+    assert_eq!(
+        (&decoded.claims["iss"], &decoded.claims["scope"]),
+        (&json!("ns-client"), &json!("rest_webservices"))
     );
     assert_eq!(*seen.api_auth.lock().unwrap(), vec!["Bearer issued-1"]);
 }

@@ -777,18 +777,18 @@ fn oauth_request(oauth: &RenderedOAuth2) -> Result<OAuthRequest, TokenError> {
             audience: assertion.audience.clone(),
             scope: oauth.scope.clone(),
             private_key: assertion.private_key.clone(),
+            algorithm: assertion.algorithm,
             lifetime_s: assertion.lifetime_s,
             key_id: assertion.key_id.clone(),
             claims: assertion.claims.clone(),
             jti: assertion.jti,
         }),
-        client_assertion: oauth
-            .client_key
-            .as_ref()
-            .map(|(private_key, key_id)| ClientAssertion {
-                private_key: private_key.clone(),
-                key_id: key_id.clone(),
-            }),
+        client_assertion: oauth.client_key.as_ref().map(|key| ClientAssertion {
+            private_key: key.private_key.clone(),
+            key_id: key.key_id.clone(),
+            algorithm: key.algorithm,
+            claims: key.claims.clone(),
+        }),
         dpop: oauth.dpop,
     })
 }

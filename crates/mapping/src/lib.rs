@@ -36,10 +36,11 @@ pub use integration::{
     Retired, TokenAuth, TokenSource, UnifiedMethod, Variant,
 };
 pub use render::{
-    Credential, MapError, RenderedAssertion, RenderedExchange, RenderedExchangeJwt, RenderedOAuth2,
-    RenderedRequest, RenderedSigning, RenderedSource, RenderedToken, SignedParts, canonical_query,
-    flatten_query, map_doc_response_json, map_query, map_response, map_response_json, merge_query,
-    render_credential, render_request, render_resource_credential, sign_request,
+    Credential, MapError, RenderedAssertion, RenderedClientKey, RenderedExchange,
+    RenderedExchangeJwt, RenderedOAuth2, RenderedRequest, RenderedSigning, RenderedSource,
+    RenderedToken, SignedParts, canonical_query, flatten_query, map_doc_response_json, map_query,
+    map_response, map_response_json, merge_query, render_credential, render_request,
+    render_resource_credential, sign_request,
 };
-pub use spec::{BodyFormat, ClientAuth, HttpMethod, TokenBody};
+pub use spec::{BodyFormat, ClientAuth, HttpMethod, JwtAlgorithm, TokenBody};
 pub use template::{ID_PART_SEPARATOR, RenderError, Template, Vars};

@@ -17,7 +17,8 @@ use crate::integration::{
     UnifiedMethod,
 };
 use crate::spec::{
-    ClientAuth, HmacAlgorithm, HttpMethod, SignatureEncoding, SigningDateFormat, TokenBody,
+    ClientAuth, HmacAlgorithm, HttpMethod, JwtAlgorithm, SignatureEncoding, SigningDateFormat,
+    TokenBody,
 };
 use crate::template::{RenderError, Template, Vars};
 
@@ -238,10 +239,19 @@ pub struct RenderedOAuth2 {
     pub body: TokenBody,
     pub token_params: Vec<(String, Secret)>,
     pub assertion: Option<Box<RenderedAssertion>>,
-    /// `client_auth: private_key_jwt`: the key signing the client assertion, and its `kid`
-    /// (none when the account names none).
-    pub client_key: Option<(Secret, Option<String>)>,
+    /// `client_auth: private_key_jwt`: how the client assertion is made.
+    pub client_key: Option<RenderedClientKey>,
     pub dpop: bool,
+}
+
+/// A client assertion's key, its `kid` (none when the account names none), how it signs and
+/// the provider's own claims, rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedClientKey {
+    pub private_key: Secret,
+    pub key_id: Option<String>,
+    pub algorithm: JwtAlgorithm,
+    pub claims: Vec<(String, String)>,
 }
 
 /// A JWT bearer assertion's claims and key, rendered.
@@ -251,6 +261,7 @@ pub struct RenderedAssertion {
     pub subject: Option<String>,
     pub audience: String,
     pub private_key: Secret,
+    pub algorithm: JwtAlgorithm,
     pub lifetime_s: u64,
     pub key_id: Option<String>,
     pub claims: Vec<(String, String)>,
@@ -558,13 +569,10 @@ fn render_oauth(oauth: &OAuth2, context: &Value) -> Result<RenderedOAuth2, Rende
                     subject: optional(&assertion.subject)?,
                     audience: optional(&assertion.audience)?.unwrap_or_else(|| token_url.clone()),
                     private_key: Secret::new(assertion.private_key.render(context)?),
+                    algorithm: assertion.algorithm,
                     lifetime_s: assertion.lifetime_s,
                     key_id: render_key_id(assertion.key_id.as_ref(), context)?,
-                    claims: assertion
-                        .claims
-                        .iter()
-                        .map(|(name, value)| Ok((name.clone(), value.render(context)?)))
-                        .collect::<Result<_, RenderError>>()?,
+                    claims: render_claims(&assertion.claims, context)?,
                     jti: assertion.jti,
                 }))
             })
@@ -572,16 +580,28 @@ fn render_oauth(oauth: &OAuth2, context: &Value) -> Result<RenderedOAuth2, Rende
         client_key: oauth
             .client_key
             .as_ref()
-            .map(|(private_key, key_id)| {
-                Ok::<_, RenderError>((
-                    Secret::new(private_key.render(context)?),
-                    render_key_id(key_id.as_ref(), context)?,
-                ))
+            .map(|key| {
+                Ok::<_, RenderError>(RenderedClientKey {
+                    private_key: Secret::new(key.private_key.render(context)?),
+                    key_id: render_key_id(key.key_id.as_ref(), context)?,
+                    algorithm: key.algorithm,
+                    claims: render_claims(&key.claims, context)?,
+                })
             })
             .transpose()?,
         dpop: oauth.dpop,
         token_url,
     })
+}
+
+fn render_claims(
+    claims: &[(String, Template)],
+    context: &Value,
+) -> Result<Vec<(String, String)>, RenderError> {
+    claims
+        .iter()
+        .map(|(name, value)| Ok((name.clone(), value.render(context)?)))
+        .collect()
 }
 
 /// A JWT's `kid`: `{{context.key_id?}}` names none for an account whose key is the only one

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
+pub use unigate_unified::JwtAlgorithm;
 
 pub type Text = Spanned<String>;
 
@@ -339,6 +340,10 @@ pub struct AuthSpec {
     /// JWT bearer: a fresh `jti` in every assertion (Box refuses an assertion without one).
     #[serde(default)]
     pub jti: Option<Spanned<bool>>,
+    /// JWT bearer and `client_auth: private_key_jwt`: how the assertion is signed (default
+    /// RS256; NetSuite's client credentials take only PS256/384/512 or ES256/384/512).
+    #[serde(default)]
+    pub jwt_algorithm: Option<Spanned<JwtAlgorithm>>,
     /// OAuth kinds: ask for a DPoP-bound token (RFC 9449) and prove possession of its key on
     /// every call made with it.
     #[serde(default)]

@@ -1245,12 +1245,36 @@ fn a_private_key_jwt_client_has_a_key_where_others_have_a_secret() {
     };
     assert!(oauth.dpop);
     assert_eq!(
-        oauth
-            .client_key
-            .as_ref()
-            .map(|(key, kid)| (key.expose(), kid.clone())),
-        Some(("k", None)),
-        "an account that names no kid sends none"
+        oauth.client_key.as_ref().map(|key| (
+            key.private_key.expose(),
+            key.key_id.clone(),
+            key.algorithm,
+            key.claims.clone()
+        )),
+        Some(("k", None, unigate_mapping::JwtAlgorithm::RS256, vec![])),
+        "an account that names no kid sends none; RS256 unless the file says"
+    );
+    // NetSuite's client credentials: PS256, and a `scope` claim in the assertion itself.
+    let netsuite = good.replace(
+        "  dpop: true",
+        "  jwt_algorithm: PS256\n  claims: { scope: \"rest_webservices\" }",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("ok", &netsuite)]).unwrap();
+    let unigate_mapping::Credential::Token(token) =
+        unigate_mapping::render_credential(&catalog.integrations["ok"], &context, None).unwrap()
+    else {
+        panic!("a token credential");
+    };
+    let unigate_mapping::RenderedSource::OAuth2(oauth) = &token.source else {
+        panic!("an OAuth source");
+    };
+    let key = oauth.client_key.as_ref().unwrap();
+    assert_eq!(
+        (key.algorithm, key.claims.clone()),
+        (
+            unigate_mapping::JwtAlgorithm::PS256,
+            vec![("scope".to_owned(), "rest_webservices".to_owned())]
+        )
     );
     let t = unigate_unified::Secret::new("t");
     assert_eq!(
@@ -1304,6 +1328,15 @@ fn a_private_key_jwt_client_has_a_key_where_others_have_a_secret() {
                     "  claims: { box_sub_type: enterprise, jti: fixed }",
                 ),
             ),
+            integration(
+                "g",
+                &good.replace("  dpop: true", "  claims: { aud: elsewhere }"),
+            ),
+            integration(
+                "h",
+                &dpop_refresh.replace("  dpop: true", "  jwt_algorithm: PS256"),
+            ),
+            integration("i", &good.replace("  dpop: true", "  jwt_algorithm: HS256")),
         ],
     )
     .unwrap_err();
@@ -1316,7 +1349,10 @@ fn a_private_key_jwt_client_has_a_key_where_others_have_a_secret() {
             "mappings/c.yaml:9: auth.key_id: is not used by auth kind `oauth2_client_credentials`",
             "mappings/d.yaml:9: auth.client_auth: `private_key_jwt` is for oauth2_client_credentials and oauth2_refresh_token (the jwt-bearer grant's `private_key` signs its assertion)",
             "mappings/e.yaml:10: auth.dpop: is not used by auth kind `oauth2_refresh_token`",
-            "mappings/f.yaml:9: auth.claims.jti: is a claim the gateway writes (issuer, subject, audience, scope, iat, exp, jti)",
+            "mappings/f.yaml:9: auth.claims.jti: is a claim the gateway writes (iss, sub, aud, iat, exp, jti, scope)",
+            "mappings/g.yaml:11: auth.claims.aud: is a claim the gateway writes (iss, sub, aud, iat, exp, jti)",
+            "mappings/h.yaml:10: auth.jwt_algorithm: is not used by auth kind `oauth2_refresh_token`",
+            "mappings/i.yaml:11: auth.jwt_algorithm: unknown variant `HS256`, expected one of RS256, PS256, ES256",
         ],
         "{errors}"
     );

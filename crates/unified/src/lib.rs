@@ -16,4 +16,4 @@ pub use error::{ApiError, ErrorKind};
 pub use get_query::{GetParameter, GetQuery};
 pub use list_query::{ListParameter, ListQuery, ResponseFormat};
 pub use model::{FieldType, UnifiedModel, UnifiedResource};
-pub use secret::Secret;
+pub use secret::{JwtAlgorithm, Secret};

@@ -1,4 +1,5 @@
-//! A string that must never be printed: provider credentials, tokens, rendered auth headers.
+//! A string that must never be printed: provider credentials, tokens, rendered auth headers;
+//! and how a JWT made with one (an account's private key) is signed.
 //!
 //! `Debug` and `Display` print `[redacted]`; the only way to the text is [`Secret::expose`],
 //! which the HTTP client calls when it writes the request and nothing else should.
@@ -44,4 +45,15 @@ mod tests {
         );
         assert_eq!(secret.expose(), "SSWS 00abc");
     }
+}
+
+/// How a JWT the gateway makes with an account's PEM private key is signed: RSA for RS256
+/// (PKCS#1 v1.5) and PS256 (PSS), a P-256 key for ES256. Shared by the file format, which
+/// names it, and the token client, which signs with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+pub enum JwtAlgorithm {
+    #[default]
+    RS256,
+    PS256,
+    ES256,
 }

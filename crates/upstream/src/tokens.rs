@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::sync::Cache;
 use serde::Deserialize;
-use unigate_unified::Secret;
+use unigate_unified::{JwtAlgorithm, Secret};
 use url::Url;
 
 use crate::{Method, ProviderRequest, Upstream, UpstreamError};
@@ -284,21 +284,14 @@ pub struct OAuthRequest {
     pub dpop: bool,
 }
 
-/// The key that signs a `private_key_jwt` client assertion, and its `kid`.
+/// The key that signs a `private_key_jwt` client assertion, its `kid`, how it signs, and the
+/// provider's own claims beside RFC 7523's (NetSuite's `scope`).
 #[derive(Debug, Clone)]
 pub struct ClientAssertion {
     pub private_key: Secret,
     pub key_id: Option<String>,
-}
-
-#[derive(serde::Serialize)]
-struct ClientAssertionClaims<'a> {
-    iss: &'a str,
-    sub: &'a str,
-    aud: &'a str,
-    iat: i64,
-    exp: i64,
-    jti: String,
+    pub algorithm: JwtAlgorithm,
+    pub claims: Vec<(String, String)>,
 }
 
 /// How long a client assertion is valid: five minutes is what it takes to be used once (Okta
@@ -306,8 +299,9 @@ struct ClientAssertionClaims<'a> {
 const CLIENT_ASSERTION_LIFETIME_S: i64 = 300;
 
 /// The `client_assertion` of a `private_key_jwt` token request: `iss` and `sub` the client id,
-/// `aud` the token endpoint, a fresh `jti` (RFC 7523 §3), signed RS256 with the account's key
-/// (with its `kid` when the account names one, for a client that has several).
+/// `aud` the token endpoint, a fresh `jti` (RFC 7523 §3), the provider's own claims, signed
+/// with the account's key as the file says (with its `kid` when the account names one, for a
+/// client that has several).
 fn sign_client_assertion(
     assertion: &ClientAssertion,
     client_id: &str,
@@ -320,17 +314,20 @@ fn sign_client_assertion(
     // Issued 30 s in the past: Okta refuses an assertion issued "in the future" by a clock
     // ahead of its own, and that refusal would mark the account.
     let iat = now.saturating_sub(30);
-    let claims = ClientAssertionClaims {
-        iss: client_id,
-        sub: client_id,
-        aud: audience.as_str(),
-        iat,
-        exp: iat.saturating_add(CLIENT_ASSERTION_LIFETIME_S),
-        jti: crate::dpop::random_id().map_err(TokenError::Unavailable)?,
-    };
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    let mut claims = serde_json::json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience.as_str(),
+        "iat": iat,
+        "exp": iat.saturating_add(CLIENT_ASSERTION_LIFETIME_S),
+        "jti": crate::dpop::random_id().map_err(TokenError::Unavailable)?,
+    });
+    for (name, value) in &assertion.claims {
+        claims[name] = serde_json::Value::String(value.clone());
+    }
+    let mut header = jwt_header(assertion.algorithm);
     header.kid = assertion.key_id.clone();
-    sign_rs256_with(
+    sign_jwt(
         &header,
         &claims,
         &assertion.private_key,
@@ -338,7 +335,7 @@ fn sign_client_assertion(
     )
 }
 
-/// The claims and key of a JWT bearer assertion (RS256).
+/// The claims and key of a JWT bearer assertion.
 #[derive(Debug, Clone)]
 pub struct Assertion {
     pub issuer: String,
@@ -346,6 +343,7 @@ pub struct Assertion {
     pub audience: String,
     pub scope: Option<String>,
     pub private_key: Secret,
+    pub algorithm: JwtAlgorithm,
     pub lifetime_s: u64,
     /// The `kid` header.
     pub key_id: Option<String>,
@@ -423,7 +421,7 @@ pub fn sign_login_jwt(
     sign_rs256(&claims, private_key, "the login JWT")
 }
 
-/// Signs a JWT bearer assertion with the account's RSA key.
+/// Signs a JWT bearer assertion with the account's key.
 pub fn sign_assertion(assertion: &Assertion, now: i64) -> Result<Secret, TokenError> {
     use serde_json::Value;
     let mut claims = serde_json::Map::new();
@@ -449,39 +447,48 @@ pub fn sign_assertion(assertion: &Assertion, now: i64) -> Result<Secret, TokenEr
             serde_json::Value::String(crate::dpop::random_id().map_err(TokenError::Unavailable)?),
         );
     }
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    let mut header = jwt_header(assertion.algorithm);
     header.kid = assertion.key_id.clone();
-    sign_rs256_with(&header, &claims, &assertion.private_key, "the assertion")
+    sign_jwt(&header, &claims, &assertion.private_key, "the assertion")
 }
 
-/// `claims` as a JWT signed RS256 with the account's PEM key. A key that is not one is the
-/// account's to fix: a refusal, which marks it `needs_reauth`.
+/// `claims` as a JWT signed RS256 with the account's PEM key.
 fn sign_rs256(
     claims: &impl serde::Serialize,
     private_key: &Secret,
     what: &str,
 ) -> Result<Secret, TokenError> {
-    sign_rs256_with(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-        claims,
-        private_key,
-        what,
-    )
+    sign_jwt(&jwt_header(JwtAlgorithm::RS256), claims, private_key, what)
 }
 
-fn sign_rs256_with(
+fn jwt_header(algorithm: JwtAlgorithm) -> jsonwebtoken::Header {
+    jsonwebtoken::Header::new(match algorithm {
+        JwtAlgorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+        JwtAlgorithm::PS256 => jsonwebtoken::Algorithm::PS256,
+        JwtAlgorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+    })
+}
+
+/// `claims` as a JWT signed with the account's PEM key, as `header.alg` says. A key that is
+/// not of the kind the algorithm needs is the account's to fix: a refusal, which marks it
+/// `needs_reauth`.
+fn sign_jwt(
     header: &jsonwebtoken::Header,
     claims: &impl serde::Serialize,
     private_key: &Secret,
     what: &str,
 ) -> Result<Secret, TokenError> {
-    let key =
-        jsonwebtoken::EncodingKey::from_rsa_pem(private_key.expose().as_bytes()).map_err(|_| {
-            TokenError::Rejected {
-                status: 400,
-                body: "the account's private key is not a PEM RSA private key".to_owned(),
-            }
-        })?;
+    let pem = private_key.expose().as_bytes();
+    let (key, kind) = match header.alg {
+        jsonwebtoken::Algorithm::ES256 => {
+            (jsonwebtoken::EncodingKey::from_ec_pem(pem), "EC (P-256)")
+        }
+        _ => (jsonwebtoken::EncodingKey::from_rsa_pem(pem), "RSA"),
+    };
+    let key = key.map_err(|_| TokenError::Rejected {
+        status: 400,
+        body: format!("the account's private key is not a PEM {kind} private key"),
+    })?;
     jsonwebtoken::encode(header, claims, &key)
         .map(Secret::new)
         .map_err(|error| TokenError::Unavailable(format!("could not sign {what}: {error}")))
@@ -952,5 +959,95 @@ mod tests {
         let slot = tokens.slot("acc");
         let _queue = slot.state.lock().await;
         assert_eq!(recent(&tokens), ["second-token", "first-token"]);
+    }
+
+    fn test_rsa_key(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/keys")
+            .join(name);
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    /// NetSuite's client credentials take PS256 or ES256 assertions only, with `scope` in the
+    /// assertion: each verifies with the public half, under the algorithm its header names.
+    #[test]
+    fn a_client_assertion_is_signed_as_the_file_says_with_the_providers_claims() {
+        use base64::Engine as _;
+        use ring::signature::KeyPair as _;
+        use serde_json::json;
+        let token_url = Url::parse("https://acct.suitetalk.api.netsuite.com/token?x=1").unwrap();
+        let rsa = ClientAssertion {
+            private_key: Secret::new(test_rsa_key("test-service-account.key")),
+            key_id: Some("cert-1".to_owned()),
+            algorithm: JwtAlgorithm::PS256,
+            claims: vec![("scope".to_owned(), "rest_webservices".to_owned())],
+        };
+        let signed = sign_client_assertion(&rsa, "client-1", &token_url, 1_800_000_000).unwrap();
+        let public = jsonwebtoken::DecodingKey::from_rsa_pem(
+            test_rsa_key("test-service-account.pub").as_bytes(),
+        )
+        .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::PS256);
+        validation.validate_exp = false;
+        validation.set_audience(&["https://acct.suitetalk.api.netsuite.com/token"]);
+        let decoded =
+            jsonwebtoken::decode::<serde_json::Value>(signed.expose(), &public, &validation)
+                .unwrap();
+        assert_eq!(decoded.header.kid.as_deref(), Some("cert-1"));
+        let claims = &decoded.claims;
+        assert_eq!(
+            (&claims["iss"], &claims["sub"], &claims["scope"]),
+            (
+                &json!("client-1"),
+                &json!("client-1"),
+                &json!("rest_webservices")
+            )
+        );
+        assert_eq!(
+            (claims["iat"].as_i64(), claims["exp"].as_i64()),
+            (Some(1_799_999_970), Some(1_800_000_270))
+        );
+
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        )
+        .unwrap();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref())
+        );
+        let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8.as_ref(),
+            &rng,
+        )
+        .unwrap();
+        let ec = ClientAssertion {
+            private_key: Secret::new(pem),
+            algorithm: JwtAlgorithm::ES256,
+            ..rsa.clone()
+        };
+        let signed = sign_client_assertion(&ec, "client-1", &token_url, 1_800_000_000).unwrap();
+        let public = jsonwebtoken::DecodingKey::from_ec_der(pair.public_key().as_ref());
+        validation.algorithms = vec![jsonwebtoken::Algorithm::ES256];
+        let decoded =
+            jsonwebtoken::decode::<serde_json::Value>(signed.expose(), &public, &validation)
+                .unwrap();
+        assert_eq!(decoded.claims["scope"], json!("rest_webservices"));
+
+        // A key of the wrong kind is the account's to fix, said in words.
+        let wrong = ClientAssertion {
+            algorithm: JwtAlgorithm::ES256,
+            ..rsa
+        };
+        assert_eq!(
+            sign_client_assertion(&wrong, "client-1", &token_url, 1_800_000_000).err(),
+            Some(TokenError::Rejected {
+                status: 400,
+                body: "the account's private key is not a PEM EC (P-256) private key".to_owned()
+            })
+        );
     }
 }

@@ -12,7 +12,7 @@ use serde_saphyr::Spanned;
 use crate::diagnostics::FileCompiler;
 use crate::expression::Expression;
 use crate::spec::{
-    AuthKind, AuthSpec, ClientAuth, HmacAlgorithm, HttpMethod, SignatureEncoding,
+    AuthKind, AuthSpec, ClientAuth, HmacAlgorithm, HttpMethod, JwtAlgorithm, SignatureEncoding,
     SigningDateFormat, Text, TokenBody,
 };
 use crate::template::Template;
@@ -139,10 +139,20 @@ pub struct OAuth2 {
     pub body: TokenBody,
     pub token_params: Vec<(String, Template)>,
     pub assertion: Option<JwtAssertion>,
-    /// `client_auth: private_key_jwt`: the key signing the client assertion, and its `kid`.
-    pub client_key: Option<(Template, Option<Template>)>,
+    /// `client_auth: private_key_jwt`: how the client assertion is made.
+    pub client_key: Option<ClientKey>,
     /// Ask for a DPoP-bound token and prove possession on every call (`dpop: true`).
     pub dpop: bool,
+}
+
+/// `client_auth: private_key_jwt`: the key signing the client assertion, its `kid`, how it
+/// signs, and the provider's own claims beside RFC 7523's (NetSuite's `scope`).
+#[derive(Debug)]
+pub struct ClientKey {
+    pub private_key: Template,
+    pub key_id: Option<Template>,
+    pub algorithm: JwtAlgorithm,
+    pub claims: Vec<(String, Template)>,
 }
 
 /// The claims and key of a JWT bearer assertion.
@@ -152,8 +162,9 @@ pub struct JwtAssertion {
     pub subject: Option<Template>,
     /// Default: the token URL.
     pub audience: Option<Template>,
-    /// A PEM RSA private key (RS256).
+    /// A PEM private key (RSA, or P-256 for ES256).
     pub private_key: Template,
+    pub algorithm: JwtAlgorithm,
     pub lifetime_s: u64,
     /// The `kid` header, when the account names its key.
     pub key_id: Option<Template>,
@@ -327,9 +338,10 @@ impl Auth {
                             templates.extend(assertion.key_id.iter());
                             templates.extend(assertion.claims.iter().map(|(_, claim)| claim));
                         }
-                        if let Some((private_key, key_id)) = &oauth.client_key {
-                            templates.push(private_key);
-                            templates.extend(key_id.iter());
+                        if let Some(key) = &oauth.client_key {
+                            templates.push(&key.private_key);
+                            templates.extend(key.key_id.iter());
+                            templates.extend(key.claims.iter().map(|(_, claim)| claim));
                         }
                     }
                     TokenSource::Exchange(exchange) => {
@@ -364,8 +376,8 @@ impl Auth {
                         if let Some(assertion) = &oauth.assertion {
                             templates.push(&assertion.private_key);
                         }
-                        if let Some((private_key, _)) = &oauth.client_key {
-                            templates.push(private_key);
+                        if let Some(key) = &oauth.client_key {
+                            templates.push(&key.private_key);
                         }
                     }
                     TokenSource::Exchange(exchange) => {
@@ -471,6 +483,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 "key_id",
                 "claims",
                 "jti",
+                "jwt_algorithm",
                 "scope",
                 "token_params",
                 "token_body",
@@ -537,7 +550,7 @@ fn with_client_auth(
     {
         required.retain(|name| *name != "client_secret");
         required.push("private_key");
-        optional.push("key_id");
+        optional.extend(["key_id", "claims", "jwt_algorithm"]);
     }
     // Not the refresh grant: a refresh token Okta binds to a DPoP key must be refreshed with
     // that key, and every token request here makes a new one.
@@ -601,6 +614,10 @@ fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
             ),
             ("dpop", spec.dpop.as_ref().map(|c| line(&c.referenced))),
             ("jti", spec.jti.as_ref().map(|c| line(&c.referenced))),
+            (
+                "jwt_algorithm",
+                spec.jwt_algorithm.as_ref().map(|c| line(&c.referenced)),
+            ),
             (
                 "default_lifetime_s",
                 spec.default_lifetime_s
@@ -1030,19 +1047,30 @@ fn compile_oauth(spec: &AuthSpec, kind: AuthKind, c: &mut FileCompiler<'_>) -> O
     if token_params.len() != spec.token_params.len() {
         return None;
     }
+    // The jwt-bearer grant writes the file's `scope` into its assertion; a client assertion
+    // leaves scope to the form, so a provider wanting one in the assertion (NetSuite) names it.
+    let written: &[&str] = match grant {
+        Grant::JwtBearer => &["iss", "sub", "aud", "iat", "exp", "jti", "scope"],
+        _ => &["iss", "sub", "aud", "iat", "exp", "jti"],
+    };
     let mut claims = Vec::new();
     for (name, value) in &spec.claims {
         let field = format!("auth.claims.{name}");
-        if ["iss", "sub", "aud", "iat", "exp", "jti", "scope"].contains(&name.as_str()) {
+        if written.contains(&name.as_str()) {
             c.error_at(
                 value,
                 &field,
-                "is a claim the gateway writes (issuer, subject, audience, scope, iat, exp, jti)",
+                &format!("is a claim the gateway writes ({})", written.join(", ")),
             );
             return None;
         }
         claims.push((name.clone(), c.template(value, &field)?));
     }
+    let algorithm = spec
+        .jwt_algorithm
+        .as_ref()
+        .map(|a| a.value)
+        .unwrap_or_default();
     let client_auth = spec
         .client_auth
         .as_ref()
@@ -1062,7 +1090,12 @@ fn compile_oauth(spec: &AuthSpec, kind: AuthKind, c: &mut FileCompiler<'_>) -> O
         return None;
     }
     let client_key = match client_auth {
-        ClientAuth::PrivateKeyJwt => Some((private_key.clone().ok()??, key_id.clone().ok()?)),
+        ClientAuth::PrivateKeyJwt => Some(ClientKey {
+            private_key: private_key.clone().ok()??,
+            key_id: key_id.clone().ok()?,
+            algorithm,
+            claims: std::mem::take(&mut claims),
+        }),
         _ => None,
     };
     let assertion = match grant {
@@ -1071,6 +1104,7 @@ fn compile_oauth(spec: &AuthSpec, kind: AuthKind, c: &mut FileCompiler<'_>) -> O
             subject: subject.ok()?,
             audience: audience.ok()?,
             private_key: private_key.ok()??,
+            algorithm,
             lifetime_s: spec
                 .lifetime_s
                 .as_ref()
