@@ -1,7 +1,8 @@
 //! `token_exchange`: a login call that turns the account's credentials into a short-lived token
 //! (Airflow 3's `POST /auth/token`, Jamf Pro's `POST /api/v1/auth/token`). The token lives like
 //! an OAuth token: one exchange in flight per account however many calls wait for it, renewed
-//! when it expires or once on a provider 401, `needs_reauth` when a new one is refused too — and
+//! when it expires or once on a provider 401, `needs_reauth` when a new one is refused too (also
+//! by a 2xx login answer the file's `rejected` names; one its `rate_limit` names is a wait) — and
 //! no credential or token in any log line, at `debug`.
 
 use std::io::Write;
@@ -465,5 +466,50 @@ async fn a_login_call_carries_a_jwt_signed_with_the_accounts_key() {
     assert_eq!(
         *provider.accepts.lock().unwrap(),
         ["application/vnd.github+json"]
+    );
+}
+
+/// A login that answers HTTP 200 with no token but a body the file's `rate_limit` names (a
+/// provider that answers every call 200) is a rate limit, not "unavailable": the caller is told
+/// to wait what the file reads, and the account is not marked.
+#[tokio::test]
+async fn a_2xx_login_the_file_reads_as_a_rate_limit_is_one() {
+    async fn limited_login() -> Response {
+        axum::Json(json!({"status": "FAILURE", "error": "LOGIN_LIMIT", "wait": 42})).into_response()
+    }
+    let server = spawn_provider(Router::new().route("/auth/token", post(limited_login))).await;
+    let mapping = MAPPING.replace(
+        "resources:",
+        "rate_limit:\n  is_limited: \"status = 429 or body.error = 'LOGIN_LIMIT'\"\n  retry_after: body.wait\nresources:",
+    );
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "exchange".into(),
+        context: json!({"url": server.origin, "username": "svc", "password": PASSWORD}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_accounts(catalog_with("exchange", &mapping), vec![account]).await;
+    let url = format!(
+        "{}/unified/user-directory/users?integrated_account_id=acc",
+        gateway.origin
+    );
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(
+        body["message"],
+        json!(
+            "the provider's token endpoint is rate-limiting token requests; it asked to wait 42 s"
+        )
+    );
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(status, 429, "held, not marked: {body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| !m.contains("reconnect")),
+        "{body}"
     );
 }

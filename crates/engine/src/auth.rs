@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use unigate_mapping::{
-    Answer, Auth, Credential, RenderedExchange, RenderedOAuth2, RenderedSource, RenderedToken,
-    TokenSource, read_exchange_token, render_credential,
+    Answer, Auth, Credential, Integration, RenderedExchange, RenderedOAuth2, RenderedSource,
+    RenderedToken, TokenSource, read_exchange_token, render_credential,
 };
 use unigate_store::{AccountStatus, IntegratedAccount, StoreError, set_dotted};
 use unigate_unified::error::extract_remote_message;
@@ -573,8 +573,14 @@ impl Engine {
                         // Login answers are JSON whatever the API speaks.
                         format: unigate_mapping::BodyFormat::Json,
                     };
-                    let (token, expires_at) = read_exchange_token(definition, answer, now_epoch())
-                        .map_err(TokenError::Unavailable)?;
+                    let (token, expires_at) =
+                        match read_exchange_token(definition, answer, now_epoch()) {
+                            Ok(read) => read,
+                            Err(reason) => {
+                                return Err(login_answer_error(&integration, &account, answer)
+                                    .unwrap_or(TokenError::Unavailable(reason)));
+                            }
+                        };
                     let issued = Issued {
                         token: AccessToken {
                             token,
@@ -790,6 +796,39 @@ fn oauth_request(oauth: &RenderedOAuth2) -> Result<OAuthRequest, TokenError> {
             claims: key.claims.clone(),
         }),
         dpop: oauth.dpop,
+    })
+}
+
+/// Why a login answered without a token, where the file can tell: a provider that answers every
+/// call 200 (Veeva Vault) refuses credentials, or limits logins, in the body, and the file's
+/// `auth.rejected` and `rate_limit` read a login answer as they read any other. A refusal marks
+/// the account as a 401 from a login would; anything else stays "unavailable".
+fn login_answer_error(
+    integration: &Integration,
+    account: &IntegratedAccount,
+    answer: Answer<'_>,
+) -> Option<TokenError> {
+    let scope = unigate_mapping::Scope::new([("context", account.context.clone())]);
+    if integration.auth_rejected.is_some()
+        && unigate_mapping::credential_rejected(
+            integration.auth_rejected.as_ref(),
+            false,
+            answer,
+            &scope,
+        )
+    {
+        return Some(TokenError::Rejected {
+            status: answer.status,
+            body: String::from_utf8_lossy(answer.body).into_owned(),
+        });
+    }
+    let now = now_epoch();
+    unigate_mapping::rate_limited(&integration.rate_limit, answer, &scope, now).map(|reading| {
+        TokenError::RateLimited {
+            until_epoch: reading
+                .wait
+                .map(|seconds| now.saturating_add(seconds.ceil() as i64)),
+        }
     })
 }
 
