@@ -18,6 +18,7 @@ use unigate_tests::{
     Scripted, Stub, TEST_TOKEN, catalog_of, fixture_filter, get_json_and_headers, repo_catalog,
     repo_root, serve_with,
 };
+use unigate_unified::model::{FieldSpec, FieldType, UnifiedResource};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,7 +53,11 @@ struct Case {
 
 /// The unified URL path a case calls, from the mapping files: the integration's (only) mapped
 /// resource unless the case names one, and the method the case names.
-fn unified_path(catalog: &Catalog, integration: &str, case: &Case) -> Result<String, String> {
+fn unified_path(
+    catalog: &Catalog,
+    integration: &str,
+    case: &Case,
+) -> Result<(String, Arc<UnifiedResource>), String> {
     let found = catalog
         .integrations
         .get(integration)
@@ -78,11 +83,99 @@ fn unified_path(catalog: &Catalog, integration: &str, case: &Case) -> Result<Str
         ));
     };
     let base = format!("/unified/{}/{}", key.model, key.resource);
-    match (method, &case.id) {
-        (Method::Get, Some(id)) => Ok(format!("{base}/{}", urlencode(id))),
-        (Method::Get, None) => Err("a get case needs `id`".to_owned()),
-        (Method::List, None) => Ok(base),
-        (Method::List, Some(_)) => Err("`id` is for get cases".to_owned()),
+    let resource = catalog.models[&key.model].resources[&key.resource].clone();
+    let path = match (method, &case.id) {
+        (Method::Get, Some(id)) => format!("{base}/{}", urlencode(id)),
+        (Method::Get, None) => return Err("a get case needs `id`".to_owned()),
+        (Method::List, None) => base,
+        (Method::List, Some(_)) => return Err("`id` is for get cases".to_owned()),
+    };
+    Ok((path, resource))
+}
+
+/// What the unified model promises of a record a case expects: every datetime field RFC 3339,
+/// every enum field one of its values (except `status`, which the contract lets carry the
+/// provider's raw value when nothing fits), inside arrays and objects too. Typed clients (Truto's
+/// SDKs) read these as they are declared, so a raw `user_type` or a zone-less time breaks them
+/// where the fixture alone would not notice.
+fn model_problems(at: &str, record: &Value, fields: &BTreeMap<String, FieldSpec>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(object) = record.as_object() else {
+        return problems;
+    };
+    for (name, spec) in fields {
+        if let Some(value) = object.get(name) {
+            field_problems(&format!("{at}.{name}"), name, value, spec, &mut problems);
+        }
+    }
+    problems
+}
+
+fn field_problems(at: &str, name: &str, value: &Value, spec: &FieldSpec, out: &mut Vec<String>) {
+    match spec.field_type {
+        FieldType::Datetime if !value.as_str().is_some_and(is_rfc3339) => {
+            out.push(format!("{at}: {value} is not an RFC 3339 date-time"));
+        }
+        FieldType::String
+            if !spec.allowed.is_empty()
+                && name != "status"
+                && !value
+                    .as_str()
+                    .is_some_and(|v| spec.allowed.iter().any(|a| a == v)) =>
+        {
+            out.push(format!("{at}: {value} is not one of {:?}", spec.allowed));
+        }
+        FieldType::Array => {
+            if let (Some(items), Some(values)) = (&spec.items, value.as_array()) {
+                for (index, item) in values.iter().enumerate() {
+                    field_problems(&format!("{at}[{index}]"), name, item, items, out);
+                }
+            }
+        }
+        FieldType::Object => {
+            out.extend(model_problems(at, value, &spec.fields));
+        }
+        _ => {}
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS`, optional fraction, then `Z` or `±HH:MM`.
+fn is_rfc3339(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        bytes
+            .get(range)
+            .is_some_and(|b| b.iter().all(u8::is_ascii_digit))
+    };
+    let shape = bytes.len() >= 20
+        && digits(0..4)
+        && bytes[4] == b'-'
+        && digits(5..7)
+        && bytes[7] == b'-'
+        && digits(8..10)
+        && matches!(bytes[10], b'T' | b't')
+        && digits(11..13)
+        && bytes[13] == b':'
+        && digits(14..16)
+        && bytes[16] == b':'
+        && digits(17..19);
+    if !shape {
+        return false;
+    }
+    let mut rest = &text[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let end = fraction
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(fraction.len());
+        if end == 0 {
+            return false;
+        }
+        rest = &fraction[end..];
+    }
+    match rest.as_bytes() {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()),
+        _ => false,
     }
 }
 
@@ -312,8 +405,8 @@ async fn run_case(dir: &Path, catalog: Arc<Catalog>) -> Vec<String> {
         last_error: None,
         mapping: None,
     };
-    let path = match unified_path(&catalog, &integration, &case) {
-        Ok(path) => path,
+    let (path, resource) = match unified_path(&catalog, &integration, &case) {
+        Ok(found) => found,
         Err(problem) => return vec![format!("{name}: {problem}")],
     };
     // Every request reaches the stub, a token endpoint or regional host a mapping fixes too
@@ -446,6 +539,25 @@ async fn run_case(dir: &Path, catalog: Arc<Catalog>) -> Vec<String> {
                 "{at}: body differs\n  got:      {}\n  expected: {}",
                 body, expected
             ));
+        }
+        // A raw answer (`truto_response_format=raw`) holds the provider's own records.
+        let raw = case
+            .query
+            .get("truto_response_format")
+            .and_then(Value::as_str)
+            == Some("raw");
+        if (200..300).contains(&status) && !raw {
+            let records = match expected.get("result") {
+                Some(Value::Array(records)) => records.iter().collect(),
+                _ => vec![&expected],
+            };
+            for (index, record) in records.into_iter().enumerate() {
+                problems.extend(model_problems(
+                    &format!("{at}: record {index}"),
+                    record,
+                    &resource.fields,
+                ));
+            }
         }
         let secrets = secret_strings(&case.context, &case.public_context);
         let text = body.to_string();
