@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::catalog::{Catalog, parse_yaml, read_yaml_files};
 use crate::diagnostics::{LoadError, LoadErrors};
-use crate::integration::UnifiedMethod;
+use crate::integration::{Integration, UnifiedMethod};
 
 /// Why a provider of the product's list has no mapping file yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -151,6 +151,28 @@ impl ProviderList {
     }
 }
 
+/// The file's credential kind, then each other kind its variants use with the variants that
+/// use it (`header; oauth2_refresh_token (oauth)`): which credentials an account may hold.
+fn auth_kinds(integration: &Integration) -> String {
+    let own = integration.auth.kind_name();
+    let mut others: Vec<(&str, Vec<&str>)> = Vec::new();
+    for variant in &integration.variants {
+        let kind = variant.integration.auth.kind_name();
+        if kind == own {
+            continue;
+        }
+        match others.iter_mut().find(|(name, _)| *name == kind) {
+            Some((_, names)) => names.push(&variant.name),
+            None => others.push((kind, vec![&variant.name])),
+        }
+    }
+    let mut out = own.to_owned();
+    for (kind, names) in others {
+        out.push_str(&format!("; {kind} ({})", names.join(", ")));
+    }
+    out
+}
+
 fn comma_list(items: &BTreeSet<String>) -> String {
     if items.is_empty() {
         "—".to_owned()
@@ -202,7 +224,7 @@ pub fn integrations_table(catalog: &Catalog, list: &ProviderList) -> String {
     }
     let _ = writeln!(
         out,
-        "\nThe link of each id is the provider documentation its mapping was written from.\n"
+        "\nThe link of each id is the provider documentation its mapping was written from. `auth` is the\ncredential an account gives by default, then each other kind the file's variants accept (an\nOAuth app's refresh token, a service account), with the variants that use it.\n"
     );
     for (model_name, model) in &catalog.models {
         for resource in model.resources.keys() {
@@ -286,7 +308,7 @@ pub fn integrations_table(catalog: &Catalog, list: &ProviderList) -> String {
                         .collect::<Vec<_>>()
                         .join(", "),
                     pagination,
-                    integration.auth.kind_name(),
+                    auth_kinds(integration),
                     fields,
                     comma_list(&main.native_filters),
                     comma_list(&main.native_sorts),
