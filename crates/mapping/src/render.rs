@@ -545,6 +545,13 @@ fn render_oauth(oauth: &OAuth2, context: &Value) -> Result<RenderedOAuth2, Rende
             .map(|template| template.render(context))
             .transpose()
     };
+    // A scope or token parameter whose optional key the account lacks is not sent at all (an
+    // empty `scope=` would ask for no scope): Qualtrics' client credentials, with or without
+    // the account's own scope.
+    let unless_absent = |rendered: Result<String, RenderError>| match rendered {
+        Err(error) if error.optional_absent => Ok(None),
+        other => other.map(Some),
+    };
     let token_url = oauth.token_url.render_url(context)?;
     Ok(RenderedOAuth2 {
         grant: oauth.grant,
@@ -552,13 +559,23 @@ fn render_oauth(oauth: &OAuth2, context: &Value) -> Result<RenderedOAuth2, Rende
         client_id: optional(&oauth.client_id)?,
         client_secret: optional(&oauth.client_secret)?.map(Secret::new),
         refresh_token: optional(&oauth.refresh_token)?.map(Secret::new),
-        scope: optional(&oauth.scope)?,
+        scope: oauth
+            .scope
+            .as_ref()
+            .map(|scope| unless_absent(scope.render(context)))
+            .transpose()?
+            .flatten()
+            .filter(|scope| !scope.is_empty()),
         client_auth: oauth.client_auth,
         body: oauth.body,
         token_params: oauth
             .token_params
             .iter()
-            .map(|(name, value)| Ok((name.clone(), Secret::new(value.render(context)?))))
+            .filter_map(|(name, value)| {
+                unless_absent(value.render(context))
+                    .map(|rendered| rendered.map(|value| (name.clone(), Secret::new(value))))
+                    .transpose()
+            })
             .collect::<Result<_, RenderError>>()?,
         assertion: oauth
             .assertion
@@ -600,7 +617,10 @@ fn render_claims(
 ) -> Result<Vec<(String, String)>, RenderError> {
     claims
         .iter()
-        .map(|(name, value)| Ok((name.clone(), value.render(context)?)))
+        .filter_map(|(name, value)| match value.render(context) {
+            Err(error) if error.optional_absent => None,
+            rendered => Some(rendered.map(|value| (name.clone(), value))),
+        })
         .collect()
 }
 

@@ -1358,6 +1358,58 @@ fn a_private_key_jwt_client_has_a_key_where_others_have_a_secret() {
     );
 }
 
+/// An optional key in a scope, token parameter or claim leaves it out for an account that lacks
+/// the key, instead of sending it empty (an empty `scope=` asks for no scope at all).
+#[test]
+fn an_oauth_value_whose_optional_key_is_absent_is_not_sent() {
+    let file = GOOD.replace(
+        r#"auth: { kind: bearer, token: "{{context.token}}" }"#,
+        r#"auth:
+  kind: oauth2_client_credentials
+  token_url: "https://{{context.subdomain}}.example.test/oauth2/token"
+  client_id: "{{context.client_id}}"
+  client_secret: "{{context.client_secret}}"
+  scope: "{{context.scope?}}"
+  token_params: { audience: "{{context.audience?}}", resource: users }"#,
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("ok", &file)]).unwrap();
+    let rendered = |context: serde_json::Value| {
+        let unigate_mapping::Credential::Token(token) =
+            unigate_mapping::render_credential(&catalog.integrations["ok"], &context, None)
+                .unwrap()
+        else {
+            panic!("a token credential");
+        };
+        let unigate_mapping::RenderedSource::OAuth2(oauth) = token.source else {
+            panic!("an OAuth source");
+        };
+        let params: Vec<(String, String)> = oauth
+            .token_params
+            .iter()
+            .map(|(name, value)| (name.clone(), value.expose().to_owned()))
+            .collect();
+        (oauth.scope, params)
+    };
+    let base = serde_json::json!({"subdomain": "acme", "client_id": "c", "client_secret": "s"});
+    assert_eq!(
+        rendered(base.clone()),
+        (None, vec![("resource".to_owned(), "users".to_owned())])
+    );
+    let mut full = base;
+    full["scope"] = "read:users".into();
+    full["audience"] = "https://api.example.test".into();
+    assert_eq!(
+        rendered(full),
+        (
+            Some("read:users".to_owned()),
+            vec![
+                ("audience".to_owned(), "https://api.example.test".to_owned()),
+                ("resource".to_owned(), "users".to_owned())
+            ]
+        )
+    );
+}
+
 #[test]
 fn short_page_ends_is_for_styles_that_end_on_a_short_page() {
     let offset = GOOD.replace(
