@@ -868,3 +868,61 @@ fn every_integration_has_a_multi_page_fixture_and_an_error_fixture() {
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
+
+/// A credential renewed with a refresh token (the file's, or a variant's: an OAuth app beside an
+/// API key) is proven by a case whose provider requests include the refresh itself (a form
+/// `grant_type=refresh_token` or its JSON form): the token URL, client authentication and body
+/// encoding are exactly what a real account's first renewal sends, and nothing else shows them.
+#[test]
+fn every_refresh_token_grant_has_a_renewal_fixture() {
+    if fixture_filter().is_some() {
+        return;
+    }
+    let catalog = repo_catalog();
+    let refreshes = |text: &str| {
+        serde_json::from_str::<Value>(text)
+            .ok()
+            .is_some_and(|body| body["grant_type"] == "refresh_token")
+            || unigate_tests::url_pairs(text.trim())
+                .iter()
+                .any(|(name, value)| name == "grant_type" && value == "refresh_token")
+    };
+    let mut missing = Vec::new();
+    for (id, integration) in &catalog.integrations {
+        let grants = std::iter::once(&integration.auth)
+            .chain(integration.variants.iter().map(|v| &v.integration.auth))
+            .any(|auth| auth.kind_name() == "oauth2_refresh_token");
+        if !grants || integration.retired.is_some() {
+            continue;
+        }
+        let renewed = extends_chain(id).iter().any(|file| {
+            let dir = repo_root().join("tests/fixtures").join(file);
+            walk_files(&dir)
+                .iter()
+                .any(|path| std::fs::read_to_string(path).is_ok_and(|text| refreshes(&text)))
+        });
+        if !renewed {
+            missing.push(format!(
+                "{id}: renews with a refresh token, but no fixture shows the refresh request"
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+/// Every file under `dir`, at any depth.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
