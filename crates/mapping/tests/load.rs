@@ -1216,6 +1216,22 @@ fn a_retired_service_names_its_day_and_reason() {
     );
 }
 
+/// The token credential a file (one integration, `ok`) renders for `context`.
+fn rendered_token(file: &str, context: &serde_json::Value) -> unigate_mapping::RenderedToken {
+    let catalog = Catalog::from_sources(&[model()], &[integration("ok", file)]).unwrap();
+    match unigate_mapping::render_credential(&catalog.integrations["ok"], context, None).unwrap() {
+        unigate_mapping::Credential::Token(token) => *token,
+        _ => panic!("a token credential"),
+    }
+}
+
+fn oauth_of(token: &unigate_mapping::RenderedToken) -> &unigate_mapping::RenderedOAuth2 {
+    match &token.source {
+        unigate_mapping::RenderedSource::OAuth2(oauth) => oauth,
+        _ => panic!("an OAuth source"),
+    }
+}
+
 #[test]
 fn a_private_key_jwt_client_has_a_key_where_others_have_a_secret() {
     let client = |auth: &str| {
@@ -1233,16 +1249,9 @@ fn a_private_key_jwt_client_has_a_key_where_others_have_a_secret() {
   key_id: "{{context.key_id?}}"
   dpop: true"#,
     );
-    let catalog = Catalog::from_sources(&[model()], &[integration("ok", &good)]).unwrap();
     let context = serde_json::json!({"subdomain": "acme", "client_id": "c", "private_key": "k"});
-    let unigate_mapping::Credential::Token(token) =
-        unigate_mapping::render_credential(&catalog.integrations["ok"], &context, None).unwrap()
-    else {
-        panic!("a token credential");
-    };
-    let unigate_mapping::RenderedSource::OAuth2(oauth) = &token.source else {
-        panic!("an OAuth source");
-    };
+    let token = rendered_token(&good, &context);
+    let oauth = oauth_of(&token);
     assert!(oauth.dpop);
     assert_eq!(
         oauth.client_key.as_ref().map(|key| (
@@ -1259,16 +1268,8 @@ fn a_private_key_jwt_client_has_a_key_where_others_have_a_secret() {
         "  dpop: true",
         "  jwt_algorithm: PS256\n  claims: { scope: \"rest_webservices\" }",
     );
-    let catalog = Catalog::from_sources(&[model()], &[integration("ok", &netsuite)]).unwrap();
-    let unigate_mapping::Credential::Token(token) =
-        unigate_mapping::render_credential(&catalog.integrations["ok"], &context, None).unwrap()
-    else {
-        panic!("a token credential");
-    };
-    let unigate_mapping::RenderedSource::OAuth2(oauth) = &token.source else {
-        panic!("an OAuth source");
-    };
-    let key = oauth.client_key.as_ref().unwrap();
+    let netsuite_token = rendered_token(&netsuite, &context);
+    let key = oauth_of(&netsuite_token).client_key.as_ref().unwrap();
     assert_eq!(
         (key.algorithm, key.claims.clone()),
         (
@@ -1372,23 +1373,15 @@ fn an_oauth_value_whose_optional_key_is_absent_is_not_sent() {
   scope: "{{context.scope?}}"
   token_params: { audience: "{{context.audience?}}", resource: users }"#,
     );
-    let catalog = Catalog::from_sources(&[model()], &[integration("ok", &file)]).unwrap();
     let rendered = |context: serde_json::Value| {
-        let unigate_mapping::Credential::Token(token) =
-            unigate_mapping::render_credential(&catalog.integrations["ok"], &context, None)
-                .unwrap()
-        else {
-            panic!("a token credential");
-        };
-        let unigate_mapping::RenderedSource::OAuth2(oauth) = token.source else {
-            panic!("an OAuth source");
-        };
+        let token = rendered_token(&file, &context);
+        let oauth = oauth_of(&token);
         let params: Vec<(String, String)> = oauth
             .token_params
             .iter()
             .map(|(name, value)| (name.clone(), value.expose().to_owned()))
             .collect();
-        (oauth.scope, params)
+        (oauth.scope.clone(), params)
     };
     let base = serde_json::json!({"subdomain": "acme", "client_id": "c", "client_secret": "s"});
     assert_eq!(
