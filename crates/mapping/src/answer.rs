@@ -603,8 +603,9 @@ fn omit_path(value: &mut Value, path: &[String]) {
 }
 
 /// The JSON body of a POST call (GraphQL, search APIs): the resource's `body` over
-/// `{cursor, offset, page, page_size, query, id}` (`id` for a get), the page placed as pass `pass`
-/// walks it. `None` when the resource sends no body.
+/// `{cursor, offset, page, page_size, query, id, pass}` (`id` for a get; `pass` the name of the
+/// pass walked, so one body can ask each part of a list: Google Ads' users, then its pending
+/// invitations), the page placed as pass `pass` walks it. `None` when the resource sends no body.
 pub fn render_body(
     resource: &Resource,
     pass: Option<usize>,
@@ -628,6 +629,9 @@ pub fn render_body(
         "page_size": page_size,
         "query": unified_query,
         "id": id,
+        "pass": pass
+            .and_then(|index| resource.passes.get(index))
+            .and_then(|walked| walked.name.as_deref()),
     });
     let built = expression
         .evaluate(&input, scope)

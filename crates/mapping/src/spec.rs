@@ -621,7 +621,8 @@ pub struct ResourceSpec {
     #[serde(default)]
     pub auth: Option<AuthSpec>,
     pub records: Text,
-    /// A request body (POST): JSONata over `{cursor, page_size, offset, page, query}`; a string
+    /// A request body (POST): JSONata over `{cursor, page_size, offset, page, query, id, pass}`
+    /// (`pass`: the name of the pass walked); a string
     /// is sent as that text, anything else as JSON (or XML under `body_format: xml`).
     #[serde(default)]
     pub body: Option<Text>,

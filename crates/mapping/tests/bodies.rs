@@ -194,3 +194,61 @@ unified:
         );
     }
 }
+
+/// A list walked in parts asks each part with its own body: the body reads `pass`, the name of
+/// the pass walked (Google Ads: its users, then its pending invitations, two search queries).
+#[test]
+fn a_body_reads_the_pass_it_asks_for() {
+    let text = r#"name: Example
+docs: https://example.test/docs
+base_url: "https://example.test/api"
+auth: { kind: none }
+pagination: { style: cursor, next_cursor: next, cursor_param: page_token }
+resources:
+  users:
+    list:
+      method: POST
+      path: /search
+      records: results
+      passes:
+        - { name: users }
+        - { name: invitations }
+      body: |
+        {"query": pass = "invitations" ? "SELECT invitation" : "SELECT user"}
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: |
+          { "id": id, "status": $pass = "invitations" ? "invited" : "active" }
+"#;
+    let source = Source {
+        path: PathBuf::from("mappings/parts.yaml"),
+        text: text.to_owned(),
+    };
+    let catalog =
+        Catalog::from_sources(&[model()], &[source]).unwrap_or_else(|errors| panic!("{errors}"));
+    let resource = &catalog.integrations["parts"].resources["users.list"];
+    let body = |pass| {
+        let rendered = render_body(
+            resource,
+            pass,
+            &Position::First,
+            50,
+            &json!({}),
+            None,
+            &Scope::new([]),
+        )
+        .unwrap()
+        .unwrap();
+        String::from_utf8(rendered.bytes).unwrap()
+    };
+    assert_eq!(body(Some(0)), r#"{"query":"SELECT user"}"#);
+    assert_eq!(body(Some(1)), r#"{"query":"SELECT invitation"}"#);
+    assert_eq!(
+        body(None),
+        r#"{"query":"SELECT user"}"#,
+        "no pass: `pass` is null"
+    );
+}

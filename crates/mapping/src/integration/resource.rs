@@ -222,7 +222,22 @@ pub(super) fn compile_resource(
     if omit.len() != resource.omit.len() {
         return None;
     }
-    let passes = compile_passes(resource, pagination_spec, path, c)?;
+    // A body that reads `pass` asks each pass its own way, so passes that share a path and
+    // parameters are still different parts of the list.
+    let body_reads_pass = body
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .is_some_and(|body| {
+            body.reads().is_none_or(|reads| {
+                reads.reads_everything()
+                    || reads
+                        .paths()
+                        .iter()
+                        .any(|read| read == "pass" || read.starts_with("pass."))
+            })
+        });
+    let passes = compile_passes(resource, pagination_spec, body_reads_pass, path, c)?;
     Some(Resource {
         omit,
         passes,
@@ -249,6 +264,7 @@ pub(super) fn compile_resource(
 fn compile_passes(
     resource: &ResourceSpec,
     pagination: Option<&PaginationSpec>,
+    body_reads_pass: bool,
     path: &str,
     c: &mut FileCompiler<'_>,
 ) -> Option<Vec<Pass>> {
@@ -256,8 +272,9 @@ fn compile_passes(
         return Some(Vec::new());
     };
     let mut passes: Vec<Pass> = Vec::new();
-    // What makes a pass another part of the list: its path and parameters.
-    type Part<'a> = (Option<&'a str>, Vec<(String, String)>);
+    // What makes a pass another part of the list: its path and parameters, and its name when
+    // the body reads it.
+    type Part<'a> = (Option<&'a str>, Vec<(String, String)>, Option<&'a str>);
     let mut parts: Vec<Part<'_>> = Vec::new();
     let mut valid = true;
     if spec.value.len() < 2 {
@@ -328,7 +345,13 @@ fn compile_passes(
             .as_ref()
             .map(|text| text.value.as_str())
             .filter(|text| *text != resource.path.value);
-        let part = (own_path, params.clone());
+        let asked_by_name = pass
+            .value
+            .name
+            .as_ref()
+            .filter(|_| body_reads_pass)
+            .map(|name| name.value.as_str());
+        let part = (own_path, params.clone(), asked_by_name);
         if parts.contains(&part) {
             c.error_at(
                 pass,
