@@ -312,9 +312,12 @@ impl Pagination {
                     _ => 1,
                 };
                 let next = start + received;
-                let more = match facts.total {
-                    Some(total) => received > 0 && next <= total,
-                    None => !short_page,
+                // A provider's own "more follow" flag wins, as for offsets and pages (Zoho
+                // Sprints' index/range lists answer `next`).
+                let more = match (facts.has_more, facts.total) {
+                    (Some(more), _) => more && received > 0,
+                    (None, Some(total)) => received > 0 && next <= total,
+                    (None, None) => !short_page,
                 };
                 more.then_some(Position::StartIndex(next))
             }
@@ -617,6 +620,24 @@ mod tests {
         assert_eq!(
             scim.next_position(&Position::StartIndex(3), 2, &exact, Some("a"), 2),
             Ok(None)
+        );
+        // A `has_more` flag decides where it is read: a full page with none to follow ends the
+        // walk without an empty page after it, a short one with more to follow goes on.
+        let full_and_done = PageFacts {
+            has_more: Some(false),
+            ..facts(None, 2, "d")
+        };
+        assert_eq!(
+            scim.next_position(&Position::First, 2, &full_and_done, None, 1),
+            Ok(None)
+        );
+        let short_with_more = PageFacts {
+            has_more: Some(true),
+            ..facts(None, 1, "e")
+        };
+        assert_eq!(
+            scim.next_position(&Position::First, 2, &short_with_more, None, 1),
+            Ok(Some(Position::StartIndex(2)))
         );
     }
 

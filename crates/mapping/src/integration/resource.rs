@@ -495,7 +495,7 @@ fn compile_pagination(
             "short_page_ends",
             "last_page_repeats",
         ],
-        StyleName::Scim => &["start_index_param", "total", "short_page_ends"],
+        StyleName::Scim => &["start_index_param", "has_more", "total", "short_page_ends"],
         StyleName::Keyset => &["after_param", "after_value", "short_page_ends"],
         StyleName::Graphql => &["next_cursor", "has_more"],
     };
