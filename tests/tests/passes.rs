@@ -583,3 +583,46 @@ async fn a_pass_only_with_a_flag_is_made_for_the_accounts_that_set_it() {
     );
     assert_eq!(asked_with, asked(&[("active", 0), ("/invites invited", 0)]));
 }
+
+/// A pass made only with a flag may read a context key only flagged accounts have (Calendly's
+/// organization UUID in the invitations path): an account without the flag, and without the
+/// key, lists its members; a flagged account that lacks the key is told which key, not served
+/// the members alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flagged_pass_needs_its_optional_key_only_where_it_is_made() {
+    let mapping = WITH_INVITATIONS.replace(
+        "        - name: invitations\n          path: /invites\n",
+        "        - name: invitations\n          only_with: read_invitations\n          path: \"/invites{{context.invites_suffix?}}\"\n",
+    );
+    assert_ne!(mapping, WITH_INVITATIONS);
+    let list_all = async |context: Value| {
+        let setup = setup_with(&mapping, 4, context).await;
+        let (status, body) = get_json(
+            &url(&setup.gateway, "truto_ignore_limit=true"),
+            Some(TEST_TOKEN),
+        )
+        .await;
+        (status, body, requests(&setup))
+    };
+    let (status, body, asked_without) = list_all(json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        ids(&body),
+        ["active-0", "active-1", "active-2", "active-3", "active-4"]
+    );
+    assert_eq!(asked_without, asked(&[("active", 0)]));
+
+    let (status, body, asked_flagged) = list_all(json!({"read_invitations": true})).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("invites_suffix")),
+        "{body}"
+    );
+    assert_eq!(asked_flagged, Vec::<(String, u64)>::new());
+
+    let (status, body, _) = list_all(json!({"read_invitations": true, "invites_suffix": ""})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body).len(), 8, "{body}");
+}

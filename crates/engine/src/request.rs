@@ -109,13 +109,25 @@ impl Endpoint {
             .iter()
             .zip(&rendered.pass_urls)
             .map(|(pass, url)| {
+                let made = pass
+                    .only_with
+                    .as_ref()
+                    .is_none_or(|flag| flag_set(&account.context, flag));
+                let url = match url {
+                    Ok(url) => url.as_deref().map(absolute).transpose()?,
+                    // A pass this account does not make needs nothing of its context.
+                    Err(_) if !made => None,
+                    Err(error) => {
+                        return Err(ApiError::internal(format!(
+                            "integrated account `{}` cannot call `{}`: {error}",
+                            account.id, integration.id
+                        )));
+                    }
+                };
                 Ok(EndpointPass {
-                    made: pass
-                        .only_with
-                        .as_ref()
-                        .is_none_or(|flag| flag_set(&account.context, flag)),
+                    made,
                     name: pass.name.clone(),
-                    url: url.as_deref().map(absolute).transpose()?,
+                    url,
                     params: pass.query.clone(),
                 })
             })

@@ -302,8 +302,10 @@ pub struct RenderedRequest {
     pub secret_headers: Vec<(String, Secret)>,
     /// Where pages after the first go, for a provider with a "continue" endpoint.
     pub continue_url: Option<String>,
-    /// Base URL + each pass's own path (`None`: the resource's), in the resource's pass order.
-    pub pass_urls: Vec<Option<String>>,
+    /// Base URL + each pass's own path (`None`: the resource's), in the resource's pass order;
+    /// an error where the path reads an optional key the account lacks (a pass made only with a
+    /// flag may need a key only flagged accounts have: the error counts only if it is walked).
+    pub pass_urls: Vec<Result<Option<String>, RenderError>>,
 }
 
 /// Rendered name/value pairs: the plain ones, and the ones read from the context (secrets).
@@ -378,10 +380,15 @@ pub fn render_request(
         .passes
         .iter()
         .map(|pass| {
-            pass.path
+            let url: Result<Option<String>, RenderError> = pass
+                .path
                 .as_ref()
                 .map(|path| Ok(format!("{base}{}", path.render_with(vars, escape_segment)?)))
-                .transpose()
+                .transpose();
+            match url {
+                Err(error) if !error.optional_absent => Err(error),
+                url => Ok(url),
+            }
         })
         .collect::<Result<Vec<_>, RenderError>>()?;
     let (query, secret_query) = render_pairs(&resource.query, vars)?;
