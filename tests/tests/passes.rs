@@ -160,6 +160,18 @@ fn requests(setup: &Setup) -> Vec<(String, u64)> {
     setup.provider.requests.lock().unwrap().clone()
 }
 
+/// Every user of an account with `context` under `mapping` in one call: the answer, and the
+/// provider requests the walk made.
+async fn list_everything(mapping: &str, context: Value) -> (u16, Value, Vec<(String, u64)>) {
+    let setup = setup_with(mapping, 4, context).await;
+    let (status, body) = get_json(
+        &url(&setup.gateway, "truto_ignore_limit=true"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    (status, body, requests(&setup))
+}
+
 fn asked(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
     pairs
         .iter()
@@ -549,16 +561,10 @@ async fn a_pass_only_with_a_flag_is_made_for_the_accounts_that_set_it() {
         "        - name: invitations\n          only_with: read_invitations\n",
     );
     assert_ne!(mapping, WITH_INVITATIONS);
-    // Every user of an account with `context`, and the provider requests the walk made.
     let list_all = async |context: Value| {
-        let setup = setup_with(&mapping, 4, context).await;
-        let (status, body) = get_json(
-            &url(&setup.gateway, "truto_ignore_limit=true"),
-            Some(TEST_TOKEN),
-        )
-        .await;
+        let (status, body, asked) = list_everything(&mapping, context).await;
         assert_eq!(status, 200, "{body}");
-        (ids(&body), requests(&setup))
+        (ids(&body), asked)
     };
     let (without, asked_without) = list_all(json!({"read_invitations": false})).await;
     assert_eq!(
@@ -595,15 +601,7 @@ async fn a_flagged_pass_needs_its_optional_key_only_where_it_is_made() {
         "        - name: invitations\n          only_with: read_invitations\n          path: \"/invites{{context.invites_suffix?}}\"\n",
     );
     assert_ne!(mapping, WITH_INVITATIONS);
-    let list_all = async |context: Value| {
-        let setup = setup_with(&mapping, 4, context).await;
-        let (status, body) = get_json(
-            &url(&setup.gateway, "truto_ignore_limit=true"),
-            Some(TEST_TOKEN),
-        )
-        .await;
-        (status, body, requests(&setup))
-    };
+    let list_all = async |context: Value| list_everything(&mapping, context).await;
     let (status, body, asked_without) = list_all(json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(

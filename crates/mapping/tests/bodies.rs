@@ -57,6 +57,22 @@ fn render(catalog: &Catalog, name: &str, position: &Position) -> RequestBody {
         .unwrap()
 }
 
+/// The body of a walk's first page (of pass `pass`), 50 a page, with no context.
+fn first_page_body(
+    resource: &unigate_mapping::Resource,
+    pass: Option<usize>,
+) -> Result<Option<RequestBody>, unigate_mapping::MapError> {
+    render_body(
+        resource,
+        pass,
+        &Position::First,
+        50,
+        &json!({}),
+        None,
+        &Scope::new([]),
+    )
+}
+
 #[test]
 fn a_string_body_goes_out_as_text_and_an_object_as_json() {
     let catalog = compile(
@@ -105,16 +121,7 @@ fn an_xml_file_writes_its_body_as_an_escaped_document() {
 fn a_body_without_an_xml_form_is_a_mapping_error() {
     let catalog = compile("broken", "body_format: xml", r#"{"a": 1, "b": 2}"#);
     let resource = &catalog.integrations["broken"].resources["users.list"];
-    let error = render_body(
-        resource,
-        None,
-        &Position::First,
-        50,
-        &json!({}),
-        None,
-        &Scope::new([]),
-    )
-    .unwrap_err();
+    let error = first_page_body(resource, None).unwrap_err();
     assert_eq!(
         error.to_string(),
         "`body` has no XML form: an XML body must be an object with one key, the root element"
@@ -231,17 +238,7 @@ unified:
         Catalog::from_sources(&[model()], &[source]).unwrap_or_else(|errors| panic!("{errors}"));
     let resource = &catalog.integrations["parts"].resources["users.list"];
     let body = |pass| {
-        let rendered = render_body(
-            resource,
-            pass,
-            &Position::First,
-            50,
-            &json!({}),
-            None,
-            &Scope::new([]),
-        )
-        .unwrap()
-        .unwrap();
+        let rendered = first_page_body(resource, pass).unwrap().unwrap();
         String::from_utf8(rendered.bytes).unwrap()
     };
     assert_eq!(body(Some(0)), r#"{"query":"SELECT user"}"#);
