@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Uri};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -99,6 +100,8 @@ async fn setup_with(mapping: &str, prefetch_window: usize, context: Value) -> Se
             .route("/users", get(users))
             .route("/invites", get(invitations))
             .route("/pending", get(pending))
+            .route("/members", get(sent_headers))
+            .route("/team-invites", get(sent_headers))
             .with_state(provider.clone()),
     )
     .await;
@@ -623,4 +626,97 @@ async fn a_flagged_pass_needs_its_optional_key_only_where_it_is_made() {
     let (status, body, _) = list_all(json!({"read_invitations": true, "invites_suffix": ""})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(ids(&body).len(), 8, "{body}");
+}
+
+/// Members and invitations that differ in more than their path (Heroku's team invitations: their
+/// own `Accept` version and no `Range`; Calendly's: no `organization` parameter): the
+/// invitations pass leaves out a resource parameter and a file header and replaces another
+/// header, and the members' pages still carry all three.
+const WITH_OWN_HEADERS: &str = r#"name: Parts provider
+docs: https://example.test/docs
+base_url: "https://api.example.test"
+headers: { Accept: application/vnd.members+json, Range: "email ..; max=2" }
+auth: { kind: none }
+pagination: { style: offset, offset_param: offset, page_size_param: limit, max_page_size: 100, total: total }
+resources:
+  users:
+    list:
+      path: /members
+      records: users
+      query: { organization: "{{context.organization}}", fields: all }
+      passes:
+        - name: members
+        - name: invitations
+          path: /team-invites
+          query: { organization: null, status: pending }
+          headers: { accept: application/vnd.invitations+json, Range: null }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: |
+          {
+            "id": $pass = "invitations" ? "invitation-" & id : id,
+            "status": $pass = "invitations" ? "invited" : "active"
+          }
+"#;
+
+/// Records the path, the query and the `Accept` and `Range` headers of a request; answers two
+/// members (a page of two, then none) or one invitation.
+async fn sent_headers(
+    State(p): State<Arc<Provider>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> axum::Json<Value> {
+    let header = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let query = uri.query().unwrap_or_default().to_owned();
+    p.requests.lock().unwrap().push((
+        format!(
+            "{} {query} accept={} range={}",
+            uri.path(),
+            header("accept"),
+            header("range")
+        ),
+        0,
+    ));
+    match uri.path() {
+        "/members" if query.contains("offset=0") => axum::Json(json!({
+            "users": [{"id": "m1"}, {"id": "m2"}], "total": 2
+        })),
+        "/members" => axum::Json(json!({"users": [], "total": 2})),
+        _ => axum::Json(json!({"users": [{"id": "i1"}], "total": 1})),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_leaves_out_a_resource_parameter_and_sends_its_own_headers() {
+    let (status, body, requests) =
+        list_everything(WITH_OWN_HEADERS, json!({"organization": "https://org/1"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), ["m1", "m2", "invitation-i1"]);
+    let members = "accept=application/vnd.members+json range=email ..; max=2";
+    assert_eq!(
+        requests,
+        asked(&[
+            (
+                // The context's value goes last (a secret, added when the request is sent).
+                &format!(
+                    "/members fields=all&limit=100&offset=0&organization=https%3A%2F%2Forg%2F1 {members}"
+                ),
+                0
+            ),
+            (
+                "/team-invites fields=all&status=pending&limit=100&offset=0 accept=application/vnd.invitations+json range=",
+                0
+            ),
+        ])
+    );
 }

@@ -55,6 +55,10 @@ struct EndpointPass {
     url: Option<Url>,
     /// Added over `params` on every page of the pass.
     params: Vec<(String, String)>,
+    /// Parameters of the resource's query the pass does not send.
+    drop_query: Vec<String>,
+    /// Headers replacing the resource's of that name (`None`: none of that name).
+    headers: Vec<(String, Option<String>)>,
 }
 
 impl Endpoint {
@@ -129,6 +133,8 @@ impl Endpoint {
                     name: pass.name.clone(),
                     url,
                     params: pass.query.clone(),
+                    drop_query: pass.drop_query.clone(),
+                    headers: pass.headers.clone(),
                 })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
@@ -292,6 +298,7 @@ impl Endpoint {
                 // A pass's names are set by nothing else (the loader refuses them in `query`,
                 // and a call that sets one is walked once).
                 if let Some(pass) = pass {
+                    params.retain(|(name, _)| !pass.drop_query.contains(name));
                     params.extend_from_slice(&pass.params);
                 }
                 merge_query(&mut params, page.params);
@@ -314,6 +321,18 @@ impl Endpoint {
             }
         };
         let mut headers = self.headers.clone();
+        let mut secret_headers = self.secret_headers.clone();
+        let mut secret_query = self.secret_query.clone();
+        if let Some(pass) = pass {
+            secret_query.retain(|(name, _)| !pass.drop_query.contains(name));
+            for (name, value) in &pass.headers {
+                headers.retain(|(have, _)| !have.eq_ignore_ascii_case(name));
+                secret_headers.retain(|(have, _)| !have.eq_ignore_ascii_case(name));
+                if let Some(value) = value {
+                    headers.push((name.clone(), value.clone()));
+                }
+            }
+        }
         // A page's own headers (a cursor sent in a header) replace the resource's of that name.
         for (name, value) in page.headers {
             headers.retain(|(have, _)| !have.eq_ignore_ascii_case(&name));
@@ -330,8 +349,8 @@ impl Endpoint {
             method: self.method,
             url,
             headers,
-            secret_headers: self.secret_headers.clone(),
-            secret_query: self.secret_query.clone(),
+            secret_headers,
+            secret_query,
             body: body.map(|body| body.bytes),
             proof: None,
         })

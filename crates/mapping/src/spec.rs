@@ -652,8 +652,15 @@ pub struct PassSpec {
     /// Where this pass's records are, in place of the resource's `records`.
     #[serde(default)]
     pub records: Option<Text>,
+    /// Parameters added to the query of every page of the pass; `null` leaves one of the
+    /// resource's `query` out of this pass (Calendly's `organization`, which its invitations
+    /// list does not take).
     #[serde(default)]
-    pub query: BTreeMap<String, Text>,
+    pub query: BTreeMap<String, Option<Text>>,
+    /// Headers of this pass's calls, replacing the file's and the resource's of that name;
+    /// `null` sends none of that name (Heroku's invitations: their own `Accept`, no `Range`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Option<Text>>,
     /// How this pass's pages are walked, in place of the resource's (an invitations list that
     /// comes in one answer beside a paged members list: `style: none`).
     #[serde(default)]

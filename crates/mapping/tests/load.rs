@@ -772,10 +772,57 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
         [None, Some(0), Some(1)].map(|pass| resource.pagination_of(pass).strategy.style.name()),
         ["cursor", "cursor", "none"]
     );
+    // A pass that leaves out one of the resource's parameters and sends headers of its own:
+    // alike in path and parameters to the first, different in what it sends.
+    let own_headers = with(
+        "        - name: members\n        - name: invitations\n          query: { type: null }\n          headers: { Accept: application/vnd.invites+json, Range: null }\n",
+    )
+    .replace(
+        "resources:\n",
+        "headers: { Accept: application/json, range: \"email ..\" }\nresources:\n",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("parts", &own_headers)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let passes = &catalog.integrations["parts"].resources["users.list"].passes;
+    assert_eq!(
+        passes
+            .iter()
+            .map(|pass| (pass.drop_query.clone(), pass.headers.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (vec![], vec![]),
+            (
+                vec!["type".to_owned()],
+                vec![
+                    (
+                        "Accept".to_owned(),
+                        Some("application/vnd.invites+json".to_owned())
+                    ),
+                    ("Range".to_owned(), None)
+                ]
+            )
+        ]
+    );
     let cases = [
         (
             "        - query: { status: active }\n",
             "mappings/parts.yaml:13: resources.users.list.passes: needs two passes or more (the parameters of a single pass belong in `query`)",
+        ),
+        (
+            "        - {}\n        - query: { status: null }\n",
+            "mappings/parts.yaml:14: resources.users.list.passes[1].query.status: is `null`, which leaves one of the resource's `query` out of this pass, but the resource's `query` has no such parameter",
+        ),
+        (
+            "        - {}\n        - headers: { Range: null }\n",
+            "mappings/parts.yaml:14: resources.users.list.passes[1].headers.Range: is `null`, which sends no header of that name on this pass, but neither the file's nor the resource's `headers` has one",
+        ),
+        (
+            "        - {}\n        - headers: { Accept: \"{{context.version}}\" }\n",
+            "mappings/parts.yaml:14: resources.users.list.passes[1].headers.Accept: a pass's headers are plain values, not templates",
+        ),
+        (
+            "        - headers: { Accept: a }\n        - headers: { Accept: a }\n",
+            "mappings/parts.yaml:14: resources.users.list.passes[1]: repeats an earlier pass: the same users would be listed twice",
         ),
         (
             "        - query: { status: active }\n        - query: { status: \"{{context.status}}\" }\n",

@@ -570,7 +570,9 @@ pub(crate) fn compile_integration(
         for (method_name, resource) in methods {
             let path = format!("resources.{resource_name}.{method_name}");
             let pagination = resource.pagination.as_ref().or(spec.pagination.as_ref());
-            if let Some(compiled) = compile_resource(resource, pagination, body_format, &path, c) {
+            if let Some(compiled) =
+                compile_resource(resource, pagination, body_format, &spec.headers, &path, c)
+            {
                 resources.insert(format!("{resource_name}.{method_name}"), compiled);
             }
         }

@@ -1,6 +1,8 @@
 //! Native resources: the provider call a resource names (method, path, query, headers, its
 //! own static credential, body, where its records are) and its pagination, compiled once.
 
+use std::collections::BTreeMap;
+
 use unigate_pagination::{Pagination, Style};
 
 use super::auth::Auth;
@@ -50,6 +52,10 @@ pub struct Pass {
     pub path: Option<Template>,
     /// Parameters added to the query of every page of the pass.
     pub query: Vec<(String, String)>,
+    /// Parameters of the resource's `query` this pass does not send (`null` in its `query`).
+    pub drop_query: Vec<String>,
+    /// Headers replacing the file's and the resource's of that name; `None`: none of that name.
+    pub headers: Vec<(String, Option<String>)>,
     /// Where its records are, when not where the resource's are, and that as plain field names.
     pub records: Option<(Expression, Option<Vec<String>>)>,
     /// How its pages are walked, when not as the resource's are.
@@ -128,6 +134,7 @@ pub(super) fn compile_resource(
     resource: &ResourceSpec,
     pagination: Option<&PaginationSpec>,
     body_format: BodyFormat,
+    file_headers: &BTreeMap<String, Text>,
     path: &str,
     c: &mut FileCompiler<'_>,
 ) -> Option<Resource> {
@@ -237,7 +244,14 @@ pub(super) fn compile_resource(
                         .any(|read| read == "pass" || read.starts_with("pass."))
             })
         });
-    let passes = compile_passes(resource, pagination_spec, body_reads_pass, path, c)?;
+    let passes = compile_passes(
+        resource,
+        pagination_spec,
+        body_reads_pass,
+        file_headers,
+        path,
+        c,
+    )?;
     Some(Resource {
         omit,
         passes,
@@ -258,13 +272,14 @@ pub(super) fn compile_resource(
     })
 }
 
-/// A pass's parameters are plain values (no templates: a pass selects a part of the list, it
-/// does not carry account data); its path is a template like the resource's. At least two
-/// passes, each one different, their names distinct.
+/// A pass's parameters and headers are plain values (no templates: a pass selects a part of the
+/// list, it does not carry account data); its path is a template like the resource's. At least
+/// two passes, each one different, their names distinct.
 fn compile_passes(
     resource: &ResourceSpec,
     pagination: Option<&PaginationSpec>,
     body_reads_pass: bool,
+    file_headers: &BTreeMap<String, Text>,
     path: &str,
     c: &mut FileCompiler<'_>,
 ) -> Option<Vec<Pass>> {
@@ -272,9 +287,10 @@ fn compile_passes(
         return Some(Vec::new());
     };
     let mut passes: Vec<Pass> = Vec::new();
-    // What makes a pass another part of the list: its path and parameters, and its name when
-    // the body reads it.
-    type Part<'a> = (Option<&'a str>, Vec<(String, String)>, Option<&'a str>);
+    // What makes a pass another part of the list: its path, parameters and headers, and its
+    // name when the body reads it.
+    type Pairs = Vec<(String, Option<String>)>;
+    type Part<'a> = (Option<&'a str>, Pairs, Pairs, Option<&'a str>);
     let mut parts: Vec<Part<'_>> = Vec::new();
     let mut valid = true;
     if spec.value.len() < 2 {
@@ -298,8 +314,22 @@ fn compile_passes(
     for (index, pass) in spec.value.iter().enumerate() {
         let at = format!("{path}.passes[{index}]");
         let mut params = Vec::new();
+        let mut drop_query = Vec::new();
         for (name, value) in &pass.value.query {
             let field = format!("{at}.query.{name}");
+            let Some(value) = value else {
+                // Leaving out what the resource does not send would be a no-op that hides a typo.
+                if !resource.query.contains_key(name) {
+                    c.error_at(
+                        pass,
+                        &field,
+                        "is `null`, which leaves one of the resource's `query` out of this pass, but the resource's `query` has no such parameter",
+                    );
+                    valid = false;
+                }
+                drop_query.push(name.clone());
+                continue;
+            };
             if value.value.contains("{{") {
                 c.error_at(
                     value,
@@ -351,7 +381,42 @@ fn compile_passes(
             .as_ref()
             .filter(|_| body_reads_pass)
             .map(|name| name.value.as_str());
-        let part = (own_path, params.clone(), asked_by_name);
+        let mut headers = Vec::new();
+        for (name, value) in &pass.value.headers {
+            let field = format!("{at}.headers.{name}");
+            match value {
+                None => {
+                    let sent = |have: &BTreeMap<String, Text>| {
+                        have.keys().any(|have| have.eq_ignore_ascii_case(name))
+                    };
+                    if !sent(&resource.headers) && !sent(file_headers) {
+                        c.error_at(
+                            pass,
+                            &field,
+                            "is `null`, which sends no header of that name on this pass, but neither the file's nor the resource's `headers` has one",
+                        );
+                        valid = false;
+                    }
+                    headers.push((name.clone(), None));
+                }
+                Some(value) if value.value.contains("{{") => {
+                    c.error_at(
+                        value,
+                        &field,
+                        "a pass's headers are plain values, not templates",
+                    );
+                    valid = false;
+                }
+                Some(value) => headers.push((name.clone(), Some(value.value.clone()))),
+            }
+        }
+        let asked_query = pass
+            .value
+            .query
+            .iter()
+            .map(|(name, value)| (name.clone(), value.as_ref().map(|v| v.value.clone())))
+            .collect();
+        let part = (own_path, asked_query, headers.clone(), asked_by_name);
         if parts.contains(&part) {
             c.error_at(
                 pass,
@@ -434,6 +499,8 @@ fn compile_passes(
             name,
             path: pass_path,
             query: params,
+            drop_query,
+            headers,
             records,
             pagination: pass_pagination,
             only_with,
