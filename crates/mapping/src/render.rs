@@ -552,9 +552,9 @@ fn render_oauth(oauth: &OAuth2, context: &Value) -> Result<RenderedOAuth2, Rende
             .map(|template| template.render(context))
             .transpose()
     };
-    // A scope or token parameter whose optional key the account lacks is not sent at all (an
-    // empty `scope=` would ask for no scope): Qualtrics' client credentials, with or without
-    // the account's own scope.
+    // A scope, token parameter or client secret whose optional key the account lacks is not
+    // sent at all (an empty `scope=` would ask for no scope): Qualtrics' client credentials,
+    // with or without the account's own scope.
     let unless_absent = |rendered: Result<String, RenderError>| match rendered {
         Err(error) if error.optional_absent => Ok(None),
         other => other.map(Some),
@@ -564,7 +564,15 @@ fn render_oauth(oauth: &OAuth2, context: &Value) -> Result<RenderedOAuth2, Rende
         grant: oauth.grant,
         grant_type: oauth.grant_type.render(context)?,
         client_id: optional(&oauth.client_id)?,
-        client_secret: optional(&oauth.client_secret)?.map(Secret::new),
+        // A public client (PKCE, no secret: PostHog's CIMD clients) names its `client_id` alone
+        // (RFC 6749 §6), however the file sends a secret when there is one.
+        client_secret: oauth
+            .client_secret
+            .as_ref()
+            .map(|secret| unless_absent(secret.render(context)))
+            .transpose()?
+            .flatten()
+            .map(Secret::new),
         refresh_token: optional(&oauth.refresh_token)?.map(Secret::new),
         scope: oauth
             .scope

@@ -1406,17 +1406,20 @@ fn a_private_key_jwt_client_has_a_key_where_others_have_a_secret() {
     );
 }
 
-/// An optional key in a scope, token parameter or claim leaves it out for an account that lacks
-/// the key, instead of sending it empty (an empty `scope=` asks for no scope at all).
+/// An optional key in a scope, token parameter, claim or client secret leaves it out for an
+/// account that lacks the key, instead of sending it empty (an empty `scope=` asks for no scope
+/// at all; a public client has no secret to send).
 #[test]
 fn an_oauth_value_whose_optional_key_is_absent_is_not_sent() {
     let file = GOOD.replace(
         r#"auth: { kind: bearer, token: "{{context.token}}" }"#,
         r#"auth:
-  kind: oauth2_client_credentials
+  kind: oauth2_refresh_token
   token_url: "https://{{context.subdomain}}.example.test/oauth2/token"
   client_id: "{{context.client_id}}"
-  client_secret: "{{context.client_secret}}"
+  client_secret: "{{context.client_secret?}}"
+  client_auth: basic
+  refresh_token: "{{context.refresh_token}}"
   scope: "{{context.scope?}}"
   token_params: { audience: "{{context.audience?}}", resource: users }"#,
     );
@@ -1428,16 +1431,25 @@ fn an_oauth_value_whose_optional_key_is_absent_is_not_sent() {
             .iter()
             .map(|(name, value)| (name.clone(), value.expose().to_owned()))
             .collect();
-        (oauth.scope.clone(), params)
+        let secret = oauth
+            .client_secret
+            .as_ref()
+            .map(|secret| secret.expose().to_owned());
+        (oauth.scope.clone(), params, secret)
     };
-    let base = serde_json::json!({"subdomain": "acme", "client_id": "c", "client_secret": "s"});
+    let base = serde_json::json!({"subdomain": "acme", "client_id": "c", "refresh_token": "r"});
     assert_eq!(
         rendered(base.clone()),
-        (None, vec![("resource".to_owned(), "users".to_owned())])
+        (
+            None,
+            vec![("resource".to_owned(), "users".to_owned())],
+            None
+        )
     );
     let mut full = base;
     full["scope"] = "read:users".into();
     full["audience"] = "https://api.example.test".into();
+    full["client_secret"] = "s".into();
     assert_eq!(
         rendered(full),
         (
@@ -1445,7 +1457,8 @@ fn an_oauth_value_whose_optional_key_is_absent_is_not_sent() {
             vec![
                 ("audience".to_owned(), "https://api.example.test".to_owned()),
                 ("resource".to_owned(), "users".to_owned())
-            ]
+            ],
+            Some("s".to_owned())
         )
     );
 }
