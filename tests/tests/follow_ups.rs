@@ -1652,6 +1652,105 @@ unified:
     );
 }
 
+/// A page-level follow-up marked `on_get` (a catalog of one call) is made by a get too, with the
+/// get's record as its page; and a per-record follow-up reads `$query.id` on a get, so a file
+/// can ask one user's groups of that user on a get, where the list pairs them from a catalog.
+/// The chained and unmarked page-level ones are still not made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_makes_a_page_follow_up_marked_on_get_and_knows_its_id() {
+    type Calls = Arc<Mutex<Vec<String>>>;
+    async fn member(Path(login): Path<String>) -> Response {
+        axum::Json(json!({"login": login})).into_response()
+    }
+    async fn teams(State(calls): State<Calls>) -> Response {
+        calls.lock().unwrap().push("teams".to_owned());
+        axum::Json(json!({"teams": [
+            {"id": "t1", "members": ["ada", "grace"]},
+            {"id": "t2", "members": ["grace"]}
+        ]}))
+        .into_response()
+    }
+    async fn groups(State(calls): State<Calls>) -> Response {
+        calls.lock().unwrap().push("groups".to_owned());
+        axum::Json(json!({"groups": [{"id": "g1", "members": ["ada"]}]})).into_response()
+    }
+    async fn user_groups(State(calls): State<Calls>, Path(login): Path<String>) -> Response {
+        calls.lock().unwrap().push(format!("user_groups {login}"));
+        axum::Json(json!({"groups": [{"id": "g1"}]})).into_response()
+    }
+    let calls: Calls = Arc::default();
+    let server = spawn_provider(
+        Router::new()
+            .route("/members", get(members))
+            .route("/members/{login}", get(member))
+            .route("/teams", get(teams))
+            .route("/groups", get(groups))
+            .route("/users/{login}/groups", get(user_groups))
+            .with_state(calls.clone()),
+    )
+    .await;
+    let mapping = members_mapping(
+        r#"    get: { path: "/members/{{id}}", records: "$" }
+  teams:
+    list: { path: /teams, records: teams }
+  groups:
+    list: { path: /groups, records: groups }
+  user_groups:
+    list: { path: "/users/{{id}}/groups", records: groups }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        follow_up:
+          teams: { resource: teams.list, per: page, id: "'all'", key: login, matches: members, on_get: true }
+          groups: { resource: groups.list, per: page, id: "'all'", key: login, matches: members }
+          user_groups: { resource: user_groups.list, id: "$type($query.id) = 'string' ? login" }
+        response_mapping: |
+          {
+            "id": login,
+            "workspaces": $count($teams) > 0 ? [$teams.{ "id": id }],
+            "groups": (
+              $all := $append($groups, $user_groups);
+              $count($all) > 0 ? [$all.{ "id": id }]
+            )
+          }
+      get:
+        resource: members.get
+"#,
+    );
+    let gateway = members_gateway(&mapping, &server.origin).await;
+    let (status, body) = get_json(
+        &format!(
+            "{}/unified/user-directory/users/ada?integrated_account_id=acc&truto_ignore_remote_data=true",
+            gateway.0.origin
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"id": "ada", "workspaces": [{"id": "t1"}], "groups": [{"id": "g1"}]})
+        )
+    );
+    let mut made = calls.lock().unwrap().clone();
+    made.sort();
+    assert_eq!(made, ["teams", "user_groups ada"]);
+    // The list pairs both from its catalogs and asks no user's groups.
+    calls.lock().unwrap().clear();
+    let (status, body) = gateway.list("&limit=1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"],
+        json!([{"id": "ada", "workspaces": [{"id": "t1"}], "groups": [{"id": "g1"}]}])
+    );
+    let mut made = calls.lock().unwrap().clone();
+    made.sort();
+    assert_eq!(made, ["groups", "teams"]);
+}
+
 /// A follow-up whose resource has its own `auth` (a SCIM token beside the REST one) sends that
 /// credential and only that one; the list sends the file's. A refusal of the resource's
 /// credential fails the call naming the follow-up, cleaned of the credential it echoes, and does

@@ -687,12 +687,14 @@ impl Engine {
 
     /// For a get: the answers of the list's per-record follow-ups that `read` names (a user's
     /// details, read by the list's mapping the get shares), asked for `record` as the list asks
-    /// them for each of its records. Page-level follow-ups (catalogs of groups and their
-    /// members) are not made: they would walk the account's whole catalog for one record.
+    /// them for each of its records, with `$query` the get's ([`get_query`]). Page-level
+    /// follow-ups are made only where the file says so (`on_get`, a catalog of a few calls);
+    /// chained ones never: they would walk the account's whole catalog for one record.
     pub(crate) async fn follow_get_record(
         &self,
         list: MethodKey,
         account_id: &str,
+        id: &str,
         record: &Value,
         read: &std::collections::BTreeSet<String>,
     ) -> Result<Vec<(String, Value)>, ApiError> {
@@ -701,26 +703,33 @@ impl Engine {
             "integrated_account_id".to_owned(),
             Value::String(account_id.to_owned()),
         );
-        let Ok(call) = self.prepare_list(list, params) else {
+        let Ok(mut call) = self.prepare_list(list, params) else {
             return Ok(Vec::new());
         };
+        // What a follow-up's `id` reads to know it serves a get: one user's groups are then
+        // asked of that user, not of the account's whole catalog.
+        call.scope = call.scope.with("query", get_query(id));
         let mut variables = FollowedUp {
             page: Vec::new(),
             records: vec![Vec::new()],
             asked: Vec::new(),
         };
+        let records = std::slice::from_ref(record);
         for follow_up in &call.method().follow_ups {
-            if !follow_up.per_page && follow_up.over.is_none() && read.contains(&follow_up.name) {
-                self.follow_records(
-                    &call,
-                    follow_up,
-                    std::slice::from_ref(record),
-                    &mut variables,
-                )
-                .await?;
+            if follow_up.over.is_some() || !read.contains(&follow_up.name) {
+                continue;
+            }
+            if !follow_up.per_page {
+                self.follow_records(&call, follow_up, records, &mut variables)
+                    .await?;
+            } else if follow_up.on_get {
+                self.follow_page(&call, follow_up, records, &mut variables)
+                    .await?;
             }
         }
-        Ok(variables.records.pop().unwrap_or_default())
+        let mut bound = variables.page;
+        bound.extend(variables.records.pop().unwrap_or_default());
+        Ok(bound)
     }
 
     async fn follow_records(
@@ -1115,6 +1124,11 @@ impl Engine {
 }
 
 /// A follow-up expression over `input`; an error names the integration and the field.
+/// `$query` on a get: `{"id": …}`, the record asked for (the list's query has no `id`).
+pub(crate) fn get_query(id: &str) -> Value {
+    serde_json::json!({ "id": id })
+}
+
 fn evaluate(
     call: &ListCall,
     expression: &Expression,

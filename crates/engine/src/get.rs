@@ -1,7 +1,8 @@
 //! Get: `GET /unified/{model}/{resource}/{id}` — one record, fetched with the resource the
 //! integration's `get` method names (its `{{id}}` filled, percent-encoded as one path segment),
 //! through the same provider-call path as every list page, and mapped as the list maps it, with
-//! the list's per-record follow-ups (a user's details; not its page-level catalogs of groups).
+//! the list's per-record follow-ups (a user's details) and the page-level ones marked `on_get`
+//! (not the others: catalogs of groups walked whole); `$query` is `{"id": …}`.
 //! The answer is the record itself (Truto's get has no envelope).
 
 use serde_json::{Map, Value};
@@ -40,15 +41,15 @@ impl Engine {
             let remote_params = flatten_query(&query.remote_query);
             endpoint.check_remote_params(&remote_params)?;
             endpoint.add_params(Vec::new(), remote_params);
-            // A get makes only the list's per-record follow-ups its mapping reads, but its
-            // mapping may be the list's, which reads the others' names: undefined here, on the
-            // fast path.
+            // A get makes only some of the list's follow-ups its mapping reads, but its mapping
+            // may be the list's, which reads the others' names: undefined here, on the fast
+            // path.
             let list = target
                 .method(&MethodKey::new(model, resource, Method::List))
                 .ok();
             let scope = target
                 .scope
-                .with("query", Value::Object(Map::new()))
+                .with("query", crate::follow::get_query(id))
                 .with_possibly_unbound(
                     list.iter()
                         .flat_map(|list| list.follow_ups.iter())
@@ -101,11 +102,13 @@ impl Engine {
             let mut answer = match query.response_format {
                 ResponseFormat::Raw => record,
                 format => {
-                    // The list's per-record follow-ups the mapping reads (a user's details).
+                    // The list's follow-ups a get makes that the mapping reads (a user's
+                    // details, its groups where one call or a few give them).
                     let followed = self
                         .follow_get_record(
                             MethodKey::new(model, resource, Method::List),
                             &target.account.id,
+                            id,
                             &record,
                             &method.response_mapping.variables_read(),
                         )

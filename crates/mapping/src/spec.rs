@@ -740,6 +740,11 @@ pub struct FollowUpSpec {
     /// with their members, or a membership record with the user's role in the group).
     #[serde(default)]
     pub gives: Option<Spanned<ChainedGives>>,
+    /// `per: page` without `over`: a get makes it too, its one record the page (a catalog of a
+    /// few calls, Slack's user groups), so a get gives what the list gives; without it a get
+    /// makes only the per-record follow-ups.
+    #[serde(default)]
+    pub on_get: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -1673,9 +1673,10 @@ fn a_batched_or_page_wide_follow_up_is_checked_at_load() {
         );
     }
     // A per-page call that needs no id (the account's groups, paired back by key): `id` only
-    // says whether to call.
-    let no_id =
-        with("{ resource: lookup.list, per: page, id: \"$count($) > 0\", key: id, matches: user }");
+    // says whether to call; a get makes it too with `on_get`.
+    let no_id = with(
+        "{ resource: lookup.list, per: page, id: \"$count($) > 0\", key: id, matches: user, on_get: true }",
+    );
     Catalog::from_sources(&[model()], &[integration("ok", &no_id)])
         .unwrap_or_else(|errors| panic!("{errors}"));
     let bad = [
@@ -1708,6 +1709,7 @@ fn a_batched_or_page_wide_follow_up_is_checked_at_load() {
             with("{ resource: lookup.list, per: page, id: id, key: id, matches: id }")
                 .replace("$detail", "$details"),
         ),
+        ("g", with("{ resource: lookup.list, id: id, on_get: true }")),
     ];
     let sources: Vec<_> = bad
         .iter()
@@ -1725,6 +1727,8 @@ fn a_batched_or_page_wide_follow_up_is_checked_at_load() {
             "mappings/d.yaml:17: unified.user-directory.users.list.follow_up.detail: `per: page` pairs answer records with page records through `key` and `matches` (both, or neither: the whole answer is every record's); `per: record` takes neither",
             "mappings/e.yaml:17: unified.user-directory.users.list.follow_up.detail.batch.keep: a kept batch pairs its answers with `key` and `matches`: a page given the whole answer would get the records earlier pages asked for",
             "mappings/f.yaml:19: unified.user-directory.users.list.follow_up: the follow-up `detail` is made but nothing reads `$detail` (not the response mapping, nor a follow-up chained `over` it); a file whose own response mapping ignores an inherited follow-up sets `follow_up: {}`",
+            "mappings/g.yaml:17: unified.user-directory.users.list.follow_up.detail.resource: `lookup.list` never reads `{{id}}`, so the follow-up could not say which record it is for",
+            "mappings/g.yaml:17: unified.user-directory.users.list.follow_up.detail.on_get: a get makes every per-record follow-up already; `on_get` is for a `per: page` one that is not chained `over` another (a chained one would walk the whole catalog for one record)",
         ],
         "{errors}"
     );

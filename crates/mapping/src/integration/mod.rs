@@ -278,6 +278,8 @@ pub struct FollowUp {
     pub gives_answers: bool,
     /// Its resource reads the id's parts (`{{id.0}}`, `{{id.1}}`): `id` gives them as a list.
     pub id_parts: bool,
+    /// Per page: a get makes it too, with its record as the page (`on_get: true`).
+    pub on_get: bool,
 }
 
 /// How a per-page follow-up sends a page's ids (`batch:`).

@@ -562,6 +562,17 @@ fn compile_follow_ups(
                 })
             }
         };
+        let on_get = follow_up.on_get.as_ref().filter(|on_get| on_get.value);
+        if let Some(on_get) = on_get
+            && (!per_page || follow_up.over.is_some())
+        {
+            c.error_at(
+                on_get,
+                &format!("{at}.on_get"),
+                "a get makes every per-record follow-up already; `on_get` is for a `per: page` one that is not chained `over` another (a chained one would walk the whole catalog for one record)",
+            );
+            ok = false;
+        }
         let concurrency = follow_up
             .concurrency
             .as_ref()
@@ -606,6 +617,7 @@ fn compile_follow_ups(
                 .as_ref()
                 .is_some_and(|gives| gives.value == ChainedGives::Answers),
             id_parts,
+            on_get: on_get.is_some(),
         });
     }
     // A chained follow-up runs after what it is chained over (two levels at most).
