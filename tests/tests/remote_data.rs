@@ -71,3 +71,38 @@ async fn records_the_gateway_looks_inside_go_through_the_tree() {
         "{text}"
     );
 }
+
+/// A list whose mapping gives a subset of the model's fields (`partial: true`) says so after the
+/// envelope's other keys, in every format built from the mapping (on both the text and the tree
+/// path), and never on a raw answer, whose records are the provider's.
+#[tokio::test]
+async fn a_partial_list_says_so_except_in_raw_answers() {
+    let partial = MAPPING.replace(
+        "        resource: users.list\n",
+        "        resource: users.list\n        partial: true\n",
+    );
+    assert_ne!(partial, MAPPING);
+    let answer = async |query: &str| {
+        list_text_of_one_page("pretty", &partial, PAGE.as_bytes().to_vec(), query).await
+    };
+    for query in [
+        "",
+        "truto_exclude_fields=emails",
+        "truto_response_format=normalized",
+    ] {
+        let (status, text) = answer(query).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(
+            text.ends_with(
+                r#""next_cursor":null,"result_count":2,"prev_cursor":null,"is_partial_response":true}"#
+            ),
+            "{query}: {text}"
+        );
+    }
+    let (status, text) = answer("truto_response_format=raw").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.ends_with(r#""next_cursor":null,"result_count":2,"prev_cursor":null}"#),
+        "{text}"
+    );
+}

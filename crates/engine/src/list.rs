@@ -24,6 +24,9 @@ pub struct ListOutput {
     keyed: Option<Value>,
     pub result_count: usize,
     pub next_cursor: Option<String>,
+    /// The mapping gives a subset of the model's fields (`partial`): Truto's
+    /// `is_partial_response`, telling the caller a get gives the rest.
+    pub is_partial: bool,
 }
 
 impl ListOutput {
@@ -40,6 +43,7 @@ impl ListOutput {
             self.keyed.as_ref(),
             self.next_cursor.as_deref(),
             self.result_count,
+            self.is_partial,
         )
     }
 }
@@ -94,12 +98,16 @@ impl Engine {
                     .encode(&call.target.account.id, call.fingerprint(), walker.state())
             });
             let result_count = records.len();
+            // Raw records are the provider's, not the mapping's subset.
+            let is_partial =
+                call.method().partial && call.query.response_format != ResponseFormat::Raw;
             if call.text_records {
                 return Ok(ListOutput {
                     records,
                     keyed: None,
                     result_count,
                     next_cursor,
+                    is_partial,
                 });
             }
             let mut trees: Vec<Value> = records.into_iter().map(Record::into_tree).collect();
@@ -115,6 +123,7 @@ impl Engine {
                 keyed,
                 result_count,
                 next_cursor,
+                is_partial,
             });
         }
     }

@@ -122,15 +122,17 @@ impl Record {
 /// copied into the envelope's own text, where a chunk of their own would cost more than the copy.
 const SHARED_RUN_BYTES: usize = 8 * 1024;
 
-/// The list answer, `{"result": …, "next_cursor": …, "result_count": …, "prev_cursor": null}`,
-/// as the chunks it is sent in: the envelope's own text, and between its pieces each long run of
-/// records that follow one another in their page's buffer, shared rather than copied (on the
-/// 100-user Okta page, that was a copy of about 140 KB per answer).
+/// The list answer, `{"result": …, "next_cursor": …, "result_count": …, "prev_cursor": null}`
+/// (and `"is_partial_response": true` after them when the records are `partial`), as the chunks
+/// it is sent in: the envelope's own text, and between its pieces each long run of records that
+/// follow one another in their page's buffer, shared rather than copied (on the 100-user Okta
+/// page, that was a copy of about 140 KB per answer).
 pub(crate) fn envelope_chunks(
     result: &[Record],
     keyed: Option<&Value>,
     next_cursor: Option<&str>,
     result_count: usize,
+    partial: bool,
 ) -> Vec<Bytes> {
     let mut chunks = Vec::new();
     let mut out = Vec::with_capacity(256);
@@ -167,8 +169,12 @@ pub(crate) fn envelope_chunks(
     out.extend_from_slice(b",\"next_cursor\":");
     drop(serde_json::to_writer(&mut out, &next_cursor));
     out.extend_from_slice(
-        format!(",\"result_count\":{result_count},\"prev_cursor\":null}}").as_bytes(),
+        format!(",\"result_count\":{result_count},\"prev_cursor\":null").as_bytes(),
     );
+    if partial {
+        out.extend_from_slice(b",\"is_partial_response\":true");
+    }
+    out.push(b'}');
     chunks.push(Bytes::from(out));
     chunks
 }
@@ -748,16 +754,16 @@ mod tests {
             Record::Text(RecordText::single(br#"{"id":"1"}"#.to_vec())),
             Record::Tree(json!({"id": "2"})),
         ];
-        let text = envelope_chunks(&records, None, Some("c1"), 2).concat();
+        let text = envelope_chunks(&records, None, Some("c1"), 2, false).concat();
         assert_eq!(
             String::from_utf8(text).unwrap(),
             r#"{"result":[{"id":"1"},{"id":"2"}],"next_cursor":"c1","result_count":2,"prev_cursor":null}"#
         );
         let keyed = json!({"1": {"id": "1"}});
-        let text = envelope_chunks(&[], Some(&keyed), None, 1).concat();
+        let text = envelope_chunks(&[], Some(&keyed), None, 1, true).concat();
         assert_eq!(
             String::from_utf8(text).unwrap(),
-            r#"{"result":{"1":{"id":"1"}},"next_cursor":null,"result_count":1,"prev_cursor":null}"#
+            r#"{"result":{"1":{"id":"1"}},"next_cursor":null,"result_count":1,"prev_cursor":null,"is_partial_response":true}"#
         );
     }
 
@@ -786,7 +792,7 @@ mod tests {
         let mut records: Vec<Record> = first.into_iter().map(Record::Text).collect();
         records.extend(second.into_iter().map(Record::Text));
         records.push(Record::Tree(json!({"id": "6"})));
-        let chunks = envelope_chunks(&records, None, None, 6);
+        let chunks = envelope_chunks(&records, None, None, 6, false);
         let expected = format!(
             r#"{{"result":[{},{},{},{{"id":"4"}},{{"id":"5"}},{{"id":"6"}}],"next_cursor":null,"result_count":6,"prev_cursor":null}}"#,
             long(1),
@@ -802,7 +808,8 @@ mod tests {
         assert_eq!(chunks[1].len(), first_page.len());
         // Records out of their page's order are copied, in the order given.
         records.swap(0, 1);
-        let text = String::from_utf8(envelope_chunks(&records, None, None, 6).concat()).unwrap();
+        let text =
+            String::from_utf8(envelope_chunks(&records, None, None, 6, false).concat()).unwrap();
         assert!(text.starts_with(&format!(
             r#"{{"result":[{},{},{},"#,
             long(2),

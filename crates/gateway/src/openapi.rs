@@ -420,6 +420,7 @@ fn list_operation(
                         "next_cursor": {"type": ["string", "null"]},
                         "result_count": {"type": "integer", "minimum": 0},
                         "prev_cursor": {"type": "null"},
+                        "is_partial_response": {"type": "boolean", "description": "Present (true) when the integration's list gives a subset of the model's fields: its get gives the rest."},
                     },
                 }},
                 "application/x-ndjson": {"schema": {
