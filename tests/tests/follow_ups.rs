@@ -1009,6 +1009,18 @@ impl MembersGateway {
         )
         .await
     }
+
+    /// The get of user `id`.
+    async fn get(&self, id: &str) -> (u16, Value) {
+        get_json(
+            &format!(
+                "{}/unified/user-directory/users/{id}?integrated_account_id=acc&truto_ignore_remote_data=true",
+                self.0.origin
+            ),
+            Some(TEST_TOKEN),
+        )
+        .await
+    }
 }
 
 /// A mapping of the members provider: its file-level lines and the members list, then `rest`
@@ -1630,14 +1642,7 @@ unified:
 "#,
     );
     let gateway = members_gateway(&mapping, &server.origin).await;
-    let (status, body) = get_json(
-        &format!(
-            "{}/unified/user-directory/users/ada?integrated_account_id=acc&truto_ignore_remote_data=true",
-            gateway.0.origin
-        ),
-        Some(TEST_TOKEN),
-    )
-    .await;
+    let (status, body) = gateway.get("ada").await;
     assert_eq!(
         (status, body),
         (200, json!({"id": "ada", "name": "ada (name)"}))
@@ -1720,14 +1725,7 @@ unified:
 "#,
     );
     let gateway = members_gateway(&mapping, &server.origin).await;
-    let (status, body) = get_json(
-        &format!(
-            "{}/unified/user-directory/users/ada?integrated_account_id=acc&truto_ignore_remote_data=true",
-            gateway.0.origin
-        ),
-        Some(TEST_TOKEN),
-    )
-    .await;
+    let (status, body) = gateway.get("ada").await;
     assert_eq!(
         (status, body),
         (
