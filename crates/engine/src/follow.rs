@@ -1123,12 +1123,12 @@ impl Engine {
     }
 }
 
-/// A follow-up expression over `input`; an error names the integration and the field.
 /// `$query` on a get: `{"id": …}`, the record asked for (the list's query has no `id`).
 pub(crate) fn get_query(id: &str) -> Value {
     serde_json::json!({ "id": id })
 }
 
+/// A follow-up expression over `input`; an error names the integration and the field.
 fn evaluate(
     call: &ListCall,
     expression: &Expression,

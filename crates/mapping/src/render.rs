@@ -564,8 +564,8 @@ fn render_oauth(oauth: &OAuth2, context: &Value) -> Result<RenderedOAuth2, Rende
         grant: oauth.grant,
         grant_type: oauth.grant_type.render(context)?,
         client_id: optional(&oauth.client_id)?,
-        // A public client (PKCE, no secret: PostHog's CIMD clients) names its `client_id` alone
-        // (RFC 6749 §6), however the file sends a secret when there is one.
+        // A public client (PKCE, no secret: PostHog's CIMD clients) sends its `client_id` alone
+        // (RFC 6749 §6), whatever `client_auth` says for a client that has a secret.
         client_secret: oauth
             .client_secret
             .as_ref()
