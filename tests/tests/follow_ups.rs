@@ -1749,6 +1749,45 @@ unified:
     assert_eq!(made, ["groups", "teams"]);
 }
 
+/// A get answers the record of the id asked, never another: a provider that reads an alias by
+/// the same path (`me`: the credential's own user) answers someone else, which is the gateway's
+/// own 404 naming both ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_answered_with_another_record_is_not_found() {
+    async fn member(Path(login): Path<String>) -> Response {
+        let login = if login == "me" {
+            "ada".to_owned()
+        } else {
+            login
+        };
+        axum::Json(json!({"login": login})).into_response()
+    }
+    let server = spawn_provider(Router::new().route("/members/{login}", get(member))).await;
+    let mapping = members_mapping(
+        r#"    get: { path: "/members/{{id}}", records: "$" }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: members.list
+        response_mapping: '{ "id": login }'
+      get:
+        resource: members.get
+"#,
+    );
+    let gateway = members_gateway(&mapping, &server.origin).await;
+    assert_eq!(gateway.get("grace").await, (200, json!({"id": "grace"})));
+    let (status, body) = gateway.get("me").await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            404,
+            json!("integration `members` answered the record of `ada` when asked for `me`")
+        ),
+        "{body}"
+    );
+}
+
 /// A follow-up whose resource has its own `auth` (a SCIM token beside the REST one) sends that
 /// credential and only that one; the list sends the file's. A refusal of the resource's
 /// credential fails the call naming the follow-up, cleaned of the credential it echoes, and does

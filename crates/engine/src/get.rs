@@ -118,6 +118,7 @@ impl Engine {
                         .fold(scope, |scope, (name, value)| scope.with(&name, value));
                     let mut mapped = map_response(method, &record, &scope)
                         .map_err(|error| mapping_error(integration, &error))?;
+                    check_answered_id(integration, &mapped, id)?;
                     if format == ResponseFormat::Normalized {
                         Value::Object(normalize_record(&mapped, &unified_resource.fields))
                     } else {
@@ -134,4 +135,30 @@ impl Engine {
         .await;
         answer.map_err(|error| self.redact(&target, error))
     }
+}
+
+/// A get answers the record whose unified `id` is the one asked, never another: providers read
+/// aliases by the same path (`me`, Gorgias' and BambooHR's `0`: the credential's own user), a
+/// search by id may match a name, and an id the provider reads another way (`07` as 7) names
+/// someone else. Such an answer is the gateway's own 404, as an answer without a record is.
+fn check_answered_id(
+    integration: &unigate_mapping::Integration,
+    mapped: &Map<String, Value>,
+    id: &str,
+) -> Result<(), ApiError> {
+    let answered = match mapped.get("id") {
+        Some(Value::String(answered)) => answered.clone(),
+        Some(Value::Number(answered)) => answered.to_string(),
+        _ => return Ok(()),
+    };
+    if answered == id {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorKind::NotFound,
+        format!(
+            "integration `{}` answered the record of `{answered}` when asked for `{id}`",
+            integration.id
+        ),
+    ))
 }
