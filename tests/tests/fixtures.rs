@@ -569,11 +569,18 @@ async fn run_case(dir: &Path, catalog: Arc<Catalog>) -> Vec<String> {
             }
         }
     }
-    let made = stub.received().len();
+    let received = stub.received();
+    let made = received.len();
     let expected: usize = case.calls.iter().map(|call| call.exchanges().len()).sum();
     if made != expected {
+        // The requests themselves, so that a case can be written from what the gateway sent.
+        let sent: Vec<String> = received
+            .iter()
+            .map(|request| format!("{} {} {:?}", request.method, request.path, request.query))
+            .collect();
         problems.push(format!(
-            "{name}: {made} provider requests made, {expected} expected"
+            "{name}: {made} provider requests made, {expected} expected:\n    {}",
+            sent.join("\n    ")
         ));
     }
     problems

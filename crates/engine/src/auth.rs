@@ -172,6 +172,21 @@ enum Refusal {
     MarksAccount,
     /// Only this call is refused (a follow-up after its page succeeded): its error, no mark.
     OfThisCall,
+    /// A call confirming another's refusal (a get's, on the list's first page): its answer as
+    /// it is, no mark, and no renewal: the token was issued or renewed by that call just before.
+    Confirming,
+}
+
+/// Why an account is marked `needs_reauth` when `response` refused `credential`: a token the
+/// gateway obtains was renewed before it was refused again (see `call_provider_as`).
+fn refusal_reason(credential: &Credential, response: &ProviderResponse, detail: &str) -> String {
+    match credential {
+        Credential::Token(_) => format!(
+            "the provider refused a freshly issued access token (HTTP {})",
+            response.status
+        ),
+        _ => format!("the provider refused the account's credentials ({detail})"),
+    }
 }
 
 /// The nonce a resource server's 401 asks the next DPoP proof to carry: `WWW-Authenticate: DPoP
@@ -227,6 +242,69 @@ impl Engine {
     ) -> Result<ProviderResponse, ApiError> {
         self.call_provider_as(target, credential, request, Refusal::OfThisCall)
             .await
+    }
+
+    /// A get's call. A provider may refuse a get for the record rather than the credential (a
+    /// user of another team, a scope the get needs and the list does not: HighLevel, Trello and
+    /// Zoom answer those 401, in words no `auth.rejected` can know in advance), so before the
+    /// account is marked, the list's first page (`probe`) is asked with the same credential:
+    /// only a refusal there too marks it. Either way the caller gets the get's own refusal.
+    /// Without a probe (the get's resource or the list's carries a credential of its own) a
+    /// refusal marks the account as on a page.
+    pub(crate) async fn call_provider_for_get(
+        &self,
+        target: &Target,
+        credential: &Credential,
+        request: &ProviderRequest,
+        probe: impl FnOnce() -> Option<ProviderRequest>,
+    ) -> Result<ProviderResponse, ApiError> {
+        if matches!(credential, Credential::None) {
+            return self.call_provider(target, credential, request).await;
+        }
+        let response = self
+            .call_provider_as(target, credential, request, Refusal::OfThisCall)
+            .await?;
+        if !self.credential_refused(target, credential, &response) {
+            return Ok(response);
+        }
+        let Some(probe) = probe() else {
+            let detail = self.refusal_detail(target, &response);
+            self.mark_needs_reauth(
+                &target.account.id,
+                refusal_reason(credential, &response, &detail),
+            )
+            .await;
+            return self.refused(target, response, &detail);
+        };
+        match self
+            .call_provider_as(target, credential, &probe, Refusal::Confirming)
+            .await
+        {
+            Ok(listed) if self.credential_refused(target, credential, &listed) => {
+                let detail = self.refusal_detail(target, &listed);
+                self.mark_needs_reauth(
+                    &target.account.id,
+                    refusal_reason(credential, &listed, &detail),
+                )
+                .await;
+            }
+            Ok(listed) => tracing::warn!(
+                account = %target.account.id,
+                integration = %target.integration.id,
+                get_status = response.status,
+                list_status = listed.status,
+                "a get was refused and the list's first page was not: a refusal of that record, the account stays connected"
+            ),
+            Err(error) => tracing::warn!(
+                account = %target.account.id,
+                integration = %target.integration.id,
+                get_status = response.status,
+                %error,
+                "a get was refused and the list's first page could not confirm it: the account stays connected"
+            ),
+        }
+        let detail = self.refusal_detail(target, &response);
+        self.refused(target, response, &detail)
     }
 
     async fn call_provider_as(
@@ -296,7 +374,7 @@ impl Engine {
                 let detail = self.refusal_detail(target, &response);
                 self.mark_needs_reauth(
                     &target.account.id,
-                    format!("the provider refused the account's credentials ({detail})"),
+                    refusal_reason(credential, &response, &detail),
                 )
                 .await;
                 return self.refused(target, response, &detail);
@@ -329,22 +407,19 @@ impl Engine {
                 }
             }
             if self.credential_refused(target, credential, &response) {
-                if !issued.fresh && rejected.is_none() {
+                if !issued.fresh && rejected.is_none() && refusal != Refusal::Confirming {
                     rejected = Some(issued.token.token.clone());
                     continue;
                 }
-                if refusal == Refusal::OfThisCall {
+                if refusal != Refusal::MarksAccount {
                     return Ok(response);
                 }
+                let detail = self.refusal_detail(target, &response);
                 self.mark_needs_reauth(
                     &target.account.id,
-                    format!(
-                        "the provider refused a freshly issued access token (HTTP {})",
-                        response.status
-                    ),
+                    refusal_reason(credential, &response, &detail),
                 )
                 .await;
-                let detail = self.refusal_detail(target, &response);
                 return self.refused(target, response, &detail);
             }
             return Ok(response);

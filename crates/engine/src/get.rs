@@ -67,8 +67,11 @@ impl Engine {
             )
             .map_err(|error| mapping_error(integration, &error))?;
             let request = endpoint.request(body)?;
+            let list_key = MethodKey::new(model, resource, Method::List);
             let response = self
-                .call_provider(&target, endpoint.credential(&target), &request)
+                .call_provider_for_get(&target, endpoint.credential(&target), &request, || {
+                    self.list_probe(list_key, &target.account.id, &endpoint)
+                })
                 .await?;
             tracing::info!(
                 account = %target.account.id,
@@ -134,6 +137,50 @@ impl Engine {
         }
         .await;
         answer.map_err(|error| self.redact(&target, error))
+    }
+}
+
+impl Engine {
+    /// The first page request of the list a get belongs to, as a caller naming only the account
+    /// sends it: what confirms a get's refusal before the account is marked
+    /// ([`Engine::call_provider_for_get`]). None when the get or the list sends a credential of
+    /// its own, or the list cannot be asked.
+    fn list_probe(
+        &self,
+        key: MethodKey,
+        account_id: &str,
+        get: &Endpoint,
+    ) -> Option<unigate_upstream::ProviderRequest> {
+        if get.has_own_credential() {
+            return None;
+        }
+        let params = Map::from_iter([(
+            "integrated_account_id".to_owned(),
+            Value::String(account_id.to_owned()),
+        )]);
+        let call = self.prepare_list(key, params).ok()?;
+        if call.endpoint.has_own_credential() {
+            return None;
+        }
+        let pass = if call.endpoint.makes_pass(0) {
+            0
+        } else {
+            call.endpoint.next_pass(0)?
+        };
+        let page_size = call.page_size_of(pass);
+        let body = render_body(
+            call.resource(),
+            call.endpoint.pass_index(pass),
+            &Position::First,
+            page_size,
+            &call.unified_query,
+            None,
+            &call.scope,
+        )
+        .ok()?;
+        call.endpoint
+            .page_request(&Position::First, pass, page_size, body)
+            .ok()
     }
 }
 

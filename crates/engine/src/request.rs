@@ -222,6 +222,11 @@ impl Endpoint {
         self.own_credential.as_ref().unwrap_or(&target.credential)
     }
 
+    /// Whether this resource's calls carry a credential of their own (`auth` on the resource).
+    pub(crate) fn has_own_credential(&self) -> bool {
+        self.own_credential.is_some()
+    }
+
     /// Whether the account makes pass `pass` (a walk without passes makes its one).
     pub(crate) fn makes_pass(&self, pass: u32) -> bool {
         self.passes.get(pass as usize).is_none_or(|made| made.made) && pass < self.pass_count()
