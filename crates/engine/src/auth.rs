@@ -5,7 +5,7 @@
 //! once with a new token; a 401 on a new token, a refused token request (but for a refused
 //! scope, `invalid_scope`: a 403), or a refused static credential (an API key, a password) marks
 //! the account `needs_reauth` — except on a follow-up's call, whose page was just answered with
-//! the same credential. A request rendered before a kept token value moved the account's base
+//! the same credential, and on a get's, until the list's first page is refused too. A request rendered before a kept token value moved the account's base
 //! URL is sent to the new one.
 //!
 //! A token request runs apart from the caller (it completes even if the caller goes away), reads

@@ -2,7 +2,9 @@
 //! integration's `get` method names (its `{{id}}` filled, percent-encoded as one path segment),
 //! through the same provider-call path as every list page, and mapped as the list maps it, with
 //! the list's per-record follow-ups (a user's details) and the page-level ones marked `on_get`
-//! (not the others: catalogs of groups walked whole); `$query` is `{"id": …}`.
+//! (not the others: catalogs of groups walked whole); `$query` is `{"id": …}`. A refusal of the
+//! get is confirmed on the list's first page before the account is marked (a provider may refuse
+//! one record in the words it refuses a credential with).
 //! The answer is the record itself (Truto's get has no envelope).
 
 use serde_json::{Map, Value};
@@ -138,9 +140,7 @@ impl Engine {
         .await;
         answer.map_err(|error| self.redact(&target, error))
     }
-}
 
-impl Engine {
     /// The first page request of the list a get belongs to, as a caller naming only the account
     /// sends it: what confirms a get's refusal before the account is marked
     /// ([`Engine::call_provider_for_get`]). None when the get or the list sends a credential of
