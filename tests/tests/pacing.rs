@@ -349,3 +349,116 @@ unified:
     assert!(k2.iter().all(|at| at.duration_since(started) < WINDOW));
     assert!(started.elapsed() >= WINDOW);
 }
+
+/// Slack counts each method in its own tier (users.info 100+ a minute, users.list 20+): a
+/// resource's own `pace` admits its calls besides the file's budget, in a budget of its own, so
+/// the endpoint's tighter limit holds and the other calls are not slowed by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_budget_paces_its_own_calls_and_no_others() {
+    const GET_BUDGET: usize = 2;
+    #[derive(Default)]
+    struct Tiered {
+        /// Each arrival: whether it was a get, when, and whether it was answered 429.
+        arrivals: Mutex<Vec<(bool, Instant, bool)>>,
+    }
+    fn arrive(provider: &Tiered, get: bool) -> bool {
+        let now = Instant::now();
+        let mut arrivals = provider.arrivals.lock().unwrap();
+        let recent = arrivals
+            .iter()
+            .filter(|(of, at, _)| *of && get && now.duration_since(*at) < WINDOW)
+            .count();
+        let limited = get && recent >= GET_BUDGET;
+        arrivals.push((get, now, limited));
+        limited
+    }
+    async fn list(State(provider): State<Arc<Tiered>>) -> Response {
+        arrive(&provider, false);
+        axum::Json(json!({"users": [{"id": "u1", "name": "User 1"}]})).into_response()
+    }
+    async fn one(
+        State(provider): State<Arc<Tiered>>,
+        axum::extract::Path(id): axum::extract::Path<String>,
+    ) -> Response {
+        if arrive(&provider, true) {
+            return (StatusCode::TOO_MANY_REQUESTS, "").into_response();
+        }
+        axum::Json(json!({"user": {"id": id, "name": "User"}})).into_response()
+    }
+    let provider = Arc::new(Tiered::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/users", get(list))
+            .route("/users/{id}", get(one))
+            .with_state(provider.clone()),
+    )
+    .await;
+    let mapping = r#"name: Tiered provider
+docs: https://example.test/docs
+base_url: "{{context.url}}"
+auth: { kind: bearer, token: "{{context.token}}" }
+rate_limit:
+  pace: { requests: 50, seconds: 1 }
+resources:
+  users:
+    list: { path: /users, records: users }
+    get:
+      path: "/users/{{id}}"
+      records: user
+      pace: { requests: 2, seconds: 1 }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: '{ "id": id, "name": name }'
+      get:
+        resource: users.get
+"#;
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "tiered".into(),
+        context: json!({"url": server.origin, "token": "t"}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_with(
+        catalog_with("tiered", mapping),
+        vec![account],
+        UpstreamConfig::default(),
+        EngineConfig::default(),
+    )
+    .await;
+    let started = Instant::now();
+    let calls: Vec<_> = (0..5)
+        .flat_map(|i| {
+            [
+                format!(
+                    "{}/unified/user-directory/users/u{i}?integrated_account_id=acc",
+                    gateway.origin
+                ),
+                format!(
+                    "{}/unified/user-directory/users?integrated_account_id=acc",
+                    gateway.origin
+                ),
+            ]
+        })
+        .map(|url| tokio::spawn(async move { get_json(&url, Some(TEST_TOKEN)).await.0 }))
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    let arrivals = provider.arrivals.lock().unwrap();
+    assert_eq!(arrivals.len(), 10, "each call asked once, none refused");
+    assert!(arrivals.iter().all(|(_, _, limited)| !limited));
+    // The five gets took three windows of two; the lists went at once, not behind them.
+    let lists: Vec<Instant> = arrivals
+        .iter()
+        .filter(|(get, _, _)| !get)
+        .map(|(_, at, _)| *at)
+        .collect();
+    assert!(lists.iter().all(|at| at.duration_since(started) < WINDOW));
+    assert!(started.elapsed() >= 2 * WINDOW);
+}

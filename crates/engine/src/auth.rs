@@ -32,6 +32,7 @@ use unigate_upstream::{Method, ProviderRequest, ProviderResponse, Url};
 
 use crate::Engine;
 use crate::call::Target;
+use crate::request::Endpoint;
 
 /// Where a token obtained for an account is kept in its context, so that a restart (or another
 /// replica) reuses it while it is valid.
@@ -223,10 +224,10 @@ impl Engine {
     pub(crate) async fn call_provider(
         &self,
         target: &Target,
-        credential: &Credential,
+        endpoint: &Endpoint,
         request: &ProviderRequest,
     ) -> Result<ProviderResponse, ApiError> {
-        self.call_provider_as(target, credential, request, Refusal::MarksAccount)
+        self.call_provider_as(target, endpoint, request, Refusal::MarksAccount)
             .await
     }
 
@@ -237,10 +238,10 @@ impl Engine {
     pub(crate) async fn call_provider_for_follow_up(
         &self,
         target: &Target,
-        credential: &Credential,
+        endpoint: &Endpoint,
         request: &ProviderRequest,
     ) -> Result<ProviderResponse, ApiError> {
-        self.call_provider_as(target, credential, request, Refusal::OfThisCall)
+        self.call_provider_as(target, endpoint, request, Refusal::OfThisCall)
             .await
     }
 
@@ -254,20 +255,21 @@ impl Engine {
     pub(crate) async fn call_provider_for_get(
         &self,
         target: &Target,
-        credential: &Credential,
+        endpoint: &Endpoint,
         request: &ProviderRequest,
-        probe: impl FnOnce() -> Option<ProviderRequest>,
+        probe: impl FnOnce() -> Option<(Endpoint, ProviderRequest)>,
     ) -> Result<ProviderResponse, ApiError> {
+        let credential = endpoint.credential(target);
         if matches!(credential, Credential::None) {
-            return self.call_provider(target, credential, request).await;
+            return self.call_provider(target, endpoint, request).await;
         }
         let response = self
-            .call_provider_as(target, credential, request, Refusal::OfThisCall)
+            .call_provider_as(target, endpoint, request, Refusal::OfThisCall)
             .await?;
         if !self.credential_refused(target, credential, &response) {
             return Ok(response);
         }
-        let Some(probe) = probe() else {
+        let Some((listing, probe)) = probe() else {
             let detail = self.refusal_detail(target, &response);
             self.mark_needs_reauth(
                 &target.account.id,
@@ -277,7 +279,7 @@ impl Engine {
             return self.refused(target, response, &detail);
         };
         match self
-            .call_provider_as(target, credential, &probe, Refusal::Confirming)
+            .call_provider_as(target, &listing, &probe, Refusal::Confirming)
             .await
         {
             Ok(listed) if self.credential_refused(target, credential, &listed) => {
@@ -310,10 +312,11 @@ impl Engine {
     async fn call_provider_as(
         &self,
         target: &Target,
-        credential: &Credential,
+        endpoint: &Endpoint,
         request: &ProviderRequest,
         refusal: Refusal,
     ) -> Result<ProviderResponse, ApiError> {
+        let credential = endpoint.credential(target);
         let mut request = request.clone();
         let token = match credential {
             Credential::None | Credential::Body => None,
@@ -363,7 +366,7 @@ impl Engine {
             Credential::Token(token) => Some(token),
         };
         let Some(token) = token else {
-            let response = self.send_with_policy(&request, target).await?;
+            let response = self.send_with_policy(&request, target, endpoint).await?;
             if !matches!(credential, Credential::None)
                 && refusal == Refusal::MarksAccount
                 && self.credential_refused(target, credential, &response)
@@ -395,12 +398,12 @@ impl Engine {
                 access_token: Some(issued.token.token.clone()),
                 nonce: None,
             });
-            let mut response = self.send_with_policy(&attempt, target).await?;
+            let mut response = self.send_with_policy(&attempt, target, endpoint).await?;
             // RFC 9449 §9: a resource server that wants a nonce in the proof answers 401
             // `use_dpop_nonce` with one in `DPoP-Nonce`; that is no refusal of the token.
             if let (Some(proof), Some(nonce)) = (&mut attempt.proof, resource_nonce(&response)) {
                 proof.nonce = Some(nonce);
-                response = self.send_with_policy(&attempt, target).await?;
+                response = self.send_with_policy(&attempt, target, endpoint).await?;
                 if resource_nonce(&response).is_some() {
                     // Still asking: not a refusal of the token, the provider's 401 as it is.
                     return Ok(response);

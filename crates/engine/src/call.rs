@@ -223,7 +223,8 @@ impl Engine {
         let prefetch = matches!(pagination.style, Style::Offset { .. } | Style::Page { .. })
             && (query.ignore_limit || query.response_format == ResponseFormat::Stream)
             && self.config.prefetch_window > 1
-            && target.integration.rate_limit.paces.is_empty();
+            && target.integration.rate_limit.paces.is_empty()
+            && endpoint.resource().paces.is_empty();
         let unified_query = unified_query_value(&query, page_size);
         let scope = target.scope.with("query", unified_query.clone());
         let mapped = map_query(method, &unified_query, &scope)

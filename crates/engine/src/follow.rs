@@ -1018,7 +1018,7 @@ impl Engine {
             self.metrics
                 .follow_up_call(&target.integration.id, &follow_up.name);
             let response = self
-                .call_provider_for_follow_up(target, endpoint.credential(target), &request)
+                .call_provider_for_follow_up(target, &endpoint, &request)
                 .await
                 .map_err(failed)?;
             if response.status == 404 && follow_up.skip_not_found && *pages == 0 {

@@ -71,7 +71,7 @@ impl Engine {
             let request = endpoint.request(body)?;
             let list_key = MethodKey::new(model, resource, Method::List);
             let response = self
-                .call_provider_for_get(&target, endpoint.credential(&target), &request, || {
+                .call_provider_for_get(&target, &endpoint, &request, || {
                     self.list_probe(list_key, &target.account.id, &endpoint)
                 })
                 .await?;
@@ -141,8 +141,8 @@ impl Engine {
         answer.map_err(|error| self.redact(&target, error))
     }
 
-    /// The first page request of the list a get belongs to, as a caller naming only the account
-    /// sends it: what confirms a get's refusal before the account is marked
+    /// The first page request of the list a get belongs to (and the list's endpoint, whose
+    /// budgets it counts in), as a caller naming only the account sends it: what confirms a get's refusal before the account is marked
     /// ([`Engine::call_provider_for_get`]). None when the get or the list sends a credential of
     /// its own, or the list cannot be asked.
     fn list_probe(
@@ -150,7 +150,7 @@ impl Engine {
         key: MethodKey,
         account_id: &str,
         get: &Endpoint,
-    ) -> Option<unigate_upstream::ProviderRequest> {
+    ) -> Option<(Endpoint, unigate_upstream::ProviderRequest)> {
         if get.has_own_credential() {
             return None;
         }
@@ -178,9 +178,11 @@ impl Engine {
             &call.scope,
         )
         .ok()?;
-        call.endpoint
+        let request = call
+            .endpoint
             .page_request(&Position::First, pass, page_size, body)
-            .ok()
+            .ok()?;
+        Some((call.endpoint, request))
     }
 }
 

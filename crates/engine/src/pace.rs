@@ -124,11 +124,20 @@ pub(crate) fn share(pace: &Pace, replicas: usize) -> Pace {
     }
 }
 
-/// The budget the call counts in for the mapping's `index`th pace: the account's, the
-/// integration's, or that of every account holding the same context value (`per:
-/// context.api_key`), known by a hash of the value (it may be a credential).
-pub(crate) fn budget_key(target: &crate::call::Target, index: usize, pace: &Pace) -> String {
-    let integration = &target.integration.id;
+/// The budget the call counts in for the `index`th pace of the file (`resource` `None`) or of a
+/// resource: the account's, the integration's, or that of every account holding the same context
+/// value (`per: context.api_key`), known by a hash of the value (it may be a credential).
+pub(crate) fn budget_key(
+    target: &crate::call::Target,
+    resource: Option<&str>,
+    index: usize,
+    pace: &Pace,
+) -> String {
+    // A resource's own budgets are kept apart from the file's, and from each other's.
+    let integration = match resource {
+        None => target.integration.id.clone(),
+        Some(resource) => format!("{}\u{0}{resource}", target.integration.id),
+    };
     match &pace.per {
         PaceScope::Account => format!("{index}\u{0}{integration}\u{0}{}", target.account.id),
         PaceScope::Integration => format!("{index}\u{0}{integration}"),

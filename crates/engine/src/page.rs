@@ -78,11 +78,7 @@ impl Engine {
             .endpoint
             .page_request(&state.position, state.pass, page_size, body)?;
         let response = self
-            .call_provider(
-                &call.target,
-                call.endpoint.credential(&call.target),
-                &request,
-            )
+            .call_provider(&call.target, &call.endpoint, &request)
             .await?;
         tracing::info!(
             account = %call.target.account.id,

@@ -15,6 +15,7 @@ use unigate_upstream::{ProviderRequest, ProviderResponse, UpstreamError};
 use crate::Engine;
 use crate::call::Target;
 use crate::pace::Hold;
+use crate::request::Endpoint;
 
 /// Knobs of the policy.
 #[derive(Debug, Clone)]
@@ -101,16 +102,23 @@ impl Engine {
         &self,
         request: &ProviderRequest,
         target: &Target,
+        endpoint: &Endpoint,
     ) -> Result<ProviderResponse, ApiError> {
         let policy = &self.config.retry;
-        let paces = &target.integration.rate_limit.paces;
-        let per_integration = paces
+        let file_paces = &target.integration.rate_limit.paces;
+        let per_integration = file_paces
             .first()
             .is_some_and(|pace| pace.per == unigate_mapping::PaceScope::Integration);
-        let budgets: Vec<String> = paces
+        // The file's budgets, then the resource's own (an endpoint the provider counts apart).
+        let resource_paces = &endpoint.resource().paces;
+        let paces: Vec<&unigate_mapping::Pace> = file_paces.iter().chain(resource_paces).collect();
+        let budgets: Vec<String> = file_paces
             .iter()
             .enumerate()
-            .map(|(index, pace)| crate::pace::budget_key(target, index, pace))
+            .map(|(index, pace)| crate::pace::budget_key(target, None, index, pace))
+            .chain(resource_paces.iter().enumerate().map(|(index, pace)| {
+                crate::pace::budget_key(target, Some(endpoint.resource_key()), index, pace)
+            }))
             .collect();
         let hold_key = crate::pace::hold_key(target, per_integration);
         let mut attempt = 0;
@@ -130,7 +138,7 @@ impl Engine {
             // Admitted by every budget in the mapping's order (the same for every caller, so two
             // callers never each hold what the other waits for).
             let mut slots = Vec::with_capacity(budgets.len());
-            for (pace, budget) in paces.iter().zip(&budgets) {
+            for (&pace, budget) in paces.iter().zip(&budgets) {
                 let pace = crate::pace::share(pace, self.accounts.replicas());
                 let (admitted, waited) = self.pacer.admit(budget, &pace).await;
                 if !waited.is_zero() {

@@ -222,6 +222,12 @@ impl Endpoint {
         self.own_credential.as_ref().unwrap_or(&target.credential)
     }
 
+    /// The `resource.method` key this endpoint calls (a budget of the resource's own is keyed by
+    /// it).
+    pub(crate) fn resource_key(&self) -> &str {
+        &self.resource
+    }
+
     /// Whether this resource's calls carry a credential of their own (`auth` on the resource).
     pub(crate) fn has_own_credential(&self) -> bool {
         self.own_credential.is_some()

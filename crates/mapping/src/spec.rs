@@ -636,6 +636,10 @@ pub struct ResourceSpec {
     /// runs once per pass, in order, each pass's parameters added to the query.
     #[serde(default)]
     pub passes: Option<Spanned<Vec<Spanned<PassSpec>>>>,
+    /// The budgets the provider counts for this endpoint alone (Slack's method tiers), counted
+    /// besides the file's `rate_limit.pace`: one or a list, as there.
+    #[serde(default)]
+    pub pace: Option<PaceSpecs>,
 }
 
 /// One walk of a list served in parts: the query parameters that select its part, or a path

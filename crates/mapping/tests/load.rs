@@ -114,7 +114,7 @@ fn every_error_is_reported_with_file_line_and_path() {
         lines,
         vec![
             "mappings/a.yaml:15: unified.user-directory.users.list.response_mapping: JSONata does not compile: Expected \"}\" before end of expression (S0203)",
-            "mappings/b.yaml:8: resources.users.list: unknown field `colour`, expected one of method, path, base_url, query, headers, auth, records, body, pagination, omit, passes",
+            "mappings/b.yaml:8: resources.users.list: unknown field `colour`, expected one of method, path, base_url, query, headers, auth, records, body, pagination, omit, passes, pace",
             "mappings/c.yaml:3: base_url: bad template: `{{secrets.subdomain}}`: templates can only read `context.<key>`",
             "mappings/d.yaml:15: unified.user-directory.users.list.response_mapping: produces `shoe_size`, which is not a field of the unified model",
             "mappings/e.yaml:14: unified.user-directory.users.list.native_filters[0]: `colour` is not a filter of the unified model",
@@ -1625,6 +1625,40 @@ fn a_provider_counting_several_budgets_has_several_paces() {
         [
             "mappings/a.yaml:8: rate_limit.pace[1].per: must be `account`, `integration` or `context.<key>`",
             "mappings/b.yaml:8: rate_limit.pace[1]: needs `requests` of at least 1 in `seconds` between 0 and 86400",
+        ],
+        "{errors}"
+    );
+}
+
+/// A resource may carry budgets of its own (an endpoint the provider counts apart), checked as
+/// the file's are, the field path naming the resource; a key one counts by is required.
+#[test]
+fn a_resource_budget_is_compiled_and_checked_as_the_files() {
+    let paced = GOOD.replace(
+        "    list: { path: /users, records: data }\n",
+        "    list:\n      path: /users\n      records: data\n      pace: { requests: 20, seconds: 60, per: context.team }\n",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("ok", &paced)]).unwrap();
+    let example = &catalog.integrations["ok"];
+    let resource = &example.resources["users.list"];
+    assert_eq!(
+        resource
+            .paces
+            .iter()
+            .map(|pace| (pace.requests, pace.window.as_secs(), pace.per.clone()))
+            .collect::<Vec<_>>(),
+        [(20, 60, PaceScope::Context("team".to_owned()))]
+    );
+    assert!(example.rate_limit.paces.is_empty());
+    assert!(example.context_keys().contains("team"));
+
+    let zero = paced.replace("requests: 20", "requests: 0");
+    let errors = Catalog::from_sources(&[model()], &[integration("a", &zero)]).unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "mappings/a.yaml:11: resources.users.list.pace: needs `requests` of at least 1 in `seconds` between 0 and 86400"
         ],
         "{errors}"
     );

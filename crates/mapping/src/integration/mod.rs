@@ -398,7 +398,8 @@ impl Integration {
             .flat_map(Template::context_keys)
             .collect();
         // A budget counted per context value needs the value.
-        for pace in &self.rate_limit.paces {
+        let resource_paces = self.resources.values().flat_map(|resource| &resource.paces);
+        for pace in self.rate_limit.paces.iter().chain(resource_paces) {
             if let PaceScope::Context(key) = &pace.per {
                 keys.insert(key.clone());
             }
@@ -689,15 +690,32 @@ fn compile_rate_limit(
     let reset_epoch = c.optional_expression(spec.reset_epoch.as_ref(), "rate_limit.reset_epoch");
     let limit = c.optional_expression(spec.limit.as_ref(), "rate_limit.limit");
     let remaining = c.optional_expression(spec.remaining.as_ref(), "rate_limit.remaining");
+    let paces = compile_paces(spec.pace.as_ref(), "rate_limit.pace", c)?;
+    let is_limited = is_limited.ok()?.unwrap_or_else(default);
+    Some(RateLimit {
+        paces,
+        is_limited_reads: ProbeReads::of(&is_limited),
+        is_limited,
+        retry_after: retry_after.ok()?,
+        reset_epoch: reset_epoch.ok()?,
+        limit: limit.ok()?,
+        remaining: remaining.ok()?,
+    })
+}
+
+/// The budgets of a `pace` (the file's `rate_limit.pace`, or a resource's) at `field`.
+pub(super) fn compile_paces(
+    specs: Option<&crate::spec::PaceSpecs>,
+    field: &str,
+    c: &mut FileCompiler<'_>,
+) -> Option<Vec<Pace>> {
     let mut paces = Vec::new();
-    let specs = spec
-        .pace
-        .as_ref()
-        .map_or(&[][..], crate::spec::PaceSpecs::as_slice);
+    let listed = matches!(specs, Some(crate::spec::PaceSpecs::Many(_)));
+    let specs = specs.map_or(&[][..], crate::spec::PaceSpecs::as_slice);
     for (index, pace) in specs.iter().enumerate() {
-        let path = match &spec.pace {
-            Some(crate::spec::PaceSpecs::Many(_)) => format!("rate_limit.pace[{index}]"),
-            _ => "rate_limit.pace".to_owned(),
+        let path = match listed {
+            true => format!("{field}[{index}]"),
+            false => field.to_owned(),
         };
         let seconds = pace.seconds.value;
         if pace.requests.value == 0
@@ -741,16 +759,7 @@ fn compile_rate_limit(
             per,
         });
     }
-    let is_limited = is_limited.ok()?.unwrap_or_else(default);
-    Some(RateLimit {
-        paces,
-        is_limited_reads: ProbeReads::of(&is_limited),
-        is_limited,
-        retry_after: retry_after.ok()?,
-        reset_epoch: reset_epoch.ok()?,
-        limit: limit.ok()?,
-        remaining: remaining.ok()?,
-    })
+    Some(paces)
 }
 
 pub(super) fn url_origin_is_invalid(url: &str) -> bool {

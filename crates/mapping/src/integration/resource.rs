@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use unigate_pagination::{Pagination, Style};
 
+use super::Pace;
 use super::auth::Auth;
 use crate::diagnostics::FileCompiler;
 use crate::expression::Expression;
@@ -41,6 +42,8 @@ pub struct Resource {
     pub omit: Vec<Vec<String>>,
     /// The passes of a list served in parts (`passes`), in order; empty for a list walked once.
     pub passes: Vec<Pass>,
+    /// The provider's budgets for this endpoint alone (`pace`), counted besides the file's.
+    pub paces: Vec<Pace>,
 }
 
 /// One walk of a list served in parts.
@@ -252,9 +255,11 @@ pub(super) fn compile_resource(
         path,
         c,
     )?;
+    let paces = super::compile_paces(resource.pace.as_ref(), &format!("{path}.pace"), c)?;
     Some(Resource {
         omit,
         passes,
+        paces,
         method: resource.method,
         path: template?,
         base_url: base_url.ok()?,
