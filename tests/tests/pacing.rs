@@ -462,3 +462,74 @@ unified:
     assert!(lists.iter().all(|at| at.duration_since(started) < WINDOW));
     assert!(started.elapsed() >= 2 * WINDOW);
 }
+
+/// An hourly budget spent (Kandji's 10,000 an hour, Bitbucket's 1,000): the next call is not
+/// held until the hour frees a slot, past any request timeout; it is answered 429 at once with
+/// when it may come back, and the provider is not asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_spent_for_longer_than_a_call_waits_answers_429_at_once() {
+    let mapping = MAPPING.replace(
+        "pace: { requests: 5, seconds: 1 }",
+        "pace: { requests: 1, seconds: 3600 }",
+    );
+    let provider = Arc::new(Provider::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/users", get(users))
+            .with_state(provider.clone()),
+    )
+    .await;
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "hourly".into(),
+        context: json!({"url": server.origin, "token": "t"}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_with(
+        catalog_with("hourly", &mapping),
+        vec![account],
+        UpstreamConfig::default(),
+        EngineConfig::default(),
+    )
+    .await;
+    let url = format!(
+        "{}/unified/user-directory/users?integrated_account_id=acc&limit=5",
+        gateway.origin
+    );
+    assert_eq!(get_json(&url, Some(TEST_TOKEN)).await.0, 200);
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(TEST_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered at once"
+    );
+    assert_eq!(response.status(), 429);
+    let retry_after: f64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3_500.0..=3_700.0).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["statusCode"], 429);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("documented budget for this account (1 calls in 3600 s)"),
+        "{body}"
+    );
+    assert_eq!(
+        provider.arrivals.lock().unwrap().len(),
+        1,
+        "the second call was not sent"
+    );
+}

@@ -231,8 +231,14 @@ impl Pacer {
     }
 
     /// Waits for the budget `key` to admit one more call and returns its slot, to be held until
-    /// the call is answered, with how long the caller waited.
-    pub(crate) async fn admit(&self, key: &str, pace: &Pace) -> (Slot, Duration) {
+    /// the call is answered, with how long the caller waited; or, when the next slot frees more
+    /// than `max_wait` from now (an hourly or daily budget spent), how long that is, at once.
+    pub(crate) async fn admit(
+        &self,
+        key: &str,
+        pace: &Pace,
+        max_wait: Duration,
+    ) -> Result<(Slot, Duration), Duration> {
         let budget = self
             .budgets
             .get_with(key.to_owned(), || Arc::new(Budget::default()));
@@ -268,10 +274,16 @@ impl Pacer {
                     } else {
                         Duration::ZERO
                     };
-                    return (slot, wait);
+                    return Ok((slot, wait));
                 }
                 ledger.answered.front().map(|at| *at + hold)
             };
+            if let Some(left) = freed_at
+                .map(|at| at.saturating_duration_since(Instant::now()))
+                .filter(|left| *left > max_wait)
+            {
+                return Err(left);
+            }
             waited = true;
             match freed_at {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -286,6 +298,9 @@ impl Pacer {
 mod tests {
     use super::*;
 
+    /// A wait longer than any of these tests asks.
+    const LONG: Duration = Duration::from_secs(3_600);
+
     fn pace(requests: u32, seconds: u64) -> Pace {
         Pace {
             requests,
@@ -299,15 +314,15 @@ mod tests {
         let pacer = Pacer::default();
         let pace = pace(2, 1);
         let start = Instant::now();
-        let (first, waited) = pacer.admit("a", &pace).await;
+        let (first, waited) = pacer.admit("a", &pace, LONG).await.unwrap();
         assert_eq!(waited, Duration::ZERO);
-        let (_second, waited) = pacer.admit("a", &pace).await;
+        let (_second, waited) = pacer.admit("a", &pace, LONG).await.unwrap();
         assert_eq!(waited, Duration::ZERO);
         // Both slots in flight: the third call waits for an answer, then a window after it.
         let third = tokio::spawn({
             let (pacer, pace) = (pacer.clone(), pace.clone());
             async move {
-                let (_slot, waited) = pacer.admit("a", &pace).await;
+                let (_slot, waited) = pacer.admit("a", &pace, LONG).await.unwrap();
                 (Instant::now(), waited)
             }
         });
@@ -319,7 +334,34 @@ mod tests {
         assert!(admitted - start < expected + Duration::from_millis(5));
         assert_eq!(waited, admitted - start);
         // Another budget is not affected.
-        assert_eq!(pacer.admit("b", &pace).await.1, Duration::ZERO);
+        assert_eq!(
+            pacer.admit("b", &pace, LONG).await.unwrap().1,
+            Duration::ZERO
+        );
+    }
+
+    /// An hourly budget spent: the next call learns at once when a slot frees rather than
+    /// waiting up to an hour for it; a wait within the bound is still sat out.
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_further_off_than_the_longest_wait_is_refused_at_once() {
+        let pacer = Pacer::default();
+        let hourly = pace(1, 3_600);
+        let start = Instant::now();
+        let (first, _) = pacer.admit("a", &hourly, LONG).await.unwrap();
+        drop(first);
+        let Err(refused) = pacer.admit("a", &hourly, Duration::from_secs(120)).await else {
+            panic!("a slot within two minutes of an hourly budget spent");
+        };
+        assert_eq!(Instant::now(), start, "answered without waiting");
+        let window = Duration::from_secs(3_600) + margin(Duration::from_secs(3_600));
+        assert!(refused <= window && refused > window - Duration::from_secs(1));
+        // Once the window has nearly passed, the same call waits out what is left.
+        tokio::time::sleep(window - Duration::from_secs(60)).await;
+        let (_slot, waited) = pacer
+            .admit("a", &hourly, Duration::from_secs(120))
+            .await
+            .unwrap();
+        assert!(waited >= Duration::from_secs(59));
     }
 
     #[tokio::test(start_paused = true)]
@@ -331,7 +373,7 @@ mod tests {
         for caller in 0..4 {
             let (pacer, order, pace) = (pacer.clone(), order.clone(), pace.clone());
             callers.push(tokio::spawn(async move {
-                let slot = pacer.admit("a", &pace).await;
+                let slot = pacer.admit("a", &pace, LONG).await.unwrap();
                 order.lock().unwrap().push((caller, Instant::now()));
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 drop(slot);

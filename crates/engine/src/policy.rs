@@ -27,6 +27,9 @@ pub struct RetryPolicy {
     pub backoff_cap: Duration,
     /// The longest rate-limit wait the gateway sits out; longer ones go back to the caller.
     pub max_rate_limit_wait: Duration,
+    /// The longest a call waits for a slot of a mapping's budget (`pace`); a slot further off
+    /// (an hourly or daily budget spent) is answered 429 with when it frees.
+    pub max_pace_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -36,6 +39,7 @@ impl Default for RetryPolicy {
             backoff_base: Duration::from_millis(200),
             backoff_cap: Duration::from_secs(5),
             max_rate_limit_wait: Duration::from_secs(10),
+            max_pace_wait: Duration::from_secs(120),
         }
     }
 }
@@ -81,6 +85,29 @@ fn held_error(status: u16, left: Duration) -> ApiError {
     );
     error.headers = vec![
         ("retry-after".to_owned(), seconds.to_string()),
+        ("ratelimit-reset".to_owned(), seconds.to_string()),
+    ];
+    error
+}
+
+/// The answer to a call whose budget (`pace`) has no slot within `max_pace_wait`: the provider
+/// was not asked, and the caller learns when a slot frees.
+fn spent_budget_error(pace: &unigate_mapping::Pace, left: Duration) -> ApiError {
+    let seconds = left.as_secs_f64().ceil().max(1.0);
+    let mut error = ApiError::new(
+        ErrorKind::RateLimited {
+            provider_status: 429,
+        },
+        format!(
+            "the provider's documented budget for this account ({} calls in {} s) is spent for {seconds} s more; the call was not sent",
+            pace.requests,
+            pace.window.as_secs_f64()
+        ),
+    );
+    error.headers = vec![
+        ("retry-after".to_owned(), seconds.to_string()),
+        ("ratelimit-limit".to_owned(), pace.requests.to_string()),
+        ("ratelimit-remaining".to_owned(), "0".to_owned()),
         ("ratelimit-reset".to_owned(), seconds.to_string()),
     ];
     error
@@ -140,7 +167,11 @@ impl Engine {
             let mut slots = Vec::with_capacity(budgets.len());
             for (&pace, budget) in paces.iter().zip(&budgets) {
                 let pace = crate::pace::share(pace, self.accounts.replicas());
-                let (admitted, waited) = self.pacer.admit(budget, &pace).await;
+                let (admitted, waited) = self
+                    .pacer
+                    .admit(budget, &pace, policy.max_pace_wait)
+                    .await
+                    .map_err(|left| spent_budget_error(&pace, left))?;
                 if !waited.is_zero() {
                     self.metrics.wait(&target.integration.id, "pace", waited);
                 }

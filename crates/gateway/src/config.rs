@@ -232,6 +232,10 @@ pub struct UpstreamSettings {
     /// The longest rate-limit wait sat out before answering 429.
     #[serde(default = "default_rate_limit_wait")]
     pub max_rate_limit_wait_ms: u64,
+    /// The longest a call waits for a slot of a mapping's budget (`pace`) before answering 429:
+    /// an hourly or daily budget spent would otherwise hold the caller until the window frees.
+    #[serde(default = "default_pace_wait")]
+    pub max_pace_wait_ms: u64,
     /// The User-Agent of provider calls a mapping does not set itself: some providers ask for
     /// the application's name and a contact (Harvest: "A link to your application or email
     /// address"). Default `unigate/<version>`.
@@ -248,6 +252,9 @@ fn default_backoff() -> u64 {
 fn default_rate_limit_wait() -> u64 {
     10_000
 }
+fn default_pace_wait() -> u64 {
+    120_000
+}
 
 impl Default for UpstreamSettings {
     fn default() -> Self {
@@ -258,6 +265,7 @@ impl Default for UpstreamSettings {
             max_retries: default_retries(),
             retry_backoff_ms: default_backoff(),
             max_rate_limit_wait_ms: default_rate_limit_wait(),
+            max_pace_wait_ms: default_pace_wait(),
             user_agent: None,
         }
     }

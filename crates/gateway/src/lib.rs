@@ -522,6 +522,7 @@ impl Gateway {
                 max_retries: config.upstream.max_retries,
                 backoff_base: Duration::from_millis(config.upstream.retry_backoff_ms),
                 max_rate_limit_wait: Duration::from_millis(config.upstream.max_rate_limit_wait_ms),
+                max_pace_wait: Duration::from_millis(config.upstream.max_pace_wait_ms),
                 ..unigate_engine::RetryPolicy::default()
             },
             ..EngineConfig::default()
