@@ -524,7 +524,7 @@ async fn a_budget_spent_for_longer_than_a_call_waits_answers_429_at_once() {
         body["message"]
             .as_str()
             .unwrap()
-            .contains("documented budget for this account (1 calls in 3600 s)"),
+            .contains("documented budget (1 call in 3600 s) is spent for"),
         "{body}"
     );
     assert_eq!(

@@ -4,7 +4,9 @@
 //! honoured by waiting up to a cap, else answered as a 429 with `Retry-After` and normalized
 //! `ratelimit-*` headers. A rate limit with a hint holds every call of the account (of the
 //! integration, for a budget shared `per: integration`) until the hint's time: each waits it out
-//! within the same cap, or is answered the 429 without being sent.
+//! within the same cap, or is answered the 429 without being sent. A call is admitted by the
+//! mapping's budgets (`pace`: the file's, then its resource's) first, waiting at most
+//! `max_pace_wait` for a slot, else answered a 429 unsent.
 
 use std::time::Duration;
 
@@ -99,8 +101,9 @@ fn spent_budget_error(pace: &unigate_mapping::Pace, left: Duration) -> ApiError 
             provider_status: 429,
         },
         format!(
-            "the provider's documented budget for this account ({} calls in {} s) is spent for {seconds} s more; the call was not sent",
+            "the provider's documented budget ({} call{} in {} s) is spent for {seconds} s more; the call was not sent",
             pace.requests,
+            if pace.requests == 1 { "" } else { "s" },
             pace.window.as_secs_f64()
         ),
     );
