@@ -88,6 +88,11 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(MAPPING).await
+}
+
+/// The provider of this file, served through the gateway with `mapping` for its one account.
+async fn world_with(mapping: &str) -> World {
     let provider = Arc::new(Provider::default());
     let server = spawn_provider(
         Router::new()
@@ -105,7 +110,7 @@ async fn world() -> World {
         mapping: None,
     };
     let gateway = serve_with(
-        catalog_with("paced", MAPPING),
+        catalog_with("paced", mapping),
         vec![account],
         UpstreamConfig::default(),
         EngineConfig::default(),
@@ -472,32 +477,10 @@ async fn a_budget_spent_for_longer_than_a_call_waits_answers_429_at_once() {
         "pace: { requests: 5, seconds: 1 }",
         "pace: { requests: 1, seconds: 3600 }",
     );
-    let provider = Arc::new(Provider::default());
-    let server = spawn_provider(
-        Router::new()
-            .route("/users", get(users))
-            .with_state(provider.clone()),
-    )
-    .await;
-    let account = IntegratedAccount {
-        id: "acc".into(),
-        integration: "hourly".into(),
-        context: json!({"url": server.origin, "token": "t"}),
-        base_url: None,
-        status: Default::default(),
-        last_error: None,
-        mapping: None,
-    };
-    let gateway = serve_with(
-        catalog_with("hourly", &mapping),
-        vec![account],
-        UpstreamConfig::default(),
-        EngineConfig::default(),
-    )
-    .await;
+    let world = world_with(&mapping).await;
     let url = format!(
         "{}/unified/user-directory/users?integrated_account_id=acc&limit=5",
-        gateway.origin
+        world.origin
     );
     assert_eq!(get_json(&url, Some(TEST_TOKEN)).await.0, 200);
     let started = Instant::now();
@@ -527,9 +510,5 @@ async fn a_budget_spent_for_longer_than_a_call_waits_answers_429_at_once() {
             .contains("documented budget (1 call in 3600 s) is spent for"),
         "{body}"
     );
-    assert_eq!(
-        provider.arrivals.lock().unwrap().len(),
-        1,
-        "the second call was not sent"
-    );
+    assert_eq!(world.calls(), 1, "the second call was not sent");
 }

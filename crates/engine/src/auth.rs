@@ -270,12 +270,7 @@ impl Engine {
             return Ok(response);
         }
         let Some((listing, probe)) = probe() else {
-            let detail = self.refusal_detail(target, &response);
-            self.mark_needs_reauth(
-                &target.account.id,
-                refusal_reason(credential, &response, &detail),
-            )
-            .await;
+            let detail = self.mark_refused(target, credential, &response).await;
             return self.refused(target, response, &detail);
         };
         match self
@@ -283,12 +278,7 @@ impl Engine {
             .await
         {
             Ok(listed) if self.credential_refused(target, credential, &listed) => {
-                let detail = self.refusal_detail(target, &listed);
-                self.mark_needs_reauth(
-                    &target.account.id,
-                    refusal_reason(credential, &listed, &detail),
-                )
-                .await;
+                self.mark_refused(target, credential, &listed).await;
             }
             Ok(listed) => tracing::warn!(
                 account = %target.account.id,
@@ -374,12 +364,7 @@ impl Engine {
                 // The same credential would be refused on every later call: stopping here
                 // spares the provider (Discord bans an address after 10,000 refused requests
                 // in 10 minutes) and tells the admin, as Truto does.
-                let detail = self.refusal_detail(target, &response);
-                self.mark_needs_reauth(
-                    &target.account.id,
-                    refusal_reason(credential, &response, &detail),
-                )
-                .await;
+                let detail = self.mark_refused(target, credential, &response).await;
                 return self.refused(target, response, &detail);
             }
             return Ok(response);
@@ -417,12 +402,7 @@ impl Engine {
                 if refusal != Refusal::MarksAccount {
                     return Ok(response);
                 }
-                let detail = self.refusal_detail(target, &response);
-                self.mark_needs_reauth(
-                    &target.account.id,
-                    refusal_reason(credential, &response, &detail),
-                )
-                .await;
+                let detail = self.mark_refused(target, credential, &response).await;
                 return self.refused(target, response, &detail);
             }
             return Ok(response);
@@ -748,6 +728,23 @@ impl Engine {
             context.remove(TOKEN_EXPIRY_KEY);
             context.remove(TOKEN_DPOP_KEY);
         }
+    }
+
+    /// Marks the account `needs_reauth` for `response`'s refusal of `credential`, and returns
+    /// what the provider said (cleaned of credentials) for the caller's error.
+    async fn mark_refused(
+        &self,
+        target: &Target,
+        credential: &Credential,
+        response: &ProviderResponse,
+    ) -> String {
+        let detail = self.refusal_detail(target, response);
+        self.mark_needs_reauth(
+            &target.account.id,
+            refusal_reason(credential, response, &detail),
+        )
+        .await;
+        detail
     }
 
     /// Records that the account must be reconnected, on a blocking thread.
