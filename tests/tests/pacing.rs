@@ -87,6 +87,31 @@ struct World {
     _gateway: unigate_tests::RunningGateway,
 }
 
+/// The gateway serving `mapping` as integration `integration` for one account `acc` whose
+/// provider is at `origin` (context `url`, `token`).
+async fn gateway_for(
+    integration: &str,
+    mapping: &str,
+    origin: &str,
+) -> unigate_tests::RunningGateway {
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: integration.into(),
+        context: json!({"url": origin, "token": "t"}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    serve_with(
+        catalog_with(integration, mapping),
+        vec![account],
+        UpstreamConfig::default(),
+        EngineConfig::default(),
+    )
+    .await
+}
+
 async fn world() -> World {
     world_with(MAPPING).await
 }
@@ -100,22 +125,7 @@ async fn world_with(mapping: &str) -> World {
             .with_state(provider.clone()),
     )
     .await;
-    let account = IntegratedAccount {
-        id: "acc".into(),
-        integration: "paced".into(),
-        context: json!({"url": server.origin, "token": "t"}),
-        base_url: None,
-        status: Default::default(),
-        last_error: None,
-        mapping: None,
-    };
-    let gateway = serve_with(
-        catalog_with("paced", mapping),
-        vec![account],
-        UpstreamConfig::default(),
-        EngineConfig::default(),
-    )
-    .await;
+    let gateway = gateway_for("paced", mapping, &server.origin).await;
     World {
         provider,
         origin: gateway.origin.clone(),
@@ -420,22 +430,7 @@ unified:
       get:
         resource: users.get
 "#;
-    let account = IntegratedAccount {
-        id: "acc".into(),
-        integration: "tiered".into(),
-        context: json!({"url": server.origin, "token": "t"}),
-        base_url: None,
-        status: Default::default(),
-        last_error: None,
-        mapping: None,
-    };
-    let gateway = serve_with(
-        catalog_with("tiered", mapping),
-        vec![account],
-        UpstreamConfig::default(),
-        EngineConfig::default(),
-    )
-    .await;
+    let gateway = gateway_for("tiered", mapping, &server.origin).await;
     let started = Instant::now();
     let calls: Vec<_> = (0..5)
         .flat_map(|i| {
