@@ -507,3 +507,85 @@ async fn a_budget_spent_for_longer_than_a_call_waits_answers_429_at_once() {
     );
     assert_eq!(world.calls(), 1, "the second call was not sent");
 }
+
+/// Marketo allows ten calls at once per instance and refuses the eleventh (615 "Concurrent
+/// access limit reached"), whatever the rate: an `in_flight` budget holds every call of the
+/// account (lists, gets, a full walk's prefetched pages) to that many at once, the others sent as
+/// soon as one is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_flight_budget_never_exceeds_the_calls_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const AT_ONCE: usize = 3;
+    #[derive(Default)]
+    struct Narrow {
+        in_flight: AtomicUsize,
+        most: AtomicUsize,
+        calls: AtomicUsize,
+        refused: AtomicUsize,
+    }
+    async fn users(State(provider): State<Arc<Narrow>>, Query(page): Query<Page>) -> Response {
+        provider.calls.fetch_add(1, Ordering::SeqCst);
+        let now = provider.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        provider.most.fetch_max(now, Ordering::SeqCst);
+        let answer = if now > AT_ONCE {
+            provider.refused.fetch_add(1, Ordering::SeqCst);
+            (StatusCode::TOO_MANY_REQUESTS, "").into_response()
+        } else {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let offset = page.offset.unwrap_or(0);
+            let end = (offset + page.limit.unwrap_or(10)).min(40);
+            let users: Vec<Value> = (offset.min(end)..end)
+                .map(|i| json!({"id": format!("u{i:03}"), "name": format!("User {i}")}))
+                .collect();
+            axum::Json(json!({"users": users, "total": 40})).into_response()
+        };
+        provider.in_flight.fetch_sub(1, Ordering::SeqCst);
+        answer
+    }
+    let provider = Arc::new(Narrow::default());
+    let server = spawn_provider(
+        Router::new()
+            .route("/users", get(users))
+            .with_state(provider.clone()),
+    )
+    .await;
+    let mapping = MAPPING.replace(
+        "pace: { requests: 5, seconds: 1 }",
+        "pace: { in_flight: 3 }",
+    );
+    let gateway = gateway_for("narrow", &mapping, &server.origin).await;
+    let started = Instant::now();
+    let first_page = format!(
+        "{}/unified/user-directory/users?integrated_account_id=acc&limit=5",
+        gateway.origin
+    );
+    let mut calls: Vec<_> = (0..8)
+        .map(|_| {
+            let url = first_page.clone();
+            tokio::spawn(async move { get_json(&url, Some(TEST_TOKEN)).await })
+        })
+        .collect();
+    // A full walk (8 pages of 5), whose pages are fetched a window at a time.
+    let walk = format!(
+        "{}/unified/user-directory/users?integrated_account_id=acc&limit=5&truto_ignore_limit=true",
+        gateway.origin
+    );
+    calls.push(tokio::spawn(async move {
+        get_json(&walk, Some(TEST_TOKEN)).await
+    }));
+    let mut bodies = Vec::new();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        bodies.push(body);
+    }
+    assert_eq!(bodies[8]["result"].as_array().unwrap().len(), 40);
+    assert_eq!(provider.refused.load(Ordering::SeqCst), 0);
+    assert_eq!(provider.most.load(Ordering::SeqCst), AT_ONCE);
+    // 8 first pages and the walk's 8 (a page guessed past the end at most a window's worth):
+    // three at a time, 150 ms each, is at least six rounds; one at a time would be sixteen.
+    let calls = provider.calls.load(Ordering::SeqCst);
+    assert!((16..=24).contains(&calls), "{calls}");
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(150 * 6), "{elapsed:?}");
+}

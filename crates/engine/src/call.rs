@@ -68,7 +68,8 @@ pub(crate) struct ListCall {
     fingerprint: std::sync::OnceLock<String>,
     /// Offset and page positions are known before the pages arrive, so a walk that fetches
     /// every page (stream, `truto_ignore_limit`) fetches a window of them at once — unless the
-    /// provider's budget is paced: a window guessed past the last page spends calls of it.
+    /// provider's budget counts calls: a window guessed past the last page spends calls of it
+    /// (a limit on calls at once only spaces the window out).
     pub(crate) prefetch: bool,
     /// Records are written as JSON text as soon as they are mapped (see [`writes_text`]).
     pub(crate) text_records: bool,
@@ -223,8 +224,13 @@ impl Engine {
         let prefetch = matches!(pagination.style, Style::Offset { .. } | Style::Page { .. })
             && (query.ignore_limit || query.response_format == ResponseFormat::Stream)
             && self.config.prefetch_window > 1
-            && target.integration.rate_limit.paces.is_empty()
-            && endpoint.resource().paces.is_empty();
+            && !target
+                .integration
+                .rate_limit
+                .paces
+                .iter()
+                .chain(&endpoint.resource().paces)
+                .any(unigate_mapping::Pace::counts_calls);
         let unified_query = unified_query_value(&query, page_size);
         let scope = target.scope.with("query", unified_query.clone());
         let mapped = map_query(method, &unified_query, &scope)

@@ -7,7 +7,8 @@
 //! that late wake-ups, slow sockets and network jitter cannot shrink. Callers are admitted in
 //! the order they asked (tokio's mutex is fair), so a stream's prefetched pages keep their order.
 //! A sliding window is the strictest reading of "N per T": a provider that counts fixed windows
-//! or refills a bucket is never exceeded either. Waits run on tokio's clock, not the engine's
+//! or refills a bucket is never exceeded either. A budget without a window (`in_flight`) is the
+//! same ledger with nothing kept after the answer: a limit on calls at once (Marketo's ten). Waits run on tokio's clock, not the engine's
 //! `Clock`: admission depends on answers arriving in real time. A caller whose slot would free
 //! later than the policy's longest wait (an hourly budget spent) is told so at once instead.
 //!
@@ -96,9 +97,13 @@ fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
 }
 
 /// Kept after a window on top of it, so that a provider whose clock ticks a little differently
-/// still counts the calls apart.
+/// still counts the calls apart. None for a limit on calls at once (no window): the provider
+/// frees the slot when it answers.
 fn margin(window: Duration) -> Duration {
-    (window / 50).max(Duration::from_millis(10))
+    match window.is_zero() {
+        true => Duration::ZERO,
+        false => (window / 50).max(Duration::from_millis(10)),
+    }
 }
 
 /// This process's share of a budget that `replicas` processes spend together: the requests
@@ -106,6 +111,8 @@ fn margin(window: Duration) -> Duration {
 /// request per window stretched so that the fleet's total stays within the budget. No database
 /// round trip per call: each process knows how many share the store from its heartbeat, and the
 /// split is exact as long as the count is (a process joining or leaving is seen within seconds).
+/// A limit on calls at once smaller than the fleet leaves each process one call (a window of
+/// nothing cannot be stretched): the fleet may then have one call in flight per process.
 pub(crate) fn share(pace: &Pace, replicas: usize) -> Pace {
     let replicas = replicas.max(1) as u32;
     if replicas == 1 {
@@ -341,6 +348,38 @@ mod tests {
         );
     }
 
+    /// A limit on calls at once (`in_flight`): the calls beyond it wait for an answer, and are
+    /// sent the moment it arrives, however many calls came before; a refusal never comes of it.
+    #[tokio::test(start_paused = true)]
+    async fn an_in_flight_limit_frees_a_slot_when_a_call_is_answered() {
+        let pacer = Pacer::default();
+        let at_once = pace(2, 0);
+        let start = Instant::now();
+        let (first, _) = pacer.admit("a", &at_once, Duration::ZERO).await.unwrap();
+        let (second, _) = pacer.admit("a", &at_once, Duration::ZERO).await.unwrap();
+        let third = tokio::spawn({
+            let (pacer, pace) = (pacer.clone(), at_once.clone());
+            async move {
+                let (slot, waited) = pacer.admit("a", &pace, Duration::ZERO).await.unwrap();
+                (slot, Instant::now(), waited)
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(!third.is_finished(), "a third call while two are in flight");
+        drop(first);
+        let (third, admitted, waited) = third.await.unwrap();
+        assert_eq!(admitted - start, Duration::from_millis(700));
+        assert_eq!(waited, Duration::from_millis(700));
+        // Answered calls leave nothing behind: a hundred calls one after another never wait.
+        drop((second, third));
+        for _ in 0..100 {
+            let (slot, waited) = pacer.admit("a", &at_once, Duration::ZERO).await.unwrap();
+            assert_eq!(waited, Duration::ZERO);
+            drop(slot);
+        }
+        assert_eq!(Instant::now(), start + Duration::from_millis(700));
+    }
+
     /// An hourly budget spent: the next call learns at once when a slot frees rather than
     /// waiting up to an hour for it; a wait within the bound is still sat out.
     #[tokio::test(start_paused = true)]
@@ -443,5 +482,8 @@ mod tests {
         // Fewer requests than replicas: one each, in a window long enough for all.
         assert_eq!(split(&pace(2, 1), 5), (1, 3));
         assert_eq!(split(&pace(1, 10), 4), (1, 40));
+        // Calls at once are split as requests are; below one each, each keeps one.
+        assert_eq!(split(&pace(10, 0), 3), (3, 0));
+        assert_eq!(split(&pace(2, 0), 5), (1, 0));
     }
 }

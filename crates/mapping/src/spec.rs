@@ -529,13 +529,13 @@ pub struct RateLimitSpec {
     /// them. One budget, or a list when the provider counts several (a token's and its API
     /// key's).
     #[serde(default)]
-    pub pace: Option<PaceSpecs>,
+    pub pace: Option<Spanned<PaceSpecs>>,
 }
 
 /// `pace:` — one budget or several.
 #[derive(Debug, Clone)]
 pub enum PaceSpecs {
-    One(PaceSpec),
+    One(Box<PaceSpec>),
     Many(Vec<PaceSpec>),
 }
 
@@ -547,14 +547,16 @@ impl<'de> Deserialize<'de> for PaceSpecs {
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = PaceSpecs;
             fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-                formatter.write_str("a budget `{requests, seconds, per}` or a list of them")
+                formatter.write_str(
+                    "a budget `{requests, seconds, per}` or `{in_flight, per}`, or a list of them",
+                )
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 map: A,
             ) -> Result<PaceSpecs, A::Error> {
                 PaceSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(PaceSpecs::One)
+                    .map(|pace| PaceSpecs::One(Box::new(pace)))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
@@ -571,19 +573,25 @@ impl<'de> Deserialize<'de> for PaceSpecs {
 impl PaceSpecs {
     pub fn as_slice(&self) -> &[PaceSpec] {
         match self {
-            PaceSpecs::One(pace) => std::slice::from_ref(pace),
+            PaceSpecs::One(pace) => std::slice::from_ref(&**pace),
             PaceSpecs::Many(paces) => paces,
         }
     }
 }
 
-/// At most `requests` calls in any `seconds`, per account (default), for the integration, or
-/// per value of a context key (`per: context.api_key`: every account holding that key).
+/// At most `requests` calls in any `seconds`, or at most `in_flight` calls at once (a provider
+/// that limits concurrency, not a rate: Marketo's ten, NetSuite's account limit), per account
+/// (default), for the integration, or per value of a context key (`per: context.api_key`: every
+/// account holding that key). One form or the other, checked when compiled.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaceSpec {
-    pub requests: Spanned<u32>,
-    pub seconds: Spanned<f64>,
+    #[serde(default)]
+    pub requests: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub seconds: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub in_flight: Option<Spanned<u32>>,
     #[serde(default)]
     pub per: Option<Text>,
 }
@@ -639,7 +647,7 @@ pub struct ResourceSpec {
     /// The budgets the provider counts for this endpoint alone (Slack's method tiers), counted
     /// besides the file's `rate_limit.pace`: one or a list, as there.
     #[serde(default)]
-    pub pace: Option<PaceSpecs>,
+    pub pace: Option<Spanned<PaceSpecs>>,
 }
 
 /// One walk of a list served in parts: the query parameters that select its part, or a path

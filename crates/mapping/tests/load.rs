@@ -1664,6 +1664,52 @@ fn a_resource_budget_is_compiled_and_checked_as_the_files() {
     );
 }
 
+/// `in_flight` limits calls at once (a window of nothing), in the file's or a resource's `pace`;
+/// a budget is a rate or a limit on calls at once, never a mix or half of one.
+#[test]
+fn an_in_flight_budget_is_a_window_of_nothing() {
+    let paced = GOOD.replace(
+        "pagination:",
+        "rate_limit:\n  pace:\n    - { in_flight: 10, per: integration }\n    - { requests: 100, seconds: 20 }\npagination:",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("ok", &paced)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let paces = &catalog.integrations["ok"].rate_limit.paces;
+    assert_eq!(
+        paces
+            .iter()
+            .map(|pace| (pace.requests, pace.window.as_secs(), pace.counts_calls()))
+            .collect::<Vec<_>>(),
+        [(10, 0, false), (100, 20, true)]
+    );
+    assert_eq!(paces[0].per, PaceScope::Integration);
+
+    let bad = [
+        paced.replace("in_flight: 10", "in_flight: 0"),
+        paced.replace("in_flight: 10", "in_flight: 10, seconds: 1"),
+        paced.replace("{ requests: 100, seconds: 20 }", "{ requests: 100 }"),
+        paced.replace("{ requests: 100, seconds: 20 }", "{ per: account }"),
+    ];
+    let sources: Vec<_> = bad
+        .iter()
+        .enumerate()
+        .map(|(index, text)| integration(&format!("bad{index}"), text))
+        .collect();
+    let errors = Catalog::from_sources(&[model()], &sources).unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    let mixed = "needs `requests` and `seconds` (a rate), or `in_flight` alone (calls at once)";
+    assert_eq!(
+        lines,
+        [
+            "mappings/bad0.yaml:7: rate_limit.pace[0].in_flight: must be at least 1".to_owned(),
+            format!("mappings/bad1.yaml:7: rate_limit.pace[0]: {mixed}"),
+            format!("mappings/bad2.yaml:8: rate_limit.pace[1]: {mixed}"),
+            format!("mappings/bad3.yaml:8: rate_limit.pace[1]: {mixed}"),
+        ],
+        "{errors}"
+    );
+}
+
 /// `batch` sends a page's ids in calls of at most `size`, as a repeated parameter (then the
 /// resource need not read `{{id}}`); only per page, sized 1 to 10000. A per-page follow-up
 /// without `key` and `matches` is the whole page's; one of them alone is refused.

@@ -174,12 +174,21 @@ pub struct RateLimit {
     pub paces: Vec<Pace>,
 }
 
-/// At most `requests` calls in any window of `window`, counted for [`PaceScope`].
+/// At most `requests` calls in any window of `window`, counted for [`PaceScope`]. A window of
+/// zero (`in_flight`) limits the calls at once only: an answered call frees its slot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pace {
     pub requests: u32,
     pub window: std::time::Duration,
     pub per: PaceScope,
+}
+
+impl Pace {
+    /// Whether the budget counts calls over time (a rate), not only those in flight: its slots
+    /// are spent by any call, so a call made on a guess costs one.
+    pub fn counts_calls(&self) -> bool {
+        !self.window.is_zero()
+    }
 }
 
 /// Whose calls one budget counts (`pace.per`).
@@ -705,29 +714,65 @@ fn compile_rate_limit(
 
 /// The budgets of a `pace` (the file's `rate_limit.pace`, or a resource's) at `field`.
 pub(super) fn compile_paces(
-    specs: Option<&crate::spec::PaceSpecs>,
+    specs: Option<&serde_saphyr::Spanned<crate::spec::PaceSpecs>>,
     field: &str,
     c: &mut FileCompiler<'_>,
 ) -> Option<Vec<Pace>> {
     let mut paces = Vec::new();
-    let listed = matches!(specs, Some(crate::spec::PaceSpecs::Many(_)));
-    let specs = specs.map_or(&[][..], crate::spec::PaceSpecs::as_slice);
-    for (index, pace) in specs.iter().enumerate() {
+    let Some(specs) = specs else {
+        return Some(paces);
+    };
+    let listed = matches!(specs.value, crate::spec::PaceSpecs::Many(_));
+    for (index, pace) in specs.value.as_slice().iter().enumerate() {
         let path = match listed {
             true => format!("{field}[{index}]"),
             false => field.to_owned(),
         };
-        let seconds = pace.seconds.value;
-        if pace.requests.value == 0
-            || !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0)
-        {
-            c.error_at(
-                &pace.requests,
-                &path,
-                "needs `requests` of at least 1 in `seconds` between 0 and 86400",
-            );
-            return None;
-        }
+        let (requests, window) = match (&pace.requests, &pace.seconds, &pace.in_flight) {
+            (Some(requests), Some(seconds), None) => {
+                let secs = seconds.value;
+                if requests.value == 0 || !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+                    c.error_at(
+                        requests,
+                        &path,
+                        "needs `requests` of at least 1 in `seconds` between 0 and 86400",
+                    );
+                    return None;
+                }
+                (requests.value, std::time::Duration::from_secs_f64(secs))
+            }
+            (None, None, Some(in_flight)) => {
+                if in_flight.value == 0 {
+                    c.error_at(
+                        in_flight,
+                        &format!("{path}.in_flight"),
+                        "must be at least 1",
+                    );
+                    return None;
+                }
+                // A window of nothing: a call occupies its slot only while it is in flight.
+                (in_flight.value, std::time::Duration::ZERO)
+            }
+            _ => {
+                // The budget's own line when it has a key; `{}` only has the list's.
+                let line = [
+                    pace.requests.as_ref().map(|at| at.referenced.line()),
+                    pace.seconds.as_ref().map(|at| at.referenced.line()),
+                    pace.in_flight.as_ref().map(|at| at.referenced.line()),
+                    pace.per.as_ref().map(|at| at.referenced.line()),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or_else(|| specs.referenced.line());
+                c.error_line(
+                    line,
+                    &path,
+                    "needs `requests` and `seconds` (a rate), or `in_flight` alone (calls at once)",
+                );
+                return None;
+            }
+        };
         let per = match pace.per.as_ref().map(|per| (per, per.value.as_str())) {
             None | Some((_, "account")) => PaceScope::Account,
             Some((_, "integration")) => PaceScope::Integration,
@@ -754,8 +799,8 @@ pub(super) fn compile_paces(
             },
         };
         paces.push(Pace {
-            requests: pace.requests.value,
-            window: std::time::Duration::from_secs_f64(seconds),
+            requests,
+            window,
             per,
         });
     }
