@@ -371,7 +371,7 @@ struct TokenResponse {
 
 impl TokenResponse {
     /// When the token expires, epoch seconds: `expires_in` (RFC 6749), else an `expires_at`
-    /// time (RFC 3339 or epoch), else the access token's own `exp` when it is a JWT. `None`
+    /// time (RFC 3339, or epoch seconds or milliseconds, as a number or as text), else the access token's own `exp` when it is a JWT. `None`
     /// (no word of it, or a time already past): the token is used until the provider refuses
     /// it, then renewed once.
     fn expires_at(&self, now: i64) -> Option<i64> {
@@ -384,9 +384,14 @@ impl TokenResponse {
             .filter(|seconds| *seconds > 0)
             .and_then(|seconds| now.checked_add(seconds))
             .or_else(|| {
-                self.expires_at
-                    .as_ref()
-                    .and_then(unigate_unified::time::parse_json_timestamp)
+                let at = self.expires_at.as_ref()?;
+                // Epoch seconds written as text (Front's answer may): read as the number.
+                let number = at
+                    .as_str()
+                    .and_then(|text| text.trim().parse::<f64>().ok())
+                    .and_then(serde_json::Number::from_f64)
+                    .map(serde_json::Value::Number);
+                unigate_unified::time::parse_json_timestamp(number.as_ref().unwrap_or(at))
                     .map(|millis| millis / 1000)
             })
             .or_else(|| unigate_unified::time::jwt_expiry(&self.access_token))
@@ -848,6 +853,19 @@ mod tests {
         assert_eq!(
             expiry(r#"{"access_token": "t", "expires_at": 1800003600}"#),
             Some(1_800_003_600)
+        );
+        // Front's: epoch seconds, with milliseconds, as text.
+        assert_eq!(
+            expiry(r#"{"access_token": "t", "expires_at": " 1800003600.012"}"#),
+            Some(1_800_003_600)
+        );
+        assert_eq!(
+            expiry(r#"{"access_token": "t", "expires_at": "1800003600000"}"#),
+            Some(1_800_003_600)
+        );
+        assert_eq!(
+            expiry(r#"{"access_token": "t", "expires_at": "soon"}"#),
+            None
         );
         // A JWT access token and no word of its lifetime: its `exp`.
         let encode = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
