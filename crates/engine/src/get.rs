@@ -90,7 +90,14 @@ impl Engine {
                 format: target.integration.body_format,
             };
             let text = body_text(&response.body);
-            let body = check_answer(&target, answer, &text, &scope, None)?;
+            // A record asked for and answered with nothing at all (JumpCloud answers a removed
+            // user 200 with an empty body) is not there, as a 204 is; for a list page an empty
+            // body stays unreadable, since ending a walk on it could lose records unsaid.
+            let nothing = answer.is_success() && text.trim().is_empty();
+            let body = match nothing {
+                true => Value::Null,
+                false => check_answer(&target, answer, &text, &scope, None)?,
+            };
             let record = extract_records(endpoint.resource(), body, &scope)
                 .map_err(|error| mapping_error(integration, &error))?
                 .into_iter()
