@@ -977,6 +977,62 @@ fn every_refresh_token_grant_has_a_renewal_fixture() {
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
 
+/// A token the gateway asks for with the client's own secret or key (client credentials, a signed
+/// JWT, Zoom's account credentials) is proven as a refresh is: a case's provider requests include
+/// that token request (its `grant_type`, in a form or JSON body), with the URL, client
+/// authentication and claims a real account's first call sends.
+#[test]
+fn every_client_grant_has_a_token_request_fixture() {
+    use unigate_mapping::{Auth, Grant, TokenSource};
+    if fixture_filter().is_some() {
+        return;
+    }
+    let catalog = repo_catalog();
+    let asks = |text: &str, grant_type: &str| {
+        serde_json::from_str::<Value>(text)
+            .ok()
+            .is_some_and(|body| body["grant_type"] == grant_type)
+            || unigate_tests::url_pairs(text.trim())
+                .iter()
+                .any(|(name, value)| name == "grant_type" && value == grant_type)
+    };
+    let mut missing = Vec::new();
+    for (id, integration) in &catalog.integrations {
+        if integration.retired.is_some() {
+            continue;
+        }
+        let grant_types: std::collections::BTreeSet<String> = std::iter::once(&integration.auth)
+            .chain(integration.variants.iter().map(|v| &v.integration.auth))
+            .filter_map(|auth| match auth {
+                Auth::Token(token) => match &token.source {
+                    TokenSource::OAuth2(oauth)
+                        if matches!(oauth.grant, Grant::ClientCredentials | Grant::JwtBearer) =>
+                    {
+                        oauth.grant_type.render(&Value::Null).ok()
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        let files: Vec<PathBuf> = extends_chain(id)
+            .iter()
+            .flat_map(|file| walk_files(&repo_root().join("tests/fixtures").join(file)))
+            .collect();
+        for grant_type in grant_types {
+            let shown = files.iter().any(|path| {
+                std::fs::read_to_string(path).is_ok_and(|text| asks(&text, &grant_type))
+            });
+            if !shown {
+                missing.push(format!(
+                    "{id}: asks for a token with grant_type {grant_type}, but no fixture shows that request"
+                ));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
 /// Every file under `dir`, at any depth.
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
