@@ -332,6 +332,18 @@ fn render_pairs(templates: &[(String, Template)], vars: Vars<'_>) -> Result<Pair
 /// The origin (`scheme://host[:port]`) of an absolute URL.
 /// `path` on the origin (scheme, host, port; no user info) of the absolute URL `base`; as text
 /// when `base` does not parse, for the caller's absolute-URL check to refuse.
+/// `relative` (`../oauth2/token`) resolved against `base` as RFC 3986 says; `base` is read as a
+/// directory (`…/scim/v2` is `…/scim/v2/`), so `..` climbs out of its last segment.
+fn beside(base: &str, relative: &str) -> String {
+    let directory = match base.ends_with('/') {
+        true => base.to_owned(),
+        false => format!("{base}/"),
+    };
+    url::Url::parse(&directory)
+        .and_then(|base| base.join(relative))
+        .map_or_else(|_| relative.to_owned(), String::from)
+}
+
 fn on_origin_of(base: &str, path: &str) -> String {
     match url::Url::parse(base) {
         Ok(base) if base.has_host() => format!("{}{path}", base.origin().ascii_serialization()),
@@ -493,6 +505,13 @@ pub fn render_credential(
             let source = match &token.source {
                 TokenSource::OAuth2(oauth) => {
                     let mut rendered = render_oauth(oauth, context)?;
+                    // A path relative to the base URL (`../oauth2/token`): the token endpoint
+                    // sits beside the API under whatever path the deployment is served from
+                    // (IdentityIQ's `/identityiq` or `/iiq`), resolved as RFC 3986 says.
+                    if rendered.token_url.starts_with("./") || rendered.token_url.starts_with("../")
+                    {
+                        rendered.token_url = beside(&base()?, &rendered.token_url);
+                    }
                     // A path: the token endpoint is on the account's own host (an Okta preview
                     // org or custom domain set as the account's base URL).
                     if rendered.token_url.starts_with('/') {
@@ -885,6 +904,31 @@ fn check_mapped_json(
 
 #[cfg(test)]
 mod tests {
+    /// A token URL written from the base URL climbs one segment per `..`, whatever path the
+    /// deployment is served under, and keeps the base's origin.
+    #[test]
+    fn a_token_path_from_the_base_url_sits_beside_the_api() {
+        use super::beside;
+        let token = "../../oauth2/token";
+        assert_eq!(
+            beside("https://iiq.acme.example/identityiq/scim/v2", token),
+            "https://iiq.acme.example/identityiq/oauth2/token"
+        );
+        assert_eq!(
+            beside("https://iiq.acme.example:8443/iiq/scim/v2/", token),
+            "https://iiq.acme.example:8443/iiq/oauth2/token"
+        );
+        // Never above the origin.
+        assert_eq!(
+            beside("https://iiq.acme.example/scim", token),
+            "https://iiq.acme.example/oauth2/token"
+        );
+        assert_eq!(
+            beside("https://iiq.acme.example/api/v1", "./token"),
+            "https://iiq.acme.example/api/v1/token"
+        );
+    }
+
     /// Duo's published vectors (duo_client_python `tests/test_client.py`, `TestSign`): signature
     /// version 2 over four Unicode parameters, HMAC-SHA1 and HMAC-SHA512, as Basic auth.
     #[test]

@@ -359,8 +359,9 @@ impl Integration {
             .collect()
     }
 
-    /// Whether the token request (an OAuth token URL or a login call written as a path) goes to
-    /// the origin of the account's base URL, which then carries credentials.
+    /// Whether the token request (an OAuth token URL or a login call written as a path, or as a
+    /// path from the base URL) goes to the origin of the account's base URL, which then carries
+    /// credentials.
     pub fn token_url_on_base(&self) -> bool {
         let Auth::Token(token) = &self.auth else {
             return false;
@@ -372,7 +373,7 @@ impl Integration {
         template.is_literal()
             && template
                 .render(&serde_json::Value::Null)
-                .is_ok_and(|url| url.starts_with('/'))
+                .is_ok_and(|url| ["/", "./", "../"].iter().any(|path| url.starts_with(path)))
     }
 
     /// Every `context.…` key the integration's templates read, for checking accounts at startup.
