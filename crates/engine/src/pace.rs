@@ -1,15 +1,16 @@
 //! Pacing: calls to one account (or, when the mapping says so, to one integration) are spaced so
 //! that no window of the provider's documented length holds more calls than its budget
 //! (`rate_limit.pace`, and a resource's own `pace`, a budget apart). One budget is shared by every
-//! request, stream, walk and follow-up of the process. A call is admitted only while fewer than N calls of the budget are in flight or were
-//! answered within the last window: the provider counts a call when it arrives, which is some
+//! request, stream, walk and follow-up of the process. A call is admitted only while fewer than
+//! N calls of the budget are in flight or were answered within the last window: the provider counts a call when it arrives, which is some
 //! time between its send and its answer, so a window counted from the answer is the only one
 //! that late wake-ups, slow sockets and network jitter cannot shrink. Callers are admitted in
 //! the order they asked (tokio's mutex is fair), so a stream's prefetched pages keep their order.
 //! A sliding window is the strictest reading of "N per T": a provider that counts fixed windows
 //! or refills a bucket is never exceeded either. A budget without a window (`in_flight`) is the
-//! same ledger with nothing kept after the answer: a limit on calls at once (Marketo's ten). Waits run on tokio's clock, not the engine's
-//! `Clock`: admission depends on answers arriving in real time. A caller whose slot would free
+//! same ledger with nothing kept after the answer: a limit on calls at once (Marketo's ten).
+//! Waits run on tokio's clock, not the engine's `Clock`: admission depends on answers arriving
+//! in real time. A caller whose slot would free
 //! later than the policy's longest wait (an hourly budget spent) is told so at once instead.
 //!
 //! It also keeps the provider's own "wait until" (a rate-limited answer's `Retry-After` or

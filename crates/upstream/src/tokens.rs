@@ -371,9 +371,9 @@ struct TokenResponse {
 
 impl TokenResponse {
     /// When the token expires, epoch seconds: `expires_in` (RFC 6749), else an `expires_at`
-    /// time (RFC 3339, or epoch seconds or milliseconds, as a number or as text), else the access token's own `exp` when it is a JWT. `None`
-    /// (no word of it, or a time already past): the token is used until the provider refuses
-    /// it, then renewed once.
+    /// time (RFC 3339, or epoch seconds or milliseconds, as a number or as text), else the
+    /// access token's own `exp` when it is a JWT. `None` (no word of it, or a time already
+    /// past): the token is used until the provider refuses it, then renewed once.
     fn expires_at(&self, now: i64) -> Option<i64> {
         let lifetime = self.expires_in.as_ref().and_then(|value| match value {
             serde_json::Value::Number(number) => number.as_i64(),
