@@ -2,9 +2,10 @@
 //! that no window of the provider's documented length holds more calls than its budget
 //! (`rate_limit.pace`, and a resource's own `pace`, a budget apart). One budget is shared by every
 //! request, stream, walk and follow-up of the process. A call is admitted only while fewer than
-//! N calls of the budget are in flight or were answered within the last window: the provider counts a call when it arrives, which is some
-//! time between its send and its answer, so a window counted from the answer is the only one
-//! that late wake-ups, slow sockets and network jitter cannot shrink. Callers are admitted in
+//! N calls of the budget are in flight or were answered within the last window: the provider
+//! counts a call when it arrives, which is some time between its send and its answer, so a
+//! window counted from the answer is the only one that late wake-ups, slow sockets and network
+//! jitter cannot shrink. Callers are admitted in
 //! the order they asked (tokio's mutex is fair), so a stream's prefetched pages keep their order.
 //! A sliding window is the strictest reading of "N per T": a provider that counts fixed windows
 //! or refills a bucket is never exceeded either. A budget without a window (`in_flight`) is the
