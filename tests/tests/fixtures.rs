@@ -248,7 +248,9 @@ struct ScriptedResponse {
     status: u16,
     #[serde(default)]
     headers: BTreeMap<String, String>,
-    body: String,
+    /// A file of the case holding the body; none: an empty body (a bare 429, a 204).
+    #[serde(default)]
+    body: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -447,7 +449,12 @@ async fn run_case(dir: &Path, catalog: Arc<Catalog>) -> Vec<String> {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.replace("{{stub}}", &origin)))
                     .collect(),
-                body: read(dir, &response.body, &origin).into_bytes(),
+                body: response
+                    .body
+                    .as_deref()
+                    .map(|file| read(dir, file, &origin))
+                    .unwrap_or_default()
+                    .into_bytes(),
             })
             .collect(),
     );
