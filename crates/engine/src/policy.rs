@@ -176,7 +176,13 @@ impl Engine {
                     .await
                     .map_err(|left| spent_budget_error(&pace, left))?;
                 if !waited.is_zero() {
-                    self.metrics.wait(&target.integration.id, "pace", waited);
+                    // A wait for a call in flight to be answered is told apart from one for a
+                    // rate's window: the first says the provider is slow, the second busy.
+                    let reason = match pace.counts_calls() {
+                        true => "pace",
+                        false => "in_flight",
+                    };
+                    self.metrics.wait(&target.integration.id, reason, waited);
                 }
                 slots.push(admitted);
             }
