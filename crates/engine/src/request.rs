@@ -285,7 +285,23 @@ impl Endpoint {
             // The body built from the position carries it.
             page.params.clear();
         }
-        self.build(position, self.passes.get(pass as usize), page, body)
+        // `page_in_path`: the page number (the parameter the strategy names with no name) is
+        // the path's last segment.
+        let segment = match pagination.page_in_path {
+            true => page
+                .params
+                .iter()
+                .position(|(name, _)| name.is_empty())
+                .map(|index| page.params.remove(index).1),
+            false => None,
+        };
+        let mut request = self.build(position, self.passes.get(pass as usize), page, body)?;
+        if let Some(segment) = segment
+            && let Ok(mut path) = request.url.path_segments_mut()
+        {
+            path.pop_if_empty().push(&segment);
+        }
+        Ok(request)
     }
 
     fn build(

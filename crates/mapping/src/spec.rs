@@ -454,6 +454,10 @@ pub struct PaginationSpec {
     pub offset_param: Option<String>,
     #[serde(default)]
     pub page_param: Option<String>,
+    /// page: the page number is the last segment of the path (Adobe's `/users/{orgId}/{page}`),
+    /// in place of a `page_param`.
+    #[serde(default)]
+    pub page_in_path: Option<bool>,
     #[serde(default)]
     pub first_page: Option<u64>,
     #[serde(default)]

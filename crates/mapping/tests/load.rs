@@ -1108,6 +1108,52 @@ fn next_url_keeps_query_is_a_next_url_option() {
     );
 }
 
+/// `page_in_path` puts the `page` style's number in the path, in place of `page_param`: both
+/// together, or the key on another style, are mistakes named at the style's line.
+#[test]
+fn a_page_number_may_be_the_paths_last_segment() {
+    let cursor = "pagination: { style: cursor, cursor_param: cursor, next_cursor: meta.next, page_size_param: limit }";
+    let with = |pagination: &str| GOOD.replace(cursor, pagination);
+    let catalog = Catalog::from_sources(
+        &[model()],
+        &[integration(
+            "paths",
+            &with("pagination: { style: page, page_in_path: true, first_page: 0 }"),
+        )],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        catalog.integrations["paths"].resources["users.list"]
+            .pagination
+            .page_in_path
+    );
+    let errors = Catalog::from_sources(
+        &[model()],
+        &[
+            integration(
+                "both",
+                &with("pagination: { style: page, page_in_path: true, page_param: page }"),
+            ),
+            integration(
+                "offset",
+                &with("pagination: { style: offset, offset_param: offset, page_in_path: true }"),
+            ),
+            integration("neither", &with("pagination: { style: page }")),
+        ],
+    )
+    .unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "mappings/both.yaml:5: resources.users.list.pagination.page_param: is not used with `page_in_path: true` (the page number is the path's last segment)",
+            "mappings/neither.yaml:5: resources.users.list.pagination: pagination style `page` needs `page_param` or `page_in_path: true`",
+            "mappings/offset.yaml:5: resources.users.list.pagination.page_in_path: is not used by pagination style `offset`",
+        ],
+        "{errors}"
+    );
+}
+
 /// `exchange.jwt`: the login call's signed bearer credential; its key is a secret (kept out of
 /// errors), its issuer a key every account needs; beside `basic` it is refused at its line.
 #[test]

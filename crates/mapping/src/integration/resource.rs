@@ -128,6 +128,8 @@ pub struct CompiledPagination {
     pub send_in_body: bool,
     /// `next_url_keeps_query`: a relative next URL without a query keeps the current one.
     pub next_url_keeps_query: bool,
+    /// `page_in_path`: the page number goes as the path's last segment, not as a parameter.
+    pub page_in_path: bool,
     pub has_more: Option<Expression>,
     /// Total records (offset, SCIM) or total pages (page).
     pub total: Option<Expression>,
@@ -212,6 +214,7 @@ pub(super) fn compile_resource(
             continue_path: None,
             send_in_body: false,
             next_url_keeps_query: false,
+            page_in_path: false,
             has_more: None,
             total: None,
         }),
@@ -561,6 +564,7 @@ fn compile_pagination(
         ],
         StyleName::Page => &[
             "page_param",
+            "page_in_path",
             "first_page",
             "has_more",
             "total_pages",
@@ -571,7 +575,8 @@ fn compile_pagination(
         StyleName::Keyset => &["after_param", "after_value", "short_page_ends"],
         StyleName::Graphql => &["next_cursor", "has_more"],
     };
-    let set: [(&str, bool); 19] = [
+    let set: [(&str, bool); 20] = [
+        ("page_in_path", spec.page_in_path.is_some()),
         ("continue_path", spec.continue_path.is_some()),
         ("short_page_ends", spec.short_page_ends.is_some()),
         ("last_page_repeats", spec.last_page_repeats.is_some()),
@@ -630,7 +635,19 @@ fn compile_pagination(
         }
         StyleName::NextUrl => required(spec.next_url.is_some(), "next_url"),
         StyleName::Offset => required(spec.offset_param.is_some(), "offset_param"),
-        StyleName::Page => required(spec.page_param.is_some(), "page_param"),
+        StyleName::Page if spec.page_in_path == Some(true) && spec.page_param.is_some() => {
+            c.error_at(
+                &spec.style,
+                &format!("{path}.page_param"),
+                "is not used with `page_in_path: true` (the page number is the path's last segment)",
+            );
+            ok = false;
+        }
+        StyleName::Page if spec.page_in_path == Some(true) => {}
+        StyleName::Page => required(
+            spec.page_param.is_some(),
+            "page_param` or `page_in_path: true",
+        ),
         StyleName::Keyset => required(spec.after_param.is_some(), "after_param"),
         StyleName::Graphql => required(spec.next_cursor.is_some(), "next_cursor"),
         // RFC 7644's names (`startIndex`, `count`, `totalResults`) are stated in `scim.yaml`;
@@ -722,6 +739,7 @@ fn compile_pagination(
             .as_ref()
             .is_some_and(|send_in| send_in.value == crate::spec::SendIn::Body),
         next_url_keeps_query: spec.next_url_keeps_query == Some(true),
+        page_in_path: spec.page_in_path == Some(true),
         after_value: after_value.ok()?,
         has_more: has_more.ok()?,
         total: total.ok()?,
