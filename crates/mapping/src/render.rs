@@ -508,9 +508,15 @@ pub fn render_credential(
                     // A path relative to the base URL (`../oauth2/token`): the token endpoint
                     // sits beside the API under whatever path the deployment is served from
                     // (IdentityIQ's `/identityiq` or `/iiq`), resolved as RFC 3986 says.
-                    if rendered.token_url.starts_with("./") || rendered.token_url.starts_with("../")
-                    {
-                        rendered.token_url = beside(&base()?, &rendered.token_url);
+                    let from_base = |url: &str| url.starts_with("./") || url.starts_with("../");
+                    if from_base(&rendered.token_url) {
+                        let base = base()?;
+                        rendered.token_url = beside(&base, &rendered.token_url);
+                        if let Some(assertion) = rendered.assertion.as_mut()
+                            && from_base(&assertion.audience)
+                        {
+                            assertion.audience = beside(&base, &assertion.audience);
+                        }
                     }
                     // A path: the token endpoint is on the account's own host (an Okta preview
                     // org or custom domain set as the account's base URL).
