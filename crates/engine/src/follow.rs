@@ -967,11 +967,12 @@ impl Engine {
             false => &call.scope,
         };
         let strategy = &resource.pagination_of(None).strategy;
-        // A walk asks the most a page may hold; a single call asks what the list call does.
+        // A walk asks the most a page may hold; a single call asks what the list call does,
+        // within what its own resource accepts.
         let page_size = match (follow_up.walk, strategy.max_page_size) {
             (true, Some(max)) => max,
             (true, None) => strategy.page_size(None, call.page_size.max(100)),
-            (false, _) => call.page_size,
+            (false, _) => strategy.page_size(Some(call.page_size), call.page_size),
         };
         // A walk that stops part-way (an outage, a rate limit longer than the gateway waits,
         // the request deadline) is taken up where it stood by the account's next call.

@@ -417,6 +417,8 @@ pub struct PaginationSpec {
     #[serde(default)]
     pub max_page_size: Option<u32>,
     #[serde(default)]
+    pub min_page_size: Option<u32>,
+    #[serde(default)]
     pub default_page_size: Option<u32>,
     #[serde(default)]
     pub max_pages: Option<u32>,

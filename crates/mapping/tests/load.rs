@@ -1154,6 +1154,56 @@ fn a_page_number_may_be_the_paths_last_segment() {
     );
 }
 
+/// `min_page_size` raises a small `limit` to what the provider accepts; it needs a page-size
+/// parameter and must fit under the maximum and the default, each named at the style's line.
+#[test]
+fn a_page_size_may_have_a_floor() {
+    let cursor = "pagination: { style: cursor, cursor_param: cursor, next_cursor: meta.next, page_size_param: limit }";
+    let with = |pagination: &str| GOOD.replace(cursor, pagination);
+    let page = "style: page, page_param: page";
+    let catalog = Catalog::from_sources(
+        &[model()],
+        &[integration(
+            "floored",
+            &with(&format!("pagination: {{ {page}, page_size_param: per_page, min_page_size: 5, max_page_size: 50 }}")),
+        )],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let strategy = &catalog.integrations["floored"].resources["users.list"]
+        .pagination
+        .strategy;
+    assert_eq!(strategy.page_size(Some(2), 100), 5);
+    assert_eq!(strategy.page_size(Some(20), 100), 20);
+    let errors = Catalog::from_sources(
+        &[model()],
+        &[
+            integration(
+                "above",
+                &with(&format!("pagination: {{ {page}, page_size_param: per_page, min_page_size: 60, max_page_size: 50 }}")),
+            ),
+            integration(
+                "default",
+                &with(&format!("pagination: {{ {page}, page_size_param: per_page, min_page_size: 5, default_page_size: 3 }}")),
+            ),
+            integration(
+                "unsent",
+                &with(&format!("pagination: {{ {page}, min_page_size: 5 }}")),
+            ),
+        ],
+    )
+    .unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "mappings/above.yaml:5: resources.users.list.pagination.min_page_size: is larger than `max_page_size`",
+            "mappings/default.yaml:5: resources.users.list.pagination.min_page_size: is larger than `default_page_size`",
+            "mappings/unsent.yaml:5: resources.users.list.pagination.min_page_size: needs `page_size_param` (a provider that takes no page size has no minimum to meet)",
+        ],
+        "{errors}"
+    );
+}
+
 /// `exchange.jwt`: the login call's signed bearer credential; its key is a secret (kept out of
 /// errors), its issuer a key every account needs; beside `basic` it is refused at its line.
 #[test]

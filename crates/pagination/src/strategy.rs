@@ -56,6 +56,10 @@ pub struct Pagination {
     pub style: Style,
     pub page_size_param: Option<String>,
     pub max_page_size: Option<u32>,
+    /// The least page size the provider accepts (Cloudflare refuses `per_page` below 5): a
+    /// smaller `limit` is raised to it, so the page may hold more records than the caller asked,
+    /// as a provider without a page-size parameter answers its own size.
+    pub min_page_size: Option<u32>,
     pub default_page_size: Option<u32>,
     /// Most pages one walk may take before it is called endless.
     pub max_pages: u32,
@@ -122,16 +126,17 @@ pub enum PaginationError {
 
 impl Pagination {
     /// The page size to ask for: the caller's `limit`, else the default, clamped to the
-    /// provider's maximum.
+    /// provider's maximum and raised to its minimum.
     pub fn page_size(&self, requested: Option<u32>, gateway_default: u32) -> u32 {
         let wanted = requested
             .or(self.default_page_size)
             .unwrap_or(gateway_default)
             .max(1);
-        match self.max_page_size {
+        let capped = match self.max_page_size {
             Some(max) => wanted.min(max),
             None => wanted,
-        }
+        };
+        capped.max(self.min_page_size.unwrap_or(1))
     }
 
     /// The request for the page at `position`.
@@ -388,6 +393,7 @@ mod tests {
             style,
             page_size_param: Some("limit".into()),
             max_page_size: Some(200),
+            min_page_size: None,
             default_page_size: None,
             max_pages: 5,
             short_page_ends: true,
@@ -449,6 +455,14 @@ mod tests {
         assert_eq!(p.page_size(Some(500), 100), 200);
         assert_eq!(p.page_size(None, 100), 100);
         assert_eq!(p.page_size(Some(7), 100), 7);
+        let floored = Pagination {
+            min_page_size: Some(5),
+            ..p.clone()
+        };
+        assert_eq!(floored.page_size(Some(2), 100), 5);
+        assert_eq!(floored.page_size(Some(0), 100), 5);
+        assert_eq!(floored.page_size(Some(7), 100), 7);
+        assert_eq!(floored.page_size(Some(500), 100), 200);
     }
 
     #[test]

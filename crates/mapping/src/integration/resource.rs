@@ -204,6 +204,7 @@ pub(super) fn compile_resource(
                 style: Style::None,
                 page_size_param: None,
                 max_page_size: None,
+                min_page_size: None,
                 default_page_size: None,
                 max_pages: DEFAULT_MAX_PAGES,
                 short_page_ends: true,
@@ -669,6 +670,25 @@ fn compile_pagination(
         );
         ok = false;
     }
+    // A floor only means something where the size is sent; below `max_page_size` and the
+    // default, or no size could satisfy both.
+    if let Some(min) = spec.min_page_size {
+        let problem = if spec.page_size_param.is_none() {
+            Some(
+                "needs `page_size_param` (a provider that takes no page size has no minimum to meet)",
+            )
+        } else if spec.max_page_size.is_some_and(|max| min > max) {
+            Some("is larger than `max_page_size`")
+        } else if spec.default_page_size.is_some_and(|default| default < min) {
+            Some("is larger than `default_page_size`")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            c.error_at(&spec.style, &format!("{path}.min_page_size"), problem);
+            ok = false;
+        }
+    }
     let continue_path = match &spec.continue_path {
         None => Ok(None),
         Some(text) => c
@@ -727,6 +747,7 @@ fn compile_pagination(
             style,
             page_size_param,
             max_page_size: spec.max_page_size,
+            min_page_size: spec.min_page_size,
             default_page_size: spec.default_page_size,
             max_pages: spec.max_pages.unwrap_or(DEFAULT_MAX_PAGES),
             short_page_ends: spec.short_page_ends != Some(false),
