@@ -1040,6 +1040,62 @@ fn every_client_grant_has_a_token_request_fixture() {
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
 
+/// A token the gateway holds (a refresh, client-credentials or JWT grant, or a login) can end
+/// before the gateway's clock says: revoked, rotated, or shorter-lived than its answer said.
+/// Providers answer such a call each in their own way (401, 403, 400, or a 200 with an error
+/// body), so every file proves its own: a case in its own folder where the provider refuses a
+/// call, the gateway asks for a token (a request elsewhere), and repeats the call exactly, which
+/// the caller sees answered.
+#[test]
+fn every_token_grant_has_a_refusal_fixture() {
+    use unigate_mapping::Auth;
+    if fixture_filter().is_some() {
+        return;
+    }
+    let catalog = repo_catalog();
+    let repeated_after_renewal = |call: &Call| {
+        let requests: Vec<&ExpectedRequest> = call
+            .exchanges()
+            .into_iter()
+            .map(|(request, _)| request)
+            .collect();
+        let same = |a: &ExpectedRequest, b: &ExpectedRequest| {
+            a.method == b.method
+                && a.path == b.path
+                && format!("{:?}", a.query) == format!("{:?}", b.query)
+                && a.body == b.body
+        };
+        call.expect.status == 200
+            && requests.iter().enumerate().any(|(i, first)| {
+                requests[i + 1..].iter().enumerate().any(|(gap, again)| {
+                    gap > 0
+                        && same(first, again)
+                        && requests[i + 1..i + 1 + gap]
+                            .iter()
+                            .any(|between| between.path != first.path)
+                })
+            })
+    };
+    let mut missing = Vec::new();
+    for (id, integration) in &catalog.integrations {
+        let holds_token = std::iter::once(&integration.auth)
+            .chain(integration.variants.iter().map(|v| &v.integration.auth))
+            .any(|auth| matches!(auth, Auth::Token(_)));
+        if !holds_token || integration.retired.is_some() {
+            continue;
+        }
+        if !cases_of(id)
+            .iter()
+            .any(|case| case.calls.iter().any(repeated_after_renewal))
+        {
+            missing.push(format!(
+                "{id}: holds a token, but no fixture of its own shows the provider refusing it and the call repeated with a new one"
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
 /// Every file under `dir`, at any depth.
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
