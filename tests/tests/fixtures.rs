@@ -1096,6 +1096,49 @@ fn every_token_grant_has_a_refusal_fixture() {
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
 
+/// A file that reads a rate limit off more than a 429 (GitHub's 403 with a message, Egnyte's
+/// 403 with a Mashery code, Boomi's 503, a GraphQL error in a 200) proves that reading: a case
+/// of its own or its base's where the provider's signal is answered as a rate limit (the caller gets 429) or
+/// waited out (the same request sent again and answered). Only a case shows the expression
+/// matches the body the provider really sends.
+#[test]
+fn every_rate_limit_signal_has_a_fixture() {
+    if fixture_filter().is_some() {
+        return;
+    }
+    let catalog = repo_catalog();
+    let limited = |call: &Call| {
+        let exchanges = call.exchanges();
+        call.expect.status == 429
+            || exchanges.windows(2).any(|pair| {
+                let ((first, answer), (again, _)) = (pair[0], pair[1]);
+                !(200..300).contains(&answer.status)
+                    && first.method == again.method
+                    && first.path == again.path
+                    && format!("{:?}", first.query) == format!("{:?}", again.query)
+                    && first.body == again.body
+            })
+    };
+    let mut missing = Vec::new();
+    for (id, integration) in &catalog.integrations {
+        let signal = integration.rate_limit.is_limited.source().trim();
+        if signal == "status = 429" || integration.retired.is_some() {
+            continue;
+        }
+        // A file that inherits its reading is proven by its base's case, as a renewal is.
+        if !extends_chain(id)
+            .iter()
+            .flat_map(|file| cases_of(file))
+            .any(|case| case.calls.iter().any(limited))
+        {
+            missing.push(format!(
+                "{id}: reads a rate limit as `{signal}`, but no fixture of its own shows the provider's signal answered 429 or waited out"
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
 /// Every file under `dir`, at any depth.
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
