@@ -1139,6 +1139,65 @@ fn every_rate_limit_signal_has_a_fixture() {
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
 
+/// Lists lose users silently where a real account has them and the fixture does not: many
+/// providers leave deactivated users out unless asked (a parameter, a second list), others mark
+/// them in a field the mapping must read. So every list shows one (a unified answer of its own
+/// or its base's with a user `inactive` or `deleted`), or its file says why it cannot, in a
+/// header paragraph beginning `# Deactivated users:` (no such state, or no documented way to
+/// list them, with the source).
+#[test]
+fn every_list_shows_its_deactivated_users_or_says_why() {
+    if fixture_filter().is_some() {
+        return;
+    }
+    let catalog = repo_catalog();
+    let deactivated = |record: &Value| {
+        matches!(
+            record.get("status").and_then(Value::as_str),
+            Some("inactive" | "deleted")
+        )
+    };
+    let shows = |file: &str| {
+        walk_files(&repo_root().join("tests/fixtures").join(file))
+            .iter()
+            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .filter_map(|path| {
+                serde_json::from_str::<Value>(&std::fs::read_to_string(path).ok()?).ok()
+            })
+            .any(|body| {
+                body.get("result")
+                    .and_then(Value::as_array)
+                    .is_some_and(|records| records.iter().any(deactivated))
+            })
+    };
+    let says = |file: &str| {
+        std::fs::read_to_string(repo_root().join("mappings").join(format!("{file}.yaml")))
+            .is_ok_and(|text| {
+                text.lines()
+                    .any(|line| line.starts_with("# Deactivated users:"))
+            })
+    };
+    let mut missing = Vec::new();
+    for (id, integration) in &catalog.integrations {
+        let lists = integration
+            .unified
+            .keys()
+            .any(|key| key.method == Method::List);
+        if !lists || integration.retired.is_some() || id.starts_with("sandbox") {
+            continue;
+        }
+        if !extends_chain(id)
+            .iter()
+            .any(|file| shows(file) || says(file))
+        {
+            missing.push(format!(
+                "{id}: no fixture lists a deactivated user (status inactive or deleted), and no `# Deactivated users:` paragraph says why"
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
 /// Every file under `dir`, at any depth.
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
