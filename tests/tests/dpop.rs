@@ -3,8 +3,9 @@
 //! `private_key_jwt` assertion (RS256, checked here with the public key), the token endpoint
 //! asks for a DPoP nonce first (400 `use_dpop_nonce`), issues a `DPoP` token bound to the proof's
 //! key, and the API takes it only with a proof by that key naming the request (`htm`, `htu`,
-//! `ath`); an API that asks for a nonce (401 `use_dpop_nonce`) gets the call again with it, and a
-//! token stored with its key (another replica, a restart) is used with that key.
+//! `ath`); an API that asks for a nonce (401 `use_dpop_nonce`) gets the call again with it, a
+//! token stored with its key (another replica, a restart) is used with that key, and one the API
+//! refuses (401 `invalid_token`) is replaced by a token bound to a new key.
 
 use std::sync::{Arc, Mutex};
 
@@ -97,6 +98,11 @@ struct Server {
     assertion_ids: Mutex<Vec<String>>,
     api_calls: Mutex<Vec<Value>>,
     client_assertions: Mutex<Vec<(Value, Value)>>,
+    /// A token the API refuses (401 `invalid_token`), though its proof is right: revoked, or
+    /// ended before its `expires_in`.
+    refused_token: Mutex<Option<String>>,
+    /// The public keys of the proofs sent with a refused token.
+    refused_proof_keys: Mutex<Vec<Value>>,
 }
 
 async fn token(State(server): State<Arc<Server>>, headers: HeaderMap, body: String) -> Response {
@@ -177,10 +183,31 @@ async fn users(State(server): State<Arc<Server>>, headers: HeaderMap, uri: Uri) 
         assert_eq!(headers.get("dpop"), None, "a Bearer token carries no proof");
         return axum::Json(json!([{"id": "u1"}])).into_response();
     }
-    assert_eq!(
-        headers.get("authorization").unwrap().to_str().unwrap(),
-        "DPoP dpop-token-1"
-    );
+    let authorization = headers.get("authorization").unwrap().to_str().unwrap();
+    let refused = server.refused_token.lock().unwrap().clone();
+    if let Some(token) = refused.filter(|token| authorization == format!("DPoP {token}")) {
+        let proof = read_proof(headers.get("dpop").unwrap().to_str().unwrap());
+        assert_eq!(
+            Some(&proof.jwk),
+            server.bound_jwk.lock().unwrap().as_ref(),
+            "the refused token's proof is by its own key"
+        );
+        assert_eq!(
+            proof.claims["ath"],
+            B64.encode(ring_sha256(token.as_bytes()))
+        );
+        server.refused_proof_keys.lock().unwrap().push(proof.jwk);
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(
+                "www-authenticate",
+                r#"DPoP algs="ES256", error="invalid_token", error_description="The token has expired.""#,
+            )],
+            axum::Json(json!({"errorCode": "E0000011", "errorSummary": "Invalid token provided"})),
+        )
+            .into_response();
+    }
+    assert_eq!(authorization, "DPoP dpop-token-1");
     let proof = read_proof(headers.get("dpop").unwrap().to_str().unwrap());
     assert_eq!(
         Some(&proof.jwk),
@@ -413,4 +440,42 @@ async fn a_stored_dpop_token_without_a_readable_key_is_replaced() {
     let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(*server.tokens_issued.lock().unwrap(), 1);
+}
+
+/// A stored DPoP-bound token the API refuses (401 `invalid_token`: revoked, or ended before its
+/// clock) is renewed once, through the token endpoint's nonce step, bound to a new key, and the
+/// call is repeated with the new token and a proof by the new key; the refusal is not mistaken
+/// for a nonce request, and the account stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_dpop_token_is_renewed_with_a_new_key_and_the_call_repeated() {
+    let old_key = DpopKey::generate().unwrap();
+    let server = Arc::new(Server::default());
+    *server.bound_jwk.lock().unwrap() = Some(old_key.public_jwk());
+    *server.refused_token.lock().unwrap() = Some("dpop-token-0".into());
+    let (_servers, url) = world(
+        json!({"access_token": "dpop-token-0", "access_token_expires_at": "2099-01-01T00:00:00Z",
+               "access_token_dpop_key": old_key.stored().expose()}),
+        server.clone(),
+    )
+    .await;
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, &body["result"][0]["id"]),
+        (200, &json!("u1")),
+        "{body}"
+    );
+    assert_eq!(
+        *server.refused_proof_keys.lock().unwrap(),
+        [old_key.public_jwk()]
+    );
+    assert_eq!(*server.token_nonce_refusals.lock().unwrap(), 1);
+    assert_eq!(*server.tokens_issued.lock().unwrap(), 1);
+    let new_key = server.bound_jwk.lock().unwrap().clone().unwrap();
+    assert_ne!(new_key, old_key.public_jwk(), "a new token gets a new key");
+    assert_eq!(server.api_calls.lock().unwrap().len(), 1);
+    // The next call uses the renewed token as it is.
+    let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(*server.tokens_issued.lock().unwrap(), 1);
+    assert_eq!(server.api_calls.lock().unwrap().len(), 2);
 }
