@@ -234,8 +234,18 @@ struct ExpectedRequest {
     body: Option<String>,
 }
 
+impl ExpectedRequest {
+    /// Whether `other` asks the same thing: a request sent again (a retry, a renewal's repeat).
+    fn same_request(&self, other: &ExpectedRequest) -> bool {
+        self.method == other.method
+            && self.path == other.path
+            && self.query == other.query
+            && self.body == other.body
+    }
+}
+
 /// A parameter sent once, or several times.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(untagged)]
 enum QueryValue {
     One(String),
@@ -809,6 +819,11 @@ async fn every_fixture_replays_exactly() {
 
 /// The cases of one integration's fixture folder.
 fn cases_of(id: &str) -> Vec<Case> {
+    case_dirs_of(id).into_iter().map(|(_, case)| case).collect()
+}
+
+/// The cases of one integration's fixture folder, each with its folder (where its bodies are).
+fn case_dirs_of(id: &str) -> Vec<(PathBuf, Case)> {
     let dir = repo_root().join("tests/fixtures").join(id);
     std::fs::read_dir(&dir)
         .map(|entries| {
@@ -816,10 +831,11 @@ fn cases_of(id: &str) -> Vec<Case> {
                 .flatten()
                 .filter(|e| e.path().join("case.yaml").is_file())
                 .map(|e| {
-                    serde_saphyr::from_str(
+                    let case = serde_saphyr::from_str(
                         &std::fs::read_to_string(e.path().join("case.yaml")).unwrap(),
                     )
-                    .unwrap()
+                    .unwrap();
+                    (e.path(), case)
                 })
                 .collect()
         })
@@ -1059,17 +1075,11 @@ fn every_token_grant_has_a_refusal_fixture() {
             .into_iter()
             .map(|(request, _)| request)
             .collect();
-        let same = |a: &ExpectedRequest, b: &ExpectedRequest| {
-            a.method == b.method
-                && a.path == b.path
-                && format!("{:?}", a.query) == format!("{:?}", b.query)
-                && a.body == b.body
-        };
         call.expect.status == 200
             && requests.iter().enumerate().any(|(i, first)| {
                 requests[i + 1..].iter().enumerate().any(|(gap, again)| {
                     gap > 0
-                        && same(first, again)
+                        && first.same_request(again)
                         && requests[i + 1..i + 1 + gap]
                             .iter()
                             .any(|between| between.path != first.path)
@@ -1112,11 +1122,7 @@ fn every_rate_limit_signal_has_a_fixture() {
         call.expect.status == 429
             || exchanges.windows(2).any(|pair| {
                 let ((first, answer), (again, _)) = (pair[0], pair[1]);
-                !(200..300).contains(&answer.status)
-                    && first.method == again.method
-                    && first.path == again.path
-                    && format!("{:?}", first.query) == format!("{:?}", again.query)
-                    && first.body == again.body
+                !(200..300).contains(&answer.status) && first.same_request(again)
             })
     };
     let mut missing = Vec::new();
@@ -1132,7 +1138,7 @@ fn every_rate_limit_signal_has_a_fixture() {
             .any(|case| case.calls.iter().any(limited))
         {
             missing.push(format!(
-                "{id}: reads a rate limit as `{signal}`, but no fixture of its own shows the provider's signal answered 429 or waited out"
+                "{id}: reads a rate limit as `{signal}`, but no fixture of its own or its base's shows the provider's signal answered 429 or waited out"
             ));
         }
     }
@@ -1157,12 +1163,15 @@ fn every_list_shows_its_deactivated_users_or_says_why() {
             Some("inactive" | "deleted")
         )
     };
+    // What the gateway answered (a case's expected 200 bodies), not what a provider sent.
     let shows = |file: &str| {
-        walk_files(&repo_root().join("tests/fixtures").join(file))
+        case_dirs_of(file)
             .iter()
-            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-            .filter_map(|path| {
-                serde_json::from_str::<Value>(&std::fs::read_to_string(path).ok()?).ok()
+            .flat_map(|(dir, case)| case.calls.iter().map(move |call| (dir, call)))
+            .filter(|(_, call)| call.expect.status == 200)
+            .filter_map(|(dir, call)| {
+                let text = std::fs::read_to_string(dir.join(&call.expect.body)).ok()?;
+                serde_json::from_str::<Value>(&text).ok()
             })
             .any(|body| {
                 body.get("result")
