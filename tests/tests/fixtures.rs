@@ -1106,6 +1106,46 @@ fn every_token_grant_has_a_refusal_fixture() {
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
 
+/// A grant ends for good (a refresh token revoked or expired, an app uninstalled, a client secret
+/// rotated, a login's password changed), and token endpoints say so in their own shapes (RFC
+/// 6749's 400 `invalid_grant`, a 401 `invalid_client`, Zoho's and Slack's HTTP 200 with an
+/// `error`, Atlassian's 403). So every file holding a token proves its own: a case where a call
+/// is answered 401 (the credential refused) and a later call is answered without any provider
+/// request (the account marked `needs_reauth`, not asked again).
+#[test]
+fn every_token_grant_has_a_dead_grant_fixture() {
+    use unigate_mapping::Auth;
+    if fixture_filter().is_some() {
+        return;
+    }
+    let catalog = repo_catalog();
+    let marks = |case: &Case| {
+        case.calls
+            .iter()
+            .position(|call| call.expect.status == 401 && !call.exchanges().is_empty())
+            .is_some_and(|refused| {
+                case.calls[refused + 1..].iter().any(|call| {
+                    call.expect.status == 401 && call.exchanges.as_ref().is_some_and(Vec::is_empty)
+                })
+            })
+    };
+    let mut missing = Vec::new();
+    for (id, integration) in &catalog.integrations {
+        let holds_token = std::iter::once(&integration.auth)
+            .chain(integration.variants.iter().map(|v| &v.integration.auth))
+            .any(|auth| matches!(auth, Auth::Token(_)));
+        if !holds_token || integration.retired.is_some() {
+            continue;
+        }
+        if !cases_of(id).iter().any(marks) {
+            missing.push(format!(
+                "{id}: holds a token, but no fixture of its own shows a dead grant refused and the account marked (a later call answered without a provider request)"
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
 /// A file that reads a rate limit off more than a 429 (GitHub's 403 with a message, Egnyte's
 /// 403 with a Mashery code, Boomi's 503, a GraphQL error in a 200) proves that reading: a case
 /// of its own or its base's where the provider's signal is answered as a rate limit (the caller gets 429) or
