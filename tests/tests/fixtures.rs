@@ -1064,7 +1064,6 @@ fn every_client_grant_has_a_token_request_fixture() {
 /// the caller sees answered.
 #[test]
 fn every_token_grant_has_a_refusal_fixture() {
-    use unigate_mapping::Auth;
     if fixture_filter().is_some() {
         return;
     }
@@ -1088,10 +1087,7 @@ fn every_token_grant_has_a_refusal_fixture() {
     };
     let mut missing = Vec::new();
     for (id, integration) in &catalog.integrations {
-        let holds_token = std::iter::once(&integration.auth)
-            .chain(integration.variants.iter().map(|v| &v.integration.auth))
-            .any(|auth| matches!(auth, Auth::Token(_)));
-        if !holds_token || integration.retired.is_some() {
+        if !holds_token(integration) || integration.retired.is_some() {
             continue;
         }
         if !cases_of(id)
@@ -1114,7 +1110,6 @@ fn every_token_grant_has_a_refusal_fixture() {
 /// request (the account marked `needs_reauth`, not asked again).
 #[test]
 fn every_token_grant_has_a_dead_grant_fixture() {
-    use unigate_mapping::Auth;
     if fixture_filter().is_some() {
         return;
     }
@@ -1131,10 +1126,7 @@ fn every_token_grant_has_a_dead_grant_fixture() {
     };
     let mut missing = Vec::new();
     for (id, integration) in &catalog.integrations {
-        let holds_token = std::iter::once(&integration.auth)
-            .chain(integration.variants.iter().map(|v| &v.integration.auth))
-            .any(|auth| matches!(auth, Auth::Token(_)));
-        if !holds_token || integration.retired.is_some() {
+        if !holds_token(integration) || integration.retired.is_some() {
             continue;
         }
         if !cases_of(id).iter().any(marks) {
@@ -1245,6 +1237,14 @@ fn every_list_shows_its_deactivated_users_or_says_why() {
         }
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+/// Whether the file's auth, or a variant's, is a token the gateway obtains and renews (an OAuth
+/// grant or a login call).
+fn holds_token(integration: &unigate_mapping::Integration) -> bool {
+    std::iter::once(&integration.auth)
+        .chain(integration.variants.iter().map(|v| &v.integration.auth))
+        .any(|auth| matches!(auth, unigate_mapping::Auth::Token(_)))
 }
 
 /// Every file under `dir`, at any depth.
