@@ -510,6 +510,74 @@ async fn only_a_json_answer_marks_the_account_on_a_4xx_other_than_400_and_401() 
     );
 }
 
+/// `auth.token_rejected` reads a token endpoint's answer where the gateway's own reading is
+/// wrong for the provider: a 500 it documents for dead credentials marks the account (OneLogin);
+/// a JSON 422 it documents for a malformed request does not (HighLevel), and the caller gets the
+/// provider's words; an answer the expression says nothing of keeps the default reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_rejected_overrides_the_default_reading_of_a_token_answer() {
+    let mapping = MAPPING.replace(
+        "  refresh_token: \"{{context.refresh_token}}\"\n",
+        "  refresh_token: \"{{context.refresh_token}}\"\n  token_rejected: \"status = 500 and body.name = 'CredentialOwnerDeleted' ? true : (status = 422 ? false)\"\n",
+    );
+    assert_ne!(mapping, MAPPING);
+
+    let world = world_with(&mapping, json!({})).await;
+    *world.provider.token_answer.lock().unwrap() = Some((
+        StatusCode::INTERNAL_SERVER_ERROR,
+        r#"{"name": "CredentialOwnerDeleted", "message": "The user who created these credentials was deleted."}"#,
+        None,
+    ));
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body),
+        (
+            401,
+            json!({"statusCode": 401, "error": "Unauthorized", "truto_is_remote_error": true,
+            "message": "the provider refused to issue an access token (The user who created these credentials was deleted.); reconnect the integrated account",
+            "raw_response": {"name": "CredentialOwnerDeleted", "message": "The user who created these credentials was deleted."}})
+        )
+    );
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            401,
+            json!(
+                "integrated account `acc` needs to be reconnected: token refresh refused: The user who created these credentials was deleted."
+            )
+        )
+    );
+    assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
+
+    let world = world_with(&mapping, json!({})).await;
+    *world.provider.token_answer.lock().unwrap() = Some((
+        StatusCode::UNPROCESSABLE_ENTITY,
+        r#"{"statusCode": 422, "message": ["refresh_token must be a string"], "error": "Unprocessable Entity"}"#,
+        None,
+    ));
+    let expected = json!({"statusCode": 502, "error": "Bad Gateway", "truto_is_remote_error": true,
+        "message": "could not obtain an access token: the token endpoint answered HTTP 422 (Unprocessable Entity), which the integration reads as no refusal of the credentials (`auth.token_rejected`)"});
+    // Not marked: the second call is the same 502, not "needs to be reconnected".
+    for _ in 0..2 {
+        let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+        assert_eq!((status, body), (502, expected.clone()));
+    }
+
+    // Neither: a 500 with another body is an outage, as without the expression.
+    let world = world_with(&mapping, json!({})).await;
+    *world.provider.token_answer.lock().unwrap() = Some((
+        StatusCode::INTERNAL_SERVER_ERROR,
+        r#"{"name": "InternalError"}"#,
+        None,
+    ));
+    let (status, body) = get_json(&url(&world), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (502, json!("could not obtain an access token: HTTP 500"))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_fresh_token_marks_the_account() {
     let world = world(json!({})).await;

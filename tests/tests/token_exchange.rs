@@ -513,3 +513,81 @@ async fn a_2xx_login_the_file_reads_as_a_rate_limit_is_one() {
         "{body}"
     );
 }
+
+/// A login's answer that gives no token is read by the file's `auth.token_rejected` first: a
+/// 2xx whose body it names refuses the credentials (the account is marked), and a 403 it says
+/// is no refusal (a login call's 4xx otherwise refuses) is a 502 that leaves the account as it is.
+#[tokio::test]
+async fn token_rejected_reads_a_login_answer_without_a_token() {
+    async fn login(body: axum::body::Bytes) -> Response {
+        let form: Value = serde_json::from_slice(&body).unwrap();
+        match form["username"].as_str() {
+            Some("gone") => {
+                axum::Json(json!({"status": "FAILURE", "reason": "USER_DELETED"})).into_response()
+            }
+            _ => (
+                StatusCode::FORBIDDEN,
+                axum::Json(json!({"message": "Logins are paused for maintenance"})),
+            )
+                .into_response(),
+        }
+    }
+    let server = spawn_provider(Router::new().route("/auth/token", post(login))).await;
+    let mapping = MAPPING.replace(
+        "  expires_in: expires_in\n",
+        "  expires_in: expires_in\n  token_rejected: \"body.reason = 'USER_DELETED' ? true : (status = 403 ? false)\"\n",
+    );
+    assert_ne!(mapping, MAPPING);
+    let account = |id: &str, username: &str| IntegratedAccount {
+        id: id.into(),
+        integration: "exchange".into(),
+        context: json!({"url": server.origin, "username": username, "password": PASSWORD}),
+        base_url: None,
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let gateway = serve_accounts(
+        catalog_with("exchange", &mapping),
+        vec![account("gone", "gone"), account("paused", "svc")],
+    )
+    .await;
+    let url = |id: &str| {
+        format!(
+            "{}/unified/user-directory/users?integrated_account_id={id}",
+            gateway.origin
+        )
+    };
+    let (status, body) = get_json(&url("gone"), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            401,
+            json!(
+                "the provider refused to issue an access token (USER_DELETED); reconnect the integrated account"
+            )
+        )
+    );
+    let (status, body) = get_json(&url("gone"), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            401,
+            json!(
+                "integrated account `gone` needs to be reconnected: token refresh refused: USER_DELETED"
+            )
+        )
+    );
+    for _ in 0..2 {
+        let (status, body) = get_json(&url("paused"), Some(TEST_TOKEN)).await;
+        assert_eq!(
+            (status, body["message"].clone()),
+            (
+                502,
+                json!(
+                    "could not obtain an access token: the token endpoint answered HTTP 403 (Logins are paused for maintenance), which the integration reads as no refusal of the credentials (`auth.token_rejected`)"
+                )
+            )
+        );
+    }
+}

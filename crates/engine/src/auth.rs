@@ -2,8 +2,9 @@
 //! and later a proxied call): the account's credential attached — a rendered header or query
 //! parameter, or a token (OAuth 2.0 grant or login call) from the token manager — then the
 //! pacing, retry and rate-limit policy (`policy`). A provider 401 on a cached token is retried
-//! once with a new token; a 401 on a new token, a refused token request (but for a refused
-//! scope, `invalid_scope`: a 403), or a refused static credential (an API key, a password) marks
+//! once with a new token; a 401 on a new token, a refused token request (as the file's
+//! `auth.token_rejected` reads its answer, else by the upstream crate's default; but for a
+//! refused scope, `invalid_scope`: a 403), or a refused static credential (an API key, a password) marks
 //! the account `needs_reauth` — except on a follow-up's call, whose page was just answered with
 //! the same credential, and on a get's, until the list's first page is refused too. A request rendered before a kept token value moved the account's base
 //! URL is sent to the new one.
@@ -606,10 +607,18 @@ impl Engine {
             RenderedSource::OAuth2(_) => "oauth2",
             RenderedSource::Exchange(_) => "exchange",
         };
+        let token_rejected = match &integration.auth {
+            Auth::Token(token) => token.token_rejected.as_ref(),
+            _ => None,
+        };
+        let scope = unigate_mapping::Scope::new([("context", account.context.clone())]);
+        let reading = |response: &ProviderResponse| {
+            token_rejected.and_then(|refusal| token_answer_error(refusal, response, &scope))
+        };
         let issued = async {
             let (mut issued, answer) = match &source {
                 RenderedSource::OAuth2(oauth) => {
-                    request_oauth_token(&self.upstream, &oauth_request(oauth)?).await?
+                    request_oauth_token(&self.upstream, &oauth_request(oauth)?, &reading).await?
                 }
                 RenderedSource::Exchange(exchange) => {
                     let Auth::Token(token) = &integration.auth else {
@@ -621,6 +630,7 @@ impl Engine {
                     let response = send_token_request(
                         &self.upstream,
                         exchange_request(exchange, now_epoch())?,
+                        &reading,
                     )
                     .await?;
                     let headers = response.header_pairs();
@@ -635,7 +645,8 @@ impl Engine {
                         match read_exchange_token(definition, answer, now_epoch()) {
                             Ok(read) => read,
                             Err(reason) => {
-                                return Err(login_answer_error(&integration, &account, answer)
+                                return Err(reading(&response)
+                                    .or_else(|| login_answer_error(&integration, &account, answer))
                                     .unwrap_or(TokenError::Unavailable(reason)));
                             }
                         };
@@ -797,7 +808,11 @@ impl Engine {
             }
             TokenError::Unavailable(reason) => ApiError::new(
                 ErrorKind::BadGateway,
-                format!("could not obtain an access token: {reason}"),
+                // The reason may quote the token endpoint (`auth.token_rejected`'s reading).
+                format!(
+                    "could not obtain an access token: {}",
+                    self.secrets_of(target).text(&reason)
+                ),
             ),
             TokenError::RateLimited { until_epoch } => {
                 // The caller retries when the endpoint said; the account is not marked.
@@ -872,6 +887,40 @@ fn oauth_request(oauth: &RenderedOAuth2) -> Result<OAuthRequest, TokenError> {
         }),
         dpop: oauth.dpop,
     })
+}
+
+/// What the file's `auth.token_rejected` says of a token answer that gave no token: a refusal
+/// (the account is marked), no refusal (a 502 with the provider's words; the account is left
+/// as it is), or `None` for the gateway's own reading.
+fn token_answer_error(
+    refusal: &unigate_mapping::CredentialRefusal,
+    response: &ProviderResponse,
+    scope: &unigate_mapping::Scope,
+) -> Option<TokenError> {
+    let headers = response.header_pairs();
+    let answer = Answer {
+        status: response.status,
+        headers: &headers,
+        body: &response.body,
+        format: unigate_mapping::BodyFormat::Json,
+    };
+    let status = response.status;
+    Some(
+        match unigate_mapping::token_refused(refusal, answer, scope)? {
+            true => TokenError::Rejected {
+                status,
+                body: String::from_utf8_lossy(&response.body).into_owned(),
+            },
+            false => {
+                let words = extract_remote_message(&unigate_mapping::raw_body(&response.body))
+                    .map(|words| format!(" ({words})"))
+                    .unwrap_or_default();
+                TokenError::Unavailable(format!(
+                    "the token endpoint answered HTTP {status}{words}, which the integration reads as no refusal of the credentials (`auth.token_rejected`)"
+                ))
+            }
+        },
+    )
 }
 
 /// Why a login answered without a token, where the file can tell: a provider that answers every

@@ -302,6 +302,23 @@ pub fn credential_rejected(
     }
 }
 
+/// `auth.token_rejected` over a token endpoint's answer that gave no token: `Some(true)` when
+/// it refused the credentials, `Some(false)` when it did not, `None` (the expression gave no
+/// boolean, or failed) for the gateway's own reading.
+pub fn token_refused(
+    refusal: &CredentialRefusal,
+    answer: Answer<'_>,
+    scope: &Scope,
+) -> Option<bool> {
+    match refusal
+        .when
+        .evaluate(&rate_limit_input(answer, refusal.reads), scope)
+    {
+        Ok(Some(Value::Bool(verdict))) => Some(verdict),
+        _ => None,
+    }
+}
+
 /// `{status, headers, body}` of an answer, with what `reads` leaves out as null (an expression
 /// that does not read a part gives the same answer without it). A body that does not parse is
 /// its (cut) text: LastPass refuses a key in plain text.

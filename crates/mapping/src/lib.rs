@@ -25,7 +25,7 @@ pub mod xml;
 pub use answer::{
     Answer, Fault, PageReading, RateLimitReading, RequestBody, body_fault, credential_rejected,
     extract_records, extract_records_of, fault_message, mark_omitted, rate_limited, raw_body,
-    read_body, read_exchange_token, read_page, render_body, status_fault,
+    read_body, read_exchange_token, read_page, render_body, status_fault, token_refused,
 };
 pub use catalog::{Catalog, Source};
 pub use diagnostics::{LoadError, LoadErrors};

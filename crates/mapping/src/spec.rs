@@ -368,6 +368,13 @@ pub struct AuthSpec {
     /// Meeting answers 400). Every kind but `none`.
     #[serde(default)]
     pub rejected: Option<Text>,
+    /// Token kinds: JSONata over `{status, headers, body}` of a token endpoint's (or login
+    /// call's) answer that gave no token: `true` when it refused the credentials (the account is
+    /// marked `needs_reauth`), `false` when it did not (the call is a 502, the account is left
+    /// as it is); anything else keeps the gateway's own reading. OneLogin answers a credential
+    /// whose creator was deleted with HTTP 500; HighLevel's 422 is a malformed request.
+    #[serde(default)]
+    pub token_rejected: Option<Text>,
     /// body: the context values the request body carries as credentials (templates such as
     /// `{{context.provhash}}`), kept out of errors and traces.
     #[serde(default)]

@@ -1294,6 +1294,45 @@ fn keep_writes_plain_context_keys_from_a_token_answer() {
     );
 }
 
+/// `auth.token_rejected` is a token kind's, compiled at load; on a static credential it is a
+/// mistake named at its line, and an expression that does not parse is named too.
+#[test]
+fn token_rejected_is_a_token_kinds_and_parses_at_load() {
+    let with = |auth: &str| {
+        GOOD.replace(
+            r#"auth: { kind: bearer, token: "{{context.token}}" }"#,
+            auth,
+        )
+    };
+    let oauth = "auth:\n  kind: oauth2_client_credentials\n  token_url: https://id.example.test/token\n  client_id: \"{{context.id}}\"\n  client_secret: \"{{context.secret}}\"\n";
+    let good = with(&format!("{oauth}  token_rejected: \"status = 500 ? true\""));
+    let catalog = Catalog::from_sources(&[model()], &[integration("owned", &good)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    match &catalog.integrations["owned"].auth {
+        unigate_mapping::Auth::Token(token) => assert!(token.token_rejected.is_some()),
+        other => panic!("{other:?}"),
+    }
+    let errors_of = |text: &str| {
+        Catalog::from_sources(&[model()], &[integration("owned", &with(text))])
+            .unwrap_err()
+            .to_string()
+    };
+    let errors = errors_of(&format!("{oauth}  token_rejected: \"status = \""));
+    assert!(
+        errors.contains("mappings/owned.yaml:9: auth.token_rejected:"),
+        "{errors}"
+    );
+    let errors = errors_of(
+        "auth:\n  kind: bearer\n  token: \"{{context.token}}\"\n  token_rejected: \"status = 500\"",
+    );
+    assert!(
+        errors.contains(
+            "mappings/owned.yaml:7: auth.token_rejected: is not used by auth kind `bearer`"
+        ),
+        "{errors}"
+    );
+}
+
 /// A DocuSign developer account (base URI https://demo.docusign.net) gets its tokens from the
 /// developer environment's account server; a production one from account.docusign.com.
 #[test]

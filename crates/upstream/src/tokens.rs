@@ -499,11 +499,17 @@ fn sign_jwt(
         .map_err(|error| TokenError::Unavailable(format!("could not sign {what}: {error}")))
 }
 
+/// What the integration says of a token endpoint's answer that gave no token (its
+/// `auth.token_rejected`): the error it stands for, or `None` for the default reading.
+pub type TokenAnswerReading<'a> =
+    &'a (dyn Fn(&crate::ProviderResponse) -> Option<TokenError> + Sync);
+
 /// Calls an OAuth 2.0 token endpoint; the token and its answer's body (for the mapping's
-/// `auth.keep`).
+/// `auth.keep`). An answer that gives no token is read by `reading` first.
 pub async fn request_oauth_token(
     upstream: &Upstream,
     request: &OAuthRequest,
+    reading: TokenAnswerReading<'_>,
 ) -> Result<(Issued, bytes::Bytes), TokenError> {
     if request.refresh_token.is_none() && request.grant_type == "refresh_token" {
         return Err(TokenError::Rejected {
@@ -545,8 +551,12 @@ pub async fn request_oauth_token(
             "the token endpoint kept asking for a new DPoP nonce".to_owned(),
         ));
     }
-    let response = judge_token_response(&token_request, response, true)?;
-    let parsed = read_token_answer(response.status, &response.body)?;
+    let response = judge_token_response(&token_request, response, true, reading)?;
+    let parsed = match read_token_answer(response.status, &response.body) {
+        Ok(parsed) => parsed,
+        // A 2xx without a token (Slack's and Zoho's `error` answers): the file's reading first.
+        Err(error) => return Err(reading(&response).unwrap_or(error)),
+    };
     // RFC 9449 §5: a server that answers a DPoP token request with a Bearer token (an Okta app
     // that does not require DPoP) issued a token to use as Bearer, with no key bound to it.
     let token_type = parsed
@@ -710,14 +720,16 @@ fn read_token_answer(status: u16, body: &[u8]) -> Result<TokenResponse, TokenErr
     })
 }
 
-/// Sends a token request: a 2xx answer, or the error it stands for (a refusal when the
-/// endpoint says no; unavailable when it cannot answer: a connect error, a 5xx, a 429).
+/// Sends a token request: a 2xx answer, or the error it stands for (what `reading` says of
+/// it, else a refusal when the endpoint says no; unavailable when it cannot answer: a connect
+/// error, a 5xx, a 429).
 pub async fn send_token_request(
     upstream: &Upstream,
     request: ProviderRequest,
+    reading: TokenAnswerReading<'_>,
 ) -> Result<crate::ProviderResponse, TokenError> {
     let response = send_raw(upstream, &request).await?;
-    judge_token_response(&request, response, false)
+    judge_token_response(&request, response, false, reading)
 }
 
 /// A token endpoint's answer, whatever its status.
@@ -754,10 +766,14 @@ fn judge_token_response(
     request: &ProviderRequest,
     response: crate::ProviderResponse,
     oauth: bool,
+    reading: TokenAnswerReading<'_>,
 ) -> Result<crate::ProviderResponse, TokenError> {
     let status = response.status;
     if (200..300).contains(&status) {
         return Ok(response);
+    }
+    if let Some(error) = reading(&response) {
+        return Err(error);
     }
     if (300..400).contains(&status) {
         // Not a refusal: the endpoint sends the client elsewhere (CrowdStrike answers a client of
@@ -930,6 +946,47 @@ mod tests {
                 "{unusable}"
             );
         }
+    }
+
+    /// A 4xx naming RFC 6749's `server_error` is a refusal all the same (ServiceNow refuses a
+    /// dead refresh token with 401 `server_error` "access_denied"); what the file reads of an
+    /// answer comes before the default.
+    #[test]
+    fn the_files_reading_of_a_token_answer_comes_before_the_default() {
+        let request = ProviderRequest {
+            method: Method::Post,
+            url: Url::parse("https://id.example.test/token").unwrap(),
+            headers: Vec::new(),
+            secret_headers: Vec::new(),
+            secret_query: Vec::new(),
+            body: None,
+            proof: None,
+        };
+        let judge = |status: u16, body: &str, reading: TokenAnswerReading<'_>| {
+            let response = crate::ProviderResponse {
+                status,
+                headers: Default::default(),
+                body: bytes::Bytes::from(body.to_owned()),
+            };
+            judge_token_response(&request, response, true, reading).err()
+        };
+        let default_reading = |_: &crate::ProviderResponse| None;
+        let refusal = r#"{"error_description": "access_denied", "error": "server_error"}"#;
+        assert_eq!(
+            judge(401, refusal, &default_reading),
+            Some(TokenError::Rejected {
+                status: 401,
+                body: refusal.to_owned()
+            })
+        );
+        let reading = |response: &crate::ProviderResponse| {
+            (response.status == 401).then(|| TokenError::Unavailable("the file's".to_owned()))
+        };
+        assert_eq!(
+            judge(401, refusal, &reading),
+            Some(TokenError::Unavailable("the file's".to_owned()))
+        );
+        assert_eq!(judge(200, r#"{"access_token": "t"}"#, &reading), None);
     }
 
     fn issued(token: &str) -> Result<Issued, TokenError> {

@@ -91,6 +91,9 @@ pub struct TokenAuth {
     pub default_value: bool,
     /// Context keys written from each token answer (`keep`), and what gives them.
     pub keep: Vec<(String, Expression)>,
+    /// What a token answer that gave no token means, where the gateway's own reading is wrong
+    /// for the provider (`token_rejected`).
+    pub token_rejected: Option<super::CredentialRefusal>,
 }
 
 /// Context keys `keep` may not write: the token's own, which the gateway writes.
@@ -457,6 +460,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 OAUTH_EXTRAS[5],
                 "value",
                 "rejected",
+                "token_rejected",
                 "keep",
             ],
         ),
@@ -471,6 +475,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 OAUTH_EXTRAS[5],
                 "value",
                 "rejected",
+                "token_rejected",
                 "keep",
             ],
         ),
@@ -494,6 +499,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 "header",
                 "value",
                 "rejected",
+                "token_rejected",
                 "keep",
             ],
         ),
@@ -506,6 +512,7 @@ fn fields_of(kind: AuthKind) -> (&'static [&'static str], &'static [&'static str
                 "header",
                 "value",
                 "rejected",
+                "token_rejected",
                 "keep",
             ],
         ),
@@ -593,6 +600,7 @@ fn set_fields(spec: &AuthSpec) -> Vec<(&'static str, u64)> {
         text("string_to_sign", &spec.string_to_sign),
         text("date_header", &spec.date_header),
         text("rejected", &spec.rejected),
+        text("token_rejected", &spec.token_rejected),
     ]
     .into_iter()
     .flatten()
@@ -998,6 +1006,19 @@ fn token_auth(spec: &AuthSpec, source: TokenSource, c: &mut FileCompiler<'_>) ->
             None => ok = false,
         }
     }
+    let token_rejected = match &spec.token_rejected {
+        Some(text) => match c.expression(text, "auth.token_rejected") {
+            Some(when) => Some(super::CredentialRefusal {
+                reads: super::ProbeReads::of(&when),
+                when,
+            }),
+            None => {
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
     if !ok {
         return None;
     }
@@ -1007,6 +1028,7 @@ fn token_auth(spec: &AuthSpec, source: TokenSource, c: &mut FileCompiler<'_>) ->
         default_value: spec.value.is_none(),
         value,
         keep,
+        token_rejected,
     })
 }
 
