@@ -22,7 +22,6 @@ use unigate_mapping::{
     RenderedToken, TokenSource, read_exchange_token, render_credential,
 };
 use unigate_store::{AccountStatus, IntegratedAccount, StoreError, set_dotted};
-use unigate_unified::error::extract_remote_message;
 use unigate_unified::{ApiError, ErrorKind, Secret};
 use unigate_upstream::dpop::{DpopKey, Proof};
 use unigate_upstream::tokens::{
@@ -613,7 +612,8 @@ impl Engine {
         };
         let scope = unigate_mapping::Scope::new([("context", account.context.clone())]);
         let reading = |response: &ProviderResponse| {
-            token_rejected.and_then(|refusal| token_answer_error(refusal, response, &scope))
+            token_rejected
+                .and_then(|refusal| token_answer_error(&integration, refusal, response, &scope))
         };
         let issued = async {
             let (mut issued, answer) = match &source {
@@ -778,7 +778,8 @@ impl Engine {
                 // The reason is kept with the account (the admin API shows it): without the
                 // credentials a token endpoint may quote back.
                 let detail = self.secrets_of(target).text(
-                    &extract_remote_message(&raw).unwrap_or_else(|| format!("HTTP {status}")),
+                    &token_answer_message(&target.integration, status, &raw, &target.scope)
+                        .unwrap_or_else(|| format!("HTTP {status}")),
                 );
                 if raw.get("error").and_then(Value::as_str) == Some("invalid_scope") {
                     // RFC 6749 §5.2: a scope the app was not granted, not a refused credential.
@@ -893,6 +894,7 @@ fn oauth_request(oauth: &RenderedOAuth2) -> Result<OAuthRequest, TokenError> {
 /// (the account is marked), no refusal (a 502 with the provider's words; the account is left
 /// as it is), or `None` for the gateway's own reading.
 fn token_answer_error(
+    integration: &Integration,
     refusal: &unigate_mapping::CredentialRefusal,
     response: &ProviderResponse,
     scope: &unigate_mapping::Scope,
@@ -912,7 +914,8 @@ fn token_answer_error(
                 body: String::from_utf8_lossy(&response.body).into_owned(),
             },
             false => {
-                let words = extract_remote_message(&unigate_mapping::raw_body(&response.body))
+                let raw = unigate_mapping::raw_body(&response.body);
+                let words = token_answer_message(integration, status, &raw, scope)
                     .map(|words| format!(" ({words})"))
                     .unwrap_or_default();
                 TokenError::Unavailable(format!(
@@ -921,6 +924,29 @@ fn token_answer_error(
             }
         },
     )
+}
+
+/// What a token answer says: RFC 6749's `error_description`, else the file's words where its
+/// `errors.message` reads them (Dropbox Sign's `error.error_msg`, Sage Intacct's `ia::error`;
+/// written for API errors, it may read a bare `error` code first), else by the common keys.
+fn token_answer_message(
+    integration: &Integration,
+    status: u16,
+    body: &Value,
+    scope: &unigate_mapping::Scope,
+) -> Option<String> {
+    if let Some(Value::String(description)) = body.get("error_description")
+        && !description.is_empty()
+    {
+        return Some(description.clone());
+    }
+    let answer = Answer {
+        status,
+        headers: &[],
+        body: &[],
+        format: unigate_mapping::BodyFormat::Json,
+    };
+    unigate_mapping::fault_message(integration, answer, body, scope)
 }
 
 /// Why a login answered without a token, where the file can tell: a provider that answers every
