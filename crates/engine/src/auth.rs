@@ -207,12 +207,28 @@ fn with_answer<T>(
     response: &ProviderResponse,
     f: impl FnOnce(unigate_mapping::Answer<'_>) -> T,
 ) -> T {
+    with_answer_as(target.integration.body_format, response, f)
+}
+
+/// `f` over a token endpoint's or login call's answer: JSON whatever the API speaks.
+fn with_token_answer<T>(
+    response: &ProviderResponse,
+    f: impl FnOnce(unigate_mapping::Answer<'_>) -> T,
+) -> T {
+    with_answer_as(unigate_mapping::BodyFormat::Json, response, f)
+}
+
+fn with_answer_as<T>(
+    format: unigate_mapping::BodyFormat,
+    response: &ProviderResponse,
+    f: impl FnOnce(unigate_mapping::Answer<'_>) -> T,
+) -> T {
     let headers = response.header_pairs();
     f(unigate_mapping::Answer {
         status: response.status,
         headers: &headers,
         body: &response.body,
-        format: target.integration.body_format,
+        format,
     })
 }
 
@@ -633,23 +649,13 @@ impl Engine {
                         &reading,
                     )
                     .await?;
-                    let headers = response.header_pairs();
-                    let answer = Answer {
-                        status: response.status,
-                        headers: &headers,
-                        body: &response.body,
-                        // Login answers are JSON whatever the API speaks.
-                        format: unigate_mapping::BodyFormat::Json,
-                    };
-                    let (token, expires_at) =
-                        match read_exchange_token(definition, answer, now_epoch()) {
-                            Ok(read) => read,
-                            Err(reason) => {
-                                return Err(reading(&response)
-                                    .or_else(|| login_answer_error(&integration, &account, answer))
-                                    .unwrap_or(TokenError::Unavailable(reason)));
-                            }
-                        };
+                    let (token, expires_at) = with_token_answer(&response, |answer| {
+                        read_exchange_token(definition, answer, now_epoch()).map_err(|reason| {
+                            reading(&response)
+                                .or_else(|| login_answer_error(&integration, &account, answer))
+                                .unwrap_or(TokenError::Unavailable(reason))
+                        })
+                    })?;
                     let issued = Issued {
                         token: AccessToken {
                             token,
@@ -899,31 +905,25 @@ fn token_answer_error(
     response: &ProviderResponse,
     scope: &unigate_mapping::Scope,
 ) -> Option<TokenError> {
-    let headers = response.header_pairs();
-    let answer = Answer {
-        status: response.status,
-        headers: &headers,
-        body: &response.body,
-        format: unigate_mapping::BodyFormat::Json,
-    };
     let status = response.status;
-    Some(
-        match unigate_mapping::token_refused(refusal, answer, scope)? {
-            true => TokenError::Rejected {
-                status,
-                body: String::from_utf8_lossy(&response.body).into_owned(),
-            },
-            false => {
-                let raw = unigate_mapping::raw_body(&response.body);
-                let words = token_answer_message(integration, status, &raw, scope)
-                    .map(|words| format!(" ({words})"))
-                    .unwrap_or_default();
-                TokenError::Unavailable(format!(
-                    "the token endpoint answered HTTP {status}{words}, which the integration reads as no refusal of the credentials (`auth.token_rejected`)"
-                ))
-            }
+    let refused = with_token_answer(response, |answer| {
+        unigate_mapping::token_refused(refusal, answer, scope)
+    });
+    Some(match refused? {
+        true => TokenError::Rejected {
+            status,
+            body: String::from_utf8_lossy(&response.body).into_owned(),
         },
-    )
+        false => {
+            let raw = unigate_mapping::raw_body(&response.body);
+            let words = token_answer_message(integration, status, &raw, scope)
+                .map(|words| format!(" ({words})"))
+                .unwrap_or_default();
+            TokenError::Unavailable(format!(
+                "the token endpoint answered HTTP {status}{words}, which the integration reads as no refusal of the credentials (`auth.token_rejected`)"
+            ))
+        }
+    })
 }
 
 /// What a token answer says: RFC 6749's `error_description`, else the file's words where its
