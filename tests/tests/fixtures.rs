@@ -1188,12 +1188,40 @@ fn every_list_shows_its_deactivated_users_or_says_why() {
     if fixture_filter().is_some() {
         return;
     }
+    let missing = lists_without_status(
+        &["inactive", "deleted"],
+        "# Deactivated users:",
+        "a deactivated user (status inactive or deleted)",
+    );
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+/// Pending users (invited, not yet joined) are Truto's `invited`: a list shows one with that
+/// status in a case of its own or its base's, or a header paragraph beginning `# Invited users:`
+/// says how the provider has none, keeps them elsewhere, or why it is unconfirmed.
+#[test]
+fn every_list_shows_its_invited_users_or_says_why() {
+    if fixture_filter().is_some() {
+        return;
+    }
+    let missing = lists_without_status(
+        &["invited"],
+        "# Invited users:",
+        "an invited user (status invited)",
+    );
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+/// The lists (not retired, not the sandbox) of which no case, of the file or a base it extends,
+/// answers a record whose `status` is one of `statuses`, and no file of the chain has a header
+/// line beginning with `paragraph`.
+fn lists_without_status(statuses: &[&str], paragraph: &str, what: &str) -> Vec<String> {
     let catalog = repo_catalog();
-    let deactivated = |record: &Value| {
-        matches!(
-            record.get("status").and_then(Value::as_str),
-            Some("inactive" | "deleted")
-        )
+    let listed = |record: &Value| {
+        record
+            .get("status")
+            .and_then(Value::as_str)
+            .is_some_and(|status| statuses.contains(&status))
     };
     // What the gateway answered (a case's expected 200 bodies), not what a provider sent.
     let shows = |file: &str| {
@@ -1208,15 +1236,12 @@ fn every_list_shows_its_deactivated_users_or_says_why() {
             .any(|body| {
                 body.get("result")
                     .and_then(Value::as_array)
-                    .is_some_and(|records| records.iter().any(deactivated))
+                    .is_some_and(|records| records.iter().any(listed))
             })
     };
     let says = |file: &str| {
         std::fs::read_to_string(repo_root().join("mappings").join(format!("{file}.yaml")))
-            .is_ok_and(|text| {
-                text.lines()
-                    .any(|line| line.starts_with("# Deactivated users:"))
-            })
+            .is_ok_and(|text| text.lines().any(|line| line.starts_with(paragraph)))
     };
     let mut missing = Vec::new();
     for (id, integration) in &catalog.integrations {
@@ -1232,11 +1257,11 @@ fn every_list_shows_its_deactivated_users_or_says_why() {
             .any(|file| shows(file) || says(file))
         {
             missing.push(format!(
-                "{id}: no fixture lists a deactivated user (status inactive or deleted), and no `# Deactivated users:` paragraph says why"
+                "{id}: no fixture lists {what}, and no `{paragraph}` paragraph says why"
             ));
         }
     }
-    assert!(missing.is_empty(), "{}", missing.join("\n"));
+    missing
 }
 
 /// Whether the file's auth, or a variant's, is a token the gateway obtains and renews (an OAuth
