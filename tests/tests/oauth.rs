@@ -473,6 +473,44 @@ async fn a_rate_limited_token_endpoint_is_a_429_and_does_not_mark_the_account() 
     assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
 }
 
+/// A token answer the file's `rate_limit` names is a wait, as any of the provider's answers is,
+/// even where `token_rejected` would read it as no refusal or the default as a refusal (Podio
+/// sends 420 to every call once its limit is hit, the token call too): a 429 with the wait the
+/// file reads, answered from memory until then; the account is not marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_answer_the_files_rate_limit_names_is_a_429() {
+    let mapping = MAPPING.replace(
+        "resources:",
+        "rate_limit:\n  is_limited: \"status = 420 or status = 429\"\n  retry_after: body.wait\nresources:",
+    );
+    let mapping = mapping.replace(
+        "  refresh_token: \"{{context.refresh_token}}\"\n",
+        "  refresh_token: \"{{context.refresh_token}}\"\n  token_rejected: \"status = 420 ? false\"\n",
+    );
+    assert!(mapping.contains("is_limited") && mapping.contains("token_rejected"));
+    let world = world_with(&mapping, json!({})).await;
+    *world.provider.token_answer.lock().unwrap() = Some((
+        StatusCode::from_u16(420).unwrap(),
+        r#"{"error": "rate_limit", "error_description": "You have hit the rate limit.", "wait": 40}"#,
+        None,
+    ));
+    for _ in 0..2 {
+        let (status, body, headers) = get_json_and_headers(&url(&world), Some(TEST_TOKEN)).await;
+        assert_eq!(
+            (status, body["message"].clone()),
+            (
+                429,
+                json!(
+                    "the provider's token endpoint is rate-limiting token requests; it asked to wait 40 s"
+                )
+            )
+        );
+        let retry_after: i64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((38..=40).contains(&retry_after), "{retry_after}");
+    }
+    assert_eq!(world.provider.token_calls.load(Ordering::SeqCst), 1);
+}
+
 /// An OAuth token endpoint refuses credentials with a 400 or 401, or another 4xx in its own JSON;
 /// a firewall's 403 page says nothing of them (a 502, the account not marked), where a JSON 403
 /// (`unauthorized_client`) refuses them (the account marked).

@@ -628,8 +628,7 @@ impl Engine {
         };
         let scope = unigate_mapping::Scope::new([("context", account.context.clone())]);
         let reading = |response: &ProviderResponse| {
-            token_rejected
-                .and_then(|refusal| token_answer_error(&integration, refusal, response, &scope))
+            token_answer_error(&integration, token_rejected, response, &scope)
         };
         let issued = async {
             let (mut issued, answer) = match &source {
@@ -896,33 +895,49 @@ fn oauth_request(oauth: &RenderedOAuth2) -> Result<OAuthRequest, TokenError> {
     })
 }
 
-/// What the file's `auth.token_rejected` says of a token answer that gave no token: a refusal
-/// (the account is marked), no refusal (a 502 with the provider's words; the account is left
-/// as it is), or `None` for the gateway's own reading.
+/// What the file says of a token endpoint's or login call's answer that gave no token, before
+/// the gateway's own reading: a refusal where `auth.token_rejected` says so (the account is
+/// marked); a wait where `rate_limit.is_limited` names the answer, as it would any of the
+/// provider's (a 429 with what `retry_after` reads: Podio's 420, Sage Intacct's GW-0010); no
+/// refusal where `token_rejected` says that (a 502 with the provider's words; the account is left
+/// as it is); else `None`.
 fn token_answer_error(
     integration: &Integration,
-    refusal: &unigate_mapping::CredentialRefusal,
+    token_rejected: Option<&unigate_mapping::CredentialRefusal>,
     response: &ProviderResponse,
     scope: &unigate_mapping::Scope,
 ) -> Option<TokenError> {
     let status = response.status;
-    let refused = with_token_answer(response, |answer| {
-        unigate_mapping::token_refused(refusal, answer, scope)
+    let verdict = token_rejected.and_then(|refusal| {
+        with_token_answer(response, |answer| {
+            unigate_mapping::token_refused(refusal, answer, scope)
+        })
     });
-    Some(match refused? {
-        true => TokenError::Rejected {
+    if verdict == Some(true) {
+        return Some(TokenError::Rejected {
             status,
             body: String::from_utf8_lossy(&response.body).into_owned(),
-        },
-        false => {
-            let raw = unigate_mapping::raw_body(&response.body);
-            let words = token_answer_message(integration, status, &raw, scope)
-                .map(|words| format!(" ({words})"))
-                .unwrap_or_default();
-            TokenError::Unavailable(format!(
-                "the token endpoint answered HTTP {status}{words}, which the integration reads as no refusal of the credentials (`auth.token_rejected`)"
-            ))
-        }
+        });
+    }
+    let now = now_epoch();
+    let limited = with_token_answer(response, |answer| {
+        unigate_mapping::rate_limited(&integration.rate_limit, answer, scope, now)
+    });
+    if let Some(reading) = limited {
+        return Some(TokenError::RateLimited {
+            until_epoch: reading
+                .wait
+                .map(|seconds| now.saturating_add(seconds.ceil() as i64)),
+        });
+    }
+    (verdict == Some(false)).then(|| {
+        let raw = unigate_mapping::raw_body(&response.body);
+        let words = token_answer_message(integration, status, &raw, scope)
+            .map(|words| format!(" ({words})"))
+            .unwrap_or_default();
+        TokenError::Unavailable(format!(
+            "the token endpoint answered HTTP {status}{words}, which the integration reads as no refusal of the credentials (`auth.token_rejected`)"
+        ))
     })
 }
 
@@ -949,36 +964,26 @@ fn token_answer_message(
     unigate_mapping::fault_message(integration, answer, body, scope)
 }
 
-/// Why a login answered without a token, where the file can tell: a provider that answers every
-/// call 200 (Veeva Vault) refuses credentials, or limits logins, in the body, and the file's
-/// `auth.rejected` and `rate_limit` read a login answer as they read any other. A refusal marks
-/// the account as a 401 from a login would; anything else stays "unavailable".
+/// Why a login answered 2xx without a token, where the file can tell: a provider that answers
+/// every call 200 (Veeva Vault) refuses credentials in the body, and the file's `auth.rejected`
+/// reads a login answer as it reads any other (its limits are `rate_limit`'s, read before). A
+/// refusal marks the account as a 401 from a login would; anything else stays "unavailable".
 fn login_answer_error(
     integration: &Integration,
     account: &IntegratedAccount,
     answer: Answer<'_>,
 ) -> Option<TokenError> {
     let scope = unigate_mapping::Scope::new([("context", account.context.clone())]);
-    if integration.auth_rejected.is_some()
+    (integration.auth_rejected.is_some()
         && unigate_mapping::credential_rejected(
             integration.auth_rejected.as_ref(),
             false,
             answer,
             &scope,
-        )
-    {
-        return Some(TokenError::Rejected {
-            status: answer.status,
-            body: String::from_utf8_lossy(answer.body).into_owned(),
-        });
-    }
-    let now = now_epoch();
-    unigate_mapping::rate_limited(&integration.rate_limit, answer, &scope, now).map(|reading| {
-        TokenError::RateLimited {
-            until_epoch: reading
-                .wait
-                .map(|seconds| now.saturating_add(seconds.ceil() as i64)),
-        }
+        ))
+    .then(|| TokenError::Rejected {
+        status: answer.status,
+        body: String::from_utf8_lossy(answer.body).into_owned(),
     })
 }
 

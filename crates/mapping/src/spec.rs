@@ -371,7 +371,8 @@ pub struct AuthSpec {
     /// Token kinds: JSONata over `{status, headers, body}` of a token endpoint's (or login
     /// call's) answer that gave no token: `true` when it refused the credentials (the account is
     /// marked `needs_reauth`), `false` when it did not (the call is a 502, the account is left
-    /// as it is); anything else keeps the gateway's own reading. OneLogin answers a credential
+    /// as it is; an answer `rate_limit.is_limited` names is a 429 first); anything else keeps
+    /// the gateway's own reading. OneLogin answers a credential
     /// whose creator was deleted with HTTP 500; HighLevel's 422 is a malformed request.
     #[serde(default)]
     pub token_rejected: Option<Text>,
