@@ -4,10 +4,11 @@
 //! pacing, retry and rate-limit policy (`policy`). A provider 401 on a cached token is retried
 //! once with a new token; a 401 on a new token, a refused token request (as the file's
 //! `auth.token_rejected` reads its answer, else by the upstream crate's default; but for a
-//! refused scope, `invalid_scope`: a 403), or a refused static credential (an API key, a password) marks
-//! the account `needs_reauth` — except on a follow-up's call, whose page was just answered with
-//! the same credential, and on a get's, until the list's first page is refused too. A request rendered before a kept token value moved the account's base
-//! URL is sent to the new one.
+//! refused scope, `invalid_scope`: a 403), or a refused static credential (an API key, a
+//! password) marks the account `needs_reauth` — except on a follow-up's call, whose page was
+//! just answered with the same credential, and on a get's, until the list's first page is
+//! refused too. A token answer the file's `rate_limit` names is a wait. A request rendered
+//! before a kept token value moved the account's base URL is sent to the new one.
 //!
 //! A token request runs apart from the caller (it completes even if the caller goes away), reads
 //! the account as the store holds it then (so a refresh token rotated by an earlier request is

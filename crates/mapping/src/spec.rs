@@ -372,8 +372,8 @@ pub struct AuthSpec {
     /// call's) answer that gave no token: `true` when it refused the credentials (the account is
     /// marked `needs_reauth`), `false` when it did not (the call is a 502, the account is left
     /// as it is; an answer `rate_limit.is_limited` names is a 429 first); anything else keeps
-    /// the gateway's own reading. OneLogin answers a credential
-    /// whose creator was deleted with HTTP 500; HighLevel's 422 is a malformed request.
+    /// the gateway's own reading. Zoho throttles refreshes with a 400 "Access Denied"; Box
+    /// refuses a JWT signed by a clock out of step with a 400 `invalid_grant`.
     #[serde(default)]
     pub token_rejected: Option<Text>,
     /// body: the context values the request body carries as credentials (templates such as
