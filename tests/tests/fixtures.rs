@@ -1212,16 +1212,39 @@ fn every_list_shows_its_invited_users_or_says_why() {
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
 
-/// The lists (not retired, not the sandbox) of which no case, of the file or a base it extends,
-/// answers a record whose `status` is one of `statuses`, and no file of the chain has a header
-/// line beginning with `paragraph`.
+/// Guests (external users, collaborators, single-channel members) are Truto's `user_type`
+/// `limited`: a list shows one in a case of its own or its base's, or a header paragraph
+/// beginning `# Guests:` says how the provider has none, leaves them out (and where they are),
+/// lists them without a field to tell them by, or why it is unconfirmed.
+#[test]
+fn every_list_shows_its_guests_or_says_why() {
+    if fixture_filter().is_some() {
+        return;
+    }
+    let missing = lists_without(
+        "user_type",
+        &["limited"],
+        "# Guests:",
+        "a guest (user_type limited)",
+    );
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+/// [`lists_without`] over `status`.
 fn lists_without_status(statuses: &[&str], paragraph: &str, what: &str) -> Vec<String> {
+    lists_without("status", statuses, paragraph, what)
+}
+
+/// The lists (not retired, not the sandbox) of which no case, of the file or a base it extends,
+/// answers a record whose `field` is one of `values`, and no file of the chain has a header line
+/// beginning with `paragraph`.
+fn lists_without(field: &str, values: &[&str], paragraph: &str, what: &str) -> Vec<String> {
     let catalog = repo_catalog();
     let listed = |record: &Value| {
         record
-            .get("status")
+            .get(field)
             .and_then(Value::as_str)
-            .is_some_and(|status| statuses.contains(&status))
+            .is_some_and(|value| values.contains(&value))
     };
     // What the gateway answered (a case's expected 200 bodies), not what a provider sent.
     let shows = |file: &str| {
