@@ -6,8 +6,8 @@
 //! `auth.token_rejected` reads its answer, else by the upstream crate's default; but for a
 //! refused scope, `invalid_scope`: a 403), or a refused static credential (an API key, a
 //! password) marks the account `needs_reauth` — except on a follow-up's call, whose page was
-//! just answered with the same credential, and on a get's, until the list's first page is
-//! refused too. A token answer the file's `rate_limit` names is a wait. A request rendered
+//! just answered with the same credential, and on a get's or a later pass's page, until the
+//! list's first page is refused too. A token answer the file's `rate_limit` names is a wait. A request rendered
 //! before a kept token value moved the account's base URL is sent to the new one.
 //!
 //! A token request runs apart from the caller (it completes even if the caller goes away), reads
@@ -262,19 +262,21 @@ impl Engine {
             .await
     }
 
-    /// A get's call. A provider may refuse a get for the record rather than the credential (a
+    /// A call whose refusal may be of what it asks rather than of the credential: a get (a
     /// user of another team, a scope the get needs and the list does not: HighLevel, Trello and
-    /// Zoom answer those 401, in words no `auth.rejected` can know in advance), so before the
-    /// account is marked, the list's first page (`probe`) is asked with the same credential:
-    /// only a refusal there too marks it. Either way the caller gets the get's own refusal.
-    /// Without a probe (the get's resource or the list's carries a credential of its own) a
-    /// refusal marks the account as on a page.
-    pub(crate) async fn call_provider_for_get(
+    /// Zoom answer those 401, in words no `auth.rejected` can know in advance) or a page of a
+    /// list's later pass (invitations, guests, service accounts: FloQast answers a key without
+    /// that service 401, as a dead key). Before the account is marked, the list's first page
+    /// (`probe`) is asked with the same credential: only a refusal there too marks it. Either
+    /// way the caller gets this call's own refusal. Without a probe (a credential of its own on
+    /// either side) a refusal marks the account as on a page. `what` names the call in logs.
+    pub(crate) async fn call_provider_confirmed<E: std::borrow::Borrow<Endpoint>>(
         &self,
         target: &Target,
         endpoint: &Endpoint,
         request: &ProviderRequest,
-        probe: impl FnOnce() -> Option<(Endpoint, ProviderRequest)>,
+        what: &'static str,
+        probe: impl FnOnce() -> Option<(E, ProviderRequest)>,
     ) -> Result<ProviderResponse, ApiError> {
         let credential = endpoint.credential(target);
         if matches!(credential, Credential::None) {
@@ -291,7 +293,7 @@ impl Engine {
             return self.refused(target, response, &detail);
         };
         match self
-            .call_provider_as(target, &listing, &probe, Refusal::Confirming)
+            .call_provider_as(target, listing.borrow(), &probe, Refusal::Confirming)
             .await
         {
             Ok(listed) if self.credential_refused(target, credential, &listed) => {
@@ -300,16 +302,18 @@ impl Engine {
             Ok(listed) => tracing::warn!(
                 account = %target.account.id,
                 integration = %target.integration.id,
-                get_status = response.status,
+                call = what,
+                refused_status = response.status,
                 list_status = listed.status,
-                "a get was refused and the list's first page was not: a refusal of that record, the account stays connected"
+                "a call was refused and the list's first page was not: a refusal of what it asks, the account stays connected"
             ),
             Err(error) => tracing::warn!(
                 account = %target.account.id,
                 integration = %target.integration.id,
-                get_status = response.status,
+                call = what,
+                refused_status = response.status,
                 %error,
-                "a get was refused and the list's first page could not confirm it: the account stays connected"
+                "a call was refused and the list's first page could not confirm it: the account stays connected"
             ),
         }
         let detail = self.refusal_detail(target, &response);

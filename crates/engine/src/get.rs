@@ -71,7 +71,7 @@ impl Engine {
             let request = endpoint.request(body)?;
             let list_key = MethodKey::new(model, resource, Method::List);
             let response = self
-                .call_provider_for_get(&target, &endpoint, &request, || {
+                .call_provider_confirmed(&target, &endpoint, &request, "get", || {
                     self.list_probe(list_key, &target.account.id, &endpoint)
                 })
                 .await?;
@@ -150,7 +150,7 @@ impl Engine {
 
     /// The first page request of the list a get belongs to (and the list's endpoint, whose
     /// budgets it counts in), as a caller naming only the account sends it: what confirms a get's refusal before the account is marked
-    /// ([`Engine::call_provider_for_get`]). None when the get or the list sends a credential of
+    /// ([`Engine::call_provider_confirmed`]). None when the get or the list sends a credential of
     /// its own, or the list cannot be asked.
     fn list_probe(
         &self,
@@ -166,29 +166,7 @@ impl Engine {
             Value::String(account_id.to_owned()),
         )]);
         let call = self.prepare_list(key, params).ok()?;
-        if call.endpoint.has_own_credential() {
-            return None;
-        }
-        let pass = if call.endpoint.makes_pass(0) {
-            0
-        } else {
-            call.endpoint.next_pass(0)?
-        };
-        let page_size = call.page_size_of(pass);
-        let body = render_body(
-            call.resource(),
-            call.endpoint.pass_index(pass),
-            &Position::First,
-            page_size,
-            &call.unified_query,
-            None,
-            &call.scope,
-        )
-        .ok()?;
-        let request = call
-            .endpoint
-            .page_request(&Position::First, pass, page_size, body)
-            .ok()?;
+        let request = call.first_page_probe()?;
         Some((call.endpoint, request))
     }
 }

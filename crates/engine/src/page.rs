@@ -55,6 +55,41 @@ pub(crate) fn mapping_error(integration: &Integration, error: &MapError) -> ApiE
     )
 }
 
+impl ListCall {
+    /// The first pass this account's walk makes (`None`: none at all).
+    pub(crate) fn first_pass(&self) -> Option<u32> {
+        match self.endpoint.makes_pass(0) {
+            true => Some(0),
+            false => self.endpoint.next_pass(0),
+        }
+    }
+
+    /// The request of the list's first page, as this call would send it: what confirms a
+    /// refusal of a get or of a later pass before the account is marked
+    /// ([`Engine::call_provider_confirmed`]). None when the list sends a credential of its own
+    /// (a refusal of it says nothing of the file's), or its first page cannot be rendered.
+    pub(crate) fn first_page_probe(&self) -> Option<unigate_upstream::ProviderRequest> {
+        if self.endpoint.has_own_credential() {
+            return None;
+        }
+        let pass = self.first_pass()?;
+        let page_size = self.page_size_of(pass);
+        let body = render_body(
+            self.resource(),
+            self.endpoint.pass_index(pass),
+            &Position::First,
+            page_size,
+            &self.unified_query,
+            None,
+            &self.scope,
+        )
+        .ok()?;
+        self.endpoint
+            .page_request(&Position::First, pass, page_size, body)
+            .ok()
+    }
+}
+
 impl Engine {
     pub(crate) async fn fetch_page(
         &self,
@@ -77,9 +112,24 @@ impl Engine {
         let request = call
             .endpoint
             .page_request(&state.position, state.pass, page_size, body)?;
-        let response = self
-            .call_provider(&call.target, &call.endpoint, &request)
-            .await?;
+        let response = match call.first_pass() {
+            // A later pass reads another part of the list (invitations, guests, service
+            // accounts), which the credential may be refused while the members are not.
+            Some(first) if state.pass > first => {
+                self.call_provider_confirmed(
+                    &call.target,
+                    &call.endpoint,
+                    &request,
+                    "a later pass's page",
+                    || call.first_page_probe().map(|probe| (&call.endpoint, probe)),
+                )
+                .await?
+            }
+            _ => {
+                self.call_provider(&call.target, &call.endpoint, &request)
+                    .await?
+            }
+        };
         tracing::info!(
             account = %call.target.account.id,
             integration = %integration.id,
