@@ -151,12 +151,11 @@ impl Engine {
         // Records written as text from the fast path need only what the page's expressions
         // read; each record is parsed from its own bytes with what its mapping reads, and the
         // JSONata engine gets a record re-read whole from them.
-        let reads = call
-            .method()
-            .page_reads
-            .as_ref()
-            .ok()
-            .filter(|_| call.text_records && integration.body_format == BodyFormat::Json);
+        let reads = call.method().page_reads.as_ref().ok().filter(|_| {
+            call.text_records
+                && integration.body_format == BodyFormat::Json
+                && !resource.pass_reads_whole(pass)
+        });
         // The provider's bytes of each record, for `remote_data` written as they came. With
         // fields to omit, `remote_data` is written from the records as extracted.
         let records_path = resource.records_of(pass).1.filter(|_| {

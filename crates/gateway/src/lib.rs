@@ -703,6 +703,21 @@ pub fn check(dir: &Path) -> Result<String, String> {
                     "\nnote: {}: {}/{}.{} pages are parsed whole, not only the fields the mapping reads: {why}",
                     integration.id, key.model, key.resource, key.method
                 ));
+            } else if key.method == unigate_mapping::Method::List
+                && let Some(resource) = integration.resources.get(&unified.resource)
+            {
+                for (index, pass) in resource.passes.iter().enumerate() {
+                    if resource.pass_reads_whole(Some(index)) {
+                        report.push_str(&format!(
+                            "\nnote: {}: {}/{}.{} pages of pass `{}` are parsed whole: it has its own `records` or `pagination`",
+                            integration.id,
+                            key.model,
+                            key.resource,
+                            key.method,
+                            pass.name.as_deref().unwrap_or("(unnamed)")
+                        ));
+                    }
+                }
             }
         }
     }

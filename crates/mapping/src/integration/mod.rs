@@ -241,7 +241,9 @@ pub struct UnifiedMethod {
     /// What the page's expressions and this method's mapping can read of a page of the
     /// method's resource (a list), when that is known and less than everything: such a page can
     /// be parsed with only those fields ([`crate::reads`]). Otherwise why its pages are parsed
-    /// whole (`unigate check` says it).
+    /// whole (`unigate check` says it). It holds for the pages of passes that take the
+    /// resource's `records` and `pagination`; a pass with its own is parsed whole
+    /// ([`Resource::pass_reads_whole`]).
     pub page_reads: Result<PageReads, String>,
 }
 
@@ -856,12 +858,8 @@ fn page_reads(
     let Some(records_path) = resource.records_path.as_ref() else {
         return whole("its `records` is not a plain field path");
     };
-    if resource.passes.iter().any(|pass| pass.records.is_some()) {
-        return whole("a pass has its own `records`");
-    }
-    if resource.passes.iter().any(|pass| pass.pagination.is_some()) {
-        return whole("a pass has its own `pagination`");
-    }
+    // A pass with its own `records` or `pagination` reads its pages its own way: those pages
+    // are parsed whole (`Resource::pass_reads_whole`), the others as below.
     if !resource.omit.is_empty() {
         return whole("its resource omits fields");
     }

@@ -68,6 +68,14 @@ pub struct Pass {
 }
 
 impl Resource {
+    /// Whether the pages of pass `pass` are parsed whole rather than with what the method's
+    /// `page_reads` names: the pass reads its records or walks its pages its own way, which
+    /// those reads were not made for.
+    pub fn pass_reads_whole(&self, pass: Option<usize>) -> bool {
+        pass.and_then(|pass| self.passes.get(pass))
+            .is_some_and(|pass| pass.records.is_some() || pass.pagination.is_some())
+    }
+
     /// Where the records of pass `pass` (an index of `passes`; `None`: a list walked once) are:
     /// the `records` expression, and its plain field path if it is one.
     pub fn records_of(&self, pass: Option<usize>) -> (&Expression, Option<&[String]>) {
