@@ -161,7 +161,7 @@ impl Engine {
         let records_path = resource.records_of(pass).1.filter(|_| {
             call.text_records
                 && integration.body_format == BodyFormat::Json
-                && resource.omit.is_empty()
+                && resource.omit_of(pass).next().is_none()
         });
         let (reading, raw, docs, line_break) = off_the_workers(large, || {
             let read_records = |body| {

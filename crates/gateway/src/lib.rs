@@ -709,7 +709,7 @@ pub fn check(dir: &Path) -> Result<String, String> {
                 for (index, pass) in resource.passes.iter().enumerate() {
                     if resource.pass_reads_whole(Some(index)) {
                         report.push_str(&format!(
-                            "\nnote: {}: {}/{}.{} pages of pass `{}` are parsed whole: it has its own `records` or `pagination`",
+                            "\nnote: {}: {}/{}.{} pages of pass `{}` are parsed whole: it has its own `records`, `pagination` or `omit`",
                             integration.id,
                             key.model,
                             key.resource,

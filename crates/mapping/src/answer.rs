@@ -528,7 +528,7 @@ pub fn extract_records_of(
             });
         }
     };
-    for path in &resource.omit {
+    for path in resource.omit_of(pass) {
         for record in &mut records {
             omit_path(record, path);
         }
@@ -536,11 +536,17 @@ pub fn extract_records_of(
     Ok(records)
 }
 
-/// A provider page as a person may see it (`unigate try`): every field the resource `omit`s
-/// replaced by `"[omitted]"` in its records, or, when the records are not at a plain path, in
-/// every object of the page that has it.
+/// A provider page as a person may see it (`unigate try`): every field the resource or any of
+/// its passes `omit`s replaced by `"[omitted]"` in its records, or, when the records are not at
+/// a plain path, in every object of the page that has it (the page may be any pass's).
 pub fn mark_omitted(resource: &Resource, body: &mut Value) {
-    if resource.omit.is_empty() {
+    let omit: Vec<Vec<String>> = resource
+        .omit
+        .iter()
+        .chain(resource.passes.iter().flat_map(|pass| &pass.omit))
+        .cloned()
+        .collect();
+    if omit.is_empty() {
         return;
     }
     let records = match &resource.records_path {
@@ -551,11 +557,11 @@ pub fn mark_omitted(resource: &Resource, body: &mut Value) {
     };
     match records {
         Some(records) => {
-            for path in &resource.omit {
+            for path in &omit {
                 mark_path(records, path);
             }
         }
-        None => mark_everywhere(body, &resource.omit),
+        None => mark_everywhere(body, &omit),
     }
 }
 

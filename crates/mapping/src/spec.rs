@@ -695,6 +695,11 @@ pub struct PassSpec {
     /// the list that needs a scope the rest does not (Buildkite's pending invitations).
     #[serde(default)]
     pub only_with: Option<Text>,
+    /// Fields (dotted paths) removed from this pass's records, beside the resource's `omit`:
+    /// secrets only its records carry (Grafana's invite code and link), so that the other
+    /// passes' pages keep being parsed for only what the mapping reads.
+    #[serde(default)]
+    pub omit: Vec<Text>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -772,6 +772,28 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
         [None, Some(0), Some(1)].map(|pass| resource.pagination_of(pass).strategy.style.name()),
         ["cursor", "cursor", "none"]
     );
+    // A pass that omits fields of its own: its pages alone are parsed whole.
+    let omitting = with(
+        "        - name: members\n        - name: invitations\n          path: /invites\n          omit: [code, links.accept]\n",
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("parts", &omitting)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let resource = &catalog.integrations["parts"].resources["users.list"];
+    assert_eq!(
+        [None, Some(0), Some(1)].map(|pass| resource.omit_of(pass).cloned().collect::<Vec<_>>()),
+        [
+            vec![],
+            vec![],
+            vec![
+                vec!["code".to_owned()],
+                vec!["links".to_owned(), "accept".to_owned()]
+            ]
+        ]
+    );
+    assert_eq!(
+        [None, Some(0), Some(1)].map(|pass| resource.pass_reads_whole(pass)),
+        [false, false, true]
+    );
     // A pass that leaves out one of the resource's parameters and sends headers of its own:
     // alike in path and parameters to the first, different in what it sends.
     let own_headers = with(
@@ -819,6 +841,10 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
         (
             "        - {}\n        - headers: { Accept: \"{{context.version}}\" }\n",
             "mappings/parts.yaml:14: resources.users.list.passes[1].headers.Accept: a pass's headers are plain values, not templates",
+        ),
+        (
+            "        - {}\n        - query: { status: active }\n          omit: [\"links..accept\"]\n",
+            "mappings/parts.yaml:15: resources.users.list.passes[1].omit[0]: must be a dotted field path such as `api_key` or `credentials.password`",
         ),
         (
             "        - headers: { Accept: a }\n        - headers: { Accept: a }\n",

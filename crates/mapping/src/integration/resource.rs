@@ -65,15 +65,29 @@ pub struct Pass {
     pub pagination: Option<CompiledPagination>,
     /// The account-context flag without which the pass is skipped (`only_with`).
     pub only_with: Option<String>,
+    /// Fields removed from this pass's records, beside the resource's `omit`.
+    pub omit: Vec<Vec<String>>,
 }
 
 impl Resource {
     /// Whether the pages of pass `pass` are parsed whole rather than with what the method's
     /// `page_reads` names: the pass reads its records or walks its pages its own way, which
-    /// those reads were not made for.
+    /// those reads were not made for, or omits fields of its own (`remote_data` is then written
+    /// from its records as extracted).
     pub fn pass_reads_whole(&self, pass: Option<usize>) -> bool {
         pass.and_then(|pass| self.passes.get(pass))
-            .is_some_and(|pass| pass.records.is_some() || pass.pagination.is_some())
+            .is_some_and(|pass| {
+                pass.records.is_some() || pass.pagination.is_some() || !pass.omit.is_empty()
+            })
+    }
+
+    /// The fields removed from the records of pass `pass`: the resource's, then the pass's.
+    pub fn omit_of(&self, pass: Option<usize>) -> impl Iterator<Item = &Vec<String>> {
+        let own = pass
+            .and_then(|pass| self.passes.get(pass))
+            .map(|pass| pass.omit.as_slice())
+            .unwrap_or_default();
+        self.omit.iter().chain(own)
     }
 
     /// Where the records of pass `pass` (an index of `passes`; `None`: a list walked once) are:
@@ -228,22 +242,7 @@ pub(super) fn compile_resource(
             total: None,
         }),
     };
-    let mut omit = Vec::new();
-    for (index, field) in resource.omit.iter().enumerate() {
-        let segments: Vec<String> = field.value.split('.').map(str::to_owned).collect();
-        if segments.iter().any(String::is_empty) {
-            c.error_at(
-                field,
-                &format!("{path}.omit[{index}]"),
-                "must be a dotted field path such as `api_key` or `credentials.password`",
-            );
-        } else {
-            omit.push(segments);
-        }
-    }
-    if omit.len() != resource.omit.len() {
-        return None;
-    }
+    let omit = compile_omit(&resource.omit, path, c)?;
     // A body that reads `pass` asks each pass its own way, so passes that share a path and
     // parameters are still different parts of the list.
     let body_reads_pass = body
@@ -292,6 +291,28 @@ pub(super) fn compile_resource(
 /// A pass's parameters and headers are plain values (no templates: a pass selects a part of the
 /// list, it does not carry account data); its path is a template like the resource's. At least
 /// two passes, each one different, their names distinct.
+/// `omit` (of the resource or a pass at `at`): dotted field paths, each as its segments.
+fn compile_omit(
+    fields: &[crate::spec::Text],
+    at: &str,
+    c: &mut FileCompiler<'_>,
+) -> Option<Vec<Vec<String>>> {
+    let mut omit = Vec::new();
+    for (index, field) in fields.iter().enumerate() {
+        let segments: Vec<String> = field.value.split('.').map(str::to_owned).collect();
+        if segments.iter().any(String::is_empty) {
+            c.error_at(
+                field,
+                &format!("{at}.omit[{index}]"),
+                "must be a dotted field path such as `api_key` or `credentials.password`",
+            );
+        } else {
+            omit.push(segments);
+        }
+    }
+    (omit.len() == fields.len()).then_some(omit)
+}
+
 fn compile_passes(
     resource: &ResourceSpec,
     pagination: Option<&PaginationSpec>,
@@ -512,6 +533,8 @@ fn compile_passes(
             }
             Some(flag) => Some(flag.value.clone()),
         };
+        let omit = compile_omit(&pass.value.omit, &at, c);
+        valid &= omit.is_some();
         passes.push(Pass {
             name,
             path: pass_path,
@@ -521,6 +544,7 @@ fn compile_passes(
             records,
             pagination: pass_pagination,
             only_with,
+            omit: omit.unwrap_or_default(),
         });
     }
     valid.then_some(passes)
