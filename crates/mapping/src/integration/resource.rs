@@ -288,9 +288,6 @@ pub(super) fn compile_resource(
     })
 }
 
-/// A pass's parameters and headers are plain values (no templates: a pass selects a part of the
-/// list, it does not carry account data); its path is a template like the resource's. At least
-/// two passes, each one different, their names distinct.
 /// `omit` (of the resource or a pass at `at`): dotted field paths, each as its segments.
 fn compile_omit(
     fields: &[crate::spec::Text],
@@ -313,6 +310,9 @@ fn compile_omit(
     (omit.len() == fields.len()).then_some(omit)
 }
 
+/// A pass's parameters and headers are plain values (no templates: a pass selects a part of the
+/// list, it does not carry account data); its path is a template like the resource's. At least
+/// two passes, each one different, their names distinct.
 fn compile_passes(
     resource: &ResourceSpec,
     pagination: Option<&PaginationSpec>,
