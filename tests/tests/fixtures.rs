@@ -1188,7 +1188,8 @@ fn every_list_shows_its_deactivated_users_or_says_why() {
     if fixture_filter().is_some() {
         return;
     }
-    let missing = lists_without_status(
+    let missing = lists_without(
+        "status",
         &["inactive", "deleted"],
         "# Deactivated users:",
         "a deactivated user (status inactive or deleted)",
@@ -1204,7 +1205,8 @@ fn every_list_shows_its_invited_users_or_says_why() {
     if fixture_filter().is_some() {
         return;
     }
-    let missing = lists_without_status(
+    let missing = lists_without(
+        "status",
         &["invited"],
         "# Invited users:",
         "an invited user (status invited)",
@@ -1228,11 +1230,6 @@ fn every_list_shows_its_guests_or_says_why() {
         "a guest (user_type limited)",
     );
     assert!(missing.is_empty(), "{}", missing.join("\n"));
-}
-
-/// [`lists_without`] over `status`.
-fn lists_without_status(statuses: &[&str], paragraph: &str, what: &str) -> Vec<String> {
-    lists_without("status", statuses, paragraph, what)
 }
 
 /// The lists (not retired, not the sandbox) of which no case, of the file or a base it extends,
