@@ -15,8 +15,8 @@ use std::sync::Arc;
 use futures_util::future::try_join_all;
 use serde_json::Value;
 use unigate_mapping::{
-    Answer, Expression, FollowUp, FollowUpBatch, ID_PART_SEPARATOR, MethodKey, extract_records,
-    read_page, render_body,
+    Answer, Expression, FollowUp, FollowUpBatch, ID_PART_SEPARATOR, MethodKey, Scope,
+    extract_records, read_page, render_body,
 };
 use unigate_pagination::{PageFacts, PaginationError, Position, Style};
 use unigate_unified::{ApiError, ErrorKind};
@@ -441,10 +441,12 @@ impl Engine {
         );
     }
 
-    /// Runs every follow-up of the call's method for `records`.
+    /// Runs every follow-up of the call's method for `records`, its expressions over them in
+    /// `scope` (the call's, with `$pass` on a named pass's page).
     pub(crate) async fn follow_up(
         &self,
         call: &ListCall,
+        scope: &Scope,
         records: &[Value],
     ) -> Result<FollowedUp, ApiError> {
         let mut variables = FollowedUp {
@@ -462,7 +464,7 @@ impl Engine {
                     .map(|(_, answer)| answer.clone());
                 if let Some(catalog) = catalog {
                     let answers = self
-                        .follow_over(call, follow_up, catalog, records, &mut variables)
+                        .follow_over(call, scope, follow_up, catalog, records, &mut variables)
                         .await?;
                     // `gives: answers`: a catalog in turn, for a follow-up chained over it.
                     if let Some(answers) = answers {
@@ -471,13 +473,13 @@ impl Engine {
                 }
             } else if follow_up.per_page {
                 if let Some(answer) = self
-                    .follow_page(call, follow_up, records, &mut variables)
+                    .follow_page(call, scope, follow_up, records, &mut variables)
                     .await?
                 {
                     catalogs.push((&follow_up.name, answer));
                 }
             } else {
-                self.follow_records(call, follow_up, records, &mut variables)
+                self.follow_records(call, scope, follow_up, records, &mut variables)
                     .await?;
             }
         }
@@ -491,6 +493,7 @@ impl Engine {
     async fn follow_over(
         &self,
         call: &ListCall,
+        scope: &Scope,
         follow_up: &FollowUp,
         catalog: Arc<Vec<Value>>,
         records: &[Value],
@@ -520,7 +523,15 @@ impl Engine {
             .answers
             .as_deref()
             .map_or(&catalog[..], |answers| &answers[..]);
-        bind_paired(call, follow_up, records, &index.by_key, given, variables)?;
+        bind_paired(
+            call,
+            scope,
+            follow_up,
+            records,
+            &index.by_key,
+            given,
+            variables,
+        )?;
         Ok(index.answers.clone())
     }
 
@@ -538,7 +549,7 @@ impl Engine {
         for item in catalog {
             if let Some(id) = follow_up_id(
                 follow_up,
-                evaluate(call, &follow_up.id, item, "follow_up.id")?,
+                evaluate(call, &call.scope, &follow_up.id, item, "follow_up.id")?,
             ) && seen.insert(id.clone())
             {
                 asked.push(id);
@@ -556,7 +567,13 @@ impl Engine {
             {
                 let at = answers.len();
                 if let Some(matches) = &follow_up.matches {
-                    for matched in ids_of(evaluate(call, matches, record, "follow_up.matches")?) {
+                    for matched in ids_of(evaluate(
+                        call,
+                        &call.scope,
+                        matches,
+                        record,
+                        "follow_up.matches",
+                    )?) {
                         by_key.entry(matched).or_default().push(at);
                     }
                 }
@@ -583,7 +600,7 @@ impl Engine {
         for (at, item) in catalog.iter().enumerate() {
             let Some(id) = follow_up_id(
                 follow_up,
-                evaluate(call, &follow_up.id, item, "follow_up.id")?,
+                evaluate(call, &call.scope, &follow_up.id, item, "follow_up.id")?,
             ) else {
                 continue;
             };
@@ -621,6 +638,7 @@ impl Engine {
                 for member in answer.iter().flatten() {
                     matched.extend(ids_of(evaluate(
                         call,
+                        &call.scope,
                         matches,
                         member,
                         "follow_up.matches",
@@ -720,10 +738,10 @@ impl Engine {
                 continue;
             }
             if !follow_up.per_page {
-                self.follow_records(&call, follow_up, records, &mut variables)
+                self.follow_records(&call, &call.scope, follow_up, records, &mut variables)
                     .await?;
             } else if follow_up.on_get {
-                self.follow_page(&call, follow_up, records, &mut variables)
+                self.follow_page(&call, &call.scope, follow_up, records, &mut variables)
                     .await?;
             }
         }
@@ -735,6 +753,7 @@ impl Engine {
     async fn follow_records(
         &self,
         call: &ListCall,
+        scope: &Scope,
         follow_up: &FollowUp,
         records: &[Value],
         variables: &mut FollowedUp,
@@ -742,7 +761,7 @@ impl Engine {
         let ids = records
             .iter()
             .map(|record| {
-                evaluate(call, &follow_up.id, record, "follow_up.id")
+                evaluate(call, scope, &follow_up.id, record, "follow_up.id")
                     .map(|id| follow_up_id(follow_up, id))
             })
             .collect::<Result<Vec<Option<String>>, ApiError>>()?;
@@ -761,6 +780,7 @@ impl Engine {
     async fn follow_page(
         &self,
         call: &ListCall,
+        scope: &Scope,
         follow_up: &FollowUp,
         records: &[Value],
         variables: &mut FollowedUp,
@@ -769,7 +789,7 @@ impl Engine {
             return Ok(None);
         }
         let page = Value::Array(records.to_vec());
-        let id = evaluate(call, &follow_up.id, &page, "follow_up.id")?;
+        let id = evaluate(call, scope, &follow_up.id, &page, "follow_up.id")?;
         let limit = self.follow_up_limit(call, follow_up);
         let answered = match &follow_up.batch {
             None => {
@@ -847,11 +867,19 @@ impl Engine {
         // records (Airtable's whole enterprise in one) is paired in one pass, not one per record.
         let mut by_key = PairIndex::new();
         for (index, item) in answered.iter().enumerate() {
-            for matched in ids_of(evaluate(call, matches, item, "follow_up.matches")?) {
+            for matched in ids_of(evaluate(
+                call,
+                &call.scope,
+                matches,
+                item,
+                "follow_up.matches",
+            )?) {
                 by_key.entry(matched).or_default().push(index);
             }
         }
-        bind_paired(call, follow_up, records, &by_key, &answered, variables)?;
+        bind_paired(
+            call, scope, follow_up, records, &by_key, &answered, variables,
+        )?;
         Ok(Some(answered))
     }
 
@@ -1129,14 +1157,15 @@ pub(crate) fn get_query(id: &str) -> Value {
     serde_json::json!({ "id": id })
 }
 
-/// A follow-up expression over `input`; an error names the integration and the field.
+/// A follow-up expression over `input` in `scope`; an error names the integration and the field.
 fn evaluate(
     call: &ListCall,
+    scope: &Scope,
     expression: &Expression,
     input: &Value,
     what: &'static str,
 ) -> Result<Option<Value>, ApiError> {
-    expression.evaluate(input, &call.scope).map_err(|error| {
+    expression.evaluate(input, scope).map_err(|error| {
         mapping_error(
             &call.target.integration,
             &unigate_mapping::MapError::Eval { what, error },
@@ -1148,6 +1177,7 @@ fn evaluate(
 /// order; none is an empty list, a record without a key gets nothing.
 fn bind_paired(
     call: &ListCall,
+    scope: &Scope,
     follow_up: &FollowUp,
     records: &[Value],
     by_key: &PairIndex,
@@ -1158,7 +1188,7 @@ fn bind_paired(
         return Ok(());
     };
     for (record, slot) in records.iter().zip(variables.records.iter_mut()) {
-        let Some(wanted) = as_id(evaluate(call, key, record, "follow_up.key")?) else {
+        let Some(wanted) = as_id(evaluate(call, scope, key, record, "follow_up.key")?) else {
             continue;
         };
         let found: Vec<Value> = by_key

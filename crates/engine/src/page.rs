@@ -270,18 +270,19 @@ impl Engine {
         // could, else found by a look at the body.
         let compact = || !line_break.unwrap_or_else(|| has_line_break(&response.body));
         let raw = raw.map(|raw| (raw, compact()));
-        let followed = match call.method().follow_ups.is_empty() || !call.wants_mapping() {
-            true => None,
-            false => Some(self.follow_up(call, &reading.records).await?),
-        };
-        let budget = self.config.page_mapping_budget;
-        let mapping = std::time::Instant::now();
-        // A named pass's records see its name as `$pass` (invitations beside the members).
+        // A named pass's records see its name as `$pass` (invitations beside the members), in
+        // the response mapping and in the follow-ups' expressions over them.
         let pass_scope = call
             .endpoint
             .pass_name(state.pass)
             .map(|name| call.scope.with("pass", Value::String(name.to_owned())));
         let scope = pass_scope.as_ref().unwrap_or(&call.scope);
+        let followed = match call.method().follow_ups.is_empty() || !call.wants_mapping() {
+            true => None,
+            false => Some(self.follow_up(call, scope, &reading.records).await?),
+        };
+        let budget = self.config.page_mapping_budget;
+        let mapping = std::time::Instant::now();
         // Filters on fields built from follow-ups that gave the walk's first page nothing (see
         // `FollowUpFilter`): asked of the first page only, so a stream never fails past its head.
         let followed = followed.map(|followed| {
