@@ -7,18 +7,22 @@
 //! one record in the words it refuses a credential with).
 //! The answer is the record itself (Truto's get has no envelope).
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 use unigate_mapping::{
-    Answer, Method, MethodKey, extract_records, flatten_query, map_response, render_body,
+    Answer, Method, MethodKey, PassIds, extract_records, flatten_query, map_response, render_body,
 };
-use unigate_pagination::Position;
-use unigate_unified::{ApiError, ErrorKind, GetQuery, ResponseFormat};
+use unigate_pagination::{CursorState, Position};
+use unigate_unified::{ApiError, ErrorKind, GetQuery, ResponseFormat, UnifiedResource};
 
 use crate::Engine;
 use crate::normalize::normalize_record;
 use crate::page::{body_text, check_answer, mapping_error};
+use crate::record::Record;
 use crate::request::Endpoint;
 use crate::shape::exclude_fields;
+use crate::walker::Walker;
 
 impl Engine {
     /// One unified record, as the JSON the caller gets.
@@ -38,6 +42,13 @@ impl Engine {
         // Every error from here on may carry the provider's words: cleaned of credentials.
         let answer = async {
             let method = target.method(&MethodKey::new(model, resource, Method::Get))?;
+            if let Some(pass) = method.pass_of_id(id) {
+                let mut answer = self
+                    .get_from_pass(model, resource, id, pass, &query, unified_resource)
+                    .await?;
+                exclude_fields(&mut answer, &query.exclude_fields);
+                return Ok(answer);
+            }
             let integration = &target.integration;
             let mut endpoint = Endpoint::render(&target, &method.resource, Some(id))?;
             let remote_params = flatten_query(&query.remote_query);
@@ -148,6 +159,96 @@ impl Engine {
         answer.map_err(|error| self.redact(&target, error))
     }
 
+    /// A get of an id that a named pass of the list gives (`pass_ids`: an invitation, a
+    /// service account), which the get's resource cannot read: that pass walked from its first
+    /// page, for an account that makes it, until a record's unified id is `id`; the record as
+    /// the list answers it (its mapping, follow-ups and `remote_data`), else a 404. Every page
+    /// of the pass before the record is a provider call: passes are short lists (pending
+    /// invitations), and no provider documents a read by such an id for all of them.
+    async fn get_from_pass(
+        &self,
+        model: &str,
+        resource: &str,
+        id: &str,
+        pass: &PassIds,
+        query: &GetQuery,
+        unified_resource: &UnifiedResource,
+    ) -> Result<Value, ApiError> {
+        let mut params = Map::from_iter([(
+            "integrated_account_id".to_owned(),
+            Value::String(query.integrated_account_id.clone()),
+        )]);
+        if !query.remote_query.is_empty() {
+            params.insert(
+                "remote_query".to_owned(),
+                Value::Object(query.remote_query.clone()),
+            );
+        }
+        let call = self.prepare_list(MethodKey::new(model, resource, Method::List), params)?;
+        let integration = call.target.integration.id.clone();
+        let index = (0..call.endpoint.pass_count())
+            .find(|&at| call.endpoint.pass_name(at) == Some(pass.pass.as_str()))
+            .ok_or_else(|| {
+                ApiError::internal(format!(
+                    "integration `{integration}`: the list has no pass `{}` (checked at load)",
+                    pass.pass
+                ))
+            })?;
+        if !call.endpoint.makes_pass(index) {
+            let flag = call
+                .endpoint
+                .pass_index(index)
+                .and_then(|at| call.resource().passes.get(at))
+                .and_then(|made| made.only_with.as_deref())
+                .map(|flag| format!(" (its account flag `{flag}` is not set)"))
+                .unwrap_or_default();
+            return Err(ApiError::not_found(format!(
+                "`{id}` would be a record of the `{}` part of integration `{integration}`'s list, which this account's list does not read{flag}",
+                pass.pass
+            )));
+        }
+        let start = CursorState {
+            position: Position::First,
+            last_digest: None,
+            pages: 0,
+            pass: index,
+        };
+        let mut walker = Walker::new(self.clone(), Arc::new(call), start);
+        loop {
+            let page = walker.next_page().await?;
+            let found = page
+                .records
+                .into_iter()
+                .map(Record::into_tree)
+                .find(|record| record.get("id").and_then(id_text).as_deref() == Some(id));
+            if let Some(Value::Object(mut record)) = found {
+                let remote_data = record.remove("remote_data");
+                return Ok(match query.response_format {
+                    ResponseFormat::Raw => remote_data.unwrap_or(Value::Null),
+                    ResponseFormat::Normalized => {
+                        Value::Object(normalize_record(&record, &unified_resource.fields))
+                    }
+                    _ => {
+                        if let Some(remote_data) = remote_data.filter(|_| !query.ignore_remote_data)
+                        {
+                            record.insert("remote_data".to_owned(), remote_data);
+                        }
+                        Value::Object(record)
+                    }
+                });
+            }
+            if page.next.is_none() || walker.state().pass != index {
+                return Err(ApiError::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "integration `{integration}` lists no record `{id}` in the `{}` part of its list",
+                        pass.pass
+                    ),
+                ));
+            }
+        }
+    }
+
     /// The first page request of the list a get belongs to (and the list's endpoint, whose
     /// budgets it counts in), as a caller naming only the account sends it: what confirms a get's refusal before the account is marked
     /// ([`Engine::call_provider_confirmed`]). None when the get or the list sends a credential of
@@ -180,10 +281,8 @@ fn check_answered_id(
     mapped: &Map<String, Value>,
     id: &str,
 ) -> Result<(), ApiError> {
-    let answered = match mapped.get("id") {
-        Some(Value::String(answered)) => answered.clone(),
-        Some(Value::Number(answered)) => answered.to_string(),
-        _ => return Ok(()),
+    let Some(answered) = mapped.get("id").and_then(id_text) else {
+        return Ok(());
     };
     if answered == id {
         return Ok(());
@@ -195,4 +294,13 @@ fn check_answered_id(
             integration.id
         ),
     ))
+}
+
+/// A unified id as text (a mapping may give a number).
+fn id_text(id: &Value) -> Option<String> {
+    match id {
+        Value::String(id) => Some(id.clone()),
+        Value::Number(id) => Some(id.to_string()),
+        _ => None,
+    }
 }

@@ -32,8 +32,8 @@ pub use diagnostics::{LoadError, LoadErrors};
 pub use expression::{EvalError, Expression, FastOutcome, Scope};
 pub use integration::{
     Auth, CompiledPagination, CredentialRefusal, Exchange, FollowUp, FollowUpBatch, Grant,
-    Integration, Method, MethodKey, OAuth2, Pace, PaceScope, ProviderErrors, RateLimit, Resource,
-    Retired, TokenAuth, TokenSource, UnifiedMethod, Variant,
+    Integration, Method, MethodKey, OAuth2, Pace, PaceScope, PassIds, ProviderErrors, RateLimit,
+    Resource, Retired, TokenAuth, TokenSource, UnifiedMethod, Variant,
 };
 pub use render::{
     Credential, MapError, RenderedAssertion, RenderedClientKey, RenderedExchange,

@@ -727,6 +727,11 @@ pub struct UnifiedMethodSpec {
     /// without the flag is a 400 naming it, not an empty list.
     #[serde(default)]
     pub opt_in_fields: Option<BTreeMap<String, Text>>,
+    /// A get only: the id prefix of each named pass of the list whose records the get's
+    /// resource cannot read (`{invitations: "invitation:"}`). An id with that prefix is looked
+    /// for in that pass of the list instead.
+    #[serde(default)]
+    pub pass_ids: Option<BTreeMap<String, Text>>,
 }
 
 /// A second native call for the records of a page.
@@ -820,6 +825,7 @@ impl UnifiedMethodSpec {
         UnifiedMethodSpec {
             follow_up: self.follow_up.or(base.follow_up),
             opt_in_fields: self.opt_in_fields.or(base.opt_in_fields),
+            pass_ids: self.pass_ids.or(base.pass_ids),
             resource: self.resource.or(base.resource),
             partial: self.partial.or(base.partial),
             native_filters: self.native_filters.or(base.native_filters),

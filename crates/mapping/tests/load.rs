@@ -922,6 +922,74 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
     }
 }
 
+/// A get's `pass_ids` name the list's named passes, each with a prefix of its own.
+#[test]
+fn pass_ids_name_the_lists_passes_with_distinct_prefixes() {
+    let with = |pass_ids: &str, method: &str| {
+        GOOD.replacen(
+            "    list: { path: /users, records: data }\n",
+            "    list:\n      path: /users\n      records: data\n      passes:\n        - name: members\n        - name: invitations\n          path: /invites\n        - name: robots\n          path: /robots\n    get: { path: \"/users/{{id}}\", records: data }\n",
+            1,
+        )
+        .replacen(
+            "          { \"id\": id }\n",
+            &format!(
+                "          {{ \"id\": id }}\n      get:\n        resource: users.get\n{}",
+                match method {
+                    "get" => format!("        pass_ids: {pass_ids}\n"),
+                    _ => String::new(),
+                }
+            ),
+            1,
+        )
+        .replacen(
+            "        resource: users.list\n",
+            &match method {
+                "list" => format!("        resource: users.list\n        pass_ids: {pass_ids}\n"),
+                _ => "        resource: users.list\n".to_owned(),
+            },
+            1,
+        )
+    };
+    let good = with(r#"{ invitations: "invitation:", robots: "robot:" }"#, "get");
+    let catalog = Catalog::from_sources(&[model()], &[integration("parts", &good)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let get = &catalog.integrations["parts"].unified
+        [&unigate_mapping::MethodKey::new("user-directory", "users", unigate_mapping::Method::Get)];
+    assert_eq!(
+        get.pass_of_id("robot:7").map(|pass| pass.pass.as_str()),
+        Some("robots")
+    );
+    assert_eq!(
+        get.pass_of_id("invitation:7")
+            .map(|pass| pass.pass.as_str()),
+        Some("invitations")
+    );
+    assert_eq!(get.pass_of_id("7"), None);
+    let cases = [
+        (
+            with(r#"{ guests: "guest:" }"#, "get"),
+            "mappings/parts.yaml:27: unified.user-directory.users.get.pass_ids.guests: the list's resource has no pass named `guests` (its named passes: members, invitations, robots)",
+        ),
+        (
+            with(r#"{ invitations: "" }"#, "get"),
+            "mappings/parts.yaml:27: unified.user-directory.users.get.pass_ids.invitations: an id prefix must not be empty: every id would match",
+        ),
+        (
+            with(r#"{ invitations: "in:", robots: "in:robot:" }"#, "get"),
+            "mappings/parts.yaml:27: unified.user-directory.users.get.pass_ids.robots: `in:robot:` and pass `invitations`'s `in:` overlap: an id would belong to both",
+        ),
+        (
+            with(r#"{ invitations: "invitation:" }"#, "list"),
+            "mappings/parts.yaml:23: unified.user-directory.users.list.pass_ids.invitations: applies to `get` only: the list walks its passes itself",
+        ),
+    ];
+    for (text, expected) in cases {
+        let errors = load_errors(&[integration("parts", &text)]);
+        assert_eq!(errors, [expected], "{text}");
+    }
+}
+
 /// Which way each kind of Microsoft 365 account gets its token: the variant its context selects
 /// (the files built on microsoft-365 inherit the same choice).
 #[test]

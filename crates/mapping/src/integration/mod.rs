@@ -245,6 +245,27 @@ pub struct UnifiedMethod {
     /// resource's `records` and `pagination`; a pass with its own is parsed whole
     /// ([`Resource::pass_reads_whole`]).
     pub page_reads: Result<PageReads, String>,
+    /// A get's: ids the list's named passes give that the get's resource cannot read
+    /// (`pass_ids`), found in that pass of the list instead.
+    pub pass_ids: Vec<PassIds>,
+}
+
+/// The ids of one named pass of a list (`pass_ids: {invitations: "invitation:"}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassIds {
+    /// The pass's name, as the list's resource names it.
+    pub pass: String,
+    /// What every id of its records starts with.
+    pub prefix: String,
+}
+
+impl UnifiedMethod {
+    /// The named pass of the list whose records have ids like `id`, if any.
+    pub fn pass_of_id(&self, id: &str) -> Option<&PassIds> {
+        self.pass_ids
+            .iter()
+            .find(|pass| id.starts_with(pass.prefix.as_str()))
+    }
 }
 
 impl UnifiedMethod {

@@ -9,7 +9,7 @@ use crate::diagnostics::FileCompiler;
 use crate::expression::{Expression, Memoized};
 use crate::spec::{ChainedGives, FollowUpPer, IntegrationSpec, NotFound, Text, UnifiedMethodSpec};
 
-use super::{FollowUp, FollowUpBatch, Method, MethodKey, Resource, UnifiedMethod};
+use super::{FollowUp, FollowUpBatch, Method, MethodKey, PassIds, Resource, UnifiedMethod};
 
 /// Follow-up calls in flight at once for one account unless the mapping says.
 const DEFAULT_FOLLOW_UP_CONCURRENCY: u32 = 4;
@@ -46,7 +46,7 @@ pub(super) fn compile_unified_methods(
                 // own it uses the list's, compiled once (a broken one is reported on the list).
                 let inherits = method == Method::Get && method_spec.response_mapping.is_none();
                 let list = MethodKey::new(model_name, resource_name, Method::List);
-                let compiled = match (inherits, unified.get(&list)) {
+                let mut compiled = match (inherits, unified.get(&list)) {
                     (true, Some(list)) => compile_method(
                         method_spec,
                         &key,
@@ -60,6 +60,16 @@ pub(super) fn compile_unified_methods(
                     (true, None) if methods.contains_key(Method::List.name()) => None,
                     _ => compile_method(method_spec, &key, &path, model, resources, spec, None, c),
                 };
+                if let Some(compiled) = compiled.as_mut() {
+                    compiled.pass_ids = compile_pass_ids(
+                        method_spec,
+                        method,
+                        unified.get(&list),
+                        resources,
+                        &path,
+                        c,
+                    );
+                }
                 if let Some(compiled) = compiled {
                     unified.insert(key, compiled);
                 }
@@ -317,7 +327,84 @@ fn compile_method(
         query_mapping: query_mapping.map(Memoized::new),
         response_mapping,
         page_reads: Err("not compiled yet".to_owned()),
+        pass_ids: Vec::new(),
     })
+}
+
+/// A get's `pass_ids`: each names a pass of the list's resource, with a prefix no other's
+/// starts (so that an id belongs to one pass at most).
+fn compile_pass_ids(
+    spec: &UnifiedMethodSpec,
+    method: Method,
+    list: Option<&UnifiedMethod>,
+    resources: &BTreeMap<String, Resource>,
+    path: &str,
+    c: &mut FileCompiler<'_>,
+) -> Vec<PassIds> {
+    let Some(declared) = &spec.pass_ids else {
+        return Vec::new();
+    };
+    let mut compiled: Vec<PassIds> = Vec::new();
+    for (pass, prefix) in declared {
+        let at = format!("{path}.pass_ids.{pass}");
+        if method != Method::Get {
+            c.error_at(
+                prefix,
+                &at,
+                "applies to `get` only: the list walks its passes itself",
+            );
+            continue;
+        }
+        let passes = list
+            .and_then(|list| resources.get(&list.resource))
+            .map(|resource| resource.passes.as_slice())
+            .unwrap_or_default();
+        if !passes
+            .iter()
+            .any(|named| named.name.as_deref() == Some(pass))
+        {
+            let names: Vec<&str> = passes.iter().filter_map(|p| p.name.as_deref()).collect();
+            c.error_at(
+                prefix,
+                &at,
+                &format!(
+                    "the list's resource has no pass named `{pass}` (its named passes: {})",
+                    match names.is_empty() {
+                        true => "none".to_owned(),
+                        false => names.join(", "),
+                    }
+                ),
+            );
+            continue;
+        }
+        if prefix.value.is_empty() {
+            c.error_at(
+                prefix,
+                &at,
+                "an id prefix must not be empty: every id would match",
+            );
+            continue;
+        }
+        if let Some(other) = compiled.iter().find(|other| {
+            other.prefix.starts_with(prefix.value.as_str())
+                || prefix.value.starts_with(other.prefix.as_str())
+        }) {
+            c.error_at(
+                prefix,
+                &at,
+                &format!(
+                    "`{}` and pass `{}`'s `{}` overlap: an id would belong to both",
+                    prefix.value, other.pass, other.prefix
+                ),
+            );
+            continue;
+        }
+        compiled.push(PassIds {
+            pass: pass.clone(),
+            prefix: prefix.value.clone(),
+        });
+    }
+    compiled
 }
 
 /// A get's resource must put the id somewhere (`{{id}}` in its path or query); a list's has no
