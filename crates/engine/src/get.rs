@@ -184,7 +184,8 @@ impl Engine {
                 Value::Object(query.remote_query.clone()),
             );
         }
-        let call = self.prepare_list(MethodKey::new(model, resource, Method::List), params)?;
+        let key = MethodKey::new(model, resource, Method::List);
+        let mut call = self.prepare_list(key.clone(), params.clone())?;
         let integration = call.target.integration.id.clone();
         let index = (0..call.endpoint.pass_count())
             .find(|&at| call.endpoint.pass_name(at) == Some(pass.pass.as_str()))
@@ -206,6 +207,19 @@ impl Engine {
                 "`{id}` would be a record of the `{}` part of integration `{integration}`'s list, which this account's list does not read{flag}",
                 pass.pass
             )));
+        }
+        // The most a page may hold, where the pass's pagination says: fewer calls to reach the
+        // record than at the file's or the gateway's default size.
+        let largest = call
+            .resource()
+            .pagination_of(call.endpoint.pass_index(index))
+            .strategy
+            .max_page_size;
+        if let Some(largest) = largest
+            && largest != call.page_size_of(index)
+        {
+            params.insert("limit".to_owned(), Value::String(largest.to_string()));
+            call = self.prepare_list(key, params)?;
         }
         let start = CursorState {
             position: Position::First,
