@@ -521,6 +521,57 @@ async fn malformed_truncated_huge_and_deep_bodies_are_502s_that_say_so() {
     }
 }
 
+/// A mapping's own `$error` names who is at fault by where it is raised: the caller's query (a
+/// 400, no provider call), the provider's answer (a 502, remote); any other failure of an
+/// expression is the mapping's (a 500).
+#[tokio::test]
+async fn a_mappings_own_error_is_the_callers_or_the_providers_by_where_it_is_raised() {
+    let refusing = MAPPING
+        .replace(
+            "    list: { path: /users, records: users }",
+            "    list:\n      path: /users\n      records: '$count(users) < 2 ? users : $error(\"more than one user: the next page is not documented\")'",
+        )
+        .replace(
+            "        resource: users.list\n        response_mapping: '{ \"id\": id }'",
+            "        resource: users.list\n        native_filters: [email]\n        query_mapping: '$exists(email) ? $error(\"no email filter on this plan\")'\n        response_mapping: '{ \"id\": $number(id) + 1 }'",
+        );
+    let two = r#"{"users":[{"id":"u1"},{"id":"u2"}]}"#;
+    let world = world_of(&refusing, vec![status(200, two), ok()]).await;
+    let (code, body, _) = call(&world).await;
+    assert_eq!(
+        (code, body),
+        (
+            502,
+            json!({"statusCode": 502, "error": "Bad Gateway", "truto_is_remote_error": true,
+                "message": "integration `faulty` answered what the gateway cannot serve: more than one user: the next page is not documented"})
+        )
+    );
+    let url = format!(
+        "{}/unified/user-directory/users?integrated_account_id=acc&email=a@b.c",
+        world.gateway.origin
+    );
+    let (code, mut body) = get_json(&url, Some(TEST_TOKEN)).await;
+    body.as_object_mut().unwrap().remove("request_id");
+    assert_eq!(
+        (code, body),
+        (
+            400,
+            json!({"statusCode": 400, "error": "Bad Request",
+                "message": "integration `faulty` cannot send this query: no email filter on this plan"})
+        )
+    );
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 1);
+    // Not a refusal: `$number` of a text that is no number fails the mapping itself.
+    let (code, body, _) = call(&world).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().starts_with(
+            "the `faulty` mapping failed on the provider's response: `response_mapping` failed"
+        ),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn a_slow_trickle_past_the_total_timeout_is_a_504() {
     let world = world(vec![Act::Trickle {

@@ -46,6 +46,32 @@ impl Page {
 }
 
 pub(crate) fn mapping_error(integration: &Integration, error: &MapError) -> ApiError {
+    // `$error(…)` is the mapping's own refusal, in its author's words: of the caller's query (a
+    // filter the provider cannot take) a 400; of the provider's answer (a shape it cannot serve
+    // whole, Trello's full batch of guests) a 502, as an unreadable answer is. Any other failure
+    // is the mapping's fault, a 500.
+    if let MapError::Eval { what, error } = error
+        && error.code == RAISED_BY_MAPPING
+    {
+        match *what {
+            "query_mapping" => {
+                return ApiError::bad_request(format!(
+                    "integration `{}` cannot send this query: {}",
+                    integration.id, error.message
+                ));
+            }
+            "records" | "response_mapping" | "errors.when" | "pagination.after_value" => {
+                return ApiError::new(
+                    ErrorKind::BadGateway,
+                    format!(
+                        "integration `{}` answered what the gateway cannot serve: {}",
+                        integration.id, error.message
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
     ApiError::new(
         ErrorKind::Mapping,
         format!(
@@ -54,6 +80,9 @@ pub(crate) fn mapping_error(integration: &Integration, error: &MapError) -> ApiE
         ),
     )
 }
+
+/// The JSONata error code of `$error(message)`.
+const RAISED_BY_MAPPING: &str = "D3137";
 
 impl ListCall {
     /// The first pass this account's walk makes (`None`: none at all).

@@ -360,7 +360,9 @@ fn errors(own: &[u16]) -> Map<String, Value> {
             }
             431 => "The request headers are too large.",
             500 => "A mapping failed on the provider's answer, or a gateway bug.",
-            502 => "The provider failed (5xx, unreachable, or an unusable answer): remote.",
+            502 => {
+                "The provider failed (5xx, unreachable, or an answer the mapping cannot serve): remote."
+            }
             503 => {
                 "The gateway is at its concurrency bound, or its account store is unreachable (`Retry-After`)."
             }
