@@ -1232,6 +1232,24 @@ fn every_list_shows_its_guests_or_says_why() {
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
 
+/// Machine accounts (bots, apps, API and service accounts, robots) are Truto's `user_type`
+/// `machine`: a list shows one in a case of its own or its base's, or a header paragraph
+/// beginning `# Bots:` says how the provider has none, keeps them in another call (named), lists
+/// them without a field to tell them by, or why it is unconfirmed.
+#[test]
+fn every_list_shows_its_machine_accounts_or_says_why() {
+    if fixture_filter().is_some() {
+        return;
+    }
+    let missing = lists_without(
+        "user_type",
+        &["machine"],
+        "# Bots:",
+        "a machine account (user_type machine)",
+    );
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
 /// The lists (not retired, not the sandbox) of which no case, of the file or a base it extends,
 /// answers a record whose `field` is one of `values`, and no file of the chain has a header line
 /// beginning with `paragraph`.
