@@ -51,6 +51,8 @@ struct EndpointPass {
     /// Whether the account makes it (its `only_with` flag set, or none).
     made: bool,
     name: Option<String>,
+    /// Its own method, in place of the resource's.
+    method: Option<Method>,
     /// Its own path's URL, in place of the resource's.
     url: Option<Url>,
     /// Added over `params` on every page of the pass.
@@ -131,6 +133,7 @@ impl Endpoint {
                 Ok(EndpointPass {
                     made,
                     name: pass.name.clone(),
+                    method: pass.method.map(method_of),
                     url,
                     params: pass.query.clone(),
                     drop_query: pass.drop_query.clone(),
@@ -141,10 +144,7 @@ impl Endpoint {
         Ok(Endpoint {
             integration: integration.clone(),
             resource: resource.to_owned(),
-            method: match rendered.method {
-                HttpMethod::Get => Method::Get,
-                HttpMethod::Post => Method::Post,
-            },
+            method: method_of(rendered.method),
             url: absolute(&rendered.url)?,
             continue_url: rendered.continue_url.as_deref().map(absolute).transpose()?,
             headers: rendered.headers,
@@ -373,7 +373,7 @@ impl Endpoint {
             headers.push(("Content-Type".to_owned(), body.content_type.to_owned()));
         }
         Ok(ProviderRequest {
-            method: self.method,
+            method: pass.and_then(|pass| pass.method).unwrap_or(self.method),
             url,
             headers,
             secret_headers,
@@ -432,4 +432,11 @@ fn foreign_origin() -> ApiError {
         ErrorKind::BadGateway,
         "the provider's next-page URL points outside the integration's origin; refusing to follow it",
     )
+}
+
+fn method_of(method: HttpMethod) -> Method {
+    match method {
+        HttpMethod::Get => Method::Get,
+        HttpMethod::Post => Method::Post,
+    }
 }

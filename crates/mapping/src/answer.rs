@@ -641,6 +641,10 @@ pub fn render_body(
     let Some(expression) = &resource.body else {
         return Ok(None);
     };
+    let walked = pass.and_then(|index| resource.passes.get(index));
+    if walked.and_then(|walked| walked.method) == Some(crate::spec::HttpMethod::Get) {
+        return Ok(None);
+    }
     let first_page = match resource.pagination_of(pass).strategy.style {
         Style::Page { first_page, .. } => first_page,
         _ => 1,
@@ -652,9 +656,7 @@ pub fn render_body(
         "page_size": page_size,
         "query": unified_query,
         "id": id,
-        "pass": pass
-            .and_then(|index| resource.passes.get(index))
-            .and_then(|walked| walked.name.as_deref()),
+        "pass": walked.and_then(|walked| walked.name.as_deref()),
     });
     let built = expression
         .evaluate(&input, scope)

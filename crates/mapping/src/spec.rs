@@ -672,6 +672,10 @@ pub struct ResourceSpec {
 pub struct PassSpec {
     #[serde(default)]
     pub name: Option<Text>,
+    /// The method of this pass's calls, in place of the resource's (a GET list beside POST
+    /// searches: Harness's service accounts); a GET pass sends no body.
+    #[serde(default)]
+    pub method: Option<Spanned<HttpMethod>>,
     /// A path in place of the resource's (a template over the context, like it).
     #[serde(default)]
     pub path: Option<Text>,

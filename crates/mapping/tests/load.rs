@@ -910,6 +910,14 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
             "        - {}\n        - path: /invites\n          only_with: \"read invitations\"\n",
             "mappings/parts.yaml:15: resources.users.list.passes[1].only_with: must name an account-context key, such as `read_invitations`",
         ),
+        (
+            "        - {}\n        - path: /robots\n          method: GET\n",
+            "mappings/parts.yaml:15: resources.users.list.passes[1].method: is the resource's method already; a pass names only a method of its own",
+        ),
+        (
+            "        - {}\n        - path: /robots\n          method: PUT\n",
+            "unknown variant `PUT`",
+        ),
     ];
     for (passes, expected) in cases {
         let errors = Catalog::from_sources(&[model()], &[integration("parts", &with(passes))])

@@ -51,6 +51,8 @@ pub struct Resource {
 pub struct Pass {
     /// What the response mapping reads as `$pass` on this pass's records.
     pub name: Option<String>,
+    /// A method in place of the resource's (a GET pass sends no body).
+    pub method: Option<HttpMethod>,
     /// A path in place of the resource's.
     pub path: Option<Template>,
     /// Parameters added to the query of every page of the pass.
@@ -328,7 +330,13 @@ fn compile_passes(
     // What makes a pass another part of the list: its path, parameters and headers, and its
     // name when the body reads it.
     type Pairs = Vec<(String, Option<String>)>;
-    type Part<'a> = (Option<&'a str>, Pairs, Pairs, Option<&'a str>);
+    type Part<'a> = (
+        Option<&'a str>,
+        Pairs,
+        Pairs,
+        Option<&'a str>,
+        Option<HttpMethod>,
+    );
     let mut parts: Vec<Part<'_>> = Vec::new();
     let mut valid = true;
     if spec.value.len() < 2 {
@@ -454,7 +462,44 @@ fn compile_passes(
             .iter()
             .map(|(name, value)| (name.clone(), value.as_ref().map(|v| v.value.clone())))
             .collect();
-        let part = (own_path, asked_query, headers.clone(), asked_by_name);
+        let method = match &pass.value.method {
+            None => None,
+            Some(method) if method.value == resource.method => {
+                c.error_at(
+                    method,
+                    &format!("{at}.method"),
+                    "is the resource's method already; a pass names only a method of its own",
+                );
+                valid = false;
+                None
+            }
+            Some(method) => Some(method.value),
+        };
+        // A GET pass sends no body, so a page position the body would carry has nowhere to go.
+        let sends_in_body = pass
+            .value
+            .pagination
+            .as_ref()
+            .or(pagination)
+            .and_then(|pagination| pagination.send_in.as_ref())
+            .is_some_and(|send_in| send_in.value == crate::spec::SendIn::Body);
+        if let (Some(HttpMethod::Get), Some(text)) = (method, &pass.value.method)
+            && sends_in_body
+        {
+            c.error_at(
+                text,
+                &format!("{at}.method"),
+                "a GET pass sends no body, so its pages cannot be placed in one (`send_in: body`): give it a `pagination` of its own",
+            );
+            valid = false;
+        }
+        let part = (
+            own_path,
+            asked_query,
+            headers.clone(),
+            asked_by_name,
+            method,
+        );
         if parts.contains(&part) {
             c.error_at(
                 pass,
@@ -537,6 +582,7 @@ fn compile_passes(
         valid &= omit.is_some();
         passes.push(Pass {
             name,
+            method,
             path: pass_path,
             query: params,
             drop_query,
