@@ -56,6 +56,8 @@ fn users_in(state: &str) -> u64 {
 struct Provider {
     /// `(state, offset)` of every request, in the order they arrived.
     requests: Mutex<Vec<(String, u64)>>,
+    /// The page size each of them asked.
+    limits: Mutex<Vec<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +76,7 @@ async fn users(State(p): State<Arc<Provider>>, Query(q): Query<Params>) -> axum:
     // Like Zoom and SonarQube: without the parameter, the default part only.
     let state = q.state.unwrap_or_else(|| "active".to_owned());
     p.requests.lock().unwrap().push((state.clone(), q.offset));
+    p.limits.lock().unwrap().push(q.limit);
     let total = users_in(&state);
     let end = (q.offset + q.limit).min(total);
     let users: Vec<Value> = (q.offset..end)
@@ -718,5 +721,50 @@ async fn a_pass_leaves_out_a_resource_parameter_and_sends_its_own_headers() {
                 0
             ),
         ])
+    );
+}
+
+/// A get of an id only a named pass gives (`pass_ids`) walks that pass alone, at the most a page
+/// may hold within what a caller's `limit` may ask, and answers the record as the list maps it;
+/// one the pass does not hold is the gateway's 404 after its last page.
+#[tokio::test]
+async fn a_get_of_a_pass_id_walks_that_pass_at_its_largest_page() {
+    let mapping = MAPPING
+        .replace("max_page_size: 100", "max_page_size: 20000")
+        .replace(
+            "        - query: { state: active }\n        - query: { state: suspended }\n        - query: { state: invited }\n",
+            "        - name: members\n          query: { state: active }\n        - name: suspended\n          query: { state: suspended }\n    get: { path: \"/users/{{id}}\", records: \"$\" }\n",
+        )
+        .replace(
+            "        response_mapping: '{ \"id\": id, \"status\": state = \"active\" ? \"active\" : \"inactive\" }'\n",
+            "        response_mapping: '{ \"id\": id, \"status\": state = \"active\" ? \"active\" : \"inactive\" }'\n      get:\n        resource: users.get\n        pass_ids: { suspended: \"suspended-\" }\n",
+        );
+    let setup = setup(&mapping, 1).await;
+    let record = |id: &str| {
+        format!(
+            "{}/unified/user-directory/users/{id}?integrated_account_id=acc",
+            setup.gateway.origin
+        )
+    };
+    let (status, body) = get_json(&record("suspended-2"), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"id": "suspended-2", "status": "inactive",
+                "remote_data": {"id": "suspended-2", "state": "suspended"}})
+        )
+    );
+    assert_eq!(requests(&setup), asked(&[("suspended", 0)]));
+    assert_eq!(*setup.provider.limits.lock().unwrap(), [10_000]);
+    let (status, mut body) = get_json(&record("suspended-9"), Some(TEST_TOKEN)).await;
+    body.as_object_mut().unwrap().remove("request_id");
+    assert_eq!(
+        (status, body),
+        (
+            404,
+            json!({"statusCode": 404, "error": "Not Found",
+                "message": "integration `parts` lists no record `suspended-9` in the `suspended` part of its list"})
+        )
     );
 }

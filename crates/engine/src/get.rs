@@ -5,6 +5,8 @@
 //! (not the others: catalogs of groups walked whole); `$query` is `{"id": …}`. A refusal of the
 //! get is confirmed on the list's first page before the account is marked (a provider may refuse
 //! one record in the words it refuses a credential with).
+//! An id a named pass of the list gives (`pass_ids`: an invitation, a service account) is not
+//! asked of the get's resource: that pass of the list is walked until a record maps to it.
 //! The answer is the record itself (Truto's get has no envelope).
 
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use unigate_mapping::{
     Answer, Method, MethodKey, PassIds, extract_records, flatten_query, map_response, render_body,
 };
 use unigate_pagination::{CursorState, Position};
-use unigate_unified::{ApiError, ErrorKind, GetQuery, ResponseFormat, UnifiedResource};
+use unigate_unified::{ApiError, ErrorKind, GetQuery, MAX_LIMIT, ResponseFormat, UnifiedResource};
 
 use crate::Engine;
 use crate::normalize::normalize_record;
@@ -208,13 +210,14 @@ impl Engine {
                 pass.pass
             )));
         }
-        // The most a page may hold, where the pass's pagination says: fewer calls to reach the
-        // record than at the file's or the gateway's default size.
+        // The most a page may hold, where the pass's pagination says (within what a caller's
+        // `limit` may ask): fewer calls to reach the record than at the default size.
         let largest = call
             .resource()
             .pagination_of(call.endpoint.pass_index(index))
             .strategy
-            .max_page_size;
+            .max_page_size
+            .map(|largest| largest.min(MAX_LIMIT));
         if let Some(largest) = largest
             && largest != call.page_size_of(index)
         {

@@ -14,6 +14,6 @@ pub mod time;
 
 pub use error::{ApiError, ErrorKind};
 pub use get_query::{GetParameter, GetQuery};
-pub use list_query::{ListParameter, ListQuery, ResponseFormat};
+pub use list_query::{ListParameter, ListQuery, MAX_LIMIT, ResponseFormat};
 pub use model::{FieldType, UnifiedModel, UnifiedResource};
 pub use secret::{JwtAlgorithm, Secret};
