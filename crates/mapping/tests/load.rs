@@ -930,6 +930,40 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
     }
 }
 
+/// A pass may send another method than its resource; a GET pass writes no body, so it cannot
+/// walk pages whose position the body carries.
+#[test]
+fn a_get_pass_beside_a_post_list_walks_its_own_pages() {
+    let with = |pass: &str| {
+        GOOD.replacen(
+            "    list: { path: /users, records: data }\n",
+            &format!(
+                "    list:\n      method: POST\n      path: /users\n      records: data\n      body: '{{\"cursor\": cursor}}'\n      pagination: {{ style: cursor, cursor_param: cursor, next_cursor: meta.next, send_in: body }}\n      passes:\n        - {{}}\n        - path: /robots\n          method: GET\n{pass}"
+            ),
+            1,
+        )
+    };
+    let catalog = Catalog::from_sources(
+        &[model()],
+        &[integration(
+            "parts",
+            &with("          pagination: { style: none }\n"),
+        )],
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let passes = &catalog.integrations["parts"].resources["users.list"].passes;
+    assert_eq!(
+        passes.iter().map(|pass| pass.method).collect::<Vec<_>>(),
+        [None, Some(unigate_mapping::HttpMethod::Get)]
+    );
+    assert_eq!(
+        load_errors(&[integration("parts", &with(""))]),
+        [
+            "mappings/parts.yaml:17: resources.users.list.passes[1].method: a GET pass sends no body, so its pages cannot be placed in one (`send_in: body`): give it a `pagination` of its own"
+        ]
+    );
+}
+
 /// A get's `pass_ids` name the list's named passes, each with a prefix of its own.
 #[test]
 fn pass_ids_name_the_lists_passes_with_distinct_prefixes() {

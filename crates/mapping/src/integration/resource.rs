@@ -327,8 +327,8 @@ fn compile_passes(
         return Some(Vec::new());
     };
     let mut passes: Vec<Pass> = Vec::new();
-    // What makes a pass another part of the list: its path, parameters and headers, and its
-    // name when the body reads it.
+    // What makes a pass another part of the list: its path, parameters, headers and method,
+    // and its name when the body reads it.
     type Pairs = Vec<(String, Option<String>)>;
     type Part<'a> = (
         Option<&'a str>,
