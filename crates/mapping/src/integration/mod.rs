@@ -266,9 +266,7 @@ impl UnifiedMethod {
             .iter()
             .find(|pass| id.starts_with(pass.prefix.as_str()))
     }
-}
 
-impl UnifiedMethod {
     /// The names the response mapping may read unbound, undefined then on both paths: its
     /// follow-ups' (a record whose follow-up gave nothing, an account that does not make it)
     /// and those nothing binds.
