@@ -541,6 +541,7 @@ async fn capabilities_come_from_the_mapping_files() {
             "opt_in_fields": {},
             "filters": {
                 "native": ["email", "status"],
+                "native_by_pass": {},
                 "gateway": ["created_at", "emails", "first_name", "group_id", "groups", "last_name", "name",
                             "role_id", "roles", "title", "updated_at", "user_type", "username"],
                 "unsupported": ["customer_id", "include_inherited", "include_last_login_at",

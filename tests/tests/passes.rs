@@ -1,7 +1,9 @@
 //! Lists served in parts (`passes`): a provider that lists one `state` per walk, walked once per
 //! state, in order, through every way a caller takes the list (cursor by cursor, every page in
 //! one answer with the prefetch window, the NDJSON stream), each user once; a call that chooses
-//! its part is walked once; a cursor whose pass the mapping no longer has is refused.
+//! its part is walked once; a cursor whose pass the mapping no longer has is refused; a query
+//! mapping that reads `$pass` sends each pass its own parameters, and the gateway applies the
+//! native filters a pass does not, and sorts a list walked in parts.
 
 use std::sync::{Arc, Mutex};
 
@@ -58,6 +60,8 @@ struct Provider {
     requests: Mutex<Vec<(String, u64)>>,
     /// The page size each of them asked.
     limits: Mutex<Vec<u64>>,
+    /// Path and query of every request to `/people` and `/pending-invites`.
+    queries: Mutex<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +109,8 @@ async fn setup_with(mapping: &str, prefetch_window: usize, context: Value) -> Se
             .route("/pending", get(pending))
             .route("/members", get(sent_headers))
             .route("/team-invites", get(sent_headers))
+            .route("/people", get(people))
+            .route("/pending-invites", get(pending_invites))
             .with_state(provider.clone()),
     )
     .await;
@@ -767,4 +773,186 @@ async fn a_get_of_a_pass_id_walks_that_pass_at_its_largest_page() {
                 "message": "integration `parts` lists no record `suspended-9` in the `suspended` part of its list"})
         )
     );
+}
+
+/// Members that narrow by `email` (matching an alias their record does not show, as a provider
+/// may) and sort by `sort`, beside invitations that take neither parameter and answer every
+/// invitation: a query mapping that reads `$pass` sends the members alone what only they take.
+const BY_PASS: &str = r#"name: Parts provider
+docs: https://example.test/docs
+base_url: "https://api.example.test"
+auth: { kind: none }
+pagination: { style: offset, offset_param: offset, page_size_param: limit, max_page_size: 100, total: total }
+resources:
+  users:
+    list:
+      path: /people
+      records: people
+      passes:
+        - name: members
+        - name: invitations
+          only_with: read_invitations
+          path: /pending-invites
+          records: invites
+          pagination: { style: none }
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        native_filters: [email]
+        native_filters_by_pass: { invitations: [] }
+        native_sorts: [created_at]
+        query_mapping: |
+          $pass = "invitations" ? {} : {
+            "email": email,
+            "sort": sort_by = "created_at" ? (sort_order = "desc" ? "-created" : "created")
+          }
+        response_mapping: |
+          {
+            "id": $pass = "invitations" ? "invitation:" & id : id,
+            "emails": [{ "email": email }],
+            "status": $pass = "invitations" ? "invited" : "active",
+            "created_at": created
+          }
+"#;
+
+async fn people(
+    State(p): State<Arc<Provider>>,
+    uri: Uri,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> axum::Json<Value> {
+    p.queries.lock().unwrap().push(uri.to_string());
+    let mut people = vec![
+        json!({"id": "m1", "email": "ann@x.test", "alias": "ann.b@x.test", "created": "2024-03-01T00:00:00Z"}),
+        json!({"id": "m2", "email": "bob@x.test", "alias": "robert@x.test", "created": "2024-01-01T00:00:00Z"}),
+        json!({"id": "m3", "email": "cy@x.test", "alias": "cy.d@x.test", "created": "2024-02-01T00:00:00Z"}),
+    ];
+    if let Some(wanted) = q.get("email") {
+        people.retain(|person| person["email"] == *wanted || person["alias"] == *wanted);
+    }
+    match q.get("sort").map(String::as_str) {
+        Some("created") => people.sort_by_key(|person| person["created"].to_string()),
+        Some("-created") => {
+            people.sort_by_key(|person| std::cmp::Reverse(person["created"].to_string()))
+        }
+        _ => {}
+    }
+    let total = people.len();
+    let number = |name: &str| q.get(name).and_then(|n| n.parse::<usize>().ok());
+    let offset = number("offset").unwrap_or(0).min(total);
+    let end = (offset + number("limit").unwrap_or(total)).min(total);
+    axum::Json(json!({"people": people[offset..end], "total": total}))
+}
+
+async fn pending_invites(State(p): State<Arc<Provider>>, uri: Uri) -> axum::Json<Value> {
+    p.queries.lock().unwrap().push(uri.to_string());
+    axum::Json(json!({"invites": [
+        {"id": "i1", "email": "robert@x.test", "created": "2024-02-15T00:00:00Z"},
+        {"id": "i2", "email": "dee@x.test", "created": "2023-12-01T00:00:00Z"},
+    ]}))
+}
+
+fn queries(setup: &Setup) -> Vec<String> {
+    setup.provider.queries.lock().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_mapping_reading_pass_sends_each_pass_its_own_parameters() {
+    // With the invitations: the members are asked by email and trusted (m2 matched its
+    // alias); the invitations, asked without, are filtered here.
+    let flagged = setup_with(BY_PASS, 4, json!({"read_invitations": true})).await;
+    let (status, body) = get_json(
+        &url(
+            &flagged.gateway,
+            "email=robert%40x.test&truto_ignore_limit=true",
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), ["m2", "invitation:i1"]);
+    assert_eq!(
+        queries(&flagged),
+        [
+            "/people?email=robert%40x.test&limit=100&offset=0",
+            "/pending-invites"
+        ]
+    );
+    // Without them, the members alone, narrowed by the provider.
+    let plain = setup_with(BY_PASS, 4, json!({})).await;
+    let (status, body) = get_json(
+        &url(&plain.gateway, "email=robert%40x.test"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), ["m2"]);
+    assert_eq!(
+        queries(&plain),
+        ["/people?email=robert%40x.test&limit=100&offset=0"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_sort_over_a_list_walked_in_parts_is_the_gateways() {
+    let flagged = setup_with(BY_PASS, 4, json!({"read_invitations": true})).await;
+    let (status, body) = get_json(
+        &url(&flagged.gateway, "sort_by=created_at"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        "`sort_by=created_at`: integration `parts` lists this account's users in 2 parts, one after another, each sorted on its own at most; add `truto_ignore_limit=true` to sort every record in the gateway"
+    );
+    assert_eq!(queries(&flagged), Vec::<String>::new());
+    let (status, body) = get_json(
+        &url(
+            &flagged.gateway,
+            "sort_by=created_at&sort_order=desc&truto_ignore_limit=true",
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        ids(&body),
+        ["m1", "invitation:i1", "m3", "m2", "invitation:i2"]
+    );
+    assert_eq!(
+        queries(&flagged),
+        [
+            "/people?sort=-created&limit=100&offset=0",
+            "/pending-invites"
+        ]
+    );
+    // One part: the provider's order, page by page.
+    let plain = setup_with(BY_PASS, 4, json!({})).await;
+    let (status, body) = get_json(
+        &url(&plain.gateway, "sort_by=created_at&limit=2"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), ["m2", "m3"]);
+    assert_eq!(queries(&plain), ["/people?sort=created&limit=2&offset=0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_mapping_may_not_set_a_passs_own_parameter_for_one_pass() {
+    let mapping = WITH_INVITATIONS.replacen(
+        "        resource: users.list\n",
+        "        resource: users.list\n        query_mapping: '$pass = \"invitations\" ? { \"state\": \"pending\" }'\n",
+        1,
+    );
+    let setup = setup(&mapping, 4).await;
+    let (status, body) = get_json(&url(&setup.gateway, "limit=2"), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(
+        body["message"],
+        "the `parts` mapping failed: its query_mapping sets `state` for pass `invitations`, a parameter that pass sets itself"
+    );
+    assert_eq!(requests(&setup), Vec::<(String, u64)>::new());
 }

@@ -53,6 +53,9 @@ pub(crate) struct ListCall {
     pub(crate) unified_resource: Arc<UnifiedResource>,
     /// Filters the integration does not push down, applied here.
     pub(crate) gateway_filters: Vec<GatewayFilter>,
+    /// For each pass of the walk (by its index), the native filters sent that it does not
+    /// apply (`native_filters_by_pass`), applied here to its records; empty when none.
+    pub(crate) pass_filters: Vec<Vec<GatewayFilter>>,
     /// Those of `gateway_filters` on a field the mapping builds from follow-up answers.
     pub(crate) follow_up_filters: Vec<FollowUpFilter>,
     /// A `sort_by` the integration does not push down, applied here once all pages are in.
@@ -108,7 +111,23 @@ impl ListCall {
     }
 
     pub(crate) fn wants_mapping(&self) -> bool {
-        self.query.response_format != ResponseFormat::Raw || !self.gateway_filters.is_empty()
+        self.query.response_format != ResponseFormat::Raw || self.filters_anywhere()
+    }
+
+    /// Whether the gateway filters the records of some pass (every pass's, or one's).
+    fn filters_anywhere(&self) -> bool {
+        !self.gateway_filters.is_empty() || self.pass_filters.iter().any(|own| !own.is_empty())
+    }
+
+    /// The filters the gateway applies to the records of pass `pass` of the walk.
+    pub(crate) fn filters_of(&self, pass: u32) -> impl Iterator<Item = &GatewayFilter> {
+        let own = self
+            .endpoint
+            .pass_index(pass)
+            .and_then(|index| self.pass_filters.get(index))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        self.gateway_filters.iter().chain(own)
     }
 }
 
@@ -195,7 +214,6 @@ impl Engine {
         let method = target.method(&key)?;
         let gateway_filters = gateway_filters(&query, &target, method, &unified_resource)?;
         let follow_up_filters = follow_up_filters(&query, method, &unified_resource);
-        let gateway_sort = gateway_sort(&query, &target.integration, method)?;
         let mut endpoint = Endpoint::render(&target, &method.resource, None)?;
         let pagination = &endpoint.resource().pagination.strategy;
         let remote_params = flatten_query(&query.remote_query);
@@ -235,14 +253,44 @@ impl Engine {
         let scope = target.scope.with("query", unified_query.clone());
         let mapped = map_query(method, &unified_query, &scope)
             .map_err(|error| mapping_error(&target.integration, &error))?;
-        endpoint.add_params(mapped, remote_params);
+        // A query mapping that reads `$pass` says what each pass the account makes is sent.
+        let pass_names: Vec<Option<String>> = match method.query_reads_pass {
+            true => endpoint
+                .made_pass_names()
+                .into_iter()
+                .map(|name| name.map(str::to_owned))
+                .collect(),
+            false => Vec::new(),
+        };
+        let by_pass = pass_names
+            .into_iter()
+            .map(|name| {
+                name.map(|name| {
+                    let scope = scope.with("pass", Value::String(name));
+                    map_query(method, &unified_query, &scope)
+                        .map_err(|error| mapping_error(&target.integration, &error))
+                })
+                .transpose()
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        endpoint
+            .add_params(mapped, by_pass, remote_params)
+            .map_err(|problem| {
+                ApiError::new(
+                    ErrorKind::Mapping,
+                    format!("the `{}` mapping failed: {problem}", target.integration.id),
+                )
+            })?;
+        let pass_filters = pass_filters(&query, &target, method, &unified_resource, &endpoint)?;
+        let gateway_sort = gateway_sort(&query, &target.integration, method, &endpoint)?;
         // A record whose follow-up gave nothing (its flag unset, a 404 skipped) reads the name
         // as undefined, on the fast path; so does one reading a name nothing binds.
         let scope = match method.possibly_unbound().next() {
             None => scope,
             Some(_) => scope.with_possibly_unbound(method.possibly_unbound()),
         };
-        let text_records = writes_text(&query, method, &gateway_filters, gateway_sort.as_ref());
+        let text_records = writes_text(&query, method, &gateway_filters, gateway_sort.as_ref())
+            && pass_filters.iter().all(Vec::is_empty);
         Ok(ListCall {
             target,
             key,
@@ -250,6 +298,7 @@ impl Engine {
             query,
             unified_resource,
             gateway_filters,
+            pass_filters,
             follow_up_filters,
             gateway_sort,
             page_size,
@@ -292,49 +341,104 @@ fn gateway_filters(
     method: &UnifiedMethod,
     resource: &UnifiedResource,
 ) -> Result<Vec<GatewayFilter>, ApiError> {
-    let integration = &target.integration;
-    let mut filters = Vec::new();
-    for (name, value) in &query.filters {
-        if method.native_filters.contains(name) {
-            continue;
-        }
-        let spec = &resource.filters[name];
-        // A field the list gives only with an opt-in flag (`opt_in_fields`): without it, no record
-        // has the field, and an empty list would read as "none matches".
-        let unset_flag = spec.fields.iter().find_map(|path| {
-            let field = path.split('.').next().unwrap_or(path);
-            let flag = method.opt_in_fields.get(field)?;
-            (!flag_set(&target.account.context, flag)).then_some((field, flag))
-        });
-        if let Some((field, flag)) = unset_flag {
-            return Err(ApiError::bad_request(format!(
-                "filter `{name}` cannot match anything for integrated account `{}`: integration `{}` builds `{field}` only for an account whose context sets `{flag}`, which this one does not",
-                target.account.id, integration.id
-            )));
-        }
-        if let Some(mapped) = &method.mapped_fields
-            && spec.is_gateway_applicable()
-            && !spec
-                .fields
+    query
+        .filters
+        .iter()
+        .filter(|(name, _)| !method.native_filters.contains(*name))
+        .map(|(name, value)| gateway_filter(name, value, target, method, resource, None))
+        .collect()
+}
+
+/// For each pass the walk makes, the native filters sent that it does not apply
+/// (`native_filters_by_pass`): the gateway applies them to that pass's records. None for a walk
+/// without passes (or one that chose its part: its one walk applies every native filter).
+fn pass_filters(
+    query: &ListQuery,
+    target: &Target,
+    method: &UnifiedMethod,
+    resource: &UnifiedResource,
+    endpoint: &Endpoint,
+) -> Result<Vec<Vec<GatewayFilter>>, ApiError> {
+    if method.native_filters_by_pass.is_empty() {
+        return Ok(Vec::new());
+    }
+    endpoint
+        .made_pass_names()
+        .into_iter()
+        .map(|name| {
+            let Some((pass, applied)) =
+                name.and_then(|name| method.native_filters_by_pass.get_key_value(name))
+            else {
+                return Ok(Vec::new());
+            };
+            query
+                .filters
                 .iter()
-                .any(|path| mapped.contains(path.split('.').next().unwrap_or(path)))
-        {
-            return Err(ApiError::bad_request(format!(
-                "filter `{name}` cannot match anything: integration `{}` does not provide `{}`",
-                integration.id,
-                spec.fields.join("`, `")
-            )));
-        }
-        if !spec.is_gateway_applicable() {
-            return Err(ApiError::bad_request(format!(
+                .filter(|(name, _)| {
+                    method.native_filters.contains(*name) && !applied.contains(*name)
+                })
+                .map(|(name, value)| {
+                    gateway_filter(name, value, target, method, resource, Some(pass))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Filter `name` as the gateway applies it, or the 400 saying why it cannot: on the records of
+/// every pass, or of pass `pass` only, which does not apply that native filter.
+fn gateway_filter(
+    name: &str,
+    value: &Value,
+    target: &Target,
+    method: &UnifiedMethod,
+    resource: &UnifiedResource,
+    pass: Option<&str>,
+) -> Result<GatewayFilter, ApiError> {
+    let integration = &target.integration;
+    let spec = &resource.filters[name];
+    // A field the list gives only with an opt-in flag (`opt_in_fields`): without it, no record
+    // has the field, and an empty list would read as "none matches".
+    let unset_flag = spec.fields.iter().find_map(|path| {
+        let field = path.split('.').next().unwrap_or(path);
+        let flag = method.opt_in_fields.get(field)?;
+        (!flag_set(&target.account.context, flag)).then_some((field, flag))
+    });
+    if let Some((field, flag)) = unset_flag {
+        return Err(ApiError::bad_request(format!(
+            "filter `{name}` cannot match anything for integrated account `{}`: integration `{}` builds `{field}` only for an account whose context sets `{flag}`, which this one does not",
+            target.account.id, integration.id
+        )));
+    }
+    if let Some(mapped) = &method.mapped_fields
+        && spec.is_gateway_applicable()
+        && !spec
+            .fields
+            .iter()
+            .any(|path| mapped.contains(path.split('.').next().unwrap_or(path)))
+    {
+        return Err(ApiError::bad_request(format!(
+            "filter `{name}` cannot match anything: integration `{}` does not provide `{}`",
+            integration.id,
+            spec.fields.join("`, `")
+        )));
+    }
+    if !spec.is_gateway_applicable() {
+        return Err(ApiError::bad_request(match pass {
+            None => format!(
                 "`{name}` is a provider hint that integration `{}` cannot honour (its native filters: {})",
                 integration.id,
                 list_or_none(method.native_filters.iter())
-            )));
-        }
-        filters.push(GatewayFilter::new(spec, value));
+            ),
+            Some(pass) => format!(
+                "`{name}` is a provider hint that the `{pass}` part of integration `{}`'s list cannot honour, and integrated account `{}` lists that part (its native filters there: {})",
+                integration.id,
+                target.account.id,
+                list_or_none(method.native_filters_by_pass[pass].iter())
+            ),
+        }));
     }
-    Ok(filters)
+    Ok(GatewayFilter::new(spec, value))
 }
 
 /// A gateway filter on a field the mapping builds from follow-up answers (`group_id` on
@@ -380,25 +484,34 @@ fn follow_up_filters(
         .collect()
 }
 
-/// `Some(field)` when the gateway must sort; an error when it cannot.
+/// `Some(field)` when the gateway must sort; an error when it cannot. A native sort over a list
+/// walked in parts (two passes or more made) orders each part only, so the gateway sorts it too.
 fn gateway_sort(
     query: &ListQuery,
     integration: &Integration,
     method: &UnifiedMethod,
+    endpoint: &Endpoint,
 ) -> Result<Option<String>, ApiError> {
     let Some(sort) = &query.sort_by else {
         return Ok(None);
     };
-    if method.native_sorts.contains(sort) {
+    let parts = endpoint.made_pass_count();
+    if method.native_sorts.contains(sort) && parts < 2 {
         return Ok(None);
     }
     let fetches_everything = query.ignore_limit || query.response_format == ResponseFormat::Stream;
     if !fetches_everything {
-        return Err(ApiError::bad_request(format!(
-            "`sort_by={sort}` is not supported natively by integration `{}` (native sorts: {}); add `truto_ignore_limit=true` to sort every record in the gateway",
-            integration.id,
-            list_or_none(method.native_sorts.iter())
-        )));
+        return Err(ApiError::bad_request(match parts < 2 {
+            true => format!(
+                "`sort_by={sort}` is not supported natively by integration `{}` (native sorts: {}); add `truto_ignore_limit=true` to sort every record in the gateway",
+                integration.id,
+                list_or_none(method.native_sorts.iter())
+            ),
+            false => format!(
+                "`sort_by={sort}`: integration `{}` lists this account's users in {parts} parts, one after another, each sorted on its own at most; add `truto_ignore_limit=true` to sort every record in the gateway",
+                integration.id
+            ),
+        }));
     }
     Ok(Some(sort.clone()))
 }

@@ -109,6 +109,9 @@ impl Engine {
             "opt_in_fields": mapped.opt_in_fields,
             "filters": {
                 "native": native_filters,
+                // Passes of the list that apply only some native filters (pass → those): the
+                // gateway applies the others to that pass's records.
+                "native_by_pass": mapped.native_filters_by_pass,
                 "gateway": gateway_filters,
                 "unsupported": unsupported_filters,
             },

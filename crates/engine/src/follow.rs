@@ -1086,6 +1086,7 @@ impl Engine {
                             &request.url,
                             &link,
                             resource.pagination_of(None).next_url_keeps_query,
+                            0,
                         )
                         .map_err(failed)?,
                 ),

@@ -55,7 +55,9 @@ impl Engine {
             let mut endpoint = Endpoint::render(&target, &method.resource, Some(id))?;
             let remote_params = flatten_query(&query.remote_query);
             endpoint.check_remote_params(&remote_params)?;
-            endpoint.add_params(Vec::new(), remote_params);
+            endpoint
+                .add_params(Vec::new(), Vec::new(), remote_params)
+                .map_err(ApiError::internal)?;
             // A get makes only some of the list's follow-ups its mapping reads, but its mapping
             // may be the list's, which reads the others' names: undefined here, on the fast
             // path.

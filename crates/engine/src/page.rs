@@ -260,6 +260,7 @@ impl Engine {
                     &request.url,
                     &link,
                     pagination.next_url_keeps_query,
+                    state.pass,
                 )?)
             }
             (_, next) => next,
@@ -326,7 +327,16 @@ impl Engine {
             (followed, unanswered)
         });
         let records = off_the_workers(large, || {
-            map_records(call, scope, reading.records, raw, docs, followed, budget)
+            map_records(
+                call,
+                state.pass,
+                scope,
+                reading.records,
+                raw,
+                docs,
+                followed,
+                budget,
+            )
         })?;
         self.metrics
             .page(&integration.id, records.len(), mapping.elapsed());
@@ -473,8 +483,10 @@ fn check_page_answer<R>(
 /// breaks. `docs`: each record parsed with only what the mapping reads (then `raw` is there, to
 /// re-read one whole for the JSONata engine, and `records` hold only what the page's expressions
 /// read).
+#[allow(clippy::too_many_arguments)]
 fn map_records(
     call: &ListCall,
+    pass: u32,
     scope: &Scope,
     records: Vec<Value>,
     raw: Option<(Vec<&str>, bool)>,
@@ -595,11 +607,7 @@ fn map_records(
         for (filter, present) in unanswered.iter().zip(present.iter_mut()) {
             *present |= mapped.contains_key(&filter.field);
         }
-        if !call
-            .gateway_filters
-            .iter()
-            .all(|filter| filter.matches(&mapped))
-        {
+        if !call.filters_of(pass).all(|filter| filter.matches(&mapped)) {
             continue;
         }
         out.push(Record::Tree(match call.query.response_format {

@@ -29,6 +29,8 @@ pub(crate) struct Endpoint {
     secret_headers: Vec<(String, Secret)>,
     /// Parameters of every param-driven page: the static query, then the mapped query.
     params: Vec<(String, String)>,
+    /// The static query alone, under a pass's own mapped query.
+    static_params: Vec<(String, String)>,
     /// Query values rendered from the account context (Trello's `key`): secrets, sent with
     /// every request, never inside a URL a cursor carries.
     secret_query: Vec<(String, Secret)>,
@@ -57,10 +59,21 @@ struct EndpointPass {
     url: Option<Url>,
     /// Added over `params` on every page of the pass.
     params: Vec<(String, String)>,
+    /// What a query mapping that reads `$pass` sends this pass, in place of the endpoint's.
+    own_query: Option<PassQuery>,
     /// Parameters of the resource's query the pass does not send.
     drop_query: Vec<String>,
     /// Headers replacing the resource's of that name (`None`: none of that name).
     headers: Vec<(String, Option<String>)>,
+}
+
+/// A pass's own query, from a query mapping that reads `$pass`.
+struct PassQuery {
+    /// The static query with the pass's mapped query, in place of the endpoint's `params`.
+    params: Vec<(String, String)>,
+    /// The account's query values it leaves (those it sets are its own), in place of the
+    /// endpoint's `secret_query`.
+    secret_query: Vec<(String, Secret)>,
 }
 
 impl Endpoint {
@@ -136,6 +149,7 @@ impl Endpoint {
                     method: pass.method.map(method_of),
                     url,
                     params: pass.query.clone(),
+                    own_query: None,
                     drop_query: pass.drop_query.clone(),
                     headers: pass.headers.clone(),
                 })
@@ -149,6 +163,7 @@ impl Endpoint {
             continue_url: rendered.continue_url.as_deref().map(absolute).transpose()?,
             headers: rendered.headers,
             secret_headers: rendered.secret_headers,
+            static_params: rendered.query.clone(),
             params: rendered.query,
             account_params: rendered
                 .secret_query
@@ -184,31 +199,74 @@ impl Endpoint {
 
     /// The mapped query (over the static one, a context value included: Asana's `workspace_id`
     /// filter replaces the account's workspace) and the caller's `remote_query` (over both; it
-    /// may not set what the account fills, see [`Endpoint::account_params`]).
+    /// may not set what the account fills, see [`Endpoint::account_params`]). `by_pass`: for
+    /// a query mapping that reads `$pass`, each pass's own (`None` where it is the same),
+    /// used when the call walks the passes.
     pub(crate) fn add_params(
         &mut self,
         mapped: Vec<(String, String)>,
+        by_pass: Vec<Option<Vec<(String, String)>>>,
         remote: Vec<(String, String)>,
-    ) {
-        self.secret_query
-            .retain(|(name, _)| !mapped.iter().any(|(set, _)| set == name));
+    ) -> Result<(), String> {
+        let sets_pass_param = |passes: &[EndpointPass], mapped: &[(String, String)]| {
+            passes
+                .iter()
+                .flat_map(|pass| &pass.params)
+                .find(|(name, _)| mapped.iter().any(|(set, _)| set == name))
+                .map(|(name, _)| name.clone())
+        };
         // A filter pushed down (Zoom's `status=inactive`) or a `remote_query` that sets a
         // parameter the passes set has chosen the part of the list: it is walked once, as asked.
-        let chosen = self
-            .passes
-            .iter()
-            .flat_map(|pass| &pass.params)
-            .any(|(name, _)| {
-                mapped
-                    .iter()
-                    .chain(remote.iter())
-                    .any(|(set, _)| set == name)
-            });
+        let chosen = sets_pass_param(&self.passes, &mapped).is_some()
+            || sets_pass_param(&self.passes, &remote).is_some();
         if chosen {
             self.passes.clear();
         }
+        // Another pass's parameter is that pass's business; its own would be sent twice.
+        for (pass, own) in self.passes.iter().zip(&by_pass) {
+            if let Some(name) = own
+                .as_deref()
+                .and_then(|own| sets_pass_param(std::slice::from_ref(pass), own))
+            {
+                return Err(format!(
+                    "its query_mapping sets `{name}` for pass `{}`, a parameter that pass sets itself",
+                    pass.name.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+        for (pass, own) in self.passes.iter_mut().zip(by_pass) {
+            let Some(own) = own else { continue };
+            let mut secret_query = self.secret_query.clone();
+            secret_query.retain(|(name, _)| !own.iter().any(|(set, _)| set == name));
+            let mut params = self.static_params.clone();
+            merge_query(&mut params, own);
+            pass.own_query = Some(PassQuery {
+                params,
+                secret_query,
+            });
+        }
+        self.secret_query
+            .retain(|(name, _)| !mapped.iter().any(|(set, _)| set == name));
         merge_query(&mut self.params, mapped);
         self.remote_params = remote;
+        Ok(())
+    }
+
+    /// The names of the resource's passes the walk makes, in order (`None` for a pass without
+    /// one or one the account does not make); empty when the list is walked once.
+    pub(crate) fn made_pass_names(&self) -> Vec<Option<&str>> {
+        self.passes
+            .iter()
+            .map(|pass| pass.name.as_deref().filter(|_| pass.made))
+            .collect()
+    }
+
+    /// How many of the resource's passes the walk makes (1 when it is walked once).
+    pub(crate) fn made_pass_count(&self) -> usize {
+        match self.passes.is_empty() {
+            true => 1,
+            false => self.passes.iter().filter(|pass| pass.made).count(),
+        }
     }
 
     /// How many walks of the list a call makes, one after another (1 without passes).
@@ -260,10 +318,22 @@ impl Endpoint {
         self.passes.get(pass as usize)?.name.as_deref()
     }
 
-    /// Whether a next URL's query parameter is one the account adds at send time.
-    fn added_at_send(&self, name: &str) -> bool {
+    /// Whether a next URL's query parameter of pass `pass` is one the account adds at send
+    /// time.
+    fn added_at_send(&self, name: &str, pass: u32) -> bool {
         self.credential_param.as_deref() == Some(name)
-            || self.secret_query.iter().any(|(secret, _)| secret == name)
+            || self
+                .secret_query_of(self.passes.get(pass as usize))
+                .iter()
+                .any(|(secret, _)| secret == name)
+    }
+
+    /// The account's query values a page of `pass` is sent with.
+    fn secret_query_of<'a>(&'a self, pass: Option<&'a EndpointPass>) -> &'a [(String, Secret)] {
+        match pass.and_then(|pass| pass.own_query.as_ref()) {
+            Some(own) => &own.secret_query,
+            None => &self.secret_query,
+        }
     }
 
     /// The one request of a call that fetches a single answer (a get): no pagination.
@@ -321,7 +391,10 @@ impl Endpoint {
                 url
             }
             None => {
-                let mut params = self.params.clone();
+                let mut params = match pass.and_then(|pass| pass.own_query.as_ref()) {
+                    Some(own) => own.params.clone(),
+                    None => self.params.clone(),
+                };
                 // A pass's names are set by nothing else (the loader refuses them in `query`,
                 // and a call that sets one is walked once).
                 if let Some(pass) = pass {
@@ -349,7 +422,7 @@ impl Endpoint {
         };
         let mut headers = self.headers.clone();
         let mut secret_headers = self.secret_headers.clone();
-        let mut secret_query = self.secret_query.clone();
+        let mut secret_query = self.secret_query_of(pass).to_vec();
         if let Some(pass) = pass {
             secret_query.retain(|(name, _)| !pass.drop_query.contains(name));
             for (name, value) in &pass.headers {
@@ -395,6 +468,7 @@ impl Endpoint {
         current: &Url,
         link: &str,
         keeps_query: bool,
+        pass: u32,
     ) -> Result<String, ApiError> {
         let mut url = current.join(link).map_err(|_| {
             ApiError::new(
@@ -412,10 +486,13 @@ impl Endpoint {
         if !same_origin(&url, &self.url) {
             return Err(foreign_origin());
         }
-        if url.query_pairs().any(|(name, _)| self.added_at_send(&name)) {
+        if url
+            .query_pairs()
+            .any(|(name, _)| self.added_at_send(&name, pass))
+        {
             let kept: Vec<(String, String)> = url
                 .query_pairs()
-                .filter(|(name, _)| !self.added_at_send(name))
+                .filter(|(name, _)| !self.added_at_send(name, pass))
                 .map(|(name, value)| (name.into_owned(), value.into_owned()))
                 .collect();
             url.set_query(None);

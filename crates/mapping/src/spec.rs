@@ -736,6 +736,11 @@ pub struct UnifiedMethodSpec {
     /// for in that pass of the list instead.
     #[serde(default)]
     pub pass_ids: Option<BTreeMap<String, Text>>,
+    /// A list only: for a named pass of its resource that does not apply every native filter
+    /// (an invitations endpoint without the members' `email`), the native filters it does apply
+    /// (`{invitations: []}`); the gateway applies the others to that pass's records.
+    #[serde(default)]
+    pub native_filters_by_pass: Option<BTreeMap<String, Spanned<Vec<Text>>>>,
 }
 
 /// A second native call for the records of a page.
@@ -830,6 +835,7 @@ impl UnifiedMethodSpec {
             follow_up: self.follow_up.or(base.follow_up),
             opt_in_fields: self.opt_in_fields.or(base.opt_in_fields),
             pass_ids: self.pass_ids.or(base.pass_ids),
+            native_filters_by_pass: self.native_filters_by_pass.or(base.native_filters_by_pass),
             resource: self.resource.or(base.resource),
             partial: self.partial.or(base.partial),
             native_filters: self.native_filters.or(base.native_filters),

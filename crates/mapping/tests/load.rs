@@ -2297,3 +2297,70 @@ fn a_get_reads_one_id_and_a_list_none() {
         ]
     );
 }
+
+/// A query mapping may read `$pass` only where the list has named passes, and
+/// `native_filters_by_pass` names such a pass with some of the list's native filters.
+#[test]
+fn a_query_mapping_by_pass_and_native_filters_by_pass_name_the_lists_passes() {
+    let with = |passes: bool, unified: &str| {
+        let resource = match passes {
+            true => {
+                "    list:\n      path: /users\n      records: data\n      passes:\n        - name: members\n        - name: invitations\n          path: /invites\n    get: { path: \"/users/{{id}}\", records: data }\n"
+            }
+            false => {
+                "    list: { path: /users, records: data }\n    get: { path: \"/users/{{id}}\", records: data }\n"
+            }
+        };
+        GOOD.replacen("    list: { path: /users, records: data }\n", resource, 1)
+            .replacen(
+                "        resource: users.list\n",
+                &format!("        resource: users.list\n{unified}"),
+                1,
+            )
+            .replacen(
+                "          { \"id\": id }\n",
+                "          { \"id\": id }\n      get:\n        resource: users.get\n",
+                1,
+            )
+    };
+    let by_pass = "        native_filters: [email, status]\n        native_filters_by_pass: { invitations: [status] }\n        query_mapping: '$pass = \"members\" ? { \"email\": email }'\n";
+    let catalog = Catalog::from_sources(&[model()], &[integration("parts", &with(true, by_pass))])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let list = &catalog.integrations["parts"].unified[&unigate_mapping::MethodKey::new(
+        "user-directory",
+        "users",
+        unigate_mapping::Method::List,
+    )];
+    assert!(list.query_reads_pass);
+    assert_eq!(
+        list.native_filters_by_pass,
+        [("invitations".to_owned(), ["status".to_owned()].into())].into()
+    );
+    let cases = [
+        (
+            with(
+                false,
+                "        query_mapping: '$pass = \"members\" ? { \"email\": email }'\n",
+            ),
+            "mappings/parts.yaml:15: unified.user-directory.users.list.query_mapping: reads `$pass`, but `users.list` has no named passes: it would always be undefined",
+        ),
+        (
+            with(
+                true,
+                "        native_filters: [email]\n        native_filters_by_pass: { guests: [] }\n        query_mapping: '{ \"email\": email }'\n",
+            ),
+            "mappings/parts.yaml:22: unified.user-directory.users.list.native_filters_by_pass.guests: the list's resource has no pass named `guests` (its named passes: members, invitations)",
+        ),
+        (
+            with(
+                true,
+                "        native_filters: [email]\n        native_filters_by_pass: { invitations: [status] }\n        query_mapping: '{ \"email\": email }'\n",
+            ),
+            "mappings/parts.yaml:22: unified.user-directory.users.list.native_filters_by_pass.invitations[0]: `status` is not one of the list's `native_filters`: a pass applies some of those, and the gateway the rest",
+        ),
+    ];
+    for (text, expected) in cases {
+        let errors = load_errors(&[integration("parts", &text)]);
+        assert_eq!(errors, [expected], "{text}");
+    }
+}

@@ -221,6 +221,12 @@ pub struct UnifiedMethod {
     pub native_sorts: BTreeSet<String>,
     /// Remembers its answers for repeated filters where that is sound ([`Memoized`]).
     pub query_mapping: Option<Memoized>,
+    /// The query mapping reads `$pass`: it is evaluated once for each pass a walk makes, with
+    /// that pass's name, and once without (the call that chooses its part is walked with that).
+    pub query_reads_pass: bool,
+    /// A list's named passes that apply only some of `native_filters`, with those they apply
+    /// (`native_filters_by_pass`): the gateway applies the others to the pass's records.
+    pub native_filters_by_pass: BTreeMap<String, BTreeSet<String>>,
     pub response_mapping: Expression,
     /// The unified fields the response mapping can produce, when its shape is visible at load
     /// (a top-level object constructor); `None` when computed.

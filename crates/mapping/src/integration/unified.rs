@@ -307,6 +307,32 @@ fn compile_method(
             opt_in_fields.insert(field.clone(), flag.value.clone());
         }
     }
+    let named_passes: Vec<&str> = resources
+        .get(&method_resource.value)
+        .map(|resource| resource.passes.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|pass| pass.name.as_deref())
+        .collect();
+    let query_reads_pass = query_mapping
+        .as_ref()
+        .is_some_and(|mapping| mapping.variables_read().contains("pass"));
+    if let (true, [], Some(text)) = (
+        query_reads_pass,
+        named_passes.as_slice(),
+        &spec.query_mapping,
+    ) {
+        c.error_at(
+            text,
+            &format!("{path}.query_mapping"),
+            &format!(
+                "reads `$pass`, but `{}` has no named passes: it would always be undefined",
+                method_resource.value
+            ),
+        );
+    }
+    let native_filters_by_pass =
+        compile_native_filters_by_pass(spec, key.method, &named_passes, &native_filters, path, c);
     // The engine always binds `$context` and `$query`; `$pass` only for a named pass's records,
     // so it is among these: unbound on the others' (a binding wins over "possibly unbound").
     let unbound_reads = response_mapping.names_bound_nowhere(
@@ -325,10 +351,70 @@ fn compile_method(
         native_sorts: native_sorts.iter().map(|s| s.value.clone()).collect(),
         mapped_fields,
         query_mapping: query_mapping.map(Memoized::new),
+        query_reads_pass,
+        native_filters_by_pass,
         response_mapping,
         page_reads: Err("not compiled yet".to_owned()),
         pass_ids: Vec::new(),
     })
+}
+
+/// A list's `native_filters_by_pass`: each names a named pass of its resource, with the native
+/// filters of the list that pass applies (any others it is sent are the gateway's there).
+fn compile_native_filters_by_pass(
+    spec: &UnifiedMethodSpec,
+    method: Method,
+    named_passes: &[&str],
+    native_filters: &[Text],
+    path: &str,
+    c: &mut FileCompiler<'_>,
+) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut compiled = BTreeMap::new();
+    for (pass, applied) in spec.native_filters_by_pass.iter().flatten() {
+        let at = format!("{path}.native_filters_by_pass.{pass}");
+        if method != Method::List {
+            c.error_line(
+                applied.referenced.line(),
+                &at,
+                "applies to `list` only: a get filters nothing",
+            );
+            continue;
+        }
+        if !named_passes.contains(&pass.as_str()) {
+            c.error_line(
+                applied.referenced.line(),
+                &at,
+                &format!(
+                    "the list's resource has no pass named `{pass}` (its named passes: {})",
+                    match named_passes.is_empty() {
+                        true => "none".to_owned(),
+                        false => named_passes.join(", "),
+                    }
+                ),
+            );
+            continue;
+        }
+        let mut filters = std::collections::BTreeSet::new();
+        for (index, filter) in applied.value.iter().enumerate() {
+            if !native_filters
+                .iter()
+                .any(|native| native.value == filter.value)
+            {
+                c.error_at(
+                    filter,
+                    &format!("{at}[{index}]"),
+                    &format!(
+                        "`{}` is not one of the list's `native_filters`: a pass applies some of those, and the gateway the rest",
+                        filter.value
+                    ),
+                );
+                continue;
+            }
+            filters.insert(filter.value.clone());
+        }
+        compiled.insert(pass.clone(), filters);
+    }
+    compiled
 }
 
 /// A get's `pass_ids`: each names a pass of the list's resource, with a prefix no other's
