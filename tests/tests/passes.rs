@@ -110,6 +110,7 @@ async fn setup_with(mapping: &str, prefetch_window: usize, context: Value) -> Se
             .route("/members", get(sent_headers))
             .route("/team-invites", get(sent_headers))
             .route("/people", get(people))
+            .route("/people/{id}", get(person))
             .route("/pending-invites", get(pending_invites))
             .with_state(provider.clone()),
     )
@@ -955,4 +956,83 @@ async fn a_query_mapping_may_not_set_a_passs_own_parameter_for_one_pass() {
         "the `parts` mapping failed: its query_mapping sets `state` for pass `invitations`, a parameter that pass sets itself"
     );
     assert_eq!(requests(&setup), Vec::<(String, u64)>::new());
+}
+
+/// Members read one by one at `/people/{id}` (404 for any other id), beside invitations listed
+/// only, whose ids have the members' form.
+async fn person(
+    State(p): State<Arc<Provider>>,
+    uri: Uri,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> (axum::http::StatusCode, axum::Json<Value>) {
+    p.queries.lock().unwrap().push(uri.to_string());
+    match id.as_str() {
+        "m1" => (
+            axum::http::StatusCode::OK,
+            axum::Json(
+                json!({"id": "m1", "email": "ann@x.test", "created": "2024-03-01T00:00:00Z"}),
+            ),
+        ),
+        _ => (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": format!("No person {id}")})),
+        ),
+    }
+}
+
+/// A get of an id the get's resource does not find looks for it in the passes it names
+/// (`not_found_passes`), for an account that makes them; the resource's own 404 holds otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_the_resource_does_not_find_is_looked_for_in_the_named_passes() {
+    let mapping = BY_PASS
+        .replace(
+            "          pagination: { style: none }\n",
+            "          pagination: { style: none }\n    get: { path: \"/people/{{id}}\", records: \"$\" }\n",
+        )
+        .replace(
+            "            \"id\": $pass = \"invitations\" ? \"invitation:\" & id : id,\n",
+            "            \"id\": id,\n",
+        )
+        + "      get:\n        resource: users.get\n        not_found_passes: [invitations]\n";
+    let flagged = setup_with(&mapping, 4, json!({"read_invitations": true})).await;
+    let record = |setup: &Setup, id: &str| {
+        format!(
+            "{}/unified/user-directory/users/{id}?integrated_account_id=acc",
+            setup.gateway.origin
+        )
+    };
+    let (status, body) = get_json(&record(&flagged, "m1"), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], "m1");
+    assert_eq!(queries(&flagged), ["/people/m1"]);
+    let (status, body) = get_json(&record(&flagged, "i2"), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"id": "i2", "emails": [{"email": "dee@x.test"}], "status": "invited",
+                "created_at": "2023-12-01T00:00:00Z",
+                "remote_data": {"id": "i2", "email": "dee@x.test", "created": "2023-12-01T00:00:00Z"}})
+        )
+    );
+    assert_eq!(
+        queries(&flagged),
+        ["/people/m1", "/people/i2", "/pending-invites"]
+    );
+    // Neither: the provider's 404, as it answered it.
+    let (status, mut body) = get_json(&record(&flagged, "zz"), Some(TEST_TOKEN)).await;
+    body.as_object_mut().unwrap().remove("request_id");
+    assert_eq!(
+        (status, body),
+        (
+            404,
+            json!({"statusCode": 404, "error": "Not Found", "message": "No person zz",
+                "truto_is_remote_error": true, "raw_response": {"message": "No person zz"}})
+        )
+    );
+    // An account that does not make the pass: no walk.
+    let plain = setup_with(&mapping, 4, json!({})).await;
+    let (status, _) = get_json(&record(&plain, "i2"), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 404);
+    assert_eq!(queries(&plain), ["/people/i2"]);
 }

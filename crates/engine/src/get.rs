@@ -6,14 +6,16 @@
 //! get is confirmed on the list's first page before the account is marked (a provider may refuse
 //! one record in the words it refuses a credential with).
 //! An id a named pass of the list gives (`pass_ids`: an invitation, a service account) is not
-//! asked of the get's resource: that pass of the list is walked until a record maps to it.
+//! asked of the get's resource: that pass of the list is walked until a record maps to it. One
+//! the get's resource does not find is looked for the same way in the passes the get names for
+//! ids of the resource's own form (`not_found_passes`: bare invitation ids) before its 404 holds.
 //! The answer is the record itself (Truto's get has no envelope).
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use unigate_mapping::{
-    Answer, Method, MethodKey, PassIds, extract_records, flatten_query, map_response, render_body,
+    Answer, Method, MethodKey, extract_records, flatten_query, map_response, render_body,
 };
 use unigate_pagination::{CursorState, Position};
 use unigate_unified::{ApiError, ErrorKind, GetQuery, MAX_LIMIT, ResponseFormat, UnifiedResource};
@@ -46,13 +48,54 @@ impl Engine {
             let method = target.method(&MethodKey::new(model, resource, Method::Get))?;
             if let Some(pass) = method.pass_of_id(id) {
                 let mut answer = self
-                    .get_from_pass(model, resource, id, pass, &query, unified_resource)
+                    .get_from_pass(model, resource, id, &pass.pass, &query, unified_resource)
                     .await?;
                 exclude_fields(&mut answer, &query.exclude_fields);
                 return Ok(answer);
             }
+            let direct = self
+                .get_direct(model, resource, id, &target, &query, unified_resource)
+                .await;
+            // An id of the form the get's resource reads that it does not find may be a record
+            // only a pass of the list gives (a bare invitation id): looked for there, in order,
+            // before the resource's own 404 is the answer.
+            let not_found = match direct {
+                Err(error) if error.status() == 404 => error,
+                direct => return direct,
+            };
+            for pass in &method.not_found_passes {
+                match self
+                    .get_from_pass(model, resource, id, pass, &query, unified_resource)
+                    .await
+                {
+                    Ok(mut answer) => {
+                        exclude_fields(&mut answer, &query.exclude_fields);
+                        return Ok(answer);
+                    }
+                    Err(error) if error.status() == 404 => continue,
+                    Err(error) => return Err(error),
+                }
+            }
+            Err(not_found)
+        }
+        .await;
+        answer.map_err(|error| self.redact(&target, error))
+    }
+
+    /// A get asked of the get's resource: the provider's record, mapped as the list maps it.
+    async fn get_direct(
+        &self,
+        model: &str,
+        resource: &str,
+        id: &str,
+        target: &crate::call::Target,
+        query: &GetQuery,
+        unified_resource: &UnifiedResource,
+    ) -> Result<Value, ApiError> {
+        {
+            let method = target.method(&MethodKey::new(model, resource, Method::Get))?;
             let integration = &target.integration;
-            let mut endpoint = Endpoint::render(&target, &method.resource, Some(id))?;
+            let mut endpoint = Endpoint::render(target, &method.resource, Some(id))?;
             let remote_params = flatten_query(&query.remote_query);
             endpoint.check_remote_params(&remote_params)?;
             endpoint
@@ -86,7 +129,7 @@ impl Engine {
             let request = endpoint.request(body)?;
             let list_key = MethodKey::new(model, resource, Method::List);
             let response = self
-                .call_provider_confirmed(&target, &endpoint, &request, "get", || {
+                .call_provider_confirmed(target, &endpoint, &request, "get", || {
                     self.list_probe(list_key, &target.account.id, &endpoint)
                 })
                 .await?;
@@ -111,7 +154,7 @@ impl Engine {
             let nothing = answer.is_success() && text.trim().is_empty();
             let body = match nothing {
                 true => Value::Null,
-                false => check_answer(&target, answer, &text, &scope, None)?,
+                false => check_answer(target, answer, &text, &scope, None)?,
             };
             let record = extract_records(endpoint.resource(), body, &scope)
                 .map_err(|error| mapping_error(integration, &error))?
@@ -159,8 +202,6 @@ impl Engine {
             exclude_fields(&mut answer, &query.exclude_fields);
             Ok::<Value, ApiError>(answer)
         }
-        .await;
-        answer.map_err(|error| self.redact(&target, error))
     }
 
     /// A get of an id that a named pass of the list gives (`pass_ids`: an invitation, a
@@ -174,7 +215,7 @@ impl Engine {
         model: &str,
         resource: &str,
         id: &str,
-        pass: &PassIds,
+        pass: &str,
         query: &GetQuery,
         unified_resource: &UnifiedResource,
     ) -> Result<Value, ApiError> {
@@ -192,11 +233,10 @@ impl Engine {
         let mut call = self.prepare_list(key.clone(), params.clone())?;
         let integration = call.target.integration.id.clone();
         let index = (0..call.endpoint.pass_count())
-            .find(|&at| call.endpoint.pass_name(at) == Some(pass.pass.as_str()))
+            .find(|&at| call.endpoint.pass_name(at) == Some(pass))
             .ok_or_else(|| {
                 ApiError::internal(format!(
-                    "integration `{integration}`: the list has no pass `{}` (checked at load)",
-                    pass.pass
+                    "integration `{integration}`: the list has no pass `{pass}` (checked at load)"
                 ))
             })?;
         if !call.endpoint.makes_pass(index) {
@@ -208,8 +248,7 @@ impl Engine {
                 .map(|flag| format!(" (its account flag `{flag}` is not set)"))
                 .unwrap_or_default();
             return Err(ApiError::not_found(format!(
-                "`{id}` would be a record of the `{}` part of integration `{integration}`'s list, which this account's list does not read{flag}",
-                pass.pass
+                "`{id}` would be a record of the `{pass}` part of integration `{integration}`'s list, which this account's list does not read{flag}"
             )));
         }
         // The most a page may hold, where the pass's pagination says (within what a caller's
@@ -260,8 +299,7 @@ impl Engine {
                 return Err(ApiError::new(
                     ErrorKind::NotFound,
                     format!(
-                        "integration `{integration}` lists no record `{id}` in the `{}` part of its list",
-                        pass.pass
+                        "integration `{integration}` lists no record `{id}` in the `{pass}` part of its list"
                     ),
                 ));
             }

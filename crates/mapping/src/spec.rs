@@ -736,6 +736,10 @@ pub struct UnifiedMethodSpec {
     /// for in that pass of the list instead.
     #[serde(default)]
     pub pass_ids: Option<BTreeMap<String, Text>>,
+    /// A get only: named passes of the list whose records' ids have the form the get's resource
+    /// answers "not found" for (a bare invitation id): a get it answers so is looked for there.
+    #[serde(default)]
+    pub not_found_passes: Option<Vec<Text>>,
     /// A list only: for a named pass of its resource that does not apply every native filter
     /// (an invitations endpoint without the members' `email`), the native filters it does apply
     /// (`{invitations: []}`); the gateway applies the others to that pass's records.
@@ -835,6 +839,7 @@ impl UnifiedMethodSpec {
             follow_up: self.follow_up.or(base.follow_up),
             opt_in_fields: self.opt_in_fields.or(base.opt_in_fields),
             pass_ids: self.pass_ids.or(base.pass_ids),
+            not_found_passes: self.not_found_passes.or(base.not_found_passes),
             native_filters_by_pass: self.native_filters_by_pass.or(base.native_filters_by_pass),
             resource: self.resource.or(base.resource),
             partial: self.partial.or(base.partial),

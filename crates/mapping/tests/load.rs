@@ -1025,10 +1025,23 @@ fn pass_ids_name_the_lists_passes_with_distinct_prefixes() {
             with(r#"{ invitations: "invitation:" }"#, "list"),
             "mappings/parts.yaml:23: unified.user-directory.users.list.pass_ids.invitations: applies to `get` only: the list walks its passes itself",
         ),
+        (
+            with(r#"{ robots: "robot:" }"#, "get")
+                + "        not_found_passes: [invitations, guests, robots, invitations]\n",
+            "mappings/parts.yaml:28: unified.user-directory.users.get.not_found_passes[1]: the list's resource has no pass named `guests` (its named passes: members, invitations, robots)",
+        ),
     ];
     for (text, expected) in cases {
         let errors = load_errors(&[integration("parts", &text)]);
-        assert_eq!(errors, [expected], "{text}");
+        let expected: &[&str] = match text.contains("not_found_passes") {
+            false => &[expected],
+            true => &[
+                expected,
+                "mappings/parts.yaml:28: unified.user-directory.users.get.not_found_passes[2]: `robots` is in `pass_ids`: its ids are found by their prefix, never asked of the get's resource",
+                "mappings/parts.yaml:28: unified.user-directory.users.get.not_found_passes[3]: `invitations` is named twice",
+            ],
+        };
+        assert_eq!(errors, expected, "{text}");
     }
 }
 

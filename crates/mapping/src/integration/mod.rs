@@ -254,6 +254,9 @@ pub struct UnifiedMethod {
     /// A get's: ids the list's named passes give that the get's resource cannot read
     /// (`pass_ids`), found in that pass of the list instead.
     pub pass_ids: Vec<PassIds>,
+    /// A get's: named passes of the list where an id its resource answers "not found" for is
+    /// looked for, in order (`not_found_passes`).
+    pub not_found_passes: Vec<String>,
 }
 
 /// The ids of one named pass of a list (`pass_ids: {invitations: "invitation:"}`).

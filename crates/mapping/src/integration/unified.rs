@@ -69,6 +69,15 @@ pub(super) fn compile_unified_methods(
                         &path,
                         c,
                     );
+                    compiled.not_found_passes = compile_not_found_passes(
+                        method_spec,
+                        method,
+                        unified.get(&list),
+                        resources,
+                        &compiled.pass_ids,
+                        &path,
+                        c,
+                    );
                 }
                 if let Some(compiled) = compiled {
                     unified.insert(key, compiled);
@@ -356,6 +365,7 @@ fn compile_method(
         response_mapping,
         page_reads: Err("not compiled yet".to_owned()),
         pass_ids: Vec::new(),
+        not_found_passes: Vec::new(),
     })
 }
 
@@ -413,6 +423,62 @@ fn compile_native_filters_by_pass(
             filters.insert(filter.value.clone());
         }
         compiled.insert(pass.clone(), filters);
+    }
+    compiled
+}
+
+/// A get's `not_found_passes`: named passes of the list's resource, each once, none of them
+/// also found by prefix (`pass_ids`).
+fn compile_not_found_passes(
+    spec: &UnifiedMethodSpec,
+    method: Method,
+    list: Option<&UnifiedMethod>,
+    resources: &BTreeMap<String, Resource>,
+    pass_ids: &[PassIds],
+    path: &str,
+    c: &mut FileCompiler<'_>,
+) -> Vec<String> {
+    let mut compiled: Vec<String> = Vec::new();
+    for (index, pass) in spec.not_found_passes.iter().flatten().enumerate() {
+        let at = format!("{path}.not_found_passes[{index}]");
+        if method != Method::Get {
+            c.error_at(
+                pass,
+                &at,
+                "applies to `get` only: the list walks its passes itself",
+            );
+            continue;
+        }
+        let named: Vec<&str> = list
+            .and_then(|list| resources.get(&list.resource))
+            .map(|resource| resource.passes.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|pass| pass.name.as_deref())
+            .collect();
+        let problem = if !named.contains(&pass.value.as_str()) {
+            Some(format!(
+                "the list's resource has no pass named `{}` (its named passes: {})",
+                pass.value,
+                match named.is_empty() {
+                    true => "none".to_owned(),
+                    false => named.join(", "),
+                }
+            ))
+        } else if pass_ids.iter().any(|ids| ids.pass == pass.value) {
+            Some(format!(
+                "`{}` is in `pass_ids`: its ids are found by their prefix, never asked of the get's resource",
+                pass.value
+            ))
+        } else if compiled.contains(&pass.value) {
+            Some(format!("`{}` is named twice", pass.value))
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => c.error_at(pass, &at, &problem),
+            None => compiled.push(pass.value.clone()),
+        }
     }
     compiled
 }
