@@ -1036,3 +1036,50 @@ async fn a_get_the_resource_does_not_find_is_looked_for_in_the_named_passes() {
     assert_eq!(status, 404);
     assert_eq!(queries(&plain), ["/people/i2"]);
 }
+
+/// A pass's own mapped query may replace a parameter the account fills (a team from the
+/// context) for that pass alone; a provider hint that a pass does not apply is a 400 for an
+/// account that makes the pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_may_replace_an_account_parameter_for_itself_alone() {
+    let mapping = BY_PASS
+        .replace(
+            "      records: people\n",
+            "      records: people\n      query: { team: \"{{context.team}}\" }\n",
+        )
+        .replace(
+            "        native_filters: [email]\n        native_filters_by_pass: { invitations: [] }\n",
+            "        native_filters: [email, customer_id]\n        native_filters_by_pass: { invitations: [customer_id] }\n",
+        )
+        .replace(
+            "            \"email\": email,\n",
+            "            \"email\": email,\n            \"team\": customer_id,\n",
+        );
+    let context = json!({"read_invitations": true, "team": "t-acc"});
+    let setup = setup_with(&mapping, 4, context.clone()).await;
+    let (status, body) = get_json(
+        &url(&setup.gateway, "customer_id=t-x&truto_ignore_limit=true"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        queries(&setup),
+        [
+            "/people?team=t-x&limit=100&offset=0",
+            "/pending-invites?team=t-acc"
+        ]
+    );
+    let hinted = mapping.replace(
+        "native_filters_by_pass: { invitations: [customer_id] }",
+        "native_filters_by_pass: { invitations: [] }",
+    );
+    let setup = setup_with(&hinted, 4, context).await;
+    let (status, body) = get_json(&url(&setup.gateway, "customer_id=t-x"), Some(TEST_TOKEN)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        "`customer_id` is a provider hint that the `invitations` part of integration `parts`'s list cannot honour, and integrated account `acc` lists that part (its native filters there: none)"
+    );
+    assert_eq!(queries(&setup), Vec::<String>::new());
+}

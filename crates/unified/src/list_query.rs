@@ -313,6 +313,14 @@ fn check_filter_value(
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Value::Array(items));
     }
+    // A native filter's empty value reaches no provider (query mappings drop "" parameters),
+    // while the gateway would match it against every record: the answer would depend on the
+    // integration. Neither is what an empty value asks, so it is refused.
+    if text.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "filter `{name}` is empty: give it a value, or leave it out to list without it"
+        )));
+    }
     if !filter.allowed.is_empty() && !filter.allowed.contains(&text) {
         return Err(ApiError::bad_request(format!(
             "filter `{name}` must be one of {}; got `{text}`",
@@ -433,6 +441,14 @@ mod tests {
         assert_eq!(
             message(json!({"integrated_account_id": "a", "created_at": "yesterday"})),
             "filter `created_at` must be an ISO-8601 date or date-time; got `yesterday`"
+        );
+        assert_eq!(
+            message(json!({"integrated_account_id": "a", "email": ""})),
+            "filter `email` is empty: give it a value, or leave it out to list without it"
+        );
+        assert_eq!(
+            message(json!({"integrated_account_id": "a", "status": {"in": "active,"}})),
+            "filter `status` is empty: give it a value, or leave it out to list without it"
         );
         assert_eq!(
             message(json!({"integrated_account_id": "a", "colour": "red"})),
