@@ -394,13 +394,7 @@ fn compile_native_filters_by_pass(
             c.error_line(
                 applied.referenced.line(),
                 &at,
-                &format!(
-                    "the list's resource has no pass named `{pass}` (its named passes: {})",
-                    match named_passes.is_empty() {
-                        true => "none".to_owned(),
-                        false => named_passes.join(", "),
-                    }
-                ),
+                &no_such_pass(pass, named_passes),
             );
             continue;
         }
@@ -449,22 +443,9 @@ fn compile_not_found_passes(
             );
             continue;
         }
-        let named: Vec<&str> = list
-            .and_then(|list| resources.get(&list.resource))
-            .map(|resource| resource.passes.as_slice())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|pass| pass.name.as_deref())
-            .collect();
+        let named = list_pass_names(list, resources);
         let problem = if !named.contains(&pass.value.as_str()) {
-            Some(format!(
-                "the list's resource has no pass named `{}` (its named passes: {})",
-                pass.value,
-                match named.is_empty() {
-                    true => "none".to_owned(),
-                    false => named.join(", "),
-                }
-            ))
+            Some(no_such_pass(&pass.value, &named))
         } else if pass_ids.iter().any(|ids| ids.pass == pass.value) {
             Some(format!(
                 "`{}` is in `pass_ids`: its ids are found by their prefix, never asked of the get's resource",
@@ -481,6 +462,30 @@ fn compile_not_found_passes(
         }
     }
     compiled
+}
+
+/// The names of the passes of `list`'s resource, in order.
+fn list_pass_names<'a>(
+    list: Option<&UnifiedMethod>,
+    resources: &'a BTreeMap<String, Resource>,
+) -> Vec<&'a str> {
+    list.and_then(|list| resources.get(&list.resource))
+        .map(|resource| resource.passes.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|pass| pass.name.as_deref())
+        .collect()
+}
+
+/// The error for a key naming `pass`, which is not among the list's `named` passes.
+fn no_such_pass(pass: &str, named: &[&str]) -> String {
+    format!(
+        "the list's resource has no pass named `{pass}` (its named passes: {})",
+        match named.is_empty() {
+            true => "none".to_owned(),
+            false => named.join(", "),
+        }
+    )
 }
 
 /// A get's `pass_ids`: each names a pass of the list's resource, with a prefix no other's
@@ -507,26 +512,9 @@ fn compile_pass_ids(
             );
             continue;
         }
-        let passes = list
-            .and_then(|list| resources.get(&list.resource))
-            .map(|resource| resource.passes.as_slice())
-            .unwrap_or_default();
-        if !passes
-            .iter()
-            .any(|named| named.name.as_deref() == Some(pass))
-        {
-            let names: Vec<&str> = passes.iter().filter_map(|p| p.name.as_deref()).collect();
-            c.error_at(
-                prefix,
-                &at,
-                &format!(
-                    "the list's resource has no pass named `{pass}` (its named passes: {})",
-                    match names.is_empty() {
-                        true => "none".to_owned(),
-                        false => names.join(", "),
-                    }
-                ),
-            );
+        let named = list_pass_names(list, resources);
+        if !named.contains(&pass.as_str()) {
+            c.error_at(prefix, &at, &no_such_pass(pass, &named));
             continue;
         }
         if prefix.value.is_empty() {
