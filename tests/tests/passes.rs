@@ -929,6 +929,31 @@ async fn a_native_sort_over_a_list_walked_in_parts_is_the_gateways() {
             "/pending-invites"
         ]
     );
+    // A stream is never buffered to sort, native or not.
+    for (sort, why) in [
+        (
+            "created_at",
+            "integration `parts` lists this account's users in 2 parts, one after another, each sorted on its own at most",
+        ),
+        ("updated_at", "it is not native to integration `parts`"),
+    ] {
+        let (status, body) = get_json(
+            &url(
+                &flagged.gateway,
+                &format!("sort_by={sort}&truto_response_format=stream"),
+            ),
+            Some(TEST_TOKEN),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(
+            body["message"],
+            format!(
+                "`sort_by={sort}`: {why}, and a stream is never buffered to sort it; use `truto_ignore_limit=true` instead"
+            )
+        );
+    }
+    assert_eq!(queries(&flagged).len(), 2);
     // One part: the provider's order, page by page.
     let plain = setup_with(BY_PASS, 4, json!({})).await;
     let (status, body) = get_json(

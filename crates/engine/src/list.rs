@@ -140,9 +140,16 @@ impl Engine {
     ) -> Result<tokio::sync::mpsc::Receiver<Vec<u8>>, ApiError> {
         let mut call = self.prepare_list(MethodKey::new(model, resource, Method::List), params)?;
         if let Some(sort) = &call.gateway_sort {
+            let id = &call.target.integration.id;
+            let why = match call.method().native_sorts.contains(sort) {
+                true => format!(
+                    "integration `{id}` lists this account's users in {} parts, one after another, each sorted on its own at most",
+                    call.endpoint.made_pass_count()
+                ),
+                false => format!("it is not native to integration `{id}`"),
+            };
             return Err(ApiError::bad_request(format!(
-                "`sort_by={sort}` is not native to integration `{}`, and a stream is never buffered to sort it; use `truto_ignore_limit=true` instead",
-                call.target.integration.id
+                "`sort_by={sort}`: {why}, and a stream is never buffered to sort it; use `truto_ignore_limit=true` instead"
             )));
         }
         if call.query.key_by.is_some() {
