@@ -535,6 +535,7 @@ async fn capabilities_come_from_the_mapping_files() {
             "docs": "https://github.com/unigate/unigate/blob/main/README.md#the-sandbox",
             "model": "user-directory", "resource": "users", "method": "list", "methods": ["list", "get"], "partial": false,
             "pagination": "cursor",
+            "parts": [],
             "fields": ["id", "first_name", "last_name", "name", "username", "title", "emails", "phones",
                        "status", "user_type", "roles", "created_at", "updated_at", "last_login_at", "groups"],
             "fields_from_follow_ups": {"groups": ["groups"]},

@@ -880,6 +880,26 @@ async fn a_query_mapping_reading_pass_sends_each_pass_its_own_parameters() {
             "/pending-invites"
         ]
     );
+    // Capabilities name the parts and the flag each needs, and the filters each part applies.
+    let (status, body) = get_json(
+        &format!(
+            "{}/unified/user-directory/users/meta/list?integrated_account_id=acc",
+            flagged.gateway.origin
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["parts"],
+        json!([{"name": "members", "only_with": null},
+               {"name": "invitations", "only_with": "read_invitations"}])
+    );
+    assert_eq!(body["filters"]["native"], json!(["email"]));
+    assert_eq!(
+        body["filters"]["native_by_pass"],
+        json!({"invitations": []})
+    );
     // Without them, the members alone, narrowed by the provider.
     let plain = setup_with(BY_PASS, 4, json!({})).await;
     let (status, body) = get_json(

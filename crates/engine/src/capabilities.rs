@@ -91,6 +91,17 @@ impl Engine {
             .filter(|s| !mapped.native_sorts.contains(*s))
             .collect();
         let fields = mapped.response_mapping.object_keys();
+        // The parts a list is walked in (`passes`), with the account flag each needs: what an
+        // admin sets in an account's context to list invitations or machine accounts too.
+        let parts: Vec<Value> = integration
+            .resources
+            .get(&mapped.resource)
+            .filter(|_| method == "list")
+            .map(|resource| resource.passes.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|pass| json!({"name": pass.name, "only_with": pass.only_with}))
+            .collect();
         Ok(json!({
             "integration": integration.id,
             "name": integration.name,
@@ -101,6 +112,7 @@ impl Engine {
             "methods": integration.methods_of(model, resource).iter().map(|m| m.name()).collect::<Vec<_>>(),
             "partial": mapped.partial,
             "pagination": pagination_style(integration, &mapped.resource),
+            "parts": parts,
             "fields": fields,
             // Fields built from follow-up answers (Okta's `groups` from `user_groups` and `groups`): absent for an
             // account that does not make those follow-ups (an opt-in flag unset).
