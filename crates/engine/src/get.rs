@@ -92,116 +92,114 @@ impl Engine {
         query: &GetQuery,
         unified_resource: &UnifiedResource,
     ) -> Result<Value, ApiError> {
-        {
-            let method = target.method(&MethodKey::new(model, resource, Method::Get))?;
-            let integration = &target.integration;
-            let mut endpoint = Endpoint::render(target, &method.resource, Some(id))?;
-            let remote_params = flatten_query(&query.remote_query);
-            endpoint.check_remote_params(&remote_params)?;
-            endpoint
-                .add_params(Vec::new(), Vec::new(), remote_params)
-                .map_err(ApiError::internal)?;
-            // A get makes only some of the list's follow-ups its mapping reads, but its mapping
-            // may be the list's, which reads the others' names: undefined here, on the fast
-            // path.
-            let list = target
-                .method(&MethodKey::new(model, resource, Method::List))
-                .ok();
-            let scope = target
-                .scope
-                .with("query", crate::follow::get_query(id))
-                .with_possibly_unbound(
-                    list.iter()
-                        .flat_map(|list| list.follow_ups.iter())
-                        .map(|follow_up| follow_up.name.as_str())
-                        .chain(method.unbound_reads.iter().map(String::as_str)),
-                );
-            let body = render_body(
-                endpoint.resource(),
-                None,
-                &Position::First,
-                1,
-                &Value::Object(Map::new()),
-                Some(id),
-                &scope,
-            )
-            .map_err(|error| mapping_error(integration, &error))?;
-            let request = endpoint.request(body)?;
-            let list_key = MethodKey::new(model, resource, Method::List);
-            let response = self
-                .call_provider_confirmed(target, &endpoint, &request, "get", || {
-                    self.list_probe(list_key, &target.account.id, &endpoint)
-                })
-                .await?;
-            tracing::info!(
-                account = %target.account.id,
-                integration = %integration.id,
-                status = response.status,
-                bytes = response.body.len(),
-                "provider record"
+        let method = target.method(&MethodKey::new(model, resource, Method::Get))?;
+        let integration = &target.integration;
+        let mut endpoint = Endpoint::render(target, &method.resource, Some(id))?;
+        let remote_params = flatten_query(&query.remote_query);
+        endpoint.check_remote_params(&remote_params)?;
+        endpoint
+            .add_params(Vec::new(), Vec::new(), remote_params)
+            .map_err(ApiError::internal)?;
+        // A get makes only some of the list's follow-ups its mapping reads, but its mapping
+        // may be the list's, which reads the others' names: undefined here, on the fast
+        // path.
+        let list = target
+            .method(&MethodKey::new(model, resource, Method::List))
+            .ok();
+        let scope = target
+            .scope
+            .with("query", crate::follow::get_query(id))
+            .with_possibly_unbound(
+                list.iter()
+                    .flat_map(|list| list.follow_ups.iter())
+                    .map(|follow_up| follow_up.name.as_str())
+                    .chain(method.unbound_reads.iter().map(String::as_str)),
             );
-            let headers = response.header_pairs();
-            let answer = Answer {
-                status: response.status,
-                headers: &headers,
-                body: &response.body,
-                format: target.integration.body_format,
-            };
-            let text = body_text(&response.body);
-            // A record asked for and answered with nothing at all (JumpCloud answers a removed
-            // user 200 with an empty body) is not there, as a 204 is; for a list page an empty
-            // body stays unreadable, since ending a walk on it could lose records unsaid.
-            let nothing = answer.is_success() && text.trim().is_empty();
-            let body = match nothing {
-                true => Value::Null,
-                false => check_answer(target, answer, &text, &scope, None)?,
-            };
-            let record = extract_records(endpoint.resource(), body, &scope)
-                .map_err(|error| mapping_error(integration, &error))?
-                .into_iter()
-                .next()
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorKind::NotFound,
-                        format!(
-                            "integration `{}` answered without a record for `{id}`",
-                            integration.id
-                        ),
+        let body = render_body(
+            endpoint.resource(),
+            None,
+            &Position::First,
+            1,
+            &Value::Object(Map::new()),
+            Some(id),
+            &scope,
+        )
+        .map_err(|error| mapping_error(integration, &error))?;
+        let request = endpoint.request(body)?;
+        let list_key = MethodKey::new(model, resource, Method::List);
+        let response = self
+            .call_provider_confirmed(target, &endpoint, &request, "get", || {
+                self.list_probe(list_key, &target.account.id, &endpoint)
+            })
+            .await?;
+        tracing::info!(
+            account = %target.account.id,
+            integration = %integration.id,
+            status = response.status,
+            bytes = response.body.len(),
+            "provider record"
+        );
+        let headers = response.header_pairs();
+        let answer = Answer {
+            status: response.status,
+            headers: &headers,
+            body: &response.body,
+            format: target.integration.body_format,
+        };
+        let text = body_text(&response.body);
+        // A record asked for and answered with nothing at all (JumpCloud answers a removed
+        // user 200 with an empty body) is not there, as a 204 is; for a list page an empty
+        // body stays unreadable, since ending a walk on it could lose records unsaid.
+        let nothing = answer.is_success() && text.trim().is_empty();
+        let body = match nothing {
+            true => Value::Null,
+            false => check_answer(target, answer, &text, &scope, None)?,
+        };
+        let record = extract_records(endpoint.resource(), body, &scope)
+            .map_err(|error| mapping_error(integration, &error))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "integration `{}` answered without a record for `{id}`",
+                        integration.id
+                    ),
+                )
+            })?;
+        let mut answer = match query.response_format {
+            ResponseFormat::Raw => record,
+            format => {
+                // The list's follow-ups a get makes that the mapping reads (a user's
+                // details, its groups where one call or a few give them).
+                let followed = self
+                    .follow_get_record(
+                        MethodKey::new(model, resource, Method::List),
+                        &target.account.id,
+                        id,
+                        &record,
+                        &method.response_mapping.variables_read(),
                     )
-                })?;
-            let mut answer = match query.response_format {
-                ResponseFormat::Raw => record,
-                format => {
-                    // The list's follow-ups a get makes that the mapping reads (a user's
-                    // details, its groups where one call or a few give them).
-                    let followed = self
-                        .follow_get_record(
-                            MethodKey::new(model, resource, Method::List),
-                            &target.account.id,
-                            id,
-                            &record,
-                            &method.response_mapping.variables_read(),
-                        )
-                        .await?;
-                    let scope = followed
-                        .into_iter()
-                        .fold(scope, |scope, (name, value)| scope.with(&name, value));
-                    let mut mapped = map_response(method, &record, &scope)
-                        .map_err(|error| mapping_error(integration, &error))?;
-                    check_answered_id(integration, &mapped, id)?;
-                    if format == ResponseFormat::Normalized {
-                        Value::Object(normalize_record(&mapped, &unified_resource.fields))
-                    } else {
-                        if !query.ignore_remote_data {
-                            mapped.insert("remote_data".to_owned(), record);
-                        }
-                        Value::Object(mapped)
+                    .await?;
+                let scope = followed
+                    .into_iter()
+                    .fold(scope, |scope, (name, value)| scope.with(&name, value));
+                let mut mapped = map_response(method, &record, &scope)
+                    .map_err(|error| mapping_error(integration, &error))?;
+                check_answered_id(integration, &mapped, id)?;
+                if format == ResponseFormat::Normalized {
+                    Value::Object(normalize_record(&mapped, &unified_resource.fields))
+                } else {
+                    if !query.ignore_remote_data {
+                        mapped.insert("remote_data".to_owned(), record);
                     }
+                    Value::Object(mapped)
                 }
-            };
-            exclude_fields(&mut answer, &query.exclude_fields);
-            Ok::<Value, ApiError>(answer)
-        }
+            }
+        };
+        exclude_fields(&mut answer, &query.exclude_fields);
+        Ok(answer)
     }
 
     /// A get of an id that a named pass of the list gives (`pass_ids`: an invitation, a
