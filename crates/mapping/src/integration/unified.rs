@@ -316,13 +316,7 @@ fn compile_method(
             opt_in_fields.insert(field.clone(), flag.value.clone());
         }
     }
-    let named_passes: Vec<&str> = resources
-        .get(&method_resource.value)
-        .map(|resource| resource.passes.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|pass| pass.name.as_deref())
-        .collect();
+    let named_passes = pass_names_of(resources, &method_resource.value);
     let query_reads_pass = query_mapping
         .as_ref()
         .is_some_and(|mapping| mapping.variables_read().contains("pass"));
@@ -464,17 +458,24 @@ fn compile_not_found_passes(
     compiled
 }
 
-/// The names of the passes of `list`'s resource, in order.
-fn list_pass_names<'a>(
-    list: Option<&UnifiedMethod>,
-    resources: &'a BTreeMap<String, Resource>,
-) -> Vec<&'a str> {
-    list.and_then(|list| resources.get(&list.resource))
+/// The names of the named passes of `resource`, in order.
+fn pass_names_of<'a>(resources: &'a BTreeMap<String, Resource>, resource: &str) -> Vec<&'a str> {
+    resources
+        .get(resource)
         .map(|resource| resource.passes.as_slice())
         .unwrap_or_default()
         .iter()
         .filter_map(|pass| pass.name.as_deref())
         .collect()
+}
+
+/// The names of the named passes of `list`'s resource, in order.
+fn list_pass_names<'a>(
+    list: Option<&UnifiedMethod>,
+    resources: &'a BTreeMap<String, Resource>,
+) -> Vec<&'a str> {
+    list.map(|list| pass_names_of(resources, &list.resource))
+        .unwrap_or_default()
 }
 
 /// The error for a key naming `pass`, which is not among the list's `named` passes.
