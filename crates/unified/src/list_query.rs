@@ -313,9 +313,9 @@ fn check_filter_value(
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Value::Array(items));
     }
-    // A native filter's empty value reaches no provider (query mappings drop "" parameters),
-    // while the gateway would match it against every record: the answer would depend on the
-    // integration. Neither is what an empty value asks, so it is refused.
+    // A native filter's empty value reaches no provider (query mappings drop "" parameters, so
+    // every user is listed), while a gateway filter would match no record: the answer would
+    // depend on the integration. Neither is what an empty value asks, so it is refused.
     if text.is_empty() {
         return Err(ApiError::bad_request(format!(
             "filter `{name}` is empty: give it a value, or leave it out to list without it"
