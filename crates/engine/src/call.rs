@@ -102,6 +102,12 @@ impl ListCall {
         self.endpoint.resource()
     }
 
+    /// Whether a walk of this call has answers to keep for its next call by cursor: follow-ups'
+    /// answers, or a pass's catalog (`over`).
+    pub(crate) fn keeps_walk_answers(&self) -> bool {
+        !self.method().follow_ups.is_empty() || self.endpoint.walks_a_catalog()
+    }
+
     /// The page size pass `pass` of the walk asks for.
     pub(crate) fn page_size_of(&self, pass: u32) -> u32 {
         self.endpoint

@@ -92,7 +92,8 @@ impl Engine {
             .collect();
         let fields = mapped.response_mapping.object_keys();
         // The parts a list is walked in (`passes`), with the account flag each needs: what an
-        // admin sets in an account's context to list invitations or machine accounts too.
+        // admin sets in an account's context to list invitations or machine accounts too; and,
+        // for a pass walked once per record of a catalog, the catalog's list.
         let parts: Vec<Value> = integration
             .resources
             .get(&mapped.resource)
@@ -100,7 +101,13 @@ impl Engine {
             .map(|resource| resource.passes.as_slice())
             .unwrap_or_default()
             .iter()
-            .map(|pass| json!({"name": pass.name, "only_with": pass.only_with}))
+            .map(|pass| {
+                let mut part = json!({"name": pass.name, "only_with": pass.only_with});
+                if let Some(over) = &pass.over {
+                    part["over"] = json!(over.catalog.resource);
+                }
+                part
+            })
             .collect();
         Ok(json!({
             "integration": integration.id,

@@ -61,6 +61,8 @@ pub(crate) struct WalkAnswers {
     pub(crate) per_page: FollowUpAnswers,
     pub(crate) chained: ChainedAnswers,
     pub(crate) batched: BatchedAnswers,
+    /// The catalogs the walk's passes are walked over, by pass (`over`).
+    pub(crate) pass_catalogs: crate::catalog::PassCatalogs,
 }
 
 /// The calls of each kept batch (`batch.keep`) in one walk, by follow-up name, each id asked
@@ -120,7 +122,12 @@ impl WalkAnswers {
                 keys + answers
             })
             .sum();
-        u32::try_from(1 + (per_page + chained + batched) / 1024).unwrap_or(u32::MAX)
+        let catalogs: usize = lock(&self.pass_catalogs)
+            .values()
+            .flat_map(|catalog| catalog.iter())
+            .map(|(id, record)| 48 + id.len() + held_bytes(record))
+            .sum();
+        u32::try_from(1 + (per_page + chained + batched + catalogs) / 1024).unwrap_or(u32::MAX)
     }
 }
 
@@ -383,7 +390,7 @@ fn ids_of(value: Option<Value>) -> Vec<String> {
 }
 
 /// A value read off a record as an id: text as it is, a number as its digits.
-fn as_id(value: Option<Value>) -> Option<String> {
+pub(crate) fn as_id(value: Option<Value>) -> Option<String> {
     match value? {
         Value::String(text) if !text.is_empty() => Some(text),
         Value::Number(number) => Some(number.to_string()),
@@ -412,7 +419,7 @@ impl Engine {
 
     /// A call continuing a walk by its cursor takes the answers the walk's earlier calls kept.
     pub(crate) fn resume_walk_answers(&self, call: &mut ListCall) {
-        if call.query.next_cursor.is_none() || call.method().follow_ups.is_empty() {
+        if call.query.next_cursor.is_none() || !call.keeps_walk_answers() {
             return;
         }
         if let Some(kept) = self.kept_walk_answers.get(&Self::walk_answers_key(call)) {
@@ -422,7 +429,7 @@ impl Engine {
 
     /// Keeps the call's follow-up answers for the walk's next call (it answered a cursor).
     pub(crate) fn keep_walk_answers(&self, call: &ListCall) {
-        if call.method().follow_ups.is_empty() {
+        if !call.keeps_walk_answers() {
             return;
         }
         self.kept_walk_answers
@@ -974,12 +981,27 @@ impl Engine {
         id: &str,
         batch: Option<(&FollowUpBatch, &[String])>,
     ) -> Result<Option<Vec<Value>>, ApiError> {
+        let what = format!("the `{}` follow-up request", follow_up.name);
+        self.read_answer(call, follow_up, id, batch, &what).await
+    }
+
+    /// The records of one call of `follow_up`'s resource (every page's, with `walk`), or `None`
+    /// for a 404 declared as "no detail"; `what` names the call in its errors (a follow-up, a
+    /// pass's catalog).
+    pub(crate) async fn read_answer(
+        &self,
+        call: &ListCall,
+        follow_up: &FollowUp,
+        id: &str,
+        batch: Option<(&FollowUpBatch, &[String])>,
+        what: &str,
+    ) -> Result<Option<Vec<Value>>, ApiError> {
         let target = &call.target;
         let failed = |error: ApiError| {
             let mut error = error;
             error.message = format!(
-                "the `{}` follow-up request of integration `{}` failed: {}",
-                follow_up.name, target.integration.id, error.message
+                "{what} of integration `{}` failed: {}",
+                target.integration.id, error.message
             );
             error
         };
@@ -1029,7 +1051,7 @@ impl Engine {
             )
             .map_err(|error| mapping_error(&target.integration, &error))?;
             let mut request = match follow_up.walk {
-                true => endpoint.page_request(position, 0, page_size, body)?,
+                true => endpoint.page_request(position, 0, None, page_size, body)?,
                 false => endpoint.request(body)?,
             };
             if let Some((
@@ -1159,7 +1181,7 @@ pub(crate) fn get_query(id: &str) -> Value {
 }
 
 /// A follow-up expression over `input` in `scope`; an error names the integration and the field.
-fn evaluate(
+pub(crate) fn evaluate(
     call: &ListCall,
     scope: &Scope,
     expression: &Expression,
@@ -1210,7 +1232,7 @@ fn one_or_many(mut records: Vec<Value>) -> Option<Value> {
     }
 }
 
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

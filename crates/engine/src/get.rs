@@ -268,6 +268,7 @@ impl Engine {
             last_digest: None,
             pages: 0,
             pass: index,
+            item: None,
         };
         let mut walker = Walker::new(self.clone(), Arc::new(call), start);
         loop {

@@ -7,7 +7,8 @@
 //! - `auth` and `policy`: the one provider-call path every method uses — credential and tokens,
 //!   401 handling, retries and rate limits;
 //! - `page`: one list page fetched, checked, read and mapped; `get`: one record;
-//! - `list` and `walker`: the list and stream walks over pages;
+//! - `list` and `walker`: the list and stream walks over pages, and `catalog`: the catalogs a
+//!   list's passes are walked over;
 //! - `metrics`: what every stage counts, for the gateway's `/metrics`.
 //!
 //! What a provider's answer means (errors, rate limits, page facts) is the mapping crate's to
@@ -17,6 +18,7 @@
 mod auth;
 mod call;
 mod capabilities;
+mod catalog;
 pub mod clock;
 mod filter;
 mod follow;

@@ -212,7 +212,9 @@ impl Engine {
                     .map_err(|error| ApiError::bad_request(error.to_string()))?;
                 // A cursor signed before a reload that took passes out of the mapping, or before
                 // the account's flag for its pass was unset.
-                if !call.endpoint.makes_pass(state.pass) {
+                if !call.endpoint.makes_pass(state.pass)
+                    || (state.item.is_some() && call.endpoint.pass_over(state.pass).is_none())
+                {
                     return Err(ApiError::bad_request(
                         "`next_cursor` was issued for a walk in parts that integration's mapping no longer makes for this account; start again without a cursor",
                     ));

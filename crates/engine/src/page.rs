@@ -37,6 +37,17 @@ pub(crate) struct Page {
 }
 
 impl Page {
+    /// A page that lists nothing and ends its part: a catalog record whose list the provider
+    /// does not find, or a walk past its last catalog.
+    pub(crate) fn empty() -> Page {
+        Page {
+            records: Vec::new(),
+            next: None,
+            total: None,
+            body: bytes::Bytes::new(),
+        }
+    }
+
     /// The identical-page guard's digest of the page ([`page_digest`]). Made only where a
     /// page is compared with the one before it or another follows (the walk's cursor carries
     /// it): a single-page answer never hashes its body.
@@ -114,33 +125,37 @@ impl ListCall {
         )
         .ok()?;
         self.endpoint
-            .page_request(&Position::First, pass, page_size, body)
+            .page_request(&Position::First, pass, None, page_size, body)
             .ok()
     }
 }
 
 impl Engine {
+    /// The page at `state`; `over`: in a pass over a catalog, the catalog record the page's
+    /// list is of (`state.item`), which its records see as `$over`.
     pub(crate) async fn fetch_page(
         &self,
         call: &ListCall,
         state: &CursorState,
+        over: Option<&Value>,
     ) -> Result<Page, ApiError> {
         let integration = &call.target.integration;
         let pass = call.endpoint.pass_index(state.pass);
         let page_size = call.page_size_of(state.pass);
+        let item = state.item.as_ref().map(|at| at.id.as_str());
         let body = render_body(
             call.resource(),
             pass,
             &state.position,
             page_size,
             &call.unified_query,
-            None,
+            item,
             &call.scope,
         )
         .map_err(|error| mapping_error(integration, &error))?;
-        let request = call
-            .endpoint
-            .page_request(&state.position, state.pass, page_size, body)?;
+        let request =
+            call.endpoint
+                .page_request(&state.position, state.pass, item, page_size, body)?;
         let response = match call.first_pass() {
             // A later pass reads another part of the list (invitations, guests, service
             // accounts), which the credential may be refused while the members are not.
@@ -302,10 +317,13 @@ impl Engine {
         let raw = raw.map(|raw| (raw, compact()));
         // A named pass's records see its name as `$pass` (invitations beside the members), in
         // the response mapping and in the follow-ups' expressions over them.
-        let pass_scope = call
-            .endpoint
-            .pass_name(state.pass)
-            .map(|name| call.scope.with("pass", Value::String(name.to_owned())));
+        let pass_scope = call.endpoint.pass_name(state.pass).map(|name| {
+            let scope = call.scope.with("pass", Value::String(name.to_owned()));
+            match over {
+                Some(record) => scope.with("over", record.clone()),
+                None => scope,
+            }
+        });
         let scope = pass_scope.as_ref().unwrap_or(&call.scope);
         let followed = match call.method().follow_ups.is_empty() || !call.wants_mapping() {
             true => None,

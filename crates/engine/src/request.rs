@@ -7,10 +7,11 @@
 use std::sync::Arc;
 
 use unigate_mapping::{
-    Credential, HttpMethod, Integration, RequestBody, Resource, Vars, merge_query, render_request,
-    render_resource_credential,
+    Credential, HttpMethod, Integration, PassOver, RequestBody, Resource, Vars, merge_query,
+    render_pass_url, render_request, render_resource_credential,
 };
 use unigate_pagination::{PageRequest, Position};
+use unigate_store::IntegratedAccount;
 use unigate_unified::{ApiError, ErrorKind, Secret};
 use unigate_upstream::{Method, ProviderRequest, Url, same_origin};
 
@@ -19,6 +20,8 @@ use crate::call::{Target, flag_set};
 /// A native resource of an account's integration, rendered: everything its requests share.
 pub(crate) struct Endpoint {
     integration: Arc<Integration>,
+    /// Whose requests these are: a pass over a catalog renders its URL per catalog record.
+    account: Arc<IntegratedAccount>,
     resource: String,
     method: Method,
     url: Url,
@@ -55,8 +58,11 @@ struct EndpointPass {
     name: Option<String>,
     /// Its own method, in place of the resource's.
     method: Option<Method>,
-    /// Its own path's URL, in place of the resource's.
+    /// Its own path's URL, in place of the resource's (a pass over a catalog has one per
+    /// catalog record, rendered for each page).
     url: Option<Url>,
+    /// Walked once per record of a catalog (`over`).
+    over: bool,
     /// Added over `params` on every page of the pass.
     params: Vec<(String, String)>,
     /// What a query mapping that reads `$pass` sends this pass, in place of the endpoint's.
@@ -148,6 +154,7 @@ impl Endpoint {
                     name: pass.name.clone(),
                     method: pass.method.map(method_of),
                     url,
+                    over: pass.over.is_some(),
                     params: pass.query.clone(),
                     own_query: None,
                     drop_query: pass.drop_query.clone(),
@@ -157,6 +164,7 @@ impl Endpoint {
             .collect::<Result<Vec<_>, ApiError>>()?;
         Ok(Endpoint {
             integration: integration.clone(),
+            account: account.clone(),
             resource: resource.to_owned(),
             method: method_of(rendered.method),
             url: absolute(&rendered.url)?,
@@ -313,6 +321,17 @@ impl Endpoint {
         (!self.passes.is_empty()).then_some(pass as usize)
     }
 
+    /// The catalog pass `pass` is walked over (`over`), if it is.
+    pub(crate) fn pass_over(&self, pass: u32) -> Option<&PassOver> {
+        self.passes.get(pass as usize).filter(|own| own.over)?;
+        self.resource().passes.get(pass as usize)?.over.as_ref()
+    }
+
+    /// Whether the walk makes a pass over a catalog.
+    pub(crate) fn walks_a_catalog(&self) -> bool {
+        self.passes.iter().any(|pass| pass.made && pass.over)
+    }
+
     /// The name of pass `pass` (`$pass` for its records), if it has one.
     pub(crate) fn pass_name(&self, pass: u32) -> Option<&str> {
         self.passes.get(pass as usize)?.name.as_deref()
@@ -338,14 +357,16 @@ impl Endpoint {
 
     /// The one request of a call that fetches a single answer (a get): no pagination.
     pub(crate) fn request(&self, body: Option<RequestBody>) -> Result<ProviderRequest, ApiError> {
-        self.build(&Position::First, None, PageRequest::default(), body)
+        self.build(&Position::First, None, None, PageRequest::default(), body)
     }
 
-    /// The request for the page at `position` of pass `pass` (0 without passes).
+    /// The request for the page at `position` of pass `pass` (0 without passes); `item`: the
+    /// id of the catalog record a pass over a catalog is walked for.
     pub(crate) fn page_request(
         &self,
         position: &Position,
         pass: u32,
+        item: Option<&str>,
         page_size: u32,
         body: Option<RequestBody>,
     ) -> Result<ProviderRequest, ApiError> {
@@ -365,7 +386,17 @@ impl Endpoint {
                 .map(|index| page.params.remove(index).1),
             false => None,
         };
-        let mut request = self.build(position, self.passes.get(pass as usize), page, body)?;
+        let walked = self.passes.get(pass as usize);
+        let item_url = match (walked.is_some_and(|walked| walked.over), item) {
+            (false, _) => None,
+            (true, Some(item)) => Some(self.item_url(pass as usize, item)?),
+            (true, None) => {
+                return Err(ApiError::internal(
+                    "a pass over a catalog was asked without a catalog record",
+                ));
+            }
+        };
+        let mut request = self.build(position, walked, item_url, page, body)?;
         if let Some(segment) = segment
             && let Ok(mut path) = request.url.path_segments_mut()
         {
@@ -374,10 +405,37 @@ impl Endpoint {
         Ok(request)
     }
 
+    /// The URL of pass `pass` for the catalog record `item`.
+    fn item_url(&self, pass: usize, item: &str) -> Result<Url, ApiError> {
+        let request_id = crate::current_request_id();
+        let vars = Vars {
+            context: &self.account.context,
+            id: Some(item),
+            token: None,
+            request_id: request_id.as_deref(),
+        };
+        let cannot = |why: String| {
+            ApiError::internal(format!(
+                "integrated account `{}` cannot call `{}`: {why}",
+                self.account.id, self.integration.id
+            ))
+        };
+        let url = render_pass_url(
+            &self.integration,
+            self.resource(),
+            pass,
+            vars,
+            self.account.base_url.as_deref(),
+        )
+        .map_err(|error| cannot(error.to_string()))?;
+        Url::parse(&url).map_err(|_| cannot("its pass's URL is not absolute".to_owned()))
+    }
+
     fn build(
         &self,
         position: &Position,
         pass: Option<&EndpointPass>,
+        item_url: Option<Url>,
         page: PageRequest,
         body: Option<RequestBody>,
     ) -> Result<ProviderRequest, ApiError> {
@@ -408,8 +466,9 @@ impl Endpoint {
                 // from the account at send time.
                 merge_query(&mut params, self.remote_params.clone());
                 // The loader refuses a continue path beside passes with their own paths.
-                let mut url = match (position, &self.continue_url) {
-                    (Position::Token(_), Some(continue_url)) => continue_url.clone(),
+                let mut url = match (position, &self.continue_url, item_url) {
+                    (_, _, Some(item_url)) => item_url,
+                    (Position::Token(_), Some(continue_url), None) => continue_url.clone(),
                     _ => pass
                         .and_then(|pass| pass.url.clone())
                         .unwrap_or_else(|| self.url.clone()),

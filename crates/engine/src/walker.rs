@@ -4,17 +4,19 @@
 //! that ends the list early or does not advance as predicted discards the rest of the window.
 //! Every other walk fetches one page at a time. A list served in parts (`passes`) is walked
 //! once per pass: a pass's last page leads to the first page of the next, with fresh
-//! pagination state.
+//! pagination state; a pass over a catalog (`over`) is walked so once per catalog record.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
-use unigate_pagination::{CursorState, PaginationError, Position, Style};
+use serde_json::Value;
+use unigate_pagination::{CatalogAt, CursorState, PaginationError, Position, Style};
 use unigate_unified::{ApiError, ErrorKind};
 
 use crate::Engine;
 use crate::call::ListCall;
+use crate::catalog::{Catalog, locate};
 use crate::page::Page;
 
 pub(crate) struct Walker {
@@ -26,6 +28,12 @@ pub(crate) struct Walker {
     ahead: VecDeque<(Position, Result<Page, ApiError>)>,
     /// Total records (offset) or pages (page) the provider last reported.
     total: Option<u64>,
+    /// The catalog of the pass walked, when it is walked over one (`state.item` is a place
+    /// in it).
+    catalog: Option<Catalog>,
+    /// Whether `state` has been placed in its pass's catalog: a cursor's catalog record found
+    /// again in the catalog as read now, a pass's start turned into its first record.
+    placed: bool,
 }
 
 impl Walker {
@@ -36,6 +44,8 @@ impl Walker {
             state,
             ahead: VecDeque::new(),
             total: None,
+            catalog: None,
+            placed: false,
         }
     }
 
@@ -57,6 +67,13 @@ impl Walker {
     }
 
     async fn fetch_next_page(&mut self) -> Result<Page, ApiError> {
+        // The catalogs left holding nothing, the walk is over.
+        if !self.placed
+            && self.call.endpoint.pass_over(self.state.pass).is_some()
+            && !self.place().await?
+        {
+            return Ok(Page::empty());
+        }
         if self.ahead.is_empty() && self.call.prefetch && self.state.pages > 0 {
             self.fetch_window().await;
         }
@@ -95,26 +112,64 @@ impl Walker {
             }
             _ => {
                 self.ahead.clear();
-                self.engine.fetch_page(&self.call, &self.state).await?
+                let over = self.over_record();
+                match self.engine.fetch_page(&self.call, &self.state, over).await {
+                    // A catalog record gone since the catalog was read (or without the product)
+                    // lists nothing, where the pass says so.
+                    Err(error)
+                        if error.status() == 404
+                            && self.state.position == Position::First
+                            && self
+                                .call
+                                .endpoint
+                                .pass_over(self.state.pass)
+                                .is_some_and(|over| over.skip_not_found) =>
+                    {
+                        Page::empty()
+                    }
+                    page => page?,
+                }
             }
         };
         if page.total.is_some() {
             self.total = page.total;
         }
         let pass = self.state.pass;
-        if let (None, Some(next_pass)) = (&page.next, self.call.endpoint.next_pass(pass)) {
+        if page.next.is_none() {
+            // The end of one catalog record's list: the walk goes on at the next record's.
+            let next_item = self.state.item.as_ref().and_then(|at| {
+                let index = at.index as usize + 1;
+                let (id, _) = self.catalog.as_ref()?.get(index)?;
+                Some(CatalogAt {
+                    index: index as u32,
+                    id: id.clone(),
+                })
+            });
             // The end of one pass of a list served in parts: the walk goes on at the first page
-            // of the next one, which shares nothing with this pass's pages.
-            self.ahead.clear();
-            self.total = None;
-            self.state = CursorState {
-                position: Position::First,
-                last_digest: None,
-                pages: self.state.pages + 1,
-                pass: next_pass,
+            // of the next one, which shares nothing with this pass's pages (a pass over a
+            // catalog is placed in its catalog as it is fetched).
+            let next_part = match next_item {
+                Some(item) => Some((pass, Some(item))),
+                None => self
+                    .call
+                    .endpoint
+                    .next_pass(pass)
+                    .map(|next_pass| (next_pass, None)),
             };
-            page.next = Some(Position::First);
-            return Ok(page);
+            if let Some((next_pass, item)) = next_part {
+                self.ahead.clear();
+                self.total = None;
+                self.placed = item.is_some();
+                self.state = CursorState {
+                    position: Position::First,
+                    last_digest: None,
+                    pages: self.state.pages + 1,
+                    pass: next_pass,
+                    item,
+                };
+                page.next = Some(Position::First);
+                return Ok(page);
+            }
         }
         self.state = CursorState {
             position: page.next.clone().unwrap_or(Position::First),
@@ -122,8 +177,88 @@ impl Walker {
             last_digest: page.next.is_some().then(|| page.digest()),
             pages: self.state.pages + 1,
             pass,
+            item: self.state.item.clone(),
         };
         Ok(page)
+    }
+
+    /// Places `state` in its pass's catalog, read now (or kept by the walk): a pass's start
+    /// at its first record, a cursor's record where it is now. A record gone since the cursor
+    /// was made is walked past: the walk goes on at the record now in its place, from its
+    /// first page. A catalog with nothing left leads to the next pass. False when no pass is
+    /// left.
+    async fn place(&mut self) -> Result<bool, ApiError> {
+        let mut pass = self.state.pass;
+        // The record to start from, unless the state's own is still in the catalog.
+        let mut from = 0;
+        loop {
+            if self.call.endpoint.pass_over(pass).is_none() {
+                break;
+            }
+            let catalog = self.engine.pass_catalog(&self.call, pass).await?;
+            if pass == self.state.pass
+                && let Some(at) = &self.state.item
+            {
+                match locate(&catalog, at) {
+                    Some(index) => {
+                        self.state.item = Some(CatalogAt {
+                            index: index as u32,
+                            id: at.id.clone(),
+                        });
+                        self.catalog = Some(catalog);
+                        self.placed = true;
+                        return Ok(true);
+                    }
+                    None => from = at.index as usize,
+                }
+            }
+            if let Some((id, _)) = catalog.get(from) {
+                let item = Some(CatalogAt {
+                    index: from as u32,
+                    id: id.clone(),
+                });
+                self.move_to(pass, item);
+                self.catalog = Some(catalog);
+                return Ok(true);
+            }
+            match self.call.endpoint.next_pass(pass) {
+                Some(next) => {
+                    pass = next;
+                    from = 0;
+                }
+                None => return Ok(false),
+            }
+        }
+        // A pass not over a catalog, after catalogs with nothing left.
+        self.move_to(pass, None);
+        self.catalog = None;
+        Ok(true)
+    }
+
+    /// The walk goes on at the first page of `pass`'s part (`item`) unless it is there.
+    fn move_to(&mut self, pass: u32, item: Option<CatalogAt>) {
+        self.placed = true;
+        if self.state.pass == pass && self.state.item == item {
+            return;
+        }
+        self.ahead.clear();
+        self.total = None;
+        self.state = CursorState {
+            position: Position::First,
+            last_digest: None,
+            pages: self.state.pages,
+            pass,
+            item,
+        };
+    }
+
+    /// The catalog record the current part lists, for a pass over a catalog.
+    fn over_record(&self) -> Option<&Value> {
+        let at = self.state.item.as_ref()?;
+        self.catalog
+            .as_ref()?
+            .get(at.index as usize)
+            .map(|(_, record)| record)
     }
 
     /// Fetches up to `prefetch_window` pages from the current position at once.
@@ -149,16 +284,19 @@ impl Walker {
             _ => Vec::new(),
         };
         let base = self.state.pages;
+        let over = self.over_record().cloned();
         let fetches = positions.iter().enumerate().map(|(k, position)| {
             let state = CursorState {
                 position: position.clone(),
                 last_digest: None,
                 pages: base + k as u32,
                 pass: self.state.pass,
+                item: self.state.item.clone(),
             };
             let engine = self.engine.clone();
             let call = self.call.clone();
-            async move { engine.fetch_page(&call, &state).await }
+            let over = over.clone();
+            async move { engine.fetch_page(&call, &state, over.as_ref()).await }
         });
         let pages = join_all(fetches).await;
         self.ahead = positions.into_iter().zip(pages).collect();

@@ -32,15 +32,15 @@ pub use diagnostics::{LoadError, LoadErrors};
 pub use expression::{EvalError, Expression, FastOutcome, Scope};
 pub use integration::{
     Auth, CompiledPagination, CredentialRefusal, Exchange, FollowUp, FollowUpBatch, Grant,
-    Integration, Method, MethodKey, OAuth2, Pace, PaceScope, PassIds, ProviderErrors, RateLimit,
-    Resource, Retired, TokenAuth, TokenSource, UnifiedMethod, Variant,
+    Integration, Method, MethodKey, OAuth2, Pace, PaceScope, PassIds, PassOver, ProviderErrors,
+    RateLimit, Resource, Retired, TokenAuth, TokenSource, UnifiedMethod, Variant,
 };
 pub use render::{
     Credential, MapError, RenderedAssertion, RenderedClientKey, RenderedExchange,
     RenderedExchangeJwt, RenderedOAuth2, RenderedRequest, RenderedSigning, RenderedSource,
     RenderedToken, SignedParts, canonical_query, flatten_query, map_doc_response_json, map_query,
-    map_response, map_response_json, merge_query, render_credential, render_request,
-    render_resource_credential, sign_request,
+    map_response, map_response_json, merge_query, render_credential, render_pass_url,
+    render_request, render_resource_credential, sign_request,
 };
 pub use spec::{BodyFormat, ClientAuth, HttpMethod, JwtAlgorithm, TokenBody};
 pub use template::{ID_PART_SEPARATOR, RenderError, Template, Vars};

@@ -373,11 +373,7 @@ pub fn render_request(
     vars: Vars<'_>,
     base_url_override: Option<&str>,
 ) -> Result<RenderedRequest, RenderError> {
-    let base = match (&resource.base_url, base_url_override) {
-        (Some(own), _) => own.render_url(vars.context)?,
-        (None, Some(base)) => base.to_owned(),
-        (None, None) => integration.base_url.render_url(vars.context)?,
-    };
+    let base = base_of(integration, resource, vars, base_url_override)?;
     let base = base.trim_end_matches('/');
     let url = format!("{base}{}", resource.path.render_with(vars, escape_segment)?);
     let continue_url = resource
@@ -392,6 +388,10 @@ pub fn render_request(
         .passes
         .iter()
         .map(|pass| {
+            // A pass over a catalog has a URL per catalog record (`render_pass_url`).
+            if pass.over.is_some() {
+                return Ok(Ok(None));
+            }
             let url: Result<Option<String>, RenderError> = pass
                 .path
                 .as_ref()
@@ -427,6 +427,45 @@ pub fn render_request(
         secret_headers,
         continue_url,
         pass_urls,
+    })
+}
+
+/// The URL of pass `pass` of `resource` for one catalog record (`vars.id`, its id): the pass
+/// `over` a catalog has a path of its own that reads it.
+pub fn render_pass_url(
+    integration: &Integration,
+    resource: &Resource,
+    pass: usize,
+    vars: Vars<'_>,
+    base_url_override: Option<&str>,
+) -> Result<String, RenderError> {
+    let base = base_of(integration, resource, vars, base_url_override)?;
+    let path = match resource
+        .passes
+        .get(pass)
+        .and_then(|pass| pass.path.as_ref())
+    {
+        Some(path) => path,
+        None => &resource.path,
+    };
+    Ok(format!(
+        "{}{}",
+        base.trim_end_matches('/'),
+        path.render_with(vars, escape_segment)?
+    ))
+}
+
+/// The base URL of a resource's calls: its own, else the account's, else the integration's.
+fn base_of(
+    integration: &Integration,
+    resource: &Resource,
+    vars: Vars<'_>,
+    base_url_override: Option<&str>,
+) -> Result<String, RenderError> {
+    Ok(match (&resource.base_url, base_url_override) {
+        (Some(own), _) => own.render_url(vars.context)?,
+        (None, Some(base)) => base.to_owned(),
+        (None, None) => integration.base_url.render_url(vars.context)?,
     })
 }
 

@@ -704,6 +704,26 @@ pub struct PassSpec {
     /// passes' pages keep being parsed for only what the mapping reads.
     #[serde(default)]
     pub omit: Vec<Text>,
+    /// A catalog the pass is walked over: another list of the file (a company's merchant
+    /// accounts, an organization's networks), read whole; the pass is then walked once per
+    /// catalog record, its path's `{{id}}` that record's `id`.
+    #[serde(default)]
+    pub over: Option<PassOverSpec>,
+}
+
+/// `over:` of a pass.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassOverSpec {
+    /// The catalog's list: a `resource.method` of the file, walked by its own pagination.
+    pub resource: Text,
+    /// JSONata over a catalog record: the `{{id}}` of its walk (a record without one is
+    /// skipped).
+    pub id: Text,
+    /// `skip`: a catalog record whose list answers 404 (removed since the catalog was read, or
+    /// without the product) lists nothing; default `fail`.
+    #[serde(default)]
+    pub not_found: Option<Spanned<NotFound>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -880,7 +880,7 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
         ),
         (
             "        - {}\n        - path: \"/invites/{{id}}\"\n",
-            "mappings/parts.yaml:14: resources.users.list.passes[1].path: a list's pass cannot read `{{id}}`",
+            "mappings/parts.yaml:14: resources.users.list.passes[1].path: a list's pass cannot read `{{id}}` (only a pass `over` a catalog, whose records give it)",
         ),
         (
             "        - {}\n        - path: /invites\n          records: \"invites[\"\n",
@@ -923,6 +923,107 @@ fn passes_are_plain_distinct_parameter_sets_apart_from_the_query() {
         let errors = Catalog::from_sources(&[model()], &[integration("parts", &with(passes))])
             .unwrap_err()
             .to_string();
+        assert!(
+            errors.contains(expected),
+            "missing `{expected}` in:\n{errors}"
+        );
+    }
+}
+
+/// A pass `over` a catalog: after the first pass, named, its own path reading `{{id}}`, its
+/// catalog another plain list of the file; `$over` is no follow-up's name.
+#[test]
+fn a_pass_over_a_catalog_names_a_plain_list_of_the_file() {
+    let with = |passes: &str, catalog: &str| {
+        GOOD.replacen(
+            "    list: { path: /users, records: data }\n",
+            &format!(
+                "    list:\n      path: /users\n      records: data\n      passes:\n{passes}  merchants:\n{catalog}"
+            ),
+            1,
+        )
+    };
+    let plain = "    list: { path: /merchants, records: data }\n";
+    let over = "        - {}\n        - name: merchant_users\n          path: \"/merchants/{{id}}/users\"\n          over: { resource: merchants.list, id: code, not_found: skip }\n";
+    let catalog = Catalog::from_sources(&[model()], &[integration("parts", &with(over, plain))])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let passes = &catalog.integrations["parts"].resources["users.list"].passes;
+    let compiled = passes[1]
+        .over
+        .as_ref()
+        .expect("the second pass is over a catalog");
+    assert_eq!(
+        (
+            compiled.catalog.resource.as_str(),
+            compiled.catalog.name.as_str(),
+            compiled.catalog.walk,
+            compiled.skip_not_found
+        ),
+        ("merchants.list", "merchant_users", true, true)
+    );
+    assert!(passes[0].over.is_none());
+    let cases = [
+        (
+            over.replace("merchants.list", "merchants.lists"),
+            plain,
+            "mappings/parts.yaml:15: resources.users.list.passes[1].over.resource: names `merchants.lists`, which is not a `resource.method` under `resources`",
+        ),
+        (
+            over.replace("resource: merchants.list", "resource: users.list"),
+            plain,
+            "mappings/parts.yaml:15: resources.users.list.passes[1].over.resource: is the list this pass belongs to",
+        ),
+        (
+            over.to_owned(),
+            "    list:\n      path: /merchants\n      records: data\n      passes: [{ query: { a: b } }, { query: { a: c } }]\n",
+            "mappings/parts.yaml:15: resources.users.list.passes[1].over.resource: names `merchants.list`, a list served in parts; a catalog is one list",
+        ),
+        (
+            over.to_owned(),
+            "    list: { path: \"/merchants/{{id}}\", records: data }\n",
+            "mappings/parts.yaml:15: resources.users.list.passes[1].over.resource: names `merchants.list`, whose path reads `{{id}}`; a catalog is read with nothing to fill in",
+        ),
+        (
+            over.replace("/merchants/{{id}}/users", "/merchant-users"),
+            plain,
+            "mappings/parts.yaml:14: resources.users.list.passes[1].path: a pass `over` a catalog reads `{{id}}` in its path (the catalog record's id), or every record's walk would ask the same list",
+        ),
+        (
+            over.replace("        - name: merchant_users\n", "        - path: /x\n").replacen("          path: \"/merchants", "        - path: \"/merchants", 1),
+            plain,
+            "mappings/parts.yaml:15: resources.users.list.passes[2].over: needs the pass's `name`: its records tell their part by `$pass`, and its catalog is kept by it",
+        ),
+        (
+            "        - name: merchant_users\n          path: \"/merchants/{{id}}/users\"\n          over: { resource: merchants.list, id: code }\n        - {}\n".to_owned(),
+            plain,
+            "mappings/parts.yaml:14: resources.users.list.passes[0].over: the first pass is the list itself: a pass over a catalog comes after it",
+        ),
+        (
+            "        - {}\n        - name: merchant_users\n          over: { resource: merchants.list, id: code }\n".to_owned(),
+            plain,
+            "mappings/parts.yaml:14: resources.users.list.passes[1].over: needs the pass's own `path`, reading `{{id}}` (the catalog record's id)",
+        ),
+        (
+            over.replace("id: code", "id: \"code[\""),
+            plain,
+            "mappings/parts.yaml:15: resources.users.list.passes[1].over.id:",
+        ),
+        (
+            over.replace("not_found: skip", "per: page"),
+            plain,
+            "unknown field `per`",
+        ),
+        (
+            "        - {}\n        - name: x\n          path: \"/x/{{id}}\"\n".to_owned(),
+            plain,
+            "mappings/parts.yaml:14: resources.users.list.passes[1].path: a list's pass cannot read `{{id}}` (only a pass `over` a catalog, whose records give it)",
+        ),
+    ];
+    for (passes, catalog, expected) in cases {
+        let errors =
+            Catalog::from_sources(&[model()], &[integration("parts", &with(&passes, catalog))])
+                .unwrap_err()
+                .to_string();
         assert!(
             errors.contains(expected),
             "missing `{expected}` in:\n{errors}"

@@ -32,6 +32,20 @@ pub struct CursorState {
     /// absent from cursors issued before passes existed, and then 0).
     #[serde(rename = "s", default, skip_serializing_if = "is_zero")]
     pub pass: u32,
+    /// In a pass walked over a catalog (`over`), which catalog record's list the position is
+    /// in; `None` in every other pass.
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<CatalogAt>,
+}
+
+/// A catalog record a pass is walked over: its place in the catalog and its id, which finds it
+/// again in a catalog read anew (a record added or removed before it moves it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogAt {
+    #[serde(rename = "i")]
+    pub index: u32,
+    #[serde(rename = "k")]
+    pub id: String,
 }
 
 fn is_zero(pass: &u32) -> bool {
@@ -46,6 +60,7 @@ impl CursorState {
             last_digest: None,
             pages: 0,
             pass: 0,
+            item: None,
         }
     }
 }
@@ -165,6 +180,10 @@ mod tests {
             last_digest: Some("abc".into()),
             pages: 3,
             pass: 1,
+            item: Some(CatalogAt {
+                index: 2,
+                id: "N_24".into(),
+            }),
         }
     }
 

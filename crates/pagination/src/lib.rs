@@ -9,7 +9,7 @@
 pub mod cursor;
 pub mod strategy;
 
-pub use cursor::{CursorCodec, CursorError, CursorState};
+pub use cursor::{CatalogAt, CursorCodec, CursorError, CursorState};
 pub use strategy::{
     PageFacts, PageRequest, Pagination, PaginationError, Position, Style, link_next,
 };

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use sha2::Sha256;
 use unigate_pagination::cursor::MAX_CURSOR_LEN;
-use unigate_pagination::{CursorCodec, CursorError, CursorState, Position};
+use unigate_pagination::{CatalogAt, CursorCodec, CursorError, CursorState, Position};
 
 fn config() -> ProptestConfig {
     ProptestConfig::with_cases(256)
@@ -39,12 +39,14 @@ fn state() -> impl Strategy<Value = CursorState> {
         prop::option::of(prop_oneof!["[0-9a-f]{64}", text()]),
         any::<u32>(),
         prop_oneof![Just(0u32), any::<u32>()],
+        prop::option::of((any::<u32>(), text())),
     )
-        .prop_map(|(position, last_digest, pages, pass)| CursorState {
+        .prop_map(|(position, last_digest, pages, pass, item)| CursorState {
             position,
             last_digest,
             pages,
             pass,
+            item: item.map(|(index, id)| CatalogAt { index, id }),
         })
 }
 

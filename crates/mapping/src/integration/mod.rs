@@ -9,7 +9,7 @@ pub use auth::{
     SIGNING_DATE, SIGNING_HOST, SIGNING_METHOD, SIGNING_PATH, SIGNING_QUERY, SignatureOutput,
     SignedAuth, TokenAuth, TokenSource,
 };
-pub use resource::{CompiledPagination, DEFAULT_MAX_PAGES, Pass, Resource};
+pub use resource::{CompiledPagination, DEFAULT_MAX_PAGES, Pass, PassOver, Resource};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -620,6 +620,7 @@ pub(crate) fn compile_integration(
             }
         }
     }
+    check_pass_catalogs(&spec, &resources, c);
     let mut unified = compile_unified_methods(&spec, &resources, models, c);
     if let Ok(errors) = &errors {
         for (key, method) in unified.iter_mut() {
@@ -692,6 +693,44 @@ pub(crate) fn compile_integration(
         retired,
         account_checks,
     })
+}
+
+/// Each pass `over` a catalog names another list of the file that is walked once, whole, with
+/// nothing to fill in: a resource without passes of its own whose path reads no `{{id}}`.
+fn check_pass_catalogs(
+    spec: &IntegrationSpec,
+    resources: &BTreeMap<String, Resource>,
+    c: &mut FileCompiler<'_>,
+) {
+    for (resource_name, methods) in &spec.resources {
+        for (method_name, resource) in methods {
+            let key = format!("{resource_name}.{method_name}");
+            let passes = resource.passes.iter().flat_map(|passes| &passes.value);
+            for (index, pass) in passes.enumerate() {
+                let Some(over) = &pass.value.over else {
+                    continue;
+                };
+                let at = format!("resources.{key}.passes[{index}].over.resource");
+                let named = &over.resource.value;
+                let problem = match resources.get(named) {
+                    _ if *named == key => Some("is the list this pass belongs to".to_owned()),
+                    None => Some(format!(
+                        "names `{named}`, which is not a `resource.method` under `resources`"
+                    )),
+                    Some(catalog) if !catalog.passes.is_empty() => Some(format!(
+                        "names `{named}`, a list served in parts; a catalog is one list"
+                    )),
+                    Some(catalog) if catalog.path.reads_id() => Some(format!(
+                        "names `{named}`, whose path reads `{{{{id}}}}`; a catalog is read with nothing to fill in"
+                    )),
+                    Some(_) => None,
+                };
+                if let Some(problem) = problem {
+                    c.error_at(&over.resource, &at, &problem);
+                }
+            }
+        }
+    }
 }
 
 /// `YYYY-MM-DD` with a month 01–12 and a day 01–31.

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use unigate_pagination::{Pagination, Style};
 
-use super::Pace;
 use super::auth::Auth;
+use super::{FollowUp, Pace};
 use crate::diagnostics::FileCompiler;
 use crate::expression::Expression;
 use crate::spec::{BodyFormat, HttpMethod, PaginationSpec, ResourceSpec, StyleName, Text};
@@ -69,6 +69,19 @@ pub struct Pass {
     pub only_with: Option<String>,
     /// Fields removed from this pass's records, beside the resource's `omit`.
     pub omit: Vec<Vec<String>>,
+    /// The catalog the pass is walked over, once per record (`over`).
+    pub over: Option<PassOver>,
+}
+
+/// A pass walked once per record of a catalog (`over`): its path's `{{id}}` is each record's id,
+/// and its records see the catalog record as `$over`.
+#[derive(Debug)]
+pub struct PassOver {
+    /// How the catalog is read: its list walked whole, as a walked follow-up's answer is
+    /// (named as the pass, `id` over each catalog record).
+    pub catalog: FollowUp,
+    /// A catalog record whose list answers 404 lists nothing (`not_found: skip`).
+    pub skip_not_found: bool,
 }
 
 impl Resource {
@@ -402,11 +415,19 @@ fn compile_passes(
             }
             Some(text) => {
                 let template = c.template(text, &format!("{at}.path"));
-                if template.as_ref().is_some_and(Template::reads_id) {
+                let reads_id = template.as_ref().is_some_and(Template::reads_id);
+                if reads_id && pass.value.over.is_none() {
                     c.error_at(
                         text,
                         &format!("{at}.path"),
-                        "a list's pass cannot read `{{id}}`",
+                        "a list's pass cannot read `{{id}}` (only a pass `over` a catalog, whose records give it)",
+                    );
+                    valid = false;
+                } else if !reads_id && pass.value.over.is_some() {
+                    c.error_at(
+                        text,
+                        &format!("{at}.path"),
+                        "a pass `over` a catalog reads `{{id}}` in its path (the catalog record's id), or every record's walk would ask the same list",
                     );
                     valid = false;
                 }
@@ -580,6 +601,14 @@ fn compile_passes(
         };
         let omit = compile_omit(&pass.value.omit, &at, c);
         valid &= omit.is_some();
+        let over = match &pass.value.over {
+            None => None,
+            Some(over) => {
+                let compiled = compile_pass_over(over, index, &pass.value, &name, &at, c);
+                valid &= compiled.is_some();
+                compiled
+            }
+        };
         passes.push(Pass {
             name,
             method,
@@ -591,9 +620,72 @@ fn compile_passes(
             pagination: pass_pagination,
             only_with,
             omit: omit.unwrap_or_default(),
+            over,
         });
     }
     valid.then_some(passes)
+}
+
+/// A pass's `over`: after the first pass (the walk starts with the list itself), named (its
+/// records tell their part by `$pass`), with a path of its own that reads `{{id}}` (checked
+/// with the path). The catalog's resource is checked once every resource is compiled.
+fn compile_pass_over(
+    over: &crate::spec::PassOverSpec,
+    index: usize,
+    pass: &crate::spec::PassSpec,
+    name: &Option<String>,
+    at: &str,
+    c: &mut FileCompiler<'_>,
+) -> Option<PassOver> {
+    let mut valid = true;
+    if index == 0 {
+        c.error_at(
+            &over.resource,
+            &format!("{at}.over"),
+            "the first pass is the list itself: a pass over a catalog comes after it",
+        );
+        valid = false;
+    }
+    if pass.path.is_none() {
+        c.error_at(
+            &over.resource,
+            &format!("{at}.over"),
+            "needs the pass's own `path`, reading `{{id}}` (the catalog record's id)",
+        );
+        valid = false;
+    }
+    let Some(name) = name else {
+        c.error_at(
+            &over.resource,
+            &format!("{at}.over"),
+            "needs the pass's `name`: its records tell their part by `$pass`, and its catalog is kept by it",
+        );
+        return None;
+    };
+    let id = c.expression(&over.id, &format!("{at}.over.id"));
+    let id = id?;
+    valid.then(|| PassOver {
+        catalog: FollowUp {
+            name: name.clone(),
+            resource: over.resource.value.clone(),
+            id,
+            per_page: true,
+            key: None,
+            matches: None,
+            concurrency: 1,
+            skip_not_found: false,
+            batch: None,
+            walk: true,
+            over: None,
+            gives_answers: false,
+            id_parts: false,
+            on_get: false,
+        },
+        skip_not_found: over
+            .not_found
+            .as_ref()
+            .is_some_and(|not_found| not_found.value == crate::spec::NotFound::Skip),
+    })
 }
 
 /// `send_in: body` places the page in the body the resource's `body` expression writes, so it

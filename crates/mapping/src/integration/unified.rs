@@ -334,6 +334,35 @@ fn compile_method(
             ),
         );
     }
+    // `$over` is bound on the records of a pass over a catalog, one catalog record at a time:
+    // never in a query mapping (made once per pass), nor anywhere without such a pass.
+    let walks_a_catalog = resources
+        .get(&method_resource.value)
+        .is_some_and(|resource| resource.passes.iter().any(|pass| pass.over.is_some()));
+    if let Some(text) = &spec.query_mapping
+        && query_mapping
+            .as_ref()
+            .is_some_and(|mapping| mapping.variables_read().contains("over"))
+    {
+        c.error_at(
+            text,
+            &format!("{path}.query_mapping"),
+            "reads `$over`, which only a record of a pass over a catalog has: a query mapping is made once per pass, not per catalog record",
+        );
+    }
+    if !walks_a_catalog
+        && response_mapping.variables_read().contains("over")
+        && let Some(text) = response_mapping_text
+    {
+        c.error_at(
+            text,
+            &format!("{path}.response_mapping"),
+            &format!(
+                "reads `$over`, but `{}` has no pass over a catalog: it would always be undefined",
+                method_resource.value
+            ),
+        );
+    }
     let native_filters_by_pass =
         compile_native_filters_by_pass(spec, key.method, &named_passes, &native_filters, path, c);
     // The engine always binds `$context` and `$query`; `$pass` only for a named pass's records,
@@ -619,12 +648,12 @@ fn compile_follow_ups(
         }
         if name.is_empty()
             || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            || ["context", "query", "headers", "status", "pass"].contains(&name.as_str())
+            || ["context", "query", "headers", "status", "pass", "over"].contains(&name.as_str())
         {
             c.error_at(
                 &follow_up.resource,
                 &at,
-                "a follow-up's name is the variable the response mapping reads (`$detail`): letters, digits and `_`, not context, query, headers, status or pass",
+                "a follow-up's name is the variable the response mapping reads (`$detail`): letters, digits and `_`, not context, query, headers, status, pass or over",
             );
             ok = false;
         }

@@ -1,0 +1,354 @@
+//! A pass over a catalog (`over`): a company's own users, then, for an account with the flag,
+//! the users of each of its merchant accounts, one walk per merchant read from the merchants
+//! list. Walked cursor by cursor and in one answer, each user once, in order; the catalog read
+//! once a walk (every page of it); a merchant gone since (404) lists nothing; the records see
+//! their merchant as `$over`; a cursor whose merchant has left the catalog goes on at the one
+//! now in its place; the account without the flag calls no catalog.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use unigate_engine::{EngineConfig, RetryPolicy};
+use unigate_store::IntegratedAccount;
+use unigate_tests::{
+    LocalProvider, RunningGateway, TEST_TOKEN, catalog_with, get_json, serve_with, spawn_provider,
+};
+use unigate_upstream::UpstreamConfig;
+
+const MAPPING: &str = r#"name: Merchants provider
+docs: https://example.test/docs
+base_url: "https://api.example.test"
+auth: { kind: none }
+pagination: { style: offset, offset_param: offset, page_size_param: limit, max_page_size: 2, total: total }
+resources:
+  users:
+    list:
+      path: /users
+      records: data
+      passes:
+        - name: company
+        - name: merchant_users
+          only_with: read_merchant_users
+          path: "/merchants/{{id}}/users"
+          over: { resource: merchants.list, id: code, not_found: skip }
+  merchants:
+    list:
+      path: /merchants
+      records: data
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: |
+          { "id": id, "name": name, "title": $pass = "merchant_users" ? "of " & $over.name }
+"#;
+
+#[derive(Default)]
+struct Provider {
+    /// Path and query of every request, in the order they arrived.
+    requests: Mutex<Vec<String>>,
+    /// The merchant accounts the catalog lists: code and name.
+    merchants: Mutex<Vec<(String, String)>>,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    offset: usize,
+    limit: usize,
+}
+
+fn page_of(users: &[Value], page: &Page) -> Value {
+    let data: Vec<Value> = users
+        .iter()
+        .skip(page.offset)
+        .take(page.limit)
+        .cloned()
+        .collect();
+    json!({ "data": data, "total": users.len() })
+}
+
+async fn company(
+    State(p): State<Arc<Provider>>,
+    uri: Uri,
+    Query(page): Query<Page>,
+) -> axum::Json<Value> {
+    p.requests.lock().unwrap().push(uri.to_string());
+    let users: Vec<Value> = (0..3)
+        .map(|i| json!({ "id": format!("c-{i}"), "name": format!("Company user {i}") }))
+        .collect();
+    axum::Json(page_of(&users, &page))
+}
+
+async fn merchants(
+    State(p): State<Arc<Provider>>,
+    uri: Uri,
+    Query(page): Query<Page>,
+) -> axum::Json<Value> {
+    p.requests.lock().unwrap().push(uri.to_string());
+    let merchants: Vec<Value> = p
+        .merchants
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(code, name)| json!({ "code": code, "name": name }))
+        .collect();
+    axum::Json(page_of(&merchants, &page))
+}
+
+/// M1 has three users, M3 one, M4 none; any other merchant is not found.
+async fn merchant_users(
+    State(p): State<Arc<Provider>>,
+    uri: Uri,
+    Path(code): Path<String>,
+    Query(page): Query<Page>,
+) -> Response {
+    p.requests.lock().unwrap().push(uri.to_string());
+    let count = match code.as_str() {
+        "M1" => 3,
+        "M3" => 1,
+        "M4" => 0,
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({ "message": "merchant not found" })),
+            )
+                .into_response();
+        }
+    };
+    let users: Vec<Value> = (0..count)
+        .map(|i| json!({ "id": format!("{code}-{i}"), "name": format!("{code} user {i}") }))
+        .collect();
+    axum::Json(page_of(&users, &page)).into_response()
+}
+
+struct Setup {
+    provider: Arc<Provider>,
+    gateway: RunningGateway,
+    server: LocalProvider,
+}
+
+fn merchant_list() -> Vec<(String, String)> {
+    [
+        ("M1", "Shop one"),
+        ("M2", "Closed shop"),
+        ("M3", "Shop three"),
+        ("M4", "Empty shop"),
+    ]
+    .iter()
+    .map(|(code, name)| (code.to_string(), name.to_string()))
+    .collect()
+}
+
+async fn setup(context: Value) -> Setup {
+    let provider = Arc::new(Provider::default());
+    *provider.merchants.lock().unwrap() = merchant_list();
+    let server = spawn_provider(
+        Router::new()
+            .route("/users", get(company))
+            .route("/merchants", get(merchants))
+            .route("/merchants/{code}/users", get(merchant_users))
+            .with_state(provider.clone()),
+    )
+    .await;
+    let gateway = gateway_for(&server, context).await;
+    Setup {
+        provider,
+        gateway,
+        server,
+    }
+}
+
+/// A gateway of its own (its own kept walks) for the provider `server`.
+async fn gateway_for(server: &LocalProvider, context: Value) -> RunningGateway {
+    let account = IntegratedAccount {
+        id: "acc".into(),
+        integration: "merchants".into(),
+        context,
+        base_url: Some(server.origin.clone()),
+        status: Default::default(),
+        last_error: None,
+        mapping: None,
+    };
+    let config = EngineConfig {
+        retry: RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        },
+        ..EngineConfig::default()
+    };
+    serve_with(
+        catalog_with("merchants", MAPPING),
+        vec![account],
+        UpstreamConfig::default(),
+        config,
+    )
+    .await
+}
+
+fn url(gateway: &RunningGateway, query: &str) -> String {
+    format!(
+        "{}/unified/user-directory/users?integrated_account_id=acc&{query}",
+        gateway.origin
+    )
+}
+
+/// Each answer's records as `id (title)`, answer by answer, following the cursors.
+async fn walk_by_cursor(gateway: &RunningGateway, first: Option<String>) -> Vec<Vec<String>> {
+    let mut cursor = first;
+    let mut answers = Vec::new();
+    loop {
+        let query = match &cursor {
+            None => "limit=2".to_owned(),
+            Some(cursor) => format!("limit=2&next_cursor={cursor}"),
+        };
+        let (status, body) = get_json(&url(gateway, &query), Some(TEST_TOKEN)).await;
+        assert_eq!(status, 200, "{body}");
+        answers.push(records(&body));
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return answers,
+        }
+        assert!(answers.len() < 20, "the walk does not end: {answers:?}");
+    }
+}
+
+fn records(body: &Value) -> Vec<String> {
+    body["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no result: {body}"))
+        .iter()
+        .map(|user| match user["title"].as_str() {
+            Some(title) => format!("{} ({title})", user["id"].as_str().unwrap()),
+            None => user["id"].as_str().unwrap().to_owned(),
+        })
+        .collect()
+}
+
+fn requests(setup: &Setup) -> Vec<String> {
+    setup.provider.requests.lock().unwrap().clone()
+}
+
+fn flagged() -> Value {
+    json!({ "read_merchant_users": true })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_by_cursor_each_merchants_users_follow_the_companys() {
+    let setup = setup(flagged()).await;
+    let answers = walk_by_cursor(&setup.gateway, None).await;
+    assert_eq!(
+        answers,
+        vec![
+            vec!["c-0", "c-1"],
+            vec!["c-2"],
+            vec!["M1-0 (of Shop one)", "M1-1 (of Shop one)"],
+            vec!["M1-2 (of Shop one)"],
+            // M2 answers 404 (skipped, an empty page walked past), M3 lists one user.
+            vec!["M3-0 (of Shop three)"],
+            // M4 lists nobody: the walk's last page is empty.
+            vec![],
+        ]
+    );
+    // The catalog is read once, every page of it, though the walk took six calls.
+    assert_eq!(
+        requests(&setup),
+        vec![
+            "/users?limit=2&offset=0",
+            "/users?limit=2&offset=2",
+            "/merchants?limit=2&offset=0",
+            "/merchants?limit=2&offset=2",
+            "/merchants/M1/users?limit=2&offset=0",
+            "/merchants/M1/users?limit=2&offset=2",
+            "/merchants/M2/users?limit=2&offset=0",
+            "/merchants/M3/users?limit=2&offset=0",
+            "/merchants/M4/users?limit=2&offset=0",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_user_in_one_answer() {
+    let setup = setup(flagged()).await;
+    let (status, body) = get_json(
+        &url(&setup.gateway, "truto_ignore_limit=true"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        records(&body),
+        vec![
+            "c-0",
+            "c-1",
+            "c-2",
+            "M1-0 (of Shop one)",
+            "M1-1 (of Shop one)",
+            "M1-2 (of Shop one)",
+            "M3-0 (of Shop three)",
+        ]
+    );
+    assert_eq!(body["next_cursor"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_without_the_flag_reads_no_catalog() {
+    let setup = setup(json!({})).await;
+    let answers = walk_by_cursor(&setup.gateway, None).await;
+    assert_eq!(answers, vec![vec!["c-0", "c-1"], vec!["c-2"]]);
+    assert_eq!(
+        requests(&setup),
+        vec!["/users?limit=2&offset=0", "/users?limit=2&offset=2"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_whose_merchant_left_the_catalog_goes_on_at_the_next() {
+    let setup = setup(flagged()).await;
+    // Three calls in: the cursor points at M1's second page.
+    let mut cursor = None;
+    for _ in 0..3 {
+        let query = match &cursor {
+            None => "limit=2".to_owned(),
+            Some(cursor) => format!("limit=2&next_cursor={cursor}"),
+        };
+        let (_, body) = get_json(&url(&setup.gateway, &query), Some(TEST_TOKEN)).await;
+        cursor = body["next_cursor"].as_str().map(str::to_owned);
+    }
+    // M1 closes; another gateway (nothing kept of the walk) reads the catalog anew.
+    setup.provider.merchants.lock().unwrap().remove(0);
+    let other = gateway_for(&setup.server, flagged()).await;
+    let answers = walk_by_cursor(&other, cursor).await;
+    // M2 is in M1's place now (not found: nothing), then M3 and M4: no user twice, and only
+    // M1's remaining user, whose merchant is gone, is not listed.
+    assert_eq!(answers, vec![vec!["M3-0 (of Shop three)"], vec![]]);
+    // A record still in the catalog is found where it moved: a cursor at M4 (the fourth) after
+    // a merchant was added before it goes on at M4, not at M3 (now fourth) again.
+    *setup.provider.merchants.lock().unwrap() = merchant_list();
+    let mut cursor = None;
+    for _ in 0..5 {
+        let query = match &cursor {
+            None => "limit=2".to_owned(),
+            Some(cursor) => format!("limit=2&next_cursor={cursor}"),
+        };
+        let (status, body) = get_json(&url(&setup.gateway, &query), Some(TEST_TOKEN)).await;
+        assert_eq!(status, 200, "{body}");
+        cursor = body["next_cursor"].as_str().map(str::to_owned);
+    }
+    let mut merchants = merchant_list();
+    merchants.insert(0, ("M0".to_owned(), "New shop".to_owned()));
+    *setup.provider.merchants.lock().unwrap() = merchants;
+    let third = gateway_for(&setup.server, flagged()).await;
+    let answers = walk_by_cursor(&third, cursor).await;
+    assert_eq!(answers, vec![Vec::<String>::new()]);
+    assert_eq!(
+        requests(&setup).last().map(String::as_str),
+        Some("/merchants/M4/users?limit=2&offset=0")
+    );
+}
