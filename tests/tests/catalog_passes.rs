@@ -3,13 +3,14 @@
 //! list. Walked cursor by cursor and in one answer, each user once, in order; the catalog read
 //! once a walk (every page of it); a merchant gone since (404) lists nothing; the records see
 //! their merchant as `$over`; a cursor whose merchant has left the catalog goes on at the one
-//! now in its place; the account without the flag calls no catalog.
+//! now in its place; the account without the flag calls no catalog; the record's id may go in
+//! a query parameter and a header instead of the path.
 
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -50,6 +51,38 @@ unified:
           { "id": id, "name": name, "title": $pass = "merchant_users" ? "of " & $over.name }
 "#;
 
+/// The same list where the pass sends the merchant's code as a parameter and a header of the
+/// list's own path.
+const BY_PARAMETER: &str = r#"name: Merchants provider
+docs: https://example.test/docs
+base_url: "https://api.example.test"
+auth: { kind: none }
+pagination: { style: offset, offset_param: offset, page_size_param: limit, max_page_size: 2, total: total }
+resources:
+  users:
+    list:
+      path: /users
+      records: data
+      passes:
+        - name: company
+        - name: merchant_users
+          only_with: read_merchant_users
+          query: { merchant: "{{id}}" }
+          headers: { X-Merchant: "{{id}}" }
+          over: { resource: merchants.list, id: code, not_found: skip }
+  merchants:
+    list:
+      path: /merchants
+      records: data
+unified:
+  user-directory:
+    users:
+      list:
+        resource: users.list
+        response_mapping: |
+          { "id": id, "name": name, "title": $pass = "merchant_users" ? "of " & $over.name }
+"#;
+
 #[derive(Default)]
 struct Provider {
     /// Path and query of every request, in the order they arrived.
@@ -74,16 +107,35 @@ fn page_of(users: &[Value], page: &Page) -> Value {
     json!({ "data": data, "total": users.len() })
 }
 
+#[derive(Deserialize)]
+struct Merchant {
+    merchant: Option<String>,
+}
+
+/// The company's users, or, asked for a merchant (parameter and header alike), its users.
 async fn company(
     State(p): State<Arc<Provider>>,
     uri: Uri,
+    headers: HeaderMap,
     Query(page): Query<Page>,
-) -> axum::Json<Value> {
+    Query(merchant): Query<Merchant>,
+) -> Response {
+    if let Some(code) = merchant.merchant {
+        let header = headers
+            .get("x-merchant")
+            .and_then(|value| value.to_str().ok());
+        assert_eq!(
+            header,
+            Some(code.as_str()),
+            "the header names the merchant asked"
+        );
+        return merchant_users(State(p), uri, Path(code), Query(page)).await;
+    }
     p.requests.lock().unwrap().push(uri.to_string());
     let users: Vec<Value> = (0..3)
         .map(|i| json!({ "id": format!("c-{i}"), "name": format!("Company user {i}") }))
         .collect();
-    axum::Json(page_of(&users, &page))
+    axum::Json(page_of(&users, &page)).into_response()
 }
 
 async fn merchants(
@@ -147,6 +199,10 @@ fn merchant_list() -> Vec<(String, String)> {
 }
 
 async fn setup(context: Value) -> Setup {
+    setup_with(MAPPING, context).await
+}
+
+async fn setup_with(mapping: &'static str, context: Value) -> Setup {
     let provider = Arc::new(Provider::default());
     *provider.merchants.lock().unwrap() = merchant_list();
     let server = spawn_provider(
@@ -157,7 +213,7 @@ async fn setup(context: Value) -> Setup {
             .with_state(provider.clone()),
     )
     .await;
-    let gateway = gateway_for(&server, context).await;
+    let gateway = gateway_with(mapping, &server, context).await;
     Setup {
         provider,
         gateway,
@@ -167,6 +223,10 @@ async fn setup(context: Value) -> Setup {
 
 /// A gateway of its own (its own kept walks) for the provider `server`.
 async fn gateway_for(server: &LocalProvider, context: Value) -> RunningGateway {
+    gateway_with(MAPPING, server, context).await
+}
+
+async fn gateway_with(mapping: &str, server: &LocalProvider, context: Value) -> RunningGateway {
     let account = IntegratedAccount {
         id: "acc".into(),
         integration: "merchants".into(),
@@ -184,7 +244,7 @@ async fn gateway_for(server: &LocalProvider, context: Value) -> RunningGateway {
         ..EngineConfig::default()
     };
     serve_with(
-        catalog_with("merchants", MAPPING),
+        catalog_with("merchants", mapping),
         vec![account],
         UpstreamConfig::default(),
         config,
@@ -350,5 +410,32 @@ async fn a_cursor_whose_merchant_left_the_catalog_goes_on_at_the_next() {
     assert_eq!(
         requests(&setup).last().map(String::as_str),
         Some("/merchants/M4/users?limit=2&offset=0")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_merchants_code_may_go_in_a_parameter_and_a_header() {
+    let setup = setup_with(BY_PARAMETER, flagged()).await;
+    let answers = walk_by_cursor(&setup.gateway, None).await;
+    assert_eq!(
+        answers,
+        vec![
+            vec!["c-0", "c-1"],
+            vec!["c-2"],
+            vec!["M1-0 (of Shop one)", "M1-1 (of Shop one)"],
+            vec!["M1-2 (of Shop one)"],
+            vec!["M3-0 (of Shop three)"],
+            vec![],
+        ]
+    );
+    assert_eq!(
+        requests(&setup)[4..],
+        [
+            "/users?merchant=M1&limit=2&offset=0",
+            "/users?merchant=M1&limit=2&offset=2",
+            "/users?merchant=M2&limit=2&offset=0",
+            "/users?merchant=M3&limit=2&offset=0",
+            "/users?merchant=M4&limit=2&offset=0",
+        ]
     );
 }

@@ -73,6 +73,14 @@ struct EndpointPass {
     headers: Vec<(String, Option<String>)>,
 }
 
+/// What a page of a pass over a catalog sends for its catalog record: its URL, and the
+/// record's id as the parameters and headers the pass sends it in.
+struct ItemRequest {
+    url: Url,
+    params: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+}
+
 /// A pass's own query, from a query mapping that reads `$pass`.
 struct PassQuery {
     /// The static query with the pass's mapped query, in place of the endpoint's `params`.
@@ -387,16 +395,28 @@ impl Endpoint {
             false => None,
         };
         let walked = self.passes.get(pass as usize);
-        let item_url = match (walked.is_some_and(|walked| walked.over), item) {
-            (false, _) => None,
-            (true, Some(item)) => Some(self.item_url(pass as usize, item)?),
-            (true, None) => {
+        let item = match (self.pass_over(pass), item) {
+            (None, _) => None,
+            (Some(over), Some(item)) => Some(ItemRequest {
+                url: self.item_url(pass as usize, item)?,
+                params: over
+                    .id_params
+                    .iter()
+                    .map(|name| (name.clone(), item.to_owned()))
+                    .collect(),
+                headers: over
+                    .id_headers
+                    .iter()
+                    .map(|name| (name.clone(), item.to_owned()))
+                    .collect(),
+            }),
+            (Some(_), None) => {
                 return Err(ApiError::internal(
                     "a pass over a catalog was asked without a catalog record",
                 ));
             }
         };
-        let mut request = self.build(position, walked, item_url, page, body)?;
+        let mut request = self.build(position, walked, item, page, body)?;
         if let Some(segment) = segment
             && let Ok(mut path) = request.url.path_segments_mut()
         {
@@ -435,7 +455,7 @@ impl Endpoint {
         &self,
         position: &Position,
         pass: Option<&EndpointPass>,
-        item_url: Option<Url>,
+        item: Option<ItemRequest>,
         page: PageRequest,
         body: Option<RequestBody>,
     ) -> Result<ProviderRequest, ApiError> {
@@ -459,6 +479,9 @@ impl Endpoint {
                     params.retain(|(name, _)| !pass.drop_query.contains(name));
                     params.extend_from_slice(&pass.params);
                 }
+                if let Some(item) = &item {
+                    params.extend_from_slice(&item.params);
+                }
                 merge_query(&mut params, page.params);
                 // remote_query goes last and wins: the caller asked for exactly these
                 // parameters. It only ever adds query parameters: host, path and headers do not
@@ -466,8 +489,8 @@ impl Endpoint {
                 // from the account at send time.
                 merge_query(&mut params, self.remote_params.clone());
                 // The loader refuses a continue path beside passes with their own paths.
-                let mut url = match (position, &self.continue_url, item_url) {
-                    (_, _, Some(item_url)) => item_url,
+                let mut url = match (position, &self.continue_url, &item) {
+                    (_, _, Some(item)) => item.url.clone(),
                     (Position::Token(_), Some(continue_url), None) => continue_url.clone(),
                     _ => pass
                         .and_then(|pass| pass.url.clone())
@@ -492,8 +515,10 @@ impl Endpoint {
                 }
             }
         }
-        // A page's own headers (a cursor sent in a header) replace the resource's of that name.
-        for (name, value) in page.headers {
+        // A page's own headers (a cursor sent in a header) replace the resource's of that name,
+        // as the catalog record's id does where the pass sends it in one.
+        let item_headers = item.map(|item| item.headers).unwrap_or_default();
+        for (name, value) in page.headers.into_iter().chain(item_headers) {
             headers.retain(|(have, _)| !have.eq_ignore_ascii_case(&name));
             headers.push((name, value));
         }

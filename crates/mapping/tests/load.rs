@@ -962,6 +962,30 @@ fn a_pass_over_a_catalog_names_a_plain_list_of_the_file() {
         ("merchants.list", "merchant_users", true, true)
     );
     assert!(passes[0].over.is_none());
+    // The record's id may go in a parameter or a header instead, the pass at the list's path.
+    let by_query = "        - {}\n        - name: sub_teams\n          query: { team_id: \"{{id}}\", view: all }\n          headers: { X-On-Behalf-Of: \"{{id}}\" }\n          over: { resource: merchants.list, id: code }\n";
+    let catalog =
+        Catalog::from_sources(&[model()], &[integration("parts", &with(by_query, plain))])
+            .unwrap_or_else(|errors| panic!("{errors}"));
+    let pass = &catalog.integrations["parts"].resources["users.list"].passes[1];
+    let compiled = pass
+        .over
+        .as_ref()
+        .expect("the second pass is over a catalog");
+    assert_eq!(
+        (
+            &compiled.id_params,
+            &compiled.id_headers,
+            &pass.query,
+            pass.path.is_none()
+        ),
+        (
+            &vec!["team_id".to_owned()],
+            &vec!["X-On-Behalf-Of".to_owned()],
+            &vec![("view".to_owned(), "all".to_owned())],
+            true
+        )
+    );
     let cases = [
         (
             over.replace("merchants.list", "merchants.lists"),
@@ -986,7 +1010,12 @@ fn a_pass_over_a_catalog_names_a_plain_list_of_the_file() {
         (
             over.replace("/merchants/{{id}}/users", "/merchant-users"),
             plain,
-            "mappings/parts.yaml:14: resources.users.list.passes[1].path: a pass `over` a catalog reads `{{id}}` in its path (the catalog record's id), or every record's walk would ask the same list",
+            "mappings/parts.yaml:15: resources.users.list.passes[1].over: sends no `{{id}}` (the catalog record's id) in the pass's path, a query parameter or a header: every record's walk would ask the same list",
+        ),
+        (
+            over.replace("          path:", "          query: { merchant: \"{{id}} \" }\n          path:").replace("/merchants/{{id}}/users", "/merchant-users"),
+            plain,
+            "mappings/parts.yaml:14: resources.users.list.passes[1].query.merchant: a pass's parameters are plain values, not templates (a pass `over` a catalog may send `{{id}}`, its record's id)",
         ),
         (
             over.replace("        - name: merchant_users\n", "        - path: /x\n").replacen("          path: \"/merchants", "        - path: \"/merchants", 1),
@@ -1001,7 +1030,7 @@ fn a_pass_over_a_catalog_names_a_plain_list_of_the_file() {
         (
             "        - {}\n        - name: merchant_users\n          over: { resource: merchants.list, id: code }\n".to_owned(),
             plain,
-            "mappings/parts.yaml:14: resources.users.list.passes[1].over: needs the pass's own `path`, reading `{{id}}` (the catalog record's id)",
+            "mappings/parts.yaml:14: resources.users.list.passes[1].over: sends no `{{id}}` (the catalog record's id) in the pass's path, a query parameter or a header: every record's walk would ask the same list",
         ),
         (
             over.replace("id: code", "id: \"code[\""),

@@ -82,6 +82,10 @@ pub struct PassOver {
     pub catalog: FollowUp,
     /// A catalog record whose list answers 404 lists nothing (`not_found: skip`).
     pub skip_not_found: bool,
+    /// The query parameters and headers of the pass whose value is the record's id (`{{id}}`),
+    /// beside (or in place of) its path's.
+    pub id_params: Vec<String>,
+    pub id_headers: Vec<String>,
 }
 
 impl Resource {
@@ -374,6 +378,10 @@ fn compile_passes(
         let at = format!("{path}.passes[{index}]");
         let mut params = Vec::new();
         let mut drop_query = Vec::new();
+        // A pass over a catalog may send the record's id as a parameter or a header.
+        let is_id = |value: &Text| pass.value.over.is_some() && value.value == "{{id}}";
+        let mut id_params = Vec::new();
+        let mut id_headers = Vec::new();
         for (name, value) in &pass.value.query {
             let field = format!("{at}.query.{name}");
             let Some(value) = value else {
@@ -389,18 +397,21 @@ fn compile_passes(
                 drop_query.push(name.clone());
                 continue;
             };
-            if value.value.contains("{{") {
-                c.error_at(
-                    value,
-                    &field,
-                    "a pass's parameters are plain values, not templates",
-                );
-                valid = false;
-            } else if resource.query.contains_key(name) {
+            if resource.query.contains_key(name) {
                 c.error_at(
                     value,
                     &field,
                     "is also set in the resource's `query`; a parameter is either the same for every pass or a pass's own",
+                );
+                valid = false;
+            } else if is_id(value) {
+                id_params.push(name.clone());
+                continue;
+            } else if value.value.contains("{{") {
+                c.error_at(
+                    value,
+                    &field,
+                    "a pass's parameters are plain values, not templates (a pass `over` a catalog may send `{{id}}`, its record's id)",
                 );
                 valid = false;
             }
@@ -415,19 +426,11 @@ fn compile_passes(
             }
             Some(text) => {
                 let template = c.template(text, &format!("{at}.path"));
-                let reads_id = template.as_ref().is_some_and(Template::reads_id);
-                if reads_id && pass.value.over.is_none() {
+                if template.as_ref().is_some_and(Template::reads_id) && pass.value.over.is_none() {
                     c.error_at(
                         text,
                         &format!("{at}.path"),
                         "a list's pass cannot read `{{id}}` (only a pass `over` a catalog, whose records give it)",
-                    );
-                    valid = false;
-                } else if !reads_id && pass.value.over.is_some() {
-                    c.error_at(
-                        text,
-                        &format!("{at}.path"),
-                        "a pass `over` a catalog reads `{{id}}` in its path (the catalog record's id), or every record's walk would ask the same list",
                     );
                     valid = false;
                 }
@@ -466,11 +469,12 @@ fn compile_passes(
                     }
                     headers.push((name.clone(), None));
                 }
+                Some(value) if is_id(value) => id_headers.push(name.clone()),
                 Some(value) if value.value.contains("{{") => {
                     c.error_at(
                         value,
                         &field,
-                        "a pass's headers are plain values, not templates",
+                        "a pass's headers are plain values, not templates (a pass `over` a catalog may send `{{id}}`, its record's id)",
                     );
                     valid = false;
                 }
@@ -604,9 +608,22 @@ fn compile_passes(
         let over = match &pass.value.over {
             None => None,
             Some(over) => {
-                let compiled = compile_pass_over(over, index, &pass.value, &name, &at, c);
+                let path_reads_id = pass_path.as_ref().is_some_and(Template::reads_id);
+                if !path_reads_id && id_params.is_empty() && id_headers.is_empty() {
+                    c.error_at(
+                        &over.resource,
+                        &format!("{at}.over"),
+                        "sends no `{{id}}` (the catalog record's id) in the pass's path, a query parameter or a header: every record's walk would ask the same list",
+                    );
+                    valid = false;
+                }
+                let compiled = compile_pass_over(over, index, &name, &at, c);
                 valid &= compiled.is_some();
-                compiled
+                compiled.map(|compiled| PassOver {
+                    id_params,
+                    id_headers,
+                    ..compiled
+                })
             }
         };
         passes.push(Pass {
@@ -627,12 +644,11 @@ fn compile_passes(
 }
 
 /// A pass's `over`: after the first pass (the walk starts with the list itself), named (its
-/// records tell their part by `$pass`), with a path of its own that reads `{{id}}` (checked
-/// with the path). The catalog's resource is checked once every resource is compiled.
+/// records tell their part by `$pass`); where it sends the record's id is checked with its path,
+/// parameters and headers, and the catalog's resource once every resource is compiled.
 fn compile_pass_over(
     over: &crate::spec::PassOverSpec,
     index: usize,
-    pass: &crate::spec::PassSpec,
     name: &Option<String>,
     at: &str,
     c: &mut FileCompiler<'_>,
@@ -643,14 +659,6 @@ fn compile_pass_over(
             &over.resource,
             &format!("{at}.over"),
             "the first pass is the list itself: a pass over a catalog comes after it",
-        );
-        valid = false;
-    }
-    if pass.path.is_none() {
-        c.error_at(
-            &over.resource,
-            &format!("{at}.over"),
-            "needs the pass's own `path`, reading `{{id}}` (the catalog record's id)",
         );
         valid = false;
     }
@@ -685,6 +693,8 @@ fn compile_pass_over(
             .not_found
             .as_ref()
             .is_some_and(|not_found| not_found.value == crate::spec::NotFound::Skip),
+        id_params: Vec::new(),
+        id_headers: Vec::new(),
     })
 }
 
