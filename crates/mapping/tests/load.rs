@@ -963,6 +963,10 @@ fn a_pass_over_a_catalog_names_a_plain_list_of_the_file() {
     );
     assert!(passes[0].over.is_none());
     // The record's id may go in a parameter or a header instead, the pass at the list's path.
+    // A pass that differs from the first by the id's header alone is a part of its own.
+    let by_header = "        - {}\n        - name: subaccounts\n          headers: { X-On-Behalf-Of: \"{{id}}\" }\n          over: { resource: merchants.list, id: code }\n";
+    Catalog::from_sources(&[model()], &[integration("parts", &with(by_header, plain))])
+        .unwrap_or_else(|errors| panic!("{errors}"));
     let by_query = "        - {}\n        - name: sub_teams\n          query: { team_id: \"{{id}}\", view: all }\n          headers: { X-On-Behalf-Of: \"{{id}}\" }\n          over: { resource: merchants.list, id: code }\n";
     let catalog =
         Catalog::from_sources(&[model()], &[integration("parts", &with(by_query, plain))])

@@ -518,13 +518,17 @@ fn compile_passes(
             );
             valid = false;
         }
-        let part = (
-            own_path,
-            asked_query,
-            headers.clone(),
-            asked_by_name,
-            method,
-        );
+        // A header carrying the catalog record's id tells the pass apart as any header does.
+        let asked_headers = headers
+            .iter()
+            .cloned()
+            .chain(
+                id_headers
+                    .iter()
+                    .map(|name| (name.clone(), Some("{{id}}".to_owned()))),
+            )
+            .collect();
+        let part = (own_path, asked_query, asked_headers, asked_by_name, method);
         if parts.contains(&part) {
             c.error_at(
                 pass,
