@@ -439,3 +439,24 @@ async fn the_merchants_code_may_go_in_a_parameter_and_a_header() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_name_the_catalog_a_part_is_walked_over() {
+    let setup = setup(flagged()).await;
+    let (status, body) = get_json(
+        &format!(
+            "{}/unified/user-directory/users/meta/list?integrated_account_id=acc",
+            setup.gateway.origin
+        ),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["parts"],
+        json!([
+            { "name": "company", "only_with": null },
+            { "name": "merchant_users", "only_with": "read_merchant_users", "over": "merchants.list" }
+        ])
+    );
+}
