@@ -460,3 +460,37 @@ async fn capabilities_name_the_catalog_a_part_is_walked_over() {
         ])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_over_a_catalog_reads_its_records_with_the_catalog_record() {
+    // Each merchant's first user is kept out by the pass's `records`, which reads `$over`; the
+    // walk counts what the provider sent (`received`), so M1's second page is asked at offset
+    // 2, not at 1 (M1-1 again), and M3's page, all of it kept out, is no end of the list.
+    let mapping = MAPPING
+        .replace(
+            "max_page_size: 2, total: total }",
+            "max_page_size: 2, total: total, received: $count(data) }",
+        )
+        .replace(
+        "          over: { resource: merchants.list, id: code, not_found: skip }\n",
+        "          over: { resource: merchants.list, id: code, not_found: skip }\n          records: 'data[id != $over.code & \"-0\"]'\n",
+    );
+    let mapping: &'static str = Box::leak(mapping.into_boxed_str());
+    let setup = setup_with(mapping, flagged()).await;
+    let (status, body) = get_json(
+        &url(&setup.gateway, "truto_ignore_limit=true"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        records(&body),
+        vec![
+            "c-0",
+            "c-1",
+            "c-2",
+            "M1-1 (of Shop one)",
+            "M1-2 (of Shop one)"
+        ]
+    );
+}

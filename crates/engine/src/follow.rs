@@ -1100,6 +1100,7 @@ impl Engine {
             let reading = read_page(resource, None, answer, body, scope)
                 .map_err(|error| failed(mapping_error(&target.integration, &error)))?;
             *pages += 1;
+            let received = reading.received();
             let next = match (&strategy.style, reading.next) {
                 (Style::LinkHeader | Style::NextUrl, Some(link)) if link.trim().is_empty() => None,
                 (Style::LinkHeader | Style::NextUrl, Some(link)) => Some(
@@ -1117,7 +1118,7 @@ impl Engine {
             let digest = crate::page::page_digest(&response.body);
             let facts = PageFacts {
                 next,
-                record_count: reading.records.len(),
+                record_count: received,
                 has_more: reading.has_more,
                 total: reading.total,
                 digest: Some(digest.clone()),

@@ -207,9 +207,13 @@ impl Engine {
                 && integration.body_format == BodyFormat::Json
                 && resource.omit_of(pass).next().is_none()
         });
+        // A pass over a catalog reads its records with the catalog record as `$over` too (a
+        // list that may answer another container's records keeps its own).
+        let over_scope = over.map(|record| call.scope.with("over", record.clone()));
+        let read_scope = over_scope.as_ref().unwrap_or(&call.scope);
         let (reading, raw, docs, line_break) = off_the_workers(large, || {
             let read_records = |body| {
-                read_page(resource, pass, answer, body, &call.scope)
+                read_page(resource, pass, answer, body, read_scope)
                     .map_err(|error| mapping_error(integration, &error))
             };
             if let (Some(reads), Some(path)) = (reads, records_path)
@@ -266,6 +270,7 @@ impl Engine {
         })?;
         let pagination = resource.pagination_of(pass);
         let strategy = &pagination.strategy;
+        let received = reading.received();
         let next = match (&strategy.style, reading.next) {
             // An empty link is "no next page" (Confluent answers `"next": ""` on its last page);
             // resolved, it would name the page just read.
@@ -282,7 +287,7 @@ impl Engine {
         };
         let facts = PageFacts {
             next,
-            record_count: reading.records.len(),
+            record_count: received,
             has_more: reading.has_more,
             total: reading.total,
             digest: state

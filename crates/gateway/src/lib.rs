@@ -691,6 +691,28 @@ pub fn check(dir: &Path) -> Result<String, String> {
     // Not an error: these mappings are right, only slower (the engine maps every record).
     for integration in catalog.integrations.values() {
         for (key, unified) in &integration.unified {
+            // Nor this, where `records` keeps every record: said so that a filter is not missed.
+            if key.method == unigate_mapping::Method::List
+                && let Some(resource) = integration.resources.get(&unified.resource)
+            {
+                let parts: Vec<(Option<usize>, Option<&str>)> = match resource.passes.len() {
+                    0 => vec![(None, None)],
+                    _ => (resource.passes.iter().enumerate())
+                        .map(|(index, pass)| (Some(index), pass.name.as_deref()))
+                        .collect(),
+                };
+                for (pass, name) in parts {
+                    if resource.counts_kept_records(pass) {
+                        let part = name
+                            .map(|name| format!(" (pass `{name}`)"))
+                            .unwrap_or_default();
+                        report.push_str(&format!(
+                            "\nnote: {}: {}/{}.{}{part} counts the records its `records` expression keeps to walk its pages: where that expression filters, `pagination.received` says what the provider sent",
+                            integration.id, key.model, key.resource, key.method
+                        ));
+                    }
+                }
+            }
             if let Some(gap) = unified.response_mapping.fast_path_gap() {
                 report.push_str(&format!(
                     "\nnote: {}: {}/{}.{} response_mapping runs on the JSONata engine, not the fast path: it uses {gap}",

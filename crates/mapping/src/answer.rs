@@ -407,6 +407,17 @@ pub struct PageReading {
     pub has_more: Option<bool>,
     /// Total records (offset, SCIM) or total pages (page), when the provider says.
     pub total: Option<u64>,
+    /// How many records the provider sent (`pagination.received`), where `records` may keep
+    /// fewer; `None`: as many as `records` gives.
+    pub received: Option<u64>,
+}
+
+impl PageReading {
+    /// The records the provider sent on the page, as the walk counts them.
+    pub fn received(&self) -> usize {
+        self.received
+            .map_or(self.records.len(), |received| received as usize)
+    }
 }
 
 /// Reads a page: the pagination expressions over the body (with `$headers`), the `Link` header,
@@ -443,6 +454,8 @@ pub fn read_page(
     };
     let total = evaluate(&pagination.total, "pagination.total")?.and_then(|v| as_count(&v));
     let has_more = evaluate(&pagination.has_more, "pagination.has_more")?.and_then(|v| truthy(&v));
+    let received =
+        evaluate(&pagination.received, "pagination.received")?.and_then(|v| as_count(&v));
     let records = extract_records_of(resource, pass, body, scope)?;
     let next = match (&pagination.strategy.style, &pagination.after_value) {
         (Style::Keyset { .. }, Some(after)) => match records.last() {
@@ -462,6 +475,7 @@ pub fn read_page(
         next,
         has_more,
         total,
+        received,
     })
 }
 

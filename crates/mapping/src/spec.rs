@@ -480,6 +480,10 @@ pub struct PaginationSpec {
     pub has_more: Option<Text>,
     #[serde(default)]
     pub total: Option<Text>,
+    /// JSONata over the body: how many records the provider sent on the page, where `records`
+    /// may keep fewer (a filter), for the walk's counts (offsets, short pages).
+    #[serde(default)]
+    pub received: Option<Text>,
     #[serde(default)]
     pub total_pages: Option<Text>,
     /// `body`: the page position and size travel in the request body (the resource's `body`

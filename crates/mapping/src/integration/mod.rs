@@ -966,6 +966,7 @@ fn page_reads(
         (pagination.next.as_ref(), "pagination.next_cursor"),
         (pagination.has_more.as_ref(), "pagination.has_more"),
         (pagination.total.as_ref(), "pagination.total"),
+        (pagination.received.as_ref(), "pagination.received"),
     ]
     .into_iter()
     .chain(errors.into_iter().flat_map(|errors| {

@@ -129,6 +129,22 @@ impl Resource {
             .unwrap_or(&self.pagination)
     }
 
+    /// Whether the walk of pass `pass` counts the records its `records` expression keeps, where
+    /// that expression is more than a path (it may filter them): a style that counts records
+    /// (offsets, short pages) without `pagination.received`.
+    pub fn counts_kept_records(&self, pass: Option<usize>) -> bool {
+        let pagination = self.pagination_of(pass);
+        let counts = matches!(
+            pagination.strategy.style,
+            Style::Offset { .. }
+                | Style::Page { .. }
+                | Style::Scim { .. }
+                | Style::Keyset { .. }
+                | Style::Graphql
+        );
+        counts && pagination.received.is_none() && self.records_of(pass).1.is_none()
+    }
+
     /// Whether the resource reads parts of its id (`{{id.0}}`, `{{id.1}}`) in its path, query or
     /// headers: its follow-up's `id` then gives them as a list.
     pub fn reads_id_parts(&self) -> bool {
@@ -174,6 +190,9 @@ pub struct CompiledPagination {
     pub has_more: Option<Expression>,
     /// Total records (offset, SCIM) or total pages (page).
     pub total: Option<Expression>,
+    /// How many records the provider sent on a page (`received`), where the resource's
+    /// `records` may keep fewer: the walk's offsets and short pages count these.
+    pub received: Option<Expression>,
 }
 
 pub(super) fn compile_resource(
@@ -259,6 +278,7 @@ pub(super) fn compile_resource(
             page_in_path: false,
             has_more: None,
             total: None,
+            received: None,
         }),
     };
     let omit = compile_omit(&resource.omit, path, c)?;
@@ -542,6 +562,18 @@ fn compile_passes(
             None => None,
             Some(text) => {
                 let records = c.expression(text, &format!("{at}.records"));
+                if pass.value.over.is_none()
+                    && records
+                        .as_ref()
+                        .is_some_and(|records| records.variables_read().contains("over"))
+                {
+                    c.error_at(
+                        text,
+                        &format!("{at}.records"),
+                        "reads `$over`, which only a pass over a catalog has: it would always be undefined",
+                    );
+                    valid = false;
+                }
                 valid &= records.is_some();
                 records.map(|records| {
                     let path = records.simple_path();
@@ -746,6 +778,7 @@ fn compile_pagination(
             "total",
             "short_page_ends",
             "last_page_repeats",
+            "received",
         ],
         StyleName::Page => &[
             "page_param",
@@ -755,12 +788,20 @@ fn compile_pagination(
             "total_pages",
             "short_page_ends",
             "last_page_repeats",
+            "received",
         ],
-        StyleName::Scim => &["start_index_param", "has_more", "total", "short_page_ends"],
-        StyleName::Keyset => &["after_param", "after_value", "short_page_ends"],
-        StyleName::Graphql => &["next_cursor", "has_more"],
+        StyleName::Scim => &[
+            "start_index_param",
+            "has_more",
+            "total",
+            "short_page_ends",
+            "received",
+        ],
+        StyleName::Keyset => &["after_param", "after_value", "short_page_ends", "received"],
+        StyleName::Graphql => &["next_cursor", "has_more", "received"],
     };
-    let set: [(&str, bool); 20] = [
+    let set: [(&str, bool); 21] = [
+        ("received", spec.received.is_some()),
         ("page_in_path", spec.page_in_path.is_some()),
         ("continue_path", spec.continue_path.is_some()),
         ("short_page_ends", spec.short_page_ends.is_some()),
@@ -896,6 +937,7 @@ fn compile_pagination(
     };
     let total = optional(&spec.total, "total")
         .and_then(|a| Ok(a.or(optional(&spec.total_pages, "total_pages")?)));
+    let received = optional(&spec.received, "received");
     let page_size_param = spec.page_size_param.clone();
     let style = match style_name {
         StyleName::Cursor => Style::Cursor {
@@ -948,5 +990,6 @@ fn compile_pagination(
         after_value: after_value.ok()?,
         has_more: has_more.ok()?,
         total: total.ok()?,
+        received: received.ok()?,
     })
 }
