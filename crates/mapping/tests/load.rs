@@ -1064,6 +1064,50 @@ fn a_pass_over_a_catalog_names_a_plain_list_of_the_file() {
     }
 }
 
+/// `pagination.received` is read by the styles that count records, and compiled; a cursor
+/// walk counts nothing and refuses it. A pass's `records` reads `$over` only over a catalog.
+#[test]
+fn received_belongs_to_the_styles_that_count_records() {
+    let offset = GOOD.replacen(
+        "pagination: { style: cursor, cursor_param: cursor, next_cursor: meta.next, page_size_param: limit }",
+        "pagination: { style: offset, offset_param: offset, page_size_param: limit, received: \"$count(data)\" }",
+        1,
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("counted", &offset)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let resource = &catalog.integrations["counted"].resources["users.list"];
+    assert!(resource.pagination.received.is_some());
+    assert!(!resource.counts_kept_records(None));
+    let cursor = GOOD.replacen(
+        "page_size_param: limit }",
+        "page_size_param: limit, received: \"$count(data)\" }",
+        1,
+    );
+    assert_eq!(
+        load_errors(&[integration("counted", &cursor)]),
+        [
+            "mappings/counted.yaml:5: resources.users.list.pagination.received: is not used by pagination style `cursor`"
+        ]
+    );
+    let filtered = offset
+        .replacen(", received: \"$count(data)\"", "", 1)
+        .replacen("records: data }", "records: \"data[active]\" }", 1);
+    let catalog = Catalog::from_sources(&[model()], &[integration("counted", &filtered)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(catalog.integrations["counted"].resources["users.list"].counts_kept_records(None));
+    let over_without_catalog = GOOD.replacen(
+        "    list: { path: /users, records: data }\n",
+        "    list:\n      path: /users\n      records: data\n      passes:\n        - {}\n        - path: /guests\n          records: \"data[org = $over.id]\"\n",
+        1,
+    );
+    assert_eq!(
+        load_errors(&[integration("counted", &over_without_catalog)]),
+        [
+            "mappings/counted.yaml:14: resources.users.list.passes[1].records: reads `$over`, which only a pass over a catalog has: it would always be undefined"
+        ]
+    );
+}
+
 /// A pass may send another method than its resource; a GET pass writes no body, so it cannot
 /// walk pages whose position the body carries.
 #[test]
