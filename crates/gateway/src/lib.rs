@@ -712,6 +712,25 @@ pub fn check(dir: &Path) -> Result<String, String> {
                         ));
                     }
                 }
+                // The lists walked whole for it: walked follow-ups and the passes' catalogs.
+                let walked = (unified.follow_ups.iter())
+                    .filter(|follow_up| follow_up.walk)
+                    .chain(
+                        (resource.passes.iter())
+                            .filter_map(|pass| pass.over.as_ref().map(|over| &over.catalog)),
+                    );
+                for follow_up in walked {
+                    if integration
+                        .resources
+                        .get(&follow_up.resource)
+                        .is_some_and(|walked| walked.counts_kept_records(None))
+                    {
+                        report.push_str(&format!(
+                            "\nnote: {}: {}/{}.{} walks `{}` (for `{}`), counting the records its `records` expression keeps: where that expression filters, `pagination.received` says what the provider sent",
+                            integration.id, key.model, key.resource, key.method, follow_up.resource, follow_up.name
+                        ));
+                    }
+                }
             }
             if let Some(gap) = unified.response_mapping.fast_path_gap() {
                 report.push_str(&format!(
