@@ -1128,3 +1128,55 @@ async fn a_pass_may_replace_an_account_parameter_for_itself_alone() {
     );
     assert_eq!(queries(&setup), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_two_parts_list_is_listed_once_and_a_retried_call_answers_the_same() {
+    // The second pass's parameter is one the provider does not know: it answers its default
+    // part, the active users, again.
+    let mapping = MAPPING.replace(
+        "        - query: { state: suspended }\n",
+        "        - query: { stat: suspended }\n",
+    );
+    let setup = setup(&mapping, 4).await;
+    let mut cursor: Option<String> = None;
+    let mut answers = Vec::new();
+    loop {
+        let query = match &cursor {
+            None => "limit=2".to_owned(),
+            Some(cursor) => format!("limit=2&next_cursor={cursor}"),
+        };
+        let (status, body) = get_json(&url(&setup.gateway, &query), Some(TEST_TOKEN)).await;
+        assert_eq!(status, 200, "{body}");
+        answers.push(ids(&body));
+        // A caller that did not get the answer asks again with the same cursor: the same
+        // records, not emptied as already listed.
+        let (_, again) = get_json(&url(&setup.gateway, &query), Some(TEST_TOKEN)).await;
+        assert_eq!(ids(&again), ids(&body), "asked again with {query}");
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        answers,
+        vec![
+            vec!["active-0", "active-1"],
+            vec!["active-2", "active-3"],
+            vec!["active-4"],
+            // The second pass's pages hold only users listed already, then the invited
+            // pass's empty page ends the walk.
+            vec![],
+        ]
+    );
+    // Every user in one answer, and the stream, alike.
+    let (status, body) = get_json(
+        &url(&setup.gateway, "truto_ignore_limit=true"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        ids(&body),
+        ["active-0", "active-1", "active-2", "active-3", "active-4"]
+    );
+}

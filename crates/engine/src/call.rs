@@ -105,7 +105,16 @@ impl ListCall {
     /// Whether a walk of this call has answers to keep for its next call by cursor: follow-ups'
     /// answers, or a pass's catalog (`over`).
     pub(crate) fn keeps_walk_answers(&self) -> bool {
-        !self.method().follow_ups.is_empty() || self.endpoint.walks_a_catalog()
+        !self.method().follow_ups.is_empty()
+            || self.endpoint.walks_a_catalog()
+            || self.lists_each_id_once()
+    }
+
+    /// Whether the walk keeps a unified id that one part listed out of a later part: it makes
+    /// two parts or more (passes, or a pass over a catalog) and answers unified records.
+    pub(crate) fn lists_each_id_once(&self) -> bool {
+        (self.endpoint.made_pass_count() > 1 || self.endpoint.walks_a_catalog())
+            && self.query.response_format != ResponseFormat::Raw
     }
 
     /// The page size pass `pass` of the walk asks for.

@@ -63,6 +63,9 @@ pub(crate) struct WalkAnswers {
     pub(crate) batched: BatchedAnswers,
     /// The catalogs the walk's passes are walked over, by pass (`over`).
     pub(crate) pass_catalogs: crate::catalog::PassCatalogs,
+    /// In a walk of several parts, each unified id listed, with the walk's page it was first
+    /// listed on (`CursorState::pages`): a later page's record of that id is not listed again.
+    pub(crate) listed: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 /// The calls of each kept batch (`batch.keep`) in one walk, by follow-up name, each id asked
@@ -127,7 +130,9 @@ impl WalkAnswers {
             .flat_map(|catalog| catalog.iter())
             .map(|(id, record)| 48 + id.len() + held_bytes(record))
             .sum();
-        u32::try_from(1 + (per_page + chained + batched + catalogs) / 1024).unwrap_or(u32::MAX)
+        let listed: usize = lock(&self.listed).keys().map(|id| 40 + id.len()).sum();
+        u32::try_from(1 + (per_page + chained + batched + catalogs + listed) / 1024)
+            .unwrap_or(u32::MAX)
     }
 }
 

@@ -75,6 +75,24 @@ impl PartialEq for RecordText {
 }
 
 impl Record {
+    /// The record's unified `id` (a number as its digits), if it has one: read off the tree,
+    /// or parsed out of the text (the rest of the record skipped).
+    pub(crate) fn unified_id(&self) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct WithId {
+            id: Option<Value>,
+        }
+        let id = match self {
+            Record::Tree(value) => value.get("id").cloned(),
+            Record::Text(text) => serde_json::from_slice::<WithId>(text.as_bytes()).ok()?.id,
+        };
+        match id? {
+            Value::String(text) if !text.is_empty() => Some(text),
+            Value::Number(number) => Some(number.to_string()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         match self {
             // Writing a `Value` to a Vec cannot fail.

@@ -61,9 +61,24 @@ impl Walker {
     /// The next page in order, or the error it ended with, cleaned of the account's
     /// credentials ([`Engine::redact`]). Call only while the previous page had a next one.
     pub(crate) async fn next_page(&mut self) -> Result<Page, ApiError> {
-        self.fetch_next_page()
+        // The walk's page number of this page, the same when a call is asked again with the
+        // same cursor (a caller's retry).
+        let number = self.state.pages;
+        let mut page = self
+            .fetch_next_page()
             .await
-            .map_err(|error| self.engine.redact(&self.call.target, error))
+            .map_err(|error| self.engine.redact(&self.call.target, error))?;
+        if self.call.lists_each_id_once() {
+            // A user two parts list (an invitation of a member, a provider that ignores the
+            // parameter a pass sends) is listed once, by the first part that lists it. A record
+            // listed first on this very page (asked again) is listed again.
+            let mut listed = crate::follow::lock(&self.call.walk_answers.listed);
+            page.records.retain(|record| match record.unified_id() {
+                None => true,
+                Some(id) => *listed.entry(id).or_insert(number) >= number,
+            });
+        }
+        Ok(page)
     }
 
     async fn fetch_next_page(&mut self) -> Result<Page, ApiError> {
