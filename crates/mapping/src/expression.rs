@@ -343,6 +343,30 @@ impl Expression {
         }
     }
 
+    /// Whether the expression may give fewer items than the arrays it reads: a filter or an
+    /// index (`data[status = "pending"]`, `employees[0]`), or a call that drops items
+    /// (`$filter`, `$distinct`, `$single`, `$reduce`). Reshaping (a path, `$append`, a
+    /// condition choosing one array or another, an object per item) keeps every item. Names
+    /// only: a binding that shadows one counts as well.
+    pub fn may_drop_items(&self) -> bool {
+        const DROPPING: [&str; 4] = ["filter", "distinct", "single", "reduce"];
+        let mut drops = false;
+        self.inner.ast().root.walk(&mut |node| {
+            drops |= node
+                .attrs
+                .stages
+                .iter()
+                .chain(&node.attrs.predicate)
+                .any(|stage| matches!(stage, jlens_core::ast::Stage::Filter { .. }));
+            if let jlens_core::NodeKind::Function { procedure, .. } = &node.kind
+                && matches!(&procedure.kind, jlens_core::NodeKind::Variable { name } if DROPPING.contains(&name.as_str()))
+            {
+                drops = true;
+            }
+        });
+        drops
+    }
+
     /// The JSONata engine alone (`jlens-core`), never the fast path.
     pub fn evaluate_on_jsonata_engine(
         &self,

@@ -1095,6 +1095,11 @@ fn received_belongs_to_the_styles_that_count_records() {
     let catalog = Catalog::from_sources(&[model()], &[integration("counted", &filtered)])
         .unwrap_or_else(|errors| panic!("{errors}"));
     assert!(catalog.integrations["counted"].resources["users.list"].counts_kept_records(None));
+    // Reshaping keeps every record: nothing to say.
+    let reshaped = filtered.replacen("\"data[active]\"", "\"$append([], data)\"", 1);
+    let catalog = Catalog::from_sources(&[model()], &[integration("counted", &reshaped)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(!catalog.integrations["counted"].resources["users.list"].counts_kept_records(None));
     let over_without_catalog = GOOD.replacen(
         "    list: { path: /users, records: data }\n",
         "    list:\n      path: /users\n      records: data\n      passes:\n        - {}\n        - path: /guests\n          records: \"data[org = $over.id]\"\n",

@@ -130,7 +130,7 @@ impl Resource {
     }
 
     /// Whether the walk of pass `pass` counts the records its `records` expression keeps, where
-    /// that expression is more than a path (it may filter them): a style that counts records
+    /// that expression may drop some (a filter, an index, `$filter`): a style that counts records
     /// (offsets, short pages) without `pagination.received`.
     pub fn counts_kept_records(&self, pass: Option<usize>) -> bool {
         let pagination = self.pagination_of(pass);
@@ -142,7 +142,8 @@ impl Resource {
                 | Style::Keyset { .. }
                 | Style::Graphql
         );
-        counts && pagination.received.is_none() && self.records_of(pass).1.is_none()
+        let (records, path) = self.records_of(pass);
+        counts && pagination.received.is_none() && path.is_none() && records.may_drop_items()
     }
 
     /// Whether the resource reads parts of its id (`{{id.0}}`, `{{id.1}}`) in its path, query or
