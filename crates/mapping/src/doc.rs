@@ -47,6 +47,48 @@ pub(crate) fn symbol(name: &str) -> u32 {
     symbol
 }
 
+/// The largest integer a double holds exactly, with every one below it: 2^53.
+const EXACT_INTEGERS: u64 = 1 << 53;
+
+/// Whether `number` is an integer a double cannot hold (beyond ±2^53).
+fn is_inexact_integer(number: &serde_json::Number) -> bool {
+    number.as_u64().is_some_and(|value| value > EXACT_INTEGERS)
+        || number
+            .as_i64()
+            .is_some_and(|value| value.unsigned_abs() > EXACT_INTEGERS)
+}
+
+/// Whether a provider's value holds an integer beyond ±2^53 anywhere.
+pub fn has_inexact_integers(value: &Value) -> bool {
+    match value {
+        Value::Number(number) => is_inexact_integer(number),
+        Value::Array(items) => items.iter().any(has_inexact_integers),
+        Value::Object(fields) => fields.values().any(has_inexact_integers),
+        _ => false,
+    }
+}
+
+/// A provider's value as the mappings read it: an integer beyond ±2^53, which JSONata's
+/// numbers (doubles) would round (a 64-bit id: 1234567890123456789 read as
+/// 1234567890123456800), is its digits as text instead, on the fast path and on the JSONata
+/// engine alike. `remote_data` keeps the provider's own value.
+pub fn with_exact_integers(mut value: Value) -> Value {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Number(number) if is_inexact_integer(number) => {
+                *value = Value::String(number.to_string());
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            Value::Object(fields) => fields.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    if has_inexact_integers(&value) {
+        walk(&mut value);
+    }
+    value
+}
+
 /// A parsed record holding only what its mapping reads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Doc<'a> {
@@ -374,11 +416,17 @@ impl<'de> Visitor<'de> for Pruned<'_> {
     }
 
     fn visit_i64<E>(self, value: i64) -> Result<Doc<'de>, E> {
-        Ok(Doc::Num(value as f64))
+        Ok(match value.unsigned_abs() > EXACT_INTEGERS {
+            true => Doc::Str(Cow::Owned(value.to_string())),
+            false => Doc::Num(value as f64),
+        })
     }
 
     fn visit_u64<E>(self, value: u64) -> Result<Doc<'de>, E> {
-        Ok(Doc::Num(value as f64))
+        Ok(match value > EXACT_INTEGERS {
+            true => Doc::Str(Cow::Owned(value.to_string())),
+            false => Doc::Num(value as f64),
+        })
     }
 
     fn visit_f64<E>(self, value: f64) -> Result<Doc<'de>, E> {
@@ -413,7 +461,7 @@ impl<'de> Visitor<'de> for Pruned<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Doc<'de>, A::Error> {
         if self.0.reads_everything() {
             return Value::deserialize(de::value::SeqAccessDeserializer::new(seq))
-                .map(|value| Doc::Whole(Box::new(value)));
+                .map(|value| Doc::Whole(Box::new(with_exact_integers(value))));
         }
         let mut seq = seq;
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
@@ -438,7 +486,7 @@ impl Pruned<'_> {
     ) -> Result<Doc<'de>, A::Error> {
         if self.0.reads_everything() {
             return Value::deserialize(de::value::MapAccessDeserializer::new(map))
-                .map(|value| Doc::Whole(Box::new(value)));
+                .map(|value| Doc::Whole(Box::new(with_exact_integers(value))));
         }
         let mut map = map;
         let mut kept = Kept::for_set(self.0);

@@ -287,6 +287,8 @@ impl Expression {
             code: "U1001".to_owned(),
             message: format!("the record could not be read whole: {error}"),
         })?;
+        // As the record's `Doc` reads them (`crate::doc::with_exact_integers`).
+        let whole = crate::doc::with_exact_integers(whole);
         self.evaluate_json(&whole, scope, out)
     }
 
