@@ -149,7 +149,7 @@ async fn merchants(
         .lock()
         .unwrap()
         .iter()
-        .map(|(code, name)| json!({ "code": code, "name": name }))
+        .map(|(code, name)| json!({ "code": code, "name": name, "number": 1234567890123456789u64 }))
         .collect();
     axum::Json(page_of(&merchants, &page))
 }
@@ -493,4 +493,19 @@ async fn a_pass_over_a_catalog_reads_its_records_with_the_catalog_record() {
             "M1-2 (of Shop one)"
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_records_64_bit_number_keeps_its_digits() {
+    let mapping = MAPPING.replace(r#""of " & $over.name"#, r#""of " & $string($over.number)"#);
+    assert_ne!(mapping, MAPPING);
+    let mapping: &'static str = Box::leak(mapping.into_boxed_str());
+    let setup = setup_with(mapping, flagged()).await;
+    let (status, body) = get_json(
+        &url(&setup.gateway, "truto_ignore_limit=true"),
+        Some(TEST_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(records(&body)[3], "M1-0 (of 1234567890123456789)");
 }

@@ -1001,6 +1001,24 @@ impl Engine {
         batch: Option<(&FollowUpBatch, &[String])>,
         what: &str,
     ) -> Result<Option<Vec<Value>>, ApiError> {
+        // Read as the records a mapping reads: an integer beyond ±2^53 as its digits.
+        let records = self.read_records(call, follow_up, id, batch, what).await?;
+        Ok(records.map(|records| {
+            records
+                .into_iter()
+                .map(unigate_mapping::doc::with_exact_integers)
+                .collect()
+        }))
+    }
+
+    async fn read_records(
+        &self,
+        call: &ListCall,
+        follow_up: &FollowUp,
+        id: &str,
+        batch: Option<(&FollowUpBatch, &[String])>,
+        what: &str,
+    ) -> Result<Option<Vec<Value>>, ApiError> {
         let target = &call.target;
         let failed = |error: ApiError| {
             let mut error = error;
