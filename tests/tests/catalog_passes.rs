@@ -279,6 +279,21 @@ async fn walk_by_cursor(gateway: &RunningGateway, first: Option<String>) -> Vec<
     }
 }
 
+/// The `next_cursor` the walk's `calls`-th answer gives.
+async fn cursor_after(gateway: &RunningGateway, calls: usize) -> Option<String> {
+    let mut cursor: Option<String> = None;
+    for _ in 0..calls {
+        let query = match &cursor {
+            None => "limit=2".to_owned(),
+            Some(cursor) => format!("limit=2&next_cursor={cursor}"),
+        };
+        let (status, body) = get_json(&url(gateway, &query), Some(TEST_TOKEN)).await;
+        assert_eq!(status, 200, "{body}");
+        cursor = body["next_cursor"].as_str().map(str::to_owned);
+    }
+    cursor
+}
+
 fn records(body: &Value) -> Vec<String> {
     body["result"]
         .as_array()
@@ -372,15 +387,7 @@ async fn an_account_without_the_flag_reads_no_catalog() {
 async fn a_cursor_whose_merchant_left_the_catalog_goes_on_at_the_next() {
     let setup = setup(flagged()).await;
     // Three calls in: the cursor points at M1's second page.
-    let mut cursor = None;
-    for _ in 0..3 {
-        let query = match &cursor {
-            None => "limit=2".to_owned(),
-            Some(cursor) => format!("limit=2&next_cursor={cursor}"),
-        };
-        let (_, body) = get_json(&url(&setup.gateway, &query), Some(TEST_TOKEN)).await;
-        cursor = body["next_cursor"].as_str().map(str::to_owned);
-    }
+    let cursor = cursor_after(&setup.gateway, 3).await;
     // M1 closes; another gateway (nothing kept of the walk) reads the catalog anew.
     setup.provider.merchants.lock().unwrap().remove(0);
     let other = gateway_for(&setup.server, flagged()).await;
@@ -391,16 +398,7 @@ async fn a_cursor_whose_merchant_left_the_catalog_goes_on_at_the_next() {
     // A record still in the catalog is found where it moved: a cursor at M4 (the fourth) after
     // a merchant was added before it goes on at M4, not at M3 (now fourth) again.
     *setup.provider.merchants.lock().unwrap() = merchant_list();
-    let mut cursor = None;
-    for _ in 0..5 {
-        let query = match &cursor {
-            None => "limit=2".to_owned(),
-            Some(cursor) => format!("limit=2&next_cursor={cursor}"),
-        };
-        let (status, body) = get_json(&url(&setup.gateway, &query), Some(TEST_TOKEN)).await;
-        assert_eq!(status, 200, "{body}");
-        cursor = body["next_cursor"].as_str().map(str::to_owned);
-    }
+    let cursor = cursor_after(&setup.gateway, 5).await;
     let mut merchants = merchant_list();
     merchants.insert(0, ("M0".to_owned(), "New shop".to_owned()));
     *setup.provider.merchants.lock().unwrap() = merchants;
