@@ -437,16 +437,14 @@ pub fn read_page(
     let page_scope = std::cell::OnceCell::new();
     // A cursor or an id beyond ±2^53 is read as its digits (`with_exact_integers`), as the
     // records are mapped; the records themselves are extracted from the provider's own body.
-    let exact_body = crate::doc::has_inexact_integers(&body)
-        .then(|| crate::doc::with_exact_integers(body.clone()));
-    let page_body = exact_body.as_ref().unwrap_or(&body);
+    let page_body = crate::doc::exact_integers(&body);
     let evaluate = |expression: &Option<Expression>, what: &'static str| {
         expression
             .as_ref()
             .map(|expression| {
                 let page_scope =
                     page_scope.get_or_init(|| scope.with("headers", answer.headers_value()));
-                expression.evaluate(page_body, page_scope)
+                expression.evaluate(&page_body, page_scope)
             })
             .transpose()
             .map(Option::flatten)
@@ -464,17 +462,13 @@ pub fn read_page(
     let records = extract_records_of(resource, pass, body, scope)?;
     let next = match (&pagination.strategy.style, &pagination.after_value) {
         (Style::Keyset { .. }, Some(after)) => match records.last() {
-            Some(last) => {
-                let exact = crate::doc::has_inexact_integers(last)
-                    .then(|| crate::doc::with_exact_integers(last.clone()));
-                after
-                    .evaluate(exact.as_ref().unwrap_or(last), scope)
-                    .map_err(|error| MapError::Eval {
-                        what: "pagination.after_value",
-                        error,
-                    })?
-                    .and_then(as_token)
-            }
+            Some(last) => after
+                .evaluate(&crate::doc::exact_integers(last), scope)
+                .map_err(|error| MapError::Eval {
+                    what: "pagination.after_value",
+                    error,
+                })?
+                .and_then(as_token),
             None => None,
         },
         _ => next,

@@ -89,6 +89,14 @@ pub fn with_exact_integers(mut value: Value) -> Value {
     value
 }
 
+/// [`with_exact_integers`] of a value borrowed: the value itself where it holds no such integer.
+pub fn exact_integers(value: &Value) -> Cow<'_, Value> {
+    match has_inexact_integers(value) {
+        true => Cow::Owned(with_exact_integers(value.clone())),
+        false => Cow::Borrowed(value),
+    }
+}
+
 /// A parsed record holding only what its mapping reads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Doc<'a> {

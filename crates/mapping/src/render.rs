@@ -883,17 +883,10 @@ pub fn map_response(
     record: &Value,
     scope: &Scope,
 ) -> Result<Map<String, Value>, MapError> {
-    let exact;
-    let record = match crate::doc::has_inexact_integers(record) {
-        true => {
-            exact = crate::doc::with_exact_integers(record.clone());
-            &exact
-        }
-        false => record,
-    };
+    let record = crate::doc::exact_integers(record);
     match method
         .response_mapping
-        .evaluate(record, scope)
+        .evaluate(&record, scope)
         .map_err(|error| MapError::Eval {
             what: "response_mapping",
             error,
@@ -916,15 +909,8 @@ pub fn map_response_json(
     out: &mut Vec<u8>,
 ) -> Result<(), MapError> {
     let start = out.len();
-    let exact;
-    let record = match crate::doc::has_inexact_integers(record) {
-        true => {
-            exact = crate::doc::with_exact_integers(record.clone());
-            &exact
-        }
-        false => record,
-    };
-    let defined = method.response_mapping.evaluate_json(record, scope, out);
+    let record = crate::doc::exact_integers(record);
+    let defined = method.response_mapping.evaluate_json(&record, scope, out);
     check_mapped_json(defined, start, out)
 }
 
