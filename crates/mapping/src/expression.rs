@@ -346,27 +346,17 @@ impl Expression {
     }
 
     /// Whether the expression may give fewer items than the arrays it reads: a filter or an
-    /// index (`data[status = "pending"]`, `employees[0]`), or a call that drops items
-    /// (`$filter`, `$distinct`, `$single`, `$reduce`). Reshaping (a path, `$append`, a
-    /// condition choosing one array or another, an object per item) keeps every item. Names
-    /// only: a binding that shadows one counts as well.
+    /// index (`data[status = "pending"]`, `employees[0]`), a grouping, or a call that drops
+    /// items (`$filter`, `$distinct`, `$single`, `$reduce`) on the way its answer is made.
+    /// Reshaping (a path, `$append`, a condition choosing one array or another, an object per
+    /// item) keeps every item, and so does whatever builds one value: a filter inside an
+    /// object made for each item (`data.{"team": $teams[id = team][0]}`) or inside a `$merge`
+    /// picks a field, not the items. Where the answer's way passes a variable other than `$`
+    /// and `$$` (a binding, a function of the file's own) or an expression not read here, a
+    /// filter anywhere counts. Names only: a binding that shadows one counts as well.
     pub fn may_drop_items(&self) -> bool {
-        const DROPPING: [&str; 4] = ["filter", "distinct", "single", "reduce"];
-        let mut drops = false;
-        self.inner.ast().root.walk(&mut |node| {
-            drops |= node
-                .attrs
-                .stages
-                .iter()
-                .chain(&node.attrs.predicate)
-                .any(|stage| matches!(stage, jlens_core::ast::Stage::Filter { .. }));
-            if let jlens_core::NodeKind::Function { procedure, .. } = &node.kind
-                && matches!(&procedure.kind, jlens_core::NodeKind::Variable { name } if DROPPING.contains(&name.as_str()))
-            {
-                drops = true;
-            }
-        });
-        drops
+        let root = &self.inner.ast().root;
+        answer_may_drop_items(root).unwrap_or_else(|| filters_anywhere(root))
     }
 
     /// The JSONata engine alone (`jlens-core`), never the fast path.
@@ -381,6 +371,102 @@ impl Expression {
                 code: error.code().to_owned(),
                 message: error.message(),
             })
+    }
+}
+
+/// Calls that drop items of the arrays they are given.
+const DROPPING_FUNCTIONS: [&str; 4] = ["filter", "distinct", "single", "reduce"];
+
+/// Calls whose answer is one value however many items their arguments hold.
+const ONE_VALUE_FUNCTIONS: [&str; 12] = [
+    "merge",
+    "string",
+    "number",
+    "boolean",
+    "not",
+    "exists",
+    "count",
+    "join",
+    "type",
+    "uppercase",
+    "lowercase",
+    "trim",
+];
+
+/// Calls whose answer keeps every item of their arguments, in some order.
+const KEEPING_FUNCTIONS: [&str; 4] = ["append", "map", "sort", "reverse"];
+
+/// Whether `node` has a filter, an index or a grouping of its own.
+fn filters_here(node: &jlens_core::Node) -> bool {
+    node.attrs.group.is_some()
+        || node
+            .attrs
+            .stages
+            .iter()
+            .chain(&node.attrs.predicate)
+            .any(|stage| matches!(stage, jlens_core::ast::Stage::Filter { .. }))
+}
+
+/// Whether a filter, an index, a grouping or a dropping call is anywhere in `root`.
+fn filters_anywhere(root: &jlens_core::Node) -> bool {
+    let mut drops = false;
+    root.walk(&mut |node| {
+        drops |= filters_here(node);
+        if let jlens_core::NodeKind::Function { procedure, .. } = &node.kind
+            && matches!(&procedure.kind, jlens_core::NodeKind::Variable { name } if DROPPING_FUNCTIONS.contains(&name.as_str()))
+        {
+            drops = true;
+        }
+    });
+    drops
+}
+
+/// Whether the way `node`'s answer is made drops items (see [`Expression::may_drop_items`]);
+/// `None` where that way passes something not read here, so a filter anywhere must count.
+fn answer_may_drop_items(node: &jlens_core::Node) -> Option<bool> {
+    use jlens_core::NodeKind;
+    if filters_here(node) {
+        return Some(true);
+    }
+    let any = |nodes: &mut dyn Iterator<Item = &jlens_core::Node>| {
+        let mut drops = false;
+        for node in nodes {
+            drops |= answer_may_drop_items(node)?;
+        }
+        Some(drops)
+    };
+    match &node.kind {
+        NodeKind::Object { .. }
+        | NodeKind::Name { .. }
+        | NodeKind::String { .. }
+        | NodeKind::Number { .. }
+        | NodeKind::Bool { .. }
+        | NodeKind::Null
+        | NodeKind::Wildcard
+        | NodeKind::Sort { .. } => Some(false),
+        NodeKind::Variable { name } => (name.is_empty() || name == "$").then_some(false),
+        NodeKind::Path { steps, .. } => any(&mut steps.iter()),
+        NodeKind::Array { items } => any(&mut items.iter()),
+        NodeKind::Block { exprs, .. } => exprs.last().map_or(Some(false), answer_may_drop_items),
+        NodeKind::Bind { rhs, .. } => answer_may_drop_items(rhs),
+        NodeKind::Condition {
+            then, otherwise, ..
+        } => any(&mut std::iter::once(&**then).chain(otherwise.as_deref())),
+        NodeKind::Fallback { lhs, rhs, .. } => any(&mut [&**lhs, &**rhs].into_iter()),
+        NodeKind::Lambda(definition) => answer_may_drop_items(&definition.body),
+        NodeKind::Function { procedure, args } => match &procedure.kind {
+            NodeKind::Variable { name } if DROPPING_FUNCTIONS.contains(&name.as_str()) => {
+                Some(true)
+            }
+            NodeKind::Variable { name } if ONE_VALUE_FUNCTIONS.contains(&name.as_str()) => {
+                Some(false)
+            }
+            NodeKind::Variable { name } if KEEPING_FUNCTIONS.contains(&name.as_str()) => {
+                any(&mut args.iter())
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -638,6 +724,46 @@ fn object_keys_of(node: &jlens_core::Node) -> Option<Vec<String>> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A filter drops items where it acts on the way the answer is made, not where it picks a
+    /// field of one item; behind a binding or a function of the file's own, it counts anywhere.
+    #[test]
+    fn items_are_dropped_by_filters_on_the_way_the_answer_is_made() {
+        let drops = |source: &str| {
+            Expression::compile(source)
+                .unwrap_or_else(|error| panic!("{source}: {error:?}"))
+                .may_drop_items()
+        };
+        for dropping in [
+            "data[active]",
+            "data[0]",
+            "[data.{\"id\": id}][active]",
+            "$filter(data, function($u) { $u.active })",
+            "$distinct(data.id)",
+            "data{id: name}",
+            "$append(members, invites[status = \"pending\"])",
+            "$exists(data) ? data[type = \"user\"] : []",
+            "($kept := data[active]; $kept)",
+            "($pick := function($x) { $x[active] }; $pick(data))",
+            "$map(data, function($u) { $u[active] })",
+            "data.(type = \"user\" ? $ : $teams[0])",
+        ] {
+            assert!(drops(dropping), "{dropping} drops items");
+        }
+        for keeping in [
+            "data",
+            "data.user",
+            "$append(members, invites)",
+            "data.{\"id\": id, \"team\": $$.teams[id = $$.team][0].name}",
+            "[userIds.($uid := $; $merge([{\"id\": $uid}, $lookup($$.users, $uid)]))]",
+            "($teams := included[type = \"teams\"]; [data.$merge([$, {\"teams\": [$teams[id in $$.ids]]}])])",
+            "data.{\"members\": $distinct(members)}",
+            "$exists(data) ? data : []",
+            "data^(name)",
+        ] {
+            assert!(!drops(keeping), "{keeping} keeps every item");
+        }
+    }
 
     /// Each built key with the variables its value reads, through the block's own bindings.
     #[test]
