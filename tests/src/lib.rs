@@ -425,29 +425,49 @@ pub async fn get_json_and_headers(
 /// The Python of the project's virtualenv (`scripts/python-env`), or why there is none.
 pub fn python() -> Result<PathBuf, String> {
     static PYTHON: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let output = std::process::Command::new("bash")
-                .arg(repo_root().join("scripts/python-env"))
-                .output()
-                .map_err(|error| format!("cannot run scripts/python-env: {error}"))?;
-            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-            match output.status.code() {
-                Some(0) => String::from_utf8_lossy(&output.stdout)
-                    .lines()
-                    .last()
-                    .map(|line| PathBuf::from(line.trim()))
-                    .ok_or_else(|| "scripts/python-env printed no path".to_owned()),
-                Some(3) => Err(format!("PYTHON 3.12 NOT FOUND: {stderr}")),
-                _ => panic!("scripts/python-env failed: {stderr}"),
-            }
-        })
-        .clone()
+    PYTHON.get_or_init(|| python_env(None)).clone()
+}
+
+/// The Python of the real Apache Airflow server's virtualenv (`scripts/python-env airflow`),
+/// or why there is none.
+pub fn airflow_python() -> Result<PathBuf, String> {
+    static PYTHON: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| python_env(Some("airflow"))).clone()
+}
+
+/// Runs `scripts/python-env [environment]`: its interpreter, `Err` when there is no Python
+/// 3.12; any other failure (an install that failed) panics.
+fn python_env(environment: Option<&str>) -> Result<PathBuf, String> {
+    let output = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/python-env"))
+        .args(environment)
+        .output()
+        .map_err(|error| format!("cannot run scripts/python-env: {error}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    match output.status.code() {
+        Some(0) => String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .map(|line| PathBuf::from(line.trim()))
+            .ok_or_else(|| "scripts/python-env printed no path".to_owned()),
+        Some(3) => Err(format!("PYTHON 3.12 NOT FOUND: {stderr}")),
+        _ => panic!("scripts/python-env failed: {stderr}"),
+    }
 }
 
 /// Returns the venv Python, or prints a loud skip notice (only when Python 3.12 is truly absent).
 pub fn python_or_skip(test: &str) -> Option<PathBuf> {
-    match python() {
+    or_skip(test, python())
+}
+
+/// Returns the Airflow venv's Python, or prints a loud skip notice (only when Python 3.12 is
+/// truly absent).
+pub fn airflow_python_or_skip(test: &str) -> Option<PathBuf> {
+    or_skip(test, airflow_python())
+}
+
+fn or_skip(test: &str, python: Result<PathBuf, String>) -> Option<PathBuf> {
+    match python {
         Ok(python) => Some(python),
         Err(reason) if std::env::var_os("UNIGATE_REQUIRE_PYTHON").is_some() => {
             panic!("{test} needs Python 3.12 and UNIGATE_REQUIRE_PYTHON is set: {reason}")
