@@ -1,7 +1,8 @@
 //! unigate against a real SCIM 2.0 server: scim2-server from PyPI (installed by
-//! `scripts/python-env`), started on a free loopback port and seeded with 250 users over its own
-//! API. Listing with `limit=100` through unigate must return exactly those 250 users, once each,
-//! with their fields mapped by `mappings/scim.yaml`.
+//! `scripts/python-env`), started on a free loopback port and seeded over its own API. Listing
+//! with `limit=100` through unigate must return exactly the 250 users seeded, once each, with
+//! their fields mapped by `mappings/scim.yaml`; with `read_groups`, their groups. Every file that
+//! extends `scim.yaml` walks the same kind of server too: its pages, its filters, its get.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -33,9 +34,14 @@ impl Drop for ScimServer {
 }
 
 fn start_scim_server(python: &std::path::Path) -> ScimServer {
+    start_scim_server_with(python, SCIM_TOKEN)
+}
+
+/// A server that takes `token` as its bearer token; an empty one turns authentication off.
+fn start_scim_server_with(python: &std::path::Path, token: &str) -> ScimServer {
     let mut child = Command::new(python)
         .arg(repo_root().join("tests/python/scim_server.py"))
-        .args(["0", SCIM_TOKEN])
+        .args(["0", token])
         .env("UNIGATE_SCIM_MAX_SECONDS", "300")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -310,5 +316,214 @@ async fn read_groups_gives_the_users_of_a_real_scim_server_their_groups() {
     }
     for user in walk("without").await {
         assert!(user.get("groups").is_none(), "{user}");
+    }
+}
+
+/// The mapping files that extend `scim` (`extends: scim`).
+fn scim_family() -> Vec<String> {
+    let mut family: Vec<String> = std::fs::read_dir(repo_root().join("mappings"))
+        .expect("mappings/")
+        .filter_map(|entry| {
+            let path = entry.expect("a directory entry").path();
+            let text = std::fs::read_to_string(&path).ok()?;
+            text.lines()
+                .any(|line| line == "extends: scim")
+                .then(|| path.file_stem()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    family.sort();
+    family
+}
+
+/// Every file that extends `scim.yaml` against one real SCIM server (authentication off, so any
+/// credential form passes; each account's own `base_url` is the server, and a token held in its
+/// context spares the OAuth files a token endpoint): 120 users, each once, in pages of up to 50;
+/// the names, e-mails and status each file maps from the server's record; the e-mail and status
+/// filters, pushed down where the file says, answered by the server's own filter parser; and a
+/// get giving the list's record. A new SCIM file is in this test without a line added here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scim_family_file_walks_a_real_scim_server() {
+    const USERS: usize = 120;
+    let Some(python) = python_or_skip("the SCIM family's real SCIM server test") else {
+        return;
+    };
+    let server = start_scim_server_with(&python, "");
+    let client = reqwest::Client::new();
+    let mut seeded: BTreeMap<String, usize> = BTreeMap::new();
+    for index in 0..USERS {
+        let response = client
+            .post(format!("{}/scim/v2/Users", server.origin))
+            .header("content-type", "application/scim+json")
+            .body(seeded_user(index).to_string())
+            .send()
+            .await
+            .expect("seed request");
+        assert_eq!(response.status().as_u16(), 201);
+        let body: Value = response.json().await.expect("seed body");
+        seeded.insert(body["id"].as_str().expect("id").to_owned(), index);
+    }
+    let inactive: std::collections::BTreeSet<&str> = seeded
+        .iter()
+        .filter(|(_, index)| index.is_multiple_of(5))
+        .map(|(id, _)| id.as_str())
+        .collect();
+
+    let catalog = repo_catalog();
+    let family = scim_family();
+    assert!(family.len() >= 30, "{family:?}");
+    let accounts = family
+        .iter()
+        .map(|id| {
+            let integration = &catalog.integrations[id.as_str()];
+            let mut context: serde_json::Map<String, Value> = integration
+                .context_keys_for(true)
+                .into_iter()
+                .map(|key| {
+                    // Hosts the files check by their form; the calls go to the account's
+                    // base_url whatever they say.
+                    let value = match key.as_str() {
+                        "workspace_host" => "dbc-1.cloud.databricks.com",
+                        "scim_host" => "scim1.private.zscaler.com",
+                        _ => "placeholder",
+                    };
+                    (key, json!(value))
+                })
+                .collect();
+            context.insert("access_token".into(), json!("held-token"));
+            context.insert("access_token_expires_at".into(), json!(4_102_444_800_i64));
+            IntegratedAccount {
+                id: id.clone(),
+                integration: id.clone(),
+                context: Value::Object(context),
+                base_url: Some(server.origin.clone()),
+                status: Default::default(),
+                last_error: None,
+                mapping: None,
+            }
+        })
+        .collect();
+    let gateway = serve_accounts(catalog, accounts).await;
+    let list = |id: &str, query: &str| {
+        let url = format!(
+            "{}/unified/user-directory/users?integrated_account_id={id}&{query}",
+            gateway.origin
+        );
+        async move {
+            let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+            assert_eq!(status, 200, "{url}: {body}");
+            body
+        }
+    };
+    let remote_ids = |users: &[Value]| -> Vec<String> {
+        users
+            .iter()
+            .map(|user| {
+                user["remote_data"]["id"]
+                    .as_str()
+                    .expect("remote id")
+                    .to_owned()
+            })
+            .collect()
+    };
+
+    for id in &family {
+        let mut users: Vec<Value> = Vec::new();
+        let mut cursor = String::new();
+        for page in 1.. {
+            let body = list(id, &format!("limit=50&next_cursor={cursor}")).await;
+            users.extend(body["result"].as_array().expect("result").iter().cloned());
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = next.to_owned(),
+                None => break,
+            }
+            assert!(page < 15, "{id}: the walk does not end");
+        }
+        let mut listed = remote_ids(&users);
+        listed.sort();
+        assert_eq!(
+            listed,
+            seeded.keys().cloned().collect::<Vec<_>>(),
+            "{id}: each user once"
+        );
+        for user in &users {
+            let index = seeded[user["remote_data"]["id"].as_str().unwrap()];
+            let email = format!("user{index:03}@example.test");
+            for (field, expected) in [
+                ("first_name", json!(format!("Given{index}"))),
+                ("last_name", json!(format!("Family{index}"))),
+                ("username", json!(email)),
+            ] {
+                if let Some(value) = user.get(field) {
+                    assert_eq!(value, &expected, "{id}: {field} of {user}");
+                }
+            }
+            if let Some(emails) = user.get("emails") {
+                assert_eq!(emails[0]["email"], json!(email), "{id}: {user}");
+            }
+        }
+        // The status a deactivated user gets from this file (inactive; BigPanda says deleted),
+        // and the same status as a filter: exactly the deactivated users.
+        let status_of = |wanted_inactive: bool| {
+            let mut found: Vec<&Value> = users
+                .iter()
+                .filter(|user| {
+                    inactive.contains(user["remote_data"]["id"].as_str().unwrap())
+                        == wanted_inactive
+                })
+                .map(|user| &user["status"])
+                .collect();
+            found.dedup();
+            found
+        };
+        let (off, on) = (status_of(true), status_of(false));
+        assert_eq!(on, [&json!("active")], "{id}: active users");
+        assert_eq!(
+            off.len(),
+            1,
+            "{id}: one status for deactivated users: {off:?}"
+        );
+        let off = off[0].as_str().expect("a status");
+        assert!(["inactive", "deleted"].contains(&off), "{id}: {off}");
+        let body = list(id, &format!("status={off}&truto_ignore_limit=true")).await;
+        let mut filtered = remote_ids(body["result"].as_array().unwrap());
+        filtered.sort();
+        assert_eq!(
+            filtered,
+            inactive.iter().map(|id| id.to_string()).collect::<Vec<_>>(),
+            "{id}: status={off}"
+        );
+
+        // One user by e-mail. Notion filters on its own `email` attribute, which an RFC 7643
+        // server does not have: the server refuses it, and the caller gets that refusal.
+        let url = format!(
+            "{}/unified/user-directory/users?integrated_account_id={id}&email=user003@example.test",
+            gateway.origin
+        );
+        let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+        if id == "notion-scim" {
+            assert_eq!(
+                (status, &body["truto_is_remote_error"]),
+                (400, &json!(true)),
+                "{id}: {body}"
+            );
+        } else {
+            assert_eq!(status, 200, "{id}: {body}");
+            let found = body["result"].as_array().unwrap();
+            assert_eq!(found.len(), 1, "{id}: {body}");
+            assert_eq!(
+                found[0]["remote_data"]["userName"],
+                json!("user003@example.test")
+            );
+        }
+
+        // A get gives the list's record.
+        let sample = &users[USERS / 2];
+        let url = format!(
+            "{}/unified/user-directory/users/{}?integrated_account_id={id}",
+            gateway.origin,
+            sample["id"].as_str().expect("id")
+        );
+        let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
+        assert_eq!((status, &body), (200, sample), "{id}: get");
     }
 }
