@@ -270,6 +270,43 @@ async fn rate_limit_with_a_short_retry_after_is_waited_out() {
     still_serves(&world).await;
 }
 
+/// A 429 is a wait whatever the file's `is_limited` names (Salesforce documents its limit as a 403,
+/// Boomi as a 503): a proxy or a gateway in front of the provider answers 429 without asking it.
+#[tokio::test]
+async fn a_bare_429_is_a_wait_where_the_file_names_another_signal() {
+    let mapping = MAPPING.replacen(
+        "rate_limit:\n",
+        "rate_limit:\n  is_limited: \"status = 403 and body.errorCode = 'REQUEST_LIMIT_EXCEEDED'\"\n",
+        1,
+    );
+    let world = world_of(
+        &mapping,
+        vec![
+            Act::Answer {
+                status: 429,
+                headers: vec![("retry-after", "3".into())],
+                body: b"Too Many Requests".to_vec(),
+            },
+            Act::Answer {
+                status: 403,
+                headers: vec![],
+                body: br#"{"errorCode":"REQUEST_LIMIT_EXCEEDED"}"#.to_vec(),
+            },
+            ok(),
+        ],
+    )
+    .await;
+    let (status, body, _) = call(&world).await;
+    assert_eq!(
+        (status, body["result"][0]["id"].clone()),
+        (200, json!("u1")),
+        "{body}"
+    );
+    assert_eq!(world.provider.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(world.clock.slept()[0], Duration::from_secs(3));
+    still_serves(&world).await;
+}
+
 #[tokio::test]
 async fn rate_limit_beyond_the_cap_goes_back_to_the_caller_with_normalized_headers() {
     let world = world(vec![Act::Answer {

@@ -237,8 +237,11 @@ pub struct RateLimitReading {
     pub reset: Option<f64>,
 }
 
-/// Whether the answer is a rate limit by the mapping's `rate_limit.is_limited` (default
-/// `status = 429`), and what it says about waiting. `now` is epoch seconds.
+/// Whether the answer is a rate limit, and what it says about waiting: a 429, or what the
+/// mapping's `rate_limit.is_limited` names besides (Salesforce's 403 `REQUEST_LIMIT_EXCEEDED`).
+/// A 429 is one whatever the file says: a proxy or an API gateway in front of the provider
+/// answers it without asking the provider, whose own docs may name another signal. `now` is
+/// epoch seconds.
 pub fn rate_limited(
     rate_limit: &RateLimit,
     answer: Answer<'_>,
@@ -247,9 +250,10 @@ pub fn rate_limited(
 ) -> Option<RateLimitReading> {
     // Parsing a large page (or gathering every header) for a status check would cost more
     // than the check.
-    let probe = rate_limit_input(answer, rate_limit.is_limited_reads);
-    let limited =
-        rate_limit.is_limited.evaluate(&probe, scope).ok().flatten() == Some(Value::Bool(true));
+    let limited = answer.status == 429 || {
+        let probe = rate_limit_input(answer, rate_limit.is_limited_reads);
+        rate_limit.is_limited.evaluate(&probe, scope).ok().flatten() == Some(Value::Bool(true))
+    };
     if !limited {
         return None;
     }
