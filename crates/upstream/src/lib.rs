@@ -103,6 +103,12 @@ pub enum UpstreamError {
     Body(String),
     #[error("the request could not be built: {0}")]
     Request(String),
+    /// The answer came in a content coding (`gzip`, `br`, …) the gateway did not ask for and
+    /// does not read.
+    #[error(
+        "the provider answered in the `{0}` content coding, which the gateway neither asked for (it sends `Accept-Encoding: identity`) nor reads"
+    )]
+    Encoded(String),
 }
 
 /// Whether two URLs share scheme, host and port.
@@ -157,6 +163,12 @@ impl Upstream {
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
+            // Without an Accept-Encoding "any content coding is considered acceptable" (RFC 9110
+            // §12.5.3), and some servers and CDNs compress then; the client reads none.
+            .default_headers(HeaderMap::from_iter([(
+                reqwest::header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            )]))
             .user_agent(
                 config
                     .user_agent
@@ -278,6 +290,13 @@ impl Upstream {
             .map_err(|error| self.classify(&error))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        if let Some(coding) = headers
+            .get(reqwest::header::CONTENT_ENCODING)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).trim().to_owned())
+            .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+        {
+            return Err(UpstreamError::Encoded(coding));
+        }
         let length = response.content_length();
         if let Some(length) = length
             && length > self.config.max_body_bytes as u64
@@ -439,6 +458,42 @@ mod tests {
             "{head}"
         );
         assert!(!head.contains("acme-sync"), "{head}");
+    }
+
+    /// Every call asks for the body as it is (`Accept-Encoding: identity`); an answer in a
+    /// content coding anyway is an error that names it, not a body read as garbage.
+    #[tokio::test]
+    async fn bodies_are_asked_uncoded_and_a_coded_one_is_refused() {
+        let origin = echoing_provider().await;
+        let upstream = Upstream::new(UpstreamConfig::default()).unwrap();
+        let head = upstream
+            .send(&get(origin.join("/users").unwrap()))
+            .await
+            .unwrap();
+        let head = String::from_utf8(head.body.to_vec()).unwrap();
+        assert!(head.contains("\r\naccept-encoding: identity\r\n"), "{head}");
+
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buffer = [0u8; 1024];
+            let _ = socket.read(&mut buffer).await.unwrap();
+            let gzipped: &[u8] = &[0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00];
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                gzipped.len()
+            );
+            socket.write_all(head.as_bytes()).await.unwrap();
+            socket.write_all(gzipped).await.unwrap();
+        });
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/users")).unwrap();
+        let error = upstream.send(&get(url)).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the provider answered in the `gzip` content coding, which the gateway neither asked for (it sends `Accept-Encoding: identity`) nor reads"
+        );
     }
 
     /// Replay: a call for another host reaches the replay origin, its Host header naming the
