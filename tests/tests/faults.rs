@@ -516,6 +516,40 @@ async fn a_204_no_content_is_an_empty_last_page() {
     assert_eq!(world.provider.calls.load(Ordering::SeqCst), 1);
 }
 
+/// A UTF-8 byte order mark before the JSON (some .NET and Windows servers write one) is not part
+/// of the JSON text: RFC 8259 lets a parser ignore it, and the page, its `remote_data` and an
+/// error body read the same as without it.
+#[tokio::test]
+async fn a_byte_order_mark_before_the_json_is_read_past() {
+    let world = world(vec![
+        status(
+            200,
+            "\u{feff}{\"users\":[{\"id\":\"u1\",\"name\":\"Ada\"}]}",
+        ),
+        status(400, "\u{feff}{\"message\":\"bad filter\"}"),
+    ])
+    .await;
+    let (status, body, _) = call(&world).await;
+    assert_eq!(
+        (status, body["result"][0].clone()),
+        (
+            200,
+            json!({"id": "u1", "remote_data": {"id": "u1", "name": "Ada"}})
+        ),
+        "{body}"
+    );
+    let (status, body, _) = call(&world).await;
+    assert_eq!(
+        (
+            status,
+            body["message"].clone(),
+            body["raw_response"].clone()
+        ),
+        (400, json!("bad filter"), json!({"message": "bad filter"})),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn malformed_truncated_huge_and_deep_bodies_are_502s_that_say_so() {
     let deep = format!("{}1{}", "[".repeat(2_000), "]".repeat(2_000));

@@ -1,6 +1,7 @@
 //! The upstream room: the one HTTP client that talks to providers.
 //!
-//! Owns connection pooling, connect and total timeouts, the response size cap, the origin
+//! Owns connection pooling, connect and total timeouts, the response size cap, the body as the
+//! provider meant it (asked uncoded, read past a byte order mark), the origin
 //! policy (next URLs and redirects never leave the integration's origin) and the rule that
 //! credentials travel only as [`Secret`]s, which log and error paths cannot print. It does not
 //! know about mappings, pagination or the unified model.
@@ -110,6 +111,9 @@ pub enum UpstreamError {
     )]
     Encoded(String),
 }
+
+/// The UTF-8 encoding of U+FEFF, the byte order mark.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Whether two URLs share scheme, host and port.
 pub fn same_origin(a: &Url, b: &Url) -> bool {
@@ -333,10 +337,16 @@ impl Upstream {
                 }
             }
         }
+        let mut body = joined.map_or(first, Bytes::from);
+        // A UTF-8 byte order mark is not part of a JSON text (RFC 8259 §8.1 lets a parser ignore
+        // it; some .NET and Windows servers write one), nor of the XML or text after it.
+        if body.starts_with(UTF8_BOM) {
+            body = body.slice(UTF8_BOM.len()..);
+        }
         Ok(ProviderResponse {
             status,
             headers,
-            body: joined.map_or(first, Bytes::from),
+            body,
         })
     }
 
