@@ -294,13 +294,6 @@ impl Upstream {
             .map_err(|error| self.classify(&error))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        if let Some(coding) = headers
-            .get(reqwest::header::CONTENT_ENCODING)
-            .map(|value| String::from_utf8_lossy(value.as_bytes()).trim().to_owned())
-            .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
-        {
-            return Err(UpstreamError::Encoded(coding));
-        }
         let length = response.content_length();
         if let Some(length) = length
             && length > self.config.max_body_bytes as u64
@@ -338,6 +331,19 @@ impl Upstream {
             }
         }
         let mut body = joined.map_or(first, Bytes::from);
+        if let Some(coding) = headers
+            .get(reqwest::header::CONTENT_ENCODING)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).trim().to_owned())
+            .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+            .filter(|_| !body.is_empty())
+        {
+            // A page must be read, never taken as empty; an error keeps its status (a 401 still
+            // renews a token, a 429 still waits), its unreadable body left out.
+            if (200..300).contains(&status) {
+                return Err(UpstreamError::Encoded(coding));
+            }
+            body = Bytes::new();
+        }
         // A UTF-8 byte order mark is not part of a JSON text (RFC 8259 §8.1 lets a parser ignore
         // it; some .NET and Windows servers write one), nor of the XML or text after it.
         if body.starts_with(UTF8_BOM) {
@@ -483,27 +489,44 @@ mod tests {
         let head = String::from_utf8(head.body.to_vec()).unwrap();
         assert!(head.contains("\r\naccept-encoding: identity\r\n"), "{head}");
 
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut buffer = [0u8; 1024];
-            let _ = socket.read(&mut buffer).await.unwrap();
-            let gzipped: &[u8] = &[0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00];
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                gzipped.len()
-            );
-            socket.write_all(head.as_bytes()).await.unwrap();
-            socket.write_all(gzipped).await.unwrap();
-        });
-        let url = Url::parse(&format!("http://127.0.0.1:{port}/users")).unwrap();
-        let error = upstream.send(&get(url)).await.unwrap_err();
+        /// A provider answering one request with `status` and a gzip-coded body of `body`.
+        async fn gzipping(status: &'static str, body: &'static [u8]) -> Url {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut buffer = [0u8; 1024];
+                let _ = socket.read(&mut buffer).await.unwrap();
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                socket.write_all(head.as_bytes()).await.unwrap();
+                socket.write_all(body).await.unwrap();
+            });
+            Url::parse(&format!("http://127.0.0.1:{port}/users")).unwrap()
+        }
+        let gzipped: &'static [u8] = &[0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00];
+        let error = upstream
+            .send(&get(gzipping("200 OK", gzipped).await))
+            .await
+            .unwrap_err();
         assert_eq!(
             error.to_string(),
             "the provider answered in the `gzip` content coding, which the gateway neither asked for (it sends `Accept-Encoding: identity`) nor reads"
         );
+        // An error keeps its status, without the body it cannot read; nothing to read is fine.
+        let refused = upstream
+            .send(&get(gzipping("401 Unauthorized", gzipped).await))
+            .await
+            .unwrap();
+        assert_eq!((refused.status, refused.body.len()), (401, 0));
+        let empty = upstream
+            .send(&get(gzipping("204 No Content", b"").await))
+            .await
+            .unwrap();
+        assert_eq!(empty.status, 204);
     }
 
     /// Replay: a call for another host reaches the replay origin, its Host header naming the
