@@ -78,6 +78,21 @@ fn seeded_user(index: usize) -> Value {
     user
 }
 
+/// Creates seeded user `index` through the server's own API (with `token` as its bearer token
+/// unless empty) and returns the server's record of it.
+async fn seed(client: &reqwest::Client, server: &ScimServer, token: &str, index: usize) -> Value {
+    let mut request = client
+        .post(format!("{}/scim/v2/Users", server.origin))
+        .header("content-type", "application/scim+json")
+        .body(seeded_user(index).to_string());
+    if !token.is_empty() {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("seed request");
+    assert_eq!(response.status().as_u16(), 201);
+    response.json().await.expect("seed body")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_exactly_the_250_users_of_a_real_scim_server() {
     let Some(python) = python_or_skip("the real SCIM server test") else {
@@ -88,16 +103,7 @@ async fn lists_exactly_the_250_users_of_a_real_scim_server() {
     // Seed through the server's own API.
     let mut created: BTreeMap<String, Value> = BTreeMap::new();
     for index in 0..250 {
-        let response = client
-            .post(format!("{}/scim/v2/Users", server.origin))
-            .bearer_auth(SCIM_TOKEN)
-            .header("content-type", "application/scim+json")
-            .body(seeded_user(index).to_string())
-            .send()
-            .await
-            .expect("seed request");
-        assert_eq!(response.status().as_u16(), 201);
-        let body: Value = response.json().await.expect("seed body");
+        let body = seed(&client, &server, SCIM_TOKEN, index).await;
         created.insert(body["id"].as_str().expect("id").to_owned(), body);
     }
     assert_eq!(created.len(), 250);
@@ -351,15 +357,7 @@ async fn every_scim_family_file_walks_a_real_scim_server() {
     let client = reqwest::Client::new();
     let mut seeded: BTreeMap<String, usize> = BTreeMap::new();
     for index in 0..USERS {
-        let response = client
-            .post(format!("{}/scim/v2/Users", server.origin))
-            .header("content-type", "application/scim+json")
-            .body(seeded_user(index).to_string())
-            .send()
-            .await
-            .expect("seed request");
-        assert_eq!(response.status().as_u16(), 201);
-        let body: Value = response.json().await.expect("seed body");
+        let body = seed(&client, &server, "", index).await;
         seeded.insert(body["id"].as_str().expect("id").to_owned(), index);
     }
     let inactive: std::collections::BTreeSet<&str> = seeded
