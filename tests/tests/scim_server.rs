@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
+use unigate_mapping::{Method, MethodKey};
 use unigate_store::IntegratedAccount;
 use unigate_tests::{
     TEST_TOKEN, get_json, python_or_skip, repo_catalog, repo_root, serve_accounts,
@@ -345,8 +346,10 @@ fn scim_family() -> Vec<String> {
 /// credential form passes; each account's own `base_url` is the server, and a token held in its
 /// context spares the OAuth files a token endpoint): 120 users, each once, in pages of up to 50;
 /// the names, e-mails and status each file maps from the server's record; the e-mail and status
-/// filters, pushed down where the file says, answered by the server's own filter parser; and a
-/// get giving the list's record. A new SCIM file is in this test without a line added here.
+/// filters, pushed down where the file says, answered by the server's own filter parser; a
+/// get giving the list's record; and, with `read_groups`, each user's groups (three Groups on the
+/// server) where the file reads the Groups listing a user, none where it dropped that call. A new
+/// SCIM file is in this test without a line added here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scim_family_file_walks_a_real_scim_server() {
     const USERS: usize = 120;
@@ -360,6 +363,34 @@ async fn every_scim_family_file_walks_a_real_scim_server() {
         let body = seed(&client, &server, "", index).await;
         seeded.insert(body["id"].as_str().expect("id").to_owned(), index);
     }
+    // Three groups: a user's groups are read from the Groups listing it (`read_groups`).
+    let mut member_of: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for (name, holds) in [("Engineering", 0usize), ("Sales", 1), ("Support", 2)] {
+        let members: Vec<Value> = seeded
+            .iter()
+            .filter(|(_, index)| *index % 3 == holds || index.is_multiple_of(10))
+            .map(|(id, _)| json!({"value": id, "type": "User"}))
+            .collect();
+        let response = client
+            .post(format!("{}/scim/v2/Groups", server.origin))
+            .header("content-type", "application/scim+json")
+            .body(
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name, "members": members})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .expect("group seed request");
+        assert_eq!(response.status().as_u16(), 201);
+        let group: Value = response.json().await.expect("group body");
+        let group_id = group["id"].as_str().expect("group id").to_owned();
+        for member in members {
+            member_of
+                .entry(member["value"].as_str().unwrap().to_owned())
+                .or_default()
+                .push((group_id.clone(), name.to_owned()));
+        }
+    }
     let inactive: std::collections::BTreeSet<&str> = seeded
         .iter()
         .filter(|(_, index)| index.is_multiple_of(5))
@@ -369,6 +400,21 @@ async fn every_scim_family_file_walks_a_real_scim_server() {
     let catalog = repo_catalog();
     let family = scim_family();
     assert!(family.len() >= 30, "{family:?}");
+    // Whether the file reads the Groups listing a user (scim.yaml's follow-up, kept), or, having
+    // dropped it for a provider whose /Groups cannot be read so (its header says why), only the
+    // User's own `groups`, which scim2-server leaves empty.
+    let reads_groups: BTreeMap<&str, bool> = family
+        .iter()
+        .map(|id| {
+            let list = &catalog.integrations[id.as_str()].unified
+                [&MethodKey::new("user-directory", "users", Method::List)];
+            (id.as_str(), !list.follow_ups.is_empty())
+        })
+        .collect();
+    assert!(
+        reads_groups.values().filter(|reads| **reads).count() >= 5,
+        "{reads_groups:?}"
+    );
     let accounts = family
         .iter()
         .map(|id| {
@@ -389,16 +435,24 @@ async fn every_scim_family_file_walks_a_real_scim_server() {
                 .collect();
             context.insert("access_token".into(), json!("held-token"));
             context.insert("access_token_expires_at".into(), json!(4_102_444_800_i64));
-            IntegratedAccount {
-                id: id.clone(),
-                integration: id.clone(),
-                context: Value::Object(context),
-                base_url: Some(server.origin.clone()),
-                status: Default::default(),
-                last_error: None,
-                mapping: None,
-            }
+            let account =
+                |account_id: String, context: serde_json::Map<String, Value>| IntegratedAccount {
+                    id: account_id,
+                    integration: id.clone(),
+                    context: Value::Object(context),
+                    base_url: Some(server.origin.clone()),
+                    status: Default::default(),
+                    last_error: None,
+                    mapping: None,
+                };
+            let mut with_groups = context.clone();
+            with_groups.insert("read_groups".into(), json!(true));
+            [
+                account(id.clone(), context),
+                account(format!("{id}-groups"), with_groups),
+            ]
         })
+        .flatten()
         .collect();
     let gateway = serve_accounts(catalog, accounts).await;
     let list = |id: &str, query: &str| {
@@ -523,5 +577,48 @@ async fn every_scim_family_file_walks_a_real_scim_server() {
         );
         let (status, body) = get_json(&url, Some(TEST_TOKEN)).await;
         assert_eq!((status, &body), (200, sample), "{id}: get");
+
+        // With `read_groups`, each user's groups are the Groups listing it, by id and name.
+        let mut cursor = String::new();
+        let mut grouped = 0;
+        for page in 1.. {
+            let body = list(
+                &format!("{id}-groups"),
+                &format!("limit=50&next_cursor={cursor}"),
+            )
+            .await;
+            for user in body["result"].as_array().expect("result") {
+                let remote = user["remote_data"]["id"].as_str().unwrap();
+                let mut got: Vec<(String, String)> = user["groups"]
+                    .as_array()
+                    .map(|groups| {
+                        groups
+                            .iter()
+                            .map(|group| {
+                                (
+                                    group["id"].as_str().unwrap_or_default().to_owned(),
+                                    group["name"].as_str().unwrap_or_default().to_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                got.sort();
+                let mut expected = member_of.get(remote).cloned().unwrap_or_default();
+                expected.sort();
+                let expected = match reads_groups[id.as_str()] {
+                    true => expected,
+                    false => Vec::new(),
+                };
+                assert_eq!(got, expected, "{id}: groups of {remote}");
+                grouped += 1;
+            }
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = next.to_owned(),
+                None => break,
+            }
+            assert!(page < 15, "{id}: the walk with groups does not end");
+        }
+        assert_eq!(grouped, USERS, "{id}: every user with its groups");
     }
 }
