@@ -417,7 +417,7 @@ async fn every_scim_family_file_walks_a_real_scim_server() {
     );
     let accounts = family
         .iter()
-        .map(|id| {
+        .flat_map(|id| {
             let integration = &catalog.integrations[id.as_str()];
             let mut context: serde_json::Map<String, Value> = integration
                 .context_keys_for(true)
@@ -452,7 +452,6 @@ async fn every_scim_family_file_walks_a_real_scim_server() {
                 account(format!("{id}-groups"), with_groups),
             ]
         })
-        .flatten()
         .collect();
     let gateway = serve_accounts(catalog, accounts).await;
     let list = |id: &str, query: &str| {
