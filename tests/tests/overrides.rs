@@ -50,7 +50,7 @@ async fn an_override_changes_its_account_and_no_other() {
         body: br#"{"users":[{"id":"u1","title":"Engineer"}]}"#.to_vec(),
         for_request: None,
     };
-    stub.script(vec![page.clone(), page]);
+    stub.script(vec![page.clone(), page.clone(), page]);
     let gateway = Gateway::assemble_with_store(
         catalog_with("plain", MAPPING),
         Arc::new(MemoryStore::new(Vec::new()).unwrap()),
@@ -80,6 +80,15 @@ async fn an_override_changes_its_account_and_no_other() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["mapping"], overridden);
 
+    // Or only single fields of the file's mapping: one added here.
+    let one_field = "unified:\n  user-directory:\n    users:\n      list:\n        response_fields:\n          title: $uppercase(title)\n";
+    let (status, body) = create(
+        &origin,
+        json!({"id": "one-field", "integration": "plain", "context": context, "mapping": one_field}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
     let list = |account: &str| {
         format!(
             "{origin}/unified/user-directory/users?integrated_account_id={account}&truto_ignore_remote_data=true"
@@ -89,6 +98,11 @@ async fn an_override_changes_its_account_and_no_other() {
     let (_, tuned) = get_json(&list("tuned"), Some(TEST_TOKEN)).await;
     assert_eq!(plain["result"], json!([{"id": "u1"}]));
     assert_eq!(tuned["result"], json!([{"id": "u1", "title": "Engineer"}]));
+    let (_, one_field) = get_json(&list("one-field"), Some(TEST_TOKEN)).await;
+    assert_eq!(
+        one_field["result"],
+        json!([{"id": "u1", "title": "ENGINEER"}])
+    );
     let received = stub.received();
     let tenant = |index: usize| {
         received[index]
@@ -114,6 +128,18 @@ async fn an_override_changes_its_account_and_no_other() {
             "integrated account `broken` mapping:5: unified.user-directory.users.list.response_mapping: JSONata does not compile"
         ),
         "{message}"
+    );
+    // A field the unified model lacks is refused the same way.
+    let unknown = "unified:\n  user-directory:\n    users:\n      list:\n        response_fields:\n          shoe_size: size\n";
+    let (status, body) = create(
+        &origin,
+        json!({"id": "unknown", "integration": "plain", "context": context, "mapping": unknown}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        "integrated account `unknown` mapping:6: unified.user-directory.users.list.response_fields.shoe_size: `shoe_size` is not a field of the unified model"
     );
     // An override may not pick another base.
     let (status, body) = create(

@@ -175,6 +175,68 @@ impl Expression {
         entry_variables(&ast.root, &ast.source, &Default::default())
     }
 
+    /// The source of this expression with entries of the object it builds replaced, added or
+    /// removed: for each `(key, value)`, `Some(source)` puts that JSONata in the key's place (a
+    /// key it lacks goes last) and `None` removes the key. The object is a plain object
+    /// constructor with literal keys, possibly the last expression of blocks, whose bindings the
+    /// new values see. Edited as text, so that the result is an ordinary expression: compiled,
+    /// analysed and put on the fast path as one a file wrote whole.
+    pub fn with_object_entries(&self, entries: &[(&str, Option<&str>)]) -> Result<String, String> {
+        let source = self.inner.source();
+        let mut node = &self.inner.ast().root;
+        while let jlens_core::NodeKind::Block { exprs, .. } = &node.kind {
+            node = exprs.last().ok_or("it ends in an empty block `()`")?;
+        }
+        let jlens_core::NodeKind::Object { pairs } = &node.kind else {
+            return Err("it does not end in an object constructor `{…}`".to_owned());
+        };
+        if !plain(node) {
+            return Err(
+                "its object constructor has a filter, index or other step after it".to_owned(),
+            );
+        }
+        let mut keys = Vec::with_capacity(pairs.len());
+        for (key, _) in pairs {
+            match &key.kind {
+                jlens_core::NodeKind::String { value } if plain(key) => keys.push(value.as_str()),
+                _ => return Err("its object constructor has a computed key".to_owned()),
+            }
+        }
+        let open = node.span.start;
+        let close = source[..node.span.end].trim_end().len().checked_sub(1);
+        let (Some(close), Some(b'{')) = (
+            close.filter(|&at| source.as_bytes()[at] == b'}'),
+            source.as_bytes().get(open),
+        ) else {
+            return Err("its object constructor's braces were not found".to_owned());
+        };
+        let value_of = |name: &str| {
+            entries
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, v)| *v)
+        };
+        let mut built: Vec<String> = Vec::with_capacity(pairs.len() + entries.len());
+        for (key, (_, value)) in keys.iter().zip(pairs) {
+            let value = match value_of(key) {
+                None => source[value.span.start..value.span.end].to_owned(),
+                Some(Some(replaced)) => format!("({replaced})"),
+                Some(None) => continue,
+            };
+            built.push(format!("{}: {value}", serde_json::Value::from(*key)));
+        }
+        for (name, value) in entries {
+            if let (Some(value), false) = (value, keys.contains(name)) {
+                built.push(format!("{}: ({value})", serde_json::Value::from(*name)));
+            }
+        }
+        // The object is rebuilt entry by entry, each value's own text kept, so no comma or
+        // comment between entries is left behind by one removed.
+        let mut edited = source.to_owned();
+        edited.replace_range(open..=close, &format!("{{\n{}\n}}", built.join(",\n")));
+        Ok(edited)
+    }
+
     /// The variables the expression reads that it does not bind itself (`$groups`, `$context`),
     /// by the JSONata engine's own reads analysis.
     pub fn variables_read(&self) -> std::collections::BTreeSet<String> {

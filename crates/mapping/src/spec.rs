@@ -745,6 +745,13 @@ pub struct UnifiedMethodSpec {
     pub query_mapping: Option<Text>,
     #[serde(default)]
     pub response_mapping: Option<Text>,
+    /// Entries of the response mapping's object put in place of its own, for a file that
+    /// extends another and changes a few fields of the mapping it inherits: a unified field and
+    /// its JSONata (over the same record, seeing the same bindings), or `null` for a field this
+    /// provider never fills. Merged key by key over the base's own `response_fields`; a file
+    /// that writes its own `response_mapping` inherits none.
+    #[serde(default)]
+    pub response_fields: Option<BTreeMap<String, Spanned<Option<String>>>>,
     /// Requests made for each record (or page) whose answers the response mapping reads as
     /// `$<name>`.
     #[serde(default)]
@@ -870,6 +877,15 @@ impl UnifiedMethodSpec {
             native_filters: self.native_filters.or(base.native_filters),
             native_sorts: self.native_sorts.or(base.native_sorts),
             query_mapping: self.query_mapping.or(base.query_mapping),
+            response_fields: match (&self.response_mapping, self.response_fields) {
+                (Some(_), own) => own,
+                (None, Some(own)) => {
+                    let mut fields = base.response_fields.unwrap_or_default();
+                    fields.extend(own);
+                    Some(fields)
+                }
+                (None, None) => base.response_fields,
+            },
             response_mapping: self.response_mapping.or(base.response_mapping),
         }
     }

@@ -162,6 +162,205 @@ unified:
     assert!(child.resources.contains_key("users.list"));
 }
 
+/// A file that extends another changes single entries of the response mapping it inherits:
+/// a field replaced keeps its place and sees the base's bindings, `null` removes one, a new one
+/// goes last; a further file merges its own over them, and a file with its own
+/// `response_mapping` inherits none. The result is an ordinary expression, fast path included.
+#[test]
+fn a_file_extending_another_may_change_single_fields_of_its_mapping() {
+    let base = GOOD.replace(
+        r#"{ "id": id }"#,
+        r#"( $given := name.given; { "id": id, "username": login, "first_name": $given, "title": title } )"#,
+    );
+    let child = r#"extends: example
+name: Example Enterprise
+unified:
+  user-directory:
+    users:
+      list:
+        response_fields:
+          title: "$uppercase(title)"
+          username: null
+          name: "$given & ' ' & name.family"
+"#;
+    let grandchild = r#"extends: example-enterprise
+name: Example Enterprise EU
+unified:
+  user-directory:
+    users:
+      list:
+        response_fields:
+          username: login
+          title: null
+"#;
+    let own = r#"extends: example-enterprise
+name: Example Own
+unified:
+  user-directory:
+    users:
+      list:
+        response_mapping: '{ "id": id }'
+"#;
+    let catalog = Catalog::from_sources(
+        &[model()],
+        &[
+            integration("example", &base),
+            integration("example-enterprise", child),
+            integration("example-eu", grandchild),
+            integration("example-own", own),
+        ],
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let record = serde_json::json!({
+        "id": "u1", "login": "ada", "title": "engineer",
+        "name": { "given": "Ada", "family": "Lovelace" }
+    });
+    let mapped = |id: &str| {
+        let method = catalog.integrations[id]
+            .unified_method("user-directory", "users", unigate_mapping::Method::List)
+            .unwrap();
+        let scope = unigate_mapping::Scope::new([]);
+        let fast = method.response_mapping.evaluate_fast(&record, &scope);
+        let answer = method
+            .response_mapping
+            .evaluate(&record, &scope)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            fast,
+            unigate_mapping::FastOutcome::Done(Some(answer.clone())),
+            "{id} on the fast path"
+        );
+        let fields = method
+            .mapped_fields
+            .clone()
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>();
+        (serde_json::to_string(&answer).unwrap(), fields)
+    };
+    assert_eq!(
+        mapped("example"),
+        (
+            r#"{"id":"u1","username":"ada","first_name":"Ada","title":"engineer"}"#.to_owned(),
+            vec![
+                "first_name".to_owned(),
+                "id".into(),
+                "title".into(),
+                "username".into()
+            ]
+        )
+    );
+    assert_eq!(
+        mapped("example-enterprise"),
+        (
+            r#"{"id":"u1","first_name":"Ada","title":"ENGINEER","name":"Ada Lovelace"}"#.to_owned(),
+            vec![
+                "first_name".to_owned(),
+                "id".into(),
+                "name".into(),
+                "title".into()
+            ]
+        )
+    );
+    assert_eq!(
+        mapped("example-eu"),
+        (
+            r#"{"id":"u1","username":"ada","first_name":"Ada","name":"Ada Lovelace"}"#.to_owned(),
+            vec![
+                "first_name".to_owned(),
+                "id".into(),
+                "name".into(),
+                "username".into()
+            ]
+        )
+    );
+    assert_eq!(mapped("example-own").0, r#"{"id":"u1"}"#);
+}
+
+/// Every response mapping of the repository that builds one object with literal keys can have
+/// its entries rebuilt: unchanged, each key removed in turn, or each value replaced, the result
+/// compiles and builds the keys expected (the values' source ranges are read right).
+#[test]
+fn every_repository_mapping_object_can_have_its_entries_changed() {
+    let catalog = Catalog::load_dir(&repo_mappings()).unwrap_or_else(|errors| panic!("{errors}"));
+    let mut objects = 0;
+    for (id, integration) in &catalog.integrations {
+        for method in integration.unified.values() {
+            let mapping = &method.response_mapping;
+            let Some(keys) = mapping.object_keys() else {
+                continue;
+            };
+            let Ok(unchanged) = mapping.with_object_entries(&[]) else {
+                continue;
+            };
+            objects += 1;
+            let keys_of = |source: &str| {
+                unigate_mapping::Expression::compile(source)
+                    .unwrap_or_else(|error| panic!("{id}: {error:?}\n{source}"))
+                    .object_keys()
+            };
+            assert_eq!(keys_of(&unchanged).as_ref(), Some(&keys), "{id}");
+            for key in &keys {
+                let removed = mapping.with_object_entries(&[(key, None)]).unwrap();
+                let expected: Vec<String> = keys.iter().filter(|k| *k != key).cloned().collect();
+                assert_eq!(keys_of(&removed), Some(expected), "{id} without {key}");
+                let replaced = mapping.with_object_entries(&[(key, Some("1"))]).unwrap();
+                assert_eq!(
+                    keys_of(&replaced).as_ref(),
+                    Some(&keys),
+                    "{id} with {key} replaced"
+                );
+            }
+        }
+    }
+    assert!(objects > 300, "{objects} objects");
+}
+
+/// `response_fields` mistakes name the file, the line and the field.
+#[test]
+fn response_fields_mistakes_name_their_line() {
+    let child = |fields: &str| {
+        format!(
+            "extends: example\nname: Child\nunified:\n  user-directory:\n    users:\n      list:\n        response_fields:\n{fields}"
+        )
+    };
+    let not_an_object = GOOD.replace(r#"{ "id": id }"#, r#"$merge([{ "id": id }, {}])"#);
+    let with_get = GOOD.replace(
+        "    list: { path: /users, records: data }",
+        "    list: { path: /users, records: data }\n    get: { path: \"/users/{{id}}\", records: data }",
+    ) + "      get:\n        resource: users.get\n        response_fields:\n          title: title\n";
+    assert_eq!(
+        load_errors(&[
+            integration("example", GOOD),
+            integration(
+                "a",
+                &child("          shoe_size: size\n          title: title\n")
+            ),
+            integration("b", &child("          title: \"title &\"\n")),
+        ]),
+        [
+            "mappings/a.yaml:8: unified.user-directory.users.list.response_fields.shoe_size: `shoe_size` is not a field of the unified model",
+            "mappings/b.yaml:8: unified.user-directory.users.list.response_fields.title: JSONata does not compile: Unexpected end of expression (S0207)",
+        ]
+    );
+    assert_eq!(
+        load_errors(&[
+            integration("example", &not_an_object),
+            integration("c", &child("          title: title\n")),
+        ]),
+        [
+            "mappings/c.yaml:8: unified.user-directory.users.list.response_fields: cannot change the entries of the response mapping (line 15): it does not end in an object constructor `{…}`",
+        ]
+    );
+    assert_eq!(
+        load_errors(&[integration("d", &with_get)]),
+        [
+            "mappings/d.yaml:20: unified.user-directory.users.get.response_fields.title: a get without a `response_mapping` of its own maps as its list does: put `response_fields` on the list",
+        ]
+    );
+}
+
 #[test]
 fn extends_errors_name_the_line() {
     let errors = Catalog::from_sources(

@@ -7,6 +7,8 @@ use unigate_unified::UnifiedModel;
 
 use crate::diagnostics::FileCompiler;
 use crate::expression::{Expression, Memoized};
+use serde_saphyr::Spanned;
+
 use crate::spec::{ChainedGives, FollowUpPer, IntegrationSpec, NotFound, Text, UnifiedMethodSpec};
 
 use super::{FollowUp, FollowUpBatch, Method, MethodKey, PassIds, Resource, UnifiedMethod};
@@ -86,6 +88,59 @@ pub(super) fn compile_unified_methods(
         }
     }
     unified
+}
+
+/// The response mapping `base` with `fields` (`response_fields`) put in place of its own
+/// entries; each field's JSONata is compiled alone first, so that an error names its line.
+fn with_response_fields(
+    base: &Expression,
+    fields: &BTreeMap<String, Spanned<Option<String>>>,
+    unified_resource: Option<&unigate_unified::UnifiedResource>,
+    text: &Text,
+    path: &str,
+    c: &mut FileCompiler<'_>,
+) -> Option<Expression> {
+    let mut entries = Vec::with_capacity(fields.len());
+    let mut broken = false;
+    for (field, value) in fields {
+        let at = format!("{path}.response_fields.{field}");
+        if unified_resource.is_some_and(|resource| !resource.fields.contains_key(field)) {
+            c.error_line(
+                value.referenced.line(),
+                &at,
+                &format!("`{field}` is not a field of the unified model"),
+            );
+            broken = true;
+        }
+        if let Some(source) = &value.value {
+            let spanned = Spanned::new(source.clone(), value.referenced, value.defined);
+            broken |= c.expression(&spanned, &at).is_none();
+        }
+        entries.push((field.as_str(), value.value.as_deref()));
+    }
+    if broken {
+        return None;
+    }
+    let Some((_, first)) = fields.iter().next() else {
+        return Some(base.clone());
+    };
+    let edited = base.with_object_entries(&entries).and_then(|source| {
+        Expression::compile(&source).map_err(|error| format!("{} ({})", error.message, error.code))
+    });
+    match edited {
+        Ok(edited) => Some(edited),
+        Err(why) => {
+            c.error_line(
+                first.referenced.line(),
+                &format!("{path}.response_fields"),
+                &format!(
+                    "cannot change the entries of the response mapping (line {}): {why}",
+                    text.referenced.line()
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn first_line(spec: &UnifiedMethodSpec) -> u64 {
@@ -220,10 +275,34 @@ fn compile_method(
         spec.query_mapping.as_ref(),
         &format!("{path}.query_mapping"),
     );
+    let fields = spec
+        .response_fields
+        .as_ref()
+        .filter(|fields| !fields.is_empty());
     let response_mapping = match (inherited_mapping, response_mapping_text) {
-        (Some(inherited), _) => Some(inherited),
+        (Some(inherited), _) => {
+            if let Some((field, value)) = fields.and_then(|fields| fields.iter().next()) {
+                c.error_line(
+                    value.referenced.line(),
+                    &format!("{path}.response_fields.{field}"),
+                    "a get without a `response_mapping` of its own maps as its list does: put `response_fields` on the list",
+                );
+            }
+            Some(inherited)
+        }
         (None, Some(text)) => {
             let compiled = c.expression(text, &format!("{path}.response_mapping"));
+            let compiled = match (compiled, fields) {
+                (Some(base), Some(fields)) => with_response_fields(
+                    &base,
+                    fields,
+                    unified_resource.map(AsRef::as_ref),
+                    text,
+                    path,
+                    c,
+                ),
+                (compiled, _) => compiled,
+            };
             if let (Some(resource), Some(keys)) = (
                 unified_resource,
                 compiled.as_ref().and_then(Expression::object_keys),
