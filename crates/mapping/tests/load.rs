@@ -279,7 +279,7 @@ unified:
 }
 
 /// Every response mapping of the repository that builds one object with literal keys can have
-/// its entries rebuilt: unchanged, each key removed in turn, or each value replaced, the result
+/// its entries rebuilt: unchanged, every value replaced, or every other key removed, the result
 /// compiles and builds the keys expected (the values' source ranges are read right).
 #[test]
 fn every_repository_mapping_object_can_have_its_entries_changed() {
@@ -301,17 +301,32 @@ fn every_repository_mapping_object_can_have_its_entries_changed() {
                     .object_keys()
             };
             assert_eq!(keys_of(&unchanged).as_ref(), Some(&keys), "{id}");
-            for key in &keys {
-                let removed = mapping.with_object_entries(&[(key, None)]).unwrap();
-                let expected: Vec<String> = keys.iter().filter(|k| *k != key).cloned().collect();
-                assert_eq!(keys_of(&removed), Some(expected), "{id} without {key}");
-                let replaced = mapping.with_object_entries(&[(key, Some("1"))]).unwrap();
-                assert_eq!(
-                    keys_of(&replaced).as_ref(),
-                    Some(&keys),
-                    "{id} with {key} replaced"
-                );
+            // Rebuilt unchanged, it is the same text but for spacing (and comments, dropped).
+            let bare = |text: &str| text.split_whitespace().collect::<String>();
+            if !mapping.source().contains("/*") {
+                assert_eq!(bare(&unchanged), bare(mapping.source()), "{id}");
             }
+            let replaced: Vec<(&str, Option<&str>)> =
+                keys.iter().map(|key| (key.as_str(), Some("1"))).collect();
+            let replaced = mapping.with_object_entries(&replaced).unwrap();
+            assert_eq!(
+                keys_of(&replaced).as_ref(),
+                Some(&keys),
+                "{id} with every value replaced"
+            );
+            // Every other key removed: a removed entry between kept ones, and at either end.
+            let removed: Vec<(&str, Option<&str>)> = keys
+                .iter()
+                .step_by(2)
+                .map(|key| (key.as_str(), None))
+                .collect();
+            let kept: Vec<String> = keys.iter().skip(1).step_by(2).cloned().collect();
+            let removed = mapping.with_object_entries(&removed).unwrap();
+            assert_eq!(
+                keys_of(&removed),
+                Some(kept),
+                "{id} without every other key"
+            );
         }
     }
     assert!(objects > 300, "{objects} objects");
@@ -350,7 +365,7 @@ fn response_fields_mistakes_name_their_line() {
             integration("c", &child("          title: title\n")),
         ]),
         [
-            "mappings/c.yaml:8: unified.user-directory.users.list.response_fields: cannot change the entries of the response mapping (line 15): it does not end in an object constructor `{…}`",
+            "mappings/c.yaml:8: unified.user-directory.users.list.response_fields: cannot change the entries of the response mapping: it does not end in an object constructor `{…}`",
         ]
     );
     assert_eq!(

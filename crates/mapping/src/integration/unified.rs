@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use serde_saphyr::Spanned;
 use unigate_unified::UnifiedModel;
 
 use crate::diagnostics::FileCompiler;
 use crate::expression::{Expression, Memoized};
-use serde_saphyr::Spanned;
-
 use crate::spec::{ChainedGives, FollowUpPer, IntegrationSpec, NotFound, Text, UnifiedMethodSpec};
 
 use super::{FollowUp, FollowUpBatch, Method, MethodKey, PassIds, Resource, UnifiedMethod};
@@ -90,13 +89,13 @@ pub(super) fn compile_unified_methods(
     unified
 }
 
-/// The response mapping `base` with `fields` (`response_fields`) put in place of its own
-/// entries; each field's JSONata is compiled alone first, so that an error names its line.
+/// The response mapping `base` with `fields` (`response_fields`, not empty) put in place of
+/// its own entries; each field's JSONata is compiled alone first, so that an error names its
+/// line.
 fn with_response_fields(
     base: &Expression,
     fields: &BTreeMap<String, Spanned<Option<String>>>,
     unified_resource: Option<&unigate_unified::UnifiedResource>,
-    text: &Text,
     path: &str,
     c: &mut FileCompiler<'_>,
 ) -> Option<Expression> {
@@ -121,26 +120,19 @@ fn with_response_fields(
     if broken {
         return None;
     }
-    let Some((_, first)) = fields.iter().next() else {
-        return Some(base.clone());
-    };
     let edited = base.with_object_entries(&entries).and_then(|source| {
         Expression::compile(&source).map_err(|error| format!("{} ({})", error.message, error.code))
     });
-    match edited {
-        Ok(edited) => Some(edited),
-        Err(why) => {
-            c.error_line(
-                first.referenced.line(),
-                &format!("{path}.response_fields"),
-                &format!(
-                    "cannot change the entries of the response mapping (line {}): {why}",
-                    text.referenced.line()
-                ),
-            );
-            None
-        }
-    }
+    edited
+        .map_err(|why| {
+            let line = fields
+                .values()
+                .next()
+                .map_or(1, |value| value.referenced.line());
+            let message = format!("cannot change the entries of the response mapping: {why}");
+            c.error_line(line, &format!("{path}.response_fields"), &message);
+        })
+        .ok()
 }
 
 fn first_line(spec: &UnifiedMethodSpec) -> u64 {
@@ -297,7 +289,6 @@ fn compile_method(
                     &base,
                     fields,
                     unified_resource.map(AsRef::as_ref),
-                    text,
                     path,
                     c,
                 ),
