@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use unigate_mapping::reads::PageReads;
 use unigate_mapping::{
-    Credential, Integration, MethodKey, Resource, Scope, UnifiedMethod, flatten_query, map_query,
-    render_credential,
+    Credential, FollowUp, Integration, MethodKey, Resource, Scope, UnifiedMethod, flatten_query,
+    map_query, render_credential,
 };
 use unigate_pagination::Style;
 use unigate_store::{AccountStatus, IntegratedAccount};
@@ -100,6 +101,23 @@ impl ListCall {
 
     pub(crate) fn resource(&self) -> &Resource {
         self.endpoint.resource()
+    }
+
+    /// Whether this account makes `follow_up` (its `only_with` flag set, or none).
+    pub(crate) fn makes(&self, follow_up: &FollowUp) -> bool {
+        follow_up.made_for(&self.target.account.context)
+    }
+
+    /// What the method's pages can be read for ([`UnifiedMethod::page_reads`]), leaving out
+    /// what only the follow-ups this account does not make read.
+    pub(crate) fn page_reads(&self) -> Option<&PageReads> {
+        let method = self.method();
+        let opted_in = (method.follow_ups.iter())
+            .any(|follow_up| follow_up.only_with.is_some() && self.makes(follow_up));
+        match &method.page_reads_without_opt_ins {
+            Some(reads) if !opted_in => reads.as_ref().ok(),
+            _ => method.page_reads.as_ref().ok(),
+        }
     }
 
     /// Whether a walk of this call has answers to keep for its next call by cursor: follow-ups'
@@ -568,12 +586,4 @@ fn fingerprint(key: &MethodKey, integration: &str, query: &ListQuery) -> String 
     )
 }
 
-/// Whether the account's context sets `flag`, as the mappings read their flags: `true` or
-/// "true".
-pub(crate) fn flag_set(context: &Value, flag: &str) -> bool {
-    match context.get(flag) {
-        Some(Value::Bool(set)) => *set,
-        Some(Value::String(text)) => text == "true",
-        _ => false,
-    }
-}
+pub(crate) use unigate_mapping::flag_set;

@@ -469,6 +469,9 @@ impl Engine {
         // The per-page answers of this page, for the follow-ups chained over them.
         let mut catalogs: Vec<(&str, Arc<Vec<Value>>)> = Vec::new();
         for follow_up in &call.method().follow_ups {
+            if !call.makes(follow_up) {
+                continue;
+            }
             if let Some(over) = &follow_up.over {
                 let catalog = catalogs
                     .iter()
@@ -746,7 +749,8 @@ impl Engine {
         };
         let records = std::slice::from_ref(record);
         for follow_up in &call.method().follow_ups {
-            if follow_up.over.is_some() || !read.contains(&follow_up.name) {
+            if follow_up.over.is_some() || !read.contains(&follow_up.name) || !call.makes(follow_up)
+            {
                 continue;
             }
             if !follow_up.per_page {

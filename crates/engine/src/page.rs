@@ -195,7 +195,7 @@ impl Engine {
         // Records written as text from the fast path need only what the page's expressions
         // read; each record is parsed from its own bytes with what its mapping reads, and the
         // JSONata engine gets a record re-read whole from them.
-        let reads = call.method().page_reads.as_ref().ok().filter(|_| {
+        let reads = call.page_reads().filter(|_| {
             call.text_records
                 && integration.body_format == BodyFormat::Json
                 && !resource.pass_reads_whole(pass)

@@ -33,7 +33,7 @@ pub use expression::{EvalError, Expression, FastOutcome, Scope};
 pub use integration::{
     Auth, CompiledPagination, CredentialRefusal, Exchange, FollowUp, FollowUpBatch, Grant,
     Integration, Method, MethodKey, OAuth2, Pace, PaceScope, PassIds, PassOver, ProviderErrors,
-    RateLimit, Resource, Retired, TokenAuth, TokenSource, UnifiedMethod, Variant,
+    RateLimit, Resource, Retired, TokenAuth, TokenSource, UnifiedMethod, Variant, flag_set,
 };
 pub use render::{
     Credential, MapError, RenderedAssertion, RenderedClientKey, RenderedExchange,

@@ -825,6 +825,12 @@ pub struct FollowUpSpec {
     /// makes only the per-record follow-ups.
     #[serde(default)]
     pub on_get: Option<Spanned<bool>>,
+    /// An account-context flag (true or "true") without which the follow-up is not made (an
+    /// opt-in such as `read_groups`): for an account without it, the list's pages are parsed
+    /// with only what the mapping reads, as if the follow-up were not there. A follow-up
+    /// chained `over` one made only with a flag is made only with that flag too.
+    #[serde(default)]
+    pub only_with: Option<Text>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -332,6 +332,75 @@ fn every_repository_mapping_object_can_have_its_entries_changed() {
     assert!(objects > 300, "{objects} objects");
 }
 
+/// A follow-up made only with an account-context flag (`only_with`), and one chained over it
+/// (which takes the flag), leave the pages' reads to an account without the flag: its pages
+/// hold each record as the mapping reads it, not what the follow-ups read of them.
+#[test]
+fn an_opt_in_follow_up_costs_an_account_without_its_flag_nothing() {
+    let file = GOOD.replace(
+        "    list: { path: /users, records: data }",
+        "    list: { path: /users, records: data }\n  groups:\n    list: { path: /groups, records: data }\n  members:\n    list: { path: \"/groups/{{id}}/members\", records: data }",
+    ).replace(
+        r#"        response_mapping: |
+          { "id": id }"#,
+        r#"        follow_up:
+          catalog:
+            resource: groups.list
+            per: page
+            only_with: read_groups
+            id: "$count(id) > 0 ? 'all'"
+          members:
+            resource: members.list
+            over: catalog
+            id: id
+            key: id
+            matches: id
+        response_mapping: |
+          { "id": id, "groups": $members.{ "id": id } }"#,
+    );
+    let catalog = Catalog::from_sources(&[model()], &[integration("example", &file)])
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let method = catalog.integrations["example"]
+        .unified_method("user-directory", "users", unigate_mapping::Method::List)
+        .unwrap();
+    let flags: Vec<_> = (method.follow_ups.iter())
+        .map(|follow_up| (follow_up.name.as_str(), follow_up.only_with.as_deref()))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            ("catalog", Some("read_groups")),
+            ("members", Some("read_groups"))
+        ]
+    );
+    let path = ["data".to_owned()];
+    let with = method.page_reads.as_ref().unwrap();
+    assert!(unigate_mapping::reads::reads_each_record(&with.page, &path));
+    let without = method
+        .page_reads_without_opt_ins
+        .as_ref()
+        .unwrap()
+        .as_ref()
+        .unwrap();
+    assert!(!unigate_mapping::reads::reads_each_record(
+        &without.page,
+        &path
+    ));
+    let made = |context: serde_json::Value| method.follow_ups[0].made_for(&context);
+    assert!(made(serde_json::json!({"read_groups": true})));
+    assert!(made(serde_json::json!({"read_groups": "true"})));
+    assert!(!made(serde_json::json!({"read_groups": "yes"})));
+    assert!(!made(serde_json::json!({})));
+
+    let bad = file.replace("only_with: read_groups", "only_with: \"read groups\"");
+    assert_eq!(
+        load_errors(&[integration("bad", &bad)]),
+        [
+            "mappings/bad.yaml:22: unified.user-directory.users.list.follow_up.catalog.only_with: must name an account-context key, such as `read_groups`"
+        ]
+    );
+}
+
 /// `response_fields` mistakes name the file, the line and the field.
 #[test]
 fn response_fields_mistakes_name_their_line() {

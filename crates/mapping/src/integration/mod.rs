@@ -251,6 +251,10 @@ pub struct UnifiedMethod {
     /// resource's `records` and `pagination`; a pass with its own is parsed whole
     /// ([`Resource::pass_reads_whole`]).
     pub page_reads: Result<PageReads, String>,
+    /// [`UnifiedMethod::page_reads`] for an account that makes none of the follow-ups with an
+    /// `only_with` flag (`None` when the method has no such follow-up): what the others and
+    /// the mapping read, so that an opt-in left off costs nothing.
+    pub page_reads_without_opt_ins: Option<Result<PageReads, String>>,
     /// A get's: ids the list's named passes give that the get's resource cannot read
     /// (`pass_ids`), found in that pass of the list instead.
     pub pass_ids: Vec<PassIds>,
@@ -319,6 +323,26 @@ pub struct FollowUp {
     pub id_parts: bool,
     /// Per page: a get makes it too, with its record as the page (`on_get: true`).
     pub on_get: bool,
+    /// The account-context flag without which it is not made (`only_with`; a chained one's is
+    /// its catalog's when it names none).
+    pub only_with: Option<String>,
+}
+
+impl FollowUp {
+    /// Whether an account with `context` makes it (its `only_with` flag set, or none).
+    pub fn made_for(&self, context: &serde_json::Value) -> bool {
+        (self.only_with.as_deref()).is_none_or(|flag| flag_set(context, flag))
+    }
+}
+
+/// Whether an account-context flag is set: `true` or `"true"` (a flag a pass, a follow-up or an
+/// opt-in field is made with).
+pub fn flag_set(context: &serde_json::Value, flag: &str) -> bool {
+    match context.get(flag) {
+        Some(serde_json::Value::Bool(set)) => *set,
+        Some(serde_json::Value::String(text)) => text == "true",
+        _ => false,
+    }
 }
 
 /// How a per-page follow-up sends a page's ids (`batch:`).
@@ -624,12 +648,24 @@ pub(crate) fn compile_integration(
     let mut unified = compile_unified_methods(&spec, &resources, models, c);
     if let Ok(errors) = &errors {
         for (key, method) in unified.iter_mut() {
-            method.page_reads = match (key.method, resources.get(&method.resource)) {
-                (Method::List, Some(resource)) => {
-                    page_reads(resource, method, errors.as_ref(), body_format)
-                }
-                _ => Err("not a list".to_owned()),
-            };
+            let all: Vec<&FollowUp> = method.follow_ups.iter().collect();
+            let made_always: Vec<&FollowUp> = (method.follow_ups.iter())
+                .filter(|follow_up| follow_up.only_with.is_none())
+                .collect();
+            let reads =
+                |follow_ups: &[&FollowUp]| match (key.method, resources.get(&method.resource)) {
+                    (Method::List, Some(resource)) => page_reads(
+                        resource,
+                        &method.response_mapping,
+                        follow_ups,
+                        errors.as_ref(),
+                        body_format,
+                    ),
+                    _ => Err("not a list".to_owned()),
+                };
+            let without_opt_ins = (made_always.len() < all.len()).then(|| reads(&made_always));
+            method.page_reads = reads(&all);
+            method.page_reads_without_opt_ins = without_opt_ins;
         }
     }
     let retired = spec.retired.as_ref().map(|retired| {
@@ -914,7 +950,8 @@ pub(super) fn is_token(name: &str) -> bool {
 /// not a plain path, XML, or an expression that reads everything anyway.
 fn page_reads(
     resource: &Resource,
-    method: &UnifiedMethod,
+    response_mapping: &Expression,
+    follow_ups: &[&FollowUp],
     errors: Option<&ProviderErrors>,
     body_format: BodyFormat,
 ) -> Result<PageReads, String> {
@@ -935,11 +972,11 @@ fn page_reads(
             .reads()
             .ok_or_else(|| format!("`{what}` runs on the JSONata engine"))
     };
-    let mut record = reads_of(&method.response_mapping, "response_mapping")?;
+    let mut record = reads_of(response_mapping, "response_mapping")?;
     // A follow-up reads the page's records too, before they are mapped: its `id` (over a record,
     // or over the page's records, where a path reads each record alike) and its `key`.
     let mut followed = ReadSet::default();
-    for follow_up in &method.follow_ups {
+    for follow_up in follow_ups {
         // A chained follow-up's `id` reads a record of another follow-up's answer.
         if follow_up.over.is_none() {
             followed.merge(&reads_of(&follow_up.id, "follow_up.id")?);

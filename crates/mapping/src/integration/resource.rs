@@ -725,6 +725,7 @@ fn compile_pass_over(
             gives_answers: false,
             id_parts: false,
             on_get: false,
+            only_with: None,
         },
         skip_not_found: over
             .not_found

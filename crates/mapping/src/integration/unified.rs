@@ -457,6 +457,7 @@ fn compile_method(
         native_filters_by_pass,
         response_mapping,
         page_reads: Err("not compiled yet".to_owned()),
+        page_reads_without_opt_ins: None,
         pass_ids: Vec::new(),
         not_found_passes: Vec::new(),
     })
@@ -945,7 +946,40 @@ fn compile_follow_ups(
                 .is_some_and(|gives| gives.value == ChainedGives::Answers),
             id_parts,
             on_get: on_get.is_some(),
+            only_with: follow_up.only_with.as_ref().map(|flag| flag.value.clone()),
         });
+        if let Some(flag) = &follow_up.only_with
+            && (flag.value.is_empty()
+                || !flag
+                    .value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            c.error_at(
+                flag,
+                &format!("{at}.only_with"),
+                "must name an account-context key, such as `read_groups`",
+            );
+            ok = false;
+        }
+    }
+    // A follow-up chained over one made only with a flag has nothing to go over without it.
+    // At most as many steps as follow-ups: a chain that loops is an error reported elsewhere.
+    for index in 0..compiled.len() {
+        let mut catalog = compiled[index].over.clone();
+        let mut steps = compiled.len();
+        while compiled[index].only_with.is_none()
+            && steps > 0
+            && let Some(over) = catalog
+        {
+            steps -= 1;
+            let found = compiled.iter().find(|other| other.name == over);
+            let (flag, next) = found.map_or((None, None), |other| {
+                (other.only_with.clone(), other.over.clone())
+            });
+            compiled[index].only_with = flag;
+            catalog = next;
+        }
     }
     // A chained follow-up runs after what it is chained over (two levels at most).
     let depth = |follow_up: &FollowUp| match &follow_up.over {
