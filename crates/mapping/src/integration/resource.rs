@@ -623,13 +623,7 @@ fn compile_passes(
                 valid = false;
                 None
             }
-            Some(flag)
-                if flag.value.is_empty()
-                    || !flag
-                        .value
-                        .chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_') =>
-            {
+            Some(flag) if !super::unified::is_context_key(&flag.value) => {
                 c.error_at(
                     flag,
                     &format!("{at}.only_with"),

@@ -135,6 +135,12 @@ fn with_response_fields(
         .ok()
 }
 
+/// Whether `name` can be an account-context key a flag names (`read_groups`): letters, digits
+/// and `_`.
+pub(super) fn is_context_key(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 fn first_line(spec: &UnifiedMethodSpec) -> u64 {
     spec.resource
         .as_ref()
@@ -371,12 +377,7 @@ fn compile_method(
                 &at,
                 &format!("`{field}` is not a field the response mapping builds"),
             );
-        } else if flag.value.is_empty()
-            || !flag
-                .value
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-        {
+        } else if !is_context_key(&flag.value) {
             c.error_at(
                 flag,
                 &at,
@@ -949,11 +950,7 @@ fn compile_follow_ups(
             only_with: follow_up.only_with.as_ref().map(|flag| flag.value.clone()),
         });
         if let Some(flag) = &follow_up.only_with
-            && (flag.value.is_empty()
-                || !flag
-                    .value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            && !is_context_key(&flag.value)
         {
             c.error_at(
                 flag,
